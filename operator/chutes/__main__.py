@@ -1,0 +1,5 @@
+import sys
+
+from chutes.cli import main
+
+sys.exit(main())

@@ -1,0 +1,86 @@
+"""``chutes``: the command line. ``chutes run`` wraps ``kopf run`` with our handlers and settings."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+
+import kopf
+
+from chutes import __version__
+from chutes.settings import Settings, SettingsError, load_settings
+
+
+def _add_run_flags(parser: argparse.ArgumentParser) -> None:
+    flag = parser.add_argument
+    flag("-n", "--namespace", dest="namespaces", action="append", metavar="NS",
+         help="watch only this namespace (repeatable; CHUTES_NAMESPACES=a,b); default: all namespaces")
+    flag("-A", "--all-namespaces", action="store_true", help="watch all namespaces (the default)")
+    flag("--owner-id", help="ownership marker id of this installation (CHUTES_OWNER_ID, default 'default')")
+    flag("--resync-interval", type=float, help="seconds between drift checks (CHUTES_RESYNC_INTERVAL, 300)")
+    flag("--sweep-interval", type=float, help="seconds between orphan sweeps (CHUTES_SWEEP_INTERVAL, 600)")
+    flag("--cloudflare-base-url", help="Cloudflare API base URL (CHUTES_CLOUDFLARE_BASE_URL or CLOUDFLARE_BASE_URL)")
+    flag("--rate-limit", type=int, help="Cloudflare requests per token per window (CHUTES_RATE_LIMIT, 1200)")
+    flag("--rate-window", type=float, help="seconds of that window (CHUTES_RATE_WINDOW, 300)")
+    flag("--chutes", action=argparse.BooleanOptionalAction, default=None,
+         help="serve ChuteConfig/ChuteGateway (CHUTES_CHUTES, on)")
+    flag("--httproutes", action=argparse.BooleanOptionalAction, default=None,
+         help="serve annotated HTTPRoutes (CHUTES_HTTPROUTES, on)")
+    flag("--sessions", action=argparse.BooleanOptionalAction, default=None,
+         help="serve session Pods (CHUTES_SESSIONS; default: on when CF_API_TOKEN, CF_ZONE_ID, "
+              "CF_TUNNEL_ID and DOMAIN are set)")
+    flag("--standalone", action=argparse.BooleanOptionalAction, default=None,
+         help="no leader election (CHUTES_STANDALONE, off)")
+    flag("--peering", help="kopf peering name for leader election (CHUTES_PEERING, chutes-operator)")
+    flag("--priority", type=int, help="kopf peering priority (CHUTES_PRIORITY, 0)")
+    flag("--liveness", dest="liveness_endpoint", metavar="URL",
+         help="serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz (CHUTES_LIVENESS_ENDPOINT)")
+    flag("--log-format", choices=["text", "json"], help="CHUTES_LOG_FORMAT, text")
+    flag("--log-level", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="CHUTES_LOG_LEVEL, INFO")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chutes", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"chutes-operator {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run the operator against the current cluster")
+    _add_run_flags(run)
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
+    overrides = {name: getattr(args, name, None) for name in Settings.model_fields}
+    if args.all_namespaces:
+        overrides["namespaces"] = ()
+    return load_settings(environ, **overrides)
+
+
+def configure_logging(settings: Settings) -> None:
+    log_format = kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL
+    kopf.configure(verbose=settings.log_level == "DEBUG", log_format=log_format)
+    logging.getLogger().setLevel(settings.log_level)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    environ = dict(os.environ)
+    try:
+        settings = settings_from_args(args, environ)
+    except SettingsError as exc:
+        print(f"chutes: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings)
+    from chutes import runtime  # imported late: `chutes --help` stays fast
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(runtime.run(settings, environ))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""One Cloudflare core per API token, shared by every front door of a running operator.
+
+Cores (and with them the request budget, the tunnel-config writers and the DNS writers) are keyed by a
+fingerprint of the token, never the token itself, and closed when the operator stops.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from chutes.cloudflare_core import CloudflareCore, RequestBudget
+from chutes.settings import Settings
+
+
+def fingerprint(api_token: str) -> str:
+    """A short, non-reversible name for a token, safe for logs and dictionary keys."""
+    return hashlib.sha256(api_token.encode()).hexdigest()[:12]
+
+
+class CorePool:
+    """Lazily built :class:`CloudflareCore` objects, one per token."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._cores: dict[str, CloudflareCore] = {}
+
+    def core_for(self, api_token: str) -> CloudflareCore:
+        key = fingerprint(api_token)
+        core = self._cores.get(key)
+        if core is None:
+            budget = RequestBudget(limit=self._settings.rate_limit, window=self._settings.rate_window)
+            core = CloudflareCore(
+                api_token,
+                base_url=self._settings.cloudflare_base_url,
+                owner_id=self._settings.owner_id,
+                budget=budget,
+            )
+            self._cores[key] = core
+        return core
+
+    def __len__(self) -> int:
+        return len(self._cores)
+
+    async def aclose(self) -> None:
+        cores, self._cores = list(self._cores.values()), {}
+        for core in cores:
+            await core.aclose()

@@ -1,0 +1,63 @@
+"""Run the whole operator in a background thread with its own event loop (tests, ``make demo``).
+
+The emulators run in threads of their own too, so that neither blocks the other's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Mapping
+from types import TracebackType
+
+from chutes import runtime
+from chutes.settings import Settings
+
+
+class OperatorThread:
+    """``with OperatorThread(settings, environ):`` runs ``chutes run`` until the block ends."""
+
+    def __init__(self, settings: Settings, environ: Mapping[str, str] | None = None, *, timeout: float = 15.0):
+        self.settings = settings
+        self.environ = dict(environ or {})
+        self.timeout = timeout
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="chutes-operator", daemon=True)
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(runtime.run(self.settings, self.environ, stop_flag=self._stop, ready_flag=self._ready))
+        except BaseException as exc:  # reported to the thread that started us
+            self.error = exc
+            self._ready.set()
+
+    def start(self) -> OperatorThread:
+        self._thread.start()
+        if not self._ready.wait(self.timeout):
+            self.stop()
+            raise TimeoutError(f"the operator did not become ready within {self.timeout} s")
+        if self.error is not None:
+            raise RuntimeError("the operator failed to start") from self.error
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(self.timeout)
+        if self._thread.is_alive():
+            raise TimeoutError(f"the operator did not stop within {self.timeout} s")
+        if self.error is not None:
+            raise RuntimeError("the operator stopped with an error") from self.error
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def __enter__(self) -> OperatorThread:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

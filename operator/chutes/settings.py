@@ -1,0 +1,122 @@
+"""The operator's own settings: ``CHUTES_*`` environment variables, overridden by ``chutes run`` flags.
+
+The seeds' variables (``CF_API_TOKEN``, ``DOMAIN``...) keep their names and belong to the front door
+that reads them; this module only decides whether that front door is switched on.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX = "CHUTES_"
+OWNER_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+
+# The variables whose presence switches the session-Pod front door on (its seed's required ones).
+SESSION_ENV = ("CF_API_TOKEN", "CF_ZONE_ID", "CF_TUNNEL_ID", "DOMAIN")
+
+FrontDoor = Literal["chutes", "httproutes", "sessions"]
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names it."""
+
+
+class Settings(BaseModel):
+    """Everything ``chutes run`` needs beyond the cluster and the Cloudflare credentials."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    owner_id: str = Field(
+        default="default",
+        description="Names this installation in the ownership marker of every Cloudflare object it creates.",
+    )
+    resync_interval: float = Field(default=300.0, gt=0, description="Seconds between drift checks.")
+    sweep_interval: float = Field(default=600.0, gt=0, description="Seconds between orphan sweeps.")
+    namespaces: tuple[str, ...] = Field(default=(), description="Namespaces to watch; empty means all.")
+    cloudflare_base_url: str | None = Field(
+        default=None, description="Cloudflare API base URL; the SDK's CLOUDFLARE_BASE_URL is the fallback."
+    )
+    rate_limit: int = Field(default=1200, gt=0, description="Cloudflare requests allowed per token per window.")
+    rate_window: float = Field(default=300.0, gt=0, description="Seconds of the rate-limit window.")
+    chutes: bool = Field(default=True, description="Serve ChuteConfig/ChuteGateway.")
+    httproutes: bool = Field(default=True, description="Serve annotated HTTPRoutes.")
+    sessions: bool | None = Field(
+        default=None, description="Serve session Pods; None means: when the seed's variables are set."
+    )
+    standalone: bool = Field(default=False, description="Run without kopf peering (no leader election).")
+    peering: str = Field(default="chutes-operator", description="kopf peering object for leader election.")
+    priority: int = Field(default=0, description="kopf peering priority of this instance.")
+    liveness_endpoint: str | None = Field(default=None, description="e.g. http://0.0.0.0:8080/healthz")
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("owner_id")
+    @classmethod
+    def _owner_id_shape(cls, value: str) -> str:
+        if not OWNER_ID_PATTERN.match(value):
+            raise ValueError("must be 1-32 lower-case letters, digits or dashes, starting with a letter or digit")
+        return value
+
+    @field_validator("namespaces", mode="before")
+    @classmethod
+    def _split_namespaces(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    def front_doors(self, environ: Mapping[str, str]) -> tuple[FrontDoor, ...]:
+        """The front doors this run serves, in a stable order."""
+        doors: list[FrontDoor] = []
+        if self.chutes:
+            doors.append("chutes")
+        if self.httproutes:
+            doors.append("httproutes")
+        sessions = self.sessions if self.sessions is not None else all(environ.get(k) for k in SESSION_ENV)
+        if sessions:
+            doors.append("sessions")
+        return tuple(doors)
+
+
+_BOOL_TRUE = {"1", "true", "yes", "on"}
+_BOOL_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _env_value(name: str, raw: str, annotation: Any) -> Any:
+    if annotation in (bool, bool | None):
+        lowered = raw.strip().lower()
+        if lowered in _BOOL_TRUE:
+            return True
+        if lowered in _BOOL_FALSE:
+            return False
+        raise SettingsError(f"{ENV_PREFIX}{name.upper()}: expected true or false, got {raw!r}")
+    return raw
+
+
+def load_settings(environ: Mapping[str, str], **overrides: Any) -> Settings:
+    """Build settings from ``CHUTES_*`` variables, then flags (``overrides``; ``None`` = not given)."""
+    values: dict[str, Any] = {}
+    for name, field in Settings.model_fields.items():
+        raw = environ.get(f"{ENV_PREFIX}{name.upper()}")
+        if raw is not None:
+            values[name] = _env_value(name, raw, field.annotation)
+    if "cloudflare_base_url" not in values and environ.get("CLOUDFLARE_BASE_URL"):
+        values["cloudflare_base_url"] = environ["CLOUDFLARE_BASE_URL"]
+    values.update({key: value for key, value in overrides.items() if value is not None})
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{ENV_PREFIX}{'.'.join(str(p) for p in err['loc']).upper()} (--{str(err['loc'][0]).replace('_', '-')}): "
+            f"{err['msg']}"
+            for err in exc.errors()
+        )
+        raise SettingsError(f"invalid settings: {problems}") from None

@@ -1,0 +1,73 @@
+"""Settings: CHUTES_* variables, flags over variables, front-door selection, clear errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from chutes.cli import build_parser, settings_from_args
+from chutes.settings import SettingsError, load_settings
+
+SESSION_ENV = {"CF_API_TOKEN": "x", "CF_ZONE_ID": "z", "CF_TUNNEL_ID": "t", "DOMAIN": "example.com"}
+
+
+def test_defaults_watch_everything_and_serve_the_crd_front_doors() -> None:
+    settings = load_settings({})
+    assert settings.namespaces == ()
+    assert settings.owner_id == "default"
+    assert settings.resync_interval == 300
+    assert settings.front_doors({}) == ("chutes", "httproutes")
+
+
+def test_environment_variables_are_read_with_the_prefix() -> None:
+    settings = load_settings(
+        {"CHUTES_OWNER_ID": "cluster-a", "CHUTES_RESYNC_INTERVAL": "30", "CHUTES_NAMESPACES": "a, b",
+         "CHUTES_HTTPROUTES": "false", "CHUTES_LOG_LEVEL": "debug"}
+    )
+    assert settings.owner_id == "cluster-a"
+    assert settings.resync_interval == 30
+    assert settings.namespaces == ("a", "b")
+    assert settings.front_doors({}) == ("chutes",)
+    assert settings.log_level == "DEBUG"
+
+
+def test_the_sdk_base_url_variable_is_honoured_and_the_explicit_one_wins() -> None:
+    assert load_settings({"CLOUDFLARE_BASE_URL": "http://a/client/v4"}).cloudflare_base_url == "http://a/client/v4"
+    both = {"CLOUDFLARE_BASE_URL": "http://a/client/v4", "CHUTES_CLOUDFLARE_BASE_URL": "http://b/client/v4"}
+    assert load_settings(both).cloudflare_base_url == "http://b/client/v4"
+
+
+def test_flags_override_variables() -> None:
+    args = build_parser().parse_args(
+        ["run", "-n", "team-a", "-n", "team-b", "--owner-id", "flag", "--no-chutes", "--sessions"]
+    )
+    settings = settings_from_args(args, {"CHUTES_OWNER_ID": "env", "CHUTES_NAMESPACES": "other"})
+    assert settings.owner_id == "flag"
+    assert settings.namespaces == ("team-a", "team-b")
+    assert settings.front_doors({}) == ("httproutes", "sessions")
+
+
+def test_all_namespaces_flag_overrides_a_namespace_variable() -> None:
+    args = build_parser().parse_args(["run", "-A"])
+    assert settings_from_args(args, {"CHUTES_NAMESPACES": "a"}).namespaces == ()
+
+
+def test_session_front_door_turns_on_when_its_environment_is_set() -> None:
+    settings = load_settings({})
+    assert "sessions" in settings.front_doors(SESSION_ENV)
+    assert "sessions" not in settings.front_doors({**SESSION_ENV, "CF_TUNNEL_ID": ""})
+    assert "sessions" not in load_settings({"CHUTES_SESSIONS": "0"}).front_doors(SESSION_ENV)
+
+
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        ({"CHUTES_OWNER_ID": "Bad_Owner"}, "CHUTES_OWNER_ID"),
+        ({"CHUTES_RESYNC_INTERVAL": "soon"}, "CHUTES_RESYNC_INTERVAL"),
+        ({"CHUTES_RESYNC_INTERVAL": "-5"}, "CHUTES_RESYNC_INTERVAL"),
+        ({"CHUTES_STANDALONE": "maybe"}, "CHUTES_STANDALONE"),
+        ({"CHUTES_LOG_FORMAT": "xml"}, "CHUTES_LOG_FORMAT"),
+    ],
+)
+def test_a_malformed_setting_is_refused_with_its_name(environ: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingsError, match=named):
+        load_settings(environ)

@@ -1,0 +1,73 @@
+"""The Cloudflare core: the only code of chutes-operator that talks to the Cloudflare API.
+
+Front doors hold one `CloudflareCore` (in kopf's memo) and call its find-or-create,
+delete and list methods; every failure is one of the exceptions in `errors`.
+"""
+
+from __future__ import annotations
+
+from .budget import RequestBudget, shared_budget
+from .client import CloudflareClient
+from .core import CloudflareCore
+from .dns import DnsWriter
+from .errors import (
+    CloudflareError,
+    Conflict,
+    CredentialsInvalid,
+    InvalidInput,
+    NotFound,
+    RateLimited,
+    TransientError,
+    translate,
+)
+from .models import (
+    AccessApp,
+    AccessAppSpec,
+    AppPolicySpec,
+    DesiredRecord,
+    DnsRecord,
+    IdentityProvider,
+    IngressRule,
+    Policy,
+    ServiceToken,
+    Tunnel,
+    Zone,
+)
+from .ownership import Ownership, is_ours, marker, parse
+from .tunnel_config import Edit, RemoveRule, SetRule, TunnelConfigWriter, merge_ingress
+
+__all__ = [
+    "AccessApp",
+    "AccessAppSpec",
+    "AppPolicySpec",
+    "CloudflareClient",
+    "CloudflareCore",
+    "CloudflareError",
+    "Conflict",
+    "CredentialsInvalid",
+    "DesiredRecord",
+    "DnsRecord",
+    "DnsWriter",
+    "Edit",
+    "IdentityProvider",
+    "IngressRule",
+    "InvalidInput",
+    "NotFound",
+    "Ownership",
+    "Policy",
+    "RateLimited",
+    "RemoveRule",
+    "RequestBudget",
+    "ServiceToken",
+    "SetRule",
+    "TransientError",
+    "Tunnel",
+    "TunnelConfigWriter",
+    "Zone",
+    "is_ours",
+    "marker",
+    "merge_ingress",
+    "parse",
+    "shared_budget",
+    "translate",
+]

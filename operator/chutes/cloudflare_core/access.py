@@ -1,0 +1,357 @@
+"""Zero Trust Access: self-hosted apps, policies, the one-time-PIN IdP and service tokens.
+
+Every ensure_* finds its object by natural key first (app: domain; app policy: name within
+the app; IdP: type onetimepin; service token: name) and adopts it. Creates whose key Cloudflare
+does not enforce are not replayed by the client after a dropped connection; on a transient
+failure they look the object up again and adopt it instead of making a duplicate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from .client import CloudflareClient, to_wire
+from .errors import Conflict, NotFound, RateLimited, TransientError
+from .models import AccessApp, AccessAppSpec, AppPolicySpec, IdentityProvider, Policy, ServiceToken
+
+__all__ = [
+    "delete_access_app",
+    "delete_app_policy",
+    "delete_service_token",
+    "ensure_access_app",
+    "ensure_app_policy",
+    "ensure_otp_idp",
+    "ensure_service_token",
+    "find_access_app",
+    "find_reusable_policy",
+]
+
+log = logging.getLogger(__name__)
+ACCESS_PER_PAGE = 1000
+OTP_TYPE = "onetimepin"
+
+
+def _ids(values: Any) -> tuple[str, ...]:
+    found: list[str] = []
+    for value in values or []:
+        if isinstance(value, Mapping):
+            if value.get("id"):
+                found.append(str(value["id"]))
+        elif value:
+            found.append(str(value))
+    return tuple(found)
+
+
+def app_from_wire(data: dict[str, Any]) -> AccessApp:
+    policies = sorted(
+        (item for item in data.get("policies") or [] if isinstance(item, Mapping)),
+        key=lambda item: item.get("precedence") or 0,
+    )
+    return AccessApp(
+        id=str(data.get("id") or ""),
+        aud=str(data.get("aud") or ""),
+        name=str(data.get("name") or ""),
+        domain=str(data.get("domain") or "").lower(),
+        type=str(data.get("type") or ""),
+        session_duration=data.get("session_duration"),
+        allowed_idps=_ids(data.get("allowed_idps")),
+        auto_redirect_to_identity=bool(data.get("auto_redirect_to_identity")),
+        policies=_ids(policies) + tuple(p for p in data.get("policies") or [] if isinstance(p, str)),
+    )
+
+
+def policy_from_wire(data: dict[str, Any]) -> Policy:
+    return Policy(
+        id=str(data.get("id") or ""),
+        name=str(data.get("name") or ""),
+        decision=str(data.get("decision") or ""),
+        include=tuple(data.get("include") or ()),
+        exclude=tuple(data.get("exclude") or ()),
+        require=tuple(data.get("require") or ()),
+        precedence=data.get("precedence"),
+        reusable=bool(data.get("reusable")),
+    )
+
+
+def _reusable_ids(data: dict[str, Any]) -> tuple[str, ...]:
+    items = [item for item in data.get("policies") or [] if isinstance(item, Mapping) and item.get("reusable")]
+    items.sort(key=lambda item: item.get("precedence") or 0)
+    return _ids(items)
+
+
+def _app_body(spec: AccessAppSpec, attached_reusable: tuple[str, ...]) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": "self_hosted",
+        "name": spec.name,
+        "domain": spec.domain,
+        "session_duration": spec.session_duration,
+        "auto_redirect_to_identity": spec.auto_redirect_to_identity,
+    }
+    if spec.allowed_idps:
+        body["allowed_idps"] = list(spec.allowed_idps)
+    if spec.policies or attached_reusable:
+        body["policies"] = [{"id": pid, "precedence": i} for i, pid in enumerate(spec.policies, start=1)]
+    return body
+
+
+def _app_up_to_date(data: dict[str, Any], spec: AccessAppSpec) -> bool:
+    app = app_from_wire(data)
+    return (
+        app.session_duration == spec.session_duration
+        and set(app.allowed_idps) == set(spec.allowed_idps)
+        and app.auto_redirect_to_identity == spec.auto_redirect_to_identity
+        and _reusable_ids(data) == spec.policies
+        and all(data.get(key) == value for key, value in spec.extra.items())
+    )
+
+
+async def find_access_app(client: CloudflareClient, account_id: str, domain: str) -> list[dict[str, Any]]:
+    """The apps (as wire dicts) whose domain is exactly `domain`."""
+    items = await client.list_all(
+        "access.apps.list",
+        client.sdk.zero_trust.access.applications.list,
+        account_id=account_id,
+        domain=domain,
+        exact=True,
+        per_page=ACCESS_PER_PAGE,
+    )
+    return [item for item in items if str(item.get("domain") or "").lower() == domain.lower()]
+
+
+def _ours(apps: list[dict[str, Any]], spec: AccessAppSpec) -> dict[str, Any] | None:
+    mine = next((app for app in apps if app.get("name") == spec.name), None)
+    if mine is None and apps:
+        names = ", ".join(sorted(str(app.get("name")) for app in apps))
+        raise Conflict(f"Access app(s) {names} already protect {spec.domain}: not ours, left untouched")
+    return mine
+
+
+async def ensure_access_app(client: CloudflareClient, account_id: str, spec: AccessAppSpec) -> AccessApp:
+    """The self-hosted app for `spec.domain`: created, replaced when different, else as is."""
+    apps = client.sdk.zero_trust.access.applications
+    current = _ours(await find_access_app(client, account_id, spec.domain), spec)
+    if current is not None:
+        if _app_up_to_date(current, spec):
+            return app_from_wire(current)
+        body = _app_body(spec, _reusable_ids(current))
+        updated = await client.call(
+            "access.apps.update",
+            apps.update,
+            str(current["id"]),
+            account_id=account_id,
+            extra_body=dict(spec.extra) or None,
+            **body,
+        )
+        log.info("Updated Access app %s for %s", spec.name, spec.domain)
+        return app_from_wire(to_wire(updated))
+    try:
+        created = await client.call(
+            "access.apps.create",
+            apps.create,
+            account_id=account_id,
+            extra_body=dict(spec.extra) or None,
+            **_app_body(spec, ()),
+        )
+    except (TransientError, Conflict) as error:
+        if isinstance(error, RateLimited):
+            raise
+        current = _ours(await find_access_app(client, account_id, spec.domain), spec)
+        if current is None:
+            raise
+        return app_from_wire(current)
+    log.info("Created Access app %s for %s", spec.name, spec.domain)
+    return app_from_wire(to_wire(created))
+
+
+async def delete_access_app(client: CloudflareClient, account_id: str, app_id: str) -> None:
+    try:
+        await client.call(
+            "access.apps.delete", client.sdk.zero_trust.access.applications.delete, app_id, account_id=account_id
+        )
+    except NotFound:
+        return
+
+
+def _rules(rules: Any) -> list[dict[str, Any]]:
+    return [dict(rule) for rule in rules or ()]
+
+
+def _policy_up_to_date(policy: Policy, spec: AppPolicySpec) -> bool:
+    return (
+        policy.decision == spec.decision
+        and _rules(policy.include) == _rules(spec.include)
+        and _rules(policy.exclude) == _rules(spec.exclude)
+        and _rules(policy.require) == _rules(spec.require)
+        and (policy.precedence is None or policy.precedence == spec.precedence)
+    )
+
+
+async def _find_app_policy(client: CloudflareClient, account_id: str, app_id: str, name: str) -> Policy | None:
+    items = await client.list_all(
+        "access.app_policies.list",
+        client.sdk.zero_trust.access.applications.policies.list,
+        app_id,
+        account_id=account_id,
+        per_page=ACCESS_PER_PAGE,
+    )
+    policies = [policy_from_wire(item) for item in items]
+    return next((p for p in policies if p.name == name and not p.reusable), None)
+
+
+async def ensure_app_policy(client: CloudflareClient, account_id: str, app_id: str, spec: AppPolicySpec) -> Policy:
+    """The app-scoped policy named `spec.name` on the app: created or updated to match."""
+    resource = client.sdk.zero_trust.access.applications.policies
+    body: dict[str, Any] = {
+        "name": spec.name,
+        "decision": spec.decision,
+        "include": _rules(spec.include),
+        "exclude": _rules(spec.exclude),
+        "require": _rules(spec.require),
+        "precedence": spec.precedence,
+    }
+    current = await _find_app_policy(client, account_id, app_id, spec.name)
+    if current is not None:
+        if _policy_up_to_date(current, spec):
+            return current
+        updated = await client.call(
+            "access.app_policies.update", resource.update, current.id, app_id=app_id, account_id=account_id, **body
+        )
+        return policy_from_wire(to_wire(updated))
+    try:
+        created = await client.call(
+            "access.app_policies.create", resource.create, app_id, account_id=account_id, **body
+        )
+    except TransientError as error:
+        if isinstance(error, RateLimited):
+            raise
+        found = await _find_app_policy(client, account_id, app_id, spec.name)
+        if found is None:
+            raise
+        return found
+    return policy_from_wire(to_wire(created))
+
+
+async def delete_app_policy(client: CloudflareClient, account_id: str, app_id: str, policy_id: str) -> None:
+    try:
+        await client.call(
+            "access.app_policies.delete",
+            client.sdk.zero_trust.access.applications.policies.delete,
+            policy_id,
+            app_id=app_id,
+            account_id=account_id,
+        )
+    except NotFound:
+        return
+
+
+async def find_reusable_policy(client: CloudflareClient, account_id: str, name: str) -> Policy | None:
+    """The account-level (reusable) policy named exactly `name`, or None."""
+    items = await client.list_all(
+        "access.policies.list",
+        client.sdk.zero_trust.access.policies.list,
+        account_id=account_id,
+        per_page=ACCESS_PER_PAGE,
+    )
+    for item in items:
+        if item.get("name") == name:
+            return dataclasses.replace(policy_from_wire(item), reusable=True)
+    return None
+
+
+def _idp_from_wire(data: dict[str, Any]) -> IdentityProvider:
+    return IdentityProvider(
+        id=str(data.get("id") or ""), name=str(data.get("name") or ""), type=str(data.get("type") or "")
+    )
+
+
+async def _find_otp(client: CloudflareClient, account_id: str) -> IdentityProvider | None:
+    items = await client.list_all(
+        "idps.list", client.sdk.zero_trust.identity_providers.list, account_id=account_id, per_page=ACCESS_PER_PAGE
+    )
+    return next((_idp_from_wire(i) for i in items if i.get("type") == OTP_TYPE), None)
+
+
+async def ensure_otp_idp(client: CloudflareClient, account_id: str) -> IdentityProvider:
+    """The account's one-time-PIN identity provider (there is at most one per account)."""
+    found = await _find_otp(client, account_id)
+    if found is not None:
+        return found
+    try:
+        created = await client.call(
+            "idps.create",
+            client.sdk.zero_trust.identity_providers.create,
+            account_id=account_id,
+            name="One-time PIN",
+            type=OTP_TYPE,
+            config={},
+        )
+    except Conflict:
+        found = await _find_otp(client, account_id)
+        if found is None:
+            raise
+        return found
+    log.info("Created the one-time-PIN identity provider")
+    return _idp_from_wire(to_wire(created))
+
+
+def _token_from_wire(data: dict[str, Any], *, with_secret: bool) -> ServiceToken:
+    return ServiceToken(
+        id=str(data.get("id") or ""),
+        name=str(data.get("name") or ""),
+        client_id=str(data.get("client_id") or ""),
+        client_secret=(data.get("client_secret") or None) if with_secret else None,
+        expires_at=data.get("expires_at"),
+    )
+
+
+async def _find_token(client: CloudflareClient, account_id: str, name: str) -> ServiceToken | None:
+    items = await client.list_all(
+        "service_tokens.list",
+        client.sdk.zero_trust.access.service_tokens.list,
+        account_id=account_id,
+        name=name,
+        per_page=ACCESS_PER_PAGE,
+    )
+    return next((_token_from_wire(i, with_secret=False) for i in items if i.get("name") == name), None)
+
+
+async def ensure_service_token(
+    client: CloudflareClient, account_id: str, name: str, duration: str = "8760h"
+) -> ServiceToken:
+    """The service token named `name`: an existing one comes back WITHOUT its secret (Cloudflare
+    shows it only once); a new one comes back with it. Store the secret at once."""
+    found = await _find_token(client, account_id, name)
+    if found is not None:
+        return found
+    tokens = client.sdk.zero_trust.access.service_tokens
+    try:
+        created = await client.call(
+            "service_tokens.create", tokens.create, account_id=account_id, name=name, duration=duration
+        )
+    except TransientError as error:
+        if isinstance(error, RateLimited):
+            raise
+        # The create may have happened with its answer lost: adopt it and get a fresh secret.
+        found = await _find_token(client, account_id, name)
+        if found is None:
+            raise
+        rotated = await client.call("service_tokens.rotate", tokens.rotate, found.id, account_id=account_id)
+        log.info("Adopted service token %s after a lost create answer; rotated its secret", name)
+        return _token_from_wire(to_wire(rotated), with_secret=True)
+    log.info("Created service token %s", name)
+    return _token_from_wire(to_wire(created), with_secret=True)
+
+
+async def delete_service_token(client: CloudflareClient, account_id: str, token_id: str) -> None:
+    try:
+        await client.call(
+            "service_tokens.delete",
+            client.sdk.zero_trust.access.service_tokens.delete,
+            token_id,
+            account_id=account_id,
+        )
+    except NotFound:
+        return

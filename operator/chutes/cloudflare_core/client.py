@@ -1,0 +1,182 @@
+"""The one place that holds an SDK client: budget, metrics, retries, error translation, paging.
+
+The SDK's own retries are off (`max_retries=0`): it would re-send a 409 three times and ignore a
+`Retry-After` above 60 s. `CloudflareClient.call()` retries what is worth retrying (connection
+errors, timeouts, 408, 5xx, and 429 with a short `Retry-After`), spends the shared request budget
+on every attempt, counts every attempt by operation and status, and raises only our own errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+import cloudflare
+import httpx
+
+from .budget import RequestBudget, shared_budget
+from .errors import CloudflareError, CredentialsInvalid, RateLimited, TransientError, translate
+from .metrics import BUDGET_REMAINING, REQUESTS
+
+__all__ = ["NO_REPLAY_OPS", "CloudflareClient", "to_wire"]
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+# Creates whose natural key Cloudflare does not enforce as unique: re-sending them after a
+# dropped connection could make a duplicate, so they are sent once; the ensure_* function then
+# looks the object up by its natural key and adopts it.
+NO_REPLAY_OPS = frozenset(
+    {
+        "access.apps.create",
+        "access.app_policies.create",
+        "access.policies.create",
+        "service_tokens.create",
+        "service_tokens.rotate",
+    }
+)
+_AUTH_HEADERS = ("authorization", "x-auth-email", "x-auth-key", "x-auth-user-service-key")
+_current_op: contextvars.ContextVar[str | None] = contextvars.ContextVar("cloudflare_op", default=None)
+
+
+def to_wire(obj: object) -> dict[str, Any]:
+    """An SDK response model (or dict) as a plain JSON dict with the API's own key names."""
+    if obj is None:
+        return {}
+    if isinstance(obj, cloudflare.BaseModel):
+        return obj.to_dict(mode="json")
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    raise TypeError(f"unexpected Cloudflare response object {type(obj).__name__}")
+
+
+class CloudflareClient:
+    def __init__(
+        self,
+        api_token: str,
+        base_url: str | None = None,
+        *,
+        budget: RequestBudget | None = None,
+        max_attempts: int = 3,
+        backoff: float = 0.2,
+        backoff_max: float = 5.0,
+        retry_after_max: float = 5.0,
+        timeout: float = 30.0,
+    ) -> None:
+        if not api_token:
+            raise CredentialsInvalid("no Cloudflare API token configured")
+        self._token = api_token
+        self.budget = budget if budget is not None else shared_budget(api_token)
+        self.max_attempts = max(1, max_attempts)
+        self.backoff = backoff
+        self.backoff_max = backoff_max
+        self.retry_after_max = retry_after_max
+        http_client = cloudflare.DefaultAsyncHttpxClient(
+            timeout=httpx.Timeout(timeout, connect=5.0),
+            event_hooks={"response": [self._count_response]},
+        )
+        self.sdk = cloudflare.AsyncCloudflare(
+            api_token=api_token,
+            base_url=base_url,  # None: the SDK reads CLOUDFLARE_BASE_URL, else api.cloudflare.com
+            max_retries=0,
+            http_client=http_client,
+        )
+        # The SDK sends the *first* credential it has (email, key, token, service key) and fills
+        # the others from CLOUDFLARE_* variables: drop them so the Bearer token is what goes out.
+        self.sdk.api_email = None
+        self.sdk.api_key = None
+        self.sdk.user_service_key = None
+        custom = self.sdk._custom_headers
+        if isinstance(custom, dict):
+            for name in [key for key in custom if key.lower() in _AUTH_HEADERS]:
+                del custom[name]
+
+    @property
+    def base_url(self) -> str:
+        return str(self.sdk.base_url)
+
+    async def aclose(self) -> None:
+        await self.sdk.close()
+
+    async def _count_response(self, response: httpx.Response) -> None:
+        op = _current_op.get()
+        if op is not None:
+            REQUESTS.labels(operation=op, status=str(response.status_code)).inc()
+
+    def _backoff(self, attempt: int) -> float:
+        base = min(self.backoff * 2.0 ** (attempt - 1), self.backoff_max)
+        return base * random.uniform(0.75, 1.0)
+
+    def _scrub(self, error: CloudflareError) -> CloudflareError:
+        if self._token in error.message:
+            error.message = error.message.replace(self._token, "***")
+            error.args = (error.message,)
+        return error
+
+    async def call(self, op: str, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
+        """Run one SDK call for operation `op` with budget, metrics, retries and translation."""
+        replay = op not in NO_REPLAY_OPS
+        attempt = 0
+        while True:
+            attempt += 1
+            await self.budget.acquire()
+            BUDGET_REMAINING.set(self.budget.remaining)
+            token = _current_op.set(op)
+            try:
+                return await fn(*args, **kwargs)
+            except cloudflare.APIError as exc:
+                failure: Exception = exc
+            except CloudflareError:
+                raise
+            except Exception as exc:  # a bug on our side (bad arguments...): never retried
+                raise translate(exc) from exc
+            finally:
+                _current_op.reset(token)
+
+            error = self._scrub(translate(failure))
+            connection_failure = isinstance(failure, cloudflare.APIConnectionError)
+            if connection_failure:
+                REQUESTS.labels(operation=op, status="error").inc()
+            if isinstance(error, RateLimited):
+                self.budget.block_for(error.delay)
+                if error.delay <= self.retry_after_max and attempt < self.max_attempts:
+                    log.debug("Cloudflare %s: rate limited, retrying in %.1fs", op, error.delay)
+                    continue  # the next acquire() waits the block out
+                raise error from failure
+            if not isinstance(error, TransientError) or attempt >= self.max_attempts:
+                raise error from failure
+            if connection_failure and not replay:
+                raise error from failure
+            pause = self._backoff(attempt)
+            log.debug("Cloudflare %s: %s; attempt %d, retrying in %.2fs", op, error, attempt, pause)
+            await asyncio.sleep(pause)
+
+    async def list_all(
+        self, op: str, fn: Callable[..., Awaitable[Any]], /, *args: Any, per_page: int, **kwargs: Any
+    ) -> list[dict[str, Any]]:
+        """Every item of a paged listing, as wire dicts.
+
+        One request per page of `per_page`; the next page is fetched only when this one was
+        full (the SDK's auto-iteration always asks for one more, empty, page).
+        """
+        items: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            params = dict(kwargs, per_page=per_page)
+            if page > 1:
+                params["page"] = page
+            result = await self.call(op, fn, *args, **params)
+            batch = list(getattr(result, "result", None) or [])
+            items.extend(to_wire(item) for item in batch)
+            info = getattr(result, "result_info", None)
+            served = getattr(info, "per_page", None) or per_page
+            total_pages = getattr(info, "total_pages", None)
+            if not batch or len(batch) < served:
+                return items
+            if total_pages is not None and page >= total_pages:
+                return items
+            page += 1

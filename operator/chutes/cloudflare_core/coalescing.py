@@ -1,0 +1,89 @@
+"""A queue drained by one task: the shape both writers share.
+
+Callers enqueue a request holding a future and await it. One drain task takes what is queued
+(`_take`), flushes it (`_flush`, which resolves or fails each request) and repeats while
+requests arrived in the meantime. A flush that raises fails every request it took.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from .errors import CloudflareError
+
+__all__ = ["CoalescingWriter", "Request"]
+
+
+@dataclass(eq=False)
+class Request:
+    done: asyncio.Future[Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.done = asyncio.get_running_loop().create_future()
+
+    def resolve(self, value: Any) -> None:
+        if not self.done.done():
+            self.done.set_result(value)
+
+    def fail(self, error: BaseException) -> None:
+        if not self.done.done():
+            self.done.set_exception(error)
+
+
+R = TypeVar("R", bound=Request)
+
+
+class CoalescingWriter(Generic[R]):
+    label = "writer"
+
+    def __init__(self) -> None:
+        self._queue: list[R] = []
+        self._drain: asyncio.Task[None] | None = None
+        self._closed = False
+
+    async def _submit(self, request: R) -> Any:
+        if self._closed:
+            raise CloudflareError(f"the {self.label} is closed")
+        self._queue.append(request)
+        if self._drain is None or self._drain.done():
+            self._drain = asyncio.create_task(self._drain_queue(), name=self.label)
+        return await request.done
+
+    def _take(self) -> list[R]:
+        """The requests of the next flush (default: everything queued)."""
+        taken = [request for request in self._queue if not request.done.done()]
+        self._queue = []
+        return taken
+
+    async def _flush(self, requests: list[R]) -> None:
+        raise NotImplementedError
+
+    async def _drain_queue(self) -> None:
+        while self._queue:
+            requests = self._take()
+            try:
+                if requests:
+                    await self._flush(requests)
+            except Exception as error:
+                for request in requests:
+                    request.fail(error)
+            except BaseException:
+                self._fail_all(requests, CloudflareError(f"the {self.label} flush was cancelled"))
+                raise
+            for request in requests:  # defensive: nobody waits forever
+                request.fail(CloudflareError(f"the {self.label} left a request unanswered"))
+
+    def _fail_all(self, requests: list[R], error: Exception) -> None:
+        pending, self._queue = [*requests, *self._queue], []
+        for request in pending:
+            request.fail(error)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        drain = self._drain
+        if drain is not None and not drain.done():
+            drain.cancel()
+            await asyncio.wait([drain])
+        self._fail_all([], CloudflareError(f"the {self.label} is closed"))

@@ -1,0 +1,204 @@
+"""`CloudflareCore`: the facade the front doors keep in kopf's memo.
+
+One per process and token: one HTTP client and request budget, one coalescing
+`TunnelConfigWriter` per tunnel, one coalescing `DnsWriter` per zone, a zone cache, and the
+owner id written into (and required on) every DNS record it touches.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+from . import access, tunnels
+from .budget import RequestBudget
+from .client import CloudflareClient
+from .dns import DnsWriter, check_name_available
+from .errors import Conflict, CredentialsInvalid, InvalidInput, NotFound
+from .models import (
+    AccessApp,
+    AccessAppSpec,
+    AppPolicySpec,
+    DesiredRecord,
+    DnsRecord,
+    IdentityProvider,
+    IngressRule,
+    Policy,
+    ServiceToken,
+    Tunnel,
+    Zone,
+)
+from .ownership import validate_owner_id
+from .tunnel_config import TunnelConfigWriter
+from .zones import ZoneDirectory
+
+__all__ = ["CloudflareCore"]
+
+
+class CloudflareCore:
+    def __init__(
+        self,
+        api_token: str,
+        base_url: str | None = None,
+        owner_id: str = "default",
+        budget: RequestBudget | None = None,
+        *,
+        max_attempts: int = 3,
+        backoff: float = 0.2,
+    ) -> None:
+        self.owner_id = validate_owner_id(owner_id)
+        self.client = CloudflareClient(api_token, base_url, budget=budget, max_attempts=max_attempts, backoff=backoff)
+        self.zones = ZoneDirectory(self.client)
+        self._tunnel_writers: dict[tuple[str, str], TunnelConfigWriter] = {}
+        self._dns_writers: dict[str, DnsWriter] = {}
+
+    @property
+    def budget(self) -> RequestBudget:
+        return self.client.budget
+
+    async def __aenter__(self) -> CloudflareCore:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        for writer in self._tunnel_writers.values():
+            await writer.aclose()
+        for dns_writer in self._dns_writers.values():
+            await dns_writer.aclose()
+        self._tunnel_writers.clear()
+        self._dns_writers.clear()
+        await self.client.aclose()
+
+    # -- writers ---------------------------------------------------------------------------
+    def tunnel_writer(self, account_id: str, tunnel_id: str) -> TunnelConfigWriter:
+        key = (account_id, tunnel_id)
+        writer = self._tunnel_writers.get(key)
+        if writer is None:
+            writer = self._tunnel_writers[key] = TunnelConfigWriter(self.client, account_id, tunnel_id)
+        return writer
+
+    def dns_writer(self, zone_id: str) -> DnsWriter:
+        writer = self._dns_writers.get(zone_id)
+        if writer is None:
+
+            async def batch_limit() -> int:
+                return await self.zones.batch_limit(zone_id)
+
+            writer = self._dns_writers[zone_id] = DnsWriter(self.client, zone_id, batch_limit)
+        return writer
+
+    # -- tunnels ---------------------------------------------------------------------------
+    async def ensure_tunnel(self, account_id: str, name: str) -> Tunnel:
+        return await tunnels.ensure_tunnel(self.client, account_id, name)
+
+    async def find_tunnel(self, account_id: str, name: str) -> Tunnel | None:
+        return await tunnels.find_tunnel(self.client, account_id, name)
+
+    async def get_tunnel(self, account_id: str, tunnel_id: str) -> Tunnel | None:
+        return await tunnels.get_tunnel(self.client, account_id, tunnel_id)
+
+    async def get_tunnel_token(self, account_id: str, tunnel_id: str) -> str:
+        return await tunnels.get_tunnel_token(self.client, account_id, tunnel_id)
+
+    async def delete_tunnel(self, account_id: str, tunnel_id: str) -> None:
+        await tunnels.delete_tunnel(self.client, account_id, tunnel_id)
+        writer = self._tunnel_writers.pop((account_id, tunnel_id), None)
+        if writer is not None:
+            await writer.aclose()
+
+    async def list_tunnels(self, account_id: str, prefix: str | None = None) -> list[Tunnel]:
+        return await tunnels.list_tunnels(self.client, account_id, prefix)
+
+    async def set_ingress_rule(self, account_id: str, tunnel_id: str, rule: IngressRule) -> None:
+        await self.tunnel_writer(account_id, tunnel_id).set_rule(rule)
+
+    async def remove_ingress_rule(
+        self, account_id: str, tunnel_id: str, hostname: str, path: str | None = None
+    ) -> None:
+        await self.tunnel_writer(account_id, tunnel_id).remove_rule(hostname, path)
+
+    async def get_tunnel_config(self, account_id: str, tunnel_id: str) -> dict[str, Any] | None:
+        return await self.tunnel_writer(account_id, tunnel_id).get_config()
+
+    # -- DNS -------------------------------------------------------------------------------
+    async def ensure_dns_record(self, zone_id: str, desired: DesiredRecord) -> DnsRecord:
+        return await self.dns_writer(zone_id).ensure_record(desired, self.owner_id)
+
+    async def delete_dns_record(self, zone_id: str, name: str, type: str) -> None:
+        await self.dns_writer(zone_id).delete_record(name, type, self.owner_id)
+
+    async def check_dns_name_available(
+        self, zone_id: str, name: str, source: str | None = None, type: str = "CNAME"
+    ) -> None:
+        """Fail early (Conflict) when `name` is held by a record we do not own; `source` is the
+        object asking (for the message)."""
+        try:
+            await check_name_available(self.client, zone_id, name, self.owner_id, type)
+        except Conflict as conflict:
+            if source:
+                conflict.message = f"{conflict.message} (wanted by {source})"
+                conflict.args = (conflict.message,)
+            raise
+
+    async def list_owned_dns_records(self, zone_id: str) -> list[DnsRecord]:
+        return await self.dns_writer(zone_id).list_owned(self.owner_id)
+
+    # -- zones -----------------------------------------------------------------------------
+    async def get_zone(self, zone_id: str) -> Zone:
+        return await self.zones.get_zone(zone_id)
+
+    async def find_zone(self, name: str) -> Zone | None:
+        return await self.zones.find_zone(name)
+
+    async def verify_access(self, account_id: str, zone_id: str) -> Zone:
+        """Prove the token reaches the account (tunnels) and the zone (returned); else
+        CredentialsInvalid."""
+        try:
+            await self.client.call(
+                "tunnels.list",
+                self.client.sdk.zero_trust.tunnels.cloudflared.list,
+                account_id=account_id,
+                is_deleted=False,
+                per_page=1,
+            )
+        except (NotFound, InvalidInput) as error:
+            raise CredentialsInvalid(f"the token cannot reach account {account_id}: {error}") from error
+        try:
+            zone = await self.zones.get_zone(zone_id)
+        except (NotFound, InvalidInput) as error:
+            raise CredentialsInvalid(f"the token cannot reach zone {zone_id}: {error}") from error
+        if zone.account_id and zone.account_id != account_id:
+            raise CredentialsInvalid(f"zone {zone.name} belongs to another account than {account_id}")
+        return zone
+
+    # -- Access ----------------------------------------------------------------------------
+    async def ensure_access_app(self, account_id: str, spec: AccessAppSpec) -> AccessApp:
+        return await access.ensure_access_app(self.client, account_id, spec)
+
+    async def delete_access_app(self, account_id: str, app_id: str) -> None:
+        await access.delete_access_app(self.client, account_id, app_id)
+
+    async def ensure_app_policy(self, account_id: str, app_id: str, spec: AppPolicySpec) -> Policy:
+        return await access.ensure_app_policy(self.client, account_id, app_id, spec)
+
+    async def delete_app_policy(self, account_id: str, app_id: str, policy_id: str) -> None:
+        await access.delete_app_policy(self.client, account_id, app_id, policy_id)
+
+    async def find_reusable_policy(self, account_id: str, name: str) -> Policy | None:
+        return await access.find_reusable_policy(self.client, account_id, name)
+
+    async def ensure_otp_idp(self, account_id: str) -> IdentityProvider:
+        return await access.ensure_otp_idp(self.client, account_id)
+
+    async def ensure_service_token(self, account_id: str, name: str, duration: str = "8760h") -> ServiceToken:
+        return await access.ensure_service_token(self.client, account_id, name, duration)
+
+    async def delete_service_token(self, account_id: str, token_id: str) -> None:
+        await access.delete_service_token(self.client, account_id, token_id)

@@ -1,0 +1,304 @@
+"""DNS records with an ownership marker, written per zone through coalesced batches.
+
+`DnsWriter.ensure_record` / `delete_record` queue up; one drain task flushes the queue:
+one listing of the zone (name-filtered when the flush touches one name), a plan per request
+against what exists (external-dns style: a record without OUR marker is never touched; the
+requester gets `Conflict`), then `dns.batch` calls of at most the plan's batch size.
+
+A batch is all-or-nothing. When one is refused (4xx), the zone is listed again and the plan
+redone (this adopts what a replayed batch already applied, and catches records created by
+someone else in between); if the batch is refused again it is split in halves until the bad
+request is alone, and only that requester gets the error. A transient failure fails every
+request of the flush (the caller retries later).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .client import CloudflareClient, to_wire
+from .coalescing import CoalescingWriter, Request
+from .errors import CloudflareError, Conflict, CredentialsInvalid, TransientError
+from .models import DesiredRecord, DnsRecord, normalize_name
+from .ownership import MARKER_PREFIX, is_ours, marker
+
+__all__ = ["DnsWriter", "check_name_available", "list_owned", "list_records", "record_from_wire"]
+
+log = logging.getLogger(__name__)
+DNS_PER_PAGE = 5000
+_PROXIABLE = frozenset({"A", "AAAA", "CNAME"})
+
+
+def record_from_wire(data: dict[str, Any]) -> DnsRecord:
+    return DnsRecord(
+        id=str(data.get("id") or ""),
+        name=normalize_name(str(data.get("name") or "")),
+        type=str(data.get("type") or ""),
+        content=str(data.get("content") or ""),
+        proxied=bool(data.get("proxied")),
+        ttl=int(data.get("ttl") or 1),
+        comment=data.get("comment") or None,
+    )
+
+
+async def list_records(client: CloudflareClient, zone_id: str, names: Iterable[str] = ()) -> list[DnsRecord]:
+    """Records of the zone; only those named `name` when exactly one name is given."""
+    wanted = sorted({normalize_name(name) for name in names})
+    params: dict[str, Any] = {"zone_id": zone_id}
+    if len(wanted) == 1:
+        params["name"] = {"exact": wanted[0]}
+    items = await client.list_all("dns.list", client.sdk.dns.records.list, per_page=DNS_PER_PAGE, **params)
+    records = [record_from_wire(item) for item in items]
+    if len(wanted) == 1:
+        records = [record for record in records if record.name == wanted[0]]
+    return records
+
+
+async def list_owned(client: CloudflareClient, zone_id: str, owner_id: str) -> list[DnsRecord]:
+    """Every record of the zone carrying `owner_id`'s marker."""
+    items = await client.list_all(
+        "dns.list",
+        client.sdk.dns.records.list,
+        zone_id=zone_id,
+        comment={"startswith": f"{MARKER_PREFIX} owner={owner_id} "},
+        per_page=DNS_PER_PAGE,
+    )
+    records = [record_from_wire(item) for item in items]
+    return [record for record in records if is_ours(record.comment, owner_id)]
+
+
+async def check_name_available(
+    client: CloudflareClient, zone_id: str, name: str, owner_id: str, type: str = "CNAME"
+) -> None:
+    """Raise Conflict when a record we do not own stands where a `type` record `name` would go."""
+    wanted = normalize_name(name)
+    for record in await list_records(client, zone_id, [wanted]):
+        if _clash(type.upper(), record.type) and not is_ours(record.comment, owner_id):
+            raise Conflict(f"{wanted}: a {record.type} record not owned by {owner_id} exists: left untouched")
+
+
+def _clash(wanted_type: str, existing_type: str) -> bool:
+    """Whether a record of `existing_type` stands in the way of one of `wanted_type`."""
+    return wanted_type == existing_type or "CNAME" in (wanted_type, existing_type)
+
+
+def _same_content(record_type: str, left: str, right: str) -> bool:
+    if record_type in ("CNAME", "NS", "MX", "PTR"):
+        return normalize_name(left) == normalize_name(right)
+    return left == right
+
+
+def _record_body(desired: DesiredRecord, comment: str) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "name": desired.name,
+        "type": desired.type,
+        "content": desired.content,
+        "ttl": desired.effective_ttl,
+        "comment": comment,
+    }
+    if desired.type in _PROXIABLE:
+        body["proxied"] = desired.proxied
+    return body
+
+
+@dataclass(eq=False)
+class _Request(Request):
+    """One caller's request: ensure `desired` (when set) or delete (`name`, `type`)."""
+
+    name: str = field(kw_only=True)
+    type: str = field(kw_only=True)
+    owner_id: str = field(kw_only=True)
+    desired: DesiredRecord | None = field(kw_only=True)
+
+
+@dataclass
+class _Change:
+    """The batch actions one request needs; `result` is the record when no write yields one."""
+
+    request: _Request
+    deletes: list[str] = field(default_factory=list)
+    patch: dict[str, Any] | None = None
+    post: dict[str, Any] | None = None
+    result: DnsRecord | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.deletes) + (self.patch is not None) + (self.post is not None)
+
+
+def plan(request: _Request, existing: list[DnsRecord]) -> _Change | None:
+    """What `request` needs given the records named like it; None (request resolved) when
+    already satisfied. Raises Conflict when a record we do not own is in the way.
+    """
+    owner = request.owner_id
+    if request.desired is None:
+        same_type = [record for record in existing if record.type == request.type]
+        ours = [record for record in same_type if is_ours(record.comment, owner)]
+        if ours:
+            return _Change(request, deletes=[record.id for record in ours])
+        if same_type:
+            raise Conflict(f"{request.name} {request.type} is not owned by {owner}: left untouched")
+        request.resolve(None)
+        return None
+
+    desired = request.desired
+    foreign = [
+        record for record in existing if not is_ours(record.comment, owner) and _clash(desired.type, record.type)
+    ]
+    if foreign:
+        types = ", ".join(sorted({record.type for record in foreign}))
+        raise Conflict(f"{desired.name}: a {types} record not owned by {owner} exists: left untouched")
+    comment = marker(owner, desired.source)
+    ours = [record for record in existing if is_ours(record.comment, owner)]
+    current = next((record for record in ours if record.type == desired.type), None)
+    deletes = [record.id for record in ours if record is not current and _clash(desired.type, record.type)]
+    body = _record_body(desired, comment)
+    if current is None:
+        return _Change(request, deletes=deletes, post=body)
+    up_to_date = (
+        _same_content(desired.type, current.content, desired.content)
+        and (current.proxied == desired.proxied or desired.type not in _PROXIABLE)
+        and current.ttl == desired.effective_ttl
+        and current.comment == comment
+    )
+    if up_to_date:
+        if not deletes:
+            request.resolve(current)
+            return None
+        return _Change(request, deletes=deletes, result=current)
+    return _Change(request, deletes=deletes, patch={"id": current.id, **body})
+
+
+class DnsWriter(CoalescingWriter[_Request]):
+    """The single writer of one zone's records in this process (see the module docstring)."""
+
+    label = "DNS writer"
+
+    def __init__(
+        self,
+        client: CloudflareClient,
+        zone_id: str,
+        batch_limit: Callable[[], Awaitable[int]],
+    ) -> None:
+        super().__init__()
+        self._client = client
+        self.zone_id = zone_id
+        self._batch_limit = batch_limit
+
+    async def ensure_record(self, desired: DesiredRecord, owner_id: str) -> DnsRecord:
+        """The record as wanted, created or updated when ours; Conflict when not ours."""
+        request = _Request(name=desired.name, type=desired.type, owner_id=owner_id, desired=desired)
+        record: DnsRecord = await self._submit(request)
+        return record
+
+    async def delete_record(self, name: str, type: str, owner_id: str) -> None:
+        """Delete our record(s) `name`/`type`; absent is fine; a foreign one raises Conflict."""
+        request = _Request(name=normalize_name(name), type=type.upper(), owner_id=owner_id, desired=None)
+        await self._submit(request)
+
+    async def list_owned(self, owner_id: str) -> list[DnsRecord]:
+        return await list_owned(self._client, self.zone_id, owner_id)
+
+    def _take(self) -> list[_Request]:
+        """The next flush: queued requests in order, at most one per name (the rest wait)."""
+        taken: list[_Request] = []
+        later: list[_Request] = []
+        names: set[str] = set()
+        for request in self._queue:
+            if request.done.done():
+                continue
+            if request.name in names:
+                later.append(request)
+            else:
+                names.add(request.name)
+                taken.append(request)
+        self._queue = later
+        return taken
+
+    async def _plan_all(self, requests: list[_Request]) -> list[_Change]:
+        records = await list_records(self._client, self.zone_id, {request.name for request in requests})
+        by_name: dict[str, list[DnsRecord]] = {}
+        for record in records:
+            by_name.setdefault(record.name, []).append(record)
+        changes: list[_Change] = []
+        for request in requests:
+            try:
+                change = plan(request, by_name.get(request.name, []))
+            except CloudflareError as error:
+                request.fail(error)
+                continue
+            if change is not None:
+                changes.append(change)
+        return changes
+
+    async def _flush(self, requests: list[_Request]) -> None:
+        changes = await self._plan_all(requests)
+        await self._apply(changes, replanned=False)
+
+    async def _apply(self, changes: list[_Change], *, replanned: bool) -> None:
+        if not changes:
+            return
+        limit = max(1, await self._batch_limit())
+        chunk: list[_Change] = []
+        chunks: list[list[_Change]] = []
+        size = 0
+        for change in changes:
+            if chunk and size + change.size > limit:
+                chunks.append(chunk)
+                chunk, size = [], 0
+            chunk.append(change)
+            size += change.size
+        chunks.append(chunk)
+        for part in chunks:
+            await self._run(part, replanned=replanned)
+
+    async def _run(self, changes: list[_Change], *, replanned: bool) -> None:
+        try:
+            response = await self._batch(changes)
+        except (TransientError, CredentialsInvalid):
+            raise  # the whole flush fails; callers retry later
+        except CloudflareError as error:
+            if not replanned:
+                log.info("DNS batch in zone %s refused (%s); listing again", self.zone_id, error)
+                fresh = await self._plan_all([change.request for change in changes])
+                await self._apply(fresh, replanned=True)
+            elif len(changes) == 1:
+                changes[0].request.fail(error)
+            else:
+                half = len(changes) // 2
+                await self._run(changes[:half], replanned=True)
+                await self._run(changes[half:], replanned=True)
+            return
+        patched = [record_from_wire(to_wire(item)) for item in response.get("patches") or []]
+        posted = [record_from_wire(to_wire(item)) for item in response.get("posts") or []]
+        for change in changes:
+            result = change.result
+            if change.patch is not None:
+                result = patched.pop(0) if patched else _assumed(change.patch)
+            elif change.post is not None:
+                result = posted.pop(0) if posted else _assumed(change.post)
+            change.request.resolve(result if change.request.desired is not None else None)
+
+    async def _batch(self, changes: list[_Change]) -> dict[str, Any]:
+        body: dict[str, Any] = {}  # sent as extra_body: already wire form, no SDK re-aliasing
+        deletes = [{"id": record_id} for change in changes for record_id in change.deletes]
+        patches = [change.patch for change in changes if change.patch is not None]
+        posts = [change.post for change in changes if change.post is not None]
+        if deletes:
+            body["deletes"] = deletes
+        if patches:
+            body["patches"] = patches
+        if posts:
+            body["posts"] = posts
+        result = await self._client.call(
+            "dns.batch", self._client.sdk.dns.records.batch, zone_id=self.zone_id, extra_body=body
+        )
+        return to_wire(result)
+
+
+def _assumed(body: dict[str, Any]) -> DnsRecord:
+    """The record a write produced, when the batch response did not echo it."""
+    return record_from_wire(body)

@@ -1,0 +1,62 @@
+"""Zone lookups (cached: a zone's id, account and plan do not change under us)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .client import CloudflareClient, to_wire
+from .errors import NotFound
+from .models import Zone, normalize_name
+
+__all__ = ["ZoneDirectory", "zone_from_wire"]
+
+FREE_BATCH_LIMIT = 200
+PAID_BATCH_LIMIT = 3500
+
+
+def zone_from_wire(data: dict[str, Any]) -> Zone:
+    account = data.get("account") or {}
+    plan = data.get("plan") or {}
+    plan_id = str(plan.get("legacy_id") or plan.get("name") or "").lower()
+    return Zone(
+        id=str(data.get("id") or ""),
+        name=normalize_name(str(data.get("name") or "")),
+        account_id=str(account.get("id") or ""),
+        plan=plan_id,
+    )
+
+
+class ZoneDirectory:
+    def __init__(self, client: CloudflareClient) -> None:
+        self._client = client
+        self._by_id: dict[str, Zone] = {}
+
+    async def get_zone(self, zone_id: str) -> Zone:
+        """The zone (one zones.get per zone per process). Raises NotFound."""
+        zone = self._by_id.get(zone_id)
+        if zone is None:
+            result = await self._client.call("zones.get", self._client.sdk.zones.get, zone_id=zone_id)
+            zone = zone_from_wire(to_wire(result))
+            if not zone.id:
+                raise NotFound(f"zone {zone_id} not found")
+            self._by_id[zone_id] = zone
+        return zone
+
+    async def find_zone(self, name: str) -> Zone | None:
+        """The zone named exactly `name`, or None."""
+        wanted = normalize_name(name)
+        for zone in self._by_id.values():
+            if zone.name == wanted:
+                return zone
+        items = await self._client.list_all("zones.list", self._client.sdk.zones.list, name=wanted, per_page=50)
+        for item in items:
+            zone = zone_from_wire(item)
+            if zone.name == wanted:
+                self._by_id[zone.id] = zone
+                return zone
+        return None
+
+    async def batch_limit(self, zone_id: str) -> int:
+        """How many record changes one dns.batch call may carry in this zone."""
+        zone = await self.get_zone(zone_id)
+        return FREE_BATCH_LIMIT if zone.is_free else PAID_BATCH_LIMIT

@@ -1,0 +1,123 @@
+"""Retries, rate limits, credentials, metrics and paging of the client (emulator, real SDK)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from prometheus_client import REGISTRY
+
+from chutes.cloudflare_core import (
+    CloudflareCore,
+    CredentialsInvalid,
+    RateLimited,
+    RequestBudget,
+    TransientError,
+)
+from chutes.sandbox.cloudflare import CloudflareSandbox, SandboxConfig
+
+
+@pytest.fixture()
+async def sandbox() -> AsyncIterator[CloudflareSandbox]:
+    sb = CloudflareSandbox(SandboxConfig.default())
+    await sb.start(host="127.0.0.1", port=0)
+    try:
+        yield sb
+    finally:
+        await sb.stop()
+
+
+@pytest.fixture()
+async def core(sandbox: CloudflareSandbox) -> AsyncIterator[CloudflareCore]:
+    async with CloudflareCore(
+        sandbox.token, sandbox.base_url, owner_id="test", budget=RequestBudget(), backoff=0.01
+    ) as instance:
+        yield instance
+
+
+def requests_total(operation: str, status: str) -> float:
+    value = REGISTRY.get_sample_value("chutes_cloudflare_requests_total", {"operation": operation, "status": status})
+    return value or 0.0
+
+
+async def test_429_with_long_retry_after_blocks_the_budget(core: CloudflareCore, sandbox: CloudflareSandbox) -> None:
+    sandbox.faults.rate_limit(count=1, retry_after=300)
+
+    with pytest.raises(RateLimited) as limited:
+        await core.list_tunnels(sandbox.account_id)
+    assert limited.value.delay == 300.0 and limited.value.status == 429 and 971 in limited.value.codes
+    assert sandbox.counters == {"tunnels.list": 1}  # not retried: the SDK's retries are off
+
+    with pytest.raises(RateLimited) as blocked:
+        await core.ensure_tunnel(sandbox.account_id, "op-x")
+    assert 299.0 < blocked.value.delay <= 300.0
+    assert sandbox.counters == {"tunnels.list": 1}  # refused without a request
+    assert core.budget.remaining == 0
+
+
+async def test_429_with_short_retry_after_is_waited_out(core: CloudflareCore, sandbox: CloudflareSandbox) -> None:
+    sandbox.faults.rate_limit(count=1, retry_after=1)
+    assert await core.list_tunnels(sandbox.account_id) == []
+    assert [c.status for c in sandbox.calls(op="tunnels.list")] == [429, 200]
+
+
+async def test_5xx_is_retried_then_transient(core: CloudflareCore, sandbox: CloudflareSandbox) -> None:
+    before = requests_total("tunnels.list", "503")
+    sandbox.faults.fail(op="tunnels.list", status=503, count=1)
+    assert await core.list_tunnels(sandbox.account_id) == []
+    assert [c.status for c in sandbox.calls(op="tunnels.list")] == [503, 200]
+
+    sandbox.reset_log()
+    sandbox.faults.fail(op="tunnels.list", status=502, count=3)
+    with pytest.raises(TransientError) as failed:
+        await core.list_tunnels(sandbox.account_id)
+    assert not isinstance(failed.value, RateLimited) and failed.value.status == 502
+    assert sandbox.counters == {"tunnels.list": 3}  # max_attempts
+    assert requests_total("tunnels.list", "503") == before + 1
+    assert requests_total("tunnels.list", "502") >= 3
+
+
+async def test_invalid_token_is_credentials_invalid(sandbox: CloudflareSandbox) -> None:
+    async with CloudflareCore("not-the-token", sandbox.base_url, budget=RequestBudget()) as bad:
+        with pytest.raises(CredentialsInvalid) as refused:
+            await bad.verify_access(sandbox.account_id, sandbox.zone_id("example.com"))
+    assert "not-the-token" not in str(refused.value)
+    assert refused.value.status in (401, 403)
+
+
+async def test_verify_access(core: CloudflareCore, sandbox: CloudflareSandbox) -> None:
+    verified = await core.verify_access(sandbox.account_id, sandbox.zone_id("example.com"))
+    assert verified.name == "example.com"
+    with pytest.raises(CredentialsInvalid):
+        await core.verify_access(sandbox.account_id, "0" * 32)
+    zone = await core.get_zone(sandbox.zone_id("example.net"))
+    assert (zone.name, zone.plan, zone.account_id) == ("example.net", "pro", sandbox.account_id)
+    assert await core.find_zone("example.com") == await core.get_zone(sandbox.zone_id("example.com"))
+    assert await core.find_zone("example.org") is None
+
+
+async def test_bearer_token_is_sent(core: CloudflareCore, sandbox: CloudflareSandbox) -> None:
+    await core.list_tunnels(sandbox.account_id)  # the emulator answers 401 to anything but the token
+    assert sandbox.calls(op="tunnels.list")[0].status == 200
+
+
+async def test_listing_stops_at_the_first_page_that_is_not_full(
+    core: CloudflareCore, sandbox: CloudflareSandbox
+) -> None:
+    for i in range(5):
+        await core.ensure_tunnel(sandbox.account_id, f"op-{i}")
+    sandbox.reset_log()
+
+    items = await core.client.list_all(
+        "tunnels.list",
+        core.client.sdk.zero_trust.tunnels.cloudflared.list,
+        account_id=sandbox.account_id,
+        is_deleted=False,
+        per_page=2,
+    )
+
+    assert sorted(item["name"] for item in items) == [f"op-{i}" for i in range(5)]
+    assert [c.query.get("page") for c in sandbox.calls(op="tunnels.list")] == [None, "2", "3"]
+    sandbox.reset_log()
+    assert len(await core.list_tunnels(sandbox.account_id, prefix="op-")) == 5
+    assert sandbox.counters == {"tunnels.list": 1}

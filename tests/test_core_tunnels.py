@@ -1,0 +1,215 @@
+"""Tunnels and the co-owned tunnel configuration, through the real SDK against the emulator."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import cloudflare
+import pytest
+
+from chutes.cloudflare_core import CloudflareCore, IngressRule, NotFound, RequestBudget
+from chutes.sandbox.cloudflare import CloudflareSandbox, SandboxConfig
+
+FOREIGN = [
+    {"hostname": "foreign-1.example.com", "service": "http://f1:80"},
+    {"hostname": "foreign-2.example.com", "path": "^/docs", "service": "http://f2:80"},
+]
+CUSTOM_CATCH_ALL = {"service": "http_status:503"}
+
+
+@pytest.fixture()
+async def sandbox() -> AsyncIterator[CloudflareSandbox]:
+    sb = CloudflareSandbox(SandboxConfig.default())
+    await sb.start(host="127.0.0.1", port=0)
+    try:
+        yield sb
+    finally:
+        await sb.stop()
+
+
+@pytest.fixture()
+async def core(sandbox: CloudflareSandbox) -> AsyncIterator[CloudflareCore]:
+    async with CloudflareCore(
+        sandbox.token, sandbox.base_url, owner_id="test", budget=RequestBudget(), backoff=0.01
+    ) as instance:
+        yield instance
+
+
+def live_tunnels(sandbox: CloudflareSandbox, name: str) -> list[dict[str, Any]]:
+    tunnels = sandbox.snapshot()["tunnels"]
+    items = tunnels.values() if isinstance(tunnels, dict) else tunnels
+    return [t for t in items if t["name"] == name and not t.get("deleted_at")]
+
+
+async def seed_config(sandbox: CloudflareSandbox, tunnel_id: str, config: dict[str, Any]) -> None:
+    """Write a configuration as another tool would (plain SDK), then forget the requests."""
+    other = cloudflare.AsyncCloudflare(api_token=sandbox.token, base_url=sandbox.base_url, max_retries=0)
+    async with other:
+        await other.zero_trust.tunnels.cloudflared.configurations.update(
+            tunnel_id,
+            account_id=sandbox.account_id,
+            config=config,  # type: ignore[arg-type]
+        )
+    sandbox.reset_log()
+
+
+async def test_ensure_tunnel_twice_gives_one_tunnel(core: CloudflareCore, sandbox: CloudflareSandbox) -> None:
+    first = await core.ensure_tunnel(sandbox.account_id, "op-one")
+    sandbox.reset_log()
+    second = await core.ensure_tunnel(sandbox.account_id, "op-one")
+
+    assert second == first and not first.deleted
+    assert await core.find_tunnel(sandbox.account_id, "op-one") == first
+    assert await core.find_tunnel(sandbox.account_id, "op-none") is None
+    assert len(live_tunnels(sandbox, "op-one")) == 1
+    assert sandbox.counters == {"tunnels.list": 3}
+    assert {c.query["is_deleted"] for c in sandbox.calls(op="tunnels.list")} == {"false"}
+
+
+async def test_replayed_create_after_dropped_connection_is_adopted(
+    core: CloudflareCore, sandbox: CloudflareSandbox
+) -> None:
+    sandbox.faults.drop_after_write(op="tunnels.create", count=1)
+
+    tunnel = await core.ensure_tunnel(sandbox.account_id, "op-dropped")
+
+    assert [t["id"] for t in live_tunnels(sandbox, "op-dropped")] == [tunnel.id]
+    assert sandbox.counters["tunnels.create"] == 2  # applied + replayed (409/1013)
+    assert [r.status for r in sandbox.calls(op="tunnels.create")][-1] == 409
+
+
+async def test_tunnel_token_and_delete(core: CloudflareCore, sandbox: CloudflareSandbox) -> None:
+    tunnel = await core.ensure_tunnel(sandbox.account_id, "op-token")
+    token = await core.get_tunnel_token(sandbox.account_id, tunnel.id)
+    assert json.loads(base64.b64decode(token))["t"] == tunnel.id
+
+    await core.delete_tunnel(sandbox.account_id, tunnel.id)
+    await core.delete_tunnel(sandbox.account_id, tunnel.id)  # already deleted: fine
+    await core.delete_tunnel(sandbox.account_id, "6f1f8a8e-0000-4000-8000-000000000000")  # unknown: fine
+
+    assert live_tunnels(sandbox, "op-token") == []
+    assert {c.query.get("cascade") for c in sandbox.calls(op="tunnels.delete")} == {"true"}
+    assert await core.list_tunnels(sandbox.account_id, prefix="op-") == []
+
+
+async def test_fifty_concurrent_edits_cost_one_get_and_one_put(
+    core: CloudflareCore, sandbox: CloudflareSandbox
+) -> None:
+    account = sandbox.account_id
+    tunnel = await core.ensure_tunnel(account, "op-shared")
+    ours_before = [{"hostname": f"old-{i}.example.com", "service": "http://old:80"} for i in range(10)]
+    await seed_config(
+        sandbox,
+        tunnel.id,
+        {
+            "ingress": [FOREIGN[0], *ours_before, FOREIGN[1], CUSTOM_CATCH_ALL],
+            "originRequest": {"connectTimeout": 10},
+        },
+    )
+
+    sets = [
+        core.set_ingress_rule(account, tunnel.id, IngressRule(f"new-{i}.example.com", f"http://svc-{i}:80"))
+        for i in range(40)
+    ]
+    removes = [core.remove_ingress_rule(account, tunnel.id, f"old-{i}.example.com") for i in range(10)]
+    results = await asyncio.gather(*sets, *removes)
+
+    assert results == [None] * 50
+    assert sandbox.counters == {"tunnels.config.get": 1, "tunnels.config.put": 1}
+    config = await core.get_tunnel_config(account, tunnel.id)
+    assert config is not None
+    ingress = config["ingress"]
+    assert [r for r in ingress if r.get("hostname", "").startswith("foreign")] == FOREIGN
+    assert ingress[-1] == CUSTOM_CATCH_ALL
+    assert {r["hostname"] for r in ingress[:-1]} == {
+        *(f"new-{i}.example.com" for i in range(40)),
+        "foreign-1.example.com",
+        "foreign-2.example.com",
+    }
+    assert config["originRequest"] == {"connectTimeout": 10}
+
+
+async def test_edits_arriving_during_a_flush_go_to_the_next_one(
+    core: CloudflareCore, sandbox: CloudflareSandbox
+) -> None:
+    tunnel = await core.ensure_tunnel(sandbox.account_id, "op-waves")
+    sandbox.faults.latency = 0.05
+    first = asyncio.gather(
+        *(
+            core.set_ingress_rule(sandbox.account_id, tunnel.id, IngressRule(f"a{i}.example.com", "http://a:80"))
+            for i in range(5)
+        )
+    )
+    await asyncio.sleep(0.02)  # the first flush is now in flight
+    second = asyncio.gather(
+        *(
+            core.set_ingress_rule(sandbox.account_id, tunnel.id, IngressRule(f"b{i}.example.com", "http://b:80"))
+            for i in range(5)
+        )
+    )
+    await asyncio.gather(first, second)
+    sandbox.faults.latency = 0.0
+
+    assert sandbox.counters["tunnels.config.put"] == 2
+    config = await core.get_tunnel_config(sandbox.account_id, tunnel.id)
+    assert config is not None and len(config["ingress"]) == 11
+
+
+async def test_exact_hostnames_before_wildcards_and_no_put_when_unchanged(
+    core: CloudflareCore, sandbox: CloudflareSandbox
+) -> None:
+    account = sandbox.account_id
+    tunnel = await core.ensure_tunnel(account, "op-order")
+    await core.set_ingress_rule(account, tunnel.id, IngressRule("*.example.com", "http://wild:80"))
+    await core.set_ingress_rule(account, tunnel.id, IngressRule("app.example.com", "http://app:80"))
+    await core.set_ingress_rule(account, tunnel.id, IngressRule("app.example.com", "http://api:80", "^/api/v1"))
+    await core.set_ingress_rule(account, tunnel.id, IngressRule("app.example.com", "http://api:80", "^/api"))
+    config = await core.get_tunnel_config(account, tunnel.id)
+    assert config is not None
+    assert [(r.get("hostname"), r.get("path")) for r in config["ingress"]] == [
+        ("app.example.com", "^/api/v1"),
+        ("app.example.com", "^/api"),
+        ("app.example.com", None),
+        ("*.example.com", None),
+        (None, None),
+    ]
+
+    sandbox.reset_log()
+    await core.set_ingress_rule(account, tunnel.id, IngressRule("app.example.com", "http://app:80"))
+    await core.remove_ingress_rule(account, tunnel.id, "missing.example.com")
+    assert sandbox.counters == {"tunnels.config.get": 2}  # steady state: no PUT
+
+
+async def test_rule_edits_on_a_deleted_tunnel(core: CloudflareCore, sandbox: CloudflareSandbox) -> None:
+    tunnel = await core.ensure_tunnel(sandbox.account_id, "op-gone")
+    await core.set_ingress_rule(sandbox.account_id, tunnel.id, IngressRule("app.example.com", "http://app:80"))
+    other = cloudflare.AsyncCloudflare(api_token=sandbox.token, base_url=sandbox.base_url, max_retries=0)
+    async with other:
+        await other.zero_trust.tunnels.cloudflared.delete(tunnel.id, account_id=sandbox.account_id)
+
+    await core.remove_ingress_rule(sandbox.account_id, tunnel.id, "app.example.com")  # nothing left to remove
+    with pytest.raises(NotFound):
+        await core.set_ingress_rule(sandbox.account_id, tunnel.id, IngressRule("b.example.com", "http://b:80"))
+
+
+async def test_a_failed_flush_reaches_every_caller_and_the_next_flush_recovers(
+    core: CloudflareCore, sandbox: CloudflareSandbox
+) -> None:
+    tunnel = await core.ensure_tunnel(sandbox.account_id, "op-fail")
+    sandbox.faults.fail(op="tunnels.config.put", status=500, count=3)
+    results = await asyncio.gather(
+        *(
+            core.set_ingress_rule(sandbox.account_id, tunnel.id, IngressRule(f"h{i}.example.com", "http://h:80"))
+            for i in range(4)
+        ),
+        return_exceptions=True,
+    )
+    assert [type(r).__name__ for r in results] == ["TransientError"] * 4
+
+    await core.set_ingress_rule(sandbox.account_id, tunnel.id, IngressRule("h0.example.com", "http://h:80"))
+    config = await core.get_tunnel_config(sandbox.account_id, tunnel.id)
+    assert config is not None and [r.get("hostname") for r in config["ingress"]] == ["h0.example.com", None]

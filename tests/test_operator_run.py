@@ -1,0 +1,89 @@
+"""`chutes run` starts against both emulators, serves its probes, and stops cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chutes.sandbox.runner import OperatorThread
+from chutes.settings import load_settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_http_ok(url: str, timeout: float = 20.0) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                return str(response.read().decode())
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def chutes_command() -> list[str]:
+    script = Path(sys.executable).with_name("chutes")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "chutes"]
+
+
+def run_env(kube: Any, cloudflare: Any) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLOUDFLARE_", "CHUTES_", "CF_"))}
+    env.update(
+        KUBECONFIG=kube.kubeconfig,
+        CLOUDFLARE_BASE_URL=cloudflare.base_url,
+        PYTHONPATH=str(REPO / "operator"),
+    )
+    return env
+
+
+@pytest.mark.parametrize("scope", [["-A"], ["--namespace", "ns1"]], ids=["all-namespaces", "one-namespace"])
+def test_chutes_run_starts_serves_liveness_and_stops_on_sigterm(kube: Any, cloudflare: Any, scope: list[str]) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [*chutes_command(), "run", *scope, "--standalone", f"--liveness=http://127.0.0.1:{port}/healthz"],
+        env=run_env(kube, cloudflare), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        health = wait_http_ok(f"http://127.0.0.1:{port}/healthz")
+        assert "front_doors" in health
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, output
+    assert "Serving front doors" in output
+    assert "Traceback" not in output
+
+
+def test_chutes_run_refuses_a_malformed_setting_naming_it(kube: Any, cloudflare: Any) -> None:
+    env = {**run_env(kube, cloudflare), "CHUTES_RESYNC_INTERVAL": "soon"}
+    result = subprocess.run([*chutes_command(), "run"], env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "CHUTES_RESYNC_INTERVAL" in result.stderr
+
+
+def test_operator_thread_starts_and_stops_in_process(kube: Any, cloudflare: Any) -> None:
+    settings = load_settings({}, standalone=True, cloudflare_base_url=cloudflare.base_url)
+    with OperatorThread(settings, {}) as operator:
+        assert operator.alive
+    assert not operator.alive
+    assert operator.error is None

@@ -5,13 +5,17 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PORT   ?= 8787
 
-.PHONY: test lint sandbox kube-sandbox run bench clean
+.PHONY: demo test lint sandbox kube-sandbox run bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test,dev]'
 	touch $(STAMP)
+
+## demo: the operator publishing examples/chute-gateway on both emulators (no cluster, no token)
+demo: $(STAMP)
+	$(PY) -m chutes.sandbox.demo
 
 ## test: create the virtualenv, install, run the whole suite
 test: $(STAMP)

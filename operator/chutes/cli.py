@@ -36,7 +36,7 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
               "CF_TUNNEL_ID and DOMAIN are set)")
     flag("--standalone", action=argparse.BooleanOptionalAction, default=None,
          help="no leader election (CHUTES_STANDALONE, off)")
-    flag("--peering", help="kopf peering name for leader election (CHUTES_PEERING, chutes-operator)")
+    flag("--peering", help="kopf peering name for leader election; needs kopf's peering CRDs (CHUTES_PEERING)")
     flag("--priority", type=int, help="kopf peering priority (CHUTES_PRIORITY, 0)")
     flag("--liveness", dest="liveness_endpoint", metavar="URL",
          help="serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz (CHUTES_LIVENESS_ENDPOINT)")
@@ -64,6 +64,8 @@ def configure_logging(settings: Settings) -> None:
     log_format = kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL
     kopf.configure(verbose=settings.log_level == "DEBUG", log_format=log_format)
     logging.getLogger().setLevel(settings.log_level)
+    # The SDK's HTTP client logs every request at INFO; our own metrics and Events say what matters.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

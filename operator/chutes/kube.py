@@ -18,6 +18,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.config.config_exception import ConfigException
 
 SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+MERGE_PATCH = "application/merge-patch+json"
 
 
 def _in_cluster() -> bool:
@@ -102,6 +103,10 @@ async def list_custom(
     return [dict(item) for item in listing.get("items", [])]
 
 
+class StaleObject(Exception):
+    """A write based on an old resourceVersion was refused (HTTP 409)."""
+
+
 async def patch_custom_status(
     api: client.ApiClient,
     group: str,
@@ -110,18 +115,30 @@ async def patch_custom_status(
     name: str,
     namespace: str | None,
     status: dict[str, Any],
-) -> None:
-    """Merge-patch ``status`` (404 = the object is gone: nothing to do)."""
+    resource_version: str | None = None,
+) -> str | None:
+    """Merge-patch ``status``, conditional on ``resource_version`` when given (:class:`StaleObject` if it
+    moved on). Returns the new resourceVersion; ``None`` when the object is gone (nothing to do)."""
     objects = client.CustomObjectsApi(api)
-    body = {"status": status}
+    body: dict[str, Any] = {"status": status}
+    if resource_version:
+        body["metadata"] = {"resourceVersion": resource_version}
     try:
         if namespace is None:
-            await objects.patch_cluster_custom_object_status(group, version, plural, name, body)
+            result = await objects.patch_cluster_custom_object_status(
+                group, version, plural, name, body, _content_type=MERGE_PATCH
+            )
         else:
-            await objects.patch_namespaced_custom_object_status(group, version, namespace, plural, name, body)
+            result = await objects.patch_namespaced_custom_object_status(
+                group, version, namespace, plural, name, body, _content_type=MERGE_PATCH
+            )
     except ApiException as exc:
-        if not _missing(exc):
-            raise
+        if _missing(exc):
+            return None
+        if exc.status == 409:
+            raise StaleObject(f"{plural}/{name} changed since it was read") from None
+        raise
+    return str(result.get("metadata", {}).get("resourceVersion") or "") or None
 
 
 async def read_secret_value(api: client.ApiClient, namespace: str, name: str, key: str) -> str | None:

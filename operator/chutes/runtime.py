@@ -112,7 +112,7 @@ async def run(
         clusterwide=not namespaces,
         namespaces=namespaces,
         standalone=settings.standalone,
-        peering_name=settings.peering,
+        peering_name=None if settings.standalone else settings.peering,
         priority=settings.priority,
         liveness_endpoint=settings.liveness_endpoint,
         stop_flag=stop_flag,

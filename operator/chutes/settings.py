@@ -48,7 +48,11 @@ class Settings(BaseModel):
         default=None, description="Serve session Pods; None means: when the seed's variables are set."
     )
     standalone: bool = Field(default=False, description="Run without kopf peering (no leader election).")
-    peering: str = Field(default="chutes-operator", description="kopf peering object for leader election.")
+    peering: str | None = Field(
+        default=None,
+        description="kopf peering object for leader election; when set, its CRD must exist (mandatory peering). "
+        "Unset: kopf's default peering when the cluster has kopf's peering CRDs, else none.",
+    )
     priority: int = Field(default=0, description="kopf peering priority of this instance.")
     liveness_endpoint: str | None = Field(default=None, description="e.g. http://0.0.0.0:8080/healthz")
     log_format: Literal["text", "json"] = "text"

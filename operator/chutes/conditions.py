@@ -1,0 +1,94 @@
+"""Status conditions with cert-manager semantics, and every condition type and reason in one place.
+
+``lastTransitionTime`` changes only when a condition's status changes; ``observedGeneration`` is always
+set. Functions are pure: they return new lists and never mutate their input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+Status = Literal["True", "False", "Unknown"]
+Condition = dict[str, Any]
+
+# Condition types
+READY = "Ready"
+TUNNEL_READY = "TunnelReady"
+ACCESS_READY = "AccessReady"
+DNS_READY = "DNSReady"
+CONNECTOR_READY = "ConnectorReady"
+CREDENTIALS_READY = "CredentialsReady"
+IDENTITY_PROVIDER_READY = "IdentityProviderReady"
+DELETION_BLOCKED = "DeletionBlocked"
+
+# Reasons (CamelCase, stable: users alert on them)
+RECONCILED = "Reconciled"
+PROGRESSING = "Progressing"
+PENDING = "Pending"
+PUBLIC = "Public"
+CONFIG_NOT_FOUND = "ConfigNotFound"
+CONFIG_NOT_READY = "ConfigNotReady"
+SECRET_NOT_FOUND = "SecretNotFound"
+SECRET_KEY_MISSING = "SecretKeyMissing"
+CREDENTIALS_INVALID = "CredentialsInvalid"
+ACCOUNT_UNREACHABLE = "AccountUnreachable"
+HOSTNAME_OUTSIDE_ZONE = "HostnameOutsideZone"
+HOSTNAME_CONFLICT = "HostnameConflict"
+SERVICE_NOT_FOUND = "ServiceNotFound"
+INVALID_SPEC = "InvalidSpec"
+RATE_LIMITED = "RateLimited"
+CLOUDFLARE_UNAVAILABLE = "CloudflareUnavailable"
+CLOUDFLARE_REJECTED = "CloudflareRejected"
+CONNECTORS_UNAVAILABLE = "ConnectorsUnavailable"
+CONNECTORS_AVAILABLE = "ConnectorsAvailable"
+GATEWAYS_REMAIN = "GatewaysRemain"
+DELETING = "Deleting"
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def find(conditions: Iterable[Mapping[str, Any]] | None, type_: str) -> Mapping[str, Any] | None:
+    return next((c for c in conditions or () if c.get("type") == type_), None)
+
+
+def set_condition(
+    conditions: Sequence[Mapping[str, Any]] | None,
+    type_: str,
+    status: Status,
+    reason: str,
+    message: str,
+    generation: int | None,
+    *,
+    timestamp: str | None = None,
+) -> list[Condition]:
+    """A copy of ``conditions`` with ``type_`` set; other conditions keep their order."""
+    previous = find(conditions, type_)
+    transition = (
+        previous["lastTransitionTime"]
+        if previous is not None and previous.get("status") == status and previous.get("lastTransitionTime")
+        else timestamp or now()
+    )
+    updated: Condition = {
+        "type": type_,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "observedGeneration": generation,
+        "lastTransitionTime": transition,
+    }
+    result = [dict(c) for c in conditions or ()]
+    for index, condition in enumerate(result):
+        if condition.get("type") == type_:
+            result[index] = updated
+            return result
+    result.append(updated)
+    return result
+
+
+def is_true(conditions: Iterable[Mapping[str, Any]] | None, type_: str) -> bool:
+    condition = find(conditions, type_)
+    return condition is not None and condition.get("status") == "True"

@@ -1,0 +1,1 @@
+"""The ChuteConfig / ChuteGateway front door (group ``chutes.troubleshat.com``)."""

@@ -1,0 +1,195 @@
+"""What a ChuteGateway should produce: names, the FQDN, the origin, Access rules and the cloudflared
+manifests. Pure functions of the gateway's and its config's specs; no I/O."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from chutes import conditions as c
+
+GROUP = "chutes.troubleshat.com"
+VERSION = "v1alpha1"
+GATEWAY_PLURAL = "chutegateways"
+CONFIG_PLURAL = "chuteconfigs"
+GATEWAY_KIND = "ChuteGateway"
+CONFIG_KIND = "ChuteConfig"
+POLICY_NAME = "chute-operator-allow"  # the seed's (app-scoped) policy name
+DEFAULT_IMAGE = "cloudflare/cloudflared:2024.8.3"
+METRICS_PORT = 2000
+TOKEN_KEY = "token"
+LABEL_GATEWAY = f"{GROUP}/gateway"
+MANAGED_BY = "chutes-operator"
+
+_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_DURATION = re.compile(r"^([0-9]+(\.[0-9]+)?(s|m|h))+$")
+
+
+class SpecError(ValueError):
+    """The spec cannot be published as it is; ``reason`` is a condition reason."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class GatewayPlan:
+    namespace: str
+    name: str
+    fqdn: str
+    service_url: str
+    public: bool
+    emails: tuple[str, ...]
+    domains: tuple[str, ...]
+    session_duration: str
+    replicas: int
+    image: str
+    resources: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def cloudflare_name(self) -> str:
+        """Tunnel and Access application name."""
+        return f"chute-{self.namespace}-{self.name}"
+
+    @property
+    def source(self) -> str:
+        return f"{GATEWAY_KIND}/{self.namespace}/{self.name}"
+
+    @property
+    def secret_name(self) -> str:
+        return f"chute-{self.name}-tunnel-token"
+
+    @property
+    def deployment_name(self) -> str:
+        return f"chute-{self.name}-cloudflared"
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.fqdn}"
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {
+            "app.kubernetes.io/name": "cloudflared",
+            "app.kubernetes.io/instance": self.deployment_name,
+            "app.kubernetes.io/managed-by": MANAGED_BY,
+            LABEL_GATEWAY: self.name,
+        }
+
+
+def resolve_hostname(hostname: str, domain: str) -> str:
+    """``app`` → ``app.example.com``; ``app.example.com`` stays; anything outside the domain is refused."""
+    host, zone = hostname.strip().lower().rstrip("."), domain.strip().lower().rstrip(".")
+    if host == zone or host.endswith("." + zone):
+        fqdn = host
+    elif "." not in host:
+        fqdn = f"{host}.{zone}"
+    else:
+        raise SpecError(c.HOSTNAME_OUTSIDE_ZONE, f"hostname {hostname!r} is not inside the zone {zone!r}")
+    labels = fqdn.split(".")
+    if len(fqdn) > 253 or not all(_LABEL.match(label) for label in labels):
+        raise SpecError(c.INVALID_SPEC, f"hostname {fqdn!r} is not a valid DNS name")
+    return fqdn
+
+
+def plan_gateway(namespace: str, name: str, spec: Mapping[str, Any], domain: str) -> GatewayPlan:
+    """The gateway's desired state, or :class:`SpecError` naming what is wrong."""
+    service = spec.get("service") or {}
+    access = spec.get("access") or {}
+    scheme = service.get("scheme") or "http"
+    port = service.get("port")
+    if not service.get("name") or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise SpecError(c.INVALID_SPEC, "spec.service needs a name and a port between 1 and 65535")
+    if scheme not in ("http", "https"):
+        raise SpecError(c.INVALID_SPEC, f"spec.service.scheme must be http or https, not {scheme!r}")
+    emails = tuple(sorted({str(e).strip().lower() for e in access.get("allowedEmails") or ()}))
+    domains = tuple(sorted({str(d).strip().lower() for d in access.get("allowedDomains") or ()}))
+    public = bool(access.get("public", False))
+    if not public and not emails and not domains:
+        raise SpecError(
+            c.INVALID_SPEC,
+            "spec.access needs at least one allowedEmails or allowedDomains entry, unless access.public is true",
+        )
+    duration = str(access.get("sessionDuration") or "24h")
+    if not _DURATION.match(duration):
+        raise SpecError(c.INVALID_SPEC, f"spec.access.sessionDuration {duration!r} is not a duration like 24h or 30m")
+    replicas = spec.get("replicas", 2)
+    if not isinstance(replicas, int) or replicas < 0:
+        raise SpecError(c.INVALID_SPEC, "spec.replicas must be a non-negative integer")
+    cloudflared = spec.get("cloudflared") or {}
+    return GatewayPlan(
+        namespace=namespace,
+        name=name,
+        fqdn=resolve_hostname(str(spec.get("hostname") or ""), domain),
+        service_url=f"{scheme}://{service['name']}.{namespace}.svc.cluster.local:{port}",
+        public=public,
+        emails=emails,
+        domains=domains,
+        session_duration=duration,
+        replicas=replicas,
+        image=str(cloudflared.get("image") or DEFAULT_IMAGE),
+        resources=dict(cloudflared.get("resources") or {}),
+    )
+
+
+def policy_include(plan: GatewayPlan) -> list[dict[str, Any]]:
+    """The allow policy's include rules: one per email, one per email domain."""
+    return [{"email": {"email": email}} for email in plan.emails] + [
+        {"email_domain": {"domain": domain}} for domain in plan.domains
+    ]
+
+
+def secret_manifest(plan: GatewayPlan, tunnel_token: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": plan.secret_name, "namespace": plan.namespace, "labels": plan.labels},
+        "type": "Opaque",
+        "stringData": {TOKEN_KEY: tunnel_token},
+    }
+
+
+def deployment_manifest(plan: GatewayPlan) -> dict[str, Any]:
+    selector = {"app.kubernetes.io/name": "cloudflared", LABEL_GATEWAY: plan.name}
+    probe = {"httpGet": {"path": "/ready", "port": METRICS_PORT}, "periodSeconds": 10, "failureThreshold": 3}
+    container: dict[str, Any] = {
+        "name": "cloudflared",
+        "image": plan.image,
+        "args": ["tunnel", "--no-autoupdate", "--metrics", f"0.0.0.0:{METRICS_PORT}", "run"],
+        "env": [
+            {"name": "TUNNEL_TOKEN", "valueFrom": {"secretKeyRef": {"name": plan.secret_name, "key": TOKEN_KEY}}}
+        ],
+        "ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
+        "readinessProbe": probe,
+        "livenessProbe": {**probe, "initialDelaySeconds": 10},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    if plan.resources:
+        container["resources"] = dict(plan.resources)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": plan.deployment_name, "namespace": plan.namespace, "labels": plan.labels},
+        "spec": {
+            "replicas": plan.replicas,
+            "selector": {"matchLabels": selector},
+            "template": {
+                "metadata": {"labels": plan.labels},
+                "spec": {
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 65532,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [container],
+                },
+            },
+        },
+    }

@@ -1,0 +1,146 @@
+"""kopf handlers for ChuteConfig and ChuteGateway: thin; the work is in :mod:`reconcile`."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from chutes import conditions as c
+from chutes import kube
+from chutes.frontdoors.gateways import desired as d
+from chutes.frontdoors.gateways import reconcile as r
+from chutes.frontdoors.gateways.status import StatusWriter
+from chutes.settings import Settings
+
+# Reasons that only a spec change can fix: the resync timer leaves them alone.
+PERMANENT_REASONS = frozenset({c.INVALID_SPEC, c.HOSTNAME_OUTSIDE_ZONE, c.CLOUDFLARE_REJECTED})
+
+
+def to_kopf(problem: r.Problem) -> Exception:
+    if problem.delay is None:
+        return kopf.PermanentError(f"{problem.reason}: {problem.message}")
+    return kopf.TemporaryError(f"{problem.reason}: {problem.message}", delay=problem.delay)
+
+
+def _writer(memo: kopf.Memo, plural: str, name: str, namespace: str | None, body: Mapping[str, Any]) -> StatusWriter:
+    write = functools.partial(kube.patch_custom_status, memo.kube, d.GROUP, d.VERSION, plural, name, namespace)
+
+    async def reload() -> tuple[dict[str, Any], str | None] | None:
+        live = await kube.get_custom(memo.kube, d.GROUP, d.VERSION, plural, name, namespace)
+        if live is None:
+            return None
+        return dict(live.get("status") or {}), live["metadata"].get("resourceVersion")
+
+    meta = body["metadata"]
+    return StatusWriter(body.get("status"), meta.get("generation"), write,
+                        resource_version=meta.get("resourceVersion"), reload=reload)
+
+
+def _warn_on_new_problem(events: r.EventSink, before: Mapping[str, Any] | None, problem: r.Problem) -> None:
+    """One Warning Event per distinct problem, not one per retry."""
+    previous = c.find((before or {}).get("conditions"), c.READY)
+    if previous is None or (previous.get("reason"), previous.get("message")) != (problem.reason, problem.message):
+        events.warning(problem.reason, problem.message)
+
+
+def _skip_resync(body: Mapping[str, Any]) -> bool:
+    status = body.get("status") or {}
+    ready = c.find(status.get("conditions"), c.READY)
+    return (
+        ready is not None
+        and ready.get("reason") in PERMANENT_REASONS
+        and status.get("observedGeneration") == body["metadata"].get("generation")
+    )
+
+
+def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
+    interval = settings.resync_interval
+
+    # --- ChuteConfig ------------------------------------------------------------------------------
+    @kopf.on.resume(d.GROUP, d.VERSION, d.CONFIG_PLURAL, registry=registry, id="reconcile")
+    @kopf.on.create(d.GROUP, d.VERSION, d.CONFIG_PLURAL, registry=registry, id="reconcile")
+    @kopf.on.update(d.GROUP, d.VERSION, d.CONFIG_PLURAL, registry=registry, id="reconcile", field="spec")
+    async def config_reconcile(name: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        await _config(name, body, memo)
+
+    @kopf.timer(d.GROUP, d.VERSION, d.CONFIG_PLURAL, registry=registry, id="resync", interval=interval,
+                initial_delay=interval)
+    async def config_resync(name: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        if not _skip_resync(body):
+            await _config(name, body, memo)
+
+    @kopf.on.delete(d.GROUP, d.VERSION, d.CONFIG_PLURAL, registry=registry, id="cleanup")
+    async def config_delete(name: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        users = await r.gateways_using(memo.kube, name)
+        status = _writer(memo, d.CONFIG_PLURAL, name, None, body)
+        if users:
+            message = "still referenced by ChuteGateway " + ", ".join(users)
+            status.condition(c.DELETION_BLOCKED, "True", c.GATEWAYS_REMAIN, message)
+            await status.flush()
+            raise kopf.TemporaryError(message, delay=r.MISSING_RETRY)
+
+    async def _config(name: str, body: kopf.Body, memo: kopf.Memo) -> None:
+        status = _writer(memo, d.CONFIG_PLURAL, name, None, body)
+        events = r.EventSink(body, kopf.event)
+        try:
+            await r.reconcile_config(memo.kube, memo.cores, name, body.get("spec") or {}, status)
+        except r.Problem as problem:
+            _warn_on_new_problem(events, body.get("status"), problem)
+            raise to_kopf(problem) from None
+
+    # --- ChuteGateway -----------------------------------------------------------------------------
+    @kopf.on.resume(d.GROUP, d.VERSION, d.GATEWAY_PLURAL, registry=registry, id="reconcile")
+    @kopf.on.create(d.GROUP, d.VERSION, d.GATEWAY_PLURAL, registry=registry, id="reconcile")
+    @kopf.on.update(d.GROUP, d.VERSION, d.GATEWAY_PLURAL, registry=registry, id="reconcile", field="spec")
+    async def gateway_reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        await _gateway(body, memo)
+
+    @kopf.timer(d.GROUP, d.VERSION, d.GATEWAY_PLURAL, registry=registry, id="resync", interval=interval,
+                initial_delay=interval)
+    async def gateway_resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        if not _skip_resync(body):
+            await _gateway(body, memo)
+
+    @kopf.on.delete(d.GROUP, d.VERSION, d.GATEWAY_PLURAL, registry=registry, id="cleanup")
+    async def gateway_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        meta = body["metadata"]
+        status = _writer(memo, d.GATEWAY_PLURAL, meta["name"], meta["namespace"], body)
+        events = r.EventSink(body, kopf.event)
+        try:
+            await r.unpublish_gateway(memo.kube, memo.cores, body, status, events)
+        except r.Problem as problem:
+            status.condition(c.DELETION_BLOCKED, "True", problem.reason, problem.message)
+            await status.flush()
+            _warn_on_new_problem(events, body.get("status"), problem)
+            raise to_kopf(problem) from None
+
+    async def _gateway(body: kopf.Body, memo: kopf.Memo) -> None:
+        meta = body["metadata"]
+        status = _writer(memo, d.GATEWAY_PLURAL, meta["name"], meta["namespace"], body)
+        events = r.EventSink(body, kopf.event)
+        try:
+            await r.reconcile_gateway(memo.kube, memo.cores, body, status, events)
+        except r.Problem as problem:
+            _warn_on_new_problem(events, body.get("status"), problem)
+            raise to_kopf(problem) from None
+
+    # --- cloudflared Deployments: ConnectorReady follows their available replicas ------------------
+    @kopf.on.event("apps", "v1", "deployments", registry=registry, id="connector",
+                   labels={d.LABEL_GATEWAY: kopf.PRESENT, "app.kubernetes.io/managed-by": d.MANAGED_BY})
+    async def cloudflared_changed(body: kopf.Body, event: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
+        if event.get("type") == "DELETED":
+            return
+        namespace = body["metadata"]["namespace"]
+        gateway_name = body["metadata"]["labels"][d.LABEL_GATEWAY]
+        gateway = await kube.get_custom(memo.kube, d.GROUP, d.VERSION, d.GATEWAY_PLURAL, gateway_name, namespace)
+        if gateway is None or gateway["metadata"].get("deletionTimestamp"):
+            return
+        status = _writer(memo, d.GATEWAY_PLURAL, gateway_name, namespace, gateway)
+        ready = c.find(status.get("conditions"), c.READY)
+        r.connector_condition(status, int((gateway.get("spec") or {}).get("replicas", 2)), body.get("status"))
+        if ready is None or ready.get("reason") in (c.PENDING, c.RECONCILED):
+            r.ready_condition(status)
+        await status.flush()

@@ -1,0 +1,91 @@
+"""ChuteGateway desired state: names, hostname resolution, Access rules, cloudflared manifests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from chutes.frontdoors.gateways import desired as d
+
+
+def spec(**changes: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "configRef": "default",
+        "hostname": "app",
+        "service": {"name": "web", "port": 8080},
+        "access": {"allowedEmails": ["Alice@Example.com"], "allowedDomains": ["corp.example"]},
+    }
+    base.update(changes)
+    return base
+
+
+def test_names_and_origin_follow_the_seed() -> None:
+    plan = d.plan_gateway("team-a", "blog", spec(), "example.com")
+    assert plan.fqdn == "app.example.com"
+    assert plan.cloudflare_name == "chute-team-a-blog"
+    assert plan.secret_name == "chute-blog-tunnel-token"
+    assert plan.deployment_name == "chute-blog-cloudflared"
+    assert plan.service_url == "http://web.team-a.svc.cluster.local:8080"
+    assert plan.url == "https://app.example.com"
+    assert plan.replicas == 2 and plan.session_duration == "24h" and not plan.public
+
+
+@pytest.mark.parametrize(
+    ("hostname", "fqdn"),
+    [("app", "app.example.com"), ("app.example.com", "app.example.com"), ("a.b.example.com", "a.b.example.com"),
+     ("example.com", "example.com"), ("APP.Example.com.", "app.example.com")],
+)
+def test_hostname_is_a_label_or_an_fqdn_inside_the_zone(hostname: str, fqdn: str) -> None:
+    assert d.resolve_hostname(hostname, "example.com") == fqdn
+
+
+@pytest.mark.parametrize("hostname", ["app.example.net", "example.com.evil.org", "notexample.com"])
+def test_hostname_outside_the_zone_is_refused(hostname: str) -> None:
+    with pytest.raises(d.SpecError) as error:
+        d.resolve_hostname(hostname, "example.com")
+    assert error.value.reason == "HostnameOutsideZone"
+
+
+def test_no_allowed_identity_is_refused_unless_public() -> None:
+    with pytest.raises(d.SpecError, match="allowedEmails or allowedDomains") as error:
+        d.plan_gateway("ns", "g", spec(access={}), "example.com")
+    assert error.value.reason == "InvalidSpec"
+    assert d.plan_gateway("ns", "g", spec(access={"public": True}), "example.com").public
+
+
+def test_policy_includes_each_email_and_domain_normalised() -> None:
+    plan = d.plan_gateway("ns", "g", spec(), "example.com")
+    assert d.policy_include(plan) == [
+        {"email": {"email": "alice@example.com"}},
+        {"email_domain": {"domain": "corp.example"}},
+    ]
+
+
+def test_cloudflared_deployment_reads_the_token_from_the_secret_and_probes_ready() -> None:
+    cloudflared = {"image": "cf:1", "resources": {"limits": {"cpu": "1"}}}
+    plan = d.plan_gateway("ns", "g", spec(replicas=3, cloudflared=cloudflared), "example.com")
+    deployment = d.deployment_manifest(plan)
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert deployment["spec"]["replicas"] == 3
+    assert container["image"] == "cf:1"
+    assert container["resources"] == {"limits": {"cpu": "1"}}
+    assert "--metrics" in container["args"] and "0.0.0.0:2000" in container["args"]
+    assert container["env"] == [{"name": "TUNNEL_TOKEN", "valueFrom": {"secretKeyRef": {"name": "chute-g-tunnel-token",
+                                                                                        "key": "token"}}}]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": 2000}
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    secret = d.secret_manifest(plan, "tok")
+    assert secret["stringData"] == {"token": "tok"} and secret["metadata"]["name"] == "chute-g-tunnel-token"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"service": {"name": "web"}}, {"service": {"name": "web", "port": 70000}},
+     {"service": {"name": "web", "port": 80, "scheme": "ftp"}},
+     {"access": {"allowedEmails": ["a@b.c"], "sessionDuration": "forever"}}, {"replicas": -1}],
+)
+def test_malformed_specs_are_refused(change: dict[str, Any]) -> None:
+    with pytest.raises(d.SpecError):
+        d.plan_gateway("ns", "g", spec(**change), "example.com")

@@ -378,6 +378,18 @@ def test_watch_follows_objects_into_and_out_of_a_label_selector(co: CustomObject
     assert events == [("ADDED", "w4"), ("DELETED", "w1"), ("MODIFIED", "w3")]
 
 
+def test_watch_with_initial_events_and_a_named_watch(sandbox: KubeSandbox, labelled: str) -> None:
+    base = f"{sandbox.url}/apis/{GROUP}/{VERSION}/namespaces/{labelled}/widgets"
+    with urllib.request.urlopen(f"{base}?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan"
+                                "&allowWatchBookmarks=true&labelSelector=env%3Dprod", timeout=5) as response:
+        events = [json.loads(response.readline()) for _ in range(3)]
+    assert [(e["type"], e["object"]["metadata"].get("name")) for e in events] == [
+        ("ADDED", "w1"), ("ADDED", "w2"), ("BOOKMARK", None)]
+    assert events[2]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+    with urllib.request.urlopen(f"{base}/w3?watch=true", timeout=5) as response:
+        assert json.loads(response.readline())["object"]["metadata"]["name"] == "w3"
+
+
 def test_no_op_patch_changes_nothing_and_emits_nothing(co: CustomObjectsApi, ns: str) -> None:
     obj = co.create_namespaced_custom_object(GROUP, VERSION, ns, "widgets", widget("w1", labels={"a": "b"}))
     rv = obj["metadata"]["resourceVersion"]

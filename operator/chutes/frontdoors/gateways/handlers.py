@@ -80,7 +80,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
             message = "still referenced by ChuteGateway " + ", ".join(users)
             status.condition(c.DELETION_BLOCKED, "True", c.GATEWAYS_REMAIN, message)
             await status.flush()
-            raise kopf.TemporaryError(message, delay=r.MISSING_RETRY)
+            raise kopf.TemporaryError(message, delay=r.CONFIG_RETRY)
 
     async def _config(name: str, body: kopf.Body, memo: kopf.Memo) -> None:
         status = _writer(memo, d.CONFIG_PLURAL, name, None, body)

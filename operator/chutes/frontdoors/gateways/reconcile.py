@@ -247,6 +247,9 @@ async def publish(
     events: EventSink,
 ) -> None:
     core, account_id = account.core, account.account_id
+    if status.get("observedGeneration") != status.generation:
+        status.set(ready=False)
+        status.condition(c.READY, "False", c.PROGRESSING, f"applying generation {status.generation}")
     previous_fqdn = status.get("hostname")
     previous_app = status.get("accessAppId")
     previous_policy = status.get("accessPolicyId")
@@ -322,8 +325,6 @@ async def publish(
         events.normal("AccessApplicationRemoved", f"Access application {previous_app} removed")
     if plan.public:
         status.set(accessAppId=None, accessPolicyId=None)
-        status.status.pop("accessAppId", None)
-        status.status.pop("accessPolicyId", None)
 
     # 6. The tunnel token Secret and the cloudflared Deployment, owned by the gateway.
     token = await step("reading the tunnel token", core.get_tunnel_token(account_id, tunnel.id))

@@ -405,8 +405,10 @@ async def unpublish_gateway(
             raise problem_from_cloudflare(exc, doing) from exc
 
     fqdn = status.get("hostname")
-    tunnel = await step("finding the tunnel", core.find_tunnel(account_id, names.cloudflare_name))
-    tunnel_id = tunnel.id if tunnel is not None else status.get("tunnelId")
+    tunnel_id = status.get("tunnelId")
+    if not tunnel_id:  # stopped before the tunnel's id was recorded: find it by name
+        tunnel = await step("finding the tunnel", core.find_tunnel(account_id, names.cloudflare_name))
+        tunnel_id = tunnel.id if tunnel is not None else None
     if fqdn:
         await step(f"removing the CNAME {fqdn}", core.delete_dns_record(account.zone_id, fqdn, "CNAME"))
         if tunnel_id:

@@ -92,3 +92,11 @@ def set_condition(
 def is_true(conditions: Iterable[Mapping[str, Any]] | None, type_: str) -> bool:
     condition = find(conditions, type_)
     return condition is not None and condition.get("status") == "True"
+
+
+# Reasons of the HTTPRoute front door (CloudflareZeroTrustTenant / -Template)
+TENANT_NOT_FOUND = "TenantNotFound"
+TENANT_INVALID = "TenantInvalid"
+TEMPLATE_NOT_FOUND = "TemplateNotFound"
+POLICY_NOT_FOUND = "PolicyNotFound"
+LOAD_BALANCER_PENDING = "LoadBalancerPending"

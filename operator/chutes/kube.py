@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import base64
 import inspect
+import json
+import logging
 import os
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import kopf
@@ -19,6 +22,16 @@ from kubernetes_asyncio.config.config_exception import ConfigException
 
 SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 MERGE_PATCH = "application/merge-patch+json"
+
+
+class _NoResponseBodies(logging.Filter):
+    """kubernetes_asyncio logs every response body at DEBUG, Secrets included: those records never pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("response body")
+
+
+logging.getLogger("kubernetes_asyncio.client.rest").addFilter(_NoResponseBodies())
 
 
 def _in_cluster() -> bool:
@@ -119,7 +132,7 @@ async def patch_custom_status(
 ) -> str | None:
     """Merge-patch ``status``, conditional on ``resource_version`` when given (:class:`StaleObject` if it
     moved on). Returns the new resourceVersion; ``None`` when the object is gone (nothing to do)."""
-    objects = client.CustomObjectsApi(api)
+    objects: Any = client.CustomObjectsApi(api)  # its stubs omit the documented `_content_type`
     body: dict[str, Any] = {"status": status}
     if resource_version:
         body["metadata"] = {"resourceVersion": resource_version}
@@ -246,3 +259,189 @@ async def deployment_status(api: client.ApiClient, namespace: str, name: str) ->
             return None
         raise
     return dict(api.sanitize_for_serialization(current.status) or {})
+
+
+# --- ConfigMaps, metadata patches and Services (the HTTPRoute front door) -----------------------------
+
+
+async def read_configmap(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any] | None:
+    """The ConfigMap as a plain dict (``metadata``, ``data``), ``None`` if missing."""
+    try:
+        found = await client.CoreV1Api(api).read_namespaced_config_map(name, namespace)
+    except ApiException as exc:
+        if _missing(exc):
+            return None
+        raise
+    return dict(api.sanitize_for_serialization(found))
+
+
+async def list_configmaps(api: client.ApiClient, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+    listing = await client.CoreV1Api(api).list_namespaced_config_map(namespace, label_selector=label_selector)
+    return [dict(api.sanitize_for_serialization(item)) for item in listing.items]
+
+
+async def apply_configmap(api: client.ApiClient, namespace: str, name: str, labels: dict[str, str],
+                          data: dict[str, str]) -> bool:
+    """Create the ConfigMap, or replace its labels and data when they differ. True when written."""
+    core = client.CoreV1Api(api)
+    body: dict[str, Any] = {"apiVersion": "v1", "kind": "ConfigMap",
+                            "metadata": {"name": name, "namespace": namespace, "labels": labels}, "data": data}
+    try:
+        current = await core.read_namespaced_config_map(name, namespace)
+    except ApiException as exc:
+        if not _missing(exc):
+            raise
+        await core.create_namespaced_config_map(namespace, cast(Any, body))
+        return True
+    if (current.data or {}) == data and (current.metadata.labels or {}) == labels:
+        return False
+    body["metadata"]["resourceVersion"] = current.metadata.resource_version
+    await core.replace_namespaced_config_map(name, namespace, cast(Any, body))
+    return True
+
+
+async def delete_configmap(api: client.ApiClient, namespace: str, name: str) -> bool:
+    """False when it was already gone."""
+    try:
+        await client.CoreV1Api(api).delete_namespaced_config_map(name, namespace)
+    except ApiException as exc:
+        if _missing(exc):
+            return False
+        raise
+    return True
+
+
+async def patch_custom_metadata(api: client.ApiClient, group: str, version: str, plural: str, name: str,
+                                namespace: str, metadata: dict[str, Any]) -> bool:
+    """Merge-patch ``metadata`` (annotations: ``None`` removes a key). False when the object is gone."""
+    objects: Any = client.CustomObjectsApi(api)  # `_content_type` is accepted, though not in the stubs
+    try:
+        await objects.patch_namespaced_custom_object(group, version, namespace, plural, name,
+                                                     {"metadata": metadata}, _content_type=MERGE_PATCH)
+    except ApiException as exc:
+        if _missing(exc):
+            return False
+        raise
+    return True
+
+
+async def remove_finalizer(api: client.ApiClient, group: str, version: str, plural: str, name: str,
+                           namespace: str, finalizer: str) -> bool:
+    """Drop one finalizer (JSON patch guarded by a test of the list, so a concurrent change is never lost).
+    False when the object or the finalizer is gone."""
+    found = await get_custom(api, group, version, plural, name, namespace)
+    finalizers = list(((found or {}).get("metadata") or {}).get("finalizers") or [])
+    if finalizer not in finalizers:
+        return False
+    patch = [{"op": "test", "path": "/metadata/finalizers", "value": finalizers},
+             {"op": "replace", "path": "/metadata/finalizers", "value": [f for f in finalizers if f != finalizer]}]
+    objects: Any = client.CustomObjectsApi(api)
+    try:
+        await objects.patch_namespaced_custom_object(
+            group, version, namespace, plural, name, patch, _content_type="application/json-patch+json")
+    except ApiException as exc:
+        if _missing(exc):
+            return False
+        raise
+    return True
+
+
+async def read_service(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any] | None:
+    """The Service as a plain dict, ``None`` if missing."""
+    try:
+        found = await client.CoreV1Api(api).read_namespaced_service(name, namespace)
+    except ApiException as exc:
+        if _missing(exc):
+            return None
+        raise
+    return dict(api.sanitize_for_serialization(found))
+
+
+# --- session Pods and labelled custom objects (the session-Pod front door) ----------------------------
+
+
+async def list_pods(api: client.ApiClient, namespace: str, label_selector: str = "") -> list[dict[str, Any]]:
+    """The Pods of a namespace as plain JSON dicts (API field names), filtered by the server.
+
+    Read raw: building typed models for hundreds of Pods costs more than the request itself.
+    """
+    pods: Any = client.CoreV1Api(api)  # untyped: `_preload_content=False` returns the raw response
+    options: dict[str, Any] = {"label_selector": label_selector} if label_selector else {}
+    response = await pods.list_namespaced_pod(namespace, _preload_content=False, **options)
+    listing = json.loads(await response.read())
+    return [dict(item) for item in listing.get("items") or []]
+
+
+async def list_custom_labelled(
+    api: client.ApiClient, group: str, version: str, plural: str, namespace: str, label_selector: str
+) -> list[dict[str, Any]]:
+    listing = await client.CustomObjectsApi(api).list_namespaced_custom_object(
+        group, version, namespace, plural, label_selector=label_selector
+    )
+    return [dict(item) for item in listing.get("items", [])]
+
+
+async def create_custom(
+    api: client.ApiClient, group: str, version: str, plural: str, namespace: str, body: dict[str, Any]
+) -> bool:
+    """Create a namespaced custom object; False when one of that name exists already (409)."""
+    try:
+        await client.CustomObjectsApi(api).create_namespaced_custom_object(group, version, namespace, plural, body)
+    except ApiException as exc:
+        if exc.status == 409:
+            return False
+        raise
+    return True
+
+
+async def patch_custom(
+    api: client.ApiClient, group: str, version: str, plural: str, namespace: str, name: str, body: dict[str, Any]
+) -> bool:
+    """Merge-patch a namespaced custom object (lists in ``body`` replace the current ones); False when gone."""
+    objects: Any = client.CustomObjectsApi(api)  # untyped: the stubs do not know `_content_type`
+    try:
+        await objects.patch_namespaced_custom_object(group, version, namespace, plural, name, body,
+                                                     _content_type=MERGE_PATCH)
+    except ApiException as exc:
+        if _missing(exc):
+            return False
+        raise
+    return True
+
+
+async def delete_custom(
+    api: client.ApiClient, group: str, version: str, plural: str, namespace: str, name: str
+) -> bool:
+    """Delete a namespaced custom object; False when it was already gone."""
+    try:
+        await client.CustomObjectsApi(api).delete_namespaced_custom_object(group, version, namespace, plural, name)
+    except ApiException as exc:
+        if _missing(exc):
+            return False
+        raise
+    return True
+
+
+async def post_event(api: client.ApiClient, involved: dict[str, Any], type_: str, reason: str, message: str,
+                     component: str = "chutes-operator") -> None:
+    """Post a core v1 Event about ``involved`` (apiVersion, kind, metadata name/namespace/uid), from code
+    running outside a kopf handler (kopf's own ``kopf.event`` only works inside one)."""
+    meta = involved.get("metadata") or {}
+    namespace = meta.get("namespace") or "default"
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    body = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"namespace": namespace, "generateName": f"{meta.get('name') or 'object'}."},
+        "involvedObject": {"apiVersion": involved.get("apiVersion"), "kind": involved.get("kind"),
+                           "name": meta.get("name"), "namespace": namespace, "uid": meta.get("uid")},
+        "type": type_,
+        "reason": reason,
+        "message": message[:1024],
+        "source": {"component": component},
+        "reportingComponent": component,
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }
+    await client.CoreV1Api(api).create_namespaced_event(namespace, cast(Any, body))

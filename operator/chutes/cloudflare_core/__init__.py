@@ -9,7 +9,7 @@ from __future__ import annotations
 from .budget import RequestBudget, shared_budget
 from .client import CloudflareClient
 from .core import CloudflareCore
-from .dns import DnsWriter
+from .dns import DnsSync, DnsWriter
 from .errors import (
     CloudflareError,
     Conflict,
@@ -34,7 +34,7 @@ from .models import (
     Zone,
 )
 from .ownership import Ownership, is_ours, marker, parse
-from .tunnel_config import Edit, RemoveRule, SetRule, TunnelConfigWriter, merge_ingress
+from .tunnel_config import Edit, RemoveRule, SetRule, SyncRules, TunnelConfigWriter, merge_ingress
 
 __all__ = [
     "AccessApp",
@@ -47,6 +47,7 @@ __all__ = [
     "CredentialsInvalid",
     "DesiredRecord",
     "DnsRecord",
+    "DnsSync",
     "DnsWriter",
     "Edit",
     "IdentityProvider",
@@ -60,6 +61,7 @@ __all__ = [
     "RequestBudget",
     "ServiceToken",
     "SetRule",
+    "SyncRules",
     "TransientError",
     "Tunnel",
     "TunnelConfigWriter",

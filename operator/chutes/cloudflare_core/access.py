@@ -26,7 +26,11 @@ __all__ = [
     "ensure_otp_idp",
     "ensure_service_token",
     "find_access_app",
+    "find_app_policy",
     "find_reusable_policy",
+    "find_service_token",
+    "list_reusable_policies",
+    "rotate_service_token",
 ]
 
 log = logging.getLogger(__name__)
@@ -355,3 +359,35 @@ async def delete_service_token(client: CloudflareClient, account_id: str, token_
         )
     except NotFound:
         return
+
+
+# --- lookups and rotation used by front doors that find their objects by natural key -----------------
+
+
+async def find_app_policy(client: CloudflareClient, account_id: str, app_id: str, name: str) -> Policy | None:
+    """The app-scoped (not reusable) policy named `name` on the app, or None."""
+    return await _find_app_policy(client, account_id, app_id, name)
+
+
+async def list_reusable_policies(client: CloudflareClient, account_id: str) -> list[Policy]:
+    """Every account-level (reusable) policy, in one listing."""
+    items = await client.list_all(
+        "access.policies.list",
+        client.sdk.zero_trust.access.policies.list,
+        account_id=account_id,
+        per_page=ACCESS_PER_PAGE,
+    )
+    return [dataclasses.replace(policy_from_wire(item), reusable=True) for item in items]
+
+
+async def find_service_token(client: CloudflareClient, account_id: str, name: str) -> ServiceToken | None:
+    """The service token named `name` (never with its secret), or None."""
+    return await _find_token(client, account_id, name)
+
+
+async def rotate_service_token(client: CloudflareClient, account_id: str, token_id: str) -> ServiceToken:
+    """A new secret for the token (the old one stops working); the only other way to learn a secret."""
+    rotated = await client.call(
+        "service_tokens.rotate", client.sdk.zero_trust.access.service_tokens.rotate, token_id, account_id=account_id
+    )
+    return _token_from_wire(to_wire(rotated), with_secret=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import hashlib
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
@@ -70,6 +71,8 @@ class CloudflareClient:
         if not api_token:
             raise CredentialsInvalid("no Cloudflare API token configured")
         self._token = api_token
+        # Names the token in metrics: short and non-reversible (the same as chutes.cores.fingerprint).
+        self.token_fingerprint = hashlib.sha256(api_token.encode()).hexdigest()[:12]
         self.budget = budget if budget is not None else shared_budget(api_token)
         self.max_attempts = max(1, max_attempts)
         self.backoff = backoff
@@ -124,7 +127,7 @@ class CloudflareClient:
         while True:
             attempt += 1
             await self.budget.acquire()
-            BUDGET_REMAINING.set(self.budget.remaining)
+            BUDGET_REMAINING.labels(token=self.token_fingerprint).set(self.budget.remaining)
             token = _current_op.set(op)
             try:
                 return await fn(*args, **kwargs)

@@ -7,13 +7,14 @@ owner id written into (and required on) every DNS record it touches.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-from . import access, tunnels
+from . import access, adoption, tunnels
 from .budget import RequestBudget
 from .client import CloudflareClient
-from .dns import DnsWriter, check_name_available
+from .dns import DnsSync, DnsWriter, check_name_available, list_records
 from .errors import Conflict, CredentialsInvalid, InvalidInput, NotFound
 from .models import (
     AccessApp,
@@ -124,6 +125,17 @@ class CloudflareCore:
     ) -> None:
         await self.tunnel_writer(account_id, tunnel_id).remove_rule(hostname, path)
 
+    async def sync_ingress_rules(
+        self,
+        account_id: str,
+        tunnel_id: str,
+        rules: Sequence[IngressRule],
+        owns: Callable[[Mapping[str, Any]], bool],
+    ) -> bool:
+        """Make the rules `owns` claims exactly `rules`; foreign rules and the catch-all stay.
+        True when the configuration was written."""
+        return await self.tunnel_writer(account_id, tunnel_id).sync_rules(rules, owns)
+
     async def get_tunnel_config(self, account_id: str, tunnel_id: str) -> dict[str, Any] | None:
         return await self.tunnel_writer(account_id, tunnel_id).get_config()
 
@@ -147,8 +159,24 @@ class CloudflareCore:
                 conflict.args = (conflict.message,)
             raise
 
+    async def sync_dns_records(
+        self, zone_id: str, desired: Sequence[DesiredRecord], owns: Callable[[DnsRecord], bool]
+    ) -> DnsSync:
+        """Ensure `desired` and delete our other records that `owns` claims: one listing of the
+        zone plus batches. Names blocked by a record we do not own come back in `failed`."""
+        return await self.dns_writer(zone_id).sync_records(desired, owns, self.owner_id)
+
+    async def adopt_dns_record(self, zone_id: str, record_id: str, name: str, source: str) -> DnsRecord | None:
+        """Mark record `record_id` (named `name`, unmarked or ours) as ours for `source`, when
+        Kubernetes state proves it was created for that source; None when not adoptable."""
+        return await adoption.adopt_dns_record(self.client, zone_id, record_id, name, self.owner_id, source)
+
     async def list_owned_dns_records(self, zone_id: str) -> list[DnsRecord]:
         return await self.dns_writer(zone_id).list_owned(self.owner_id)
+
+    async def list_dns_records(self, zone_id: str) -> list[DnsRecord]:
+        """Every record of the zone, ours or not (one listing of up to 5000 records per page)."""
+        return await list_records(self.client, zone_id)
 
     # -- zones -----------------------------------------------------------------------------
     async def get_zone(self, zone_id: str) -> Zone:
@@ -202,3 +230,21 @@ class CloudflareCore:
 
     async def delete_service_token(self, account_id: str, token_id: str) -> None:
         await access.delete_service_token(self.client, account_id, token_id)
+
+    # -- lookups by natural key and rotation -------------------------------------------------
+    async def find_access_app(self, account_id: str, domain: str, name: str) -> AccessApp | None:
+        """The app for `domain` named `name` (ours), or None; apps with other names are ignored."""
+        found = await access.find_access_app(self.client, account_id, domain)
+        return next((access.app_from_wire(app) for app in found if app.get("name") == name), None)
+
+    async def find_app_policy(self, account_id: str, app_id: str, name: str) -> Policy | None:
+        return await access.find_app_policy(self.client, account_id, app_id, name)
+
+    async def list_reusable_policies(self, account_id: str) -> list[Policy]:
+        return await access.list_reusable_policies(self.client, account_id)
+
+    async def find_service_token(self, account_id: str, name: str) -> ServiceToken | None:
+        return await access.find_service_token(self.client, account_id, name)
+
+    async def rotate_service_token(self, account_id: str, token_id: str) -> ServiceToken:
+        return await access.rotate_service_token(self.client, account_id, token_id)

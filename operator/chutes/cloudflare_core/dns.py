@@ -10,12 +10,16 @@ redone (this adopts what a replayed batch already applied, and catches records c
 someone else in between); if the batch is refused again it is split in halves until the bad
 request is alone, and only that requester gets the error. A transient failure fails every
 request of the flush (the caller retries later).
+
+`DnsWriter.sync_records` is the level-based form: in one flush of its own (one listing of the
+whole zone, then batches), it ensures a set of desired records and deletes every other record
+that carries our marker and that the caller's `owns` predicate claims.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +29,7 @@ from .errors import CloudflareError, Conflict, CredentialsInvalid, TransientErro
 from .models import DesiredRecord, DnsRecord, normalize_name
 from .ownership import MARKER_PREFIX, is_ours, marker
 
-__all__ = ["DnsWriter", "check_name_available", "list_owned", "list_records", "record_from_wire"]
+__all__ = ["DnsSync", "DnsWriter", "check_name_available", "list_owned", "list_records", "record_from_wire"]
 
 log = logging.getLogger(__name__)
 DNS_PER_PAGE = 5000
@@ -114,6 +118,35 @@ class _Request(Request):
     desired: DesiredRecord | None = field(kw_only=True)
 
 
+@dataclass(eq=False)
+class _SyncRequest(Request):
+    """Ensure `desired`, delete the other records we own that `owns` claims (one flush)."""
+
+    desired: tuple[DesiredRecord, ...] = field(kw_only=True)
+    owns: Callable[[DnsRecord], bool] = field(kw_only=True)
+    owner_id: str = field(kw_only=True)
+
+
+@dataclass(frozen=True)
+class DnsSync:
+    """The outcome of `DnsWriter.sync_records`.
+
+    `records`: each desired name with its record as it now stands; `failed`: names whose record
+    could not be ensured or deleted, with the reason (a `Conflict` when a record we do not own
+    is in the way); `deleted`: names whose stale records were deleted; `foreign`: names holding a
+    record we do not own, as listed at the start of the flush; `written`: whether a batch was sent.
+    """
+
+    records: Mapping[str, DnsRecord]
+    failed: Mapping[str, CloudflareError]
+    deleted: tuple[str, ...]
+    foreign: frozenset[str]
+    written: bool = False
+
+
+_AnyRequest = _Request | _SyncRequest
+
+
 @dataclass
 class _Change:
     """The batch actions one request needs; `result` is the record when no write yields one."""
@@ -172,7 +205,7 @@ def plan(request: _Request, existing: list[DnsRecord]) -> _Change | None:
     return _Change(request, deletes=deletes, patch={"id": current.id, **body})
 
 
-class DnsWriter(CoalescingWriter[_Request]):
+class DnsWriter(CoalescingWriter[_AnyRequest]):
     """The single writer of one zone's records in this process (see the module docstring)."""
 
     label = "DNS writer"
@@ -199,17 +232,34 @@ class DnsWriter(CoalescingWriter[_Request]):
         request = _Request(name=normalize_name(name), type=type.upper(), owner_id=owner_id, desired=None)
         await self._submit(request)
 
+    async def sync_records(
+        self, desired: Sequence[DesiredRecord], owns: Callable[[DnsRecord], bool], owner_id: str
+    ) -> DnsSync:
+        """Ensure every `desired` record and delete every other record carrying `owner_id`'s
+        marker that `owns` claims (asked after the listing, at flush time). Per-name failures
+        are reported in the result; a transient failure raises for the whole call.
+        """
+        request = _SyncRequest(desired=tuple(desired), owns=owns, owner_id=owner_id)
+        result: DnsSync = await self._submit(request)
+        return result
+
     async def list_owned(self, owner_id: str) -> list[DnsRecord]:
         return await list_owned(self._client, self.zone_id, owner_id)
 
-    def _take(self) -> list[_Request]:
-        """The next flush: queued requests in order, at most one per name (the rest wait)."""
-        taken: list[_Request] = []
-        later: list[_Request] = []
+    def _take(self) -> list[_AnyRequest]:
+        """The next flush: a sync request alone, else queued requests in order up to the next
+        sync request, at most one per name (the rest wait)."""
+        queue = [request for request in self._queue if not request.done.done()]
+        if queue and isinstance(queue[0], _SyncRequest):
+            self._queue = queue[1:]
+            return [queue[0]]
+        taken: list[_AnyRequest] = []
+        later: list[_AnyRequest] = []
         names: set[str] = set()
-        for request in self._queue:
-            if request.done.done():
-                continue
+        for index, request in enumerate(queue):
+            if isinstance(request, _SyncRequest):
+                later.extend(queue[index:])
+                break
             if request.name in names:
                 later.append(request)
             else:
@@ -234,9 +284,51 @@ class DnsWriter(CoalescingWriter[_Request]):
                 changes.append(change)
         return changes
 
-    async def _flush(self, requests: list[_Request]) -> None:
-        changes = await self._plan_all(requests)
+    async def _flush(self, requests: list[_AnyRequest]) -> None:
+        if len(requests) == 1 and isinstance(requests[0], _SyncRequest):
+            await self._sync(requests[0])
+            return
+        changes = await self._plan_all([request for request in requests if isinstance(request, _Request)])
         await self._apply(changes, replanned=False)
+
+    async def _sync(self, sync: _SyncRequest) -> None:
+        owner = sync.owner_id
+        existing = await list_records(self._client, self.zone_id)
+        by_name: dict[str, list[DnsRecord]] = {}
+        for record in existing:
+            by_name.setdefault(record.name, []).append(record)
+        wanted = {record.name: record for record in sync.desired}  # one per name, the last wins
+        ensures = [_Request(name=d.name, type=d.type, owner_id=owner, desired=d) for d in wanted.values()]
+        stale = sorted(
+            {
+                (record.name, record.type)
+                for record in existing
+                if record.name not in wanted and is_ours(record.comment, owner) and sync.owns(record)
+            }
+        )
+        deletes = [_Request(name=name, type=type_, owner_id=owner, desired=None) for name, type_ in stale]
+        changes: list[_Change] = []
+        for request in [*ensures, *deletes]:
+            try:
+                change = plan(request, by_name.get(request.name, []))
+            except CloudflareError as error:
+                request.fail(error)
+                continue
+            if change is not None:
+                changes.append(change)
+        try:
+            await self._apply(changes, replanned=False)
+        finally:
+            failed = {request.name: problem for request in [*ensures, *deletes] if (problem := _failure(request))}
+        sync.resolve(
+            DnsSync(
+                records={r.name: r.done.result() for r in ensures if r.done.done() and r.name not in failed},
+                failed=failed,
+                deleted=tuple(r.name for r in deletes if r.done.done() and r.name not in failed),
+                foreign=frozenset(record.name for record in existing if not is_ours(record.comment, owner)),
+                written=bool(changes),
+            )
+        )
 
     async def _apply(self, changes: list[_Change], *, replanned: bool) -> None:
         if not changes:
@@ -297,6 +389,16 @@ class DnsWriter(CoalescingWriter[_Request]):
             "dns.batch", self._client.sdk.dns.records.batch, zone_id=self.zone_id, extra_body=body
         )
         return to_wire(result)
+
+
+def _failure(request: _Request) -> CloudflareError | None:
+    """The request's error, if it failed (also marks the exception as retrieved)."""
+    if not request.done.done() or request.done.cancelled():
+        return None
+    error = request.done.exception()
+    if error is None:
+        return None
+    return error if isinstance(error, CloudflareError) else CloudflareError(str(error))
 
 
 def _assumed(body: dict[str, Any]) -> DnsRecord:

@@ -13,5 +13,7 @@ REQUESTS = Counter(
 )
 BUDGET_REMAINING = Gauge(
     "chutes_cloudflare_budget_remaining",
-    "Requests left in the client-side Cloudflare request budget (1,200 per 5 minutes per token).",
+    "Requests left in the client-side Cloudflare request budget (1,200 per 5 minutes per token), by token "
+    "fingerprint (the first 12 hex digits of the token's SHA-256, never the token).",
+    ["token"],
 )

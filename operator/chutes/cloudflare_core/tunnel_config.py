@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,7 @@ __all__ = [
     "Edit",
     "RemoveRule",
     "SetRule",
+    "SyncRules",
     "TunnelConfigWriter",
     "get_config",
     "merge_ingress",
@@ -50,7 +51,20 @@ class RemoveRule:
         return (normalize_name(self.hostname), self.path or None)
 
 
-Edit = SetRule | RemoveRule
+@dataclass(frozen=True)
+class SyncRules:
+    """Make the rules a caller owns exactly `rules`: every rule `owns` accepts and whose key
+    (hostname + path) is not among `rules` is removed, then each of `rules` is set.
+
+    `owns` sees each current rule (wire form) at merge time, i.e. after the fresh GET; it is
+    never asked about the catch-all.
+    """
+
+    rules: tuple[IngressRule, ...]
+    owns: Callable[[Mapping[str, Any]], bool]
+
+
+Edit = SetRule | RemoveRule | SyncRules
 Key = tuple[str | None, str | None]
 
 
@@ -100,6 +114,15 @@ def _meaningful(rule: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in rule.items() if value not in (None, {}, [], "")}
 
 
+def _matches_key(removed: Key) -> Callable[[Key, dict[str, Any]], bool]:
+    return lambda key, _rule: key == removed
+
+
+def _owned_but_not(edit: SyncRules) -> Callable[[Key, dict[str, Any]], bool]:
+    kept: set[Key] = {rule.key for rule in edit.rules}
+    return lambda key, rule: key not in kept and edit.owns(rule)
+
+
 def merge_ingress(config: Mapping[str, Any] | None, edits: Sequence[Edit]) -> dict[str, Any]:
     """The configuration after applying `edits` in order (the input is not modified).
 
@@ -110,26 +133,39 @@ def merge_ingress(config: Mapping[str, Any] | None, edits: Sequence[Edit]) -> di
     catch_all = rules.pop() if rules and _is_catch_all(rules[-1]) else None
     keys: list[Key] = [_key(rule) for rule in rules]
     changed = False
-    for edit in edits:
-        if isinstance(edit, RemoveRule):
-            kept = [(key, rule) for key, rule in zip(keys, rules, strict=True) if key != edit.key]
-            if len(kept) != len(rules):
-                changed = True
-                keys = [key for key, _ in kept]
-                rules = [rule for _, rule in kept]
-            continue
-        wanted = edit.rule.to_wire()
-        wanted_key: Key = edit.rule.key
+
+    def remove(drop: Callable[[Key, dict[str, Any]], bool]) -> None:
+        nonlocal keys, rules, changed
+        kept = [(key, rule) for key, rule in zip(keys, rules, strict=True) if not drop(key, rule)]
+        if len(kept) != len(rules):
+            changed = True
+            keys = [key for key, _ in kept]
+            rules = [rule for _, rule in kept]
+
+    def set_rule(rule: IngressRule) -> None:
+        nonlocal changed
+        wanted = rule.to_wire()
+        wanted_key: Key = rule.key
         if wanted_key in keys:
             index = keys.index(wanted_key)
             if _meaningful(rules[index]) != _meaningful(wanted):
                 rules[index] = wanted
                 changed = True
-            continue
+            return
         position = next((i for i, key in enumerate(keys) if _precedes(wanted_key, key)), len(rules))
         rules.insert(position, wanted)
         keys.insert(position, wanted_key)
         changed = True
+
+    for edit in edits:
+        if isinstance(edit, RemoveRule):
+            remove(_matches_key(edit.key))
+        elif isinstance(edit, SyncRules):
+            remove(_owned_but_not(edit))
+            for rule in edit.rules:
+                set_rule(rule)
+        else:
+            set_rule(edit.rule)
     if not changed:
         return copy.deepcopy(dict(config)) if config else {}
     document["ingress"] = [*rules, catch_all if catch_all is not None else dict(CATCH_ALL)]
@@ -184,6 +220,11 @@ class TunnelConfigWriter(CoalescingWriter[_EditRequest]):
     async def remove_rule(self, hostname: str, path: str | None = None) -> None:
         await self._submit(_EditRequest(edit=RemoveRule(hostname, path)))
 
+    async def sync_rules(self, rules: Sequence[IngressRule], owns: Callable[[Mapping[str, Any]], bool]) -> bool:
+        """Make the rules `owns` accepts exactly `rules` (see `SyncRules`), in one flush. True when
+        that flush wrote the configuration (this edit or another one of the same flush changed it)."""
+        return bool(await self._submit(_EditRequest(edit=SyncRules(tuple(rules), owns))))
+
     async def get_config(self) -> dict[str, Any] | None:
         return await get_config(self._client, self.account_id, self.tunnel_id)
 
@@ -193,14 +234,17 @@ class TunnelConfigWriter(CoalescingWriter[_EditRequest]):
             current = await self.get_config()
         except NotFound as gone:  # the tunnel is gone: removals are done, additions cannot be
             for request in requests:
-                if isinstance(request.edit, RemoveRule):
-                    request.resolve(None)
+                if isinstance(request.edit, RemoveRule) or (
+                    isinstance(request.edit, SyncRules) and not request.edit.rules
+                ):
+                    request.resolve(False)
                 else:
                     request.fail(gone)
             return
         merged = merge_ingress(current, edits)
-        if merged != (current or {}):
+        changed = merged != (current or {})
+        if changed:
             await put_config(self._client, self.account_id, self.tunnel_id, merged)
             log.debug("Tunnel %s: wrote configuration with %d edits", self.tunnel_id, len(edits))
         for request in requests:
-            request.resolve(None)
+            request.resolve(changed)

@@ -1,0 +1,1 @@
+"""Annotated Gateway API HTTPRoutes published through CloudflareZeroTrustTenant/-Template (seed 002)."""

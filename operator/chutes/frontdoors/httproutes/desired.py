@@ -1,0 +1,194 @@
+"""What a route's settings mean in Cloudflare: the tenant it names, its ingress rule, DNS record, Access
+application and allow policy, the zone candidates of its hostname and who may claim a hostname. Pure
+functions; no I/O.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from chutes.cloudflare_core import AccessAppSpec, AppPolicySpec, DesiredRecord, IngressRule
+from chutes.frontdoors.httproutes import annotations as a
+from chutes.frontdoors.httproutes.merge import DnsOnlySettings, RouteSettings
+
+KEEP_ALIVE_CONNECTIONS = 100  # the seed's fixed value for https origins
+# The allow policy goes after the referenced reusable policies (precedence 1..n, in the listed order). A
+# fixed, high precedence means adding a reusable policy never collides with it.
+ALLOW_PRECEDENCE = 100
+
+
+class TenantError(ValueError):
+    """The tenant's spec is unusable; the message names the field."""
+
+
+@dataclass(frozen=True)
+class Tenant:
+    namespace: str
+    name: str
+    account_id: str
+    tunnel_id: str
+    zone_id: str | None
+    credential_name: str
+    credential_key: str
+    generation: int | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def tenant_from_body(body: Mapping[str, Any]) -> Tenant:
+    meta, spec = body["metadata"], body.get("spec") or {}
+    ref = spec.get("credentialRef") or {}
+    where = f"{a.TENANT_KIND} {meta.get('namespace')}/{meta['name']}"
+    if not isinstance(spec.get("accountId"), str) or not spec["accountId"]:
+        raise TenantError(f"{where}: spec.accountId is required")
+    if not isinstance(ref, Mapping) or not ref.get("name"):
+        raise TenantError(f"{where}: spec.credentialRef.name is required")
+    try:
+        tunnel_id = a.parse_uuid(f"{where}: spec.tunnelId", spec.get("tunnelId", ""))
+    except a.ValueProblem as problem:
+        raise TenantError(str(problem)) from None
+    return Tenant(
+        namespace=str(meta.get("namespace")),
+        name=str(meta["name"]),
+        account_id=spec["accountId"],
+        tunnel_id=tunnel_id,
+        zone_id=spec.get("zoneId") or None,
+        credential_name=str(ref["name"]),
+        credential_key=str(ref.get("key") or "token"),
+        generation=meta.get("generation"),
+    )
+
+
+def ingress_rule(settings: RouteSettings) -> IngressRule:
+    """``{hostname, service}``; https origins also get the seed's ``originRequest`` fields."""
+    hostname, origin = settings.hostname, settings.origin_service
+    request: dict[str, Any] | None = None
+    if origin.startswith("https://"):
+        tls = settings.origin_tls
+        request = {
+            "httpHostHeader": hostname,
+            "noTLSVerify": tls.no_tls_verify,
+            "keepAliveConnections": KEEP_ALIVE_CONNECTIONS,
+            "originServerName": tls.origin_server_name or hostname,
+            "tlsTimeout": tls.tls_timeout,
+            "http2Origin": tls.http2_origin,
+        }
+        if tls.ca_pool:
+            request["caPool"] = tls.ca_pool
+        if tls.match_sni_to_host:
+            request["matchSNItoHost"] = True
+    return IngressRule(hostname=hostname, service=origin, origin_request=request)
+
+
+def tunnel_cname(hostname: str, tunnel_id: str, source: str) -> DesiredRecord:
+    return DesiredRecord(hostname, "CNAME", f"{tunnel_id}.cfargotunnel.com", proxied=True, ttl=1, source=source)
+
+
+def address_type(ip: str) -> str:
+    return "AAAA" if ipaddress.ip_address(ip).version == 6 else "A"
+
+
+def address_record(hostname: str, ip: str, dns_only: DnsOnlySettings, source: str) -> DesiredRecord:
+    """An A record (AAAA for an IPv6 address; the seed sent those as A records, which Cloudflare refuses)."""
+    return DesiredRecord(hostname, address_type(ip), ip, proxied=dns_only.proxied, ttl=dns_only.ttl, source=source)
+
+
+def access_app_spec(settings: RouteSettings, policy_ids: tuple[str, ...]) -> AccessAppSpec:
+    access = settings.access
+    extra: dict[str, Any] = {
+        "enable_binding_cookie": access.enable_binding_cookie,
+        "http_only_cookie_attribute": access.http_only_cookie_attribute,
+        "same_site_cookie_attribute": access.same_site_cookie_attribute,
+        "skip_interstitial": access.skip_interstitial,
+        "app_launcher_visible": access.app_launcher_visible,
+        "service_auth_401_redirect": access.service_auth_401_redirect,
+    }
+    optional = {
+        "logo_url": access.logo_url,
+        "custom_deny_message": access.custom_deny_message,
+        "custom_deny_url": access.custom_deny_url,
+        "custom_non_identity_deny_url": access.custom_non_identity_deny_url,
+    }
+    extra.update({key: value for key, value in optional.items() if value})
+    return AccessAppSpec(
+        name=a.app_name(settings.hostname),
+        domain=settings.hostname,
+        session_duration=access.session_duration,
+        auto_redirect_to_identity=access.auto_redirect_to_identity,
+        policies=policy_ids,
+        extra=extra,
+    )
+
+
+def allow_policy_spec(settings: RouteSettings) -> AppPolicySpec | None:
+    """``cfzt-{hostname}-allow`` including the groups (by id, as the seed sends them) and emails."""
+    access = settings.access
+    if not access.has_allow_rules:
+        return None
+    include = [{"group": {"id": group}} for group in access.allow_groups]
+    include += [{"email": {"email": email}} for email in access.allow_emails]
+    return AppPolicySpec(
+        name=a.allow_policy_name(settings.hostname),
+        decision="allow",
+        include=tuple(include),
+        precedence=ALLOW_PRECEDENCE,
+    )
+
+
+def zone_candidates(hostname: str) -> list[str]:
+    """Zone names that may hold ``hostname``: its 2-label apex first (as the seed), then longer suffixes."""
+    labels = hostname.removeprefix("*.").split(".")
+    return [".".join(labels[i:]) for i in range(len(labels) - 2, -1, -1)]
+
+
+def in_zone(hostname: str, zone_name: str) -> bool:
+    bare = hostname.removeprefix("*.")
+    return bare == zone_name or bare.endswith("." + zone_name)
+
+
+# --- hostname claims ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, order=True)
+class RouteRef:
+    """An enabled route as the claim index knows it; ordered by age (then namespace/name)."""
+
+    created: str
+    namespace: str
+    name: str
+    tenant: str = ""
+    template: str = ""
+    hostname: str = ""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def route_ref(body: Mapping[str, Any]) -> RouteRef:
+    meta = body["metadata"]
+    annotations = meta.get("annotations") or {}
+    return RouteRef(
+        created=str(meta.get("creationTimestamp") or ""),
+        namespace=str(meta.get("namespace") or ""),
+        name=str(meta["name"]),
+        tenant=annotations.get(a.TENANT, "").strip(),
+        template=annotations.get(a.TEMPLATE, "").strip(),
+        hostname=annotations.get(a.HOSTNAME, "").strip().rstrip(".").lower(),
+    )
+
+
+def claim_winner(claimants: list[RouteRef], holders: set[tuple[str, str]]) -> RouteRef:
+    """Who keeps a hostname several routes ask for: the one publishing it already (the oldest of those, if
+    several), else the oldest route."""
+    holding = sorted(ref for ref in claimants if ref.key in holders)
+    return holding[0] if holding else sorted(claimants)[0]

@@ -1,0 +1,180 @@
+"""kopf handlers for annotated HTTPRoutes, CloudflareZeroTrustTenants and -Templates: thin; the work is in
+:mod:`publish`, :mod:`teardown`, :mod:`sweep` and :mod:`status`.
+
+HTTPRoutes get no finalizer (and no timer, which would add one): a deleted or disabled route is cleaned
+up from its watch event, and the per-tenant sweep catches what the events missed. The per-tenant resync
+timer re-checks every route against Cloudflare (drift repair).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from chutes import conditions as c
+from chutes.frontdoors.httproutes import annotations as a
+from chutes.frontdoors.httproutes import desired as d
+from chutes.frontdoors.httproutes import lookups, status, sweep
+from chutes.frontdoors.httproutes.lookups import Context, Runtime
+from chutes.frontdoors.httproutes.problems import EventSink, Problem
+from chutes.frontdoors.httproutes.publish import reconcile_route
+from chutes.frontdoors.httproutes.report import read_conditions
+from chutes.observability import metrics
+from chutes.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+ROUTE = (a.ROUTE_GROUP, a.ROUTE_VERSION, a.ROUTE_PLURAL)
+TENANT = (a.GROUP, a.VERSION, a.TENANT_PLURAL)
+TEMPLATE = (a.GROUP, a.VERSION, a.TEMPLATE_PLURAL)
+ENABLED = {a.ENABLED: "true"}
+RouteIndex = kopf.Index[tuple[str, str], d.RouteRef]
+
+
+def to_kopf(problem: Problem) -> Exception:
+    if problem.delay is None:
+        return kopf.PermanentError(f"{problem.reason}: {problem.message}")
+    return kopf.TemporaryError(f"{problem.reason}: {problem.message}", delay=problem.delay)
+
+
+def context(memo: kopf.Memo, kwargs: Mapping[str, Any]) -> Context:
+    """The handler's context; ``cfzt_routes`` is kopf's index of enabled routes (passed to every handler)."""
+    index: RouteIndex = kwargs["cfzt_routes"]
+    return Context(api=memo.kube, cores=memo.cores, runtime=memo.cfzt, index=index)
+
+
+def inputs_changed(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> bool:
+    """Whether an update touched what the route asks for (not only our result annotations)."""
+
+    def view(essence: Mapping[str, Any] | None) -> tuple[dict[str, str], Any]:
+        essence = essence or {}
+        return a.inputs((essence.get("metadata") or {}).get("annotations")), essence.get("spec")
+
+    return view(old) != view(new)
+
+
+def is_ready(route: Mapping[str, Any]) -> bool:
+    ready = c.find(read_conditions((route.get("metadata") or {}).get("annotations") or {}), c.READY)
+    return ready is not None and ready.get("status") == "True"
+
+
+def index_route(body: Mapping[str, Any]) -> dict[tuple[str, str], d.RouteRef]:
+    ref = d.route_ref(body)
+    keys = {("hostname", ref.hostname): ref, ("tenant", ref.tenant): ref}
+    if ref.template:
+        keys[("template", ref.template)] = ref
+    return keys
+
+
+def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mapping[str, str] | None = None) -> None:
+    namespace = lookups.operator_namespace(lookups.environ_or_process(environ))
+
+    @kopf.on.startup(registry=registry, id="cfzt-startup")
+    async def cfzt_startup(memo: kopf.Memo, **_: Any) -> None:
+        # A resync always sees a fresh policy listing (a renamed policy fails closed at the next one).
+        ttl = min(lookups.POLICY_CACHE_SECONDS, settings.resync_interval / 2)
+        memo.cfzt = Runtime(operator_namespace=namespace, policies=lookups.PolicyDirectory(ttl))
+        logger.info("HTTPRoute front door: tenants, templates and state ConfigMaps in namespace %s", namespace)
+
+    @kopf.on.cleanup(registry=registry, id="cfzt-cleanup")
+    async def cfzt_cleanup(memo: kopf.Memo, **_: Any) -> None:
+        runtime: Runtime | None = memo.get("cfzt")
+        if runtime is not None:
+            await runtime.aclose()
+
+    @kopf.index(*ROUTE, registry=registry, id="cfzt_routes", annotations=ENABLED)
+    def cfzt_routes(body: kopf.Body, **_: Any) -> dict[tuple[str, str], d.RouteRef]:
+        return index_route(body)
+
+    # --- HTTPRoutes ---------------------------------------------------------------------------------------
+    @kopf.on.resume(*ROUTE, registry=registry, id="cfzt-reconcile", annotations=ENABLED)
+    @kopf.on.create(*ROUTE, registry=registry, id="cfzt-reconcile", annotations=ENABLED)
+    @kopf.on.update(*ROUTE, registry=registry, id="cfzt-reconcile", annotations=ENABLED)
+    async def route_reconcile(body: kopf.Body, memo: kopf.Memo, reason: str, old: Any, new: Any, **kwargs: Any) -> None:
+        if reason == kopf.Reason.UPDATE and not inputs_changed(old, new) and is_ready(body):
+            return  # our own result annotations, or something we do not read
+        ctx = context(memo, kwargs)
+        meta = body["metadata"]
+        async with ctx.runtime.lock(meta["namespace"], meta["name"]):
+            route = await sweep.read_route(ctx, meta["namespace"], meta["name"])  # another handler may have run
+            if route is None:
+                return
+            async with metrics.reconcile_timer("httproutes"):
+                try:
+                    await reconcile_route(ctx, route, EventSink(route, kopf.event), force=False)
+                except Problem as problem:
+                    raise to_kopf(problem) from None
+
+    @kopf.on.event(*ROUTE, registry=registry, id="cfzt-cleanup")
+    async def route_event(event: Mapping[str, Any], body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+        meta = body.get("metadata") or {}
+        annotations = meta.get("annotations") or {}
+        if not any(key.startswith(a.PREFIX) for key in annotations):
+            return
+        deleting = event.get("type") == "DELETED" or bool(meta.get("deletionTimestamp"))
+        if not deleting and a.is_enabled(annotations):
+            return
+        ctx = context(memo, kwargs)
+        try:
+            await sweep.route_gone(ctx, meta["namespace"], meta["name"], kopf.event, route=body)
+        except Problem as problem:
+            logger.warning("HTTPRoute %s/%s cleanup: %s (the sweep retries)", meta["namespace"], meta["name"],
+                           problem.message)
+            EventSink(body, kopf.event).warning(problem.reason, f"cleanup: {problem.message} (retried by the sweep)")
+
+    # --- templates: a change re-reconciles every route using it -------------------------------------------
+    @kopf.on.resume(*TEMPLATE, registry=registry, id="cfzt-status")
+    async def template_resume(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+        ctx = context(memo, kwargs)
+        await status.write_template_status(ctx, body, sweep.template_users(ctx, body))
+
+    @kopf.on.create(*TEMPLATE, registry=registry, id="cfzt-users")
+    @kopf.on.update(*TEMPLATE, registry=registry, id="cfzt-users", field="spec")
+    async def template_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+        ctx = context(memo, kwargs)
+        users = sweep.template_users(ctx, body)
+        await sweep.reconcile_refs(ctx, users, kopf.event, force=False)
+        await status.write_template_status(ctx, body, users)
+
+    @kopf.on.event(*TEMPLATE, registry=registry, id="cfzt-template-deleted")
+    async def template_event(event: Mapping[str, Any], body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+        if event.get("type") == "DELETED":
+            ctx = context(memo, kwargs)
+            await sweep.reconcile_refs(ctx, sweep.template_users(ctx, body), kopf.event, force=False)
+
+    # --- tenants: status, routes waiting for them, resync and orphan sweep ---------------------------------
+    @kopf.on.resume(*TENANT, registry=registry, id="cfzt-tenant")
+    @kopf.on.create(*TENANT, registry=registry, id="cfzt-tenant")
+    @kopf.on.update(*TENANT, registry=registry, id="cfzt-tenant", field="spec")
+    async def tenant_reconcile(body: kopf.Body, memo: kopf.Memo, reason: str, **kwargs: Any) -> None:
+        ctx = context(memo, kwargs)
+        problem = await status.write_tenant_status(ctx, body, synced=False)
+        if reason in (kopf.Reason.CREATE, kopf.Reason.UPDATE):
+            # routes waiting for this tenant, or (spec changed: tunnel, zone, account) to be moved
+            await sweep.reconcile_refs(ctx, sweep.tenant_users(ctx, body), kopf.event,
+                                       force=reason == kopf.Reason.UPDATE)
+        if problem is not None:
+            before = c.find((body.get("status") or {}).get("conditions"), c.READY)
+            if before is None or (before.get("reason"), before.get("message")) != (problem.reason, problem.message):
+                EventSink(body, kopf.event).warning(problem.reason, problem.message)
+            raise to_kopf(problem)
+
+    @kopf.timer(*TENANT, registry=registry, id="cfzt-resync", interval=settings.resync_interval,
+                initial_delay=settings.resync_interval)
+    async def tenant_resync(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+        ctx = context(memo, kwargs)
+        outcomes = await sweep.reconcile_refs(ctx, sweep.tenant_users(ctx, body), kopf.event, force=True)
+        if outcomes:
+            logger.info("Resync of tenant %s/%s: %s", body["metadata"]["namespace"], body["metadata"]["name"],
+                        ", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items())))
+        await status.write_tenant_status(ctx, body, synced=True)
+
+    @kopf.timer(*TENANT, registry=registry, id="cfzt-sweep", interval=settings.sweep_interval,
+                initial_delay=min(60.0, settings.sweep_interval))
+    async def tenant_sweep(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+        ctx = context(memo, kwargs)
+        if await sweep.sweep_tenant(ctx, body, kopf.event):
+            await status.write_tenant_status(ctx, body, synced=False)

@@ -1,0 +1,308 @@
+"""What a route refers to: its tenant and templates (route namespace, then the operator namespace), the
+tenant's credentials, the zone of its hostname, the IP of a DNS-only record, its reusable Access policies,
+and who else claims its hostname. Reads only; nothing here writes to Cloudflare or Kubernetes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes_asyncio import client
+
+from chutes import conditions as c
+from chutes import kube
+from chutes.cloudflare_core import CloudflareCore, CloudflareError, DnsRecord, NotFound, Zone, is_ours
+from chutes.cores import CorePool
+from chutes.frontdoors.httproutes import annotations as a
+from chutes.frontdoors.httproutes import desired as d
+from chutes.frontdoors.httproutes import state as s
+from chutes.frontdoors.httproutes.merge import RouteSettings
+from chutes.frontdoors.httproutes.problems import MISSING_RETRY, Problem, step
+
+logger = logging.getLogger(__name__)
+
+SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+POLICY_CACHE_SECONDS = 30.0
+Index = Mapping[tuple[str, str], Iterable[d.RouteRef]]
+
+
+def operator_namespace(environ: Mapping[str, str]) -> str:
+    """``OPERATOR_NAMESPACE``, else the namespace this Pod runs in, else ``default``."""
+    if environ.get("OPERATOR_NAMESPACE"):
+        return environ["OPERATOR_NAMESPACE"]
+    try:
+        with open(SERVICE_ACCOUNT_NAMESPACE) as handle:
+            return handle.read().strip() or "default"
+    except OSError:
+        return "default"
+
+
+class PolicyDirectory:
+    """Reusable Access policies by name, per account and token, listed at most every `ttl` seconds (a name
+    not found lists again at once: a policy just created is seen)."""
+
+    def __init__(self, ttl: float = POLICY_CACHE_SECONDS) -> None:
+        self.ttl = ttl
+        self._entries: dict[tuple[int, str], tuple[float, dict[str, str]]] = {}
+        self._locks: dict[tuple[int, str], asyncio.Lock] = {}
+
+    async def resolve(self, core: CloudflareCore, account_id: str,
+                      names: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(ids in the order of `names`, names not found)."""
+        key = (id(core), account_id)
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            listed_at, by_name = self._entries.get(key, (0.0, {}))
+            fresh = time.monotonic() - listed_at < self.ttl
+            if not fresh or any(name not in by_name for name in names):
+                policies = await step("listing the reusable Access policies", core.list_reusable_policies(account_id))
+                by_name = {policy.name: policy.id for policy in policies}
+                self._entries[key] = (time.monotonic(), by_name)
+        missing = tuple(name for name in names if name not in by_name)
+        return tuple(by_name[name] for name in names if name in by_name), missing
+
+
+FOREIGN_CACHE_SECONDS = 5.0
+
+
+def clashes(wanted_type: str, existing_type: str) -> bool:
+    """Whether a record of `existing_type` stands where one of `wanted_type` would go."""
+    return wanted_type == existing_type or "CNAME" in (wanted_type, existing_type)
+
+
+class ForeignRecords:
+    """DNS records that are not ours, per zone, from one listing shared by a burst of first publishes
+    (at most `ttl` seconds old; a record appearing meanwhile is still refused by the DNS writer)."""
+
+    def __init__(self, ttl: float = FOREIGN_CACHE_SECONDS) -> None:
+        self.ttl = ttl
+        self._entries: dict[tuple[int, str], tuple[float, list[DnsRecord]]] = {}
+        self._locks: dict[tuple[int, str], asyncio.Lock] = {}
+
+    async def blocking(self, core: CloudflareCore, zone_id: str, name: str, type_: str) -> list[DnsRecord]:
+        key = (id(core), zone_id)
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            listed_at, foreign = self._entries.get(key, (0.0, []))
+            if time.monotonic() - listed_at >= self.ttl:
+                records = await step("listing the zone's DNS records", core.list_dns_records(zone_id))
+                foreign = [r for r in records if not is_ours(r.comment, core.owner_id)]
+                self._entries[key] = (time.monotonic(), foreign)
+        return [r for r in foreign if r.name == name and clashes(type_, r.type)]
+
+    def forget(self, core: CloudflareCore, zone_id: str) -> None:
+        self._entries.pop((id(core), zone_id), None)
+
+
+@dataclass
+class Runtime:
+    """The front door's process-wide state (in kopf's memo as ``memo.cfzt``)."""
+
+    operator_namespace: str
+    parallel: int = 64
+    policies: PolicyDirectory = field(default_factory=PolicyDirectory)
+    foreign: ForeignRecords = field(default_factory=ForeignRecords)
+    _locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+    _later: dict[tuple[str, str], asyncio.Task[None]] = field(default_factory=dict)
+
+    def soon(self, key: tuple[str, str], delay: float, action: Callable[[], Awaitable[None]]) -> None:
+        """Run `action` once after `delay` seconds, however often it is asked for meanwhile (debounce)."""
+        if key in self._later:
+            return
+
+        async def later() -> None:
+            try:
+                await asyncio.sleep(delay)
+                await action()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("Deferred %s failed", "/".join(key))
+            finally:
+                self._later.pop(key, None)
+
+        self._later[key] = asyncio.create_task(later(), name=f"cfzt {'/'.join(key)}")
+
+    async def aclose(self) -> None:
+        tasks, self._later = list(self._later.values()), {}
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def lock(self, namespace: str, name: str) -> asyncio.Lock:
+        """One reconcile or teardown of a route at a time (kopf handler, timers and template handler)."""
+        return self._locks.setdefault((namespace, name), asyncio.Lock())
+
+    @contextlib.asynccontextmanager
+    async def hostnames(self, *hostnames: str) -> AsyncIterator[None]:
+        """Exclusive use of hostnames (taken in sorted order: two routes swapping names cannot deadlock), so
+        that one route's teardown and another's publish of the same hostname do not interleave."""
+        async with contextlib.AsyncExitStack() as stack:
+            for hostname in sorted({h for h in hostnames if h}):
+                await stack.enter_async_context(self._locks.setdefault(("", hostname), asyncio.Lock()))
+            yield
+
+
+@dataclass
+class Context:
+    api: client.ApiClient
+    cores: CorePool
+    runtime: Runtime
+    index: Index
+
+    @property
+    def operator_namespace(self) -> str:
+        return self.runtime.operator_namespace
+
+    def claimants(self, hostname: str) -> list[d.RouteRef]:
+        return list(self.index.get(("hostname", hostname), ()))
+
+    def users_of_tenant(self, tenant: str) -> list[d.RouteRef]:
+        return list(self.index.get(("tenant", tenant), ()))
+
+    def users_of_template(self, template: str) -> list[d.RouteRef]:
+        users = set(self.index.get(("template", template), ()))
+        if template.startswith("base-"):
+            users.update(self.index.get(("tenant", template.removeprefix("base-")), ()))
+        return sorted(users)
+
+
+async def find_in_namespaces(ctx: Context, plural: str, name: str, namespace: str) -> dict[str, Any] | None:
+    """The object in the route's namespace, else in the operator's."""
+    found = await kube.get_custom(ctx.api, a.GROUP, a.VERSION, plural, name, namespace)
+    if found is None and namespace != ctx.operator_namespace:
+        found = await kube.get_custom(ctx.api, a.GROUP, a.VERSION, plural, name, ctx.operator_namespace)
+    return found
+
+
+async def find_tenant(ctx: Context, name: str, namespace: str) -> d.Tenant:
+    body = await find_in_namespaces(ctx, a.TENANT_PLURAL, name, namespace)
+    if body is None:
+        raise Problem(c.TENANT_NOT_FOUND, f"{a.TENANT_KIND} {name!r} not found in namespace {namespace} or "
+                      f"{ctx.operator_namespace}", None)  # its creation reconciles the routes naming it
+    try:
+        return d.tenant_from_body(body)
+    except d.TenantError as exc:
+        raise Problem(c.TENANT_INVALID, str(exc), None) from None
+
+
+async def find_template(ctx: Context, name: str, namespace: str, *, required: bool) -> dict[str, Any] | None:
+    body = await find_in_namespaces(ctx, a.TEMPLATE_PLURAL, name, namespace)
+    if body is None and required:
+        raise Problem(c.TEMPLATE_NOT_FOUND, f"{a.TEMPLATE_KIND} {name!r} not found in namespace {namespace} or "
+                      f"{ctx.operator_namespace}: not published until it exists", None)  # its creation reconciles
+    return body
+
+
+async def core_for(ctx: Context, tenant: d.Tenant) -> CloudflareCore:
+    where = f"Secret {tenant.namespace}/{tenant.credential_name}"
+    try:
+        token = await kube.read_secret_value(ctx.api, tenant.namespace, tenant.credential_name, tenant.credential_key)
+    except KeyError:
+        raise Problem(c.SECRET_KEY_MISSING, f"{where} (credentialRef of tenant {tenant.ref}) has no key "
+                      f"{tenant.credential_key!r}", MISSING_RETRY) from None
+    if token is None:
+        raise Problem(c.SECRET_NOT_FOUND, f"{where} (credentialRef of tenant {tenant.ref}) does not exist",
+                      MISSING_RETRY)
+    if not token.strip():
+        raise Problem(c.SECRET_KEY_MISSING, f"{where} key {tenant.credential_key!r} is empty", MISSING_RETRY)
+    return ctx.cores.core_for(token.strip())
+
+
+async def resolve_zone(core: CloudflareCore, tenant: d.Tenant, hostname: str, hint: str | None) -> Zone:
+    """The tenant's zone (``spec.zoneId``, checked: the seed never did), else the zone of the account holding
+    the hostname. A hostname outside it is refused."""
+    if tenant.zone_id:
+        try:
+            zone = await core.get_zone(tenant.zone_id)
+        except NotFound:
+            raise Problem(c.TENANT_INVALID, f"zone {tenant.zone_id} of tenant {tenant.ref} does not exist or the "
+                          "token cannot read it", None) from None
+        except CloudflareError as exc:
+            raise Problem(c.CLOUDFLARE_UNAVAILABLE, f"reading zone {tenant.zone_id}: {exc}", 30.0) from exc
+        if not d.in_zone(hostname, zone.name):
+            raise Problem(c.HOSTNAME_OUTSIDE_ZONE, f"{hostname} is not inside zone {zone.name} of tenant {tenant.ref}",
+                          None)
+        return zone
+    if hint:
+        try:
+            zone = await core.get_zone(hint)
+        except NotFound:
+            pass
+        except CloudflareError as exc:
+            raise Problem(c.CLOUDFLARE_UNAVAILABLE, f"reading zone {hint}: {exc}", 30.0) from exc
+        else:
+            if d.in_zone(hostname, zone.name) and zone.account_id in ("", tenant.account_id):
+                return zone
+    elsewhere: list[str] = []
+    for candidate in d.zone_candidates(hostname):
+        found = await step(f"looking up zone {candidate}", core.find_zone(candidate))
+        if found is None:
+            continue
+        if found.account_id in ("", tenant.account_id):
+            return found
+        elsewhere.append(f"{found.name} (account {found.account_id})")
+    detail = f"; {', '.join(elsewhere)} belongs to another account" if elsewhere else ""
+    raise Problem(c.HOSTNAME_OUTSIDE_ZONE, f"no zone of account {tenant.account_id} (tenant {tenant.ref}) contains "
+                  f"{hostname}{detail}", None)
+
+
+async def resolve_ip(ctx: Context, settings: RouteSettings) -> str:
+    """The DNS-only address: ``dnsIp`` / ``dnsOnly.staticIp``, else the LoadBalancer IP of the Service."""
+    dns_only = settings.dns_only
+    if dns_only.static_ip:
+        return dns_only.static_ip
+    ref = dns_only.ingress_service
+    if ref is None:
+        raise Problem(c.INVALID_SPEC, f"DNS-only mode needs {a.DNS_IP}, dnsOnly.staticIp or "
+                      "dnsOnly.ingressServiceRef", None)
+    service = await kube.read_service(ctx.api, ref.namespace, ref.name)
+    if service is None:
+        raise Problem(c.SERVICE_NOT_FOUND, f"Service {ref.namespace}/{ref.name} (dnsOnly.ingressServiceRef) does "
+                      "not exist", MISSING_RETRY)
+    ingress = (((service.get("status") or {}).get("loadBalancer") or {}).get("ingress")) or []
+    address = next((item.get("ip") for item in ingress if isinstance(item, Mapping) and item.get("ip")), None)
+    if not address:
+        kind = (service.get("spec") or {}).get("type") or "ClusterIP"
+        detail = "" if kind == "LoadBalancer" else f" (it is of type {kind}, not LoadBalancer)"
+        raise Problem(c.LOAD_BALANCER_PENDING, f"Service {ref.namespace}/{ref.name} has no LoadBalancer IP yet"
+                      f"{detail}", MISSING_RETRY)
+    try:
+        return a.parse_ip(f"Service {ref.namespace}/{ref.name} LoadBalancer IP", address)
+    except a.ValueProblem as exc:
+        raise Problem(c.INVALID_SPEC, str(exc), MISSING_RETRY) from None
+
+
+async def hostname_winner(ctx: Context, me: d.RouteRef, hostname: str, previous: s.RouteState | None) -> d.RouteRef:
+    """The route that keeps `hostname` among those asking for it (see :func:`desired.claim_winner`)."""
+    others = [ref for ref in ctx.claimants(hostname) if ref.key != me.key]
+    if not others:
+        return me
+    holders: set[tuple[str, str]] = set()
+    if previous is not None and previous.published and previous.hostname == hostname:
+        holders.add(me.key)
+    for other in others:
+        theirs = await s.read(ctx.api, ctx.operator_namespace, other.namespace, other.name)
+        if theirs is not None and theirs.published and theirs.hostname == hostname:
+            holders.add(other.key)
+    return d.claim_winner([me, *others], holders)
+
+
+async def published_by_other(ctx: Context, namespace: str, name: str, hostname: str) -> str | None:
+    """Another enabled route asking for `hostname` that has it published already ("ns/name"), if any."""
+    for other in ctx.claimants(hostname):
+        if other.key == (namespace, name):
+            continue
+        theirs = await s.read(ctx.api, ctx.operator_namespace, other.namespace, other.name)
+        if theirs is not None and theirs.published and theirs.hostname == hostname:
+            return other.ref
+    return None
+
+
+def environ_or_process(environ: Mapping[str, str] | None) -> Mapping[str, str]:
+    return os.environ if environ is None else environ

@@ -1,0 +1,287 @@
+"""The HTTPRoute front door's test world: both emulators, the operator in-process (OperatorThread), the
+user's view through the sync `kubernetes` client and a sync Cloudflare SDK client, and readers of both
+sides (Cloudflare state and request log; routes, state ConfigMaps, Secrets, Events)."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import cloudflare as cf_sdk
+import kubernetes
+import pytest
+import yaml
+from kubernetes.client.exceptions import ApiException
+
+from chutes.sandbox.runner import OperatorThread
+from chutes.settings import load_settings
+
+T = TypeVar("T")
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples" / "httproutes"
+OPNS = "cloudflare-zero-trust"
+GROUP, VERSION = "cfzt.cloudflare.com", "v1alpha1"
+RG, RV = "gateway.networking.k8s.io", "v1"
+P = "cfzt.cloudflare.com/"
+EXAMPLE_POLICIES = ("MyIdentityPolicy", "MyServiceCredPolicy", "My ADAUTH Policy", "My Service Token Policy")
+
+
+def wait_for(what: str, probe: Callable[[], T], timeout: float = 15.0) -> T:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            last = probe()
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            last = None
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}; last value: {last!r}")
+        time.sleep(0.03)
+
+
+class World:
+    def __init__(self, kube: Any, cloudflare: Any) -> None:
+        self.kube, self.cf = kube, cloudflare
+        self.client = kubernetes.config.new_client_from_config(config_file=kube.kubeconfig)
+        self.core = kubernetes.client.CoreV1Api(self.client)
+        self.custom = kubernetes.client.CustomObjectsApi(self.client)
+        self.sdk = cf_sdk.Cloudflare(api_token=cloudflare.token, base_url=cloudflare.base_url, max_retries=0)
+        self.operator: OperatorThread | None = None
+        self.account = cloudflare.account_id
+        self.zone = cloudflare.zone_id("example.com")
+        self.tunnel = self.make_tunnel("home")
+
+    # -- operator ----------------------------------------------------------------------------------
+    def start(self, resync: float = 300.0, sweep: float = 600.0) -> None:
+        settings = load_settings({}, standalone=True, cloudflare_base_url=self.cf.base_url, chutes=False,
+                                 sessions=False, httproutes=True, resync_interval=resync, sweep_interval=sweep)
+        self.operator = OperatorThread(settings, {"OPERATOR_NAMESPACE": OPNS}).start()
+
+    def stop(self) -> None:
+        if self.operator is not None:
+            self.quiesce()
+            self.operator.stop()
+            self.operator = None
+
+    def quiesce(self, quiet: float = 0.35, timeout: float = 3.0) -> None:
+        """Wait until nothing is written to the cluster for `quiet` seconds: stopping kopf while it handles an
+        event of an object with timers makes it respawn them and wait 5 s for them at exit."""
+        deadline = time.monotonic() + timeout
+        last, since = "", time.monotonic()
+        while time.monotonic() < deadline:
+            version = self.core.list_namespace().metadata.resource_version
+            if version != last:
+                last, since = version, time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                return
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self.stop()
+        self.sdk.close()
+        self.client.close()
+
+    # -- Kubernetes objects --------------------------------------------------------------------------
+    def namespace(self, name: str) -> None:
+        try:
+            self.core.create_namespace({"metadata": {"name": name}})
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+
+    def token_secret(self, token: str | None = None, name: str = "cf-token", key: str = "token",
+                     namespace: str = OPNS) -> None:
+        self.namespace(namespace)
+        self.core.create_namespaced_secret(namespace, {"metadata": {"name": name},
+                                                       "stringData": {key: token or self.cf.token}})
+
+    def tenant(self, name: str = "home", namespace: str = OPNS, secret: str = "cf-token", **spec: Any) -> None:
+        self.namespace(namespace)
+        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "CloudflareZeroTrustTenant",
+                "metadata": {"name": name},
+                "spec": {"accountId": self.account, "tunnelId": self.tunnel,
+                         "credentialRef": {"name": secret, "key": "token"}, **spec}}
+        self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "cloudflarezerotrusttenants", body)
+
+    def template(self, name: str, spec: dict[str, Any], namespace: str = OPNS) -> None:
+        self.namespace(namespace)
+        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "CloudflareZeroTrustTemplate",
+                "metadata": {"name": name}, "spec": spec}
+        self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "cloudflarezerotrusttemplates", body)
+
+    def patch_template(self, name: str, spec: dict[str, Any], namespace: str = OPNS) -> None:
+        self.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "cloudflarezerotrusttemplates", name,
+                                                   {"spec": spec})
+
+    def route(self, name: str, hostname: str | None = None, namespace: str = "apps", tenant: str = "home",
+              backend: tuple[str, int] | None = ("web", 8080), **annotations: str) -> None:
+        self.namespace(namespace)
+        values = {"enabled": "true", "tenant": tenant, **({"hostname": hostname} if hostname else {}), **annotations}
+        body: dict[str, Any] = {
+            "apiVersion": f"{RG}/{RV}", "kind": "HTTPRoute",
+            "metadata": {"name": name, "annotations": {P + k: v for k, v in values.items()}},
+            "spec": {"parentRefs": [{"name": "default"}], "rules": [
+                {"backendRefs": [{"name": backend[0], "port": backend[1]}]}] if backend else []},
+        }
+        self.custom.create_namespaced_custom_object(RG, RV, namespace, "httproutes", body)
+
+    def annotate(self, name: str, namespace: str = "apps", **annotations: str | None) -> None:
+        self.custom.patch_namespaced_custom_object(RG, RV, namespace, "httproutes", name, {
+            "metadata": {"annotations": {P + k: v for k, v in annotations.items()}}})
+
+    def delete_route(self, name: str, namespace: str = "apps") -> None:
+        self.custom.delete_namespaced_custom_object(RG, RV, namespace, "httproutes", name)
+
+    def get_route(self, name: str, namespace: str = "apps") -> dict[str, Any]:
+        return dict(self.custom.get_namespaced_custom_object(RG, RV, namespace, "httproutes", name))
+
+    def route_exists(self, name: str, namespace: str = "apps") -> bool:
+        try:
+            self.get_route(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def annotations(self, name: str, namespace: str = "apps") -> dict[str, str]:
+        return dict(self.get_route(name, namespace)["metadata"].get("annotations") or {})
+
+    def ready(self, name: str, namespace: str = "apps") -> dict[str, Any]:
+        """The route's Ready condition (empty when none)."""
+        raw = self.annotations(name, namespace).get(P + "conditions") or "[]"
+        return next((c for c in json.loads(raw) if c["type"] == "Ready"), {})
+
+    def wait_ready(self, name: str, namespace: str = "apps", timeout: float = 15.0) -> dict[str, Any]:
+        return wait_for(f"route {namespace}/{name} Ready", lambda: (r := self.ready(name, namespace))
+                        .get("status") == "True" and r, timeout)
+
+    def wait_reason(self, name: str, reason: str, namespace: str = "apps", timeout: float = 15.0) -> dict[str, Any]:
+        return wait_for(f"route {namespace}/{name} reason {reason}", lambda: (r := self.ready(name, namespace))
+                        .get("reason") == reason and r, timeout)
+
+    def state(self, name: str, namespace: str = "apps") -> dict[str, str] | None:
+        try:
+            cm = self.core.read_namespaced_config_map(f"cfzt-{namespace}-{name}", OPNS)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return dict(cm.data or {})
+
+    def state_labels(self, name: str, namespace: str = "apps") -> dict[str, str]:
+        return dict(self.core.read_namespaced_config_map(f"cfzt-{namespace}-{name}", OPNS).metadata.labels or {})
+
+    def secret(self, name: str, namespace: str = "apps") -> dict[str, str] | None:
+        try:
+            found = self.core.read_namespaced_secret(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return {k: base64.b64decode(v).decode() for k, v in (found.data or {}).items()}
+
+    def events(self, name: str, namespace: str = "apps") -> list[tuple[str, str, str]]:
+        items = self.core.list_namespaced_event(namespace).items
+        return [(e.type, e.reason, e.message) for e in items if e.involved_object.name == name]
+
+    def tenant_status(self, name: str = "home", namespace: str = OPNS) -> dict[str, Any]:
+        found = self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "cloudflarezerotrusttenants", name)
+        return dict(found.get("status") or {})
+
+    def template_status(self, name: str, namespace: str = OPNS) -> dict[str, Any]:
+        found = self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "cloudflarezerotrusttemplates",
+                                                         name)
+        return dict(found.get("status") or {})
+
+    def apply_examples(self) -> None:
+        """examples/httproutes with the sandbox's token and tunnel (as a user edits them)."""
+        for path in sorted(EXAMPLES.glob("*.yaml")):
+            for doc in yaml.safe_load_all(path.read_text()):
+                if doc:
+                    self.apply(self.localised(doc))
+
+    def localised(self, doc: dict[str, Any]) -> dict[str, Any]:
+        doc = copy.deepcopy(doc)
+        if doc["kind"] == "Secret":
+            doc["stringData"]["token"] = self.cf.token
+        if doc["kind"] == "CloudflareZeroTrustTenant":
+            doc["spec"]["tunnelId"] = self.tunnel
+        return doc
+
+    def apply(self, doc: dict[str, Any]) -> None:
+        kind, meta = doc["kind"], doc["metadata"]
+        if kind == "Namespace":
+            self.namespace(meta["name"])
+        elif kind == "Secret":
+            self.core.create_namespaced_secret(meta["namespace"], doc)
+        elif kind == "HTTPRoute":
+            self.custom.create_namespaced_custom_object(RG, RV, meta["namespace"], "httproutes", doc)
+        else:
+            plural = {"CloudflareZeroTrustTenant": "cloudflarezerotrusttenants",
+                      "CloudflareZeroTrustTemplate": "cloudflarezerotrusttemplates"}[kind]
+            self.custom.create_namespaced_custom_object(GROUP, VERSION, meta["namespace"], plural, doc)
+
+    # -- Cloudflare ------------------------------------------------------------------------------------
+    def make_tunnel(self, name: str) -> str:
+        created = self.sdk.zero_trust.tunnels.cloudflared.create(account_id=self.account, name=name,
+                                                                 config_src="cloudflare")
+        return str(created.id)
+
+    def reusable_policy(self, name: str, decision: str = "allow") -> str:
+        created = self.sdk.zero_trust.access.policies.create(account_id=self.account, name=name, decision=decision,
+                                                            include=[{"everyone": {}}])
+        assert created is not None
+        return str(created.id)
+
+    def snapshot(self) -> dict[str, Any]:
+        return dict(self.cf.snapshot())
+
+    def records(self, name: str | None = None) -> list[dict[str, Any]]:
+        return [r for r in self.snapshot()["dns_records"].get(self.zone, []) if name is None or r["name"] == name]
+
+    def ingress(self, tunnel_id: str | None = None) -> list[dict[str, Any]]:
+        config = (self.snapshot()["tunnel_configs"].get(tunnel_id or self.tunnel) or {}).get("config") or {}
+        return list(config.get("ingress", []))
+
+    def rule(self, hostname: str, tunnel_id: str | None = None) -> dict[str, Any] | None:
+        return next((r for r in self.ingress(tunnel_id) if r.get("hostname") == hostname), None)
+
+    def apps(self, domain: str | None = None) -> list[dict[str, Any]]:
+        return [a for a in self.snapshot()["access_apps"].values() if domain is None or a["domain"] == domain]
+
+    def policies(self) -> list[dict[str, Any]]:
+        return list(self.snapshot()["access_policies"].values())
+
+    def tokens(self, name: str | None = None) -> list[dict[str, Any]]:
+        return [t for t in self.snapshot()["service_tokens"].values() if name is None or t["name"] == name]
+
+    def ops(self, *, writes: bool = False) -> list[str]:
+        return [r.op for r in self.cf.requests if not writes or (r.method != "GET" and 200 <= r.status < 300)]
+
+
+@pytest.fixture(name="world")
+def world_fixture(kube: Any, cloudflare: Any) -> Iterator[World]:
+    w = World(kube, cloudflare)
+    try:
+        yield w
+    finally:
+        w.close()
+
+
+def home(world: World, *, resync: float = 300.0, sweep: float = 600.0, base: dict[str, Any] | None = None) -> None:
+    """Token Secret, tenant "home" and its base template in the operator namespace; the operator running."""
+    world.token_secret()
+    world.tenant()
+    if base is not None:
+        world.template("base-home", base)
+    world.start(resync=resync, sweep=sweep)

@@ -5,12 +5,12 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PORT   ?= 8787
 
-.PHONY: demo test lint sandbox kube-sandbox run bench clean
+.PHONY: demo test lint sandbox kube-sandbox run bench lock crds clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml operator/requirements-runtime.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,dev]'
+	$(PY) -m pip install --quiet -c operator/requirements-runtime.txt -e '.[test,dev]'  # the image's versions
 	touch $(STAMP)
 
 ## demo: the operator publishing examples/chute-gateway on both emulators (no cluster, no token)
@@ -41,6 +41,15 @@ run: $(STAMP)
 ## bench: the benchmarks (print figures; not tests)
 bench: $(STAMP)
 	$(PY) bench/core.py
+
+## lock: pin the image's runtime dependencies to the versions installed in .venv (operator/requirements-runtime.txt);
+## after `pip install -U <package>` in .venv, to move the pins on
+lock:
+	$(PY) tests/runtime_lock.py > operator/requirements-runtime.txt.new && mv operator/requirements-runtime.txt.new operator/requirements-runtime.txt
+
+## crds: copy crds/ into the Helm chart (a test checks they are identical)
+crds:
+	cp crds/*.yaml charts/chutes-operator/crds/
 
 clean:
 	rm -rf $(VENV) build *.egg-info operator/*.egg-info

@@ -187,8 +187,9 @@ def test_config_becomes_ready_with_the_one_time_pin_provider(world: World) -> No
 
 
 def test_existing_one_time_pin_provider_is_adopted(world: World) -> None:
-    from chutes.cloudflare_core import CloudflareCore
     import asyncio
+
+    from chutes.cloudflare_core import CloudflareCore
 
     async def make_idp() -> str:
         async with CloudflareCore(world.cf.token, base_url=world.cf.base_url) as core:
@@ -225,7 +226,8 @@ def test_gateway_publishes_every_object_behind_access(world: World) -> None:
     assert status["accessAppId"] == app["id"]
     [policy] = [p for p in world.state()["access_policies"].values() if p["app_id"] == app["id"]]
     assert policy["decision"] == "allow" and policy["id"] == status["accessPolicyId"]
-    assert policy["include"] == [{"email": {"email": "alice@example.org"}}, {"email_domain": {"domain": "corp.example"}}]
+    assert policy["include"] == [
+        {"email": {"email": "alice@example.org"}}, {"email_domain": {"domain": "corp.example"}}]
     assert status["url"] == "https://blog.example.com" and status["hostname"] == "blog.example.com"
     for type_ in ("Ready", "TunnelReady", "AccessReady", "DNSReady", "ConnectorReady"):
         assert world.condition(gateway, type_)["status"] == "True", type_
@@ -396,7 +398,8 @@ def test_config_deletion_waits_for_its_gateways(world: World) -> None:
     assert f"{NS}/blog" in world.condition(config, "DeletionBlocked")["message"]
     world.custom.delete_namespaced_custom_object(GROUP, VERSION, NS, "chutegateways", "blog")
     wait_for("gateway gone and Cloudflare cleaned", lambda: not world.live_tunnels())
-    wait_for("config gone", lambda: not world.custom.list_cluster_custom_object(GROUP, VERSION, "chuteconfigs")["items"],
+    wait_for("config gone", lambda: not world.custom.list_cluster_custom_object(
+        GROUP, VERSION, "chuteconfigs")["items"],
              timeout=45)
 
 

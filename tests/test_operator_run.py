@@ -87,3 +87,12 @@ def test_operator_thread_starts_and_stops_in_process(kube: Any, cloudflare: Any)
         assert operator.alive
     assert not operator.alive
     assert operator.error is None
+
+
+def test_chutes_run_without_a_cluster_configuration_exits_with_a_clear_message(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLOUDFLARE_", "CHUTES_", "CF_", "KUBERNETES_"))}
+    env.update(KUBECONFIG=str(tmp_path / "missing"), HOME=str(tmp_path), PYTHONPATH=str(REPO / "operator"))
+    result = subprocess.run([*chutes_command(), "run", "--standalone"], env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 1
+    assert "could not start: no usable cluster configuration" in result.stderr

@@ -11,9 +11,19 @@ import sys
 from collections.abc import Mapping, Sequence
 
 import kopf
+from kopf._core.engines.activities import ActivityError  # not re-exported by kopf 1.45
 
 from chutes import __version__
 from chutes.settings import Settings, SettingsError, load_settings
+
+
+def _priority(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'auto', got {value!r}") from None
 
 
 def _add_run_flags(parser: argparse.ArgumentParser) -> None:
@@ -37,9 +47,12 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
     flag("--standalone", action=argparse.BooleanOptionalAction, default=None,
          help="no leader election (CHUTES_STANDALONE, off)")
     flag("--peering", help="kopf peering name for leader election; needs kopf's peering CRDs (CHUTES_PEERING)")
-    flag("--priority", type=int, help="kopf peering priority (CHUTES_PRIORITY, 0)")
+    flag("--priority", type=_priority, help="kopf peering priority, or 'auto' (from the Pod name) for replicas of "
+         "one Deployment (CHUTES_PRIORITY, 0)")
     flag("--liveness", dest="liveness_endpoint", metavar="URL",
          help="serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz (CHUTES_LIVENESS_ENDPOINT)")
+    flag("--metrics-port", type=int, metavar="PORT",
+         help="serve Prometheus /metrics and /readyz on this port (CHUTES_METRICS_PORT; 0 = off, the default)")
     flag("--log-format", choices=["text", "json"], help="CHUTES_LOG_FORMAT, text")
     flag("--log-level", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="CHUTES_LOG_LEVEL, INFO")
 
@@ -79,8 +92,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings)
     from chutes import runtime  # imported late: `chutes --help` stays fast
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(runtime.run(settings, environ))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(runtime.run(settings, environ))
+    except SettingsError as exc:  # a front door's own variables (e.g. the session door's CF_ZONE_ID)
+        print(f"chutes: {exc}", file=sys.stderr)
+        return 2
+    except ActivityError as exc:  # e.g. no cluster configuration: the causes were logged above
+        causes = "; ".join(str(outcome.exception) for outcome in exc.outcomes.values() if outcome.exception)
+        print(f"chutes: could not start: {causes or exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import inspect
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -15,6 +16,8 @@ import kopf
 
 from chutes import kube
 from chutes.cores import CorePool
+from chutes.observability.readiness import Insights, Readiness, Vault
+from chutes.observability.server import MetricsServer
 from chutes.settings import FrontDoor, Settings
 
 logger = logging.getLogger("chutes")
@@ -22,13 +25,17 @@ logger = logging.getLogger("chutes")
 GROUP = "chutes.troubleshat.com"
 FINALIZER = f"{GROUP}/cleanup"
 
-# Front doors built so far: name -> "module:function" taking (registry, settings). A door that is
-# switched on but not listed here is reported at start (see `unavailable_front_doors`).
+# Front doors built so far: name -> "module:function" taking (registry, settings, environ); a function
+# taking only (registry, settings) is called that way. A door that is switched on but not listed here is
+# reported at start (see `unavailable_front_doors`). A door module may define
+# `implied_namespaces(environ)`: the namespaces to watch when it is served alone and none are configured.
 FRONT_DOORS: dict[FrontDoor, str] = {
     "chutes": "chutes.frontdoors.gateways.handlers:register",
+    "httproutes": "chutes.frontdoors.httproutes.handlers:register",
+    "sessions": "chutes.frontdoors.sessions.handlers:register",
 }
 
-Register = Callable[[kopf.OperatorRegistry, Settings], None]
+Register = Callable[..., None]  # (registry, settings, environ) or (registry, settings)
 
 
 def served_front_doors(settings: Settings, environ: Mapping[str, str]) -> tuple[FrontDoor, ...]:
@@ -43,6 +50,29 @@ def _load(door: FrontDoor) -> Register:
     module_name, _, function = FRONT_DOORS[door].partition(":")
     register: Register = getattr(importlib.import_module(module_name), function)
     return register
+
+
+def _register(door: FrontDoor, registry: kopf.OperatorRegistry, settings: Settings,
+              environ: Mapping[str, str]) -> None:
+    register = _load(door)
+    positional = [
+        p for p in inspect.signature(register).parameters.values()
+        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    ]
+    if len(positional) >= 3:
+        register(registry, settings, environ)
+    else:
+        register(registry, settings)
+
+
+def implied_namespaces(settings: Settings, environ: Mapping[str, str]) -> tuple[str, ...]:
+    """Namespaces to watch when none are configured: those of the only door served, if it has any."""
+    doors = served_front_doors(settings, environ)
+    if settings.namespaces or len(doors) != 1:
+        return ()
+    module_name, _, _function = FRONT_DOORS[doors[0]].partition(":")
+    implied = getattr(importlib.import_module(module_name), "implied_namespaces", None)
+    return tuple(implied(environ)) if implied is not None else ()
 
 
 def configure_kopf(settings: kopf.OperatorSettings) -> None:
@@ -68,24 +98,39 @@ def build_registry(settings: Settings, environ: Mapping[str, str]) -> kopf.Opera
     @kopf.on.startup(registry=registry)
     async def operator_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         configure_kopf(settings)
-        memo.kube = await kube.connect()
+        try:
+            memo.kube = await kube.connect()
+        except ConnectionError as exc:  # nothing to retry: the configuration must change
+            raise kopf.PermanentError(str(exc)) from None
         logger.info("Serving front doors: %s", ", ".join(doors) or "none")
+        if memo.config.metrics_port:
+            readiness: Readiness | None = memo.get("readiness")
+            server = MetricsServer(memo.config.metrics_port, readiness.problems if readiness else list)
+            memo.metrics_server = server
+            port = await server.start()
+            logger.info("Serving /metrics and /readyz on port %d", port)
         for door in unavailable_front_doors(memo.config, environ):
             logger.warning("Front door %r is switched on but not part of this build; it is not served.", door)
-
-    @kopf.on.cleanup(registry=registry)
-    async def operator_cleanup(memo: kopf.Memo, **_: Any) -> None:
-        await memo.cores.aclose()
-        api = memo.get("kube")
-        if api is not None:
-            await api.close()
 
     @kopf.on.probe(registry=registry, id="front_doors")
     def probe_front_doors(**_: Any) -> str:
         return ",".join(doors)
 
     for door in doors:
-        _load(door)(registry, settings)
+        _register(door, registry, settings, environ)
+
+    # Registered after the doors: kopf runs cleanup handlers in order, and the doors' own cleanups
+    # (background tasks) must stop before the shared clients close.
+    @kopf.on.cleanup(registry=registry)
+    async def operator_cleanup(memo: kopf.Memo, **_: Any) -> None:
+        server: MetricsServer | None = memo.get("metrics_server")
+        if server is not None:
+            await server.stop()
+        await memo.cores.aclose()
+        api = memo.get("kube")
+        if api is not None:
+            await api.close()
+
     return registry
 
 
@@ -93,6 +138,7 @@ def new_memo(settings: Settings) -> kopf.Memo:
     memo = kopf.Memo()
     memo.config = settings
     memo.cores = CorePool(settings)
+    memo.readiness = Readiness(Vault(), Insights())
     return memo
 
 
@@ -105,15 +151,18 @@ async def run(
 ) -> None:
     """Run the operator until stopped (signal or ``stop_flag``)."""
     registry = build_registry(settings, environ)
-    namespaces = settings.namespaces
+    namespaces = settings.namespaces or implied_namespaces(settings, environ)
+    memo = new_memo(settings)
     await kopf.operator(
         registry=registry,
-        memo=new_memo(settings),
+        memo=memo,
+        vault=memo.readiness.vault,
+        insights=memo.readiness.insights,
         clusterwide=not namespaces,
         namespaces=namespaces,
         standalone=settings.standalone,
         peering_name=None if settings.standalone else settings.peering,
-        priority=settings.priority,
+        priority=settings.peering_priority(environ),
         liveness_endpoint=settings.liveness_endpoint,
         stop_flag=stop_flag,
         ready_flag=ready_flag,

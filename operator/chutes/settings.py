@@ -6,7 +6,9 @@ that reads them; this module only decides whether that front door is switched on
 
 from __future__ import annotations
 
+import hashlib
 import re
+import socket
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -53,8 +55,16 @@ class Settings(BaseModel):
         description="kopf peering object for leader election; when set, its CRD must exist (mandatory peering). "
         "Unset: kopf's default peering when the cluster has kopf's peering CRDs, else none.",
     )
-    priority: int = Field(default=0, description="kopf peering priority of this instance.")
+    priority: int | Literal["auto"] = Field(
+        default=0,
+        description="kopf peering priority of this instance; the highest live one is active. Replicas with equal "
+        "priorities all pause (kopf's rule), so replicas of one Deployment use 'auto': a number derived from "
+        "the Pod's name (POD_ID, else the hostname).",
+    )
     liveness_endpoint: str | None = Field(default=None, description="e.g. http://0.0.0.0:8080/healthz")
+    metrics_port: int = Field(
+        default=0, ge=0, le=65535, description="Port serving /metrics and /readyz on every interface; 0 = off."
+    )
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -76,6 +86,14 @@ class Settings(BaseModel):
     @classmethod
     def _upper_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    def peering_priority(self, environ: Mapping[str, str]) -> int:
+        """The priority to run with: the configured number, or for 'auto' a stable one in 1..2**31-1 derived
+        from the Pod name, distinct between replicas (a collision is a 1-in-2-billion event)."""
+        if self.priority != "auto":
+            return self.priority
+        identity = environ.get("POD_ID") or environ.get("HOSTNAME") or socket.gethostname()
+        return int.from_bytes(hashlib.sha256(identity.encode()).digest()[:4], "big") % (2**31 - 1) + 1
 
     def front_doors(self, environ: Mapping[str, str]) -> tuple[FrontDoor, ...]:
         """The front doors this run serves, in a stable order."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import os
 import sys
@@ -35,8 +36,8 @@ def say(text: str = "") -> None:
     print(text, flush=True)
 
 
-async def wait_for(what: str, probe: Callable[[], Awaitable[T | None]], timeout: float = 30.0) -> T:
-    deadline = time.monotonic() + timeout
+async def wait_for(what: str, probe: Callable[[], Awaitable[T | None]], limit: float = 30.0) -> T:
+    deadline = time.monotonic() + limit
     while True:
         value = await probe()
         if value:
@@ -99,7 +100,7 @@ async def drive(examples: Path, crd_paths: Sequence[Path], sandbox: CloudflareSa
         for gateway in gateways:
             await play_deployment_controller(api, gateway, kinds)
         for doc in configs + gateways:
-            await wait_for(f"{doc['kind']} {doc['metadata']['name']} Ready", lambda doc=doc: ready(api, doc, kinds))
+            await wait_for(f"{doc['kind']} {doc['metadata']['name']} Ready", functools.partial(ready, api, doc, kinds))
 
         say()
         say("$ kubectl get chuteconfigs")
@@ -127,7 +128,7 @@ async def drive(examples: Path, crd_paths: Sequence[Path], sandbox: CloudflareSa
         for doc in gateways:
             say(f"$ kubectl delete chutegateway {doc['metadata']['name']} -n {doc['metadata']['namespace']}")
             await manifests.delete(api, doc, kinds)
-            await wait_for("the gateway to be gone", lambda doc=doc: gone(api, doc, kinds))
+            await wait_for("the gateway to be gone", functools.partial(gone, api, doc, kinds))
             say(f"chutegateway/{doc['metadata']['name']} deleted")
         say()
         say("Cloudflare after the delete (the OTP identity provider belongs to the account and stays):")
@@ -135,7 +136,8 @@ async def drive(examples: Path, crd_paths: Sequence[Path], sandbox: CloudflareSa
             say(f"  {line}")
         counts = sandbox.counters
         say()
-        say(f"Cloudflare API calls: {sum(counts.values())} ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})")
+        by_operation = ", ".join(f"{op} {n}" for op, n in sorted(counts.items()))
+        say(f"Cloudflare API calls: {sum(counts.values())} ({by_operation})")
     finally:
         await api.close()
 

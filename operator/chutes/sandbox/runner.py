@@ -17,14 +17,15 @@ from chutes.settings import Settings
 class OperatorThread:
     """``with OperatorThread(settings, environ):`` runs ``chutes run`` until the block ends."""
 
-    def __init__(self, settings: Settings, environ: Mapping[str, str] | None = None, *, timeout: float = 15.0):
+    def __init__(self, settings: Settings, environ: Mapping[str, str] | None = None, *, timeout: float = 15.0,
+                 name: str = "chutes-operator"):
         self.settings = settings
         self.environ = dict(environ or {})
         self.timeout = timeout
         self.error: BaseException | None = None
         self._stop = threading.Event()
         self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._main, name="chutes-operator", daemon=True)
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)  # log records' threadName
 
     def _main(self) -> None:
         try:

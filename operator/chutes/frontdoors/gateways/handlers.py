@@ -13,6 +13,7 @@ from chutes import kube
 from chutes.frontdoors.gateways import desired as d
 from chutes.frontdoors.gateways import reconcile as r
 from chutes.frontdoors.gateways.status import StatusWriter
+from chutes.observability import metrics
 from chutes.settings import Settings
 
 # Reasons that only a spec change can fix: the resync timer leaves them alone.
@@ -40,7 +41,9 @@ def _writer(memo: kopf.Memo, plural: str, name: str, namespace: str | None, body
 
 
 def _warn_on_new_problem(events: r.EventSink, before: Mapping[str, Any] | None, problem: r.Problem) -> None:
-    """One Warning Event per distinct problem, not one per retry."""
+    """One Warning Event per distinct problem, not one per retry; conflicts are counted every time."""
+    if problem.reason == c.HOSTNAME_CONFLICT:
+        metrics.conflict(r.FRONT_DOOR)
     previous = c.find((before or {}).get("conditions"), c.READY)
     if previous is None or (previous.get("reason"), previous.get("message")) != (problem.reason, problem.message):
         events.warning(problem.reason, problem.message)
@@ -56,8 +59,16 @@ def _skip_resync(body: Mapping[str, Any]) -> bool:
     )
 
 
+CLOUDFLARED_SELECTOR = f"{d.LABEL_GATEWAY},app.kubernetes.io/managed-by={d.MANAGED_BY}"
+
+
 def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     interval = settings.resync_interval
+
+    @kopf.on.startup(registry=registry, id="gateways-watching")
+    def gateways_watching(settings: kopf.OperatorSettings, **_: Any) -> None:
+        # Only our cloudflared Deployments: filtered by the API server, not after streaming them all.
+        settings.watching.label_selectors["apps", "v1", "deployments"] = CLOUDFLARED_SELECTOR
 
     # --- ChuteConfig ------------------------------------------------------------------------------
     @kopf.on.resume(d.GROUP, d.VERSION, d.CONFIG_PLURAL, registry=registry, id="reconcile")
@@ -83,10 +94,14 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
             raise kopf.TemporaryError(message, delay=r.CONFIG_RETRY)
 
     async def _config(name: str, body: kopf.Body, memo: kopf.Memo) -> None:
+        async with metrics.reconcile_timer(r.FRONT_DOOR):
+            await _config_reconcile(name, body, memo)
+
+    async def _config_reconcile(name: str, body: kopf.Body, memo: kopf.Memo) -> None:
         status = _writer(memo, d.CONFIG_PLURAL, name, None, body)
         events = r.EventSink(body, kopf.event)
         try:
-            await r.reconcile_config(memo.kube, memo.cores, name, body.get("spec") or {}, status)
+            await r.reconcile_config(memo.kube, memo.cores, name, body.get("spec") or {}, status, events)
         except r.Problem as problem:
             _warn_on_new_problem(events, body.get("status"), problem)
             raise to_kopf(problem) from None
@@ -106,6 +121,10 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
 
     @kopf.on.delete(d.GROUP, d.VERSION, d.GATEWAY_PLURAL, registry=registry, id="cleanup")
     async def gateway_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        async with metrics.reconcile_timer(r.FRONT_DOOR):
+            await _gateway_delete(body, memo)
+
+    async def _gateway_delete(body: kopf.Body, memo: kopf.Memo) -> None:
         meta = body["metadata"]
         status = _writer(memo, d.GATEWAY_PLURAL, meta["name"], meta["namespace"], body)
         events = r.EventSink(body, kopf.event)
@@ -118,6 +137,10 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
             raise to_kopf(problem) from None
 
     async def _gateway(body: kopf.Body, memo: kopf.Memo) -> None:
+        async with metrics.reconcile_timer(r.FRONT_DOOR):
+            await _gateway_reconcile(body, memo)
+
+    async def _gateway_reconcile(body: kopf.Body, memo: kopf.Memo) -> None:
         meta = body["metadata"]
         status = _writer(memo, d.GATEWAY_PLURAL, meta["name"], meta["namespace"], body)
         events = r.EventSink(body, kopf.event)

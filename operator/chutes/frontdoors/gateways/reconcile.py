@@ -34,6 +34,9 @@ from chutes.cloudflare_core import (
 from chutes.cores import CorePool
 from chutes.frontdoors.gateways import desired as d
 from chutes.frontdoors.gateways.status import StatusWriter
+from chutes.observability.metrics import HOSTNAMES
+
+FRONT_DOOR = "chutes"  # the label of this front door in metrics
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +119,7 @@ async def load_account(api: client.ApiClient, cores: CorePool, config_name: str,
 
 
 async def reconcile_config(api: client.ApiClient, cores: CorePool, name: str, spec: Mapping[str, Any],
-                           status: StatusWriter) -> None:
+                           status: StatusWriter, events: EventSink | None = None) -> None:
     try:
         token = await read_token(api, spec)
         core = cores.core_for(token)
@@ -133,6 +136,8 @@ async def reconcile_config(api: client.ApiClient, cores: CorePool, name: str, sp
             idp = await core.ensure_otp_idp(account_id)
         except CloudflareError as exc:
             raise problem_from_cloudflare(exc, "ensuring the one-time-PIN identity provider") from exc
+        if events is not None and status.get("otpIdentityProviderId") != idp.id:
+            events.normal("IdentityProviderReady", f"one-time PIN identity provider {idp.id}")
         status.set(otpIdentityProviderId=idp.id, ready=True, observedGeneration=status.generation)
         status.condition(c.IDENTITY_PROVIDER_READY, "True", c.RECONCILED, f"one-time PIN provider {idp.id}")
         status.condition(c.READY, "True", c.RECONCILED, "credentials verified, one-time PIN ready")
@@ -291,6 +296,8 @@ async def publish(
         policy = await step("ensuring the Access policy", core.ensure_app_policy(account_id, app.id, AppPolicySpec(
             name=d.POLICY_NAME, decision="allow", include=tuple(d.policy_include(plan)),
         )))
+        if previous_policy != policy.id:
+            events.normal("AccessPolicyReady", f"Access policy {d.POLICY_NAME} ({policy.id}) on {plan.fqdn}")
         status.set(accessPolicyId=policy.id)
         status.condition(c.ACCESS_READY, "True", c.RECONCILED,
                          f"{len(plan.emails)} email(s) and {len(plan.domains)} domain(s) allowed")
@@ -299,7 +306,11 @@ async def publish(
     # 4. Tunnel rule, then 5. the CNAME.
     rule = IngressRule(hostname=plan.fqdn, service=plan.service_url)
     await step("writing the tunnel ingress rule", core.set_ingress_rule(account_id, tunnel.id, rule))
-    status.condition(c.TUNNEL_READY, "True", c.RECONCILED, f"{plan.fqdn} → {plan.service_url}")
+    route = f"{plan.fqdn} → {plan.service_url}"
+    before = c.find(status.get("conditions"), c.TUNNEL_READY)
+    if before is None or (before.get("status"), before.get("message")) != ("True", route):
+        events.normal("TunnelRouteReady", f"tunnel ingress rule {route}")
+    status.condition(c.TUNNEL_READY, "True", c.RECONCILED, route)
     record = await step(f"ensuring the CNAME for {plan.fqdn}", core.ensure_dns_record(account.zone_id, DesiredRecord(
         name=plan.fqdn, type="CNAME", content=f"{tunnel.id}.cfargotunnel.com", proxied=True, source=plan.source,
     )))
@@ -308,6 +319,7 @@ async def publish(
     status.set(dnsRecordId=record.id, hostname=plan.fqdn, url=plan.url)
     status.condition(c.DNS_READY, "True", c.RECONCILED, f"CNAME {plan.fqdn}")
     await status.flush()
+    HOSTNAMES.publish(FRONT_DOOR, plan.source, [plan.fqdn])
 
     # The previous hostname (spec change): its DNS and rule go before its Access application.
     if previous_fqdn and previous_fqdn != plan.fqdn:
@@ -321,6 +333,7 @@ async def publish(
         if previous_policy and plan.public:
             await step("removing the old Access policy", core.delete_app_policy(account_id, previous_app,
                                                                                 previous_policy))
+            events.normal("AccessPolicyRemoved", f"Access policy {previous_policy} removed")
         await step("removing the old Access application", core.delete_access_app(account_id, previous_app))
         events.normal("AccessApplicationRemoved", f"Access application {previous_app} removed")
     if plan.public:
@@ -398,11 +411,19 @@ async def unpublish_gateway(
     async def step(doing: str, coroutine: Any) -> Any:
         try:
             return await coroutine
-        except Conflict as exc:
-            events.warning(c.HOSTNAME_CONFLICT, f"{doing}: left in place, not ours ({exc.message})")
-            return None
         except CloudflareError as exc:
             raise problem_from_cloudflare(exc, doing) from exc
+
+    async def remove(doing: str, coroutine: Any, reason: str, message: str) -> None:
+        """One deletion and its Event; what turns out not to be ours stays (a Warning says so)."""
+        try:
+            await coroutine
+        except Conflict as exc:
+            events.warning(c.HOSTNAME_CONFLICT, f"{doing}: left in place, not ours ({exc.message})")
+            return
+        except CloudflareError as exc:
+            raise problem_from_cloudflare(exc, doing) from exc
+        events.normal(reason, message)
 
     fqdn = status.get("hostname")
     tunnel_id = status.get("tunnelId")
@@ -410,15 +431,21 @@ async def unpublish_gateway(
         tunnel = await step("finding the tunnel", core.find_tunnel(account_id, names.cloudflare_name))
         tunnel_id = tunnel.id if tunnel is not None else None
     if fqdn:
-        await step(f"removing the CNAME {fqdn}", core.delete_dns_record(account.zone_id, fqdn, "CNAME"))
+        await remove(f"removing the CNAME {fqdn}", core.delete_dns_record(account.zone_id, fqdn, "CNAME"),
+                     "DNSRecordRemoved", f"CNAME {fqdn} removed")
         if tunnel_id:
-            await step(f"removing the rule of {fqdn}", core.remove_ingress_rule(account_id, tunnel_id, fqdn))
+            await remove(f"removing the rule of {fqdn}", core.remove_ingress_rule(account_id, tunnel_id, fqdn),
+                         "TunnelRouteRemoved", f"tunnel ingress rule for {fqdn} removed")
+    HOSTNAMES.forget(FRONT_DOOR, names.source)
     app_id = status.get("accessAppId")
     if app_id:
         policy_id = status.get("accessPolicyId")
         if policy_id:
-            await step("removing the Access policy", core.delete_app_policy(account_id, app_id, policy_id))
-        await step("removing the Access application", core.delete_access_app(account_id, app_id))
+            await remove("removing the Access policy", core.delete_app_policy(account_id, app_id, policy_id),
+                         "AccessPolicyRemoved", f"Access policy {policy_id} removed")
+        await remove("removing the Access application", core.delete_access_app(account_id, app_id),
+                     "AccessApplicationRemoved", f"Access application {app_id} removed")
     if tunnel_id:
-        await step("removing the tunnel", core.delete_tunnel(account_id, tunnel_id))
+        await remove("removing the tunnel", core.delete_tunnel(account_id, tunnel_id),
+                     "TunnelRemoved", f"tunnel {names.cloudflare_name} ({tunnel_id}) removed")
     events.normal("Unpublished", f"{fqdn or name}: Cloudflare objects removed")

@@ -5,8 +5,10 @@
 Run it standalone with ``python -m chutes.sandbox.kubernetes --port N [--crds DIR]``.
 """
 
+from chutes.sandbox.kubernetes.audit import ApiCall
 from chutes.sandbox.kubernetes.discovery import crd_resources
 from chutes.sandbox.kubernetes.emulator import FaithfulEmulator
+from chutes.sandbox.kubernetes.kubeconfig import OPERATOR_TOKEN, USER_TOKEN
 from chutes.sandbox.kubernetes.thread import KubeSandbox
 
-__all__ = ['FaithfulEmulator', 'KubeSandbox', 'crd_resources']
+__all__ = ['OPERATOR_TOKEN', 'USER_TOKEN', 'ApiCall', 'FaithfulEmulator', 'KubeSandbox', 'crd_resources']

@@ -11,7 +11,8 @@ for user reactions (``emulator['patch', kmock.resource(...)] << 500``) but:
 * parses ``/api/v1/namespaces[/NAME]`` correctly and reports ``groupVersion: v1`` for the core group;
 * streams watches from a per-resource event log (resume from ``resourceVersion``, 410 when too old,
   ``timeoutSeconds``, ``sendInitialEvents``, selector-aware ADDED/DELETED transitions);
-* runs a background garbage collector for ownerReferences and namespace termination.
+* runs a background garbage collector for ownerReferences and namespace termination;
+* counts every request in RBAC terms with the bearer token that sent it (``audit``).
 
 A user reaction that answers a request replaces the emulator's answer and its effect: an injected
 ``<< 500`` on a PATCH means the patch was not applied (kmock 0.8 applied it anyway).
@@ -40,6 +41,7 @@ from kmock._internal import rendering
 from kmock._internal.apps import KMockError
 
 from chutes.sandbox.kubernetes import discovery, errors
+from chutes.sandbox.kubernetes.audit import ApiCall, describe
 from chutes.sandbox.kubernetes.collector import Collector
 from chutes.sandbox.kubernetes.eventlog import Event
 from chutes.sandbox.kubernetes.paths import ApiPath, Level, Target, parse_path, resource_key
@@ -74,6 +76,7 @@ class FaithfulEmulator(kmock.KubernetesEmulator):
     default_resources: bool = True  # kmock's bundled built-ins + Traefik + kopf peering
 
     store: Store = attrs.field(init=False)
+    audit: collections.Counter[ApiCall] = attrs.field(init=False, factory=collections.Counter)
     collector: Collector = attrs.field(init=False)
     _served: int = attrs.field(default=0, init=False)
 
@@ -120,6 +123,8 @@ class FaithfulEmulator(kmock.KubernetesEmulator):
             if self.limit is not None and self._served >= self.limit:
                 raise KMockError('Too many requests have been served so far.')
             request = await self._parse(raw_request)
+            self.audit[describe(raw_request.method, parse_path(raw_request.path), raw_request.path,
+                                raw_request.query, raw_request.headers)] += 1
             self._served += 1
             self._requests.append(request)
             try:

@@ -7,9 +7,11 @@ from pathlib import Path
 import yaml
 
 CONTEXT = 'kube-sandbox'
+USER_TOKEN = 'kube-sandbox'  # the token of `KubeSandbox.kubeconfig`: tests, users, the demo
+OPERATOR_TOKEN = 'chutes-operator'  # the token of `KubeSandbox.operator_kubeconfig`: the operator alone
 
 
-def write_kubeconfig(path: Path, url: str, *, namespace: str = 'default', token: str = 'kube-sandbox') -> Path:
+def write_kubeconfig(path: Path, url: str, *, namespace: str = 'default', token: str = USER_TOKEN) -> Path:
     config = {
         'apiVersion': 'v1',
         'kind': 'Config',

@@ -1,13 +1,16 @@
 """``KubeSandbox``: a FaithfulEmulator served over HTTP from a thread with its own event loop.
 
 Synchronous code (tests, the ``kubernetes`` client, ``KopfRunner`` with kopf in yet another thread) talks
-to it through ``kube.url`` or the kubeconfig file at ``kube.kubeconfig``. State can be read or seeded on
+to it through ``kube.url`` or the kubeconfig file at ``kube.kubeconfig``; ``kube.operator_kubeconfig`` is
+the same cluster with a token of its own, so that ``kube.api_calls(OPERATOR_TOKEN)`` tells exactly which
+API calls the operator made. State can be read or seeded on
 the emulator's own loop with ``kube.call(coroutine)`` or ``kube.seed(...)``, which are thread-safe.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import shutil
 import tempfile
@@ -19,9 +22,10 @@ from typing import Any, Self, TypeVar
 
 import aiohttp.web
 
+from chutes.sandbox.kubernetes.audit import ApiCall
 from chutes.sandbox.kubernetes.discovery import load_crd_manifests
 from chutes.sandbox.kubernetes.emulator import FaithfulEmulator
-from chutes.sandbox.kubernetes.kubeconfig import write_kubeconfig
+from chutes.sandbox.kubernetes.kubeconfig import OPERATOR_TOKEN, write_kubeconfig
 from chutes.sandbox.kubernetes.store import JSON
 
 T = TypeVar('T')
@@ -61,6 +65,7 @@ class KubeSandbox:
         self._emulator: FaithfulEmulator | None = None
         self.url = ''
         self.kubeconfig = ''
+        self.operator_kubeconfig = ''
 
     @property
     def emulator(self) -> FaithfulEmulator:
@@ -109,6 +114,14 @@ class KubeSandbox:
         future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(coro, self._loop)
         return future.result(timeout)
 
+    def api_calls(self, user: str | None = None) -> collections.Counter[ApiCall]:
+        """The requests served so far in RBAC terms, counted; only those sent with token ``user`` when
+        given (e.g. ``OPERATOR_TOKEN``). Thread-safe."""
+        async def snapshot() -> collections.Counter[ApiCall]:
+            return collections.Counter({call: n for call, n in self.emulator.audit.items()
+                                        if user is None or call.user == user})
+        return self.call(snapshot())
+
     def seed(self, resource: str, body: Mapping[str, Any], namespace: str | None = None) -> JSON:
         """Create an object through the emulator's store (stamped, with an ADDED event); thread-safe."""
         async def seed() -> JSON:
@@ -146,6 +159,8 @@ class KubeSandbox:
                 port = runner.addresses[0][1]
                 self.url = f'http://{self.host}:{port}'
                 self.kubeconfig = str(write_kubeconfig(self._tmpdir / 'kubeconfig', self.url))
+                self.operator_kubeconfig = str(write_kubeconfig(self._tmpdir / 'operator-kubeconfig', self.url,
+                                                                token=OPERATOR_TOKEN))
                 self._emulator = emulator
                 self._ready.set()
                 await self._stopping.wait()

@@ -1,0 +1,136 @@
+{{/*
+RBAC rules, per front door and scope. Every rule below is one the operator was seen using in the
+test suite (tests/test_chart_rbac.py fails when the operator makes a call these rules do not allow,
+and lists the rules it never saw used).
+
+  *.cluster    cluster-scope rules the door needs in every mode (ClusterRole)
+  *.namespaced rules for the objects in the watched namespaces: in the ClusterRole when the whole
+               cluster is watched, else in a Role per watched namespace
+*/}}
+
+{{- define "chutes-operator.rules.kopf.cluster" -}}
+# kopf: discovers the served resources and notices CRDs coming and going.
+- apiGroups: [apiextensions.k8s.io]
+  resources: [customresourcedefinitions]
+  verbs: [list, watch]
+{{- if include "chutes-operator.namespaces" . }}
+# kopf: a namespace-restricted operator watches which of its namespaces exist.
+- apiGroups: [""]
+  resources: [namespaces]
+  verbs: [list, watch]
+{{- else if .Values.peering.enabled }}
+# kopf peering (leader election) of a cluster-wide operator.
+- apiGroups: [kopf.dev]
+  resources: [clusterkopfpeerings]
+  verbs: [list, watch]
+- apiGroups: [kopf.dev]
+  resources: [clusterkopfpeerings]
+  resourceNames: [{{ include "chutes-operator.peeringName" . | quote }}]
+  verbs: [patch]
+{{- end }}
+{{- end -}}
+
+{{- define "chutes-operator.rules.kopf.namespaced" -}}
+# Events on the objects handled (creates, deletes and refusals in Cloudflare; kopf's own).
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- if and .Values.peering.enabled (include "chutes-operator.namespaces" .) }}
+# kopf peering (leader election) of a namespace-restricted operator.
+- apiGroups: [kopf.dev]
+  resources: [kopfpeerings]
+  verbs: [list, watch]
+- apiGroups: [kopf.dev]
+  resources: [kopfpeerings]
+  resourceNames: [{{ include "chutes-operator.peeringName" . | quote }}]
+  verbs: [patch]
+{{- end }}
+{{- end -}}
+
+{{/* ChuteConfig (cluster-scoped) and ChuteGateway. */}}
+{{- define "chutes-operator.rules.chutes.cluster" -}}
+- apiGroups: [chutes.troubleshat.com]
+  resources: [chuteconfigs]
+  verbs: [get, list, watch, patch]
+- apiGroups: [chutes.troubleshat.com]
+  resources: [chuteconfigs/status]
+  verbs: [patch]
+{{- if include "chutes-operator.namespaces" . }}
+# A hostname belongs to the first gateway claiming it, in any namespace.
+- apiGroups: [chutes.troubleshat.com]
+  resources: [chutegateways]
+  verbs: [list]
+{{- end }}
+{{- end -}}
+
+{{- define "chutes-operator.rules.chutes.namespaced" -}}
+- apiGroups: [chutes.troubleshat.com]
+  resources: [chutegateways]
+  verbs: [get, list, watch, patch]
+- apiGroups: [chutes.troubleshat.com]
+  resources: [chutegateways/status]
+  verbs: [patch]
+# The tunnel-token Secret and the cloudflared Deployment of each gateway; the Service it publishes.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get, create, patch, delete]
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [""]
+  resources: [services]
+  verbs: [get]
+{{- end -}}
+
+{{/* Annotated HTTPRoutes, with tenants, templates and state ConfigMaps in the release namespace. */}}
+{{- define "chutes-operator.rules.httproutes.namespaced" -}}
+- apiGroups: [gateway.networking.k8s.io]
+  resources: [httproutes]
+  verbs: [get, list, watch, patch]
+- apiGroups: [cfzt.cloudflare.com]
+  resources: [cloudflarezerotrusttenants, cloudflarezerotrusttemplates]
+  verbs: [get, list, watch, patch]
+- apiGroups: [cfzt.cloudflare.com]
+  resources: [cloudflarezerotrusttenants/status, cloudflarezerotrusttemplates/status]
+  verbs: [patch]
+# Service-token Secrets next to their routes; the tenant's API-token Secret.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get, create, patch, delete]
+- apiGroups: [""]
+  resources: [services]
+  verbs: [get]
+{{- end -}}
+
+{{- define "chutes-operator.rules.httproutes.operatorNamespace" -}}
+# State ConfigMaps (one per route) in the operator's namespace.
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get, list, create, update, delete]
+{{- end -}}
+
+{{/* Session Pods: read-only Pods in sessions.watchNamespace; IngressRoutes in the route namespace. */}}
+{{- define "chutes-operator.rules.sessions.pods" -}}
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list, watch]
+{{- end -}}
+
+{{- define "chutes-operator.rules.sessions.routes" -}}
+- apiGroups: [traefik.io]
+  resources: [ingressroutes]
+  verbs: [list, create, patch, delete]
+{{- end -}}
+
+{{- define "chutes-operator.rules.chutes.tokenSecrets" -}}
+# The API-token Secrets named by ChuteConfigs.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
+{{- end -}}
+
+{{- define "chutes-operator.rules.events" -}}
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- end -}}

@@ -1,0 +1,145 @@
+"""The Helm chart under test: rendering with real Helm (helm-python-sdk), and an RBAC authorizer that
+evaluates rendered Roles and bindings the way kube-apiserver does, for the recorded operator calls."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+CHART = REPO / "charts" / "chutes-operator"
+RELEASE = "rel"
+NAMESPACE = "chute-system"
+KUBE_VERSION = "1.31"
+SESSION_VALUES = {"domain": "example.org", "routerServiceUrl": "http://opencode-router.opencode-router.svc:80",
+                  "credentials": {"secretName": "cloudflare"}}
+
+# What every authenticated user may read (kube-apiserver's system:discovery and system:public-info-viewer).
+DISCOVERY_URLS = ("/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/readyz", "/version", "/version/",
+                  "/openapi", "/openapi/*")
+
+
+def render(values: Mapping[str, Any] | None = None, namespace: str = NAMESPACE) -> list[dict[str, Any]]:
+    """Every manifest the chart renders (NOTES.txt excluded), in template order."""
+    chart = helm.Chart.load(str(CHART))
+    try:
+        out = chart.render(dict(values or {}), name=RELEASE, namespace=namespace, is_install=True)
+    finally:
+        chart.close()
+    docs: list[dict[str, Any]] = []
+    for path in sorted(out):
+        if path.endswith(".txt"):
+            continue
+        docs.extend(doc for doc in yaml.safe_load_all(out[path]) if doc)
+    return docs
+
+
+def notes(values: Mapping[str, Any] | None = None) -> str:
+    chart = helm.Chart.load(str(CHART))
+    try:
+        out = chart.render(dict(values or {}), name=RELEASE, namespace=NAMESPACE, is_install=True)
+    finally:
+        chart.close()
+    return next(text for path, text in out.items() if path.endswith("NOTES.txt"))
+
+
+def of_kind(docs: Iterable[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [doc for doc in docs if doc["kind"] == kind]
+
+
+def deployment(docs: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    [found] = of_kind(docs, "Deployment")
+    return found
+
+
+def container_env(docs: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """The operator container's env: plain values as strings, references as their ``valueFrom``."""
+    [container] = deployment(docs)["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+# --- RBAC ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One PolicyRule granted to the operator's ServiceAccount; ``namespace`` None means cluster-wide."""
+
+    namespace: str | None
+    role: str  # e.g. "ClusterRole/rel-chutes-operator"
+    index: int  # the rule's position in its role
+    rule: Mapping[str, Any] = field(compare=False)  # (role, namespace, index) identify the grant
+
+    def permissions(self) -> list[tuple[str, str, str]]:
+        """(verb, group, resource[/subresource]) triples this rule grants (non-resource rules excluded)."""
+        return [(verb, group, resource) for verb in self.rule.get("verbs", ())
+                for group in self.rule.get("apiGroups", ()) for resource in self.rule.get("resources", ())]
+
+    def describe(self) -> str:
+        where = f"namespace {self.namespace}" if self.namespace else "cluster-wide"
+        names = f" names={list(self.rule['resourceNames'])}" if self.rule.get("resourceNames") else ""
+        rule = self.rule
+        return (f"{self.role} rule {self.index} ({where}): verbs={list(rule.get('verbs', ()))} "
+                f"groups={list(rule.get('apiGroups', ()))} resources={list(rule.get('resources', ()))}{names}")
+
+
+def _subject_matches(subjects: Iterable[Mapping[str, Any]], name: str, namespace: str) -> bool:
+    return any(s.get("kind") == "ServiceAccount" and s.get("name") == name and s.get("namespace") == namespace
+               for s in subjects or ())
+
+
+def grants(docs: Iterable[dict[str, Any]], service_account: str, namespace: str) -> list[Grant]:
+    """The rules bound to one ServiceAccount by the rendered (Cluster)RoleBindings."""
+    docs = list(docs)
+    cluster_roles = {d["metadata"]["name"]: d.get("rules") or [] for d in of_kind(docs, "ClusterRole")}
+    roles = {(d["metadata"]["namespace"], d["metadata"]["name"]): d.get("rules") or [] for d in of_kind(docs, "Role")}
+    found: list[Grant] = []
+    for binding in of_kind(docs, "ClusterRoleBinding"):
+        if _subject_matches(binding.get("subjects"), service_account, namespace):
+            name = binding["roleRef"]["name"]
+            found += [Grant(None, f"ClusterRole/{name}", i, r) for i, r in enumerate(cluster_roles.get(name, []))]
+    for binding in of_kind(docs, "RoleBinding"):
+        if not _subject_matches(binding.get("subjects"), service_account, namespace):
+            continue
+        where, ref = binding["metadata"]["namespace"], binding["roleRef"]
+        rules = cluster_roles.get(ref["name"], []) if ref["kind"] == "ClusterRole" else roles.get(
+            (where, ref["name"]), [])
+        found += [Grant(where, f"{ref['kind']}/{ref['name']}@{where}", i, r) for i, r in enumerate(rules)]
+    return found
+
+
+def _matches(value: str, allowed: Iterable[str]) -> bool:
+    return any(a == "*" or a == value for a in allowed)
+
+
+def _url_matches(url: str, allowed: Iterable[str]) -> bool:
+    return any(a == "*" or a == url or (a.endswith("*") and url.startswith(a[:-1])) for a in allowed)
+
+
+def rule_allows(rule: Mapping[str, Any], call: Any) -> bool:
+    """kube-apiserver's RBAC rule matching (rbac/v1 PolicyRule) for one request."""
+    if not _matches(call.verb, rule.get("verbs", ())):
+        return False
+    if call.url is not None:
+        return _url_matches(call.url, rule.get("nonResourceURLs", ()))
+    if "nonResourceURLs" in rule or not _matches(call.group, rule.get("apiGroups", ())):
+        return False
+    resource = f"{call.resource}/{call.subresource}" if call.subresource else call.resource
+    resources = rule.get("resources", ())
+    if not (_matches(resource, resources) or (call.subresource and f"*/{call.subresource}" in resources)):
+        return False
+    names = rule.get("resourceNames")
+    return not names or (call.name is not None and call.name in names)
+
+
+def allowing(granted: Iterable[Grant], call: Any) -> list[Grant]:
+    """The grants that allow ``call`` (a namespaced grant covers requests inside its namespace only)."""
+    if call.url is not None and _url_matches(call.url, DISCOVERY_URLS) and call.verb == "get":
+        return [Grant(None, "ClusterRole/system:discovery", 0, {"nonResourceURLs": list(DISCOVERY_URLS)})]
+    return [g for g in granted
+            if (g.namespace is None or g.namespace == call.namespace) and rule_allows(g.rule, call)]

@@ -1,0 +1,380 @@
+"""The Helm chart, rendered and linted by real Helm (helm-python-sdk), for the main combinations of values:
+every manifest validates against Kubernetes 1.31 (kubernetes-validate, strict) or its CRD's schema, the
+operator accepts the settings the chart gives it, bad values are refused, and the chart's CRDs are the
+repository's. Also the image: the Dockerfile's key lines and its pinned runtime dependencies."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import helm_python as helm
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from chart_harness import (
+    CHART,
+    KUBE_VERSION,
+    NAMESPACE,
+    REPO,
+    SESSION_VALUES,
+    container_env,
+    deployment,
+    grants,
+    notes,
+    of_kind,
+    render,
+)
+from chutes.settings import load_settings
+from test_manifests import to_jsonschema
+
+SESSIONS_ONLY = {"frontDoors": {"chutes": {"enabled": False},
+                                "sessions": {"enabled": True, **SESSION_VALUES,
+                                             "sidecarServiceAccounts": [{"name": "opencode-router",
+                                                                         "namespace": "opencode-router"}]}}}
+COMBINATIONS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "namespaced-with-httproutes": {"watchNamespaces": ["team-a", "team-b"],
+                                   "frontDoors": {"httproutes": {"enabled": True}}},
+    "ha": {"replicas": 3, "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}}},
+    "standalone": {"peering": {"enabled": False}, "metrics": {"port": 0}},
+    "sessions-only": SESSIONS_ONLY,
+    "all-doors-cluster-wide": {"frontDoors": {"httproutes": {"enabled": True},
+                                              "sessions": {"enabled": True, **SESSION_VALUES}},
+                               "image": {"digest": "sha256:" + "a" * 64}, "logFormat": "text", "logLevel": "DEBUG",
+                               "ownerId": "cluster-b", "cloudflare": {"baseUrl": "http://cf.example:8787/client/v4"},
+                               "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}]},
+}
+
+
+def crd_validators() -> dict[tuple[str, str], jsonschema.Draft202012Validator]:
+    validators = {}
+    for path in sorted((CHART / "crds").glob("*.yaml")):
+        for crd in yaml.safe_load_all(path.read_text()):
+            for version in crd["spec"]["versions"]:
+                schema = to_jsonschema(version["schema"]["openAPIV3Schema"])
+                schema.setdefault("properties", {}).update(
+                    apiVersion={"type": "string"}, kind={"type": "string"}, metadata={"type": "object"})
+                key = (f"{crd['spec']['group']}/{version['name']}", crd["spec"]["names"]["kind"])
+                validators[key] = jsonschema.Draft202012Validator(schema)
+    return validators
+
+
+VALIDATORS = crd_validators()
+
+
+def validate(doc: Mapping[str, Any]) -> None:
+    key = (doc["apiVersion"], doc["kind"])
+    if key in VALIDATORS:
+        errors = [e.message for e in VALIDATORS[key].iter_errors(doc)]
+        assert not errors, f"{key}: {errors}"
+    elif key == ("monitoring.coreos.com/v1", "ServiceMonitor"):  # the Prometheus operator's CRD is not vendored
+        assert doc["spec"]["endpoints"] and doc["spec"]["selector"]["matchLabels"]
+    else:
+        kubernetes_validate.validate(dict(doc), KUBE_VERSION, strict=True)
+
+
+# --- lint and validate every combination --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values", COMBINATIONS.values(), ids=COMBINATIONS.keys())
+def test_chart_lints_and_every_manifest_validates(values: dict[str, Any]) -> None:
+    report = helm.lint(str(CHART), values, strict=True, namespace=NAMESPACE, kube_version=f"v{KUBE_VERSION}.0")
+    assert report["errors"] == [], report
+    assert [m for m in report["messages"] if m["severity"] >= 2] == [], report["messages"]
+    docs = render(values)
+    for doc in docs:
+        validate(doc)
+    names = [(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]) for d in docs]
+    assert len(names) == len(set(names)), "duplicate objects"
+
+
+@pytest.mark.parametrize("values", COMBINATIONS.values(), ids=COMBINATIONS.keys())
+def test_the_operator_accepts_the_settings_the_chart_gives_it(values: dict[str, Any]) -> None:
+    env = container_env(render(values))
+    plain = {k: v for k, v in env.items() if isinstance(v, str)}
+    settings = load_settings(plain)  # raises on any malformed CHUTES_* variable
+    doors = values.get("frontDoors", {})
+    assert settings.chutes is doors.get("chutes", {}).get("enabled", True)
+    assert settings.httproutes is doors.get("httproutes", {}).get("enabled", False)
+    assert settings.sessions is doors.get("sessions", {}).get("enabled", False)
+    assert settings.owner_id == values.get("ownerId", "default")
+    assert settings.liveness_endpoint == "http://0.0.0.0:8080/healthz"
+    assert settings.metrics_port == values.get("metrics", {}).get("port", 9090)
+    assert settings.log_format == values.get("logFormat", "json")
+    peering = values.get("peering", {}).get("enabled", True)
+    assert settings.standalone is not peering
+    if peering:
+        assert (settings.peering, settings.priority) == ("rel-chutes-operator", "auto")
+    assert env["POD_ID"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["OPERATOR_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+
+
+def test_defaults_watch_the_cluster_with_one_peering_replica_and_metrics() -> None:
+    docs = render()
+    spec = deployment(docs)["spec"]
+    pod = spec["template"]["spec"]
+    [container] = pod["containers"]
+    assert spec["replicas"] == 1 and spec["strategy"]["type"] == "RollingUpdate"
+    assert container["image"] == "ghcr.io/troubleshat/chutes-operator:0.1.0"
+    assert "CHUTES_NAMESPACES" not in container_env(docs)
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "probes"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"probes": 8080, "metrics": 9090}
+    [service] = of_kind(docs, "Service")
+    assert service["spec"]["ports"] == [{"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}]
+    assert service["spec"]["selector"] == spec["selector"]["matchLabels"]
+    [peering] = of_kind(docs, "ClusterKopfPeering")
+    assert peering["metadata"]["name"] == "rel-chutes-operator"
+    assert of_kind(docs, "Role") == [] and of_kind(docs, "ServiceMonitor") == []
+    assert of_kind(docs, "PodDisruptionBudget") == []
+    [account] = of_kind(docs, "ServiceAccount")
+    assert pod["serviceAccountName"] == account["metadata"]["name"] and pod["automountServiceAccountToken"] is True
+
+
+def test_the_pod_is_hardened() -> None:
+    pod = deployment(render())["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    security = container["securityContext"]
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert security["runAsNonRoot"] is True
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False and security["privileged"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["resources"]["limits"]["memory"]
+    assert [v["mountPath"] for v in container["volumeMounts"]] == ["/tmp"]  # the only writable path
+
+
+def test_ha_runs_peering_replicas_with_distinct_priorities_and_a_disruption_budget() -> None:
+    docs = render(COMBINATIONS["ha"])
+    spec = deployment(docs)["spec"]
+    env = container_env(docs)
+    assert spec["replicas"] == 3
+    assert (env["CHUTES_STANDALONE"], env["CHUTES_PRIORITY"]) == ("false", "auto")
+    assert spec["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    [budget] = of_kind(docs, "PodDisruptionBudget")
+    assert budget["spec"]["minAvailable"] == 1
+    [monitor] = of_kind(docs, "ServiceMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "30s"}]
+    # 'auto' gives each replica its own priority (kopf pauses every replica when two are equal).
+    settings = load_settings({"CHUTES_PRIORITY": "auto"})
+    priorities = {settings.peering_priority({"POD_ID": f"rel-chutes-operator-7d9f-{n}"}) for n in "abcde"}
+    assert len(priorities) == 5 and all(p > 0 for p in priorities)
+
+
+def test_without_peering_the_operator_is_standalone_and_never_overlaps() -> None:
+    docs = render(COMBINATIONS["standalone"])
+    spec = deployment(docs)["spec"]
+    [container] = spec["template"]["spec"]["containers"]
+    assert container_env(docs)["CHUTES_STANDALONE"] == "true"
+    assert spec["strategy"] == {"type": "Recreate"}
+    assert of_kind(docs, "ClusterKopfPeering") == [] and of_kind(docs, "Service") == []
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "probes"}  # no metrics port
+
+
+def test_watched_namespaces_get_roles_and_the_release_namespace_joins_for_httproutes() -> None:
+    docs = render(COMBINATIONS["namespaced-with-httproutes"])
+    assert container_env(docs)["CHUTES_NAMESPACES"] == f"{NAMESPACE},team-a,team-b"
+    assert sorted(p["metadata"]["namespace"] for p in of_kind(docs, "KopfPeering")) == [NAMESPACE, "team-a", "team-b"]
+    roles = {r["metadata"]["namespace"] for r in of_kind(docs, "Role")}
+    assert roles == {NAMESPACE, "team-a", "team-b", "default"}  # default: Events about ChuteConfigs
+    bindings = {(b["metadata"]["namespace"], b["roleRef"]["name"]) for b in of_kind(docs, "RoleBinding")}
+    assert bindings == {(ns, "rel-chutes-operator") for ns in roles}
+    cluster_wide = [g for g in grants(docs, "rel-chutes-operator", NAMESPACE) if g.namespace is None]
+    assert ("list", "", "secrets") not in {p for g in cluster_wide for p in g.permissions()}
+
+
+def test_session_pods_alone_watch_their_namespace_and_the_sidecar_gets_its_own_role() -> None:
+    docs = render(SESSIONS_ONLY)
+    env = container_env(docs)
+    assert env["CHUTES_NAMESPACES"] == "opencode-router"
+    assert env["CF_API_TOKEN"] == {"secretKeyRef": {"name": "cloudflare", "key": "CF_API_TOKEN"}}
+    assert env["CF_ZONE_ID"] == {"secretKeyRef": {"name": "cloudflare", "key": "CF_ZONE_ID"}}
+    assert env["CF_TUNNEL_ID"] == {"secretKeyRef": {"name": "cloudflare", "key": "CF_TUNNEL_ID"}}
+    assert (env["WATCH_NAMESPACE"], env["INGRESSROUTE_NAMESPACE"], env["HEALTH_PORT"]) == (
+        "opencode-router", "opencode-router", "8081")
+    sidecar = grants(docs, "opencode-router", "opencode-router")
+    assert sidecar and {g.role.split("@")[0] for g in sidecar} == {
+        "ClusterRole/rel-chutes-operator-sessions-sidecar", "Role/rel-chutes-operator-sessions-sidecar"}
+    assert not [p for g in sidecar for p in g.permissions() if p[2] == "secrets"]
+
+
+def test_notes_name_the_front_doors_and_the_crd_upgrade_step() -> None:
+    text = notes(COMBINATIONS["namespaced-with-httproutes"])
+    assert "ChuteConfig/ChuteGateway HTTPRoutes" in text and "team-a" in text
+    assert "kubectl apply --server-side -f" in text
+
+
+# --- bad values ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("values", "complaint"),
+    [
+        ({"replicas": 2, "peering": {"enabled": False}}, "/peering/enabled"),
+        ({"replicas": 0}, "/replicas"),
+        ({"securityContext": {"readOnlyRootFilesystem": False, "runAsNonRoot": True, "allowPrivilegeEscalation": False,
+                              "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}},
+         "/securityContext/readOnlyRootFilesystem"),
+        ({"securityContext": {"allowPrivilegeEscalation": True}}, "/securityContext/allowPrivilegeEscalation"),
+        ({"securityContext": {"capabilities": {"drop": ["ALL"], "add": ["NET_ADMIN"]}}},
+         "/securityContext/capabilities"),
+        ({"podSecurityContext": {"runAsUser": 0}}, "/podSecurityContext/runAsUser"),
+        ({"ownerId": "Cluster_A"}, "/ownerId"),
+        ({"resyncInterval": 0}, "/resyncInterval"),
+        ({"logFormat": "xml"}, "/logFormat"),
+        ({"logLevel": "verbose"}, "/logLevel"),
+        ({"watchNamespaces": ["Team-A"]}, "/watchNamespaces/0"),
+        ({"metrics": {"port": 70000}}, "/metrics/port"),
+        ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy"),
+        ({"image": {"digest": "latest"}}, "/image/digest"),
+        ({"frontDoors": {"chutes": {"enabled": False}}}, "/frontDoors"),
+        ({"frontDoors": {"sessions": {"enabled": True}}}, "/frontDoors/sessions"),
+        ({"frontDoors": {"sessions": {"enabled": True, **SESSION_VALUES, "routerServiceUrl": "router:80"}}},
+         "/frontDoors/sessions/routerServiceUrl"),
+        ({"extraEnv": [{"name": "CHUTES_OWNER_ID", "value": "x"}]}, "/extraEnv/0/name"),
+        ({"replica": 2}, "additional properties 'replica'"),
+    ],
+    ids=lambda v: str(v) if isinstance(v, str) else "",
+)
+def test_bad_values_are_refused_naming_the_value(values: dict[str, Any], complaint: str) -> None:
+    chart = helm.Chart.load(str(CHART))
+    try:
+        with pytest.raises(helm.HelmValuesError, match=re.escape(complaint)):
+            chart.validate_schema(values)
+    finally:
+        chart.close()
+
+
+@pytest.mark.parametrize(
+    ("values", "complaint"),
+    [({"metrics": {"port": 8080}}, "metrics.port must differ from probes.port"),
+     ({"frontDoors": {"sessions": {"enabled": True, **SESSION_VALUES, "healthPort": 9090}}},
+      "healthPort must differ")],
+    ids=["metrics-on-the-probe-port", "session-health-on-the-metrics-port"],
+)
+def test_colliding_ports_are_refused(values: dict[str, Any], complaint: str) -> None:
+    with pytest.raises(helm.HelmRenderError, match=complaint):
+        render(values)
+
+
+# --- CRDs ------------------------------------------------------------------------------------------
+
+
+def test_the_charts_crds_are_the_repositorys_plus_kopf_peering() -> None:
+    ours = {p.name: p.read_bytes() for p in (REPO / "crds").glob("*.yaml")}
+    shipped = {p.name: p.read_bytes() for p in (CHART / "crds").glob("*.yaml")}
+    assert set(shipped) == set(ours) | {"kopf-peerings.yaml"}, "run `make crds`"
+    stale = [name for name in ours if shipped[name] != ours[name]]
+    assert stale == [], f"charts/chutes-operator/crds differs from crds/ for {stale}: run `make crds`"
+    for path in (CHART / "crds").glob("*.yaml"):
+        for crd in yaml.safe_load_all(path.read_text()):
+            kubernetes_validate.validate(crd, KUBE_VERSION, strict=True)
+    peering = (CHART / "crds" / "kopf-peerings.yaml").read_text()
+    kinds = {doc["spec"]["names"]["kind"] for doc in yaml.safe_load_all(peering)}
+    assert kinds == {"ClusterKopfPeering", "KopfPeering"}
+
+
+# --- the image -------------------------------------------------------------------------------------
+
+
+def test_dockerfile_is_slim_pinned_non_root_and_runs_chutes_with_the_liveness_endpoint() -> None:
+    text = (REPO / "Dockerfile").read_text()
+    [base] = re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.M)
+    match = re.fullmatch(r"python:(\d+)\.(\d+)\.(\d+)-slim-bookworm", base)
+    assert match, f"pin an exact slim Python image, not {base}"
+    assert (int(match[1]), int(match[2])) == sys.version_info[:2], "the image runs the Python the tests run"
+    assert re.findall(r"^FROM (\S+)", text, re.M) == ["${PYTHON_IMAGE}", "${PYTHON_IMAGE}"]
+    assert "pip install --no-deps -r requirements-runtime.txt" in text and "pip install --no-deps ." in text
+    assert "[test" not in text and "[dev" not in text  # runtime dependencies only
+    [user] = re.findall(r"^USER (\S+)$", text, re.M)
+    assert user == "10001:10001"
+    assert 'ENTRYPOINT ["chutes", "run"]' in text
+    assert "CHUTES_LIVENESS_ENDPOINT=http://0.0.0.0:8080/healthz" in text
+    ignored = (REPO / ".dockerignore").read_text().splitlines()
+    assert ignored[1] == "*" and "!operator/" in ignored  # nothing else enters the build context
+
+
+def test_runtime_lock_pins_exactly_the_tested_runtime_dependencies() -> None:
+    from runtime_lock import lock_text
+
+    expected = lock_text()
+    assert (REPO / "operator" / "requirements-runtime.txt").read_text() == expected, "run `make lock`"
+    pinned = {line.split("==")[0] for line in expected.splitlines() if "==" in line}
+    assert {"kopf", "cloudflare", "kubernetes-asyncio", "prometheus-client"} <= pinned
+    assert not pinned & {"kmock", "pytest", "kubernetes", "helm-python-sdk", "mypy"}  # test tools stay out
+
+
+# --- the README's session sidecar ----------------------------------------------------------------------
+
+
+def sidecar_snippet() -> list[dict[str, Any]]:
+    text = (CHART / "README.md").read_text()
+    block = text.split("<!-- sidecar-snippet: begin")[1].split("<!-- sidecar-snippet: end -->")[0]
+    return list(yaml.safe_load(block.split("```yaml\n", 1)[1].split("```", 1)[0]))
+
+
+def test_the_readmes_sidecar_container_is_valid_and_configures_the_session_door_alone() -> None:
+    from chutes.frontdoors.sessions.config import load_config
+
+    [container] = sidecar_snippet()
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "opencode-router", "namespace": "opencode-router"},
+           "spec": {"containers": [{"name": "router", "image": "opencode-router:1"}, container]}}
+    kubernetes_validate.validate(pod, KUBE_VERSION, strict=True)
+    plain = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    from_secret = {e["name"] for e in container["env"] if "secretKeyRef" in e.get("valueFrom", {})}
+    assert from_secret == {"CF_API_TOKEN", "CF_ZONE_ID", "CF_TUNNEL_ID"}
+    tunnel_id = "00000000-0000-0000-0000-000000000000"
+    environ = {**plain, "CF_API_TOKEN": "t", "CF_ZONE_ID": "0" * 32, "CF_TUNNEL_ID": tunnel_id,
+               "WATCH_NAMESPACE": "opencode-router"}
+    settings = load_settings(environ)
+    assert settings.front_doors(environ) == ("sessions",) and settings.standalone
+    assert not settings.liveness_endpoint  # no kopf liveness server competing for a port of the router's Pod
+    config = load_config(environ)
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"sessions-health": config.health_port, "metrics": settings.metrics_port}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "sessions-health"}
+    assert "readinessProbe" not in container
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_the_readmes_sidecar_rbac_command_renders_the_sidecar_role_alone() -> None:
+    values = {"frontDoors": {"sessions": {"sidecarServiceAccounts": [
+        {"name": "opencode-router", "namespace": "opencode-router"}]}}}
+    docs = render(values, namespace="opencode-router")
+    sidecar = grants(docs, "opencode-router", "opencode-router")
+    assert {(g.namespace, g.role.split("@")[0]) for g in sidecar} == {
+        (None, "ClusterRole/rel-chutes-operator-sessions-sidecar"),
+        ("opencode-router", "Role/rel-chutes-operator-sessions-sidecar")}
+    permissions = {(g.namespace, p) for g in sidecar for p in g.permissions()}
+    assert ("opencode-router", ("watch", "", "pods")) in permissions
+    assert ("opencode-router", ("create", "traefik.io", "ingressroutes")) in permissions
+    assert (None, ("list", "", "namespaces")) in permissions
+    assert not [p for _, p in permissions if p[2] in ("secrets", "configmaps")]
+
+
+def test_the_readme_documents_every_value() -> None:
+    readme = (CHART / "README.md").read_text()
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+
+    def leaves(node: Any, prefix: str = "") -> list[str]:
+        if isinstance(node, dict) and node:
+            return [leaf for key, sub in node.items() for leaf in leaves(sub, f"{prefix}{key}.")]
+        return [prefix.rstrip(".")]
+
+    def documented(path: str) -> bool:
+        parts = path.split(".")
+        ancestors = [".".join(parts[:n]) for n in range(1, len(parts) + 1)]
+        if any(f"| `{a}`" in readme or f", `{a}`" in readme for a in ancestors):  # the value or a whole object
+            return True
+        parent, _, last = path.rpartition(".")  # siblings after the first one: `a.b.c`, `d`, `e`
+        return bool(parent) and f"`{parent}." in readme and f"`{last}`" in readme
+
+    assert [path for path in leaves(values) if not documented(path)] == []

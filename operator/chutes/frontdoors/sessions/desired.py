@@ -1,0 +1,275 @@
+"""What session Pods should publish: hostnames, DNS records, tunnel rules and Traefik IngressRoutes,
+and how to recognise what this front door published earlier. Pure functions; no I/O.
+
+Everything is keyed on the session hash (the Pod's ``SESSION_HASH_LABEL``), never on the Pod name, so two
+replicas compute the same objects, markers and names (the seed's naming, v1):
+
+- hostname ``<hash><ROUTE_SUFFIX>.<DOMAIN>``; its first label is ``<hash><ROUTE_SUFFIX>``;
+- proxied CNAME → ``<CF_TUNNEL_ID>.cfargotunnel.com`` whose ownership marker names
+  ``Session/<WATCH_NAMESPACE>/<hash>``;
+- tunnel rule hostname → ``ROUTER_SERVICE_URL``;
+- IngressRoutes ``opencode-session-<first label>-signin`` and ``-app`` in ``INGRESSROUTE_NAMESPACE``.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Container, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from chutes.cloudflare_core import DesiredRecord, DnsRecord, IngressRule, parse
+from chutes.frontdoors.sessions.config import SessionConfig
+
+TRAEFIK_GROUP = "traefik.io"
+TRAEFIK_VERSION = "v1alpha1"
+INGRESSROUTE_PLURAL = "ingressroutes"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "opencode-cloudflare-operator"
+ROUTE_PREFIX = "opencode-session-"
+ROUTE_KINDS = ("signin", "app")
+SIGNIN_SERVICE = {"name": "oauth2-proxy-users", "namespace": "oauth2-proxy", "port": 80}
+SOURCE_KIND = "Session"
+MAX_LABEL = 63
+
+_HASH = re.compile(r"^[a-z0-9]+$")
+
+
+@dataclass(frozen=True)
+class PodRef:
+    """Enough of a Pod to post an Event on it (and to serve the oldest first)."""
+
+    namespace: str
+    name: str
+    uid: str
+    created: str = ""  # metadata.creationTimestamp (RFC 3339: sorts as text)
+
+    def body(self) -> dict[str, Any]:
+        return {"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"namespace": self.namespace, "name": self.name, "uid": self.uid}}
+
+    @classmethod
+    def of(cls, pod: Mapping[str, Any]) -> PodRef:
+        meta = pod.get("metadata") or {}
+        return cls(str(meta.get("namespace") or ""), str(meta.get("name") or ""), str(meta.get("uid") or ""),
+                   str(meta.get("creationTimestamp") or ""))
+
+
+@dataclass(frozen=True)
+class Session:
+    hash: str
+    first_label: str
+    hostname: str
+    pods: tuple[PodRef, ...] = ()
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A Pod that asks for a session it cannot have (bad hash): a Warning Event, nothing published."""
+
+    pod: PodRef
+    reason: str
+    message: str
+
+
+INVALID_HASH = "InvalidSessionHash"
+
+
+def first_label(config: SessionConfig, session_hash: str) -> str:
+    return f"{session_hash}{config.route_suffix}"
+
+
+def hostname(config: SessionConfig, session_hash: str) -> str:
+    return f"{first_label(config, session_hash)}.{config.domain}"
+
+
+def hash_problem(config: SessionConfig, value: str) -> str | None:
+    """Why ``value`` cannot be a session hash, or None when it can."""
+    if not _HASH.match(value):
+        return f"session hash {value!r} must be lower-case letters and digits only"
+    label = first_label(config, value)
+    if len(label) > MAX_LABEL:
+        return f"hostname label {label!r} is {len(label)} characters long, over the DNS limit of {MAX_LABEL}"
+    if len(hostname(config, value)) > 253:
+        return f"hostname {hostname(config, value)!r} is over 253 characters"
+    return None
+
+
+def wants_session(config: SessionConfig, pod: Mapping[str, Any]) -> bool:
+    """Whether the Pod is a session Pod this front door watches (namespace and selector)."""
+    meta = pod.get("metadata") or {}
+    return meta.get("namespace") == config.watch_namespace and config.pod_selector.matches(meta.get("labels"))
+
+
+def session_hash(config: SessionConfig, pod: Mapping[str, Any]) -> str | None:
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    value = labels.get(config.session_hash_label)
+    return str(value) if value else None
+
+
+def sessions_from_pods(
+    config: SessionConfig, pods: Iterable[Mapping[str, Any]]
+) -> tuple[dict[str, Session], list[Refusal]]:
+    """The sessions the live Pods want (by hash, the longest-waiting first), and the Pods refused. Pods
+    outside the watched namespace or selector, or without the hash label, are ignored."""
+    wanted: dict[str, list[PodRef]] = {}
+    refused: list[Refusal] = []
+    for pod in pods:
+        if not wants_session(config, pod):
+            continue
+        value = session_hash(config, pod)
+        if value is None:
+            continue
+        problem = hash_problem(config, value)
+        if problem is not None:
+            refused.append(Refusal(PodRef.of(pod), INVALID_HASH, f"{problem}: nothing is published"))
+            continue
+        wanted.setdefault(value, []).append(PodRef.of(pod))
+    oldest_first = sorted(wanted.items(), key=lambda item: (min(ref.created for ref in item[1]), item[0]))
+    sessions = {
+        key: Session(key, first_label(config, key), hostname(config, key), tuple(refs)) for key, refs in oldest_first
+    }
+    return sessions, refused
+
+
+# --- Cloudflare -------------------------------------------------------------------------------
+
+
+def source(config: SessionConfig, session_hash: str) -> str:
+    return f"{SOURCE_KIND}/{config.watch_namespace}/{session_hash}"
+
+
+def dns_record(config: SessionConfig, session: Session) -> DesiredRecord:
+    return DesiredRecord(session.hostname, "CNAME", config.tunnel_target, proxied=True,
+                         source=source(config, session.hash))
+
+
+def tunnel_rule(config: SessionConfig, session: Session) -> IngressRule:
+    return IngressRule(session.hostname, config.router_service_url)
+
+
+def session_hostname_pattern(config: SessionConfig) -> re.Pattern[str]:
+    return _hostname_pattern(config.route_suffix, config.domain)
+
+
+@functools.cache
+def _hostname_pattern(suffix: str, domain: str) -> re.Pattern[str]:
+    return re.compile(rf"^[a-z0-9]+{re.escape(suffix)}\.{re.escape(domain)}$")
+
+
+def owns_record(config: SessionConfig, record: DnsRecord) -> bool:
+    """Whether one of OUR records (owner already checked) was published by this front door for
+    this watch namespace."""
+    ownership = parse(record.comment)
+    return ownership is not None and ownership.source.startswith(f"{SOURCE_KIND}/{config.watch_namespace}/")
+
+
+def owns_rule(config: SessionConfig, rule: Mapping[str, Any], foreign_names: Container[str] = frozenset()) -> bool:
+    """Whether a tunnel rule looks like one this front door publishes: a session hostname (no path)
+    routed to ``ROUTER_SERVICE_URL``, whose name is not held by a DNS record someone else owns."""
+    host = str(rule.get("hostname") or "")
+    return (
+        bool(session_hostname_pattern(config).match(host))
+        and not rule.get("path")
+        and rule.get("service") == config.router_service_url
+        and host not in foreign_names
+    )
+
+
+# --- Traefik IngressRoutes ----------------------------------------------------------------------
+
+
+def route_name(session: Session, kind: str) -> str:
+    return f"{ROUTE_PREFIX}{session.first_label}-{kind}"
+
+
+def route_name_pattern(config: SessionConfig) -> re.Pattern[str]:
+    return _route_pattern(config.route_suffix)
+
+
+@functools.cache
+def _route_pattern(suffix: str) -> re.Pattern[str]:
+    return re.compile(rf"^{re.escape(ROUTE_PREFIX)}[a-z0-9]+{re.escape(suffix)}-(signin|app)$")
+
+
+def owns_route(config: SessionConfig, route: Mapping[str, Any]) -> bool:
+    meta = route.get("metadata") or {}
+    return (
+        (meta.get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY
+        and bool(route_name_pattern(config).match(str(meta.get("name") or "")))
+    )
+
+
+def ingress_routes(config: SessionConfig, session: Session) -> list[dict[str, Any]]:
+    """The two IngressRoutes of a session, as the seed creates them."""
+    namespace = config.ingressroute_namespace
+    host = session.hostname
+    signin = {
+        "entryPoints": ["web"],
+        "routes": [
+            {
+                "match": f"Host(`{host}`) && PathPrefix(`/oauth2/`)",
+                "kind": "Rule",
+                "services": [dict(SIGNIN_SERVICE)],
+            }
+        ],
+    }
+    app = {
+        "entryPoints": ["web"],
+        "routes": [
+            {
+                "match": f"Host(`{host}`)",
+                "kind": "Rule",
+                "middlewares": [{"name": config.oauth2_chain_middleware, "namespace": namespace}],
+                "services": [{"name": config.router_service_name, "namespace": namespace, "port": 80}],
+                "priority": 1,
+            }
+        ],
+    }
+    return [
+        _route(route_name(session, "signin"), namespace, signin),
+        _route(route_name(session, "app"), namespace, app),
+    ]
+
+
+def _route(name: str, namespace: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{TRAEFIK_GROUP}/{TRAEFIK_VERSION}",
+        "kind": "IngressRoute",
+        "metadata": {"name": name, "namespace": namespace, "labels": {MANAGED_BY_LABEL: MANAGED_BY}},
+        "spec": spec,
+    }
+
+
+def route_needs_update(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    labels = (current.get("metadata") or {}).get("labels") or {}
+    return current.get("spec") != wanted["spec"] or labels.get(MANAGED_BY_LABEL) != MANAGED_BY
+
+
+@dataclass(frozen=True)
+class RoutePlan:
+    create: tuple[dict[str, Any], ...]
+    update: tuple[dict[str, Any], ...]
+    delete: tuple[str, ...]
+
+
+def plan_routes(
+    config: SessionConfig, sessions: Iterable[Session], existing: Iterable[Mapping[str, Any]],
+    keep: Iterable[str] = (),
+) -> RoutePlan:
+    """IngressRoutes to create (in the order of ``sessions``), update (spec drift) and delete (ours, of no
+    wanted session, not in ``keep``: names of sessions whose fate is not known yet)."""
+    wanted = {route["metadata"]["name"]: route for session in sessions for route in ingress_routes(config, session)}
+    current = {str(route["metadata"]["name"]): route for route in existing if owns_route(config, route)}
+    kept = set(keep)
+    return RoutePlan(
+        create=tuple(route for name, route in wanted.items() if name not in current),
+        update=tuple(route for name, route in wanted.items()
+                     if name in current and route_needs_update(current[name], route)),
+        delete=tuple(sorted(name for name in current if name not in wanted and name not in kept)),
+    )
+
+
+def route_names(session: Session) -> tuple[str, ...]:
+    return tuple(route_name(session, kind) for kind in ROUTE_KINDS)

@@ -1,0 +1,105 @@
+"""When the next level-based pass runs. Pure: times are passed in (seconds of a monotonic clock).
+
+- At start: at once.
+- After a change of the session set seen by the watch (a Pod event that adds, removes or re-labels a
+  session; status-only updates do not count): a new session is urgent, the pass starts ``quiet``
+  seconds after the last change but no later than ``max_delay`` after the first one not yet handled;
+  when only removals are pending, ``removal_quiet`` and ``removal_max_delay`` apply (an unpublished
+  hostname can wait for the burst to end). A burst of Pods thus costs a few passes, not one per Pod:
+  that is where the Cloudflare calls are saved (a pass is one DNS listing + batch and one tunnel
+  GET + PUT, whatever the number of sessions).
+- After a pass that wrote: a verification pass ``settle`` seconds later, even if event-driven passes
+  (that write nothing) run in between. Across processes a tunnel-config PUT can overwrite another
+  replica's edit (or another tool's: a read-modify-write that read before our write); the writer of
+  the last change always re-reads and repairs.
+- After a pass that wrote nothing: the periodic resync, ``resync`` seconds later.
+- After a failure: the error's own delay (``Retry-After``) or the next step of ``backoff``; Pod events
+  do not bring the retry forward.
+
+Every delay but the backoff is randomised by ``jitter`` so that two replicas fed by the same events do
+not run their passes in lockstep.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Timing:
+    quiet: float = 0.3
+    max_delay: float = 1.5
+    removal_quiet: float = 1.0
+    removal_max_delay: float = 4.0
+    settle: float = 1.0
+    jitter: float = 0.4
+    resync: float = 300.0
+    backoff: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+class PassScheduler:
+    def __init__(self, timing: Timing, now: float, rng: random.Random | None = None) -> None:
+        self.timing = timing
+        self._rng = rng or random.Random()
+        self._due = now  # the next timed pass (start, verification, resync or retry)
+        self._not_before = now
+        self._first_change: float | None = None
+        self._first_addition: float | None = None
+        self._last_change: float | None = None
+        self._spread = self._jitter()
+        self._pass_started = now
+        self._verify_at: float | None = None  # a verification owed after our last write
+        self.failures = 0
+
+    def _jitter(self) -> float:
+        return 1.0 + self._rng.uniform(-self.timing.jitter, self.timing.jitter)
+
+    @property
+    def pending(self) -> bool:
+        return self._first_change is not None
+
+    def changed(self, now: float, addition: bool) -> None:
+        """The watch saw the session set change (``addition``: a session appeared)."""
+        if self._first_change is None:
+            self._first_change = now
+        if addition and self._first_addition is None:
+            self._first_addition = now
+        self._last_change = now
+
+    def due(self) -> float:
+        """When the next pass should start."""
+        if self._first_change is None or self._last_change is None:
+            return self._due
+        timing, spread = self.timing, self._spread
+        by_events = min(self._last_change + timing.removal_quiet * spread,
+                        self._first_change + timing.removal_max_delay * spread)
+        if self._first_addition is not None:
+            by_events = min(by_events, self._last_change + timing.quiet * spread,
+                            self._first_addition + timing.max_delay * spread)
+        return min(self._due, max(by_events, self._not_before))
+
+    def started(self, now: float) -> None:
+        """A pass starts: it sees every change so far."""
+        self._first_change = self._first_addition = self._last_change = None
+        self._spread = self._jitter()
+        self._pass_started = now
+
+    def finished(self, now: float, wrote: bool) -> None:
+        self.failures = 0
+        self._not_before = now
+        if wrote:
+            self._verify_at = now + self.timing.settle * self._jitter()
+        elif self._verify_at is not None and self._pass_started >= self._verify_at:
+            self._verify_at = None  # this pass was the verification
+        self._due = now + self.timing.resync * self._jitter()
+        if self._verify_at is not None:
+            self._due = min(self._due, self._verify_at)
+
+    def failed(self, now: float, delay: float | None = None) -> float:
+        """A pass failed; returns the delay before the retry."""
+        self.failures += 1
+        backoff = self.timing.backoff[min(self.failures, len(self.timing.backoff)) - 1]
+        wait = max(delay or 0.0, backoff)
+        self._due = self._not_before = now + wait
+        return wait

@@ -1,0 +1,236 @@
+"""The session-Pod front door end to end: the whole operator (in a thread) against the Kubernetes and
+Cloudflare emulators, configured with the seed's environment variables."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import random
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import kubernetes
+import pytest
+
+import sessions_harness as h
+from chutes.frontdoors.sessions import handlers
+from chutes.frontdoors.sessions.scheduler import Timing
+from chutes.observability.metrics import HOSTNAMES
+
+FOREIGN_RULES = [
+    {"hostname": "foreign.example.net", "service": "http://foreign:80"},
+    {"hostname": "*.example.net", "service": "http://wildcard:80"},
+]
+CATCH_ALL = {"service": "http_status:503"}
+
+
+@pytest.fixture(autouse=True)
+def fast_timing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(handlers, "DEFAULT_TIMING", Timing(
+        quiet=0.1, max_delay=0.5, removal_quiet=0.2, removal_max_delay=0.8, settle=0.4, jitter=0.3,
+        backoff=(0.2, 0.5, 1.0),
+    ))
+
+
+@pytest.fixture()
+def api(kube: Any) -> Iterator[kubernetes.client.ApiClient]:
+    client = h.kube_client(kube)
+    yield client
+    client.close()  # type: ignore[no-untyped-call]
+
+
+@pytest.fixture()
+def tunnel(cloudflare: Any) -> str:
+    return h.create_tunnel(cloudflare, FOREIGN_RULES, CATCH_ALL)
+
+
+def session_routes(state: h.Published, session_hash: str) -> set[str]:
+    label = f"{session_hash}{h.SUFFIX}"
+    return {f"opencode-session-{label}-signin", f"opencode-session-{label}-app"} & state.routes
+
+
+def exactly(state: h.Published, hashes: set[str]) -> bool:
+    """Nothing but the sessions of `hashes` is published, each in full, and the foreign rules and the
+    catch-all are where they were."""
+    names = {h.hostname(x) for x in hashes}
+    routes = {f"opencode-session-{x}{h.SUFFIX}-{kind}" for x in hashes for kind in ("signin", "app")}
+    foreign_kept = [r for r in state.ingress if r not in FOREIGN_RULES][-1:] == [CATCH_ALL] and all(
+        rule in state.ingress for rule in FOREIGN_RULES
+    )
+    return (state.records == names and state.rules == names and state.routes == routes
+            and state.duplicates == 0 and foreign_kept)
+
+
+def wait_until_no_writes(cloudflare: Any, quiet: float, timeout: float = 20.0) -> None:
+    """Until no Cloudflare write has happened for `quiet` seconds."""
+    def writes() -> int:
+        return sum(1 for r in cloudflare.requests if r.op in ("dns.batch", "tunnels.config.put"))
+
+    deadline, seen, since = time.monotonic() + timeout, writes(), time.monotonic()
+    while time.monotonic() - since < quiet:
+        assert time.monotonic() < deadline, "the replicas keep writing"
+        time.sleep(0.1)
+        if writes() != seen:
+            seen, since = writes(), time.monotonic()
+
+
+def test_a_session_pod_is_published_in_full_and_unpublished_when_it_goes(
+    cloudflare: Any, kube: Any, api: Any, tunnel: str
+) -> None:
+    port = h.free_port()
+    with h.operator(cloudflare, h.session_env(cloudflare, tunnel, port)):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+            assert (response.status, response.read()) == (200, b"ok")
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2)
+        assert missing.value.code == 404
+
+        h.create_pod(api, h.pod("opencode-alice-main", "8b6cc2aa9a45"))
+        h.wait_for(lambda: exactly(h.published(cloudflare, api, tunnel), {"8b6cc2aa9a45"}), what="published")
+
+        zone = cloudflare.zone_id(h.ZONE)
+        [record] = [r for r in cloudflare.snapshot()["dns_records"][zone] if r["name"] == h.hostname("8b6cc2aa9a45")]
+        assert (record["type"], record["content"], record["proxied"], record["ttl"]) == (
+            "CNAME", f"{tunnel}.cfargotunnel.com", True, 1
+        )
+        assert record["comment"] == "chutes-operator owner=default src=Session/ns1/8b6cc2aa9a45"
+        ingress = h.published(cloudflare, api, tunnel).ingress
+        assert ingress == (FOREIGN_RULES[0], {"hostname": h.hostname("8b6cc2aa9a45"), "service": h.ROUTER_URL},
+                           FOREIGN_RULES[1], CATCH_ALL)  # before the wildcard that would shadow it
+        app: Any = kubernetes.client.CustomObjectsApi(api).get_namespaced_custom_object(
+            "traefik.io", "v1alpha1", "ns1", "ingressroutes", "opencode-session-8b6cc2aa9a45-oc-app")
+        assert app["spec"]["routes"][0]["match"] == f"Host(`{h.hostname('8b6cc2aa9a45')}`)"
+        assert app["spec"]["routes"][0]["middlewares"] == [{"name": "opencode-router-oauth2-chain", "namespace": "ns1"}]
+        pod = kubernetes.client.CoreV1Api(api).read_namespaced_pod("opencode-alice-main", "ns1")
+        assert pod.metadata is not None and not pod.metadata.finalizers  # a stuck operator never blocks a Pod
+        h.wait_for(lambda: h.hostname("8b6cc2aa9a45") in HOSTNAMES.hostnames("sessions"), what="hostname metric")
+
+        h.delete_pod(api, "opencode-alice-main")
+        h.wait_for(lambda: exactly(h.published(cloudflare, api, tunnel), set()), what="unpublished")
+
+
+def test_unlabelled_and_unselected_pods_are_ignored(cloudflare: Any, kube: Any, api: Any, tunnel: str) -> None:
+    with h.operator(cloudflare, h.session_env(cloudflare, tunnel, h.free_port())):
+        h.create_pod(api, h.pod("no-hash", None))
+        h.create_pod(api, h.pod("not-a-session", "aaaa11112222", labels={"app": "other"}))
+        h.create_pod(api, h.pod("session", "bbbb33334444"))
+        h.wait_for(lambda: exactly(h.published(cloudflare, api, tunnel), {"bbbb33334444"}), what="published")
+        time.sleep(0.5)
+        assert exactly(h.published(cloudflare, api, tunnel), {"bbbb33334444"})
+        assert not h.events_for(api, "no-hash") and not h.events_for(api, "not-a-session")
+
+
+def test_an_invalid_hash_gets_a_warning_event_and_nothing_is_published(
+    cloudflare: Any, kube: Any, api: Any, tunnel: str
+) -> None:
+    with h.operator(cloudflare, h.session_env(cloudflare, tunnel, h.free_port())):
+        h.create_pod(api, h.pod("upper", "ABCDEF123456"))
+        h.create_pod(api, h.pod("too-long", "a" * 61))  # 61 + "-oc" = 64 characters: over the DNS label limit
+        h.create_pod(api, h.pod("fine", "cccc55556666"))
+        h.wait_for(lambda: exactly(h.published(cloudflare, api, tunnel), {"cccc55556666"}), what="published")
+        for name, problem in (("upper", "lower-case letters and digits"), ("too-long", "over the DNS limit")):
+            events = h.wait_for(functools.partial(h.events_for, api, name), what=f"an Event on {name}")
+            assert [(e.type, e.reason) for e in events] == [("Warning", "InvalidSessionHash")]
+            assert problem in events[0].message
+        assert not h.events_for(api, "fine")
+
+
+def test_a_foreign_dns_record_blocks_only_its_session(cloudflare: Any, kube: Any, api: Any, tunnel: str) -> None:
+    h.create_foreign_record(cloudflare, h.hostname("dddd77778888"))
+    with h.operator(cloudflare, h.session_env(cloudflare, tunnel, h.free_port())):
+        h.create_pod(api, h.pod("blocked", "dddd77778888"))
+        h.create_pod(api, h.pod("free", "eeee99990000"))
+        events = h.wait_for(lambda: h.events_for(api, "blocked"), what="an Event on the blocked Pod")
+        assert [(e.type, e.reason) for e in events] == [("Warning", "HostnameConflict")]
+        assert h.hostname("dddd77778888") in events[0].message
+        h.wait_for(lambda: "eeee99990000" in h.published(cloudflare, api, tunnel).sessions(), what="the free one")
+        state = h.published(cloudflare, api, tunnel)
+        assert state.sessions() == {"eeee99990000"}
+        assert h.hostname("dddd77778888") not in state.rules and not session_routes(state, "dddd77778888")
+        records = [r for r in cloudflare.snapshot()["dns_records"][cloudflare.zone_id(h.ZONE)]
+                   if r["name"] == h.hostname("dddd77778888")]
+        assert [(r["type"], r["content"], r["comment"]) for r in records] == [("A", "192.0.2.7", "someone else's")]
+
+
+def test_pods_changed_while_the_operator_was_down_are_reconciled_at_start(
+    cloudflare: Any, kube: Any, api: Any, tunnel: str
+) -> None:
+    environ = h.session_env(cloudflare, tunnel, h.free_port())
+    with h.operator(cloudflare, environ):
+        for name, value in (("a", "aaaa00000001"), ("b", "aaaa00000002"), ("c", "aaaa00000003")):
+            h.create_pod(api, h.pod(name, value))
+        h.wait_for(lambda: exactly(h.published(cloudflare, api, tunnel),
+                                   {"aaaa00000001", "aaaa00000002", "aaaa00000003"}), what="published")
+    # Down: one Pod goes, two come.
+    h.delete_pod(api, "a")
+    h.create_pod(api, h.pod("d", "aaaa00000004"))
+    h.create_pod(api, h.pod("e", "aaaa00000005"))
+    assert h.hostname("aaaa00000001") in h.published(cloudflare, api, tunnel).records
+    with h.operator(cloudflare, environ):
+        h.wait_for(lambda: exactly(h.published(cloudflare, api, tunnel),
+                                   {"aaaa00000002", "aaaa00000003", "aaaa00000004", "aaaa00000005"}),
+                   what="reconciled at start")
+
+
+def test_two_operators_with_200_pods_created_and_deleted_in_random_order_converge_exactly(
+    cloudflare: Any, kube: Any, api: Any, tunnel: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="chutes")
+    rng = random.Random(4)
+    hashes = [f"{rng.getrandbits(48):012x}" for _ in range(200)]
+    deleted = set(rng.sample(hashes, 120))
+    operations = [("create", x) for x in hashes]
+    rng.shuffle(operations)
+    for x in deleted:  # each deletion somewhere after its creation
+        position = operations.index(("create", x)) + 1
+        operations.insert(rng.randint(position, len(operations)), ("delete", x))
+
+    first, second = (h.session_env(cloudflare, tunnel, h.free_port()) for _ in range(2))
+    with h.operator(cloudflare, first) as one, h.operator(cloudflare, second) as two:
+        for action, x in operations:
+            if action == "create":
+                h.create_pod(api, h.pod(f"session-{x}", x))
+            else:
+                h.delete_pod(api, f"session-{x}")
+        wanted = set(hashes) - deleted
+        h.wait_for(lambda: exactly(h.published(cloudflare, api, tunnel), wanted), timeout=30, what="convergence")
+        wait_until_no_writes(cloudflare, quiet=1.5)  # both replicas verified what they wrote last
+        assert exactly(h.published(cloudflare, api, tunnel), wanted)
+        assert one.alive and two.alive
+    problems = [r.getMessage() for r in caplog.records if r.name.startswith("chutes") and r.levelno >= logging.WARNING]
+    assert problems == []
+
+
+def test_a_rule_lost_to_another_writers_stale_put_is_restored_by_the_verification_pass(
+    cloudflare: Any, kube: Any, api: Any, tunnel: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The verification pass comes 1.4-2.6 s after our write: the stale PUT below surely lands before it.
+    monkeypatch.setattr(handlers, "DEFAULT_TIMING", Timing(quiet=0.1, max_delay=0.5, settle=2.0, jitter=0.3))
+    stale = {"ingress": [*FOREIGN_RULES, CATCH_ALL]}  # what another process read before we wrote
+    with h.operator(cloudflare, h.session_env(cloudflare, tunnel, h.free_port())):
+        h.create_pod(api, h.pod("victim", "ffff00001111"))
+        h.wait_for(lambda: h.hostname("ffff00001111") in h.published(cloudflare, api, tunnel).rules,
+                   interval=0.01, what="the rule")
+        with h.sdk(cloudflare) as other:  # ... and now writes back, without our rule
+            other.zero_trust.tunnels.cloudflared.configurations.update(
+                tunnel, account_id=cloudflare.account_id, config=stale)  # type: ignore[arg-type]
+        assert h.hostname("ffff00001111") not in h.published(cloudflare, api, tunnel).rules
+        h.wait_for(lambda: exactly(h.published(cloudflare, api, tunnel), {"ffff00001111"}), timeout=8,
+                   what="the rule restored long before the periodic resync")
+
+
+def test_drift_is_repaired_by_the_periodic_resync(cloudflare: Any, kube: Any, api: Any, tunnel: str) -> None:
+    with h.operator(cloudflare, h.session_env(cloudflare, tunnel, h.free_port()), resync_interval=1.0):
+        h.create_pod(api, h.pod("drifter", "abab12121212"))
+        h.wait_for(lambda: exactly(h.published(cloudflare, api, tunnel), {"abab12121212"}), what="published")
+        zone = cloudflare.zone_id(h.ZONE)
+        [record] = [r for r in cloudflare.snapshot()["dns_records"][zone] if r["name"] == h.hostname("abab12121212")]
+        with h.sdk(cloudflare) as other:  # someone deletes our record; no Pod event follows
+            other.dns.records.delete(record["id"], zone_id=zone)
+        kubernetes.client.CustomObjectsApi(api).delete_namespaced_custom_object(
+            "traefik.io", "v1alpha1", "ns1", "ingressroutes", "opencode-session-abab12121212-oc-app")
+        h.wait_for(lambda: exactly(h.published(cloudflare, api, tunnel), {"abab12121212"}), timeout=5,
+                   what="repaired at resync")

@@ -107,6 +107,9 @@ def test_a_session_pod_is_published_in_full_and_unpublished_when_it_goes(
         pod = kubernetes.client.CoreV1Api(api).read_namespaced_pod("opencode-alice-main", "ns1")
         assert pod.metadata is not None and not pod.metadata.finalizers  # a stuck operator never blocks a Pod
         h.wait_for(lambda: h.hostname("8b6cc2aa9a45") in HOSTNAMES.hostnames("sessions"), what="hostname metric")
+        events = kubernetes.client.CoreV1Api(api).list_namespaced_event("ns1").items
+        assert [(e.type, e.reason) for e in events if e.involved_object.name == "opencode-alice-main"] == [
+            ("Normal", "Published")]
 
         h.delete_pod(api, "opencode-alice-main")
         h.wait_for(lambda: exactly(h.published(cloudflare, api, tunnel), set()), what="unpublished")
@@ -135,7 +138,7 @@ def test_an_invalid_hash_gets_a_warning_event_and_nothing_is_published(
             events = h.wait_for(functools.partial(h.events_for, api, name), what=f"an Event on {name}")
             assert [(e.type, e.reason) for e in events] == [("Warning", "InvalidSessionHash")]
             assert problem in events[0].message
-        assert not h.events_for(api, "fine")
+        assert [(e.type, e.reason) for e in h.events_for(api, "fine")] == [("Normal", "Published")]
 
 
 def test_a_foreign_dns_record_blocks_only_its_session(cloudflare: Any, kube: Any, api: Any, tunnel: str) -> None:

@@ -60,6 +60,13 @@ class EventSink:
         except Exception as error:  # the log line above still tells the story
             logger.warning("Could not post an Event on Pod %s/%s: %s", pod.namespace, pod.name, error)
 
+    async def published(self, pod: d.PodRef, message: str) -> None:
+        """A Normal Event on the session's Pod when its hostname is published (once per hostname)."""
+        try:
+            await self._post(pod.body(), "Normal", "Published", message)
+        except Exception as error:
+            logger.warning("Could not post an Event on Pod %s/%s: %s", pod.namespace, pod.name, error)
+
     def forget_except(self, uids: Iterable[str]) -> None:
         keep = set(uids)
         self._sent = {uid: sent for uid, sent in self._sent.items() if uid in keep}
@@ -83,6 +90,7 @@ class SessionPublisher:
         self.core = core
         self.events = events
         self._account_id: str | None = None
+        self._announced: set[str] = set()  # hostnames whose publication was announced with an Event
 
     async def account_id(self) -> str:
         """Derived from the zone (one zones.get per process), as the seed does."""
@@ -135,6 +143,11 @@ class SessionPublisher:
         )
         result.wrote = result.wrote or rules_written or routes_written
         result.published = tuple(session.hostname for session in live)
+        await asyncio.gather(*(
+            self.events.published(session.pods[0], f"{session.hostname} → {config.router_service_url} "
+                                  "(CNAME, tunnel rule, IngressRoutes)")
+            for session in live if session.hostname not in self._announced and session.pods))
+        self._announced = set(result.published)
         self.events.forget_except([*(pod.uid for s in sessions.values() for pod in s.pods),
                                    *(refusal.pod.uid for refusal in refused)])
         return result

@@ -13,6 +13,7 @@ from chutes import kube
 from chutes.frontdoors.gateways import desired as d
 from chutes.frontdoors.gateways import reconcile as r
 from chutes.frontdoors.gateways.status import StatusWriter
+from chutes.frontdoors.problems import EventSink, Problem
 from chutes.observability import metrics
 from chutes.settings import Settings
 
@@ -20,7 +21,7 @@ from chutes.settings import Settings
 PERMANENT_REASONS = frozenset({c.INVALID_SPEC, c.HOSTNAME_OUTSIDE_ZONE, c.CLOUDFLARE_REJECTED})
 
 
-def to_kopf(problem: r.Problem) -> Exception:
+def to_kopf(problem: Problem) -> Exception:
     if problem.delay is None:
         return kopf.PermanentError(f"{problem.reason}: {problem.message}")
     return kopf.TemporaryError(f"{problem.reason}: {problem.message}", delay=problem.delay)
@@ -40,7 +41,7 @@ def _writer(memo: kopf.Memo, plural: str, name: str, namespace: str | None, body
                         resource_version=meta.get("resourceVersion"), reload=reload)
 
 
-def _warn_on_new_problem(events: r.EventSink, before: Mapping[str, Any] | None, problem: r.Problem) -> None:
+def _warn_on_new_problem(events: EventSink, before: Mapping[str, Any] | None, problem: Problem) -> None:
     """One Warning Event per distinct problem, not one per retry; conflicts are counted every time."""
     if problem.reason == c.HOSTNAME_CONFLICT:
         metrics.conflict(r.FRONT_DOOR)
@@ -99,10 +100,10 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
 
     async def _config_reconcile(name: str, body: kopf.Body, memo: kopf.Memo) -> None:
         status = _writer(memo, d.CONFIG_PLURAL, name, None, body)
-        events = r.EventSink(body, kopf.event)
+        events = EventSink(body, kopf.event)
         try:
             await r.reconcile_config(memo.kube, memo.cores, name, body.get("spec") or {}, status, events)
-        except r.Problem as problem:
+        except Problem as problem:
             _warn_on_new_problem(events, body.get("status"), problem)
             raise to_kopf(problem) from None
 
@@ -127,10 +128,10 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     async def _gateway_delete(body: kopf.Body, memo: kopf.Memo) -> None:
         meta = body["metadata"]
         status = _writer(memo, d.GATEWAY_PLURAL, meta["name"], meta["namespace"], body)
-        events = r.EventSink(body, kopf.event)
+        events = EventSink(body, kopf.event)
         try:
             await r.unpublish_gateway(memo.kube, memo.cores, body, status, events)
-        except r.Problem as problem:
+        except Problem as problem:
             status.condition(c.DELETION_BLOCKED, "True", problem.reason, problem.message)
             await status.flush()
             _warn_on_new_problem(events, body.get("status"), problem)
@@ -143,10 +144,10 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     async def _gateway_reconcile(body: kopf.Body, memo: kopf.Memo) -> None:
         meta = body["metadata"]
         status = _writer(memo, d.GATEWAY_PLURAL, meta["name"], meta["namespace"], body)
-        events = r.EventSink(body, kopf.event)
+        events = EventSink(body, kopf.event)
         try:
             await r.reconcile_gateway(memo.kube, memo.cores, body, status, events)
-        except r.Problem as problem:
+        except Problem as problem:
             _warn_on_new_problem(events, body.get("status"), problem)
             raise to_kopf(problem) from None
 

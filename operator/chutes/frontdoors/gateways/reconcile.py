@@ -24,16 +24,20 @@ from chutes.cloudflare_core import (
     CloudflareCore,
     CloudflareError,
     Conflict,
-    CredentialsInvalid,
     DesiredRecord,
     IngressRule,
-    InvalidInput,
-    RateLimited,
-    TransientError,
 )
 from chutes.cores import CorePool
 from chutes.frontdoors.gateways import desired as d
 from chutes.frontdoors.gateways.status import StatusWriter
+from chutes.frontdoors.problems import (
+    CONFLICT_RETRY,
+    MISSING_RETRY,
+    EventSink,
+    Problem,
+    problem_from_cloudflare,
+    step,
+)
 from chutes.observability.metrics import HOSTNAMES
 
 FRONT_DOOR = "chutes"  # the label of this front door in metrics
@@ -41,33 +45,6 @@ FRONT_DOOR = "chutes"  # the label of this front door in metrics
 logger = logging.getLogger(__name__)
 
 CONFIG_RETRY = 5.0
-MISSING_RETRY = 30.0
-CREDENTIALS_RETRY = 120.0
-CONFLICT_RETRY = 300.0
-
-
-class Problem(Exception):
-    """Why a reconcile stopped: a condition reason, a message, and when to retry (None: on the next change)."""
-
-    def __init__(self, reason: str, message: str, delay: float | None) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-        self.delay = delay
-
-
-def problem_from_cloudflare(exc: CloudflareError, doing: str) -> Problem:
-    if isinstance(exc, RateLimited):
-        return Problem(c.RATE_LIMITED, f"{doing}: Cloudflare rate limit, retrying in {exc.delay:.0f} s", exc.delay)
-    if isinstance(exc, TransientError):
-        return Problem(c.CLOUDFLARE_UNAVAILABLE, f"{doing}: {exc.message}", max(exc.delay, 10.0))
-    if isinstance(exc, CredentialsInvalid):
-        return Problem(c.CREDENTIALS_INVALID, f"{doing}: the API token was refused: {exc.message}", CREDENTIALS_RETRY)
-    if isinstance(exc, Conflict):
-        return Problem(c.HOSTNAME_CONFLICT, f"{doing}: {exc.message}", CONFLICT_RETRY)
-    if isinstance(exc, InvalidInput):
-        return Problem(c.CLOUDFLARE_REJECTED, f"{doing}: {exc.message}", None)
-    return Problem(c.CLOUDFLARE_REJECTED, f"{doing}: {exc}", CREDENTIALS_RETRY)
 
 
 @dataclass(frozen=True)
@@ -229,20 +206,6 @@ def plan_service_name(spec: Mapping[str, Any]) -> str:
     return str((spec.get("service") or {}).get("name", ""))
 
 
-class EventSink:
-    """Where Kubernetes Events about the gateway go (kopf's poster in production, a list in tests)."""
-
-    def __init__(self, body: Mapping[str, Any], post: Any) -> None:
-        self._body = body
-        self._post = post
-
-    def normal(self, reason: str, message: str) -> None:
-        self._post(self._body, type="Normal", reason=reason, message=message)
-
-    def warning(self, reason: str, message: str) -> None:
-        self._post(self._body, type="Warning", reason=reason, message=message)
-
-
 async def publish(
     api: client.ApiClient,
     account: Account,
@@ -258,12 +221,6 @@ async def publish(
     previous_fqdn = status.get("hostname")
     previous_app = status.get("accessAppId")
     previous_policy = status.get("accessPolicyId")
-
-    async def step(doing: str, coroutine: Any) -> Any:
-        try:
-            return await coroutine
-        except CloudflareError as exc:
-            raise problem_from_cloudflare(exc, doing) from exc
 
     # 0. Refuse a hostname held by a record that is not ours before writing anything.
     await step(f"checking DNS for {plan.fqdn}", core.check_dns_name_available(account.zone_id, plan.fqdn, plan.source))
@@ -407,12 +364,6 @@ async def unpublish_gateway(
             problem.delay or MISSING_RETRY,
         ) from None
     core, account_id = account.core, account.account_id
-
-    async def step(doing: str, coroutine: Any) -> Any:
-        try:
-            return await coroutine
-        except CloudflareError as exc:
-            raise problem_from_cloudflare(exc, doing) from exc
 
     async def remove(doing: str, coroutine: Any, reason: str, message: str) -> None:
         """One deletion and its Event; what turns out not to be ours stays (a Warning says so)."""

@@ -1,81 +1,27 @@
-"""Why a route (or tenant) could not be reconciled, when to try again, and where Events go.
+"""The HTTPRoute front door's problems: the shared :mod:`chutes.frontdoors.problems`, re-exported."""
 
-A :class:`Problem` carries a condition reason, a message naming what is wrong, and a retry delay: ``None``
-when only a change of the route, template or tenant can help (kopf ``PermanentError``; the template and
-tenant handlers re-reconcile the routes using them when they change).
-"""
-
-from __future__ import annotations
-
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
-
-from chutes import conditions as c
-from chutes.cloudflare_core import (
-    CloudflareError,
-    Conflict,
-    CredentialsInvalid,
-    InvalidInput,
-    NotFound,
-    RateLimited,
-    TransientError,
+from chutes.frontdoors.problems import (
+    CONFLICT_RETRY,
+    CREDENTIALS_RETRY,
+    FOREIGN_RETRY,
+    MISSING_RETRY,
+    POLICY_RETRY,
+    EventSink,
+    Post,
+    Problem,
+    problem_from_cloudflare,
+    step,
 )
 
-T = TypeVar("T")
-
-MISSING_RETRY = 30.0  # a tenant, template, Secret or Service that may appear
-CONFLICT_RETRY = 60.0  # another route holds the hostname (cheap: no Cloudflare call)
-POLICY_RETRY = 60.0  # a reusable Access policy that may be created
-FOREIGN_RETRY = 300.0  # an object in Cloudflare that is not ours is in the way
-CREDENTIALS_RETRY = 120.0
-
-
-class Problem(Exception):
-    def __init__(self, reason: str, message: str, delay: float | None) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-        self.delay = delay
-
-
-def problem_from_cloudflare(exc: CloudflareError, doing: str) -> Problem:
-    if isinstance(exc, RateLimited):
-        return Problem(c.RATE_LIMITED, f"{doing}: Cloudflare rate limit", exc.delay)  # a stable message
-    if isinstance(exc, TransientError):
-        return Problem(c.CLOUDFLARE_UNAVAILABLE, f"{doing}: {exc.message}", max(exc.delay, 10.0))
-    if isinstance(exc, CredentialsInvalid):
-        return Problem(c.CREDENTIALS_INVALID, f"{doing}: the API token was refused: {exc.message}", CREDENTIALS_RETRY)
-    if isinstance(exc, Conflict):
-        return Problem(c.HOSTNAME_CONFLICT, f"{doing}: {exc.message}", FOREIGN_RETRY)
-    if isinstance(exc, NotFound):
-        return Problem(c.CLOUDFLARE_REJECTED, f"{doing}: not found: {exc.message}", FOREIGN_RETRY)
-    if isinstance(exc, InvalidInput):
-        return Problem(c.CLOUDFLARE_REJECTED, f"{doing}: {exc.message}", None)
-    return Problem(c.CLOUDFLARE_REJECTED, f"{doing}: {exc}", CREDENTIALS_RETRY)
-
-
-async def step(doing: str, action: Awaitable[T]) -> T:
-    """Await one Cloudflare call; its failure becomes a :class:`Problem` saying what we were doing."""
-    try:
-        return await action
-    except CloudflareError as exc:
-        raise problem_from_cloudflare(exc, doing) from exc
-
-
-Post = Callable[..., Any]
-
-
-class EventSink:
-    """Kubernetes Events about one object (kopf's poster in production). Never given a secret."""
-
-    def __init__(self, body: Mapping[str, Any] | None, post: Post) -> None:
-        self._body = body
-        self._post = post
-
-    def normal(self, reason: str, message: str) -> None:
-        if self._body is not None:
-            self._post(self._body, type="Normal", reason=reason, message=message)
-
-    def warning(self, reason: str, message: str) -> None:
-        if self._body is not None:
-            self._post(self._body, type="Warning", reason=reason, message=message)
+__all__ = [
+    "CONFLICT_RETRY",
+    "CREDENTIALS_RETRY",
+    "FOREIGN_RETRY",
+    "MISSING_RETRY",
+    "POLICY_RETRY",
+    "EventSink",
+    "Post",
+    "Problem",
+    "problem_from_cloudflare",
+    "step",
+]

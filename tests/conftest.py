@@ -15,7 +15,7 @@ import contextlib
 import json
 import sys
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,3 +184,27 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if RECORD.calls or RECORD.unattributed:
         RBAC_CALLS_FILE.parent.mkdir(exist_ok=True)
         RBAC_CALLS_FILE.write_text(json.dumps(RECORD.as_json(), indent=1) + "\n", encoding="utf-8")
+
+
+@pytest.fixture()
+async def sandbox() -> AsyncIterator[Any]:
+    """The Cloudflare emulator in the test's own event loop (for async tests of the core)."""
+    from chutes.sandbox.cloudflare import CloudflareSandbox, SandboxConfig
+
+    sb = CloudflareSandbox(SandboxConfig.default())
+    await sb.start(host="127.0.0.1", port=0)
+    try:
+        yield sb
+    finally:
+        await sb.stop()
+
+
+@pytest.fixture()
+async def core(sandbox: Any) -> AsyncIterator[Any]:
+    """A Cloudflare core on `sandbox`, owner id `test`, with fast retries."""
+    from chutes.cloudflare_core import CloudflareCore, RequestBudget
+
+    async with CloudflareCore(
+        sandbox.token, sandbox.base_url, owner_id="test", budget=RequestBudget(), backoff=0.01
+    ) as instance:
+        yield instance

@@ -13,29 +13,10 @@ from chutes.cloudflare_core import (
     AppPolicySpec,
     CloudflareCore,
     Conflict,
-    RequestBudget,
 )
-from chutes.sandbox.cloudflare import CloudflareSandbox, SandboxConfig
+from chutes.sandbox.cloudflare import CloudflareSandbox
 
 EVERYONE = ({"email_domain": {"domain": "example.com"}},)
-
-
-@pytest.fixture()
-async def sandbox() -> AsyncIterator[CloudflareSandbox]:
-    sb = CloudflareSandbox(SandboxConfig.default())
-    await sb.start(host="127.0.0.1", port=0)
-    try:
-        yield sb
-    finally:
-        await sb.stop()
-
-
-@pytest.fixture()
-async def core(sandbox: CloudflareSandbox) -> AsyncIterator[CloudflareCore]:
-    async with CloudflareCore(
-        sandbox.token, sandbox.base_url, owner_id="test", budget=RequestBudget(), backoff=0.01
-    ) as instance:
-        yield instance
 
 
 @pytest.fixture()

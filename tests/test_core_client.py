@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from prometheus_client import REGISTRY
 
@@ -14,25 +12,7 @@ from chutes.cloudflare_core import (
     RequestBudget,
     TransientError,
 )
-from chutes.sandbox.cloudflare import CloudflareSandbox, SandboxConfig
-
-
-@pytest.fixture()
-async def sandbox() -> AsyncIterator[CloudflareSandbox]:
-    sb = CloudflareSandbox(SandboxConfig.default())
-    await sb.start(host="127.0.0.1", port=0)
-    try:
-        yield sb
-    finally:
-        await sb.stop()
-
-
-@pytest.fixture()
-async def core(sandbox: CloudflareSandbox) -> AsyncIterator[CloudflareCore]:
-    async with CloudflareCore(
-        sandbox.token, sandbox.base_url, owner_id="test", budget=RequestBudget(), backoff=0.01
-    ) as instance:
-        yield instance
+from chutes.sandbox.cloudflare import CloudflareSandbox
 
 
 def requests_total(operation: str, status: str) -> float:

@@ -20,19 +20,9 @@ from chutes.cloudflare_core import (
     marker,
 )
 from chutes.cloudflare_core import dns as dns_module
-from chutes.sandbox.cloudflare import CloudflareSandbox, SandboxConfig
+from chutes.sandbox.cloudflare import CloudflareSandbox
 
 OWNER = "test"
-
-
-@pytest.fixture()
-async def sandbox() -> AsyncIterator[CloudflareSandbox]:
-    sb = CloudflareSandbox(SandboxConfig.default())
-    await sb.start(host="127.0.0.1", port=0)
-    try:
-        yield sb
-    finally:
-        await sb.stop()
 
 
 @pytest.fixture()

@@ -22,7 +22,7 @@ from chutes.cloudflare_core import (
     TransientError,
     merge_ingress,
 )
-from chutes.sandbox.cloudflare import CloudflareSandbox, SandboxConfig
+from chutes.sandbox.cloudflare import CloudflareSandbox
 
 OWNER = "test"
 SERVICE = "http://router:80"
@@ -82,16 +82,6 @@ def test_sync_rules_composes_with_other_edits_in_order() -> None:
 
 
 # --- against the emulator ---------------------------------------------------------------------
-
-
-@pytest.fixture()
-async def sandbox() -> AsyncIterator[CloudflareSandbox]:
-    sb = CloudflareSandbox(SandboxConfig.default())
-    await sb.start(host="127.0.0.1", port=0)
-    try:
-        yield sb
-    finally:
-        await sb.stop()
 
 
 @pytest.fixture()

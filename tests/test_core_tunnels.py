@@ -5,38 +5,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import cloudflare
 import pytest
 
-from chutes.cloudflare_core import CloudflareCore, IngressRule, NotFound, RequestBudget
-from chutes.sandbox.cloudflare import CloudflareSandbox, SandboxConfig
+from chutes.cloudflare_core import CloudflareCore, IngressRule, NotFound
+from chutes.sandbox.cloudflare import CloudflareSandbox
 
 FOREIGN = [
     {"hostname": "foreign-1.example.com", "service": "http://f1:80"},
     {"hostname": "foreign-2.example.com", "path": "^/docs", "service": "http://f2:80"},
 ]
 CUSTOM_CATCH_ALL = {"service": "http_status:503"}
-
-
-@pytest.fixture()
-async def sandbox() -> AsyncIterator[CloudflareSandbox]:
-    sb = CloudflareSandbox(SandboxConfig.default())
-    await sb.start(host="127.0.0.1", port=0)
-    try:
-        yield sb
-    finally:
-        await sb.stop()
-
-
-@pytest.fixture()
-async def core(sandbox: CloudflareSandbox) -> AsyncIterator[CloudflareCore]:
-    async with CloudflareCore(
-        sandbox.token, sandbox.base_url, owner_id="test", budget=RequestBudget(), backoff=0.01
-    ) as instance:
-        yield instance
 
 
 def live_tunnels(sandbox: CloudflareSandbox, name: str) -> list[dict[str, Any]]:

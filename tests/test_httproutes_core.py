@@ -17,20 +17,10 @@ from chutes.cloudflare_core import (
     RequestBudget,
     marker,
 )
-from chutes.sandbox.cloudflare import CloudflareSandbox, SandboxConfig
+from chutes.sandbox.cloudflare import CloudflareSandbox
 
 OWNER = "test"
 SOURCE = "HTTPRoute/apps/web"
-
-
-@pytest.fixture()
-async def sandbox() -> AsyncIterator[CloudflareSandbox]:
-    sb = CloudflareSandbox(SandboxConfig.default())
-    await sb.start(host="127.0.0.1", port=0)
-    try:
-        yield sb
-    finally:
-        await sb.stop()
 
 
 @pytest.fixture()

@@ -208,3 +208,12 @@ async def core(sandbox: Any) -> AsyncIterator[Any]:
         sandbox.token, sandbox.base_url, owner_id="test", budget=RequestBudget(), backoff=0.01
     ) as instance:
         yield instance
+
+
+@pytest.fixture()
+async def cf(sandbox: Any) -> AsyncIterator[Any]:
+    """The real Cloudflare SDK (async, no retries) talking to `sandbox`."""
+    import cloudflare as sdk
+
+    async with sdk.AsyncCloudflare(api_token=sandbox.token, base_url=sandbox.base_url, max_retries=0) as client:
+        yield client

@@ -8,9 +8,9 @@ import base64
 import copy
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import cloudflare as cf_sdk
 import kubernetes
@@ -20,8 +20,8 @@ from kubernetes.client.exceptions import ApiException
 
 from chutes.sandbox.runner import OperatorThread
 from chutes.settings import load_settings
+from waiting import wait_for
 
-T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples" / "httproutes"
 OPNS = "cloudflare-zero-trust"
@@ -29,23 +29,6 @@ GROUP, VERSION = "cfzt.cloudflare.com", "v1alpha1"
 RG, RV = "gateway.networking.k8s.io", "v1"
 P = "cfzt.cloudflare.com/"
 EXAMPLE_POLICIES = ("MyIdentityPolicy", "MyServiceCredPolicy", "My ADAUTH Policy", "My Service Token Policy")
-
-
-def wait_for(what: str, probe: Callable[[], T], timeout: float = 15.0) -> T:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            last = probe()
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            last = None
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; last value: {last!r}")
-        time.sleep(0.03)
 
 
 class World:

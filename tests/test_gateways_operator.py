@@ -12,7 +12,7 @@ import copy
 import json
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any
 
 import kubernetes
 import pytest
@@ -21,28 +21,11 @@ from kubernetes.client.exceptions import ApiException
 from chutes.cloudflare_core.ownership import parse as parse_marker
 from chutes.sandbox.runner import OperatorThread
 from chutes.settings import load_settings
+from waiting import wait_for
 
-T = TypeVar("T")
 GROUP, VERSION = "chutes.troubleshat.com", "v1alpha1"
 NS = "team-a"
 EMAILS = ["alice@example.org"]
-
-
-def wait_for(what: str, probe: Callable[[], T], timeout: float = 20.0) -> T:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            last = probe()
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            last = None
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; last value: {last!r}")
-        time.sleep(0.05)
 
 
 class World:

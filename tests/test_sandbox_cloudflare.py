@@ -17,32 +17,10 @@ import pytest
 from chutes.sandbox.cloudflare import CloudflareSandbox, SandboxConfig
 
 
-@pytest.fixture(autouse=True)
-def _token_auth_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The SDK prefers X-Auth-Email/X-Auth-Key from the environment over api_token.
-    for name in ("CLOUDFLARE_EMAIL", "CLOUDFLARE_API_KEY", "CLOUDFLARE_API_TOKEN", "CLOUDFLARE_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
-
-
 @pytest.fixture()
-async def sb() -> AsyncIterator[CloudflareSandbox]:
-    sandbox = await CloudflareSandbox(SandboxConfig.default()).start()
-    try:
-        yield sandbox
-    finally:
-        await sandbox.stop()
-
-
-@pytest.fixture()
-async def cf(sb: CloudflareSandbox) -> AsyncIterator[Client]:
-    async with cloudflare.AsyncCloudflare(api_token=sb.token, base_url=sb.base_url, max_retries=0) as client:
-        yield client
-
-
-@pytest.fixture()
-async def raw(sb: CloudflareSandbox) -> AsyncIterator[httpx.AsyncClient]:
-    headers = {"Authorization": f"Bearer {sb.token}"}
-    async with httpx.AsyncClient(base_url=sb.base_url, headers=headers) as client:
+async def raw(sandbox: CloudflareSandbox) -> AsyncIterator[httpx.AsyncClient]:
+    headers = {"Authorization": f"Bearer {sandbox.token}"}
+    async with httpx.AsyncClient(base_url=sandbox.base_url, headers=headers) as client:
         yield client
 
 
@@ -59,40 +37,40 @@ def codes(error: cloudflare.APIStatusError) -> list[int | None]:
 
 
 async def test_tunnel_create_returns_token_and_credentials_and_refuses_a_live_duplicate(
-    sb: CloudflareSandbox, cf: Client
+    sandbox: CloudflareSandbox, cf: Client
 ) -> None:
     tunnels = cf.zero_trust.tunnels.cloudflared
-    tunnel = await tunnels.create(account_id=sb.account_id, name="op-a", config_src="cloudflare")
+    tunnel = await tunnels.create(account_id=sandbox.account_id, name="op-a", config_src="cloudflare")
     assert tunnel.config_src == "cloudflare" and tunnel.deleted_at is None and tunnel.status == "inactive"
     extra = tunnel.model_extra or {}
     assert json.loads(base64.b64decode(extra["token"])) == {
-        "a": sb.account_id,
+        "a": sandbox.account_id,
         "t": tunnel.id,
         "s": extra["credentials_file"]["TunnelSecret"],
     }
     with pytest.raises(cloudflare.ConflictError) as caught:
-        await tunnels.create(account_id=sb.account_id, name="op-a", config_src="cloudflare")
+        await tunnels.create(account_id=sandbox.account_id, name="op-a", config_src="cloudflare")
     assert caught.value.status_code == 409 and codes(caught.value) == [1013]
-    local = await tunnels.create(account_id=sb.account_id, name="op-local")
+    local = await tunnels.create(account_id=sandbox.account_id, name="op-local")
     assert local.config_src == "local"
-    assert len(sb.snapshot()["tunnels"]) == 2
+    assert len(sandbox.snapshot()["tunnels"]) == 2
 
 
-async def test_tunnel_token_is_base64_json_of_account_tunnel_and_secret(sb: CloudflareSandbox, cf: Client) -> None:
+async def test_tunnel_token_is_base64_json_of_account_tunnel_and_secret(sandbox: CloudflareSandbox, cf: Client) -> None:
     secret = base64.b64encode(b"s" * 32).decode()
     tunnels = cf.zero_trust.tunnels.cloudflared
-    tunnel = await tunnels.create(account_id=sb.account_id, name="op-t", tunnel_secret=secret)
-    token = await tunnels.token.get(tunnel.id, account_id=sb.account_id)
+    tunnel = await tunnels.create(account_id=sandbox.account_id, name="op-t", tunnel_secret=secret)
+    token = await tunnels.token.get(tunnel.id, account_id=sandbox.account_id)
     assert isinstance(token, str)
-    assert json.loads(base64.b64decode(token)) == {"a": sb.account_id, "t": tunnel.id, "s": secret}
+    assert json.loads(base64.b64decode(token)) == {"a": sandbox.account_id, "t": tunnel.id, "s": secret}
     with pytest.raises(cloudflare.BadRequestError):
-        await tunnels.create(account_id=sb.account_id, name="op-short", tunnel_secret="c2hvcnQ=")
+        await tunnels.create(account_id=sandbox.account_id, name="op-short", tunnel_secret="c2hvcnQ=")
 
 
 async def test_tunnel_soft_delete_is_filtered_by_is_deleted_and_frees_the_name(
-    sb: CloudflareSandbox, cf: Client
+    sandbox: CloudflareSandbox, cf: Client
 ) -> None:
-    tunnels, account = cf.zero_trust.tunnels.cloudflared, sb.account_id
+    tunnels, account = cf.zero_trust.tunnels.cloudflared, sandbox.account_id
     old = await tunnels.create(account_id=account, name="op-d", config_src="cloudflare")
     deleted = await tunnels.delete(old.id, account_id=account)
     assert deleted.deleted_at is not None
@@ -111,8 +89,8 @@ async def test_tunnel_soft_delete_is_filtered_by_is_deleted_and_frees_the_name(
         assert codes(caught.value) == [1002]
 
 
-async def test_tunnel_list_filters(sb: CloudflareSandbox, cf: Client) -> None:
-    tunnels, account = cf.zero_trust.tunnels.cloudflared, sb.account_id
+async def test_tunnel_list_filters(sandbox: CloudflareSandbox, cf: Client) -> None:
+    tunnels, account = cf.zero_trust.tunnels.cloudflared, sandbox.account_id
     made = [await tunnels.create(account_id=account, name=name) for name in ("op-a", "op-b", "other")]
     before = made[0].created_at
     await tunnels.delete(made[1].id, account_id=account)
@@ -130,11 +108,11 @@ async def test_tunnel_list_filters(sb: CloudflareSandbox, cf: Client) -> None:
 
 
 async def test_tunnel_delete_with_connectors_needs_cascade_which_clears_them(
-    sb: CloudflareSandbox, cf: Client, raw: httpx.AsyncClient
+    sandbox: CloudflareSandbox, cf: Client, raw: httpx.AsyncClient
 ) -> None:
-    tunnels, account = cf.zero_trust.tunnels.cloudflared, sb.account_id
+    tunnels, account = cf.zero_trust.tunnels.cloudflared, sandbox.account_id
     tunnel = await tunnels.create(account_id=account, name="op-c", config_src="cloudflare")
-    sb.connect_tunnel(tunnel.id)
+    sandbox.connect_tunnel(tunnel.id)
     assert (await tunnels.get(tunnel.id, account_id=account)).status == "healthy"
     with pytest.raises(cloudflare.BadRequestError) as caught:
         await tunnels.delete(tunnel.id, account_id=account)
@@ -144,8 +122,8 @@ async def test_tunnel_delete_with_connectors_needs_cascade_which_clears_them(
     assert answer.json()["result"]["connections"] == [] and answer.json()["result"]["deleted_at"]
 
 
-async def test_tunnel_edit_renames_but_not_onto_a_live_name(sb: CloudflareSandbox, cf: Client) -> None:
-    tunnels, account = cf.zero_trust.tunnels.cloudflared, sb.account_id
+async def test_tunnel_edit_renames_but_not_onto_a_live_name(sandbox: CloudflareSandbox, cf: Client) -> None:
+    tunnels, account = cf.zero_trust.tunnels.cloudflared, sandbox.account_id
     first = await tunnels.create(account_id=account, name="op-1")
     await tunnels.create(account_id=account, name="op-2")
     with pytest.raises(cloudflare.ConflictError):
@@ -154,9 +132,9 @@ async def test_tunnel_edit_renames_but_not_onto_a_live_name(sb: CloudflareSandbo
 
 
 async def test_config_put_needs_a_catch_all_keeps_other_keys_and_counts_versions(
-    sb: CloudflareSandbox, cf: Client, raw: httpx.AsyncClient
+    sandbox: CloudflareSandbox, cf: Client, raw: httpx.AsyncClient
 ) -> None:
-    tunnels, account = cf.zero_trust.tunnels.cloudflared, sb.account_id
+    tunnels, account = cf.zero_trust.tunnels.cloudflared, sandbox.account_id
     tunnel = await tunnels.create(account_id=account, name="op-cfg", config_src="cloudflare")
     never = await tunnels.configurations.get(tunnel.id, account_id=account)
     assert never.config is None and never.version == 0 and never.source == "cloudflare"
@@ -165,7 +143,7 @@ async def test_config_put_needs_a_catch_all_keeps_other_keys_and_counts_versions
         await tunnels.configurations.update(tunnel.id, account_id=account, config={"ingress": [rule]})
     assert codes(caught.value) == [1056]
     assert "The last ingress rule must match all URLs" in str(caught.value.errors[0].message)
-    assert sb.snapshot()["tunnel_configs"] == {}
+    assert sandbox.snapshot()["tunnel_configs"] == {}
     document = {
         "ingress": [rule, {"service": "http_status:404"}],
         "originRequest": {"connectTimeout": 10},
@@ -188,31 +166,31 @@ async def test_config_put_needs_a_catch_all_keeps_other_keys_and_counts_versions
 # --- zones, auth, routing ------------------------------------------------------------------------
 
 
-async def test_zones_list_filters_and_get(sb: CloudflareSandbox, cf: Client) -> None:
+async def test_zones_list_filters_and_get(sandbox: CloudflareSandbox, cf: Client) -> None:
     assert [z.name async for z in cf.zones.list()] == ["example.com", "example.net"]
-    found = [z async for z in cf.zones.list(name="example.net", account={"id": sb.account_id})]
-    assert [(z.id, z.plan.legacy_id if z.plan else None) for z in found] == [(sb.zone_id("example.net"), "pro")]
+    found = [z async for z in cf.zones.list(name="example.net", account={"id": sandbox.account_id})]
+    assert [(z.id, z.plan.legacy_id if z.plan else None) for z in found] == [(sandbox.zone_id("example.net"), "pro")]
     assert [z async for z in cf.zones.list(name="nope.org")] == []
-    zone = await cf.zones.get(zone_id=sb.zone_id("example.com"))
-    assert zone is not None and zone.account.id == sb.account_id and zone.status == "active"
+    zone = await cf.zones.get(zone_id=sandbox.zone_id("example.com"))
+    assert zone is not None and zone.account.id == sandbox.account_id and zone.status == "active"
 
 
-async def test_unknown_token_missing_header_and_global_keys_are_refused(sb: CloudflareSandbox) -> None:
-    async with cloudflare.AsyncCloudflare(api_token="wrong", base_url=sb.base_url, max_retries=0) as bad:
+async def test_unknown_token_missing_header_and_global_keys_are_refused(sandbox: CloudflareSandbox) -> None:
+    async with cloudflare.AsyncCloudflare(api_token="wrong", base_url=sandbox.base_url, max_retries=0) as bad:
         with pytest.raises(cloudflare.PermissionDeniedError) as caught:
             await bad.zones.list()
     assert caught.value.status_code == 403 and codes(caught.value) == [10000]
-    async with httpx.AsyncClient(base_url=sb.base_url) as client:
+    async with httpx.AsyncClient(base_url=sandbox.base_url) as client:
         missing = await client.get("/zones")
         keys = await client.get("/zones", headers={"X-Auth-Email": "a@b.c", "X-Auth-Key": "k"})
     assert missing.status_code == 400
     assert missing.json()["errors"][0]["code"] == 6003
     assert missing.json()["errors"][0]["error_chain"][0]["code"] == 6111
     assert keys.status_code == 403 and keys.json()["errors"][0]["code"] == 10000
-    assert all(r.token_name is None for r in sb.requests)
+    assert all(r.token_name is None for r in sandbox.requests)
 
 
-async def test_routing_errors_use_cloudflare_codes(sb: CloudflareSandbox, raw: httpx.AsyncClient) -> None:
+async def test_routing_errors_use_cloudflare_codes(sandbox: CloudflareSandbox, raw: httpx.AsyncClient) -> None:
     cases = {
         "/nothing/here": (404, 7000),
         f"/accounts/{'0' * 32}/cfd_tunnel": (404, 7003),
@@ -225,7 +203,7 @@ async def test_routing_errors_use_cloudflare_codes(sb: CloudflareSandbox, raw: h
         assert answer.json()["result"] is None and answer.json()["success"] is False
     answer = await raw.delete("/zones")
     assert answer.status_code == 405
-    answer = await raw.post(f"/zones/{sb.zone_id('example.com')}/dns_records", content=b"{nope")
+    answer = await raw.post(f"/zones/{sandbox.zone_id('example.com')}/dns_records", content=b"{nope")
     assert (answer.status_code, answer.json()["errors"][0]["code"]) == (400, 6007)
 
 
@@ -233,23 +211,23 @@ async def test_restricted_token_sees_only_its_zone() -> None:
     cfg = SandboxConfig.from_dict(
         {"tokens": [{"name": "admin"}, {"name": "net-only", "value": "net-token", "zones": ["example.net"]}]}
     )
-    async with CloudflareSandbox(cfg) as sb:
-        async with cloudflare.AsyncCloudflare(api_token="net-token", base_url=sb.base_url, max_retries=0) as cf:
+    async with CloudflareSandbox(cfg) as sandbox:
+        async with cloudflare.AsyncCloudflare(api_token="net-token", base_url=sandbox.base_url, max_retries=0) as cf:
             assert [z.name async for z in cf.zones.list()] == ["example.net"]
             with pytest.raises(cloudflare.PermissionDeniedError) as caught:
-                await cf.dns.records.list(zone_id=sb.zone_id("example.com"))
+                await cf.dns.records.list(zone_id=sandbox.zone_id("example.com"))
             assert codes(caught.value) == [10000]
-            assert [r async for r in cf.dns.records.list(zone_id=sb.zone_id("example.net"))] == []
-        assert [r.token_name for r in sb.requests] == ["net-only"] * 4
+            assert [r async for r in cf.dns.records.list(zone_id=sandbox.zone_id("example.net"))] == []
+        assert [r.token_name for r in sandbox.requests] == ["net-only"] * 4
 
 
 # --- DNS -----------------------------------------------------------------------------------------
 
 
 async def test_dns_record_objects_carry_every_field_the_sdk_dispatches_on(
-    sb: CloudflareSandbox, cf: Client, raw: httpx.AsyncClient
+    sandbox: CloudflareSandbox, cf: Client, raw: httpx.AsyncClient
 ) -> None:
-    zone = sb.zone_id("example.com")
+    zone = sandbox.zone_id("example.com")
     record = await cf.dns.records.create(
         zone_id=zone, name="App.Example.com.", ttl=1, type="CNAME", content="t1.cfargotunnel.com", proxied=True
     )
@@ -262,8 +240,8 @@ async def test_dns_record_objects_carry_every_field_the_sdk_dispatches_on(
     assert type(a).__name__ == "ARecord" and a.ttl == 300
 
 
-async def test_dns_conflicts_identical_records_and_unknown_ids(sb: CloudflareSandbox, cf: Client) -> None:
-    zone, records = sb.zone_id("example.com"), cf.dns.records
+async def test_dns_conflicts_identical_records_and_unknown_ids(sandbox: CloudflareSandbox, cf: Client) -> None:
+    zone, records = sandbox.zone_id("example.com"), cf.dns.records
     cname = await records.create(zone_id=zone, name="x.example.com", ttl=1, type="CNAME", content="t.cfargotunnel.com")
     attempts = [
         ({"type": "A", "content": "192.0.2.7"}, 81053),
@@ -302,11 +280,13 @@ async def test_dns_conflicts_identical_records_and_unknown_ids(sb: CloudflareSan
         with pytest.raises(cloudflare.NotFoundError) as missed:
             await call
         assert codes(missed.value) == [81044]
-    assert {r["id"] for r in sb.snapshot()["dns_records"][zone]} == {cname.id, a1.id, a2.id}
+    assert {r["id"] for r in sandbox.snapshot()["dns_records"][zone]} == {cname.id, a1.id, a2.id}
 
 
-async def test_dns_put_replaces_and_patch_merges(sb: CloudflareSandbox, cf: Client, raw: httpx.AsyncClient) -> None:
-    zone = sb.zone_id("example.net")
+async def test_dns_put_replaces_and_patch_merges(
+    sandbox: CloudflareSandbox, cf: Client, raw: httpx.AsyncClient
+) -> None:
+    zone = sandbox.zone_id("example.net")
     created = await cf.dns.records.create(
         zone_id=zone,
         name="p.example.net",
@@ -328,8 +308,8 @@ def created_on(record: Any) -> str:
     return str(record.created_on.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
 
 
-async def test_dns_list_filters_are_case_insensitive_with_operator_keys(sb: CloudflareSandbox, cf: Client) -> None:
-    zone, records = sb.zone_id("example.net"), cf.dns.records
+async def test_dns_list_filters_are_case_insensitive_with_operator_keys(sandbox: CloudflareSandbox, cf: Client) -> None:
+    zone, records = sandbox.zone_id("example.net"), cf.dns.records
     specs = [
         ("api.example.net", "CNAME", "t1.cfargotunnel.com", "managed-by=op/c1/ns/api", ["owner:op", "env:prod"]),
         ("web.example.net", "CNAME", "t2.cfargotunnel.com", "managed-by=op/c2/ns/web", ["owner:op"]),
@@ -362,28 +342,28 @@ async def test_dns_list_filters_are_case_insensitive_with_operator_keys(sb: Clou
 
 
 async def test_pages_past_the_end_are_empty_and_sdk_iteration_collects_everything(
-    sb: CloudflareSandbox, cf: Client, raw: httpx.AsyncClient
+    sandbox: CloudflareSandbox, cf: Client, raw: httpx.AsyncClient
 ) -> None:
-    zone = sb.zone_id("example.com")
+    zone = sandbox.zone_id("example.com")
     for i in range(5):
         await cf.dns.records.create(zone_id=zone, name=f"h{i}.example.com", ttl=1, type="A", content=f"192.0.2.{i + 1}")
-    sb.reset_log()
+    sandbox.reset_log()
     names = [r.name async for r in cf.dns.records.list(zone_id=zone, per_page=2)]
     assert sorted(names) == [f"h{i}.example.com" for i in range(5)]
-    assert [r.query.get("page") for r in sb.calls(op="dns.list")] == [None, "2", "3", "4"]
+    assert [r.query.get("page") for r in sandbox.calls(op="dns.list")] == [None, "2", "3", "4"]
     past = (await raw.get(f"/zones/{zone}/dns_records", params={"page": 9, "per_page": 2})).json()
     assert past["result"] == []
     assert past["result_info"] == {"page": 9, "per_page": 2, "count": 0, "total_count": 5, "total_pages": 3}
     for i in range(3):
-        await cf.zero_trust.tunnels.cloudflared.create(account_id=sb.account_id, name=f"t{i}")
-    tunnels = [t.name async for t in cf.zero_trust.tunnels.cloudflared.list(account_id=sb.account_id, per_page=1)]
+        await cf.zero_trust.tunnels.cloudflared.create(account_id=sandbox.account_id, name=f"t{i}")
+    tunnels = [t.name async for t in cf.zero_trust.tunnels.cloudflared.list(account_id=sandbox.account_id, per_page=1)]
     assert tunnels == ["t0", "t1", "t2"]
 
 
 async def test_free_plan_limits_comment_length_and_refuses_tags_paid_plans_allow_them(
-    sb: CloudflareSandbox, cf: Client
+    sandbox: CloudflareSandbox, cf: Client
 ) -> None:
-    free, pro, records = sb.zone_id("example.com"), sb.zone_id("example.net"), cf.dns.records
+    free, pro, records = sandbox.zone_id("example.com"), sandbox.zone_id("example.net"), cf.dns.records
     ok = await records.create(
         zone_id=free, name="c.example.com", ttl=1, type="A", content="192.0.2.1", comment="x" * 100
     )
@@ -400,16 +380,16 @@ async def test_free_plan_limits_comment_length_and_refuses_tags_paid_plans_allow
         with pytest.raises(cloudflare.BadRequestError) as caught:
             await records.create(zone_id=pro, name="e.example.net", ttl=1, type="A", content="192.0.2.3", **extra)
         assert codes(caught.value) == [code]
-    assert len(sb.snapshot()["dns_records"][free]) == 1
+    assert len(sandbox.snapshot()["dns_records"][free]) == 1
 
 
-async def test_batch_runs_deletes_patches_puts_posts_all_or_nothing(sb: CloudflareSandbox, cf: Client) -> None:
-    zone, records = sb.zone_id("example.com"), cf.dns.records
+async def test_batch_runs_deletes_patches_puts_posts_all_or_nothing(sandbox: CloudflareSandbox, cf: Client) -> None:
+    zone, records = sandbox.zone_id("example.com"), cf.dns.records
     old = await records.create(
         zone_id=zone, name="move.example.com", ttl=1, type="CNAME", content="t1.cfargotunnel.com"
     )
     keep = await records.create(zone_id=zone, name="keep.example.com", ttl=1, type="A", content="192.0.2.1")
-    before = sb.snapshot()["dns_records"]
+    before = sandbox.snapshot()["dns_records"]
     with pytest.raises(cloudflare.BadRequestError) as caught:
         await records.batch(
             zone_id=zone,
@@ -421,7 +401,7 @@ async def test_batch_runs_deletes_patches_puts_posts_all_or_nothing(sb: Cloudfla
         )
     assert codes(caught.value) == [81053]
     assert caught.value.body["errors"][0]["source"] == {"pointer": "/posts/1"}  # type: ignore[index]
-    assert sb.snapshot()["dns_records"] == before
+    assert sandbox.snapshot()["dns_records"] == before
     swapped = await records.batch(
         zone_id=zone,
         deletes=[{"id": old.id}],
@@ -432,12 +412,12 @@ async def test_batch_runs_deletes_patches_puts_posts_all_or_nothing(sb: Cloudfla
     assert [r.id for r in swapped.deletes or []] == [old.id]
     assert [r.content for r in swapped.patches or []] == ["192.0.2.99"]
     assert [type(r).__name__ for r in swapped.posts or []] == ["CNAMERecord"]
-    contents = {(r["name"], r["content"]) for r in sb.snapshot()["dns_records"][zone]}
+    contents = {(r["name"], r["content"]) for r in sandbox.snapshot()["dns_records"][zone]}
     assert contents == {("move.example.com", "t2.cfargotunnel.com"), ("keep.example.com", "192.0.2.99")}
 
 
-async def test_free_zone_quota_and_batch_size_limits(sb: CloudflareSandbox, cf: Client) -> None:
-    zone, records = sb.zone_id("example.com"), cf.dns.records
+async def test_free_zone_quota_and_batch_size_limits(sandbox: CloudflareSandbox, cf: Client) -> None:
+    zone, records = sandbox.zone_id("example.com"), cf.dns.records
 
     def posts(n: int, prefix: str) -> list[Any]:
         return [{"name": f"{prefix}{i}.example.com", "type": "A", "content": "192.0.2.1", "ttl": 1} for i in range(n)]
@@ -450,7 +430,7 @@ async def test_free_zone_quota_and_batch_size_limits(sb: CloudflareSandbox, cf: 
     with pytest.raises(cloudflare.BadRequestError) as caught:
         await records.create(zone_id=zone, name="over.example.com", ttl=1, type="A", content="192.0.2.1")
     assert codes(caught.value) == [81045]
-    assert len(sb.snapshot()["dns_records"][zone]) == 200
+    assert len(sandbox.snapshot()["dns_records"][zone]) == 200
 
 
 # --- rate limit and faults -------------------------------------------------------------------
@@ -459,24 +439,26 @@ async def test_free_zone_quota_and_batch_size_limits(sb: CloudflareSandbox, cf: 
 async def test_rate_limit_answers_429_971_with_retry_after_and_refused_calls_have_no_effect() -> None:
     tokens = [{"name": "one"}, {"name": "two", "value": "second-token"}]
     cfg = SandboxConfig.from_dict({"rate_limit": {"requests": 3, "period": 60}, "tokens": tokens})
-    async with CloudflareSandbox(cfg) as sb:
-        async with cloudflare.AsyncCloudflare(api_token=sb.token, base_url=sb.base_url, max_retries=0) as cf:
+    async with CloudflareSandbox(cfg) as sandbox:
+        async with cloudflare.AsyncCloudflare(api_token=sandbox.token, base_url=sandbox.base_url, max_retries=0) as cf:
             tunnels = cf.zero_trust.tunnels.cloudflared
             for i in range(3):
-                await tunnels.create(account_id=sb.account_id, name=f"t{i}")
+                await tunnels.create(account_id=sandbox.account_id, name=f"t{i}")
             with pytest.raises(cloudflare.RateLimitError) as caught:
-                await tunnels.create(account_id=sb.account_id, name="t3")
+                await tunnels.create(account_id=sandbox.account_id, name="t3")
         assert codes(caught.value) == [971]
         assert 0 < int(caught.value.response.headers["retry-after"]) <= 60
-        assert [r.status for r in sb.calls(op="tunnels.create")] == [200, 200, 200, 429]
-        assert len(sb.snapshot()["tunnels"]) == 3
-        async with cloudflare.AsyncCloudflare(api_token="second-token", base_url=sb.base_url, max_retries=0) as other:
-            assert await other.zones.get(zone_id=sb.zone_id("example.com")) is not None  # its own budget
-        sb.set_rate_limit(requests=100)
-        sb.faults.rate_limit(count=1, retry_after=300)
-        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {sb.token}"}) as client:
-            forced = await client.get(sb.base_url + "/zones")
-            after = await client.get(sb.base_url + "/zones")
+        assert [r.status for r in sandbox.calls(op="tunnels.create")] == [200, 200, 200, 429]
+        assert len(sandbox.snapshot()["tunnels"]) == 3
+        async with cloudflare.AsyncCloudflare(
+            api_token="second-token", base_url=sandbox.base_url, max_retries=0
+        ) as other:
+            assert await other.zones.get(zone_id=sandbox.zone_id("example.com")) is not None  # its own budget
+        sandbox.set_rate_limit(requests=100)
+        sandbox.faults.rate_limit(count=1, retry_after=300)
+        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {sandbox.token}"}) as client:
+            forced = await client.get(sandbox.base_url + "/zones")
+            after = await client.get(sandbox.base_url + "/zones")
         assert (forced.status_code, forced.headers["retry-after"]) == (429, "300")
         assert forced.json()["errors"] == [
             {"code": 971, "message": "Please wait and consider throttling your request speed"}
@@ -484,15 +466,15 @@ async def test_rate_limit_answers_429_971_with_retry_after_and_refused_calls_hav
         assert after.status_code == 200
 
 
-async def test_injected_failures_count_down_and_leave_no_trace(sb: CloudflareSandbox, cf: Client) -> None:
-    sb.faults.fail(op="dns.create", status=503, count=2)
-    zone = sb.zone_id("example.com")
+async def test_injected_failures_count_down_and_leave_no_trace(sandbox: CloudflareSandbox, cf: Client) -> None:
+    sandbox.faults.fail(op="dns.create", status=503, count=2)
+    zone = sandbox.zone_id("example.com")
     for _ in range(2):
         with pytest.raises(cloudflare.InternalServerError):
             await cf.dns.records.create(zone_id=zone, name="f.example.com", ttl=1, type="A", content="192.0.2.1")
-    assert sb.snapshot()["dns_records"][zone] == []
+    assert sandbox.snapshot()["dns_records"][zone] == []
     await cf.dns.records.create(zone_id=zone, name="f.example.com", ttl=1, type="A", content="192.0.2.1")
-    sb.faults.fail(op="zones.list", status=500, rate=0.5, seed=7)
+    sandbox.faults.fail(op="zones.list", status=500, rate=0.5, seed=7)
     outcomes = []
     for _ in range(20):
         try:
@@ -501,40 +483,40 @@ async def test_injected_failures_count_down_and_leave_no_trace(sb: CloudflareSan
         except cloudflare.InternalServerError:
             outcomes.append(False)
     assert 0 < outcomes.count(False) < 20
-    assert sb.counters["zones.list"] == 20 and sb.counters["dns.create"] == 3
+    assert sandbox.counters["zones.list"] == 20 and sandbox.counters["dns.create"] == 3
 
 
-async def test_latency_is_added_to_every_request(sb: CloudflareSandbox, raw: httpx.AsyncClient) -> None:
-    sb.faults.latency = 0.05
+async def test_latency_is_added_to_every_request(sandbox: CloudflareSandbox, raw: httpx.AsyncClient) -> None:
+    sandbox.faults.latency = 0.05
     started = time.monotonic()
     await raw.get("/zones")
     assert time.monotonic() - started >= 0.05
-    sb.faults.clear()
-    assert sb.faults.latency == 0
+    sandbox.faults.clear()
+    assert sandbox.faults.latency == 0
 
 
-async def test_dropped_write_is_replayed_by_the_sdk_and_meets_the_duplicate_error(sb: CloudflareSandbox) -> None:
-    zone = sb.zone_id("example.com")
-    sb.faults.drop_after_write(op="dns.create")
-    async with cloudflare.AsyncCloudflare(api_token=sb.token, base_url=sb.base_url, max_retries=2) as cf:
+async def test_dropped_write_is_replayed_by_the_sdk_and_meets_the_duplicate_error(sandbox: CloudflareSandbox) -> None:
+    zone = sandbox.zone_id("example.com")
+    sandbox.faults.drop_after_write(op="dns.create")
+    async with cloudflare.AsyncCloudflare(api_token=sandbox.token, base_url=sandbox.base_url, max_retries=2) as cf:
         with pytest.raises(cloudflare.BadRequestError) as caught:
             await cf.dns.records.create(zone_id=zone, name="d.example.com", ttl=1, type="A", content="192.0.2.1")
         assert codes(caught.value) == [81058]
-        sb.faults.drop_after_write(op="tunnels.create")
+        sandbox.faults.drop_after_write(op="tunnels.create")
         with pytest.raises(cloudflare.ConflictError) as conflict:
             await cf.with_options(max_retries=1).zero_trust.tunnels.cloudflared.create(
-                account_id=sb.account_id, name="replayed"
+                account_id=sandbox.account_id, name="replayed"
             )
         assert codes(conflict.value) == [1013]
-    assert [(r.status, r.dropped) for r in sb.calls(op="dns.create")] == [(200, True), (400, False)]
-    assert [(r.status, r.dropped) for r in sb.calls(op="tunnels.create")] == [(200, True), (409, False)]
-    assert len(sb.snapshot()["dns_records"][zone]) == 1 and len(sb.snapshot()["tunnels"]) == 1
+    assert [(r.status, r.dropped) for r in sandbox.calls(op="dns.create")] == [(200, True), (400, False)]
+    assert [(r.status, r.dropped) for r in sandbox.calls(op="tunnels.create")] == [(200, True), (409, False)]
+    assert len(sandbox.snapshot()["dns_records"][zone]) == 1 and len(sandbox.snapshot()["tunnels"]) == 1
 
 
-async def test_log_redacts_secrets_and_snapshot_hides_them(sb: CloudflareSandbox, raw: httpx.AsyncClient) -> None:
+async def test_log_redacts_secrets_and_snapshot_hides_them(sandbox: CloudflareSandbox, raw: httpx.AsyncClient) -> None:
     secret = base64.b64encode(b"k" * 32).decode()
-    await raw.post(f"/accounts/{sb.account_id}/cfd_tunnel", json={"name": "s", "tunnel_secret": secret})
-    assert sb.requests[0].body == {"name": "s", "tunnel_secret": "<redacted>"}
-    assert sb.requests[0].token_name == "default"
-    dumped = json.dumps([r.as_dict() for r in sb.requests]) + json.dumps(sb.snapshot())
-    assert secret not in dumped and sb.token not in dumped
+    await raw.post(f"/accounts/{sandbox.account_id}/cfd_tunnel", json={"name": "s", "tunnel_secret": secret})
+    assert sandbox.requests[0].body == {"name": "s", "tunnel_secret": "<redacted>"}
+    assert sandbox.requests[0].token_name == "default"
+    dumped = json.dumps([r.as_dict() for r in sandbox.requests]) + json.dumps(sandbox.snapshot())
+    assert secret not in dumped and sandbox.token not in dumped

@@ -12,36 +12,15 @@ import cloudflare
 import httpx
 import pytest
 
-from chutes.sandbox.cloudflare import CloudflareSandbox, SandboxConfig
+from chutes.sandbox.cloudflare import CloudflareSandbox
 
 EVERYONE_AT_EXAMPLE = [{"email_domain": {"domain": "example.com"}}]
 
 
-@pytest.fixture(autouse=True)
-def _token_auth_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("CLOUDFLARE_EMAIL", "CLOUDFLARE_API_KEY", "CLOUDFLARE_API_TOKEN", "CLOUDFLARE_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
-
-
 @pytest.fixture()
-async def sb() -> AsyncIterator[CloudflareSandbox]:
-    sandbox = await CloudflareSandbox(SandboxConfig.default()).start()
-    try:
-        yield sandbox
-    finally:
-        await sandbox.stop()
-
-
-@pytest.fixture()
-async def cf(sb: CloudflareSandbox) -> AsyncIterator[Client]:
-    async with cloudflare.AsyncCloudflare(api_token=sb.token, base_url=sb.base_url, max_retries=0) as client:
-        yield client
-
-
-@pytest.fixture()
-async def raw(sb: CloudflareSandbox) -> AsyncIterator[httpx.AsyncClient]:
-    base = f"{sb.base_url}/accounts/{sb.account_id}/access"
-    async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {sb.token}"}) as client:
+async def raw(sandbox: CloudflareSandbox) -> AsyncIterator[httpx.AsyncClient]:
+    base = f"{sandbox.base_url}/accounts/{sandbox.account_id}/access"
+    async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {sandbox.token}"}) as client:
         yield client
 
 
@@ -54,29 +33,29 @@ def codes(error: cloudflare.APIStatusError) -> list[int | None]:
     return [e.code for e in error.errors]
 
 
-async def test_only_one_onetimepin_provider_per_account(sb: CloudflareSandbox, cf: Client) -> None:
+async def test_only_one_onetimepin_provider_per_account(sandbox: CloudflareSandbox, cf: Client) -> None:
     idps = cf.zero_trust.identity_providers
-    otp = await idps.create(account_id=sb.account_id, name="One-time PIN", type="onetimepin", config={})
+    otp = await idps.create(account_id=sandbox.account_id, name="One-time PIN", type="onetimepin", config={})
     assert otp.type == "onetimepin" and otp.config.redirect_url  # type: ignore[union-attr]
     with pytest.raises(cloudflare.ConflictError) as caught:
-        await idps.create(account_id=sb.account_id, name="Another PIN", type="onetimepin", config={})
+        await idps.create(account_id=sandbox.account_id, name="Another PIN", type="onetimepin", config={})
     assert caught.value.errors[0].message == "access.api.error.conflict: a onetimepin connection already exists"
-    listed = [i async for i in idps.list(account_id=sb.account_id)]
+    listed = [i async for i in idps.list(account_id=sandbox.account_id)]
     assert [(i.id, i.type) for i in listed] == [(otp.id, "onetimepin")]
-    renamed = await idps.update(otp.id or "", account_id=sb.account_id, name="PIN", type="onetimepin", config={})
+    renamed = await idps.update(otp.id or "", account_id=sandbox.account_id, name="PIN", type="onetimepin", config={})
     assert renamed.name == "PIN"  # type: ignore[union-attr]
 
 
 async def test_service_token_secret_appears_only_on_create_and_rotate(
-    sb: CloudflareSandbox, cf: Client, raw: httpx.AsyncClient
+    sandbox: CloudflareSandbox, cf: Client, raw: httpx.AsyncClient
 ) -> None:
     tokens = cf.zero_trust.access.service_tokens
-    created = await tokens.create(account_id=sb.account_id, name="op-token")
+    created = await tokens.create(account_id=sandbox.account_id, name="op-token")
     assert created is not None and created.client_secret and created.duration == "8760h"
     assert re.fullmatch(r"[0-9a-f]{32}\.access", created.client_id or "")
     token_id = created.id or ""
     one_year = datetime.now(UTC) + timedelta(hours=8760)
-    got = await tokens.get(token_id, account_id=sb.account_id)
+    got = await tokens.get(token_id, account_id=sandbox.account_id)
     assert got is not None and got.expires_at is not None
     assert abs((got.expires_at - one_year).total_seconds()) < 60
     answers = [
@@ -87,20 +66,20 @@ async def test_service_token_secret_appears_only_on_create_and_rotate(
     ]
     for answer in answers:
         assert answer.status_code == 200 and "client_secret" not in answer.text, answer.request.url
-    rotated = await tokens.rotate(token_id, account_id=sb.account_id)
+    rotated = await tokens.rotate(token_id, account_id=sandbox.account_id)
     assert rotated is not None and rotated.client_secret not in (None, created.client_secret)
     deleted = await raw.delete(f"/service_tokens/{token_id}")
     assert deleted.status_code == 200 and "client_secret" not in deleted.text
-    assert "client_secret" not in str(sb.snapshot()["service_tokens"]).replace("'client_secret': '<redacted>'", "")
+    assert "client_secret" not in str(sandbox.snapshot()["service_tokens"]).replace("'client_secret': '<redacted>'", "")
     with pytest.raises(cloudflare.NotFoundError) as caught:
-        await tokens.get(token_id, account_id=sb.account_id)
+        await tokens.get(token_id, account_id=sandbox.account_id)
     assert caught.value.errors[0].message == "access.api.error.not_found" and codes(caught.value) == [12130]
 
 
 async def test_app_embeds_reusable_policies_which_cannot_be_deleted_while_used(
-    sb: CloudflareSandbox, cf: Client, raw: httpx.AsyncClient
+    sandbox: CloudflareSandbox, cf: Client, raw: httpx.AsyncClient
 ) -> None:
-    access, account = cf.zero_trust.access, sb.account_id
+    access, account = cf.zero_trust.access, sandbox.account_id
     allow = await access.policies.create(
         account_id=account, name="allow", decision="allow", include=EVERYONE_AT_EXAMPLE
     )
@@ -111,7 +90,7 @@ async def test_app_embeds_reusable_policies_which_cannot_be_deleted_while_used(
     document: dict[str, Any] = {"type": "self_hosted", "domain": "app.example.com", "name": "app"}
     clash = [{"id": bots.id, "precedence": 1}, {"id": allow.id, "precedence": 1}]
     refused = await raw.post("/apps", json=document | {"policies": clash})
-    assert refused.status_code == 400 and sb.snapshot()["access_apps"] == {}
+    assert refused.status_code == 400 and sandbox.snapshot()["access_apps"] == {}
     answer = await raw.post("/apps", json=document | {"policies": [bots.id, {"id": allow.id, "precedence": 1}]})
     assert answer.status_code == 201
     app = answer.json()["result"]
@@ -131,8 +110,8 @@ async def test_app_embeds_reusable_policies_which_cannot_be_deleted_while_used(
     assert await access.policies.delete(allow.id or "", account_id=account) is not None
 
 
-async def test_app_put_is_a_full_replace(sb: CloudflareSandbox, cf: Client) -> None:
-    apps, account = cf.zero_trust.access.applications, sb.account_id
+async def test_app_put_is_a_full_replace(sandbox: CloudflareSandbox, cf: Client) -> None:
+    apps, account = cf.zero_trust.access.applications, sandbox.account_id
     policy = await cf.zero_trust.access.policies.create(
         account_id=account, name="allow", decision="allow", include=EVERYONE_AT_EXAMPLE
     )
@@ -153,11 +132,11 @@ async def test_app_put_is_a_full_replace(sb: CloudflareSandbox, cf: Client) -> N
 
 
 async def test_app_errors_not_found_conflict_foreign_domain_unknown_policy_leave_no_trace(
-    sb: CloudflareSandbox, cf: Client
+    sandbox: CloudflareSandbox, cf: Client
 ) -> None:
-    apps, account = cf.zero_trust.access.applications, sb.account_id
+    apps, account = cf.zero_trust.access.applications, sandbox.account_id
     await apps.create(account_id=account, type="self_hosted", domain="app.example.com")
-    before = sb.snapshot()
+    before = sandbox.snapshot()
     with pytest.raises(cloudflare.ConflictError) as conflict:
         await apps.create(account_id=account, type="self_hosted", domain="APP.example.com")
     assert codes(conflict.value) == [12131]
@@ -172,7 +151,7 @@ async def test_app_errors_not_found_conflict_foreign_domain_unknown_policy_leave
             domain="other.example.com",
             policies=[inline, "00000000-0000-0000-0000-000000000000"],  # type: ignore[list-item]
         )
-    assert sb.snapshot() == before
+    assert sandbox.snapshot() == before
     missing = "00000000-0000-0000-0000-000000000000"
     for call in (
         apps.get(missing, account_id=account),
@@ -184,8 +163,8 @@ async def test_app_errors_not_found_conflict_foreign_domain_unknown_policy_leave
         assert caught.value.errors[0].message == "access.api.error.not_found"
 
 
-async def test_app_list_filters(sb: CloudflareSandbox, cf: Client) -> None:
-    apps, account = cf.zero_trust.access.applications, sb.account_id
+async def test_app_list_filters(sandbox: CloudflareSandbox, cf: Client) -> None:
+    apps, account = cf.zero_trust.access.applications, sandbox.account_id
     first = await apps.create(account_id=account, type="self_hosted", domain="app.example.com", name="App")
     await apps.create(account_id=account, type="self_hosted", domain="app.example.com/admin", name="Admin")
     assert first is not None
@@ -200,8 +179,8 @@ async def test_app_list_filters(sb: CloudflareSandbox, cf: Client) -> None:
     assert await names(search="ADMIN") == ["Admin"]
 
 
-async def test_app_scoped_policies_and_rules_referencing_service_tokens(sb: CloudflareSandbox, cf: Client) -> None:
-    access, account = cf.zero_trust.access, sb.account_id
+async def test_app_scoped_policies_and_rules_referencing_service_tokens(sandbox: CloudflareSandbox, cf: Client) -> None:
+    access, account = cf.zero_trust.access, sandbox.account_id
     app = await access.applications.create(account_id=account, type="self_hosted", domain="svc.example.com")
     reusable = await access.policies.create(account_id=account, name="r", decision="allow", include=EVERYONE_AT_EXAMPLE)
     assert app is not None and app.id and reusable is not None and reusable.id
@@ -238,4 +217,4 @@ async def test_app_scoped_policies_and_rules_referencing_service_tokens(sb: Clou
     assert await scoped.delete(bots.id, app_id=app.id, account_id=account) is not None
     with pytest.raises(cloudflare.NotFoundError):
         await scoped.get(bots.id, app_id=app.id, account_id=account)
-    assert set(sb.snapshot()["access_policies"]) == {reusable.id}
+    assert set(sandbox.snapshot()["access_policies"]) == {reusable.id}

@@ -14,6 +14,7 @@ from chutes.frontdoors.gateways import desired as d
 from chutes.frontdoors.gateways import reconcile as r
 from chutes.frontdoors.gateways.status import StatusWriter
 from chutes.frontdoors.problems import EventSink, Problem
+from chutes.kube import StaleObject
 from chutes.observability import metrics
 from chutes.settings import Settings
 
@@ -61,6 +62,31 @@ def _skip_resync(body: Mapping[str, Any]) -> bool:
 
 
 CLOUDFLARED_SELECTOR = f"{d.LABEL_GATEWAY},app.kubernetes.io/managed-by={d.MANAGED_BY}"
+
+
+async def _refresh_connector(memo: kopf.Memo, namespace: str, name: str) -> None:
+    """ConnectorReady (and Ready) from the live gateway and the live Deployment, written only if neither
+    changed meanwhile: the reconcile and the Deployment watcher both call this, and whoever writes last has
+    computed from the newest state, so a connector becoming available is never overwritten by an older read."""
+    for _ in range(5):
+        gateway = await kube.get_custom(memo.kube, d.GROUP, d.VERSION, d.GATEWAY_PLURAL, name, namespace)
+        if gateway is None or gateway["metadata"].get("deletionTimestamp"):
+            return
+        deployment = await kube.deployment_status(memo.kube, namespace, f"chute-{name}-cloudflared")
+        meta = gateway["metadata"]
+        write = functools.partial(kube.patch_custom_status, memo.kube, d.GROUP, d.VERSION, d.GATEWAY_PLURAL, name,
+                                  namespace)
+        status = StatusWriter(gateway.get("status"), meta.get("generation"), write,
+                              resource_version=meta.get("resourceVersion"))  # no reload: recompute instead
+        ready = c.find(status.get("conditions"), c.READY)
+        r.connector_condition(status, int((gateway.get("spec") or {}).get("replicas", 2)), deployment)
+        if ready is None or ready.get("reason") in (c.PENDING, c.RECONCILED):
+            r.ready_condition(status)
+        try:
+            await status.flush()
+            return
+        except StaleObject:
+            continue
 
 
 def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
@@ -150,6 +176,8 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         except Problem as problem:
             _warn_on_new_problem(events, body.get("status"), problem)
             raise to_kopf(problem) from None
+        # cloudflared may have become available while we worked: settle ConnectorReady from fresh reads.
+        await _refresh_connector(memo, meta["namespace"], meta["name"])
 
     # --- cloudflared Deployments: ConnectorReady follows their available replicas ------------------
     @kopf.on.event("apps", "v1", "deployments", registry=registry, id="connector",
@@ -157,14 +185,4 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     async def cloudflared_changed(body: kopf.Body, event: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
         if event.get("type") == "DELETED":
             return
-        namespace = body["metadata"]["namespace"]
-        gateway_name = body["metadata"]["labels"][d.LABEL_GATEWAY]
-        gateway = await kube.get_custom(memo.kube, d.GROUP, d.VERSION, d.GATEWAY_PLURAL, gateway_name, namespace)
-        if gateway is None or gateway["metadata"].get("deletionTimestamp"):
-            return
-        status = _writer(memo, d.GATEWAY_PLURAL, gateway_name, namespace, gateway)
-        ready = c.find(status.get("conditions"), c.READY)
-        r.connector_condition(status, int((gateway.get("spec") or {}).get("replicas", 2)), body.get("status"))
-        if ready is None or ready.get("reason") in (c.PENDING, c.RECONCILED):
-            r.ready_condition(status)
-        await status.flush()
+        await _refresh_connector(memo, body["metadata"]["namespace"], body["metadata"]["labels"][d.LABEL_GATEWAY])

@@ -34,6 +34,14 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
     flag("--owner-id", help="ownership marker id of this installation (CHUTES_OWNER_ID, default 'default')")
     flag("--resync-interval", type=float, help="seconds between drift checks (CHUTES_RESYNC_INTERVAL, 300)")
     flag("--sweep-interval", type=float, help="seconds between orphan sweeps (CHUTES_SWEEP_INTERVAL, 600)")
+    flag("--sweep-max-deletions", type=int, metavar="N",
+         help="most deletions per orphan sweep pass and scope (CHUTES_SWEEP_MAX_DELETIONS, 50; 0 = report only)")
+    flag("--policy", choices=["sync", "upsert-only", "create-only"],
+         help="sync (default), upsert-only (never delete) or create-only (never update nor delete) (CHUTES_POLICY)")
+    flag("--dry-run", action=argparse.BooleanOptionalAction, default=None,
+         help="log every Cloudflare change instead of making it (CHUTES_DRY_RUN, off)")
+    flag("--hostname-rules", metavar="FILE",
+         help="YAML file: which namespaces may publish which hostnames (CHUTES_HOSTNAME_RULES)")
     flag("--cloudflare-base-url", help="Cloudflare API base URL (CHUTES_CLOUDFLARE_BASE_URL or CLOUDFLARE_BASE_URL)")
     flag("--rate-limit", type=int, help="Cloudflare requests per token per window (CHUTES_RATE_LIMIT, 1200)")
     flag("--rate-window", type=float, help="seconds of that window (CHUTES_RATE_WINDOW, 300)")

@@ -38,6 +38,25 @@ class Settings(BaseModel):
     )
     resync_interval: float = Field(default=300.0, gt=0, description="Seconds between drift checks.")
     sweep_interval: float = Field(default=600.0, gt=0, description="Seconds between orphan sweeps.")
+    sweep_max_deletions: int = Field(
+        default=50,
+        ge=0,
+        description="Most Cloudflare objects one orphan sweep pass may delete per scope; more waits for the next "
+        "pass and a Warning Event says so (a misconfiguration cannot wipe a zone). 0: report orphans only.",
+    )
+    policy: Literal["sync", "upsert-only", "create-only"] = Field(
+        default="sync",
+        description="As external-dns: sync creates, updates and deletes; upsert-only never deletes; create-only "
+        "never updates nor deletes.",
+    )
+    dry_run: bool = Field(
+        default=False, description="Compute and log every Cloudflare change without making it (reads still happen)."
+    )
+    hostname_rules: str | None = Field(
+        default=None,
+        description="YAML file of namespace -> hostname pattern rules (chart value hostnameRules); unset: every "
+        "namespace may publish any hostname in its zone.",
+    )
     namespaces: tuple[str, ...] = Field(default=(), description="Namespaces to watch; empty means all.")
     cloudflare_base_url: str | None = Field(
         default=None, description="Cloudflare API base URL; the SDK's CLOUDFLARE_BASE_URL is the fallback."

@@ -1,10 +1,15 @@
-"""The DNS ownership marker, kept in the record `comment` (the only place Free plans allow).
+"""Ownership: the DNS marker kept in the record `comment` (the only place Free plans allow), and the
+owner-qualified names of the objects that have no comment (tunnels, Access apps, service tokens).
 
     chutes-operator owner=<owner_id> src=<Kind/namespace/name>
 
 Always at most 100 characters (the Free-plan comment limit): a long or odd source is cut and
 given a stable hash suffix. A record whose comment does not carry OUR owner id is never
 updated or deleted.
+
+Names: the default owner keeps the seeds' names (``chute-<ns>-<name>``, ``cfzt-<hostname>``) so existing
+installations are found again; any other owner id is appended after ``@`` (``chute-ns-web@blue``), a
+character no Kubernetes name, hostname or owner id contains, so a name says unambiguously whose it is.
 """
 
 from __future__ import annotations
@@ -15,7 +20,21 @@ from dataclasses import dataclass
 
 from .errors import InvalidInput
 
-__all__ = ["MARKER_PREFIX", "MAX_COMMENT", "Ownership", "is_ours", "marker", "parse", "validate_owner_id"]
+__all__ = [
+    "DEFAULT_OWNER",
+    "MARKER_PREFIX",
+    "MAX_COMMENT",
+    "Ownership",
+    "is_our_name",
+    "is_ours",
+    "marker",
+    "name_owner",
+    "owned_name",
+    "parse",
+    "validate_owner_id",
+]
+
+DEFAULT_OWNER = "default"
 
 MARKER_PREFIX = "chutes-operator"
 MAX_COMMENT = 100
@@ -62,3 +81,25 @@ def parse(comment: str | None) -> Ownership | None:
 def is_ours(comment: str | None, owner_id: str) -> bool:
     found = parse(comment)
     return found is not None and found.owner_id == owner_id
+
+
+def owned_name(base: str, owner_id: str) -> str:
+    """The Cloudflare name of an object of ours whose seed name is `base`: `base` for the default owner,
+    else ``base@owner``."""
+    validate_owner_id(owner_id)
+    return base if owner_id == DEFAULT_OWNER else f"{base}@{owner_id}"
+
+
+def name_owner(name: str) -> tuple[str, str]:
+    """(base, owner id) of a name made by :func:`owned_name`; a name without a valid ``@owner`` suffix
+    belongs to the default owner."""
+    base, at, owner = name.rpartition("@")
+    if at and base and _OWNER_ID.match(owner):
+        return base, owner
+    return name, DEFAULT_OWNER
+
+
+def is_our_name(name: str, owner_id: str, prefix: str) -> bool:
+    """Whether `name` is one of `owner_id`'s names starting with `prefix` (e.g. ``chute-``)."""
+    base, owner = name_owner(name)
+    return owner == owner_id and base.startswith(prefix)

@@ -47,6 +47,7 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
                                               "sessions": {"enabled": True, **SESSION_VALUES}},
                                "image": {"digest": "sha256:" + "a" * 64}, "logFormat": "text", "logLevel": "DEBUG",
                                "ownerId": "cluster-b", "cloudflare": {"baseUrl": "http://cf.example:8787/client/v4"},
+                               "policy": "upsert-only", "dryRun": True, "sweepMaxDeletions": 0,
                                "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}]},
 }
 
@@ -103,6 +104,9 @@ def test_the_operator_accepts_the_settings_the_chart_gives_it(values: dict[str, 
     assert settings.httproutes is doors.get("httproutes", {}).get("enabled", False)
     assert settings.sessions is doors.get("sessions", {}).get("enabled", False)
     assert settings.owner_id == values.get("ownerId", "default")
+    assert settings.policy == values.get("policy", "sync")
+    assert settings.dry_run is values.get("dryRun", False)
+    assert settings.sweep_max_deletions == values.get("sweepMaxDeletions", 50)
     assert settings.liveness_endpoint == "http://0.0.0.0:8080/healthz"
     assert settings.metrics_port == values.get("metrics", {}).get("port", 9090)
     assert settings.log_format == values.get("logFormat", "json")
@@ -229,6 +233,9 @@ def test_notes_name_the_front_doors_and_the_crd_upgrade_step() -> None:
         ({"podSecurityContext": {"runAsUser": 0}}, "/podSecurityContext/runAsUser"),
         ({"ownerId": "Cluster_A"}, "/ownerId"),
         ({"resyncInterval": 0}, "/resyncInterval"),
+        ({"policy": "delete-all"}, "/policy"),
+        ({"sweepMaxDeletions": -1}, "/sweepMaxDeletions"),
+        ({"dryRun": "yes"}, "/dryRun"),
         ({"logFormat": "xml"}, "/logFormat"),
         ({"logLevel": "verbose"}, "/logLevel"),
         ({"watchNamespaces": ["Team-A"]}, "/watchNamespaces/0"),

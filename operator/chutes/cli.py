@@ -71,7 +71,30 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the operator against the current cluster")
     _add_run_flags(run)
+    plan = commands.add_parser("plan", help="print the Cloudflare changes some manifests make (offline, on the "
+                               "sandbox emulators)", description="Runs the operator offline on the emulators and "
+                               "prints the Cloudflare objects it would create, update and delete.")
+    _add_plan_flags(plan)
     return parser
+
+
+def _add_plan_flags(parser: argparse.ArgumentParser) -> None:
+    flag = parser.add_argument
+    flag("-f", "--filename", dest="filenames", action="append", required=True, metavar="PATH",
+         help="a manifest file, a directory (its *.yaml, recursively) or - for stdin (repeatable)")
+    flag("--cloudflare-state", metavar="FILE",
+         help="start from this state (written by --save-state, or a Cloudflare sandbox snapshot)")
+    flag("--save-state", metavar="FILE", help="write the state after the plan (for the next --cloudflare-state)")
+    flag("-o", "--output", choices=["text", "json"], default="text")
+    flag("--detailed-exitcode", action="store_true", help="exit 2 when the plan has changes (0: none, 1: error)")
+    flag("--timeout", type=float, default=60.0, help="seconds to wait for the operator to settle (60)")
+    flag("--operator-namespace", metavar="NS",
+         help="the HTTPRoute door's OPERATOR_NAMESPACE (default: the tenants' namespace)")
+    flag("--owner-id", help="ownership marker id of the installation to plan for (default 'default')")
+    flag("--policy", choices=["sync", "upsert-only", "create-only"], help="the installation's write policy (sync)")
+    flag("--hostname-rules", metavar="FILE", help="the installation's namespace → hostname rules (YAML)")
+    flag("--chutes", action=argparse.BooleanOptionalAction, default=None, help="plan ChuteGateways (on)")
+    flag("--httproutes", action=argparse.BooleanOptionalAction, default=None, help="plan annotated HTTPRoutes (on)")
 
 
 def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
@@ -91,6 +114,10 @@ def configure_logging(settings: Settings) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "plan":
+        from chutes.sandbox import plan  # imported late: `chutes run` does not load the emulators
+
+        return plan.command(args)
     environ = dict(os.environ)
     try:
         settings = settings_from_args(args, environ)

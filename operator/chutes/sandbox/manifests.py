@@ -101,3 +101,19 @@ async def patch_status(api: client.ApiClient, doc: Mapping[str, Any], table: Map
         body={"status": dict(status)}, response_types_map=_OBJECT, auth_settings=["BearerToken"],
         _return_http_data_only=True,
     )
+
+
+async def replace(api: client.ApiClient, doc: Mapping[str, Any], table: Mapping[Kind, Resource]) -> dict[str, Any]:
+    """PUT the whole object (``doc`` carries the live ``metadata.resourceVersion``)."""
+    _, item = paths(doc, table)
+    return dict(await _call(api, "PUT", item, dict(doc)))
+
+
+async def list_all(api: client.ApiClient, api_version: str, kind: str, table: Mapping[Kind, Resource],
+                   label_selector: str | None = None) -> list[dict[str, Any]]:
+    """Every object of a kind, in all namespaces (items carry ``apiVersion`` and ``kind``)."""
+    plural, _ = table[(api_version, kind)]
+    prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    query = f"?labelSelector={label_selector}" if label_selector else ""
+    found = await _call(api, "GET", f"{prefix}/{plural}{query}")
+    return [{"apiVersion": api_version, "kind": kind} | dict(item) for item in found.get("items") or ()]

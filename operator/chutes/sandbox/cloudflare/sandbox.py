@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import access_apps, access_idps, access_policies, dns, dns_batch, service_tokens, tunnels, zones
+from . import access_apps, access_idps, access_policies, dns, dns_batch, restore, service_tokens, tunnels, zones
 from .config import SandboxConfig
 from .faults import Faults
 from .log import RequestLog, RequestRecord, ResponseEvent
@@ -128,6 +128,10 @@ class CloudflareSandbox:
 
     def snapshot(self) -> dict[str, Any]:
         return self.state.snapshot()
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        """Load a :meth:`snapshot` (e.g. saved by ``chutes plan --save-state``) into this sandbox."""
+        restore.restore(self.state, snapshot)
 
     @property
     def on_response(self) -> Callable[[ResponseEvent], None] | None:

@@ -105,7 +105,7 @@ class State:
         return [z for z in self.zones.values() if z.seed.account_id == account_id]
 
     def snapshot(self) -> dict[str, Any]:
-        """A JSON-able deep copy of the state; secrets are redacted."""
+        """A JSON-able deep copy of the state; secrets are redacted. :mod:`.restore` loads it back."""
         with self.lock:
             return {
                 "accounts": [{"id": i, "name": n} for i, n in self.accounts.items()],
@@ -132,12 +132,19 @@ class State:
                 },
                 "dns_records": {zid: [copy.deepcopy(r) for r in records.values()] for zid, records in self.dns.items()},
                 "access_apps": {
-                    k: public(v) | {"policy_links": copy.deepcopy(v["_links"])} for k, v in self.apps.items()
+                    k: public(v) | {"policy_links": copy.deepcopy(v["_links"]), "account_id": v["_account_id"]}
+                    for k, v in self.apps.items()
                 },
-                "access_policies": {k: public(v) | {"app_id": v["_app_id"]} for k, v in self.policies.items()},
-                "identity_providers": {k: public(v) for k, v in self.idps.items()},
+                "access_policies": {
+                    k: public(v) | {"app_id": v["_app_id"], "account_id": v["_account_id"]}
+                    for k, v in self.policies.items()
+                },
+                "identity_providers": {
+                    k: public(v) | {"account_id": v["_account_id"]} for k, v in self.idps.items()
+                },
                 "service_tokens": {
-                    k: public(v) | {"client_secret": "<redacted>"} for k, v in self.service_tokens.items()
+                    k: public(v) | {"client_secret": "<redacted>", "account_id": v["_account_id"]}
+                    for k, v in self.service_tokens.items()
                 },
             }
 

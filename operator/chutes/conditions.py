@@ -36,6 +36,7 @@ CREDENTIALS_INVALID = "CredentialsInvalid"
 ACCOUNT_UNREACHABLE = "AccountUnreachable"
 HOSTNAME_OUTSIDE_ZONE = "HostnameOutsideZone"
 HOSTNAME_CONFLICT = "HostnameConflict"
+HOSTNAME_NOT_AUTHORIZED = "HostnameNotAuthorized"  # outside the operator's hostname rules
 SERVICE_NOT_FOUND = "ServiceNotFound"
 INVALID_SPEC = "InvalidSpec"
 RATE_LIMITED = "RateLimited"
@@ -45,6 +46,7 @@ CONNECTORS_UNAVAILABLE = "ConnectorsUnavailable"
 CONNECTORS_AVAILABLE = "ConnectorsAvailable"
 GATEWAYS_REMAIN = "GatewaysRemain"
 DELETING = "Deleting"
+DRY_RUN = "DryRun"  # dry-run: a Cloudflare object the next step needs would have been created
 
 
 def now() -> str:

@@ -34,6 +34,8 @@ class CorePool:
                 base_url=self._settings.cloudflare_base_url,
                 owner_id=self._settings.owner_id,
                 budget=budget,
+                policy=self._settings.policy,
+                dry_run=self._settings.dry_run,
             )
             self._cores[key] = core
         return core

@@ -10,10 +10,12 @@ from .budget import RequestBudget, shared_budget
 from .client import CloudflareClient
 from .core import CloudflareCore
 from .dns import DnsSync, DnsWriter
+from .drift import repairing
 from .errors import (
     CloudflareError,
     Conflict,
     CredentialsInvalid,
+    DryRunStop,
     InvalidInput,
     NotFound,
     RateLimited,
@@ -49,6 +51,7 @@ __all__ = [
     "DnsRecord",
     "DnsSync",
     "DnsWriter",
+    "DryRunStop",
     "Edit",
     "IdentityProvider",
     "IngressRule",
@@ -70,6 +73,7 @@ __all__ = [
     "marker",
     "merge_ingress",
     "parse",
+    "repairing",
     "shared_budget",
     "translate",
 ]

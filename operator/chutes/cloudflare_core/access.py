@@ -4,6 +4,10 @@ Every ensure_* finds its object by natural key first (app: domain; app policy: n
 the app; IdP: type onetimepin; service token: name) and adopts it. Creates whose key Cloudflare
 does not enforce are not replayed by the client after a dropped connection; on a transient
 failure they look the object up again and adopt it instead of making a duplicate.
+
+Every change goes through the client's `ChangeGate`: a skipped update returns the object as it is,
+a skipped delete returns; under dry-run a create raises `DryRunStop` (its id or secret is needed).
+An app whose spec asks for adoption takes over the one foreign app protecting its domain.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 from .client import CloudflareClient, to_wire
 from .errors import Conflict, NotFound, RateLimited, TransientError
 from .models import AccessApp, AccessAppSpec, AppPolicySpec, IdentityProvider, Policy, ServiceToken
+from .ownership import DEFAULT_OWNER, name_owner
 
 __all__ = [
     "delete_access_app",
@@ -125,21 +130,41 @@ async def find_access_app(client: CloudflareClient, account_id: str, domain: str
     return [item for item in items if str(item.get("domain") or "").lower() == domain.lower()]
 
 
-def _ours(apps: list[dict[str, Any]], spec: AccessAppSpec) -> dict[str, Any] | None:
+def _adoptable(app: Mapping[str, Any], spec: AccessAppSpec) -> bool:
+    """Whether adoption may take `app` over: never an app named like one of any chutes-operator
+    installation's for this object (same base name) or carrying an owner suffix (``name@owner``)."""
+    name = str(app.get("name") or "")
+    return name_owner(name) == (name, DEFAULT_OWNER) and name != name_owner(spec.name)[0]
+
+
+def _ours(apps: list[dict[str, Any]], spec: AccessAppSpec, *, adopt: bool = False) -> dict[str, Any] | None:
+    """Our app among those protecting the domain (with `adopt`: the one adoptable other app)."""
     mine = next((app for app in apps if app.get("name") == spec.name), None)
     if mine is None and apps:
+        if adopt and len(apps) == 1 and _adoptable(apps[0], spec):
+            return apps[0]
         names = ", ".join(sorted(str(app.get("name")) for app in apps))
-        raise Conflict(f"Access app(s) {names} already protect {spec.domain}: not ours, left untouched")
+        hint = " (not adopted: adoption takes over exactly one app of no other owner)" if adopt else ""
+        raise Conflict(f"Access app(s) {names} already protect {spec.domain}: not ours, left untouched{hint}")
     return mine
 
 
 async def ensure_access_app(client: CloudflareClient, account_id: str, spec: AccessAppSpec) -> AccessApp:
     """The self-hosted app for `spec.domain`: created, replaced when different, else as is."""
     apps = client.sdk.zero_trust.access.applications
-    current = _ours(await find_access_app(client, account_id, spec.domain), spec)
+    gate = client.gate
+    found = await find_access_app(client, account_id, spec.domain)
+    current = _ours(found, spec, adopt=spec.adopt and gate.may_adopt)
     if current is not None:
-        if _app_up_to_date(current, spec):
+        adopting = current.get("name") != spec.name
+        if not adopting and _app_up_to_date(current, spec):
             return app_from_wire(current)
+        what = f"{spec.name} for {spec.domain}" + (f" (adopting app {current.get('name')!r})" if adopting else "")
+        if not gate.allows("update", "access_app", what):
+            return app_from_wire(current)
+        if adopting:
+            log.info("Adopting Access app %r (%s) for %s as %s (adoption requested)",
+                     current.get("name"), current.get("id"), spec.domain, spec.name)
         body = _app_body(spec, _reusable_ids(current))
         updated = await client.call(
             "access.apps.update",
@@ -151,6 +176,7 @@ async def ensure_access_app(client: CloudflareClient, account_id: str, spec: Acc
         )
         log.info("Updated Access app %s for %s", spec.name, spec.domain)
         return app_from_wire(to_wire(updated))
+    gate.allows("create", "access_app", f"{spec.name} for {spec.domain}", needed=True)
     try:
         created = await client.call(
             "access.apps.create",
@@ -171,6 +197,8 @@ async def ensure_access_app(client: CloudflareClient, account_id: str, spec: Acc
 
 
 async def delete_access_app(client: CloudflareClient, account_id: str, app_id: str) -> None:
+    if not client.gate.allows("delete", "access_app", app_id):
+        return
     try:
         await client.call(
             "access.apps.delete", client.sdk.zero_trust.access.applications.delete, app_id, account_id=account_id
@@ -217,13 +245,15 @@ async def ensure_app_policy(client: CloudflareClient, account_id: str, app_id: s
         "precedence": spec.precedence,
     }
     current = await _find_app_policy(client, account_id, app_id, spec.name)
+    what = f"{spec.name} on app {app_id}"
     if current is not None:
-        if _policy_up_to_date(current, spec):
+        if _policy_up_to_date(current, spec) or not client.gate.allows("update", "access_policy", what):
             return current
         updated = await client.call(
             "access.app_policies.update", resource.update, current.id, app_id=app_id, account_id=account_id, **body
         )
         return policy_from_wire(to_wire(updated))
+    client.gate.allows("create", "access_policy", what, needed=True)
     try:
         created = await client.call(
             "access.app_policies.create", resource.create, app_id, account_id=account_id, **body
@@ -239,6 +269,8 @@ async def ensure_app_policy(client: CloudflareClient, account_id: str, app_id: s
 
 
 async def delete_app_policy(client: CloudflareClient, account_id: str, app_id: str, policy_id: str) -> None:
+    if not client.gate.allows("delete", "access_policy", f"{policy_id} on app {app_id}"):
+        return
     try:
         await client.call(
             "access.app_policies.delete",
@@ -283,6 +315,7 @@ async def ensure_otp_idp(client: CloudflareClient, account_id: str) -> IdentityP
     found = await _find_otp(client, account_id)
     if found is not None:
         return found
+    client.gate.allows("create", "identity_provider", "One-time PIN", needed=True)
     try:
         created = await client.call(
             "idps.create",
@@ -330,6 +363,7 @@ async def ensure_service_token(
     found = await _find_token(client, account_id, name)
     if found is not None:
         return found
+    client.gate.allows("create", "service_token", name, needed=True)
     tokens = client.sdk.zero_trust.access.service_tokens
     try:
         created = await client.call(
@@ -350,6 +384,8 @@ async def ensure_service_token(
 
 
 async def delete_service_token(client: CloudflareClient, account_id: str, token_id: str) -> None:
+    if not client.gate.allows("delete", "service_token", token_id):
+        return
     try:
         await client.call(
             "service_tokens.delete",
@@ -386,8 +422,11 @@ async def find_service_token(client: CloudflareClient, account_id: str, name: st
 
 
 async def rotate_service_token(client: CloudflareClient, account_id: str, token_id: str) -> ServiceToken:
-    """A new secret for the token (the old one stops working); the only other way to learn a secret."""
-    rotated = await client.call(
-        "service_tokens.rotate", client.sdk.zero_trust.access.service_tokens.rotate, token_id, account_id=account_id
-    )
+    """A new secret for the token (the old one stops working); the only other way to learn a secret.
+    When the write policy or dry-run skips the rotation: the token as it is, without a secret."""
+    tokens = client.sdk.zero_trust.access.service_tokens
+    if not client.gate.allows("update", "service_token", f"{token_id} (a new secret)"):
+        current = await client.call("service_tokens.get", tokens.get, token_id, account_id=account_id)
+        return _token_from_wire(to_wire(current), with_secret=False)
+    rotated = await client.call("service_tokens.rotate", tokens.rotate, token_id, account_id=account_id)
     return _token_from_wire(to_wire(rotated), with_secret=True)

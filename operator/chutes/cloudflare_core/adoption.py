@@ -3,6 +3,8 @@
 Used when Kubernetes state written by another tool (a seed operator's state ConfigMap) records that
 this record was created for the object asking. A record carrying ANOTHER owner's marker is never
 adopted; nor is a record whose name is not the one expected (a stale id pointing elsewhere).
+Adoption is an update: never under create-only (None: not adoptable); under dry-run the caller's
+next step would need the record to be ours, so it stops there (`DryRunStop`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ async def adopt_dns_record(
         return record
     if parse(record.comment) is not None:
         return None  # another installation's record
+    what = f"{record.type} {record.name} (id {record_id}: adopting it for {source})"
+    if not client.gate.allows("update", "dns_record", what, needed=True):
+        return None  # the policy forbids updates
     edited = await client.call(
         "dns.edit",
         records.edit,

@@ -4,6 +4,9 @@ The SDK's own retries are off (`max_retries=0`): it would re-send a 409 three ti
 `Retry-After` above 60 s. `CloudflareClient.call()` retries what is worth retrying (connection
 errors, timeouts, 408, 5xx, and 429 with a short `Retry-After`), spends the shared request budget
 on every attempt, counts every attempt by operation and status, and raises only our own errors.
+
+It also holds the core's `ChangeGate` (write policy, dry-run). Under dry-run it refuses, without
+sending anything, every operation that is not a read: a path that missed the gate cannot write.
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ from typing import Any, TypeVar
 import cloudflare
 import httpx
 
+from . import drift
 from .budget import RequestBudget, shared_budget
-from .errors import CloudflareError, CredentialsInvalid, RateLimited, TransientError, translate
+from .errors import CloudflareError, CredentialsInvalid, DryRunStop, RateLimited, TransientError, translate
+from .gate import ChangeGate, is_read
 from .metrics import BUDGET_REMAINING, REQUESTS
 
 __all__ = ["NO_REPLAY_OPS", "CloudflareClient", "to_wire"]
@@ -67,10 +72,12 @@ class CloudflareClient:
         backoff_max: float = 5.0,
         retry_after_max: float = 5.0,
         timeout: float = 30.0,
+        gate: ChangeGate | None = None,
     ) -> None:
         if not api_token:
             raise CredentialsInvalid("no Cloudflare API token configured")
         self._token = api_token
+        self.gate = gate if gate is not None else ChangeGate()
         # Names the token in metrics: short and non-reversible (the same as chutes.cores.fingerprint).
         self.token_fingerprint = hashlib.sha256(api_token.encode()).hexdigest()[:12]
         self.budget = budget if budget is not None else shared_budget(api_token)
@@ -122,6 +129,10 @@ class CloudflareClient:
 
     async def call(self, op: str, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
         """Run one SDK call for operation `op` with budget, metrics, retries and translation."""
+        read = is_read(op)
+        if self.gate.dry_run and not read:
+            log.warning("dry-run: refused to send %s (a write that did not go through the dry-run gate)", op)
+            raise DryRunStop(f"dry-run: {op} not sent")
         replay = op not in NO_REPLAY_OPS
         attempt = 0
         while True:
@@ -130,13 +141,17 @@ class CloudflareClient:
             BUDGET_REMAINING.labels(token=self.token_fingerprint).set(self.budget.remaining)
             token = _current_op.set(op)
             try:
-                return await fn(*args, **kwargs)
+                result = await fn(*args, **kwargs)
             except cloudflare.APIError as exc:
                 failure: Exception = exc
             except CloudflareError:
                 raise
             except Exception as exc:  # a bug on our side (bad arguments...): never retried
                 raise translate(exc) from exc
+            else:
+                if not read:
+                    drift.record_write(op)
+                return result
             finally:
                 _current_op.reset(token)
 

@@ -3,6 +3,9 @@
 Callers enqueue a request holding a future and await it. One drain task takes what is queued
 (`_take`), flushes it (`_flush`, which resolves or fails each request) and repeats while
 requests arrived in the meantime. A flush that raises fails every request it took.
+
+A request remembers the front door repairing drift when it was queued (`drift.repairing`): the flush
+runs in the drain task, whose context is not the caller's.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from . import drift
 from .errors import CloudflareError
 
 __all__ = ["CoalescingWriter", "Request"]
@@ -19,9 +23,11 @@ __all__ = ["CoalescingWriter", "Request"]
 @dataclass(eq=False)
 class Request:
     done: asyncio.Future[Any] = field(init=False)
+    front_door: str | None = field(init=False)  # repairing drift when queued (drift.repairing)
 
     def __post_init__(self) -> None:
         self.done = asyncio.get_running_loop().create_future()
+        self.front_door = drift.current()
 
     def resolve(self, value: Any) -> None:
         if not self.done.done():

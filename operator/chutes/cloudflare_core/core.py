@@ -1,8 +1,9 @@
 """`CloudflareCore`: the facade the front doors keep in kopf's memo.
 
 One per process and token: one HTTP client and request budget, one coalescing
-`TunnelConfigWriter` per tunnel, one coalescing `DnsWriter` per zone, a zone cache, and the
-owner id written into (and required on) every DNS record it touches.
+`TunnelConfigWriter` per tunnel, one coalescing `DnsWriter` per zone, a zone cache, the
+owner id written into (and required on) every DNS record it touches, and the write policy and
+dry-run switch (`gate.ChangeGate`) every change goes through.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-from . import access, adoption, tunnels
+from . import access, adoption, inventory, tunnels
 from .budget import RequestBudget
 from .client import CloudflareClient
 from .dns import DnsSync, DnsWriter, check_name_available, list_records
 from .errors import Conflict, CredentialsInvalid, InvalidInput, NotFound
+from .gate import ChangeGate, WritePolicy
 from .models import (
     AccessApp,
     AccessAppSpec,
@@ -44,11 +46,16 @@ class CloudflareCore:
         owner_id: str = "default",
         budget: RequestBudget | None = None,
         *,
+        policy: str = "sync",
+        dry_run: bool = False,
         max_attempts: int = 3,
         backoff: float = 0.2,
     ) -> None:
         self.owner_id = validate_owner_id(owner_id)
-        self.client = CloudflareClient(api_token, base_url, budget=budget, max_attempts=max_attempts, backoff=backoff)
+        self.gate = ChangeGate(policy, dry_run)
+        self.client = CloudflareClient(
+            api_token, base_url, budget=budget, max_attempts=max_attempts, backoff=backoff, gate=self.gate
+        )
         self.zones = ZoneDirectory(self.client)
         self._tunnel_writers: dict[tuple[str, str], TunnelConfigWriter] = {}
         self._dns_writers: dict[str, DnsWriter] = {}
@@ -56,6 +63,16 @@ class CloudflareCore:
     @property
     def budget(self) -> RequestBudget:
         return self.client.budget
+
+    @property
+    def policy(self) -> WritePolicy:
+        """``sync``, ``upsert-only`` (never deletes) or ``create-only`` (never deletes nor updates)."""
+        return self.gate.policy
+
+    @property
+    def dry_run(self) -> bool:
+        """Whether changes are only logged (no write request reaches Cloudflare)."""
+        return self.gate.dry_run
 
     async def __aenter__(self) -> CloudflareCore:
         return self
@@ -147,12 +164,15 @@ class CloudflareCore:
         await self.dns_writer(zone_id).delete_record(name, type, self.owner_id)
 
     async def check_dns_name_available(
-        self, zone_id: str, name: str, source: str | None = None, type: str = "CNAME"
+        self, zone_id: str, name: str, source: str | None = None, type: str = "CNAME", *, adopt: bool = False
     ) -> None:
         """Fail early (Conflict) when `name` is held by a record we do not own; `source` is the
-        object asking (for the message)."""
+        object asking (for the message). With `adopt` (not under create-only), a record that
+        `ensure_dns_record` with adoption would take over does not count."""
         try:
-            await check_name_available(self.client, zone_id, name, self.owner_id, type)
+            await check_name_available(
+                self.client, zone_id, name, self.owner_id, type, adopt=adopt and self.gate.may_adopt
+            )
         except Conflict as conflict:
             if source:
                 conflict.message = f"{conflict.message} (wanted by {source})"
@@ -208,6 +228,9 @@ class CloudflareCore:
 
     # -- Access ----------------------------------------------------------------------------
     async def ensure_access_app(self, account_id: str, spec: AccessAppSpec) -> AccessApp:
+        """The app for `spec.domain`. With `spec.adopt` (not under create-only) the one other app
+        protecting the domain is taken over, unless it is named like another installation's (an
+        ``@owner`` suffix, or the same name without ours); otherwise another app is a Conflict."""
         return await access.ensure_access_app(self.client, account_id, spec)
 
     async def delete_access_app(self, account_id: str, app_id: str) -> None:
@@ -248,3 +271,16 @@ class CloudflareCore:
 
     async def rotate_service_token(self, account_id: str, token_id: str) -> ServiceToken:
         return await access.rotate_service_token(self.client, account_id, token_id)
+
+    # -- whole-account listings (the orphan sweep) -------------------------------------------
+    async def list_access_apps(self, account_id: str) -> list[AccessApp]:
+        """Every Access application of the account, ours or not."""
+        return await inventory.list_access_apps(self.client, account_id)
+
+    async def list_service_tokens(self, account_id: str) -> list[ServiceToken]:
+        """Every service token of the account, ours or not (never with a secret)."""
+        return await inventory.list_service_tokens(self.client, account_id)
+
+    async def list_zones(self, account_id: str) -> list[Zone]:
+        """The zones of the account the token can read."""
+        return await inventory.list_zones(self.client, account_id)

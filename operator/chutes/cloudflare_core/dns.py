@@ -14,18 +14,26 @@ request of the flush (the caller retries later).
 `DnsWriter.sync_records` is the level-based form: in one flush of its own (one listing of the
 whole zone, then batches), it ensures a set of desired records and deletes every other record
 that carries our marker and that the caller's `owns` predicate claims.
+
+The client's `ChangeGate` filters each plan: under upsert-only no record is deleted, under
+create-only none is updated either (a missing one is still created); under dry-run nothing is
+written and each request gets the record it would have had. A desired record with `adopt` takes
+over a record of its name and type that has no chutes-operator marker (not under create-only).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import drift
 from .client import CloudflareClient, to_wire
 from .coalescing import CoalescingWriter, Request
 from .errors import CloudflareError, Conflict, CredentialsInvalid, TransientError
+from .gate import ChangeGate
 from .models import DesiredRecord, DnsRecord, normalize_name
 from .ownership import MARKER_PREFIX, is_ours, marker
 
@@ -75,13 +83,20 @@ async def list_owned(client: CloudflareClient, zone_id: str, owner_id: str) -> l
 
 
 async def check_name_available(
-    client: CloudflareClient, zone_id: str, name: str, owner_id: str, type: str = "CNAME"
+    client: CloudflareClient, zone_id: str, name: str, owner_id: str, type: str = "CNAME", *, adopt: bool = False
 ) -> None:
-    """Raise Conflict when a record we do not own stands where a `type` record `name` would go."""
+    """Raise Conflict when a record we do not own stands where a `type` record `name` would go (with
+    `adopt`, unless it is one `ensure` with adopt would take over)."""
     wanted = normalize_name(name)
     for record in await list_records(client, zone_id, [wanted]):
-        if _clash(type.upper(), record.type) and not is_ours(record.comment, owner_id):
+        blocked = _clash(type.upper(), record.type) and not is_ours(record.comment, owner_id)
+        if blocked and not (adopt and _adoptable(record, type.upper())):
             raise Conflict(f"{wanted}: a {record.type} record not owned by {owner_id} exists: left untouched")
+
+
+def _adoptable(record: DnsRecord, wanted_type: str) -> bool:
+    """A record adoption may take over: same type, and no chutes-operator marker at all (any owner)."""
+    return record.type == wanted_type and not (record.comment or "").strip().startswith(MARKER_PREFIX)
 
 
 def _clash(wanted_type: str, existing_type: str) -> bool:
@@ -162,9 +177,10 @@ class _Change:
         return len(self.deletes) + (self.patch is not None) + (self.post is not None)
 
 
-def plan(request: _Request, existing: list[DnsRecord]) -> _Change | None:
+def plan(request: _Request, existing: list[DnsRecord], *, may_adopt: bool = True) -> _Change | None:
     """What `request` needs given the records named like it; None (request resolved) when
-    already satisfied. Raises Conflict when a record we do not own is in the way.
+    already satisfied. Raises Conflict when a record we do not own is in the way (unless the
+    desired record asks for adoption, `may_adopt`, and the record is adoptable).
     """
     owner = request.owner_id
     if request.desired is None:
@@ -178,14 +194,19 @@ def plan(request: _Request, existing: list[DnsRecord]) -> _Change | None:
         return None
 
     desired = request.desired
-    foreign = [
+    blocking = [
         record for record in existing if not is_ours(record.comment, owner) and _clash(desired.type, record.type)
     ]
+    adopted = [r for r in blocking if desired.adopt and may_adopt and _adoptable(r, desired.type)]
+    foreign = [record for record in blocking if record not in adopted]
     if foreign:
         types = ", ".join(sorted({record.type for record in foreign}))
         raise Conflict(f"{desired.name}: a {types} record not owned by {owner} exists: left untouched")
+    for record in adopted:
+        log.info("DNS %s %s (id %s) has no chutes-operator marker: adopting it for %s (adoption requested)",
+                 record.type, record.name, record.id, desired.source)
     comment = marker(owner, desired.source)
-    ours = [record for record in existing if is_ours(record.comment, owner)]
+    ours = [record for record in existing if is_ours(record.comment, owner)] + adopted
     current = next((record for record in ours if record.type == desired.type), None)
     deletes = [record.id for record in ours if record is not current and _clash(desired.type, record.type)]
     body = _record_body(desired, comment)
@@ -203,6 +224,45 @@ def plan(request: _Request, existing: list[DnsRecord]) -> _Change | None:
             return None
         return _Change(request, deletes=deletes, result=current)
     return _Change(request, deletes=deletes, patch={"id": current.id, **body})
+
+
+def _what(body: Mapping[str, Any]) -> str:
+    """A record (wire body) for the logs: type, name, content."""
+    return f"{body.get('type')} {body.get('name')} → {body.get('content')}"
+
+
+def gate_change(change: _Change, existing: Sequence[DnsRecord], gate: ChangeGate) -> _Change | None:
+    """`change` as far as `gate` lets it through; None (the request resolved with the record it would
+    have had) when nothing is left to write. Raises Conflict when the policy keeps a record of ours
+    that the record to create would clash with (a type swap needs a delete).
+    """
+    request = change.request
+    by_id = {record.id: record for record in existing}
+    deletes: list[str] = []
+    for record_id in change.deletes:
+        old = by_id.get(record_id)
+        what = _what(dataclasses.asdict(old)) if old else f"{request.type} {request.name} (id {record_id})"
+        if gate.allows("delete", "dns_record", what):
+            deletes.append(record_id)
+    patch, post, result = change.patch, change.post, change.result
+    if patch is not None:
+        current = by_id.get(str(patch.get("id")))
+        adopting = current is not None and not is_ours(current.comment, request.owner_id)
+        if not gate.allows("update", "dns_record", _what(patch) + (" (adopting it)" if adopting else "")):
+            result = current if current is not None and not gate.dry_run else _assumed(patch)
+            patch = None
+    if post is not None:
+        if change.deletes and gate.forbids("delete"):
+            raise Conflict(
+                f"{request.name}: policy {gate.policy} keeps our other record of this name, "
+                f"a {request.type} record cannot be created beside it: left untouched"
+            )
+        if not gate.allows("create", "dns_record", _what(post)):
+            result, post = _assumed(post), None
+    if not deletes and patch is None and post is None:
+        request.resolve(result if request.desired is not None else None)
+        return None
+    return dataclasses.replace(change, deletes=deletes, patch=patch, post=post, result=result)
 
 
 class DnsWriter(CoalescingWriter[_AnyRequest]):
@@ -246,6 +306,12 @@ class DnsWriter(CoalescingWriter[_AnyRequest]):
     async def list_owned(self, owner_id: str) -> list[DnsRecord]:
         return await list_owned(self._client, self.zone_id, owner_id)
 
+    def _planned(self, request: _Request, existing: list[DnsRecord]) -> _Change | None:
+        """The plan of `request` (see `plan`) filtered by the write policy and dry-run."""
+        gate = self._client.gate
+        change = plan(request, existing, may_adopt=gate.may_adopt)
+        return None if change is None else gate_change(change, existing, gate)
+
     def _take(self) -> list[_AnyRequest]:
         """The next flush: a sync request alone, else queued requests in order up to the next
         sync request, at most one per name (the rest wait)."""
@@ -276,7 +342,7 @@ class DnsWriter(CoalescingWriter[_AnyRequest]):
         changes: list[_Change] = []
         for request in requests:
             try:
-                change = plan(request, by_name.get(request.name, []))
+                change = self._planned(request, by_name.get(request.name, []))
             except CloudflareError as error:
                 request.fail(error)
                 continue
@@ -307,10 +373,12 @@ class DnsWriter(CoalescingWriter[_AnyRequest]):
             }
         )
         deletes = [_Request(name=name, type=type_, owner_id=owner, desired=None) for name, type_ in stale]
+        for request in [*ensures, *deletes]:
+            request.front_door = sync.front_door  # made in the drain task: the caller's, not its context
         changes: list[_Change] = []
         for request in [*ensures, *deletes]:
             try:
-                change = plan(request, by_name.get(request.name, []))
+                change = self._planned(request, by_name.get(request.name, []))
             except CloudflareError as error:
                 request.fail(error)
                 continue
@@ -367,6 +435,7 @@ class DnsWriter(CoalescingWriter[_AnyRequest]):
         patched = [record_from_wire(to_wire(item)) for item in response.get("patches") or []]
         posted = [record_from_wire(to_wire(item)) for item in response.get("posts") or []]
         for change in changes:
+            drift.count(change.request.front_door, "dns_record")
             result = change.result
             if change.patch is not None:
                 result = patched.pop(0) if patched else _assumed(change.patch)

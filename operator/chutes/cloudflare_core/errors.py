@@ -7,7 +7,8 @@ CloudflareError
  ├─ CredentialsInvalid         401/403 (and 400 with an auth code: 9109, 10000, 10001, 6003, 6111...)
  ├─ Conflict(codes)            409, DNS 81053/81054/81057/81058: exists and is not ours / name taken
  ├─ NotFound                   404 (internal: delete_* treat it as "already gone")
- └─ InvalidInput               any other 4xx: permanent, the spec must change
+ ├─ InvalidInput               any other 4xx: permanent, the spec must change
+ └─ DryRunStop                 dry-run: a create whose result the caller needs was not made
 ```
 
 `translate()` maps an SDK exception to this tree. Messages carry the HTTP status and the
@@ -30,6 +31,7 @@ __all__ = [
     "CloudflareError",
     "Conflict",
     "CredentialsInvalid",
+    "DryRunStop",
     "InvalidInput",
     "NotFound",
     "RateLimited",
@@ -87,6 +89,11 @@ class NotFound(CloudflareError):
 
 class InvalidInput(CloudflareError):
     """Cloudflare refused the request as invalid: retrying will not help until the spec changes."""
+
+
+class DryRunStop(CloudflareError):
+    """Dry-run: a change whose result the caller needs (a new id, a token) was logged, not made; the
+    message says what would have been created ("dry-run: would create tunnel chute-x")."""
 
 
 def retry_after(headers: Mapping[str, str] | None, *, now: float | None = None) -> float | None:

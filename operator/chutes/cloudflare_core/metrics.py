@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge
 
-__all__ = ["BUDGET_REMAINING", "REQUESTS"]
+__all__ = ["BUDGET_REMAINING", "CHANGES_SKIPPED", "DRIFT_REPAIRS", "REQUESTS"]
 
 REQUESTS = Counter(
     "chutes_cloudflare_requests",
@@ -16,4 +16,17 @@ BUDGET_REMAINING = Gauge(
     "Requests left in the client-side Cloudflare request budget (1,200 per 5 minutes per token), by token "
     "fingerprint (the first 12 hex digits of the token's SHA-256, never the token).",
     ["token"],
+)
+CHANGES_SKIPPED = Counter(
+    "chutes_cloudflare_changes_skipped",
+    "Cloudflare changes not made, by reason (policy: forbidden by the upsert-only or create-only policy; "
+    "dry_run: only logged), object (dns_record, tunnel_rule, access_app, access_policy, service_token, "
+    "tunnel, identity_provider) and change (create, update, delete).",
+    ["reason", "object", "change"],
+)
+DRIFT_REPAIRS = Counter(
+    "chutes_drift_repairs",
+    "Cloudflare writes made by a reconcile that no spec change caused (a resync found an object of ours "
+    "changed or gone and put it back), by front door and object.",
+    ["front_door", "object"],
 )

@@ -131,7 +131,11 @@ class DnsRecord:
 
 @dataclass(frozen=True)
 class DesiredRecord:
-    """A record we want; `source` (e.g. `Pod/ns/name`) goes into the ownership marker."""
+    """A record we want; `source` (e.g. `Pod/ns/name`) goes into the ownership marker.
+
+    `adopt`: a record of the same name and type without any chutes-operator marker is taken over
+    (updated to this, with our marker) instead of being a `Conflict`; never under create-only.
+    """
 
     name: str
     type: str
@@ -139,6 +143,7 @@ class DesiredRecord:
     proxied: bool = True
     ttl: int = 1
     source: str = field(kw_only=True)
+    adopt: bool = field(default=False, kw_only=True)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "name", normalize_name(self.name))
@@ -219,7 +224,12 @@ class AccessApp:
 
 @dataclass(frozen=True)
 class AccessAppSpec:
-    """A self-hosted Access application, found again by `domain` (and owned by `name`)."""
+    """A self-hosted Access application, found again by `domain` (and owned by `name`).
+
+    `adopt`: when no app named `name` protects the domain and exactly one other app does (not one of
+    another owner's: see `CloudflareCore.ensure_access_app`), it is taken over: renamed to `name`, given
+    these settings. Without it (or under create-only) such an app is a `Conflict`.
+    """
 
     name: str
     domain: str
@@ -228,6 +238,7 @@ class AccessAppSpec:
     auto_redirect_to_identity: bool = False
     policies: tuple[str, ...] = ()  # reusable policy ids, in precedence order
     extra: Mapping[str, Any] = field(default_factory=dict)  # other settings, sent as given
+    adopt: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "domain", self.domain.strip().lower())

@@ -5,6 +5,10 @@ If-Match. `merge_ingress` changes only the rules named by the edits (key = hostn
 keeps every foreign rule in its order, the existing catch-all and every other top-level key.
 `TunnelConfigWriter` turns any number of concurrent edits into one GET and (only if the
 document changed) one PUT, and wakes every caller with its own outcome.
+
+The merge asks the client's `ChangeGate` about each rule it would add, change or remove: under
+upsert-only no rule is removed, under create-only no existing rule is changed either (new ones are
+still added); under dry-run each change is only logged. When nothing is left, nothing is PUT.
 """
 
 from __future__ import annotations
@@ -15,19 +19,23 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import drift
 from .client import CloudflareClient, to_wire
 from .coalescing import CoalescingWriter, Request
 from .errors import NotFound
+from .gate import Change
 from .models import IngressRule, normalize_name
 
 __all__ = [
     "CATCH_ALL",
     "Edit",
+    "Permit",
     "RemoveRule",
     "SetRule",
     "SyncRules",
     "TunnelConfigWriter",
     "get_config",
+    "merge_counted",
     "merge_ingress",
     "must_precede",
 ]
@@ -66,6 +74,12 @@ class SyncRules:
 
 Edit = SetRule | RemoveRule | SyncRules
 Key = tuple[str | None, str | None]
+# Asked before each rule change of a merge (the removed rule, or the rule as wanted); False: not made.
+Permit = Callable[[Change, Mapping[str, Any]], bool]
+
+
+def _permit_all(change: Change, rule: Mapping[str, Any]) -> bool:
+    return True
 
 
 def _key(rule: Mapping[str, Any]) -> Key:
@@ -123,53 +137,68 @@ def _owned_but_not(edit: SyncRules) -> Callable[[Key, dict[str, Any]], bool]:
     return lambda key, rule: key not in kept and edit.owns(rule)
 
 
-def merge_ingress(config: Mapping[str, Any] | None, edits: Sequence[Edit]) -> dict[str, Any]:
-    """The configuration after applying `edits` in order (the input is not modified).
+def merge_ingress(
+    config: Mapping[str, Any] | None, edits: Sequence[Edit], permit: Permit | None = None
+) -> dict[str, Any]:
+    """The configuration after applying `edits` in order (the input is not modified); each rule
+    change is made only when `permit` allows it.
 
     When no edit changes anything, the result equals the input (steady state writes nothing).
     """
+    return merge_counted(config, edits, permit)[0]
+
+
+def merge_counted(
+    config: Mapping[str, Any] | None, edits: Sequence[Edit], permit: Permit | None = None
+) -> tuple[dict[str, Any], list[int]]:
+    """`merge_ingress`, and how many rules each edit added, changed or removed."""
+    allowed = permit or _permit_all
     document: dict[str, Any] = copy.deepcopy(dict(config)) if config else {}
     rules: list[dict[str, Any]] = [dict(rule) for rule in document.get("ingress") or []]
     catch_all = rules.pop() if rules and _is_catch_all(rules[-1]) else None
     keys: list[Key] = [_key(rule) for rule in rules]
-    changed = False
 
-    def remove(drop: Callable[[Key, dict[str, Any]], bool]) -> None:
-        nonlocal keys, rules, changed
-        kept = [(key, rule) for key, rule in zip(keys, rules, strict=True) if not drop(key, rule)]
-        if len(kept) != len(rules):
-            changed = True
+    def remove(drop: Callable[[Key, dict[str, Any]], bool]) -> int:
+        nonlocal keys, rules
+        kept = [
+            (key, rule)
+            for key, rule in zip(keys, rules, strict=True)
+            if not (drop(key, rule) and allowed("delete", rule))
+        ]
+        removed = len(rules) - len(kept)
+        if removed:
             keys = [key for key, _ in kept]
             rules = [rule for _, rule in kept]
+        return removed
 
-    def set_rule(rule: IngressRule) -> None:
-        nonlocal changed
+    def set_rule(rule: IngressRule) -> int:
         wanted = rule.to_wire()
         wanted_key: Key = rule.key
         if wanted_key in keys:
             index = keys.index(wanted_key)
-            if _meaningful(rules[index]) != _meaningful(wanted):
-                rules[index] = wanted
-                changed = True
-            return
+            if _meaningful(rules[index]) == _meaningful(wanted) or not allowed("update", wanted):
+                return 0
+            rules[index] = wanted
+            return 1
+        if not allowed("create", wanted):
+            return 0
         position = next((i for i, key in enumerate(keys) if _precedes(wanted_key, key)), len(rules))
         rules.insert(position, wanted)
         keys.insert(position, wanted_key)
-        changed = True
+        return 1
 
+    counts: list[int] = []
     for edit in edits:
         if isinstance(edit, RemoveRule):
-            remove(_matches_key(edit.key))
+            counts.append(remove(_matches_key(edit.key)))
         elif isinstance(edit, SyncRules):
-            remove(_owned_but_not(edit))
-            for rule in edit.rules:
-                set_rule(rule)
+            counts.append(remove(_owned_but_not(edit)) + sum(set_rule(rule) for rule in edit.rules))
         else:
-            set_rule(edit.rule)
-    if not changed:
-        return copy.deepcopy(dict(config)) if config else {}
+            counts.append(set_rule(edit.rule))
+    if not any(counts):
+        return (copy.deepcopy(dict(config)) if config else {}), counts
     document["ingress"] = [*rules, catch_all if catch_all is not None else dict(CATCH_ALL)]
-    return document
+    return document, counts
 
 
 async def get_config(client: CloudflareClient, account_id: str, tunnel_id: str) -> dict[str, Any] | None:
@@ -228,6 +257,11 @@ class TunnelConfigWriter(CoalescingWriter[_EditRequest]):
     async def get_config(self) -> dict[str, Any] | None:
         return await get_config(self._client, self.account_id, self.tunnel_id)
 
+    def _permit(self, change: Change, rule: Mapping[str, Any]) -> bool:
+        path = rule.get("path")
+        what = f"{rule.get('hostname')}{' path ' + str(path) if path else ''} → {rule.get('service')}"
+        return self._client.gate.allows(change, "tunnel_rule", f"{what} (tunnel {self.tunnel_id})")
+
     async def _flush(self, requests: list[_EditRequest]) -> None:
         edits = [request.edit for request in requests]
         try:
@@ -241,10 +275,12 @@ class TunnelConfigWriter(CoalescingWriter[_EditRequest]):
                 else:
                     request.fail(gone)
             return
-        merged = merge_ingress(current, edits)
+        merged, counts = merge_counted(current, edits, self._permit)
         changed = merged != (current or {})
         if changed:
             await put_config(self._client, self.account_id, self.tunnel_id, merged)
             log.debug("Tunnel %s: wrote configuration with %d edits", self.tunnel_id, len(edits))
+            for request, rule_changes in zip(requests, counts, strict=True):
+                drift.count(request.front_door, "tunnel_rule", rule_changes)
         for request in requests:
             request.resolve(changed)

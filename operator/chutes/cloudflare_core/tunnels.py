@@ -46,6 +46,7 @@ async def ensure_tunnel(client: CloudflareClient, account_id: str, name: str) ->
     found = await find_tunnel(client, account_id, name)
     if found is not None:
         return found
+    client.gate.allows("create", "tunnel", name, needed=True)
     try:
         created = await client.call(
             "tunnels.create",
@@ -90,7 +91,10 @@ async def get_tunnel_token(client: CloudflareClient, account_id: str, tunnel_id:
 
 
 async def delete_tunnel(client: CloudflareClient, account_id: str, tunnel_id: str) -> None:
-    """Delete the tunnel and its connections (cascade); a missing or deleted tunnel is fine."""
+    """Delete the tunnel and its connections (cascade); a missing or deleted tunnel is fine (and so is
+    one the write policy or dry-run keeps)."""
+    if not client.gate.allows("delete", "tunnel", tunnel_id):
+        return
     try:
         await client.call(
             "tunnels.delete",

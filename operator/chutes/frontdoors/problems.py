@@ -15,6 +15,7 @@ from chutes.cloudflare_core import (
     CloudflareError,
     Conflict,
     CredentialsInvalid,
+    DryRunStop,
     InvalidInput,
     NotFound,
     RateLimited,
@@ -39,6 +40,8 @@ class Problem(Exception):
 
 
 def problem_from_cloudflare(exc: CloudflareError, doing: str) -> Problem:
+    if isinstance(exc, DryRunStop):  # "dry-run: would create tunnel chute-x": nothing to retry until a real run
+        return Problem(c.DRY_RUN, exc.message, None)
     if isinstance(exc, RateLimited):
         return Problem(c.RATE_LIMITED, f"{doing}: Cloudflare rate limit", exc.delay)  # a stable message
     if isinstance(exc, TransientError):

@@ -1,0 +1,45 @@
+"""Whole-account listings for the orphan sweep: every Access application, every service token and every
+zone of an account, one paginated listing each (the find-by-natural-key functions elsewhere list one
+name or domain at a time)."""
+
+from __future__ import annotations
+
+from .access import ACCESS_PER_PAGE, _token_from_wire, app_from_wire
+from .client import CloudflareClient
+from .models import AccessApp, ServiceToken, Zone
+from .zones import zone_from_wire
+
+__all__ = ["list_access_apps", "list_service_tokens", "list_zones"]
+
+ZONES_PER_PAGE = 50
+
+
+async def list_access_apps(client: CloudflareClient, account_id: str) -> list[AccessApp]:
+    """Every Access application of the account, whoever made it."""
+    items = await client.list_all(
+        "access.apps.list",
+        client.sdk.zero_trust.access.applications.list,
+        account_id=account_id,
+        per_page=ACCESS_PER_PAGE,
+    )
+    return [app_from_wire(item) for item in items]
+
+
+async def list_service_tokens(client: CloudflareClient, account_id: str) -> list[ServiceToken]:
+    """Every service token of the account (never with a secret)."""
+    items = await client.list_all(
+        "service_tokens.list",
+        client.sdk.zero_trust.access.service_tokens.list,
+        account_id=account_id,
+        per_page=ACCESS_PER_PAGE,
+    )
+    return [_token_from_wire(item, with_secret=False) for item in items]
+
+
+async def list_zones(client: CloudflareClient, account_id: str) -> list[Zone]:
+    """The zones of the account the token can read."""
+    items = await client.list_all(
+        "zones.list", client.sdk.zones.list, account={"id": account_id}, per_page=ZONES_PER_PAGE
+    )
+    zones = [zone_from_wire(item) for item in items]
+    return [zone for zone in zones if zone.account_id in ("", account_id)]

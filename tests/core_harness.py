@@ -1,0 +1,157 @@
+"""Helpers for the write-policy, dry-run, drift and adoption tests of the Cloudflare core: cores with a
+given policy on one emulator, a gateway-like publish, and metric samples."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import REGISTRY
+
+from chutes.cloudflare_core import (
+    AccessApp,
+    AccessAppSpec,
+    AppPolicySpec,
+    CloudflareCore,
+    DesiredRecord,
+    DnsRecord,
+    IngressRule,
+    Policy,
+    RequestBudget,
+    ServiceToken,
+    Tunnel,
+)
+from chutes.sandbox.cloudflare import CloudflareSandbox
+
+OWNER = "test"
+ZONE = "example.com"
+EVERYONE = ({"email_domain": {"domain": "example.com"}},)
+
+
+@contextlib.asynccontextmanager
+async def core_with(
+    sandbox: CloudflareSandbox, *, policy: str = "sync", dry_run: bool = False, owner_id: str = OWNER
+) -> AsyncIterator[CloudflareCore]:
+    async with CloudflareCore(
+        sandbox.token,
+        sandbox.base_url,
+        owner_id=owner_id,
+        budget=RequestBudget(),
+        backoff=0.01,
+        policy=policy,
+        dry_run=dry_run,
+    ) as core:
+        yield core
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def skipped(reason: str, obj: str, change: str) -> float:
+    return sample("chutes_cloudflare_changes_skipped_total", reason=reason, object=obj, change=change)
+
+
+def repairs(front_door: str, obj: str) -> float:
+    return sample("chutes_drift_repairs_total", front_door=front_door, object=obj)
+
+
+def writes(sandbox: CloudflareSandbox) -> list[str]:
+    """The operations of every request the emulator saw that was not a GET."""
+    return [f"{r.method} {r.op}" for r in sandbox.requests if r.method != "GET"]
+
+
+@dataclass(frozen=True)
+class Site:
+    """What a gateway-like publish of `name` wants: a tunnel, its rule, an Access app and policy, a
+    service token and a proxied CNAME."""
+
+    name: str
+    service: str = "http://web.ns.svc:80"
+    session: str = "24h"
+    emails: tuple[str, ...] = ("a@example.com",)
+    adopt: bool = False
+
+    @property
+    def hostname(self) -> str:
+        return f"{self.name}.{ZONE}"
+
+    @property
+    def cloudflare_name(self) -> str:
+        return f"chute-ns-{self.name}"
+
+    def app(self) -> AccessAppSpec:
+        return AccessAppSpec(self.cloudflare_name, self.hostname, session_duration=self.session, adopt=self.adopt)
+
+    def policy(self) -> AppPolicySpec:
+        return AppPolicySpec("allow", include=tuple({"email": {"email": e}} for e in self.emails))
+
+    def rule(self) -> IngressRule:
+        return IngressRule(self.hostname, self.service)
+
+    def record(self, tunnel_id: str) -> DesiredRecord:
+        return DesiredRecord(
+            self.hostname, "CNAME", f"{tunnel_id}.cfargotunnel.com", source=f"ChuteGateway/ns/{self.name}",
+            adopt=self.adopt,
+        )
+
+
+@dataclass(frozen=True)
+class Published:
+    tunnel: Tunnel
+    app: AccessApp
+    policy: Policy
+    record: DnsRecord
+    token: ServiceToken
+    tunnel_token: str
+
+
+async def publish(core: CloudflareCore, sandbox: CloudflareSandbox, site: Site) -> Published:
+    """Every step a gateway publish makes, in its order (a DryRunStop or Conflict comes out as is)."""
+    account, zone = sandbox.account_id, sandbox.zone_id(ZONE)
+    await core.check_dns_name_available(zone, site.hostname, f"ChuteGateway/ns/{site.name}", adopt=site.adopt)
+    tunnel = await core.ensure_tunnel(account, site.cloudflare_name)
+    app = await core.ensure_access_app(account, site.app())
+    policy = await core.ensure_app_policy(account, app.id, site.policy())
+    token = await core.ensure_service_token(account, site.cloudflare_name)
+    await core.set_ingress_rule(account, tunnel.id, site.rule())
+    record = await core.ensure_dns_record(zone, site.record(tunnel.id))
+    tunnel_token = await core.get_tunnel_token(account, tunnel.id)
+    return Published(tunnel, app, policy, record, token, tunnel_token)
+
+
+async def unpublish(core: CloudflareCore, sandbox: CloudflareSandbox, site: Site, done: Published) -> None:
+    """Every delete a gateway teardown makes."""
+    account, zone = sandbox.account_id, sandbox.zone_id(ZONE)
+    await core.delete_dns_record(zone, site.hostname, "CNAME")
+    await core.remove_ingress_rule(account, done.tunnel.id, site.hostname)
+    await core.delete_app_policy(account, done.app.id, done.policy.id)
+    await core.delete_access_app(account, done.app.id)
+    await core.delete_service_token(account, done.token.id)
+    await core.delete_tunnel(account, done.tunnel.id)
+
+
+def cloudflare_state(sandbox: CloudflareSandbox) -> dict[str, Any]:
+    """The emulator's objects, without the timestamps a read never changes anyway."""
+    snapshot = sandbox.snapshot()
+    return {key: snapshot[key] for key in ("tunnels", "tunnel_configs", "dns_records", "access_apps",
+                                           "access_policies", "identity_providers", "service_tokens")}
+
+
+def live(sandbox: CloudflareSandbox, kind: str) -> list[dict[str, Any]]:
+    """Objects of `kind` the emulator holds (tunnels: not soft-deleted)."""
+    items = list(sandbox.snapshot()[kind].values())
+    return [item for item in items if not item.get("deleted_at")]
+
+
+def records(sandbox: CloudflareSandbox, name: str | None = None) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = sandbox.snapshot()["dns_records"][sandbox.zone_id(ZONE)]
+    return [r for r in found if name is None or r["name"] == name]
+
+
+def ingress(sandbox: CloudflareSandbox, tunnel_id: str) -> list[dict[str, Any]]:
+    config = sandbox.snapshot()["tunnel_configs"].get(tunnel_id) or {}
+    rules: list[dict[str, Any]] = (config.get("config") or {}).get("ingress") or []
+    return rules

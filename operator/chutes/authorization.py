@@ -1,0 +1,194 @@
+"""Which namespaces may publish which hostnames: the operator's hostname rules (``CHUTES_HOSTNAME_RULES``,
+chart value ``hostnameRules``). Pure: no I/O beyond reading the rules file in :meth:`HostnameRules.load`.
+
+The file (YAML)::
+
+    rules:
+      - namespaces: ["team-a", "team-*"]      # exact names or fnmatch globs; "*" = every namespace
+        hostnames: ["*.{namespace}.example.com", "app.example.com"]
+
+``{namespace}`` is replaced by the claiming namespace. A hostname pattern ``*.x.y`` matches one or more
+labels under ``x.y`` (not ``x.y`` itself), a lone ``*`` matches every hostname, anything else matches
+exactly; case does not matter and a trailing dot is ignored. Without a file every namespace may publish
+any hostname; with one, a (namespace, hostname) that no rule allows is refused.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PLACEHOLDER = "{namespace}"
+_NAMESPACE_GLOB = re.compile(r"^[a-z0-9*?\[\]!-]+$")
+_LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?$")
+_SAMPLE_NAMESPACE = "ns"  # stands in for {namespace} when a pattern's shape is checked
+
+
+class HostnameRulesError(ValueError):
+    """The hostname rules are malformed; the message names the file (when read from one) and the entry."""
+
+
+def normalize(hostname: str) -> str:
+    return hostname.strip().lower().rstrip(".")
+
+
+@dataclass(frozen=True)
+class Rule:
+    namespaces: tuple[str, ...]
+    hostnames: tuple[str, ...]
+
+    def applies_to(self, namespace: str) -> bool:
+        return any(fnmatch.fnmatchcase(namespace, pattern) for pattern in self.namespaces)
+
+    def patterns_for(self, namespace: str) -> tuple[str, ...]:
+        return tuple(normalize(pattern.replace(PLACEHOLDER, namespace)) for pattern in self.hostnames)
+
+
+def pattern_matches(pattern: str, hostname: str) -> bool:
+    """Whether a normalized hostname pattern (``{namespace}`` already replaced) matches a normalized hostname."""
+    if pattern == "*":
+        return bool(hostname)
+    if pattern.startswith("*."):
+        suffix = pattern[1:]  # ".x.y"
+        return hostname.endswith(suffix) and len(hostname) > len(suffix)
+    return hostname == pattern
+
+
+class HostnameRules:
+    """The rules; ``HostnameRules.allow_all()`` when none are configured."""
+
+    def __init__(self, rules: Iterable[Rule] | None) -> None:
+        self._rules = None if rules is None else tuple(rules)
+
+    @classmethod
+    def allow_all(cls) -> HostnameRules:
+        return cls(None)
+
+    @classmethod
+    def from_data(cls, data: Any) -> HostnameRules:
+        """Rules from the parsed YAML document; raises :class:`HostnameRulesError` naming what is wrong."""
+        if not isinstance(data, Mapping):
+            raise HostnameRulesError(f"expected a mapping with a 'rules' list, got {_kind(data)}")
+        unknown = sorted(str(key) for key in data if key != "rules")
+        if unknown:
+            raise HostnameRulesError(f"unknown key(s) {', '.join(unknown)}: only 'rules' is allowed")
+        entries = data.get("rules")
+        if not isinstance(entries, list):
+            raise HostnameRulesError(f"'rules' must be a list, got {_kind(entries)}")
+        return cls(_rule(index, entry) for index, entry in enumerate(entries))
+
+    @classmethod
+    def load(cls, path: str | Path) -> HostnameRules:
+        """Rules from a YAML file; raises :class:`HostnameRulesError` naming the file."""
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise HostnameRulesError(f"{path}: cannot read the hostname rules: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise HostnameRulesError(f"{path}: the hostname rules are not UTF-8 text") from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" (line {mark.line + 1})" if mark is not None else ""
+            raise HostnameRulesError(f"{path}: the hostname rules are not valid YAML{where}") from None
+        try:
+            return cls.from_data(data)
+        except HostnameRulesError as exc:
+            raise HostnameRulesError(f"{path}: {exc}") from None
+
+    @property
+    def configured(self) -> bool:
+        """False for allow-all (no rules file)."""
+        return self._rules is not None
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        return self._rules or ()
+
+    def patterns_for(self, namespace: str) -> tuple[str, ...]:
+        """The hostname patterns `namespace` may publish (``{namespace}`` replaced), without duplicates."""
+        found: dict[str, None] = {}
+        for rule in self.rules:
+            if rule.applies_to(namespace):
+                found.update(dict.fromkeys(rule.patterns_for(namespace)))
+        return tuple(found)
+
+    def allows(self, namespace: str, hostname: str) -> bool:
+        if self._rules is None:
+            return True
+        name = normalize(hostname)
+        return bool(name) and any(pattern_matches(pattern, name) for pattern in self.patterns_for(namespace))
+
+    def explain(self, namespace: str, hostname: str) -> str:
+        """Why `namespace` may not publish `hostname` (the refusal's message; stable for one rules file)."""
+        patterns = self.patterns_for(namespace)
+        allowed = f"it may publish {', '.join(patterns)}" if patterns else "no rule allows it any hostname"
+        return f"namespace {namespace} may not publish {normalize(hostname)} (operator hostname rules: {allowed})"
+
+    def __repr__(self) -> str:
+        return "HostnameRules.allow_all()" if self._rules is None else f"HostnameRules({list(self._rules)!r})"
+
+
+def _kind(value: Any) -> str:
+    return "nothing" if value is None else type(value).__name__
+
+
+def _strings(where: str, value: Any) -> list[str]:
+    if not isinstance(value, list) or not value:
+        raise HostnameRulesError(f"{where} must be a non-empty list of strings, got {_kind(value)}")
+    for index, item in enumerate(value):
+        if not isinstance(item, str) or not item.strip():
+            raise HostnameRulesError(f"{where}[{index}] must be a non-empty string, got {item!r}")
+    return [item.strip() for item in value]
+
+
+def _rule(index: int, entry: Any) -> Rule:
+    where = f"rules[{index}]"
+    if not isinstance(entry, Mapping):
+        raise HostnameRulesError(f"{where} must be a mapping with 'namespaces' and 'hostnames', got {_kind(entry)}")
+    unknown = sorted(str(key) for key in entry if key not in ("namespaces", "hostnames"))
+    if unknown:
+        raise HostnameRulesError(f"{where}: unknown key(s) {', '.join(unknown)}: only 'namespaces' and 'hostnames'")
+    for key in ("namespaces", "hostnames"):
+        if key not in entry:
+            raise HostnameRulesError(f"{where}.{key} is required")
+    namespaces = _strings(f"{where}.namespaces", entry["namespaces"])
+    for position, pattern in enumerate(namespaces):
+        if not _NAMESPACE_GLOB.match(pattern):
+            raise HostnameRulesError(f"{where}.namespaces[{position}] {pattern!r}: expected a namespace name or an "
+                                     "fnmatch glob of one (lower-case letters, digits, '-', '*', '?', '[...]')")
+    hostnames = _strings(f"{where}.hostnames", entry["hostnames"])
+    for position, pattern in enumerate(hostnames):
+        problem = _hostname_problem(pattern)
+        if problem is not None:
+            raise HostnameRulesError(f"{where}.hostnames[{position}] {pattern!r}: {problem}")
+    return Rule(tuple(namespaces), tuple(hostnames))
+
+
+def _hostname_problem(pattern: str) -> str | None:
+    """Why `pattern` is not a hostname pattern, or None."""
+    if pattern == "*":
+        return None
+    sample = normalize(pattern.replace(PLACEHOLDER, _SAMPLE_NAMESPACE))
+    if "{" in sample or "}" in sample:
+        return "the only placeholder is {namespace}"
+    labels = sample.split(".")
+    if labels[0] == "*":
+        labels = labels[1:]
+        if not labels:
+            return "'*.' must be followed by a domain"
+    if any("*" in label for label in labels):
+        return "'*' may only stand alone or as the whole first label ('*.example.com')"
+    if len(labels) < 2 and not pattern.startswith("*."):
+        return "expected a DNS name with a domain, such as app.example.com or *.example.com"
+    bad = next((label for label in labels if not _LABEL.match(label)), None)
+    if bad is not None:
+        return f"label {bad!r} is not a DNS label"
+    return None

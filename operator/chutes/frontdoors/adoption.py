@@ -1,0 +1,56 @@
+"""Whether a source object asks to take over Cloudflare objects that carry no chutes-operator marker (a DNS
+record or Access application made by hand or by another tool). Pure; every front door asks here.
+
+Adoption is opt-in per object: the annotation ``chutes.troubleshat.com/adopt: "true"`` on a ChuteGateway,
+an annotated HTTPRoute or a session Pod, or ``spec.adopt: true`` on a ChuteGateway. Without it such an
+object stays a conflict and is left untouched; with it, an object bearing ANOTHER installation's marker is
+still a conflict (the core decides that).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from chutes import conditions as c
+
+ADOPT_ANNOTATION = "chutes.troubleshat.com/adopt"
+
+
+def annotation_requests(annotations: Mapping[str, Any] | None) -> bool:
+    """``"true"`` (any case, surrounding blanks ignored); any other value or none means no."""
+    value = (annotations or {}).get(ADOPT_ANNOTATION)
+    return isinstance(value, str) and value.strip().lower() == "true"
+
+
+def _annotations(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    meta = body.get("metadata")
+    return meta.get("annotations") if isinstance(meta, Mapping) else None
+
+
+def gateway_requests(body: Mapping[str, Any]) -> bool:
+    """A ChuteGateway: ``spec.adopt: true`` or the annotation."""
+    spec = body.get("spec")
+    return (isinstance(spec, Mapping) and spec.get("adopt") is True) or annotation_requests(_annotations(body))
+
+
+def route_requests(route: Mapping[str, Any]) -> bool:
+    """An annotated HTTPRoute: the annotation (next to its ``cfzt.cloudflare.com/`` ones)."""
+    return annotation_requests(_annotations(route))
+
+
+def pod_requests(pod: Mapping[str, Any]) -> bool:
+    """A session Pod: the annotation."""
+    return annotation_requests(_annotations(pod))
+
+
+def retry_now(asked: bool, ready: Mapping[str, Any] | None) -> bool:
+    """Whether an object refused for a conflict (its ``Ready`` condition) that asks for adoption deserves a
+    reconcile at once: its retry may be minutes away, and kopf runs no update handler while a create handler
+    waits for its retry."""
+    return asked and ready is not None and ready.get("status") == "False" and ready.get("reason") == c.HOSTNAME_CONFLICT
+
+
+def session_requests(pods: Iterable[Mapping[str, Any]]) -> bool:
+    """A session (all Pods with one session hash) adopts when any of its Pods asks."""
+    return any(pod_requests(pod) for pod in pods)

@@ -1,0 +1,63 @@
+"""Which reconciles are drift repairs. A pass that no change of the source object caused (a resume, the
+resync timer, the periodic session pass) over something already published in full writes nothing in the
+steady state: whatever it writes puts back what was changed or deleted behind our back, and the core counts
+it in ``chutes_drift_repairs_total{front_door, object}`` while :func:`scope` is active. Pure decisions
+here; the counting is :mod:`chutes.cloudflare_core.drift`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager
+from typing import Any
+
+from chutes import conditions as c
+from chutes.cloudflare_core import drift
+
+_unprompted: contextvars.ContextVar[bool] = contextvars.ContextVar("chutes_unprompted_pass", default=False)
+
+
+def scope(front_door: str, repairing: bool) -> AbstractContextManager[None]:
+    """``drift.repairing(front_door)`` when `repairing`, else a block that counts nothing."""
+    return drift.repairing(front_door) if repairing else contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def unprompted() -> Iterator[None]:
+    """Mark the reconciles started inside the block (tasks included) as prompted by no change of their
+    source object: a resync timer or a resume. Where they find their inputs published already, they open a
+    :func:`scope`."""
+    token = _unprompted.set(True)
+    try:
+        yield
+    finally:
+        _unprompted.reset(token)
+
+
+def is_unprompted() -> bool:
+    return _unprompted.get()
+
+
+def gateway_published(body: Mapping[str, Any]) -> bool:
+    """A ChuteGateway whose current generation reached Cloudflare in full before: its ``DNSReady`` condition
+    (the last Cloudflare step) is True for this very generation. A new gateway, a spec change or a first
+    publish that stopped half-way is not a repair, whatever the handler (create, update, resume, timer)."""
+    generation = (body.get("metadata") or {}).get("generation")
+    dns = c.find((body.get("status") or {}).get("conditions"), c.DNS_READY)
+    return (generation is not None and dns is not None and dns.get("status") == "True"
+            and dns.get("observedGeneration") == generation)
+
+
+def route_published(previous_published: bool, previous_digest: str, previous_hostname: str, digest: str,
+                    hostname: str) -> bool:
+    """An HTTPRoute whose current inputs (annotation hash: annotations and templates; hostname) were
+    published in full before, as its state records."""
+    return previous_published and previous_digest == digest and previous_hostname == hostname
+
+
+def session_pass_repairs(cause: str) -> bool:
+    """A session pass is a repair when the scheduler ran it for the periodic resync or the verification
+    after a write (see :meth:`PassScheduler.cause`), not for Pod events, at start or as a retry."""
+    return cause in ("resync", "verify")

@@ -15,10 +15,11 @@ from typing import Any
 import kopf
 
 from chutes import kube
+from chutes.authorization import HostnameRules, HostnameRulesError
 from chutes.cores import CorePool
 from chutes.observability.readiness import Insights, Readiness, Vault
 from chutes.observability.server import MetricsServer
-from chutes.settings import FrontDoor, Settings
+from chutes.settings import FrontDoor, Settings, SettingsError
 
 logger = logging.getLogger("chutes")
 
@@ -134,9 +135,23 @@ def build_registry(settings: Settings, environ: Mapping[str, str]) -> kopf.Opera
     return registry
 
 
+def load_hostname_rules(settings: Settings) -> HostnameRules:
+    """The hostname rules file named by the settings, read once at start (a change applies at restart);
+    none: every namespace may publish any hostname. A missing or malformed file is a :class:`SettingsError`."""
+    if not settings.hostname_rules:
+        return HostnameRules.allow_all()
+    try:
+        rules = HostnameRules.load(settings.hostname_rules)
+    except HostnameRulesError as exc:
+        raise SettingsError(f"invalid settings: CHUTES_HOSTNAME_RULES (--hostname-rules): {exc}") from None
+    logger.info("Hostname rules from %s: %d rule(s)", settings.hostname_rules, len(rules.rules))
+    return rules
+
+
 def new_memo(settings: Settings) -> kopf.Memo:
     memo = kopf.Memo()
     memo.config = settings
+    memo.hostname_rules = load_hostname_rules(settings)
     memo.cores = CorePool(settings)
     memo.readiness = Readiness(Vault(), Insights())
     return memo

@@ -54,6 +54,11 @@ app.kubernetes.io/component: operator
 {{- default (include "chutes-operator.fullname" .) .Values.peering.name -}}
 {{- end -}}
 
+{{/* The operator's hostname rules file (rules.yaml of the hostname-rules ConfigMap). */}}
+{{- define "chutes-operator.hostnameRules" -}}
+{{- dict "rules" .Values.hostnameRules | toYaml -}}
+{{- end -}}
+
 {{/* The ServiceAccount as an RBAC subject. */}}
 {{- define "chutes-operator.subject" -}}
 - kind: ServiceAccount

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chutes import conditions as c
+from chutes.cloudflare_core.ownership import DEFAULT_OWNER, owned_name
 
 GROUP = "chutes.troubleshat.com"
 VERSION = "v1alpha1"
@@ -22,6 +23,7 @@ METRICS_PORT = 2000
 TOKEN_KEY = "token"
 LABEL_GATEWAY = f"{GROUP}/gateway"
 MANAGED_BY = "chutes-operator"
+NAME_PREFIX = "chute-"  # of every tunnel and Access application name (see `cloudflare_name`)
 
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _DURATION = re.compile(r"^([0-9]+(\.[0-9]+)?(s|m|h))+$")
@@ -48,11 +50,13 @@ class GatewayPlan:
     replicas: int
     image: str
     resources: Mapping[str, Any] = field(default_factory=dict)
+    owner_id: str = DEFAULT_OWNER
 
     @property
     def cloudflare_name(self) -> str:
-        """Tunnel and Access application name."""
-        return f"chute-{self.namespace}-{self.name}"
+        """Tunnel and Access application name: the seed's ``chute-<ns>-<name>``, owner-qualified for an owner id
+        other than the default one (two installations never share a tunnel or an app)."""
+        return cloudflare_name(self.namespace, self.name, self.owner_id)
 
     @property
     def source(self) -> str:
@@ -80,6 +84,11 @@ class GatewayPlan:
         }
 
 
+def cloudflare_name(namespace: str, name: str, owner_id: str = DEFAULT_OWNER) -> str:
+    """The tunnel and Access application name of gateway `namespace`/`name` for `owner_id`."""
+    return owned_name(f"{NAME_PREFIX}{namespace}-{name}", owner_id)
+
+
 def resolve_hostname(hostname: str, domain: str) -> str:
     """``app`` → ``app.example.com``; ``app.example.com`` stays; anything outside the domain is refused."""
     host, zone = hostname.strip().lower().rstrip("."), domain.strip().lower().rstrip(".")
@@ -95,7 +104,8 @@ def resolve_hostname(hostname: str, domain: str) -> str:
     return fqdn
 
 
-def plan_gateway(namespace: str, name: str, spec: Mapping[str, Any], domain: str) -> GatewayPlan:
+def plan_gateway(namespace: str, name: str, spec: Mapping[str, Any], domain: str,
+                 owner_id: str = DEFAULT_OWNER) -> GatewayPlan:
     """The gateway's desired state, or :class:`SpecError` naming what is wrong."""
     service = spec.get("service") or {}
     access = spec.get("access") or {}
@@ -132,6 +142,7 @@ def plan_gateway(namespace: str, name: str, spec: Mapping[str, Any], domain: str
         replicas=replicas,
         image=str(cloudflared.get("image") or DEFAULT_IMAGE),
         resources=dict(cloudflared.get("resources") or {}),
+        owner_id=owner_id,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Mapping
 from typing import Any
@@ -10,16 +11,21 @@ import kopf
 
 from chutes import conditions as c
 from chutes import kube
+from chutes.frontdoors import adoption, repairs
 from chutes.frontdoors.gateways import desired as d
+from chutes.frontdoors.gateways import orphans
 from chutes.frontdoors.gateways import reconcile as r
 from chutes.frontdoors.gateways.status import StatusWriter
 from chutes.frontdoors.problems import EventSink, Problem
 from chutes.kube import StaleObject
 from chutes.observability import metrics
 from chutes.settings import Settings
+from chutes.sweep.events import announce
+from chutes.sweep.timer import unless_stopped
 
 # Reasons that only a spec change can fix: the resync timer leaves them alone.
-PERMANENT_REASONS = frozenset({c.INVALID_SPEC, c.HOSTNAME_OUTSIDE_ZONE, c.CLOUDFLARE_REJECTED})
+PERMANENT_REASONS = frozenset({c.INVALID_SPEC, c.HOSTNAME_OUTSIDE_ZONE, c.CLOUDFLARE_REJECTED,
+                               c.HOSTNAME_NOT_AUTHORIZED})  # the hostname rules change at a restart only
 
 
 def to_kopf(problem: Problem) -> Exception:
@@ -110,6 +116,17 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         if not _skip_resync(body):
             await _config(name, body, memo)
 
+    @kopf.timer(d.GROUP, d.VERSION, d.CONFIG_PLURAL, registry=registry, id="sweep", interval=settings.sweep_interval,
+                initial_delay=min(orphans.FIRST_SWEEP_DELAY, settings.sweep_interval))
+    async def config_sweep(name: str, body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+        stopped: kopf.DaemonStopped = kwargs["stopped"]
+        if body["metadata"].get("deletionTimestamp"):
+            return
+        report = await unless_stopped(orphans.sweep_config(
+            memo.kube, memo.cores, name, body.get("spec") or {}, settings.sweep_max_deletions,
+            memo.get("hostname_rules")), stopped.wait())
+        announce(report, EventSink(body, kopf.event))
+
     @kopf.on.delete(d.GROUP, d.VERSION, d.CONFIG_PLURAL, registry=registry, id="cleanup")
     async def config_delete(name: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         users = await r.gateways_using(memo.kube, name)
@@ -140,6 +157,17 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     async def gateway_reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         await _gateway(body, memo)
 
+    # Adoption asked for (annotation or spec.adopt) by a gateway refused for a conflict: at once, not at the
+    # conflict's retry minutes later (kopf runs no update handler while the create handler waits to retry).
+    @kopf.on.event(d.GROUP, d.VERSION, d.GATEWAY_PLURAL, registry=registry, id="adopt")
+    async def gateway_adopt(event: Mapping[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        if event.get("type") == "DELETED" or body["metadata"].get("deletionTimestamp"):
+            return
+        ready = c.find((body.get("status") or {}).get("conditions"), c.READY)
+        if adoption.retry_now(adoption.gateway_requests(body), ready):
+            with contextlib.suppress(kopf.TemporaryError, kopf.PermanentError):  # recorded in status and Events
+                await _gateway(body, memo)
+
     @kopf.timer(d.GROUP, d.VERSION, d.GATEWAY_PLURAL, registry=registry, id="resync", interval=interval,
                 initial_delay=interval)
     async def gateway_resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
@@ -164,15 +192,17 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
             raise to_kopf(problem) from None
 
     async def _gateway(body: kopf.Body, memo: kopf.Memo) -> None:
+        # Re-applying a generation published in full before (resume, resync): whatever it writes is a repair.
         async with metrics.reconcile_timer(r.FRONT_DOOR):
-            await _gateway_reconcile(body, memo)
+            with repairs.scope(r.FRONT_DOOR, repairs.gateway_published(body)):
+                await _gateway_reconcile(body, memo)
 
     async def _gateway_reconcile(body: kopf.Body, memo: kopf.Memo) -> None:
         meta = body["metadata"]
         status = _writer(memo, d.GATEWAY_PLURAL, meta["name"], meta["namespace"], body)
         events = EventSink(body, kopf.event)
         try:
-            await r.reconcile_gateway(memo.kube, memo.cores, body, status, events)
+            await r.reconcile_gateway(memo.kube, memo.cores, body, status, events, memo.get("hostname_rules"))
         except Problem as problem:
             _warn_on_new_problem(events, body.get("status"), problem)
             raise to_kopf(problem) from None

@@ -9,6 +9,7 @@ Access app, the tunnel last.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from kubernetes_asyncio import client
 
 from chutes import conditions as c
 from chutes import kube
+from chutes.authorization import HostnameRules
 from chutes.cloudflare_core import (
     AccessAppSpec,
     AppPolicySpec,
@@ -28,6 +30,7 @@ from chutes.cloudflare_core import (
     IngressRule,
 )
 from chutes.cores import CorePool
+from chutes.frontdoors import adoption
 from chutes.frontdoors.gateways import desired as d
 from chutes.frontdoors.gateways.status import StatusWriter
 from chutes.frontdoors.problems import (
@@ -146,8 +149,9 @@ def _claim_key(gateway: Mapping[str, Any]) -> tuple[str, str, str]:
 
 
 async def check_hostname_claim(api: client.ApiClient, plan: d.GatewayPlan, account: Account,
-                               body: Mapping[str, Any]) -> None:
-    """The first gateway (by creation time, then namespace/name) to claim an FQDN keeps it."""
+                               body: Mapping[str, Any], rules: HostnameRules | None = None) -> None:
+    """The first gateway (by creation time, then namespace/name) to claim an FQDN keeps it; a gateway whose
+    namespace may not publish the FQDN (hostname rules) claims nothing."""
     mine = _claim_key(body)
     domains: dict[str, str | None] = {account.name: account.domain}
     for other in await kube.list_custom(api, d.GROUP, d.VERSION, d.GATEWAY_PLURAL):
@@ -166,6 +170,8 @@ async def check_hostname_claim(api: client.ApiClient, plan: d.GatewayPlan, accou
             fqdn = d.resolve_hostname(str(spec.get("hostname", "")), domain)
         except d.SpecError:
             continue
+        if rules is not None and not rules.allows(str(meta.get("namespace", "")), fqdn):
+            continue
         if fqdn == plan.fqdn and _claim_key(other) < mine:
             raise Problem(
                 c.HOSTNAME_CONFLICT,
@@ -180,16 +186,20 @@ async def reconcile_gateway(
     body: Mapping[str, Any],
     status: StatusWriter,
     events: EventSink,
+    rules: HostnameRules | None = None,
 ) -> None:
     meta, spec = body["metadata"], body.get("spec") or {}
     namespace, name = meta["namespace"], meta["name"]
     try:
         account = await load_account(api, cores, spec.get("configRef", ""), need_ready=True)
         try:
-            plan = d.plan_gateway(namespace, name, spec, account.domain)
+            plan = d.plan_gateway(namespace, name, spec, account.domain, account.core.owner_id)
         except d.SpecError as exc:
             raise Problem(exc.reason, str(exc), None) from exc
-        await check_hostname_claim(api, plan, account, body)
+        if rules is not None and not rules.allows(namespace, plan.fqdn):
+            await withdraw(api, cores, body, status, events)
+            raise Problem(c.HOSTNAME_NOT_AUTHORIZED, rules.explain(namespace, plan.fqdn), None)
+        await check_hostname_claim(api, plan, account, body, rules)
         if not await kube.service_exists(api, namespace, plan_service_name(spec)):
             raise Problem(c.SERVICE_NOT_FOUND, f"Service {namespace}/{plan_service_name(spec)} does not exist",
                           MISSING_RETRY)
@@ -200,6 +210,21 @@ async def reconcile_gateway(
         raise
     finally:
         await status.flush()
+
+
+async def withdraw(
+    api: client.ApiClient, cores: CorePool, body: Mapping[str, Any], status: StatusWriter, events: EventSink
+) -> None:
+    """A gateway that may no longer publish (hostname rules): what it published goes as if it were deleted
+    (cloudflared, CNAME, rule, Access, tunnel), and its status forgets it. Nothing to do when it never
+    published anything."""
+    if not any(status.get(key) for key in ("tunnelId", "hostname", "accessAppId", "dnsRecordId")):
+        return
+    await unpublish_gateway(api, cores, body, status, events)
+    status.set(tunnelId=None, accessAppId=None, accessPolicyId=None, dnsRecordId=None, hostname=None, url=None)
+    for type_ in (c.TUNNEL_READY, c.ACCESS_READY, c.DNS_READY, c.CONNECTOR_READY):
+        status.condition(type_, "False", c.HOSTNAME_NOT_AUTHORIZED, "not published: outside the hostname rules")
+    await status.flush()
 
 
 def plan_service_name(spec: Mapping[str, Any]) -> str:
@@ -223,7 +248,10 @@ async def publish(
     previous_policy = status.get("accessPolicyId")
 
     # 0. Refuse a hostname held by a record that is not ours before writing anything.
-    await step(f"checking DNS for {plan.fqdn}", core.check_dns_name_available(account.zone_id, plan.fqdn, plan.source))
+    # With adoption asked for, a record or Access app without any marker of ours is taken over instead.
+    take_over = adoption.gateway_requests(body)
+    await step(f"checking DNS for {plan.fqdn}", core.check_dns_name_available(account.zone_id, plan.fqdn, plan.source,
+                                                                              adopt=take_over))
 
     # 1. Tunnel.
     tunnel = await step("ensuring the tunnel", core.ensure_tunnel(account_id, plan.cloudflare_name))
@@ -245,6 +273,7 @@ async def publish(
             session_duration=plan.session_duration,
             allowed_idps=(account.otp_idp_id,),
             auto_redirect_to_identity=True,
+            adopt=take_over,
         )))
         if previous_app != app.id:
             events.normal("AccessApplicationReady", f"Access application {plan.cloudflare_name} for {plan.fqdn}")
@@ -270,6 +299,7 @@ async def publish(
     status.condition(c.TUNNEL_READY, "True", c.RECONCILED, route)
     record = await step(f"ensuring the CNAME for {plan.fqdn}", core.ensure_dns_record(account.zone_id, DesiredRecord(
         name=plan.fqdn, type="CNAME", content=f"{tunnel.id}.cfargotunnel.com", proxied=True, source=plan.source,
+        adopt=take_over,
     )))
     if status.get("dnsRecordId") != record.id:
         events.normal("DNSRecordReady", f"proxied CNAME {plan.fqdn} → {tunnel.id}.cfargotunnel.com")
@@ -364,6 +394,7 @@ async def unpublish_gateway(
             problem.delay or MISSING_RETRY,
         ) from None
     core, account_id = account.core, account.account_id
+    names = dataclasses.replace(names, owner_id=core.owner_id)
 
     async def remove(doing: str, coroutine: Any, reason: str, message: str) -> None:
         """One deletion and its Event; what turns out not to be ours stays (a Warning says so)."""

@@ -10,6 +10,8 @@ import re
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
+from chutes.cloudflare_core.ownership import DEFAULT_OWNER, owned_name
+
 # --- resources ---------------------------------------------------------------------------------------
 GROUP = "cfzt.cloudflare.com"
 VERSION = "v1alpha1"
@@ -82,16 +84,20 @@ CLIENT_ID_KEY = "CF_ACCESS_CLIENT_ID"
 CLIENT_SECRET_KEY = "CF_ACCESS_CLIENT_SECRET"
 
 
-def app_name(hostname: str) -> str:
-    return f"cfzt-{hostname}"
+NAME_PREFIX = "cfzt-"  # of every Access application and service token name
+
+
+def app_name(hostname: str, owner_id: str = DEFAULT_OWNER) -> str:
+    """The seed's ``cfzt-<hostname>``, owner-qualified for an owner id other than the default one."""
+    return owned_name(f"{NAME_PREFIX}{hostname}", owner_id)
 
 
 def allow_policy_name(hostname: str) -> str:
     return f"cfzt-{hostname}-allow"
 
 
-def token_name(hostname: str) -> str:
-    return f"cfzt-{hostname}"
+def token_name(hostname: str, owner_id: str = DEFAULT_OWNER) -> str:
+    return owned_name(f"{NAME_PREFIX}{hostname}", owner_id)
 
 
 def secret_name(route_name: str) -> str:

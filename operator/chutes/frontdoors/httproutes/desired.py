@@ -85,20 +85,25 @@ def ingress_rule(settings: RouteSettings) -> IngressRule:
     return IngressRule(hostname=hostname, service=origin, origin_request=request)
 
 
-def tunnel_cname(hostname: str, tunnel_id: str, source: str) -> DesiredRecord:
-    return DesiredRecord(hostname, "CNAME", f"{tunnel_id}.cfargotunnel.com", proxied=True, ttl=1, source=source)
+def tunnel_cname(hostname: str, tunnel_id: str, source: str, *, adopt: bool = False) -> DesiredRecord:
+    """`adopt`: a record for the name without any marker of ours is taken over (the route asks for it)."""
+    return DesiredRecord(hostname, "CNAME", f"{tunnel_id}.cfargotunnel.com", proxied=True, ttl=1, source=source,
+                         adopt=adopt)
 
 
 def address_type(ip: str) -> str:
     return "AAAA" if ipaddress.ip_address(ip).version == 6 else "A"
 
 
-def address_record(hostname: str, ip: str, dns_only: DnsOnlySettings, source: str) -> DesiredRecord:
+def address_record(hostname: str, ip: str, dns_only: DnsOnlySettings, source: str, *,
+                   adopt: bool = False) -> DesiredRecord:
     """An A record (AAAA for an IPv6 address; the seed sent those as A records, which Cloudflare refuses)."""
-    return DesiredRecord(hostname, address_type(ip), ip, proxied=dns_only.proxied, ttl=dns_only.ttl, source=source)
+    return DesiredRecord(hostname, address_type(ip), ip, proxied=dns_only.proxied, ttl=dns_only.ttl, source=source,
+                         adopt=adopt)
 
 
-def access_app_spec(settings: RouteSettings, policy_ids: tuple[str, ...]) -> AccessAppSpec:
+def access_app_spec(settings: RouteSettings, policy_ids: tuple[str, ...], owner_id: str = "default", *,
+                    adopt: bool = False) -> AccessAppSpec:
     access = settings.access
     extra: dict[str, Any] = {
         "enable_binding_cookie": access.enable_binding_cookie,
@@ -116,12 +121,13 @@ def access_app_spec(settings: RouteSettings, policy_ids: tuple[str, ...]) -> Acc
     }
     extra.update({key: value for key, value in optional.items() if value})
     return AccessAppSpec(
-        name=a.app_name(settings.hostname),
+        name=a.app_name(settings.hostname, owner_id),
         domain=settings.hostname,
         session_duration=access.session_duration,
         auto_redirect_to_identity=access.auto_redirect_to_identity,
         policies=policy_ids,
         extra=extra,
+        adopt=adopt,
     )
 
 

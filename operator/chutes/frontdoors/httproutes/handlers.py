@@ -8,6 +8,7 @@ timer re-checks every route against Cloudflare (drift repair).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -15,15 +16,19 @@ from typing import Any
 import kopf
 
 from chutes import conditions as c
+from chutes.authorization import HostnameRules
+from chutes.frontdoors import adoption, repairs
 from chutes.frontdoors.httproutes import annotations as a
 from chutes.frontdoors.httproutes import desired as d
-from chutes.frontdoors.httproutes import lookups, status, sweep
+from chutes.frontdoors.httproutes import lookups, orphans, status, sweep
 from chutes.frontdoors.httproutes.lookups import Context, Runtime
 from chutes.frontdoors.httproutes.problems import EventSink, Problem
 from chutes.frontdoors.httproutes.publish import reconcile_route
 from chutes.frontdoors.httproutes.report import read_conditions
 from chutes.observability import metrics
 from chutes.settings import Settings
+from chutes.sweep.events import announce
+from chutes.sweep.timer import unless_stopped
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +48,8 @@ def to_kopf(problem: Problem) -> Exception:
 def context(memo: kopf.Memo, kwargs: Mapping[str, Any]) -> Context:
     """The handler's context; ``cfzt_routes`` is kopf's index of enabled routes (passed to every handler)."""
     index: RouteIndex = kwargs["cfzt_routes"]
-    return Context(api=memo.kube, cores=memo.cores, runtime=memo.cfzt, index=index)
+    rules = memo.get("hostname_rules") or HostnameRules.allow_all()
+    return Context(api=memo.kube, cores=memo.cores, runtime=memo.cfzt, index=index, rules=rules)
 
 
 def inputs_changed(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> bool:
@@ -102,9 +108,11 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
             route = await sweep.read_route(ctx, meta["namespace"], meta["name"])  # another handler may have run
             if route is None:
                 return
+            resumed = repairs.unprompted() if reason == kopf.Reason.RESUME else contextlib.nullcontext()
             async with metrics.reconcile_timer("httproutes"):
                 try:
-                    await reconcile_route(ctx, route, EventSink(route, kopf.event), force=False)
+                    with resumed:
+                        await reconcile_route(ctx, route, EventSink(route, kopf.event), force=False)
                 except Problem as problem:
                     raise to_kopf(problem) from None
 
@@ -124,6 +132,25 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
             logger.warning("HTTPRoute %s/%s cleanup: %s (the sweep retries)", meta["namespace"], meta["name"],
                            problem.message)
             EventSink(body, kopf.event).warning(problem.reason, f"cleanup: {problem.message} (retried by the sweep)")
+
+    # A route refused for a conflict that asks for adoption: at once, not at the conflict's retry minutes later
+    # (kopf runs no update handler while the create handler waits to retry).
+    @kopf.on.event(*ROUTE, registry=registry, id="cfzt-adopt", annotations=ENABLED)
+    async def route_adopt(event: Mapping[str, Any], body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+        meta = body["metadata"]
+        if event.get("type") == "DELETED" or meta.get("deletionTimestamp"):
+            return
+        ready = c.find(read_conditions(meta.get("annotations") or {}), c.READY)
+        if not adoption.retry_now(adoption.route_requests(body), ready):
+            return
+        ctx = context(memo, kwargs)
+        async with ctx.runtime.lock(meta["namespace"], meta["name"]):
+            route = await sweep.read_route(ctx, meta["namespace"], meta["name"])
+            if route is None:
+                return
+            async with metrics.reconcile_timer("httproutes"):
+                with contextlib.suppress(Problem):  # recorded in the route's conditions and Events
+                    await reconcile_route(ctx, route, EventSink(route, kopf.event), force=False)
 
     # --- templates: a change re-reconciles every route using it -------------------------------------------
     @kopf.on.resume(*TEMPLATE, registry=registry, id="cfzt-status")
@@ -166,7 +193,8 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
                 initial_delay=settings.resync_interval)
     async def tenant_resync(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
         ctx = context(memo, kwargs)
-        outcomes = await sweep.reconcile_refs(ctx, sweep.tenant_users(ctx, body), kopf.event, force=True)
+        with repairs.unprompted():  # what it writes for routes published already is a drift repair
+            outcomes = await sweep.reconcile_refs(ctx, sweep.tenant_users(ctx, body), kopf.event, force=True)
         if outcomes:
             logger.info("Resync of tenant %s/%s: %s", body["metadata"]["namespace"], body["metadata"]["name"],
                         ", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items())))
@@ -175,6 +203,11 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
     @kopf.timer(*TENANT, registry=registry, id="cfzt-sweep", interval=settings.sweep_interval,
                 initial_delay=min(60.0, settings.sweep_interval))
     async def tenant_sweep(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+        stopped: kopf.DaemonStopped = kwargs["stopped"]
         ctx = context(memo, kwargs)
         if await sweep.sweep_tenant(ctx, body, kopf.event):
             await status.write_tenant_status(ctx, body, synced=False)
+        if not body["metadata"].get("deletionTimestamp"):  # then what the states no longer say, via Cloudflare
+            report = await unless_stopped(orphans.sweep_tenant(ctx, body, settings.sweep_max_deletions,
+                                                               settings.namespaces), stopped.wait())
+            announce(report, EventSink(body, kopf.event))

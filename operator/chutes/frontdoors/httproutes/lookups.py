@@ -18,6 +18,7 @@ from kubernetes_asyncio import client
 
 from chutes import conditions as c
 from chutes import kube
+from chutes.authorization import HostnameRules
 from chutes.cloudflare_core import CloudflareCore, CloudflareError, DnsRecord, NotFound, Zone, is_ours
 from chutes.cores import CorePool
 from chutes.frontdoors.httproutes import annotations as a
@@ -154,6 +155,7 @@ class Context:
     cores: CorePool
     runtime: Runtime
     index: Index
+    rules: HostnameRules = field(default_factory=HostnameRules.allow_all)  # which namespace may publish what
 
     @property
     def operator_namespace(self) -> str:
@@ -279,8 +281,9 @@ async def resolve_ip(ctx: Context, settings: RouteSettings) -> str:
 
 
 async def hostname_winner(ctx: Context, me: d.RouteRef, hostname: str, previous: s.RouteState | None) -> d.RouteRef:
-    """The route that keeps `hostname` among those asking for it (see :func:`desired.claim_winner`)."""
-    others = [ref for ref in ctx.claimants(hostname) if ref.key != me.key]
+    """The route that keeps `hostname` among those asking for it (see :func:`desired.claim_winner`); a route
+    whose namespace may not publish it (hostname rules) claims nothing."""
+    others = [ref for ref in ctx.claimants(hostname) if ref.key != me.key and ctx.rules.allows(ref.namespace, hostname)]
     if not others:
         return me
     holders: set[tuple[str, str]] = set()

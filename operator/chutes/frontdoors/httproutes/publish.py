@@ -5,10 +5,13 @@ the hostname claim, credentials, zone, the DNS-only address, a foreign DNS recor
 Then Access application and allow policy → service token → tunnel rule → DNS record, so a protected
 hostname is routable only once its protection exists; then what the previous settings had and the new
 ones do not (routing before Access). An unknown ``existingPolicyNames`` entry fails closed: the hostname is
-not published, and unpublished if it was.
+not published, and unpublished if it was. So is a hostname outside the operator's hostname rules
+(checked first of all, once the hostname is known).
 
 The seed's annotation hash decides whether a route event needs Cloudflare at all; the periodic resync
-passes ``force=True`` and checks (and repairs) everything.
+passes ``force=True`` and checks (and repairs) everything: its writes for inputs published already are
+counted as drift repairs. Under dry-run the core writes nothing and the state records nothing: a route
+whose state would change says ``DryRun`` with what would be published.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 from chutes import conditions as c
 from chutes import kube
 from chutes.cloudflare_core import CloudflareCore, InvalidInput
+from chutes.frontdoors import adoption, repairs
 from chutes.frontdoors.httproutes import annotations as a
 from chutes.frontdoors.httproutes import desired as d
 from chutes.frontdoors.httproutes import lookups, status
@@ -94,11 +98,17 @@ async def _reconcile(ctx: Context, route: Mapping[str, Any], report: RouteReport
     settings, tenant, digest = await _settings(ctx, route)
     hostname = settings.hostname
     previous = await s.read(ctx.api, ctx.operator_namespace, namespace, name)
-    if (not force and previous is not None and previous.published and previous.get("annotation_hash") == digest
-            and previous.hostname == hostname and report.ready is not None and report.ready.get("status") == "True"):
+    if not ctx.rules.allows(namespace, hostname):
+        await _withdraw(ctx, namespace, name, previous, report, events)
+        raise Problem(c.HOSTNAME_NOT_AUTHORIZED, ctx.rules.explain(namespace, hostname), None)
+    settled = previous is not None and repairs.route_published(previous.published, previous.get("annotation_hash"),
+                                                               previous.hostname, digest, hostname)
+    if not force and settled and report.ready is not None and report.ready.get("status") == "True":
         return UNCHANGED, hostname
+    # The forced resync (or a resume) of inputs published already: whatever it writes is a repair.
     async with ctx.runtime.hostnames(hostname, previous.hostname if previous is not None else ""):
-        return await _publish(ctx, route, settings, tenant, digest, previous, report, events), hostname
+        with repairs.scope(FRONT_DOOR, settled and repairs.is_unprompted()):
+            return await _publish(ctx, route, settings, tenant, digest, previous, report, events), hostname
 
 
 async def _publish(ctx: Context, route: Mapping[str, Any], settings: RouteSettings, tenant: d.Tenant, digest: str,
@@ -121,14 +131,15 @@ async def _publish(ctx: Context, route: Mapping[str, Any], settings: RouteSettin
                                       else previous.get("zone_id"))
     source = a.source(namespace, name)
     tunnel_id = settings.tunnel_id or tenant.tunnel_id
+    take_over = adoption.route_requests(route)  # a record or Access app with no marker of ours at all
     try:
         if settings.dns_only.enabled:
             address = await lookups.resolve_ip(ctx, settings)
-            record = d.address_record(hostname, address, settings.dns_only, source)
+            record = d.address_record(hostname, address, settings.dns_only, source, adopt=take_over)
             rule = None
         else:
             address = ""
-            record = d.tunnel_cname(hostname, tunnel_id, source)
+            record = d.tunnel_cname(hostname, tunnel_id, source, adopt=take_over)
             rule = d.ingress_rule(settings)
     except InvalidInput as exc:
         raise Problem(c.INVALID_SPEC, exc.message, None) from None
@@ -154,13 +165,14 @@ async def _publish(ctx: Context, route: Mapping[str, Any], settings: RouteSettin
     current.set(hostname=hostname, tenant_name=tenant.name, zone_id=zone.id, tunnel_id=tunnel_id)
     if previous is None:  # recorded before the first write, so a crash or deletion now leaves no orphan
         current.set(hostname_route_id=tunnel_id if rule else None, dns_record_ip=address or None)
-        await s.write(ctx.api, ctx.operator_namespace, current)
+        if not core.dry_run:  # dry-run writes nothing, so records nothing
+            await s.write(ctx.api, ctx.operator_namespace, current)
     if previous is not None and not previous.published:  # a reconcile that stopped half-way
         await _remove_leftovers(core, account, settings, current)
 
     # --- Access, token, rule, DNS --------------------------------------------------------------------
     if settings.access.enabled:
-        await _ensure_access(core, account, settings, policy_ids, current, events)
+        await _ensure_access(core, account, settings, policy_ids, current, events, adopt=take_over)
     if settings.service_token.enabled:
         await _ensure_token(ctx, core, account, settings, route, current, events)
     if rule is not None:
@@ -180,23 +192,43 @@ async def _publish(ctx: Context, route: Mapping[str, Any], settings: RouteSettin
         await _remove_stale(ctx, core, account, settings, previous, current, rule is not None, events)
 
     current.set(annotation_hash=digest, last_reconcile=s.now())
+    summary = _summary(settings, dns.type, dns.content, name, core.owner_id)
+    if core.dry_run and not _same_state(previous, current):  # not published: its state must not say it is
+        raise Problem(c.DRY_RUN, f"dry-run: would publish {summary}", None)
     await s.write(ctx.api, ctx.operator_namespace, current)
     report.set_results(current.result_annotations())
-    report.condition("True", c.RECONCILED, _summary(settings, dns.type, dns.content, name))
+    report.condition("True", c.RECONCILED, summary)
     if previous is None or not previous.published:
         status.tenant_status_soon(ctx, tenant.name, namespace)
     return PUBLISHED
 
 
-def _summary(settings: RouteSettings, record_type: str, content: str, route_name: str) -> str:
+def _same_state(previous: s.RouteState | None, current: s.RouteState) -> bool:
+    """Whether `current` records what `previous` did (the time of the reconcile aside)."""
+    return previous is not None and dict(previous.data, last_reconcile="") == dict(current.data, last_reconcile="")
+
+
+def _summary(settings: RouteSettings, record_type: str, content: str, route_name: str,
+             owner_id: str = "default") -> str:
     parts = [f"{settings.hostname}: {record_type} → {content}"]
     if not settings.dns_only.enabled:
         parts.append(f"tunnel rule → {settings.origin_service}")
     if settings.access.enabled:
-        parts.append(f"behind Access application {a.app_name(settings.hostname)}")
+        parts.append(f"behind Access application {a.app_name(settings.hostname, owner_id)}")
     if settings.service_token.enabled:
         parts.append(f"service token credentials in Secret {a.secret_name(route_name)}")
     return "; ".join(parts)
+
+
+async def _withdraw(ctx: Context, namespace: str, name: str, previous: s.RouteState | None, report: RouteReport,
+                    events: EventSink) -> None:
+    """The route's namespace may not publish its hostname (hostname rules): what it published goes as if the
+    route had been deleted (nothing is written for the refused hostname)."""
+    if previous is not None:
+        async with ctx.runtime.hostnames(previous.hostname):
+            await t.teardown(ctx, previous, events)
+        report.set_results({key: None for key in a.RESULT_KEYS})
+    metrics.HOSTNAMES.forget(FRONT_DOOR, f"HTTPRoute/{namespace}/{name}")
 
 
 async def _release(ctx: Context, previous: s.RouteState, report: RouteReport) -> None:
@@ -227,23 +259,24 @@ async def _remove_leftovers(core: CloudflareCore, account: str, settings: RouteS
     hostname = current.hostname
     if not settings.access.enabled:
         app = await step("looking up a previous Access application",
-                         core.find_access_app(account, hostname, a.app_name(hostname)))
+                         core.find_access_app(account, hostname, a.app_name(hostname, core.owner_id)))
         if app is not None:
             await step(f"removing the Access application of {hostname}", core.delete_access_app(account, app.id))
     if not settings.service_token.enabled:
-        token = await step("looking up a previous service token", core.find_service_token(account,
-                                                                                         a.token_name(hostname)))
+        token = await step("looking up a previous service token", core.find_service_token(
+            account, a.token_name(hostname, core.owner_id)))
         if token is not None:
             await step(f"removing the service token of {hostname}", core.delete_service_token(account, token.id))
 
 
 async def _ensure_access(core: CloudflareCore, account: str, settings: RouteSettings, policy_ids: tuple[str, ...],
-                         current: s.RouteState, events: EventSink) -> None:
+                         current: s.RouteState, events: EventSink, *, adopt: bool = False) -> None:
     hostname = settings.hostname
     app = await step("ensuring the Access application", core.ensure_access_app(
-        account, d.access_app_spec(settings, policy_ids)))
+        account, d.access_app_spec(settings, policy_ids, core.owner_id, adopt=adopt)))
     if current.get("access_app_id") != app.id:
-        events.normal("AccessApplicationReady", f"Access application {a.app_name(hostname)} protects {hostname}")
+        events.normal("AccessApplicationReady", f"Access application {a.app_name(hostname, core.owner_id)} protects "
+                      f"{hostname}")
     current.set(access_app_id=app.id)
     spec = d.allow_policy_spec(settings)
     if spec is not None:
@@ -266,7 +299,7 @@ async def _ensure_token(ctx: Context, core: CloudflareCore, account: str, settin
     Cloudflare shows a secret once: when the Secret is lost, the token gets a new secret (rotation)."""
     meta = route["metadata"]
     namespace, route_name = str(meta["namespace"]), str(meta["name"])
-    name, secret_name = a.token_name(settings.hostname), a.secret_name(route_name)
+    name, secret_name = a.token_name(settings.hostname, core.owner_id), a.secret_name(route_name)
     token = await step("ensuring the service token",
                        core.ensure_service_token(account, name, settings.service_token.duration))
     if token.client_secret is None:

@@ -13,7 +13,7 @@ import logging
 
 from chutes import conditions as c
 from chutes import kube
-from chutes.cloudflare_core import CloudflareCore, CloudflareError, Conflict, DesiredRecord, DnsRecord
+from chutes.cloudflare_core import CloudflareCore, CloudflareError, Conflict, DesiredRecord, DnsRecord, parse
 from chutes.frontdoors.httproutes import annotations as a
 from chutes.frontdoors.httproutes import desired as d
 from chutes.frontdoors.httproutes import lookups
@@ -56,16 +56,22 @@ async def ensure_record(core: CloudflareCore, zone_id: str, record: DesiredRecor
 async def check_name_free(ctx: Context, core: CloudflareCore, zone_id: str, record: DesiredRecord,
                           adopt_ids: tuple[str, ...]) -> None:
     """Refuse before writing anything when a record that is not ours holds the name (one listing of the
-    zone serves a burst of first publishes); a record the route's state recorded (seed-made) is adopted."""
+    zone serves a burst of first publishes); a record the route's state recorded (seed-made) is adopted. With
+    `record.adopt` (the route asks for adoption), a record of its type without any marker is no obstacle: the
+    DNS writer takes it over."""
     blocking = await ctx.runtime.foreign.blocking(core, zone_id, record.name, record.type)
     adoptable = tuple(r.id for r in blocking if r.id in adopt_ids)
     if adoptable and await _adopt(core, zone_id, record.name, record.source, adoptable):
         ctx.runtime.foreign.forget(core, zone_id)
-    others = [r for r in blocking if r.id not in adopt_ids]
+    others = [r for r in blocking if r.id not in adopt_ids and not taken_over(record, r)]
     if others:
         types = ", ".join(sorted({r.type for r in others}))
         raise Problem(c.HOSTNAME_CONFLICT, f"{record.name}: a {types} record not owned by this operator (owner "
                       f"{core.owner_id}) exists: left untouched", FOREIGN_RETRY)
+
+
+def taken_over(record: DesiredRecord, existing: DnsRecord) -> bool:
+    return record.adopt and existing.type == record.type and parse(existing.comment) is None
 
 
 async def delete_record(core: CloudflareCore, zone_id: str, name: str, type_: str, source: str,
@@ -116,7 +122,7 @@ async def remove_access(core: CloudflareCore, account_id: str, st: s.RouteState,
     app_id = st.get("access_app_id")
     if not app_id and lookup:
         app = await step("finding the Access application", core.find_access_app(account_id, hostname,
-                                                                                 a.app_name(hostname)))
+                                                                                 a.app_name(hostname, core.owner_id)))
         app_id = app.id if app is not None else ""
     if app_id:  # its allow policy (app-scoped) goes with it
         await step(f"removing the Access application of {hostname}", core.delete_access_app(account_id, app_id))
@@ -127,8 +133,8 @@ async def remove_token(ctx: Context, core: CloudflareCore, account_id: str, st: 
                        lookup: bool) -> None:
     token_id = st.get("service_token_id")
     if not token_id and lookup:
-        token = await step("finding the service token", core.find_service_token(account_id,
-                                                                                a.token_name(st.hostname)))
+        token = await step("finding the service token", core.find_service_token(
+            account_id, a.token_name(st.hostname, core.owner_id)))
         token_id = token.id if token is not None else ""
     if token_id:
         await step(f"removing the service token of {st.hostname}", core.delete_service_token(account_id, token_id))

@@ -19,7 +19,10 @@ from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from chutes import conditions
+from chutes.authorization import HostnameRules
 from chutes.cloudflare_core import DesiredRecord, DnsRecord, IngressRule, parse
+from chutes.frontdoors import adoption
 from chutes.frontdoors.sessions.config import SessionConfig
 
 TRAEFIK_GROUP = "traefik.io"
@@ -62,18 +65,22 @@ class Session:
     first_label: str
     hostname: str
     pods: tuple[PodRef, ...] = ()
+    adopt: bool = False  # one of its Pods asks to take over a record without our marker (see frontdoors.adoption)
 
 
 @dataclass(frozen=True)
 class Refusal:
-    """A Pod that asks for a session it cannot have (bad hash): a Warning Event, nothing published."""
+    """A Pod that asks for a session it cannot have (bad hash, or a hostname outside the operator's hostname
+    rules): a Warning Event, nothing published."""
 
     pod: PodRef
     reason: str
     message: str
+    session_hash: str = ""  # set when the hash itself is valid
 
 
 INVALID_HASH = "InvalidSessionHash"
+HOSTNAME_NOT_AUTHORIZED = conditions.HOSTNAME_NOT_AUTHORIZED
 
 
 def first_label(config: SessionConfig, session_hash: str) -> str:
@@ -114,6 +121,7 @@ def sessions_from_pods(
     """The sessions the live Pods want (by hash, the longest-waiting first), and the Pods refused. Pods
     outside the watched namespace or selector, or without the hash label, are ignored."""
     wanted: dict[str, list[PodRef]] = {}
+    adopting: set[str] = set()
     refused: list[Refusal] = []
     for pod in pods:
         if not wants_session(config, pod):
@@ -126,11 +134,31 @@ def sessions_from_pods(
             refused.append(Refusal(PodRef.of(pod), INVALID_HASH, f"{problem}: nothing is published"))
             continue
         wanted.setdefault(value, []).append(PodRef.of(pod))
+        if adoption.pod_requests(pod):
+            adopting.add(value)
     oldest_first = sorted(wanted.items(), key=lambda item: (min(ref.created for ref in item[1]), item[0]))
     sessions = {
-        key: Session(key, first_label(config, key), hostname(config, key), tuple(refs)) for key, refs in oldest_first
+        key: Session(key, first_label(config, key), hostname(config, key), tuple(refs), adopt=key in adopting)
+        for key, refs in oldest_first
     }
     return sessions, refused
+
+
+def authorized_sessions(
+    config: SessionConfig, sessions: Mapping[str, Session], rules: HostnameRules
+) -> tuple[dict[str, Session], list[Refusal]]:
+    """The sessions whose hostname the watched namespace may publish (hostname rules), in their order, and a
+    refusal for every Pod of the others: their hostnames are not published (and unpublished if they were)."""
+    namespace = config.watch_namespace
+    allowed: dict[str, Session] = {}
+    refused: list[Refusal] = []
+    for key, session in sessions.items():
+        if rules.allows(namespace, session.hostname):
+            allowed[key] = session
+            continue
+        message = f"{rules.explain(namespace, session.hostname)}: nothing is published"
+        refused += [Refusal(pod, HOSTNAME_NOT_AUTHORIZED, message, session.hash) for pod in session.pods]
+    return allowed, refused
 
 
 # --- Cloudflare -------------------------------------------------------------------------------
@@ -142,7 +170,7 @@ def source(config: SessionConfig, session_hash: str) -> str:
 
 def dns_record(config: SessionConfig, session: Session) -> DesiredRecord:
     return DesiredRecord(session.hostname, "CNAME", config.tunnel_target, proxied=True,
-                         source=source(config, session.hash))
+                         source=source(config, session.hash), adopt=session.adopt)
 
 
 def tunnel_rule(config: SessionConfig, session: Session) -> IngressRule:

@@ -44,7 +44,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
             settings.watching.label_selectors["", "v1", "pods"] = config.pod_selector.text
         core = memo.cores.core_for(config.api_token)
         events = EventSink(functools.partial(kube.post_event, memo.kube))
-        publisher = SessionPublisher(config, memo.kube, core, events)
+        publisher = SessionPublisher(config, memo.kube, core, events, memo.get("hostname_rules"))
         run_timing = dataclasses.replace(base_timing, resync=memo.config.resync_interval)
         loop = SessionLoop(config, publisher, run_timing)
         health = HealthServer(config.health_port, loop.healthy)

@@ -29,6 +29,7 @@ from typing import Any
 from kubernetes_asyncio import client
 
 from chutes import kube
+from chutes.authorization import HostnameRules
 from chutes.cloudflare_core import CloudflareCore, CloudflareError, Conflict
 from chutes.frontdoors.sessions import desired as d
 from chutes.frontdoors.sessions.config import SessionConfig
@@ -84,11 +85,13 @@ class PassResult:
 
 
 class SessionPublisher:
-    def __init__(self, config: SessionConfig, api: client.ApiClient, core: CloudflareCore, events: EventSink) -> None:
+    def __init__(self, config: SessionConfig, api: client.ApiClient, core: CloudflareCore, events: EventSink,
+                 rules: HostnameRules | None = None) -> None:
         self.config = config
         self.api = api
         self.core = core
         self.events = events
+        self.rules = rules or HostnameRules.allow_all()
         self._account_id: str | None = None
         self._announced: set[str] = set()  # hostnames whose publication was announced with an Event
 
@@ -105,11 +108,14 @@ class SessionPublisher:
         account_id = await self.account_id()
         pods = await kube.list_pods(self.api, config.watch_namespace, config.pod_selector.text)
         sessions, refused = d.sessions_from_pods(config, pods)
+        sessions, unauthorized = d.authorized_sessions(config, sessions, self.rules)
+        refused += unauthorized
         clock.lap("pods")
         _drop(sessions, gone())
         await asyncio.gather(*(self.events.warn(r.pod, r.reason, r.message) for r in refused))
 
-        protected = _Protected(config, set(sessions), alive)
+        # Listed, so not protected: what an unauthorized session had published goes like a removed one's.
+        protected = _Protected(config, set(sessions) | {r.session_hash for r in unauthorized}, alive)
         dns = await self.core.sync_dns_records(
             config.zone_id,
             [d.dns_record(config, session) for session in sessions.values()],

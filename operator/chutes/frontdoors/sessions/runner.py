@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from chutes.cloudflare_core import CloudflareError, CredentialsInvalid, RateLimited, TransientError
+from chutes.frontdoors import repairs
 from chutes.frontdoors.sessions import desired as d
 from chutes.frontdoors.sessions.config import SessionConfig
 from chutes.frontdoors.sessions.reconcile import PassResult, SessionPublisher
@@ -133,11 +134,13 @@ class SessionLoop:
         while True:
             await self._sleep_until_due()
             started = self._clock()
+            repairing = repairs.session_pass_repairs(self.scheduler.cause())  # not a pass for Pod events
             self.scheduler.started(started)
             try:
                 async with metrics.reconcile_timer(FRONT_DOOR):
-                    result = await self.publisher.run_pass(self.alive_hashes,
-                                                           functools.partial(self.gone_since, started))
+                    with repairs.scope(FRONT_DOOR, repairing):
+                        result = await self.publisher.run_pass(self.alive_hashes,
+                                                               functools.partial(self.gone_since, started))
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # never let the task die: log, back off, try again

@@ -50,6 +50,7 @@ class PassScheduler:
         self._spread = self._jitter()
         self._pass_started = now
         self._verify_at: float | None = None  # a verification owed after our last write
+        self._due_cause = "start"  # why the timed pass `_due` runs: start, verify, resync or retry
         self.failures = 0
 
     def _jitter(self) -> float:
@@ -79,6 +80,11 @@ class PassScheduler:
                             self._first_addition + timing.max_delay * spread)
         return min(self._due, max(by_events, self._not_before))
 
+    def cause(self) -> str:
+        """Why the pass starting now runs: ``events`` (the watch saw the session set change), else that of
+        the timed pass: ``start``, ``verify`` (after a pass that wrote), ``resync`` or ``retry``."""
+        return "events" if self.pending else self._due_cause
+
     def started(self, now: float) -> None:
         """A pass starts: it sees every change so far."""
         self._first_change = self._first_addition = self._last_change = None
@@ -92,9 +98,9 @@ class PassScheduler:
             self._verify_at = now + self.timing.settle * self._jitter()
         elif self._verify_at is not None and self._pass_started >= self._verify_at:
             self._verify_at = None  # this pass was the verification
-        self._due = now + self.timing.resync * self._jitter()
-        if self._verify_at is not None:
-            self._due = min(self._due, self._verify_at)
+        self._due, self._due_cause = now + self.timing.resync * self._jitter(), "resync"
+        if self._verify_at is not None and self._verify_at < self._due:
+            self._due, self._due_cause = self._verify_at, "verify"
 
     def failed(self, now: float, delay: float | None = None) -> float:
         """A pass failed; returns the delay before the retry."""
@@ -102,4 +108,5 @@ class PassScheduler:
         backoff = self.timing.backoff[min(self.failures, len(self.timing.backoff)) - 1]
         wait = max(delay or 0.0, backoff)
         self._due = self._not_before = now + wait
+        self._due_cause = "retry"
         return wait

@@ -1,0 +1,150 @@
+"""Write policies as in external-dns, with the real operator against both emulators: ``sync`` (default)
+deletes what it no longer wants, ``upsert-only`` never deletes a Cloudflare object or tunnel rule, and
+``create-only`` neither deletes nor updates existing ones but still creates. The Kubernetes side always
+completes (finalizer removed, Deployment and Secret gone, state ConfigMap gone)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+import httproutes_harness as routes
+from operator_settings import start_gateways, start_routes
+from test_gateways_operator import EMAILS, GROUP, NS, VERSION, World
+from waiting import wait_for
+
+HOSTNAME = "blog.example.com"
+
+
+@pytest.fixture()
+def world(kube: Any, cloudflare: Any) -> Iterator[World]:
+    w = World(kube, cloudflare)
+    try:
+        yield w
+    finally:
+        w.stop()
+        w.client.close()
+
+
+def published(world: World) -> dict[str, Any]:
+    world.ready_config()
+    world.service()
+    world.gateway()
+    return world.ready_gateway()["status"]
+
+
+def delete_gateway(world: World, name: str = "blog") -> None:
+    world.custom.delete_namespaced_custom_object(GROUP, VERSION, NS, "chutegateways", name)
+    wait_for(f"gateway {name} gone (finalizer removed)", lambda: name not in {
+        g["metadata"]["name"] for g in world.custom.list_namespaced_custom_object(GROUP, VERSION, NS,
+                                                                                  "chutegateways")["items"]})
+
+
+def handled(gateway: dict[str, Any], emails: list[str]) -> bool:
+    """kopf records the spec its handlers completed (``last-handled-configuration``): the reconcile of this
+    spec is over, and Ready (Cloudflare side done)."""
+    raw = gateway["metadata"].get("annotations", {}).get(f"{GROUP}/last-handled-configuration") or "{}"
+    spec = json.loads(raw).get("spec") or {}
+    return spec.get("access", {}).get("allowedEmails") == emails and bool(gateway.get("status", {}).get("ready"))
+
+
+def exists(read: Any, *args: Any) -> bool:
+    try:
+        read(*args)
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
+def cloudflare_side(world: World, status: dict[str, Any]) -> dict[str, Any]:
+    state = world.state()
+    tunnel = state["tunnels"].get(status["tunnelId"]) or {}
+    return {
+        "record": [r["id"] for r in world.records(HOSTNAME)],
+        "rule": [r["hostname"] for r in world.ingress(status["tunnelId"]) if r.get("hostname")],
+        "app": [a["id"] for a in world.apps_for(HOSTNAME)],
+        "policy": [p["id"] for p in state["access_policies"].values() if p.get("app_id") == status["accessAppId"]],
+        "tunnel": bool(tunnel) and not tunnel.get("deleted_at"),
+    }
+
+
+def test_sync_deletes_every_cloudflare_object_of_a_deleted_gateway(world: World) -> None:
+    start_gateways(world)  # the default policy
+    status = published(world)
+    delete_gateway(world)
+    assert cloudflare_side(world, status) == {"record": [], "rule": [], "app": [], "policy": [], "tunnel": False}
+
+
+@pytest.mark.parametrize("policy", ["upsert-only", "create-only"])
+def test_a_deleted_gateway_leaves_its_cloudflare_objects_but_completes_in_kubernetes(
+        world: World, policy: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    start_gateways(world, policy=policy)
+    status = published(world)
+    delete_gateway(world)
+
+    assert cloudflare_side(world, status) == {"record": [status["dnsRecordId"]], "rule": [HOSTNAME],
+                                              "app": [status["accessAppId"]], "policy": [status["accessPolicyId"]],
+                                              "tunnel": True}
+    assert not exists(world.apps.read_namespaced_deployment, "chute-blog-cloudflared", NS)
+    assert not exists(world.core.read_namespaced_secret, "chute-blog-tunnel-token", NS)
+    assert any(f"policy {policy}" in message for message in caplog.messages)
+
+
+@pytest.mark.parametrize(("policy", "applied"), [("upsert-only", True), ("create-only", False)])
+def test_create_only_leaves_existing_objects_as_they_are_but_creates_new_ones(
+        world: World, policy: str, applied: bool) -> None:
+    start_gateways(world, policy=policy)
+    status = published(world)
+    world.patch_gateway("blog", {"access": {"allowedEmails": ["bob@example.org"], "sessionDuration": "2h"}})
+    wait_for("the change handled", lambda: handled(world.get_gateway(), ["bob@example.org"]))
+
+    policy_now = world.state()["access_policies"][status["accessPolicyId"]]
+    [app] = world.apps_for(HOSTNAME)
+    wanted = [{"email": {"email": "bob@example.org"}}]
+    before = [{"email": {"email": email}} for email in EMAILS]
+    assert policy_now["include"] == (wanted if applied else before)
+    assert app["session_duration"] == ("2h" if applied else "12h")
+
+    world.service("shop")
+    world.gateway("shop", service={"name": "shop", "port": 8080})
+    shop = world.ready_gateway("shop")["status"]  # new objects are still created
+    [record] = world.records("shop.example.com")
+    assert record["id"] == shop["dnsRecordId"] and world.apps_for("shop.example.com")
+
+
+# --- HTTPRoutes ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def route_world(kube: Any, cloudflare: Any) -> Iterator[routes.World]:
+    w = routes.World(kube, cloudflare)
+    try:
+        yield w
+    finally:
+        w.close()
+
+
+@pytest.mark.parametrize("policy", ["sync", "upsert-only"])
+def test_a_deleted_httproute_leaves_its_objects_under_upsert_only(route_world: routes.World, policy: str) -> None:
+    world = route_world
+    world.token_secret()
+    world.tenant()
+    start_routes(world, policy=policy)
+    world.route("app", "app.example.com", **{"access.enabled": "true", "access.allowEmails": "alice@example.org"})
+    world.wait_ready("app")
+    wait_for("state recorded", lambda: world.state("app"))
+
+    world.delete_route("app")
+    wait_for("state ConfigMap removed", lambda: world.state("app") is None)
+    kept = policy == "upsert-only"
+    assert bool(world.records("app.example.com")) is kept
+    assert (world.rule("app.example.com") is not None) is kept
+    assert bool(world.apps("app.example.com")) is kept

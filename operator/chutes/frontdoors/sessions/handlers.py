@@ -32,6 +32,15 @@ def implied_namespaces(environ: Mapping[str, str]) -> tuple[str, ...]:
 DEFAULT_TIMING = Timing()
 
 
+def operator_pod(environ: Mapping[str, str], default_namespace: str) -> dict[str, Any] | None:
+    """The operator's own Pod (the chart's POD_ID, else HOSTNAME), for Events that concern no other object."""
+    name = environ.get("POD_ID") or environ.get("HOSTNAME")
+    if not name:
+        return None
+    namespace = environ.get("OPERATOR_NAMESPACE") or environ.get("POD_NAMESPACE") or default_namespace
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"namespace": namespace, "name": name}}
+
+
 def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mapping[str, str]) -> None:
     """Add the session handlers. Raises :class:`SessionConfigError` (naming the variable) when the
     seed's variables are missing or malformed, before anything starts."""
@@ -44,7 +53,9 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
             settings.watching.label_selectors["", "v1", "pods"] = config.pod_selector.text
         core = memo.cores.core_for(config.api_token)
         events = EventSink(functools.partial(kube.post_event, memo.kube))
-        publisher = SessionPublisher(config, memo.kube, core, events, memo.get("hostname_rules"))
+        publisher = SessionPublisher(config, memo.kube, core, events, memo.get("hostname_rules"),
+                                     max_removals=memo.config.sweep_max_deletions,
+                                     operator_pod=operator_pod(environ, config.watch_namespace))
         run_timing = dataclasses.replace(base_timing, resync=memo.config.resync_interval)
         loop = SessionLoop(config, publisher, run_timing)
         health = HealthServer(config.health_port, loop.healthy)

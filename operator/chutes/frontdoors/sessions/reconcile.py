@@ -11,6 +11,12 @@ on a session hostname (``[a-z0-9]+<suffix>.<domain>``, no path) routed to ``ROUT
 name is not held by someone else's DNS record; IngressRoutes labelled
 ``app.kubernetes.io/managed-by=opencode-cloudflare-operator`` named ``opencode-session-<label>-signin|app``.
 
+Removals the watch explains (the session's last Pod was seen going) are never held back. Any other removal
+(Pods deleted while no replica was watching, a selector or hostname rules that no longer match) is an orphan
+sweep and is capped: at most ``max_removals`` such sessions per pass (the CLI's sweep_max_deletions); the
+rest keep their record and rule until the next pass, and a Warning Event ``SweepCapReached`` on the
+operator's Pod says so. A misconfiguration therefore cannot wipe the zone's sessions in one pass.
+
 The Pod listing of a pass can be older than what another replica just did. Two reports of the watch
 cover that window: ``alive`` (hashes of Pods the watch reports alive right now) protects a session from
 removal, and ``gone`` (hashes whose last Pod the watch saw go since the pass started) keeps a session
@@ -39,6 +45,7 @@ logger = logging.getLogger(__name__)
 HOSTNAME_CONFLICT = "HostnameConflict"
 CLOUDFLARE_REJECTED = "CloudflareRejected"
 KUBE_CONCURRENCY = 16
+SWEEP_CAP_REACHED = "SweepCapReached"
 
 PostEvent = Callable[[dict[str, Any], str, str, str], Awaitable[None]]  # (involved object, type, reason, message)
 
@@ -68,6 +75,14 @@ class EventSink:
         except Exception as error:
             logger.warning("Could not post an Event on Pod %s/%s: %s", pod.namespace, pod.name, error)
 
+    async def cap_reached(self, involved: Mapping[str, Any], message: str) -> None:
+        """A Warning Event on the operator's own Pod: removals were held back by the cap."""
+        logger.warning("%s: %s", SWEEP_CAP_REACHED, message)
+        try:
+            await self._post(dict(involved), "Warning", SWEEP_CAP_REACHED, message)
+        except Exception as error:
+            logger.warning("Could not post the %s Event: %s", SWEEP_CAP_REACHED, error)
+
     def forget_except(self, uids: Iterable[str]) -> None:
         keep = set(uids)
         self._sent = {uid: sent for uid, sent in self._sent.items() if uid in keep}
@@ -80,18 +95,22 @@ class PassResult:
     blocked: dict[str, str] = field(default_factory=dict)  # hostname -> why
     refused: int = 0
     removed: int = 0  # our DNS records deleted because no live Pod wants them
+    held: tuple[str, ...] = ()  # hostnames whose unexplained removal waits for the next pass (the cap)
     wrote: bool = False
     seconds: dict[str, float] = field(default_factory=dict)  # duration of each step
 
 
 class SessionPublisher:
     def __init__(self, config: SessionConfig, api: client.ApiClient, core: CloudflareCore, events: EventSink,
-                 rules: HostnameRules | None = None) -> None:
+                 rules: HostnameRules | None = None, *, max_removals: int | None = None,
+                 operator_pod: Mapping[str, Any] | None = None) -> None:
         self.config = config
         self.api = api
         self.core = core
         self.events = events
         self.rules = rules or HostnameRules.allow_all()
+        self.max_removals = max_removals  # unexplained removals per pass; None: no cap
+        self.operator_pod = operator_pod  # the Event's involved object when the cap is hit
         self._account_id: str | None = None
         self._announced: set[str] = set()  # hostnames whose publication was announced with an Event
 
@@ -102,7 +121,8 @@ class SessionPublisher:
             self._account_id = zone.account_id
         return self._account_id
 
-    async def run_pass(self, alive: Callable[[], set[str]] = set, gone: Callable[[], set[str]] = set) -> PassResult:
+    async def run_pass(self, alive: Callable[[], set[str]] = set, gone: Callable[[], set[str]] = set,
+                       explained: Callable[[], set[str]] = set) -> PassResult:
         config = self.config
         clock = _Stopwatch()
         account_id = await self.account_id()
@@ -116,14 +136,18 @@ class SessionPublisher:
 
         # Listed, so not protected: what an unauthorized session had published goes like a removed one's.
         protected = _Protected(config, set(sessions) | {r.session_hash for r in unauthorized}, alive)
+        cap = _RemovalCap(self.max_removals, {d.hostname(config, value) for value in explained()})
         dns = await self.core.sync_dns_records(
             config.zone_id,
             [d.dns_record(config, session) for session in sessions.values()],
-            lambda record: d.owns_record(config, record) and not protected.hostname(record.name),
+            lambda record: (d.owns_record(config, record) and not protected.hostname(record.name)
+                            and cap.allows(record.name)),
         )
         clock.lap("dns")
         result = PassResult(sessions=len(sessions), refused=len(refused), removed=len(dns.deleted), wrote=dns.written,
-                            seconds=clock.laps)
+                            held=tuple(sorted(cap.held)), seconds=clock.laps)
+        if cap.held and self.operator_pod is not None:
+            await self.events.cap_reached(self.operator_pod, cap.message())
         warnings = []
         for session in sessions.values():
             error = dns.failed.get(session.hostname)
@@ -139,7 +163,9 @@ class SessionPublisher:
                 logger.warning("Could not delete the DNS record %s: %s", name, error)
 
         def owns_rule(rule: Mapping[str, Any]) -> bool:
-            return d.owns_rule(config, rule, dns.foreign) and not protected.hostname(str(rule.get("hostname")))
+            hostname = str(rule.get("hostname"))
+            owned = d.owns_rule(config, rule, dns.foreign)
+            return owned and not protected.hostname(hostname) and hostname not in cap.held
 
         rules_written, routes_written = await _all(
             clock.timed("tunnel", self.core.sync_ingress_rules(
@@ -213,6 +239,31 @@ class _Stopwatch:
             return await step
         finally:
             self.laps[name] = time.monotonic() - started
+
+
+class _RemovalCap:
+    """Which of our records a pass may remove: every one the watch explained, and at most `limit` others (in
+    the order the DNS sync asks; asking again about an allowed name is free)."""
+
+    def __init__(self, limit: int | None, explained: set[str]) -> None:
+        self._limit = limit
+        self._explained = explained
+        self._allowed: set[str] = set()
+        self.held: set[str] = set()
+
+    def allows(self, name: str) -> bool:
+        if self._limit is None or name in self._explained or name in self._allowed:
+            return True
+        if len(self._allowed) < self._limit:
+            self._allowed.add(name)
+            return True
+        self.held.add(name)
+        return False
+
+    def message(self) -> str:
+        first = ", ".join(sorted(self.held)[:3])
+        return (f"removed {len(self._allowed)} session hostname(s) no watched Pod was seen leaving, the cap per pass "
+                f"(sweep_max_deletions={self._limit}); {len(self.held)} more wait for the next pass: {first}")
 
 
 class _Protected:

@@ -98,6 +98,12 @@ class SessionLoop:
         self._gone = {value: at for value, at in self._gone.items() if at >= since - GONE_MEMORY}
         return {value for value, at in self._gone.items() if at >= since and value not in alive}
 
+    def recently_gone(self) -> set[str]:
+        """Sessions whose last Pod the watch saw go in the last GONE_MEMORY seconds (and none came back):
+        their removal is explained, never held back by the sweep cap."""
+        alive, horizon = self.alive_hashes(), self._clock() - GONE_MEMORY
+        return {value for value, at in self._gone.items() if at >= horizon and value not in alive}
+
     # --- the task ----------------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -140,7 +146,8 @@ class SessionLoop:
                 async with metrics.reconcile_timer(FRONT_DOOR):
                     with repairs.scope(FRONT_DOOR, repairing):
                         result = await self.publisher.run_pass(self.alive_hashes,
-                                                               functools.partial(self.gone_since, started))
+                                                               functools.partial(self.gone_since, started),
+                                                               self.recently_gone)
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # never let the task die: log, back off, try again

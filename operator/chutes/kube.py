@@ -189,8 +189,13 @@ async def apply_secret(api: client.ApiClient, manifest: dict[str, Any]) -> bool:
     except ApiException as exc:
         if not _missing(exc):
             raise
-        await core.create_namespaced_secret(meta["namespace"], cast(Any, body))
-        return True
+        try:
+            await core.create_namespaced_secret(meta["namespace"], cast(Any, body))
+            return True
+        except ApiException as created:
+            if created.status != 409:  # 409: created meanwhile (an overlapping reconcile): compare with it
+                raise
+        current = await core.read_namespaced_secret(meta["name"], meta["namespace"])
     if (current.data or {}) == wanted and (current.metadata.labels or {}) == meta.get("labels", {}):
         return False
     await core.patch_namespaced_secret(meta["name"], meta["namespace"], {"metadata": {"labels": meta.get("labels")},
@@ -207,8 +212,13 @@ async def apply_deployment(api: client.ApiClient, manifest: dict[str, Any]) -> d
     except ApiException as exc:
         if not _missing(exc):
             raise
-        created = await apps.create_namespaced_deployment(meta["namespace"], cast(Any, manifest))
-        return dict(api.sanitize_for_serialization(created.status) or {})
+        try:
+            created = await apps.create_namespaced_deployment(meta["namespace"], cast(Any, manifest))
+            return dict(api.sanitize_for_serialization(created.status) or {})
+        except ApiException as conflict:
+            if conflict.status != 409:  # 409: created meanwhile (an overlapping reconcile): compare with it
+                raise
+        current = await apps.read_namespaced_deployment(meta["name"], meta["namespace"])
     current_dict = api.sanitize_for_serialization(current)
     wanted_template = manifest["spec"]["template"]
     if (

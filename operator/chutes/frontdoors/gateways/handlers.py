@@ -86,7 +86,8 @@ async def _refresh_connector(memo: kopf.Memo, namespace: str, name: str) -> None
                               resource_version=meta.get("resourceVersion"))  # no reload: recompute instead
         ready = c.find(status.get("conditions"), c.READY)
         r.connector_condition(status, int((gateway.get("spec") or {}).get("replicas", 2)), deployment)
-        if ready is None or ready.get("reason") in (c.PENDING, c.RECONCILED):
+        current = status.get("observedGeneration") == meta.get("generation")  # else its reconcile decides Ready
+        if current and (ready is None or ready.get("reason") in (c.PENDING, c.RECONCILED)):
             r.ready_condition(status)
         try:
             await status.flush()

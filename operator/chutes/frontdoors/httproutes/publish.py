@@ -309,8 +309,9 @@ async def _ensure_token(ctx: Context, core: CloudflareCore, account: str, settin
             stored = None
         if stored != token.client_id:
             token = await step("issuing a new service token secret", core.rotate_service_token(account, token.id))
-            events.normal("ServiceTokenRotated", f"service token {name}: Secret {secret_name} was missing or stale, "
-                          "a new secret was issued into it")
+            if token.client_secret is not None:  # None: the policy or dry-run skipped the rotation
+                events.normal("ServiceTokenRotated", f"service token {name}: Secret {secret_name} was missing or "
+                              "stale, a new secret was issued into it")
     if token.client_secret is not None:
         await kube.apply_secret(ctx.api, {
             "apiVersion": "v1",

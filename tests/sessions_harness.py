@@ -14,6 +14,7 @@ from typing import Any, TypeVar, cast
 import cloudflare
 import kubernetes
 
+from chutes.frontdoors.sessions.scheduler import Timing
 from chutes.sandbox.runner import OperatorThread
 from chutes.settings import load_settings
 
@@ -69,6 +70,11 @@ def create_foreign_record(cf: Any, name: str, content: str = "192.0.2.7", type_:
     with sdk(cf) as client:
         client.dns.records.create(zone_id=cf.zone_id(ZONE), name=name, type=type_,  # type: ignore[call-overload]
                                   content=content, ttl=1, comment="someone else's")
+
+
+# Passes a few tenths of a second after the Pod events (the defaults wait seconds for bursts to settle).
+FAST_TIMING = Timing(quiet=0.1, max_delay=0.5, removal_quiet=0.2, removal_max_delay=0.8, settle=0.4, jitter=0.3,
+                     backoff=(0.2, 0.5, 1.0))
 
 
 def session_env(cf: Any, tunnel_id: str, health_port: int, **extra: str) -> dict[str, str]:

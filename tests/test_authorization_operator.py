@@ -20,7 +20,6 @@ import yaml
 import httproutes_harness as routes_h
 import sessions_harness as h
 from chutes.frontdoors.sessions import handlers as session_handlers
-from chutes.frontdoors.sessions.scheduler import Timing
 from chutes.sandbox.runner import OperatorThread
 from chutes.settings import load_settings
 from test_gateways_operator import World as GatewayWorld
@@ -194,10 +193,7 @@ def test_a_published_route_the_new_rules_refuse_is_unpublished_at_restart(
 
 @pytest.fixture()
 def fast_sessions(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(session_handlers, "DEFAULT_TIMING", Timing(
-        quiet=0.1, max_delay=0.5, removal_quiet=0.2, removal_max_delay=0.8, settle=0.4, jitter=0.3,
-        backoff=(0.2, 0.5, 1.0),
-    ))
+    monkeypatch.setattr(session_handlers, "DEFAULT_TIMING", h.FAST_TIMING)
 
 
 @pytest.fixture()

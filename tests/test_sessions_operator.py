@@ -29,10 +29,7 @@ CATCH_ALL = {"service": "http_status:503"}
 
 @pytest.fixture(autouse=True)
 def fast_timing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(handlers, "DEFAULT_TIMING", Timing(
-        quiet=0.1, max_delay=0.5, removal_quiet=0.2, removal_max_delay=0.8, settle=0.4, jitter=0.3,
-        backoff=(0.2, 0.5, 1.0),
-    ))
+    monkeypatch.setattr(handlers, "DEFAULT_TIMING", h.FAST_TIMING)
 
 
 @pytest.fixture()

@@ -12,7 +12,6 @@ import pytest
 
 import sessions_harness as h
 from chutes.frontdoors.sessions import handlers
-from chutes.frontdoors.sessions.scheduler import Timing
 
 OPERATOR_POD = "chutes-sidecar-0"
 HASHES = ("aaaa00000001", "aaaa00000002", "aaaa00000003", "aaaa00000004", "aaaa00000005")
@@ -20,10 +19,7 @@ HASHES = ("aaaa00000001", "aaaa00000002", "aaaa00000003", "aaaa00000004", "aaaa0
 
 @pytest.fixture(autouse=True)
 def fast_timing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(handlers, "DEFAULT_TIMING", Timing(
-        quiet=0.1, max_delay=0.5, removal_quiet=0.2, removal_max_delay=0.8, settle=0.4, jitter=0.3,
-        backoff=(0.2, 0.5, 1.0),
-    ))
+    monkeypatch.setattr(handlers, "DEFAULT_TIMING", h.FAST_TIMING)
 
 
 @pytest.fixture()

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .client import CloudflareClient, to_wire
-from .errors import Conflict, NotFound, RateLimited, TransientError
+from .errors import Conflict, RateLimited, TransientError
 from .models import AccessApp, AccessAppSpec, AppPolicySpec, IdentityProvider, Policy, ServiceToken
 from .ownership import DEFAULT_OWNER, name_owner
 
@@ -197,14 +197,8 @@ async def ensure_access_app(client: CloudflareClient, account_id: str, spec: Acc
 
 
 async def delete_access_app(client: CloudflareClient, account_id: str, app_id: str) -> None:
-    if not client.gate.allows("delete", "access_app", app_id):
-        return
-    try:
-        await client.call(
-            "access.apps.delete", client.sdk.zero_trust.access.applications.delete, app_id, account_id=account_id
-        )
-    except NotFound:
-        return
+    await client.delete("access.apps.delete", "access_app", app_id,
+                        client.sdk.zero_trust.access.applications.delete, app_id, account_id=account_id)
 
 
 def _rules(rules: Any) -> list[dict[str, Any]]:
@@ -269,18 +263,9 @@ async def ensure_app_policy(client: CloudflareClient, account_id: str, app_id: s
 
 
 async def delete_app_policy(client: CloudflareClient, account_id: str, app_id: str, policy_id: str) -> None:
-    if not client.gate.allows("delete", "access_policy", f"{policy_id} on app {app_id}"):
-        return
-    try:
-        await client.call(
-            "access.app_policies.delete",
-            client.sdk.zero_trust.access.applications.policies.delete,
-            policy_id,
-            app_id=app_id,
-            account_id=account_id,
-        )
-    except NotFound:
-        return
+    await client.delete("access.app_policies.delete", "access_policy", f"{policy_id} on app {app_id}",
+                        client.sdk.zero_trust.access.applications.policies.delete, policy_id, app_id=app_id,
+                        account_id=account_id)
 
 
 async def find_reusable_policy(client: CloudflareClient, account_id: str, name: str) -> Policy | None:
@@ -384,17 +369,8 @@ async def ensure_service_token(
 
 
 async def delete_service_token(client: CloudflareClient, account_id: str, token_id: str) -> None:
-    if not client.gate.allows("delete", "service_token", token_id):
-        return
-    try:
-        await client.call(
-            "service_tokens.delete",
-            client.sdk.zero_trust.access.service_tokens.delete,
-            token_id,
-            account_id=account_id,
-        )
-    except NotFound:
-        return
+    await client.delete("service_tokens.delete", "service_token", token_id,
+                        client.sdk.zero_trust.access.service_tokens.delete, token_id, account_id=account_id)
 
 
 # --- lookups and rotation used by front doors that find their objects by natural key -----------------

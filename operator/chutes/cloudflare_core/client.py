@@ -24,8 +24,16 @@ import httpx
 
 from . import drift
 from .budget import RequestBudget, shared_budget
-from .errors import CloudflareError, CredentialsInvalid, DryRunStop, RateLimited, TransientError, translate
-from .gate import ChangeGate, is_read
+from .errors import (
+    CloudflareError,
+    CredentialsInvalid,
+    DryRunStop,
+    NotFound,
+    RateLimited,
+    TransientError,
+    translate,
+)
+from .gate import ChangeGate, ObjectKind, is_read
 from .metrics import BUDGET_REMAINING, REQUESTS
 
 __all__ = ["NO_REPLAY_OPS", "CloudflareClient", "to_wire"]
@@ -172,6 +180,18 @@ class CloudflareClient:
             pause = self._backoff(attempt)
             log.debug("Cloudflare %s: %s; attempt %d, retrying in %.2fs", op, error, attempt, pause)
             await asyncio.sleep(pause)
+
+    async def delete(self, op: str, obj: ObjectKind, label: str, fn: Callable[..., Awaitable[Any]], /, *args: Any,
+                     **kwargs: Any) -> bool:
+        """One delete that the write policy and dry-run may skip (logged and counted by the gate) and that a
+        404 satisfies. True when the object was deleted by this call."""
+        if not self.gate.allows("delete", obj, label):
+            return False
+        try:
+            await self.call(op, fn, *args, **kwargs)
+        except NotFound:
+            return False
+        return True
 
     async def list_all(
         self, op: str, fn: Callable[..., Awaitable[Any]], /, *args: Any, per_page: int, **kwargs: Any

@@ -93,18 +93,9 @@ async def get_tunnel_token(client: CloudflareClient, account_id: str, tunnel_id:
 async def delete_tunnel(client: CloudflareClient, account_id: str, tunnel_id: str) -> None:
     """Delete the tunnel and its connections (cascade); a missing or deleted tunnel is fine (and so is
     one the write policy or dry-run keeps)."""
-    if not client.gate.allows("delete", "tunnel", tunnel_id):
-        return
     try:
-        await client.call(
-            "tunnels.delete",
-            client.sdk.zero_trust.tunnels.cloudflared.delete,
-            tunnel_id,
-            account_id=account_id,
-            extra_query={"cascade": "true"},
-        )
-    except NotFound:
-        return
+        await client.delete("tunnels.delete", "tunnel", tunnel_id, client.sdk.zero_trust.tunnels.cloudflared.delete,
+                            tunnel_id, account_id=account_id, extra_query={"cascade": "true"})
     except (Conflict, InvalidInput):
         # Refused: fine if it is already deleted (soft-deleted tunnels keep `deleted_at`).
         current = await get_tunnel(client, account_id, tunnel_id)

@@ -125,7 +125,7 @@ async def publish(core: CloudflareCore, sandbox: CloudflareSandbox, site: Site) 
 async def unpublish(core: CloudflareCore, sandbox: CloudflareSandbox, site: Site, done: Published) -> None:
     """Every delete a gateway teardown makes."""
     account, zone = sandbox.account_id, sandbox.zone_id(ZONE)
-    await core.delete_dns_record(zone, site.hostname, "CNAME")
+    await core.delete_dns_record(zone, site.hostname, "CNAME", f"ChuteGateway/ns/{site.name}")
     await core.remove_ingress_rule(account, done.tunnel.id, site.hostname)
     await core.delete_app_policy(account, done.app.id, done.policy.id)
     await core.delete_access_app(account, done.app.id)

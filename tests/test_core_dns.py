@@ -65,8 +65,8 @@ async def test_ensure_twice_gives_one_record_and_steady_state_writes_nothing(
     second = await core.ensure_dns_record(zone, cname("app.example.com"))
 
     assert second == first
-    await core.check_dns_name_available(zone, "app.example.com")  # ours: available
-    await core.check_dns_name_available(zone, "free.example.com")
+    await core.check_dns_name_available(zone, "app.example.com", "Pod/ns/app")  # ours: available
+    await core.check_dns_name_available(zone, "free.example.com", "Pod/ns/free")
     assert (first.type, first.proxied, first.ttl) == ("CNAME", True, 1)
     assert first.comment == marker(OWNER, "Pod/ns/app")
     stored = records(sandbox, zone, "app.example.com")
@@ -125,7 +125,7 @@ async def test_foreign_record_is_refused_and_left_unchanged(
     with pytest.raises(Conflict):
         await core.ensure_dns_record(zone, cname("app.example.com"))
     with pytest.raises(Conflict):
-        await core.delete_dns_record(zone, "app.example.com", foreign["type"])
+        await core.delete_dns_record(zone, "app.example.com", foreign["type"], "Pod/ns/app")
 
     assert records(sandbox, zone, "app.example.com") == before
     assert sandbox.counters["dns.batch"] == 0
@@ -202,9 +202,9 @@ async def test_delete_ours_absent_and_type_swap(core: CloudflareCore, sandbox: C
     swapped = await core.ensure_dns_record(zone, cname("app.example.com"))  # our A → our CNAME in one batch
     assert [r["type"] for r in records(sandbox, zone, "app.example.com")] == ["CNAME"]
 
-    await core.delete_dns_record(zone, "app.example.com", "CNAME")
+    await core.delete_dns_record(zone, "app.example.com", "CNAME", "Pod/ns/app")
     sandbox.reset_log()
-    await core.delete_dns_record(zone, "app.example.com", "CNAME")  # absent: no-op
+    await core.delete_dns_record(zone, "app.example.com", "CNAME", "Pod/ns/app")  # absent: no-op
 
     assert records(sandbox, zone) == [] and swapped.type == "CNAME"
     assert sandbox.counters == {"dns.list": 1}

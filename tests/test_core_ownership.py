@@ -17,7 +17,7 @@ def test_marker_round_trips() -> None:
 
 @pytest.mark.parametrize(
     "source",
-    ["ChuteGateway/" + "n" * 60 + "/" + "x" * 200, "HTTPRoute/ns/name with spaces\nand newline"],
+    ["ChuteGateway/" + "n" * 15 + "/" + "x" * 200, "HTTPRoute/ns/name with spaces\nand newline"],
 )
 def test_long_or_odd_sources_are_shortened_stably(source: str) -> None:
     comment = marker("a" * 32, source)

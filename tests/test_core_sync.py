@@ -17,6 +17,7 @@ from chutes.cloudflare_core import (
     DnsRecord,
     IngressRule,
     RequestBudget,
+    RuleSync,
     SetRule,
     SyncRules,
     TransientError,
@@ -111,15 +112,15 @@ async def test_sync_rules_coalesces_with_concurrent_edits_into_one_get_and_one_p
     await core.set_ingress_rule(sandbox.account_id, tunnel.id, session_rule("stale"))
     sandbox.reset_log()
 
-    wrote, _ = await asyncio.gather(
+    synced, _ = await asyncio.gather(
         core.sync_ingress_rules(sandbox.account_id, tunnel.id, [session_rule("a"), session_rule("b")], mine),
         core.set_ingress_rule(sandbox.account_id, tunnel.id, IngressRule("web.example.com", "http://web:80")),
     )
-    assert wrote is True
+    assert synced == RuleSync(written=True, refused=frozenset())
 
     assert (sandbox.counters["tunnels.config.get"], sandbox.counters["tunnels.config.put"]) == (1, 1)
     again = await core.sync_ingress_rules(sandbox.account_id, tunnel.id, [session_rule("a"), session_rule("b")], mine)
-    assert again is False and sandbox.counters["tunnels.config.put"] == 1
+    assert again == RuleSync(written=False) and sandbox.counters["tunnels.config.put"] == 1
     config = await core.get_tunnel_config(sandbox.account_id, tunnel.id)
     assert config is not None
     assert [rule.get("hostname") for rule in config["ingress"]] == [
@@ -178,7 +179,7 @@ async def test_sync_dns_waits_for_queued_single_requests_and_they_for_it(
     ensured, synced, deleted = await asyncio.gather(
         core.ensure_dns_record(zone, cname("one.example.com", "ChuteGateway/ns/")),
         core.sync_dns_records(zone, [cname("two.example.com")], is_session),
-        core.delete_dns_record(zone, "one.example.com", "CNAME"),
+        core.delete_dns_record(zone, "one.example.com", "CNAME", "ChuteGateway/ns/one"),
     )
     assert ensured.name == "one.example.com" and set(synced.records) == {"two.example.com"} and deleted is None
     assert names(sandbox, zone) == {"two.example.com"}

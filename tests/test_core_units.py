@@ -210,11 +210,14 @@ async def test_plan_our_record_of_a_clashing_type_is_swapped() -> None:
 
 
 async def test_plan_delete() -> None:
-    request = _Request(name="app.example.com", type="CNAME", owner_id=OWNER, desired=None)
+    request = _Request(name="app.example.com", type="CNAME", owner_id=OWNER, desired=None, source="Pod/ns/app")
     assert plan(request, [record()]).deletes == ["r1"]  # type: ignore[union-attr]
     assert plan(request, []) is None
     with pytest.raises(Conflict):
         plan(request, [record(comment="not ours")])
+    with pytest.raises(Conflict) as held:  # ours, for another source
+        plan(request, [record(comment=marker(OWNER, "Pod/ns/other"))])
+    assert held.value.holder == "Pod/ns/other" and "held by Pod/ns/other" in held.value.message
 
 
 def test_public_names_are_exported_once_and_sorted() -> None:
@@ -226,5 +229,5 @@ def test_public_names_are_exported_once_and_sorted() -> None:
     public = {name for name in vars(package) if not name.startswith("_")}
     modules = {"access", "budget", "client", "coalescing", "core", "dns", "errors", "metrics", "models"}
     modules |= {"ownership", "tunnel_config", "tunnels", "zones", "annotations", "adoption"}
-    modules |= {"drift", "gate", "inventory"}
+    modules |= {"drift", "gate", "inventory", "proofs"}
     assert public - modules == set(package.__all__)

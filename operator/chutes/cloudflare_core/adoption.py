@@ -2,7 +2,8 @@
 
 Used when Kubernetes state written by another tool (a seed operator's state ConfigMap) records that
 this record was created for the object asking. A record carrying ANOTHER owner's marker is never
-adopted; nor is a record whose name is not the one expected (a stale id pointing elsewhere).
+adopted, nor one of ours marked for another source (it is that source's); nor is a record whose name
+is not the one expected (a stale id pointing elsewhere).
 Adoption is an update: never under create-only (None: not adoptable); under dry-run the caller's
 next step would need the record to be ours, so it stops there (`DryRunStop`).
 """
@@ -15,7 +16,7 @@ from .client import CloudflareClient, to_wire
 from .dns import record_from_wire
 from .errors import NotFound
 from .models import DnsRecord, normalize_name
-from .ownership import is_ours, marker, parse
+from .ownership import marker, marks, parse
 
 __all__ = ["adopt_dns_record"]
 
@@ -26,7 +27,7 @@ async def adopt_dns_record(
     client: CloudflareClient, zone_id: str, record_id: str, name: str, owner_id: str, source: str
 ) -> DnsRecord | None:
     """The record `record_id`, marked as `owner_id`'s for `source`; None when it does not exist, is
-    named otherwise, or is marked by another owner (left untouched)."""
+    named otherwise, or is marked by another owner or for another source (left untouched)."""
     records = client.sdk.dns.records
     try:
         found = await client.call("dns.get", records.get, record_id, zone_id=zone_id)
@@ -35,10 +36,10 @@ async def adopt_dns_record(
     record = record_from_wire(to_wire(found))
     if record.name != normalize_name(name):
         return None
-    if is_ours(record.comment, owner_id):
+    if marks(record.comment, owner_id, source):
         return record
     if parse(record.comment) is not None:
-        return None  # another installation's record
+        return None  # another installation's record, or ours for another source
     what = f"{record.type} {record.name} (id {record_id}: adopting it for {source})"
     if not client.gate.allows("update", "dns_record", what, needed=True):
         return None  # the policy forbids updates

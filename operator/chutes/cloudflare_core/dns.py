@@ -2,8 +2,10 @@
 
 `DnsWriter.ensure_record` / `delete_record` queue up; one drain task flushes the queue:
 one listing of the zone (name-filtered when the flush touches one name), a plan per request
-against what exists (external-dns style: a record without OUR marker is never touched; the
-requester gets `Conflict`), then `dns.batch` calls of at most the plan's batch size.
+against what exists (external-dns style: a record is touched only when its marker names OUR owner id
+AND the requesting source, `ownership.marks`; any other record in the way gives the requester a
+`Conflict`, naming the holder when it is ours for another source), then `dns.batch` calls of at most
+the plan's batch size.
 
 A batch is all-or-nothing. When one is refused (4xx), the zone is listed again and the plan
 redone (this adopts what a replayed batch already applied, and catches records created by
@@ -13,7 +15,9 @@ request of the flush (the caller retries later).
 
 `DnsWriter.sync_records` is the level-based form: in one flush of its own (one listing of the
 whole zone, then batches), it ensures a set of desired records and deletes every other record
-that carries our marker and that the caller's `owns` predicate claims.
+that carries our owner id and that the caller's `owns` predicate claims (the caller checks the
+source), or hands them back (`defer_deletes`) for `delete_records`, which deletes exactly the
+records given, by id, in a flush of its own without listing.
 
 The client's `ChangeGate` filters each plan: under upsert-only no record is deleted, under
 create-only none is updated either (a missing one is still created); under dry-run nothing is
@@ -35,7 +39,7 @@ from .coalescing import CoalescingWriter, Request
 from .errors import CloudflareError, Conflict, CredentialsInvalid, TransientError
 from .gate import ChangeGate
 from .models import DesiredRecord, DnsRecord, normalize_name
-from .ownership import MARKER_PREFIX, is_ours, marker
+from .ownership import MARKER_PREFIX, is_ours, marker, marks, parse
 
 __all__ = ["DnsSync", "DnsWriter", "check_name_available", "list_owned", "list_records", "record_from_wire"]
 
@@ -83,15 +87,43 @@ async def list_owned(client: CloudflareClient, zone_id: str, owner_id: str) -> l
 
 
 async def check_name_available(
-    client: CloudflareClient, zone_id: str, name: str, owner_id: str, type: str = "CNAME", *, adopt: bool = False
+    client: CloudflareClient,
+    zone_id: str,
+    name: str,
+    owner_id: str,
+    source: str,
+    type: str = "CNAME",
+    *,
+    adopt: bool = False,
 ) -> None:
-    """Raise Conflict when a record we do not own stands where a `type` record `name` would go (with
-    `adopt`, unless it is one `ensure` with adopt would take over)."""
-    wanted = normalize_name(name)
-    for record in await list_records(client, zone_id, [wanted]):
-        blocked = _clash(type.upper(), record.type) and not is_ours(record.comment, owner_id)
-        if blocked and not (adopt and _adoptable(record, type.upper())):
-            raise Conflict(f"{wanted}: a {record.type} record not owned by {owner_id} exists: left untouched")
+    """Raise Conflict when a record that is not `source`'s stands where a `type` record `name` would
+    go: a foreign one, or one of `owner_id` held by another source (`Conflict.holder`). With `adopt`,
+    a record that `ensure` with adopt would take over does not count."""
+    wanted, wanted_type = normalize_name(name), type.upper()
+    blocking = [
+        record
+        for record in await list_records(client, zone_id, [wanted])
+        if _clash(wanted_type, record.type)
+        and not marks(record.comment, owner_id, source)
+        and not (adopt and _adoptable(record, wanted_type))
+    ]
+    if blocking:
+        raise _refusal(wanted, blocking, owner_id, source)
+
+
+def _refusal(name: str, blocking: Sequence[DnsRecord], owner_id: str, source: str) -> Conflict:
+    """The Conflict of `source` about `blocking` records: held by another source of this installation
+    (named, and in `holder`) when one is, else foreign."""
+    for record in blocking:
+        found = parse(record.comment)
+        if found is not None and found.owner_id == owner_id:
+            return Conflict(
+                f"{name}: the {record.type} record of owner {owner_id} is held by {found.source}, "
+                f"not by {source}: left untouched",
+                holder=found.source,
+            )
+    types = ", ".join(sorted({record.type for record in blocking}))
+    return Conflict(f"{name}: a {types} record not owned by {owner_id} exists: left untouched")
 
 
 def _adoptable(record: DnsRecord, wanted_type: str) -> bool:
@@ -125,20 +157,38 @@ def _record_body(desired: DesiredRecord, comment: str) -> dict[str, Any]:
 
 @dataclass(eq=False)
 class _Request(Request):
-    """One caller's request: ensure `desired` (when set) or delete (`name`, `type`)."""
+    """One caller's request: ensure `desired` (when set) or delete `source`'s records (`name`, `type`);
+    with `records`, delete exactly those (by id, while still marked as they were listed)."""
 
     name: str = field(kw_only=True)
     type: str = field(kw_only=True)
     owner_id: str = field(kw_only=True)
     desired: DesiredRecord | None = field(kw_only=True)
+    source: str = field(default="", kw_only=True)  # a delete's asking source (an ensure's: desired.source)
+    records: tuple[DnsRecord, ...] | None = field(default=None, kw_only=True)
+
+    @property
+    def asking(self) -> str:
+        """The source the request is made for."""
+        return self.desired.source if self.desired is not None else self.source
 
 
 @dataclass(eq=False)
 class _SyncRequest(Request):
-    """Ensure `desired`, delete the other records we own that `owns` claims (one flush)."""
+    """Ensure `desired`, delete (or, `defer_deletes`, hand back) the other records of our owner id that
+    `owns` claims (one flush)."""
 
     desired: tuple[DesiredRecord, ...] = field(kw_only=True)
     owns: Callable[[DnsRecord], bool] = field(kw_only=True)
+    owner_id: str = field(kw_only=True)
+    defer_deletes: bool = field(default=False, kw_only=True)
+
+
+@dataclass(eq=False)
+class _DeleteRequest(Request):
+    """Delete exactly `records` (listed earlier by the caller), in a flush of its own."""
+
+    records: tuple[DnsRecord, ...] = field(kw_only=True)
     owner_id: str = field(kw_only=True)
 
 
@@ -149,7 +199,9 @@ class DnsSync:
     `records`: each desired name with its record as it now stands; `failed`: names whose record
     could not be ensured or deleted, with the reason (a `Conflict` when a record we do not own
     is in the way); `deleted`: names whose stale records were deleted; `foreign`: names holding a
-    record we do not own, as listed at the start of the flush; `written`: whether a batch was sent.
+    record we do not own, as listed at the start of the flush; `written`: whether a batch was sent;
+    `stale`: with `defer_deletes`, the records that would have been deleted (for `delete_records`);
+    `holders`: name -> marker source of every record carrying our owner id, as listed.
     """
 
     records: Mapping[str, DnsRecord]
@@ -157,9 +209,11 @@ class DnsSync:
     deleted: tuple[str, ...]
     foreign: frozenset[str]
     written: bool = False
+    stale: tuple[DnsRecord, ...] = ()
+    holders: Mapping[str, str] = field(default_factory=dict)
 
 
-_AnyRequest = _Request | _SyncRequest
+_AnyRequest = _Request | _SyncRequest | _DeleteRequest
 
 
 @dataclass
@@ -179,34 +233,46 @@ class _Change:
 
 def plan(request: _Request, existing: list[DnsRecord], *, may_adopt: bool = True) -> _Change | None:
     """What `request` needs given the records named like it; None (request resolved) when
-    already satisfied. Raises Conflict when a record we do not own is in the way (unless the
-    desired record asks for adoption, `may_adopt`, and the record is adoptable).
+    already satisfied. Only records marked for the request's source are changed or deleted; raises
+    Conflict when another record is in the way (unless the desired record asks for adoption,
+    `may_adopt`, and the record is adoptable), naming the holder when it is ours for another source.
     """
-    owner = request.owner_id
+    owner, source = request.owner_id, request.asking
+    if request.records is not None:
+        if any(not is_ours(record.comment, owner) for record in request.records):
+            raise Conflict(f"{request.name} {request.type}: not marked as owner {owner}'s: left untouched")
+        listed = {(record.id, record.comment) for record in request.records}
+        still = [record.id for record in existing if (record.id, record.comment) in listed]
+        if still:
+            return _Change(request, deletes=still)
+        present = {record.id for record in existing}
+        request.resolve(False if present & {record.id for record in request.records} else None)  # re-marked: kept
+        return None
     if request.desired is None:
         same_type = [record for record in existing if record.type == request.type]
-        ours = [record for record in same_type if is_ours(record.comment, owner)]
+        ours = [record for record in same_type if marks(record.comment, owner, source)]
         if ours:
             return _Change(request, deletes=[record.id for record in ours])
         if same_type:
-            raise Conflict(f"{request.name} {request.type} is not owned by {owner}: left untouched")
+            raise _refusal(request.name, same_type, owner, source)
         request.resolve(None)
         return None
 
     desired = request.desired
     blocking = [
-        record for record in existing if not is_ours(record.comment, owner) and _clash(desired.type, record.type)
+        record
+        for record in existing
+        if not marks(record.comment, owner, source) and _clash(desired.type, record.type)
     ]
     adopted = [r for r in blocking if desired.adopt and may_adopt and _adoptable(r, desired.type)]
     foreign = [record for record in blocking if record not in adopted]
     if foreign:
-        types = ", ".join(sorted({record.type for record in foreign}))
-        raise Conflict(f"{desired.name}: a {types} record not owned by {owner} exists: left untouched")
+        raise _refusal(desired.name, foreign, owner, source)
     for record in adopted:
         log.info("DNS %s %s (id %s) has no chutes-operator marker: adopting it for %s (adoption requested)",
                  record.type, record.name, record.id, desired.source)
     comment = marker(owner, desired.source)
-    ours = [record for record in existing if is_ours(record.comment, owner)] + adopted
+    ours = [record for record in existing if marks(record.comment, owner, source)] + adopted
     current = next((record for record in ours if record.type == desired.type), None)
     deletes = [record.id for record in ours if record is not current and _clash(desired.type, record.type)]
     body = _record_body(desired, comment)
@@ -247,7 +313,7 @@ def gate_change(change: _Change, existing: Sequence[DnsRecord], gate: ChangeGate
     patch, post, result = change.patch, change.post, change.result
     if patch is not None:
         current = by_id.get(str(patch.get("id")))
-        adopting = current is not None and not is_ours(current.comment, request.owner_id)
+        adopting = current is not None and not marks(current.comment, request.owner_id, request.asking)
         if not gate.allows("update", "dns_record", _what(patch) + (" (adopting it)" if adopting else "")):
             result = current if current is not None and not gate.dry_run else _assumed(patch)
             patch = None
@@ -287,20 +353,42 @@ class DnsWriter(CoalescingWriter[_AnyRequest]):
         record: DnsRecord = await self._submit(request)
         return record
 
-    async def delete_record(self, name: str, type: str, owner_id: str) -> None:
-        """Delete our record(s) `name`/`type`; absent is fine; a foreign one raises Conflict."""
-        request = _Request(name=normalize_name(name), type=type.upper(), owner_id=owner_id, desired=None)
+    async def delete_record(self, name: str, type: str, owner_id: str, source: str) -> None:
+        """Delete the record(s) `name`/`type` marked as `owner_id`'s for `source`; absent is fine; one
+        that is foreign or held by another source raises Conflict (and stays)."""
+        request = _Request(
+            name=normalize_name(name), type=type.upper(), owner_id=owner_id, desired=None, source=source
+        )
         await self._submit(request)
 
     async def sync_records(
-        self, desired: Sequence[DesiredRecord], owns: Callable[[DnsRecord], bool], owner_id: str
+        self,
+        desired: Sequence[DesiredRecord],
+        owns: Callable[[DnsRecord], bool],
+        owner_id: str,
+        *,
+        defer_deletes: bool = False,
     ) -> DnsSync:
         """Ensure every `desired` record and delete every other record carrying `owner_id`'s
-        marker that `owns` claims (asked after the listing, at flush time). Per-name failures
-        are reported in the result; a transient failure raises for the whole call.
+        marker that `owns` claims (asked after the listing, at flush time, only about records of
+        `owner_id`: it checks the source). With `defer_deletes` those records are not deleted but
+        returned in `DnsSync.stale`. Per-name failures are reported in the result; a transient
+        failure raises for the whole call.
         """
-        request = _SyncRequest(desired=tuple(desired), owns=owns, owner_id=owner_id)
+        request = _SyncRequest(desired=tuple(desired), owns=owns, owner_id=owner_id, defer_deletes=defer_deletes)
         result: DnsSync = await self._submit(request)
+        return result
+
+    async def delete_records(self, records: Sequence[DnsRecord], owner_id: str) -> tuple[str, ...]:
+        """Delete exactly `records` (listed and judged by the caller, e.g. `DnsSync.stale`) by id, in
+        batches, without listing first; a record gone or re-marked since is left alone. Returns the
+        names of the records dealt with (deleted, already gone, or skipped by the write policy or
+        dry-run: the caller sees success). When some could not be deleted (each is logged), the first
+        error is raised once every other record was dealt with; a transient failure raises at once."""
+        if not records:
+            return ()
+        request = _DeleteRequest(records=tuple(records), owner_id=owner_id)
+        result: tuple[str, ...] = await self._submit(request)
         return result
 
     async def list_owned(self, owner_id: str) -> list[DnsRecord]:
@@ -313,17 +401,17 @@ class DnsWriter(CoalescingWriter[_AnyRequest]):
         return None if change is None else gate_change(change, existing, gate)
 
     def _take(self) -> list[_AnyRequest]:
-        """The next flush: a sync request alone, else queued requests in order up to the next
-        sync request, at most one per name (the rest wait)."""
+        """The next flush: a sync or delete-records request alone, else queued requests in order up
+        to the next such request, at most one per name (the rest wait)."""
         queue = [request for request in self._queue if not request.done.done()]
-        if queue and isinstance(queue[0], _SyncRequest):
+        if queue and not isinstance(queue[0], _Request):
             self._queue = queue[1:]
             return [queue[0]]
         taken: list[_AnyRequest] = []
         later: list[_AnyRequest] = []
         names: set[str] = set()
         for index, request in enumerate(queue):
-            if isinstance(request, _SyncRequest):
+            if not isinstance(request, _Request):
                 later.extend(queue[index:])
                 break
             if request.name in names:
@@ -354,6 +442,9 @@ class DnsWriter(CoalescingWriter[_AnyRequest]):
         if len(requests) == 1 and isinstance(requests[0], _SyncRequest):
             await self._sync(requests[0])
             return
+        if len(requests) == 1 and isinstance(requests[0], _DeleteRequest):
+            await self._delete_listed(requests[0])
+            return
         changes = await self._plan_all([request for request in requests if isinstance(request, _Request)])
         await self._apply(changes, replanned=False)
 
@@ -361,18 +452,25 @@ class DnsWriter(CoalescingWriter[_AnyRequest]):
         owner = sync.owner_id
         existing = await list_records(self._client, self.zone_id)
         by_name: dict[str, list[DnsRecord]] = {}
+        holders: dict[str, str] = {}
         for record in existing:
             by_name.setdefault(record.name, []).append(record)
+            found = parse(record.comment)
+            if found is not None and found.owner_id == owner:
+                holders.setdefault(record.name, found.source)
         wanted = {record.name: record for record in sync.desired}  # one per name, the last wins
         ensures = [_Request(name=d.name, type=d.type, owner_id=owner, desired=d) for d in wanted.values()]
-        stale = sorted(
-            {
-                (record.name, record.type)
-                for record in existing
-                if record.name not in wanted and is_ours(record.comment, owner) and sync.owns(record)
-            }
+        stale = tuple(
+            sorted(
+                (
+                    record
+                    for record in existing
+                    if record.name not in wanted and is_ours(record.comment, owner) and sync.owns(record)
+                ),
+                key=lambda record: (record.name, record.type, record.id),
+            )
         )
-        deletes = [_Request(name=name, type=type_, owner_id=owner, desired=None) for name, type_ in stale]
+        deletes = [] if sync.defer_deletes else self._deletes_of(stale, owner)
         for request in [*ensures, *deletes]:
             request.front_door = sync.front_door  # made in the drain task: the caller's, not its context
         changes: list[_Change] = []
@@ -392,11 +490,57 @@ class DnsWriter(CoalescingWriter[_AnyRequest]):
             DnsSync(
                 records={r.name: r.done.result() for r in ensures if r.done.done() and r.name not in failed},
                 failed=failed,
-                deleted=tuple(r.name for r in deletes if r.done.done() and r.name not in failed),
+                deleted=_names(r.name for r in deletes
+                               if r.done.done() and r.name not in failed and r.done.result() is not False),
                 foreign=frozenset(record.name for record in existing if not is_ours(record.comment, owner)),
                 written=bool(changes),
+                stale=stale if sync.defer_deletes else (),
+                holders=holders,
             )
         )
+
+    @staticmethod
+    def _deletes_of(records: Sequence[DnsRecord], owner_id: str) -> list[_Request]:
+        """One delete request per record, for exactly that record (by id, while marked as listed)."""
+        return [
+            _Request(
+                name=record.name,
+                type=record.type,
+                owner_id=owner_id,
+                desired=None,
+                source=(found.source if (found := parse(record.comment)) else ""),
+                records=(record,),
+            )
+            for record in records
+        ]
+
+    async def _delete_listed(self, batch: _DeleteRequest) -> None:
+        """Delete `batch.records` without listing: each is planned against itself as listed (a refused
+        batch lists again and drops what is gone, see `_run`)."""
+        deletes = self._deletes_of(batch.records, batch.owner_id)
+        changes: list[_Change] = []
+        for request in deletes:
+            request.front_door = batch.front_door
+            record = request.records[0] if request.records else None
+            try:
+                change = self._planned(request, [record] if record is not None else [])
+            except CloudflareError as error:
+                request.fail(error)
+                continue
+            if change is not None:
+                changes.append(change)
+        try:
+            await self._apply(changes, replanned=False)
+        finally:
+            failed = {id(request): problem for request in deletes if (problem := _failure(request))}
+        for request in deletes:
+            if id(request) in failed:
+                log.warning("Could not delete DNS %s %s in zone %s: %s", request.type, request.name,
+                            self.zone_id, failed[id(request)])
+        if failed:
+            batch.fail(next(iter(failed.values())))  # after every other record was dealt with
+            return
+        batch.resolve(_names(r.name for r in deletes if r.done.done() and r.done.result() is not False))
 
     async def _apply(self, changes: list[_Change], *, replanned: bool) -> None:
         if not changes:
@@ -458,6 +602,11 @@ class DnsWriter(CoalescingWriter[_AnyRequest]):
             "dns.batch", self._client.sdk.dns.records.batch, zone_id=self.zone_id, extra_body=body
         )
         return to_wire(result)
+
+
+def _names(names: Iterable[str]) -> tuple[str, ...]:
+    """`names` without repeats, in order."""
+    return tuple(dict.fromkeys(names))
 
 
 def _failure(request: _Request) -> CloudflareError | None:

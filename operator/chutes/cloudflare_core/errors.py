@@ -5,9 +5,10 @@ CloudflareError
  ├─ TransientError(delay)      5xx, 408, timeouts, connection errors (after our retries)
  │   └─ RateLimited(delay)     429 (delay from Retry-After, also > 60 s) or own budget exhausted
  ├─ CredentialsInvalid         401/403 (and 400 with an auth code: 9109, 10000, 10001, 6003, 6111...)
- ├─ Conflict(codes)            409, DNS 81053/81054/81057/81058: exists and is not ours / name taken
+ ├─ Conflict(codes, holder)    409, DNS 81053/81054/81057/81058: exists and is not ours / name taken
  ├─ NotFound                   404 (internal: delete_* treat it as "already gone")
  ├─ InvalidInput               any other 4xx: permanent, the spec must change
+ │   └─ MarkerTooLong          an ownership marker cannot fit in a DNS comment (shorter owner id)
  └─ DryRunStop                 dry-run: a create whose result the caller needs was not made
 ```
 
@@ -33,6 +34,7 @@ __all__ = [
     "CredentialsInvalid",
     "DryRunStop",
     "InvalidInput",
+    "MarkerTooLong",
     "NotFound",
     "RateLimited",
     "TransientError",
@@ -80,7 +82,19 @@ class CredentialsInvalid(CloudflareError):
 
 
 class Conflict(CloudflareError):
-    """The object exists and is not ours, or its natural key is taken."""
+    """The object exists and is not ours, or its natural key is taken. `holder`: the source (``Kind/ns/name``)
+    of this installation holding it, when the object is ours for another source; None when it is foreign."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        codes: Iterable[int] = (),
+        holder: str | None = None,
+    ) -> None:
+        super().__init__(message, status=status, codes=codes)
+        self.holder = holder
 
 
 class NotFound(CloudflareError):
@@ -89,6 +103,11 @@ class NotFound(CloudflareError):
 
 class InvalidInput(CloudflareError):
     """Cloudflare refused the request as invalid: retrying will not help until the spec changes."""
+
+
+class MarkerTooLong(InvalidInput):
+    """The ownership marker (owner id + ``Kind/namespace/``) cannot fit in the 100-character DNS comment:
+    nothing can be published for that kind in that namespace until the owner id is shorter."""
 
 
 class DryRunStop(CloudflareError):

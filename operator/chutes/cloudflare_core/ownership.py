@@ -3,9 +3,14 @@ owner-qualified names of the objects that have no comment (tunnels, Access apps,
 
     chutes-operator owner=<owner_id> src=<Kind/namespace/name>
 
-Always at most 100 characters (the Free-plan comment limit): a long or odd source is cut and
-given a stable hash suffix. A record whose comment does not carry OUR owner id is never
-updated or deleted.
+Always at most 100 characters (the Free-plan comment limit). A long or odd source keeps its
+``Kind/namespace/`` intact and its name becomes ``<as much of it as fits>~<sha256(source)[:10]>``;
+when even ``Kind/namespace/~<hash>`` cannot fit, :class:`MarkerTooLong` (use a shorter owner id).
+Earlier versions cut the whole source instead (:func:`legacy_marker`); both are recognised.
+
+A record is ours for a request only when its marker names OUR owner id AND the asking source
+(:func:`marks`); a record of our owner id and another source is that source's, never the request's.
+`is_ours` (owner id only) answers "is it this installation's at all".
 
 Names: the default owner keeps the seeds' names (``chute-<ns>-<name>``, ``cfzt-<hostname>``) so existing
 installations are found again; any other owner id is appended after ``@`` (``chute-ns-web@blue``), a
@@ -18,7 +23,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from .errors import InvalidInput
+from .errors import InvalidInput, MarkerTooLong
 
 __all__ = [
     "DEFAULT_OWNER",
@@ -27,7 +32,10 @@ __all__ = [
     "Ownership",
     "is_our_name",
     "is_ours",
+    "legacy_marker",
     "marker",
+    "marker_fits",
+    "marks",
     "name_owner",
     "owned_name",
     "parse",
@@ -42,12 +50,26 @@ _OWNER_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 _SOURCE_CHARS = re.compile(r"^[A-Za-z0-9._:/@-]+$")
 _MARKER = re.compile(rf"^{MARKER_PREFIX} owner=([a-z0-9][a-z0-9-]{{0,31}}) src=(\S+)$")
 _HASH_LEN = 10
+_ODD = re.compile(r"[^A-Za-z0-9._:/@-]")
 
 
 @dataclass(frozen=True)
 class Ownership:
     owner_id: str
     source: str
+
+    @property
+    def kind(self) -> str:
+        """The source's kind (``ChuteGateway``); "" when the marker's source has no ``/``."""
+        kind, slash, _ = self.source.partition("/")
+        return kind if slash else ""
+
+    @property
+    def namespace(self) -> str:
+        """The source's namespace; "" unless the marker's source is ``Kind/namespace/...`` (a legacy
+        marker may have cut it)."""
+        parts = self.source.split("/", 2)
+        return parts[1] if len(parts) == 3 else ""
 
 
 def validate_owner_id(owner_id: str) -> str:
@@ -56,17 +78,80 @@ def validate_owner_id(owner_id: str) -> str:
     return owner_id
 
 
+def _head(owner_id: str) -> str:
+    return f"{MARKER_PREFIX} owner={validate_owner_id(owner_id)} src="
+
+
+def _digest(source: str) -> str:
+    return hashlib.sha256(source.encode()).hexdigest()[:_HASH_LEN]
+
+
+def _split(source: str) -> tuple[str, str]:
+    """(``Kind/namespace/``, name) of a source; ("", source) when it has fewer than two ``/``."""
+    parts = source.split("/", 2)
+    if len(parts) < 3:
+        return "", source
+    return f"{parts[0]}/{parts[1]}/", parts[2]
+
+
 def marker(owner_id: str, source: str) -> str:
-    """The comment marking a record as owned by `owner_id` for `source`; ≤ 100 characters."""
-    validate_owner_id(owner_id)
-    head = f"{MARKER_PREFIX} owner={owner_id} src="
+    """The comment marking a record as owned by `owner_id` for `source` (``Kind/namespace/name``);
+    ≤ 100 characters. A source that does not fit (or has odd characters) keeps ``Kind/namespace/``
+    and gets a hashed tail, so the marker still says which kind and namespace it belongs to.
+    Raises MarkerTooLong when even ``Kind/namespace/~<hash>`` cannot fit."""
+    head = _head(owner_id)
     room = MAX_COMMENT - len(head)
     if _SOURCE_CHARS.match(source) and len(source) <= room:
         return head + source
-    digest = hashlib.sha256(source.encode()).hexdigest()[:_HASH_LEN]
-    cleaned = re.sub(r"[^A-Za-z0-9._:/@-]", "_", source)
+    prefix, name = _split(source)
+    prefix = _ODD.sub("_", prefix)
+    keep = room - len(prefix) - _HASH_LEN - 1
+    if keep < 0:
+        kind, _, rest = prefix.partition("/")
+        raise MarkerTooLong(
+            f"the ownership marker of owner id {owner_id!r} for {kind} objects in namespace "
+            f"{rest.rstrip('/')!r} cannot fit in the {MAX_COMMENT}-character DNS comment: use a shorter owner id"
+        )
+    return f"{head}{prefix}{_ODD.sub('_', name)[:keep]}~{_digest(source)}"
+
+
+def legacy_marker(owner_id: str, source: str) -> str:
+    """The marker earlier versions wrote: a source that does not fit is cut as a whole (``Kind/namespace/``
+    included) and given the hash suffix. Recognised by :func:`marks`, never written any more."""
+    head = _head(owner_id)
+    room = MAX_COMMENT - len(head)
+    if _SOURCE_CHARS.match(source) and len(source) <= room:
+        return head + source
+    cleaned = _ODD.sub("_", source)
     keep = room - _HASH_LEN - 1
-    return f"{head}{cleaned[:keep]}~{digest}"
+    return f"{head}{cleaned[:keep]}~{_digest(source)}"
+
+
+def marker_fits(owner_id: str, kind: str, namespace: str) -> bool:
+    """Whether every source ``kind/namespace/<any name>`` gets a marker with `owner_id` (no
+    MarkerTooLong): checked at start, before anything is published."""
+    return len(_head(owner_id)) + len(f"{kind}/{namespace}/") + 1 + _HASH_LEN <= MAX_COMMENT
+
+
+def marks(comment: str | None, owner_id: str, source: str) -> bool:
+    """Whether `comment` marks a record as `owner_id`'s for `source`: it is :func:`marker` (when that
+    fits) or :func:`legacy_marker` of them, or a marker whose ``src`` is literally `source` (a caller
+    asking with a source read from a marker, e.g. the orphan sweep; a hashed ``src`` holds a ``~``,
+    which no Kubernetes name does, so it never equals a real source)."""
+    if not comment:
+        return False
+    found = parse(comment)
+    if found is None or found.owner_id != owner_id:
+        return False
+    if found.source == source:
+        return True
+    text = comment.strip()
+    try:
+        if text == marker(owner_id, source):
+            return True
+    except MarkerTooLong:
+        pass
+    return text == legacy_marker(owner_id, source)
 
 
 def parse(comment: str | None) -> Ownership | None:

@@ -82,7 +82,7 @@ async def test_dry_run_over_published_objects_logs_every_change_and_writes_nothi
     assert again.tunnel_token == done.tunnel_token and again.tunnel.id == done.tunnel.id  # reads still happen
     assert (moved.id, moved.content) == (done.record.id, "elsewhere.cfargotunnel.com")  # as it would be
     assert (created.name, created.type, created.content, created.ttl) == (f"more.{ZONE}", "A", "192.0.2.7", 300)
-    assert synced.deleted == (f"new.{ZONE}",) and not synced.written and wrote is False
+    assert synced.deleted == (f"new.{ZONE}",) and not synced.written and not wrote.written
     assert rotated.id == done.token.id and rotated.client_secret is None
     logged = caplog.text
     for change in (

@@ -98,7 +98,7 @@ async def test_upsert_only_level_based_syncs_add_but_never_remove(
     assert {r["name"] for r in records(sandbox)} == {f"old.{ZONE}", f"new.{ZONE}"}
     assert dns.written and dns.deleted == (f"old.{ZONE}",) and not dns.failed  # the caller sees success
     assert [r.get("hostname") for r in ingress(sandbox, tunnel.id)] == [f"old.{ZONE}", f"new.{ZONE}", None]
-    assert (wrote, unchanged) == (True, False)  # nothing left to change: no PUT
+    assert (wrote.written, unchanged.written) == (True, False)  # nothing left to change: no PUT
 
 
 async def test_upsert_only_refuses_a_type_swap_that_needs_a_delete(

@@ -99,7 +99,7 @@ async def test_fifty_concurrent_edits_cost_one_get_and_one_put(
     removes = [core.remove_ingress_rule(account, tunnel.id, f"old-{i}.example.com") for i in range(10)]
     results = await asyncio.gather(*sets, *removes)
 
-    assert results == [None] * 50
+    assert results == [None] * 40 + [True] * 10  # every removal reports it removed its rule
     assert sandbox.counters == {"tunnels.config.get": 1, "tunnels.config.put": 1}
     config = await core.get_tunnel_config(account, tunnel.id)
     assert config is not None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 
-from chutes.cloudflare_core import CloudflareCore, RequestBudget
+from chutes.cloudflare_core import CloudflareCore, RequestBudget, TunnelLock
 from chutes.settings import Settings
 
 
@@ -18,11 +18,16 @@ def fingerprint(api_token: str) -> str:
 
 
 class CorePool:
-    """Lazily built :class:`CloudflareCore` objects, one per token."""
+    """Lazily built :class:`CloudflareCore` objects, one per token.
 
-    def __init__(self, settings: Settings) -> None:
+    `tunnel_lock` (settable after construction) is handed to every core built from then on: the lock held
+    around each flush of a tunnel's configuration (see `CloudflareCore`). Set it before the first core.
+    """
+
+    def __init__(self, settings: Settings, tunnel_lock: TunnelLock | None = None) -> None:
         self._settings = settings
         self._cores: dict[str, CloudflareCore] = {}
+        self.tunnel_lock = tunnel_lock
 
     def core_for(self, api_token: str) -> CloudflareCore:
         key = fingerprint(api_token)
@@ -36,6 +41,7 @@ class CorePool:
                 budget=budget,
                 policy=self._settings.policy,
                 dry_run=self._settings.dry_run,
+                tunnel_lock=self.tunnel_lock,
             )
             self._cores[key] = core
         return core

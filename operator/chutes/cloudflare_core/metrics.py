@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge
 
-__all__ = ["BUDGET_REMAINING", "CHANGES_SKIPPED", "DRIFT_REPAIRS", "REQUESTS"]
+__all__ = ["BUDGET_REMAINING", "CHANGES_SKIPPED", "DRIFT_REPAIRS", "REQUESTS", "TUNNEL_CONFIG_RACES"]
 
 REQUESTS = Counter(
     "chutes_cloudflare_requests",
@@ -29,4 +29,11 @@ DRIFT_REPAIRS = Counter(
     "Cloudflare writes made by a reconcile that no spec change caused (a resync found an object of ours "
     "changed or gone and put it back), by front door and object.",
     ["front_door", "object"],
+)
+TUNNEL_CONFIG_RACES = Counter(
+    "chutes_tunnel_config_races",
+    "Tunnel configuration writes of ours that found another writer had written between our read and our write "
+    "(the PUT's version was not the read version + 1): what that writer wrote in between was overwritten. By "
+    "tunnel id.",
+    ["tunnel"],
 )

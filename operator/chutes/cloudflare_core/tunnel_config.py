@@ -6,70 +6,147 @@ keeps every foreign rule in its order, the existing catch-all and every other to
 `TunnelConfigWriter` turns any number of concurrent edits into one GET and (only if the
 document changed) one PUT, and wakes every caller with its own outcome.
 
+Ownership (DESIGN invariant 1): every edit carries `owns`, the caller's proof that a rule already
+in the document (wire form) is its own, asked at merge time (after the flush's GET). A `SetRule`
+over a rule `owns` rejects is refused, even when identical: its caller gets `Conflict`, the rule
+stays byte-identical and the other edits of the flush proceed. A `RemoveRule` leaves such a rule
+in place (logged at INFO). A `SyncRules` neither removes nor overwrites one; the wanted keys it
+could not write come back in `RuleSync.refused`. `owns=None` on `SetRule`/`RemoveRule` is the
+legacy form (every rule at the key is the caller's), accepted only until every caller passes a
+predicate.
+
 The merge asks the client's `ChangeGate` about each rule it would add, change or remove: under
 upsert-only no rule is removed, under create-only no existing rule is changed either (new ones are
 still added); under dry-run each change is only logged. When nothing is left, nothing is PUT.
+
+Other writers (DESIGN invariant 2). Each flush is GET (version v) → merge → PUT, whose answer
+carries the version it stored; anything but v + 1 means another writer wrote between our GET and
+our PUT. What is and is not guaranteed:
+
+* Writers sharing `tunnel_lock` (every process of this installation: the operator's Lease) never
+  interleave their flushes, so none of them loses an edit to another.
+* A foreign PUT landing between our GET and our PUT is overwritten by ours; its content cannot be
+  read back (Cloudflare keeps no history), so it is lost. We detect it and say so: a WARNING naming
+  the tunnel and `chutes_tunnel_config_races_total{tunnel}`. We then GET again and merge our edits
+  again on top of what is there, PUTting again only when that changes something (at most
+  `MAX_ROUNDS` rounds): this puts our rules back when a (stale) foreign write also landed after our
+  PUT and before that GET, keeping the foreign rules it carries.
+* A foreign stale PUT landing after our PUT (with a document read before it) is not seen by this
+  flush: a PUT answering v + 1 is the end of it (steady state stays one GET + at most one PUT). It
+  may drop our rules; our next flush of that tunnel (the doors re-apply their rules on every
+  reconcile and resync) puts them back on top of the foreign document and keeps its rules.
+* Never guaranteed: a writer outside the lock (another installation, the dashboard, Terraform)
+  and we can each lose a write to the other until each one's next flush. Foreign rules are never
+  changed or removed by an edit (only rules `owns` accepts); the only way we drop one is the race
+  above, always reported.
+* A PUT that applied, lost its answer and was replayed by the client also answers v + 2: it is
+  reported as a race too (harmless: the second GET finds nothing to change).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import drift
 from .client import CloudflareClient, to_wire
 from .coalescing import CoalescingWriter, Request
-from .errors import NotFound
+from .errors import Conflict, NotFound, TransientError
 from .gate import Change
+from .metrics import TUNNEL_CONFIG_RACES
 from .models import IngressRule, normalize_name
 
 __all__ = [
     "CATCH_ALL",
+    "MAX_ROUNDS",
     "Edit",
+    "EditResult",
     "Permit",
     "RemoveRule",
+    "RuleKey",
+    "RulePredicate",
+    "RuleSync",
     "SetRule",
     "SyncRules",
     "TunnelConfigWriter",
+    "TunnelLock",
     "get_config",
     "merge_counted",
     "merge_ingress",
     "must_precede",
+    "put_config",
+    "read_config",
 ]
 
 log = logging.getLogger(__name__)
 CATCH_ALL: dict[str, Any] = {"service": "http_status:404"}
+MAX_ROUNDS = 3  # GET → merge → PUT rounds of one flush when other writers keep racing it
+
+# "Is this existing rule (wire form) ours": the caller's proof of ownership, asked at merge time.
+RulePredicate = Callable[[Mapping[str, Any]], bool]
+# Held around each flush of one tunnel's writer: (account id, tunnel id) → an async context manager.
+TunnelLock = Callable[[str, str], AbstractAsyncContextManager[None]]
+RuleKey = tuple[str, str | None]  # (hostname, path) of a rule
 
 
 @dataclass(frozen=True)
 class SetRule:
+    """Write `rule` at its key (hostname + path). A rule already there that `owns` rejects refuses
+    the edit (its caller gets `Conflict`); `owns=None` (legacy) takes every rule there as ours."""
+
     rule: IngressRule
+    owns: RulePredicate | None = None
 
 
 @dataclass(frozen=True)
 class RemoveRule:
+    """Remove the rule at (hostname, path) when `owns` accepts it (`owns=None`, legacy: always);
+    a rule it rejects stays."""
+
     hostname: str
     path: str | None = None
+    owns: RulePredicate | None = None
 
     @property
-    def key(self) -> tuple[str, str | None]:
+    def key(self) -> RuleKey:
         return (normalize_name(self.hostname), self.path or None)
 
 
 @dataclass(frozen=True)
 class SyncRules:
     """Make the rules a caller owns exactly `rules`: every rule `owns` accepts and whose key
-    (hostname + path) is not among `rules` is removed, then each of `rules` is set.
+    (hostname + path) is not among `rules` is removed, then each of `rules` is set, except where
+    the key holds a rule `owns` rejects (that one is left untouched and its key reported refused).
 
     `owns` sees each current rule (wire form) at merge time, i.e. after the fresh GET; it is
     never asked about the catch-all.
     """
 
     rules: tuple[IngressRule, ...]
-    owns: Callable[[Mapping[str, Any]], bool]
+    owns: RulePredicate
+
+
+@dataclass(frozen=True)
+class RuleSync:
+    """What a `SyncRules` flush did: whether the configuration was written (by this edit or another
+    one of the same flush), and the wanted keys left alone because a rule not ours holds them."""
+
+    written: bool
+    refused: frozenset[RuleKey] = frozenset()
+
+
+@dataclass(frozen=True)
+class EditResult:
+    """What one edit did in a merge: rules it added, changed or removed, and the keys it left alone
+    because `owns` rejected the rule there (SetRule: refused; RemoveRule: kept; SyncRules: not written)."""
+
+    changes: int = 0
+    refused: frozenset[RuleKey] = frozenset()
 
 
 Edit = SetRule | RemoveRule | SyncRules
@@ -128,20 +205,23 @@ def _meaningful(rule: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in rule.items() if value not in (None, {}, [], "")}
 
 
-def _matches_key(removed: Key) -> Callable[[Key, dict[str, Any]], bool]:
-    return lambda key, _rule: key == removed
+def _ours(owns: RulePredicate | None, rule: Mapping[str, Any]) -> bool:
+    return owns is None or owns(rule)
 
 
-def _owned_but_not(edit: SyncRules) -> Callable[[Key, dict[str, Any]], bool]:
-    kept: set[Key] = {rule.key for rule in edit.rules}
-    return lambda key, rule: key not in kept and edit.owns(rule)
+def _is(wanted: Key) -> Callable[[Key], bool]:
+    return lambda key: key == wanted
+
+
+def _not_in(kept: set[Key]) -> Callable[[Key], bool]:
+    return lambda key: key not in kept
 
 
 def merge_ingress(
     config: Mapping[str, Any] | None, edits: Sequence[Edit], permit: Permit | None = None
 ) -> dict[str, Any]:
     """The configuration after applying `edits` in order (the input is not modified); each rule
-    change is made only when `permit` allows it.
+    change is made only when `permit` allows it and only to rules the edit's `owns` accepts.
 
     When no edit changes anything, the result equals the input (steady state writes nothing).
     """
@@ -150,77 +230,113 @@ def merge_ingress(
 
 def merge_counted(
     config: Mapping[str, Any] | None, edits: Sequence[Edit], permit: Permit | None = None
-) -> tuple[dict[str, Any], list[int]]:
-    """`merge_ingress`, and how many rules each edit added, changed or removed."""
+) -> tuple[dict[str, Any], list[EditResult]]:
+    """`merge_ingress`, and what each edit did (`EditResult`: changes made, keys refused)."""
     allowed = permit or _permit_all
     document: dict[str, Any] = copy.deepcopy(dict(config)) if config else {}
     rules: list[dict[str, Any]] = [dict(rule) for rule in document.get("ingress") or []]
     catch_all = rules.pop() if rules and _is_catch_all(rules[-1]) else None
     keys: list[Key] = [_key(rule) for rule in rules]
 
-    def remove(drop: Callable[[Key, dict[str, Any]], bool]) -> int:
+    def remove(matches: Callable[[Key], bool], owns: RulePredicate | None, report: bool) -> EditResult:
+        """Drop the rules whose key `matches` and that `owns` accepts; with `report`, the matching
+        rules it rejects come back as refused."""
         nonlocal keys, rules
-        kept = [
-            (key, rule)
-            for key, rule in zip(keys, rules, strict=True)
-            if not (drop(key, rule) and allowed("delete", rule))
-        ]
+        kept: list[tuple[Key, dict[str, Any]]] = []
+        refused: set[RuleKey] = set()
+        for key, rule in zip(keys, rules, strict=True):
+            if not matches(key):
+                kept.append((key, rule))
+            elif not _ours(owns, rule):
+                kept.append((key, rule))
+                if report and key[0] is not None:
+                    refused.add((key[0], key[1]))
+            elif not allowed("delete", rule):
+                kept.append((key, rule))
         removed = len(rules) - len(kept)
         if removed:
             keys = [key for key, _ in kept]
             rules = [rule for _, rule in kept]
-        return removed
+        return EditResult(removed, frozenset(refused))
 
-    def set_rule(rule: IngressRule) -> int:
+    def set_rule(rule: IngressRule, owns: RulePredicate | None) -> EditResult:
         wanted = rule.to_wire()
         wanted_key: Key = rule.key
         if wanted_key in keys:
             index = keys.index(wanted_key)
+            if not _ours(owns, rules[index]):
+                return EditResult(refused=frozenset({rule.key}))
             if _meaningful(rules[index]) == _meaningful(wanted) or not allowed("update", wanted):
-                return 0
+                return EditResult()
             rules[index] = wanted
-            return 1
+            return EditResult(1)
         if not allowed("create", wanted):
-            return 0
+            return EditResult()
         position = next((i for i, key in enumerate(keys) if _precedes(wanted_key, key)), len(rules))
         rules.insert(position, wanted)
         keys.insert(position, wanted_key)
-        return 1
+        return EditResult(1)
 
-    counts: list[int] = []
+    results: list[EditResult] = []
     for edit in edits:
         if isinstance(edit, RemoveRule):
-            counts.append(remove(_matches_key(edit.key)))
+            results.append(remove(_is(edit.key), edit.owns, report=True))
         elif isinstance(edit, SyncRules):
-            counts.append(remove(_owned_but_not(edit)) + sum(set_rule(rule) for rule in edit.rules))
+            stale = remove(_not_in({rule.key for rule in edit.rules}), edit.owns, report=False)
+            sets = [set_rule(rule, edit.owns) for rule in edit.rules]
+            results.append(EditResult(
+                stale.changes + sum(one.changes for one in sets),
+                frozenset().union(*(one.refused for one in sets)),
+            ))
         else:
-            counts.append(set_rule(edit.rule))
-    if not any(counts):
-        return (copy.deepcopy(dict(config)) if config else {}), counts
+            results.append(set_rule(edit.rule, edit.owns))
+    if not any(result.changes for result in results):
+        return (copy.deepcopy(dict(config)) if config else {}), results
     document["ingress"] = [*rules, catch_all if catch_all is not None else dict(CATCH_ALL)]
-    return document, counts
+    return document, results
 
 
-async def get_config(client: CloudflareClient, account_id: str, tunnel_id: str) -> dict[str, Any] | None:
-    """The tunnel's configuration document (`{"ingress": [...], ...}`), None when never set."""
-    result = await client.call(
+async def read_config(
+    client: CloudflareClient, account_id: str, tunnel_id: str
+) -> tuple[dict[str, Any] | None, int | None]:
+    """The tunnel's configuration document (None when never set) and its version (None when the
+    answer carries none)."""
+    result = to_wire(await client.call(
         "tunnels.config.get",
         client.sdk.zero_trust.tunnels.cloudflared.configurations.get,
         tunnel_id,
         account_id=account_id,
-    )
-    config = to_wire(result).get("config")
-    return dict(config) if isinstance(config, Mapping) else None
+    ))
+    config = result.get("config")
+    return (dict(config) if isinstance(config, Mapping) else None), _version(result)
 
 
-async def put_config(client: CloudflareClient, account_id: str, tunnel_id: str, config: dict[str, Any]) -> None:
-    await client.call(
+async def get_config(client: CloudflareClient, account_id: str, tunnel_id: str) -> dict[str, Any] | None:
+    """The tunnel's configuration document (`{"ingress": [...], ...}`), None when never set."""
+    return (await read_config(client, account_id, tunnel_id))[0]
+
+
+async def put_config(
+    client: CloudflareClient, account_id: str, tunnel_id: str, config: dict[str, Any]
+) -> int | None:
+    """Replace the tunnel's configuration; the version Cloudflare stored it as (None when not said)."""
+    result = await client.call(
         "tunnels.config.put",
         client.sdk.zero_trust.tunnels.cloudflared.configurations.update,
         tunnel_id,
         account_id=account_id,
         extra_body={"config": config},  # already in wire form: skip the SDK's slow re-aliasing
     )
+    return _version(to_wire(result))
+
+
+def _version(result: Mapping[str, Any]) -> int | None:
+    version = result.get("version")
+    return version if isinstance(version, int) and not isinstance(version, bool) else None
+
+
+def _label(key: RuleKey) -> str:
+    return f"{key[0]}{key[1] or ''}"
 
 
 @dataclass(eq=False)
@@ -231,28 +347,39 @@ class _EditRequest(Request):
 class TunnelConfigWriter(CoalescingWriter[_EditRequest]):
     """The single writer of one tunnel's configuration in this process.
 
-    Edits queue up; one drain task flushes them: GET, merge all, PUT once if changed. Edits
-    arriving during a flush go to the next one. Every caller gets its flush's outcome.
+    Edits queue up; one drain task flushes them: GET, merge all, PUT once if changed (again when the
+    PUT's version shows another writer raced it, see the module). Edits arriving during a flush go
+    to the next one. Every caller gets its own outcome. `lock` (when given) is held around each
+    flush, so that every writer of this installation sharing it takes its turn.
     """
 
     label = "tunnel configuration writer"
 
-    def __init__(self, client: CloudflareClient, account_id: str, tunnel_id: str) -> None:
+    def __init__(
+        self, client: CloudflareClient, account_id: str, tunnel_id: str, lock: TunnelLock | None = None
+    ) -> None:
         super().__init__()
         self._client = client
+        self._lock = lock
         self.account_id = account_id
         self.tunnel_id = tunnel_id
 
-    async def set_rule(self, rule: IngressRule) -> None:
-        await self._submit(_EditRequest(edit=SetRule(rule)))
+    async def set_rule(self, rule: IngressRule, owns: RulePredicate | None = None) -> None:
+        """Write `rule`; `Conflict` when its key holds a rule `owns` rejects (left untouched).
+        `owns=None` is the legacy form: any rule at the key is ours."""
+        await self._submit(_EditRequest(edit=SetRule(rule, owns)))
 
-    async def remove_rule(self, hostname: str, path: str | None = None) -> None:
-        await self._submit(_EditRequest(edit=RemoveRule(hostname, path)))
+    async def remove_rule(
+        self, hostname: str, path: str | None = None, owns: RulePredicate | None = None
+    ) -> bool:
+        """Remove the rule at (hostname, path) if `owns` accepts it (`None`, legacy: any); True when
+        this flush removed it."""
+        return bool(await self._submit(_EditRequest(edit=RemoveRule(hostname, path, owns))))
 
-    async def sync_rules(self, rules: Sequence[IngressRule], owns: Callable[[Mapping[str, Any]], bool]) -> bool:
-        """Make the rules `owns` accepts exactly `rules` (see `SyncRules`), in one flush. True when
-        that flush wrote the configuration (this edit or another one of the same flush changed it)."""
-        return bool(await self._submit(_EditRequest(edit=SyncRules(tuple(rules), owns))))
+    async def sync_rules(self, rules: Sequence[IngressRule], owns: RulePredicate) -> RuleSync:
+        """Make the rules `owns` accepts exactly `rules` (see `SyncRules`), in one flush."""
+        result: RuleSync = await self._submit(_EditRequest(edit=SyncRules(tuple(rules), owns)))
+        return result
 
     async def get_config(self) -> dict[str, Any] | None:
         return await get_config(self._client, self.account_id, self.tunnel_id)
@@ -263,24 +390,85 @@ class TunnelConfigWriter(CoalescingWriter[_EditRequest]):
         return self._client.gate.allows(change, "tunnel_rule", f"{what} (tunnel {self.tunnel_id})")
 
     async def _flush(self, requests: list[_EditRequest]) -> None:
+        if self._lock is None:
+            await self._write(requests)
+            return
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                await stack.enter_async_context(self._lock(self.account_id, self.tunnel_id))
+            except Exception as error:
+                raise TransientError(
+                    f"tunnel {self.tunnel_id}: could not take the lock of its configuration: {error}"
+                ) from error
+            await self._write(requests)
+
+    async def _write(self, requests: list[_EditRequest]) -> None:
+        """GET → merge → PUT, again while the PUT's version shows a race (at most `MAX_ROUNDS`)."""
         edits = [request.edit for request in requests]
+        results: list[EditResult] = []
+        removed = [False] * len(requests)
+        wrote = False
         try:
-            current = await self.get_config()
+            current, version = await read_config(self._client, self.account_id, self.tunnel_id)
+            for attempt in range(1, MAX_ROUNDS + 1):
+                merged, results = merge_counted(current, edits, self._permit)
+                if merged == (current or {}):
+                    break
+                stored = await put_config(self._client, self.account_id, self.tunnel_id, merged)
+                wrote = True
+                log.debug("Tunnel %s: wrote configuration with %d edits", self.tunnel_id, len(edits))
+                for index, (request, result) in enumerate(zip(requests, results, strict=True)):
+                    drift.count(request.front_door, "tunnel_rule", result.changes)
+                    removed[index] = removed[index] or bool(result.changes)
+                if version is None or stored is None or stored == version + 1:
+                    break
+                self._raced(version, stored, final=attempt == MAX_ROUNDS)
+                if attempt == MAX_ROUNDS:
+                    break
+                current, version = await read_config(self._client, self.account_id, self.tunnel_id)
         except NotFound as gone:  # the tunnel is gone: removals are done, additions cannot be
             for request in requests:
-                if isinstance(request.edit, RemoveRule) or (
-                    isinstance(request.edit, SyncRules) and not request.edit.rules
-                ):
+                if isinstance(request.edit, RemoveRule):
                     request.resolve(False)
+                elif isinstance(request.edit, SyncRules) and not request.edit.rules:
+                    request.resolve(RuleSync(False))
                 else:
                     request.fail(gone)
             return
-        merged, counts = merge_counted(current, edits, self._permit)
-        changed = merged != (current or {})
-        if changed:
-            await put_config(self._client, self.account_id, self.tunnel_id, merged)
-            log.debug("Tunnel %s: wrote configuration with %d edits", self.tunnel_id, len(edits))
-            for request, rule_changes in zip(requests, counts, strict=True):
-                drift.count(request.front_door, "tunnel_rule", rule_changes)
-        for request in requests:
-            request.resolve(changed)
+        self._answer(requests, results, wrote, removed)
+
+    def _raced(self, read: int, stored: int, *, final: bool) -> None:
+        TUNNEL_CONFIG_RACES.labels(tunnel=self.tunnel_id).inc()
+        then = (
+            f"gave up after {MAX_ROUNDS} rounds; the next flush re-applies ours" if final
+            else "reading it again to re-apply ours on top of what is there now"
+        )
+        log.warning(
+            "Tunnel %s: another writer changed its configuration between our read (version %d) and our write "
+            "(stored as version %d); what it wrote in between was overwritten and cannot be recovered; %s",
+            self.tunnel_id, read, stored, then,
+        )
+
+    def _answer(
+        self, requests: list[_EditRequest], results: list[EditResult], wrote: bool, removed: list[bool]
+    ) -> None:
+        """Each caller's outcome, from the last merge (the one the configuration now reflects)."""
+        for request, result, gone in zip(requests, results, removed, strict=True):
+            edit = request.edit
+            if isinstance(edit, SetRule):
+                if result.refused:
+                    request.fail(Conflict(
+                        f"{_label(edit.rule.key)} in tunnel {self.tunnel_id}: a rule this installation cannot "
+                        "prove its own: left untouched"
+                    ))
+                else:
+                    request.resolve(None)
+            elif isinstance(edit, RemoveRule):
+                if result.refused:
+                    log.info(
+                        "Tunnel %s: left the rule of %s in place: this installation cannot prove it its own",
+                        self.tunnel_id, _label(edit.key),
+                    )
+                request.resolve(gone)
+            else:
+                request.resolve(RuleSync(wrote, result.refused))

@@ -1,11 +1,16 @@
-"""Runtime fault injection: latency, 5xx per operation, forced 429s, drop-after-write."""
+"""Runtime fault injection: latency, 5xx per operation, forced 429s, drop-after-write, and `before`
+hooks (another client's request landing just before one of ours, in-process only)."""
 
 from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+# Run before a request is handled; may be a coroutine function (awaited on the server's loop).
+Hook = Callable[[], Awaitable[None] | None]
 
 
 @dataclass
@@ -33,6 +38,7 @@ class Faults:
         self._fail: list[FailRule] = []
         self._limited: list[int] = []  # Retry-After of the next forced 429s, in order
         self._drops: dict[str | None, int] = {}
+        self._before: dict[str, list[Hook]] = {}
 
     def fail(
         self,
@@ -70,12 +76,23 @@ class Faults:
         with self._lock:
             self._drops[op] = self._drops.get(op, 0) + count
 
+    def before(self, op: str, action: Hook) -> None:
+        """The next request of ``op`` first runs ``action`` (awaited when it returns an awaitable), after
+        authentication and routing and before it is handled: a deterministic stand-in for another
+        client's request that lands just before ours (e.g. a foreign configuration PUT between our GET and
+        our PUT). Each hook is used once, in the order registered; a request the action itself makes
+        takes the next registered hook of its operation, if any (an action may register the next one
+        after its own requests). In-process only (not settable through ``POST /__sandbox/faults``)."""
+        with self._lock:
+            self._before.setdefault(op, []).append(action)
+
     def clear(self) -> None:
         with self._lock:
             self.latency = 0.0
             self._fail.clear()
             self._limited.clear()
             self._drops.clear()
+            self._before.clear()
 
     # --- consulted by the server -------------------------------------------------------------
 
@@ -105,6 +122,11 @@ class Faults:
                     return True
             return False
 
+    def take_before(self, op: str) -> Hook | None:
+        with self._lock:
+            hooks = self._before.get(op)
+            return hooks.pop(0) if hooks else None
+
     def describe(self) -> dict[str, Any]:
         with self._lock:
             return {
@@ -116,6 +138,7 @@ class Faults:
                 ],
                 "rate_limit": list(self._limited),
                 "drop_after_write": {k or "*": v for k, v in self._drops.items() if v > 0},
+                "before": {k: len(v) for k, v in self._before.items() if v},
             }
 
     def apply(self, spec: dict[str, Any]) -> None:

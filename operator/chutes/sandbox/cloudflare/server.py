@@ -2,13 +2,14 @@
 
 Request pipeline (API prefix only; ``/__sandbox/*`` is inspection, unauthenticated, unlogged):
 latency → authentication → forced 429 / rate limit → route (404/7000, 405/7001) → account/zone
-in the path (404/7003, 403/10000) → JSON body (400/6007) → forced failure → handler (under the
-state lock; handlers validate fully before mutating) → drop-after-write → envelope + log.
+in the path (404/7003, 403/10000) → JSON body (400/6007) → `before` hook → forced failure → handler
+(under the state lock; handlers validate fully before mutating) → drop-after-write → envelope + log.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import re
 from collections.abc import Callable
@@ -83,6 +84,11 @@ class ApiServer:
             self._check_scope(token, match.params, rel)
             if not body_ok:
                 raise ApiError(400, 6007, "Malformed JSON in request body")
+            hook = self.faults.take_before(route.op)
+            if hook is not None:
+                outcome = hook()
+                if inspect.isawaitable(outcome):
+                    await outcome
             forced = self.faults.take_failure(route.op)
             if forced is not None:
                 raise ApiError(forced.status, forced.code, _fault_message(forced.status))

@@ -1,9 +1,22 @@
 """Zero Trust Access: self-hosted apps, policies, the one-time-PIN IdP and service tokens.
 
+Access applications' `tags` cannot carry an ownership marker. Access tags are account-level objects
+(``POST /accounts/{id}/access/tags``, a bare ``name``) that must exist before an app names them, and they
+label apps for filtering in the App Launcher: a tag has no per-source value, so it could only say "some
+chutes-operator", never for which source; it costs one more object and call per account; and anyone
+who may edit the app (dashboard, Terraform) may add or drop it. So tags are not proof: apps, like
+tunnels and service tokens, are ours only when this installation's ledger records them (`Recorded`).
+
 Every ensure_* finds its object by natural key first (app: domain; app policy: name within
-the app; IdP: type onetimepin; service token: name) and adopts it. Creates whose key Cloudflare
-does not enforce are not replayed by the client after a dropped connection; on a transient
-failure they look the object up again and adopt it instead of making a duplicate.
+the app; IdP: type onetimepin; service token: name). With a `Recorded` proof (apps, service tokens)
+what it finds must be the recorded object, else `Conflict` and nothing changes, and a create needs the
+recorded intent; without one (``None``: the legacy form, until every caller keeps a ledger) an object
+found by name is taken as ours. Deletes given the expected name (and domain) read the object first and
+refuse one that differs. App-scoped policies live inside an app proven ours and are found by name there;
+the one-time-PIN IdP is found and used, created when absent, never updated nor deleted.
+Creates whose key Cloudflare does not enforce are not replayed by the client after a dropped
+connection; on a transient failure they look the object up again and resolve it (by the proof)
+instead of making a duplicate.
 
 Every change goes through the client's `ChangeGate`: a skipped update returns the object as it is,
 a skipped delete returns; under dry-run a create raises `DryRunStop` (its id or secret is needed).
@@ -18,9 +31,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from .client import CloudflareClient, to_wire
-from .errors import Conflict, RateLimited, TransientError
-from .models import AccessApp, AccessAppSpec, AppPolicySpec, IdentityProvider, Policy, ServiceToken
+from .errors import Conflict, NotFound, RateLimited, TransientError
+from .models import AccessApp, AccessAppSpec, AppPolicySpec, IdentityProvider, Policy, Recorded, ServiceToken
 from .ownership import DEFAULT_OWNER, name_owner
+from .proofs import covered, require_intent, unrecorded
 
 __all__ = [
     "delete_access_app",
@@ -34,6 +48,8 @@ __all__ = [
     "find_app_policy",
     "find_reusable_policy",
     "find_service_token",
+    "get_access_app",
+    "get_service_token",
     "list_reusable_policies",
     "rotate_service_token",
 ]
@@ -69,7 +85,12 @@ def app_from_wire(data: dict[str, Any]) -> AccessApp:
         allowed_idps=_ids(data.get("allowed_idps")),
         auto_redirect_to_identity=bool(data.get("auto_redirect_to_identity")),
         policies=_ids(policies) + tuple(p for p in data.get("policies") or [] if isinstance(p, str)),
+        created_at=_created_at(data),
     )
+
+
+def _created_at(data: Mapping[str, Any]) -> str | None:
+    return str(data["created_at"]) if data.get("created_at") else None
 
 
 def policy_from_wire(data: dict[str, Any]) -> Policy:
@@ -109,7 +130,8 @@ def _app_body(spec: AccessAppSpec, attached_reusable: tuple[str, ...]) -> dict[s
 def _app_up_to_date(data: dict[str, Any], spec: AccessAppSpec) -> bool:
     app = app_from_wire(data)
     return (
-        app.session_duration == spec.session_duration
+        app.name == spec.name
+        and app.session_duration == spec.session_duration
         and set(app.allowed_idps) == set(spec.allowed_idps)
         and app.auto_redirect_to_identity == spec.auto_redirect_to_identity
         and _reusable_ids(data) == spec.policies
@@ -149,14 +171,45 @@ def _ours(apps: list[dict[str, Any]], spec: AccessAppSpec, *, adopt: bool = Fals
     return mine
 
 
-async def ensure_access_app(client: CloudflareClient, account_id: str, spec: AccessAppSpec) -> AccessApp:
-    """The self-hosted app for `spec.domain`: created, replaced when different, else as is."""
+def _app_identity(app: Mapping[str, Any]) -> tuple[str, str | None]:
+    return str(app.get("id") or ""), _created_at(app)
+
+
+def _recorded_app(
+    apps: list[dict[str, Any]], spec: AccessAppSpec, recorded: Recorded, *, adopt: bool = False
+) -> tuple[dict[str, Any] | None, bool]:
+    """(the app protecting the domain that `recorded` proves ours, or the one adoptable app with `adopt`;
+    whether it is adopted). An intent (no id yet) is resolved by domain, name and creation time.
+    Other apps on the domain, with no proven one: Conflict."""
+    candidates = apps if recorded.id else [app for app in apps if app.get("name") == spec.name]
+    mine = covered(candidates, recorded, _app_identity, f"Access app {spec.name} for {spec.domain}")
+    if mine is not None or not apps:
+        return mine, False
+    if adopt and len(apps) == 1 and _adoptable(apps[0], spec):
+        return apps[0], True
+    names = ", ".join(sorted(f"{app.get('name')!r} ({app.get('id')})" for app in apps))
+    hint = " (not adopted: adoption takes over exactly one app of no other owner)" if adopt else ""
+    raise unrecorded(f"Access app(s) {names} protecting {spec.domain}", recorded, hint=hint)
+
+
+async def ensure_access_app(
+    client: CloudflareClient, account_id: str, spec: AccessAppSpec, recorded: Recorded | None = None
+) -> AccessApp:
+    """The self-hosted app for `spec.domain`: created, replaced when different, else as is.
+
+    With `recorded` the app found must be the recorded one (by id, or an intent's name and creation
+    time), else Conflict unless `spec.adopt` takes over the one other app; a create needs
+    `recorded.since`. Without it (legacy) the app named `spec.name` is ours."""
     apps = client.sdk.zero_trust.access.applications
     gate = client.gate
     found = await find_access_app(client, account_id, spec.domain)
-    current = _ours(found, spec, adopt=spec.adopt and gate.may_adopt)
+    may_adopt = spec.adopt and gate.may_adopt
+    if recorded is None:
+        current = _ours(found, spec, adopt=may_adopt)
+        adopting = current is not None and current.get("name") != spec.name
+    else:
+        current, adopting = _recorded_app(found, spec, recorded, adopt=may_adopt)
     if current is not None:
-        adopting = current.get("name") != spec.name
         if not adopting and _app_up_to_date(current, spec):
             return app_from_wire(current)
         what = f"{spec.name} for {spec.domain}" + (f" (adopting app {current.get('name')!r})" if adopting else "")
@@ -176,6 +229,8 @@ async def ensure_access_app(client: CloudflareClient, account_id: str, spec: Acc
         )
         log.info("Updated Access app %s for %s", spec.name, spec.domain)
         return app_from_wire(to_wire(updated))
+    if recorded is not None:
+        require_intent(recorded, f"Access app {spec.name} for {spec.domain}")
     gate.allows("create", "access_app", f"{spec.name} for {spec.domain}", needed=True)
     try:
         created = await client.call(
@@ -188,7 +243,8 @@ async def ensure_access_app(client: CloudflareClient, account_id: str, spec: Acc
     except (TransientError, Conflict) as error:
         if isinstance(error, RateLimited):
             raise
-        current = _ours(await find_access_app(client, account_id, spec.domain), spec)
+        again = await find_access_app(client, account_id, spec.domain)
+        current = _ours(again, spec) if recorded is None else _recorded_app(again, spec, recorded)[0]
         if current is None:
             raise
         return app_from_wire(current)
@@ -196,7 +252,33 @@ async def ensure_access_app(client: CloudflareClient, account_id: str, spec: Acc
     return app_from_wire(to_wire(created))
 
 
-async def delete_access_app(client: CloudflareClient, account_id: str, app_id: str) -> None:
+async def get_access_app(client: CloudflareClient, account_id: str, app_id: str) -> AccessApp | None:
+    """The app with id `app_id`, or None when Cloudflare has none."""
+    try:
+        found = await client.call(
+            "access.apps.get", client.sdk.zero_trust.access.applications.get, app_id, account_id=account_id
+        )
+    except NotFound:
+        return None
+    return app_from_wire(to_wire(found))
+
+
+async def delete_access_app(
+    client: CloudflareClient, account_id: str, app_id: str, domain: str | None = None, name: str | None = None
+) -> None:
+    """Delete app `app_id`; a missing one is fine. Given the `domain` and `name` this installation
+    recorded for it, the app is read first and one protecting another domain or named otherwise is a
+    Conflict, left in place (an id is a hint, never proof). Legacy (neither given): deleted unread."""
+    if domain is not None or name is not None:
+        current = await get_access_app(client, account_id, app_id)
+        if current is None:
+            return
+        wrong_domain = domain is not None and current.domain != domain.strip().lower()
+        if wrong_domain or (name is not None and current.name != name):
+            raise Conflict(
+                f"Access app {current.name!r} ({app_id}) for {current.domain} is not the app "
+                f"{name or '?'!r} for {domain or '?'} this installation recorded: left untouched"
+            )
     await client.delete("access.apps.delete", "access_app", app_id,
                         client.sdk.zero_trust.access.applications.delete, app_id, account_id=account_id)
 
@@ -326,10 +408,11 @@ def _token_from_wire(data: dict[str, Any], *, with_secret: bool) -> ServiceToken
         client_id=str(data.get("client_id") or ""),
         client_secret=(data.get("client_secret") or None) if with_secret else None,
         expires_at=data.get("expires_at"),
+        created_at=_created_at(data),
     )
 
 
-async def _find_token(client: CloudflareClient, account_id: str, name: str) -> ServiceToken | None:
+async def _named_tokens(client: CloudflareClient, account_id: str, name: str) -> list[ServiceToken]:
     items = await client.list_all(
         "service_tokens.list",
         client.sdk.zero_trust.access.service_tokens.list,
@@ -337,17 +420,50 @@ async def _find_token(client: CloudflareClient, account_id: str, name: str) -> S
         name=name,
         per_page=ACCESS_PER_PAGE,
     )
-    return next((_token_from_wire(i, with_secret=False) for i in items if i.get("name") == name), None)
+    return [_token_from_wire(i, with_secret=False) for i in items if i.get("name") == name]
+
+
+async def _find_token(client: CloudflareClient, account_id: str, name: str) -> ServiceToken | None:
+    return next(iter(await _named_tokens(client, account_id, name)), None)
+
+
+def _token_identity(token: ServiceToken) -> tuple[str, str | None]:
+    return token.id, token.created_at
+
+
+async def _our_token(
+    client: CloudflareClient, account_id: str, name: str, recorded: Recorded | None
+) -> ServiceToken | None:
+    """The token named `name` that is ours: the recorded one (tokens named alike that the record does
+    not cover are someone else's and stay as they are: Conflict when there is no recorded one), or,
+    legacy (no record), the first one named so."""
+    if recorded is None:
+        return await _find_token(client, account_id, name)
+    tokens = await _named_tokens(client, account_id, name)
+    mine = covered(tokens, recorded, _token_identity, f"service token {name}")
+    if mine is None and tokens:
+        ids = ", ".join(sorted(token.id for token in tokens))
+        raise unrecorded(f"service token(s) {name} ({ids})", recorded)
+    return mine
 
 
 async def ensure_service_token(
-    client: CloudflareClient, account_id: str, name: str, duration: str = "8760h"
+    client: CloudflareClient,
+    account_id: str,
+    name: str,
+    duration: str = "8760h",
+    recorded: Recorded | None = None,
 ) -> ServiceToken:
     """The service token named `name`: an existing one comes back WITHOUT its secret (Cloudflare
-    shows it only once); a new one comes back with it. Store the secret at once."""
-    found = await _find_token(client, account_id, name)
+    shows it only once); a new one comes back with it. Store the secret at once.
+
+    With `recorded` an existing token must be the recorded one (else Conflict) and a create needs
+    `recorded.since`; without (legacy) the first token named `name` is taken."""
+    found = await _our_token(client, account_id, name, recorded)
     if found is not None:
         return found
+    if recorded is not None:
+        require_intent(recorded, f"service token {name}")
     client.gate.allows("create", "service_token", name, needed=True)
     tokens = client.sdk.zero_trust.access.service_tokens
     try:
@@ -358,7 +474,7 @@ async def ensure_service_token(
         if isinstance(error, RateLimited):
             raise
         # The create may have happened with its answer lost: adopt it and get a fresh secret.
-        found = await _find_token(client, account_id, name)
+        found = await _our_token(client, account_id, name, recorded)
         if found is None:
             raise
         rotated = await client.call("service_tokens.rotate", tokens.rotate, found.id, account_id=account_id)
@@ -368,7 +484,30 @@ async def ensure_service_token(
     return _token_from_wire(to_wire(created), with_secret=True)
 
 
-async def delete_service_token(client: CloudflareClient, account_id: str, token_id: str) -> None:
+async def get_service_token(client: CloudflareClient, account_id: str, token_id: str) -> ServiceToken | None:
+    """The token with id `token_id` (never with its secret), or None when Cloudflare has none."""
+    try:
+        found = await client.call(
+            "service_tokens.get", client.sdk.zero_trust.access.service_tokens.get, token_id, account_id=account_id
+        )
+    except NotFound:
+        return None
+    return _token_from_wire(to_wire(found), with_secret=False)
+
+
+async def delete_service_token(
+    client: CloudflareClient, account_id: str, token_id: str, name: str | None = None
+) -> None:
+    """Delete token `token_id`; a missing one is fine. Given the `name` this installation recorded for
+    it, the token is read first and one named otherwise is a Conflict, left in place. Legacy (no name):
+    deleted unread."""
+    if name is not None:
+        current = await get_service_token(client, account_id, token_id)
+        if current is None:
+            return
+        if current.name != name:
+            raise Conflict(f"service token {current.name!r} ({token_id}) is not the token {name!r} "
+                           "this installation recorded: left untouched")
     await client.delete("service_tokens.delete", "service_token", token_id,
                         client.sdk.zero_trust.access.service_tokens.delete, token_id, account_id=account_id)
 

@@ -3,12 +3,14 @@
 One per process and token: one HTTP client and request budget, one coalescing
 `TunnelConfigWriter` per tunnel, one coalescing `DnsWriter` per zone, a zone cache, the
 owner id written into (and required on) every DNS record it touches, and the write policy and
-dry-run switch (`gate.ChangeGate`) every change goes through.
+dry-run switch (`gate.ChangeGate`) every change goes through. `tunnel_lock` (optional) is held
+around each flush of a tunnel's configuration so that the writers of every process of this
+installation take turns (the operator passes a Kubernetes Lease; no Kubernetes code lives here).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -27,12 +29,13 @@ from .models import (
     IdentityProvider,
     IngressRule,
     Policy,
+    Recorded,
     ServiceToken,
     Tunnel,
     Zone,
 )
 from .ownership import validate_owner_id
-from .tunnel_config import TunnelConfigWriter
+from .tunnel_config import RulePredicate, RuleSync, TunnelConfigWriter, TunnelLock
 from .zones import ZoneDirectory
 
 __all__ = ["CloudflareCore"]
@@ -50,6 +53,7 @@ class CloudflareCore:
         dry_run: bool = False,
         max_attempts: int = 3,
         backoff: float = 0.2,
+        tunnel_lock: TunnelLock | None = None,
     ) -> None:
         self.owner_id = validate_owner_id(owner_id)
         self.gate = ChangeGate(policy, dry_run)
@@ -57,6 +61,7 @@ class CloudflareCore:
             api_token, base_url, budget=budget, max_attempts=max_attempts, backoff=backoff, gate=self.gate
         )
         self.zones = ZoneDirectory(self.client)
+        self.tunnel_lock = tunnel_lock
         self._tunnel_writers: dict[tuple[str, str], TunnelConfigWriter] = {}
         self._dns_writers: dict[str, DnsWriter] = {}
 
@@ -99,7 +104,9 @@ class CloudflareCore:
         key = (account_id, tunnel_id)
         writer = self._tunnel_writers.get(key)
         if writer is None:
-            writer = self._tunnel_writers[key] = TunnelConfigWriter(self.client, account_id, tunnel_id)
+            writer = self._tunnel_writers[key] = TunnelConfigWriter(
+                self.client, account_id, tunnel_id, self.tunnel_lock
+            )
         return writer
 
     def dns_writer(self, zone_id: str) -> DnsWriter:
@@ -113,8 +120,11 @@ class CloudflareCore:
         return writer
 
     # -- tunnels ---------------------------------------------------------------------------
-    async def ensure_tunnel(self, account_id: str, name: str) -> Tunnel:
-        return await tunnels.ensure_tunnel(self.client, account_id, name)
+    async def ensure_tunnel(self, account_id: str, name: str, recorded: Recorded | None = None) -> Tunnel:
+        """The live tunnel named `name`, created when absent. `recorded`: the ledger's proof (a tunnel
+        found under the name that it does not cover is a Conflict; a create needs `recorded.since`);
+        None is the legacy form (adopted by name) for callers that keep no ledger yet."""
+        return await tunnels.ensure_tunnel(self.client, account_id, name, recorded)
 
     async def find_tunnel(self, account_id: str, name: str) -> Tunnel | None:
         return await tunnels.find_tunnel(self.client, account_id, name)
@@ -125,8 +135,13 @@ class CloudflareCore:
     async def get_tunnel_token(self, account_id: str, tunnel_id: str) -> str:
         return await tunnels.get_tunnel_token(self.client, account_id, tunnel_id)
 
-    async def delete_tunnel(self, account_id: str, tunnel_id: str) -> None:
-        await tunnels.delete_tunnel(self.client, account_id, tunnel_id)
+    async def delete_tunnel(
+        self, account_id: str, tunnel_id: str, name: str | None = None, *, connected_ok: bool | None = None
+    ) -> None:
+        """Delete tunnel `tunnel_id` after reading it: one named otherwise than `name` is a Conflict, and
+        so is one with active connections unless `connected_ok` (only then cascaded). Both None is the
+        legacy form: deleted with its connections, unchecked."""
+        await tunnels.delete_tunnel(self.client, account_id, tunnel_id, name, connected_ok=connected_ok)
         writer = self._tunnel_writers.pop((account_id, tunnel_id), None)
         if writer is not None:
             await writer.aclose()
@@ -134,23 +149,30 @@ class CloudflareCore:
     async def list_tunnels(self, account_id: str, prefix: str | None = None) -> list[Tunnel]:
         return await tunnels.list_tunnels(self.client, account_id, prefix)
 
-    async def set_ingress_rule(self, account_id: str, tunnel_id: str, rule: IngressRule) -> None:
-        await self.tunnel_writer(account_id, tunnel_id).set_rule(rule)
+    async def set_ingress_rule(
+        self, account_id: str, tunnel_id: str, rule: IngressRule, owns: RulePredicate | None = None
+    ) -> None:
+        """Write `rule`; `Conflict` (nothing changed) when its hostname + path hold a rule `owns`
+        rejects. `owns=None` is the legacy form (any rule there is ours), until every door passes one."""
+        await self.tunnel_writer(account_id, tunnel_id).set_rule(rule, owns)
 
     async def remove_ingress_rule(
-        self, account_id: str, tunnel_id: str, hostname: str, path: str | None = None
-    ) -> None:
-        await self.tunnel_writer(account_id, tunnel_id).remove_rule(hostname, path)
-
-    async def sync_ingress_rules(
         self,
         account_id: str,
         tunnel_id: str,
-        rules: Sequence[IngressRule],
-        owns: Callable[[Mapping[str, Any]], bool],
+        hostname: str,
+        path: str | None = None,
+        owns: RulePredicate | None = None,
     ) -> bool:
-        """Make the rules `owns` claims exactly `rules`; foreign rules and the catch-all stay.
-        True when the configuration was written."""
+        """Remove the rule at hostname + path when `owns` accepts it (`None`, legacy: any rule); a rule
+        it rejects stays. True when it was removed."""
+        return await self.tunnel_writer(account_id, tunnel_id).remove_rule(hostname, path, owns)
+
+    async def sync_ingress_rules(
+        self, account_id: str, tunnel_id: str, rules: Sequence[IngressRule], owns: RulePredicate
+    ) -> RuleSync:
+        """Make the rules `owns` claims exactly `rules`; foreign rules and the catch-all stay, and a
+        wanted rule whose key holds a rule `owns` rejects is not written (`RuleSync.refused`)."""
         return await self.tunnel_writer(account_id, tunnel_id).sync_rules(rules, owns)
 
     async def get_tunnel_config(self, account_id: str, tunnel_id: str) -> dict[str, Any] | None:
@@ -160,35 +182,51 @@ class CloudflareCore:
     async def ensure_dns_record(self, zone_id: str, desired: DesiredRecord) -> DnsRecord:
         return await self.dns_writer(zone_id).ensure_record(desired, self.owner_id)
 
-    async def delete_dns_record(self, zone_id: str, name: str, type: str) -> None:
-        await self.dns_writer(zone_id).delete_record(name, type, self.owner_id)
+    async def delete_dns_record(self, zone_id: str, name: str, type: str, source: str) -> None:
+        """Delete the `type` record(s) `name` marked as ours for `source`; absent is fine. A foreign record,
+        or one of ours held by another source (`Conflict.holder`), raises Conflict and stays."""
+        await self.dns_writer(zone_id).delete_record(name, type, self.owner_id, source)
 
     async def check_dns_name_available(
-        self, zone_id: str, name: str, source: str | None = None, type: str = "CNAME", *, adopt: bool = False
+        self, zone_id: str, name: str, source: str, type: str = "CNAME", *, adopt: bool = False
     ) -> None:
-        """Fail early (Conflict) when `name` is held by a record we do not own; `source` is the
-        object asking (for the message). With `adopt` (not under create-only), a record that
-        `ensure_dns_record` with adoption would take over does not count."""
+        """Fail early (Conflict) when `name` is held by a record that is not ours for `source` (the
+        object asking): a foreign one, or one of ours held by another source (`Conflict.holder`). With
+        `adopt` (not under create-only), a record that `ensure_dns_record` with adoption would take
+        over does not count."""
         try:
             await check_name_available(
-                self.client, zone_id, name, self.owner_id, type, adopt=adopt and self.gate.may_adopt
+                self.client, zone_id, name, self.owner_id, source, type, adopt=adopt and self.gate.may_adopt
             )
         except Conflict as conflict:
-            if source:
-                conflict.message = f"{conflict.message} (wanted by {source})"
-                conflict.args = (conflict.message,)
+            conflict.message = f"{conflict.message} (wanted by {source})"
+            conflict.args = (conflict.message,)
             raise
 
     async def sync_dns_records(
-        self, zone_id: str, desired: Sequence[DesiredRecord], owns: Callable[[DnsRecord], bool]
+        self,
+        zone_id: str,
+        desired: Sequence[DesiredRecord],
+        owns: Callable[[DnsRecord], bool],
+        *,
+        defer_deletes: bool = False,
     ) -> DnsSync:
-        """Ensure `desired` and delete our other records that `owns` claims: one listing of the
-        zone plus batches. Names blocked by a record we do not own come back in `failed`."""
-        return await self.dns_writer(zone_id).sync_records(desired, owns, self.owner_id)
+        """Ensure `desired` and delete our other records that `owns` claims (asked only about records
+        carrying our owner id: it must check the marker's source itself): one listing of the zone plus
+        batches. Names blocked by a record that is not ours for the desired record's source come back in
+        `failed`. With `defer_deletes`, the records to delete come back in `DnsSync.stale` instead (for
+        `delete_dns_records` once the tunnel no longer routes them)."""
+        return await self.dns_writer(zone_id).sync_records(desired, owns, self.owner_id, defer_deletes=defer_deletes)
+
+    async def delete_dns_records(self, zone_id: str, records: Sequence[DnsRecord]) -> tuple[str, ...]:
+        """Delete exactly `records` (as listed by `sync_dns_records`: `DnsSync.stale`) by id in batches,
+        without listing; one gone since is fine. Returns the names dealt with (see `DnsWriter.delete_records`)."""
+        return await self.dns_writer(zone_id).delete_records(records, self.owner_id)
 
     async def adopt_dns_record(self, zone_id: str, record_id: str, name: str, source: str) -> DnsRecord | None:
-        """Mark record `record_id` (named `name`, unmarked or ours) as ours for `source`, when
-        Kubernetes state proves it was created for that source; None when not adoptable."""
+        """Mark record `record_id` (named `name`, unmarked or already ours for `source`) as ours for
+        `source`, when Kubernetes state proves it was created for that source; None when not adoptable
+        (another owner's, or ours for another source)."""
         return await adoption.adopt_dns_record(self.client, zone_id, record_id, name, self.owner_id, source)
 
     async def list_owned_dns_records(self, zone_id: str) -> list[DnsRecord]:
@@ -197,6 +235,10 @@ class CloudflareCore:
     async def list_dns_records(self, zone_id: str) -> list[DnsRecord]:
         """Every record of the zone, ours or not (one listing of up to 5000 records per page)."""
         return await list_records(self.client, zone_id)
+
+    async def dns_records_named(self, zone_id: str, name: str) -> list[DnsRecord]:
+        """Every record named exactly `name`, ours or not (one name-filtered listing)."""
+        return await list_records(self.client, zone_id, [name])
 
     # -- zones -----------------------------------------------------------------------------
     async def get_zone(self, zone_id: str) -> Zone:
@@ -227,14 +269,25 @@ class CloudflareCore:
         return zone
 
     # -- Access ----------------------------------------------------------------------------
-    async def ensure_access_app(self, account_id: str, spec: AccessAppSpec) -> AccessApp:
-        """The app for `spec.domain`. With `spec.adopt` (not under create-only) the one other app
-        protecting the domain is taken over, unless it is named like another installation's (an
-        ``@owner`` suffix, or the same name without ours); otherwise another app is a Conflict."""
-        return await access.ensure_access_app(self.client, account_id, spec)
+    async def ensure_access_app(
+        self, account_id: str, spec: AccessAppSpec, recorded: Recorded | None = None
+    ) -> AccessApp:
+        """The app for `spec.domain`. `recorded`: the ledger's proof (the app found must be the recorded
+        one; a create needs `recorded.since`); None is the legacy form (the app named `spec.name`).
+        With `spec.adopt` (not under create-only) the one other app protecting the domain is taken
+        over, unless it is named like another installation's (an ``@owner`` suffix, or the same name
+        without ours); otherwise another app is a Conflict."""
+        return await access.ensure_access_app(self.client, account_id, spec, recorded)
 
-    async def delete_access_app(self, account_id: str, app_id: str) -> None:
-        await access.delete_access_app(self.client, account_id, app_id)
+    async def get_access_app(self, account_id: str, app_id: str) -> AccessApp | None:
+        return await access.get_access_app(self.client, account_id, app_id)
+
+    async def delete_access_app(
+        self, account_id: str, app_id: str, domain: str | None = None, name: str | None = None
+    ) -> None:
+        """Delete app `app_id` after reading it: one for another `domain` or named otherwise than `name`
+        is a Conflict. Both None is the legacy form: deleted unread."""
+        await access.delete_access_app(self.client, account_id, app_id, domain, name)
 
     async def ensure_app_policy(self, account_id: str, app_id: str, spec: AppPolicySpec) -> Policy:
         return await access.ensure_app_policy(self.client, account_id, app_id, spec)
@@ -248,11 +301,21 @@ class CloudflareCore:
     async def ensure_otp_idp(self, account_id: str) -> IdentityProvider:
         return await access.ensure_otp_idp(self.client, account_id)
 
-    async def ensure_service_token(self, account_id: str, name: str, duration: str = "8760h") -> ServiceToken:
-        return await access.ensure_service_token(self.client, account_id, name, duration)
+    async def ensure_service_token(
+        self, account_id: str, name: str, duration: str = "8760h", recorded: Recorded | None = None
+    ) -> ServiceToken:
+        """The token named `name` (with its secret only when created now). `recorded`: the ledger's
+        proof (a token named so that it does not cover is a Conflict; a create needs `recorded.since`);
+        None is the legacy form (the first token named so)."""
+        return await access.ensure_service_token(self.client, account_id, name, duration, recorded)
 
-    async def delete_service_token(self, account_id: str, token_id: str) -> None:
-        await access.delete_service_token(self.client, account_id, token_id)
+    async def get_service_token(self, account_id: str, token_id: str) -> ServiceToken | None:
+        return await access.get_service_token(self.client, account_id, token_id)
+
+    async def delete_service_token(self, account_id: str, token_id: str, name: str | None = None) -> None:
+        """Delete token `token_id` after reading it: one named otherwise than `name` is a Conflict.
+        None is the legacy form: deleted unread."""
+        await access.delete_service_token(self.client, account_id, token_id, name)
 
     # -- lookups by natural key and rotation -------------------------------------------------
     async def find_access_app(self, account_id: str, domain: str, name: str) -> AccessApp | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
@@ -19,10 +20,12 @@ __all__ = [
     "IdentityProvider",
     "IngressRule",
     "Policy",
+    "Recorded",
     "ServiceToken",
     "Tunnel",
     "Zone",
     "normalize_name",
+    "parse_time",
 ]
 
 _HOSTNAME = re.compile(r"^(\*\.)?([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
@@ -68,12 +71,65 @@ def _frozen(value: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
     return None if value is None else MappingProxyType(dict(value))
 
 
+def parse_time(value: str) -> datetime:
+    """An ISO 8601 / RFC 3339 time as an aware UTC datetime (``Z`` or an offset; none means UTC;
+    fractions beyond microseconds, as some Cloudflare timestamps have, are cut). ValueError if not one."""
+    text = value.strip()
+    text = re.sub(r"(\.\d{6})\d+", r"\1", text)
+    parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1:] in ("Z", "z") else text)
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+# How much earlier than the recorded intent Cloudflare's clock may date an object we created.
+CREATE_SKEW = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What this installation's ledger says about one object: its id once created, and when the intent
+    to create it was recorded (before the create).
+
+    The proof asked of an object found by its natural key (tunnel name, app domain + name, token name):
+    it is ours when its id is `id`, or, while `id` is None (a crash between the create and recording its
+    id), when `since` is set and the object was created at or after `since` minus `CREATE_SKEW`.
+    A create needs `since` (the intent is recorded first). Passing ``None`` instead of a `Recorded` is
+    the legacy form (found by name alone), kept until every caller keeps a ledger.
+    """
+
+    id: str | None = None
+    since: str | None = None  # ISO 8601 UTC
+
+    def __post_init__(self) -> None:
+        if self.since is not None:
+            try:
+                parse_time(self.since)
+            except ValueError:
+                raise InvalidInput(f"recorded intent time {self.since!r} is not an ISO 8601 time") from None
+
+    def covers(self, object_id: str, created_at: str | None) -> bool:
+        """Whether this record proves the object `object_id`, created at `created_at`, is the one it
+        records."""
+        if self.id:
+            return object_id == self.id
+        if self.since is None or not created_at:
+            return False
+        try:
+            created = parse_time(created_at)
+        except ValueError:
+            return False
+        return created >= parse_time(self.since) - CREATE_SKEW
+
+
 @dataclass(frozen=True)
 class Tunnel:
+    """`connected`: the tunnel had active connector connections when read."""
+
     id: str
     name: str
     account_id: str
     deleted: bool = False
+    created_at: str | None = None
+    connected: bool = False
 
 
 @dataclass(frozen=True)
@@ -220,6 +276,7 @@ class AccessApp:
     allowed_idps: tuple[str, ...] = ()
     auto_redirect_to_identity: bool = False
     policies: tuple[str, ...] = ()  # ids of the policies attached (reusable and exclusive)
+    created_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -265,3 +322,4 @@ class ServiceToken:
     client_id: str
     client_secret: str | None = field(default=None, repr=False)
     expires_at: str | None = None
+    created_at: str | None = None

@@ -1,4 +1,12 @@
-"""Remotely-managed Cloudflare Tunnels: find-or-create by name, token, delete."""
+"""Remotely-managed Cloudflare Tunnels: find-or-create by name, token, delete.
+
+A tunnel carries no marker of ours: it is ours only when the ledger says so (`Recorded`: its id, or the
+intent to create it and a `created_at` after it). With a record, a tunnel found under the name that the
+record does not cover is a `Conflict` and stays as it is; a delete reads the tunnel first and refuses
+one named otherwise, or one with active connections unless the caller says connections may go.
+Without a record (``None``, the legacy form of the callers that keep no ledger yet) a tunnel is found
+and adopted by name, and deleted by id with its connections, unchecked.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +15,8 @@ from typing import Any
 
 from .client import CloudflareClient, to_wire
 from .errors import CloudflareError, Conflict, InvalidInput, NotFound
-from .models import Tunnel
+from .models import Recorded, Tunnel
+from .proofs import covered, require_intent, unrecorded
 
 __all__ = ["delete_tunnel", "ensure_tunnel", "find_tunnel", "get_tunnel", "get_tunnel_token", "list_tunnels"]
 
@@ -21,6 +30,8 @@ def tunnel_from_wire(data: dict[str, Any], account_id: str) -> Tunnel:
         name=str(data.get("name") or ""),
         account_id=str(data.get("account_tag") or account_id),
         deleted=bool(data.get("deleted_at")),
+        created_at=str(data["created_at"]) if data.get("created_at") else None,
+        connected=bool(data.get("connections")),
     )
 
 
@@ -41,11 +52,28 @@ async def find_tunnel(client: CloudflareClient, account_id: str, name: str) -> T
     return None
 
 
-async def ensure_tunnel(client: CloudflareClient, account_id: str, name: str) -> Tunnel:
-    """The live tunnel named `name`, adopted when it exists, else created (config_src=cloudflare)."""
+def _proven(tunnel: Tunnel, recorded: Recorded | None) -> Tunnel:
+    """`tunnel` when `recorded` covers it (or there is no record: legacy), else Conflict."""
+    if recorded is None or covered([tunnel], recorded, _identity, f"tunnel {tunnel.name}") is not None:
+        return tunnel
+    raise unrecorded(f"tunnel {tunnel.name} ({tunnel.id})", recorded)
+
+
+def _identity(tunnel: Tunnel) -> tuple[str, str | None]:
+    return tunnel.id, tunnel.created_at
+
+
+async def ensure_tunnel(
+    client: CloudflareClient, account_id: str, name: str, recorded: Recorded | None = None
+) -> Tunnel:
+    """The live tunnel named `name`, created when absent (config_src=cloudflare). With `recorded` an
+    existing tunnel must be the recorded one (else Conflict) and a create needs `recorded.since`;
+    without (legacy) an existing tunnel is adopted by name."""
     found = await find_tunnel(client, account_id, name)
     if found is not None:
-        return found
+        return _proven(found, recorded)
+    if recorded is not None:
+        require_intent(recorded, f"tunnel {name}")
     client.gate.allows("create", "tunnel", name, needed=True)
     try:
         created = await client.call(
@@ -60,6 +88,7 @@ async def ensure_tunnel(client: CloudflareClient, account_id: str, name: str) ->
         found = await find_tunnel(client, account_id, name)
         if found is None:
             raise
+        found = _proven(found, recorded)
         log.info("Adopted tunnel %s (%s) after a create conflict", name, found.id)
         return found
     log.info("Created tunnel %s", name)
@@ -90,19 +119,50 @@ async def get_tunnel_token(client: CloudflareClient, account_id: str, tunnel_id:
     return token
 
 
-async def delete_tunnel(client: CloudflareClient, account_id: str, tunnel_id: str) -> None:
-    """Delete the tunnel and its connections (cascade); a missing or deleted tunnel is fine (and so is
-    one the write policy or dry-run keeps)."""
+async def delete_tunnel(
+    client: CloudflareClient,
+    account_id: str,
+    tunnel_id: str,
+    name: str | None = None,
+    *,
+    connected_ok: bool | None = None,
+) -> None:
+    """Delete tunnel `tunnel_id`; a missing or deleted tunnel is fine (and so is one the write policy or
+    dry-run keeps).
+
+    Checked (`name` or `connected_ok` given): the tunnel is read first; one named otherwise than `name`
+    is a Conflict, and so is one with active connections unless `connected_ok` (only then are they
+    deleted with it: ``cascade``). Legacy (neither given): deleted with its connections, unread.
+    """
+    if name is None and connected_ok is None:
+        await _delete(client, account_id, tunnel_id, cascade=True)
+        return
+    current = await get_tunnel(client, account_id, tunnel_id)
+    if current is None or current.deleted:
+        return
+    label = f"tunnel {current.name!r} ({tunnel_id})"
+    if name is not None and current.name != name:
+        raise Conflict(f"{label} is not the tunnel {name!r} this installation recorded: left untouched")
+    if current.connected and not connected_ok:
+        raise Conflict(f"{label} has active connections: left untouched")
+    await _delete(client, account_id, tunnel_id, cascade=bool(connected_ok))
+
+
+async def _delete(client: CloudflareClient, account_id: str, tunnel_id: str, *, cascade: bool) -> None:
     try:
-        await client.delete("tunnels.delete", "tunnel", tunnel_id, client.sdk.zero_trust.tunnels.cloudflared.delete,
-                            tunnel_id, account_id=account_id, extra_query={"cascade": "true"})
+        deleted = await client.delete("tunnels.delete", "tunnel", tunnel_id,
+                                      client.sdk.zero_trust.tunnels.cloudflared.delete, tunnel_id,
+                                      account_id=account_id, extra_query={"cascade": "true"} if cascade else None)
     except (Conflict, InvalidInput):
         # Refused: fine if it is already deleted (soft-deleted tunnels keep `deleted_at`).
         current = await get_tunnel(client, account_id, tunnel_id)
         if current is None or current.deleted:
             return
+        if current.connected and not cascade:
+            raise Conflict(f"tunnel {current.name!r} ({tunnel_id}) has active connections: left untouched") from None
         raise
-    log.info("Deleted tunnel %s", tunnel_id)
+    if deleted:
+        log.info("Deleted tunnel %s%s", tunnel_id, " (cascade)" if cascade else "")
 
 
 async def list_tunnels(client: CloudflareClient, account_id: str, prefix: str | None = None) -> list[Tunnel]:

@@ -91,10 +91,14 @@ _profiles: list[OperatorProfile] = []  # operators started during the current te
 
 def _profile_of(settings: Any, environ: Mapping[str, str]) -> OperatorProfile:
     from chutes import runtime
+    from chutes.claims import ledger_namespace
 
     doors = runtime.served_front_doors(settings, environ)
     namespaces = settings.namespaces or runtime.implied_namespaces(settings, environ)
-    door_namespaces = tuple(sorted((k, v) for k, v in environ.items() if k.endswith("NAMESPACE") and v))
+    # The ledger's namespace as the operator resolves it (setting, OPERATOR_NAMESPACE, its own, default).
+    ledger = ("CHUTES_LEDGER_NAMESPACE", ledger_namespace(settings.ledger_namespace, environ))
+    door_namespaces = tuple(sorted({(k, v) for k, v in environ.items()
+                                    if k.endswith("NAMESPACE") and v and k != ledger[0]} | {ledger}))
     peering_name = None if settings.standalone else settings.peering or "default"
     return OperatorProfile(tuple(sorted(doors)), tuple(sorted(namespaces)), not settings.standalone, door_namespaces,
                            peering_name)

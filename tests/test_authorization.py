@@ -89,6 +89,9 @@ def test_load_reads_a_yaml_file(tmp_path: Path) -> None:
     ({"rules": [{"namespaces": ["a", 3], "hostnames": ["a.example.com"]}]}, "rules[0].namespaces[1] must be"),
     ({"rules": [{"namespaces": ["Team A"], "hostnames": ["a.example.com"]}]}, "rules[0].namespaces[0] 'Team A'"),
     ({"rules": [{"namespaces": ["a"], "hostnames": ["a.example.com"], "ports": [80]}]}, "unknown key(s) ports"),
+    ({"rules": [{"namespaces": ["a"], "hostnames": ["a.example.com"], "adopt": "yes"}]},
+     "rules[0].adopt must be true or false, got 'yes'"),
+    ({"rules": [{"namespaces": ["a"], "hostnames": ["a.example.com"], "adopts": True}]}, "unknown key(s) adopts"),
     ({"rules": [{"namespaces": ["a"], "hostnames": ["app.*.example.com"]}]},
      "rules[0].hostnames[0] 'app.*.example.com': '*' may only stand alone or as the whole first label"),
     ({"rules": [{"namespaces": ["a"], "hostnames": ["app*.example.com"]}]}, "'*' may only stand alone"),
@@ -130,3 +133,32 @@ def test_the_runtime_loads_the_configured_file_and_refuses_a_bad_one_as_a_settin
     complaint = f"CHUTES_HOSTNAME_RULES (--hostname-rules): {bad}: 'rules' must be a list"
     with pytest.raises(SettingsError, match=re.escape(complaint)):
         load_hostname_rules(load_settings({}, hostname_rules=str(bad)))
+
+
+ADOPTING = HostnameRules.from_data({"rules": [
+    {"namespaces": ["team-*"], "hostnames": ["*.{namespace}.example.com"]},
+    {"namespaces": ["platform"], "hostnames": ["www.example.com", "*.legacy.example.com"], "adopt": True},
+    {"namespaces": ["team-a"], "hostnames": ["shop.example.com"], "adopt": False},
+]})
+
+
+@pytest.mark.parametrize(("namespace", "hostname", "may"), [
+    ("platform", "www.example.com", True),
+    ("platform", "WWW.Example.com.", True),
+    ("platform", "a.b.legacy.example.com", True),
+    ("platform", "legacy.example.com", False),  # *.x.y does not match x.y
+    ("platform", "app.example.com", False),  # no rule allows it at all
+    ("team-a", "www.example.com", False),  # the adopting rule is platform's
+    ("team-a", "x.team-a.example.com", False),  # allowed to publish, not to adopt
+    ("team-a", "shop.example.com", False),  # adopt: false
+    ("team-a", "", False),
+])
+def test_only_a_rule_saying_adopt_lets_a_namespace_adopt(namespace: str, hostname: str, may: bool) -> None:
+    assert ADOPTING.may_adopt(namespace, hostname) is may
+
+
+def test_adopt_defaults_to_false_and_no_rules_never_allow_adoption() -> None:
+    assert [rule.adopt for rule in TEAMS.rules] == [False, False, False]
+    assert not HostnameRules.allow_all().may_adopt("anything", "www.example.com")
+    assert not TEAMS.may_adopt("platform", "anything.example.org")  # publishing is not adopting
+    assert ADOPTING.allows("platform", "www.example.com")  # an adopting rule also allows publishing

@@ -238,6 +238,40 @@ def test_optimistic_concurrency(co: CustomObjectsApi, ns: str) -> None:
     assert int(replaced["metadata"]["resourceVersion"]) > int(fresh["metadata"]["resourceVersion"])
 
 
+def test_leases_are_served_with_optimistic_concurrency(client: ApiClient, ns: str) -> None:
+    leases = kubernetes.client.CoordinationV1Api(client)
+    body = {"metadata": {"name": "l1"}, "spec": {"holderIdentity": "a", "leaseDurationSeconds": 30,
+                                                 "renewTime": "2025-01-01T00:00:00.000000Z"}}
+    created = client.sanitize_for_serialization(leases.create_namespaced_lease(ns, body))
+    assert created["apiVersion"] == "coordination.k8s.io/v1" and created["kind"] == "Lease"
+    assert api_error(lambda: leases.create_namespaced_lease(ns, body))[1]["reason"] == "AlreadyExists"
+    rv = created["metadata"]["resourceVersion"]
+    taken = leases.replace_namespaced_lease("l1", ns, {"metadata": {"name": "l1", "resourceVersion": rv},
+                                                      "spec": {"holderIdentity": "b", "leaseDurationSeconds": 30}})
+    assert taken.spec.holder_identity == "b" and taken.metadata.resource_version != rv
+    status, answer = api_error(lambda: leases.replace_namespaced_lease(  # the same stale version again
+        "l1", ns, {"metadata": {"name": "l1", "resourceVersion": rv}, "spec": {"holderIdentity": "c"}}))
+    assert (status, answer["reason"]) == (409, "Conflict")
+    assert leases.read_namespaced_lease("l1", ns).spec.holder_identity == "b"
+
+
+def test_a_uid_in_a_patch_is_a_precondition(core: CoreV1Api, ns: str) -> None:
+    made = core.create_namespaced_config_map(ns, {"metadata": {"name": "c1"}, "data": {"a": "1"}})
+    core.delete_namespaced_config_map("c1", ns)
+    core.create_namespaced_config_map(ns, {"metadata": {"name": "c1"}, "data": {"a": "2"}})  # another object
+    status, answer = api_error(lambda: core.patch_namespaced_config_map(
+        "c1", ns, {"metadata": {"uid": made.metadata.uid}, "data": {"b": "x"}}))
+    assert (status, answer["reason"]) == (422, "Invalid") and "metadata.uid" in answer["message"]
+    assert core.read_namespaced_config_map("c1", ns).data == {"a": "2"}
+    current = core.read_namespaced_config_map("c1", ns)
+    patched = core.patch_namespaced_config_map("c1", ns, {"metadata": {"uid": current.metadata.uid},
+                                                          "data": {"b": "x"}})
+    assert patched.data == {"a": "2", "b": "x"}
+    status, _ = api_error(lambda: core.delete_namespaced_config_map(
+        "c1", ns, body={"preconditions": {"uid": made.metadata.uid}}))
+    assert status == 409
+
+
 def test_json_patch_with_a_failing_test_is_422(co: CustomObjectsApi, client: ApiClient, ns: str) -> None:
     obj = co.create_namespaced_custom_object(GROUP, VERSION, ns, "widgets", widget("w1"))
     url = f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/widgets/w1"

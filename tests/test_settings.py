@@ -66,8 +66,35 @@ def test_session_front_door_turns_on_when_its_environment_is_set() -> None:
         ({"CHUTES_RESYNC_INTERVAL": "-5"}, "CHUTES_RESYNC_INTERVAL"),
         ({"CHUTES_STANDALONE": "maybe"}, "CHUTES_STANDALONE"),
         ({"CHUTES_LOG_FORMAT": "xml"}, "CHUTES_LOG_FORMAT"),
+        ({"CHUTES_ALLOW_ADOPTION": "sometimes"}, "CHUTES_ALLOW_ADOPTION"),
+        ({"CHUTES_LEDGER_NAMESPACE": "Chute_System"}, "CHUTES_LEDGER_NAMESPACE"),
     ],
 )
 def test_a_malformed_setting_is_refused_with_its_name(environ: dict[str, str], named: str) -> None:
     with pytest.raises(SettingsError, match=named):
         load_settings(environ)
+
+
+def test_adoption_is_off_and_the_ledger_follows_the_operator_by_default() -> None:
+    settings = load_settings({})
+    assert settings.allow_adoption is False
+    assert settings.ledger_namespace is None
+    assert load_settings({"CHUTES_LEDGER_NAMESPACE": ""}).ledger_namespace is None  # the chart's unset value
+
+
+def test_adoption_and_the_ledger_namespace_from_variables_and_flags() -> None:
+    environ = {"CHUTES_ALLOW_ADOPTION": "true", "CHUTES_LEDGER_NAMESPACE": "ledger-env"}
+    settings = load_settings(environ)
+    assert settings.allow_adoption is True and settings.ledger_namespace == "ledger-env"
+    args = build_parser().parse_args(["run", "--no-allow-adoption", "--ledger-namespace", "ledger-flag"])
+    settings = settings_from_args(args, environ)
+    assert settings.allow_adoption is False and settings.ledger_namespace == "ledger-flag"
+    args = build_parser().parse_args(["run", "--allow-adoption"])
+    assert settings_from_args(args, {}).allow_adoption is True
+    assert settings_from_args(build_parser().parse_args(["run"]), environ).allow_adoption is True  # not given
+
+
+def test_plan_describes_the_installations_adoption_setting() -> None:
+    args = build_parser().parse_args(["plan", "-f", "x.yaml", "--allow-adoption"])
+    assert args.allow_adoption is True
+    assert build_parser().parse_args(["plan", "-f", "x.yaml"]).allow_adoption is None

@@ -6,11 +6,16 @@ The file (YAML)::
     rules:
       - namespaces: ["team-a", "team-*"]      # exact names or fnmatch globs; "*" = every namespace
         hostnames: ["*.{namespace}.example.com", "app.example.com"]
+        adopt: true                           # optional, default false
 
 ``{namespace}`` is replaced by the claiming namespace. A hostname pattern ``*.x.y`` matches one or more
 labels under ``x.y`` (not ``x.y`` itself), a lone ``*`` matches every hostname, anything else matches
 exactly; case does not matter and a trailing dot is ignored. Without a file every namespace may publish
 any hostname; with one, a (namespace, hostname) that no rule allows is refused.
+
+``adopt: true`` lets the namespaces of a rule adopt unmarked Cloudflare objects at its hostnames, when a
+source asks to (see :mod:`chutes.frontdoors.adoption`); adoption is otherwise the installation's setting
+``allow_adoption`` alone, off by default.
 """
 
 from __future__ import annotations
@@ -42,12 +47,19 @@ def normalize(hostname: str) -> str:
 class Rule:
     namespaces: tuple[str, ...]
     hostnames: tuple[str, ...]
+    adopt: bool = False  # the namespaces may adopt unmarked objects at these hostnames
 
     def applies_to(self, namespace: str) -> bool:
         return any(fnmatch.fnmatchcase(namespace, pattern) for pattern in self.namespaces)
 
     def patterns_for(self, namespace: str) -> tuple[str, ...]:
         return tuple(normalize(pattern.replace(PLACEHOLDER, namespace)) for pattern in self.hostnames)
+
+    def matches(self, namespace: str, hostname: str) -> bool:
+        """Whether this rule applies to `namespace` and one of its patterns matches `hostname`."""
+        name = normalize(hostname)
+        return bool(name) and self.applies_to(namespace) and any(
+            pattern_matches(pattern, name) for pattern in self.patterns_for(namespace))
 
 
 def pattern_matches(pattern: str, hostname: str) -> bool:
@@ -126,6 +138,11 @@ class HostnameRules:
         name = normalize(hostname)
         return bool(name) and any(pattern_matches(pattern, name) for pattern in self.patterns_for(namespace))
 
+    def may_adopt(self, namespace: str, hostname: str) -> bool:
+        """Whether a rule with ``adopt: true`` applies to `namespace` and matches `hostname` (never without
+        rules: adoption is then the installation's setting alone)."""
+        return any(rule.adopt and rule.matches(namespace, hostname) for rule in self.rules)
+
     def explain(self, namespace: str, hostname: str) -> str:
         """Why `namespace` may not publish `hostname` (the refusal's message; stable for one rules file)."""
         patterns = self.patterns_for(namespace)
@@ -153,9 +170,10 @@ def _rule(index: int, entry: Any) -> Rule:
     where = f"rules[{index}]"
     if not isinstance(entry, Mapping):
         raise HostnameRulesError(f"{where} must be a mapping with 'namespaces' and 'hostnames', got {_kind(entry)}")
-    unknown = sorted(str(key) for key in entry if key not in ("namespaces", "hostnames"))
+    unknown = sorted(str(key) for key in entry if key not in ("namespaces", "hostnames", "adopt"))
     if unknown:
-        raise HostnameRulesError(f"{where}: unknown key(s) {', '.join(unknown)}: only 'namespaces' and 'hostnames'")
+        raise HostnameRulesError(f"{where}: unknown key(s) {', '.join(unknown)}: only 'namespaces', 'hostnames' "
+                                 "and 'adopt'")
     for key in ("namespaces", "hostnames"):
         if key not in entry:
             raise HostnameRulesError(f"{where}.{key} is required")
@@ -169,7 +187,10 @@ def _rule(index: int, entry: Any) -> Rule:
         problem = _hostname_problem(pattern)
         if problem is not None:
             raise HostnameRulesError(f"{where}.hostnames[{position}] {pattern!r}: {problem}")
-    return Rule(tuple(namespaces), tuple(hostnames))
+    adopt = entry.get("adopt", False)
+    if not isinstance(adopt, bool):
+        raise HostnameRulesError(f"{where}.adopt must be true or false, got {adopt!r}")
+    return Rule(tuple(namespaces), tuple(hostnames), adopt)
 
 
 def _hostname_problem(pattern: str) -> str | None:

@@ -42,6 +42,12 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
          help="log every Cloudflare change instead of making it (CHUTES_DRY_RUN, off)")
     flag("--hostname-rules", metavar="FILE",
          help="YAML file: which namespaces may publish which hostnames (CHUTES_HOSTNAME_RULES)")
+    flag("--allow-adoption", action=argparse.BooleanOptionalAction, default=None,
+         help="honour every source's request to adopt an unmarked Cloudflare object; off: only where a hostname "
+              "rule says adopt: true (CHUTES_ALLOW_ADOPTION, off)")
+    flag("--ledger-namespace", metavar="NS",
+         help="namespace of the claim ConfigMaps and tunnel Leases (CHUTES_LEDGER_NAMESPACE; default: "
+              "OPERATOR_NAMESPACE, else the Pod's namespace)")
     flag("--cloudflare-base-url", help="Cloudflare API base URL (CHUTES_CLOUDFLARE_BASE_URL or CLOUDFLARE_BASE_URL)")
     flag("--rate-limit", type=int, help="Cloudflare requests per token per window (CHUTES_RATE_LIMIT, 1200)")
     flag("--rate-window", type=float, help="seconds of that window (CHUTES_RATE_WINDOW, 300)")
@@ -93,6 +99,8 @@ def _add_plan_flags(parser: argparse.ArgumentParser) -> None:
     flag("--owner-id", help="ownership marker id of the installation to plan for (default 'default')")
     flag("--policy", choices=["sync", "upsert-only", "create-only"], help="the installation's write policy (sync)")
     flag("--hostname-rules", metavar="FILE", help="the installation's namespace → hostname rules (YAML)")
+    flag("--allow-adoption", action=argparse.BooleanOptionalAction, default=None,
+         help="the installation honours every adoption request (off: only where a hostname rule allows it)")
     flag("--chutes", action=argparse.BooleanOptionalAction, default=None, help="plan ChuteGateways (on)")
     flag("--httproutes", action=argparse.BooleanOptionalAction, default=None, help="plan annotated HTTPRoutes (on)")
 

@@ -46,6 +46,7 @@ CONNECTORS_UNAVAILABLE = "ConnectorsUnavailable"
 CONNECTORS_AVAILABLE = "ConnectorsAvailable"
 GATEWAYS_REMAIN = "GatewaysRemain"
 DELETING = "Deleting"
+LEDGER_UNAVAILABLE = "LedgerUnavailable"  # the ledger namespace (claims) does not exist
 DRY_RUN = "DryRun"  # dry-run: a Cloudflare object the next step needs would have been created
 
 

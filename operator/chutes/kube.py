@@ -310,15 +310,48 @@ async def apply_configmap(api: client.ApiClient, namespace: str, name: str, labe
     return True
 
 
-async def delete_configmap(api: client.ApiClient, namespace: str, name: str) -> bool:
-    """False when it was already gone."""
+async def delete_configmap(api: client.ApiClient, namespace: str, name: str, uid: str | None = None) -> bool:
+    """False when it was already gone. With ``uid``: only that very object (a precondition), else
+    :class:`StaleObject` (the name now holds another one)."""
+    options: Any = {"preconditions": {"uid": uid}} if uid else None
     try:
-        await client.CoreV1Api(api).delete_namespaced_config_map(name, namespace)
+        await client.CoreV1Api(api).delete_namespaced_config_map(name, namespace, body=options)
     except ApiException as exc:
         if _missing(exc):
             return False
+        if exc.status == 409:
+            raise StaleObject(f"configmaps/{name} is not the object it was") from None
         raise
     return True
+
+
+async def create_configmap(api: client.ApiClient, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
+    """Create a ConfigMap; the created object as a plain dict, ``None`` when one of that name exists (409):
+    an atomic "first one wins" for callers that derive the name from what they claim."""
+    try:
+        created = await client.CoreV1Api(api).create_namespaced_config_map(namespace, cast(Any, body))
+    except ApiException as exc:
+        if exc.status == 409:
+            return None
+        raise
+    return dict(api.sanitize_for_serialization(created))
+
+
+async def patch_configmap(api: client.ApiClient, namespace: str, name: str,
+                          patch: dict[str, Any]) -> dict[str, Any] | None:
+    """Merge-patch a ConfigMap (``data`` keys set to ``None`` are removed); the result as a plain dict,
+    ``None`` when it is gone. A ``metadata.uid`` or ``resourceVersion`` in ``patch`` acts as a precondition:
+    :class:`StaleObject` when the object is no longer that one (409, or 422 for an immutable uid)."""
+    core: Any = client.CoreV1Api(api)  # untyped: the stubs do not know `_content_type`
+    try:
+        patched = await core.patch_namespaced_config_map(name, namespace, patch, _content_type=MERGE_PATCH)
+    except ApiException as exc:
+        if _missing(exc):
+            return None
+        if exc.status == 409 or (exc.status == 422 and "metadata.uid" in str(exc.body)):
+            raise StaleObject(f"configmaps/{name} is not the object it was") from None
+        raise
+    return dict(api.sanitize_for_serialization(patched))
 
 
 async def patch_custom_metadata(api: client.ApiClient, group: str, version: str, plural: str, name: str,
@@ -365,6 +398,58 @@ async def read_service(api: client.ApiClient, namespace: str, name: str) -> dict
             return None
         raise
     return dict(api.sanitize_for_serialization(found))
+
+
+# --- coordination.k8s.io Leases (one writer per Cloudflare tunnel) ------------------------------------
+# Read and written raw (JSON dicts): MicroTime fields stay the strings the server sent.
+
+
+async def _json(response: Any) -> dict[str, Any]:
+    """The body of a raw (``_preload_content=False``) response; :class:`ApiException` for an error status, as
+    the client raises for preloaded ones (it does not for raw ones)."""
+    data = await response.read()
+    if not 200 <= response.status <= 299:
+        error = ApiException(status=response.status, reason=response.reason)
+        error.body, error.headers = data.decode(errors="replace"), response.headers
+        raise error
+    return dict(json.loads(data))
+
+
+async def read_lease(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any] | None:
+    """The Lease as a plain JSON dict, ``None`` if missing."""
+    leases: Any = client.CoordinationV1Api(api)  # untyped: `_preload_content=False` returns the raw response
+    try:
+        return await _json(await leases.read_namespaced_lease(name, namespace, _preload_content=False))
+    except ApiException as exc:
+        if _missing(exc):
+            return None
+        raise
+
+
+async def create_lease(api: client.ApiClient, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
+    """Create a Lease; the created object, ``None`` when one of that name exists (409)."""
+    leases: Any = client.CoordinationV1Api(api)
+    try:
+        return await _json(await leases.create_namespaced_lease(namespace, body, _preload_content=False))
+    except ApiException as exc:
+        if exc.status == 409:
+            return None
+        raise
+
+
+async def replace_lease(api: client.ApiClient, namespace: str, name: str,
+                        body: dict[str, Any]) -> dict[str, Any] | None:
+    """Replace a Lease, conditional on the ``metadata.resourceVersion`` in ``body`` (:class:`StaleObject`
+    when it moved on); the new object, ``None`` when it is gone."""
+    leases: Any = client.CoordinationV1Api(api)
+    try:
+        return await _json(await leases.replace_namespaced_lease(name, namespace, body, _preload_content=False))
+    except ApiException as exc:
+        if _missing(exc):
+            return None
+        if exc.status == 409:
+            raise StaleObject(f"leases/{name} changed since it was read") from None
+        raise
 
 
 # --- session Pods and labelled custom objects (the session-Pod front door) ----------------------------

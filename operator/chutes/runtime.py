@@ -16,7 +16,9 @@ import kopf
 
 from chutes import kube
 from chutes.authorization import HostnameRules, HostnameRulesError
+from chutes.claims import ClaimStore, ledger_namespace
 from chutes.cores import CorePool
+from chutes.leases import TunnelLeases, default_identity
 from chutes.observability.readiness import Insights, Readiness, Vault
 from chutes.observability.server import MetricsServer
 from chutes.settings import FrontDoor, Settings, SettingsError
@@ -103,7 +105,14 @@ def build_registry(settings: Settings, environ: Mapping[str, str]) -> kopf.Opera
             memo.kube = await kube.connect()
         except ConnectionError as exc:  # nothing to retry: the configuration must change
             raise kopf.PermanentError(str(exc)) from None
+        # The ledger: claims (who holds a hostname or tunnel, what was made for it) and the tunnel Leases
+        # (one configuration writer per tunnel across replicas), before any front door builds a core.
+        ledger = ledger_namespace(memo.config.ledger_namespace, environ)
+        memo.claims = ClaimStore(memo.kube, ledger, memo.config.owner_id)
+        memo.cores.tunnel_lock = TunnelLeases(memo.kube, ledger, memo.config.owner_id,
+                                              default_identity(environ)).lock
         logger.info("Serving front doors: %s", ", ".join(doors) or "none")
+        logger.info("Claims and tunnel leases in namespace %s", ledger)
         if memo.config.metrics_port:
             readiness: Readiness | None = memo.get("readiness")
             server = MetricsServer(memo.config.metrics_port, readiness.problems if readiness else list)

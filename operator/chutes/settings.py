@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 ENV_PREFIX = "CHUTES_"
 OWNER_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+NAMESPACE_PATTERN = re.compile(r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)?$")  # "" means unset
 
 # The variables whose presence switches the session-Pod front door on (its seed's required ones).
 SESSION_ENV = ("CF_API_TOKEN", "CF_ZONE_ID", "CF_TUNNEL_ID", "DOMAIN")
@@ -57,6 +58,16 @@ class Settings(BaseModel):
         description="YAML file of namespace -> hostname pattern rules (chart value hostnameRules); unset: every "
         "namespace may publish any hostname in its zone.",
     )
+    allow_adoption: bool = Field(
+        default=False,
+        description="Honour every source's request to adopt an unmarked Cloudflare object (annotation or "
+        "spec.adopt). Off: only where a hostname rule says adopt: true.",
+    )
+    ledger_namespace: str | None = Field(
+        default=None,
+        description="Namespace of the ledger (claim ConfigMaps, tunnel Leases); unset: OPERATOR_NAMESPACE, else "
+        "the Pod's own namespace, else default.",
+    )
     namespaces: tuple[str, ...] = Field(default=(), description="Namespaces to watch; empty means all.")
     cloudflare_base_url: str | None = Field(
         default=None, description="Cloudflare API base URL; the SDK's CLOUDFLARE_BASE_URL is the fallback."
@@ -93,6 +104,13 @@ class Settings(BaseModel):
         if not OWNER_ID_PATTERN.match(value):
             raise ValueError("must be 1-32 lower-case letters, digits or dashes, starting with a letter or digit")
         return value
+
+    @field_validator("ledger_namespace")
+    @classmethod
+    def _ledger_namespace_shape(cls, value: str | None) -> str | None:
+        if value is not None and not NAMESPACE_PATTERN.match(value):
+            raise ValueError("must be a namespace name: up to 63 lower-case letters, digits or dashes")
+        return value or None
 
     @field_validator("namespaces", mode="before")
     @classmethod

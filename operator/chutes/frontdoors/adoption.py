@@ -5,6 +5,10 @@ Adoption is opt-in per object: the annotation ``chutes.troubleshat.com/adopt: "t
 an annotated HTTPRoute or a session Pod, or ``spec.adopt: true`` on a ChuteGateway. Without it such an
 object stays a conflict and is left untouched; with it, an object bearing ANOTHER installation's marker is
 still a conflict (the core decides that).
+
+Asking is not enough: the operator must permit it (:func:`permitted`), installation-wide (setting
+``allow_adoption``, off by default) or through a hostname rule with ``adopt: true`` covering the source's
+namespace and hostname. A tenant's annotation alone never takes over what someone else made.
 """
 
 from __future__ import annotations
@@ -13,8 +17,22 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from chutes import conditions as c
+from chutes.authorization import HostnameRules
 
 ADOPT_ANNOTATION = "chutes.troubleshat.com/adopt"
+
+
+def permitted(asked: bool, namespace: str, hostname: str, rules: HostnameRules | None, allow_all: bool) -> bool:
+    """Whether a source's adoption request is honoured: it asked, and the installation allows adoption
+    everywhere (``allow_all``) or a hostname rule says ``adopt: true`` for this namespace and hostname.
+    ``rules`` None: no hostname rules (only ``allow_all`` can permit)."""
+    if not asked:
+        return False
+    return allow_all or (rules is not None and rules.may_adopt(namespace, hostname))
+
+
+NOT_PERMITTED = ("adoption is not permitted by the operator's settings (allowAdoption, or a hostname rule with "
+                 "adopt: true)")
 
 
 def annotation_requests(annotations: Mapping[str, Any] | None) -> bool:

@@ -430,7 +430,8 @@ def command(args: Any) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("kopf._core.reactor.running").setLevel(logging.ERROR)  # "OS signals are ignored" (a thread)
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    settings = {name: getattr(args, name) for name in ("owner_id", "policy", "hostname_rules", "chutes", "httproutes")
+    settings = {name: getattr(args, name) for name in ("owner_id", "policy", "hostname_rules", "allow_adoption",
+                                                       "chutes", "httproutes")
                 if getattr(args, name, None) is not None}
     options = PlanOptions(paths=args.filenames, cloudflare_state=args.cloudflare_state, save_state=args.save_state,
                           timeout=args.timeout, settings=settings, operator_namespace=args.operator_namespace)

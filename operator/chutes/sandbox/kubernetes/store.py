@@ -467,6 +467,10 @@ class Store:
         if meta.get('name', name) != name:
             raise errors.bad_request(f'the name of the object ({meta.get("name")}) does not match the name on the '
                                      f'URL ({name})')
+        if meta.get('uid') not in (None, '') and meta['uid'] != old_meta.get('uid'):
+            # A uid in a PUT or patch is not the object's: another object of that name (kube-apiserver's
+            # immutable-field check, what clients use as a precondition on patches).
+            raise errors.invalid(target, name, f'metadata.uid: Invalid value: "{meta["uid"]}": field is immutable')
         if info.namespaced and meta.get('namespace', key[1]) != key[1]:
             raise errors.bad_request('the namespace of the provided object does not match the namespace sent on '
                                      'the request')

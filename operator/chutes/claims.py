@@ -1,0 +1,313 @@
+"""The ledger of claims: which source object holds a hostname or a tunnel, and what this installation
+created in Cloudflare for it. Ownership is recorded here, never inferred from names or status.
+
+One ConfigMap per claim in the *ledger namespace* (only the operator writes there; tenants cannot),
+named ``chutes-claim-<sha256(owner|kind|key)[:20]>``: the name is derived from what is claimed, so the
+first source whose ``create`` succeeds holds it (Kubernetes answers AlreadyExists to every later one).
+Its data: ``kind``, ``key`` (a hostname, or ``<account>/<tunnel name>``), ``source``
+(``Kind/namespace/name``), ``claimed_at``, and one JSON entry per recorded Cloudflare object
+(``tunnel``, ``access_app``, ``access_policy``, ``service_token``, ``tunnel_rule``, ``dns``): its intent
+(``since``, written before the create) and its ``id`` (written after it).
+
+Entries are merge patches of one data key carrying the claim's uid, so a write never lands in a claim
+that was released and taken by someone else meanwhile (:class:`ClaimLost`).
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, Literal, get_args
+
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from chutes import kube
+from chutes.cloudflare_core.models import Recorded
+
+logger = logging.getLogger(__name__)
+
+ClaimKind = Literal["hostname", "tunnel"]
+CLAIM_KINDS: tuple[ClaimKind, ...] = get_args(ClaimKind)
+
+# The objects a claim records today (an entry may have any other ConfigMap key that is not reserved).
+OBJECTS = ("tunnel", "access_app", "access_policy", "service_token", "tunnel_rule", "dns")
+RESERVED = frozenset({"kind", "key", "source", "claimed_at"})
+
+NAME_PREFIX = "chutes-claim-"
+MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGER = "chutes-operator"
+LABEL_OWNER = "chutes.troubleshat.com/claim-owner"
+LABEL_KIND = "chutes.troubleshat.com/claim-kind"
+LABEL_SOURCE_KIND = "chutes.troubleshat.com/source-kind"
+LABEL_SOURCE_NAMESPACE = "chutes.troubleshat.com/source-namespace"
+LABEL_SOURCE_HASH = "chutes.troubleshat.com/source-hash"
+
+SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+_ENTRY_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")  # what a ConfigMap data key may be
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+CREATE_ATTEMPTS = 5  # a claim deleted between our create and our read is retried this often
+
+
+def operator_namespace(environ: Mapping[str, str]) -> str:
+    """``OPERATOR_NAMESPACE``, else the namespace this Pod runs in, else ``default``."""
+    if environ.get("OPERATOR_NAMESPACE"):
+        return environ["OPERATOR_NAMESPACE"]
+    try:
+        with open(SERVICE_ACCOUNT_NAMESPACE) as handle:
+            return handle.read().strip() or "default"
+    except OSError:
+        return "default"
+
+
+def ledger_namespace(configured: str | None, environ: Mapping[str, str]) -> str:
+    """Where claims and tunnel leases live: the setting (``CHUTES_LEDGER_NAMESPACE``), else the operator's
+    namespace (:func:`operator_namespace`)."""
+    return configured or operator_namespace(environ)
+
+
+def utc_now() -> str:
+    """ISO 8601 UTC, seconds precision (what ``since`` and ``claimed_at`` hold)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def normalize_key(kind: ClaimKind, key: str) -> str:
+    """Hostnames: lower case, no trailing dot. Tunnel keys (``<account>/<name>``): as given."""
+    if kind not in CLAIM_KINDS:
+        raise ValueError(f"unknown claim kind {kind!r}: expected one of {', '.join(CLAIM_KINDS)}")
+    normalized = key.strip().lower().rstrip(".") if kind == "hostname" else key
+    if not normalized:
+        raise ValueError(f"an empty {kind} cannot be claimed")
+    return normalized
+
+
+def claim_name(owner_id: str, kind: ClaimKind, key: str) -> str:
+    """The ConfigMap name of a claim: derived from (owner, kind, key), so there is one per thing claimed."""
+    return NAME_PREFIX + _sha(f"{owner_id}|{kind}|{normalize_key(kind, key)}")[:20]
+
+
+def source_hash(source: str) -> str:
+    return _sha(source)[:20]
+
+
+def split_source(source: str) -> tuple[str, str, str]:
+    """(kind, namespace, name) of ``Kind/namespace/name``; :class:`ValueError` for anything else."""
+    parts = source.split("/", 2)
+    if len(parts) != 3 or not parts[0] or not parts[2]:
+        raise ValueError(f"a claim's source must be Kind/namespace/name, got {source!r}")
+    kind, namespace, _name = parts
+    for value in (kind, namespace):
+        if len(value) > 63 or not _LABEL_VALUE.match(value):
+            raise ValueError(f"a claim's source must be Kind/namespace/name, got {source!r}")
+    return parts[0], parts[1], parts[2]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim as read from (or written to) the ledger."""
+
+    kind: ClaimKind
+    key: str
+    source: str  # Kind/namespace/name
+    entries: Mapping[str, Mapping[str, Any]]
+    claimed_at: str
+    fresh: bool = False  # created by this acquire() call
+    name: str = ""  # the ConfigMap's name
+    uid: str = ""
+
+    def entry(self, obj: str) -> Mapping[str, Any] | None:
+        return self.entries.get(obj)
+
+    def recorded(self, obj: str) -> Recorded:
+        """What the ledger says about ``obj``: its id once created, the time its creation was intended."""
+        found = self.entries.get(obj) or {}
+        ident, since = found.get("id"), found.get("since")
+        return Recorded(id=str(ident) if ident else None, since=str(since) if since else None)
+
+
+class HeldElsewhere(Exception):
+    """The hostname or tunnel is claimed by another source (``holder``, ``Kind/namespace/name``)."""
+
+    def __init__(self, claim: Claim) -> None:
+        self.claim = claim
+        self.holder = claim.source
+        super().__init__(f"{claim.kind} {claim.key} is held by {claim.source}")
+
+
+class LedgerMissing(Exception):
+    """The ledger namespace does not exist: nothing can be claimed, so nothing is published."""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+        super().__init__(f"the ledger namespace {namespace!r} does not exist: create it, or point "
+                         "CHUTES_LEDGER_NAMESPACE (chart value ledgerNamespace) at an existing one")
+
+
+class ClaimLost(Exception):
+    """The claim's ConfigMap is gone, or the name now holds another claim: its holder holds nothing. The
+    caller stops what it was about to do; its next reconcile acquires again."""
+
+
+class ClaimStore:
+    """The claims of one installation (``owner_id``) in one namespace, through the Kubernetes API."""
+
+    def __init__(self, api: client.ApiClient, namespace: str, owner_id: str) -> None:
+        self.api = api
+        self.namespace = namespace
+        self.owner_id = owner_id
+        self._selector = f"{MANAGED_BY}={MANAGER},{LABEL_OWNER}={owner_id}"
+
+    def __repr__(self) -> str:
+        return f"ClaimStore(namespace={self.namespace!r}, owner_id={self.owner_id!r})"
+
+    async def acquire(self, kind: ClaimKind, key: str, source: str) -> Claim:
+        """The claim on ``key`` for ``source``: created (``fresh``) when nobody holds it, the existing one
+        when ``source`` holds it already; :class:`HeldElsewhere` when another source does."""
+        key = normalize_key(kind, key)
+        body = self._manifest(kind, key, source)
+        name = body["metadata"]["name"]
+        for _attempt in range(CREATE_ATTEMPTS):
+            try:
+                created = await kube.create_configmap(self.api, self.namespace, body)
+            except ApiException as exc:
+                if exc.status == 404:
+                    raise LedgerMissing(self.namespace) from None
+                raise
+            if created is not None:
+                logger.info("Claimed %s %s for %s (%s/%s)", kind, key, source, self.namespace, name)
+                return replace(self._parse(created), fresh=True)
+            found = await self.get(kind, key)
+            if found is None:  # released between our create and our read: try again
+                continue
+            if found.source != source:
+                raise HeldElsewhere(found)
+            return found
+        raise ClaimLost(f"{kind} {key}: its claim {self.namespace}/{name} keeps coming and going")
+
+    async def get(self, kind: ClaimKind, key: str) -> Claim | None:
+        found = await kube.read_configmap(self.api, self.namespace, claim_name(self.owner_id, kind, key))
+        return None if found is None else self._parse(found)
+
+    async def intend(self, claim: Claim, obj: str, **fields: Any) -> Claim:
+        """Record, before creating it, that ``obj`` is about to be created for the claim's source: its entry
+        becomes ``{"since": now, **fields}``. Returns the updated claim."""
+        return await self._write(claim, obj, {"since": utc_now(), **fields})
+
+    async def complete(self, claim: Claim, obj: str, id: str, **fields: Any) -> Claim:
+        """Record the id of ``obj`` once created (its ``since`` and other fields are kept)."""
+        return await self._write(claim, obj, {**(claim.entry(obj) or {}), **fields, "id": id})
+
+    async def forget(self, claim: Claim, obj: str) -> Claim:
+        """Remove the entry of ``obj`` (it was deleted, or never created)."""
+        return await self._write(claim, obj, None)
+
+    async def release(self, claim: Claim) -> None:
+        """Delete the claim (only that very ConfigMap: a uid precondition). Already gone: fine."""
+        uid = claim.uid
+        if not uid:
+            current = await self.get(claim.kind, claim.key)
+            if current is None or current.source != claim.source:
+                return
+            uid = current.uid
+        name = claim.name or claim_name(self.owner_id, claim.kind, claim.key)
+        try:
+            deleted = await kube.delete_configmap(self.api, self.namespace, name, uid=uid)
+        except kube.StaleObject:
+            logger.info("Claim %s/%s of %s was replaced already: nothing to release", self.namespace, name,
+                        claim.source)
+            return
+        if deleted:
+            logger.info("Released %s %s of %s", claim.kind, claim.key, claim.source)
+
+    async def list(self, *, kind: ClaimKind | None = None, source: str | None = None,
+                   source_kind: str | None = None) -> builtins.list[Claim]:
+        """This installation's claims, filtered by the server on labels (and on the exact source here)."""
+        selector = self._selector
+        if kind is not None:
+            selector += f",{LABEL_KIND}={normalize_kind(kind)}"
+        if source is not None:
+            selector += f",{LABEL_SOURCE_HASH}={source_hash(source)}"
+        if source_kind is not None:
+            selector += f",{LABEL_SOURCE_KIND}={source_kind}"
+        claims = []
+        for found in await kube.list_configmaps(self.api, self.namespace, selector):
+            try:
+                claim = self._parse(found)
+            except ValueError as exc:
+                logger.warning("Ignoring malformed claim %s/%s: %s", self.namespace,
+                               (found.get("metadata") or {}).get("name"), exc)
+                continue
+            if source is None or claim.source == source:
+                claims.append(claim)
+        return sorted(claims, key=lambda c: (c.kind, c.key))
+
+    # --- internals --------------------------------------------------------------------------------
+
+    def _manifest(self, kind: ClaimKind, key: str, source: str) -> dict[str, Any]:
+        source_kind, source_namespace, _name = split_source(source)
+        labels = {MANAGED_BY: MANAGER, LABEL_OWNER: self.owner_id, LABEL_KIND: kind,
+                  LABEL_SOURCE_KIND: source_kind, LABEL_SOURCE_NAMESPACE: source_namespace,
+                  LABEL_SOURCE_HASH: source_hash(source)}
+        return {"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": claim_name(self.owner_id, kind, key), "namespace": self.namespace,
+                             "labels": labels},
+                "data": {"kind": kind, "key": key, "source": source, "claimed_at": utc_now()}}
+
+    async def _write(self, claim: Claim, obj: str, entry: Mapping[str, Any] | None) -> Claim:
+        if obj in RESERVED or not _ENTRY_KEY.match(obj):
+            raise ValueError(f"{obj!r} cannot name a claim entry")
+        name = claim.name or claim_name(self.owner_id, claim.kind, claim.key)
+        gone = ClaimLost(f"{claim.kind} {claim.key}: the claim of {claim.source} ({self.namespace}/{name}) is gone")
+        uid = claim.uid
+        if not uid:  # a claim not read from the ledger: guard the patch with the current holder's uid
+            current = await self.get(claim.kind, claim.key)
+            if current is None or current.source != claim.source:
+                raise gone
+            uid = current.uid
+        value = None if entry is None else json.dumps(dict(entry), sort_keys=True, separators=(",", ":"))
+        try:
+            patched = await kube.patch_configmap(self.api, self.namespace, name,
+                                                 {"metadata": {"uid": uid}, "data": {obj: value}})
+        except kube.StaleObject:
+            patched = None
+        if patched is None:
+            raise gone
+        return self._parse(patched)
+
+    def _parse(self, found: Mapping[str, Any]) -> Claim:
+        meta = found.get("metadata") or {}
+        data: Mapping[str, Any] = found.get("data") or {}
+        kind = normalize_kind(str(data.get("kind") or ""))
+        entries: dict[str, Mapping[str, Any]] = {}
+        for obj, raw in data.items():
+            if obj in RESERVED:
+                continue
+            try:
+                value = json.loads(raw)
+            except (TypeError, ValueError):
+                value = None
+            if isinstance(value, dict):
+                entries[obj] = value
+            else:
+                logger.warning("Claim %s/%s: entry %s is not a JSON object; ignored", self.namespace,
+                               meta.get("name"), obj)
+        return Claim(kind=kind, key=str(data.get("key") or ""), source=str(data.get("source") or ""),
+                     entries=entries, claimed_at=str(data.get("claimed_at") or ""),
+                     name=str(meta.get("name") or ""), uid=str(meta.get("uid") or ""))
+
+
+def normalize_kind(kind: str) -> ClaimKind:
+    """``kind`` as a :data:`ClaimKind`; :class:`ValueError` for anything else."""
+    if kind not in CLAIM_KINDS:
+        raise ValueError(f"unknown claim kind {kind!r}: expected one of {', '.join(CLAIM_KINDS)}")
+    return kind

@@ -134,8 +134,10 @@ def test_defaults_watch_the_cluster_with_one_peering_replica_and_metrics() -> No
     assert service["spec"]["selector"] == spec["selector"]["matchLabels"]
     [peering] = of_kind(docs, "ClusterKopfPeering")
     assert peering["metadata"]["name"] == "rel-chutes-operator"
-    assert of_kind(docs, "Role") == [] and of_kind(docs, "ServiceMonitor") == []
-    assert of_kind(docs, "PodDisruptionBudget") == []
+    # The only Role: the ledger's, in the release namespace (claims and tunnel Leases).
+    assert [(r["metadata"]["namespace"], r["metadata"]["name"]) for r in of_kind(docs, "Role")] == [
+        (NAMESPACE, "rel-chutes-operator")]
+    assert of_kind(docs, "ServiceMonitor") == [] and of_kind(docs, "PodDisruptionBudget") == []
     [account] = of_kind(docs, "ServiceAccount")
     assert pod["serviceAccountName"] == account["metadata"]["name"] and pod["automountServiceAccountToken"] is True
 
@@ -354,17 +356,25 @@ def test_the_readmes_sidecar_container_is_valid_and_configures_the_session_door_
 
 def test_the_readmes_sidecar_rbac_command_renders_the_sidecar_role_alone() -> None:
     values = {"frontDoors": {"sessions": {"sidecarServiceAccounts": [
-        {"name": "opencode-router", "namespace": "opencode-router"}]}}}
+        {"name": "opencode-router", "namespace": "opencode-router"}]}}, "ledgerNamespace": NAMESPACE}
+    readme = (CHART / "README.md").read_text()
+    assert f"--set ledgerNamespace={NAMESPACE}" in readme  # the command renders these values
     docs = render(values, namespace="opencode-router")
     sidecar = grants(docs, "opencode-router", "opencode-router")
     assert {(g.namespace, g.role.split("@")[0]) for g in sidecar} == {
         (None, "ClusterRole/rel-chutes-operator-sessions-sidecar"),
-        ("opencode-router", "Role/rel-chutes-operator-sessions-sidecar")}
+        ("opencode-router", "Role/rel-chutes-operator-sessions-sidecar"),
+        (NAMESPACE, "Role/rel-chutes-operator-sessions-sidecar")}
     permissions = {(g.namespace, p) for g in sidecar for p in g.permissions()}
     assert ("opencode-router", ("watch", "", "pods")) in permissions
     assert ("opencode-router", ("create", "traefik.io", "ingressroutes")) in permissions
     assert (None, ("list", "", "namespaces")) in permissions
-    assert not [p for _, p in permissions if p[2] in ("secrets", "configmaps")]
+    assert not [p for _, p in permissions if p[2] == "secrets"]
+    # The ledger: claims read, tunnel Leases taken, nothing else.
+    assert {(ns, p) for ns, p in permissions if p[2] in ("configmaps", "leases")} == {
+        (NAMESPACE, (verb, group, resource)) for verb, group, resource in
+        [("get", "", "configmaps"), ("list", "", "configmaps"), ("get", "coordination.k8s.io", "leases"),
+         ("create", "coordination.k8s.io", "leases"), ("update", "coordination.k8s.io", "leases")]}
 
 
 def test_the_readme_documents_every_value() -> None:

@@ -43,6 +43,7 @@ def values_for(profile: OperatorProfile) -> tuple[dict[str, Any], str]:
                        "sessions": sessions},
         "watchNamespaces": [] if implied else list(profile.namespaces),
         "peering": {"enabled": profile.peering, "name": profile.peering_name or ""},
+        "ledgerNamespace": door_namespaces.get("CHUTES_LEDGER_NAMESPACE", ""),
     }
     return values, door_namespaces.get("OPERATOR_NAMESPACE", NAMESPACE)
 

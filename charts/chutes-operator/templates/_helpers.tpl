@@ -59,6 +59,11 @@ app.kubernetes.io/component: operator
 {{- dict "rules" .Values.hostnameRules | toYaml -}}
 {{- end -}}
 
+{{/* The ledger's namespace: claim ConfigMaps and tunnel Leases (CHUTES_LEDGER_NAMESPACE). */}}
+{{- define "chutes-operator.ledgerNamespace" -}}
+{{- default .Release.Namespace .Values.ledgerNamespace -}}
+{{- end -}}
+
 {{/* The ServiceAccount as an RBAC subject. */}}
 {{- define "chutes-operator.subject" -}}
 - kind: ServiceAccount

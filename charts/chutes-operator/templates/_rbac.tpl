@@ -122,6 +122,30 @@ and lists the rules it never saw used).
   verbs: [list, create, patch, delete]
 {{- end -}}
 
+{{/* The ledger (ledgerNamespace), for every front door: who holds which hostname or tunnel, what was
+created in Cloudflare for it, and one configuration writer per tunnel. */}}
+{{- define "chutes-operator.rules.ledger" -}}
+# Claims: one ConfigMap per claimed hostname or tunnel (created atomically; entries merge-patched).
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get, list, create, patch, delete]
+# Tunnel Leases: one writer of a tunnel's configuration at a time, across replicas.
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  verbs: [get, create, update]
+{{- end -}}
+
+{{- define "chutes-operator.rules.ledger.sidecar" -}}
+# Claims (read: hostnames held through other front doors).
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get, list]
+# Tunnel Leases: one writer of the shared tunnel's configuration at a time, across replicas.
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  verbs: [get, create, update]
+{{- end -}}
+
 {{- define "chutes-operator.rules.chutes.tokenSecrets" -}}
 # The API-token Secrets named by ChuteConfigs.
 - apiGroups: [""]

@@ -24,7 +24,7 @@ from chutes.sandbox.kubernetes import KubeSandbox
 from chutes.sandbox.runner import OperatorThread
 from chutes.settings import load_settings
 from chutes.sweep import engine
-from chutes.sweep.plan import Claims
+from chutes.sweep.plan import Wants
 from httproutes_harness import OPNS
 from httproutes_harness import World as RoutesWorld
 from test_gateways_operator import GROUP, NS, VERSION
@@ -226,6 +226,16 @@ def test_restart_sweeps_orphans_and_repairs_drift_and_leaves_foreign_objects(clu
 # --- (b) the deletion cap ---------------------------------------------------------------------------
 
 
+class NoClaims:
+    """An empty ledger: the records below are judged by their markers alone."""
+
+    async def list(self, *, kind: Any = None, source: str | None = None, source_kind: str | None = None) -> list[Any]:
+        return []
+
+    async def release(self, claim: Any) -> None:
+        raise AssertionError("nothing to release")
+
+
 async def test_a_pass_deletes_at_most_the_cap_and_the_rest_at_the_next_pass(sandbox: Any) -> None:
     async with CloudflareCore(sandbox.token, sandbox.base_url, budget=RequestBudget(), backoff=0.01) as core:
         zone, account = sandbox.zone_id("example.com"), sandbox.account_id
@@ -236,13 +246,13 @@ async def test_a_pass_deletes_at_most_the_cap_and_the_rest_at_the_next_pass(sand
                                                          source=f"ChuteGateway/{NS}/kept"))
         scope = engine.Scope(GATEWAY_NAMES, account, (zone,))
 
-        async def claims() -> Claims:
-            return Claims(hostnames=frozenset({"kept.example.com"}))
+        async def claims() -> Wants:
+            return Wants(sources={f"ChuteGateway/{NS}/kept": frozenset({"kept.example.com"})})
 
         async def ours() -> list[str]:
             return sorted(r.name for r in await core.list_owned_dns_records(zone))
 
-        passes = [await engine.sweep(core, scope, claims, cap=2) for _ in range(3)]
+        passes = [await engine.sweep(core, scope, claims, cap=2, ledger=NoClaims()) for _ in range(3)]
         assert [len(p.deleted) for p in passes] == [2, 2, 1]
         assert [len(p.deferred) for p in passes] == [3, 1, 0]
         assert [p.capped for p in passes] == [True, True, False]
@@ -250,7 +260,7 @@ async def test_a_pass_deletes_at_most_the_cap_and_the_rest_at_the_next_pass(sand
 
         await core.ensure_dns_record(zone, DesiredRecord("ghost9.example.com", "CNAME", "t.cfargotunnel.com",
                                                          source=f"ChuteGateway/{NS}/ghost9"))
-        report_only = await engine.sweep(core, scope, claims, cap=0)
+        report_only = await engine.sweep(core, scope, claims, cap=0, ledger=NoClaims())
         assert report_only.deleted == [] and [d.name for d in report_only.deferred] == ["ghost9.example.com"]
         assert "report only" in report_only.cap_message()
         assert await ours() == ["ghost9.example.com", "kept.example.com"]
@@ -262,10 +272,11 @@ async def test_a_pass_is_skipped_when_the_desired_state_cannot_be_loaded(sandbox
         await core.ensure_dns_record(zone, DesiredRecord("ghost.example.com", "CNAME", "t.cfargotunnel.com",
                                                          source=f"ChuteGateway/{NS}/ghost"))
 
-        async def broken() -> Claims:
+        async def broken() -> Wants:
             raise RuntimeError("the API server went away")
 
-        report = await engine.sweep(core, engine.Scope(GATEWAY_NAMES, sandbox.account_id, (zone,)), broken, cap=50)
+        report = await engine.sweep(core, engine.Scope(GATEWAY_NAMES, sandbox.account_id, (zone,)), broken, cap=50,
+                                    ledger=NoClaims())
         assert report.skipped is not None and "went away" in report.skipped and report.deleted == []
         assert [r.name for r in await core.list_owned_dns_records(zone)] == ["ghost.example.com"]
 
@@ -330,8 +341,9 @@ def owned_by(snapshot: dict[str, Any], owner: str, zone: str, tunnel: str) -> di
 
 
 def swept_by(cf: Any, token_name: str) -> int:
-    """How many whole-account service token listings (one per HTTPRoute sweep pass) a token made."""
-    return len([r for r in cf.requests if r.op == "service_tokens.list" and "name" not in r.query
+    """How many whole-account zone listings (one per HTTPRoute sweep pass of a tenant naming no zone) a token
+    made."""
+    return len([r for r in cf.requests if r.op == "zones.list" and "name" not in r.query
                 and r.token_name == token_name and r.status == 200])
 
 

@@ -1,12 +1,13 @@
-"""One orphan sweep pass over one scope: list what exists in Cloudflare, then load the door's claims (fresh
-Kubernetes listings, in that order: an object created after the Cloudflare listing is not in it, so a source
-created meanwhile can never make its own new objects look orphaned), plan (:mod:`plan`), delete.
+"""One orphan sweep pass over one scope: list this installation's claims (the ledger), then what exists in
+Cloudflare, then what the door's live sources want (fresh Kubernetes listings, in that order: a claim or object
+created after its listing is not judged, and a source created before its claim is always in the wants), plan
+(:mod:`plan`), delete, release the claims whose objects are gone.
 
-A pass never runs on a partial view: when a Cloudflare listing or the claims cannot be loaded, it is skipped
-and nothing is deleted. Deletions go through the core's ordinary delete functions (DNS deletions of a phase
-are made at once, so the DNS writer coalesces them into batches), one phase at a time in the plan's order;
-a failure stops the pass before the next phase (whatever depended on it waits for the next pass). Under
-dry-run or a policy that never deletes, the core skips the deletions itself; the sweep only logs them.
+A pass never runs on a partial view: when a listing cannot be loaded, it is skipped and nothing is deleted.
+Deletions go through the core's ordinary, proof-checking delete functions (DNS deletions of a phase are made
+at once, by id, one batch per zone), one phase at a time in the plan's order; a failure stops the pass before
+the next phase (whatever depended on it waits for the next pass). Under dry-run or a policy that never deletes,
+the core skips the deletions itself; the sweep only logs them and releases no claim.
 """
 
 from __future__ import annotations
@@ -15,29 +16,37 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from chutes.cloudflare_core import CloudflareCore, CloudflareError, NotFound
 from chutes.cloudflare_core.models import AccessApp, DnsRecord, ServiceToken, Tunnel
 from chutes.observability import metrics
 from chutes.sweep import plan as p
 
-__all__ = ["Scope", "SweepReport", "sweep"]
+__all__ = ["ClaimLedger", "Scope", "SweepReport", "sweep"]
 
 logger = logging.getLogger(__name__)
 
-LoadClaims = Callable[[], Awaitable[p.Claims]]
+LoadWants = Callable[[], Awaitable[p.Wants]]
+
+
+class ClaimLedger(Protocol):
+    """The part of :class:`chutes.claims.ClaimStore` a pass uses."""
+
+    async def list(self, *, kind: Any = None, source: str | None = None,
+                   source_kind: str | None = None) -> Sequence[Any]: ...
+
+    async def release(self, claim: Any) -> None: ...
 
 
 @dataclass(frozen=True)
 class Scope:
-    """Where one pass looks: an account, its zones (None: every zone of the account the token reads), the
-    shared tunnels whose rules may include ours, and what the door owns."""
+    """Where one pass looks: an account and its zones (None: every zone of the account the token reads), and
+    what the door judges."""
 
     names: p.DoorNames
     account_id: str
     zone_ids: tuple[str, ...] | None
-    tunnel_ids: tuple[str, ...] = ()
     label: str = ""  # for logs: the scope object (e.g. "ChuteConfig default")
 
     def describe(self) -> str:
@@ -66,14 +75,16 @@ class SweepReport:
 
     @property
     def orphans(self) -> int:
-        return len(self.deleted) + len(self.failed) + len(self.deferred) + len(self.abandoned)
+        counted = [*self.deleted, *(d for d, _ in self.failed), *self.deferred, *self.abandoned]
+        return sum(d.object != p.CLAIM for d in counted)
 
     def cap_message(self) -> str:
         """The Warning Event's message when the cap was hit."""
+        deleted = sum(d.object != p.CLAIM for d in self.deleted)
         if self.cap == 0:
             return (f"{len(self.deferred)} orphaned Cloudflare object(s) found, none deleted: the sweep deletion cap "
                     f"(sweep_max_deletions) is 0, report only. First: {_first(self.deferred)}")
-        return (f"deleted {len(self.deleted)} orphaned Cloudflare object(s), the cap per pass "
+        return (f"deleted {deleted} orphaned Cloudflare object(s), the cap per pass "
                 f"(sweep_max_deletions={self.cap}); {len(self.deferred)} more wait for the next pass. "
                 f"Next: {_first(self.deferred)}")
 
@@ -88,29 +99,28 @@ def _enforced(core: CloudflareCore) -> bool:
     return core.policy == "sync" and not core.dry_run
 
 
-async def _listing(core: CloudflareCore, scope: Scope) -> tuple[
-        dict[str, str], dict[str, list[DnsRecord]], list[Tunnel], list[AccessApp], list[ServiceToken]]:
-    names = scope.names
+async def _nothing() -> list[Any]:
+    return []
+
+
+async def _cloudflare(core: CloudflareCore, scope: Scope, claims: Sequence[p.ClaimView],
+                      ) -> tuple[dict[str, str], dict[str, list[DnsRecord]], list[Tunnel], list[AccessApp],
+                                 list[ServiceToken]]:
+    """Zones and their records; the account's tunnels, Access applications and service tokens only when a claim
+    of the door needs them (a tunnel claim; an entry recorded as an intent)."""
     if scope.zone_ids is None:
         zones = {zone.id: zone.name for zone in await core.list_zones(scope.account_id)}
     else:
         zones = {zone_id: (await core.get_zone(zone_id)).name for zone_id in scope.zone_ids}
     zone_ids = sorted(zones)
-
-    async def no_tunnels() -> list[Tunnel]:
-        return []
-
-    async def no_apps() -> list[AccessApp]:
-        return []
-
-    async def no_tokens() -> list[ServiceToken]:
-        return []
-
+    need_tunnels = any(claim.kind == "tunnel" for claim in claims)
+    need_apps = any(not (claim.entries.get(p.ACCESS_APP) or {"id": "x"}).get("id") for claim in claims)
+    need_tokens = any(not (claim.entries.get(p.SERVICE_TOKEN) or {"id": "x"}).get("id") for claim in claims)
     listed = await asyncio.gather(*(core.list_dns_records(zone_id) for zone_id in zone_ids))
     tunnels, apps, tokens = await asyncio.gather(
-        core.list_tunnels(scope.account_id, names.tunnel_prefix) if names.tunnel_prefix else no_tunnels(),
-        core.list_access_apps(scope.account_id) if names.app_prefix else no_apps(),
-        core.list_service_tokens(scope.account_id) if names.token_prefix else no_tokens(),
+        core.list_tunnels(scope.account_id) if need_tunnels else _nothing(),
+        core.list_access_apps(scope.account_id) if need_apps else _nothing(),
+        core.list_service_tokens(scope.account_id) if need_tokens else _nothing(),
     )
     return zones, dict(zip(zone_ids, listed, strict=True)), tunnels, apps, tokens
 
@@ -130,66 +140,83 @@ async def _rules(core: CloudflareCore, account_id: str, tunnel_ids: set[str]) ->
     return dict(zip(ordered, found, strict=True))
 
 
-async def sweep(core: CloudflareCore, scope: Scope, load_claims: LoadClaims, cap: int) -> SweepReport:
-    """One pass over `scope` (see the module docstring); never raises for Cloudflare or claim failures."""
+async def sweep(core: CloudflareCore, scope: Scope, load_wants: LoadWants, cap: int,
+                ledger: ClaimLedger) -> SweepReport:
+    """One pass over `scope` (see the module docstring); never raises for Cloudflare or Kubernetes failures."""
     door, where = scope.names.door, scope.describe()
     try:
-        zones, records, tunnels, apps, tokens = await _listing(core, scope)
+        claims = [claim for kind in scope.names.kinds for claim in await ledger.list(source_kind=kind)]
+    except Exception as error:  # a partial ledger must never drive deletions
+        logger.warning("Orphan sweep of %s (%s) skipped: listing the claims failed: %s", where, door, error)
+        return SweepReport(skipped=f"listing the claims failed: {error}", cap=cap)
+    try:
+        zones, records, tunnels, apps, tokens = await _cloudflare(core, scope, claims)
     except CloudflareError as error:
         logger.warning("Orphan sweep of %s (%s) skipped: listing Cloudflare failed: %s", where, door, error)
         return SweepReport(skipped=f"listing Cloudflare failed: {error}", cap=cap)
     try:
-        claims = await load_claims()
+        wants = await load_wants()
     except Exception as error:  # a partial desired state must never drive deletions
         logger.warning("Orphan sweep of %s (%s) skipped: the desired state could not be loaded: %s", where, door,
                        error)
         return SweepReport(skipped=f"the desired state could not be loaded: {error}", cap=cap)
     inventory = p.Inventory(owner_id=core.owner_id, zones=zones, records=records, tunnels=tunnels, apps=apps,
-                            tokens=tokens)
-    known = set(scope.tunnel_ids) | p.orphan_record_tunnels(inventory, scope.names, claims)
+                            tokens=tokens, claims=claims)
     try:
-        rules = await _rules(core, scope.account_id, known)
+        rules = await _rules(core, scope.account_id, p.tunnels_to_read(inventory, scope.names, wants))
     except CloudflareError as error:
         logger.warning("Orphan sweep of %s (%s) skipped: reading tunnel configurations failed: %s", where, door,
                        error)
         return SweepReport(skipped=f"reading tunnel configurations failed: {error}", cap=cap)
     inventory = p.Inventory(owner_id=core.owner_id, zones=zones, records=records, rules=rules, tunnels=tunnels,
-                            apps=apps, tokens=tokens)
-    planned = p.plan(inventory, scope.names, claims, cap)
+                            apps=apps, tokens=tokens, claims=claims)
+    planned = p.plan(inventory, scope.names, wants, cap)
     report = SweepReport(deferred=planned.deferred, kept=planned.kept, cap=cap, enforced=_enforced(core))
     for reason in planned.kept:
         logger.info("Orphan sweep of %s (%s): left in place: %s", where, door, reason)
     for deletion in planned.deferred:
         logger.info("Orphan sweep of %s (%s): orphan %s waits for the next pass (cap %d)", where, door,
                     deletion.describe(), cap)
-    await _delete(core, scope, planned.deletions, report)
+    by_name = {claim.name: claim for claim in claims}
+    await _delete(core, scope, planned.deletions, report, ledger, by_name)
     if report.orphans:
         logger.info("Orphan sweep of %s (%s): %d deleted, %d failed, %d left for the next pass, %d kept", where,
-                    door, len(report.deleted), len(report.failed), len(report.deferred) + len(report.abandoned),
-                    len(report.kept))
+                    door, sum(d.object != p.CLAIM for d in report.deleted), len(report.failed),
+                    len(report.deferred) + len(report.abandoned), len(report.kept))
     return report
 
 
-async def _delete(core: CloudflareCore, scope: Scope, deletions: Sequence[p.Deletion], report: SweepReport) -> None:
+async def _delete(core: CloudflareCore, scope: Scope, deletions: Sequence[p.Deletion], report: SweepReport,
+                  ledger: ClaimLedger, claims: dict[str, Any]) -> None:
     door, where = scope.names.door, scope.describe()
     verb = "deleting" if report.enforced else "orphan (the core's policy or dry-run keeps it)"
     for phase in p.ORDER:
         batch = [deletion for deletion in deletions if deletion.object == phase]
+        if phase == p.CLAIM and not report.enforced:
+            return  # the objects are still there: their proof stays
         if not batch:
             continue
         for deletion in batch:
-            logger.info("Orphan sweep of %s (%s): %s %s", where, door, verb, deletion.describe())
-        outcomes = await asyncio.gather(*(_one(core, scope.account_id, d) for d in batch), return_exceptions=True)
+            if deletion.object != p.CLAIM:
+                logger.info("Orphan sweep of %s (%s): %s %s", where, door, verb, deletion.describe())
+        outcomes: list[BaseException | None]
+        if phase == p.DNS_RECORD:
+            outcomes = await _delete_records(core, batch)
+        elif phase == p.CLAIM:
+            outcomes = list(await asyncio.gather(*(ledger.release(claims[d.claim]) for d in batch),
+                                                 return_exceptions=True))
+        else:
+            outcomes = list(await asyncio.gather(*(_one(core, scope.account_id, d) for d in batch),
+                                                 return_exceptions=True))
         for deletion, outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, Exception):
                 report.failed.append((deletion, str(outcome)))
-                logger.warning("Orphan sweep of %s (%s): deleting %s failed: %s", where, door, deletion.describe(),
-                               outcome)
+                logger.warning("Orphan sweep of %s (%s): %s failed: %s", where, door, deletion.describe(), outcome)
             elif isinstance(outcome, BaseException):
                 raise outcome
             else:
                 report.deleted.append(deletion)
-                if report.enforced:
+                if report.enforced and deletion.object != p.CLAIM:
                     metrics.orphan_removed(door, deletion.object)
         if report.failed:
             rest = [d for d in deletions if p.ORDER.index(d.object) > p.ORDER.index(phase)]
@@ -199,16 +226,32 @@ async def _delete(core: CloudflareCore, scope: Scope, deletions: Sequence[p.Dele
             return
 
 
+async def _delete_records(core: CloudflareCore, batch: Sequence[p.Deletion]) -> list[BaseException | None]:
+    """Every record of the phase by id, one call (or batch series) per zone; a zone's failure is each of its
+    records' failure."""
+    zones = sorted({d.zone_id for d in batch})
+
+    async def zone(zone_id: str) -> None:
+        records = [d.record for d in batch if d.zone_id == zone_id and d.record is not None]
+        await core.delete_dns_records(zone_id, records)
+
+    results = await asyncio.gather(*(zone(zone_id) for zone_id in zones), return_exceptions=True)
+    by_zone = dict(zip(zones, results, strict=True))
+    return [by_zone[d.zone_id] for d in batch]
+
+
+def _path_less(rule: Any) -> bool:
+    return not rule.get("path")
+
+
 async def _one(core: CloudflareCore, account_id: str, deletion: p.Deletion) -> None:
     if deletion.object == p.TUNNEL_RULE:
-        await core.remove_ingress_rule(account_id, deletion.tunnel_id, deletion.name, deletion.path)
-    elif deletion.object == p.DNS_RECORD:
-        await core.delete_dns_record(deletion.zone_id, deletion.name, deletion.type)
+        await core.remove_ingress_rule(account_id, deletion.tunnel_id, deletion.name, None, _path_less)
     elif deletion.object == p.ACCESS_APP:
-        await core.delete_access_app(account_id, deletion.id)
+        await core.delete_access_app(account_id, deletion.id, deletion.domain, deletion.name)
     elif deletion.object == p.SERVICE_TOKEN:
-        await core.delete_service_token(account_id, deletion.id)
+        await core.delete_service_token(account_id, deletion.id, deletion.name)
     elif deletion.object == p.TUNNEL:
-        await core.delete_tunnel(account_id, deletion.id)
-    else:  # pragma: no cover - the plan makes no other kind
+        await core.delete_tunnel(account_id, deletion.id, deletion.name, connected_ok=False)
+    else:  # pragma: no cover - the plan makes no other kind here
         raise ValueError(f"unknown object {deletion.object!r}")

@@ -1,53 +1,67 @@
-"""The orphan sweep's plan: what is ours in one scope (account, zones, tunnels) that no source object of the
-sweeping front door claims any more, in the order it may be deleted. Pure: no I/O.
+"""The orphan sweep's plan: what this installation can prove it made in one scope (account, zones, tunnels) for
+source objects of the sweeping front door that no longer want it, in the order it may be deleted. Pure: no I/O.
 
-What is ours:
-- a DNS record carrying our owner id's marker whose source Kind belongs to the sweeping door (the records
-  of a door that is switched off, or of another door, are never judged);
-- a tunnel, Access application or service token whose name is one of our owner-qualified names with the
-  door's prefix (``chute-``, ``cfzt-``);
-- a tunnel ingress rule in a tunnel whose configuration was read, when its hostname is that of one of our
-  orphaned DNS records pointing to that tunnel (``<tunnel id>.cfargotunnel.com``), or when the tunnel is
-  ours and is itself an orphan.
+Ownership is proven, never inferred from a name or a shape (DESIGN.md, invariant 1):
+- a **claim** (the ledger in Kubernetes, see :mod:`chutes.claims`) names its source and records the objects
+  made for it: the Access application, the service token and the tunnel rule of a hostname claim, the tunnel
+  of a tunnel claim. An entry with an id proves that object; an entry with only an intent (``since``) proves
+  the object found under its natural key that was created after the intent (a crash between the create and
+  its completion);
+- a **DNS record** is ours for a source when its marker carries our owner id and that source (``marks``); a
+  record whose marker names a source of the sweeping door's Kind that is gone (or no longer wants that
+  hostname) and that no claim covers is an orphan too (records of earlier versions, or of a claim removed
+  by hand), and so is the path-less rule at its hostname in the tunnel it points to.
 
-An orphan is one of those that no claim names: DNS records and rules by hostname, the others by name.
+Nothing else is ever judged: a tunnel, Access application or service token named like ours but unrecorded is
+foreign, and so is any rule with a path, any rule at a hostname whose proof is not in this plan, and anything
+in a tunnel whose configuration was not read.
 
-Order: tunnel rules, DNS records, Access applications (their app-scoped policies go with them), service
-tokens, tunnels. Rules go before DNS records (a hostname then briefly answers 404): a rule can only be
-proven ours through our orphaned DNS record, so a pass cut by the cap must never delete the record and
-leave its rule. An Access application is never deleted while any DNS record (anyone's) for its domain
-remains after the pass, or a rule for its domain remains in a tunnel whose configuration was read; nor when
-its domain lies outside the zones listed (what routes to it is unknown). A tunnel is never deleted while a
-DNS record that stays points to it.
+An orphan is a claim (or an unclaimed record) whose source is not among the door's live sources, or whose
+live source no longer asks for its key. Sources being deleted keep everything (their finalizer tears it down).
 
-The cap keeps the first `cap` deletions of that order; because the order puts every deletion before those
-that depend on it, any prefix is safe. The rest waits for the next pass (its orphans are found again).
+Order: tunnel rules, DNS records, Access applications (their app-scoped policies go with them), service tokens,
+tunnels; then the claims whose objects are all gone are released. Rules go before DNS records (a hostname then
+briefly answers 404). An Access application is never deleted while any DNS record (anyone's) for its domain
+remains after the pass, or a rule for its domain remains in a tunnel whose configuration was read, nor when its
+domain lies outside the zones listed (what routes to it is unknown). A tunnel is never deleted while it has
+active connections or a DNS record that stays points to it.
+
+The cap keeps the first `cap` Cloudflare deletions of that order; because the order puts every deletion before
+those that depend on it, any prefix is safe. A claim is released only when none of its objects is deferred or
+kept. The rest waits for the next pass (it is found again).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
+from chutes.cloudflare_core.errors import InvalidInput
 from chutes.cloudflare_core.models import AccessApp, DnsRecord, ServiceToken, Tunnel, normalize_name
-from chutes.cloudflare_core.ownership import is_our_name, parse
+from chutes.cloudflare_core.ownership import Ownership, legacy_marker, marker, parse
 
 __all__ = [
     "ACCESS_APP",
+    "CLAIM",
+    "CLOCK_SKEW",
     "DNS_RECORD",
     "ORDER",
     "SERVICE_TOKEN",
     "TUNNEL",
     "TUNNEL_RULE",
-    "Claims",
+    "ClaimView",
     "Deletion",
     "DoorNames",
     "Inventory",
     "SweepPlan",
-    "orphan_record_tunnels",
+    "Wants",
+    "orphan_claims",
     "plan",
     "tunnel_of",
+    "tunnels_to_read",
 ]
 
 TUNNEL_RULE = "tunnel_rule"
@@ -55,40 +69,60 @@ DNS_RECORD = "dns_record"
 ACCESS_APP = "access_app"
 SERVICE_TOKEN = "service_token"
 TUNNEL = "tunnel"
-ORDER = (TUNNEL_RULE, DNS_RECORD, ACCESS_APP, SERVICE_TOKEN, TUNNEL)
+CLAIM = "claim"
+ORDER = (TUNNEL_RULE, DNS_RECORD, ACCESS_APP, SERVICE_TOKEN, TUNNEL, CLAIM)
 TUNNEL_SUFFIX = ".cfargotunnel.com"
+CLOCK_SKEW = timedelta(seconds=60)  # an object created up to this long before its intent was recorded is ours
+
+
+class ClaimView(Protocol):
+    """What the plan reads of a claim (:class:`chutes.claims.Claim`)."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def source(self) -> str: ...
+
+    @property
+    def entries(self) -> Mapping[str, Mapping[str, Any]]: ...
+
+    @property
+    def name(self) -> str: ...
 
 
 @dataclass(frozen=True)
 class DoorNames:
-    """What the sweeping front door owns: the Kinds in the source of its DNS markers (``ChuteGateway``,
-    ``HTTPRoute``), and the name prefixes of its tunnels, Access applications and service tokens (None: the
-    door makes none, they are not judged)."""
+    """What the sweeping front door judges: the Kinds of its source objects (``ChuteGateway``, ``HTTPRoute``)."""
 
     door: str
     kinds: frozenset[str]
-    tunnel_prefix: str | None = None
-    app_prefix: str | None = None
-    token_prefix: str | None = None
 
 
 @dataclass(frozen=True)
-class Claims:
-    """What the door's live source objects ask for or hold (hostnames: FQDNs, lower case). `namespaces`,
-    when set, limits the DNS records judged to those whose source lives in one of them (a door watching some
-    namespaces only knows the claims there)."""
+class Wants:
+    """What the door's live source objects ask for: source (``Kind/namespace/name``) -> the claim keys it
+    wants (hostnames; tunnel keys ``<account>/<name>``). `deleting`: sources being deleted (their finalizer
+    tears their objects down: never swept). `namespaces`, when set, limits judgement to sources living in
+    those namespaces (a door watching some namespaces only knows the sources there)."""
 
-    hostnames: frozenset[str] = frozenset()
-    tunnel_names: frozenset[str] = frozenset()
-    app_names: frozenset[str] = frozenset()
-    token_names: frozenset[str] = frozenset()
+    sources: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    deleting: frozenset[str] = frozenset()
     namespaces: frozenset[str] | None = None
+
+    def wanted(self, source: str, key: str) -> bool:
+        return source in self.deleting or key in self.sources.get(source, frozenset())
 
 
 @dataclass(frozen=True)
 class Inventory:
-    """What exists in the scope, ours or not. `zones`: zone id -> zone name; `records`: zone id -> every record
-    of that zone; `rules`: tunnel id -> its ingress rules, for the tunnels whose configuration was read."""
+    """What exists in the scope. `zones`: zone id -> zone name; `records`: zone id -> every record of that zone;
+    `rules`: tunnel id -> its ingress rules, for the tunnels whose configuration was read; `tunnels`, `apps`,
+    `tokens`: listings of the account (only needed to resolve entries recorded as an intent, and for tunnels'
+    connections); `claims`: this installation's claims."""
 
     owner_id: str
     zones: Mapping[str, str] = field(default_factory=dict)
@@ -97,11 +131,13 @@ class Inventory:
     tunnels: Sequence[Tunnel] = ()
     apps: Sequence[AccessApp] = ()
     tokens: Sequence[ServiceToken] = ()
+    claims: Sequence[ClaimView] = ()
 
 
 @dataclass(frozen=True)
 class Deletion:
-    """One object to delete. `name`: the record's or rule's hostname, else the object's name."""
+    """One thing to delete. `name`: the record's or rule's hostname, else the object's name; `claim`: the name
+    of the claim the deletion belongs to ("" for an unclaimed record and its rule)."""
 
     object: str
     name: str
@@ -109,23 +145,27 @@ class Deletion:
     zone_id: str = ""
     type: str = ""  # DNS record type
     tunnel_id: str = ""  # a rule's tunnel
-    path: str | None = None  # a rule's path
-    source: str = ""  # a DNS record's marker source
+    path: str | None = None  # a rule's path (always None: a rule with a path is never ours)
+    source: str = ""  # the source object the deleted thing was made for
+    domain: str = ""  # an Access application's domain
+    claim: str = ""
+    record: DnsRecord | None = None  # a DNS record as listed (deleted by id)
 
     def describe(self) -> str:
         if self.object == DNS_RECORD:
-            return f"DNS {self.type} {self.name} (marked for {self.source})"
+            return f"DNS {self.type} {self.name} (made for {self.source})"
         if self.object == TUNNEL_RULE:
-            where = f"{self.name}{self.path or ''}"
-            return f"tunnel rule {where} in tunnel {self.tunnel_id}"
+            return f"tunnel rule {self.name}{self.path or ''} in tunnel {self.tunnel_id} (made for {self.source})"
+        if self.object == CLAIM:
+            return f"claim on {self.name} of {self.source}"
         label = {ACCESS_APP: "Access application", SERVICE_TOKEN: "service token", TUNNEL: "tunnel"}[self.object]
-        return f"{label} {self.name} ({self.id})"
+        return f"{label} {self.name} ({self.id}, made for {self.source})"
 
 
 @dataclass(frozen=True)
 class SweepPlan:
-    """`deletions`: this pass, in order; `deferred`: orphans over the cap (next pass); `kept`: orphans left
-    in place on purpose, each with the reason."""
+    """`deletions`: this pass, in order (claims to release last); `deferred`: Cloudflare deletions over the cap
+    (next pass); `kept`: orphans left in place on purpose, each with the reason."""
 
     deletions: tuple[Deletion, ...] = ()
     deferred: tuple[Deletion, ...] = ()
@@ -137,7 +177,7 @@ class SweepPlan:
 
     @property
     def orphans(self) -> int:
-        return len(self.deletions) + len(self.deferred)
+        return sum(d.object != CLAIM for d in (*self.deletions, *self.deferred))
 
 
 def tunnel_of(content: str) -> str | None:
@@ -149,132 +189,218 @@ def tunnel_of(content: str) -> str | None:
     return tunnel if tunnel and "." not in tunnel else None
 
 
-def _judged(record: DnsRecord, owner_id: str, names: DoorNames, claims: Claims) -> str | None:
-    """The record's source when it is ours and the door's to judge, else None."""
-    mark = parse(record.comment)
-    if mark is None or mark.owner_id != owner_id:
-        return None
-    kind, _, rest = mark.source.partition("/")
-    if kind not in names.kinds:
-        return None
-    if claims.namespaces is not None and rest.partition("/")[0] not in claims.namespaces:
-        return None
-    return mark.source
+def _judged(source: str, names: DoorNames, wants: Wants) -> bool:
+    kind, _, rest = source.partition("/")
+    namespace = rest.partition("/")[0]
+    return kind in names.kinds and (wants.namespaces is None or namespace in wants.namespaces)
 
 
-def _orphan_records(inventory: Inventory, names: DoorNames, claims: Claims) -> list[tuple[str, DnsRecord, str]]:
-    """(zone id, record, source) of our orphaned records, in a stable order."""
+def orphan_claims(inventory: Inventory, names: DoorNames, wants: Wants) -> list[ClaimView]:
+    """The claims of the door's sources that no live source wants, in a stable order."""
+    found = [claim for claim in inventory.claims
+             if _judged(claim.source, names, wants) and not wants.wanted(claim.source, claim.key)]
+    return sorted(found, key=lambda claim: (claim.kind, claim.key, claim.source))
+
+
+def _markers(owner_id: str, sources: Iterable[str]) -> dict[str, str]:
+    """Marker comment -> source, for every source (current and legacy marker forms)."""
+    found: dict[str, str] = {}
+    for source in sources:
+        found[legacy_marker(owner_id, source)] = source
+        with contextlib.suppress(InvalidInput):  # a marker that cannot fit: its source never published anything
+            found[marker(owner_id, source)] = source
+    return found
+
+
+def _marked_for(record: DnsRecord, markers: Mapping[str, str]) -> str | None:
+    return markers.get((record.comment or "").strip())
+
+
+def _orphan_records(inventory: Inventory, names: DoorNames, wants: Wants,
+                    claimed: set[tuple[str, str]]) -> list[tuple[str, DnsRecord, str]]:
+    """(zone id, record, source) of records marked with our owner id for a source of the door that no longer
+    wants the record's name and that no claim of that source covers. `source` is the full source when it is
+    known (a live source or a claim's), else the marker's (possibly shortened) ``src``."""
+    known = _markers(inventory.owner_id, {*wants.sources, *wants.deleting, *(c.source for c in inventory.claims)})
     found: list[tuple[str, DnsRecord, str]] = []
     for zone_id in sorted(inventory.records):
         for record in sorted(inventory.records[zone_id], key=lambda r: (r.name, r.type, r.id)):
-            source = _judged(record, inventory.owner_id, names, claims)
-            if source is not None and record.name not in claims.hostnames:
+            mark: Ownership | None = parse(record.comment)
+            if mark is None or mark.owner_id != inventory.owner_id or not _judged(mark.source, names, wants):
+                continue
+            source = _marked_for(record, known)
+            if source is None:  # no live source, no claim: its source is gone
+                found.append((zone_id, record, mark.source))
+            elif not wants.wanted(source, record.name) and (source, record.name) not in claimed:
                 found.append((zone_id, record, source))
     return found
 
 
-def orphan_record_tunnels(inventory: Inventory, names: DoorNames, claims: Claims) -> set[str]:
-    """The tunnels our orphaned DNS records point to: the configurations to read before planning."""
+def tunnels_to_read(inventory: Inventory, names: DoorNames, wants: Wants) -> set[str]:
+    """The tunnels whose configuration the plan needs: those of the orphan claims' rules and those our orphaned
+    records point to."""
     found: set[str] = set()
-    for _zone, record, _source in _orphan_records(inventory, names, claims):
+    for claim in orphan_claims(inventory, names, wants):
+        rule = claim.entries.get(TUNNEL_RULE) or {}
+        if rule.get("tunnel"):
+            found.add(str(rule["tunnel"]))
+    claimed = {(claim.source, claim.key) for claim in inventory.claims if claim.kind == "hostname"}
+    for _zone, record, _source in _orphan_records(inventory, names, wants, claimed):
         tunnel = tunnel_of(record.content) if record.type == "CNAME" else None
         if tunnel:
             found.add(tunnel)
     return found
 
 
-def _ours(name: str, owner_id: str, prefix: str | None) -> bool:
-    return prefix is not None and is_our_name(name, owner_id, prefix)
+def _created_after(created_at: str | None, since: str | None) -> bool:
+    if not created_at or not since:
+        return False
+    try:
+        return _instant(created_at) >= _instant(since) - CLOCK_SKEW
+    except ValueError:
+        return False
+
+
+def _instant(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _recorded_id(entry: Mapping[str, Any], candidates: Iterable[tuple[str, str | None]]) -> str:
+    """The id an entry proves: its own, else (an intent) the one candidate ``(id, created_at)`` created after it."""
+    if entry.get("id"):
+        return str(entry["id"])
+    matches = [object_id for object_id, created in candidates if _created_after(created, entry.get("since"))]
+    return matches[0] if len(matches) == 1 else ""
+
+
+def _path_less(rules: Sequence[Mapping[str, Any]], hostname: str) -> bool:
+    return any(normalize_name(str(rule.get("hostname") or "")) == hostname and not rule.get("path") for rule in rules)
 
 
 def _in_zones(domain: str, zone_names: Iterable[str]) -> bool:
     return any(domain == zone or domain.endswith("." + zone) for zone in zone_names)
 
 
-def plan(inventory: Inventory, names: DoorNames, claims: Claims, cap: int) -> SweepPlan:
-    """The orphans of `inventory` given `claims`, ordered, the first `cap` of them to delete in this pass."""
-    owner = inventory.owner_id
+def plan(inventory: Inventory, names: DoorNames, wants: Wants, cap: int) -> SweepPlan:
+    """The orphans of `inventory` given what the live sources want, ordered; the first `cap` Cloudflare
+    deletions of them are made in this pass."""
     kept: list[str] = []
+    by_phase: dict[str, list[Deletion]] = {phase: [] for phase in ORDER}
+    claim_parts: dict[str, list[Deletion]] = {}
+    blocked: set[str] = set()  # claims with something kept: not released
 
-    # Tunnels of ours nobody claims (deleted last; their rules count as ours).
-    dying = {
-        tunnel.id: tunnel
-        for tunnel in sorted(inventory.tunnels, key=lambda t: t.name)
-        if not tunnel.deleted
-        and _ours(tunnel.name, owner, names.tunnel_prefix)
-        and tunnel.name not in claims.tunnel_names
-    }
+    def add(deletion: Deletion) -> None:
+        by_phase[deletion.object].append(deletion)
+        if deletion.claim:
+            claim_parts.setdefault(deletion.claim, []).append(deletion)
 
-    # DNS records, and the rules they prove ours.
-    orphans = _orphan_records(inventory, names, claims)
-    records: list[Deletion] = []
-    seen: set[tuple[str, str, str]] = set()
-    routed: set[tuple[str, str]] = set()  # (tunnel id, hostname) our orphaned records route
-    for zone_id, record, source in orphans:
-        tunnel = tunnel_of(record.content) if record.type == "CNAME" else None
-        if tunnel:
-            routed.add((tunnel, record.name))
-        key = (zone_id, record.name, record.type)
-        if key not in seen:
-            seen.add(key)
-            records.append(Deletion(DNS_RECORD, record.name, record.id, zone_id=zone_id, type=record.type,
-                                    source=source))
+    orphans = orphan_claims(inventory, names, wants)
+    host_claims = [claim for claim in orphans if claim.kind == "hostname"]
+    tunnel_claims = [claim for claim in orphans if claim.kind == "tunnel"]
+    claimed = {(claim.source, claim.key) for claim in inventory.claims if claim.kind == "hostname"}
+    owner = inventory.owner_id
 
-    rules: list[Deletion] = []
-    for tunnel_id in sorted(inventory.rules):
-        for rule in inventory.rules[tunnel_id]:
-            hostname = normalize_name(str(rule.get("hostname") or ""))
-            if not hostname or hostname == "*":
-                continue  # the catch-all (or a host-less rule) is never ours
-            if tunnel_id in dying or (tunnel_id, hostname) in routed:
-                rules.append(Deletion(TUNNEL_RULE, hostname, tunnel_id=tunnel_id, path=rule.get("path") or None))
+    # Rules and records of orphaned hostname claims.
+    for claim in host_claims:
+        hostname, source = claim.key, claim.source
+        rule = claim.entries.get(TUNNEL_RULE) or {}
+        tunnel_id = str(rule.get("tunnel") or "")
+        markers = _markers(owner, [source])
+        held_by_another = any(
+            record.name == hostname and (mark := parse(record.comment)) is not None and mark.owner_id == owner
+            and _marked_for(record, markers) != source
+            for records in inventory.records.values() for record in records)
+        if held_by_another:  # the rule at that hostname is the other source's now
+            kept.append(f"tunnel rule {hostname} of {source}: a DNS record of another source holds {hostname}")
+        elif tunnel_id and _path_less(inventory.rules.get(tunnel_id, ()), hostname):
+            add(Deletion(TUNNEL_RULE, hostname, tunnel_id=tunnel_id, source=source, claim=claim.name))
+        for zone_id in sorted(inventory.records):
+            for record in inventory.records[zone_id]:
+                if record.name == hostname and _marked_for(record, markers) == source:
+                    add(Deletion(DNS_RECORD, hostname, record.id, zone_id=zone_id, type=record.type, source=source,
+                                 claim=claim.name, record=record))
+
+    # Records (and their rules) of gone sources that no claim covers.
+    for zone_id, record, source in _orphan_records(inventory, names, wants, claimed):
+        pointed_to = tunnel_of(record.content) if record.type == "CNAME" else None
+        if pointed_to and _path_less(inventory.rules.get(pointed_to, ()), record.name):
+            rule_deletion = Deletion(TUNNEL_RULE, record.name, tunnel_id=pointed_to, source=source)
+            if rule_deletion not in by_phase[TUNNEL_RULE]:
+                add(rule_deletion)
+        add(Deletion(DNS_RECORD, record.name, record.id, zone_id=zone_id, type=record.type, source=source,
+                     record=record))
 
     # What stays after the rules and records above are gone.
-    deleted_records = {(d.zone_id, d.name, d.type) for d in records}
-    remaining: list[DnsRecord] = [
-        record
-        for zone_id, zone_records in inventory.records.items()
-        for record in zone_records
-        if not ((zone_id, record.name, record.type) in deleted_records and _judged(record, owner, names, claims))
-    ]
-    remaining_names = {record.name for record in remaining}
-    deleted_rules = {(d.tunnel_id, d.name, d.path) for d in rules}
+    gone_records = {(d.zone_id, d.id) for d in by_phase[DNS_RECORD]}
+    remaining_names = {record.name for zone_id, records in inventory.records.items() for record in records
+                       if (zone_id, record.id) not in gone_records}
+    gone_rules = {(d.tunnel_id, d.name) for d in by_phase[TUNNEL_RULE]}
     remaining_rule_hosts = {
         normalize_name(str(rule.get("hostname") or ""))
-        for tunnel_id, tunnel_rules in inventory.rules.items()
-        for rule in tunnel_rules
-        if (tunnel_id, normalize_name(str(rule.get("hostname") or "")), rule.get("path") or None) not in deleted_rules
+        for tunnel_id, rules in inventory.rules.items() for rule in rules
+        if rule.get("hostname") and not (
+            (tunnel_id, normalize_name(str(rule["hostname"]))) in gone_rules and not rule.get("path"))
     }
-
-    apps: list[Deletion] = []
     zone_names = list(inventory.zones.values())
-    for app in sorted(inventory.apps, key=lambda a: (a.name, a.id)):
-        if not _ours(app.name, owner, names.app_prefix) or app.name in claims.app_names:
-            continue
-        domain = normalize_name(app.domain.partition("/")[0])
-        if not _in_zones(domain, zone_names):
-            kept.append(f"Access application {app.name}: {domain} is outside the zones swept")
-        elif domain in remaining_names:
-            kept.append(f"Access application {app.name}: a DNS record for {domain} remains")
-        elif domain in remaining_rule_hosts:
-            kept.append(f"Access application {app.name}: a tunnel rule for {domain} remains")
+
+    # Access applications and service tokens of orphaned hostname claims.
+    for claim in host_claims:
+        hostname, source = claim.key, claim.source
+        app = claim.entries.get(ACCESS_APP)
+        if app is not None:
+            app_name = str(app.get("name") or "")
+            app_id = _recorded_id(app, ((a.id, a.created_at) for a in inventory.apps
+                                        if a.domain == hostname and a.name == app_name))
+            label = f"Access application {app_name or app_id} of {source}"
+            if not app_id:
+                if app.get("since"):
+                    kept.append(f"{label}: recorded as an intent, no application of that name and domain was "
+                                "created after it")  # nothing to delete; the claim may go
+            elif not _in_zones(hostname, zone_names):
+                kept.append(f"{label}: {hostname} is outside the zones swept")
+                blocked.add(claim.name)
+            elif hostname in remaining_names:
+                kept.append(f"{label}: a DNS record for {hostname} remains")
+                blocked.add(claim.name)
+            elif hostname in remaining_rule_hosts:
+                kept.append(f"{label}: a tunnel rule for {hostname} remains")
+                blocked.add(claim.name)
+            else:
+                add(Deletion(ACCESS_APP, app_name, app_id, source=source, domain=hostname, claim=claim.name))
+        token = claim.entries.get(SERVICE_TOKEN)
+        if token is not None:
+            token_name = str(token.get("name") or "")
+            token_id = _recorded_id(token, ((t.id, t.created_at) for t in inventory.tokens if t.name == token_name))
+            if token_id:
+                add(Deletion(SERVICE_TOKEN, token_name, token_id, source=source, claim=claim.name))
+
+    # Tunnels of orphaned tunnel claims.
+    pointed = {tunnel_of(record.content) for zone_id, records in inventory.records.items() for record in records
+               if record.type == "CNAME" and (zone_id, record.id) not in gone_records}
+    listed = {tunnel.id: tunnel for tunnel in inventory.tunnels if not tunnel.deleted}
+    for claim in tunnel_claims:
+        entry = claim.entries.get(TUNNEL) or {}
+        tunnel_name = str(entry.get("name") or claim.key.partition("/")[2])
+        tunnel_id = _recorded_id(entry, ((t.id, t.created_at) for t in listed.values() if t.name == tunnel_name))
+        if not tunnel_id or tunnel_id not in listed:
+            continue  # nothing (left) to delete: the claim may go
+        live = listed[tunnel_id]
+        if live.name != tunnel_name:
+            kept.append(f"tunnel {tunnel_id} of {claim.source}: it is named {live.name!r} now, not {tunnel_name!r}")
+            blocked.add(claim.name)
+        elif live.connected:
+            kept.append(f"tunnel {tunnel_name} of {claim.source}: it has active connections")
+            blocked.add(claim.name)
+        elif tunnel_id in pointed:
+            kept.append(f"tunnel {tunnel_name} of {claim.source}: a DNS record that stays points to it")
+            blocked.add(claim.name)
         else:
-            apps.append(Deletion(ACCESS_APP, app.name, app.id))
+            add(Deletion(TUNNEL, tunnel_name, tunnel_id, source=claim.source, claim=claim.name))
 
-    tokens = [
-        Deletion(SERVICE_TOKEN, token.name, token.id)
-        for token in sorted(inventory.tokens, key=lambda t: (t.name, t.id))
-        if _ours(token.name, owner, names.token_prefix) and token.name not in claims.token_names
-    ]
-
-    pointed = {tunnel_of(record.content) for record in remaining if record.type == "CNAME"}
-    tunnels: list[Deletion] = []
-    for orphan in dying.values():
-        if orphan.id in pointed:
-            kept.append(f"tunnel {orphan.name}: a DNS record that stays points to it")
-        else:
-            tunnels.append(Deletion(TUNNEL, orphan.name, orphan.id))
-
-    ordered = (*rules, *records, *apps, *tokens, *tunnels)
+    ordered = [deletion for phase in ORDER[:-1] for deletion in by_phase[phase]]
     limit = max(0, cap)
-    return SweepPlan(deletions=ordered[:limit], deferred=ordered[limit:], kept=tuple(kept))
+    now, later = ordered[:limit], ordered[limit:]
+    waiting = {deletion.claim for deletion in later if deletion.claim} | blocked
+    releases = [Deletion(CLAIM, claim.key, source=claim.source, claim=claim.name)
+                for claim in orphans if claim.name not in waiting]
+    return SweepPlan(deletions=(*now, *releases), deferred=tuple(later), kept=tuple(kept))

@@ -42,9 +42,9 @@ class World:
         self.zone = cloudflare.zone_id("example.com")
 
     # -- operator ------------------------------------------------------------------------------
-    def start(self) -> None:
+    def start(self, **overrides: Any) -> None:
         settings = load_settings({}, standalone=True, cloudflare_base_url=self.cf.base_url, httproutes=False,
-                                 sessions=False)
+                                 sessions=False, **overrides)
         self.operator = OperatorThread(settings, {}).start()
 
     def stop(self) -> None:
@@ -250,9 +250,9 @@ def test_access_is_written_before_routing_and_removed_after_it(world: World) -> 
     writes = world.writes()
     assert writes.index("dns.batch") < writes.index("access.apps.delete")
     assert writes.index("tunnels.config.put") < writes.index("access.apps.delete")
-    assert writes.index("access.app_policies.delete") < writes.index("access.apps.delete")
     assert writes[-1] == "tunnels.delete"
     assert world.live_tunnels() == [] and world.records() == [] and world.state()["access_apps"] == {}
+    assert world.state()["access_policies"] == {}  # the app-scoped policy went with its application
     with pytest.raises(ApiException):
         world.apps.read_namespaced_deployment("chute-blog-cloudflared", NS)
     with pytest.raises(ApiException):
@@ -267,6 +267,24 @@ def test_public_gateway_has_no_access_application(world: World) -> None:
     assert world.state()["access_apps"] == {}
     assert world.condition(gateway, "AccessReady")["reason"] == "Public"
     assert "accessAppId" not in gateway["status"]
+
+
+def test_switching_access_off_removes_the_application_its_claim_records(world: World) -> None:
+    world.ready_config()
+    world.service()
+    world.gateway()
+    before = world.ready_gateway()["status"]
+    world.patch_gateway("blog", {"access": {"public": True}})
+    gateway = wait_for("public", lambda: (g := world.get_gateway()) and world.condition(g, "AccessReady").get(
+        "reason") == "Public" and g["status"].get("ready") and "accessAppId" not in g["status"] and g)
+    assert world.state()["access_apps"] == {} and world.state()["access_policies"] == {}
+    assert len(world.records("blog.example.com")) == 1 and world.condition(gateway)["reason"] == "Reconciled"
+    reasons = [(t, r) for t, r, _ in world.events("blog")]
+    assert ("Normal", "AccessApplicationRemoved") in reasons and ("Normal", "AccessPolicyRemoved") in reasons
+    assert before["accessAppId"] not in json.dumps(gateway["status"])
+    [claim] = world.core.list_namespaced_config_map("default", label_selector=(
+        "chutes.troubleshat.com/claim-kind=hostname")).items
+    assert claim.data["key"] == "blog.example.com" and "access_app" not in claim.data and "dns" in claim.data
 
 
 def test_connector_ready_follows_the_deployment(world: World) -> None:

@@ -124,7 +124,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         if body["metadata"].get("deletionTimestamp"):
             return
         report = await unless_stopped(orphans.sweep_config(
-            memo.kube, memo.cores, name, body.get("spec") or {}, settings.sweep_max_deletions,
+            memo.kube, memo.cores, memo.claims, name, body.get("spec") or {}, settings.sweep_max_deletions,
             memo.get("hostname_rules")), stopped.wait())
         announce(report, EventSink(body, kopf.event))
 
@@ -165,7 +165,10 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         if event.get("type") == "DELETED" or body["metadata"].get("deletionTimestamp"):
             return
         ready = c.find((body.get("status") or {}).get("conditions"), c.READY)
-        if adoption.retry_now(adoption.gateway_requests(body), ready):
+        if not adoption.retry_now(adoption.gateway_requests(body), ready):
+            return
+        # Only when the operator permits it (setting or hostname rule): otherwise the retry changes nothing.
+        if await r.adoption_permitted(memo.kube, body, memo.get("hostname_rules"), memo.config.allow_adoption):
             with contextlib.suppress(kopf.TemporaryError, kopf.PermanentError):  # recorded in status and Events
                 await _gateway(body, memo)
 
@@ -185,7 +188,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         status = _writer(memo, d.GATEWAY_PLURAL, meta["name"], meta["namespace"], body)
         events = EventSink(body, kopf.event)
         try:
-            await r.unpublish_gateway(memo.kube, memo.cores, body, status, events)
+            await r.unpublish_gateway(memo.kube, memo.cores, memo.claims, body, status, events)
         except Problem as problem:
             status.condition(c.DELETION_BLOCKED, "True", problem.reason, problem.message)
             await status.flush()
@@ -203,7 +206,8 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         status = _writer(memo, d.GATEWAY_PLURAL, meta["name"], meta["namespace"], body)
         events = EventSink(body, kopf.event)
         try:
-            await r.reconcile_gateway(memo.kube, memo.cores, body, status, events, memo.get("hostname_rules"))
+            await r.reconcile_gateway(memo.kube, memo.cores, memo.claims, body, status, events,
+                                      memo.get("hostname_rules"), memo.config.allow_adoption)
         except Problem as problem:
             _warn_on_new_problem(events, body.get("status"), problem)
             raise to_kopf(problem) from None

@@ -1,10 +1,10 @@
-"""The chutes front door's orphan sweep: what every ChuteGateway claims (from fresh listings), and one pass
-over a ChuteConfig's account and zone.
+"""The chutes front door's orphan sweep: what every ChuteGateway wants (from fresh listings), and one pass over a
+ChuteConfig's account and zone, judged by this installation's claims and DNS markers (:mod:`chutes.sweep.plan`).
 
-A gateway claims its tunnel and Access application names (``chute-<ns>-<name>``, owner-qualified) whatever
-its state, and the hostnames it asks for (spec, resolved in its config's domain) and holds (status), unless
-the hostname rules refuse them to its namespace. Gateways being deleted still claim (their finalizer's
-cleanup owns their objects).
+A gateway wants its hostname (spec, resolved in its config's domain; and the one its status says it published,
+until its own reconcile moves it) and its tunnel (``<account>/chute-<ns>-<name>``, owner-qualified), unless the
+hostname rules refuse the hostname to its namespace. Gateways being deleted keep everything: their finalizer
+tears it down. A status is user-writable, but what it names only ever keeps the gateway's *own* claims.
 """
 
 from __future__ import annotations
@@ -17,59 +17,67 @@ from typing import Any, Protocol
 from kubernetes_asyncio import client
 
 from chutes import kube
+from chutes.claims import ClaimStore
 from chutes.cloudflare_core.models import normalize_name
 from chutes.cores import CorePool
 from chutes.frontdoors.gateways import desired as d
 from chutes.frontdoors.gateways.reconcile import FRONT_DOOR, read_token
 from chutes.frontdoors.problems import Problem
 from chutes.sweep import engine
-from chutes.sweep.plan import Claims, DoorNames
+from chutes.sweep.plan import DoorNames, Wants
 
 logger = logging.getLogger(__name__)
 
 FIRST_SWEEP_DELAY = 60.0  # seconds after start (or a config's creation) before the first pass
 
-NAMES = DoorNames(door=FRONT_DOOR, kinds=frozenset({d.GATEWAY_KIND}), tunnel_prefix=d.NAME_PREFIX,
-                  app_prefix=d.NAME_PREFIX)
+NAMES = DoorNames(door=FRONT_DOOR, kinds=frozenset({d.GATEWAY_KIND}))
 
 
 class Rules(Protocol):
     def allows(self, namespace: str, hostname: str) -> bool: ...
 
 
-def gateway_claims(gateways: Iterable[Mapping[str, Any]], configs: Iterable[Mapping[str, Any]], owner_id: str,
-                   rules: Rules | None = None) -> Claims:
-    """What `gateways` claim, their short hostnames resolved in the domain of their `configs`."""
-    domains = {str(c["metadata"]["name"]): str((c.get("spec") or {}).get("domain") or "").lower() for c in configs}
-    names: set[str] = set()
-    hostnames: set[str] = set()
+def gateway_wants(gateways: Iterable[Mapping[str, Any]], configs: Iterable[Mapping[str, Any]], owner_id: str,
+                  rules: Rules | None = None) -> Wants:
+    """What `gateways` want, their short hostnames resolved in the domain of their `configs`."""
+    by_name = {str(c["metadata"]["name"]): c.get("spec") or {} for c in configs}
+    sources: dict[str, frozenset[str]] = {}
+    deleting: set[str] = set()
     for gateway in gateways:
         meta, spec, status = gateway["metadata"], gateway.get("spec") or {}, gateway.get("status") or {}
         namespace, name = str(meta.get("namespace") or ""), str(meta["name"])
-        names.add(d.cloudflare_name(namespace, name, owner_id))
-        wanted: list[str] = []
+        source = f"{d.GATEWAY_KIND}/{namespace}/{name}"
+        if meta.get("deletionTimestamp"):
+            deleting.add(source)
+        config = by_name.get(str(spec.get("configRef") or ""))
+        keys: set[str] = set()
+        hostnames: list[str] = []
         if status.get("hostname"):
-            wanted.append(normalize_name(str(status["hostname"])))
-        raw, domain = str(spec.get("hostname") or ""), domains.get(str(spec.get("configRef") or ""))
+            hostnames.append(normalize_name(str(status["hostname"])))
+        raw = str(spec.get("hostname") or "")
+        domain = str((config or {}).get("domain") or "").lower()
         if domain:
             with contextlib.suppress(d.SpecError):
-                wanted.append(d.resolve_hostname(raw, domain))
+                hostnames.append(d.resolve_hostname(raw, domain))
         elif "." in raw:  # its config is missing: a full name still says what it wants
-            wanted.append(normalize_name(raw))
-        hostnames.update(h for h in wanted if h and (rules is None or rules.allows(namespace, h)))
-    return Claims(hostnames=frozenset(hostnames), tunnel_names=frozenset(names), app_names=frozenset(names))
+            hostnames.append(normalize_name(raw))
+        keys.update(h for h in hostnames if h and (rules is None or rules.allows(namespace, h)))
+        if config is not None and config.get("accountId"):
+            keys.add(f"{config['accountId']}/{d.cloudflare_name(namespace, name, owner_id)}")
+        sources[source] = frozenset(keys)
+    return Wants(sources=sources, deleting=frozenset(deleting))
 
 
-async def load_claims(api: client.ApiClient, owner_id: str, rules: Rules | None) -> Claims:
+async def load_wants(api: client.ApiClient, owner_id: str, rules: Rules | None) -> Wants:
     gateways = await kube.list_custom(api, d.GROUP, d.VERSION, d.GATEWAY_PLURAL)
     configs = await kube.list_custom(api, d.GROUP, d.VERSION, d.CONFIG_PLURAL)
-    return gateway_claims(gateways, configs, owner_id, rules)
+    return gateway_wants(gateways, configs, owner_id, rules)
 
 
-async def sweep_config(api: client.ApiClient, cores: CorePool, name: str, spec: Mapping[str, Any], cap: int,
-                       rules: Rules | None = None) -> engine.SweepReport | None:
-    """One pass over the config's account and zone, judging our gateway objects against every gateway's
-    claims; None when the config's token cannot be read (nothing is swept)."""
+async def sweep_config(api: client.ApiClient, cores: CorePool, ledger: ClaimStore, name: str, spec: Mapping[str, Any],
+                       cap: int, rules: Rules | None = None) -> engine.SweepReport | None:
+    """One pass over the config's account and zone, judging the gateways' claims and records against what every
+    gateway wants; None when the config's token cannot be read (nothing is swept)."""
     try:
         token = await read_token(api, spec)
     except Problem as problem:
@@ -79,7 +87,7 @@ async def sweep_config(api: client.ApiClient, cores: CorePool, name: str, spec: 
     scope = engine.Scope(NAMES, str(spec.get("accountId") or ""), (str(spec.get("zoneId") or ""),),
                          label=f"ChuteConfig {name}")
 
-    async def claims() -> Claims:
-        return await load_claims(api, core.owner_id, rules)
+    async def wants() -> Wants:
+        return await load_wants(api, core.owner_id, rules)
 
-    return await engine.sweep(core, scope, claims, cap)
+    return await engine.sweep(core, scope, wants, cap, ledger)

@@ -1,9 +1,28 @@
 """Reconcile ChuteConfigs and ChuteGateways: gather, plan (pure), act through the Cloudflare core and the
-kube module, record each ID in status before the next step.
+kube module, record each ID in status (for users) before the next step.
+
+Ownership is recorded, never inferred (issue 11). A gateway's Cloudflare objects are recorded in the ledger
+of claims (:mod:`chutes.claims`, through :mod:`chutes.frontdoors.claiming`):
+
+- its *hostname claim* (key: the FQDN; one holder across every front door, the first keeps it until its
+  teardown is complete) records the Access application and its policy, the tunnel rule and the CNAME's zone;
+- its *tunnel claim* (key ``<account>/chute-<ns>-<name>``) records its tunnel.
+
+Each object's intent is recorded before it is created and its id right after; an object found under its
+name is changed only when its claim proves it ours (the DNS record by its marker for this gateway). Deletion,
+withdrawal (hostname rules) and a hostname change tear down from the claims, never from the ids in status
+(which anyone with write access to ``chutegateways/status`` can change): a claim is released only once what it
+records is gone, so a failed removal is retried and nothing is leaked.
+
+Bootstrap (upgrade from a version without a ledger, or from the seed): when the gateway's hostname claim
+records nothing yet and its status names what was published, an object is recorded only if (a) it exists,
+(b) its name and natural key are exactly what this gateway would create (tunnel and Access application
+``chute-<ns>-<name>``, owner-qualified; the application's domain = the FQDN), and (c) the DNS record at the
+FQDN is marked for this gateway: its CNAME target proves the tunnel id. Anything else is foreign.
 
 Order for a protected gateway: tunnel → Access app → policy → tunnel rule → CNAME → Secret and
 cloudflared. The seed created DNS before Access; we create Access first so the hostname is never
-routable unprotected. Deletion runs the other way round: cloudflared, CNAME and rule go before the
+routable unprotected. Deletion runs the other way round: cloudflared, rule and CNAME go before the
 Access app, the tunnel last.
 """
 
@@ -11,16 +30,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from kubernetes_asyncio import client
 
 from chutes import conditions as c
 from chutes import kube
 from chutes.authorization import HostnameRules
+from chutes.claims import Claim, ClaimLost, ClaimStore, HeldElsewhere, utc_now
 from chutes.cloudflare_core import (
+    AccessApp,
     AccessAppSpec,
     AppPolicySpec,
     CloudflareCore,
@@ -28,13 +49,16 @@ from chutes.cloudflare_core import (
     Conflict,
     DesiredRecord,
     IngressRule,
+    MarkerTooLong,
+    NotFound,
+    marker,
+    marks,
 )
 from chutes.cores import CorePool
-from chutes.frontdoors import adoption
+from chutes.frontdoors import adoption, claiming
 from chutes.frontdoors.gateways import desired as d
 from chutes.frontdoors.gateways.status import StatusWriter
 from chutes.frontdoors.problems import (
-    CONFLICT_RETRY,
     MISSING_RETRY,
     EventSink,
     Problem,
@@ -42,6 +66,9 @@ from chutes.frontdoors.problems import (
     step,
 )
 from chutes.observability.metrics import HOSTNAMES
+from chutes.sweep.plan import tunnel_of
+
+T = TypeVar("T")
 
 FRONT_DOOR = "chutes"  # the label of this front door in metrics
 
@@ -142,68 +169,70 @@ async def gateways_using(api: client.ApiClient, config_name: str) -> list[str]:
 
 # --- ChuteGateway ----------------------------------------------------------------------------------
 
-
-def _claim_key(gateway: Mapping[str, Any]) -> tuple[str, str, str]:
-    meta = gateway["metadata"]
-    return (str(meta.get("creationTimestamp", "")), meta.get("namespace", ""), meta["name"])
+LEGACY_HINTS = ("tunnelId", "accessAppId", "accessPolicyId", "dnsRecordId", "hostname")
 
 
-async def check_hostname_claim(api: client.ApiClient, plan: d.GatewayPlan, account: Account,
-                               body: Mapping[str, Any], rules: HostnameRules | None = None) -> None:
-    """The first gateway (by creation time, then namespace/name) to claim an FQDN keeps it; a gateway whose
-    namespace may not publish the FQDN (hostname rules) claims nothing."""
-    mine = _claim_key(body)
-    domains: dict[str, str | None] = {account.name: account.domain}
-    for other in await kube.list_custom(api, d.GROUP, d.VERSION, d.GATEWAY_PLURAL):
-        meta = other["metadata"]
-        if (meta.get("namespace"), meta["name"]) == (plan.namespace, plan.name) or meta.get("deletionTimestamp"):
-            continue
-        spec = other.get("spec") or {}
-        ref = spec.get("configRef", "")
-        if ref not in domains:
-            config = await kube.get_custom(api, d.GROUP, d.VERSION, d.CONFIG_PLURAL, ref)
-            domains[ref] = str((config or {}).get("spec", {}).get("domain", "")).lower() or None
-        domain = domains[ref]
-        if domain is None:
-            continue
-        try:
-            fqdn = d.resolve_hostname(str(spec.get("hostname", "")), domain)
-        except d.SpecError:
-            continue
-        if rules is not None and not rules.allows(str(meta.get("namespace", "")), fqdn):
-            continue
-        if fqdn == plan.fqdn and _claim_key(other) < mine:
-            raise Problem(
-                c.HOSTNAME_CONFLICT,
-                f"hostname {plan.fqdn} is already claimed by ChuteGateway {meta.get('namespace')}/{meta['name']}",
-                CONFLICT_RETRY,
-            )
+def gateway_source(namespace: str, name: str) -> str:
+    """The gateway as a claim's and a DNS marker's source: ``ChuteGateway/<namespace>/<name>``."""
+    return f"{d.GATEWAY_KIND}/{namespace}/{name}"
+
+
+def tunnel_key(account_id: str, tunnel_name: str) -> str:
+    """The tunnel claim's key: ``<account>/<tunnel name>``."""
+    return f"{account_id}/{tunnel_name}"
+
+
+def check_marker(owner_id: str, source: str) -> None:
+    """A source whose ownership marker cannot fit in a DNS comment publishes nothing (InvalidSpec)."""
+    try:
+        marker(owner_id, source)
+    except MarkerTooLong as exc:
+        raise Problem(c.INVALID_SPEC, exc.message, None) from None
+
+
+def has_legacy_hints(status: StatusWriter) -> bool:
+    """Whether the status names something an earlier version (or the seed) may have published."""
+    return any(status.get(key) for key in LEGACY_HINTS)
+
+
+async def adoption_permitted(api: client.ApiClient, body: Mapping[str, Any], rules: HostnameRules | None,
+                             allow_all: bool) -> bool:
+    """Whether the gateway asks for adoption and the operator permits it for its hostname (setting
+    ``allow_adoption``, or a hostname rule with ``adopt: true``)."""
+    if not adoption.gateway_requests(body):
+        return False
+    if allow_all:
+        return True
+    if rules is None:
+        return False
+    meta, spec = body["metadata"], body.get("spec") or {}
+    config = await kube.get_custom(api, d.GROUP, d.VERSION, d.CONFIG_PLURAL, str(spec.get("configRef") or ""))
+    domain = str(((config or {}).get("spec") or {}).get("domain") or "").lower()
+    try:
+        fqdn = d.resolve_hostname(str(spec.get("hostname") or ""), domain)
+    except d.SpecError:
+        return False
+    return adoption.permitted(True, str(meta.get("namespace") or ""), fqdn, rules, allow_all)
 
 
 async def reconcile_gateway(
     api: client.ApiClient,
     cores: CorePool,
+    claims: ClaimStore,
     body: Mapping[str, Any],
     status: StatusWriter,
     events: EventSink,
     rules: HostnameRules | None = None,
+    allow_adoption: bool = False,
 ) -> None:
-    meta, spec = body["metadata"], body.get("spec") or {}
-    namespace, name = meta["namespace"], meta["name"]
+    """Publish one gateway (or withdraw it when the hostname rules refuse it); every refusal ends up in its
+    Ready condition and is raised as a :class:`Problem`."""
     try:
-        account = await load_account(api, cores, spec.get("configRef", ""), need_ready=True)
         try:
-            plan = d.plan_gateway(namespace, name, spec, account.domain, account.core.owner_id)
-        except d.SpecError as exc:
-            raise Problem(exc.reason, str(exc), None) from exc
-        if rules is not None and not rules.allows(namespace, plan.fqdn):
-            await withdraw(api, cores, body, status, events)
-            raise Problem(c.HOSTNAME_NOT_AUTHORIZED, rules.explain(namespace, plan.fqdn), None)
-        await check_hostname_claim(api, plan, account, body, rules)
-        if not await kube.service_exists(api, namespace, plan_service_name(spec)):
-            raise Problem(c.SERVICE_NOT_FOUND, f"Service {namespace}/{plan_service_name(spec)} does not exist",
-                          MISSING_RETRY)
-        await publish(api, account, plan, body, status, events)
+            await _reconcile_gateway(api, cores, claims, body, status, events, rules, allow_adoption)
+        except ClaimLost as lost:
+            raise Problem(c.CLOUDFLARE_UNAVAILABLE, f"the ledger of claims changed meanwhile: {lost}",
+                          claiming.LOST_RETRY) from None
     except Problem as problem:
         status.set(ready=False, observedGeneration=status.generation)
         status.condition(c.READY, "False", problem.reason, problem.message)
@@ -212,15 +241,41 @@ async def reconcile_gateway(
         await status.flush()
 
 
+async def _reconcile_gateway(api: client.ApiClient, cores: CorePool, claims: ClaimStore, body: Mapping[str, Any],
+                             status: StatusWriter, events: EventSink, rules: HostnameRules | None,
+                             allow_adoption: bool) -> None:
+    meta, spec = body["metadata"], body.get("spec") or {}
+    namespace, name = meta["namespace"], meta["name"]
+    account = await load_account(api, cores, spec.get("configRef", ""), need_ready=True)
+    try:
+        plan = d.plan_gateway(namespace, name, spec, account.domain, account.core.owner_id)
+    except d.SpecError as exc:
+        raise Problem(exc.reason, str(exc), None) from exc
+    if rules is not None and not rules.allows(namespace, plan.fqdn):
+        await withdraw(api, cores, claims, body, status, events)
+        raise Problem(c.HOSTNAME_NOT_AUTHORIZED, rules.explain(namespace, plan.fqdn), None)
+    check_marker(account.core.owner_id, plan.source)
+    # One hostname, one holder across every front door: the first source whose claim is created keeps it.
+    claim = await claiming.hold(claims, "hostname", plan.fqdn, plan.source)
+    if not await kube.service_exists(api, namespace, plan_service_name(spec)):
+        raise Problem(c.SERVICE_NOT_FOUND, f"Service {namespace}/{plan_service_name(spec)} does not exist",
+                      MISSING_RETRY)
+    asked = adoption.gateway_requests(body)
+    take_over = adoption.permitted(asked, namespace, plan.fqdn, rules, allow_adoption)
+    await publish(api, account, plan, body, status, events, claims, claim, adopt=take_over, asked=asked)
+
+
 async def withdraw(
-    api: client.ApiClient, cores: CorePool, body: Mapping[str, Any], status: StatusWriter, events: EventSink
+    api: client.ApiClient, cores: CorePool, claims: ClaimStore, body: Mapping[str, Any], status: StatusWriter,
+    events: EventSink,
 ) -> None:
     """A gateway that may no longer publish (hostname rules): what it published goes as if it were deleted
-    (cloudflared, CNAME, rule, Access, tunnel), and its status forgets it. Nothing to do when it never
-    published anything."""
-    if not any(status.get(key) for key in ("tunnelId", "hostname", "accessAppId", "dnsRecordId")):
+    (cloudflared, CNAME, rule, Access, tunnel: everything its claims record), and its status forgets it.
+    Nothing to do when it holds no claim and its status names nothing published."""
+    meta = body["metadata"]
+    if not await claims.list(source=gateway_source(meta["namespace"], meta["name"])) and not has_legacy_hints(status):
         return
-    await unpublish_gateway(api, cores, body, status, events)
+    await unpublish_gateway(api, cores, claims, body, status, events)
     status.set(tunnelId=None, accessAppId=None, accessPolicyId=None, dnsRecordId=None, hostname=None, url=None)
     for type_ in (c.TUNNEL_READY, c.ACCESS_READY, c.DNS_READY, c.CONNECTOR_READY):
         status.condition(type_, "False", c.HOSTNAME_NOT_AUTHORIZED, "not published: outside the hostname rules")
@@ -231,6 +286,42 @@ def plan_service_name(spec: Mapping[str, Any]) -> str:
     return str((spec.get("service") or {}).get("name", ""))
 
 
+async def hinted(doing: str, action: Awaitable[T], hint: str | None) -> T:
+    """:func:`step`, with `hint` added to the message of a Conflict (something not ours is in the way)."""
+    try:
+        return await action
+    except CloudflareError as exc:
+        problem = problem_from_cloudflare(exc, doing)
+        if hint and isinstance(exc, Conflict):
+            problem = Problem(problem.reason, f"{problem.message} ({hint})", problem.delay)
+        raise problem from exc
+
+
+async def _intend(claims: ClaimStore, claim: Claim, obj: str, **fields: Any) -> Claim:
+    """Record the intent to create `obj` unless the claim records it already (an earlier attempt's intent
+    keeps its time, and a recorded id stays the proof)."""
+    entry = claim.entry(obj)
+    if entry is not None and entry.get("since"):
+        return claim
+    return await claims.intend(claim, obj, **fields)
+
+
+async def _route_to(claims: ClaimStore, claim: Claim, obj: str, **fields: Any) -> Claim:
+    """Record where the rule (or record) of the claim's hostname goes, when the claim does not say so yet."""
+    entry = claim.entry(obj) or {}
+    if entry.get("since") and all(entry.get(key) == value for key, value in fields.items()):
+        return claim
+    return await claims.intend(claim, obj, **fields)
+
+
+async def _complete(claims: ClaimStore, claim: Claim, obj: str, object_id: str, **fields: Any) -> Claim:
+    """Record the id of `obj` (written only when it changed)."""
+    entry = claim.entry(obj) or {}
+    if entry.get("id") == object_id and all(entry.get(key) == value for key, value in fields.items()):
+        return claim
+    return await claims.complete(claim, obj, object_id, **fields)
+
+
 async def publish(
     api: client.ApiClient,
     account: Account,
@@ -238,43 +329,73 @@ async def publish(
     body: Mapping[str, Any],
     status: StatusWriter,
     events: EventSink,
+    claims: ClaimStore,
+    claim: Claim,
+    *,
+    adopt: bool = False,
+    asked: bool = False,
 ) -> None:
-    core, account_id = account.core, account.account_id
+    """Publish the gateway whose hostname claim is `claim`: every object recorded in a claim before it is created
+    (and its id after), proven ours before it is changed."""
+    core, account_id, source = account.core, account.account_id, plan.source
     if status.get("observedGeneration") != status.generation:
         status.set(ready=False)
         status.condition(c.READY, "False", c.PROGRESSING, f"applying generation {status.generation}")
-    previous_fqdn = status.get("hostname")
     previous_app = status.get("accessAppId")
     previous_policy = status.get("accessPolicyId")
 
-    # 0. Refuse a hostname held by a record that is not ours before writing anything.
-    # With adoption asked for, a record or Access app without any marker of ours is taken over instead.
-    take_over = adoption.gateway_requests(body)
-    await step(f"checking DNS for {plan.fqdn}", core.check_dns_name_available(account.zone_id, plan.fqdn, plan.source,
-                                                                              adopt=take_over))
+    # 0. Refuse a hostname held by a record that is not ours for this gateway before writing anything.
+    # With adoption asked for and permitted, a record without any marker of ours is taken over instead.
+    hint = adoption.NOT_PERMITTED if asked and not adopt else None  # said when something not ours is in the way
+    try:
+        await hinted(f"checking DNS for {plan.fqdn}", core.check_dns_name_available(
+            account.zone_id, plan.fqdn, source, adopt=adopt), hint)
+    except Problem:
+        if claim.fresh and not claim.entries:
+            await claims.release(claim)  # nothing was written for it
+        raise
 
-    # 1. Tunnel.
-    tunnel = await step("ensuring the tunnel", core.ensure_tunnel(account_id, plan.cloudflare_name))
+    # 1. An earlier version's objects (no ledger then): recorded only when proven (see the module docstring).
+    if not claim.entries and has_legacy_hints(status):
+        claim = await bootstrap(core, claims, account, plan, plan.fqdn, status) or claim
+        old = status.get("hostname")
+        if old and old != plan.fqdn:  # the spec changed too: its old hostname is torn down below
+            await bootstrap(core, claims, account, plan, str(old), status)
+    before = claim  # what the claim recorded before this attempt: which rule is ours
+
+    # 2. Tunnel (the tunnel claim records it).
+    try:
+        tunnel_claim = await claiming.hold(claims, "tunnel", tunnel_key(account_id, plan.cloudflare_name), source)
+    except Problem:
+        if claim.fresh and not claim.entries:
+            await claims.release(claim)
+        raise
+    tunnel_claim = await _intend(claims, tunnel_claim, claiming.TUNNEL, account=account_id, name=plan.cloudflare_name)
+    tunnel = await step("ensuring the tunnel", core.ensure_tunnel(account_id, plan.cloudflare_name,
+                                                                  tunnel_claim.recorded(claiming.TUNNEL)))
+    await _complete(claims, tunnel_claim, claiming.TUNNEL, tunnel.id)
     if status.get("tunnelId") != tunnel.id:
         events.normal("TunnelReady", f"tunnel {plan.cloudflare_name} ({tunnel.id})")
     status.set(tunnelId=tunnel.id)
     await status.flush()
 
-    # 2-3. Access application and policy (before anything routes traffic to the hostname).
+    # 3. Access application and policy (before anything routes traffic to the hostname).
     if plan.public:
         status.condition(c.ACCESS_READY, "True", c.PUBLIC, "access.public is true: no Access application")
     else:
         if not account.otp_idp_id:
             raise Problem(c.CONFIG_NOT_READY, f"ChuteConfig {account.name!r} has no one-time PIN provider",
                           CONFIG_RETRY)
-        app = await step("ensuring the Access application", core.ensure_access_app(account_id, AccessAppSpec(
+        claim = await _intend(claims, claim, claiming.ACCESS_APP, account=account_id, name=plan.cloudflare_name)
+        app = await hinted("ensuring the Access application", core.ensure_access_app(account_id, AccessAppSpec(
             name=plan.cloudflare_name,
             domain=plan.fqdn,
             session_duration=plan.session_duration,
             allowed_idps=(account.otp_idp_id,),
             auto_redirect_to_identity=True,
-            adopt=take_over,
-        )))
+            adopt=adopt,
+        ), claim.recorded(claiming.ACCESS_APP)), hint)
+        claim = await _complete(claims, claim, claiming.ACCESS_APP, app.id)
         if previous_app != app.id:
             events.normal("AccessApplicationReady", f"Access application {plan.cloudflare_name} for {plan.fqdn}")
         status.set(accessAppId=app.id)
@@ -282,6 +403,7 @@ async def publish(
         policy = await step("ensuring the Access policy", core.ensure_app_policy(account_id, app.id, AppPolicySpec(
             name=d.POLICY_NAME, decision="allow", include=tuple(d.policy_include(plan)),
         )))
+        claim = await _complete(claims, claim, claiming.ACCESS_POLICY, policy.id, app=app.id)
         if previous_policy != policy.id:
             events.normal("AccessPolicyReady", f"Access policy {d.POLICY_NAME} ({policy.id}) on {plan.fqdn}")
         status.set(accessPolicyId=policy.id)
@@ -289,41 +411,31 @@ async def publish(
                          f"{len(plan.emails)} email(s) and {len(plan.domains)} domain(s) allowed")
         await status.flush()
 
-    # 4. Tunnel rule, then 5. the CNAME.
+    # 4. Tunnel rule (ours only when an earlier attempt recorded it), then 5. the CNAME.
+    claim = await _route_to(claims, claim, claiming.TUNNEL_RULE, tunnel=tunnel.id, account=account_id)
     rule = IngressRule(hostname=plan.fqdn, service=plan.service_url)
-    await step("writing the tunnel ingress rule", core.set_ingress_rule(account_id, tunnel.id, rule))
+    await step("writing the tunnel ingress rule", core.set_ingress_rule(
+        account_id, tunnel.id, rule, owns=claiming.rule_is_ours(before, tunnel.id)))
     route = f"{plan.fqdn} → {plan.service_url}"
-    before = c.find(status.get("conditions"), c.TUNNEL_READY)
-    if before is None or (before.get("status"), before.get("message")) != ("True", route):
+    previous = c.find(status.get("conditions"), c.TUNNEL_READY)
+    if previous is None or (previous.get("status"), previous.get("message")) != ("True", route):
         events.normal("TunnelRouteReady", f"tunnel ingress rule {route}")
     status.condition(c.TUNNEL_READY, "True", c.RECONCILED, route)
-    record = await step(f"ensuring the CNAME for {plan.fqdn}", core.ensure_dns_record(account.zone_id, DesiredRecord(
-        name=plan.fqdn, type="CNAME", content=f"{tunnel.id}.cfargotunnel.com", proxied=True, source=plan.source,
-        adopt=take_over,
-    )))
+    claim = await _route_to(claims, claim, claiming.DNS, zone=account.zone_id, type="CNAME")
+    record = await hinted(f"ensuring the CNAME for {plan.fqdn}", core.ensure_dns_record(account.zone_id, DesiredRecord(
+        name=plan.fqdn, type="CNAME", content=f"{tunnel.id}.cfargotunnel.com", proxied=True, source=source,
+        adopt=adopt,
+    )), hint)
     if status.get("dnsRecordId") != record.id:
         events.normal("DNSRecordReady", f"proxied CNAME {plan.fqdn} → {tunnel.id}.cfargotunnel.com")
     status.set(dnsRecordId=record.id, hostname=plan.fqdn, url=plan.url)
     status.condition(c.DNS_READY, "True", c.RECONCILED, f"CNAME {plan.fqdn}")
     await status.flush()
-    HOSTNAMES.publish(FRONT_DOOR, plan.source, [plan.fqdn])
+    HOSTNAMES.publish(FRONT_DOOR, source, [plan.fqdn])
 
-    # The previous hostname (spec change): its DNS and rule go before its Access application.
-    if previous_fqdn and previous_fqdn != plan.fqdn:
-        await step(f"removing the CNAME of {previous_fqdn}",
-                   core.delete_dns_record(account.zone_id, previous_fqdn, "CNAME"))
-        await step(f"removing the rule of {previous_fqdn}", core.remove_ingress_rule(account_id, tunnel.id,
-                                                                                     previous_fqdn))
-        events.normal("HostnameRemoved", f"{previous_fqdn} is no longer published")
-    current_app = None if plan.public else status.get("accessAppId")
-    if previous_app and previous_app != current_app:
-        if previous_policy and plan.public:
-            await step("removing the old Access policy", core.delete_app_policy(account_id, previous_app,
-                                                                                previous_policy))
-            events.normal("AccessPolicyRemoved", f"Access policy {previous_policy} removed")
-        await step("removing the old Access application", core.delete_access_app(account_id, previous_app))
-        events.normal("AccessApplicationRemoved", f"Access application {previous_app} removed")
+    # Access switched off (public): the application the claim records goes, after routing is in place.
     if plan.public:
+        claim = await drop_access(core, claims, claim, account_id, events)
         status.set(accessAppId=None, accessPolicyId=None)
 
     # 6. The tunnel token Secret and the cloudflared Deployment, owned by the gateway.
@@ -331,14 +443,21 @@ async def publish(
     secret = d.secret_manifest(plan, token)
     deployment = d.deployment_manifest(plan)
     for manifest in (secret, deployment):
-        adopt(manifest, body)
+        adopt_manifest(manifest, body)
     await kube.apply_secret(api, secret)
     deployment_status = await kube.apply_deployment(api, deployment)
     connector_condition(status, plan.replicas, deployment_status)
+
+    # 7. Hostnames this gateway published before (spec change): routing first, then their Access application.
+    # A failure keeps that claim (and what it records) for the next attempt.
+    for old in await claims.list(kind="hostname", source=source):
+        if old.key != plan.fqdn:
+            await tear_down(core, claims, old, account, events, change=True)
     ready_condition(status)
 
 
-def adopt(manifest: dict[str, Any], owner: Mapping[str, Any]) -> None:
+def adopt_manifest(manifest: dict[str, Any], owner: Mapping[str, Any]) -> None:
+    """Make the gateway the controller owner of `manifest` (garbage-collected with it)."""
     meta = owner["metadata"]
     manifest["metadata"]["ownerReferences"] = [{
         "apiVersion": f"{d.GROUP}/{d.VERSION}",
@@ -371,19 +490,162 @@ def ready_condition(status: StatusWriter) -> None:
         status.condition(c.READY, "False", c.PENDING, "waiting for " + ", ".join(waiting))
 
 
+# --- the ledger: bootstrap, Access switched off, teardown ---------------------------------------------
+
+
+async def _legacy_app(core: CloudflareCore, account_id: str, hostname: str, name: str,
+                      hint: str | None) -> AccessApp | None:
+    """The Access application an earlier version made for `hostname`: the one the status names (a hint), or else
+    the one found under the domain, only when it is exactly the app this gateway would create."""
+    found = await core.get_access_app(account_id, hint) if hint else None
+    if found is None or found.domain != hostname or found.name != name:
+        found = await core.find_access_app(account_id, hostname, name)
+    return found if found is not None and found.domain == hostname and found.name == name else None
+
+
+async def bootstrap(core: CloudflareCore, claims: ClaimStore, account: Account, names: d.GatewayPlan,
+                    hostname: str, status: StatusWriter) -> Claim | None:
+    """Record in the ledger what an earlier version (or the seed) published for the gateway at `hostname`, proven
+    by the DNS record there marked for the gateway: its CNAME target names the tunnel, recorded when it is named
+    exactly as this gateway's; the Access application exactly this gateway's for that domain; the rule and the
+    record. Nothing is recorded (None) without that record, or when another source holds the hostname."""
+    source, owner = names.source, core.owner_id
+    records = await step(f"checking DNS for {hostname}", core.dns_records_named(account.zone_id, hostname))
+    cname = next((r for r in records if r.type == "CNAME" and marks(r.comment, owner, source)), None)
+    if cname is None:
+        return None
+    try:
+        claim = await claims.acquire("hostname", hostname, source)
+    except HeldElsewhere:
+        return None
+    if claim.entries:
+        return claim
+    account_id, tunnel_name = account.account_id, names.cloudflare_name
+    tunnel_id = tunnel_of(cname.content)
+    tunnel = await step("reading the tunnel", core.get_tunnel(account_id, tunnel_id)) if tunnel_id else None
+    since = utc_now()
+    if tunnel is not None and not tunnel.deleted and tunnel.name == tunnel_name:
+        try:
+            tunnel_claim = await claims.acquire("tunnel", tunnel_key(account_id, tunnel_name), source)
+        except HeldElsewhere:
+            tunnel_claim = None
+        if tunnel_claim is not None and not tunnel_claim.entries:
+            await claims.complete(tunnel_claim, claiming.TUNNEL, tunnel.id, since=since, account=account_id,
+                                  name=tunnel_name)
+        if tunnel_claim is not None:
+            claim = await claims.intend(claim, claiming.TUNNEL_RULE, tunnel=tunnel.id, account=account_id)
+    hint = status.get("accessAppId") if status.get("hostname") in (None, hostname) else None
+    app = await step("reading the Access application", _legacy_app(core, account_id, hostname, tunnel_name,
+                                                                    str(hint) if hint else None))
+    if app is not None:
+        claim = await claims.complete(claim, claiming.ACCESS_APP, app.id, since=since, account=account_id,
+                                      name=tunnel_name)
+        policy = await step("reading the Access policy", core.find_app_policy(account_id, app.id, d.POLICY_NAME))
+        if policy is not None:
+            claim = await claims.complete(claim, claiming.ACCESS_POLICY, policy.id, app=app.id)
+    claim = await claims.intend(claim, claiming.DNS, zone=account.zone_id, type="CNAME")
+    logger.info("Recorded what an earlier version published for %s at %s: %s", source, hostname,
+                ", ".join(sorted(claim.entries)))
+    return claim
+
+
+async def drop_access(core: CloudflareCore, claims: ClaimStore, claim: Claim, account_id: str,
+                      events: EventSink) -> Claim:
+    """Access switched off: delete the application the hostname claim records (its policy goes with it; an app
+    that turns out not to be ours stays, with a Warning), then forget both entries."""
+    entry = claim.entry(claiming.ACCESS_APP)
+    if entry is None:
+        return claim
+    account = str(entry.get("account") or account_id)
+    name = str(entry.get("name") or "")
+    app_id = str(entry.get("id") or "")
+    if not app_id:  # recorded as an intent: the app found under its domain and name, made after the intent
+        found = await step("finding the Access application", core.find_access_app(account, claim.key, name))
+        covered = found is not None and claim.recorded(claiming.ACCESS_APP).covers(found.id, found.created_at)
+        app_id = found.id if found is not None and covered else ""
+    if app_id:
+        doing = "removing the old Access application"
+        try:
+            await core.delete_access_app(account, app_id, claim.key, name)
+        except Conflict as exc:
+            events.warning(c.HOSTNAME_CONFLICT, f"{doing}: left in place, not ours ({exc.message})")
+        except NotFound:
+            pass
+        except CloudflareError as exc:
+            raise problem_from_cloudflare(exc, doing) from exc
+        else:
+            _policy_removed(events, claim, app_id)
+            events.normal("AccessApplicationRemoved", f"Access application {app_id} removed")
+    if not claiming.enforced(core):  # the policy or dry-run kept it: so does its proof
+        return claim
+    claim = await claims.forget(claim, claiming.ACCESS_APP)
+    if claim.entry(claiming.ACCESS_POLICY) is not None:
+        claim = await claims.forget(claim, claiming.ACCESS_POLICY)
+    return claim
+
+
+def _policy_removed(events: EventSink, claim: Claim, app_id: str) -> None:
+    """The app-scoped policy the claim records went with its application."""
+    policy = claim.entry(claiming.ACCESS_POLICY) or {}
+    if policy.get("id") and str(policy.get("app") or app_id) == app_id:
+        events.normal("AccessPolicyRemoved", f"Access policy {policy['id']} removed")
+
+
+async def tear_down(core: CloudflareCore, claims: ClaimStore, claim: Claim, account: Account, events: EventSink,
+                    *, change: bool = False) -> claiming.Teardown:
+    """Tear down one claim of the gateway (:mod:`chutes.frontdoors.claiming`) and say so in Events: what was
+    removed (Normal), what stays because it is not ours (Warning). `change`: a hostname the gateway moved away
+    from. A Cloudflare failure raises :class:`Problem` (the claim keeps what is left)."""
+    app_id = str((claim.entry(claiming.ACCESS_APP) or {}).get("id") or "")
+    if claim.kind == "tunnel":
+        done = await claiming.tear_down_tunnel(core, claims, claim, account_id=account.account_id, connected_ok=True)
+    else:
+        done = await claiming.tear_down_hostname(core, claims, claim, account_id=account.account_id,
+                                                 zone_id=account.zone_id)
+    routing = False
+    for obj, message in zip(done.removed_objects, done.removed, strict=True):
+        if obj in (claiming.TUNNEL_RULE, claiming.DNS) and change:
+            routing = True
+        elif obj == claiming.TUNNEL_RULE:
+            events.normal("TunnelRouteRemoved", message)
+        elif obj == claiming.DNS:
+            events.normal("DNSRecordRemoved", message)
+        elif obj == claiming.ACCESS_APP:
+            if not change:
+                _policy_removed(events, claim, app_id)
+            events.normal("AccessApplicationRemoved", message)
+        elif obj == claiming.TUNNEL:
+            events.normal("TunnelRemoved", message)
+        elif obj == claiming.SERVICE_TOKEN:  # never recorded by a gateway; said all the same
+            events.normal("ServiceTokenRemoved", message)
+    if routing:
+        events.normal("HostnameRemoved", f"{claim.key} is no longer published")
+    for item in done.left:
+        events.warning(c.HOSTNAME_CONFLICT, f"left in place, not ours: {item}")
+    return done
+
+
 # --- deletion ----------------------------------------------------------------------------------------
 
 
 async def unpublish_gateway(
-    api: client.ApiClient, cores: CorePool, body: Mapping[str, Any], status: StatusWriter, events: EventSink
+    api: client.ApiClient, cores: CorePool, claims: ClaimStore, body: Mapping[str, Any], status: StatusWriter,
+    events: EventSink,
 ) -> None:
-    """Tear down in reverse order. Without credentials nothing can be cleaned: the finalizer stays."""
+    """Tear down in reverse order, from the gateway's claims only (never from the ids in its status): cloudflared,
+    then each hostname claim (rule, CNAME, Access), then the tunnel claim. What turns out not to be ours stays,
+    with a Warning. Without credentials nothing can be cleaned: the finalizer stays."""
     meta, spec = body["metadata"], body.get("spec") or {}
     namespace, name = meta["namespace"], meta["name"]
     names = d.GatewayPlan(namespace=namespace, name=name, fqdn=status.get("hostname") or "", service_url="",
                           public=True, emails=(), domains=(), session_duration="24h", replicas=0, image="")
     await kube.delete_namespaced(api, "Deployment", namespace, names.deployment_name)
     await kube.delete_namespaced(api, "Secret", namespace, names.secret_name)
+    source = names.source
+    held = await claims.list(source=source)
+    if not held and not has_legacy_hints(status):
+        HOSTNAMES.forget(FRONT_DOOR, source)
+        return  # it never published anything
     try:
         account = await load_account(api, cores, spec.get("configRef", ""), need_ready=False)
     except Problem as problem:
@@ -393,41 +655,16 @@ async def unpublish_gateway(
             f"{d.GROUP}/cleanup to abandon them.",
             problem.delay or MISSING_RETRY,
         ) from None
-    core, account_id = account.core, account.account_id
-    names = dataclasses.replace(names, owner_id=core.owner_id)
-
-    async def remove(doing: str, coroutine: Any, reason: str, message: str) -> None:
-        """One deletion and its Event; what turns out not to be ours stays (a Warning says so)."""
-        try:
-            await coroutine
-        except Conflict as exc:
-            events.warning(c.HOSTNAME_CONFLICT, f"{doing}: left in place, not ours ({exc.message})")
-            return
-        except CloudflareError as exc:
-            raise problem_from_cloudflare(exc, doing) from exc
-        events.normal(reason, message)
-
-    fqdn = status.get("hostname")
-    tunnel_id = status.get("tunnelId")
-    if not tunnel_id:  # stopped before the tunnel's id was recorded: find it by name
-        tunnel = await step("finding the tunnel", core.find_tunnel(account_id, names.cloudflare_name))
-        tunnel_id = tunnel.id if tunnel is not None else None
-    if fqdn:
-        await remove(f"removing the CNAME {fqdn}", core.delete_dns_record(account.zone_id, fqdn, "CNAME"),
-                     "DNSRecordRemoved", f"CNAME {fqdn} removed")
-        if tunnel_id:
-            await remove(f"removing the rule of {fqdn}", core.remove_ingress_rule(account_id, tunnel_id, fqdn),
-                         "TunnelRouteRemoved", f"tunnel ingress rule for {fqdn} removed")
-    HOSTNAMES.forget(FRONT_DOOR, names.source)
-    app_id = status.get("accessAppId")
-    if app_id:
-        policy_id = status.get("accessPolicyId")
-        if policy_id:
-            await remove("removing the Access policy", core.delete_app_policy(account_id, app_id, policy_id),
-                         "AccessPolicyRemoved", f"Access policy {policy_id} removed")
-        await remove("removing the Access application", core.delete_access_app(account_id, app_id),
-                     "AccessApplicationRemoved", f"Access application {app_id} removed")
-    if tunnel_id:
-        await remove("removing the tunnel", core.delete_tunnel(account_id, tunnel_id),
-                     "TunnelRemoved", f"tunnel {names.cloudflare_name} ({tunnel_id}) removed")
+    names = dataclasses.replace(names, owner_id=account.core.owner_id)
+    try:
+        if not held and status.get("hostname"):  # published by an earlier version: recorded first when proven
+            await bootstrap(account.core, claims, account, names, str(status.get("hostname")), status)
+            held = await claims.list(source=source)
+        for claim in sorted(held, key=lambda found: found.kind != "hostname"):  # hostnames, then the tunnel
+            await tear_down(account.core, claims, claim, account, events)
+    except ClaimLost as lost:
+        raise Problem(c.CLOUDFLARE_UNAVAILABLE, f"the ledger of claims changed meanwhile: {lost}",
+                      claiming.LOST_RETRY) from None
+    HOSTNAMES.forget(FRONT_DOOR, source)
+    fqdn = next((claim.key for claim in held if claim.kind == "hostname"), None) or status.get("hostname")
     events.normal("Unpublished", f"{fqdn or name}: Cloudflare objects removed")

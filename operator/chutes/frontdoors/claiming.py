@@ -1,0 +1,282 @@
+"""How a front door uses the ledger of claims (:mod:`chutes.claims`): hold a hostname (or a tunnel name) before
+writing anything to Cloudflare, record every object before creating it, and tear a claim down in the safe order,
+releasing it only once everything it records is gone. Shared by the ChuteGateway and HTTPRoute doors.
+
+One hostname, one holder, across every door: the first source whose claim is created holds it until its own
+teardown is complete (a source being deleted keeps it until then); every other source gets ``HostnameConflict``
+naming the holder. What a claim records is the only proof the door has that a tunnel, Access application, service
+token or tunnel rule is its own; ids in a status or a state ConfigMap are hints, checked against the claim.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from chutes import conditions as c
+from chutes.claims import Claim, ClaimKind, ClaimLost, ClaimStore, HeldElsewhere, LedgerMissing
+from chutes.cloudflare_core import CloudflareCore, CloudflareError, Conflict, NotFound, marks
+from chutes.frontdoors.problems import CONFLICT_RETRY, MISSING_RETRY, Problem, problem_from_cloudflare
+
+__all__ = [
+    "ACCESS_APP",
+    "ACCESS_POLICY",
+    "DNS",
+    "SERVICE_TOKEN",
+    "TUNNEL",
+    "TUNNEL_RULE",
+    "Teardown",
+    "hold",
+    "remove_object",
+    "rule_is_ours",
+    "tear_down_hostname",
+    "tear_down_tunnel",
+]
+
+logger = logging.getLogger(__name__)
+
+TUNNEL = "tunnel"
+ACCESS_APP = "access_app"
+ACCESS_POLICY = "access_policy"
+SERVICE_TOKEN = "service_token"
+TUNNEL_RULE = "tunnel_rule"
+DNS = "dns"
+LOST_RETRY = 5.0  # a claim that vanished under us: acquire it again soon
+RulePredicate = Callable[[Mapping[str, Any]], bool]
+
+
+def holder_message(kind: ClaimKind, key: str, holder: str) -> str:
+    what = "hostname" if kind == "hostname" else "tunnel"
+    return f"{what} {key} is already claimed by {holder.replace('/', ' ', 1)}"
+
+
+async def hold(claims: ClaimStore, kind: ClaimKind, key: str, source: str) -> Claim:
+    """The source's claim on `key` (acquired now, or held already); another holder is a ``HostnameConflict``
+    Problem naming it (any front door)."""
+    try:
+        return await claims.acquire(kind, key, source)
+    except HeldElsewhere as held:
+        raise Problem(c.HOSTNAME_CONFLICT, holder_message(kind, key, held.holder), CONFLICT_RETRY) from None
+    except ClaimLost as lost:
+        raise Problem(c.CLOUDFLARE_UNAVAILABLE, f"claiming {key}: {lost}", LOST_RETRY) from None
+    except LedgerMissing as missing:
+        raise Problem(c.LEDGER_UNAVAILABLE, f"claiming {key}: {missing}", MISSING_RETRY) from None
+
+
+def rule_is_ours(claim_before: Claim | None, tunnel_id: str, path: str | None = None) -> RulePredicate:
+    """Whether an existing rule at the claim's hostname in `tunnel_id` is ours: only when the claim recorded
+    that rule in that tunnel *before* this attempt (so a rule found there was written by an earlier attempt,
+    never one that was there before our claim), and the rule has our path (None for every door today)."""
+    entry = (claim_before.entry(TUNNEL_RULE) if claim_before is not None else None) or {}
+    known = str(entry.get("tunnel") or "") == tunnel_id
+
+    def owns(rule: Mapping[str, Any]) -> bool:
+        return known and (rule.get("path") or None) == path
+
+    return owns
+
+
+def _path_less(rule: Mapping[str, Any]) -> bool:
+    return not rule.get("path")
+
+
+def enforced(core: CloudflareCore) -> bool:
+    """Whether the core really deletes: not under dry-run, nor a policy that never deletes. Otherwise the objects
+    stay in Cloudflare, and so does their proof in the claim (entries are not forgotten, claims not released)."""
+    return core.policy == "sync" and not core.dry_run
+
+
+async def _forget(core: CloudflareCore, claims: ClaimStore, claim: Claim, obj: str) -> Claim:
+    return await claims.forget(claim, obj) if enforced(core) else claim
+
+
+async def _release(core: CloudflareCore, claims: ClaimStore, claim: Claim) -> bool:
+    if not enforced(core):
+        logger.info("Claim on %s of %s kept: the write policy or dry-run keeps its objects", claim.key,
+                    claim.source)
+        return False
+    await claims.release(claim)
+    return True
+
+
+@dataclass
+class Teardown:
+    """What a teardown did: `removed` (for Normal Events), `left` (what stayed, with the reason: for Warning
+    Events), and whether the claim was released."""
+
+    removed: list[str] = field(default_factory=list)
+    left: list[str] = field(default_factory=list)
+    released: bool = False
+    removed_objects: list[str] = field(default_factory=list)  # the entry (TUNNEL_RULE, DNS, ...) of each `removed`
+
+    def note(self, obj: str, message: str) -> None:
+        """Record one removal: its message and which kind of object it was (for the caller's Events)."""
+        self.removed.append(message)
+        self.removed_objects.append(obj)
+
+
+async def tear_down_hostname(core: CloudflareCore, claims: ClaimStore, claim: Claim, *, account_id: str,
+                             zone_id: str | None = None) -> Teardown:
+    """Remove what the hostname claim records, routing first: the rule, then the source's DNS records at the
+    hostname, then the Access application (its app-scoped policies go with it), then the service token; release
+    the claim when nothing it records is left. Nothing that is not proven the source's is touched: a DNS record
+    held by anyone else keeps the Access application (and the claim) in place. Raises :class:`Problem` for a
+    Cloudflare failure (the claim keeps what is left, the next attempt resumes)."""
+    hostname, source = claim.key, claim.source
+    done = Teardown()
+    try:
+        claim = await _remove_rule(core, claims, claim, account_id, done)
+        zone = str((claim.entry(DNS) or {}).get("zone") or zone_id or "")
+        others: list[str] = []
+        if zone:
+            claim, others = await _remove_records(core, claims, claim, zone, done)
+        if others:
+            done.left.append(f"{hostname}: DNS record(s) {', '.join(others)} not made for {source} remain: its Access "
+                             "application stays until they are gone")
+            return done
+        claim = await _remove_app(core, claims, claim, account_id, done)
+        claim = await _remove_token(core, claims, claim, account_id, done)
+    except CloudflareError as exc:
+        raise problem_from_cloudflare(exc, f"removing what {source} published at {hostname}") from exc
+    except ClaimLost:
+        return done  # released meanwhile (e.g. by the sweep): nothing left to do
+    if any(obj in claim.entries for obj in (TUNNEL_RULE, ACCESS_APP, SERVICE_TOKEN)):
+        return done
+    done.released = await _release(core, claims, claim)
+    return done
+
+
+async def remove_object(core: CloudflareCore, claims: ClaimStore, claim: Claim, obj: str, *, account_id: str,
+                        zone_id: str | None = None) -> tuple[Claim, Teardown]:
+    """Remove one object the hostname claim records (``TUNNEL_RULE``; ``DNS``: the source's records at the
+    hostname; ``ACCESS_APP`` with its app-scoped policies; ``SERVICE_TOKEN``), verified as in
+    :func:`tear_down_hostname`, and forget its entry; the claim stays held. For what a source's new settings no
+    longer want. Raises :class:`Problem` for a Cloudflare failure or a lost claim (the entry is kept)."""
+    done = Teardown()
+    try:
+        if obj == TUNNEL_RULE:
+            claim = await _remove_rule(core, claims, claim, account_id, done)
+        elif obj == DNS:
+            zone = str((claim.entry(DNS) or {}).get("zone") or zone_id or "")
+            if zone:
+                claim, _theirs = await _remove_records(core, claims, claim, zone, done)
+            elif claim.entry(DNS) is not None:
+                claim = await _forget(core, claims, claim, DNS)
+        elif obj == ACCESS_APP:
+            claim = await _remove_app(core, claims, claim, account_id, done)
+        elif obj == SERVICE_TOKEN:
+            claim = await _remove_token(core, claims, claim, account_id, done)
+        else:
+            raise ValueError(f"{obj!r} is not an object a hostname claim records")
+    except CloudflareError as exc:
+        raise problem_from_cloudflare(exc, f"removing the {obj.replace('_', ' ')} of {claim.source} at "
+                                      f"{claim.key}") from exc
+    except ClaimLost as lost:
+        raise Problem(c.CLOUDFLARE_UNAVAILABLE, f"removing the {obj.replace('_', ' ')} at {claim.key}: {lost}",
+                      LOST_RETRY) from None
+    return claim, done
+
+
+async def _remove_rule(core: CloudflareCore, claims: ClaimStore, claim: Claim, account_id: str,
+                       done: Teardown) -> Claim:
+    entry = claim.entry(TUNNEL_RULE)
+    if entry is None:
+        return claim
+    tunnel = str(entry.get("tunnel") or "")
+    if tunnel:
+        removed = await core.remove_ingress_rule(str(entry.get("account") or account_id), tunnel, claim.key, None,
+                                                 _path_less)
+        if removed:
+            done.note(TUNNEL_RULE, f"tunnel rule for {claim.key} removed from tunnel {tunnel}")
+    return await _forget(core, claims, claim, TUNNEL_RULE)
+
+
+async def _remove_records(core: CloudflareCore, claims: ClaimStore, claim: Claim, zone_id: str,
+                          done: Teardown) -> tuple[Claim, list[str]]:
+    """Delete the source's records at the hostname; the claim, and the other records there (theirs)."""
+    records = await core.dns_records_named(zone_id, claim.key)
+    mine = [record for record in records if marks(record.comment, core.owner_id, claim.source)]
+    others = [f"{record.type} {record.name}" for record in records
+              if record not in mine and record.type in ("A", "AAAA", "CNAME")]
+    if mine:
+        await core.delete_dns_records(zone_id, mine)
+        for record in mine:
+            done.note(DNS, f"{record.type} {record.name} removed")
+    if claim.entry(DNS) is not None:
+        claim = await _forget(core, claims, claim, DNS)
+    return claim, others
+
+
+async def _remove_app(core: CloudflareCore, claims: ClaimStore, claim: Claim, account_id: str,
+                      done: Teardown) -> Claim:
+    entry = claim.entry(ACCESS_APP)
+    if entry is None:
+        return claim
+    account = str(entry.get("account") or account_id)
+    name = str(entry.get("name") or "")
+    app_id = str(entry.get("id") or "")
+    if not app_id:  # recorded as an intent: the app found under its domain and name, made after the intent
+        found = await core.find_access_app(account, claim.key, name)
+        app_id = found.id if found is not None and claim.recorded(ACCESS_APP).covers(found.id, found.created_at) else ""
+    if app_id:
+        try:
+            await core.delete_access_app(account, app_id, claim.key, name)
+            done.note(ACCESS_APP, f"Access application {name} ({app_id}) removed")
+        except Conflict as conflict:
+            done.left.append(f"Access application {app_id}: {conflict.message}")
+        except NotFound:
+            pass
+    claim = await _forget(core, claims, claim, ACCESS_APP)
+    if claim.entry(ACCESS_POLICY) is not None:
+        claim = await _forget(core, claims, claim, ACCESS_POLICY)
+    return claim
+
+
+async def _remove_token(core: CloudflareCore, claims: ClaimStore, claim: Claim, account_id: str,
+                        done: Teardown) -> Claim:
+    entry = claim.entry(SERVICE_TOKEN)
+    if entry is None:
+        return claim
+    account = str(entry.get("account") or account_id)
+    name = str(entry.get("name") or "")
+    token_id = str(entry.get("id") or "")
+    if not token_id:
+        found = await core.find_service_token(account, name)
+        covered = found is not None and claim.recorded(SERVICE_TOKEN).covers(found.id, found.created_at)
+        token_id = found.id if found is not None and covered else ""
+    if token_id:
+        try:
+            await core.delete_service_token(account, token_id, name)
+            done.note(SERVICE_TOKEN, f"service token {name} removed")
+        except Conflict as conflict:
+            done.left.append(f"service token {token_id}: {conflict.message}")
+    return await _forget(core, claims, claim, SERVICE_TOKEN)
+
+
+async def tear_down_tunnel(core: CloudflareCore, claims: ClaimStore, claim: Claim, *, account_id: str,
+                           connected_ok: bool) -> Teardown:
+    """Delete the tunnel the tunnel claim records (verified by name; with active connections only when
+    `connected_ok`: the caller has just removed its own connectors), then release the claim."""
+    done = Teardown()
+    entry = claim.entry(TUNNEL) or {}
+    account = str(entry.get("account") or account_id)
+    name = str(entry.get("name") or claim.key.partition("/")[2])
+    try:
+        tunnel_id = str(entry.get("id") or "")
+        if not tunnel_id and entry:
+            found = await core.find_tunnel(account, name)
+            covered = found is not None and claim.recorded(TUNNEL).covers(found.id, found.created_at)
+            tunnel_id = found.id if found is not None and covered else ""
+        if tunnel_id:
+            try:
+                await core.delete_tunnel(account, tunnel_id, name, connected_ok=connected_ok)
+                done.note(TUNNEL, f"tunnel {name} ({tunnel_id}) removed")
+            except Conflict as conflict:
+                done.left.append(f"tunnel {tunnel_id}: {conflict.message}")
+                return done
+    except CloudflareError as exc:
+        raise problem_from_cloudflare(exc, f"removing the tunnel of {claim.source}") from exc
+    done.released = await _release(core, claims, claim)
+    return done

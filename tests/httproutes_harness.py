@@ -44,9 +44,11 @@ class World:
         self.tunnel = self.make_tunnel("home")
 
     # -- operator ----------------------------------------------------------------------------------
-    def start(self, resync: float = 300.0, sweep: float = 600.0) -> None:
+    def start(self, resync: float = 300.0, sweep: float = 600.0, **options: Any) -> None:
+        """The operator with the HTTPRoute door only; `options`: more settings (allow_adoption, hostname_rules...)."""
         settings = load_settings({}, standalone=True, cloudflare_base_url=self.cf.base_url, chutes=False,
-                                 sessions=False, httproutes=True, resync_interval=resync, sweep_interval=sweep)
+                                 sessions=False, httproutes=True, resync_interval=resync, sweep_interval=sweep,
+                                 **options)
         self.operator = OperatorThread(settings, {"OPERATOR_NAMESPACE": OPNS}).start()
 
     def stop(self) -> None:
@@ -106,12 +108,15 @@ class World:
                                                    {"spec": spec})
 
     def route(self, name: str, hostname: str | None = None, namespace: str = "apps", tenant: str = "home",
-              backend: tuple[str, int] | None = ("web", 8080), **annotations: str) -> None:
+              backend: tuple[str, int] | None = ("web", 8080), other_annotations: dict[str, str] | None = None,
+              **annotations: str) -> None:
+        """An annotated HTTPRoute; `annotations` get the seed's prefix, `other_annotations` are taken as they are."""
         self.namespace(namespace)
         values = {"enabled": "true", "tenant": tenant, **({"hostname": hostname} if hostname else {}), **annotations}
         body: dict[str, Any] = {
             "apiVersion": f"{RG}/{RV}", "kind": "HTTPRoute",
-            "metadata": {"name": name, "annotations": {P + k: v for k, v in values.items()}},
+            "metadata": {"name": name, "annotations": {**{P + k: v for k, v in values.items()},
+                                                       **(other_annotations or {})}},
             "spec": {"parentRefs": [{"name": "default"}], "rules": [
                 {"backendRefs": [{"name": backend[0], "port": backend[1]}]}] if backend else []},
         }
@@ -160,6 +165,17 @@ class World:
                 return None
             raise
         return dict(cm.data or {})
+
+    def claims(self, namespace: str = OPNS) -> dict[str, dict[str, Any]]:
+        """The hostname claims of the ledger (in `namespace`): hostname -> source and the recorded entries."""
+        found = self.core.list_namespaced_config_map(
+            namespace, label_selector="chutes.troubleshat.com/claim-kind=hostname").items
+        claims: dict[str, dict[str, Any]] = {}
+        for item in found:
+            data = dict(item.data or {})
+            entries = {k: json.loads(v) for k, v in data.items() if k not in ("kind", "key", "source", "claimed_at")}
+            claims[data["key"]] = {"source": data["source"], **entries}
+        return claims
 
     def state_labels(self, name: str, namespace: str = "apps") -> dict[str, str]:
         return dict(self.core.read_namespaced_config_map(f"cfzt-{namespace}-{name}", OPNS).metadata.labels or {})
@@ -261,10 +277,11 @@ def world_fixture(kube: Any, cloudflare: Any) -> Iterator[World]:
         w.close()
 
 
-def home(world: World, *, resync: float = 300.0, sweep: float = 600.0, base: dict[str, Any] | None = None) -> None:
+def home(world: World, *, resync: float = 300.0, sweep: float = 600.0, base: dict[str, Any] | None = None,
+         **options: Any) -> None:
     """Token Secret, tenant "home" and its base template in the operator namespace; the operator running."""
     world.token_secret()
     world.tenant()
     if base is not None:
         world.template("base-home", base)
-    world.start(resync=resync, sweep=sweep)
+    world.start(resync=resync, sweep=sweep, **options)

@@ -296,6 +296,56 @@ def test_a_route_left_by_the_seed_is_adopted_and_deletes_without_hanging(world: 
     assert world.records() == [] and world.rule("old.example.com") is None and world.state("old") is None
 
 
+def test_a_route_published_before_the_ledger_is_bootstrapped_and_deletes_cleanly(world: World) -> None:
+    """An upgrade from a version without claims: the state ConfigMap names the route's app, token, rule and
+    record, exactly as the route would make them; they are recorded in a new claim, not re-created."""
+    home(world)
+    world.route("web", "web.example.com", **{"access.enabled": "true", "access.allowEmails": "a@example.org",
+                                             "serviceToken.enabled": "true"})
+    world.wait_ready("web")
+    published = (world.apps("web.example.com"), world.tokens("cfzt-web.example.com"), world.records("web.example.com"),
+                 world.rule("web.example.com"))
+    world.stop()
+    for item in world.core.list_namespaced_config_map(OPNS, label_selector="chutes.troubleshat.com/claim-kind").items:
+        world.core.delete_namespaced_config_map(item.metadata.name, OPNS)  # no ledger yet
+
+    world.start(resync=0.5)
+    wait_for("claim bootstrapped", lambda: set(world.claims().get("web.example.com", {})) >= {
+        "source", "access_app", "service_token", "tunnel_rule", "dns"})
+    time.sleep(1.2)  # a resync: nothing conflicts, nothing is re-created
+    assert world.ready("web")["status"] == "True"
+    assert (world.apps("web.example.com"), world.tokens("cfzt-web.example.com"), world.records("web.example.com"),
+            world.rule("web.example.com")) == published
+    claim = world.claims()["web.example.com"]
+    assert claim["access_app"]["id"] == published[0][0]["id"] and claim["service_token"]["id"] == published[1][0]["id"]
+
+    world.delete_route("web")
+    wait_for("cleanup", lambda: world.state("web") is None)
+    assert world.apps() == [] and world.tokens() == [] and world.records() == []
+    assert world.rule("web.example.com") is None and world.claims() == {}
+
+
+def test_a_tenant_change_tears_the_hostname_down_with_the_old_tenant_and_publishes_it_with_the_new(
+        world: World) -> None:
+    home(world)
+    other_tunnel = world.make_tunnel("other")
+    world.tenant("other", tunnelId=other_tunnel)
+    world.route("web", "web.example.com", **{"access.enabled": "true", "serviceToken.enabled": "true"})
+    world.wait_ready("web")
+    [old_app] = world.apps("web.example.com")
+
+    world.annotate("web", tenant="other")
+    wait_for("moved", lambda: world.rule("web.example.com", other_tunnel) is not None
+             and world.rule("web.example.com") is None
+             and [r["content"] for r in world.records("web.example.com")] == [f"{other_tunnel}.cfargotunnel.com"])
+    world.wait_ready("web")
+    [app] = world.apps("web.example.com")
+    assert app["id"] != old_app["id"] and len(world.tokens("cfzt-web.example.com")) == 1
+    assert world.state("web")["tenant_name"] == "other"  # type: ignore[index]
+    claim = world.claims()["web.example.com"]
+    assert claim["access_app"]["id"] == app["id"] and claim["tunnel_rule"]["tunnel"] == other_tunnel
+
+
 def test_tenant_tunnel_change_moves_every_route(world: World) -> None:
     home(world)
     world.route("a", "a.example.com")

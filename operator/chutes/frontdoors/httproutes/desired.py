@@ -1,6 +1,6 @@
 """What a route's settings mean in Cloudflare: the tenant it names, its ingress rule, DNS record, Access
-application and allow policy, the zone candidates of its hostname and who may claim a hostname. Pure
-functions; no I/O.
+application and allow policy, the zone candidates of its hostname and which route the door prefers for a free
+hostname. Pure functions; no I/O.
 """
 
 from __future__ import annotations
@@ -194,7 +194,8 @@ def route_ref(body: Mapping[str, Any]) -> RouteRef:
 
 
 def claim_winner(claimants: list[RouteRef], holders: set[tuple[str, str]]) -> RouteRef:
-    """Who keeps a hostname several routes ask for: the one publishing it already (the oldest of those, if
-    several), else the oldest route."""
+    """Which route the door prefers for a hostname whose claim is free, when several ask for it: the one whose
+    state says it published it (the oldest of those, if several), else the oldest route. Once claimed, the
+    claim decides (:mod:`ledger`)."""
     holding = sorted(ref for ref in claimants if ref.key in holders)
     return holding[0] if holding else sorted(claimants)[0]

@@ -17,6 +17,7 @@ import kopf
 
 from chutes import conditions as c
 from chutes.authorization import HostnameRules
+from chutes.claims import operator_namespace
 from chutes.frontdoors import adoption, repairs
 from chutes.frontdoors.httproutes import annotations as a
 from chutes.frontdoors.httproutes import desired as d
@@ -49,7 +50,16 @@ def context(memo: kopf.Memo, kwargs: Mapping[str, Any]) -> Context:
     """The handler's context; ``cfzt_routes`` is kopf's index of enabled routes (passed to every handler)."""
     index: RouteIndex = kwargs["cfzt_routes"]
     rules = memo.get("hostname_rules") or HostnameRules.allow_all()
-    return Context(api=memo.kube, cores=memo.cores, runtime=memo.cfzt, index=index, rules=rules)
+    allow_adoption = bool(getattr(memo.get("config"), "allow_adoption", False))
+    return Context(api=memo.kube, cores=memo.cores, runtime=memo.cfzt, index=index, claims=memo.claims, rules=rules,
+                   allow_adoption=allow_adoption)
+
+
+def adoption_permitted(ctx: Context, route: Mapping[str, Any]) -> bool:
+    """Whether the route asks for adoption and the operator permits it for its namespace and hostname."""
+    ref = d.route_ref(route)
+    return adoption.permitted(adoption.route_requests(route), ref.namespace, ref.hostname, ctx.rules,
+                              ctx.allow_adoption)
 
 
 def inputs_changed(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> bool:
@@ -76,7 +86,7 @@ def index_route(body: Mapping[str, Any]) -> dict[tuple[str, str], d.RouteRef]:
 
 
 def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mapping[str, str] | None = None) -> None:
-    namespace = lookups.operator_namespace(lookups.environ_or_process(environ))
+    namespace = operator_namespace(lookups.environ_or_process(environ))
 
     @kopf.on.startup(registry=registry, id="cfzt-startup")
     async def cfzt_startup(memo: kopf.Memo, **_: Any) -> None:
@@ -133,17 +143,17 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
                            problem.message)
             EventSink(body, kopf.event).warning(problem.reason, f"cleanup: {problem.message} (retried by the sweep)")
 
-    # A route refused for a conflict that asks for adoption: at once, not at the conflict's retry minutes later
-    # (kopf runs no update handler while the create handler waits to retry).
+    # A route refused for a conflict that asks for adoption (permitted by the operator): at once, not at the
+    # conflict's retry minutes later (kopf runs no update handler while the create handler waits to retry).
     @kopf.on.event(*ROUTE, registry=registry, id="cfzt-adopt", annotations=ENABLED)
     async def route_adopt(event: Mapping[str, Any], body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
         meta = body["metadata"]
         if event.get("type") == "DELETED" or meta.get("deletionTimestamp"):
             return
         ready = c.find(read_conditions(meta.get("annotations") or {}), c.READY)
-        if not adoption.retry_now(adoption.route_requests(body), ready):
-            return
         ctx = context(memo, kwargs)
+        if not adoption.retry_now(adoption_permitted(ctx, body), ready):
+            return
         async with ctx.runtime.lock(meta["namespace"], meta["name"]):
             route = await sweep.read_route(ctx, meta["namespace"], meta["name"])
             if route is None:

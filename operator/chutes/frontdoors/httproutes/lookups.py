@@ -19,7 +19,8 @@ from kubernetes_asyncio import client
 from chutes import conditions as c
 from chutes import kube
 from chutes.authorization import HostnameRules
-from chutes.cloudflare_core import CloudflareCore, CloudflareError, DnsRecord, NotFound, Zone, is_ours
+from chutes.claims import ClaimStore
+from chutes.cloudflare_core import CloudflareCore, CloudflareError, NotFound, Zone
 from chutes.cores import CorePool
 from chutes.frontdoors.httproutes import annotations as a
 from chutes.frontdoors.httproutes import desired as d
@@ -29,20 +30,8 @@ from chutes.frontdoors.httproutes.problems import MISSING_RETRY, Problem, step
 
 logger = logging.getLogger(__name__)
 
-SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 POLICY_CACHE_SECONDS = 30.0
 Index = Mapping[tuple[str, str], Iterable[d.RouteRef]]
-
-
-def operator_namespace(environ: Mapping[str, str]) -> str:
-    """``OPERATOR_NAMESPACE``, else the namespace this Pod runs in, else ``default``."""
-    if environ.get("OPERATOR_NAMESPACE"):
-        return environ["OPERATOR_NAMESPACE"]
-    try:
-        with open(SERVICE_ACCOUNT_NAMESPACE) as handle:
-            return handle.read().strip() or "default"
-    except OSError:
-        return "default"
 
 
 class PolicyDirectory:
@@ -69,37 +58,6 @@ class PolicyDirectory:
         return tuple(by_name[name] for name in names if name in by_name), missing
 
 
-FOREIGN_CACHE_SECONDS = 5.0
-
-
-def clashes(wanted_type: str, existing_type: str) -> bool:
-    """Whether a record of `existing_type` stands where one of `wanted_type` would go."""
-    return wanted_type == existing_type or "CNAME" in (wanted_type, existing_type)
-
-
-class ForeignRecords:
-    """DNS records that are not ours, per zone, from one listing shared by a burst of first publishes
-    (at most `ttl` seconds old; a record appearing meanwhile is still refused by the DNS writer)."""
-
-    def __init__(self, ttl: float = FOREIGN_CACHE_SECONDS) -> None:
-        self.ttl = ttl
-        self._entries: dict[tuple[int, str], tuple[float, list[DnsRecord]]] = {}
-        self._locks: dict[tuple[int, str], asyncio.Lock] = {}
-
-    async def blocking(self, core: CloudflareCore, zone_id: str, name: str, type_: str) -> list[DnsRecord]:
-        key = (id(core), zone_id)
-        async with self._locks.setdefault(key, asyncio.Lock()):
-            listed_at, foreign = self._entries.get(key, (0.0, []))
-            if time.monotonic() - listed_at >= self.ttl:
-                records = await step("listing the zone's DNS records", core.list_dns_records(zone_id))
-                foreign = [r for r in records if not is_ours(r.comment, core.owner_id)]
-                self._entries[key] = (time.monotonic(), foreign)
-        return [r for r in foreign if r.name == name and clashes(type_, r.type)]
-
-    def forget(self, core: CloudflareCore, zone_id: str) -> None:
-        self._entries.pop((id(core), zone_id), None)
-
-
 @dataclass
 class Runtime:
     """The front door's process-wide state (in kopf's memo as ``memo.cfzt``)."""
@@ -107,7 +65,6 @@ class Runtime:
     operator_namespace: str
     parallel: int = 64
     policies: PolicyDirectory = field(default_factory=PolicyDirectory)
-    foreign: ForeignRecords = field(default_factory=ForeignRecords)
     _locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
     _later: dict[tuple[str, str], asyncio.Task[None]] = field(default_factory=dict)
 
@@ -155,7 +112,9 @@ class Context:
     cores: CorePool
     runtime: Runtime
     index: Index
+    claims: ClaimStore  # the ledger: who holds which hostname, and what was created for it
     rules: HostnameRules = field(default_factory=HostnameRules.allow_all)  # which namespace may publish what
+    allow_adoption: bool = False  # the installation permits adoption everywhere (CHUTES_ALLOW_ADOPTION)
 
     @property
     def operator_namespace(self) -> str:
@@ -281,8 +240,9 @@ async def resolve_ip(ctx: Context, settings: RouteSettings) -> str:
 
 
 async def hostname_winner(ctx: Context, me: d.RouteRef, hostname: str, previous: s.RouteState | None) -> d.RouteRef:
-    """The route that keeps `hostname` among those asking for it (see :func:`desired.claim_winner`); a route
-    whose namespace may not publish it (hostname rules) claims nothing."""
+    """The route the door prefers for a *free* hostname claim among the enabled routes asking for it (see
+    :func:`desired.claim_winner`: the one whose state says it published it, else the oldest); a route whose
+    namespace may not publish it (hostname rules) is not considered. The claim, once held, is the authority."""
     others = [ref for ref in ctx.claimants(hostname) if ref.key != me.key and ctx.rules.allows(ref.namespace, hostname)]
     if not others:
         return me
@@ -294,17 +254,6 @@ async def hostname_winner(ctx: Context, me: d.RouteRef, hostname: str, previous:
         if theirs is not None and theirs.published and theirs.hostname == hostname:
             holders.add(other.key)
     return d.claim_winner([me, *others], holders)
-
-
-async def published_by_other(ctx: Context, namespace: str, name: str, hostname: str) -> str | None:
-    """Another enabled route asking for `hostname` that has it published already ("ns/name"), if any."""
-    for other in ctx.claimants(hostname):
-        if other.key == (namespace, name):
-            continue
-        theirs = await s.read(ctx.api, ctx.operator_namespace, other.namespace, other.name)
-        if theirs is not None and theirs.published and theirs.hostname == hostname:
-            return other.ref
-    return None
 
 
 def environ_or_process(environ: Mapping[str, str] | None) -> Mapping[str, str]:

@@ -1,12 +1,11 @@
-"""The HTTPRoute front door's orphan sweep through Cloudflare (after the state-based cleanup of
-:mod:`sweep`): what every HTTPRoute and state ConfigMap claims, from fresh listings, and one pass over a
-tenant's account, zone(s) and tunnel.
+"""The HTTPRoute front door's orphan sweep through Cloudflare (after the state-based cleanup of :mod:`sweep`):
+what every HTTPRoute wants, from fresh listings, and one pass over a tenant's account and zone(s), judged by this
+installation's claims and DNS markers (:mod:`chutes.sweep.plan`).
 
-It finds what the state-based cleanup cannot: objects whose state ConfigMap is gone too (deleted by hand, a
-crash between two writes). A hostname is claimed by every enabled route asking for it (whatever its
-reconcile's outcome) and by every state ConfigMap holding it, unless the hostname rules refuse it to the
-route's namespace; the Access application and service token names of a claimed hostname are claimed with
-it (whether the route wants them is its own reconcile's business).
+It finds what the state-based cleanup cannot: claims and records whose route and state ConfigMap are both gone
+(deleted by hand, a crash between two writes), and hostnames a live route no longer asks for. An enabled route
+wants the hostname its annotations ask for (whatever its reconcile's outcome), unless the hostname rules refuse
+it to the route's namespace.
 """
 
 from __future__ import annotations
@@ -19,61 +18,48 @@ from chutes import kube
 from chutes.frontdoors.httproutes import annotations as a
 from chutes.frontdoors.httproutes import desired as d
 from chutes.frontdoors.httproutes import lookups
-from chutes.frontdoors.httproutes import state as s
 from chutes.frontdoors.httproutes.lookups import Context
 from chutes.frontdoors.httproutes.problems import Problem
 from chutes.sweep import engine
-from chutes.sweep.plan import Claims, DoorNames
+from chutes.sweep.plan import DoorNames, Wants
 
 logger = logging.getLogger(__name__)
 
-NAMES = DoorNames(door="httproutes", kinds=frozenset({a.ROUTE_KIND}), app_prefix=a.NAME_PREFIX,
-                  token_prefix=a.NAME_PREFIX)
+NAMES = DoorNames(door="httproutes", kinds=frozenset({a.ROUTE_KIND}))
 
 
 class Rules(Protocol):
     def allows(self, namespace: str, hostname: str) -> bool: ...
 
 
-def route_claims(routes: Iterable[Mapping[str, Any]], states: Iterable[s.RouteState], owner_id: str,
-                 rules: Rules | None = None, namespaces: Iterable[str] = ()) -> Claims:
-    """What `routes` and `states` claim; `namespaces`: the namespaces served (none: all)."""
-    hostnames: set[str] = set()
-
-    def claim(namespace: str, hostname: str) -> None:
-        if hostname and (rules is None or rules.allows(namespace, hostname)):
-            hostnames.add(hostname)
-
+def route_wants(routes: Iterable[Mapping[str, Any]], rules: Rules | None = None,
+                namespaces: Iterable[str] = ()) -> Wants:
+    """What `routes` want; `namespaces`: the namespaces served (none: all)."""
+    sources: dict[str, frozenset[str]] = {}
     for route in routes:
         meta = route.get("metadata") or {}
         annotations = meta.get("annotations") or {}
-        if not a.is_enabled(annotations):
+        namespace = str(meta.get("namespace") or "")
+        if not a.is_enabled(annotations) or meta.get("deletionTimestamp"):
             continue
         try:
             hostname = a.parse_hostname(a.HOSTNAME, annotations.get(a.HOSTNAME, ""))
         except a.ValueProblem:
-            continue
-        claim(str(meta.get("namespace") or ""), hostname)
-    for st in states:
-        claim(st.route_namespace, st.hostname.strip().rstrip(".").lower())
+            hostname = ""
+        wanted = {hostname} if hostname and (rules is None or rules.allows(namespace, hostname)) else set()
+        sources[a.source(namespace, str(meta.get("name") or ""))] = frozenset(wanted)
     served = frozenset(namespaces)
-    return Claims(
-        hostnames=frozenset(hostnames),
-        app_names=frozenset(a.app_name(h, owner_id) for h in hostnames),
-        token_names=frozenset(a.token_name(h, owner_id) for h in hostnames),
-        namespaces=served or None,
-    )
+    return Wants(sources=sources, namespaces=served or None)
 
 
-async def load_claims(ctx: Context, owner_id: str, namespaces: tuple[str, ...]) -> Claims:
+async def load_wants(ctx: Context, namespaces: tuple[str, ...]) -> Wants:
     if namespaces:
         routes = [route for namespace in namespaces
                   for route in await kube.list_custom(ctx.api, a.ROUTE_GROUP, a.ROUTE_VERSION, a.ROUTE_PLURAL,
                                                       namespace)]
     else:
         routes = await kube.list_custom(ctx.api, a.ROUTE_GROUP, a.ROUTE_VERSION, a.ROUTE_PLURAL)
-    states = await s.list_states(ctx.api, ctx.operator_namespace)
-    return route_claims(routes, states, owner_id, ctx.rules, namespaces)
+    return route_wants(routes, ctx.rules, namespaces)
 
 
 async def sweep_tenant(ctx: Context, body: Mapping[str, Any], cap: int,
@@ -87,10 +73,9 @@ async def sweep_tenant(ctx: Context, body: Mapping[str, Any], cap: int,
     except (d.TenantError, Problem) as problem:
         logger.info("Orphan sweep of %s skipped: %s", where, problem)
         return None
-    scope = engine.Scope(NAMES, tenant.account_id, (tenant.zone_id,) if tenant.zone_id else None,
-                         (tenant.tunnel_id,), label=where)
+    scope = engine.Scope(NAMES, tenant.account_id, (tenant.zone_id,) if tenant.zone_id else None, label=where)
 
-    async def claims() -> Claims:
-        return await load_claims(ctx, core.owner_id, namespaces)
+    async def wants() -> Wants:
+        return await load_wants(ctx, namespaces)
 
-    return await engine.sweep(core, scope, claims, cap)
+    return await engine.sweep(core, scope, wants, cap, ctx.claims)

@@ -1,17 +1,23 @@
 """Reconcile one enabled HTTPRoute: gather (tenant, templates, settings, state), decide, act, record.
 
-Order: everything that can be refused is checked before anything is written (tenant, templates, values,
-the hostname claim, credentials, zone, the DNS-only address, a foreign DNS record, the reusable policies).
-Then Access application and allow policy → service token → tunnel rule → DNS record, so a protected
-hostname is routable only once its protection exists; then what the previous settings had and the new
-ones do not (routing before Access). An unknown ``existingPolicyNames`` entry fails closed: the hostname is
-not published, and unpublished if it was. So is a hostname outside the operator's hostname rules
-(checked first of all, once the hostname is known).
+Order: everything that can be refused is checked before anything is written to Cloudflare (tenant, templates,
+values, credentials, the ownership marker, the hostname claim, zone, the DNS-only address, a DNS record that is
+not the route's, the reusable policies). The hostname claim in the ledger (:mod:`chutes.claims`) is the
+authority on who holds a hostname, across every front door; a claim this reconcile created is released again
+when a later check refuses the route (nothing was written). Then what the route published under another
+hostname or tenant is torn down from its claims (routing first), and Access application and allow policy →
+service token → tunnel rule → DNS record, each recorded in the claim before it is created and completed after,
+so a protected hostname is routable only once its protection exists; then what the new settings do not want,
+removed through the claim's entries (routing before Access). An unknown ``existingPolicyNames`` entry fails
+closed: the hostname is not published, and unpublished if it was. So is a hostname outside the operator's
+hostname rules (checked first of all, once the hostname is known).
+
+The route's adoption annotation is honoured only when the operator permits it (:func:`adoption.permitted`).
 
 The seed's annotation hash decides whether a route event needs Cloudflare at all; the periodic resync
 passes ``force=True`` and checks (and repairs) everything: its writes for inputs published already are
-counted as drift repairs. Under dry-run the core writes nothing and the state records nothing: a route
-whose state would change says ``DryRun`` with what would be published.
+counted as drift repairs. Under dry-run the core writes nothing, and neither the ledger nor the state records
+anything: a route whose state would change says ``DryRun`` with what would be published.
 """
 
 from __future__ import annotations
@@ -22,16 +28,33 @@ from typing import Any
 
 from chutes import conditions as c
 from chutes import kube
-from chutes.cloudflare_core import CloudflareCore, InvalidInput
-from chutes.frontdoors import adoption, repairs
+from chutes.claims import Claim, ClaimLost, ClaimStore
+from chutes.cloudflare_core import (
+    CloudflareCore,
+    CloudflareError,
+    Conflict,
+    IngressRule,
+    InvalidInput,
+    MarkerTooLong,
+    marker,
+)
+from chutes.frontdoors import adoption, claiming, repairs
+from chutes.frontdoors.claiming import ACCESS_APP, ACCESS_POLICY, DNS, SERVICE_TOKEN, TUNNEL_RULE
 from chutes.frontdoors.httproutes import annotations as a
 from chutes.frontdoors.httproutes import desired as d
-from chutes.frontdoors.httproutes import lookups, status
+from chutes.frontdoors.httproutes import ledger, lookups, status
 from chutes.frontdoors.httproutes import state as s
 from chutes.frontdoors.httproutes import teardown as t
 from chutes.frontdoors.httproutes.lookups import Context
 from chutes.frontdoors.httproutes.merge import MergeError, NamedSpec, RouteSettings, annotation_hash, merge
-from chutes.frontdoors.httproutes.problems import CONFLICT_RETRY, POLICY_RETRY, EventSink, Problem, step
+from chutes.frontdoors.httproutes.problems import (
+    FOREIGN_RETRY,
+    POLICY_RETRY,
+    EventSink,
+    Problem,
+    problem_from_cloudflare,
+    step,
+)
 from chutes.frontdoors.httproutes.report import RouteReport
 from chutes.observability import metrics
 
@@ -115,70 +138,102 @@ async def _publish(ctx: Context, route: Mapping[str, Any], settings: RouteSettin
                    previous: s.RouteState | None, report: RouteReport, events: EventSink) -> str:
     meta = route["metadata"]
     namespace, name = str(meta["namespace"]), str(meta["name"])
-    hostname, account = settings.hostname, tenant.account_id
+    hostname, source = settings.hostname, a.source(namespace, name)
 
-    # --- checks (nothing written yet) ---------------------------------------------------------------
-    winner = await lookups.hostname_winner(ctx, d.route_ref(route), hostname, previous)
-    if winner.key != (namespace, name):
-        if previous is not None and previous.hostname == hostname:
-            await _release(ctx, previous, report)
-        raise Problem(c.HOSTNAME_CONFLICT, f"hostname {hostname} is already claimed by HTTPRoute {winner.ref}",
-                      CONFLICT_RETRY)
+    # --- checks (nothing written to Cloudflare yet) --------------------------------------------------------
     core = await lookups.core_for(ctx, tenant)
+    try:
+        marker(core.owner_id, source)
+    except MarkerTooLong as exc:
+        raise Problem(c.INVALID_SPEC, exc.message, None) from None
+    claims = ledger.store_for(ctx, core)
+    try:
+        claim = await ledger.hold(ctx, claims, route, hostname, previous)
+    except Problem as problem:
+        if problem.reason == c.HOSTNAME_CONFLICT and previous is not None and previous.hostname == hostname:
+            await _release(ctx, previous, report)
+        raise
+    try:
+        return await _publish_held(ctx, core, claims, claim, route, settings, tenant, digest, previous, report,
+                                   events)
+    except ClaimLost as lost:  # released under us (e.g. by the orphan sweep): acquired again at the next attempt
+        raise Problem(c.CLOUDFLARE_UNAVAILABLE, f"publishing {hostname}: {lost}", claiming.LOST_RETRY) from None
+
+
+async def _publish_held(ctx: Context, core: CloudflareCore, claims: ClaimStore, claim: Claim,
+                        route: Mapping[str, Any], settings: RouteSettings, tenant: d.Tenant, digest: str,
+                        previous: s.RouteState | None, report: RouteReport, events: EventSink) -> str:
+    meta = route["metadata"]
+    namespace, name = str(meta["namespace"]), str(meta["name"])
+    hostname, account, source = settings.hostname, tenant.account_id, claim.source
     moved = previous is not None and bool(previous.hostname) and (
         previous.hostname != hostname or previous.tenant != tenant.name)
-    zone = await lookups.resolve_zone(core, tenant, hostname, None if moved or previous is None
-                                      else previous.get("zone_id"))
-    source = a.source(namespace, name)
+    asked = adoption.route_requests(route)
+    take_over = adoption.permitted(asked, namespace, hostname, ctx.rules, ctx.allow_adoption)
+    adopt_ids = () if moved else ledger.adoptable_ids(previous, hostname)  # seed-made records the state lists
     tunnel_id = settings.tunnel_id or tenant.tunnel_id
-    take_over = adoption.route_requests(route)  # a record or Access app with no marker of ours at all
     try:
-        if settings.dns_only.enabled:
-            address = await lookups.resolve_ip(ctx, settings)
-            record = d.address_record(hostname, address, settings.dns_only, source, adopt=take_over)
-            rule = None
-        else:
-            address = ""
-            record = d.tunnel_cname(hostname, tunnel_id, source, adopt=take_over)
-            rule = d.ingress_rule(settings)
-    except InvalidInput as exc:
-        raise Problem(c.INVALID_SPEC, exc.message, None) from None
-    adopt = t.adoptable_ids(previous)
-    first = previous is None or moved or not previous.published
-    if first:
-        await t.check_name_free(ctx, core, zone.id, record, adopt)
-    policy_ids: tuple[str, ...] = ()
-    if settings.access.enabled and settings.access.existing_policy_names:
-        policy_ids, missing = await ctx.runtime.policies.resolve(core, account, settings.access.existing_policy_names)
-        if missing:
-            await _fail_closed(ctx, core, account, previous, hostname, report, events)
-            names = ", ".join(repr(m) for m in missing)
-            raise Problem(c.POLICY_NOT_FOUND, f"reusable Access policy {names} (existingPolicyNames) not found in "
-                          f"account {account}: {hostname} is not published", POLICY_RETRY)
+        zone = await lookups.resolve_zone(core, tenant, hostname, None if moved or previous is None
+                                          else previous.get("zone_id"))
+        try:
+            if settings.dns_only.enabled:
+                address = await lookups.resolve_ip(ctx, settings)
+                record = d.address_record(hostname, address, settings.dns_only, source, adopt=take_over)
+                rule = None
+            else:
+                address = ""
+                record = d.tunnel_cname(hostname, tunnel_id, source, adopt=take_over)
+                rule = d.ingress_rule(settings)
+        except InvalidInput as exc:
+            raise Problem(c.INVALID_SPEC, exc.message, None) from None
+        checked = claim.entry(DNS) is None  # a first publish: one name-filtered listing, none in the steady state
+        if checked:
+            await t.check_name(core, zone.id, record, adopt_ids, asked=asked)
+        policy_ids: tuple[str, ...] = ()
+        if settings.access.enabled and settings.access.existing_policy_names:
+            policy_ids, missing = await ctx.runtime.policies.resolve(core, account,
+                                                                     settings.access.existing_policy_names)
+            if missing:
+                await _fail_closed(ctx, core, claims, claim, account, previous, hostname, report, events)
+                names = ", ".join(repr(m) for m in missing)
+                raise Problem(c.POLICY_NOT_FOUND, f"reusable Access policy {names} (existingPolicyNames) not found "
+                              f"in account {account}: {hostname} is not published", POLICY_RETRY)
+    except Problem:
+        if not claim.entries:  # nothing written for it: the hostname is free again
+            await claims.release(claim)
+        raise
 
-    # --- the previous hostname (or tenant) goes entirely first: its routing before its Access app -----------
-    if moved and previous is not None:
-        await t.teardown(ctx, previous, events)
-        events.normal("HostnameRemoved", f"{previous.hostname} is no longer published")
+    # --- what the route published under another hostname or tenant goes first: routing before Access ---------
+    claim = await _supersede(ctx, core, claims, claim, route, tenant, previous, events)
+    if claim.entry(DNS) is None and not checked:  # claimed again after a tenant change: now a first publish
+        try:
+            await t.check_name(core, zone.id, record, (), asked=asked)
+        except Problem:
+            await claims.release(claim)
+            raise
+    if moved:
         previous = None
+    if previous is not None and not claim.entries and ledger.hints(previous, hostname):  # an earlier version's
+        claim = await ledger.bootstrap(core, claims, claim, previous, account_id=account)  # (or the seed's) objects
+    before = claim  # as recorded before this attempt's writes: which rule found in the tunnel is ours
     current = previous.copy() if previous is not None else s.RouteState(namespace, name)
     current.set(hostname=hostname, tenant_name=tenant.name, zone_id=zone.id, tunnel_id=tunnel_id)
-    if previous is None:  # recorded before the first write, so a crash or deletion now leaves no orphan
+    if previous is None:  # recorded before the first write: a deletion now finds the route's claims through it
         current.set(hostname_route_id=tunnel_id if rule else None, dns_record_ip=address or None)
         if not core.dry_run:  # dry-run writes nothing, so records nothing
             await s.write(ctx.api, ctx.operator_namespace, current)
-    if previous is not None and not previous.published:  # a reconcile that stopped half-way
-        await _remove_leftovers(core, account, settings, current)
 
-    # --- Access, token, rule, DNS --------------------------------------------------------------------
+    # --- Access, token, rule, DNS: each recorded in the claim before it is created --------------------------
     if settings.access.enabled:
-        await _ensure_access(core, account, settings, policy_ids, current, events, adopt=take_over)
+        claim = await _ensure_access(core, claims, claim, account, settings, policy_ids, current, events,
+                                     adopt=take_over, asked=asked)
     if settings.service_token.enabled:
-        await _ensure_token(ctx, core, account, settings, route, current, events)
+        claim = await _ensure_token(ctx, core, claims, claim, account, settings, route, current, events)
     if rule is not None:
-        await step(f"writing the tunnel rule of {hostname}", core.set_ingress_rule(account, tunnel_id, rule))
+        claim = await _ensure_rule(core, claims, claim, before, account, tunnel_id, rule, events)
         current.set(hostname_route_id=tunnel_id)
-    dns = await t.ensure_record(core, zone.id, record, adopt)
+    claim = await _intend(claims, claim, DNS, zone=zone.id, type=record.type)
+    dns = await t.ensure_record(core, zone.id, record, adopt_ids)
     if previous is None or previous.get("cname_record_id" if rule else "dns_record_id") != dns.id:
         proxied = " (proxied)" if dns.proxied else ""
         events.normal("DNSRecordReady", f"{dns.type} {hostname} → {dns.content}{proxied}")
@@ -187,9 +242,12 @@ async def _publish(ctx: Context, route: Mapping[str, Any], settings: RouteSettin
     else:
         current.set(dns_record_id=dns.id, dns_record_ip=address, cname_record_id=None, hostname_route_id=None)
 
-    # --- what the previous settings had and these do not (routing first, Access last) --------------------
-    if previous is not None:
-        await _remove_stale(ctx, core, account, settings, previous, current, rule is not None, events)
+    # --- what these settings do not want, through the claim's entries (routing first, Access last) -----------
+    old_type = str((before.entry(DNS) or {}).get("type") or "")
+    if {old_type, dns.type} == {"A", "AAAA"}:  # A ↔ AAAA: the DNS writer replaces only clashing types
+        await t.delete_record(core, zone.id, hostname, old_type, source, events)
+    claim = await _remove_unwanted(ctx, core, claims, claim, account, settings, rule is not None, current,
+                                   previous, events)
 
     current.set(annotation_hash=digest, last_reconcile=s.now())
     summary = _summary(settings, dns.type, dns.content, name, core.owner_id)
@@ -201,6 +259,66 @@ async def _publish(ctx: Context, route: Mapping[str, Any], settings: RouteSettin
     if previous is None or not previous.published:
         status.tenant_status_soon(ctx, tenant.name, namespace)
     return PUBLISHED
+
+
+async def _intend(claims: ClaimStore, claim: Claim, obj: str, **fields: str) -> Claim:
+    """Record the intent to create `obj` (``fields``: where and under which name), unless the claim records one
+    for these fields already; an id recorded for the same fields is kept (an object deleted behind our back may
+    be created again, and is then recorded under its new id)."""
+    entry = claim.entry(obj) or {}
+    same = all(entry.get(key) == value for key, value in fields.items())
+    if same and entry.get("since"):
+        return claim
+    kept = {"id": str(entry["id"])} if same and entry.get("id") else {}
+    return await claims.intend(claim, obj, **kept, **fields)
+
+
+async def _supersede(ctx: Context, core: CloudflareCore, claims: ClaimStore, claim: Claim, route: Mapping[str, Any],
+                     tenant: d.Tenant, previous: s.RouteState | None, events: EventSink) -> Claim:
+    """Tear down, from its claims, what the route published under another hostname (or, for a tenant change,
+    under this one with the old tenant's token); the current claim back, acquired again when it was torn down.
+
+    Looked at only after a change or a publish that stopped half-way (the state says so), never in the steady
+    state; the orphan sweep catches the rest. A Cloudflare failure raises (the old claim keeps what is left, the
+    next attempt resumes and nothing new is published before); what is left on purpose (an object that is not
+    ours any more) is said in a Warning, its claim kept, and the new hostname published."""
+    if previous is not None and previous.published and previous.hostname == claim.key \
+            and previous.tenant == tenant.name:
+        return claim
+    old_core, old_claims, old_account = core, claims, tenant.account_id
+    if previous is not None and previous.tenant and previous.tenant != tenant.name:
+        old = await t.find_tenant(ctx, previous.tenant, previous.route_namespace, previous.route_name, events)
+        if old is None:  # its objects are left in place (nothing can reach them without its token)
+            if previous.hostname == claim.key and claim.entries:
+                await claims.release(claim)
+                claim = await ledger.hold(ctx, claims, route, claim.key, None)
+            return claim
+        old_core, old_account = await lookups.core_for(ctx, old), old.account_id
+        old_claims = ledger.store_for(ctx, old_core)
+    superseded = [found for found in await claims.list(kind="hostname", source=claim.source) if found.key != claim.key]
+    if previous is not None and previous.hostname and previous.hostname != claim.key \
+            and all(found.key != previous.hostname for found in superseded) and ledger.hints(previous,
+                                                                                              previous.hostname):
+        legacy = await t.legacy_claim(old_core, old_claims, previous, claim.source, old_account)
+        superseded += [legacy] if legacy is not None else []
+    same_key = previous is not None and previous.hostname == claim.key and previous.tenant != tenant.name
+    if same_key and previous is not None:
+        if not claim.entries and ledger.hints(previous, claim.key):
+            claim = await ledger.bootstrap(old_core, old_claims, claim, previous, account_id=old_account)
+        superseded.append(claim)
+    for old_claim in superseded:
+        zone = previous.get("zone_id") if previous is not None and previous.hostname == old_claim.key else ""
+        done = await claiming.tear_down_hostname(old_core, old_claims, old_claim, account_id=old_account,
+                                                 zone_id=zone or None)
+        t.announce(old_claim.key, done, events)
+        if done.released and old_claim.key != claim.key:
+            events.normal("HostnameRemoved", f"{old_claim.key} is no longer published")
+    if same_key and claiming.enforced(old_core):  # (else the policy keeps the old objects: the claim goes on)
+        claim = await ledger.hold(ctx, claims, route, claim.key, None)
+        if claim.entries:  # not released: what is left there blocks the move
+            raise Problem(c.HOSTNAME_CONFLICT, f"{claim.key}: what the route published with its previous tenant "
+                          "could not all be removed (see its Events)", FOREIGN_RETRY)
+    return claim
 
 
 def _same_state(previous: s.RouteState | None, current: s.RouteState) -> bool:
@@ -226,14 +344,16 @@ async def _withdraw(ctx: Context, namespace: str, name: str, previous: s.RouteSt
     route had been deleted (nothing is written for the refused hostname)."""
     if previous is not None:
         async with ctx.runtime.hostnames(previous.hostname):
-            await t.teardown(ctx, previous, events)
+            await t.teardown(ctx, namespace, name, previous, events)
         report.set_results({key: None for key in a.RESULT_KEYS})
+    else:  # claims without a state (a publish that stopped before its state was written)
+        await t.teardown(ctx, namespace, name, None, events)
     metrics.HOSTNAMES.forget(FRONT_DOOR, f"HTTPRoute/{namespace}/{name}")
 
 
 async def _release(ctx: Context, previous: s.RouteState, report: RouteReport) -> None:
-    """This route lost a hostname it had published (another one holds it): forget it without touching
-    Cloudflare, where the winner owns the objects now."""
+    """The route's state says it published a hostname another source holds the claim on: nothing there is
+    provably the route's (the claim is the authority), so its record of the past goes, Cloudflare untouched."""
     secret = previous.get("service_token_secret_name")
     if secret:
         await kube.delete_namespaced(ctx.api, "Secret", previous.route_namespace, secret)
@@ -241,67 +361,90 @@ async def _release(ctx: Context, previous: s.RouteState, report: RouteReport) ->
     report.set_results({key: None for key in a.RESULT_KEYS})
 
 
-async def _fail_closed(ctx: Context, core: CloudflareCore, account: str, previous: s.RouteState | None,
-                       hostname: str, report: RouteReport, events: EventSink) -> None:
-    """A reference to a policy that does not resolve: take the hostname's routing down if it was up."""
-    if previous is None or previous.hostname != hostname:
+async def _fail_closed(ctx: Context, core: CloudflareCore, claims: ClaimStore, claim: Claim, account: str,
+                       previous: s.RouteState | None, hostname: str, report: RouteReport, events: EventSink) -> None:
+    """A reference to a policy that does not resolve: take the hostname's routing down if it was up (the rule
+    and the route's own DNS records, as the claim records them; Access stays)."""
+    removed: list[str] = []
+    zone = previous.get("zone_id") if previous is not None and previous.hostname == hostname else ""
+    for obj in (TUNNEL_RULE, DNS):
+        if claim.entry(obj) is not None:
+            claim, done = await claiming.remove_object(core, claims, claim, obj, account_id=account,
+                                                       zone_id=zone or None)
+            removed += done.removed
+    if not removed:
         return
-    if await t.unpublish_routing(core, account, previous, events):
-        events.warning(c.POLICY_NOT_FOUND, f"{hostname} unpublished: one of its Access policies no longer resolves")
+    events.warning(c.POLICY_NOT_FOUND, f"{hostname} unpublished: one of its Access policies no longer resolves")
+    if previous is not None and previous.hostname == hostname and not core.dry_run:
+        previous.set(cname_record_id=None, dns_record_id=None, dns_record_ip=None, hostname_route_id=None,
+                     annotation_hash=None)
         await s.write(ctx.api, ctx.operator_namespace, previous)
         report.set_results(previous.result_annotations())
 
 
-async def _remove_leftovers(core: CloudflareCore, account: str, settings: RouteSettings,
-                            current: s.RouteState) -> None:
-    """After a reconcile that stopped half-way (its state is pending): an Access app or service token it may
-    have created under the hostname's name goes when these settings do not want it."""
-    hostname = current.hostname
-    if not settings.access.enabled:
-        app = await step("looking up a previous Access application",
-                         core.find_access_app(account, hostname, a.app_name(hostname, core.owner_id)))
-        if app is not None:
-            await step(f"removing the Access application of {hostname}", core.delete_access_app(account, app.id))
-    if not settings.service_token.enabled:
-        token = await step("looking up a previous service token", core.find_service_token(
-            account, a.token_name(hostname, core.owner_id)))
-        if token is not None:
-            await step(f"removing the service token of {hostname}", core.delete_service_token(account, token.id))
+def _hinted(conflict: Conflict, doing: str, *, asked: bool, adopt: bool) -> Problem:
+    """A Conflict as the route's problem; when the route asked for adoption the operator does not permit, the
+    message says so."""
+    hint = f" ({adoption.NOT_PERMITTED})" if asked and not adopt else ""
+    return Problem(c.HOSTNAME_CONFLICT, f"{doing}: {conflict.message}{hint}", FOREIGN_RETRY)
 
 
-async def _ensure_access(core: CloudflareCore, account: str, settings: RouteSettings, policy_ids: tuple[str, ...],
-                         current: s.RouteState, events: EventSink, *, adopt: bool = False) -> None:
+async def _ensure_access(core: CloudflareCore, claims: ClaimStore, claim: Claim, account: str, settings: RouteSettings,
+                         policy_ids: tuple[str, ...], current: s.RouteState, events: EventSink, *, adopt: bool,
+                         asked: bool) -> Claim:
+    """The Access application ``cfzt-{hostname}`` (proven by the claim; with permitted adoption, the one
+    unmarked app protecting the hostname) and its allow policy ``cfzt-{hostname}-allow``."""
     hostname = settings.hostname
-    app = await step("ensuring the Access application", core.ensure_access_app(
-        account, d.access_app_spec(settings, policy_ids, core.owner_id, adopt=adopt)))
+    name = a.app_name(hostname, core.owner_id)
+    claim = await _intend(claims, claim, ACCESS_APP, account=account, name=name)
+    doing = "ensuring the Access application"
+    try:
+        app = await core.ensure_access_app(account, d.access_app_spec(settings, policy_ids, core.owner_id, adopt=adopt),
+                                           claim.recorded(ACCESS_APP))
+    except Conflict as conflict:
+        raise _hinted(conflict, doing, asked=asked, adopt=adopt) from conflict
+    except CloudflareError as exc:
+        raise problem_from_cloudflare(exc, doing) from exc
+    if claim.recorded(ACCESS_APP).id != app.id:
+        claim = await claims.complete(claim, ACCESS_APP, app.id, account=account, name=name)
     if current.get("access_app_id") != app.id:
-        events.normal("AccessApplicationReady", f"Access application {a.app_name(hostname, core.owner_id)} protects "
-                      f"{hostname}")
+        events.normal("AccessApplicationReady", f"Access application {name} protects {hostname}")
     current.set(access_app_id=app.id)
     spec = d.allow_policy_spec(settings)
     if spec is not None:
+        claim = await _intend(claims, claim, ACCESS_POLICY, app=app.id)
         policy = await step("ensuring the Access allow policy", core.ensure_app_policy(account, app.id, spec))
+        if (claim.entry(ACCESS_POLICY) or {}).get("id") != policy.id:
+            claim = await claims.complete(claim, ACCESS_POLICY, policy.id, app=app.id)
         current.set(access_policy_ids=policy.id)
-        return
+        return claim
     # No allow rules (any more): an allow policy left from earlier settings would still let them in.
-    if current.get("access_policy_ids") or set(app.policies) - set(policy_ids):
+    if current.get("access_policy_ids") or claim.entry(ACCESS_POLICY) or set(app.policies) - set(policy_ids):
         policy_name = a.allow_policy_name(hostname)
         found = await step("looking up the allow policy", core.find_app_policy(account, app.id, policy_name))
         if found is not None:
             await step("removing the allow policy", core.delete_app_policy(account, app.id, found.id))
             events.normal("AccessPolicyRemoved", f"{policy_name} removed: no allowEmails/allowGroups")
+    if claim.entry(ACCESS_POLICY) is not None:
+        claim = await claims.forget(claim, ACCESS_POLICY)
     current.set(access_policy_ids=None)
+    return claim
 
 
-async def _ensure_token(ctx: Context, core: CloudflareCore, account: str, settings: RouteSettings,
-                        route: Mapping[str, Any], current: s.RouteState, events: EventSink) -> None:
-    """The service token ``cfzt-{hostname}``; its id and secret only ever in the Secret ``cfzt-svctoken-{route}``.
-    Cloudflare shows a secret once: when the Secret is lost, the token gets a new secret (rotation)."""
+async def _ensure_token(ctx: Context, core: CloudflareCore, claims: ClaimStore, claim: Claim, account: str,
+                        settings: RouteSettings, route: Mapping[str, Any], current: s.RouteState,
+                        events: EventSink) -> Claim:
+    """The service token ``cfzt-{hostname}`` (proven by the claim); its id and secret only ever in the Secret
+    ``cfzt-svctoken-{route}``. Cloudflare shows a secret once: when the Secret is lost, the token gets a new
+    secret (rotation)."""
     meta = route["metadata"]
     namespace, route_name = str(meta["namespace"]), str(meta["name"])
     name, secret_name = a.token_name(settings.hostname, core.owner_id), a.secret_name(route_name)
-    token = await step("ensuring the service token",
-                       core.ensure_service_token(account, name, settings.service_token.duration))
+    claim = await _intend(claims, claim, SERVICE_TOKEN, account=account, name=name)
+    token = await step("ensuring the service token", core.ensure_service_token(
+        account, name, settings.service_token.duration, claim.recorded(SERVICE_TOKEN)))
+    if claim.recorded(SERVICE_TOKEN).id != token.id:
+        claim = await claims.complete(claim, SERVICE_TOKEN, token.id, account=account, name=name)
     if token.client_secret is None:
         try:
             stored = await kube.read_secret_value(ctx.api, namespace, secret_name, a.CLIENT_ID_KEY)
@@ -329,26 +472,54 @@ async def _ensure_token(ctx: Context, core: CloudflareCore, account: str, settin
         if current.get("service_token_id") != token.id:
             events.normal("ServiceTokenReady", f"service token {name}; credentials in Secret {secret_name}")
     current.set(service_token_id=token.id, service_token_secret_name=secret_name)
+    return claim
 
 
-async def _remove_stale(ctx: Context, core: CloudflareCore, account: str, settings: RouteSettings,
-                        previous: s.RouteState, current: s.RouteState, tunnel_mode: bool, events: EventSink) -> None:
+async def _ensure_rule(core: CloudflareCore, claims: ClaimStore, claim: Claim, before: Claim, account: str,
+                       tunnel_id: str, rule: IngressRule, events: EventSink) -> Claim:
+    """The route's rule in `tunnel_id`: a rule already at its hostname there is replaced only when the claim
+    recorded it before this attempt. A rule recorded in another tunnel goes first (the tunnel changed: the
+    hostname answers 404 until its DNS record points to the new tunnel, a few seconds)."""
+    hostname = rule.hostname
+    old_tunnel = str((claim.entry(TUNNEL_RULE) or {}).get("tunnel") or "")
+    if old_tunnel and old_tunnel != tunnel_id:
+        claim, done = await claiming.remove_object(core, claims, claim, TUNNEL_RULE, account_id=account)
+        if done.removed:
+            events.normal("TunnelRuleRemoved", f"{hostname}: rule removed from tunnel {old_tunnel}")
+    claim = await _intend(claims, claim, TUNNEL_RULE, tunnel=tunnel_id, account=account)
+    await step(f"writing the tunnel rule of {hostname}",
+               core.set_ingress_rule(account, tunnel_id, rule, claiming.rule_is_ours(before, tunnel_id)))
+    return claim
+
+
+async def _remove_unwanted(ctx: Context, core: CloudflareCore, claims: ClaimStore, claim: Claim, account: str,
+                           settings: RouteSettings, tunnel_mode: bool, current: s.RouteState,
+                           previous: s.RouteState | None, events: EventSink) -> Claim:
+    """What the claim records and these settings do not want, removed through its entries (verified, then
+    forgotten): the rule of a route now DNS-only (its record no longer points to the tunnel), then the Access
+    application (the hostname stays published, now public), then the service token and its Secret."""
     hostname = settings.hostname
-    old_tunnel = previous.get("hostname_route_id")
-    if old_tunnel and (not tunnel_mode or old_tunnel != current.get("tunnel_id")):
-        await step(f"removing the old tunnel rule of {hostname}", core.remove_ingress_rule(account, old_tunnel,
-                                                                                           hostname))
-        events.normal("TunnelRuleRemoved", f"{hostname}: rule removed from tunnel {old_tunnel}")
-    old_ip = previous.get("dns_record_ip")
-    if old_ip and previous.get("dns_record_id"):  # A ↔ AAAA: the DNS writer replaces only clashing types
-        old_type = d.address_type(old_ip)
-        new_type = None if tunnel_mode else d.address_type(current.get("dns_record_ip"))
-        if old_type != new_type and new_type is not None:
-            await t.delete_record(core, current.get("zone_id"), hostname, old_type, a.source(
-                current.route_namespace, current.route_name), t.adoptable_ids(previous), events)
-    if not settings.access.enabled and previous.get("access_app_id"):
-        await t.remove_access(core, account, current, lookup=False)
-        events.normal("AccessApplicationRemoved", f"{hostname} is no longer behind Access")
-    if not settings.service_token.enabled and previous.get("service_token_id"):
-        await t.remove_token(ctx, core, account, current, lookup=False)
-        events.normal("ServiceTokenRemoved", f"service token of {hostname} and its Secret removed")
+    rule_entry = claim.entry(TUNNEL_RULE)
+    if not tunnel_mode and rule_entry is not None:
+        claim, done = await claiming.remove_object(core, claims, claim, TUNNEL_RULE, account_id=account)
+        if done.removed:
+            events.normal("TunnelRuleRemoved", f"{hostname}: rule removed from tunnel {rule_entry.get('tunnel')}")
+    if not settings.access.enabled:
+        if claim.entry(ACCESS_APP) is not None:
+            claim, done = await claiming.remove_object(core, claims, claim, ACCESS_APP, account_id=account)
+            t.announce(hostname, claiming.Teardown(left=done.left), events)
+            if done.removed:
+                events.normal("AccessApplicationRemoved", f"{hostname} is no longer behind Access")
+        current.set(access_app_id=None, access_policy_ids=None)
+    if not settings.service_token.enabled:
+        if claim.entry(SERVICE_TOKEN) is not None:
+            claim, done = await claiming.remove_object(core, claims, claim, SERVICE_TOKEN, account_id=account)
+            t.announce(hostname, claiming.Teardown(left=done.left), events)
+            if done.removed:
+                events.normal("ServiceTokenRemoved", f"service token of {hostname} and its Secret removed")
+        secrets = {st.get("service_token_secret_name") for st in (current, previous) if st is not None}
+        for secret in sorted(secret for secret in secrets if secret):
+            if not core.dry_run:
+                await kube.delete_namespaced(ctx.api, "Secret", current.route_namespace, secret)
+        current.set(service_token_id=None, service_token_secret_name=None)
+    return claim

@@ -1,9 +1,11 @@
 """The seed's state ConfigMap ``cfzt-{route namespace}-{route name}`` in the operator namespace: same name,
 labels and snake_case keys, so that state written by the seed is read (and adopted) as is.
 
-The ids stored here are hints: every Cloudflare object is found again by its natural key. What the state
-is needed for is the past: which hostname, tenant, tunnel and zone the route published last, so that a
-change or a deletion removes what is no longer wanted.
+The ids stored here are hints, never proof: what the route owns is recorded in its hostname claims (the
+ledger, :mod:`chutes.claims`), and the ids here only bootstrap a claim for what an earlier version or the seed
+published (:mod:`ledger`). What the state is needed for is the past: which hostname, tenant, tunnel and zone
+the route published last (so that a change or a deletion finds its claims), the annotation hash, and the result
+annotations. It is deleted once every claim of the route is released.
 """
 
 from __future__ import annotations

@@ -64,30 +64,45 @@ async def reconcile_refs(ctx: Context, refs: Iterable[d.RouteRef], post: Post, *
 
 async def route_gone(ctx: Context, namespace: str, name: str, post: Post,
                      route: Mapping[str, Any] | None = None, fallback: Mapping[str, Any] | None = None) -> bool:
-    """Remove what the route published (it is deleted or no longer enabled). Events go to the route, or to
-    `fallback` (its tenant) when the route is gone for good. False when there was nothing to remove."""
+    """Remove what the route published (it is deleted or no longer enabled), from its claims. Events go to the
+    route, or to `fallback` (its tenant) when the route is gone for good. False when there was nothing to remove.
+
+    Hand-over: each hostname whose claim the teardown released goes to the routes waiting for it, reconciled at
+    once; they publish objects of their own (nothing of this route's is left to them)."""
+    source = a.source(namespace, name)
     async with ctx.runtime.lock(namespace, name):
         current = await read_route(ctx, namespace, name)
         if is_live(current):
             return False  # enabled again meanwhile: its reconcile takes it from here
         st = await s.read(ctx.api, ctx.operator_namespace, namespace, name)
-        if st is not None:
-            events = EventSink(current or route or fallback, post)
-            async with ctx.runtime.hostnames(st.hostname):
-                await teardown(ctx, st, events)
-            metrics.HOSTNAMES.forget("httproutes", f"HTTPRoute/{namespace}/{name}")
+        held = await ctx.claims.list(kind="hostname", source=source)
+        events = EventSink(current or route or fallback, post)
+        released: list[str] = []
+        if st is not None or held:
+            body = current or route
+            hint = d.route_ref(body) if body is not None else None
+            hostnames = [st.hostname if st is not None else "", *(claim.key for claim in held)]
+            async with ctx.runtime.hostnames(*hostnames):
+                released = await teardown(ctx, namespace, name, st, events, tenant_name=hint.tenant if hint else "",
+                                          held=held)
+            metrics.HOSTNAMES.forget("httproutes", source)
         if current is not None and current["metadata"].get("deletionTimestamp"):
             await _drop_legacy_finalizer(ctx, current)
         elif current is not None:  # no longer ours: no result annotations or conditions left behind
             report = RouteReport(current)
             report.clear()
             await report.flush(ctx.api)
-        if st is None:
+        if st is None and not held:
             return False
-    status.tenant_status_soon(ctx, st.tenant, namespace)
-    waiting = [ref for ref in ctx.claimants(st.hostname) if ref.key != (namespace, name)]
-    if waiting:  # routes that were refused this hostname may have it now
-        await reconcile_refs(ctx, waiting, post, force=False)
+    if st is not None:
+        status.tenant_status_soon(ctx, st.tenant, namespace)
+    for hostname in released:
+        waiting = [ref for ref in ctx.claimants(hostname) if ref.key != (namespace, name)]
+        if waiting:  # routes that were refused this hostname may have it now
+            names = ", ".join(f"HTTPRoute {ref.ref}" for ref in sorted(waiting))
+            events.normal("HostnameHandedOver", f"{hostname}: this route's objects are removed and its claim "
+                          f"released; {names} may publish it now")
+            await reconcile_refs(ctx, waiting, post, force=False)
     return True
 
 

@@ -1,10 +1,14 @@
-"""Removing what a route published, as its state ConfigMap records it. Routing (DNS record, tunnel rule)
-always goes before the Access application (the seed did the opposite), so a protected hostname is never
-reachable unprotected. Objects are found by natural key when the state lacks their ids.
+"""Removing what a route published, from its claims in the ledger (never from the ids of its state ConfigMap,
+which are hints only): for each hostname claim of the route, routing first (tunnel rule, then the route's own
+DNS records), then the Access application, then the service token (:func:`claiming.tear_down_hostname`), and the
+claim is released once nothing it records is left. The state ConfigMap (the seed-compatible record of the past)
+and the token Secret go after every claim of the route is released; until then the sweep retries from them.
 
-A hostname that another enabled route has published already (it took the hostname over) is left in
-Cloudflare. Callers hold the hostname lock (:meth:`lookups.Runtime.hostnames`), so a teardown and another
-route's publish of the same hostname never interleave.
+A route whose state names objects at a hostname it holds no claim on (published by an earlier version, or by the
+seed) gets the claim first, bootstrapped from the state (:func:`ledger.bootstrap`); a hostname claimed by another
+source is that source's: nothing of it is touched. Callers hold the hostname lock
+(:meth:`lookups.Runtime.hostnames`), so a teardown and another route's publish of the same hostname never
+interleave in this process.
 """
 
 from __future__ import annotations
@@ -13,22 +17,17 @@ import logging
 
 from chutes import conditions as c
 from chutes import kube
-from chutes.cloudflare_core import CloudflareCore, CloudflareError, Conflict, DesiredRecord, DnsRecord, parse
+from chutes.claims import Claim, ClaimLost, ClaimStore, HeldElsewhere
+from chutes.cloudflare_core import CloudflareCore, CloudflareError, Conflict, DesiredRecord, DnsRecord
+from chutes.frontdoors import adoption, claiming
 from chutes.frontdoors.httproutes import annotations as a
 from chutes.frontdoors.httproutes import desired as d
-from chutes.frontdoors.httproutes import lookups
+from chutes.frontdoors.httproutes import ledger, lookups
 from chutes.frontdoors.httproutes import state as s
 from chutes.frontdoors.httproutes.lookups import Context
 from chutes.frontdoors.httproutes.problems import FOREIGN_RETRY, EventSink, Problem, problem_from_cloudflare, step
 
 logger = logging.getLogger(__name__)
-
-
-def adoptable_ids(previous: s.RouteState | None) -> tuple[str, ...]:
-    """DNS record ids the route's own state says were created for it (by us or by the seed)."""
-    if previous is None:
-        return ()
-    return tuple(i for i in (previous.get("cname_record_id"), previous.get("dns_record_id")) if i)
 
 
 async def _adopt(core: CloudflareCore, zone_id: str, name: str, source: str, ids: tuple[str, ...]) -> bool:
@@ -53,122 +52,139 @@ async def ensure_record(core: CloudflareCore, zone_id: str, record: DesiredRecor
     return await step(doing, core.ensure_dns_record(zone_id, record))
 
 
-async def check_name_free(ctx: Context, core: CloudflareCore, zone_id: str, record: DesiredRecord,
-                          adopt_ids: tuple[str, ...]) -> None:
-    """Refuse before writing anything when a record that is not ours holds the name (one listing of the
-    zone serves a burst of first publishes); a record the route's state recorded (seed-made) is adopted. With
-    `record.adopt` (the route asks for adoption), a record of its type without any marker is no obstacle: the
-    DNS writer takes it over."""
-    blocking = await ctx.runtime.foreign.blocking(core, zone_id, record.name, record.type)
-    adoptable = tuple(r.id for r in blocking if r.id in adopt_ids)
-    if adoptable and await _adopt(core, zone_id, record.name, record.source, adoptable):
-        ctx.runtime.foreign.forget(core, zone_id)
-    others = [r for r in blocking if r.id not in adopt_ids and not taken_over(record, r)]
-    if others:
-        types = ", ".join(sorted({r.type for r in others}))
-        raise Problem(c.HOSTNAME_CONFLICT, f"{record.name}: a {types} record not owned by this operator (owner "
-                      f"{core.owner_id}) exists: left untouched", FOREIGN_RETRY)
-
-
-def taken_over(record: DesiredRecord, existing: DnsRecord) -> bool:
-    return record.adopt and existing.type == record.type and parse(existing.comment) is None
+async def check_name(core: CloudflareCore, zone_id: str, record: DesiredRecord, adopt_ids: tuple[str, ...], *,
+                     asked: bool) -> None:
+    """Refuse before writing anything when a record that is not the route's holds the name (one name-filtered
+    listing); a record the route's state lists (seed-made) is adopted first. With `record.adopt` (asked and
+    permitted), an unmarked record of its type is no obstacle: the DNS writer takes it over. `asked`: the route
+    asked for adoption (the refusal then says the operator does not permit it)."""
+    doing = f"checking {record.name}"
+    try:
+        await core.check_dns_name_available(zone_id, record.name, record.source, record.type, adopt=record.adopt)
+        return
+    except Conflict as conflict:
+        refusal = conflict
+    except CloudflareError as exc:
+        raise problem_from_cloudflare(exc, doing) from exc
+    if adopt_ids and await _adopt(core, zone_id, record.name, record.source, adopt_ids):
+        try:
+            await core.check_dns_name_available(zone_id, record.name, record.source, record.type, adopt=record.adopt)
+            return
+        except Conflict as conflict:
+            refusal = conflict
+        except CloudflareError as exc:
+            raise problem_from_cloudflare(exc, doing) from exc
+    hint = f" ({adoption.NOT_PERMITTED})" if asked and not record.adopt and refusal.holder is None else ""
+    raise Problem(c.HOSTNAME_CONFLICT, f"{refusal.message}{hint}", FOREIGN_RETRY)
 
 
 async def delete_record(core: CloudflareCore, zone_id: str, name: str, type_: str, source: str,
-                        adopt_ids: tuple[str, ...], events: EventSink) -> None:
+                        events: EventSink) -> None:
+    """The route's own `type_` record at `name` (its marker names the route); any other stays, with a Warning."""
     doing = f"removing the {type_} record {name}"
     try:
-        await core.delete_dns_record(zone_id, name, type_)
-        return
+        await core.delete_dns_record(zone_id, name, type_, source)
     except Conflict as conflict:
-        if not await _adopt(core, zone_id, name, source, adopt_ids):
-            events.warning(c.HOSTNAME_CONFLICT, f"{doing}: left in place, not ours ({conflict.message})")
-            return
+        events.warning(c.HOSTNAME_CONFLICT, f"{doing}: left in place, not ours ({conflict.message})")
     except CloudflareError as exc:
         raise problem_from_cloudflare(exc, doing) from exc
-    await step(doing, core.delete_dns_record(zone_id, name, type_))
 
 
-def record_types(st: s.RouteState) -> list[str]:
-    """The DNS record types the state says the route published (a pending state: what it was about to)."""
-    types: list[str] = []
-    if st.get("cname_record_id") or st.get("hostname_route_id"):
-        types.append("CNAME")
-    if st.get("dns_record_id") or st.get("dns_record_ip"):
-        try:
-            types.append(d.address_type(st.get("dns_record_ip")))
-        except ValueError:
-            types.append("A")
-    return types
+def announce(hostname: str, done: claiming.Teardown, events: EventSink) -> None:
+    """Events for one teardown: what was removed (Normal), what was left and why (Warning)."""
+    if done.removed:
+        events.normal("Unpublished", f"{hostname}: {'; '.join(done.removed)}")
+    for left in done.left:
+        events.warning(c.HOSTNAME_CONFLICT, f"{hostname}: left in place: {left}")
 
 
-async def unpublish_routing(core: CloudflareCore, account_id: str, st: s.RouteState, events: EventSink) -> bool:
-    """Remove the hostname's DNS record and tunnel rule (Access stays). True when there was something."""
-    hostname, zone_id = st.hostname, st.get("zone_id")
-    types = record_types(st) if zone_id else []
-    source = a.source(st.route_namespace, st.route_name)
-    for type_ in types:
-        await delete_record(core, zone_id, hostname, type_, source, adoptable_ids(st), events)
-    tunnel = st.get("hostname_route_id") or (st.get("tunnel_id") if st.get("cname_record_id") else "")
-    if tunnel:
-        await step(f"removing the tunnel rule of {hostname}", core.remove_ingress_rule(account_id, tunnel, hostname))
-    st.set(cname_record_id=None, dns_record_id=None, dns_record_ip=None, hostname_route_id=None, annotation_hash=None)
-    return bool(types or tunnel)
+async def teardown(ctx: Context, namespace: str, name: str, st: s.RouteState | None, events: EventSink, *,
+                   tenant_name: str = "", held: list[Claim] | None = None) -> list[str]:
+    """Tear down every hostname claim of the route; then, with all of them released, its token Secret and its
+    state. Returns the hostnames released (other routes may take them now). Raises a Problem (claims and state
+    kept: the sweep retries) when Cloudflare fails. `tenant_name`: the route's tenant when it has no state;
+    `held`: the route's hostname claims, when the caller listed them already.
 
-
-async def remove_access(core: CloudflareCore, account_id: str, st: s.RouteState, *, lookup: bool) -> None:
-    """`lookup`: the state may lack the id (a reconcile that stopped half-way): find the app by name."""
-    hostname = st.hostname
-    app_id = st.get("access_app_id")
-    if not app_id and lookup:
-        app = await step("finding the Access application", core.find_access_app(account_id, hostname,
-                                                                                 a.app_name(hostname, core.owner_id)))
-        app_id = app.id if app is not None else ""
-    if app_id:  # its allow policy (app-scoped) goes with it
-        await step(f"removing the Access application of {hostname}", core.delete_access_app(account_id, app_id))
-    st.set(access_app_id=None, access_policy_ids=None)
-
-
-async def remove_token(ctx: Context, core: CloudflareCore, account_id: str, st: s.RouteState, *,
-                       lookup: bool) -> None:
-    token_id = st.get("service_token_id")
-    if not token_id and lookup:
-        token = await step("finding the service token", core.find_service_token(
-            account_id, a.token_name(st.hostname, core.owner_id)))
-        token_id = token.id if token is not None else ""
-    if token_id:
-        await step(f"removing the service token of {st.hostname}", core.delete_service_token(account_id, token_id))
-    secret = st.get("service_token_secret_name")
-    if secret:
-        await kube.delete_namespaced(ctx.api, "Secret", st.route_namespace, secret)
-    st.set(service_token_id=None, service_token_secret_name=None)
-
-
-async def teardown(ctx: Context, st: s.RouteState, events: EventSink) -> None:
-    """Remove everything `st` records, then the token Secret and the state itself. Raises a Problem (state
-    kept, the sweep retries) when Cloudflare cannot be reached; a tenant that no longer exists leaves its
-    Cloudflare objects in place (nothing can reach them) and only the Kubernetes side is removed."""
-    hostname = st.hostname
-    holder = await lookups.published_by_other(ctx, st.route_namespace, st.route_name, hostname) if hostname else None
-    if holder is not None:
-        events.normal("HostnameHandedOver", f"{hostname} is published by HTTPRoute {holder} now: left in Cloudflare")
-    elif hostname:
-        try:
-            tenant = await lookups.find_tenant(ctx, st.tenant, st.route_namespace)
-        except Problem as problem:
-            if problem.reason != c.TENANT_NOT_FOUND:
-                raise
-            logger.warning("Tenant %r is gone: Cloudflare objects of %s are left in place", st.tenant, hostname)
-            events.warning(c.TENANT_NOT_FOUND, f"{problem.message}: the Cloudflare objects of {hostname} are left "
-                           "in place")
+    A tenant that no longer exists leaves the Cloudflare objects, their claims and the state in place (nothing
+    can reach the objects without its token); claims that record nothing are released all the same. Under a
+    write policy that never deletes, the objects and their claims stay, and the Secret and state go."""
+    source = a.source(namespace, name)
+    claims = held if held is not None else await ctx.claims.list(kind="hostname", source=source)
+    released: list[str] = []
+    for claim in claims:
+        if not claim.entries:  # a publish that stopped before its first write: nothing to remove
+            await ctx.claims.release(claim)
+            released.append(claim.key)
+    claims = [claim for claim in claims if claim.entries]
+    # Published by an earlier version or the seed: the state names objects at a hostname the route holds no
+    # claim with entries on.
+    legacy = st is not None and ledger.hints(st, st.hostname) and all(claim.key != st.hostname for claim in claims)
+    if not claims and not legacy:
+        await _forget(ctx, st)
+        return released
+    tenant = await find_tenant(ctx, st.tenant if st is not None and st.tenant else tenant_name, namespace, name,
+                               events)
+    if tenant is None:
+        return released
+    core = await lookups.core_for(ctx, tenant)
+    store = ledger.store_for(ctx, core)
+    if legacy and st is not None:
+        found = await legacy_claim(core, store, st, source, tenant.account_id)
+        claims += [found] if found is not None else []
+    zone_id = (st.get("zone_id") if st is not None else "") or None
+    kept = 0
+    for claim in claims:
+        done = await claiming.tear_down_hostname(core, store, claim, account_id=tenant.account_id, zone_id=zone_id)
+        announce(claim.key, done, events)
+        if done.released:
+            released.append(claim.key)
         else:
-            core = await lookups.core_for(ctx, tenant)
-            lookup = not st.published
-            await unpublish_routing(core, tenant.account_id, st, events)
-            await remove_access(core, tenant.account_id, st, lookup=lookup)
-            await remove_token(ctx, core, tenant.account_id, st, lookup=lookup)
-            events.normal("Unpublished", f"{hostname}: DNS record, tunnel rule, Access application and service token "
-                          "removed")
+            kept += 1
+    if not core.dry_run and (not kept or not claiming.enforced(core)):  # a policy that keeps the objects keeps
+        await _forget(ctx, st)  # their proof in the claims; the Kubernetes side completes all the same
+    return sorted(set(released))
+
+
+async def find_tenant(ctx: Context, tenant_name: str, namespace: str, name: str, events: EventSink) -> d.Tenant | None:
+    """The tenant whose token reaches the route's objects; None (with a Warning) when it is gone or unusable."""
+    if not tenant_name:
+        logger.warning("HTTPRoute %s/%s: no tenant known: its claims are left to the orphan sweep", namespace, name)
+        return None
+    try:
+        return await lookups.find_tenant(ctx, tenant_name, namespace)
+    except Problem as problem:
+        if problem.reason not in (c.TENANT_NOT_FOUND, c.TENANT_INVALID):
+            raise
+        logger.warning("HTTPRoute %s/%s: %s: its Cloudflare objects are left in place", namespace, name,
+                       problem.message)
+        events.warning(problem.reason, f"{problem.message}: the Cloudflare objects of HTTPRoute {namespace}/{name} "
+                       "are left in place")
+        return None
+
+
+async def legacy_claim(core: CloudflareCore, store: ClaimStore, st: s.RouteState, source: str,
+                       account_id: str) -> Claim | None:
+    """The claim on the state's hostname (which the route does not hold yet), bootstrapped from the state; None
+    when another source holds it (what is there is theirs)."""
+    try:
+        claim = await store.acquire("hostname", st.hostname, source)
+    except HeldElsewhere as held:
+        logger.info("%s: %s holds it: nothing of %s there is torn down", st.hostname, held.holder, source)
+        return None
+    except ClaimLost as lost:
+        raise Problem(c.CLOUDFLARE_UNAVAILABLE, f"claiming {st.hostname}: {lost}", claiming.LOST_RETRY) from None
+    if claim.entries:
+        return claim
+    try:
+        return await ledger.bootstrap(core, store, claim, st, account_id=account_id)
+    except ClaimLost:
+        return None
+
+
+async def _forget(ctx: Context, st: s.RouteState | None) -> None:
+    """The Kubernetes side of a route torn down: its token Secret and its state ConfigMap."""
+    if st is None:
+        return
     secret = st.get("service_token_secret_name")
     if secret:
         await kube.delete_namespaced(ctx.api, "Secret", st.route_namespace, secret)

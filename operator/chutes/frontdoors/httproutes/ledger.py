@@ -1,0 +1,155 @@
+"""A route's claims in the ledger (:mod:`chutes.claims`): holding its hostname, and bootstrapping a claim for
+what an earlier version (or the seed) published.
+
+**One hostname, one holder.** The hostname claim is the authority, across every front door: the source whose
+claim exists holds the hostname until its own teardown is complete. When the claim is free and several enabled
+routes ask for the hostname at once, the door keeps its preference (:func:`lookups.hostname_winner`: the route
+whose state says it published the hostname, else the oldest), so who wins does not depend on event order.
+
+**Bootstrap.** A claim with no entries, for a route whose state ConfigMap (written only by this operator or the
+seed, in the operator namespace where tenants cannot write) names objects at that hostname, records an object
+only when (a) it exists and (b) its name and natural key are exactly what the route would create: the Access
+application ``cfzt-{hostname}`` (owner-qualified) for that domain, the service token of that name, a rule
+without a path at the hostname in the tunnel the state names. DNS records the state lists are adopted as
+before (:meth:`CloudflareCore.adopt_dns_record`: never a record of another owner or another source).
+
+**Dry-run** writes nothing to Cloudflare and nothing to the ledger: :class:`DryRunClaims` reads the ledger and
+keeps what would be recorded in the claims it returns.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from chutes import conditions as c
+from chutes.claims import Claim, ClaimKind, ClaimStore, HeldElsewhere, normalize_key, utc_now
+from chutes.cloudflare_core import CloudflareCore
+from chutes.frontdoors import claiming
+from chutes.frontdoors.httproutes import annotations as a
+from chutes.frontdoors.httproutes import desired as d
+from chutes.frontdoors.httproutes import lookups
+from chutes.frontdoors.httproutes import state as s
+from chutes.frontdoors.httproutes.lookups import Context
+from chutes.frontdoors.httproutes.problems import CONFLICT_RETRY, Problem, step
+
+logger = logging.getLogger(__name__)
+
+
+class DryRunClaims(ClaimStore):
+    """The ledger under dry-run: read as it is, never written. What would be recorded lives only in the
+    claims returned (a claim that would be created comes back ``fresh``, with no ConfigMap behind it)."""
+
+    def __init__(self, real: ClaimStore) -> None:
+        super().__init__(real.api, real.namespace, real.owner_id)
+
+    async def acquire(self, kind: ClaimKind, key: str, source: str) -> Claim:
+        found = await self.get(kind, key)
+        if found is None:
+            return Claim(kind=kind, key=normalize_key(kind, key), source=source, entries={}, claimed_at=utc_now(),
+                         fresh=True)
+        if found.source != source:
+            raise HeldElsewhere(found)
+        return found
+
+    async def intend(self, claim: Claim, obj: str, **fields: Any) -> Claim:
+        return self._with(claim, obj, {"since": utc_now(), **fields})
+
+    async def complete(self, claim: Claim, obj: str, id: str, **fields: Any) -> Claim:
+        return self._with(claim, obj, {**(claim.entry(obj) or {}), **fields, "id": id})
+
+    async def forget(self, claim: Claim, obj: str) -> Claim:
+        return self._with(claim, obj, None)
+
+    async def release(self, claim: Claim) -> None:
+        return None
+
+    @staticmethod
+    def _with(claim: Claim, obj: str, entry: Mapping[str, Any] | None) -> Claim:
+        entries = {key: value for key, value in claim.entries.items() if key != obj}
+        if entry is not None:
+            entries[obj] = dict(entry)
+        return replace(claim, entries=entries)
+
+
+def store_for(ctx: Context, core: CloudflareCore) -> ClaimStore:
+    """The ledger as this core may use it: read-only under dry-run."""
+    return DryRunClaims(ctx.claims) if core.dry_run else ctx.claims
+
+
+async def hold(ctx: Context, claims: ClaimStore, route: Mapping[str, Any], hostname: str,
+               previous: s.RouteState | None) -> Claim:
+    """The route's claim on `hostname` (acquired now, or held already). Another holder, or (the claim being
+    free) another enabled route the door prefers, is a ``HostnameConflict``."""
+    me = d.route_ref(route)
+    source = a.source(me.namespace, me.name)
+    others = [ref for ref in ctx.claimants(hostname) if ref.key != me.key and ctx.rules.allows(ref.namespace, hostname)]
+    if others and await claims.get("hostname", hostname) is None:
+        winner = await lookups.hostname_winner(ctx, me, hostname, previous)
+        if winner.key != me.key:
+            raise Problem(c.HOSTNAME_CONFLICT, claiming.holder_message("hostname", hostname, f"HTTPRoute/{winner.ref}"),
+                          CONFLICT_RETRY)
+    return await claiming.hold(claims, "hostname", hostname, source)
+
+
+def hints(st: s.RouteState | None, hostname: str) -> bool:
+    """Whether the state names objects at `hostname` that a claim with no entries may be bootstrapped from."""
+    if st is None or st.hostname != hostname:
+        return False
+    return any(st.get(key) for key in ("access_app_id", "service_token_id", "hostname_route_id", "cname_record_id",
+                                       "dns_record_id"))
+
+
+def adoptable_ids(st: s.RouteState | None, hostname: str) -> tuple[str, ...]:
+    """DNS record ids the route's state says were created for it at `hostname` (by us or by the seed)."""
+    if st is None or st.hostname != hostname:
+        return ()
+    return tuple(i for i in (st.get("cname_record_id"), st.get("dns_record_id")) if i)
+
+
+async def bootstrap(core: CloudflareCore, claims: ClaimStore, claim: Claim, st: s.RouteState, *,
+                    account_id: str) -> Claim:
+    """Record in `claim` (no entries yet) what the state names at its hostname, each only when it exists and is
+    exactly what the route would create (see the module docstring). Entries get an intent time too, so an
+    object deleted behind our back is created again."""
+    hostname, source, owner = claim.key, claim.source, core.owner_id
+    recorded: list[str] = []
+    app_id = st.get("access_app_id")
+    if app_id:
+        app = await step(f"reading Access application {app_id}", core.get_access_app(account_id, app_id))
+        name = a.app_name(hostname, owner)
+        if app is not None and app.domain == hostname and app.name == name:
+            claim = await claims.intend(claim, claiming.ACCESS_APP, id=app.id, account=account_id, name=name)
+            recorded.append(f"Access application {name}")
+            policy_id = st.get("access_policy_ids")
+            if policy_id and "," not in policy_id:
+                claim = await claims.intend(claim, claiming.ACCESS_POLICY, id=policy_id, app=app.id)
+    token_id = st.get("service_token_id")
+    if token_id:
+        token = await step(f"reading service token {token_id}", core.get_service_token(account_id, token_id))
+        name = a.token_name(hostname, owner)
+        if token is not None and token.name == name:
+            claim = await claims.intend(claim, claiming.SERVICE_TOKEN, id=token.id, account=account_id, name=name)
+            recorded.append(f"service token {name}")
+    tunnel = st.get("hostname_route_id")
+    if tunnel:
+        config = await step(f"reading the configuration of tunnel {tunnel}", core.get_tunnel_config(account_id,
+                                                                                                     tunnel))
+        rules = (config or {}).get("ingress") or []
+        if any(isinstance(rule, Mapping) and str(rule.get("hostname") or "").lower() == hostname
+               and not rule.get("path") for rule in rules):
+            claim = await claims.intend(claim, claiming.TUNNEL_RULE, tunnel=tunnel, account=account_id)
+            recorded.append(f"tunnel rule in {tunnel}")
+    zone = st.get("zone_id")
+    for record_id in adoptable_ids(st, hostname) if zone else ():
+        record = await step(f"adopting DNS record {record_id}", core.adopt_dns_record(zone, record_id, hostname,
+                                                                                       source))
+        if record is not None:
+            claim = await claims.intend(claim, claiming.DNS, zone=zone, type=record.type)
+            recorded.append(f"{record.type} record")
+    if recorded:
+        logger.info("Claim on %s of %s bootstrapped from state %s: %s", hostname, source, st.name,
+                    ", ".join(recorded))
+    return claim

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from chutes.authorization import HostnameRules
 from chutes.cloudflare_core import DnsRecord, marker
 from chutes.frontdoors.sessions import desired as d
 from chutes.frontdoors.sessions.config import SessionConfig, load_config
@@ -142,26 +143,57 @@ def record(comment: str | None, name: str = "abc-oc.no-panic.org") -> DnsRecord:
 
 def test_records_are_claimed_only_for_sessions_of_this_namespace() -> None:
     cfg = config()
-    assert d.owns_record(cfg, record(marker("default", "Session/opencode-router/abc")))
-    assert not d.owns_record(cfg, record(marker("default", "Session/other-ns/abc")))
-    assert not d.owns_record(cfg, record(marker("default", "ChuteGateway/opencode-router/abc")))
-    assert not d.owns_record(cfg, record("opencode session — managed by opencode-cloudflare-operator"))
+    assert d.owns_record(cfg, record(marker("default", "Session/opencode-router/abc")), "default")
+    assert not d.owns_record(cfg, record(marker("blue", "Session/opencode-router/abc")), "default")
+    assert not d.owns_record(cfg, record(marker("default", "Session/other-ns/abc")), "default")
+    assert not d.owns_record(cfg, record(marker("default", "ChuteGateway/opencode-router/abc")), "default")
+    assert not d.owns_record(cfg, record(marker("default", "Session/opencode-router/xyz")), "default")  # not its name
+    assert not d.owns_record(cfg, record(marker("default", "Session/opencode-router/abc"), "www.no-panic.org"),
+                             "default")
+    assert not d.owns_record(cfg, record("opencode session — managed by opencode-cloudflare-operator"), "default")
+
+
+PROVEN = frozenset({"abc-oc.no-panic.org"})
 
 
 @pytest.mark.parametrize(
-    ("rule", "foreign", "expected"),
+    ("rule", "proven", "expected"),
     [
-        ({"hostname": "abc-oc.no-panic.org", "service": ROUTER}, (), True),
-        ({"hostname": "abc-oc.no-panic.org", "service": ROUTER}, ("abc-oc.no-panic.org",), False),
-        ({"hostname": "abc-oc.no-panic.org", "service": "http://other:80"}, (), False),
-        ({"hostname": "abc-oc.no-panic.org", "path": "^/x", "service": ROUTER}, (), False),
-        ({"hostname": "www.no-panic.org", "service": ROUTER}, (), False),
-        ({"hostname": "a.b-oc.no-panic.org", "service": ROUTER}, (), False),
-        ({"service": "http_status:404"}, (), False),
+        ({"hostname": "abc-oc.no-panic.org", "service": ROUTER}, PROVEN, True),
+        ({"hostname": "abc-oc.no-panic.org", "service": "http://other:80"}, PROVEN, True),  # ours: to be updated
+        ({"hostname": "abc-oc.no-panic.org", "service": ROUTER}, frozenset(), False),  # no record proves it ours
+        ({"hostname": "abc-oc.no-panic.org", "path": "^/x", "service": ROUTER}, PROVEN, False),
+        ({"hostname": "www.no-panic.org", "service": ROUTER}, PROVEN, False),
+        ({"service": "http_status:404"}, PROVEN, False),
     ],
 )
-def test_tunnel_rules_are_claimed_by_shape(rule: dict[str, str], foreign: tuple[str, ...], expected: bool) -> None:
-    assert d.owns_rule(config(), rule, foreign) is expected
+def test_tunnel_rules_are_ours_only_by_their_hostnames_proven_record(
+    rule: dict[str, str], proven: frozenset[str], expected: bool
+) -> None:
+    assert d.owns_rule(rule, proven) is expected
+
+
+def test_proven_hostnames_are_those_of_records_marked_for_their_own_session() -> None:
+    cfg = config()
+    records = [
+        record(marker("default", "Session/opencode-router/abc")),
+        record(marker("default", "HTTPRoute/opencode-router/ui"), "ui-oc.no-panic.org"),
+        record(marker("default", "Session/opencode-router/abc"), "xyz-oc.no-panic.org"),  # another hash's name
+        record(None, "def-oc.no-panic.org"),
+    ]
+    assert d.proven_hostnames(cfg, records, "default") == {"abc-oc.no-panic.org"}
+
+
+def test_adoption_is_asked_by_the_pod_and_permitted_by_the_operator() -> None:
+    cfg = config()
+    asking = pod("p", "abc")
+    asking["metadata"]["annotations"] = {"chutes.troubleshat.com/adopt": "true"}
+    sessions, _ = d.sessions_from_pods(cfg, [asking])
+    assert sessions["abc"].asked_adoption and sessions["abc"].adopt
+    rules = HostnameRules.allow_all()
+    assert not d.permit_adoption(cfg, sessions, rules, allow_all=False)["abc"].adopt
+    assert d.permit_adoption(cfg, sessions, rules, allow_all=True)["abc"].adopt
+    assert d.permit_adoption(cfg, sessions, rules, allow_all=False)["abc"].asked_adoption
 
 
 def route(name: str, spec: Any = None, managed: bool = True) -> dict[str, Any]:

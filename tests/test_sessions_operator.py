@@ -14,6 +14,7 @@ from typing import Any
 
 import kubernetes
 import pytest
+from prometheus_client import REGISTRY
 
 import sessions_harness as h
 from chutes.frontdoors.sessions import handlers
@@ -59,6 +60,11 @@ def exactly(state: h.Published, hashes: set[str]) -> bool:
     )
     return (state.records == names and state.rules == names and state.routes == routes
             and state.duplicates == 0 and foreign_kept)
+
+
+def races(tunnel: str) -> float:
+    """`chutes_tunnel_config_races_total` of the tunnel: our PUTs that found another writer had written."""
+    return REGISTRY.get_sample_value("chutes_tunnel_config_races_total", {"tunnel": tunnel}) or 0.0
 
 
 def wait_until_no_writes(cloudflare: Any, quiet: float, timeout: float = 20.0) -> None:
@@ -201,7 +207,11 @@ def test_two_operators_with_200_pods_created_and_deleted_in_random_order_converg
         assert exactly(h.published(cloudflare, api, tunnel), wanted)
         assert one.alive and two.alive
     problems = [r.getMessage() for r in caplog.records if r.name.startswith("chutes") and r.levelno >= logging.WARNING]
-    assert problems == []
+    assert problems == []  # among them: no "another writer changed its configuration" race
+    assert races(tunnel) == 0  # the replicas took turns on the tunnel (its Lease), never raced
+    leases = kubernetes.client.CoordinationV1Api(api).list_namespaced_lease("default").items
+    assert {(lease.metadata.annotations or {}).get("chutes.troubleshat.com/tunnel") for lease in leases} == {
+        f"{cloudflare.account_id}/{tunnel}", f"{cloudflare.account_id}/{tunnel}/sessions/{h.NAMESPACE}"}
 
 
 def test_a_rule_lost_to_another_writers_stale_put_is_restored_by_the_verification_pass(

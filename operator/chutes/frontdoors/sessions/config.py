@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from chutes.cloudflare_core import marker_fits
 from chutes.frontdoors.sessions.selector import LabelSelector, SelectorError, valid_label_key
 from chutes.settings import SettingsError
 
@@ -130,3 +131,15 @@ def load_config(environ: Mapping[str, str]) -> SessionConfig:
         health_port=port,
         session_hash_label=hash_label,
     )
+
+
+def require_marker_fits(config: SessionConfig, owner_id: str) -> None:
+    """Refuse to start (:class:`SessionConfigError`) when the ownership marker ``Session/<WATCH_NAMESPACE>/``
+    cannot fit in a DNS comment with `owner_id`: this door could publish records it could never prove its
+    own again (and so never remove)."""
+    if not marker_fits(owner_id, "Session", config.watch_namespace):
+        raise SessionConfigError(
+            f"invalid session configuration: WATCH_NAMESPACE: the ownership marker of owner id {owner_id!r} for "
+            f"sessions in namespace {config.watch_namespace!r} cannot fit in the 100-character DNS comment: "
+            "use a shorter owner id (or a shorter WATCH_NAMESPACE)"
+        )

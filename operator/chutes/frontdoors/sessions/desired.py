@@ -7,7 +7,8 @@ replicas compute the same objects, markers and names (the seed's naming, v1):
 - hostname ``<hash><ROUTE_SUFFIX>.<DOMAIN>``; its first label is ``<hash><ROUTE_SUFFIX>``;
 - proxied CNAME → ``<CF_TUNNEL_ID>.cfargotunnel.com`` whose ownership marker names
   ``Session/<WATCH_NAMESPACE>/<hash>``;
-- tunnel rule hostname → ``ROUTER_SERVICE_URL``;
+- tunnel rule hostname → ``ROUTER_SERVICE_URL``, ours only while its hostname holds such a record (the
+  record is the proof, created before the rule and deleted after it);
 - IngressRoutes ``opencode-session-<first label>-signin`` and ``-app`` in ``INGRESSROUTE_NAMESPACE``.
 """
 
@@ -16,12 +17,12 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Container, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from chutes import conditions
 from chutes.authorization import HostnameRules
-from chutes.cloudflare_core import DesiredRecord, DnsRecord, IngressRule, parse
+from chutes.cloudflare_core import DesiredRecord, DnsRecord, IngressRule, marks
 from chutes.frontdoors import adoption
 from chutes.frontdoors.sessions.config import SessionConfig
 
@@ -65,7 +66,8 @@ class Session:
     first_label: str
     hostname: str
     pods: tuple[PodRef, ...] = ()
-    adopt: bool = False  # one of its Pods asks to take over a record without our marker (see frontdoors.adoption)
+    adopt: bool = False  # take over a record without our marker (asked, and permitted: see permit_adoption)
+    asked_adoption: bool = False  # one of its Pods asks for it (see frontdoors.adoption)
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,8 @@ def sessions_from_pods(
             adopting.add(value)
     oldest_first = sorted(wanted.items(), key=lambda item: (min(ref.created for ref in item[1]), item[0]))
     sessions = {
-        key: Session(key, first_label(config, key), hostname(config, key), tuple(refs), adopt=key in adopting)
+        key: Session(key, first_label(config, key), hostname(config, key), tuple(refs), adopt=key in adopting,
+                     asked_adoption=key in adopting)
         for key, refs in oldest_first
     }
     return sessions, refused
@@ -159,6 +162,19 @@ def authorized_sessions(
         message = f"{rules.explain(namespace, session.hostname)}: nothing is published"
         refused += [Refusal(pod, HOSTNAME_NOT_AUTHORIZED, message, session.hash) for pod in session.pods]
     return allowed, refused
+
+
+def permit_adoption(
+    config: SessionConfig, sessions: Mapping[str, Session], rules: HostnameRules, allow_all: bool
+) -> dict[str, Session]:
+    """The sessions, each asking for adoption only where the operator permits it (``allow_all``, or a hostname
+    rule with ``adopt: true``): a Pod's annotation alone never takes over a record someone else made."""
+    namespace = config.watch_namespace
+    return {
+        key: replace(session, adopt=adoption.permitted(session.asked_adoption, namespace, session.hostname, rules,
+                                                       allow_all))
+        for key, session in sessions.items()
+    }
 
 
 # --- Cloudflare -------------------------------------------------------------------------------
@@ -183,26 +199,35 @@ def session_hostname_pattern(config: SessionConfig) -> re.Pattern[str]:
 
 @functools.cache
 def _hostname_pattern(suffix: str, domain: str) -> re.Pattern[str]:
-    return re.compile(rf"^[a-z0-9]+{re.escape(suffix)}\.{re.escape(domain)}$")
+    return re.compile(rf"^([a-z0-9]+){re.escape(suffix)}\.{re.escape(domain)}$")
 
 
-def owns_record(config: SessionConfig, record: DnsRecord) -> bool:
-    """Whether one of OUR records (owner already checked) was published by this front door for
-    this watch namespace."""
-    ownership = parse(record.comment)
-    return ownership is not None and ownership.source.startswith(f"{SOURCE_KIND}/{config.watch_namespace}/")
+def hash_of(config: SessionConfig, name: str) -> str | None:
+    """The session hash a hostname was made from (``<hash><ROUTE_SUFFIX>.<DOMAIN>``), else None."""
+    found = session_hostname_pattern(config).match(name)
+    return found.group(1) if found else None
 
 
-def owns_rule(config: SessionConfig, rule: Mapping[str, Any], foreign_names: Container[str] = frozenset()) -> bool:
-    """Whether a tunnel rule looks like one this front door publishes: a session hostname (no path)
-    routed to ``ROUTER_SERVICE_URL``, whose name is not held by a DNS record someone else owns."""
+def owns_record(config: SessionConfig, record: DnsRecord, owner_id: str) -> bool:
+    """Whether `record` is this front door's for this watch namespace: its name is a session hostname
+    and its marker names `owner_id` and the session of that hostname (``Session/<ns>/<hash>``). Proven by
+    the whole marker, never by its prefix (a long marker's source is hashed)."""
+    value = hash_of(config, record.name)
+    return value is not None and marks(record.comment, owner_id, source(config, value))
+
+
+def proven_hostnames(config: SessionConfig, records: Iterable[DnsRecord], owner_id: str) -> frozenset[str]:
+    """The names among `records` whose record is proven this front door's (:func:`owns_record`)."""
+    return frozenset(record.name for record in records if owns_record(config, record, owner_id))
+
+
+def owns_rule(rule: Mapping[str, Any], proven: Container[str]) -> bool:
+    """Whether a tunnel rule is this front door's: it has no path and its hostname holds a DNS record proven
+    a session's of this watch namespace (`proven`, see :func:`proven_hostnames`). Never by shape: a rule
+    at a session-shaped hostname whose record is someone else's, or that has no record (e.g. reached
+    through a wildcard record), is not ours, whatever its service."""
     host = str(rule.get("hostname") or "")
-    return (
-        bool(session_hostname_pattern(config).match(host))
-        and not rule.get("path")
-        and rule.get("service") == config.router_service_url
-        and host not in foreign_names
-    )
+    return bool(host) and not rule.get("path") and host in proven
 
 
 # --- Traefik IngressRoutes ----------------------------------------------------------------------

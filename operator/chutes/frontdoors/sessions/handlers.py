@@ -15,7 +15,7 @@ from typing import Any
 import kopf
 
 from chutes import kube
-from chutes.frontdoors.sessions.config import SessionConfig, load_config
+from chutes.frontdoors.sessions.config import SessionConfig, load_config, require_marker_fits
 from chutes.frontdoors.sessions.health import HealthServer
 from chutes.frontdoors.sessions.reconcile import EventSink, SessionPublisher
 from chutes.frontdoors.sessions.runner import SessionLoop
@@ -43,17 +43,22 @@ def operator_pod(environ: Mapping[str, str], default_namespace: str) -> dict[str
 
 def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mapping[str, str]) -> None:
     """Add the session handlers. Raises :class:`SessionConfigError` (naming the variable) when the
-    seed's variables are missing or malformed, before anything starts."""
+    seed's variables are missing or malformed, or when the ownership marker of this watch namespace cannot
+    fit with the owner id, before anything starts."""
     config: SessionConfig = load_config(environ)
+    require_marker_fits(config, settings.owner_id)
     base_timing = DEFAULT_TIMING
 
     @kopf.on.startup(registry=registry, id="sessions")
     async def sessions_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         if config.pod_selector.text:  # server-side filtering of the Pod watch
             settings.watching.label_selectors["", "v1", "pods"] = config.pod_selector.text
+        # After the operator's own startup: the pool's cores hold the tunnel Lease around each configuration
+        # flush, so replicas (and the other doors of this installation) never race on the shared tunnel.
         core = memo.cores.core_for(config.api_token)
         events = EventSink(functools.partial(kube.post_event, memo.kube))
         publisher = SessionPublisher(config, memo.kube, core, events, memo.get("hostname_rules"),
+                                     claims=memo.claims, allow_adoption=memo.config.allow_adoption,
                                      max_removals=memo.config.sweep_max_deletions,
                                      operator_pod=operator_pod(environ, config.watch_namespace))
         run_timing = dataclasses.replace(base_timing, resync=memo.config.resync_interval)

@@ -1,15 +1,30 @@
 """One level-based pass: live session Pods (listed afresh) against what is published in Cloudflare and
 Kubernetes, and the writes that make them agree.
 
-Order: DNS first (one listing of the zone + batches, through the core's DNS writer): a name held by a
-record we do not own blocks that session only, and a blocked session gets nothing else. Then, at once,
-the tunnel rules (one GET + one PUT through the core's tunnel-config writer: our rules are replaced as a
-set, foreign rules and the catch-all stay) and the IngressRoutes.
+Order, so that a crash never leaves a rule without the record that proves it ours:
 
-What is "ours": DNS records whose marker carries our owner id and source ``Session/<ns>/``; tunnel rules
-on a session hostname (``[a-z0-9]+<suffix>.<domain>``, no path) routed to ``ROUTER_SERVICE_URL`` whose
-name is not held by someone else's DNS record; IngressRoutes labelled
-``app.kubernetes.io/managed-by=opencode-cloudflare-operator`` named ``opencode-session-<label>-signin|app``.
+1. the installation's hostname claims (one listing): a session whose hostname another source (another
+   door's ChuteGateway or HTTPRoute) claims gets ``HostnameConflict`` and nothing is written for it, unless
+   it already holds a record proven its own there (its record, made first, is its claim; the other
+   source's DNS check fails on it). This door writes no claims: its DNS record is its claim;
+2. DNS adds and updates (one listing of the zone + batches, through the core's DNS writer): a name held by
+   a record that is not the session's blocks that session only, and a blocked session gets nothing else.
+   Stale records are only listed here (``defer_deletes``);
+3. at once, the tunnel rules (one GET + one PUT through the core's tunnel-config writer, under the
+   installation's tunnel Lease: the live sessions' rules are set, the stale records' rules removed; foreign
+   rules and the catch-all stay) and the IngressRoutes;
+4. the stale DNS records, deleted by id once their rules are gone.
+
+Replicas take turns: each pass holds a Lease of its own (see ``SessionPublisher._exclusive``), so no
+replica sets a rule from a record another replica is deleting; within the pass, each tunnel flush also
+holds the tunnel's Lease (shared with the other doors of the installation).
+
+What is "ours" (proven, never inferred from a shape): a DNS record whose name is a session hostname
+``<hash><suffix>.<domain>`` and whose marker names our owner id and ``Session/<ns>/<hash>`` of that very
+hostname; a tunnel rule without a path whose hostname holds such a record (live or stale in this pass):
+a session-shaped rule whose record is someone else's, or that has no record at all, is never touched;
+IngressRoutes labelled ``app.kubernetes.io/managed-by=opencode-cloudflare-operator`` named
+``opencode-session-<label>-signin|app``.
 
 Removals the watch explains (the session's last Pod was seen going) are never held back. Any other removal
 (Pods deleted while no replica was watching, a selector or hostname rules that no longer match) is an orphan
@@ -26,17 +41,29 @@ from being published again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from kubernetes_asyncio import client
 
 from chutes import kube
 from chutes.authorization import HostnameRules
-from chutes.cloudflare_core import CloudflareCore, CloudflareError, Conflict
+from chutes.claims import ClaimStore
+from chutes.cloudflare_core import (
+    CloudflareCore,
+    CloudflareError,
+    Conflict,
+    CredentialsInvalid,
+    DnsRecord,
+    TransientError,
+)
+from chutes.frontdoors import adoption
 from chutes.frontdoors.sessions import desired as d
 from chutes.frontdoors.sessions.config import SessionConfig
 
@@ -47,6 +74,7 @@ CLOUDFLARE_REJECTED = "CloudflareRejected"
 KUBE_CONCURRENCY = 16
 SWEEP_CAP_REACHED = "SweepCapReached"
 
+T = TypeVar("T")
 PostEvent = Callable[[dict[str, Any], str, str, str], Awaitable[None]]  # (involved object, type, reason, message)
 
 
@@ -102,13 +130,15 @@ class PassResult:
 
 class SessionPublisher:
     def __init__(self, config: SessionConfig, api: client.ApiClient, core: CloudflareCore, events: EventSink,
-                 rules: HostnameRules | None = None, *, max_removals: int | None = None,
-                 operator_pod: Mapping[str, Any] | None = None) -> None:
+                 rules: HostnameRules | None = None, *, claims: ClaimStore, allow_adoption: bool = False,
+                 max_removals: int | None = None, operator_pod: Mapping[str, Any] | None = None) -> None:
         self.config = config
         self.api = api
         self.core = core
         self.events = events
         self.rules = rules or HostnameRules.allow_all()
+        self.claims = claims  # the installation's ledger: hostnames other doors hold
+        self.allow_adoption = allow_adoption  # the installation permits every adoption request
         self.max_removals = max_removals  # unexplained removals per pass; None: no cap
         self.operator_pod = operator_pod  # the Event's involved object when the cap is hit
         self._account_id: str | None = None
@@ -123,12 +153,30 @@ class SessionPublisher:
 
     async def run_pass(self, alive: Callable[[], set[str]] = set, gone: Callable[[], set[str]] = set,
                        explained: Callable[[], set[str]] = set) -> PassResult:
-        config = self.config
         clock = _Stopwatch()
         account_id = await self.account_id()
+        async with self._exclusive(account_id):
+            clock.lap("lease")
+            return await self._run_pass(clock, account_id, alive, gone, explained)
+
+    def _exclusive(self, account_id: str) -> AbstractAsyncContextManager[None]:
+        """One pass at a time among this door's replicas (the installation's tunnel Lease mechanism, under a
+        name of its own: ``<tunnel>/sessions/<namespace>``). A rule is ours only while its record proves it,
+        so a replica must never set a rule from a record listing that another replica's pass makes stale
+        (rule removed, then record deleted) before the rule lands: that rule would be left unprovable, and
+        so never removed again. No lock configured (tests of the pass alone): no exclusion."""
+        lock = self.core.tunnel_lock
+        if lock is None:
+            return contextlib.nullcontext()
+        return lock(account_id, f"{self.config.tunnel_id}/sessions/{self.config.watch_namespace}")
+
+    async def _run_pass(self, clock: _Stopwatch, account_id: str, alive: Callable[[], set[str]],
+                        gone: Callable[[], set[str]], explained: Callable[[], set[str]]) -> PassResult:
+        config = self.config
         pods = await kube.list_pods(self.api, config.watch_namespace, config.pod_selector.text)
         sessions, refused = d.sessions_from_pods(config, pods)
         sessions, unauthorized = d.authorized_sessions(config, sessions, self.rules)
+        sessions = d.permit_adoption(config, sessions, self.rules, self.allow_adoption)
         refused += unauthorized
         clock.lap("pods")
         _drop(sessions, gone())
@@ -137,18 +185,28 @@ class SessionPublisher:
         # Listed, so not protected: what an unauthorized session had published goes like a removed one's.
         protected = _Protected(config, set(sessions) | {r.session_hash for r in unauthorized}, alive)
         cap = _RemovalCap(self.max_removals, {d.hostname(config, value) for value in explained()})
+        result = PassResult(sessions=len(sessions), refused=len(refused))
+        held_elsewhere = await self._held_elsewhere(sessions, await self._claimed_elsewhere(sessions.values()))
+        for value in held_elsewhere:  # listed, so not protected either: nothing of theirs is kept
+            sessions.pop(value)
+        clock.lap("claims")
+        owner_id = self.core.owner_id
         dns = await self.core.sync_dns_records(
             config.zone_id,
             [d.dns_record(config, session) for session in sessions.values()],
-            lambda record: (d.owns_record(config, record) and not protected.hostname(record.name)
+            lambda record: (d.owns_record(config, record, owner_id) and not protected.hostname(record.name)
                             and cap.allows(record.name)),
+            defer_deletes=True,  # the stale records prove their rules ours: deleted once the rules are gone
         )
         clock.lap("dns")
-        result = PassResult(sessions=len(sessions), refused=len(refused), removed=len(dns.deleted), wrote=dns.written,
-                            held=tuple(sorted(cap.held)), seconds=clock.laps)
+        result.wrote, result.held = dns.written, tuple(sorted(cap.held))
         if cap.held and self.operator_pod is not None:
             await self.events.cap_reached(self.operator_pod, cap.message())
         warnings = []
+        for session, holder in held_elsewhere.values():
+            result.blocked[session.hostname] = _claimed_message(session, holder)
+            warnings += [self.events.warn(pod, HOSTNAME_CONFLICT, result.blocked[session.hostname])
+                         for pod in session.pods]
         for session in sessions.values():
             error = dns.failed.get(session.hostname)
             if error is not None:
@@ -158,22 +216,28 @@ class SessionPublisher:
         await asyncio.gather(*warnings)
         _drop(sessions, gone())
         live = [session for session in sessions.values() if session.hostname not in dns.failed]
-        for name, error in dns.failed.items():
-            if name not in result.blocked:
-                logger.warning("Could not delete the DNS record %s: %s", name, error)
+        # A rule is ours only at a hostname whose record is proven a session's: the live sessions' (just
+        # ensured) and the stale ones' (as listed). Every other rule, session-shaped or not, is left alone.
+        proven = d.proven_hostnames(config, [*dns.records.values(), *dns.stale], owner_id)
 
-        def owns_rule(rule: Mapping[str, Any]) -> bool:
-            hostname = str(rule.get("hostname"))
-            owned = d.owns_rule(config, rule, dns.foreign)
-            return owned and not protected.hostname(hostname) and hostname not in cap.held
+        async def sync_rules() -> bool:
+            synced = await self.core.sync_ingress_rules(
+                account_id, config.tunnel_id, [d.tunnel_rule(config, session) for session in live],
+                functools.partial(d.owns_rule, proven=proven),
+            )
+            for host, path in sorted(synced.refused, key=str):
+                logger.warning("Tunnel %s: the rule of %s%s is not ours: left untouched", config.tunnel_id, host,
+                               path or "")
+            return synced.written
 
         rules_written, routes_written = await _all(
-            clock.timed("tunnel", self.core.sync_ingress_rules(
-                account_id, config.tunnel_id, [d.tunnel_rule(config, session) for session in live], owns_rule
-            )),
+            clock.timed("tunnel", sync_rules()),
             clock.timed("routes", self._sync_routes(live, protected)),
         )
-        result.wrote = result.wrote or rules_written or routes_written
+        removed = await clock.timed_value("dns_delete", self._delete_stale(dns.stale))
+        result.removed = len(removed)
+        result.wrote = result.wrote or rules_written or routes_written or bool(removed)
+        result.seconds = clock.laps
         result.published = tuple(session.hostname for session in live)
         await asyncio.gather(*(
             self.events.published(session.pods[0], f"{session.hostname} → {config.router_service_url} "
@@ -181,8 +245,51 @@ class SessionPublisher:
             for session in live if session.hostname not in self._announced and session.pods))
         self._announced = set(result.published)
         self.events.forget_except([*(pod.uid for s in sessions.values() for pod in s.pods),
+                                   *(pod.uid for s, _ in held_elsewhere.values() for pod in s.pods),
                                    *(refusal.pod.uid for refusal in refused)])
         return result
+
+    async def _claimed_elsewhere(self, sessions: Iterable[d.Session]) -> dict[str, str]:
+        """Hostname -> holder of the wanted session hostnames that the installation's ledger says another
+        source holds (another door's ChuteGateway or HTTPRoute). One listing per pass; a failure fails the
+        pass (retried), like any other Kubernetes read."""
+        wanted = {session.hostname: d.source(self.config, session.hash) for session in sessions}
+        if not wanted:
+            return {}
+        return {claim.key: claim.source for claim in await self.claims.list(kind="hostname")
+                if claim.key in wanted and claim.source != wanted[claim.key]}
+
+    async def _held_elsewhere(
+        self, sessions: Mapping[str, d.Session], claimed: Mapping[str, str]
+    ) -> dict[str, tuple[d.Session, str]]:
+        """Session hash -> (session, holder) of the sessions whose hostname another source claims and where the
+        session holds no record proven its own: nothing is written for them. A session that holds one keeps
+        it: its record, made first, is its claim, and the other source's DNS check fails on it."""
+        contested = [session for session in sessions.values() if session.hostname in claimed]
+        if not contested:
+            return {}
+        owner_id = self.core.owner_id
+        found = await asyncio.gather(*(self.core.dns_records_named(self.config.zone_id, session.hostname)
+                                       for session in contested))
+        return {
+            session.hash: (session, claimed[session.hostname])
+            for session, records in zip(contested, found, strict=True)
+            if not d.proven_hostnames(self.config, records, owner_id)
+        }
+
+    async def _delete_stale(self, stale: Sequence[DnsRecord]) -> tuple[str, ...]:
+        """Delete the stale records (their rules are gone by now). A record Cloudflare refuses to delete is
+        logged and retried next pass (the record, still proven ours, keeps being stale); a transient failure
+        fails the pass."""
+        if not stale:
+            return ()
+        try:
+            return await self.core.delete_dns_records(self.config.zone_id, stale)
+        except (TransientError, CredentialsInvalid):
+            raise
+        except CloudflareError as error:
+            logger.warning("Could not delete every stale session DNS record: %s", error)
+            return ()
 
     async def _sync_routes(self, live: list[d.Session], protected: _Protected) -> bool:
         config = self.config
@@ -234,6 +341,9 @@ class _Stopwatch:
         self.laps[name], self._last = now - self._last, now
 
     async def timed(self, name: str, step: Awaitable[bool]) -> bool:
+        return await self.timed_value(name, step)
+
+    async def timed_value(self, name: str, step: Awaitable[T]) -> T:
         started = time.monotonic()
         try:
             return await step
@@ -298,5 +408,11 @@ def _blocked_reason(error: CloudflareError) -> str:
 
 def _blocked_message(session: d.Session, error: CloudflareError) -> str:
     if isinstance(error, Conflict):
-        return f"{session.hostname} is held by a DNS record this operator does not own; nothing is published"
+        holder = f"{error.holder}'s DNS record" if error.holder else "a DNS record this operator does not own"
+        refused = f" ({adoption.NOT_PERMITTED})" if session.asked_adoption and not session.adopt else ""
+        return f"{session.hostname} is held by {holder}{refused}; nothing is published"
     return f"{session.hostname}: Cloudflare refused the DNS record ({error}); nothing is published"
+
+
+def _claimed_message(session: d.Session, holder: str) -> str:
+    return f"{session.hostname} is claimed by {holder} (one hostname, one holder); nothing is published"

@@ -153,7 +153,7 @@ class SessionLoop:
             except Exception as error:  # never let the task die: log, back off, try again
                 delay = self.scheduler.failed(self._clock(), _retry_delay(error))
                 self.last_error = f"{type(error).__name__}: {error}"
-                if isinstance(error, CloudflareError):
+                if isinstance(error, CloudflareError | TimeoutError):  # e.g. another replica's pass held the Lease
                     logger.warning("Session pass failed (%s); retrying in %.1f s", self.last_error, delay)
                 else:
                     logger.exception("Session pass failed; retrying in %.1f s", delay)

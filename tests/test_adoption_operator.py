@@ -1,7 +1,8 @@
 """Adoption, only when asked: the real operator against both emulators. A DNS record and an Access
 application for the hostname that carry no chutes-operator marker (made by hand) are a conflict and stay
 untouched, unless the source object asks for adoption (annotation ``chutes.troubleshat.com/adopt: "true"``
-or ``ChuteGateway.spec.adopt``); then they are taken over: same ids, our content, our marker, our name. A
+or ``ChuteGateway.spec.adopt``) and the operator permits it (``allow_adoption``, or a hostname rule with
+``adopt: true``); then they are taken over: same ids, our content, our marker, our name. A
 record marked by ANOTHER installation is never taken over.
 """
 
@@ -28,6 +29,18 @@ HAND_MADE = "made by hand"
 def world(kube: Any, cloudflare: Any) -> Iterator[World]:
     w = World(kube, cloudflare)
     w.start()
+    try:
+        yield w
+    finally:
+        w.stop()
+        w.client.close()
+
+
+@pytest.fixture()
+def adopting(kube: Any, cloudflare: Any) -> Iterator[World]:
+    """The gateway door of an operator that permits adoption everywhere (``allow_adoption``)."""
+    w = World(kube, cloudflare)
+    w.start(allow_adoption=True)
     try:
         yield w
     finally:
@@ -92,7 +105,8 @@ def test_without_adoption_a_hand_made_record_and_app_are_a_conflict_and_stay_unt
 
 
 @pytest.mark.parametrize("how", ["annotation", "spec"])
-def test_asked_adoption_takes_the_hand_made_record_and_app_over(world: World, how: str) -> None:
+def test_asked_adoption_takes_the_hand_made_record_and_app_over(adopting: World, how: str) -> None:
+    world = adopting
     record_id = hand_made_cname(world.cf, HOSTNAME)
     app_id = hand_made_app(world.cf, HOSTNAME)
     world.ready_config()
@@ -116,7 +130,8 @@ def test_asked_adoption_takes_the_hand_made_record_and_app_over(world: World, ho
     assert world.condition(published)["reason"] == "Reconciled"
 
 
-def test_adding_the_annotation_to_a_refused_gateway_takes_over_at_once(world: World) -> None:
+def test_adding_the_annotation_to_a_refused_gateway_takes_over_at_once(adopting: World) -> None:
+    world = adopting
     record_id = hand_made_cname(world.cf, HOSTNAME, comment=None)  # no comment at all: also unmarked
     world.ready_config()
     world.service()
@@ -131,7 +146,8 @@ def test_adding_the_annotation_to_a_refused_gateway_takes_over_at_once(world: Wo
     assert parse_marker(record["comment"]) is not None
 
 
-def test_a_record_of_another_installation_is_never_adopted(world: World) -> None:
+def test_a_record_of_another_installation_is_never_adopted(adopting: World) -> None:
+    world = adopting
     theirs = marker("other", f"ChuteGateway/{NS}/blog")
     hand_made_cname(world.cf, HOSTNAME, comment=theirs)
     before = record_of(world, HOSTNAME)
@@ -184,11 +200,25 @@ def test_httproute_without_adoption_is_refused_and_leaves_the_hand_made_record(r
     assert world.rule(ROUTE_HOST) is None and world.apps(ROUTE_HOST) == []
 
 
+def test_httproute_asking_without_the_operators_permission_is_refused(route_world: routes.World) -> None:
+    world = route_world
+    hand_made_cname(world.cf, ROUTE_HOST)
+    app_id = hand_made_app(world.cf, ROUTE_HOST)
+    before = record_of(world, ROUTE_HOST)
+    routes.home(world)  # allowAdoption off, no hostname rules
+    annotated_route(world, adopt=True)
+
+    refused = world.wait_reason("app", "HostnameConflict")
+    assert ROUTE_HOST in refused["message"] and "adoption is not permitted by the operator" in refused["message"]
+    assert record_of(world, ROUTE_HOST) == before
+    assert world.rule(ROUTE_HOST) is None and [app["id"] for app in world.apps(ROUTE_HOST)] == [app_id]
+
+
 def test_httproute_with_the_annotation_takes_the_record_and_app_over(route_world: routes.World) -> None:
     world = route_world
     record_id = hand_made_cname(world.cf, ROUTE_HOST)
     app_id = hand_made_app(world.cf, ROUTE_HOST)
-    routes.home(world)
+    routes.home(world, allow_adoption=True)
     annotated_route(world, adopt=True)
 
     world.wait_ready("app")
@@ -208,7 +238,7 @@ def test_httproute_never_adopts_a_record_of_another_installation(route_world: ro
     world = route_world
     hand_made_cname(world.cf, ROUTE_HOST, comment=marker("other", "HTTPRoute/apps/app"))
     before = record_of(world, ROUTE_HOST)
-    routes.home(world)
+    routes.home(world, allow_adoption=True)
     annotated_route(world, adopt=True)
 
     world.wait_reason("app", "HostnameConflict")
@@ -219,7 +249,7 @@ def test_httproute_never_adopts_a_record_of_another_installation(route_world: ro
 def test_a_refused_route_is_taken_over_once_annotated(route_world: routes.World) -> None:
     world = route_world
     record_id = hand_made_cname(world.cf, ROUTE_HOST)
-    routes.home(world)
+    routes.home(world, allow_adoption=True)
     annotated_route(world, adopt=False)
     world.wait_reason("app", "HostnameConflict")
 
@@ -242,7 +272,7 @@ def test_a_session_pod_asking_for_adoption_takes_over_an_unmarked_cname_and_anot
     h.create_foreign_record(cloudflare, h.hostname("bbbb33334444"), content="legacy.example.org", type_="CNAME")
     api = h.kube_client(kube)
     try:
-        with h.operator(cloudflare, h.session_env(cloudflare, tunnel, h.free_port())):
+        with h.operator(cloudflare, h.session_env(cloudflare, tunnel, h.free_port()), allow_adoption=True):
             adopting = h.pod("adopting", "aaaa11112222")
             adopting["metadata"]["annotations"] = {ADOPT_ANNOTATION: "true"}
             h.create_pod(api, adopting)

@@ -12,11 +12,14 @@ import asyncio
 import sys
 import time
 from collections import Counter
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))
 
-from chutes.cloudflare_core import CloudflareCore, DesiredRecord, IngressRule, RequestBudget
+from chutes.cloudflare_core import CloudflareCore, DesiredRecord, IngressRule, Recorded, RequestBudget
 from chutes.sandbox.cloudflare import CloudflareSandbox, SandboxConfig
 
 LATENCY = 0.02
@@ -35,21 +38,30 @@ async def run(n: int) -> tuple[int, int]:
     try:
         account, zone = sandbox.account_id, sandbox.zone_id(ZONE)
         async with CloudflareCore(sandbox.token, sandbox.base_url, owner_id="bench", budget=RequestBudget()) as core:
-            tunnel = await core.ensure_tunnel(account, "bench-tunnel")
+            # The proofs a door's ledger would give: the intent to create the tunnel, recorded first, and
+            # the hostnames whose (path-less) rules it writes.
+            intent = Recorded(since=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+            tunnel = await core.ensure_tunnel(account, "bench-tunnel", intent)
             _ = core.client.sdk.dns.records, core.client.sdk.zones  # import the SDK's lazy modules now
             target = f"{tunnel.id}.cfargotunnel.com"
             hostnames = [f"host-{i}.{ZONE}" for i in range(n)]
+            ours = set(hostnames)
+
+            def owns(rule: Mapping[str, Any]) -> bool:
+                return rule.get("hostname") in ours and not rule.get("path")
+
             sandbox.reset_log()
             sandbox.faults.latency = LATENCY
 
             async def publish(hostname: str) -> None:
-                await core.set_ingress_rule(account, tunnel.id, IngressRule(hostname, "http://web.default.svc:80"))
+                rule = IngressRule(hostname, "http://web.default.svc:80")
+                await core.set_ingress_rule(account, tunnel.id, rule, owns)
                 desired = DesiredRecord(hostname, "CNAME", target, source=f"Pod/bench/{hostname}")
                 await core.ensure_dns_record(zone, desired)
 
             async def remove(hostname: str) -> None:
-                await core.delete_dns_record(zone, hostname, "CNAME")
-                await core.remove_ingress_rule(account, tunnel.id, hostname)
+                await core.delete_dns_record(zone, hostname, "CNAME", f"Pod/bench/{hostname}")
+                await core.remove_ingress_rule(account, tunnel.id, hostname, None, owns)
 
             started = time.perf_counter()
             await asyncio.gather(*(publish(h) for h in hostnames))

@@ -3,12 +3,14 @@ evaluates rendered Roles and bindings the way kube-apiserver does, for the recor
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import helm_python as helm
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,6 +48,16 @@ def notes(values: Mapping[str, Any] | None = None) -> str:
     finally:
         chart.close()
     return next(text for path, text in out.items() if path.endswith("NOTES.txt"))
+
+
+def refuses(values: dict[str, Any], complaint: str) -> None:
+    """The chart's values schema refuses `values`, and its error names `complaint` (a JSON pointer or words)."""
+    chart = helm.Chart.load(str(CHART))
+    try:
+        with pytest.raises(helm.HelmValuesError, match=re.escape(complaint)):
+            chart.validate_schema(values)
+    finally:
+        chart.close()
 
 
 def of_kind(docs: Iterable[dict[str, Any]], kind: str) -> list[dict[str, Any]]:

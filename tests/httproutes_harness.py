@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,8 @@ import kubernetes
 import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
+from kubernetes_asyncio import client as async_client
+from kubernetes_asyncio import config as async_config
 
 from chutes.sandbox.runner import OperatorThread
 from chutes.settings import load_settings
@@ -275,6 +278,19 @@ def world_fixture(kube: Any, cloudflare: Any) -> Iterator[World]:
         yield w
     finally:
         w.close()
+
+
+def by_thread(kubeconfigs: dict[str, str]) -> Any:
+    """`chutes.kube.load_configuration` for several in-process operators: each operator thread gets its own
+    cluster (KUBECONFIG is process-wide), `kubeconfigs` by thread name."""
+
+    async def load() -> async_client.Configuration:
+        configuration = async_client.Configuration()
+        path = kubeconfigs[threading.current_thread().name]
+        await async_config.load_kube_config(config_file=path, client_configuration=configuration)
+        return configuration
+
+    return load
 
 
 def home(world: World, *, resync: float = 300.0, sweep: float = 600.0, base: dict[str, Any] | None = None,

@@ -1,5 +1,6 @@
 """Shared helpers of the session-Pod front door tests and benchmark: a shared tunnel, the seed's
-environment, session Pods, and the published state read back from both emulators."""
+environment, session Pods, and the published state read back from both emulators; and the fixtures every
+session test module uses (import them: ``from sessions_harness import api_fixture, fast_timing_fixture``)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from typing import Any, TypeVar, cast
 
 import cloudflare
 import kubernetes
+import pytest
 
+from chutes.frontdoors.sessions import handlers
 from chutes.frontdoors.sessions.scheduler import Timing
 from chutes.sandbox.runner import OperatorThread
 from chutes.settings import load_settings
@@ -77,6 +80,12 @@ FAST_TIMING = Timing(quiet=0.1, max_delay=0.5, removal_quiet=0.2, removal_max_de
                      backoff=(0.2, 0.5, 1.0))
 
 
+@pytest.fixture(name="fast_timing", autouse=True)
+def fast_timing_fixture(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The session door's short test timings, for every test of a module that imports this fixture."""
+    monkeypatch.setattr(handlers, "DEFAULT_TIMING", FAST_TIMING)
+
+
 def session_env(cf: Any, tunnel_id: str, health_port: int, **extra: str) -> dict[str, str]:
     return {
         "CF_API_TOKEN": cf.token,
@@ -107,6 +116,14 @@ def kube_client(kube: Any) -> kubernetes.client.ApiClient:
         config_file=kube.kubeconfig
     )
     return api
+
+
+@pytest.fixture(name="api")
+def api_fixture(kube: Any) -> Iterator[kubernetes.client.ApiClient]:
+    """A Kubernetes client of the test's own on the emulator, closed after the test."""
+    client = kube_client(kube)
+    yield client
+    client.close()  # type: ignore[no-untyped-call]
 
 
 def pod(name: str, session_hash: str | None, labels: dict[str, str] | None = None) -> dict[str, Any]:

@@ -27,25 +27,13 @@ HAND_MADE = "made by hand"
 
 @pytest.fixture()
 def world(kube: Any, cloudflare: Any) -> Iterator[World]:
-    w = World(kube, cloudflare)
-    w.start()
-    try:
-        yield w
-    finally:
-        w.stop()
-        w.client.close()
+    yield from World.opened(kube, cloudflare, start=True)
 
 
 @pytest.fixture()
 def adopting(kube: Any, cloudflare: Any) -> Iterator[World]:
     """The gateway door of an operator that permits adoption everywhere (``allow_adoption``)."""
-    w = World(kube, cloudflare)
-    w.start(allow_adoption=True)
-    try:
-        yield w
-    finally:
-        w.stop()
-        w.client.close()
+    yield from World.opened(kube, cloudflare, start=True, allow_adoption=True)
 
 
 def sdk(cf: Any) -> cf_sdk.Cloudflare:

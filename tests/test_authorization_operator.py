@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import kubernetes
 import pytest
 import yaml
 
@@ -22,6 +21,7 @@ import sessions_harness as h
 from chutes.frontdoors.sessions import handlers as session_handlers
 from chutes.sandbox.runner import OperatorThread
 from chutes.settings import load_settings
+from sessions_harness import api_fixture  # noqa: F401  (a pytest fixture)
 from test_gateways_operator import World as GatewayWorld
 from test_operator_run import chutes_command
 from waiting import wait_for
@@ -52,12 +52,7 @@ def warnings(events: list[tuple[str, str, str]], reason: str = REASON) -> list[s
 
 @pytest.fixture()
 def gateways(kube: Any, cloudflare: Any) -> Iterator[GatewayWorld]:
-    world = GatewayWorld(kube, cloudflare)
-    try:
-        yield world
-    finally:
-        world.stop()
-        world.client.close()
+    yield from GatewayWorld.opened(kube, cloudflare)
 
 
 def start_gateways(world: GatewayWorld, rules: str | None) -> None:
@@ -194,13 +189,6 @@ def test_a_published_route_the_new_rules_refuse_is_unpublished_at_restart(
 @pytest.fixture()
 def fast_sessions(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(session_handlers, "DEFAULT_TIMING", h.FAST_TIMING)
-
-
-@pytest.fixture()
-def api(kube: Any) -> Iterator[kubernetes.client.ApiClient]:
-    client = h.kube_client(kube)
-    yield client
-    client.close()  # type: ignore[no-untyped-call]
 
 
 ALLOWED, REFUSED = "aaaa00000001", "bbbb00000002"

@@ -13,8 +13,10 @@ from chutes.cloudflare_core import (
     AppPolicySpec,
     CloudflareCore,
     Conflict,
+    Recorded,
 )
 from chutes.sandbox.cloudflare import CloudflareSandbox
+from core_harness import TOKEN_DURATION, intent
 
 EVERYONE = ({"email_domain": {"domain": "example.com"}},)
 
@@ -33,16 +35,17 @@ def state(sandbox: CloudflareSandbox, kind: str) -> list[dict[str, Any]]:
 async def test_access_app_find_or_create_and_update(core: CloudflareCore, sandbox: CloudflareSandbox) -> None:
     account = sandbox.account_id
     spec = AccessAppSpec("chutes-app", "App.example.com", session_duration="12h")
-    first = await core.ensure_access_app(account, spec)
+    first = await core.ensure_access_app(account, spec, intent())
     sandbox.reset_log()
-    second = await core.ensure_access_app(account, spec)
+    second = await core.ensure_access_app(account, spec, Recorded(id=first.id))
 
     assert second == first and first.aud and first.domain == "app.example.com"
     assert sandbox.counters == {"access.apps.list": 1}
     assert sandbox.calls(op="access.apps.list")[0].query["exact"] == "true"
 
     policy = await core.ensure_app_policy(account, first.id, AppPolicySpec("allow-team", include=EVERYONE))
-    changed = await core.ensure_access_app(account, AccessAppSpec("chutes-app", "app.example.com", "24h"))
+    changed = await core.ensure_access_app(account, AccessAppSpec("chutes-app", "app.example.com", "24h"),
+                                           Recorded(id=first.id))
 
     assert changed.id == first.id and changed.session_duration == "24h"
     assert [a["session_duration"] for a in state(sandbox, "access_apps")] == ["24h"]
@@ -58,7 +61,7 @@ async def test_access_app_on_our_domain_with_another_name_is_not_ours(
     before = state(sandbox, "access_apps")
 
     with pytest.raises(Conflict):
-        await core.ensure_access_app(sandbox.account_id, AccessAppSpec("chutes-app", "app.example.com"))
+        await core.ensure_access_app(sandbox.account_id, AccessAppSpec("chutes-app", "app.example.com"), intent())
 
     assert state(sandbox, "access_apps") == before
 
@@ -77,9 +80,9 @@ async def test_reusable_policies_are_attached_in_order(
     assert await core.find_reusable_policy(account, "missing") is None
 
     spec = AccessAppSpec("chutes-app", "app.example.com", policies=(admins.id, team.id))
-    app = await core.ensure_access_app(account, spec)
+    app = await core.ensure_access_app(account, spec, intent())
     sandbox.reset_log()
-    again = await core.ensure_access_app(account, spec)
+    again = await core.ensure_access_app(account, spec, Recorded(id=app.id))
 
     assert app.policies == (admins.id, team.id) == again.policies
     assert sandbox.counters == {"access.apps.list": 1}
@@ -87,7 +90,7 @@ async def test_reusable_policies_are_attached_in_order(
 
 async def test_app_policy_find_or_create_update_and_delete(core: CloudflareCore, sandbox: CloudflareSandbox) -> None:
     account = sandbox.account_id
-    app = await core.ensure_access_app(account, AccessAppSpec("chutes-app", "app.example.com"))
+    app = await core.ensure_access_app(account, AccessAppSpec("chutes-app", "app.example.com"), intent())
     spec = AppPolicySpec("allow-team", include=EVERYONE)
     first = await core.ensure_app_policy(account, app.id, spec)
     second = await core.ensure_app_policy(account, app.id, spec)
@@ -101,8 +104,8 @@ async def test_app_policy_find_or_create_update_and_delete(core: CloudflareCore,
 
     await core.delete_app_policy(account, app.id, first.id)
     await core.delete_app_policy(account, app.id, first.id)  # already gone: fine
-    await core.delete_access_app(account, app.id)
-    await core.delete_access_app(account, app.id)
+    await core.delete_access_app(account, app.id, "app.example.com", "chutes-app")
+    await core.delete_access_app(account, app.id, "app.example.com", "chutes-app")  # already gone: fine
     assert state(sandbox, "access_apps") == [] and state(sandbox, "access_policies") == []
 
 
@@ -127,15 +130,16 @@ async def test_existing_otp_idp_of_someone_else_is_adopted(
 
 
 async def test_service_token_secret_only_on_creation(core: CloudflareCore, sandbox: CloudflareSandbox) -> None:
-    created = await core.ensure_service_token(sandbox.account_id, "chutes-token")
-    again = await core.ensure_service_token(sandbox.account_id, "chutes-token")
+    created = await core.ensure_service_token(sandbox.account_id, "chutes-token", TOKEN_DURATION, intent())
+    again = await core.ensure_service_token(sandbox.account_id, "chutes-token", TOKEN_DURATION,
+                                            Recorded(id=created.id))
 
     assert created.client_secret and created.client_id.endswith(".access")
     assert again.id == created.id and again.client_secret is None
     assert len(state(sandbox, "service_tokens")) == 1
 
-    await core.delete_service_token(sandbox.account_id, created.id)
-    await core.delete_service_token(sandbox.account_id, created.id)  # already gone: fine
+    await core.delete_service_token(sandbox.account_id, created.id, "chutes-token")
+    await core.delete_service_token(sandbox.account_id, created.id, "chutes-token")  # already gone: fine
     assert state(sandbox, "service_tokens") == []
 
 
@@ -144,7 +148,7 @@ async def test_service_token_create_with_lost_answer_is_adopted_with_a_fresh_sec
 ) -> None:
     sandbox.faults.drop_after_write(op="service_tokens.create", count=1)
 
-    token = await core.ensure_service_token(sandbox.account_id, "chutes-token")
+    token = await core.ensure_service_token(sandbox.account_id, "chutes-token", TOKEN_DURATION, intent())
 
     assert token.client_secret  # from the rotation
     assert len(state(sandbox, "service_tokens")) == 1  # no duplicate: the create was not replayed

@@ -9,9 +9,9 @@ from typing import Any
 import cloudflare
 import pytest
 
-from chutes.cloudflare_core import AccessAppSpec, CloudflareCore, Conflict, DesiredRecord, access, marker
+from chutes.cloudflare_core import AccessAppSpec, CloudflareCore, Conflict, DesiredRecord, Recorded, access, marker
 from chutes.sandbox.cloudflare import CloudflareSandbox
-from core_harness import OWNER, ZONE, Site, core_with, live, publish, records, writes
+from core_harness import OWNER, ZONE, Site, core_with, intent, live, publish, records, writes
 
 HOST = f"app.{ZONE}"
 SOURCE = "HTTPRoute/ns/app"
@@ -124,19 +124,21 @@ async def test_access_app_of_someone_else_is_adopted_only_when_asked(
     [before] = live(sandbox, "access_apps")
 
     with pytest.raises(Conflict):
-        await core.ensure_access_app(account, AccessAppSpec("cfzt-app", HOST))
+        await core.ensure_access_app(account, AccessAppSpec("cfzt-app", HOST), intent())
     async with core_with(sandbox, policy="create-only") as create_only:
         with pytest.raises(Conflict):
-            await create_only.ensure_access_app(account, AccessAppSpec("cfzt-app", HOST, adopt=True))
+            await create_only.ensure_access_app(account, AccessAppSpec("cfzt-app", HOST, adopt=True), intent())
     assert live(sandbox, "access_apps") == [before]
 
-    app = await core.ensure_access_app(account, AccessAppSpec("cfzt-app", HOST, session_duration="8h", adopt=True))
+    app = await core.ensure_access_app(account, AccessAppSpec("cfzt-app", HOST, session_duration="8h", adopt=True),
+                                       intent())
 
     assert (app.id, app.name, app.session_duration) == (before["id"], "cfzt-app", "8h")
     assert [(a["id"], a["name"]) for a in live(sandbox, "access_apps")] == [(before["id"], "cfzt-app")]
     assert f"Adopting Access app 'hand-made' ({before['id']}) for {HOST} as cfzt-app" in caplog.text
-    again = await core.ensure_access_app(account, AccessAppSpec("cfzt-app", HOST, session_duration="8h"))
-    assert again.id == app.id  # ours now
+    again = await core.ensure_access_app(account, AccessAppSpec("cfzt-app", HOST, session_duration="8h"),
+                                         Recorded(id=app.id))
+    assert again.id == app.id  # ours now (the ledger records its id)
 
 
 @pytest.mark.parametrize(("theirs", "ours"), [
@@ -150,16 +152,18 @@ async def test_access_app_of_another_installation_is_never_adopted(
     before = live(sandbox, "access_apps")
 
     with pytest.raises(Conflict, match="not adopted"):
-        await core.ensure_access_app(sandbox.account_id, AccessAppSpec(ours, HOST, adopt=True))
+        await core.ensure_access_app(sandbox.account_id, AccessAppSpec(ours, HOST, adopt=True), intent())
     assert live(sandbox, "access_apps") == before
 
 
 def test_access_app_adoption_needs_exactly_one_other_app() -> None:
     # Cloudflare keeps one app per domain today; should several ever protect it, none is taken over.
-    apps: list[dict[str, Any]] = [{"name": "hand-made", "domain": HOST}, {"name": "other", "domain": HOST}]
+    apps: list[dict[str, Any]] = [{"id": "a1", "name": "hand-made", "domain": HOST},
+                                  {"id": "a2", "name": "other", "domain": HOST}]
+    spec = AccessAppSpec("cfzt-app", HOST, adopt=True)
     with pytest.raises(Conflict, match="not adopted"):
-        access._ours(apps, AccessAppSpec("cfzt-app", HOST, adopt=True), adopt=True)
-    assert access._ours(apps[:1], AccessAppSpec("cfzt-app", HOST, adopt=True), adopt=True) == apps[0]
+        access._recorded_app(apps, spec, intent(), adopt=True)
+    assert access._recorded_app(apps[:1], spec, intent(), adopt=True) == (apps[0], True)
 
 
 async def test_a_whole_publish_adopts_record_and_app_when_asked(

@@ -13,6 +13,7 @@ from chutes.cloudflare_core import (
     TransientError,
 )
 from chutes.sandbox.cloudflare import CloudflareSandbox
+from core_harness import intent
 
 
 def requests_total(operation: str, status: str) -> float:
@@ -29,7 +30,7 @@ async def test_429_with_long_retry_after_blocks_the_budget(core: CloudflareCore,
     assert sandbox.counters == {"tunnels.list": 1}  # not retried: the SDK's retries are off
 
     with pytest.raises(RateLimited) as blocked:
-        await core.ensure_tunnel(sandbox.account_id, "op-x")
+        await core.ensure_tunnel(sandbox.account_id, "op-x", intent())
     assert 299.0 < blocked.value.delay <= 300.0
     assert sandbox.counters == {"tunnels.list": 1}  # refused without a request
     assert core.budget.remaining == 0
@@ -85,7 +86,7 @@ async def test_listing_stops_at_the_first_page_that_is_not_full(
     core: CloudflareCore, sandbox: CloudflareSandbox
 ) -> None:
     for i in range(5):
-        await core.ensure_tunnel(sandbox.account_id, f"op-{i}")
+        await core.ensure_tunnel(sandbox.account_id, f"op-{i}", intent())
     sandbox.reset_log()
 
     items = await core.client.list_all(

@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY
 
 from chutes.cloudflare_core import CloudflareCore, DesiredRecord, IngressRule, repairing
 from chutes.sandbox.cloudflare import CloudflareSandbox
-from core_harness import ZONE, Site, ingress, publish, repairs
+from core_harness import ZONE, Site, ingress, intent, publish, repairs, rules_at
 
 OBJECTS = ("dns_record", "tunnel_rule", "access_app", "access_policy", "service_token", "tunnel")
 _doors = itertools.count()
@@ -47,7 +47,7 @@ async def test_repairs_inside_the_scope_are_counted_by_object_and_nothing_else_i
     done = await publish(core, sandbox, site)  # first publish: outside any scope
     assert every_repair() == total
     with repairing(name):
-        await publish(core, sandbox, site)  # steady state: nothing written, nothing counted
+        await publish(core, sandbox, site, done.ledger)  # steady state: nothing written, nothing counted
     assert counts(name) == dict.fromkeys(OBJECTS, 0.0)
 
     # Behind our back: the CNAME and the rule deleted, the app's session changed, the policy and token deleted.
@@ -63,14 +63,14 @@ async def test_repairs_inside_the_scope_are_counted_by_object_and_nothing_else_i
     await cf.zero_trust.access.service_tokens.delete(done.token.id, account_id=account)
 
     with repairing(name):
-        repaired = await publish(core, sandbox, site)
+        repaired = await publish(core, sandbox, site, done.ledger)
     assert counts(name) == {"dns_record": 1.0, "tunnel_rule": 1.0, "access_app": 1.0, "access_policy": 1.0,
                             "service_token": 1.0, "tunnel": 0.0}
     total = every_repair()
-    await core.delete_tunnel(account, repaired.tunnel.id)  # a write outside the scope
+    await core.delete_tunnel(account, repaired.tunnel.id, site.cloudflare_name, connected_ok=True)  # outside the scope
     assert every_repair() == total
-    with repairing(name):  # the tunnel gone: created again
-        await core.ensure_tunnel(account, site.cloudflare_name)
+    with repairing(name):  # the tunnel gone: created again (the ledger still records the intent)
+        await core.ensure_tunnel(account, site.cloudflare_name, repaired.ledger.recorded("tunnel"))
     assert repairs(name, "tunnel") == 1.0
 
 
@@ -78,18 +78,18 @@ async def test_coalesced_writes_are_counted_per_request_by_the_scope_it_was_queu
     core: CloudflareCore, sandbox: CloudflareSandbox
 ) -> None:
     account, zone = sandbox.account_id, sandbox.zone_id(ZONE)
-    tunnel = await core.ensure_tunnel(account, "chute-ns-web")
+    tunnel = await core.ensure_tunnel(account, "chute-ns-web", intent())
     name = door()
     sandbox.reset_log()
 
     async def in_scope(host: str) -> None:
         with repairing(name):
             await core.ensure_dns_record(zone, DesiredRecord(host, "CNAME", "t.cfargotunnel.com", source="Pod/ns/a"))
-            await core.set_ingress_rule(account, tunnel.id, IngressRule(host, "http://a:80"))
+            await core.set_ingress_rule(account, tunnel.id, IngressRule(host, "http://a:80"), rules_at(host))
 
     async def out_of_scope(host: str) -> None:
         await core.ensure_dns_record(zone, DesiredRecord(host, "CNAME", "t.cfargotunnel.com", source="Pod/ns/b"))
-        await core.set_ingress_rule(account, tunnel.id, IngressRule(host, "http://b:80"))
+        await core.set_ingress_rule(account, tunnel.id, IngressRule(host, "http://b:80"), rules_at(host))
 
     # The out-of-scope request comes first: its task starts the drain, whose context is not the scope's.
     await asyncio.gather(out_of_scope(f"b.{ZONE}"), in_scope(f"a.{ZONE}"), out_of_scope(f"c.{ZONE}"))
@@ -102,7 +102,7 @@ async def test_level_based_syncs_count_each_record_and_rule_they_put_back(
     core: CloudflareCore, sandbox: CloudflareSandbox, cf: cloudflare.AsyncCloudflare
 ) -> None:
     account, zone = sandbox.account_id, sandbox.zone_id(ZONE)
-    tunnel = await core.ensure_tunnel(account, "chute-sessions")
+    tunnel = await core.ensure_tunnel(account, "chute-sessions", intent())
     hosts = [f"s{i}.{ZONE}" for i in range(3)]
     wanted = [DesiredRecord(h, "CNAME", "t.cfargotunnel.com", source=f"Pod/ns/{h[:2]}") for h in hosts]
     rules = [IngressRule(h, "http://router:80") for h in hosts]

@@ -17,6 +17,7 @@ from core_harness import (
     cloudflare_state,
     core_with,
     publish,
+    rules_at,
     skipped,
     unpublish,
     writes,
@@ -67,11 +68,12 @@ async def test_dry_run_over_published_objects_logs_every_change_and_writes_nothi
     async with core_with(sandbox, dry_run=True) as dry:
         assert dry.dry_run and dry.policy == "sync"
         changed = Site("web", service="http://web2.ns.svc:80", session="12h", emails=("b@example.com",))
-        again = await publish(dry, sandbox, changed)  # everything exists: updates only, "as if done"
+        again = await publish(dry, sandbox, changed, done.ledger)  # everything exists: updates only, "as if done"
         moved = await dry.ensure_dns_record(zone, changed.record("elsewhere"))
         created = await dry.ensure_dns_record(zone, DesiredRecord(f"more.{ZONE}", "A", "192.0.2.7", proxied=False,
                                                                   ttl=300, source="Pod/ns/more"))
-        await dry.set_ingress_rule(account, done.tunnel.id, IngressRule(f"api.{ZONE}", "http://api:80"))
+        await dry.set_ingress_rule(account, done.tunnel.id, IngressRule(f"api.{ZONE}", "http://api:80"),
+                                   rules_at(f"api.{ZONE}"))
         synced = await dry.sync_dns_records(zone, [], lambda record: record.name == f"new.{ZONE}")
         wrote = await dry.sync_ingress_rules(account, done.tunnel.id, [], lambda rule: True)
         rotated = await dry.rotate_service_token(account, done.token.id)

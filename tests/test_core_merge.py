@@ -1,8 +1,10 @@
-"""merge_ingress: the co-owned tunnel configuration rules (DESIGN invariant 2), pure."""
+"""merge_ingress: the co-owned tunnel configuration rules (DESIGN invariant 2), pure. Every rule here but
+the foreign ones (FOREIGN_A, FOREIGN_B) is the test's own: its edits' `owns` says so."""
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -19,12 +21,16 @@ def config(*rules: dict[str, Any], **top: Any) -> dict[str, Any]:
     return {"ingress": [copy.deepcopy(rule) for rule in rules], **top}
 
 
+def ours(rule: Mapping[str, Any]) -> bool:
+    return rule.get("hostname") not in {FOREIGN_A["hostname"], FOREIGN_B["hostname"]}
+
+
 def hostnames(document: dict[str, Any]) -> list[tuple[str | None, str | None]]:
     return [(rule.get("hostname"), rule.get("path")) for rule in document["ingress"]]
 
 
 def rule(hostname: str, path: str | None = None, service: str = "http://svc:80", **origin: Any) -> SetRule:
-    return SetRule(IngressRule(hostname, service, path, origin or None))
+    return SetRule(IngressRule(hostname, service, path, origin or None), ours)
 
 
 def test_adds_rule_before_custom_catch_all_and_keeps_everything_else() -> None:
@@ -77,7 +83,7 @@ def test_remove_drops_only_the_matching_key() -> None:
     ours_api = {"hostname": "app.example.com", "path": "^/api", "service": "http://api:80"}
     current = config(FOREIGN_A, ours_root, ours_api, CUSTOM_CATCH_ALL)
 
-    merged = merge_ingress(current, [RemoveRule("app.example.com", "^/api")])
+    merged = merge_ingress(current, [RemoveRule("app.example.com", "^/api", ours)])
 
     assert merged["ingress"] == [FOREIGN_A, ours_root, CUSTOM_CATCH_ALL]
 
@@ -85,8 +91,8 @@ def test_remove_drops_only_the_matching_key() -> None:
 def test_no_change_returns_the_same_document() -> None:
     current = config(FOREIGN_A, {"hostname": "app.example.com", "service": "http://svc:80"}, CUSTOM_CATCH_ALL)
     assert merge_ingress(current, [rule("app.example.com")]) == current
-    assert merge_ingress(current, [RemoveRule("gone.example.com")]) == current
-    assert merge_ingress(None, [RemoveRule("gone.example.com")]) == {}
+    assert merge_ingress(current, [RemoveRule("gone.example.com", None, ours)]) == current
+    assert merge_ingress(None, [RemoveRule("gone.example.com", None, ours)]) == {}
 
 
 def test_empty_origin_request_added_by_the_api_is_not_a_difference() -> None:
@@ -135,7 +141,8 @@ def test_longer_path_goes_before_shorter_and_before_none() -> None:
 def test_edits_apply_in_order_last_one_wins() -> None:
     merged = merge_ingress(
         None,
-        [rule("x.example.com", service="http://one:80"), RemoveRule("x.example.com"), rule("y.example.com")],
+        [rule("x.example.com", service="http://one:80"), RemoveRule("x.example.com", None, ours),
+         rule("y.example.com")],
     )
     assert hostnames(merged) == [("y.example.com", None), (None, None)]
 

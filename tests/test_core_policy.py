@@ -21,9 +21,11 @@ from core_harness import (
     Site,
     core_with,
     ingress,
+    intent,
     live,
     publish,
     records,
+    rules_at,
     skipped,
     unpublish,
     writes,
@@ -64,8 +66,8 @@ async def test_upsert_only_keeps_every_object_on_delete_and_still_updates(
 
         # Updates still happen, in place.
         changed = Site("web", service="http://web2.ns.svc:80", session="12h", emails=("b@example.com",))
-        again = await publish(upsert, sandbox, changed)
-        other_tunnel = await upsert.ensure_tunnel(sandbox.account_id, "chute-ns-other")
+        again = await publish(upsert, sandbox, changed, done.ledger)
+        other_tunnel = await upsert.ensure_tunnel(sandbox.account_id, "chute-ns-other", intent())
         moved = await upsert.ensure_dns_record(sandbox.zone_id(ZONE), changed.record(other_tunnel.id))
 
     assert (again.tunnel.id, again.app.id, again.policy.id) == (done.tunnel.id, done.app.id, done.policy.id)
@@ -80,7 +82,7 @@ async def test_upsert_only_level_based_syncs_add_but_never_remove(
     core: CloudflareCore, sandbox: CloudflareSandbox
 ) -> None:
     account, zone = sandbox.account_id, sandbox.zone_id(ZONE)
-    tunnel = await core.ensure_tunnel(account, "chute-sessions")
+    tunnel = await core.ensure_tunnel(account, "chute-sessions", intent())
     old = DesiredRecord(f"old.{ZONE}", "CNAME", "t.cfargotunnel.com", source="Pod/ns/old")
     await core.sync_dns_records(zone, [old], lambda record: True)
     await core.sync_ingress_rules(account, tunnel.id, [IngressRule(f"old.{ZONE}", "http://r:80")], lambda rule: True)
@@ -126,7 +128,7 @@ async def test_create_only_keeps_existing_objects_as_they_are_and_creates_new_on
     async with core_with(sandbox, policy="create-only") as create_only:
         sandbox.reset_log()
         changed = Site("web", service="http://web2.ns.svc:80", session="12h", emails=("b@example.com",))
-        again = await publish(create_only, sandbox, changed)
+        again = await publish(create_only, sandbox, changed, done.ledger)
         moved = await create_only.ensure_dns_record(zone, changed.record("elsewhere"))
         rotated = await create_only.rotate_service_token(account, done.token.id)
         assert writes(sandbox) == []  # nothing that exists was changed
@@ -134,7 +136,8 @@ async def test_create_only_keeps_existing_objects_as_they_are_and_creates_new_on
         assert writes(sandbox) == []  # nor deleted
 
         fresh = await publish(create_only, sandbox, Site("fresh"))
-        await create_only.set_ingress_rule(account, done.tunnel.id, IngressRule(f"new.{ZONE}", "http://new:80"))
+        await create_only.set_ingress_rule(account, done.tunnel.id, IngressRule(f"new.{ZONE}", "http://new:80"),
+                                           rules_at(f"new.{ZONE}"))
 
     after = sandbox.snapshot()
     for kind in ("access_apps", "access_policies", "service_tokens"):
@@ -162,8 +165,9 @@ async def test_unknown_policy_is_refused(sandbox: CloudflareSandbox) -> None:
 
 async def test_create_only_never_adopts(sandbox: CloudflareSandbox, core: CloudflareCore) -> None:
     account = sandbox.account_id
-    await core.ensure_access_app(account, AccessAppSpec("hand-made", f"mine.{ZONE}"))
+    await core.ensure_access_app(account, AccessAppSpec("hand-made", f"mine.{ZONE}"), intent())
     async with core_with(sandbox, policy="create-only") as create_only:
         with pytest.raises(Conflict):
-            await create_only.ensure_access_app(account, AccessAppSpec("chute-ns-mine", f"mine.{ZONE}", adopt=True))
+            await create_only.ensure_access_app(account, AccessAppSpec("chute-ns-mine", f"mine.{ZONE}", adopt=True),
+                                                intent())
     assert [a["name"] for a in live(sandbox, "access_apps")] == ["hand-made"]

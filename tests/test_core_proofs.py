@@ -24,15 +24,11 @@ from chutes.cloudflare_core import (
     Recorded,
 )
 from chutes.sandbox.cloudflare import CloudflareSandbox
-from core_harness import ZONE, cloudflare_state, core_with, live, writes
+from core_harness import TOKEN_DURATION, ZONE, cloudflare_state, core_with, live, now, writes
 
 OTHER_ZONE = "example.net"
 BLOG = f"blog.{ZONE}"
 OURS = "chute-ns-blog"
-
-
-def now(offset: float = 0.0) -> str:
-    return (datetime.now(UTC) + timedelta(seconds=offset)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def frozen(sandbox: CloudflareSandbox) -> str:
@@ -210,7 +206,7 @@ async def _ensure_app(core: CloudflareCore, sandbox: CloudflareSandbox, recorded
 
 
 async def _ensure_token(core: CloudflareCore, sandbox: CloudflareSandbox, recorded: Recorded) -> str:
-    return (await core.ensure_service_token(sandbox.account_id, f"cfzt-{BLOG}", recorded=recorded)).id
+    return (await core.ensure_service_token(sandbox.account_id, f"cfzt-{BLOG}", TOKEN_DURATION, recorded)).id
 
 
 async def _tunnel_by_hand(cf: cloudflare.AsyncCloudflare, sandbox: CloudflareSandbox) -> str:
@@ -292,17 +288,18 @@ async def test_a_hand_made_ci_token_is_never_touched(
     account = sandbox.account_id
     ci = await hand_made_token(cf, sandbox, "cfzt-ci-pipeline")
     backdate(sandbox, "service_tokens", ci)
-    ours = await core.ensure_service_token(account, f"cfzt-{BLOG}", recorded=Recorded(since=now()))
+    ours = await core.ensure_service_token(account, f"cfzt-{BLOG}", TOKEN_DURATION, Recorded(since=now()))
     # Later someone makes another token with our token's name: ours stays the recorded one.
     namesake = await hand_made_token(cf, sandbox, f"cfzt-{BLOG}")
     before = frozen(sandbox)
     sandbox.reset_log()
 
     with pytest.raises(Conflict, match="no record of creating it"):
-        await core.ensure_service_token(account, "cfzt-ci-pipeline", recorded=Recorded(since=now()))
+        await core.ensure_service_token(account, "cfzt-ci-pipeline", TOKEN_DURATION, Recorded(since=now()))
     with pytest.raises(Conflict, match=r"cfzt-ci-pipeline.*left untouched"):
         await core.delete_service_token(account, ci, f"cfzt-{BLOG}")
-    again = await core.ensure_service_token(account, f"cfzt-{BLOG}", recorded=Recorded(id=ours.id, since=now(-60)))
+    again = await core.ensure_service_token(account, f"cfzt-{BLOG}", TOKEN_DURATION,
+                                            Recorded(id=ours.id, since=now(-60)))
     assert again.id == ours.id and again.client_secret is None
     assert frozen(sandbox) == before and writes(sandbox) == []
 
@@ -321,7 +318,7 @@ async def test_two_tokens_made_after_the_intent_are_ambiguous(
     for _ in range(2):
         await hand_made_token(cf, sandbox, f"cfzt-{BLOG}")
     with pytest.raises(Conflict, match="cannot be told"):
-        await core.ensure_service_token(sandbox.account_id, f"cfzt-{BLOG}", recorded=Recorded(since=since))
+        await core.ensure_service_token(sandbox.account_id, f"cfzt-{BLOG}", TOKEN_DURATION, Recorded(since=since))
 
 
 # --- Access applications -----------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from chutes.cloudflare_core import (
     merge_ingress,
 )
 from chutes.sandbox.cloudflare import CloudflareSandbox
+from core_harness import intent, rules_at
 
 OWNER = "test"
 SERVICE = "http://router:80"
@@ -78,7 +79,7 @@ def test_sync_rules_with_nothing_wanted_removes_every_owned_rule_and_never_the_c
 
 
 def test_sync_rules_composes_with_other_edits_in_order() -> None:
-    merged = merge_ingress(None, [SetRule(session_rule("a")), SyncRules((session_rule("b"),), mine)])
+    merged = merge_ingress(None, [SetRule(session_rule("a"), mine), SyncRules((session_rule("b"),), mine)])
     assert [rule.get("hostname") for rule in merged["ingress"]] == ["b-s.example.com", None]
 
 
@@ -108,13 +109,14 @@ def is_session(record: DnsRecord) -> bool:
 async def test_sync_rules_coalesces_with_concurrent_edits_into_one_get_and_one_put(
     core: CloudflareCore, sandbox: CloudflareSandbox
 ) -> None:
-    tunnel = await core.ensure_tunnel(sandbox.account_id, "shared")
-    await core.set_ingress_rule(sandbox.account_id, tunnel.id, session_rule("stale"))
+    tunnel = await core.ensure_tunnel(sandbox.account_id, "shared", intent())
+    await core.set_ingress_rule(sandbox.account_id, tunnel.id, session_rule("stale"), mine)
     sandbox.reset_log()
 
     synced, _ = await asyncio.gather(
         core.sync_ingress_rules(sandbox.account_id, tunnel.id, [session_rule("a"), session_rule("b")], mine),
-        core.set_ingress_rule(sandbox.account_id, tunnel.id, IngressRule("web.example.com", "http://web:80")),
+        core.set_ingress_rule(sandbox.account_id, tunnel.id, IngressRule("web.example.com", "http://web:80"),
+                              rules_at("web.example.com")),
     )
     assert synced == RuleSync(written=True, refused=frozenset())
 

@@ -34,6 +34,7 @@ from chutes.cloudflare_core.tunnel_config import MAX_ROUNDS, merge_counted
 from chutes.cores import CorePool
 from chutes.sandbox.cloudflare import CloudflareSandbox
 from chutes.settings import Settings
+from core_harness import intent
 
 OWNER = "test"
 ZONE = "example.com"
@@ -99,7 +100,7 @@ class Locks:
 
 async def remote_tunnel(core: CloudflareCore, sandbox: CloudflareSandbox, name: str,
                         rules: list[dict[str, Any]] | None = None) -> str:
-    tunnel = await core.ensure_tunnel(sandbox.account_id, name)
+    tunnel = await core.ensure_tunnel(sandbox.account_id, name, intent())
     if rules is not None:
         await foreign_put(sandbox, tunnel.id, rules)
     sandbox.reset_log()
@@ -116,6 +117,9 @@ async def foreign_put(sandbox: CloudflareSandbox, tunnel_id: str, rules: list[di
 
 def ours(hostnames: set[str]) -> Callable[[Mapping[str, Any]], bool]:
     return lambda rule: rule.get("hostname") in hostnames and not rule.get("path")
+
+
+A = ours({"a.example.com"})  # the proof for the rule most tests below write
 
 
 # --- the merge (pure) ---------------------------------------------------------------------------
@@ -140,12 +144,6 @@ def test_set_rule_over_a_rule_owns_rejects_is_refused_even_when_identical_and_ot
     ]
     assert merge_ingress(current, [SetRule(IngressRule("app.example.com", "http://ours:80"), everybody)])[
         "ingress"] == [{"hostname": "app.example.com", "service": "http://ours:80"}, CATCH_ALL]
-
-
-def test_set_rule_without_owns_is_the_legacy_form_every_rule_at_the_key_is_ours() -> None:
-    current = {"ingress": [copy.deepcopy(FOREIGN)]}
-    merged = merge_ingress(current, [SetRule(IngressRule("app.example.com", "http://ours:80"))])
-    assert merged["ingress"][0] == {"hostname": "app.example.com", "service": "http://ours:80"}
 
 
 def test_remove_rule_leaves_a_rule_owns_rejects_and_never_a_rule_with_a_path() -> None:
@@ -248,9 +246,9 @@ async def test_steady_state_is_one_get_and_one_put_and_counts_no_race(
     core: CloudflareCore, sandbox: CloudflareSandbox
 ) -> None:
     tunnel_id = await remote_tunnel(core, sandbox, "steady")
-    await core.set_ingress_rule(sandbox.account_id, tunnel_id, IngressRule("a.example.com", "http://a:80"))
+    await core.set_ingress_rule(sandbox.account_id, tunnel_id, IngressRule("a.example.com", "http://a:80"), A)
     assert sandbox.counters == {"tunnels.config.get": 1, "tunnels.config.put": 1}
-    await core.set_ingress_rule(sandbox.account_id, tunnel_id, IngressRule("a.example.com", "http://a:80"))
+    await core.set_ingress_rule(sandbox.account_id, tunnel_id, IngressRule("a.example.com", "http://a:80"), A)
     assert sandbox.counters == {"tunnels.config.get": 2, "tunnels.config.put": 1}
     assert races(tunnel_id) == 0
 
@@ -267,7 +265,7 @@ async def test_a_foreign_put_between_our_get_and_put_is_detected_and_cannot_be_r
 
     sandbox.faults.before("tunnels.config.put", foreign)
     with caplog.at_level(logging.WARNING, logger=WRITER_LOG):
-        await core.set_ingress_rule(sandbox.account_id, tunnel_id, IngressRule("a.example.com", "http://a:80"))
+        await core.set_ingress_rule(sandbox.account_id, tunnel_id, IngressRule("a.example.com", "http://a:80"), A)
 
     assert races(tunnel_id) == 1
     assert f"Tunnel {tunnel_id}: another writer changed its configuration between our read (version 1)" in caplog.text
@@ -291,7 +289,7 @@ async def test_a_stale_foreign_put_landing_before_our_second_read_is_repaired_in
         sandbox.faults.before("tunnels.config.get", again)  # our re-read: it PUTs again just before
 
     sandbox.faults.before("tunnels.config.put", foreign)
-    await core.set_ingress_rule(sandbox.account_id, tunnel_id, IngressRule("a.example.com", "http://a:80"))
+    await core.set_ingress_rule(sandbox.account_id, tunnel_id, IngressRule("a.example.com", "http://a:80"), A)
 
     assert races(tunnel_id) == 1
     assert ingress(sandbox, tunnel_id) == [FOREIGN, OTHER, {"hostname": "a.example.com", "service": "http://a:80"},
@@ -306,12 +304,12 @@ async def test_a_stale_foreign_put_after_ours_is_repaired_by_our_next_flush(
     tunnel_id = await remote_tunnel(core, sandbox, "stale", [OTHER, CATCH_ALL])
     rule = IngressRule("a.example.com", "http://a:80")
     stale = copy.deepcopy(ingress(sandbox, tunnel_id))  # the other writer read before our flush
-    await core.set_ingress_rule(sandbox.account_id, tunnel_id, rule)
+    await core.set_ingress_rule(sandbox.account_id, tunnel_id, rule, A)
     await foreign_put(sandbox, tunnel_id, [FOREIGN, *stale])  # ... and writes after it: our rule is gone
     assert hosts(sandbox, tunnel_id) == {"app.example.com", "other.example.com"}
     assert races(tunnel_id) == 0  # not seen: nothing is read after a PUT that answered v + 1
 
-    await core.set_ingress_rule(sandbox.account_id, tunnel_id, rule)  # the door's next reconcile
+    await core.set_ingress_rule(sandbox.account_id, tunnel_id, rule, A)  # the door's next reconcile
 
     assert ingress(sandbox, tunnel_id) == [FOREIGN, OTHER, {"hostname": "a.example.com", "service": "http://a:80"},
                                            CATCH_ALL]
@@ -338,7 +336,7 @@ async def test_a_flush_raced_on_every_round_gives_up_after_max_rounds(
 
     sandbox.faults.before(put, foreign_write(get))
     with caplog.at_level(logging.WARNING, logger=WRITER_LOG):
-        await core.set_ingress_rule(sandbox.account_id, tunnel_id, IngressRule("a.example.com", "http://a:80"))
+        await core.set_ingress_rule(sandbox.account_id, tunnel_id, IngressRule("a.example.com", "http://a:80"), A)
     sandbox.faults.clear()
 
     assert races(tunnel_id) == MAX_ROUNDS
@@ -363,13 +361,13 @@ async def test_two_processes_without_a_shared_lock_lose_an_update_the_overwriter
         rule_b = IngressRule("b.example.com", "http://b:80")
 
         async def process_b() -> None:
-            await b.set_ingress_rule(sandbox.account_id, tunnel_id, rule_b)
+            await b.set_ingress_rule(sandbox.account_id, tunnel_id, rule_b, ours({"b.example.com"}))
 
         sandbox.faults.before("tunnels.config.put", process_b)
-        await a.set_ingress_rule(sandbox.account_id, tunnel_id, IngressRule("a.example.com", "http://a:80"))
+        await a.set_ingress_rule(sandbox.account_id, tunnel_id, IngressRule("a.example.com", "http://a:80"), A)
         assert races(tunnel_id) == 1 and hosts(sandbox, tunnel_id) == {"a.example.com"}
 
-        await b.set_ingress_rule(sandbox.account_id, tunnel_id, rule_b)
+        await b.set_ingress_rule(sandbox.account_id, tunnel_id, rule_b, ours({"b.example.com"}))
         assert hosts(sandbox, tunnel_id) == {"a.example.com", "b.example.com"}
 
 
@@ -385,7 +383,8 @@ async def test_two_processes_sharing_the_tunnel_lock_lose_nothing(sandbox: Cloud
             for wave in range(3):
                 await asyncio.gather(*(
                     core.set_ingress_rule(sandbox.account_id, tunnel_id,
-                                          IngressRule(f"{name}{wave}-{i}.example.com", f"http://{name}:80"))
+                                          IngressRule(f"{name}{wave}-{i}.example.com", f"http://{name}:80"),
+                                          ours({f"{name}{wave}-{i}.example.com"}))
                     for i in range(4)
                 ))
 
@@ -409,7 +408,7 @@ async def test_a_lock_that_cannot_be_taken_fails_the_flush_as_transient(sandbox:
     async with new_core(sandbox, unavailable) as core:
         tunnel_id = await remote_tunnel(core, sandbox, "unlockable")
         with pytest.raises(TransientError, match="could not take the lock of its configuration"):
-            await core.set_ingress_rule(sandbox.account_id, tunnel_id, IngressRule("a.example.com", "http://a:80"))
+            await core.set_ingress_rule(sandbox.account_id, tunnel_id, IngressRule("a.example.com", "http://a:80"), A)
     assert sandbox.counters["tunnels.config.get"] == 0
 
 

@@ -10,8 +10,9 @@ from typing import Any
 import cloudflare
 import pytest
 
-from chutes.cloudflare_core import CloudflareCore, IngressRule, NotFound
+from chutes.cloudflare_core import CloudflareCore, IngressRule, NotFound, Recorded
 from chutes.sandbox.cloudflare import CloudflareSandbox
+from core_harness import intent, rules_at
 
 FOREIGN = [
     {"hostname": "foreign-1.example.com", "service": "http://f1:80"},
@@ -39,9 +40,9 @@ async def seed_config(sandbox: CloudflareSandbox, tunnel_id: str, config: dict[s
 
 
 async def test_ensure_tunnel_twice_gives_one_tunnel(core: CloudflareCore, sandbox: CloudflareSandbox) -> None:
-    first = await core.ensure_tunnel(sandbox.account_id, "op-one")
+    first = await core.ensure_tunnel(sandbox.account_id, "op-one", intent())
     sandbox.reset_log()
-    second = await core.ensure_tunnel(sandbox.account_id, "op-one")
+    second = await core.ensure_tunnel(sandbox.account_id, "op-one", Recorded(id=first.id))
 
     assert second == first and not first.deleted
     assert await core.find_tunnel(sandbox.account_id, "op-one") == first
@@ -56,7 +57,7 @@ async def test_replayed_create_after_dropped_connection_is_adopted(
 ) -> None:
     sandbox.faults.drop_after_write(op="tunnels.create", count=1)
 
-    tunnel = await core.ensure_tunnel(sandbox.account_id, "op-dropped")
+    tunnel = await core.ensure_tunnel(sandbox.account_id, "op-dropped", intent())
 
     assert [t["id"] for t in live_tunnels(sandbox, "op-dropped")] == [tunnel.id]
     assert sandbox.counters["tunnels.create"] == 2  # applied + replayed (409/1013)
@@ -64,16 +65,17 @@ async def test_replayed_create_after_dropped_connection_is_adopted(
 
 
 async def test_tunnel_token_and_delete(core: CloudflareCore, sandbox: CloudflareSandbox) -> None:
-    tunnel = await core.ensure_tunnel(sandbox.account_id, "op-token")
+    tunnel = await core.ensure_tunnel(sandbox.account_id, "op-token", intent())
     token = await core.get_tunnel_token(sandbox.account_id, tunnel.id)
     assert json.loads(base64.b64decode(token))["t"] == tunnel.id
 
-    await core.delete_tunnel(sandbox.account_id, tunnel.id)
-    await core.delete_tunnel(sandbox.account_id, tunnel.id)  # already deleted: fine
-    await core.delete_tunnel(sandbox.account_id, "6f1f8a8e-0000-4000-8000-000000000000")  # unknown: fine
+    await core.delete_tunnel(sandbox.account_id, tunnel.id, "op-token", connected_ok=True)
+    await core.delete_tunnel(sandbox.account_id, tunnel.id, "op-token", connected_ok=True)  # already deleted: fine
+    unknown = "6f1f8a8e-0000-4000-8000-000000000000"
+    await core.delete_tunnel(sandbox.account_id, unknown, "op-token", connected_ok=True)  # unknown: fine
 
     assert live_tunnels(sandbox, "op-token") == []
-    assert {c.query.get("cascade") for c in sandbox.calls(op="tunnels.delete")} == {"true"}
+    assert [c.query.get("cascade") for c in sandbox.calls(op="tunnels.delete")] == ["true"]
     assert await core.list_tunnels(sandbox.account_id, prefix="op-") == []
 
 
@@ -81,7 +83,7 @@ async def test_fifty_concurrent_edits_cost_one_get_and_one_put(
     core: CloudflareCore, sandbox: CloudflareSandbox
 ) -> None:
     account = sandbox.account_id
-    tunnel = await core.ensure_tunnel(account, "op-shared")
+    tunnel = await core.ensure_tunnel(account, "op-shared", intent())
     ours_before = [{"hostname": f"old-{i}.example.com", "service": "http://old:80"} for i in range(10)]
     await seed_config(
         sandbox,
@@ -92,11 +94,12 @@ async def test_fifty_concurrent_edits_cost_one_get_and_one_put(
         },
     )
 
+    ours = rules_at(*(f"{age}-{i}.example.com" for age in ("old", "new") for i in range(40)))
     sets = [
-        core.set_ingress_rule(account, tunnel.id, IngressRule(f"new-{i}.example.com", f"http://svc-{i}:80"))
+        core.set_ingress_rule(account, tunnel.id, IngressRule(f"new-{i}.example.com", f"http://svc-{i}:80"), ours)
         for i in range(40)
     ]
-    removes = [core.remove_ingress_rule(account, tunnel.id, f"old-{i}.example.com") for i in range(10)]
+    removes = [core.remove_ingress_rule(account, tunnel.id, f"old-{i}.example.com", None, ours) for i in range(10)]
     results = await asyncio.gather(*sets, *removes)
 
     assert results == [None] * 40 + [True] * 10  # every removal reports it removed its rule
@@ -117,18 +120,19 @@ async def test_fifty_concurrent_edits_cost_one_get_and_one_put(
 async def test_edits_arriving_during_a_flush_go_to_the_next_one(
     core: CloudflareCore, sandbox: CloudflareSandbox
 ) -> None:
-    tunnel = await core.ensure_tunnel(sandbox.account_id, "op-waves")
+    tunnel = await core.ensure_tunnel(sandbox.account_id, "op-waves", intent())
+    ours = rules_at(*(f"{wave}{i}.example.com" for wave in "ab" for i in range(5)))
     sandbox.faults.latency = 0.05
     first = asyncio.gather(
         *(
-            core.set_ingress_rule(sandbox.account_id, tunnel.id, IngressRule(f"a{i}.example.com", "http://a:80"))
+            core.set_ingress_rule(sandbox.account_id, tunnel.id, IngressRule(f"a{i}.example.com", "http://a:80"), ours)
             for i in range(5)
         )
     )
     await asyncio.sleep(0.02)  # the first flush is now in flight
     second = asyncio.gather(
         *(
-            core.set_ingress_rule(sandbox.account_id, tunnel.id, IngressRule(f"b{i}.example.com", "http://b:80"))
+            core.set_ingress_rule(sandbox.account_id, tunnel.id, IngressRule(f"b{i}.example.com", "http://b:80"), ours)
             for i in range(5)
         )
     )
@@ -144,11 +148,12 @@ async def test_exact_hostnames_before_wildcards_and_no_put_when_unchanged(
     core: CloudflareCore, sandbox: CloudflareSandbox
 ) -> None:
     account = sandbox.account_id
-    tunnel = await core.ensure_tunnel(account, "op-order")
-    await core.set_ingress_rule(account, tunnel.id, IngressRule("*.example.com", "http://wild:80"))
-    await core.set_ingress_rule(account, tunnel.id, IngressRule("app.example.com", "http://app:80"))
-    await core.set_ingress_rule(account, tunnel.id, IngressRule("app.example.com", "http://api:80", "^/api/v1"))
-    await core.set_ingress_rule(account, tunnel.id, IngressRule("app.example.com", "http://api:80", "^/api"))
+    tunnel = await core.ensure_tunnel(account, "op-order", intent())
+    ours = rules_at("*.example.com", "app.example.com", ("app.example.com", "^/api/v1"), ("app.example.com", "^/api"))
+    await core.set_ingress_rule(account, tunnel.id, IngressRule("*.example.com", "http://wild:80"), ours)
+    await core.set_ingress_rule(account, tunnel.id, IngressRule("app.example.com", "http://app:80"), ours)
+    await core.set_ingress_rule(account, tunnel.id, IngressRule("app.example.com", "http://api:80", "^/api/v1"), ours)
+    await core.set_ingress_rule(account, tunnel.id, IngressRule("app.example.com", "http://api:80", "^/api"), ours)
     config = await core.get_tunnel_config(account, tunnel.id)
     assert config is not None
     assert [(r.get("hostname"), r.get("path")) for r in config["ingress"]] == [
@@ -160,37 +165,40 @@ async def test_exact_hostnames_before_wildcards_and_no_put_when_unchanged(
     ]
 
     sandbox.reset_log()
-    await core.set_ingress_rule(account, tunnel.id, IngressRule("app.example.com", "http://app:80"))
-    await core.remove_ingress_rule(account, tunnel.id, "missing.example.com")
+    await core.set_ingress_rule(account, tunnel.id, IngressRule("app.example.com", "http://app:80"), ours)
+    await core.remove_ingress_rule(account, tunnel.id, "missing.example.com", None, ours)
     assert sandbox.counters == {"tunnels.config.get": 2}  # steady state: no PUT
 
 
 async def test_rule_edits_on_a_deleted_tunnel(core: CloudflareCore, sandbox: CloudflareSandbox) -> None:
-    tunnel = await core.ensure_tunnel(sandbox.account_id, "op-gone")
-    await core.set_ingress_rule(sandbox.account_id, tunnel.id, IngressRule("app.example.com", "http://app:80"))
+    tunnel = await core.ensure_tunnel(sandbox.account_id, "op-gone", intent())
+    ours = rules_at("app.example.com", "b.example.com")
+    await core.set_ingress_rule(sandbox.account_id, tunnel.id, IngressRule("app.example.com", "http://app:80"), ours)
     other = cloudflare.AsyncCloudflare(api_token=sandbox.token, base_url=sandbox.base_url, max_retries=0)
     async with other:
         await other.zero_trust.tunnels.cloudflared.delete(tunnel.id, account_id=sandbox.account_id)
 
-    await core.remove_ingress_rule(sandbox.account_id, tunnel.id, "app.example.com")  # nothing left to remove
+    # nothing left to remove
+    assert await core.remove_ingress_rule(sandbox.account_id, tunnel.id, "app.example.com", None, ours) is False
     with pytest.raises(NotFound):
-        await core.set_ingress_rule(sandbox.account_id, tunnel.id, IngressRule("b.example.com", "http://b:80"))
+        await core.set_ingress_rule(sandbox.account_id, tunnel.id, IngressRule("b.example.com", "http://b:80"), ours)
 
 
 async def test_a_failed_flush_reaches_every_caller_and_the_next_flush_recovers(
     core: CloudflareCore, sandbox: CloudflareSandbox
 ) -> None:
-    tunnel = await core.ensure_tunnel(sandbox.account_id, "op-fail")
+    tunnel = await core.ensure_tunnel(sandbox.account_id, "op-fail", intent())
+    ours = rules_at(*(f"h{i}.example.com" for i in range(4)))
     sandbox.faults.fail(op="tunnels.config.put", status=500, count=3)
     results = await asyncio.gather(
         *(
-            core.set_ingress_rule(sandbox.account_id, tunnel.id, IngressRule(f"h{i}.example.com", "http://h:80"))
+            core.set_ingress_rule(sandbox.account_id, tunnel.id, IngressRule(f"h{i}.example.com", "http://h:80"), ours)
             for i in range(4)
         ),
         return_exceptions=True,
     )
     assert [type(r).__name__ for r in results] == ["TransientError"] * 4
 
-    await core.set_ingress_rule(sandbox.account_id, tunnel.id, IngressRule("h0.example.com", "http://h:80"))
+    await core.set_ingress_rule(sandbox.account_id, tunnel.id, IngressRule("h0.example.com", "http://h:80"), ours)
     config = await core.get_tunnel_config(sandbox.account_id, tunnel.id)
     assert config is not None and [r.get("hostname") for r in config["ingress"]] == ["h0.example.com", None]

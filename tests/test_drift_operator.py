@@ -22,12 +22,7 @@ OBJECTS = ("dns_record", "tunnel_rule", "access_app", "access_policy", "service_
 
 @pytest.fixture()
 def world(kube: Any, cloudflare: Any) -> Iterator[World]:
-    w = World(kube, cloudflare)
-    try:
-        yield w
-    finally:
-        w.stop()
-        w.client.close()
+    yield from World.opened(kube, cloudflare)  # each test starts the operator with its own settings
 
 
 def repairs(front_door: str = "chutes") -> dict[str, float]:

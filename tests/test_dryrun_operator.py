@@ -27,12 +27,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 @pytest.fixture()
 def world(kube: Any, cloudflare: Any) -> Iterator[World]:
-    w = World(kube, cloudflare)
-    try:
-        yield w
-    finally:
-        w.stop()
-        w.client.close()
+    yield from World.opened(kube, cloudflare)  # each test starts the operator with its own settings
 
 
 def writes(cf: Any) -> list[str]:

@@ -52,6 +52,19 @@ class World:
             self.operator.stop()
             self.operator = None
 
+    @classmethod
+    def opened(cls, kube: Any, cloudflare: Any, *, start: bool = False, **overrides: Any) -> Iterator[World]:
+        """A world for one test (the body of a fixture: ``yield from World.opened(...)``), with the operator
+        started when `start` (settings `overrides`), stopped and closed after the test."""
+        world = cls(kube, cloudflare)
+        if start:
+            world.start(**overrides)
+        try:
+            yield world
+        finally:
+            world.stop()
+            world.client.close()
+
     # -- objects -------------------------------------------------------------------------------
     def namespace(self, name: str) -> None:
         try:
@@ -147,13 +160,7 @@ class World:
 
 @pytest.fixture()
 def world(kube: Any, cloudflare: Any) -> Iterator[World]:
-    w = World(kube, cloudflare)
-    w.start()
-    try:
-        yield w
-    finally:
-        w.stop()
-        w.client.close()
+    yield from World.opened(kube, cloudflare, start=True)
 
 
 # --- the happy path -------------------------------------------------------------------------------

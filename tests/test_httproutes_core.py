@@ -18,6 +18,7 @@ from chutes.cloudflare_core import (
     marker,
 )
 from chutes.sandbox.cloudflare import CloudflareSandbox
+from core_harness import TOKEN_DURATION, intent
 
 OWNER = "test"
 SOURCE = "HTTPRoute/apps/web"
@@ -78,7 +79,7 @@ async def test_lookups_by_natural_key(core: CloudflareCore, sandbox: CloudflareS
     for name in ("team", "admins"):
         await other.zero_trust.access.policies.create(account_id=account, name=name, decision="allow",
                                                       include=[{"everyone": {}}])
-    app = await core.ensure_access_app(account, AccessAppSpec("cfzt-app.example.com", "app.example.com"))
+    app = await core.ensure_access_app(account, AccessAppSpec("cfzt-app.example.com", "app.example.com"), intent())
     policy = await core.ensure_app_policy(account, app.id, AppPolicySpec("cfzt-app.example.com-allow",
                                                                          include=({"email": {"email": "a@x.org"}},)))
     sandbox.reset_log()
@@ -97,7 +98,7 @@ async def test_service_token_is_found_without_secret_and_rotated_with_one(
     core: CloudflareCore, sandbox: CloudflareSandbox
 ) -> None:
     account = sandbox.account_id
-    created = await core.ensure_service_token(account, "cfzt-app.example.com")
+    created = await core.ensure_service_token(account, "cfzt-app.example.com", TOKEN_DURATION, intent())
     found = await core.find_service_token(account, "cfzt-app.example.com")
     rotated = await core.rotate_service_token(account, created.id)
 

@@ -38,12 +38,7 @@ CLAIMS = "app.kubernetes.io/managed-by=chutes-operator,chutes.troubleshat.com/cl
 
 @pytest.fixture()
 def world(kube: Any, cloudflare: Any) -> Iterator[World]:
-    w = World(kube, cloudflare)
-    try:
-        yield w
-    finally:
-        w.stop()
-        w.client.close()
+    yield from World.opened(kube, cloudflare)  # each test starts the operator with its own settings
 
 
 def sdk(world: World) -> cf_sdk.Cloudflare:
@@ -189,15 +184,21 @@ def test_a_status_patched_with_foreign_ids_deletes_nothing_foreign_and_still_rem
 # --- 3. a failed hostname change keeps the old claim until its application is gone ---------------------
 
 
-def test_a_failed_hostname_change_keeps_the_old_claim_retries_and_removes_the_old_app(
-        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(claiming, "CONFLICT_RETRY", 1.0)  # a refused gateway retries soon (the operator is in-process)
+def blog_published_with_team_b_waiting(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """team-a/blog published; a Service in team-b for another gateway; a refused gateway retries soon (the
+    operator is in-process)."""
+    monkeypatch.setattr(claiming, "CONFLICT_RETRY", 1.0)
     world.start()
     world.ready_config()
     world.service()
     world.service(namespace="team-b")
     world.gateway()
     world.ready_gateway()
+
+
+def test_a_failed_hostname_change_keeps_the_old_claim_retries_and_removes_the_old_app(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    blog_published_with_team_b_waiting(world, monkeypatch)
     [old_app] = world.apps_for(HOSTNAME)
 
     world.cf.faults.fail(op="access.apps.delete", status=503)
@@ -234,13 +235,7 @@ def test_a_failed_hostname_change_keeps_the_old_claim_retries_and_removes_the_ol
 
 def test_a_deleting_gateway_keeps_its_claim_and_its_retry_deletes_nothing_of_the_next_holder(
         world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(claiming, "CONFLICT_RETRY", 1.0)
-    world.start()
-    world.ready_config()
-    world.service()
-    world.service(namespace="team-b")
-    world.gateway()
-    world.ready_gateway()
+    blog_published_with_team_b_waiting(world, monkeypatch)
 
     world.cf.faults.fail(op="access.apps.delete", status=503)
     delete_gateway(world)

@@ -9,15 +9,12 @@ own objects only once the holder is gone). Foreign objects stay byte-identical t
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from kubernetes_asyncio import client as async_client
-from kubernetes_asyncio import config as async_config
 
 from chutes import kube as chutes_kube
 from chutes.cloudflare_core.ownership import parse as parse_marker
@@ -26,7 +23,7 @@ from chutes.sandbox.cloudflare import SandboxConfig, SandboxThread
 from chutes.sandbox.kubernetes import KubeSandbox
 from chutes.sandbox.runner import OperatorThread
 from chutes.settings import load_settings
-from httproutes_harness import OPNS, World, home, wait_for, world_fixture  # noqa: F401
+from httproutes_harness import OPNS, World, by_thread, home, wait_for, world_fixture  # noqa: F401
 
 SHOP = "shop.example.com"
 NOT_PERMITTED = "adoption is not permitted by the operator"
@@ -114,18 +111,6 @@ def sweep_passes(cf: Any, token: str | None = None) -> int:
     """Whole-account zone listings (one per HTTPRoute sweep pass of a tenant naming no zone), per token name."""
     return len([r for r in cf.requests if r.op == "zones.list" and "name" not in r.query and r.status == 200
                 and (token is None or r.token_name == token)])
-
-
-def by_thread(kubeconfigs: dict[str, str]) -> Any:
-    """`chutes.kube.load_configuration` for several in-process operators, each on its own cluster."""
-
-    async def load() -> async_client.Configuration:
-        configuration = async_client.Configuration()
-        path = kubeconfigs[threading.current_thread().name]
-        await async_config.load_kube_config(config_file=path, client_configuration=configuration)
-        return configuration
-
-    return load
 
 
 class SharedTunnel(World):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import kubernetes
@@ -24,25 +23,13 @@ from chutes import cli
 from chutes.claims import ClaimStore, ledger_namespace
 from chutes.cloudflare_core import marker, marks, parse
 from chutes.frontdoors.adoption import ADOPT_ANNOTATION
-from chutes.frontdoors.sessions import handlers
 from chutes.frontdoors.sessions.config import SessionConfigError, load_config, require_marker_fits
+from sessions_harness import api_fixture, fast_timing_fixture  # noqa: F401  (pytest fixtures)
 
 CATCH_ALL = {"service": "http_status:503"}
 LONG_OWNER = "o" * 31  # the longest owner id with which a 22-character WATCH_NAMESPACE still fits
 LONG_NAMESPACE = "sessions-of-team-alpha"  # 22 characters: Session/<it>/ takes the marker's whole room
 TOO_LONG_OWNER = "o" * 32  # ... and with which it does not
-
-
-@pytest.fixture(autouse=True)
-def fast_timing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(handlers, "DEFAULT_TIMING", h.FAST_TIMING)
-
-
-@pytest.fixture()
-def api(kube: Any) -> Iterator[kubernetes.client.ApiClient]:
-    client = h.kube_client(kube)
-    yield client
-    client.close()  # type: ignore[no-untyped-call]
 
 
 # --- helpers --------------------------------------------------------------------------------------------

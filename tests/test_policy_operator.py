@@ -23,12 +23,7 @@ HOSTNAME = "blog.example.com"
 
 @pytest.fixture()
 def world(kube: Any, cloudflare: Any) -> Iterator[World]:
-    w = World(kube, cloudflare)
-    try:
-        yield w
-    finally:
-        w.stop()
-        w.client.close()
+    yield from World.opened(kube, cloudflare)  # each test starts the operator with its own settings
 
 
 def published(world: World) -> dict[str, Any]:

@@ -9,7 +9,6 @@ import random
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
 import kubernetes
@@ -20,24 +19,13 @@ import sessions_harness as h
 from chutes.frontdoors.sessions import handlers
 from chutes.frontdoors.sessions.scheduler import Timing
 from chutes.observability.metrics import HOSTNAMES
+from sessions_harness import api_fixture, fast_timing_fixture  # noqa: F401  (pytest fixtures)
 
 FOREIGN_RULES = [
     {"hostname": "foreign.example.net", "service": "http://foreign:80"},
     {"hostname": "*.example.net", "service": "http://wildcard:80"},
 ]
 CATCH_ALL = {"service": "http_status:503"}
-
-
-@pytest.fixture(autouse=True)
-def fast_timing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(handlers, "DEFAULT_TIMING", h.FAST_TIMING)
-
-
-@pytest.fixture()
-def api(kube: Any) -> Iterator[kubernetes.client.ApiClient]:
-    client = h.kube_client(kube)
-    yield client
-    client.close()  # type: ignore[no-untyped-call]
 
 
 @pytest.fixture()

@@ -4,29 +4,13 @@ watch saw go are never held back."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import kubernetes
-import pytest
-
 import sessions_harness as h
-from chutes.frontdoors.sessions import handlers
+from sessions_harness import api_fixture, fast_timing_fixture  # noqa: F401  (pytest fixtures)
 
 OPERATOR_POD = "chutes-sidecar-0"
 HASHES = ("aaaa00000001", "aaaa00000002", "aaaa00000003", "aaaa00000004", "aaaa00000005")
-
-
-@pytest.fixture(autouse=True)
-def fast_timing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(handlers, "DEFAULT_TIMING", h.FAST_TIMING)
-
-
-@pytest.fixture()
-def api(kube: Any) -> Iterator[kubernetes.client.ApiClient]:
-    client = h.kube_client(kube)
-    yield client
-    client.close()  # type: ignore[no-untyped-call]
 
 
 def published_hashes(cloudflare: Any, api: Any, tunnel: str) -> frozenset[str]:

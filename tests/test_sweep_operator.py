@@ -7,13 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kubernetes_asyncio import client as async_client
-from kubernetes_asyncio import config as async_config
 from prometheus_client import REGISTRY
 
 from chutes import kube as chutes_kube
@@ -25,7 +22,7 @@ from chutes.sandbox.runner import OperatorThread
 from chutes.settings import load_settings
 from chutes.sweep import engine
 from chutes.sweep.plan import Wants
-from httproutes_harness import OPNS
+from httproutes_harness import OPNS, by_thread
 from httproutes_harness import World as RoutesWorld
 from test_gateways_operator import GROUP, NS, VERSION
 from test_gateways_operator import World as GatewayWorld
@@ -307,19 +304,6 @@ def test_the_operator_warns_on_the_scope_object_when_the_cap_is_hit(cluster: Clu
 
 
 # --- (c) two owner ids side by side ------------------------------------------------------------------
-
-
-def by_thread(kubeconfigs: dict[str, str]) -> Any:
-    """`chutes.kube.load_configuration` for several in-process operators: each operator thread gets its own
-    cluster (KUBECONFIG is process-wide)."""
-
-    async def load() -> async_client.Configuration:
-        configuration = async_client.Configuration()
-        path = kubeconfigs[threading.current_thread().name]
-        await async_config.load_kube_config(config_file=path, client_configuration=configuration)
-        return configuration
-
-    return load
 
 
 def owned_by(snapshot: dict[str, Any], owner: str, zone: str, tunnel: str) -> dict[str, Any]:

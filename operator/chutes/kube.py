@@ -89,6 +89,17 @@ def _missing(exc: ApiException) -> bool:
     return exc.status == 404
 
 
+def _gone_unless_stale(exc: ApiException, stale: str, *, uid: bool = False) -> None:
+    """For a conditional write that failed with `exc`: return when the object is gone (404, the caller says
+    so), raise :class:`StaleObject` (`stale`) when its precondition no longer holds (409; with `uid`, also the
+    422 of a changed ``metadata.uid``), else raise `exc` again."""
+    if _missing(exc):
+        return
+    if exc.status == 409 or (uid and exc.status == 422 and "metadata.uid" in str(exc.body)):
+        raise StaleObject(stale) from None
+    raise exc
+
+
 async def get_custom(
     api: client.ApiClient, group: str, version: str, plural: str, name: str, namespace: str | None = None
 ) -> dict[str, Any] | None:
@@ -146,11 +157,8 @@ async def patch_custom_status(
                 group, version, namespace, plural, name, body, _content_type=MERGE_PATCH
             )
     except ApiException as exc:
-        if _missing(exc):
-            return None
-        if exc.status == 409:
-            raise StaleObject(f"{plural}/{name} changed since it was read") from None
-        raise
+        _gone_unless_stale(exc, f"{plural}/{name} changed since it was read")
+        return None
     return str(result.get("metadata", {}).get("resourceVersion") or "") or None
 
 
@@ -317,11 +325,8 @@ async def delete_configmap(api: client.ApiClient, namespace: str, name: str, uid
     try:
         await client.CoreV1Api(api).delete_namespaced_config_map(name, namespace, body=options)
     except ApiException as exc:
-        if _missing(exc):
-            return False
-        if exc.status == 409:
-            raise StaleObject(f"configmaps/{name} is not the object it was") from None
-        raise
+        _gone_unless_stale(exc, f"configmaps/{name} is not the object it was")
+        return False
     return True
 
 
@@ -346,11 +351,8 @@ async def patch_configmap(api: client.ApiClient, namespace: str, name: str,
     try:
         patched = await core.patch_namespaced_config_map(name, namespace, patch, _content_type=MERGE_PATCH)
     except ApiException as exc:
-        if _missing(exc):
-            return None
-        if exc.status == 409 or (exc.status == 422 and "metadata.uid" in str(exc.body)):
-            raise StaleObject(f"configmaps/{name} is not the object it was") from None
-        raise
+        _gone_unless_stale(exc, f"configmaps/{name} is not the object it was", uid=True)
+        return None
     return dict(api.sanitize_for_serialization(patched))
 
 
@@ -445,11 +447,8 @@ async def replace_lease(api: client.ApiClient, namespace: str, name: str,
     try:
         return await _json(await leases.replace_namespaced_lease(name, namespace, body, _preload_content=False))
     except ApiException as exc:
-        if _missing(exc):
-            return None
-        if exc.status == 409:
-            raise StaleObject(f"leases/{name} changed since it was read") from None
-        raise
+        _gone_unless_stale(exc, f"leases/{name} changed since it was read")
+        return None
 
 
 # --- session Pods and labelled custom objects (the session-Pod front door) ----------------------------

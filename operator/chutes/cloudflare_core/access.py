@@ -8,11 +8,10 @@ who may edit the app (dashboard, Terraform) may add or drop it. So tags are not 
 tunnels and service tokens, are ours only when this installation's ledger records them (`Recorded`).
 
 Every ensure_* finds its object by natural key first (app: domain; app policy: name within
-the app; IdP: type onetimepin; service token: name). With a `Recorded` proof (apps, service tokens)
-what it finds must be the recorded object, else `Conflict` and nothing changes, and a create needs the
-recorded intent; without one (``None``: the legacy form, until every caller keeps a ledger) an object
-found by name is taken as ours. Deletes given the expected name (and domain) read the object first and
-refuse one that differs. App-scoped policies live inside an app proven ours and are found by name there;
+the app; IdP: type onetimepin; service token: name). For apps and service tokens what it finds must be
+the object the `Recorded` proof covers, else `Conflict` and nothing changes, and a create needs the
+recorded intent. Deletes read the object first and refuse one whose name (and domain) differs from the
+one this installation recorded. App-scoped policies live inside an app proven ours and are found by name there;
 the one-time-PIN IdP is found and used, created when absent, never updated nor deleted.
 Creates whose key Cloudflare does not enforce are not replayed by the client after a dropped
 connection; on a transient failure they look the object up again and resolve it (by the proof)
@@ -31,7 +30,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .client import CloudflareClient, to_wire
-from .errors import Conflict, NotFound, RateLimited, TransientError
+from .errors import Conflict, RateLimited, TransientError
 from .models import AccessApp, AccessAppSpec, AppPolicySpec, IdentityProvider, Policy, Recorded, ServiceToken
 from .ownership import DEFAULT_OWNER, name_owner
 from .proofs import covered, require_intent, unrecorded
@@ -159,18 +158,6 @@ def _adoptable(app: Mapping[str, Any], spec: AccessAppSpec) -> bool:
     return name_owner(name) == (name, DEFAULT_OWNER) and name != name_owner(spec.name)[0]
 
 
-def _ours(apps: list[dict[str, Any]], spec: AccessAppSpec, *, adopt: bool = False) -> dict[str, Any] | None:
-    """Our app among those protecting the domain (with `adopt`: the one adoptable other app)."""
-    mine = next((app for app in apps if app.get("name") == spec.name), None)
-    if mine is None and apps:
-        if adopt and len(apps) == 1 and _adoptable(apps[0], spec):
-            return apps[0]
-        names = ", ".join(sorted(str(app.get("name")) for app in apps))
-        hint = " (not adopted: adoption takes over exactly one app of no other owner)" if adopt else ""
-        raise Conflict(f"Access app(s) {names} already protect {spec.domain}: not ours, left untouched{hint}")
-    return mine
-
-
 def _app_identity(app: Mapping[str, Any]) -> tuple[str, str | None]:
     return str(app.get("id") or ""), _created_at(app)
 
@@ -193,22 +180,16 @@ def _recorded_app(
 
 
 async def ensure_access_app(
-    client: CloudflareClient, account_id: str, spec: AccessAppSpec, recorded: Recorded | None = None
+    client: CloudflareClient, account_id: str, spec: AccessAppSpec, recorded: Recorded
 ) -> AccessApp:
     """The self-hosted app for `spec.domain`: created, replaced when different, else as is.
 
-    With `recorded` the app found must be the recorded one (by id, or an intent's name and creation
-    time), else Conflict unless `spec.adopt` takes over the one other app; a create needs
-    `recorded.since`. Without it (legacy) the app named `spec.name` is ours."""
+    The app found must be the one `recorded` proves ours (by id, or an intent's name and creation time),
+    else Conflict unless `spec.adopt` takes over the one other app; a create needs `recorded.since`."""
     apps = client.sdk.zero_trust.access.applications
     gate = client.gate
     found = await find_access_app(client, account_id, spec.domain)
-    may_adopt = spec.adopt and gate.may_adopt
-    if recorded is None:
-        current = _ours(found, spec, adopt=may_adopt)
-        adopting = current is not None and current.get("name") != spec.name
-    else:
-        current, adopting = _recorded_app(found, spec, recorded, adopt=may_adopt)
+    current, adopting = _recorded_app(found, spec, recorded, adopt=spec.adopt and gate.may_adopt)
     if current is not None:
         if not adopting and _app_up_to_date(current, spec):
             return app_from_wire(current)
@@ -229,8 +210,7 @@ async def ensure_access_app(
         )
         log.info("Updated Access app %s for %s", spec.name, spec.domain)
         return app_from_wire(to_wire(updated))
-    if recorded is not None:
-        require_intent(recorded, f"Access app {spec.name} for {spec.domain}")
+    require_intent(recorded, f"Access app {spec.name} for {spec.domain}")
     gate.allows("create", "access_app", f"{spec.name} for {spec.domain}", needed=True)
     try:
         created = await client.call(
@@ -244,7 +224,7 @@ async def ensure_access_app(
         if isinstance(error, RateLimited):
             raise
         again = await find_access_app(client, account_id, spec.domain)
-        current = _ours(again, spec) if recorded is None else _recorded_app(again, spec, recorded)[0]
+        current = _recorded_app(again, spec, recorded)[0]
         if current is None:
             raise
         return app_from_wire(current)
@@ -254,31 +234,23 @@ async def ensure_access_app(
 
 async def get_access_app(client: CloudflareClient, account_id: str, app_id: str) -> AccessApp | None:
     """The app with id `app_id`, or None when Cloudflare has none."""
-    try:
-        found = await client.call(
-            "access.apps.get", client.sdk.zero_trust.access.applications.get, app_id, account_id=account_id
+    found = await client.get("access.apps.get", client.sdk.zero_trust.access.applications.get, app_id,
+                             account_id=account_id)
+    return app_from_wire(found) if found is not None else None
+
+
+async def delete_access_app(client: CloudflareClient, account_id: str, app_id: str, domain: str, name: str) -> None:
+    """Delete app `app_id`; a missing one is fine. The app is read first: one protecting another domain
+    or named otherwise than the `domain` and `name` this installation recorded for it is a Conflict, left
+    in place (an id is a hint, never proof)."""
+    current = await get_access_app(client, account_id, app_id)
+    if current is None:
+        return
+    if current.domain != domain.strip().lower() or current.name != name:
+        raise Conflict(
+            f"Access app {current.name!r} ({app_id}) for {current.domain} is not the app "
+            f"{name!r} for {domain} this installation recorded: left untouched"
         )
-    except NotFound:
-        return None
-    return app_from_wire(to_wire(found))
-
-
-async def delete_access_app(
-    client: CloudflareClient, account_id: str, app_id: str, domain: str | None = None, name: str | None = None
-) -> None:
-    """Delete app `app_id`; a missing one is fine. Given the `domain` and `name` this installation
-    recorded for it, the app is read first and one protecting another domain or named otherwise is a
-    Conflict, left in place (an id is a hint, never proof). Legacy (neither given): deleted unread."""
-    if domain is not None or name is not None:
-        current = await get_access_app(client, account_id, app_id)
-        if current is None:
-            return
-        wrong_domain = domain is not None and current.domain != domain.strip().lower()
-        if wrong_domain or (name is not None and current.name != name):
-            raise Conflict(
-                f"Access app {current.name!r} ({app_id}) for {current.domain} is not the app "
-                f"{name or '?'!r} for {domain or '?'} this installation recorded: left untouched"
-            )
     await client.delete("access.apps.delete", "access_app", app_id,
                         client.sdk.zero_trust.access.applications.delete, app_id, account_id=account_id)
 
@@ -431,14 +403,9 @@ def _token_identity(token: ServiceToken) -> tuple[str, str | None]:
     return token.id, token.created_at
 
 
-async def _our_token(
-    client: CloudflareClient, account_id: str, name: str, recorded: Recorded | None
-) -> ServiceToken | None:
+async def _our_token(client: CloudflareClient, account_id: str, name: str, recorded: Recorded) -> ServiceToken | None:
     """The token named `name` that is ours: the recorded one (tokens named alike that the record does
-    not cover are someone else's and stay as they are: Conflict when there is no recorded one), or,
-    legacy (no record), the first one named so."""
-    if recorded is None:
-        return await _find_token(client, account_id, name)
+    not cover are someone else's and stay as they are: Conflict when there is no recorded one)."""
     tokens = await _named_tokens(client, account_id, name)
     mine = covered(tokens, recorded, _token_identity, f"service token {name}")
     if mine is None and tokens:
@@ -451,19 +418,18 @@ async def ensure_service_token(
     client: CloudflareClient,
     account_id: str,
     name: str,
-    duration: str = "8760h",
-    recorded: Recorded | None = None,
+    duration: str,
+    recorded: Recorded,
 ) -> ServiceToken:
     """The service token named `name`: an existing one comes back WITHOUT its secret (Cloudflare
     shows it only once); a new one comes back with it. Store the secret at once.
 
-    With `recorded` an existing token must be the recorded one (else Conflict) and a create needs
-    `recorded.since`; without (legacy) the first token named `name` is taken."""
+    An existing token must be the one `recorded` proves ours (else Conflict); a create needs
+    `recorded.since`."""
     found = await _our_token(client, account_id, name, recorded)
     if found is not None:
         return found
-    if recorded is not None:
-        require_intent(recorded, f"service token {name}")
+    require_intent(recorded, f"service token {name}")
     client.gate.allows("create", "service_token", name, needed=True)
     tokens = client.sdk.zero_trust.access.service_tokens
     try:
@@ -486,28 +452,20 @@ async def ensure_service_token(
 
 async def get_service_token(client: CloudflareClient, account_id: str, token_id: str) -> ServiceToken | None:
     """The token with id `token_id` (never with its secret), or None when Cloudflare has none."""
-    try:
-        found = await client.call(
-            "service_tokens.get", client.sdk.zero_trust.access.service_tokens.get, token_id, account_id=account_id
-        )
-    except NotFound:
-        return None
-    return _token_from_wire(to_wire(found), with_secret=False)
+    found = await client.get("service_tokens.get", client.sdk.zero_trust.access.service_tokens.get, token_id,
+                             account_id=account_id)
+    return _token_from_wire(found, with_secret=False) if found is not None else None
 
 
-async def delete_service_token(
-    client: CloudflareClient, account_id: str, token_id: str, name: str | None = None
-) -> None:
-    """Delete token `token_id`; a missing one is fine. Given the `name` this installation recorded for
-    it, the token is read first and one named otherwise is a Conflict, left in place. Legacy (no name):
-    deleted unread."""
-    if name is not None:
-        current = await get_service_token(client, account_id, token_id)
-        if current is None:
-            return
-        if current.name != name:
-            raise Conflict(f"service token {current.name!r} ({token_id}) is not the token {name!r} "
-                           "this installation recorded: left untouched")
+async def delete_service_token(client: CloudflareClient, account_id: str, token_id: str, name: str) -> None:
+    """Delete token `token_id`; a missing one is fine. The token is read first: one named otherwise than
+    the `name` this installation recorded for it is a Conflict, left in place."""
+    current = await get_service_token(client, account_id, token_id)
+    if current is None:
+        return
+    if current.name != name:
+        raise Conflict(f"service token {current.name!r} ({token_id}) is not the token {name!r} "
+                       "this installation recorded: left untouched")
     await client.delete("service_tokens.delete", "service_token", token_id,
                         client.sdk.zero_trust.access.service_tokens.delete, token_id, account_id=account_id)
 

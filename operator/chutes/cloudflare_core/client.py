@@ -181,6 +181,14 @@ class CloudflareClient:
             log.debug("Cloudflare %s: %s; attempt %d, retrying in %.2fs", op, error, attempt, pause)
             await asyncio.sleep(pause)
 
+    async def get(self, op: str, fn: Callable[..., Awaitable[Any]], /, *args: Any,
+                  **kwargs: Any) -> dict[str, Any] | None:
+        """One read of an object by id, as a wire dict; None when Cloudflare has no such object (404)."""
+        try:
+            return to_wire(await self.call(op, fn, *args, **kwargs))
+        except NotFound:
+            return None
+
     async def delete(self, op: str, obj: ObjectKind, label: str, fn: Callable[..., Awaitable[Any]], /, *args: Any,
                      **kwargs: Any) -> bool:
         """One delete that the write policy and dry-run may skip (logged and counted by the gate) and that a

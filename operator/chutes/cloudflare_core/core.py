@@ -120,10 +120,9 @@ class CloudflareCore:
         return writer
 
     # -- tunnels ---------------------------------------------------------------------------
-    async def ensure_tunnel(self, account_id: str, name: str, recorded: Recorded | None = None) -> Tunnel:
+    async def ensure_tunnel(self, account_id: str, name: str, recorded: Recorded) -> Tunnel:
         """The live tunnel named `name`, created when absent. `recorded`: the ledger's proof (a tunnel
-        found under the name that it does not cover is a Conflict; a create needs `recorded.since`);
-        None is the legacy form (adopted by name) for callers that keep no ledger yet."""
+        found under the name that it does not cover is a Conflict; a create needs `recorded.since`)."""
         return await tunnels.ensure_tunnel(self.client, account_id, name, recorded)
 
     async def find_tunnel(self, account_id: str, name: str) -> Tunnel | None:
@@ -135,12 +134,9 @@ class CloudflareCore:
     async def get_tunnel_token(self, account_id: str, tunnel_id: str) -> str:
         return await tunnels.get_tunnel_token(self.client, account_id, tunnel_id)
 
-    async def delete_tunnel(
-        self, account_id: str, tunnel_id: str, name: str | None = None, *, connected_ok: bool | None = None
-    ) -> None:
+    async def delete_tunnel(self, account_id: str, tunnel_id: str, name: str, *, connected_ok: bool) -> None:
         """Delete tunnel `tunnel_id` after reading it: one named otherwise than `name` is a Conflict, and
-        so is one with active connections unless `connected_ok` (only then cascaded). Both None is the
-        legacy form: deleted with its connections, unchecked."""
+        so is one with active connections unless `connected_ok` (only then cascaded)."""
         await tunnels.delete_tunnel(self.client, account_id, tunnel_id, name, connected_ok=connected_ok)
         writer = self._tunnel_writers.pop((account_id, tunnel_id), None)
         if writer is not None:
@@ -149,23 +145,16 @@ class CloudflareCore:
     async def list_tunnels(self, account_id: str, prefix: str | None = None) -> list[Tunnel]:
         return await tunnels.list_tunnels(self.client, account_id, prefix)
 
-    async def set_ingress_rule(
-        self, account_id: str, tunnel_id: str, rule: IngressRule, owns: RulePredicate | None = None
-    ) -> None:
+    async def set_ingress_rule(self, account_id: str, tunnel_id: str, rule: IngressRule, owns: RulePredicate) -> None:
         """Write `rule`; `Conflict` (nothing changed) when its hostname + path hold a rule `owns`
-        rejects. `owns=None` is the legacy form (any rule there is ours), until every door passes one."""
+        rejects."""
         await self.tunnel_writer(account_id, tunnel_id).set_rule(rule, owns)
 
     async def remove_ingress_rule(
-        self,
-        account_id: str,
-        tunnel_id: str,
-        hostname: str,
-        path: str | None = None,
-        owns: RulePredicate | None = None,
+        self, account_id: str, tunnel_id: str, hostname: str, path: str | None, owns: RulePredicate
     ) -> bool:
-        """Remove the rule at hostname + path when `owns` accepts it (`None`, legacy: any rule); a rule
-        it rejects stays. True when it was removed."""
+        """Remove the rule at hostname + path when `owns` accepts it; a rule it rejects stays. True when
+        it was removed."""
         return await self.tunnel_writer(account_id, tunnel_id).remove_rule(hostname, path, owns)
 
     async def sync_ingress_rules(
@@ -269,24 +258,19 @@ class CloudflareCore:
         return zone
 
     # -- Access ----------------------------------------------------------------------------
-    async def ensure_access_app(
-        self, account_id: str, spec: AccessAppSpec, recorded: Recorded | None = None
-    ) -> AccessApp:
+    async def ensure_access_app(self, account_id: str, spec: AccessAppSpec, recorded: Recorded) -> AccessApp:
         """The app for `spec.domain`. `recorded`: the ledger's proof (the app found must be the recorded
-        one; a create needs `recorded.since`); None is the legacy form (the app named `spec.name`).
-        With `spec.adopt` (not under create-only) the one other app protecting the domain is taken
-        over, unless it is named like another installation's (an ``@owner`` suffix, or the same name
-        without ours); otherwise another app is a Conflict."""
+        one; a create needs `recorded.since`). With `spec.adopt` (not under create-only) the one other
+        app protecting the domain is taken over, unless it is named like another installation's (an
+        ``@owner`` suffix, or the same name without ours); otherwise another app is a Conflict."""
         return await access.ensure_access_app(self.client, account_id, spec, recorded)
 
     async def get_access_app(self, account_id: str, app_id: str) -> AccessApp | None:
         return await access.get_access_app(self.client, account_id, app_id)
 
-    async def delete_access_app(
-        self, account_id: str, app_id: str, domain: str | None = None, name: str | None = None
-    ) -> None:
+    async def delete_access_app(self, account_id: str, app_id: str, domain: str, name: str) -> None:
         """Delete app `app_id` after reading it: one for another `domain` or named otherwise than `name`
-        is a Conflict. Both None is the legacy form: deleted unread."""
+        is a Conflict."""
         await access.delete_access_app(self.client, account_id, app_id, domain, name)
 
     async def ensure_app_policy(self, account_id: str, app_id: str, spec: AppPolicySpec) -> Policy:
@@ -302,19 +286,18 @@ class CloudflareCore:
         return await access.ensure_otp_idp(self.client, account_id)
 
     async def ensure_service_token(
-        self, account_id: str, name: str, duration: str = "8760h", recorded: Recorded | None = None
+        self, account_id: str, name: str, duration: str, recorded: Recorded
     ) -> ServiceToken:
-        """The token named `name` (with its secret only when created now). `recorded`: the ledger's
-        proof (a token named so that it does not cover is a Conflict; a create needs `recorded.since`);
-        None is the legacy form (the first token named so)."""
+        """The token named `name`, valid for `duration` (e.g. ``8760h``), with its secret only when created
+        now. `recorded`: the ledger's proof (a token named so that it does not cover is a Conflict; a create
+        needs `recorded.since`)."""
         return await access.ensure_service_token(self.client, account_id, name, duration, recorded)
 
     async def get_service_token(self, account_id: str, token_id: str) -> ServiceToken | None:
         return await access.get_service_token(self.client, account_id, token_id)
 
-    async def delete_service_token(self, account_id: str, token_id: str, name: str | None = None) -> None:
-        """Delete token `token_id` after reading it: one named otherwise than `name` is a Conflict.
-        None is the legacy form: deleted unread."""
+    async def delete_service_token(self, account_id: str, token_id: str, name: str) -> None:
+        """Delete token `token_id` after reading it: one named otherwise than `name` is a Conflict."""
         await access.delete_service_token(self.client, account_id, token_id, name)
 
     # -- lookups by natural key and rotation -------------------------------------------------

@@ -400,6 +400,20 @@ class DnsWriter(CoalescingWriter[_AnyRequest]):
         change = plan(request, existing, may_adopt=gate.may_adopt)
         return None if change is None else gate_change(change, existing, gate)
 
+    def _plans(self, requests: Sequence[_Request], existing: Callable[[_Request], list[DnsRecord]]) -> list[_Change]:
+        """The changes `requests` need, each planned against the records `existing` gives for it; a request
+        whose plan fails gets the error (and makes no change)."""
+        changes: list[_Change] = []
+        for request in requests:
+            try:
+                change = self._planned(request, existing(request))
+            except CloudflareError as error:
+                request.fail(error)
+                continue
+            if change is not None:
+                changes.append(change)
+        return changes
+
     def _take(self) -> list[_AnyRequest]:
         """The next flush: a sync or delete-records request alone, else queued requests in order up
         to the next such request, at most one per name (the rest wait)."""
@@ -427,16 +441,7 @@ class DnsWriter(CoalescingWriter[_AnyRequest]):
         by_name: dict[str, list[DnsRecord]] = {}
         for record in records:
             by_name.setdefault(record.name, []).append(record)
-        changes: list[_Change] = []
-        for request in requests:
-            try:
-                change = self._planned(request, by_name.get(request.name, []))
-            except CloudflareError as error:
-                request.fail(error)
-                continue
-            if change is not None:
-                changes.append(change)
-        return changes
+        return self._plans(requests, lambda request: by_name.get(request.name, []))
 
     async def _flush(self, requests: list[_AnyRequest]) -> None:
         if len(requests) == 1 and isinstance(requests[0], _SyncRequest):
@@ -473,15 +478,7 @@ class DnsWriter(CoalescingWriter[_AnyRequest]):
         deletes = [] if sync.defer_deletes else self._deletes_of(stale, owner)
         for request in [*ensures, *deletes]:
             request.front_door = sync.front_door  # made in the drain task: the caller's, not its context
-        changes: list[_Change] = []
-        for request in [*ensures, *deletes]:
-            try:
-                change = self._planned(request, by_name.get(request.name, []))
-            except CloudflareError as error:
-                request.fail(error)
-                continue
-            if change is not None:
-                changes.append(change)
+        changes = self._plans([*ensures, *deletes], lambda request: by_name.get(request.name, []))
         try:
             await self._apply(changes, replanned=False)
         finally:
@@ -518,17 +515,9 @@ class DnsWriter(CoalescingWriter[_AnyRequest]):
         """Delete `batch.records` without listing: each is planned against itself as listed (a refused
         batch lists again and drops what is gone, see `_run`)."""
         deletes = self._deletes_of(batch.records, batch.owner_id)
-        changes: list[_Change] = []
         for request in deletes:
             request.front_door = batch.front_door
-            record = request.records[0] if request.records else None
-            try:
-                change = self._planned(request, [record] if record is not None else [])
-            except CloudflareError as error:
-                request.fail(error)
-                continue
-            if change is not None:
-                changes.append(change)
+        changes = self._plans(deletes, lambda request: list((request.records or ())[:1]))
         try:
             await self._apply(changes, replanned=False)
         finally:

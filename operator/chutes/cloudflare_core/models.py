@@ -92,8 +92,7 @@ class Recorded:
     The proof asked of an object found by its natural key (tunnel name, app domain + name, token name):
     it is ours when its id is `id`, or, while `id` is None (a crash between the create and recording its
     id), when `since` is set and the object was created at or after `since` minus `CREATE_SKEW`.
-    A create needs `since` (the intent is recorded first). Passing ``None`` instead of a `Recorded` is
-    the legacy form (found by name alone), kept until every caller keeps a ledger.
+    A create needs `since` (the intent is recorded first).
     """
 
     id: str | None = None

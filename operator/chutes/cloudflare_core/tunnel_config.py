@@ -11,9 +11,7 @@ in the document (wire form) is its own, asked at merge time (after the flush's G
 over a rule `owns` rejects is refused, even when identical: its caller gets `Conflict`, the rule
 stays byte-identical and the other edits of the flush proceed. A `RemoveRule` leaves such a rule
 in place (logged at INFO). A `SyncRules` neither removes nor overwrites one; the wanted keys it
-could not write come back in `RuleSync.refused`. `owns=None` on `SetRule`/`RemoveRule` is the
-legacy form (every rule at the key is the caller's), accepted only until every caller passes a
-predicate.
+could not write come back in `RuleSync.refused`.
 
 The merge asks the client's `ChangeGate` about each rule it would add, change or remove: under
 upsert-only no rule is removed, under create-only no existing rule is changed either (new ones are
@@ -97,20 +95,19 @@ RuleKey = tuple[str, str | None]  # (hostname, path) of a rule
 @dataclass(frozen=True)
 class SetRule:
     """Write `rule` at its key (hostname + path). A rule already there that `owns` rejects refuses
-    the edit (its caller gets `Conflict`); `owns=None` (legacy) takes every rule there as ours."""
+    the edit (its caller gets `Conflict`)."""
 
     rule: IngressRule
-    owns: RulePredicate | None = None
+    owns: RulePredicate
 
 
 @dataclass(frozen=True)
 class RemoveRule:
-    """Remove the rule at (hostname, path) when `owns` accepts it (`owns=None`, legacy: always);
-    a rule it rejects stays."""
+    """Remove the rule at (hostname, path) when `owns` accepts it; a rule it rejects stays."""
 
     hostname: str
-    path: str | None = None
-    owns: RulePredicate | None = None
+    path: str | None
+    owns: RulePredicate
 
     @property
     def key(self) -> RuleKey:
@@ -205,10 +202,6 @@ def _meaningful(rule: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in rule.items() if value not in (None, {}, [], "")}
 
 
-def _ours(owns: RulePredicate | None, rule: Mapping[str, Any]) -> bool:
-    return owns is None or owns(rule)
-
-
 def _is(wanted: Key) -> Callable[[Key], bool]:
     return lambda key: key == wanted
 
@@ -238,7 +231,7 @@ def merge_counted(
     catch_all = rules.pop() if rules and _is_catch_all(rules[-1]) else None
     keys: list[Key] = [_key(rule) for rule in rules]
 
-    def remove(matches: Callable[[Key], bool], owns: RulePredicate | None, report: bool) -> EditResult:
+    def remove(matches: Callable[[Key], bool], owns: RulePredicate, report: bool) -> EditResult:
         """Drop the rules whose key `matches` and that `owns` accepts; with `report`, the matching
         rules it rejects come back as refused."""
         nonlocal keys, rules
@@ -247,7 +240,7 @@ def merge_counted(
         for key, rule in zip(keys, rules, strict=True):
             if not matches(key):
                 kept.append((key, rule))
-            elif not _ours(owns, rule):
+            elif not owns(rule):
                 kept.append((key, rule))
                 if report and key[0] is not None:
                     refused.add((key[0], key[1]))
@@ -259,12 +252,12 @@ def merge_counted(
             rules = [rule for _, rule in kept]
         return EditResult(removed, frozenset(refused))
 
-    def set_rule(rule: IngressRule, owns: RulePredicate | None) -> EditResult:
+    def set_rule(rule: IngressRule, owns: RulePredicate) -> EditResult:
         wanted = rule.to_wire()
         wanted_key: Key = rule.key
         if wanted_key in keys:
             index = keys.index(wanted_key)
-            if not _ours(owns, rules[index]):
+            if not owns(rules[index]):
                 return EditResult(refused=frozenset({rule.key}))
             if _meaningful(rules[index]) == _meaningful(wanted) or not allowed("update", wanted):
                 return EditResult()
@@ -364,16 +357,12 @@ class TunnelConfigWriter(CoalescingWriter[_EditRequest]):
         self.account_id = account_id
         self.tunnel_id = tunnel_id
 
-    async def set_rule(self, rule: IngressRule, owns: RulePredicate | None = None) -> None:
-        """Write `rule`; `Conflict` when its key holds a rule `owns` rejects (left untouched).
-        `owns=None` is the legacy form: any rule at the key is ours."""
+    async def set_rule(self, rule: IngressRule, owns: RulePredicate) -> None:
+        """Write `rule`; `Conflict` when its key holds a rule `owns` rejects (left untouched)."""
         await self._submit(_EditRequest(edit=SetRule(rule, owns)))
 
-    async def remove_rule(
-        self, hostname: str, path: str | None = None, owns: RulePredicate | None = None
-    ) -> bool:
-        """Remove the rule at (hostname, path) if `owns` accepts it (`None`, legacy: any); True when
-        this flush removed it."""
+    async def remove_rule(self, hostname: str, path: str | None, owns: RulePredicate) -> bool:
+        """Remove the rule at (hostname, path) if `owns` accepts it; True when this flush removed it."""
         return bool(await self._submit(_EditRequest(edit=RemoveRule(hostname, path, owns))))
 
     async def sync_rules(self, rules: Sequence[IngressRule], owns: RulePredicate) -> RuleSync:

@@ -1,11 +1,9 @@
 """Remotely-managed Cloudflare Tunnels: find-or-create by name, token, delete.
 
 A tunnel carries no marker of ours: it is ours only when the ledger says so (`Recorded`: its id, or the
-intent to create it and a `created_at` after it). With a record, a tunnel found under the name that the
-record does not cover is a `Conflict` and stays as it is; a delete reads the tunnel first and refuses
-one named otherwise, or one with active connections unless the caller says connections may go.
-Without a record (``None``, the legacy form of the callers that keep no ledger yet) a tunnel is found
-and adopted by name, and deleted by id with its connections, unchecked.
+intent to create it and a `created_at` after it). A tunnel found under the name that the record does
+not cover is a `Conflict` and stays as it is; a delete reads the tunnel first and refuses one named
+otherwise, or one with active connections unless the caller says connections may go.
 """
 
 from __future__ import annotations
@@ -14,7 +12,7 @@ import logging
 from typing import Any
 
 from .client import CloudflareClient, to_wire
-from .errors import CloudflareError, Conflict, InvalidInput, NotFound
+from .errors import CloudflareError, Conflict, InvalidInput
 from .models import Recorded, Tunnel
 from .proofs import covered, require_intent, unrecorded
 
@@ -52,9 +50,9 @@ async def find_tunnel(client: CloudflareClient, account_id: str, name: str) -> T
     return None
 
 
-def _proven(tunnel: Tunnel, recorded: Recorded | None) -> Tunnel:
-    """`tunnel` when `recorded` covers it (or there is no record: legacy), else Conflict."""
-    if recorded is None or covered([tunnel], recorded, _identity, f"tunnel {tunnel.name}") is not None:
+def _proven(tunnel: Tunnel, recorded: Recorded) -> Tunnel:
+    """`tunnel` when `recorded` covers it, else Conflict."""
+    if covered([tunnel], recorded, _identity, f"tunnel {tunnel.name}") is not None:
         return tunnel
     raise unrecorded(f"tunnel {tunnel.name} ({tunnel.id})", recorded)
 
@@ -63,17 +61,13 @@ def _identity(tunnel: Tunnel) -> tuple[str, str | None]:
     return tunnel.id, tunnel.created_at
 
 
-async def ensure_tunnel(
-    client: CloudflareClient, account_id: str, name: str, recorded: Recorded | None = None
-) -> Tunnel:
-    """The live tunnel named `name`, created when absent (config_src=cloudflare). With `recorded` an
-    existing tunnel must be the recorded one (else Conflict) and a create needs `recorded.since`;
-    without (legacy) an existing tunnel is adopted by name."""
+async def ensure_tunnel(client: CloudflareClient, account_id: str, name: str, recorded: Recorded) -> Tunnel:
+    """The live tunnel named `name`, created when absent (config_src=cloudflare). An existing tunnel must
+    be the one `recorded` proves ours (else Conflict); a create needs `recorded.since`."""
     found = await find_tunnel(client, account_id, name)
     if found is not None:
         return _proven(found, recorded)
-    if recorded is not None:
-        require_intent(recorded, f"tunnel {name}")
+    require_intent(recorded, f"tunnel {name}")
     client.gate.allows("create", "tunnel", name, needed=True)
     try:
         created = await client.call(
@@ -97,13 +91,9 @@ async def ensure_tunnel(
 
 async def get_tunnel(client: CloudflareClient, account_id: str, tunnel_id: str) -> Tunnel | None:
     """The tunnel (possibly soft-deleted, see `.deleted`), or None when Cloudflare has no such id."""
-    try:
-        result = await client.call(
-            "tunnels.get", client.sdk.zero_trust.tunnels.cloudflared.get, tunnel_id, account_id=account_id
-        )
-    except NotFound:
-        return None
-    return tunnel_from_wire(to_wire(result), account_id)
+    found = await client.get("tunnels.get", client.sdk.zero_trust.tunnels.cloudflared.get, tunnel_id,
+                             account_id=account_id)
+    return tunnel_from_wire(found, account_id) if found is not None else None
 
 
 async def get_tunnel_token(client: CloudflareClient, account_id: str, tunnel_id: str) -> str:
@@ -120,32 +110,21 @@ async def get_tunnel_token(client: CloudflareClient, account_id: str, tunnel_id:
 
 
 async def delete_tunnel(
-    client: CloudflareClient,
-    account_id: str,
-    tunnel_id: str,
-    name: str | None = None,
-    *,
-    connected_ok: bool | None = None,
+    client: CloudflareClient, account_id: str, tunnel_id: str, name: str, *, connected_ok: bool
 ) -> None:
     """Delete tunnel `tunnel_id`; a missing or deleted tunnel is fine (and so is one the write policy or
-    dry-run keeps).
-
-    Checked (`name` or `connected_ok` given): the tunnel is read first; one named otherwise than `name`
-    is a Conflict, and so is one with active connections unless `connected_ok` (only then are they
-    deleted with it: ``cascade``). Legacy (neither given): deleted with its connections, unread.
-    """
-    if name is None and connected_ok is None:
-        await _delete(client, account_id, tunnel_id, cascade=True)
-        return
+    dry-run keeps). The tunnel is read first: one named otherwise than `name` (the name this installation
+    recorded for it) is a Conflict, and so is one with active connections unless `connected_ok` (only then
+    are they deleted with it: ``cascade``)."""
     current = await get_tunnel(client, account_id, tunnel_id)
     if current is None or current.deleted:
         return
     label = f"tunnel {current.name!r} ({tunnel_id})"
-    if name is not None and current.name != name:
+    if current.name != name:
         raise Conflict(f"{label} is not the tunnel {name!r} this installation recorded: left untouched")
     if current.connected and not connected_ok:
         raise Conflict(f"{label} has active connections: left untouched")
-    await _delete(client, account_id, tunnel_id, cascade=bool(connected_ok))
+    await _delete(client, account_id, tunnel_id, cascade=connected_ok)
 
 
 async def _delete(client: CloudflareClient, account_id: str, tunnel_id: str, *, cascade: bool) -> None:

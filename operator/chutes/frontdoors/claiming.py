@@ -10,6 +10,7 @@ token or tunnel rule is its own; ids in a status or a state ConfigMap are hints,
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,7 +28,10 @@ __all__ = [
     "SERVICE_TOKEN",
     "TUNNEL",
     "TUNNEL_RULE",
+    "Removal",
     "Teardown",
+    "delete_recorded",
+    "forget_access",
     "hold",
     "remove_object",
     "rule_is_ours",
@@ -209,49 +213,92 @@ async def _remove_records(core: CloudflareCore, claims: ClaimStore, claim: Claim
     return claim, others
 
 
-async def _remove_app(core: CloudflareCore, claims: ClaimStore, claim: Claim, account_id: str,
-                      done: Teardown) -> Claim:
-    entry = claim.entry(ACCESS_APP)
-    if entry is None:
-        return claim
+@dataclass(frozen=True)
+class Removal:
+    """What deleting one object a claim records came to (:func:`delete_recorded`): the account and name the claim
+    records, the id the claim proves ("" when nothing it covers was found: nothing to delete), whether the delete
+    went through, and the refusal when the object there turned out not to be ours (left in place)."""
+
+    account: str
+    name: str
+    id: str
+    removed: bool = False
+    refused: Conflict | None = None
+
+
+async def delete_recorded(core: CloudflareCore, claim: Claim, obj: str, *, account_id: str,
+                          connected_ok: bool = False) -> Removal:
+    """Delete the object the claim records as `obj` (``ACCESS_APP``, ``SERVICE_TOKEN`` or ``TUNNEL``), proven by the
+    claim alone: its recorded id, or, recorded as an intent (no id yet), the object found under its natural key
+    (the app's domain and name, the token's or tunnel's name) that was made after the intent. The core reads the
+    object first and refuses one named otherwise (`Removal.refused`); a tunnel with active connections only goes
+    with `connected_ok`. One already gone is fine. The claim's entry stays: forgetting it is the caller's."""
+    entry = claim.entry(obj) or {}
     account = str(entry.get("account") or account_id)
-    name = str(entry.get("name") or "")
-    app_id = str(entry.get("id") or "")
-    if not app_id:  # recorded as an intent: the app found under its domain and name, made after the intent
-        found = await core.find_access_app(account, claim.key, name)
-        app_id = found.id if found is not None and claim.recorded(ACCESS_APP).covers(found.id, found.created_at) else ""
-    if app_id:
-        try:
-            await core.delete_access_app(account, app_id, claim.key, name)
-            done.note(ACCESS_APP, f"Access application {name} ({app_id}) removed")
-        except Conflict as conflict:
-            done.left.append(f"Access application {app_id}: {conflict.message}")
-        except NotFound:
-            pass
+    name = str(entry.get("name") or (claim.key.partition("/")[2] if obj == TUNNEL else ""))
+    object_id = str(entry.get("id") or "")
+    if not object_id and entry:
+        found = await (core.find_access_app(account, claim.key, name) if obj == ACCESS_APP
+                       else core.find_service_token(account, name) if obj == SERVICE_TOKEN
+                       else core.find_tunnel(account, name))
+        covered = found is not None and claim.recorded(obj).covers(found.id, found.created_at)
+        object_id = found.id if found is not None and covered else ""
+    removal = Removal(account, name, object_id)
+    if not object_id:
+        return removal
+    try:
+        if obj == ACCESS_APP:
+            await core.delete_access_app(account, object_id, claim.key, name)
+        elif obj == SERVICE_TOKEN:
+            await core.delete_service_token(account, object_id, name)
+        else:
+            await core.delete_tunnel(account, object_id, name, connected_ok=connected_ok)
+    except Conflict as conflict:
+        return dataclasses.replace(removal, refused=conflict)
+    except NotFound:
+        return removal
+    return dataclasses.replace(removal, removed=True)
+
+
+_LABELS = {ACCESS_APP: "Access application", SERVICE_TOKEN: "service token", TUNNEL: "tunnel"}
+
+
+async def _delete_entry(core: CloudflareCore, claim: Claim, obj: str, account_id: str, done: Teardown, *,
+                        connected_ok: bool = False) -> bool:
+    """:func:`delete_recorded`, said in `done` (removed, or left with the reason); False when it was left in place."""
+    removal = await delete_recorded(core, claim, obj, account_id=account_id, connected_ok=connected_ok)
+    what = _LABELS[obj]
+    if removal.refused is not None:
+        done.left.append(f"{what} {removal.id}: {removal.refused.message}")
+        return False
+    if removal.removed:
+        shown = removal.name if obj == SERVICE_TOKEN else f"{removal.name} ({removal.id})"
+        done.note(obj, f"{what} {shown} removed")
+    return True
+
+
+async def forget_access(core: CloudflareCore, claims: ClaimStore, claim: Claim) -> Claim:
+    """Forget the Access application the claim records and its app-scoped policy (gone with it), unless the write
+    policy or dry-run kept them."""
     claim = await _forget(core, claims, claim, ACCESS_APP)
     if claim.entry(ACCESS_POLICY) is not None:
         claim = await _forget(core, claims, claim, ACCESS_POLICY)
     return claim
 
 
+async def _remove_app(core: CloudflareCore, claims: ClaimStore, claim: Claim, account_id: str,
+                      done: Teardown) -> Claim:
+    if claim.entry(ACCESS_APP) is None:
+        return claim
+    await _delete_entry(core, claim, ACCESS_APP, account_id, done)
+    return await forget_access(core, claims, claim)
+
+
 async def _remove_token(core: CloudflareCore, claims: ClaimStore, claim: Claim, account_id: str,
                         done: Teardown) -> Claim:
-    entry = claim.entry(SERVICE_TOKEN)
-    if entry is None:
+    if claim.entry(SERVICE_TOKEN) is None:
         return claim
-    account = str(entry.get("account") or account_id)
-    name = str(entry.get("name") or "")
-    token_id = str(entry.get("id") or "")
-    if not token_id:
-        found = await core.find_service_token(account, name)
-        covered = found is not None and claim.recorded(SERVICE_TOKEN).covers(found.id, found.created_at)
-        token_id = found.id if found is not None and covered else ""
-    if token_id:
-        try:
-            await core.delete_service_token(account, token_id, name)
-            done.note(SERVICE_TOKEN, f"service token {name} removed")
-        except Conflict as conflict:
-            done.left.append(f"service token {token_id}: {conflict.message}")
+    await _delete_entry(core, claim, SERVICE_TOKEN, account_id, done)
     return await _forget(core, claims, claim, SERVICE_TOKEN)
 
 
@@ -260,22 +307,9 @@ async def tear_down_tunnel(core: CloudflareCore, claims: ClaimStore, claim: Clai
     """Delete the tunnel the tunnel claim records (verified by name; with active connections only when
     `connected_ok`: the caller has just removed its own connectors), then release the claim."""
     done = Teardown()
-    entry = claim.entry(TUNNEL) or {}
-    account = str(entry.get("account") or account_id)
-    name = str(entry.get("name") or claim.key.partition("/")[2])
     try:
-        tunnel_id = str(entry.get("id") or "")
-        if not tunnel_id and entry:
-            found = await core.find_tunnel(account, name)
-            covered = found is not None and claim.recorded(TUNNEL).covers(found.id, found.created_at)
-            tunnel_id = found.id if found is not None and covered else ""
-        if tunnel_id:
-            try:
-                await core.delete_tunnel(account, tunnel_id, name, connected_ok=connected_ok)
-                done.note(TUNNEL, f"tunnel {name} ({tunnel_id}) removed")
-            except Conflict as conflict:
-                done.left.append(f"tunnel {tunnel_id}: {conflict.message}")
-                return done
+        if not await _delete_entry(core, claim, TUNNEL, account_id, done, connected_ok=connected_ok):
+            return done
     except CloudflareError as exc:
         raise problem_from_cloudflare(exc, f"removing the tunnel of {claim.source}") from exc
     done.released = await _release(core, claims, claim)

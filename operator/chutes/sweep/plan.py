@@ -294,6 +294,11 @@ def plan(inventory: Inventory, names: DoorNames, wants: Wants, cap: int) -> Swee
         if deletion.claim:
             claim_parts.setdefault(deletion.claim, []).append(deletion)
 
+    def keep(claim: ClaimView, why: str) -> None:
+        """Something `claim` records stays (`why`, reported): the claim is not released."""
+        kept.append(why)
+        blocked.add(claim.name)
+
     orphans = orphan_claims(inventory, names, wants)
     host_claims = [claim for claim in orphans if claim.kind == "hostname"]
     tunnel_claims = [claim for claim in orphans if claim.kind == "tunnel"]
@@ -357,14 +362,11 @@ def plan(inventory: Inventory, names: DoorNames, wants: Wants, cap: int) -> Swee
                     kept.append(f"{label}: recorded as an intent, no application of that name and domain was "
                                 "created after it")  # nothing to delete; the claim may go
             elif not _in_zones(hostname, zone_names):
-                kept.append(f"{label}: {hostname} is outside the zones swept")
-                blocked.add(claim.name)
+                keep(claim, f"{label}: {hostname} is outside the zones swept")
             elif hostname in remaining_names:
-                kept.append(f"{label}: a DNS record for {hostname} remains")
-                blocked.add(claim.name)
+                keep(claim, f"{label}: a DNS record for {hostname} remains")
             elif hostname in remaining_rule_hosts:
-                kept.append(f"{label}: a tunnel rule for {hostname} remains")
-                blocked.add(claim.name)
+                keep(claim, f"{label}: a tunnel rule for {hostname} remains")
             else:
                 add(Deletion(ACCESS_APP, app_name, app_id, source=source, domain=hostname, claim=claim.name))
         token = claim.entries.get(SERVICE_TOKEN)
@@ -386,14 +388,11 @@ def plan(inventory: Inventory, names: DoorNames, wants: Wants, cap: int) -> Swee
             continue  # nothing (left) to delete: the claim may go
         live = listed[tunnel_id]
         if live.name != tunnel_name:
-            kept.append(f"tunnel {tunnel_id} of {claim.source}: it is named {live.name!r} now, not {tunnel_name!r}")
-            blocked.add(claim.name)
+            keep(claim, f"tunnel {tunnel_id} of {claim.source}: it is named {live.name!r} now, not {tunnel_name!r}")
         elif live.connected:
-            kept.append(f"tunnel {tunnel_name} of {claim.source}: it has active connections")
-            blocked.add(claim.name)
+            keep(claim, f"tunnel {tunnel_name} of {claim.source}: it has active connections")
         elif tunnel_id in pointed:
-            kept.append(f"tunnel {tunnel_name} of {claim.source}: a DNS record that stays points to it")
-            blocked.add(claim.name)
+            keep(claim, f"tunnel {tunnel_name} of {claim.source}: a DNS record that stays points to it")
         else:
             add(Deletion(TUNNEL, tunnel_name, tunnel_id, source=claim.source, claim=claim.name))
 

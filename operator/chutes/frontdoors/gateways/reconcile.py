@@ -50,7 +50,6 @@ from chutes.cloudflare_core import (
     DesiredRecord,
     IngressRule,
     MarkerTooLong,
-    NotFound,
     marker,
     marks,
 )
@@ -553,35 +552,16 @@ async def drop_access(core: CloudflareCore, claims: ClaimStore, claim: Claim, ac
                       events: EventSink) -> Claim:
     """Access switched off: delete the application the hostname claim records (its policy goes with it; an app
     that turns out not to be ours stays, with a Warning), then forget both entries."""
-    entry = claim.entry(claiming.ACCESS_APP)
-    if entry is None:
+    if claim.entry(claiming.ACCESS_APP) is None:
         return claim
-    account = str(entry.get("account") or account_id)
-    name = str(entry.get("name") or "")
-    app_id = str(entry.get("id") or "")
-    if not app_id:  # recorded as an intent: the app found under its domain and name, made after the intent
-        found = await step("finding the Access application", core.find_access_app(account, claim.key, name))
-        covered = found is not None and claim.recorded(claiming.ACCESS_APP).covers(found.id, found.created_at)
-        app_id = found.id if found is not None and covered else ""
-    if app_id:
-        doing = "removing the old Access application"
-        try:
-            await core.delete_access_app(account, app_id, claim.key, name)
-        except Conflict as exc:
-            events.warning(c.HOSTNAME_CONFLICT, f"{doing}: left in place, not ours ({exc.message})")
-        except NotFound:
-            pass
-        except CloudflareError as exc:
-            raise problem_from_cloudflare(exc, doing) from exc
-        else:
-            _policy_removed(events, claim, app_id)
-            events.normal("AccessApplicationRemoved", f"Access application {app_id} removed")
-    if not claiming.enforced(core):  # the policy or dry-run kept it: so does its proof
-        return claim
-    claim = await claims.forget(claim, claiming.ACCESS_APP)
-    if claim.entry(claiming.ACCESS_POLICY) is not None:
-        claim = await claims.forget(claim, claiming.ACCESS_POLICY)
-    return claim
+    doing = "removing the old Access application"
+    removal = await step(doing, claiming.delete_recorded(core, claim, claiming.ACCESS_APP, account_id=account_id))
+    if removal.refused is not None:
+        events.warning(c.HOSTNAME_CONFLICT, f"{doing}: left in place, not ours ({removal.refused.message})")
+    elif removal.removed:
+        _policy_removed(events, claim, removal.id)
+        events.normal("AccessApplicationRemoved", f"Access application {removal.id} removed")
+    return await claiming.forget_access(core, claims, claim)  # kept with the app by the policy or dry-run
 
 
 def _policy_removed(events: EventSink, claim: Claim, app_id: str) -> None:

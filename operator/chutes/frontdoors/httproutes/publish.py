@@ -499,24 +499,27 @@ async def _remove_unwanted(ctx: Context, core: CloudflareCore, claims: ClaimStor
     forgotten): the rule of a route now DNS-only (its record no longer points to the tunnel), then the Access
     application (the hostname stays published, now public), then the service token and its Secret."""
     hostname = settings.hostname
-    rule_entry = claim.entry(TUNNEL_RULE)
-    if not tunnel_mode and rule_entry is not None:
-        claim, done = await claiming.remove_object(core, claims, claim, TUNNEL_RULE, account_id=account)
+
+    async def drop(claim: Claim, obj: str, reason: str, message: str) -> Claim:
+        """Remove `obj` when the claim records it: a Normal Event `reason` once removed, a Warning for what
+        stays (not ours)."""
+        if claim.entry(obj) is None:
+            return claim
+        claim, done = await claiming.remove_object(core, claims, claim, obj, account_id=account)
+        t.announce(hostname, claiming.Teardown(left=done.left), events)
         if done.removed:
-            events.normal("TunnelRuleRemoved", f"{hostname}: rule removed from tunnel {rule_entry.get('tunnel')}")
+            events.normal(reason, message)
+        return claim
+
+    if not tunnel_mode:
+        tunnel = (claim.entry(TUNNEL_RULE) or {}).get("tunnel")
+        claim = await drop(claim, TUNNEL_RULE, "TunnelRuleRemoved", f"{hostname}: rule removed from tunnel {tunnel}")
     if not settings.access.enabled:
-        if claim.entry(ACCESS_APP) is not None:
-            claim, done = await claiming.remove_object(core, claims, claim, ACCESS_APP, account_id=account)
-            t.announce(hostname, claiming.Teardown(left=done.left), events)
-            if done.removed:
-                events.normal("AccessApplicationRemoved", f"{hostname} is no longer behind Access")
+        claim = await drop(claim, ACCESS_APP, "AccessApplicationRemoved", f"{hostname} is no longer behind Access")
         current.set(access_app_id=None, access_policy_ids=None)
     if not settings.service_token.enabled:
-        if claim.entry(SERVICE_TOKEN) is not None:
-            claim, done = await claiming.remove_object(core, claims, claim, SERVICE_TOKEN, account_id=account)
-            t.announce(hostname, claiming.Teardown(left=done.left), events)
-            if done.removed:
-                events.normal("ServiceTokenRemoved", f"service token of {hostname} and its Secret removed")
+        claim = await drop(claim, SERVICE_TOKEN, "ServiceTokenRemoved",
+                           f"service token of {hostname} and its Secret removed")
         secrets = {st.get("service_token_secret_name") for st in (current, previous) if st is not None}
         for secret in sorted(secret for secret in secrets if secret):
             if not core.dry_run:

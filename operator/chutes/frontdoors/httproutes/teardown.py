@@ -59,21 +59,22 @@ async def check_name(core: CloudflareCore, zone_id: str, record: DesiredRecord, 
     permitted), an unmarked record of its type is no obstacle: the DNS writer takes it over. `asked`: the route
     asked for adoption (the refusal then says the operator does not permit it)."""
     doing = f"checking {record.name}"
-    try:
-        await core.check_dns_name_available(zone_id, record.name, record.source, record.type, adopt=record.adopt)
-        return
-    except Conflict as conflict:
-        refusal = conflict
-    except CloudflareError as exc:
-        raise problem_from_cloudflare(exc, doing) from exc
-    if adopt_ids and await _adopt(core, zone_id, record.name, record.source, adopt_ids):
+
+    async def check() -> Conflict | None:
+        """The refusal of one check, None when the name is free for the record."""
         try:
             await core.check_dns_name_available(zone_id, record.name, record.source, record.type, adopt=record.adopt)
-            return
         except Conflict as conflict:
-            refusal = conflict
+            return conflict
         except CloudflareError as exc:
             raise problem_from_cloudflare(exc, doing) from exc
+        return None
+
+    refusal = await check()
+    if refusal is not None and adopt_ids and await _adopt(core, zone_id, record.name, record.source, adopt_ids):
+        refusal = await check()
+    if refusal is None:
+        return
     hint = f" ({adoption.NOT_PERMITTED})" if asked and not record.adopt and refusal.holder is None else ""
     raise Problem(c.HOSTNAME_CONFLICT, f"{refusal.message}{hint}", FOREIGN_RETRY)
 

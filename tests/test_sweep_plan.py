@@ -329,3 +329,18 @@ def test_nothing_proven_ours_means_an_empty_plan() -> None:
     result = plan(inventory(records, {SHARED: rules("x.example.com", "y.example.com")},
                             apps=[app("foreign", "x.example.com")], tokens=[token("foreign")]), ROUTES, Wants(), 50)
     assert result.deletions == () and result.deferred == () and not result.capped
+
+
+def test_a_gateway_sweep_limited_to_its_namespaces_never_judges_another_installations_records() -> None:
+    """Two installations sharing an owner id by mistake, each watching its own namespaces: neither takes the
+    other's gateway records for orphans."""
+    from chutes.frontdoors.gateways.orphans import gateway_wants
+
+    config = {"metadata": {"name": "default"}, "spec": {"domain": "example.com", "accountId": "acc"}}
+    gateway = {"metadata": {"namespace": "ns", "name": "live"}, "spec": {"configRef": "default", "hostname": "live"}}
+    wanted = gateway_wants([gateway], [config], "default", namespaces=("ns",))
+    assert wanted.sources["ChuteGateway/ns/live"] == frozenset({"live.example.com", "acc/chute-ns-live"})
+    theirs = cname("x.example.com", "t1", "ChuteGateway/other-team/x")
+    assert plan(inventory([theirs]), GATEWAYS, wanted, 50).deletions == ()
+    assert summary(plan(inventory([theirs]), GATEWAYS, gateway_wants([gateway], [config], "default"), 50)) == [
+        ("dns_record", "x.example.com")]

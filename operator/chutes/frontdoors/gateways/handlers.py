@@ -125,7 +125,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
             return
         report = await unless_stopped(orphans.sweep_config(
             memo.kube, memo.cores, memo.claims, name, body.get("spec") or {}, settings.sweep_max_deletions,
-            memo.get("hostname_rules")), stopped.wait())
+            memo.get("hostname_rules"), settings.namespaces), stopped.wait())
         announce(report, EventSink(body, kopf.event))
 
     @kopf.on.delete(d.GROUP, d.VERSION, d.CONFIG_PLURAL, registry=registry, id="cleanup")

@@ -38,8 +38,9 @@ class Rules(Protocol):
 
 
 def gateway_wants(gateways: Iterable[Mapping[str, Any]], configs: Iterable[Mapping[str, Any]], owner_id: str,
-                  rules: Rules | None = None) -> Wants:
-    """What `gateways` want, their short hostnames resolved in the domain of their `configs`."""
+                  rules: Rules | None = None, namespaces: Iterable[str] = ()) -> Wants:
+    """What `gateways` want, their short hostnames resolved in the domain of their `configs`; `namespaces`: the
+    namespaces served (none: all; the sweep judges only the sources of those)."""
     by_name = {str(c["metadata"]["name"]): c.get("spec") or {} for c in configs}
     sources: dict[str, frozenset[str]] = {}
     deleting: set[str] = set()
@@ -65,17 +66,19 @@ def gateway_wants(gateways: Iterable[Mapping[str, Any]], configs: Iterable[Mappi
         if config is not None and config.get("accountId"):
             keys.add(f"{config['accountId']}/{d.cloudflare_name(namespace, name, owner_id)}")
         sources[source] = frozenset(keys)
-    return Wants(sources=sources, deleting=frozenset(deleting))
+    return Wants(sources=sources, deleting=frozenset(deleting), namespaces=frozenset(namespaces) or None)
 
 
-async def load_wants(api: client.ApiClient, owner_id: str, rules: Rules | None) -> Wants:
+async def load_wants(api: client.ApiClient, owner_id: str, rules: Rules | None,
+                     namespaces: tuple[str, ...] = ()) -> Wants:
     gateways = await kube.list_custom(api, d.GROUP, d.VERSION, d.GATEWAY_PLURAL)
     configs = await kube.list_custom(api, d.GROUP, d.VERSION, d.CONFIG_PLURAL)
-    return gateway_wants(gateways, configs, owner_id, rules)
+    return gateway_wants(gateways, configs, owner_id, rules, namespaces)
 
 
 async def sweep_config(api: client.ApiClient, cores: CorePool, ledger: ClaimStore, name: str, spec: Mapping[str, Any],
-                       cap: int, rules: Rules | None = None) -> engine.SweepReport | None:
+                       cap: int, rules: Rules | None = None,
+                       namespaces: tuple[str, ...] = ()) -> engine.SweepReport | None:
     """One pass over the config's account and zone, judging the gateways' claims and records against what every
     gateway wants; None when the config's token cannot be read (nothing is swept)."""
     try:
@@ -88,6 +91,6 @@ async def sweep_config(api: client.ApiClient, cores: CorePool, ledger: ClaimStor
                          label=f"ChuteConfig {name}")
 
     async def wants() -> Wants:
-        return await load_wants(api, core.owner_id, rules)
+        return await load_wants(api, core.owner_id, rules, namespaces)
 
     return await engine.sweep(core, scope, wants, cap, ledger)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
@@ -208,6 +209,68 @@ async def test_delete_ours_absent_and_type_swap(core: CloudflareCore, sandbox: C
 
     assert records(sandbox, zone) == [] and swapped.type == "CNAME"
     assert sandbox.counters == {"dns.list": 1}
+
+
+@pytest.mark.parametrize(("theirs", "ours"), [(("AAAA", "2001:db8::25"), ("A", "203.0.113.66")),
+                                             (("A", "203.0.113.66"), ("AAAA", "2001:db8::25"))])
+async def test_an_address_record_not_ours_blocks_the_other_address_type(
+    core: CloudflareCore, sandbox: CloudflareSandbox, zone: str, theirs: tuple[str, str], ours: tuple[str, str]
+) -> None:
+    """A hand-made IPv6-only (or IPv4-only) name gets no address record of ours of the other type beside it."""
+    await create_foreign(sandbox, zone, name="mail.example.com", type=theirs[0], content=theirs[1], ttl=300)
+    before = records(sandbox, zone, "mail.example.com")
+    wanted = DesiredRecord("mail.example.com", ours[0], ours[1], proxied=False, ttl=300, source="Pod/ns/mail")
+
+    with pytest.raises(Conflict, match=f"a {theirs[0]} record not owned by {OWNER}"):
+        await core.check_dns_name_available(zone, "mail.example.com", "Pod/ns/mail", ours[0])
+    with pytest.raises(Conflict, match=f"a {theirs[0]} record not owned by {OWNER}"):
+        await core.check_dns_name_available(zone, "mail.example.com", "Pod/ns/mail", ours[0], adopt=True)
+    with pytest.raises(Conflict):
+        await core.ensure_dns_record(zone, wanted)
+    with pytest.raises(Conflict):
+        await core.ensure_dns_record(zone, dataclasses.replace(wanted, adopt=True))  # only its own type is adopted
+    sync = await core.sync_dns_records(zone, [wanted], lambda record: False)
+
+    assert isinstance(sync.failed.get("mail.example.com"), Conflict) and not sync.written
+    assert records(sandbox, zone, "mail.example.com") == before
+    assert sandbox.counters["dns.batch"] == 0
+
+
+async def test_an_address_record_held_by_another_source_blocks_the_other_type_naming_its_holder(
+    core: CloudflareCore, sandbox: CloudflareSandbox, zone: str
+) -> None:
+    await core.ensure_dns_record(zone, DesiredRecord("mail.example.com", "AAAA", "2001:db8::25", proxied=False,
+                                                     ttl=300, source="Pod/ns/first"))
+    before = records(sandbox, zone, "mail.example.com")
+    wanted = DesiredRecord("mail.example.com", "A", "203.0.113.66", proxied=False, ttl=300, source="Pod/ns/second")
+
+    with pytest.raises(Conflict, match="held by Pod/ns/first") as checked:
+        await core.check_dns_name_available(zone, "mail.example.com", "Pod/ns/second", "A")
+    with pytest.raises(Conflict, match="held by Pod/ns/first") as ensured:
+        await core.ensure_dns_record(zone, wanted)
+
+    assert checked.value.holder == ensured.value.holder == "Pod/ns/first"
+    assert records(sandbox, zone, "mail.example.com") == before
+
+
+@pytest.mark.parametrize(("first", "then"), [(("A", "203.0.113.5"), ("AAAA", "2001:db8::5")),
+                                             (("AAAA", "2001:db8::5"), ("A", "203.0.113.5"))])
+async def test_our_own_address_type_swap_replaces_the_other_type_in_one_batch(
+    core: CloudflareCore, sandbox: CloudflareSandbox, zone: str, first: tuple[str, str], then: tuple[str, str]
+) -> None:
+    def address(kind: tuple[str, str]) -> DesiredRecord:
+        return DesiredRecord("app.example.com", kind[0], kind[1], proxied=False, ttl=300, source="Pod/ns/app")
+
+    old = await core.ensure_dns_record(zone, address(first))
+    await core.check_dns_name_available(zone, "app.example.com", "Pod/ns/app", then[0])  # ours: available
+    sandbox.reset_log()
+    new = await core.ensure_dns_record(zone, address(then))
+
+    assert [(r["type"], r["content"]) for r in records(sandbox, zone, "app.example.com")] == [then]
+    assert ops(sandbox) == {"dns.list": 1, "dns.batch": 1}
+    [batch] = sandbox.calls(op="dns.batch")
+    assert batch.body["deletes"] == [{"id": old.id}] and [p["type"] for p in batch.body["posts"]] == [then[0]]
+    assert new.type == then[0]
 
 
 async def test_batches_respect_the_batch_limit(core: CloudflareCore, sandbox: CloudflareSandbox, zone: str) -> None:

@@ -5,7 +5,9 @@ one listing of the zone (name-filtered when the flush touches one name), a plan 
 against what exists (external-dns style: a record is touched only when its marker names OUR owner id
 AND the requesting source, `ownership.marks`; any other record in the way gives the requester a
 `Conflict`, naming the holder when it is ours for another source), then `dns.batch` calls of at most
-the plan's batch size.
+the plan's batch size. In the way of a record: one of the same type, a CNAME beside anything, and an
+address record (A or AAAA) beside one of the other address type; the requester's own clashing records
+are replaced in the same batch (CNAME ↔ A, A ↔ AAAA).
 
 A batch is all-or-nothing. When one is refused (4xx), the zone is listed again and the plan
 redone (this adopts what a replayed batch already applied, and catches records created by
@@ -46,6 +48,7 @@ __all__ = ["DnsSync", "DnsWriter", "check_name_available", "list_owned", "list_r
 log = logging.getLogger(__name__)
 DNS_PER_PAGE = 5000
 _PROXIABLE = frozenset({"A", "AAAA", "CNAME"})
+_ADDRESS = frozenset({"A", "AAAA"})
 
 
 def record_from_wire(data: dict[str, Any]) -> DnsRecord:
@@ -132,8 +135,15 @@ def _adoptable(record: DnsRecord, wanted_type: str) -> bool:
 
 
 def _clash(wanted_type: str, existing_type: str) -> bool:
-    """Whether a record of `existing_type` stands in the way of one of `wanted_type`."""
-    return wanted_type == existing_type or "CNAME" in (wanted_type, existing_type)
+    """Whether a record of `existing_type` stands in the way of one of `wanted_type`: the same type, a CNAME
+    beside anything, or an address record beside one of the other address type (A and AAAA answer for the
+    same name: an IPv6-only name made by hand must not get our A record beside it; our own other address
+    record is replaced in the same batch)."""
+    return (
+        wanted_type == existing_type
+        or "CNAME" in (wanted_type, existing_type)
+        or {wanted_type, existing_type} <= _ADDRESS
+    )
 
 
 def _same_content(record_type: str, left: str, right: str) -> bool:

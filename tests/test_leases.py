@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client
 
+from chutes import kube
 from chutes.leases import TunnelLeases, default_identity, expired, lease_name, micro_time
 from chutes.sandbox.kubernetes import KubeSandbox
 from ledger_harness import LEDGER, api, cluster, other_api
@@ -208,3 +209,152 @@ async def test_a_waiter_of_this_process_gives_up_too(api: client.ApiClient) -> N
     results = await asyncio.gather(owner(), waiter(), return_exceptions=True)
     assert results[0] is None and isinstance(results[1], TimeoutError)
     assert "held by this process" in str(results[1])
+
+
+# --- expiry on the observer's clock --------------------------------------------------------------------------
+
+
+async def test_a_lease_lapses_on_the_observers_clock_whatever_its_renew_time_says(api: client.ApiClient) -> None:
+    seconds = [100.0]
+    locks = TunnelLeases(api, LEDGER, OWNER, "replica-a", clock=lambda: seconds[0])
+    now = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
+    ahead = "2025-01-02T12:00:00.000000Z"  # a holder whose clock runs a day ahead
+    lease = {"metadata": {"resourceVersion": "7"},
+             "spec": {"holderIdentity": "fast-clock", "leaseDurationSeconds": 30, "renewTime": ahead}}
+
+    assert not locks.lapsed("l", lease, now)  # first seen now
+    seconds[0] = 129.9
+    assert not locks.lapsed("l", lease, now)
+    seconds[0] = 130.0
+    assert locks.lapsed("l", lease, now)  # unchanged for its whole duration, as this process saw it
+
+    renewed = {"metadata": {"resourceVersion": "8"}, "spec": {**lease["spec"], "renewTime": ahead}}
+    assert not locks.lapsed("l", renewed, now)  # a new version: a live holder, seen again from now
+    seconds[0] = 159.0
+    assert not locks.lapsed("l", renewed, now)
+    moved = {"metadata": {"resourceVersion": "8"}, "spec": {**renewed["spec"], "holderIdentity": "other"}}
+    seconds[0] = 170.0
+    assert not locks.lapsed("l", moved, now)  # another holder: seen again from now
+    assert not locks.lapsed("other-lease", lease, now)  # each Lease its own observation
+
+    seconds[0] = 0.0  # the wall clock still counts: renewTime + duration in the past lapses at once
+    stale = {"metadata": {"resourceVersion": "9"},
+             "spec": {"holderIdentity": "dead", "leaseDurationSeconds": 30, "renewTime": "2025-01-01T11:59:00.000000Z"}}
+    assert locks.lapsed("stale", stale, now)
+
+
+async def test_a_lease_never_renewed_while_watched_is_taken_over_after_its_duration(
+        api: client.ApiClient, cluster: KubeSandbox) -> None:
+    ahead = micro_time(datetime.now(UTC) + timedelta(hours=1))
+    cluster.seed("coordination.k8s.io/v1/leases", {
+        "metadata": {"name": lease_name(OWNER, ACCOUNT, "t-ahead"), "namespace": LEDGER},
+        "spec": {"holderIdentity": "fast-clock", "leaseDurationSeconds": 1, "acquireTime": ahead, "renewTime": ahead}})
+    started = time.monotonic()
+    async with leases(api, "replica-a").lock(ACCOUNT, "t-ahead"):
+        assert await holder(api, "t-ahead") == "replica-a"
+    assert 0.9 < time.monotonic() - started < 3.0  # one duration on this process's clock, not an hour
+
+
+# --- a Lease written with our identity is never left held ------------------------------------------------------
+
+
+async def test_an_acquisition_cancelled_after_its_write_releases_the_lease(
+        api: client.ApiClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_create = kube.create_lease
+    written = asyncio.Event()
+
+    async def create_then_hang(*args: Any, **kwargs: Any) -> Any:
+        await real_create(*args, **kwargs)  # the server wrote it; the response never comes back
+        written.set()
+        await asyncio.sleep(3600)
+
+    monkeypatch.setattr(kube, "create_lease", create_then_hang)
+    locks = leases(api, "replica-a")
+
+    async def flush() -> None:
+        async with locks.lock(ACCOUNT, "t-cut"):
+            pytest.fail("entered without the Lease")
+
+    task = asyncio.create_task(flush())
+    await written.wait()
+    assert await holder(api, "t-cut") == "replica-a"
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await holder(api, "t-cut") is None
+
+
+async def test_an_acquisition_failing_after_its_write_releases_the_lease(
+        api: client.ApiClient, cluster: KubeSandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    long_ago = micro_time(datetime.now(UTC) - timedelta(minutes=2))
+    cluster.seed("coordination.k8s.io/v1/leases", {
+        "metadata": {"name": lease_name(OWNER, ACCOUNT, "t-reset"), "namespace": LEDGER},
+        "spec": {"holderIdentity": "crashed-replica", "leaseDurationSeconds": 30, "acquireTime": long_ago,
+                 "renewTime": long_ago}})
+    real_replace = kube.replace_lease
+    failed: list[bool] = []
+
+    async def replace_then_fail(*args: Any, **kwargs: Any) -> Any:
+        result = await real_replace(*args, **kwargs)
+        if not failed:  # the take-over lands, then the connection drops before the response
+            failed.append(True)
+            raise ConnectionResetError("connection reset by peer")
+        return result
+
+    monkeypatch.setattr(kube, "replace_lease", replace_then_fail)
+    with pytest.raises(ConnectionResetError):
+        async with leases(api, "replica-a").lock(ACCOUNT, "t-reset"):
+            pytest.fail("entered without the Lease")
+    assert failed and await holder(api, "t-reset") is None
+
+
+async def test_a_release_runs_to_its_end_through_repeated_cancellations(
+        api: client.ApiClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An operator stopping at the end of a pass: the pass's task is cancelled while the release is in flight
+    (twice here); the Lease is free once the task has ended, so a restarted process need not wait for it."""
+    real_replace = kube.replace_lease
+    releasing = asyncio.Event()
+
+    async def slow_release(api_: Any, namespace: str, name: str, body: dict[str, Any]) -> Any:
+        if "holderIdentity" not in body["spec"]:
+            releasing.set()
+            await asyncio.sleep(0.3)
+        return await real_replace(api_, namespace, name, body)
+
+    monkeypatch.setattr(kube, "replace_lease", slow_release)
+    locks = leases(api, "replica-a")
+    done = asyncio.Event()
+
+    async def flush() -> None:
+        async with locks.lock(ACCOUNT, "t-stopping"):
+            done.set()
+
+    task = asyncio.create_task(flush())
+    await releasing.wait()
+    assert done.is_set() and await holder(api, "t-stopping") == "replica-a"
+    task.cancel()
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await holder(api, "t-stopping") is None
+    await locks.aclose()  # nothing left under way
+
+
+async def test_a_block_cancelled_while_held_releases_the_lease(api: client.ApiClient) -> None:
+    locks = leases(api, "replica-a")
+    entered = asyncio.Event()
+
+    async def flush() -> None:
+        async with locks.lock(ACCOUNT, "t-cancelled"):
+            entered.set()
+            await asyncio.sleep(3600)
+
+    task = asyncio.create_task(flush())
+    await entered.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await holder(api, "t-cancelled") is None
+    async with leases(api, "replica-b", wait=0.5).lock(ACCOUNT, "t-cancelled"):  # free at once
+        pass

@@ -109,8 +109,8 @@ def build_registry(settings: Settings, environ: Mapping[str, str]) -> kopf.Opera
         # (one configuration writer per tunnel across replicas), before any front door builds a core.
         ledger = ledger_namespace(memo.config.ledger_namespace, environ)
         memo.claims = ClaimStore(memo.kube, ledger, memo.config.owner_id)
-        memo.cores.tunnel_lock = TunnelLeases(memo.kube, ledger, memo.config.owner_id,
-                                              default_identity(environ)).lock
+        memo.leases = TunnelLeases(memo.kube, ledger, memo.config.owner_id, default_identity(environ))
+        memo.cores.tunnel_lock = memo.leases.lock
         logger.info("Serving front doors: %s", ", ".join(doors) or "none")
         logger.info("Claims and tunnel leases in namespace %s", ledger)
         if memo.config.metrics_port:
@@ -137,6 +137,9 @@ def build_registry(settings: Settings, environ: Mapping[str, str]) -> kopf.Opera
         if server is not None:
             await server.stop()
         await memo.cores.aclose()
+        leases: TunnelLeases | None = memo.get("leases")
+        if leases is not None:  # a Lease release still under way must not be cut off by the client's close
+            await leases.aclose()
         api = memo.get("kube")
         if api is not None:
             await api.close()

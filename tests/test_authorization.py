@@ -20,10 +20,55 @@ TEAMS = HostnameRules.from_data({"rules": [
 ]})
 
 
-def test_without_rules_every_namespace_may_publish_anything() -> None:
+def test_without_rules_every_namespace_may_publish_anything_but_a_wildcard() -> None:
     rules = HostnameRules.allow_all()
     assert not rules.configured
     assert rules.allows("anything", "whatever.example.org")
+    assert not rules.allows("anything", "*.example.org")
+    assert rules.explain("evil", "*.Example.org.") == (
+        "namespace evil may not publish the wildcard hostname *.example.org: a wildcard covers names other sources "
+        "may hold, so wildcards need an explicit hostname rule (a '*' or '*.domain' pattern covering it) (operator "
+        "hostname rules: none are configured)")
+
+
+WILDCARDS = HostnameRules.from_data({"rules": [
+    {"namespaces": ["edge"], "hostnames": ["*.example.com"]},
+    {"namespaces": ["team-*"], "hostnames": ["*.{namespace}.example.com", "app.example.com"]},
+    {"namespaces": ["platform"], "hostnames": ["*"], "adopt": True},
+    {"namespaces": ["*"], "hostnames": ["status.example.com"]},
+]})
+
+
+@pytest.mark.parametrize(("namespace", "hostname", "allowed"), [
+    ("edge", "*.example.com", True),  # a *.domain pattern covering it
+    ("edge", "*.a.example.com", True),  # every name it covers is under *.example.com
+    ("edge", "*.example.org", False),
+    ("team-a", "*.team-a.example.com", True),
+    ("team-a", "*.example.com", False),  # covers more than *.team-a.example.com
+    ("team-a", "*.team-b.example.com", False),
+    ("team-a", "*.app.example.com", False),  # an exact pattern never allows a wildcard under it
+    ("platform", "*.anything.example.org", True),  # a lone "*"
+    ("default", "*.status.example.com", False),
+    ("edge", "*.*.example.com", False),  # only the whole first label may be "*"
+    ("edge", "a.*.example.com", False),
+    ("edge", "a*.example.com", False),
+    ("platform", "*", False),
+    ("platform", "app*.example.org", False),
+])
+def test_a_wildcard_hostname_needs_a_rule_that_allows_it_explicitly(namespace: str, hostname: str,
+                                                                     allowed: bool) -> None:
+    assert WILDCARDS.allows(namespace, hostname) is allowed
+    assert WILDCARDS.may_adopt(namespace, hostname) is (allowed and namespace == "platform")
+
+
+def test_explain_says_a_wildcard_needs_an_explicit_rule() -> None:
+    assert WILDCARDS.explain("team-a", "*.example.com") == (
+        "namespace team-a may not publish the wildcard hostname *.example.com: a wildcard covers names other "
+        "sources may hold, so wildcards need an explicit hostname rule (a '*' or '*.domain' pattern covering it) "
+        "(operator hostname rules: it may publish *.team-a.example.com, app.example.com, status.example.com)")
+    assert WILDCARDS.explain("nobody", "*.example.com").endswith("(operator hostname rules: it may publish "
+                                                                 "status.example.com)")
+    assert "no rule allows it any hostname" in HostnameRules.from_data({"rules": []}).explain("a", "*.example.com")
 
 
 @pytest.mark.parametrize(("namespace", "hostname"), [

@@ -11,7 +11,14 @@ The file (YAML)::
 ``{namespace}`` is replaced by the claiming namespace. A hostname pattern ``*.x.y`` matches one or more
 labels under ``x.y`` (not ``x.y`` itself), a lone ``*`` matches every hostname, anything else matches
 exactly; case does not matter and a trailing dot is ignored. Without a file every namespace may publish
-any hostname; with one, a (namespace, hostname) that no rule allows is refused.
+any hostname but a wildcard; with one, a (namespace, hostname) that no rule allows is refused.
+
+**Wildcard hostnames** (``*.example.com``) cover every name under them that has no record of its own, names
+other sources hold included (the hostname claim is one exact key): one may be published only where a rules
+file is configured and a rule applying to the namespace allows it explicitly, with a lone ``*`` or a ``*.``
+pattern covering it (``*.example.com`` allows ``*.example.com`` and ``*.a.example.com``). Without a file,
+or without such a rule, it is refused (``HostnameNotAuthorized``, :meth:`HostnameRules.explain` says why).
+Only the whole first label may be ``*``; any other use of ``*`` in a hostname is refused.
 
 ``adopt: true`` lets the namespaces of a rule adopt unmarked Cloudflare objects at its hostnames, when a
 source asks to (see :mod:`chutes.frontdoors.adoption`); adoption is otherwise the installation's setting
@@ -43,6 +50,19 @@ def normalize(hostname: str) -> str:
     return hostname.strip().lower().rstrip(".")
 
 
+def is_wildcard(hostname: str) -> bool:
+    """Whether `hostname` has a ``*`` anywhere (a wildcard, well-formed or not)."""
+    return "*" in hostname
+
+
+def _wildcard_allowed(pattern: str, hostname: str) -> bool:
+    """Whether a normalized pattern allows the normalized wildcard `hostname` explicitly: a lone ``*``, or a
+    ``*.`` pattern covering every name the wildcard covers. Only ``*.<name without *>`` is a wildcard at all."""
+    if not hostname.startswith("*.") or "*" in hostname[2:]:
+        return False
+    return pattern == "*" or (pattern.startswith("*.") and pattern_matches(pattern, hostname))
+
+
 @dataclass(frozen=True)
 class Rule:
     namespaces: tuple[str, ...]
@@ -56,10 +76,12 @@ class Rule:
         return tuple(normalize(pattern.replace(PLACEHOLDER, namespace)) for pattern in self.hostnames)
 
     def matches(self, namespace: str, hostname: str) -> bool:
-        """Whether this rule applies to `namespace` and one of its patterns matches `hostname`."""
+        """Whether this rule applies to `namespace` and one of its patterns matches `hostname` (a wildcard
+        hostname: allows it explicitly, see the module docstring)."""
         name = normalize(hostname)
+        matcher = _wildcard_allowed if is_wildcard(name) else pattern_matches
         return bool(name) and self.applies_to(namespace) and any(
-            pattern_matches(pattern, name) for pattern in self.patterns_for(namespace))
+            matcher(pattern, name) for pattern in self.patterns_for(namespace))
 
 
 def pattern_matches(pattern: str, hostname: str) -> bool:
@@ -133,10 +155,13 @@ class HostnameRules:
         return tuple(found)
 
     def allows(self, namespace: str, hostname: str) -> bool:
-        if self._rules is None:
-            return True
+        """Whether `namespace` may publish `hostname`: without rules any hostname but a wildcard; with rules,
+        one a rule applying to the namespace matches (a wildcard only where a rule allows it explicitly)."""
         name = normalize(hostname)
-        return bool(name) and any(pattern_matches(pattern, name) for pattern in self.patterns_for(namespace))
+        if self._rules is None:
+            return not is_wildcard(name)
+        matcher = _wildcard_allowed if is_wildcard(name) else pattern_matches
+        return bool(name) and any(matcher(pattern, name) for pattern in self.patterns_for(namespace))
 
     def may_adopt(self, namespace: str, hostname: str) -> bool:
         """Whether a rule with ``adopt: true`` applies to `namespace` and matches `hostname` (never without
@@ -145,9 +170,16 @@ class HostnameRules:
 
     def explain(self, namespace: str, hostname: str) -> str:
         """Why `namespace` may not publish `hostname` (the refusal's message; stable for one rules file)."""
+        name = normalize(hostname)
         patterns = self.patterns_for(namespace)
+        if is_wildcard(name):
+            rules = (f"it may publish {', '.join(patterns)}" if patterns else "no rule allows it any hostname"
+                     ) if self.configured else "none are configured"
+            return (f"namespace {namespace} may not publish the wildcard hostname {name}: a wildcard covers names "
+                    "other sources may hold, so wildcards need an explicit hostname rule (a '*' or '*.domain' "
+                    f"pattern covering it) (operator hostname rules: {rules})")
         allowed = f"it may publish {', '.join(patterns)}" if patterns else "no rule allows it any hostname"
-        return f"namespace {namespace} may not publish {normalize(hostname)} (operator hostname rules: {allowed})"
+        return f"namespace {namespace} may not publish {name} (operator hostname rules: {allowed})"
 
     def __repr__(self) -> str:
         return "HostnameRules.allow_all()" if self._rules is None else f"HostnameRules({list(self._rules)!r})"

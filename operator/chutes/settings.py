@@ -56,7 +56,7 @@ class Settings(BaseModel):
     hostname_rules: str | None = Field(
         default=None,
         description="YAML file of namespace -> hostname pattern rules (chart value hostnameRules); unset: every "
-        "namespace may publish any hostname in its zone.",
+        "namespace may publish any hostname in its zone but a wildcard (*.example.com needs a rule allowing it).",
     )
     allow_adoption: bool = Field(
         default=False,

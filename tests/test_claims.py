@@ -5,6 +5,7 @@ kind, and no write ever landing in a claim that is someone else's by now."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,17 @@ import pytest
 from kubernetes_asyncio import client
 
 from chutes import claims as claims_module
-from chutes.claims import Claim, ClaimLost, ClaimStore, HeldElsewhere, claim_name, ledger_namespace, operator_namespace
+from chutes.claims import (
+    Claim,
+    ClaimLost,
+    ClaimStore,
+    DryRunClaims,
+    HeldElsewhere,
+    claim_name,
+    claims_for,
+    ledger_namespace,
+    operator_namespace,
+)
 from chutes.cloudflare_core.models import Recorded
 from ledger_harness import LEDGER, api, cluster, other_api
 
@@ -236,3 +247,31 @@ async def test_a_claim_built_by_hand_writes_only_while_its_source_holds_it(api: 
     await ledger.release(theirs)  # not theirs to release
     current = await ledger.get("hostname", "by-hand.example.com")
     assert current is not None and current.source == BLOG and current.entry("dns") == updated.entry("dns")
+
+
+async def test_the_dry_run_ledger_reads_and_never_writes(api: client.ApiClient) -> None:
+    real = store(api)
+    held = await real.acquire("hostname", "held.example.com", BLOG)
+    dry = claims_for(real, dry_run=True)
+    assert isinstance(dry, DryRunClaims) and claims_for(dry, dry_run=True) is dry
+    assert claims_for(real, dry_run=False) is real
+    before = {c.name: c for c in await real.list()}
+
+    fresh = await dry.acquire("hostname", "Dry.Example.com.", EVIL)  # free: would be created
+    assert fresh.fresh and fresh.key == "dry.example.com" and fresh.source == EVIL and not fresh.name
+    claim = await dry.intend(fresh, "access_app", account="acc1", name="cfzt-dry")
+    claim = await dry.complete(claim, "access_app", "app-1")
+    claim = await dry.intend(claim, "dns", zone="z1", type="CNAME")
+    assert claim.recorded("access_app") == Recorded(id="app-1", since=claim.entries["access_app"]["since"])
+    assert (await dry.forget(claim, "dns")).entry("dns") is None
+    await dry.release(claim)
+    with pytest.raises(HeldElsewhere, match=BLOG):  # what the ledger holds still counts
+        await dry.acquire("hostname", "held.example.com", EVIL)
+    assert await dry.acquire("hostname", "held.example.com", BLOG) == dataclasses.replace(held, fresh=False)
+    await dry.intend(held, "tunnel_rule", tunnel="t1", account="acc1")
+    await dry.release(held)
+
+    assert {c.name: c for c in await real.list()} == before  # nothing written, nothing released
+    assert await real.get("hostname", "dry.example.com") is None
+    with pytest.raises(ValueError):
+        await dry.intend(claim, "kind")

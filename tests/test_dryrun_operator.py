@@ -91,7 +91,8 @@ def test_the_gateway_example_under_dry_run_writes_nothing_and_says_what_it_would
     ready = world.condition(gateway)
     assert ready["status"] == "False"
     assert "would create tunnel chute-blog-blog" in ready["message"]
-    assert ("Warning", "DryRun") in {(t, r) for t, r, _ in world.events("blog", "blog")}
+    wait_for("the DryRun Warning Event", lambda: ("Warning", "DryRun") in {
+        (t, r) for t, r, _ in world.events("blog", "blog")})  # posted right after the condition is written
 
     assert writes(world.cf) == []
     assert world.cf.requests, "the operator read Cloudflare"

@@ -11,6 +11,8 @@ Its data: ``kind``, ``key`` (a hostname, or ``<account>/<tunnel name>``), ``sour
 
 Entries are merge patches of one data key carrying the claim's uid, so a write never lands in a claim
 that was released and taken by someone else meanwhile (:class:`ClaimLost`).
+
+Under dry-run the doors use :class:`DryRunClaims` (:func:`claims_for`): the ledger is read, never written.
 """
 
 from __future__ import annotations
@@ -304,6 +306,56 @@ class ClaimStore:
         return Claim(kind=kind, key=str(data.get("key") or ""), source=str(data.get("source") or ""),
                      entries=entries, claimed_at=str(data.get("claimed_at") or ""),
                      name=str(meta.get("name") or ""), uid=str(meta.get("uid") or ""))
+
+
+class DryRunClaims(ClaimStore):
+    """The ledger under dry-run: read as it is, never written. Each write behaves as if it succeeded, in memory
+    only, for the reconcile that makes it: what would be recorded lives in the claims returned (a claim that
+    would be created comes back ``fresh``, with no ConfigMap behind it), so a dry-run source never holds a
+    hostname or a tunnel, and leaves nothing behind to release when it goes."""
+
+    def __init__(self, real: ClaimStore) -> None:
+        super().__init__(real.api, real.namespace, real.owner_id)
+
+    def __repr__(self) -> str:
+        return f"DryRunClaims(namespace={self.namespace!r}, owner_id={self.owner_id!r})"
+
+    async def acquire(self, kind: ClaimKind, key: str, source: str) -> Claim:
+        found = await self.get(kind, key)
+        if found is None:
+            return Claim(kind=kind, key=normalize_key(kind, key), source=source, entries={}, claimed_at=utc_now(),
+                         fresh=True)
+        if found.source != source:
+            raise HeldElsewhere(found)
+        return found
+
+    async def intend(self, claim: Claim, obj: str, **fields: Any) -> Claim:
+        return self._with(claim, obj, {"since": utc_now(), **fields})
+
+    async def complete(self, claim: Claim, obj: str, id: str, **fields: Any) -> Claim:
+        return self._with(claim, obj, {**(claim.entry(obj) or {}), **fields, "id": id})
+
+    async def forget(self, claim: Claim, obj: str) -> Claim:
+        return self._with(claim, obj, None)
+
+    async def release(self, claim: Claim) -> None:
+        return None
+
+    @staticmethod
+    def _with(claim: Claim, obj: str, entry: Mapping[str, Any] | None) -> Claim:
+        if obj in RESERVED or not _ENTRY_KEY.match(obj):
+            raise ValueError(f"{obj!r} cannot name a claim entry")
+        entries = {key: value for key, value in claim.entries.items() if key != obj}
+        if entry is not None:
+            entries[obj] = dict(entry)
+        return replace(claim, entries=entries)
+
+
+def claims_for(claims: ClaimStore, *, dry_run: bool) -> ClaimStore:
+    """The ledger as a core may use it: read-only (:class:`DryRunClaims`) when the core is dry-run."""
+    if dry_run and not isinstance(claims, DryRunClaims):
+        return DryRunClaims(claims)
+    return claims
 
 
 def normalize_kind(kind: str) -> ClaimKind:

@@ -282,3 +282,17 @@ def test_a_state_naming_foreign_ids_deletes_only_what_the_claim_records(world: W
     snapshot = world.snapshot()
     assert snapshot["access_apps"][portal["id"]] == portal and snapshot["service_tokens"][ci_token["id"]] == ci_token
     assert world.claims() == {}
+
+
+def test_a_rule_write_whose_answer_is_lost_keeps_its_intent_and_the_route_converges(world: World) -> None:
+    """The tunnel configuration PUT is applied but every answer is lost (the client's replays too): the intent
+    recorded before it stays, so the next attempt proves the rule it finds there (our service) instead of calling
+    our own rule foreign for ever."""
+    home(world)
+    world.cf.faults.drop_after_write("tunnels.config.put", count=3)
+    world.route("web", "web.example.com")
+    world.wait_ready("web", timeout=60.0)
+    [rule] = [r for r in world.ingress() if r.get("hostname") == "web.example.com"]
+    claim = world.claims()["web.example.com"]
+    assert claim["tunnel_rule"]["id"] == world.tunnel and claim["tunnel_rule"]["service"] == rule["service"]
+    assert not [e for e in world.events("web") if e[1] == "HostnameConflict"]

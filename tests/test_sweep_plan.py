@@ -166,7 +166,7 @@ def test_objects_named_like_ours_without_a_claim_are_never_judged() -> None:
 
 def full_claim(source: str = ROUTE_GONE, host: str = "a.example.com") -> FakeClaim:
     return FakeClaim("hostname", host, source, {
-        "tunnel_rule": {"tunnel": SHARED, "account": "acc", "since": T0},
+        "tunnel_rule": {"tunnel": SHARED, "account": "acc", "service": "http://x:80", "since": T0},
         "access_app": {"id": "app-1", "name": f"cfzt-{host}", "account": "acc", "since": T0},
         "service_token": {"id": "tok-1", "name": f"cfzt-{host}", "account": "acc", "since": T0},
     })
@@ -239,7 +239,7 @@ APP_CASES = [
 def test_an_access_app_is_never_deleted_while_a_record_or_rule_for_its_domain_remains(
         records: list[DnsRecord], config: dict[str, Any], outcome: str) -> None:
     claim = FakeClaim("hostname", "a.example.com", ROUTE_GONE, {
-        "tunnel_rule": {"tunnel": SHARED, "since": T0},
+        "tunnel_rule": {"tunnel": SHARED, "service": "http://x:80", "since": T0},
         "access_app": {"id": "app-1", "name": "cfzt-a.example.com", "since": T0}})
     result = plan(inventory(records, config, claims=[claim]), ROUTES, Wants(), 50)
     deleted = ("access_app", "cfzt-a.example.com") in summary(result)
@@ -293,7 +293,7 @@ def full_scene() -> tuple[Inventory, Wants]:
     records = [cname("gone.example.com", "t-gone", GONE), cname("stale.example.com", "t-live", "ChuteGateway/ns/live")]
     config = {"t-gone": rules("gone.example.com"), "t-live": rules("live.example.com", "stale.example.com")}
     claims = [FakeClaim("hostname", "gone.example.com", GONE, {
-                  "tunnel_rule": {"tunnel": "t-gone", "since": T0},
+                  "tunnel_rule": {"tunnel": "t-gone", "service": "http://x:80", "since": T0},
                   "access_app": {"id": "app-gone", "name": "chute-ns-gone", "since": T0}}),
               tunnel_claim("chute-ns-gone", "t-gone")]
     wanted = Wants(sources={"ChuteGateway/ns/live": frozenset({"live.example.com", "acc/chute-ns-live"})})

@@ -36,6 +36,7 @@ __all__ = [
     "InvalidInput",
     "MarkerTooLong",
     "NotFound",
+    "OutcomeUnknown",
     "RateLimited",
     "TransientError",
     "retry_after",
@@ -75,6 +76,11 @@ class TransientError(CloudflareError):
 
 class RateLimited(TransientError):
     """Cloudflare (429) or our own request budget says: wait `delay` seconds."""
+
+
+class OutcomeUnknown(TransientError):
+    """A write whose answer was lost (connection dropped, timeout, 5xx): it may or may not have been applied.
+    A caller that records an intent before such a write keeps it (the next attempt finds the object)."""
 
 
 class CredentialsInvalid(CloudflareError):

@@ -54,7 +54,7 @@ from typing import Any
 from . import drift
 from .client import CloudflareClient, to_wire
 from .coalescing import CoalescingWriter, Request
-from .errors import Conflict, NotFound, TransientError
+from .errors import Conflict, NotFound, OutcomeUnknown, RateLimited, TransientError
 from .gate import Change
 from .metrics import TUNNEL_CONFIG_RACES
 from .models import IngressRule, normalize_name
@@ -403,7 +403,14 @@ class TunnelConfigWriter(CoalescingWriter[_EditRequest]):
                 merged, results = merge_counted(current, edits, self._permit)
                 if merged == (current or {}):
                     break
-                stored = await put_config(self._client, self.account_id, self.tunnel_id, merged)
+                try:
+                    stored = await put_config(self._client, self.account_id, self.tunnel_id, merged)
+                except TransientError as error:
+                    if isinstance(error, RateLimited):
+                        raise  # refused: nothing was applied
+                    raise OutcomeUnknown(f"tunnel {self.tunnel_id}: the configuration write may have been applied: "
+                                         f"{error.message}", delay=error.delay, status=error.status,
+                                         codes=error.codes) from error
                 wrote = True
                 log.debug("Tunnel %s: wrote configuration with %d edits", self.tunnel_id, len(edits))
                 for index, (request, result) in enumerate(zip(requests, results, strict=True)):

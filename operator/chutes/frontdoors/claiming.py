@@ -10,15 +10,26 @@ token or tunnel rule is its own; ids in a status or a state ConfigMap are hints,
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import logging
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from chutes import conditions as c
 from chutes.claims import Claim, ClaimKind, ClaimLost, ClaimStore, HeldElsewhere, LedgerMissing
-from chutes.cloudflare_core import CloudflareCore, CloudflareError, Conflict, NotFound, marks
+from chutes.cloudflare_core import (
+    CloudflareCore,
+    CloudflareError,
+    Conflict,
+    IngressRule,
+    NotFound,
+    OutcomeUnknown,
+    marks,
+)
 from chutes.frontdoors.problems import CONFLICT_RETRY, MISSING_RETRY, Problem, problem_from_cloudflare
 
 __all__ = [
@@ -33,10 +44,12 @@ __all__ = [
     "delete_recorded",
     "forget_access",
     "hold",
+    "recorded_rule",
     "remove_object",
     "rule_is_ours",
     "tear_down_hostname",
     "tear_down_tunnel",
+    "write_rule",
 ]
 
 logger = logging.getLogger(__name__)
@@ -69,21 +82,100 @@ async def hold(claims: ClaimStore, kind: ClaimKind, key: str, source: str) -> Cl
         raise Problem(c.LEDGER_UNAVAILABLE, f"claiming {key}: {missing}", MISSING_RETRY) from None
 
 
+def _rule_entry(claim: Claim | None, tunnel_id: str) -> Mapping[str, Any] | None:
+    """The claim's ``tunnel_rule`` entry when it records the rule in `tunnel_id`, else None."""
+    entry = claim.entry(TUNNEL_RULE) if claim is not None else None
+    if entry is None or not tunnel_id or str(entry.get("tunnel") or "") != tunnel_id:
+        return None
+    return entry
+
+
+def _rule_path(rule: Mapping[str, Any]) -> str | None:
+    return str(rule.get("path") or "") or None
+
+
 def rule_is_ours(claim_before: Claim | None, tunnel_id: str, path: str | None = None) -> RulePredicate:
-    """Whether an existing rule at the claim's hostname in `tunnel_id` is ours: only when the claim recorded
-    that rule in that tunnel *before* this attempt (so a rule found there was written by an earlier attempt,
-    never one that was there before our claim), and the rule has our path (None for every door today)."""
-    entry = (claim_before.entry(TUNNEL_RULE) if claim_before is not None else None) or {}
-    known = str(entry.get("tunnel") or "") == tunnel_id
+    """Whether an existing rule at the claim's hostname in `tunnel_id` (with our path: None for every door today)
+    is ours, judged by the claim as read *before* this attempt (`claim_before`): a rule found there is ours when
+    that claim records the rule in that tunnel as written (a completed entry: any service, ours edited by hand or
+    not, drift repair puts it back), or as intended by an earlier attempt that may have written it before a crash,
+    and then only when the rule routes to the service that intent recorded. Never a rule that was there before our
+    claim, nor one whose write an earlier attempt saw refused (its intent is forgotten then)."""
+    entry = _rule_entry(claim_before, tunnel_id)
+    completed = entry is not None and bool(entry.get("id"))
+    service = str((entry or {}).get("service") or "")
+    wanted_path = path or None
 
     def owns(rule: Mapping[str, Any]) -> bool:
-        return known and (rule.get("path") or None) == path
+        if entry is None or _rule_path(rule) != wanted_path:
+            return False
+        return completed or (bool(service) and str(rule.get("service") or "") == service)
 
     return owns
 
 
-def _path_less(rule: Mapping[str, Any]) -> bool:
-    return not rule.get("path")
+def recorded_rule(entry: Mapping[str, Any]) -> RulePredicate:
+    """Whether a rule found at the claim's hostname (in the tunnel `entry` names) is the one the ``tunnel_rule``
+    entry records, for removing it: its path is the recorded one (None for every door today) and it routes to the
+    recorded service, completed entry or intent alike. A rule someone replaced by hand is theirs now; an entry
+    recording no service proves nothing."""
+    service = str(entry.get("service") or "")
+    path = str(entry.get("path") or "") or None
+
+    def owns(rule: Mapping[str, Any]) -> bool:
+        return bool(service) and _rule_path(rule) == path and str(rule.get("service") or "") == service
+
+    return owns
+
+
+_RULE_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = \
+    weakref.WeakKeyDictionary()
+
+
+def _rule_lock(key: str) -> asyncio.Lock:
+    """One rule write at a time per claimed hostname in this process (per event loop)."""
+    return _RULE_LOCKS.setdefault(asyncio.get_running_loop(), {}).setdefault(key, asyncio.Lock())
+
+
+async def write_rule(core: CloudflareCore, claims: ClaimStore, claim: Claim, before: Claim, account_id: str,
+                     tunnel_id: str, rule: IngressRule) -> Claim:
+    """Write the claim's hostname rule into `tunnel_id`, recorded in the claim's ``tunnel_rule`` entry: an intent
+    (``since``, ``tunnel``, ``account``, ``service``) before the write unless the claim records the rule in that
+    tunnel already, completed (``id`` = the tunnel id) once the write succeeded. A rule already there is replaced
+    only when :func:`rule_is_ours` says so from the claim as it was before this attempt's write. When the write
+    fails (refused, or anything else that certainly wrote nothing) and the entry was intended in this attempt, it
+    is forgotten before the error goes up: an intent never outlives a write that did not happen; after a write
+    whose answer was lost (``OutcomeUnknown``) it stays. Returns the updated claim.
+
+    Attempts of one source may run at once (an event handler and the resync timer): the intent, the write and its
+    completion (or the forgetting) of one attempt are not interleaved with another's for the same hostname, and
+    the claim is read again first (`before`, read at the start of the attempt, may predate another attempt that
+    has written the rule since, or has forgotten its refused intent). `before` is the proof only when the ledger
+    has no such claim (a claim under dry-run that was never written)."""
+    fields: dict[str, Any] = {"tunnel": tunnel_id, "account": account_id, "service": rule.service}
+    if rule.path:
+        fields["path"] = rule.path
+    async with _rule_lock(claim.key):
+        latest = await claims.get(claim.kind, claim.key)
+        proof = latest if latest is not None and latest.source == claim.source else before
+        recorded = _rule_entry(proof, tunnel_id)
+        if recorded is None:
+            claim = await claims.intend(claim, TUNNEL_RULE, **fields)
+        elif claim.entry(TUNNEL_RULE) != recorded:  # as the ledger has it now
+            claim = dataclasses.replace(claim, entries={**claim.entries, TUNNEL_RULE: recorded})
+        try:
+            await core.set_ingress_rule(account_id, tunnel_id, rule, rule_is_ours(proof, tunnel_id, rule.path))
+        except Exception as error:
+            # Intended by this attempt and certainly not written: forgotten. A write whose answer was lost may
+            # have been applied: its intent stays (with the service we wrote, the next attempt proves it).
+            if recorded is None and not isinstance(error, OutcomeUnknown):
+                with contextlib.suppress(ClaimLost):  # a claim gone meanwhile records nothing any more
+                    await claims.forget(claim, TUNNEL_RULE)
+            raise
+        entry = claim.entry(TUNNEL_RULE) or {}
+        if entry.get("id") == tunnel_id and all(entry.get(key) == value for key, value in fields.items()):
+            return claim
+        return await claims.complete(claim, TUNNEL_RULE, tunnel_id, **fields)
 
 
 def enforced(core: CloudflareCore) -> bool:
@@ -185,15 +277,33 @@ async def remove_object(core: CloudflareCore, claims: ClaimStore, claim: Claim, 
 
 async def _remove_rule(core: CloudflareCore, claims: ClaimStore, claim: Claim, account_id: str,
                        done: Teardown) -> Claim:
+    """Remove the rule the claim records (:func:`recorded_rule`, judged on the configuration as read at the
+    removal), then forget the entry; a rule at the hostname that is not the recorded one stays, said in
+    `done.left`."""
     entry = claim.entry(TUNNEL_RULE)
     if entry is None:
         return claim
     tunnel = str(entry.get("tunnel") or "")
     if tunnel:
-        removed = await core.remove_ingress_rule(str(entry.get("account") or account_id), tunnel, claim.key, None,
-                                                 _path_less)
+        proven = recorded_rule(entry)
+        rejected: list[Mapping[str, Any]] = []
+
+        def owns(rule: Mapping[str, Any]) -> bool:
+            ours = proven(rule)
+            rejected[:] = [] if ours else [rule]
+            return ours
+
+        path = str(entry.get("path") or "") or None
+        removed = await core.remove_ingress_rule(str(entry.get("account") or account_id), tunnel, claim.key, path,
+                                                 owns)
         if removed:
             done.note(TUNNEL_RULE, f"tunnel rule for {claim.key} removed from tunnel {tunnel}")
+        elif rejected:
+            found, service = str(rejected[0].get("service") or ""), str(entry.get("service") or "")
+            why = (f"it routes to {found}, not to {service} as recorded for {claim.source}: changed by someone "
+                   "else, it is theirs now" if service else
+                   f"the claim of {claim.source} records no service for it, so it is not provably its own")
+            done.left.append(f"tunnel rule {claim.key}{path or ''} in tunnel {tunnel}: {why}")
     return await _forget(core, claims, claim, TUNNEL_RULE)
 
 

@@ -240,13 +240,20 @@ async def _delete_records(core: CloudflareCore, batch: Sequence[p.Deletion]) -> 
     return [by_zone[d.zone_id] for d in batch]
 
 
-def _path_less(rule: Any) -> bool:
-    return not rule.get("path")
+def _proven(deletion: p.Deletion) -> Callable[[Any], bool]:
+    """The rule the plan proved, judged again on the configuration as read at the removal: the path-less rule,
+    routing to the service its claim recorded (any, for a rule proven by its orphaned DNS record)."""
+
+    def owns(rule: Any) -> bool:
+        return not rule.get("path") and (deletion.service is None or str(rule.get("service") or "") ==
+                                         deletion.service)
+
+    return owns
 
 
 async def _one(core: CloudflareCore, account_id: str, deletion: p.Deletion) -> None:
     if deletion.object == p.TUNNEL_RULE:
-        await core.remove_ingress_rule(account_id, deletion.tunnel_id, deletion.name, None, _path_less)
+        await core.remove_ingress_rule(account_id, deletion.tunnel_id, deletion.name, None, _proven(deletion))
     elif deletion.object == p.ACCESS_APP:
         await core.delete_access_app(account_id, deletion.id, deletion.domain, deletion.name)
     elif deletion.object == p.SERVICE_TOKEN:

@@ -6,7 +6,9 @@ Ownership is proven, never inferred from a name or a shape (DESIGN.md, invariant
   made for it: the Access application, the service token and the tunnel rule of a hostname claim, the tunnel
   of a tunnel claim. An entry with an id proves that object; an entry with only an intent (``since``) proves
   the object found under its natural key that was created after the intent (a crash between the create and
-  its completion);
+  its completion). A rule has no id nor creation time: the entry (written or only intended) proves the
+  path-less rule at the hostname in its tunnel only while that rule routes to the service it records (one
+  replaced by hand is theirs now; an entry recording no service proves nothing);
 - a **DNS record** is ours for a source when its marker carries our owner id and that source (``marks``); a
   record whose marker names a source of the sweeping door's Kind that is gone (or no longer wants that
   hostname) and that no claim covers is an orphan too (records of earlier versions, or of a claim removed
@@ -146,6 +148,7 @@ class Deletion:
     type: str = ""  # DNS record type
     tunnel_id: str = ""  # a rule's tunnel
     path: str | None = None  # a rule's path (always None: a rule with a path is never ours)
+    service: str | None = None  # a rule's recorded service: only a rule routing there is removed (None: any)
     source: str = ""  # the source object the deleted thing was made for
     domain: str = ""  # an Access application's domain
     claim: str = ""
@@ -273,8 +276,10 @@ def _recorded_id(entry: Mapping[str, Any], candidates: Iterable[tuple[str, str |
     return matches[0] if len(matches) == 1 else ""
 
 
-def _path_less(rules: Sequence[Mapping[str, Any]], hostname: str) -> bool:
-    return any(normalize_name(str(rule.get("hostname") or "")) == hostname and not rule.get("path") for rule in rules)
+def _path_less(rules: Sequence[Mapping[str, Any]], hostname: str, service: str | None = None) -> bool:
+    """Whether `rules` hold the path-less rule at `hostname` (routing to `service`, when given)."""
+    return any(normalize_name(str(rule.get("hostname") or "")) == hostname and not rule.get("path")
+               and (service is None or str(rule.get("service") or "") == service) for rule in rules)
 
 
 def _in_zones(domain: str, zone_names: Iterable[str]) -> bool:
@@ -309,7 +314,7 @@ def plan(inventory: Inventory, names: DoorNames, wants: Wants, cap: int) -> Swee
     for claim in host_claims:
         hostname, source = claim.key, claim.source
         rule = claim.entries.get(TUNNEL_RULE) or {}
-        tunnel_id = str(rule.get("tunnel") or "")
+        tunnel_id, service = str(rule.get("tunnel") or ""), str(rule.get("service") or "")
         markers = _markers(owner, [source])
         held_by_another = any(
             record.name == hostname and (mark := parse(record.comment)) is not None and mark.owner_id == owner
@@ -317,8 +322,12 @@ def plan(inventory: Inventory, names: DoorNames, wants: Wants, cap: int) -> Swee
             for records in inventory.records.values() for record in records)
         if held_by_another:  # the rule at that hostname is the other source's now
             kept.append(f"tunnel rule {hostname} of {source}: a DNS record of another source holds {hostname}")
+        elif tunnel_id and service and _path_less(inventory.rules.get(tunnel_id, ()), hostname, service):
+            add(Deletion(TUNNEL_RULE, hostname, tunnel_id=tunnel_id, service=service, source=source,
+                         claim=claim.name))
         elif tunnel_id and _path_less(inventory.rules.get(tunnel_id, ()), hostname):
-            add(Deletion(TUNNEL_RULE, hostname, tunnel_id=tunnel_id, source=source, claim=claim.name))
+            why = f"it does not route to {service}, as recorded" if service else "the claim records no service for it"
+            kept.append(f"tunnel rule {hostname} in tunnel {tunnel_id} of {source}: {why}: not proven ours")
         for zone_id in sorted(inventory.records):
             for record in inventory.records[zone_id]:
                 if record.name == hostname and _marked_for(record, markers) == source:

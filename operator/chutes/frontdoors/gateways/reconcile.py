@@ -12,7 +12,8 @@ Each object's intent is recorded before it is created and its id right after; an
 name is changed only when its claim proves it ours (the DNS record by its marker for this gateway). Deletion,
 withdrawal (hostname rules) and a hostname change tear down from the claims, never from the ids in status
 (which anyone with write access to ``chutegateways/status`` can change): a claim is released only once what it
-records is gone, so a failed removal is retried and nothing is leaked.
+records is gone, so a failed removal is retried and nothing is leaked. Under dry-run the ledger is read, never
+written (:class:`chutes.claims.DryRunClaims`): a dry-run gateway holds no hostname.
 
 Bootstrap (upgrade from a version without a ledger, or from the seed): when the gateway's hostname claim
 records nothing yet and its status names what was published, an object is recorded only if (a) it exists,
@@ -39,7 +40,7 @@ from kubernetes_asyncio import client
 from chutes import conditions as c
 from chutes import kube
 from chutes.authorization import HostnameRules
-from chutes.claims import Claim, ClaimLost, ClaimStore, HeldElsewhere, utc_now
+from chutes.claims import Claim, ClaimLost, ClaimStore, HeldElsewhere, claims_for, utc_now
 from chutes.cloudflare_core import (
     AccessApp,
     AccessAppSpec,
@@ -246,6 +247,7 @@ async def _reconcile_gateway(api: client.ApiClient, cores: CorePool, claims: Cla
     meta, spec = body["metadata"], body.get("spec") or {}
     namespace, name = meta["namespace"], meta["name"]
     account = await load_account(api, cores, spec.get("configRef", ""), need_ready=True)
+    claims = claims_for(claims, dry_run=account.core.dry_run)  # dry-run: the ledger is read, never written
     try:
         plan = d.plan_gateway(namespace, name, spec, account.domain, account.core.owner_id)
     except d.SpecError as exc:
@@ -410,11 +412,10 @@ async def publish(
                          f"{len(plan.emails)} email(s) and {len(plan.domains)} domain(s) allowed")
         await status.flush()
 
-    # 4. Tunnel rule (ours only when an earlier attempt recorded it), then 5. the CNAME.
-    claim = await _route_to(claims, claim, claiming.TUNNEL_RULE, tunnel=tunnel.id, account=account_id)
+    # 4. Tunnel rule (a rule there is ours only as the claim recorded it before this attempt), then 5. the CNAME.
     rule = IngressRule(hostname=plan.fqdn, service=plan.service_url)
-    await step("writing the tunnel ingress rule", core.set_ingress_rule(
-        account_id, tunnel.id, rule, owns=claiming.rule_is_ours(before, tunnel.id)))
+    claim = await step("writing the tunnel ingress rule",
+                       claiming.write_rule(core, claims, claim, before, account_id, tunnel.id, rule))
     route = f"{plan.fqdn} → {plan.service_url}"
     previous = c.find(status.get("conditions"), c.TUNNEL_READY)
     if previous is None or (previous.get("status"), previous.get("message")) != ("True", route):
@@ -506,8 +507,10 @@ async def bootstrap(core: CloudflareCore, claims: ClaimStore, account: Account, 
                     hostname: str, status: StatusWriter) -> Claim | None:
     """Record in the ledger what an earlier version (or the seed) published for the gateway at `hostname`, proven
     by the DNS record there marked for the gateway: its CNAME target names the tunnel, recorded when it is named
-    exactly as this gateway's; the Access application exactly this gateway's for that domain; the rule and the
-    record. Nothing is recorded (None) without that record, or when another source holds the hostname."""
+    exactly as this gateway's; the Access application exactly this gateway's for that domain; the rule (an intent
+    naming the service the gateway routes to: only a rule routing there is taken for ours; none when that service
+    is not known) and the record. Nothing is recorded (None) without that record, or when another source holds
+    the hostname."""
     source, owner = names.source, core.owner_id
     records = await step(f"checking DNS for {hostname}", core.dns_records_named(account.zone_id, hostname))
     cname = next((r for r in records if r.type == "CNAME" and marks(r.comment, owner, source)), None)
@@ -531,8 +534,9 @@ async def bootstrap(core: CloudflareCore, claims: ClaimStore, account: Account, 
         if tunnel_claim is not None and not tunnel_claim.entries:
             await claims.complete(tunnel_claim, claiming.TUNNEL, tunnel.id, since=since, account=account_id,
                                   name=tunnel_name)
-        if tunnel_claim is not None:
-            claim = await claims.intend(claim, claiming.TUNNEL_RULE, tunnel=tunnel.id, account=account_id)
+        if tunnel_claim is not None and names.service_url:  # a rule there is ours when it routes where we would
+            claim = await claims.intend(claim, claiming.TUNNEL_RULE, tunnel=tunnel.id, account=account_id,
+                                        service=names.service_url)
     hint = status.get("accessAppId") if status.get("hostname") in (None, hostname) else None
     app = await step("reading the Access application", _legacy_app(core, account_id, hostname, tunnel_name,
                                                                     str(hint) if hint else None))
@@ -636,6 +640,7 @@ async def unpublish_gateway(
             problem.delay or MISSING_RETRY,
         ) from None
     names = dataclasses.replace(names, owner_id=account.core.owner_id)
+    claims = claims_for(claims, dry_run=account.core.dry_run)  # dry-run: the ledger is read, never written
     try:
         if not held and status.get("hostname"):  # published by an earlier version: recorded first when proven
             await bootstrap(account.core, claims, account, names, str(status.get("hostname")), status)

@@ -354,7 +354,7 @@ def test_tenant_tunnel_change_moves_every_route(world: World) -> None:
     world.wait_ready("b")
     old, new = world.tunnel, world.make_tunnel("home-2")
     world.custom.patch_namespaced_custom_object("cfzt.cloudflare.com", "v1alpha1", OPNS, "cloudflarezerotrusttenants",
-                                                "home", {"spec": {"tunnelId": new}})
+                                                "home", {"spec": {"tunnelId": new, "allowedTunnelIds": [old]}})
     wait_for("moved", lambda: world.rule("a.example.com", new) is not None and world.rule("a.example.com", old) is None
              and world.records("a.example.com")[0]["content"] == f"{new}.cfargotunnel.com")
     assert world.rule("b.example.com", old) is not None and world.rule("b.example.com", new) is None

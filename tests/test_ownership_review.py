@@ -79,8 +79,6 @@ def resyncs(world: World, passes: int = 4) -> None:
 # --- 1. a tunnel-rule intent is not proof that the rule found there is ours --------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="frontdoors/claiming.rule_is_ours trusts a tunnel_rule intent recorded "
-                   "before a SetRule that was refused: the next attempt overwrites the hand-made rule")
 def test_a_rule_write_refused_once_is_not_overwritten_at_the_next_attempt(world: World) -> None:
     foreign_rules(world, world.tunnel, [LEGACY])
     wildcard = hand_made_wildcard(world)  # app.example.com has no record of its own: the DNS check passes
@@ -94,8 +92,6 @@ def test_a_rule_write_refused_once_is_not_overwritten_at_the_next_attempt(world:
     assert world.ready("app", "evil")["reason"] == "HostnameConflict"
 
 
-@pytest.mark.xfail(strict=True, reason="frontdoors/claiming._remove_rule removes any path-less rule at the "
-                   "hostname in the tunnel a tunnel_rule *intent* names, even when that write was refused")
 def test_deleting_a_route_whose_rule_write_was_refused_leaves_the_foreign_rule(world: World) -> None:
     foreign_rules(world, world.tunnel, [LEGACY])
     hand_made_wildcard(world)
@@ -122,9 +118,6 @@ class Claimed:
         return f"claim-{self.key}"
 
 
-@pytest.mark.xfail(strict=True, reason="sweep/plan.plan deletes the path-less rule at an orphan claim's hostname "
-                   "in the tunnel its tunnel_rule entry names, though the entry is only an intent and no record "
-                   "of the source proves the rule was ever written")
 def test_the_sweep_never_removes_a_rule_a_gone_sources_claim_only_intended() -> None:
     tunnel = "11111111-1111-1111-1111-111111111111"
     claim = Claimed("hostname", APP, "HTTPRoute/evil/app", {
@@ -135,9 +128,6 @@ def test_the_sweep_never_removes_a_rule_a_gone_sources_claim_only_intended() -> 
     assert [(d.object, d.name) for d in result.deletions] == [("claim", APP)]
 
 
-@pytest.mark.xfail(strict=True, reason="httproutes/publish writes the pre-write state with hostname_route_id; after "
-                   "a crash before the rule's intent, ledger.bootstrap records any path-less rule at the hostname in "
-                   "that tunnel as the route's, and the route's deletion removes it")
 def test_a_crash_after_the_first_state_write_never_makes_a_foreign_rule_the_routes(
         world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     foreign_rules(world, world.tunnel, [LEGACY])
@@ -162,8 +152,6 @@ def test_a_crash_after_the_first_state_write_never_makes_a_foreign_rule_the_rout
 # --- 2. an address record beside a foreign one of the other address type ----------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="cloudflare_core/dns._clash: A and AAAA never clash, so a DNS-only route "
-                   "adds an A record to a hand-made IPv6-only name and takes its IPv4 traffic")
 def test_a_dns_only_route_cannot_add_an_address_beside_a_hand_made_one(world: World) -> None:
     world.sdk.dns.records.create(zone_id=world.zone, name="mail.example.com", type="AAAA", content="2001:db8::25",
                                  proxied=False, ttl=300)
@@ -182,8 +170,6 @@ def test_a_dns_only_route_cannot_add_an_address_beside_a_hand_made_one(world: Wo
 # --- 3. the tunnelId annotation reaches any tunnel of the account -------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="httproutes merge/publish honour the tunnelId annotation for any tunnel: a "
-                   "namespace writes a rule into a hand-made tunnel and exposes an origin behind its connector")
 def test_the_tunnel_id_annotation_cannot_write_into_a_hand_made_tunnel(world: World) -> None:
     ops = world.make_tunnel("ops-vpn")  # a hand-made tunnel whose connector sits in the office network
     foreign_rules(world, ops, [{"hostname": "vpn.corp.example.com", "service": "ssh://10.0.0.2:22"}])
@@ -202,8 +188,6 @@ def test_the_tunnel_id_annotation_cannot_write_into_a_hand_made_tunnel(world: Wo
 # --- 4. state ConfigMap names collide across namespaces ---------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="httproutes/state.read trusts cfzt-<ns>-<name> without checking whose "
-                   "state it is: route team/a-blog reads team-a/blog's and deletes its token Secret and state")
 def test_a_route_whose_state_name_collides_cannot_touch_another_namespaces_route(world: World) -> None:
     home(world)
     world.route("blog", "blog.example.com", namespace="team-a", **{"serviceToken.enabled": "true"})
@@ -224,8 +208,6 @@ def test_a_route_whose_state_name_collides_cannot_touch_another_namespaces_route
 # --- 5. a tenant change whose old tenant is gone --------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="httproutes/publish._supersede releases a claim that still records the "
-                   "route's Access application when the old tenant is gone: the app leaks and blocks the route")
 def test_a_tenant_change_keeps_what_the_claim_records_until_it_is_removed(world: World) -> None:
     home(world, resync=1.0)
     world.route("web", "web.example.com", **PROTECTED)
@@ -249,8 +231,6 @@ def test_a_tenant_change_keeps_what_the_claim_records_until_it_is_removed(world:
 # --- 6. a Lease renewed in the future ------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="leases.expired trusts the holder's renewTime: a holder whose clock ran "
-                   "ahead (then died) keeps every writer of the tunnel out until that time")
 async def test_a_lease_renewed_in_the_future_does_not_block_writers_forever(
         api: client.ApiClient, cluster: KubeSandbox) -> None:
     tomorrow = micro_time(datetime.now(UTC) + timedelta(days=1))
@@ -276,8 +256,6 @@ def gateway_world(kube: Any, cloudflare: Any) -> Iterator[gateways.World]:
         w.client.close()
 
 
-@pytest.mark.xfail(strict=True, reason="gateways/reconcile writes real claims under dry-run and never releases "
-                   "them: a deleted dry-run gateway keeps the hostname from every other source")
 def test_a_deleted_dry_run_gateway_holds_no_hostname(gateway_world: gateways.World) -> None:
     world = gateway_world
     with cf_sdk.Cloudflare(api_token=world.cf.token, base_url=world.cf.base_url, max_retries=0) as sdk:
@@ -336,9 +314,6 @@ def both(kube: Any, cloudflare: Any) -> Iterator[Both]:
         world.close()
 
 
-@pytest.mark.xfail(strict=True, reason="claims are exact keys: an HTTPRoute may claim *.example.com, routing every "
-                   "name under it without a record of its own (another source's hostname in a gap) to its backend "
-                   "and putting its Access app over public hostnames others hold")
 def test_a_wildcard_route_cannot_cover_hostnames_other_sources_hold(both: Both) -> None:
     both.gw.ready_config()
     both.gw.service()
@@ -349,7 +324,8 @@ def test_a_wildcard_route_cannot_cover_hostnames_other_sources_hold(both: Both) 
     both.rt.route("all", "*.example.com", namespace="evil", backend=("evil", 80), **PROTECTED)
     ready = settled(both.rt, "all", "evil")
 
-    assert ready["reason"] == "HostnameConflict", ready
+    assert ready["reason"] == "HostnameNotAuthorized", ready  # no rule allows the wildcard explicitly
+    assert "wildcards need an explicit hostname rule" in ready["message"], ready
     assert both.rt.records("*.example.com") == [] and both.rt.apps("*.example.com") == []
 
 

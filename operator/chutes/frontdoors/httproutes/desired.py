@@ -34,10 +34,17 @@ class Tenant:
     credential_name: str
     credential_key: str
     generation: int | None = None
+    # Tunnels besides its own that a route's tunnelId annotation may name (spec.allowedTunnelIds).
+    allowed_tunnel_ids: tuple[str, ...] = ()
 
     @property
     def ref(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    def allows_tunnel(self, tunnel_id: str) -> bool:
+        """Whether a route of this tenant may put its rule in `tunnel_id`: the tenant's own tunnel, or one its
+        ``spec.allowedTunnelIds`` lists (whoever may write the tenant decides)."""
+        return tunnel_id == self.tunnel_id or tunnel_id in self.allowed_tunnel_ids
 
 
 def tenant_from_body(body: Mapping[str, Any]) -> Tenant:
@@ -52,6 +59,14 @@ def tenant_from_body(body: Mapping[str, Any]) -> Tenant:
         tunnel_id = a.parse_uuid(f"{where}: spec.tunnelId", spec.get("tunnelId", ""))
     except a.ValueProblem as problem:
         raise TenantError(str(problem)) from None
+    allowed = spec.get("allowedTunnelIds") or []
+    if not isinstance(allowed, list):
+        raise TenantError(f"{where}: spec.allowedTunnelIds must be a list of tunnel UUIDs, got {allowed!r}")
+    try:
+        allowed_ids = tuple(a.parse_uuid(f"{where}: spec.allowedTunnelIds[{i}]", value)
+                            for i, value in enumerate(allowed))
+    except a.ValueProblem as problem:
+        raise TenantError(str(problem)) from None
     return Tenant(
         namespace=str(meta.get("namespace")),
         name=str(meta["name"]),
@@ -61,6 +76,7 @@ def tenant_from_body(body: Mapping[str, Any]) -> Tenant:
         credential_name=str(ref["name"]),
         credential_key=str(ref.get("key") or "token"),
         generation=meta.get("generation"),
+        allowed_tunnel_ids=allowed_ids,
     )
 
 

@@ -10,23 +10,24 @@ whose state says it published the hostname, else the oldest), so who wins does n
 seed, in the operator namespace where tenants cannot write) names objects at that hostname, records an object
 only when (a) it exists and (b) its name and natural key are exactly what the route would create: the Access
 application ``cfzt-{hostname}`` (owner-qualified) for that domain, the service token of that name, a rule
-without a path at the hostname in the tunnel the state names. DNS records the state lists are adopted as
-before (:meth:`CloudflareCore.adopt_dns_record`: never a record of another owner or another source).
+without a path at the hostname in the tunnel the state names that routes to the service the route would write,
+and only from a completed state or with a DNS record at the hostname marked for the route. DNS records the
+state lists are adopted as before (:meth:`CloudflareCore.adopt_dns_record`: never a record of another owner or
+another source).
 
-**Dry-run** writes nothing to Cloudflare and nothing to the ledger: :class:`DryRunClaims` reads the ledger and
-keeps what would be recorded in the claims it returns.
+**Dry-run** writes nothing to Cloudflare and nothing to the ledger: :class:`chutes.claims.DryRunClaims` reads the
+ledger and keeps what would be recorded in the claims it returns.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
 from chutes import conditions as c
-from chutes.claims import Claim, ClaimKind, ClaimStore, HeldElsewhere, normalize_key, utc_now
-from chutes.cloudflare_core import CloudflareCore
+from chutes.claims import Claim, ClaimStore, claims_for, utc_now
+from chutes.cloudflare_core import CloudflareCore, marks
 from chutes.frontdoors import claiming
 from chutes.frontdoors.httproutes import annotations as a
 from chutes.frontdoors.httproutes import desired as d
@@ -38,45 +39,9 @@ from chutes.frontdoors.httproutes.problems import CONFLICT_RETRY, Problem, step
 logger = logging.getLogger(__name__)
 
 
-class DryRunClaims(ClaimStore):
-    """The ledger under dry-run: read as it is, never written. What would be recorded lives only in the
-    claims returned (a claim that would be created comes back ``fresh``, with no ConfigMap behind it)."""
-
-    def __init__(self, real: ClaimStore) -> None:
-        super().__init__(real.api, real.namespace, real.owner_id)
-
-    async def acquire(self, kind: ClaimKind, key: str, source: str) -> Claim:
-        found = await self.get(kind, key)
-        if found is None:
-            return Claim(kind=kind, key=normalize_key(kind, key), source=source, entries={}, claimed_at=utc_now(),
-                         fresh=True)
-        if found.source != source:
-            raise HeldElsewhere(found)
-        return found
-
-    async def intend(self, claim: Claim, obj: str, **fields: Any) -> Claim:
-        return self._with(claim, obj, {"since": utc_now(), **fields})
-
-    async def complete(self, claim: Claim, obj: str, id: str, **fields: Any) -> Claim:
-        return self._with(claim, obj, {**(claim.entry(obj) or {}), **fields, "id": id})
-
-    async def forget(self, claim: Claim, obj: str) -> Claim:
-        return self._with(claim, obj, None)
-
-    async def release(self, claim: Claim) -> None:
-        return None
-
-    @staticmethod
-    def _with(claim: Claim, obj: str, entry: Mapping[str, Any] | None) -> Claim:
-        entries = {key: value for key, value in claim.entries.items() if key != obj}
-        if entry is not None:
-            entries[obj] = dict(entry)
-        return replace(claim, entries=entries)
-
-
 def store_for(ctx: Context, core: CloudflareCore) -> ClaimStore:
-    """The ledger as this core may use it: read-only under dry-run."""
-    return DryRunClaims(ctx.claims) if core.dry_run else ctx.claims
+    """The ledger as this core may use it: read-only under dry-run (:class:`chutes.claims.DryRunClaims`)."""
+    return claims_for(ctx.claims, dry_run=core.dry_run)
 
 
 async def hold(ctx: Context, claims: ClaimStore, route: Mapping[str, Any], hostname: str,
@@ -109,11 +74,22 @@ def adoptable_ids(st: s.RouteState | None, hostname: str) -> tuple[str, ...]:
     return tuple(i for i in (st.get("cname_record_id"), st.get("dns_record_id")) if i)
 
 
+async def _marked(core: CloudflareCore, zone_id: str, hostname: str, source: str) -> bool:
+    """Whether a DNS record at `hostname` is marked for `source` (one name-filtered listing)."""
+    if not zone_id:
+        return False
+    records = await step(f"checking DNS for {hostname}", core.dns_records_named(zone_id, hostname))
+    return any(marks(record.comment, core.owner_id, source) for record in records)
+
+
 async def bootstrap(core: CloudflareCore, claims: ClaimStore, claim: Claim, st: s.RouteState, *,
-                    account_id: str) -> Claim:
+                    account_id: str, service: str | None = None) -> Claim:
     """Record in `claim` (no entries yet) what the state names at its hostname, each only when it exists and is
     exactly what the route would create (see the module docstring). Entries get an intent time too, so an
-    object deleted behind our back is created again."""
+    object deleted behind our back is created again. The rule is recorded (as written) only from a state that
+    completed (``published``: a state written before the first write proves nothing) or with a DNS record at the
+    hostname marked for the route, and only when it routes to `service`, what the route would write now (None:
+    not known, e.g. the route is gone: the rule is left in place)."""
     hostname, source, owner = claim.key, claim.source, core.owner_id
     recorded: list[str] = []
     app_id = st.get("access_app_id")
@@ -134,15 +110,16 @@ async def bootstrap(core: CloudflareCore, claims: ClaimStore, claim: Claim, st: 
             claim = await claims.intend(claim, claiming.SERVICE_TOKEN, id=token.id, account=account_id, name=name)
             recorded.append(f"service token {name}")
     tunnel = st.get("hostname_route_id")
-    if tunnel:
+    zone = st.get("zone_id")
+    if tunnel and service and (st.published or await _marked(core, zone, hostname, source)):
         config = await step(f"reading the configuration of tunnel {tunnel}", core.get_tunnel_config(account_id,
                                                                                                      tunnel))
         rules = (config or {}).get("ingress") or []
         if any(isinstance(rule, Mapping) and str(rule.get("hostname") or "").lower() == hostname
-               and not rule.get("path") for rule in rules):
-            claim = await claims.intend(claim, claiming.TUNNEL_RULE, tunnel=tunnel, account=account_id)
+               and not rule.get("path") and rule.get("service") == service for rule in rules):
+            claim = await claims.complete(claim, claiming.TUNNEL_RULE, tunnel, since=utc_now(), tunnel=tunnel,
+                                          account=account_id, service=service)
             recorded.append(f"tunnel rule in {tunnel}")
-    zone = st.get("zone_id")
     for record_id in adoptable_ids(st, hostname) if zone else ():
         record = await step(f"adopting DNS record {record_id}", core.adopt_dns_record(zone, record_id, hostname,
                                                                                        source))

@@ -49,6 +49,7 @@ from chutes.frontdoors.httproutes.lookups import Context
 from chutes.frontdoors.httproutes.merge import MergeError, NamedSpec, RouteSettings, annotation_hash, merge
 from chutes.frontdoors.httproutes.problems import (
     FOREIGN_RETRY,
+    MISSING_RETRY,
     POLICY_RETRY,
     EventSink,
     Problem,
@@ -120,7 +121,8 @@ async def _reconcile(ctx: Context, route: Mapping[str, Any], report: RouteReport
     namespace, name = str(meta["namespace"]), str(meta["name"])
     settings, tenant, digest = await _settings(ctx, route)
     hostname = settings.hostname
-    previous = await s.read(ctx.api, ctx.operator_namespace, namespace, name)
+    slot = await s.read_slot(ctx.api, ctx.operator_namespace, namespace, name)  # another route's state: None
+    previous = slot.state
     if not ctx.rules.allows(namespace, hostname):
         await _withdraw(ctx, namespace, name, previous, report, events)
         raise Problem(c.HOSTNAME_NOT_AUTHORIZED, ctx.rules.explain(namespace, hostname), None)
@@ -131,11 +133,13 @@ async def _reconcile(ctx: Context, route: Mapping[str, Any], report: RouteReport
     # The forced resync (or a resume) of inputs published already: whatever it writes is a repair.
     async with ctx.runtime.hostnames(hostname, previous.hostname if previous is not None else ""):
         with repairs.scope(FRONT_DOOR, settled and repairs.is_unprompted()):
-            return await _publish(ctx, route, settings, tenant, digest, previous, report, events), hostname
+            return await _publish(ctx, route, settings, tenant, digest, previous, report, events,
+                                  taken=slot.taken), hostname
 
 
 async def _publish(ctx: Context, route: Mapping[str, Any], settings: RouteSettings, tenant: d.Tenant, digest: str,
-                   previous: s.RouteState | None, report: RouteReport, events: EventSink) -> str:
+                   previous: s.RouteState | None, report: RouteReport, events: EventSink, *,
+                   taken: s.StateTaken | None = None) -> str:
     meta = route["metadata"]
     namespace, name = str(meta["namespace"]), str(meta["name"])
     hostname, source = settings.hostname, a.source(namespace, name)
@@ -147,17 +151,44 @@ async def _publish(ctx: Context, route: Mapping[str, Any], settings: RouteSettin
     except MarkerTooLong as exc:
         raise Problem(c.INVALID_SPEC, exc.message, None) from None
     claims = ledger.store_for(ctx, core)
+    await _check_tunnel(claims, settings, tenant)
     try:
         claim = await ledger.hold(ctx, claims, route, hostname, previous)
     except Problem as problem:
         if problem.reason == c.HOSTNAME_CONFLICT and previous is not None and previous.hostname == hostname:
             await _release(ctx, previous, report)
         raise
+    if taken is not None:  # its state name holds another route's state: nothing of that route is touched
+        if not claim.entries:
+            await claims.release(claim)
+        raise Problem(c.INVALID_SPEC, str(taken), None)
     try:
         return await _publish_held(ctx, core, claims, claim, route, settings, tenant, digest, previous, report,
                                    events)
     except ClaimLost as lost:  # released under us (e.g. by the orphan sweep): acquired again at the next attempt
         raise Problem(c.CLOUDFLARE_UNAVAILABLE, f"publishing {hostname}: {lost}", claiming.LOST_RETRY) from None
+    except s.StateTaken as lost_state:  # another route's state written under that name meanwhile
+        raise Problem(c.INVALID_SPEC, str(lost_state), None) from None
+
+
+async def _check_tunnel(claims: ClaimStore, settings: RouteSettings, tenant: d.Tenant) -> None:
+    """The ``tunnelId`` annotation may name the tenant's own tunnel or one its ``spec.allowedTunnelIds`` lists
+    (whoever writes the tenant decides), and never a tunnel another source's tunnel claim records (a
+    ChuteGateway's own tunnel): anything else is ``InvalidSpec``, before anything is written."""
+    tunnel = settings.tunnel_id
+    if tunnel is None or tunnel == tenant.tunnel_id:
+        return
+    if not tenant.allows_tunnel(tunnel):
+        raise Problem(c.INVALID_SPEC, f"{a.TUNNEL_ID}: tunnel {tunnel} is neither the tunnel of {a.TENANT_KIND} "
+                      f"{tenant.ref} nor one its spec.allowedTunnelIds lists: nothing is published; remove the "
+                      f"annotation, or have whoever manages {a.TENANT_KIND} {tenant.ref} add {tunnel} to "
+                      "spec.allowedTunnelIds", None)
+    for found in await claims.list(kind="tunnel"):
+        if any(str(entry.get("id") or "").lower() == tunnel for entry in found.entries.values()):
+            raise Problem(c.INVALID_SPEC, f"{a.TUNNEL_ID}: tunnel {tunnel} is the tunnel of {found.source} (its "
+                          f"claim {found.key}): nothing is published; name another tunnel, or remove the "
+                          f"annotation (and {tunnel} from spec.allowedTunnelIds of {a.TENANT_KIND} {tenant.ref})",
+                          None)
 
 
 async def _publish_held(ctx: Context, core: CloudflareCore, claims: ClaimStore, claim: Claim,
@@ -204,17 +235,19 @@ async def _publish_held(ctx: Context, core: CloudflareCore, claims: ClaimStore, 
         raise
 
     # --- what the route published under another hostname or tenant goes first: routing before Access ---------
-    claim = await _supersede(ctx, core, claims, claim, route, tenant, previous, events)
+    claim = await _supersede(ctx, core, claims, claim, route, tenant, previous, events, zone_id=zone.id)
     if claim.entry(DNS) is None and not checked:  # claimed again after a tenant change: now a first publish
         try:
             await t.check_name(core, zone.id, record, (), asked=asked)
         except Problem:
-            await claims.release(claim)
+            if not claim.entries:  # (a claim recording objects is never released here)
+                await claims.release(claim)
             raise
     if moved:
         previous = None
     if previous is not None and not claim.entries and ledger.hints(previous, hostname):  # an earlier version's
-        claim = await ledger.bootstrap(core, claims, claim, previous, account_id=account)  # (or the seed's) objects
+        claim = await ledger.bootstrap(core, claims, claim, previous, account_id=account,  # (or the seed's) objects
+                                       service=rule.service if rule is not None else None)
     before = claim  # as recorded before this attempt's writes: which rule found in the tunnel is ours
     current = previous.copy() if previous is not None else s.RouteState(namespace, name)
     current.set(hostname=hostname, tenant_name=tenant.name, zone_id=zone.id, tunnel_id=tunnel_id)
@@ -244,7 +277,7 @@ async def _publish_held(ctx: Context, core: CloudflareCore, claims: ClaimStore, 
 
     # --- what these settings do not want, through the claim's entries (routing first, Access last) -----------
     old_type = str((before.entry(DNS) or {}).get("type") or "")
-    if {old_type, dns.type} == {"A", "AAAA"}:  # A ↔ AAAA: the DNS writer replaces only clashing types
+    if {old_type, dns.type} == {"A", "AAAA"}:  # A ↔ AAAA: the writer swapped them in one batch; gone: a no-op
         await t.delete_record(core, zone.id, hostname, old_type, source, events)
     claim = await _remove_unwanted(ctx, core, claims, claim, account, settings, rule is not None, current,
                                    previous, events)
@@ -274,24 +307,27 @@ async def _intend(claims: ClaimStore, claim: Claim, obj: str, **fields: str) -> 
 
 
 async def _supersede(ctx: Context, core: CloudflareCore, claims: ClaimStore, claim: Claim, route: Mapping[str, Any],
-                     tenant: d.Tenant, previous: s.RouteState | None, events: EventSink) -> Claim:
+                     tenant: d.Tenant, previous: s.RouteState | None, events: EventSink, *, zone_id: str) -> Claim:
     """Tear down, from its claims, what the route published under another hostname (or, for a tenant change,
     under this one with the old tenant's token); the current claim back, acquired again when it was torn down.
 
     Looked at only after a change or a publish that stopped half-way (the state says so), never in the steady
     state; the orphan sweep catches the rest. A Cloudflare failure raises (the old claim keeps what is left, the
     next attempt resumes and nothing new is published before); what is left on purpose (an object that is not
-    ours any more) is said in a Warning, its claim kept, and the new hostname published."""
+    ours any more) is said in a Warning, its claim kept, and the new hostname published.
+
+    A claim that still records objects is never released here: when the old tenant is gone, what the claim on
+    this hostname records is kept and reused when it lives where the new tenant publishes (its account and zone),
+    else the move is refused until those objects are gone (:func:`_reusable`)."""
     if previous is not None and previous.published and previous.hostname == claim.key \
             and previous.tenant == tenant.name:
         return claim
     old_core, old_claims, old_account = core, claims, tenant.account_id
     if previous is not None and previous.tenant and previous.tenant != tenant.name:
         old = await t.find_tenant(ctx, previous.tenant, previous.route_namespace, previous.route_name, events)
-        if old is None:  # its objects are left in place (nothing can reach them without its token)
+        if old is None:  # nothing reaches its objects without its token: what the claim records stays recorded
             if previous.hostname == claim.key and claim.entries:
-                await claims.release(claim)
-                claim = await ledger.hold(ctx, claims, route, claim.key, None)
+                _reusable(claim, previous.tenant, tenant, zone_id)
             return claim
         old_core, old_account = await lookups.core_for(ctx, old), old.account_id
         old_claims = ledger.store_for(ctx, old_core)
@@ -319,6 +355,25 @@ async def _supersede(ctx: Context, core: CloudflareCore, claims: ClaimStore, cla
             raise Problem(c.HOSTNAME_CONFLICT, f"{claim.key}: what the route published with its previous tenant "
                           "could not all be removed (see its Events)", FOREIGN_RETRY)
     return claim
+
+
+def _reusable(claim: Claim, old_tenant: str, tenant: d.Tenant, zone_id: str) -> None:
+    """The route moved from `old_tenant` (gone) to `tenant` keeping its hostname, and its claim records objects
+    published with the old tenant: they are the route's still, reused when they live in the new tenant's account
+    (and zone); anywhere else nothing can remove them, and the move waits (``TenantNotFound``, retried)."""
+    accounts = sorted({str(entry["account"]) for entry in claim.entries.values() if entry.get("account")})
+    zones = sorted({str(entry["zone"]) for entry in claim.entries.values() if entry.get("zone")})
+    if set(accounts) <= {tenant.account_id} and set(zones) <= {zone_id}:
+        logger.info("%s: %s moves from tenant %s (gone) to %s: what its claim records is reused", claim.key,
+                    claim.source, old_tenant, tenant.ref)
+        return
+    where = ", ".join([*(f"account {account}" for account in accounts), *(f"zone {zone}" for zone in zones)])
+    raise Problem(c.TENANT_NOT_FOUND, f"{claim.key}: what {claim.source} published with {a.TENANT_KIND} "
+                  f"{old_tenant!r} (recorded in its claim: {', '.join(sorted(claim.entries))} in {where}) is out of "
+                  f"reach of {a.TENANT_KIND} {tenant.ref} (account {tenant.account_id}), and {old_tenant!r} no longer "
+                  f"exists: nothing is published with {tenant.ref} until those objects are removed; create "
+                  f"{a.TENANT_KIND} {old_tenant!r} again (its token removes them at the next attempt), or point the "
+                  "route back to it", MISSING_RETRY)
 
 
 def _same_state(previous: s.RouteState | None, current: s.RouteState) -> bool:
@@ -477,19 +532,19 @@ async def _ensure_token(ctx: Context, core: CloudflareCore, claims: ClaimStore, 
 
 async def _ensure_rule(core: CloudflareCore, claims: ClaimStore, claim: Claim, before: Claim, account: str,
                        tunnel_id: str, rule: IngressRule, events: EventSink) -> Claim:
-    """The route's rule in `tunnel_id`: a rule already at its hostname there is replaced only when the claim
-    recorded it before this attempt. A rule recorded in another tunnel goes first (the tunnel changed: the
-    hostname answers 404 until its DNS record points to the new tunnel, a few seconds)."""
+    """The route's rule in `tunnel_id` (:func:`claiming.write_rule`): a rule already at its hostname there is
+    replaced only when the claim recorded it before this attempt (written, or intended with this very service);
+    the entry is completed once written, and an intent of this attempt is forgotten when the write fails. A rule
+    recorded in another tunnel goes first (the tunnel changed: the hostname answers 404 until its DNS record
+    points to the new tunnel, a few seconds)."""
     hostname = rule.hostname
     old_tunnel = str((claim.entry(TUNNEL_RULE) or {}).get("tunnel") or "")
     if old_tunnel and old_tunnel != tunnel_id:
         claim, done = await claiming.remove_object(core, claims, claim, TUNNEL_RULE, account_id=account)
         if done.removed:
             events.normal("TunnelRuleRemoved", f"{hostname}: rule removed from tunnel {old_tunnel}")
-    claim = await _intend(claims, claim, TUNNEL_RULE, tunnel=tunnel_id, account=account)
-    await step(f"writing the tunnel rule of {hostname}",
-               core.set_ingress_rule(account, tunnel_id, rule, claiming.rule_is_ours(before, tunnel_id)))
-    return claim
+    return await step(f"writing the tunnel rule of {hostname}",
+                      claiming.write_rule(core, claims, claim, before, account, tunnel_id, rule))
 
 
 async def _remove_unwanted(ctx: Context, core: CloudflareCore, claims: ClaimStore, claim: Claim, account: str,

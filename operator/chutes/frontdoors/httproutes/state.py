@@ -6,19 +6,30 @@ ledger, :mod:`chutes.claims`), and the ids here only bootstrap a claim for what 
 published (:mod:`ledger`). What the state is needed for is the past: which hostname, tenant, tunnel and zone
 the route published last (so that a change or a deletion finds its claims), the annotation hash, and the result
 annotations. It is deleted once every claim of the route is released.
+
+The name is ambiguous (``team/a-blog`` and ``team-a/blog`` both get ``cfzt-team-a-blog``): a state is a route's
+only when the route names it records (``httproute_namespace``/``httproute_name``, and the labels) are that
+route's. Another route's state is never read as the asking route's (:func:`read` answers None,
+:func:`read_slot` says whose it is), never overwritten (:func:`write` raises :class:`StateTaken`) and never
+deleted (:func:`delete` leaves it).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from chutes import kube
 from chutes.frontdoors.httproutes import annotations as a
+
+logger = logging.getLogger(__name__)
+WRITE_ATTEMPTS = 3  # a state replaced between our read and our write is read again this often
 
 KEYS = (
     "annotation_hash",
@@ -114,19 +125,112 @@ def from_configmap(configmap: Mapping[str, Any]) -> RouteState | None:
     return RouteState(namespace, name, data)
 
 
+class StateTaken(Exception):
+    """The state ConfigMap name of a route holds the state of another route (``other``: ``namespace/name``)."""
+
+    def __init__(self, route_namespace: str, route_name: str, other: str) -> None:
+        self.route = f"{route_namespace}/{route_name}"
+        self.other = other
+        self.configmap = a.state_name(route_namespace, route_name)
+        super().__init__(
+            f"the state ConfigMap {self.configmap} of HTTPRoute {self.route} is the state of HTTPRoute {other} "
+            f"(cfzt-<namespace>-<name> cannot tell the two routes apart): nothing is published for HTTPRoute "
+            f"{self.route} and nothing of HTTPRoute {other} is touched; rename one of the two routes")
+
+
+@dataclass(frozen=True)
+class Slot:
+    """What a route's state ConfigMap name holds: the route's own state (None when absent or another's), and
+    :class:`StateTaken` when it is another route's."""
+
+    state: RouteState | None = None
+    taken: StateTaken | None = None
+
+
+def _named(configmap: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The routes a state ConfigMap names: by its data (the labels filling a gap), and by its labels."""
+    data = configmap.get("data") or {}
+    labels = (configmap.get("metadata") or {}).get("labels") or {}
+    ns_data, name_data = data.get("httproute_namespace"), data.get("httproute_name")
+    ns_label, name_label = labels.get(a.LABEL_ROUTE_NAMESPACE), labels.get(a.LABEL_ROUTE_NAME)
+    named = [(ns_data or ns_label, name_data or name_label), (ns_label or ns_data, name_label or name_data)]
+    return [(str(ns), str(name)) for ns, name in named if ns and name]
+
+
+def _other(configmap: Mapping[str, Any], route_namespace: str, route_name: str) -> str | None:
+    """The other route (``namespace/name``) the state names, None when it names only this one (or none)."""
+    for namespace, name in _named(configmap):
+        if (namespace, name) != (route_namespace, route_name):
+            return f"{namespace}/{name}"
+    return None
+
+
+async def read_slot(api: client.ApiClient, operator_namespace: str, route_namespace: str,
+                    route_name: str) -> Slot:
+    found = await kube.read_configmap(api, operator_namespace, a.state_name(route_namespace, route_name))
+    if found is None:
+        return Slot()
+    other = _other(found, route_namespace, route_name)
+    if other is not None:
+        logger.info("State %s/%s is HTTPRoute %s's, not %s/%s's", operator_namespace,
+                    a.state_name(route_namespace, route_name), other, route_namespace, route_name)
+        return Slot(taken=StateTaken(route_namespace, route_name, other))
+    return Slot(state=from_configmap(found))
+
+
 async def read(api: client.ApiClient, operator_namespace: str, route_namespace: str,
                route_name: str) -> RouteState | None:
-    found = await kube.read_configmap(api, operator_namespace, a.state_name(route_namespace, route_name))
-    return None if found is None else from_configmap(found)
+    """The route's state; None when there is none or the name holds another route's."""
+    return (await read_slot(api, operator_namespace, route_namespace, route_name)).state
 
 
 async def write(api: client.ApiClient, operator_namespace: str, state: RouteState) -> None:
+    """Create or replace the route's state; :class:`StateTaken` (nothing written) when the name holds another
+    route's."""
     state.set(httproute_namespace=state.route_namespace, httproute_name=state.route_name)
-    await kube.apply_configmap(api, operator_namespace, state.name, state.labels(), dict(state.data))
+    labels, data = state.labels(), dict(state.data)
+    body: dict[str, Any] = {"apiVersion": "v1", "kind": "ConfigMap",
+                            "metadata": {"name": state.name, "namespace": operator_namespace, "labels": labels},
+                            "data": data}
+    for _attempt in range(WRITE_ATTEMPTS):
+        found = await kube.read_configmap(api, operator_namespace, state.name)
+        if found is None:
+            if await kube.create_configmap(api, operator_namespace, body) is not None:
+                return
+            continue  # created meanwhile: whose is it?
+        other = _other(found, state.route_namespace, state.route_name)
+        if other is not None:
+            raise StateTaken(state.route_namespace, state.route_name, other)
+        meta = found.get("metadata") or {}
+        if (found.get("data") or {}) == data and (meta.get("labels") or {}) == labels:
+            return
+        body["metadata"]["resourceVersion"] = meta.get("resourceVersion")
+        try:
+            await client.CoreV1Api(api).replace_namespaced_config_map(state.name, operator_namespace, cast(Any, body))
+            return
+        except ApiException as exc:
+            if exc.status not in (404, 409):
+                raise
+    raise kube.StaleObject(f"configmaps/{state.name} in {operator_namespace} keeps changing under the write")
 
 
 async def delete(api: client.ApiClient, operator_namespace: str, route_namespace: str, route_name: str) -> None:
-    await kube.delete_configmap(api, operator_namespace, a.state_name(route_namespace, route_name))
+    """Delete the route's state; another route's under that name stays."""
+    name = a.state_name(route_namespace, route_name)
+    found = await kube.read_configmap(api, operator_namespace, name)
+    if found is None:
+        return
+    other = _other(found, route_namespace, route_name)
+    if other is not None:
+        logger.info("State %s/%s is HTTPRoute %s's: not deleted for %s/%s", operator_namespace, name, other,
+                    route_namespace, route_name)
+        return
+    try:
+        await kube.delete_configmap(api, operator_namespace, name, uid=str((found.get("metadata") or {}).get("uid")
+                                                                           or "") or None)
+    except kube.StaleObject:
+        logger.info("State %s/%s was replaced meanwhile: not deleted for %s/%s", operator_namespace, name,
+                    route_namespace, route_name)
 
 
 async def list_states(api: client.ApiClient, operator_namespace: str, tenant: str | None = None) -> list[RouteState]:

@@ -4,7 +4,9 @@ the operator's, so the chart's RBAC check does not count them)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from kubernetes_asyncio import client, config
@@ -44,3 +46,16 @@ async def other_api(cluster: KubeSandbox) -> AsyncIterator[client.ApiClient]:
     finally:
         await instance.close()
 
+
+@dataclass(frozen=True)
+class FakeClaim:
+    """A claim as the sweep planner reads it (:class:`chutes.sweep.plan.ClaimView`), for pure tests."""
+
+    kind: str
+    key: str
+    source: str
+    entries: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"claim-{self.kind}-{self.key}"

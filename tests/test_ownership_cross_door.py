@@ -6,6 +6,7 @@ resync). The same the other way round, and the ledger shows one holder per hostn
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Iterator
 from typing import Any
@@ -51,17 +52,25 @@ class Both:
         return {hostname: claim["source"] for hostname, claim in self.rt.claims().items()}
 
 
-@pytest.fixture()
-def both(kube: Any, cloudflare: Any) -> Iterator[Both]:
+@contextlib.contextmanager
+def opened(kube: Any, cloudflare: Any, resync: float | None = 1.0) -> Iterator[Both]:
+    """Both worlds on the emulators, the ledger namespace made; the operator started unless `resync` is None."""
     world = Both(kube, cloudflare)
     world.rt.namespace(routes.OPNS)  # the ledger namespace (the operator's own)
-    world.start(resync=1.0)
+    if resync is not None:
+        world.start(resync=resync)
     try:
         yield world
     finally:
         world.stop()
         world.gw.client.close()
         world.rt.close()
+
+
+@pytest.fixture()
+def both(kube: Any, cloudflare: Any) -> Iterator[Both]:
+    with opened(kube, cloudflare) as world:
+        yield world
 
 
 def test_a_route_in_another_namespace_cannot_take_a_protected_gateways_hostname(both: Both) -> None:

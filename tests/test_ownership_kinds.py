@@ -10,22 +10,15 @@ from typing import Any
 
 import pytest
 
-import httproutes_harness as routes
 import test_gateways_operator as gateways
-from test_ownership_cross_door import Both
+from test_ownership_cross_door import Both, opened
 from waiting import wait_for
 
 
 @pytest.fixture()
 def both(kube: Any, cloudflare: Any) -> Iterator[Both]:
-    world = Both(kube, cloudflare)
-    world.rt.namespace(routes.OPNS)
-    try:
+    with opened(kube, cloudflare, resync=None) as world:  # started by the test, once the objects exist
         yield world
-    finally:
-        world.stop()
-        world.gw.client.close()
-        world.rt.close()
 
 
 def used_only(state: dict[str, Any]) -> dict[str, Any]:

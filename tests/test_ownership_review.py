@@ -25,8 +25,7 @@ Holes (xfail):
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -42,7 +41,7 @@ from chutes.sandbox.runner import OperatorThread
 from chutes.settings import load_settings
 from chutes.sweep.plan import DoorNames, Inventory, Wants, plan
 from httproutes_harness import GROUP, OPNS, VERSION, World, home, wait_for, world_fixture
-from ledger_harness import LEDGER, api, cluster
+from ledger_harness import LEDGER, FakeClaim, api, cluster
 
 __all__ = ["api", "cluster", "world_fixture"]  # fixtures
 
@@ -106,21 +105,9 @@ def test_deleting_a_route_whose_rule_write_was_refused_leaves_the_foreign_rule(w
     assert world.rule(APP) == LEGACY
 
 
-@dataclass(frozen=True)
-class Claimed:
-    kind: str
-    key: str
-    source: str
-    entries: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        return f"claim-{self.key}"
-
-
 def test_the_sweep_never_removes_a_rule_a_gone_sources_claim_only_intended() -> None:
     tunnel = "11111111-1111-1111-1111-111111111111"
-    claim = Claimed("hostname", APP, "HTTPRoute/evil/app", {
+    claim = FakeClaim("hostname", APP, "HTTPRoute/evil/app", {
         "tunnel_rule": {"tunnel": tunnel, "account": "acc", "since": "2026-12-01T10:00:00Z"}})
     inventory = Inventory(owner_id="default", zones={"z1": "example.com"}, records={"z1": []},
                           rules={tunnel: [dict(LEGACY), {"service": "http_status:404"}]}, claims=[claim])

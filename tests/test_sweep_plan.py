@@ -4,7 +4,6 @@ and the cap. Names and shapes prove nothing: a hand-made object named like ours 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -12,24 +11,13 @@ import pytest
 from chutes.cloudflare_core.models import AccessApp, DnsRecord, ServiceToken, Tunnel
 from chutes.cloudflare_core.ownership import legacy_marker, marker
 from chutes.sweep.plan import DoorNames, Inventory, Wants, plan, tunnel_of, tunnels_to_read
+from ledger_harness import FakeClaim
 
 ZONE, ZONE_NAME = "z1", "example.com"
 SHARED = "11111111-1111-1111-1111-111111111111"
 GATEWAYS = DoorNames("chutes", frozenset({"ChuteGateway"}))
 ROUTES = DoorNames("httproutes", frozenset({"HTTPRoute"}))
 T0, T1 = "2026-12-01T10:00:00Z", "2026-12-01T10:05:00Z"
-
-
-@dataclass(frozen=True)
-class FakeClaim:
-    kind: str
-    key: str
-    source: str
-    entries: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        return f"claim-{self.kind}-{self.key}"
 
 
 def cname(name: str, tunnel: str, source: str | None, owner: str = "default", id_: str = "") -> DnsRecord:

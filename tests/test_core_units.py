@@ -21,6 +21,7 @@ from chutes.cloudflare_core import (
     RequestBudget,
     ServiceToken,
     TransientError,
+    Unroutable,
     marker,
     shared_budget,
     translate,
@@ -42,6 +43,7 @@ def status_error(status: int, codes: list[int], headers: dict[str, str] | None =
         (403, [10000], None, CredentialsInvalid, None),
         (400, [6003, 6111], None, CredentialsInvalid, None),
         (404, [81044], None, NotFound, None),
+        (404, [7003], None, Unroutable, None),  # a listing's account or zone is gone
         (409, [1013], None, Conflict, None),
         (400, [81053], None, Conflict, None),
         (400, [81058], None, Conflict, None),

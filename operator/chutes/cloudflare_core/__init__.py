@@ -22,6 +22,7 @@ from .errors import (
     OutcomeUnknown,
     RateLimited,
     TransientError,
+    Unroutable,
     translate,
 )
 from .models import (
@@ -87,6 +88,7 @@ __all__ = [
     "Tunnel",
     "TunnelConfigWriter",
     "TunnelLock",
+    "Unroutable",
     "Zone",
     "is_ours",
     "legacy_marker",

@@ -7,6 +7,7 @@ CloudflareError
  ├─ CredentialsInvalid         401/403 (and 400 with an auth code: 9109, 10000, 10001, 6003, 6111...)
  ├─ Conflict(codes, holder)    409, DNS 81053/81054/81057/81058: exists and is not ours / name taken
  ├─ NotFound                   404 (internal: delete_* treat it as "already gone")
+ │   └─ Unroutable             404/7003: an id in the path routes nowhere (a listing's: its account/zone is gone)
  ├─ InvalidInput               any other 4xx: permanent, the spec must change
  │   └─ MarkerTooLong          an ownership marker cannot fit in a DNS comment (shorter owner id)
  └─ DryRunStop                 dry-run: a create whose result the caller needs was not made
@@ -29,6 +30,7 @@ __all__ = [
     "DEFAULT_RATE_LIMIT_DELAY",
     "DEFAULT_TRANSIENT_DELAY",
     "DNS_CONFLICT_CODES",
+    "UNROUTABLE_CODE",
     "CloudflareError",
     "Conflict",
     "CredentialsInvalid",
@@ -39,6 +41,7 @@ __all__ = [
     "OutcomeUnknown",
     "RateLimited",
     "TransientError",
+    "Unroutable",
     "retry_after",
     "translate",
 ]
@@ -47,6 +50,7 @@ AUTH_CODES = frozenset({6003, 6100, 6101, 6102, 6103, 6111, 9103, 9106, 9107, 91
 DNS_CONFLICT_CODES = frozenset({81053, 81054, 81057, 81058})
 DEFAULT_RATE_LIMIT_DELAY = 60.0
 DEFAULT_TRANSIENT_DELAY = 5.0
+UNROUTABLE_CODE = 7003  # "Could not route to /zones/<id>/..., perhaps your object identifier is invalid?"
 
 
 class CloudflareError(Exception):
@@ -105,6 +109,13 @@ class Conflict(CloudflareError):
 
 class NotFound(CloudflareError):
     """The object does not exist (delete_* functions treat this as success)."""
+
+
+class Unroutable(NotFound):
+    """404 with code 7003: an identifier in the path names nothing Cloudflare can route to (gone, or malformed).
+    For a listing, whose only identifier is its account or zone, that means the account or zone no longer exists,
+    and everything in it went with it (records, tunnels, Access applications): a token that may not use an
+    existing account or zone gets 403 (code 10000) instead."""
 
 
 class InvalidInput(CloudflareError):
@@ -201,7 +212,7 @@ def _translate_status(exc: cloudflare.APIStatusError) -> CloudflareError:
     if status == 401 or (status in (400, 403) and AUTH_CODES.intersection(codes)) or (status == 403 and not codes):
         return CredentialsInvalid(message, status=status, codes=codes)
     if status == 404:
-        return NotFound(message, status=status, codes=codes)
+        return (Unroutable if UNROUTABLE_CODE in codes else NotFound)(message, status=status, codes=codes)
     if status == 409 or DNS_CONFLICT_CODES.intersection(codes):
         return Conflict(message, status=status, codes=codes)
     return InvalidInput(message, status=status, codes=codes)

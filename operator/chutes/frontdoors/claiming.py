@@ -28,6 +28,7 @@ from chutes.cloudflare_core import (
     IngressRule,
     NotFound,
     OutcomeUnknown,
+    Unroutable,
     marks,
 )
 from chutes.frontdoors.problems import CONFLICT_RETRY, MISSING_RETRY, Problem, problem_from_cloudflare
@@ -309,8 +310,15 @@ async def _remove_rule(core: CloudflareCore, claims: ClaimStore, claim: Claim, a
 
 async def _remove_records(core: CloudflareCore, claims: ClaimStore, claim: Claim, zone_id: str,
                           done: Teardown) -> tuple[Claim, list[str]]:
-    """Delete the source's records at the hostname; the claim, and the other records there (theirs)."""
-    records = await core.dns_records_named(zone_id, claim.key)
+    """Delete the source's records at the hostname; the claim, and the other records there (theirs). A zone that
+    no longer exists took them with it."""
+    try:
+        records = await core.dns_records_named(zone_id, claim.key)
+    except Unroutable:
+        if claim.entry(DNS) is None:
+            return claim, []
+        done.note(DNS, f"DNS records at {claim.key} went with zone {zone_id}, which no longer exists")
+        return await _forget(core, claims, claim, DNS), []
     mine = [record for record in records if marks(record.comment, core.owner_id, claim.source)]
     others = [f"{record.type} {record.name}" for record in records
               if record not in mine and record.type in ("A", "AAAA", "CNAME")]
@@ -348,9 +356,12 @@ async def delete_recorded(core: CloudflareCore, claim: Claim, obj: str, *, accou
     name = str(entry.get("name") or (claim.key.partition("/")[2] if obj == TUNNEL else ""))
     object_id = str(entry.get("id") or "")
     if not object_id and entry:
-        found = await (core.find_access_app(account, claim.key, name) if obj == ACCESS_APP
-                       else core.find_service_token(account, name) if obj == SERVICE_TOKEN
-                       else core.find_tunnel(account, name))
+        try:
+            found = await (core.find_access_app(account, claim.key, name) if obj == ACCESS_APP
+                           else core.find_service_token(account, name) if obj == SERVICE_TOKEN
+                           else core.find_tunnel(account, name))
+        except Unroutable:  # the account no longer exists: nor does anything in it
+            found = None
         covered = found is not None and claim.recorded(obj).covers(found.id, found.created_at)
         object_id = found.id if found is not None and covered else ""
     removal = Removal(account, name, object_id)

@@ -650,6 +650,12 @@ async def unpublish_gateway(
     except ClaimLost as lost:
         raise Problem(c.CLOUDFLARE_UNAVAILABLE, f"the ledger of claims changed meanwhile: {lost}",
                       claiming.LOST_RETRY) from None
+    except Problem as problem:
+        if problem.reason != c.CREDENTIALS_INVALID:
+            raise  # passing (the retry resumes) or said per object (left in place, with a Warning)
+        raise Problem(problem.reason, f"{problem.message}. Fix the API token of ChuteConfig "
+                      f"{spec.get('configRef', '')!r} (the Secret its apiTokenSecretRef names), or remove the "
+                      f"finalizer {d.GROUP}/cleanup to abandon the Cloudflare objects", problem.delay) from None
     HOSTNAMES.forget(FRONT_DOOR, source)
     fqdn = next((claim.key for claim in held if claim.kind == "hostname"), None) or status.get("hostname")
     events.normal("Unpublished", f"{fqdn or name}: Cloudflare objects removed")

@@ -150,6 +150,22 @@ class CloudflareSandbox:
         """Simulate a cloudflared connector attaching to a tunnel (status becomes healthy)."""
         return tunnels.add_connection(self.state, tunnel_id, colo)
 
+    def remove_zone(self, zone_id: str) -> None:
+        """Simulate the zone being deleted in the dashboard: its records go with it, and every path under
+        ``/zones/{zone_id}`` answers 404/7003 from then on."""
+        with self.state.lock:
+            self.state.zones.pop(zone_id, None)
+            self.state.dns.pop(zone_id, None)
+
+    def remove_account(self, account_id: str) -> None:
+        """Simulate the account being deleted: it and its zones become unroutable (404/7003), and so does
+        everything in them (tunnels, Access, records are unreachable with it)."""
+        with self.state.lock:
+            for zone in self.state.zones_of(account_id):
+                self.state.zones.pop(zone.id, None)
+                self.state.dns.pop(zone.id, None)
+            self.state.accounts.pop(account_id, None)
+
 
 class SandboxThread:
     """``with SandboxThread(cfg) as sb:`` serves a CloudflareSandbox from a daemon thread."""

@@ -17,7 +17,7 @@ from typing import Any
 from . import access, adoption, inventory, tunnels
 from .budget import RequestBudget
 from .client import CloudflareClient
-from .dns import DnsSync, DnsWriter, check_name_available, list_records
+from .dns import Cleared, DnsSync, DnsWriter, list_records
 from .errors import Conflict, CredentialsInvalid, InvalidInput, NotFound
 from .gate import ChangeGate, WritePolicy
 from .models import (
@@ -184,9 +184,8 @@ class CloudflareCore:
         `adopt` (not under create-only), a record that `ensure_dns_record` with adoption would take
         over does not count."""
         try:
-            await check_name_available(
-                self.client, zone_id, name, self.owner_id, source, type, adopt=adopt and self.gate.may_adopt
-            )
+            await self.dns_writer(zone_id).check_name(name, type, self.owner_id, source,
+                                                      adopt=adopt and self.gate.may_adopt)
         except Conflict as conflict:
             conflict.message = f"{conflict.message} (wanted by {source})"
             conflict.args = (conflict.message,)
@@ -211,6 +210,11 @@ class CloudflareCore:
         """Delete exactly `records` (as listed by `sync_dns_records`: `DnsSync.stale`) by id in batches,
         without listing; one gone since is fine. Returns the names dealt with (see `DnsWriter.delete_records`)."""
         return await self.dns_writer(zone_id).delete_records(records, self.owner_id)
+
+    async def clear_dns_name(self, zone_id: str, name: str, source: str) -> Cleared:
+        """Delete the A, AAAA and CNAME records `name` marked as ours for `source` (coalesced: one listing and
+        one batch for every name asked at once); the other routing records there come back, untouched."""
+        return await self.dns_writer(zone_id).clear_name(name, self.owner_id, source)
 
     async def adopt_dns_record(self, zone_id: str, record_id: str, name: str, source: str) -> DnsRecord | None:
         """Mark record `record_id` (named `name`, unmarked or already ours for `source`) as ours for

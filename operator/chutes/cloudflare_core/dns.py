@@ -43,7 +43,7 @@ from .gate import ChangeGate
 from .models import DesiredRecord, DnsRecord, normalize_name
 from .ownership import MARKER_PREFIX, is_ours, marker, marks, parse
 
-__all__ = ["DnsSync", "DnsWriter", "check_name_available", "list_owned", "list_records", "record_from_wire"]
+__all__ = ["Cleared", "DnsSync", "DnsWriter", "list_owned", "list_records", "record_from_wire"]
 
 log = logging.getLogger(__name__)
 DNS_PER_PAGE = 5000
@@ -87,31 +87,6 @@ async def list_owned(client: CloudflareClient, zone_id: str, owner_id: str) -> l
     )
     records = [record_from_wire(item) for item in items]
     return [record for record in records if is_ours(record.comment, owner_id)]
-
-
-async def check_name_available(
-    client: CloudflareClient,
-    zone_id: str,
-    name: str,
-    owner_id: str,
-    source: str,
-    type: str = "CNAME",
-    *,
-    adopt: bool = False,
-) -> None:
-    """Raise Conflict when a record that is not `source`'s stands where a `type` record `name` would
-    go: a foreign one, or one of `owner_id` held by another source (`Conflict.holder`). With `adopt`,
-    a record that `ensure` with adopt would take over does not count."""
-    wanted, wanted_type = normalize_name(name), type.upper()
-    blocking = [
-        record
-        for record in await list_records(client, zone_id, [wanted])
-        if _clash(wanted_type, record.type)
-        and not marks(record.comment, owner_id, source)
-        and not (adopt and _adoptable(record, wanted_type))
-    ]
-    if blocking:
-        raise _refusal(wanted, blocking, owner_id, source)
 
 
 def _refusal(name: str, blocking: Sequence[DnsRecord], owner_id: str, source: str) -> Conflict:
@@ -165,10 +140,21 @@ def _record_body(desired: DesiredRecord, comment: str) -> dict[str, Any]:
     return body
 
 
+@dataclass(frozen=True)
+class Cleared:
+    """The outcome of `DnsWriter.clear_name`: the source's records deleted (none when the write policy or
+    dry-run kept them), and the routing records (A, AAAA, CNAME) at the name that are not the source's."""
+
+    deleted: tuple[DnsRecord, ...]
+    others: tuple[DnsRecord, ...]
+
+
 @dataclass(eq=False)
 class _Request(Request):
     """One caller's request: ensure `desired` (when set) or delete `source`'s records (`name`, `type`);
-    with `records`, delete exactly those (by id, while still marked as they were listed)."""
+    with `records`, delete exactly those (by id, while still marked as they were listed). `mode` "check":
+    only raise the Conflict an ensure of a `type` record would meet (`adopt`: as an ensure asking adoption);
+    "clear": delete every routing record marked for `source` at `name` (a :class:`Cleared`)."""
 
     name: str = field(kw_only=True)
     type: str = field(kw_only=True)
@@ -176,11 +162,21 @@ class _Request(Request):
     desired: DesiredRecord | None = field(kw_only=True)
     source: str = field(default="", kw_only=True)  # a delete's asking source (an ensure's: desired.source)
     records: tuple[DnsRecord, ...] | None = field(default=None, kw_only=True)
+    mode: str = field(default="", kw_only=True)
+    adopt: bool = field(default=False, kw_only=True)
+    found: tuple[DnsRecord, ...] = field(default=(), kw_only=True)  # "clear": the source's, as planned
+    others: tuple[DnsRecord, ...] = field(default=(), kw_only=True)  # "clear": the others', as planned
 
     @property
     def asking(self) -> str:
         """The source the request is made for."""
         return self.desired.source if self.desired is not None else self.source
+
+    def outcome(self, record: DnsRecord | None, deleted: Sequence[str]) -> Any:
+        """What the caller gets once the request's change (record ids `deleted`) was made or skipped."""
+        if self.mode == "clear":
+            return Cleared(tuple(r for r in self.found if r.id in deleted), self.others)
+        return record if self.desired is not None else None
 
 
 @dataclass(eq=False)
@@ -248,6 +244,22 @@ def plan(request: _Request, existing: list[DnsRecord], *, may_adopt: bool = True
     `may_adopt`, and the record is adoptable), naming the holder when it is ours for another source.
     """
     owner, source = request.owner_id, request.asking
+    if request.mode == "check":
+        blocking = [record for record in existing if _clash(request.type, record.type)
+                    and not marks(record.comment, owner, source)
+                    and not (request.adopt and may_adopt and _adoptable(record, request.type))]
+        if blocking:
+            raise _refusal(request.name, blocking, owner, source)
+        request.resolve(None)
+        return None
+    if request.mode == "clear":
+        routing = [record for record in existing if record.type in _PROXIABLE]
+        request.found = tuple(record for record in routing if marks(record.comment, owner, source))
+        request.others = tuple(record for record in routing if record not in request.found)
+        if not request.found:
+            request.resolve(request.outcome(None, ()))
+            return None
+        return _Change(request, deletes=[record.id for record in request.found])
     if request.records is not None:
         if any(not is_ours(record.comment, owner) for record in request.records):
             raise Conflict(f"{request.name} {request.type}: not marked as owner {owner}'s: left untouched")
@@ -336,7 +348,7 @@ def gate_change(change: _Change, existing: Sequence[DnsRecord], gate: ChangeGate
         if not gate.allows("create", "dns_record", _what(post)):
             result, post = _assumed(post), None
     if not deletes and patch is None and post is None:
-        request.resolve(result if request.desired is not None else None)
+        request.resolve(request.outcome(result, ()))
         return None
     return dataclasses.replace(change, deletes=deletes, patch=patch, post=post, result=result)
 
@@ -370,6 +382,21 @@ class DnsWriter(CoalescingWriter[_AnyRequest]):
             name=normalize_name(name), type=type.upper(), owner_id=owner_id, desired=None, source=source
         )
         await self._submit(request)
+
+    async def check_name(self, name: str, type: str, owner_id: str, source: str, *, adopt: bool = False) -> None:
+        """Raise Conflict when a record that is not `source`'s stands where a `type` record `name` would go: a
+        foreign one, or one of `owner_id` held by another source (`Conflict.holder`). With `adopt`, a record
+        that an ensure with adoption would take over does not count. Coalesced with the other requests of the
+        flush (one listing for all their names)."""
+        await self._submit(_Request(name=normalize_name(name), type=type.upper(), owner_id=owner_id, desired=None,
+                                    source=source, mode="check", adopt=adopt))
+
+    async def clear_name(self, name: str, owner_id: str, source: str) -> Cleared:
+        """Delete every A, AAAA and CNAME record `name` marked as `owner_id`'s for `source`; the others there
+        come back in `Cleared.others` (never touched). Coalesced like `check_name`."""
+        cleared: Cleared = await self._submit(_Request(name=normalize_name(name), type="", owner_id=owner_id,
+                                                       desired=None, source=source, mode="clear"))
+        return cleared
 
     async def sync_records(
         self,
@@ -584,7 +611,7 @@ class DnsWriter(CoalescingWriter[_AnyRequest]):
                 result = patched.pop(0) if patched else _assumed(change.patch)
             elif change.post is not None:
                 result = posted.pop(0) if posted else _assumed(change.post)
-            change.request.resolve(result if change.request.desired is not None else None)
+            change.request.resolve(change.request.outcome(result, change.deletes))
 
     async def _batch(self, changes: list[_Change]) -> dict[str, Any]:
         body: dict[str, Any] = {}  # sent as extra_body: already wire form, no SDK re-aliasing

@@ -29,7 +29,6 @@ from chutes.cloudflare_core import (
     NotFound,
     OutcomeUnknown,
     Unroutable,
-    marks,
 )
 from chutes.frontdoors.problems import CONFLICT_RETRY, MISSING_RETRY, Problem, problem_from_cloudflare
 
@@ -310,25 +309,21 @@ async def _remove_rule(core: CloudflareCore, claims: ClaimStore, claim: Claim, a
 
 async def _remove_records(core: CloudflareCore, claims: ClaimStore, claim: Claim, zone_id: str,
                           done: Teardown) -> tuple[Claim, list[str]]:
-    """Delete the source's records at the hostname; the claim, and the other records there (theirs). A zone that
-    no longer exists took them with it."""
+    """Delete the source's records at the hostname (coalesced with every other teardown and check of the zone:
+    one listing, one batch); the claim, and the other records there (theirs). A zone that no longer exists took
+    them with it."""
     try:
-        records = await core.dns_records_named(zone_id, claim.key)
+        cleared = await core.clear_dns_name(zone_id, claim.key, claim.source)
     except Unroutable:
         if claim.entry(DNS) is None:
             return claim, []
         done.note(DNS, f"DNS records at {claim.key} went with zone {zone_id}, which no longer exists")
         return await _forget(core, claims, claim, DNS), []
-    mine = [record for record in records if marks(record.comment, core.owner_id, claim.source)]
-    others = [f"{record.type} {record.name}" for record in records
-              if record not in mine and record.type in ("A", "AAAA", "CNAME")]
-    if mine:
-        await core.delete_dns_records(zone_id, mine)
-        for record in mine:
-            done.note(DNS, f"{record.type} {record.name} removed")
+    for record in cleared.deleted:
+        done.note(DNS, f"{record.type} {record.name} removed")
     if claim.entry(DNS) is not None:
         claim = await _forget(core, claims, claim, DNS)
-    return claim, others
+    return claim, [f"{record.type} {record.name}" for record in cleared.others]
 
 
 @dataclass(frozen=True)

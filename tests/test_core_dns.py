@@ -281,3 +281,37 @@ async def test_batches_respect_the_batch_limit(core: CloudflareCore, sandbox: Cl
     await asyncio.gather(*(writer.ensure_record(cname(f"n{i}.example.com"), OWNER) for i in range(7)))
     assert ops(sandbox) == {"dns.list": 1, "dns.batch": 3}
     assert max(len(c.body["posts"]) for c in sandbox.calls(op="dns.batch")) == 3
+
+
+async def test_concurrent_name_checks_share_one_listing_and_refuse_only_the_held_name(
+    core: CloudflareCore, sandbox: CloudflareSandbox, zone: str
+) -> None:
+    await create_foreign(sandbox, zone, name="taken.example.com", type="A", content="192.0.2.1", ttl=1)
+    sandbox.reset_log()
+    names = ["taken.example.com", *(f"free-{i}.example.com" for i in range(20))]
+    results = await asyncio.gather(*(core.check_dns_name_available(zone, name, f"Pod/ns/{name}") for name in names),
+                                   return_exceptions=True)
+
+    assert isinstance(results[0], Conflict) and "not owned by test" in results[0].message
+    assert results[1:] == [None] * 20
+    assert ops(sandbox) == {"dns.list": 1, "dns.batch": 0}
+
+
+async def test_concurrent_clears_delete_only_each_sources_records_in_one_listing_and_one_batch(
+    core: CloudflareCore, sandbox: CloudflareSandbox, zone: str
+) -> None:
+    names = [f"host-{i}.example.com" for i in range(20)]
+    await asyncio.gather(*(core.ensure_dns_record(zone, cname(name)) for name in names))
+    hand_made = "hand.example.com"
+    await create_foreign(sandbox, zone, name=hand_made, type="CNAME", content="elsewhere.example.net", ttl=1)
+    sandbox.reset_log()
+
+    asked = [(name, f"Pod/ns/{name.split('.')[0]}") for name in names[1:]]
+    asked += [(hand_made, "Pod/ns/hand"), (names[0], "Pod/ns/someone-else")]
+    cleared = await asyncio.gather(*(core.clear_dns_name(zone, name, source) for name, source in asked))
+
+    assert [[(r.type, r.name) for r in c.deleted] for c in cleared[:-2]] == [[("CNAME", n)] for n in names[1:]]
+    for theirs, name in zip(cleared[-2:], (hand_made, names[0]), strict=True):
+        assert theirs.deleted == () and [r.name for r in theirs.others] == [name]
+    assert ops(sandbox) == {"dns.list": 1, "dns.batch": 1}
+    assert sorted(r["name"] for r in records(sandbox, zone)) == sorted([hand_made, names[0]])

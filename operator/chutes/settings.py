@@ -43,8 +43,9 @@ class Settings(BaseModel):
     sweep_max_deletions: int = Field(
         default=50,
         ge=0,
-        description="Most Cloudflare objects one orphan sweep pass may delete per scope; more waits for the next "
-        "pass and a Warning Event says so (a misconfiguration cannot wipe a zone). 0: report orphans only.",
+        description="Most Cloudflare objects one orphan sweep pass may delete per scope (session Pods: per "
+        "sweep_interval); more waits for the next pass and a Warning Event says so (a misconfiguration cannot wipe "
+        "a zone). 0: report orphans only.",
     )
     policy: Literal["sync", "upsert-only", "create-only"] = Field(
         default="sync",

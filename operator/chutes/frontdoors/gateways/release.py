@@ -1,12 +1,12 @@
 """A ChuteConfig whose deletion its ChuteGateways block: only a person can change that (by deleting or
 re-pointing them), so its cleanup is re-checked every ``BLOCKED_RECHECK`` seconds, not every few, and the
 Warning Event is sent once per distinct message. When a gateway that referenced it is deleted, the waiting
-cleanup is woken at once (by this process; another replica's deletion waits for the re-check).
+cleanup is woken at once.
 
 The wake-up clears the ``delayed`` time of kopf's persisted progress record of the cleanup handler (kopf's
 annotation progress storage, under the operator's prefix): kopf then sees the object change, finds the handler
-no longer delayed and runs it. Should kopf's record ever look different, nothing is woken and the re-check
-still comes.
+no longer delayed and runs it. Should kopf's record ever look different (or the gateway go while the cleanup
+is between its check and recording its delay), nothing is woken and the re-check still comes.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import datetime
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -409,6 +410,27 @@ def test_config_deletion_waits_for_its_gateways(world: World) -> None:
     wait_for("config gone", lambda: not world.custom.list_cluster_custom_object(
         GROUP, VERSION, "chuteconfigs")["items"],
              timeout=45)
+
+
+def test_a_config_blocked_by_its_gateways_is_rechecked_after_a_minute_warned_once_and_woken_by_their_deletion(
+    world: World
+) -> None:
+    world.ready_config()
+    world.service()
+    world.gateway()
+    world.ready_gateway()
+    world.custom.delete_cluster_custom_object(GROUP, VERSION, "chuteconfigs", "default")
+    config = wait_for("the cleanup waiting", lambda: (c := world.get_config()) and world.condition(
+        c, "DeletionBlocked").get("status") == "True" and "delayed" in c["metadata"]["annotations"].get(
+            f"{GROUP}/cleanup", "") and c)
+    progress = json.loads(config["metadata"]["annotations"][f"{GROUP}/cleanup"])
+    asked = datetime.datetime.fromisoformat(progress["delayed"]) - datetime.datetime.now(datetime.UTC)
+    assert asked >= datetime.timedelta(seconds=50), asked  # a person must act: no re-check every few seconds
+    warnings = [m for t, r, m in world.events("default", "default") if (t, r) == ("Warning", "GatewaysRemain")]
+    assert warnings == [f"still referenced by ChuteGateway {NS}/blog"]
+    world.custom.delete_namespaced_custom_object(GROUP, VERSION, NS, "chutegateways", "blog")
+    wait_for("config gone well before the re-check", lambda: not world.custom.list_cluster_custom_object(
+        GROUP, VERSION, "chuteconfigs")["items"], timeout=30)
 
 
 # --- bad input and failures -----------------------------------------------------------------------

@@ -33,10 +33,11 @@ def readyz(port: int) -> int:
         return int(exc.code)
 
 
-def replica(cloudflare: Any, name: str, priority: int, metrics_port: int) -> OperatorThread:
+def replica(cloudflare: Any, name: str, priority: int | str, metrics_port: int,
+            environ: dict[str, str] | None = None) -> OperatorThread:
     settings = load_settings({}, cloudflare_base_url=cloudflare.base_url, httproutes=False, sessions=False,
                              peering=PEERING, priority=priority, metrics_port=metrics_port)
-    return OperatorThread(settings, {}, name=name)
+    return OperatorThread(settings, environ or {}, name=name)
 
 
 def said(caplog: pytest.LogCaptureFixture, replica_name: str, text: str) -> int:
@@ -89,4 +90,45 @@ def test_the_standby_takes_over_when_the_active_replica_stops(kube: Any, cloudfl
             active.stop()
         if standby is not None:
             standby.stop()
+        world.client.close()
+
+
+# Pod names of one Deployment before and after a rolling update; the new name's hash is the higher, so a
+# priority from the Pod name alone would let the new Pod take over while the old one still works.
+OLD_POD, NEW_POD = "chutes-operator-5d8c7f-old", "chutes-operator-7b9f4d-new"
+
+
+def test_a_rolling_update_keeps_the_running_replica_active_until_it_has_gone(
+    kube: Any, cloudflare: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """CHUTES_PRIORITY=auto, as the chart sets it: the Pod started during the rollout waits on standby while
+    the running one works, and takes over once it has stopped."""
+    caplog.set_level(logging.INFO, logger="kopf")
+    world = World(kube, cloudflare)
+    kube.seed("kopf.dev/v1/clusterkopfpeerings", {"metadata": {"name": PEERING}})
+    old = replica(cloudflare, "old", "auto", free_port(), {"POD_ID": OLD_POD}).start()
+    new: OperatorThread | None = None
+    try:
+        wait_for("the running replica active", lambda: said(caplog, "old", RESUMING))
+        world.ready_config()
+        new = replica(cloudflare, "new", "auto", free_port(), {"POD_ID": NEW_POD}).start()
+        wait_for("both replicas announced", lambda: len(peers(world)) == 2)
+        world.service()
+        world.gateway("blog")  # during the rollout: the running replica publishes it
+        assert world.ready_gateway("blog")["status"]["url"] == "https://blog.example.com"
+        assert said(caplog, "new", RESUMING) == 0, "the new Pod must stay on standby while the old one runs"
+        assert said(caplog, "old", "Pausing") == 0, "the running replica must not pause for the new Pod"
+        assert "Possibly conflicting operators" not in caplog.text
+
+        old.stop()  # the rollout ends: the old Pod goes
+        wait_for("the old replica left the peering", lambda: len(peers(world)) == 1)
+        wait_for("the new replica resumed", lambda: said(caplog, "new", RESUMING) == 1)
+        world.gateway("wiki")
+        assert world.ready_gateway("wiki")["status"]["url"] == "https://wiki.example.com"
+        assert sorted(r["name"] for r in world.records()) == ["blog.example.com", "wiki.example.com"]
+    finally:
+        if old.alive:
+            old.stop()
+        if new is not None:
+            new.stop()
         world.client.close()

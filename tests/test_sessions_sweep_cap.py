@@ -1,12 +1,15 @@
 """The session door's deletion cap: removals the Pod watch did not see coming (Pods deleted while no operator
-ran) are an orphan sweep, at most `sweep_max_deletions` per pass with a Warning Event; removals of Pods the
-watch saw go are never held back."""
+ran) are an orphan sweep, at most `sweep_max_deletions` per `sweep_interval` (however many passes run) with a
+Warning Event; removals of Pods the watch saw go are never held back."""
 
 from __future__ import annotations
 
+import datetime
+import re
 from typing import Any
 
 import sessions_harness as h
+from chutes.frontdoors.sessions.budget import RemovalBudget
 from sessions_harness import api_fixture, fast_timing_fixture  # noqa: F401  (pytest fixtures)
 
 OPERATOR_POD = "chutes-sidecar-0"
@@ -26,7 +29,12 @@ def cap_events(api: Any) -> list[Any]:
     return [e for e in h.events_for(api, OPERATOR_POD) if e.reason == "SweepCapReached"]
 
 
-def test_sessions_gone_while_down_are_removed_at_most_cap_per_pass_with_a_warning(
+def passes(cloudflare: Any) -> int:
+    """Passes run so far (each lists the zone's records once)."""
+    return sum(r.op == "dns.list" for r in cloudflare.requests)
+
+
+def test_sessions_gone_while_down_are_removed_at_most_cap_per_window_with_a_warning(
     cloudflare: Any, kube: Any, api: Any
 ) -> None:
     tunnel = h.create_tunnel(cloudflare)
@@ -39,14 +47,64 @@ def test_sessions_gone_while_down_are_removed_at_most_cap_per_pass_with_a_warnin
         h.delete_pod(api, f"session-{value}")
     cloudflare.reset_log()
 
-    with h.operator(cloudflare, environ, sweep_max_deletions=2, resync_interval=1.0):
+    with h.operator(cloudflare, environ, sweep_max_deletions=2, sweep_interval=1.0, resync_interval=300.0):
         h.wait_for(lambda: not h.published(cloudflare, api, tunnel).records, timeout=30, what="all removed")
         events = h.wait_for(lambda: cap_events(api), what="a SweepCapReached Event")
     batches = [n for n in deleted_per_batch(cloudflare) if n]
-    assert batches == [2, 2, 1], batches  # three passes: the cap held the rest back twice
+    assert batches == [2, 2, 1], batches  # three windows: the cap held the rest back twice
     assert h.published(cloudflare, api, tunnel).rules == frozenset()  # a held record kept its rule until it went
     assert {e.type for e in events} == {"Warning"}
-    assert "sweep_max_deletions=2" in events[0].message and "wait for the next pass" in events[0].message
+    assert "sweep_max_deletions=2 per sweep_interval=1 s" in events[0].message
+    assert "wait for the next window" in events[0].message
+
+
+def test_the_cap_holds_for_the_whole_sweep_interval_whatever_the_passes_in_between(
+    cloudflare: Any, kube: Any, api: Any
+) -> None:
+    """One removal per 600 s: the verification pass after it and the resyncs (every second here) remove nothing
+    more, and the Warning says when the next one goes."""
+    tunnel = h.create_tunnel(cloudflare)
+    environ = h.session_env(cloudflare, tunnel, h.free_port(), POD_ID=OPERATOR_POD)
+    with h.operator(cloudflare, environ):
+        for value in HASHES[:3]:
+            h.create_pod(api, h.pod(f"session-{value}", value))
+        h.wait_for(lambda: len(published_hashes(cloudflare, api, tunnel)) == 3, what="all published")
+    for value in HASHES[:3]:  # while no operator watches
+        h.delete_pod(api, f"session-{value}")
+    cloudflare.reset_log()
+
+    before = datetime.datetime.now(datetime.UTC)
+    with h.operator(cloudflare, environ, sweep_max_deletions=1, sweep_interval=600.0, resync_interval=0.5):
+        h.wait_for(lambda: sum(deleted_per_batch(cloudflare)) == 1, timeout=20, what="the first removal")
+        seen = passes(cloudflare)
+        h.wait_for(lambda: passes(cloudflare) >= seen + 4, timeout=30, what="four more passes")
+        events = h.wait_for(lambda: cap_events(api), what="a SweepCapReached Event")
+        assert sum(deleted_per_batch(cloudflare)) == 1
+        assert len(h.published(cloudflare, api, tunnel).records) == 2
+    assert len(events) == 1, [e.message for e in events]  # said once, not once per pass
+    message = events[0].message
+    assert "2 session hostname(s)" in message and "sweep_max_deletions=1 per sweep_interval=600 s" in message
+    found = re.search(r"from (\S+Z):", message)
+    assert found, message
+    when = datetime.datetime.strptime(found[1], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
+    assert before + datetime.timedelta(seconds=590) <= when <= before + datetime.timedelta(seconds=630)
+
+
+def test_the_budget_allows_the_cap_per_window_and_says_when_it_has_room_again() -> None:
+    now = [1000.0]
+    budget = RemovalBudget(2, 600.0, clock=lambda: now[0])
+    assert budget.available() == 2
+    budget.spend(1)
+    now[0] += 100
+    budget.spend(1)
+    assert budget.available() == 0 and budget.opens_at() == 1600.0
+    now[0] = 1599.0
+    assert budget.available() == 0
+    now[0] = 1600.5
+    assert budget.available() == 1 and budget.opens_at() == 1600.5
+    now[0] = 1700.5
+    assert budget.available() == 2
+    assert RemovalBudget(0, 600.0).opens_at() is None  # 0: report only, never
 
 
 def test_sessions_the_watch_saw_go_are_removed_at_once_whatever_the_cap(

@@ -98,3 +98,21 @@ def test_plan_describes_the_installations_adoption_setting() -> None:
     args = build_parser().parse_args(["plan", "-f", "x.yaml", "--allow-adoption"])
     assert args.allow_adoption is True
     assert build_parser().parse_args(["plan", "-f", "x.yaml"]).allow_adoption is None
+
+
+def test_auto_priority_ranks_the_longest_running_replica_highest_whatever_the_pod_names() -> None:
+    settings = load_settings({"CHUTES_PRIORITY": "auto"})
+    started = 1.8e9  # epoch seconds
+
+    def priority(pod: str, at: float) -> int:
+        return settings.peering_priority({"POD_ID": pod}, started=at)
+
+    for old, new in (("op-aaaa", "op-zzzz"), ("op-zzzz", "op-aaaa"), ("chutes-operator-5d8c7f-old",
+                                                                       "chutes-operator-7b9f4d-new")):
+        assert priority(old, started) > priority(new, started + 0.002), (old, new)  # 2 ms later is lower
+        assert priority(old, started) > priority(new, started + 86400 * 365)
+    assert priority("op-aaaa", started) != priority("op-zzzz", started)  # same instant: the name breaks the tie
+    assert priority("op-aaaa", started) == priority("op-aaaa", started)  # stable
+    # Below explicit priorities and the earlier Pod-name-only 'auto' (1..2**31-1), within int64.
+    assert -(2**62) <= priority("op-aaaa", 4.0e9) < priority("op-aaaa", 0.0) < 0
+    assert load_settings({"CHUTES_PRIORITY": "7"}).peering_priority({"POD_ID": "x"}) == 7

@@ -61,8 +61,8 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
     flag("--standalone", action=argparse.BooleanOptionalAction, default=None,
          help="no leader election (CHUTES_STANDALONE, off)")
     flag("--peering", help="kopf peering name for leader election; needs kopf's peering CRDs (CHUTES_PEERING)")
-    flag("--priority", type=_priority, help="kopf peering priority, or 'auto' (from the Pod name) for replicas of "
-         "one Deployment (CHUTES_PRIORITY, 0)")
+    flag("--priority", type=_priority, help="kopf peering priority, or 'auto' for replicas of one Deployment (from "
+         "the start time: the oldest replica is active; the Pod name breaks ties) (CHUTES_PRIORITY, 0)")
     flag("--liveness", dest="liveness_endpoint", metavar="URL",
          help="serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz (CHUTES_LIVENESS_ENDPOINT)")
     flag("--metrics-port", type=int, metavar="PORT",

@@ -357,12 +357,17 @@ async def patch_configmap(api: client.ApiClient, namespace: str, name: str,
 
 
 async def patch_custom_metadata(api: client.ApiClient, group: str, version: str, plural: str, name: str,
-                                namespace: str, metadata: dict[str, Any]) -> bool:
-    """Merge-patch ``metadata`` (annotations: ``None`` removes a key). False when the object is gone."""
+                                namespace: str | None, metadata: dict[str, Any]) -> bool:
+    """Merge-patch ``metadata`` (annotations: ``None`` removes a key) of a namespaced object, or of a
+    cluster-scoped one (``namespace`` None). False when the object is gone."""
     objects: Any = client.CustomObjectsApi(api)  # `_content_type` is accepted, though not in the stubs
     try:
-        await objects.patch_namespaced_custom_object(group, version, namespace, plural, name,
-                                                     {"metadata": metadata}, _content_type=MERGE_PATCH)
+        if namespace is None:
+            await objects.patch_cluster_custom_object(group, version, plural, name, {"metadata": metadata},
+                                                      _content_type=MERGE_PATCH)
+        else:
+            await objects.patch_namespaced_custom_object(group, version, namespace, plural, name,
+                                                         {"metadata": metadata}, _content_type=MERGE_PATCH)
     except ApiException as exc:
         if _missing(exc):
             return False

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 import socket
+import time
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -42,8 +43,9 @@ class Settings(BaseModel):
     sweep_max_deletions: int = Field(
         default=50,
         ge=0,
-        description="Most Cloudflare objects one orphan sweep pass may delete per scope; more waits for the next "
-        "pass and a Warning Event says so (a misconfiguration cannot wipe a zone). 0: report orphans only.",
+        description="Most Cloudflare objects one orphan sweep pass may delete per scope (session Pods: per "
+        "sweep_interval); more waits for the next pass and a Warning Event says so (a misconfiguration cannot wipe "
+        "a zone). 0: report orphans only.",
     )
     policy: Literal["sync", "upsert-only", "create-only"] = Field(
         default="sync",
@@ -88,8 +90,10 @@ class Settings(BaseModel):
     priority: int | Literal["auto"] = Field(
         default=0,
         description="kopf peering priority of this instance; the highest live one is active. Replicas with equal "
-        "priorities all pause (kopf's rule), so replicas of one Deployment use 'auto': a number derived from "
-        "the Pod's name (POD_ID, else the hostname).",
+        "priorities all pause (kopf's rule), so replicas of one Deployment use 'auto': a negative number derived "
+        "from the process's start time, so that the longest-running replica ranks highest (a new Pod of a rolling "
+        "update waits on standby until the old one has gone), the Pod's name (POD_ID, else the hostname) breaking "
+        "ties.",
     )
     liveness_endpoint: str | None = Field(default=None, description="e.g. http://0.0.0.0:8080/healthz")
     metrics_port: int = Field(
@@ -124,13 +128,13 @@ class Settings(BaseModel):
     def _upper_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
-    def peering_priority(self, environ: Mapping[str, str]) -> int:
-        """The priority to run with: the configured number, or for 'auto' a stable one in 1..2**31-1 derived
-        from the Pod name, distinct between replicas (a collision is a 1-in-2-billion event)."""
+    def peering_priority(self, environ: Mapping[str, str], started: float | None = None) -> int:
+        """The priority to run with: the configured number, or for 'auto' one derived from `started` (the
+        process's start, epoch seconds; now by default) and the Pod name. See :func:`auto_priority`."""
         if self.priority != "auto":
             return self.priority
         identity = environ.get("POD_ID") or environ.get("HOSTNAME") or socket.gethostname()
-        return int.from_bytes(hashlib.sha256(identity.encode()).digest()[:4], "big") % (2**31 - 1) + 1
+        return auto_priority(time.time() if started is None else started, identity)
 
     def front_doors(self, environ: Mapping[str, str]) -> tuple[FrontDoor, ...]:
         """The front doors this run serves, in a stable order."""
@@ -143,6 +147,24 @@ class Settings(BaseModel):
         if sessions:
             doors.append("sessions")
         return tuple(doors)
+
+
+AUTO_PRIORITY_BASE = 1704067200.0  # 2024-01-01T00:00:00Z: 'auto' priorities count milliseconds from there
+_AUTO_MS_LIMIT = 2**41  # milliseconds, ~69 years
+_AUTO_TIE_BITS = 21
+
+
+def auto_priority(started: float, identity: str) -> int:
+    """kopf peering priority of a replica started at `started` (epoch seconds) named `identity`: the earlier
+    start ranks higher (to the millisecond), so a Pod started during a rolling update stays below the running
+    one and takes over only once that one has left the peering (or its keep-alive expired). Two replicas
+    started in the same millisecond are told apart by a hash of their names (a tie, which pauses both, is a
+    1-in-2-million event). Always negative: below any explicit priority (0 by default) and below the
+    Pod-name-only 'auto' priorities of earlier versions (1..2**31-1), so the rolling update to this version
+    keeps the old Pod active too. Within int64 (|priority| < 2**62)."""
+    elapsed = min(max(int((started - AUTO_PRIORITY_BASE) * 1000), 0), _AUTO_MS_LIMIT - 1)
+    tie = int.from_bytes(hashlib.sha256(identity.encode()).digest()[:4], "big") % (1 << _AUTO_TIE_BITS)
+    return tie - ((elapsed + 1) << _AUTO_TIE_BITS)
 
 
 _BOOL_TRUE = {"1", "true", "yes", "on"}

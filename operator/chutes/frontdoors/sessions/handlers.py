@@ -15,6 +15,7 @@ from typing import Any
 import kopf
 
 from chutes import kube
+from chutes.frontdoors.sessions.budget import RemovalBudget
 from chutes.frontdoors.sessions.config import SessionConfig, load_config, require_marker_fits
 from chutes.frontdoors.sessions.health import HealthServer
 from chutes.frontdoors.sessions.reconcile import EventSink, SessionPublisher
@@ -59,7 +60,8 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
         events = EventSink(functools.partial(kube.post_event, memo.kube))
         publisher = SessionPublisher(config, memo.kube, core, events, memo.get("hostname_rules"),
                                      claims=memo.claims, allow_adoption=memo.config.allow_adoption,
-                                     max_removals=memo.config.sweep_max_deletions,
+                                     removals=RemovalBudget(memo.config.sweep_max_deletions,
+                                                            memo.config.sweep_interval),
                                      operator_pod=operator_pod(environ, config.watch_namespace))
         run_timing = dataclasses.replace(base_timing, resync=memo.config.resync_interval)
         loop = SessionLoop(config, publisher, run_timing)

@@ -28,9 +28,10 @@ IngressRoutes labelled ``app.kubernetes.io/managed-by=opencode-cloudflare-operat
 
 Removals the watch explains (the session's last Pod was seen going) are never held back. Any other removal
 (Pods deleted while no replica was watching, a selector or hostname rules that no longer match) is an orphan
-sweep and is capped: at most ``max_removals`` such sessions per pass (the CLI's sweep_max_deletions); the
-rest keep their record and rule until the next pass, and a Warning Event ``SweepCapReached`` on the
-operator's Pod says so. A misconfiguration therefore cannot wipe the zone's sessions in one pass.
+sweep and is budgeted per time window, not per pass (:mod:`budget`: at most sweep_max_deletions such sessions
+per sweep_interval); the rest keep their record and rule until the window has room again, and a Warning Event
+``SweepCapReached`` on the operator's Pod says so and when. A misconfiguration therefore cannot wipe the zone's
+sessions, however many passes run.
 
 The Pod listing of a pass can be older than what another replica just did. Two reports of the watch
 cover that window: ``alive`` (hashes of Pods the watch reports alive right now) protects a session from
@@ -42,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import functools
 import logging
 import time
@@ -65,6 +67,7 @@ from chutes.cloudflare_core import (
 )
 from chutes.frontdoors import adoption
 from chutes.frontdoors.sessions import desired as d
+from chutes.frontdoors.sessions.budget import RemovalBudget
 from chutes.frontdoors.sessions.config import SessionConfig
 
 logger = logging.getLogger(__name__)
@@ -85,6 +88,7 @@ class EventSink:
     def __init__(self, post: PostEvent) -> None:
         self._post = post
         self._sent: dict[str, tuple[str, str]] = {}
+        self._cap_sent: str | None = None
 
     async def warn(self, pod: d.PodRef, reason: str, message: str) -> None:
         if self._sent.get(pod.uid) == (reason, message):
@@ -104,7 +108,11 @@ class EventSink:
             logger.warning("Could not post an Event on Pod %s/%s: %s", pod.namespace, pod.name, error)
 
     async def cap_reached(self, involved: Mapping[str, Any], message: str) -> None:
-        """A Warning Event on the operator's own Pod: removals were held back by the cap."""
+        """A Warning Event on the operator's own Pod: removals were held back by the cap (once per distinct
+        message: the passes of one window that hold the same sessions say it once)."""
+        if message == self._cap_sent:
+            return
+        self._cap_sent = message
         logger.warning("%s: %s", SWEEP_CAP_REACHED, message)
         try:
             await self._post(dict(involved), "Warning", SWEEP_CAP_REACHED, message)
@@ -123,7 +131,8 @@ class PassResult:
     blocked: dict[str, str] = field(default_factory=dict)  # hostname -> why
     refused: int = 0
     removed: int = 0  # our DNS records deleted because no live Pod wants them
-    held: tuple[str, ...] = ()  # hostnames whose unexplained removal waits for the next pass (the cap)
+    held: tuple[str, ...] = ()  # hostnames whose unexplained removal waits for the budget's next window
+    held_for: float | None = None  # seconds until the budget allows a removal again (None: nothing held, or never)
     wrote: bool = False
     seconds: dict[str, float] = field(default_factory=dict)  # duration of each step
 
@@ -131,7 +140,7 @@ class PassResult:
 class SessionPublisher:
     def __init__(self, config: SessionConfig, api: client.ApiClient, core: CloudflareCore, events: EventSink,
                  rules: HostnameRules | None = None, *, claims: ClaimStore, allow_adoption: bool = False,
-                 max_removals: int | None = None, operator_pod: Mapping[str, Any] | None = None) -> None:
+                 removals: RemovalBudget | None = None, operator_pod: Mapping[str, Any] | None = None) -> None:
         self.config = config
         self.api = api
         self.core = core
@@ -139,7 +148,7 @@ class SessionPublisher:
         self.rules = rules or HostnameRules.allow_all()
         self.claims = claims  # the installation's ledger: hostnames other doors hold
         self.allow_adoption = allow_adoption  # the installation permits every adoption request
-        self.max_removals = max_removals  # unexplained removals per pass; None: no cap
+        self.removals = removals  # unexplained removals per time window; None: no cap
         self.operator_pod = operator_pod  # the Event's involved object when the cap is hit
         self._account_id: str | None = None
         self._announced: set[str] = set()  # hostnames whose publication was announced with an Event
@@ -184,7 +193,8 @@ class SessionPublisher:
 
         # Listed, so not protected: what an unauthorized session had published goes like a removed one's.
         protected = _Protected(config, set(sessions) | {r.session_hash for r in unauthorized}, alive)
-        cap = _RemovalCap(self.max_removals, {d.hostname(config, value) for value in explained()})
+        cap = _RemovalCap(None if self.removals is None else self.removals.available(),
+                          {d.hostname(config, value) for value in explained()})
         result = PassResult(sessions=len(sessions), refused=len(refused))
         held_elsewhere = await self._held_elsewhere(sessions, await self._claimed_elsewhere(sessions.values()))
         for value in held_elsewhere:  # listed, so not protected either: nothing of theirs is kept
@@ -200,8 +210,6 @@ class SessionPublisher:
         )
         clock.lap("dns")
         result.wrote, result.held = dns.written, tuple(sorted(cap.held))
-        if cap.held and self.operator_pod is not None:
-            await self.events.cap_reached(self.operator_pod, cap.message())
         warnings = []
         for session, holder in held_elsewhere.values():
             result.blocked[session.hostname] = _claimed_message(session, holder)
@@ -236,6 +244,7 @@ class SessionPublisher:
         )
         removed = await clock.timed_value("dns_delete", self._delete_stale(dns.stale))
         result.removed = len(removed)
+        await self._spend(cap, removed, result)
         result.wrote = result.wrote or rules_written or routes_written or bool(removed)
         result.seconds = clock.laps
         result.published = tuple(session.hostname for session in live)
@@ -248,6 +257,19 @@ class SessionPublisher:
                                    *(pod.uid for s, _ in held_elsewhere.values() for pod in s.pods),
                                    *(refusal.pod.uid for refusal in refused)])
         return result
+
+    async def _spend(self, cap: _RemovalCap, removed: Iterable[str], result: PassResult) -> None:
+        """Charge the budget with the unexplained removals made; when some wait, say until when."""
+        budget = self.removals
+        if budget is None:
+            return
+        budget.spend(len(cap.allowed & set(removed)))
+        if not cap.held:
+            return
+        opens = budget.opens_at()
+        result.held_for = None if opens is None else max(0.0, opens - budget.now())
+        if self.operator_pod is not None:
+            await self.events.cap_reached(self.operator_pod, cap.message(budget, opens))
 
     async def _claimed_elsewhere(self, sessions: Iterable[d.Session]) -> dict[str, str]:
         """Hostname -> holder of the wanted session hostnames that the installation's ledger says another
@@ -352,28 +374,33 @@ class _Stopwatch:
 
 
 class _RemovalCap:
-    """Which of our records a pass may remove: every one the watch explained, and at most `limit` others (in
-    the order the DNS sync asks; asking again about an allowed name is free)."""
+    """Which of our records a pass may remove: every one the watch explained, and at most `limit` others (what
+    the budget allows now; in the order the DNS sync asks; asking again about an allowed name is free)."""
 
     def __init__(self, limit: int | None, explained: set[str]) -> None:
         self._limit = limit
         self._explained = explained
-        self._allowed: set[str] = set()
+        self.allowed: set[str] = set()
         self.held: set[str] = set()
 
     def allows(self, name: str) -> bool:
-        if self._limit is None or name in self._explained or name in self._allowed:
+        if self._limit is None or name in self._explained or name in self.allowed:
             return True
-        if len(self._allowed) < self._limit:
-            self._allowed.add(name)
+        if len(self.allowed) < self._limit:
+            self.allowed.add(name)
             return True
         self.held.add(name)
         return False
 
-    def message(self) -> str:
+    def message(self, budget: RemovalBudget, opens: float | None) -> str:
         first = ", ".join(sorted(self.held)[:3])
-        return (f"removed {len(self._allowed)} session hostname(s) no watched Pod was seen leaving, the cap per pass "
-                f"(sweep_max_deletions={self._limit}); {len(self.held)} more wait for the next pass: {first}")
+        if opens is None:
+            return (f"{len(self.held)} session hostname(s) no watched Pod was seen leaving are kept: the deletion cap "
+                    f"(sweep_max_deletions) is 0, report only. First: {first}")
+        when = datetime.datetime.fromtimestamp(opens, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return (f"{len(self.held)} session hostname(s) no watched Pod was seen leaving wait for the next window of "
+                f"the deletion cap (sweep_max_deletions={budget.limit} per sweep_interval={budget.window:g} s), "
+                f"from {when}: {first}")
 
 
 class _Protected:

@@ -161,7 +161,7 @@ class SessionLoop:
             self.passes += 1
             self._count(result)
             self.last_result, self.last_error = result, None
-            self.scheduler.finished(self._clock(), result.wrote)
+            self.scheduler.finished(self._clock(), result.wrote, held_for=result.held_for)
             steps = ", ".join(f"{name} {seconds:.2f}s" for name, seconds in result.seconds.items())
             logger.log(logging.INFO if result.wrote else logging.DEBUG,
                        "Session pass %d: %d sessions, %d blocked, %d refused, wrote=%s (%s)", self.passes,

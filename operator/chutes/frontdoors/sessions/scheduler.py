@@ -13,6 +13,8 @@
   replica's edit (or another tool's: a read-modify-write that read before our write); the writer of
   the last change always re-reads and repairs.
 - After a pass that wrote nothing: the periodic resync, ``resync`` seconds later.
+- After a pass that held removals back (the deletion cap's window is full): no later than when the window
+  has room again.
 - After a failure: the error's own delay (``Retry-After``) or the next step of ``backoff``; Pod events
   do not bring the retry forward.
 
@@ -50,7 +52,7 @@ class PassScheduler:
         self._spread = self._jitter()
         self._pass_started = now
         self._verify_at: float | None = None  # a verification owed after our last write
-        self._due_cause = "start"  # why the timed pass `_due` runs: start, verify, resync or retry
+        self._due_cause = "start"  # why the timed pass `_due` runs: start, verify, resync, window or retry
         self.failures = 0
 
     def _jitter(self) -> float:
@@ -82,7 +84,8 @@ class PassScheduler:
 
     def cause(self) -> str:
         """Why the pass starting now runs: ``events`` (the watch saw the session set change), else that of
-        the timed pass: ``start``, ``verify`` (after a pass that wrote), ``resync`` or ``retry``."""
+        the timed pass: ``start``, ``verify`` (after a pass that wrote), ``resync``, ``window`` (the deletion
+        cap has room again for removals held back) or ``retry``."""
         return "events" if self.pending else self._due_cause
 
     def started(self, now: float) -> None:
@@ -91,7 +94,8 @@ class PassScheduler:
         self._spread = self._jitter()
         self._pass_started = now
 
-    def finished(self, now: float, wrote: bool) -> None:
+    def finished(self, now: float, wrote: bool, held_for: float | None = None) -> None:
+        """A pass ended; ``held_for``: seconds until removals it held back are allowed."""
         self.failures = 0
         self._not_before = now
         if wrote:
@@ -101,6 +105,8 @@ class PassScheduler:
         self._due, self._due_cause = now + self.timing.resync * self._jitter(), "resync"
         if self._verify_at is not None and self._verify_at < self._due:
             self._due, self._due_cause = self._verify_at, "verify"
+        if held_for is not None and now + max(held_for, self.timing.settle) < self._due:
+            self._due, self._due_cause = now + max(held_for, self.timing.settle), "window"
 
     def failed(self, now: float, delay: float | None = None) -> float:
         """A pass failed; returns the delay before the retry."""

@@ -2,7 +2,8 @@
 
 The SDK's own retries are off (`max_retries=0`): it would re-send a 409 three times and ignore a
 `Retry-After` above 60 s. `CloudflareClient.call()` retries what is worth retrying (connection
-errors, timeouts, 408, 5xx, and 429 with a short `Retry-After`), spends the shared request budget
+errors, timeouts, 408, 5xx, and 429 with a short `Retry-After`; never sooner than the backoff, even
+after `Retry-After: 0`), spends the shared request budget
 on every attempt, counts every attempt by operation and status, and raises only our own errors.
 
 It also holds the core's `ChangeGate` (write policy, dry-run). Under dry-run it refuses, without
@@ -168,6 +169,9 @@ class CloudflareClient:
             if connection_failure:
                 REQUESTS.labels(operation=op, status="error").inc()
             if isinstance(error, RateLimited):
+                # A 429 with `Retry-After: 0` (or none short enough to matter) still waits what a transient
+                # error would: never a retry without a pause.
+                error.delay = max(error.delay, self._backoff(attempt))
                 self.budget.block_for(error.delay)
                 if error.delay <= self.retry_after_max and attempt < self.max_attempts:
                     log.debug("Cloudflare %s: rate limited, retrying in %.1fs", op, error.delay)

@@ -119,6 +119,24 @@ def test_the_operator_accepts_the_settings_the_chart_gives_it(values: dict[str, 
     assert env["OPERATOR_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
 
 
+SESSIONS_ON = {"sessions": {"enabled": True, **SESSION_VALUES}}
+
+
+@pytest.mark.parametrize(("values", "share"), [
+    ({}, 1200),
+    ({"replicas": 3}, 1200),  # only the active peer calls Cloudflare
+    ({"replicas": 3, "frontDoors": SESSIONS_ON}, 400),  # every replica runs the session door
+    ({"replicas": 2, "frontDoors": SESSIONS_ON, "cloudflare": {"otherProcesses": 2}}, 300),
+    ({"cloudflare": {"otherProcesses": 3}}, 300),  # e.g. three session sidecars with the same token
+    ({"cloudflare": {"rateLimit": 3, "otherProcesses": 9}}, 1),  # never 0
+], ids=["defaults", "ha", "ha-sessions", "ha-sessions-sidecars", "sidecars", "tiny"])
+def test_the_tokens_request_budget_is_divided_between_the_processes_using_it(values: dict[str, Any],
+                                                                              share: int) -> None:
+    env = container_env(render(values))
+    settings = load_settings({k: v for k, v in env.items() if isinstance(v, str)})
+    assert (settings.rate_limit, settings.rate_window) == (share, 300.0)
+
+
 def test_defaults_watch_the_cluster_with_one_peering_replica_and_metrics() -> None:
     docs = render()
     spec = deployment(docs)["spec"]
@@ -342,6 +360,7 @@ def test_the_readmes_sidecar_container_is_valid_and_configures_the_session_door_
                "WATCH_NAMESPACE": "opencode-router"}
     settings = load_settings(environ)
     assert settings.front_doors(environ) == ("sessions",) and settings.standalone
+    assert settings.rate_limit == 1200 // 3  # its share of the token's limit: two router replicas and the operator
     assert not settings.liveness_endpoint  # no kopf liveness server competing for a port of the router's Pod
     config = load_config(environ)
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from prometheus_client import REGISTRY
 
@@ -12,6 +14,7 @@ from chutes.cloudflare_core import (
     RequestBudget,
     TransientError,
 )
+from chutes.frontdoors.problems import problem_from_cloudflare
 from chutes.sandbox.cloudflare import CloudflareSandbox
 from core_harness import intent
 
@@ -40,6 +43,27 @@ async def test_429_with_short_retry_after_is_waited_out(core: CloudflareCore, sa
     sandbox.faults.rate_limit(count=1, retry_after=1)
     assert await core.list_tunnels(sandbox.account_id) == []
     assert [c.status for c in sandbox.calls(op="tunnels.list")] == [429, 200]
+
+
+async def test_429_with_retry_after_0_waits_like_a_transient_error(sandbox: CloudflareSandbox) -> None:
+    async with CloudflareCore(sandbox.token, sandbox.base_url, budget=RequestBudget(), backoff=0.2) as core:
+        answered: list[tuple[int, float]] = []
+        sandbox.on_response = lambda event: answered.append((event.status, time.monotonic()))
+        sandbox.faults.rate_limit(count=1, retry_after=0)
+        assert await core.list_tunnels(sandbox.account_id) == []
+        [(limited_status, limited_at), (ok_status, ok_at)] = answered
+        assert (limited_status, ok_status) == (429, 200)
+        assert ok_at - limited_at >= 0.15  # the backoff's least pause (0.75 x 0.2 s), not none
+
+        sandbox.reset_log()
+        sandbox.faults.rate_limit(count=3, retry_after=0)
+        with pytest.raises(RateLimited) as limited:
+            await core.list_tunnels(sandbox.account_id)
+    assert sandbox.counters == {"tunnels.list": 3}
+    assert limited.value.delay > 0
+    # The object is retried no sooner than after a transient error (not at once, in a loop).
+    unavailable = problem_from_cloudflare(TransientError("HTTP 503", delay=0), "listing tunnels")
+    assert problem_from_cloudflare(limited.value, "listing tunnels").delay == unavailable.delay == 10.0
 
 
 async def test_5xx_is_retried_then_transient(core: CloudflareCore, sandbox: CloudflareSandbox) -> None:

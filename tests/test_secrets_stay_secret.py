@@ -6,10 +6,12 @@ ConfigMaps included). Each secret is looked for as is and base64-encoded."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
 import logging
+import traceback
 from collections.abc import Iterator
 from typing import Any
 
@@ -184,3 +186,140 @@ def test_session_pod_scenarios_leak_no_secret(kube: Any, cloudflare: Any, debug_
     objects += published_objects
     assert "InvalidSessionHash" in events and "opencode-session-8b6cc2aa9a45" in objects
     assert_nowhere({"API token": CANARY_TOKEN}, log_text(debug_logs), events, objects)
+
+
+# --- a malformed token: refused where it is read, never sent, never logged --------------------------------
+
+MALFORMED_TOKEN = "CANARYxMALFORMEDxFIRSTxLINEx0123\r\nX-Canary-Leak: CANARYxSECONDxLINE"
+MALFORMED = {"malformed token": MALFORMED_TOKEN, "its first line": "CANARYxMALFORMEDxFIRSTxLINEx0123",
+             "its second line": "CANARYxSECONDxLINE", "its header": "X-Canary-Leak"}
+
+
+def test_a_chute_configs_malformed_token_is_refused_unsent_and_unlogged(kube: Any, cloudflare: Any,
+                                                                       debug_logs: pytest.LogCaptureFixture) -> None:
+    world = World(kube, cloudflare)
+    world.start()
+    try:
+        cloudflare.reset_log()
+        world.token_secret(token=MALFORMED_TOKEN)
+        world.config()
+        config = wait_for("CredentialsInvalid", lambda: (c := world.get_config())
+                          and world.condition(c).get("reason") == "CredentialsInvalid" and c)
+        world.service()
+        world.gateway()
+        wait_for("the gateway refused", lambda: world.condition(world.get_gateway()).get("reason") == "ConfigNotReady")
+        wait_for("the Warning Event", lambda: ("Warning", "CredentialsInvalid") in {
+            (t, r) for t, r, _ in world.events("default", "default")})
+    finally:
+        world.stop()
+        world.client.close()
+    assert config["status"]["ready"] is False
+    assert "printable ASCII without whitespace" in world.condition(config)["message"]
+    assert cloudflare.requests == []  # nothing sent, so nothing published
+    events, objects = cluster_text(kube)
+    assert_nowhere(MALFORMED, log_text(debug_logs), events, objects)
+
+
+def test_a_tenants_malformed_token_is_refused_unsent_and_unlogged(kube: Any, cloudflare: Any,
+                                                                 debug_logs: pytest.LogCaptureFixture) -> None:
+    import httproutes_harness as hr
+
+    world = hr.World(kube, cloudflare)
+    try:
+        world.token_secret(token=MALFORMED_TOKEN)
+        world.tenant()
+        cloudflare.reset_log()
+        world.start()
+        world.route("web", "web.example.com")
+        refused = world.wait_reason("web", "CredentialsInvalid")
+        hr.wait_for("the Warning Event", lambda: ("Warning", "CredentialsInvalid") in {
+            (t, r) for t, r, _ in world.events("web")})
+    finally:
+        world.close()
+    assert refused["status"] == "False" and "printable ASCII without whitespace" in refused["message"]
+    assert cloudflare.requests == []
+    events, objects = cluster_text(kube)
+    assert_nowhere(MALFORMED, log_text(debug_logs), events, objects)
+
+
+def test_a_malformed_session_token_stops_the_session_door_naming_the_variable_not_the_token() -> None:
+    from chutes.frontdoors.sessions.config import SessionConfigError, load_config
+
+    environ = {"CF_API_TOKEN": MALFORMED_TOKEN, "CF_ZONE_ID": "0" * 32,
+               "CF_TUNNEL_ID": "00000000-0000-0000-0000-000000000000", "DOMAIN": "example.org",
+               "ROUTER_SERVICE_URL": "http://opencode-router.opencode-router.svc:80"}
+    with pytest.raises(SessionConfigError) as refused:
+        load_config(environ)
+    message = str(refused.value)
+    assert "CF_API_TOKEN" in message and "printable ASCII without whitespace" in message
+    assert_nowhere(MALFORMED, message, "", "")
+
+
+@pytest.fixture()
+def restored_logging() -> Iterator[None]:
+    """`chutes run`'s logging set up for one test, then the test run's own again."""
+    names = ("", "httpx", "httpcore", "cloudflare", "asyncio")
+    levels = {name: logging.getLogger(name).level for name in names}
+    handlers = list(logging.getLogger().handlers)
+    try:
+        yield
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+        logging.getLogger().handlers[:] = handlers
+
+
+def test_log_level_debug_keeps_the_sdk_and_the_http_stack_at_info(cloudflare: Any, caplog: pytest.LogCaptureFixture,
+                                                                  restored_logging: None) -> None:
+    from chutes import cli
+    from chutes.cloudflare_core import CloudflareCore, RequestBudget
+    from chutes.settings import load_settings
+
+    cli.configure_logging(load_settings({}, log_level="DEBUG"))
+
+    async def requests() -> None:
+        async with CloudflareCore(CANARY_TOKEN, cloudflare.base_url, budget=RequestBudget()) as core:
+            await core.list_tunnels(cloudflare.account_id)
+            cloudflare.faults.fail(op="tunnels.list", status=503, count=1)
+            await core.list_tunnels(cloudflare.account_id)
+
+    asyncio.run(requests())
+    assert logging.getLogger("chutes").isEnabledFor(logging.DEBUG)
+    assert [c.status for c in cloudflare.calls(op="tunnels.list")] == [200, 503, 200]
+    below = [(r.name, r.getMessage()[:80]) for r in caplog.records
+             if r.name.split(".")[0] in ("httpx", "httpcore", "cloudflare") and r.levelno < logging.INFO]
+    assert below == []
+
+
+async def test_an_sdk_error_quoting_the_token_never_reaches_our_errors_cause_chain(cloudflare: Any) -> None:
+    import cloudflare as sdk
+    import httpx
+
+    from chutes.cloudflare_core import CloudflareClient, CloudflareError, RequestBudget, TransientError
+
+    async def header_refused() -> None:  # what httpx and the SDK raise for a header h11 refuses
+        try:
+            raise httpx.LocalProtocolError(f"Illegal header value b'Bearer {CANARY_TOKEN}'")
+        except httpx.LocalProtocolError as exc:
+            raise sdk.APIConnectionError(request=httpx.Request("GET", cloudflare.base_url)) from exc
+
+    async def bad_argument(quote: bool) -> None:
+        raise ValueError(f"unexpected argument {CANARY_TOKEN if quote else 'zone'}")
+
+    def chain(error: BaseException) -> str:
+        return "".join(traceback.format_exception(error))
+
+    client = CloudflareClient(CANARY_TOKEN, cloudflare.base_url, budget=RequestBudget(), backoff=0.01)
+    try:
+        with pytest.raises(TransientError) as unavailable:
+            await client.call("tunnels.list", header_refused)
+        with pytest.raises(CloudflareError) as quoting:
+            await client.call("tunnels.list", bad_argument, True)
+        with pytest.raises(CloudflareError) as plain:
+            await client.call("tunnels.list", bad_argument, False)
+    finally:
+        await client.aclose()
+    for error in (unavailable.value, quoting.value):
+        assert CANARY_TOKEN not in chain(error) and "Bearer" not in chain(error)
+        assert error.__cause__ is None and error.__context__ is None
+    assert isinstance(plain.value.__cause__, ValueError)  # a bug of ours keeps its traceback

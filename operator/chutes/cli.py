@@ -16,6 +16,8 @@ from kopf._core.engines.activities import ActivityError  # not re-exported by ko
 from chutes import __version__
 from chutes.settings import Settings, SettingsError, load_settings
 
+QUIET_BELOW_INFO = ("httpcore", "cloudflare")
+
 
 def _priority(value: str) -> int | str:
     if value == "auto":
@@ -116,8 +118,13 @@ def configure_logging(settings: Settings) -> None:
     log_format = kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL
     kopf.configure(verbose=settings.log_level == "DEBUG", log_format=log_format)
     logging.getLogger().setLevel(settings.log_level)
+    level: int = logging.getLevelName(settings.log_level)
     # The SDK's HTTP client logs every request at INFO; our own metrics and Events say what matters.
-    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, level))
+    # Below INFO, httpcore and the SDK log request internals (header events, request options, exceptions with
+    # their causes, which may quote a request's headers): never, whatever --log-level says.
+    for name in QUIET_BELOW_INFO:
+        logging.getLogger(name).setLevel(max(logging.INFO, level))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

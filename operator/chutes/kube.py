@@ -173,7 +173,7 @@ async def read_secret_value(api: client.ApiClient, namespace: str, name: str, ke
     data = secret.data or {}
     if key not in data:
         raise KeyError(key)
-    return base64.b64decode(data[key]).decode()
+    return base64.b64decode(data[key]).decode(errors="replace")  # not UTF-8: U+FFFD, never an echoing error
 
 
 async def service_exists(api: client.ApiClient, namespace: str, name: str) -> bool:

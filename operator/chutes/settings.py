@@ -74,7 +74,12 @@ class Settings(BaseModel):
     cloudflare_base_url: str | None = Field(
         default=None, description="Cloudflare API base URL; the SDK's CLOUDFLARE_BASE_URL is the fallback."
     )
-    rate_limit: int = Field(default=1200, gt=0, description="Cloudflare requests allowed per token per window.")
+    rate_limit: int = Field(
+        default=1200,
+        gt=0,
+        description="Cloudflare requests this process may make per token per window. Per process, not shared: "
+        "processes using one token split Cloudflare's 1,200 per 5 minutes between them (the chart divides it).",
+    )
     rate_window: float = Field(default=300.0, gt=0, description="Seconds of the rate-limit window.")
     chutes: bool = Field(default=True, description="Serve ChuteConfig/ChuteGateway.")
     httproutes: bool = Field(default=True, description="Serve annotated HTTPRoutes.")

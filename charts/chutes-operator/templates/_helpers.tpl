@@ -96,3 +96,15 @@ operator itself would).
 {{- $doors.sessions.watchNamespace -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+The request budget of each operator process (CHUTES_RATE_LIMIT): Cloudflare's limit per token
+(cloudflare.rateLimit) divided by the processes that may call Cloudflare with one token at once. Budgets are
+per process, never shared: each replica runs the session door (without it, only the active peer calls
+Cloudflare), and cloudflare.otherProcesses counts the rest (session sidecars, other installations).
+*/}}
+{{- define "chutes-operator.rateLimit" -}}
+{{- $own := ternary (int .Values.replicas) 1 .Values.frontDoors.sessions.enabled -}}
+{{- $processes := add $own (int .Values.cloudflare.otherProcesses) -}}
+{{- max 1 (div (int .Values.cloudflare.rateLimit) $processes) -}}
+{{- end -}}

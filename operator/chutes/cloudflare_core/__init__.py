@@ -9,6 +9,7 @@ from __future__ import annotations
 from .budget import RequestBudget, shared_budget
 from .client import CloudflareClient
 from .core import CloudflareCore
+from .credentials import token_defect
 from .dns import DnsSync, DnsWriter
 from .drift import repairing
 from .errors import (
@@ -99,5 +100,6 @@ __all__ = [
     "parse",
     "repairing",
     "shared_budget",
+    "token_defect",
     "translate",
 ]

@@ -2,7 +2,8 @@
 
 The SDK's own retries are off (`max_retries=0`): it would re-send a 409 three times and ignore a
 `Retry-After` above 60 s. `CloudflareClient.call()` retries what is worth retrying (connection
-errors, timeouts, 408, 5xx, and 429 with a short `Retry-After`), spends the shared request budget
+errors, timeouts, 408, 5xx, and 429 with a short `Retry-After`; never sooner than the backoff, even
+after `Retry-After: 0`), spends the shared request budget
 on every attempt, counts every attempt by operation and status, and raises only our own errors.
 
 It also holds the core's `ChangeGate` (write policy, dry-run). Under dry-run it refuses, without
@@ -16,6 +17,7 @@ import contextvars
 import hashlib
 import logging
 import random
+import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
@@ -24,6 +26,7 @@ import httpx
 
 from . import drift
 from .budget import RequestBudget, shared_budget
+from .credentials import token_defect
 from .errors import (
     CloudflareError,
     CredentialsInvalid,
@@ -68,6 +71,17 @@ def to_wire(obj: object) -> dict[str, Any]:
     raise TypeError(f"unexpected Cloudflare response object {type(obj).__name__}")
 
 
+def _kinds(failure: BaseException) -> str:
+    """The types along an exception's cause chain (``APIConnectionError < ConnectError``): what failed, with
+    none of the texts, which may quote request headers."""
+    kinds: list[str] = []
+    current: BaseException | None = failure
+    while current is not None and len(kinds) < 8:
+        kinds.append(type(current).__name__)
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+    return " < ".join(kinds)
+
+
 class CloudflareClient:
     def __init__(
         self,
@@ -84,6 +98,9 @@ class CloudflareClient:
     ) -> None:
         if not api_token:
             raise CredentialsInvalid("no Cloudflare API token configured")
+        defect = token_defect(api_token)
+        if defect is not None:  # never sent: an HTTP library would quote the malformed header in its errors
+            raise CredentialsInvalid(f"the Cloudflare API token {defect}")
         self._token = api_token
         self.gate = gate if gate is not None else ChangeGate()
         # Names the token in metrics: short and non-reversible (the same as chutes.cores.fingerprint).
@@ -135,6 +152,14 @@ class CloudflareClient:
             error.args = (error.message,)
         return error
 
+    def _cause(self, failure: BaseException) -> BaseException | None:
+        """What our error may keep as its cause: never an SDK error (whose chain holds httpx's and httpcore's
+        errors, which may quote the request's headers), nor anything whose text names the token."""
+        if isinstance(failure, cloudflare.APIError):
+            return None
+        text = "".join(traceback.format_exception(failure))
+        return None if self._token in text else failure
+
     async def call(self, op: str, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
         """Run one SDK call for operation `op` with budget, metrics, retries and translation."""
         read = is_read(op)
@@ -150,12 +175,10 @@ class CloudflareClient:
             token = _current_op.set(op)
             try:
                 result = await fn(*args, **kwargs)
-            except cloudflare.APIError as exc:
-                failure: Exception = exc
             except CloudflareError:
                 raise
-            except Exception as exc:  # a bug on our side (bad arguments...): never retried
-                raise translate(exc) from exc
+            except Exception as exc:  # raised below, out of this block: no implicit __context__ either
+                failure: Exception = exc
             else:
                 if not read:
                     drift.record_write(op)
@@ -163,22 +186,28 @@ class CloudflareClient:
             finally:
                 _current_op.reset(token)
 
+            if not isinstance(failure, cloudflare.APIError):  # a bug on our side (bad arguments...): never retried
+                raise translate(failure) from self._cause(failure)
             error = self._scrub(translate(failure))
             connection_failure = isinstance(failure, cloudflare.APIConnectionError)
             if connection_failure:
                 REQUESTS.labels(operation=op, status="error").inc()
             if isinstance(error, RateLimited):
+                # A 429 with `Retry-After: 0` (or none short enough to matter) still waits what a transient
+                # error would: never a retry without a pause.
+                error.delay = max(error.delay, self._backoff(attempt))
                 self.budget.block_for(error.delay)
                 if error.delay <= self.retry_after_max and attempt < self.max_attempts:
                     log.debug("Cloudflare %s: rate limited, retrying in %.1fs", op, error.delay)
                     continue  # the next acquire() waits the block out
-                raise error from failure
+                raise error from self._cause(failure)
             if not isinstance(error, TransientError) or attempt >= self.max_attempts:
-                raise error from failure
+                raise error from self._cause(failure)
             if connection_failure and not replay:
-                raise error from failure
+                raise error from self._cause(failure)
             pause = self._backoff(attempt)
-            log.debug("Cloudflare %s: %s; attempt %d, retrying in %.2fs", op, error, attempt, pause)
+            log.debug("Cloudflare %s: %s (%s); attempt %d, retrying in %.2fs", op, error, _kinds(failure), attempt,
+                      pause)
             await asyncio.sleep(pause)
 
     async def get(self, op: str, fn: Callable[..., Awaitable[Any]], /, *args: Any,

@@ -29,6 +29,7 @@ CONFLICT_RETRY = 60.0  # another source object holds the hostname (cheap: no Clo
 POLICY_RETRY = 60.0  # a reusable Access policy that may be created
 FOREIGN_RETRY = 300.0  # an object in Cloudflare that is not ours is in the way
 CREDENTIALS_RETRY = 120.0
+TRANSIENT_RETRY = 10.0  # the least wait after Cloudflare failed or limited us (also for `Retry-After: 0`)
 
 
 class Problem(Exception):
@@ -43,9 +44,10 @@ def problem_from_cloudflare(exc: CloudflareError, doing: str) -> Problem:
     if isinstance(exc, DryRunStop):  # "dry-run: would create tunnel chute-x": nothing to retry until a real run
         return Problem(c.DRY_RUN, exc.message, None)
     if isinstance(exc, RateLimited):
-        return Problem(c.RATE_LIMITED, f"{doing}: Cloudflare rate limit", exc.delay)  # a stable message
+        return Problem(c.RATE_LIMITED, f"{doing}: Cloudflare rate limit",  # a stable message
+                       max(exc.delay, TRANSIENT_RETRY))
     if isinstance(exc, TransientError):
-        return Problem(c.CLOUDFLARE_UNAVAILABLE, f"{doing}: {exc.message}", max(exc.delay, 10.0))
+        return Problem(c.CLOUDFLARE_UNAVAILABLE, f"{doing}: {exc.message}", max(exc.delay, TRANSIENT_RETRY))
     if isinstance(exc, CredentialsInvalid):
         return Problem(c.CREDENTIALS_INVALID, f"{doing}: the API token was refused: {exc.message}", CREDENTIALS_RETRY)
     if isinstance(exc, Conflict):

@@ -53,12 +53,14 @@ from chutes.cloudflare_core import (
     MarkerTooLong,
     marker,
     marks,
+    token_defect,
 )
 from chutes.cores import CorePool
 from chutes.frontdoors import adoption, claiming
 from chutes.frontdoors.gateways import desired as d
 from chutes.frontdoors.gateways.status import StatusWriter
 from chutes.frontdoors.problems import (
+    CREDENTIALS_RETRY,
     MISSING_RETRY,
     EventSink,
     Problem,
@@ -101,6 +103,10 @@ async def read_token(api: client.ApiClient, spec: Mapping[str, Any]) -> str:
     token = token.strip()
     if not token:
         raise Problem(c.SECRET_KEY_MISSING, f"Secret {namespace}/{name} key {key!r} is empty", MISSING_RETRY)
+    defect = token_defect(token)
+    if defect is not None:  # refused before any client holds it; the message names no character of it
+        raise Problem(c.CREDENTIALS_INVALID, f"Secret {namespace}/{name} key {key!r}: the API token {defect}",
+                      CREDENTIALS_RETRY)
     return token
 
 

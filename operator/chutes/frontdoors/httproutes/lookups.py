@@ -20,13 +20,13 @@ from chutes import conditions as c
 from chutes import kube
 from chutes.authorization import HostnameRules
 from chutes.claims import ClaimStore
-from chutes.cloudflare_core import CloudflareCore, CloudflareError, NotFound, Zone
+from chutes.cloudflare_core import CloudflareCore, CloudflareError, NotFound, Zone, token_defect
 from chutes.cores import CorePool
 from chutes.frontdoors.httproutes import annotations as a
 from chutes.frontdoors.httproutes import desired as d
 from chutes.frontdoors.httproutes import state as s
 from chutes.frontdoors.httproutes.merge import RouteSettings
-from chutes.frontdoors.httproutes.problems import MISSING_RETRY, Problem, step
+from chutes.frontdoors.httproutes.problems import CREDENTIALS_RETRY, MISSING_RETRY, Problem, step
 
 logger = logging.getLogger(__name__)
 
@@ -170,9 +170,14 @@ async def core_for(ctx: Context, tenant: d.Tenant) -> CloudflareCore:
     if token is None:
         raise Problem(c.SECRET_NOT_FOUND, f"{where} (credentialRef of tenant {tenant.ref}) does not exist",
                       MISSING_RETRY)
-    if not token.strip():
+    token = token.strip()
+    if not token:
         raise Problem(c.SECRET_KEY_MISSING, f"{where} key {tenant.credential_key!r} is empty", MISSING_RETRY)
-    return ctx.cores.core_for(token.strip())
+    defect = token_defect(token)
+    if defect is not None:  # refused before any client holds it; the message names no character of it
+        raise Problem(c.CREDENTIALS_INVALID, f"{where} key {tenant.credential_key!r} (credentialRef of tenant "
+                      f"{tenant.ref}): the API token {defect}", CREDENTIALS_RETRY)
+    return ctx.cores.core_for(token)
 
 
 async def resolve_zone(core: CloudflareCore, tenant: d.Tenant, hostname: str, hint: str | None) -> Zone:

@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from chutes.cloudflare_core import marker_fits
+from chutes.cloudflare_core import marker_fits, token_defect
 from chutes.frontdoors.sessions.selector import LabelSelector, SelectorError, valid_label_key
 from chutes.settings import SettingsError
 
@@ -90,6 +90,9 @@ def load_config(environ: Mapping[str, str]) -> SessionConfig:
     raw_port = get("HEALTH_PORT", str(DEFAULT_HEALTH_PORT))
     raw_selector = environ.get("POD_LABEL_SELECTOR", DEFAULT_POD_LABEL_SELECTOR)
 
+    if token:  # the token's value is never echoed
+        defect = token_defect(token)
+        check("CF_API_TOKEN", defect is None, f"the API token {defect}")
     if zone_id:
         check("CF_ZONE_ID", bool(_ZONE_ID.match(zone_id)), f"expected a 32-character hex zone id, got {zone_id!r}")
     if tunnel_id:

@@ -104,36 +104,57 @@ def resolve_hostname(hostname: str, domain: str) -> str:
     return fqdn
 
 
+def _is_int(value: object) -> bool:
+    """An integer that is not a boolean (``True`` is an ``int`` to Python, never a port or a count here)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _strings(where: str, value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list | tuple) or not all(isinstance(item, str) for item in value):
+        raise SpecError(c.INVALID_SPEC, f"{where} must be a list of strings, not {value!r}")
+    return tuple(sorted({item.strip().lower() for item in value if item.strip()}))
+
+
 def plan_gateway(namespace: str, name: str, spec: Mapping[str, Any], domain: str,
                  owner_id: str = DEFAULT_OWNER) -> GatewayPlan:
-    """The gateway's desired state, or :class:`SpecError` naming what is wrong."""
+    """The gateway's desired state, or :class:`SpecError` naming what is wrong. Parsed strictly, whatever the CRD
+    lets through: a boolean is ``true`` or ``false`` (the string ``"false"`` is not true), a port or a count is an
+    integer (``True`` is not 1)."""
     service = spec.get("service") or {}
     access = spec.get("access") or {}
     scheme = service.get("scheme") or "http"
     port = service.get("port")
-    if not service.get("name") or not isinstance(port, int) or not 1 <= port <= 65535:
-        raise SpecError(c.INVALID_SPEC, "spec.service needs a name and a port between 1 and 65535")
+    if not isinstance(service.get("name"), str) or not service["name"] or not _is_int(port) or not 1 <= port <= 65535:
+        raise SpecError(c.INVALID_SPEC, f"spec.service needs a name and a port between 1 and 65535, not {port!r}")
     if scheme not in ("http", "https"):
         raise SpecError(c.INVALID_SPEC, f"spec.service.scheme must be http or https, not {scheme!r}")
-    emails = tuple(sorted({str(e).strip().lower() for e in access.get("allowedEmails") or ()}))
-    domains = tuple(sorted({str(d).strip().lower() for d in access.get("allowedDomains") or ()}))
-    public = bool(access.get("public", False))
+    emails = _strings("spec.access.allowedEmails", access.get("allowedEmails"))
+    domains = _strings("spec.access.allowedDomains", access.get("allowedDomains"))
+    public = access.get("public")
+    public = False if public is None else public
+    if not isinstance(public, bool):
+        raise SpecError(c.INVALID_SPEC, f"spec.access.public must be true or false, not {public!r}")
     if not public and not emails and not domains:
         raise SpecError(
             c.INVALID_SPEC,
             "spec.access needs at least one allowedEmails or allowedDomains entry, unless access.public is true",
         )
-    duration = str(access.get("sessionDuration") or "24h")
-    if not _DURATION.match(duration):
+    duration = access.get("sessionDuration") or "24h"
+    if not isinstance(duration, str) or not _DURATION.match(duration):
         raise SpecError(c.INVALID_SPEC, f"spec.access.sessionDuration {duration!r} is not a duration like 24h or 30m")
     replicas = spec.get("replicas", 2)
-    if not isinstance(replicas, int) or replicas < 0:
-        raise SpecError(c.INVALID_SPEC, "spec.replicas must be a non-negative integer")
+    if not _is_int(replicas) or replicas < 0:
+        raise SpecError(c.INVALID_SPEC, f"spec.replicas must be a non-negative integer, not {replicas!r}")
+    hostname = spec.get("hostname") or ""
+    if not isinstance(hostname, str):
+        raise SpecError(c.INVALID_SPEC, f"spec.hostname must be a string, not {hostname!r}")
     cloudflared = spec.get("cloudflared") or {}
     return GatewayPlan(
         namespace=namespace,
         name=name,
-        fqdn=resolve_hostname(str(spec.get("hostname") or ""), domain),
+        fqdn=resolve_hostname(hostname, domain),
         service_url=f"{scheme}://{service['name']}.{namespace}.svc.cluster.local:{port}",
         public=public,
         emails=emails,

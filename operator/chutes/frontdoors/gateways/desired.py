@@ -6,10 +6,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from chutes import conditions as c
 from chutes.cloudflare_core.ownership import DEFAULT_OWNER, owned_name
+from chutes.frontdoors import annotation_keys
 
 GROUP = "chutes.troubleshat.com"
 VERSION = "v1alpha1"
@@ -24,6 +25,11 @@ TOKEN_KEY = "token"
 LABEL_GATEWAY = f"{GROUP}/gateway"
 MANAGED_BY = "chutes-operator"
 NAME_PREFIX = "chute-"  # of every tunnel and Access application name (see `cloudflare_name`)
+
+# The ChuteGateway's kopf change handlers (ids as kopf forms them: ``<id>/<field>`` for a field filter), whose
+# progress kopf keeps under our prefix while one is retried.
+GATEWAY_HANDLER_IDS = ("reconcile", "reconcile/spec", "cleanup")
+GATEWAY_ANNOTATIONS = annotation_keys.own_keys(GATEWAY_HANDLER_IDS)
 
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _DURATION = re.compile(r"^([0-9]+(\.[0-9]+)?(s|m|h))+$")
@@ -104,7 +110,30 @@ def resolve_hostname(hostname: str, domain: str) -> str:
     return fqdn
 
 
-def _is_int(value: object) -> bool:
+def annotation_problems(annotations: Mapping[str, Any] | None) -> list[str]:
+    """One message per ``chutes.troubleshat.com/`` key on a ChuteGateway that is neither ``adopt`` nor kopf's."""
+    return annotation_keys.problems(annotations, (annotation_keys.PREFIX,), GATEWAY_ANNOTATIONS,
+                                    annotation_keys.INPUT_KEYS)
+
+
+def check_annotations(annotations: Mapping[str, Any] | None) -> None:
+    """:class:`SpecError` (``InvalidSpec``) naming every unknown key under our prefix: a typo (``adopt``
+    misspelt) must not be read as if the key were absent."""
+    problems = annotation_problems(annotations)
+    if problems:
+        raise SpecError(c.INVALID_SPEC, "; ".join(problems))
+
+
+def annotations_need_reconcile(annotations: Mapping[str, Any] | None, ready: Mapping[str, Any] | None) -> bool:
+    """Whether an annotation change deserves a reconcile (the update handler watches only the spec): an unknown
+    key the Ready condition does not name yet, or a refusal for unknown keys that are gone."""
+    problems = annotation_problems(annotations)
+    ready = ready or {}
+    said = str(ready.get("message") or "") if ready.get("reason") == c.INVALID_SPEC else ""
+    return said != "; ".join(problems) if problems else said.startswith(annotation_keys.UNKNOWN)
+
+
+def _is_int(value: object) -> TypeGuard[int]:
     """An integer that is not a boolean (``True`` is an ``int`` to Python, never a port or a count here)."""
     return isinstance(value, int) and not isinstance(value, bool)
 

@@ -246,6 +246,10 @@ async def _reconcile_gateway(api: client.ApiClient, cores: CorePool, claims: Cla
                              allow_adoption: bool) -> None:
     meta, spec = body["metadata"], body.get("spec") or {}
     namespace, name = meta["namespace"], meta["name"]
+    try:  # a typo in an annotation changes nothing: what is published stays as it is
+        d.check_annotations(meta.get("annotations"))
+    except d.SpecError as exc:
+        raise Problem(exc.reason, str(exc), None) from exc
     account = await load_account(api, cores, spec.get("configRef", ""), need_ready=True)
     claims = claims_for(claims, dry_run=account.core.dry_run)  # dry-run: the ledger is read, never written
     try:

@@ -42,10 +42,16 @@ def delete_gateway(world: World, name: str = "blog") -> None:
 
 def handled(gateway: dict[str, Any], emails: list[str]) -> bool:
     """kopf records the spec its handlers completed (``last-handled-configuration``): the reconcile of this
-    spec is over, and Ready (Cloudflare side done)."""
+    spec is over, and Ready (Cloudflare side done) or refused by the create-only policy."""
     raw = gateway["metadata"].get("annotations", {}).get(f"{GROUP}/last-handled-configuration") or "{}"
     spec = json.loads(raw).get("spec") or {}
-    return spec.get("access", {}).get("allowedEmails") == emails and bool(gateway.get("status", {}).get("ready"))
+    ready = world_condition(gateway, "Ready")
+    return spec.get("access", {}).get("allowedEmails") == emails and (
+        bool(gateway.get("status", {}).get("ready")) or ready.get("reason") == "PolicyForbidsUpdate")
+
+
+def world_condition(gateway: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next((c for c in gateway.get("status", {}).get("conditions", []) if c["type"] == type_), {})
 
 
 def exists(read: Any, *args: Any) -> bool:
@@ -113,6 +119,36 @@ def test_create_only_leaves_existing_objects_as_they_are_but_creates_new_ones(
     shop = world.ready_gateway("shop")["status"]  # new objects are still created
     [record] = world.records("shop.example.com")
     assert record["id"] == shop["dnsRecordId"] and world.apps_for("shop.example.com")
+
+
+def test_create_only_revokes_removed_emails_and_reports_the_live_access_it_could_not_update(world: World) -> None:
+    """A removed email loses access under create-only (revoking is allowed); a grant or another change is not
+    applied, and AccessReady/Ready say so (PolicyForbidsUpdate, Warning Event) with the live counts."""
+    start_gateways(world, policy="create-only")
+    world.ready_config()
+    world.service()
+    world.gateway(access={"allowedEmails": ["alice@example.org", "bob@example.org"], "sessionDuration": "12h"})
+    status = world.ready_gateway()["status"]
+    alice = [{"email": {"email": "alice@example.org"}}]
+
+    world.patch_gateway("blog", {"access": {"allowedEmails": ["alice@example.org"]}})
+    gateway = wait_for("bob revoked", lambda: handled(g := world.get_gateway(), ["alice@example.org"]) and g)
+    assert world.state()["access_policies"][status["accessPolicyId"]]["include"] == alice
+    assert world.condition(gateway, "AccessReady")["message"] == "1 email(s) and 0 domain(s) allowed"
+    assert gateway["status"]["ready"]
+
+    world.patch_gateway("blog", {"access": {"allowedEmails": ["alice@example.org", "carol@example.org"],
+                                            "sessionDuration": "2h"}})
+    gateway = world.wait_reason("PolicyForbidsUpdate", type_="AccessReady")
+    message = ("the write policy create-only forbids updating the Access application and policy: live: 1 email(s) "
+               "and 0 domain(s) allowed (the spec: 2 email(s) and 0 domain(s)); session duration 12h (the spec: 2h)")
+    access = world.condition(gateway, "AccessReady")
+    assert (access["status"], access["message"]) == ("False", message)
+    gateway = world.wait_reason("PolicyForbidsUpdate")
+    assert world.condition(gateway)["message"] == message and not gateway["status"]["ready"]
+    wait_for("a Warning Event", lambda: ("Warning", "PolicyForbidsUpdate", message) in world.events("blog"))
+    assert world.state()["access_policies"][status["accessPolicyId"]]["include"] == alice
+    assert world.apps_for(HOSTNAME)[0]["session_duration"] == "12h"
 
 
 # --- HTTPRoutes ------------------------------------------------------------------------------------------

@@ -3,8 +3,9 @@ manifests. Pure functions of the gateway's and its config's specs; no I/O."""
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
@@ -201,6 +202,29 @@ def policy_include(plan: GatewayPlan) -> list[dict[str, Any]]:
     return [{"email": {"email": email}} for email in plan.emails] + [
         {"email_domain": {"domain": domain}} for domain in plan.domains
     ]
+
+
+def allowed_counts(include: Iterable[Mapping[str, Any]]) -> str:
+    """``N email(s) and M domain(s) allowed`` by an allow policy's include rules."""
+    rules = list(include)
+    emails = sum(1 for rule in rules if "email" in rule)
+    domains = sum(1 for rule in rules if "email_domain" in rule)
+    return f"{emails} email(s) and {domains} domain(s) allowed"
+
+
+def access_differences(plan: GatewayPlan, live_session: str | None, live_include: Iterable[Mapping[str, Any]]) -> str:
+    """How the live Access application and policy differ from the plan ("" when they do not)."""
+    def key(rule: Mapping[str, Any]) -> str:
+        return json.dumps(rule, sort_keys=True, default=str)
+
+    live = list(live_include)
+    differences = []
+    if sorted(map(key, live)) != sorted(map(key, policy_include(plan))):
+        differences.append(f"{allowed_counts(live)} (the spec: {len(plan.emails)} email(s) and "
+                           f"{len(plan.domains)} domain(s))")
+    if live_session is not None and live_session != plan.session_duration:
+        differences.append(f"session duration {live_session} (the spec: {plan.session_duration})")
+    return "; ".join(differences)
 
 
 def secret_manifest(plan: GatewayPlan, tunnel_token: str) -> dict[str, Any]:

@@ -179,3 +179,39 @@ def test_a_deleted_httproute_leaves_its_objects_under_upsert_only(route_world: r
     assert bool(world.records("app.example.com")) is kept
     assert (world.rule("app.example.com") is not None) is kept
     assert bool(world.apps("app.example.com")) is kept
+
+
+def test_create_only_revokes_route_emails_and_says_what_it_left_as_it_is(route_world: routes.World) -> None:
+    """An HTTPRoute under create-only: a removed email loses access; an added one and a new session duration
+    are not applied, and Ready says so (PolicyForbidsUpdate, what is live, a Warning Event); allow rules all
+    removed leave the allow policy (never deleted under create-only), which is said too."""
+    world = route_world
+    world.token_secret()
+    world.tenant()
+    start_routes(world, policy="create-only")
+    world.route("app", "app.example.com", **{"access.enabled": "true",
+                                             "access.allowEmails": "alice@example.org,bob@example.org"})
+    world.wait_ready("app")
+
+    def allowed() -> list[str]:
+        [policy] = [p for p in world.policies() if p["name"] == "cfzt-app.example.com-allow"]
+        return [rule["email"]["email"] for rule in policy["include"]]
+
+    world.annotate("app", **{"access.allowEmails": "alice@example.org"})
+    wait_for("bob revoked", lambda: allowed() == ["alice@example.org"])
+    world.wait_ready("app")
+
+    world.annotate("app", **{"access.allowEmails": "alice@example.org,carol@example.org",
+                             "access.sessionDuration": "2h"})
+    ready = world.wait_reason("app", "PolicyForbidsUpdate")
+    message = ("the write policy create-only left the Access application as it is: live: cfzt-app.example.com-allow: "
+               "0 group(s) and 1 email(s) allowed (the settings: 0 group(s) and 2 email(s) allowed); session "
+               "duration 24h (the settings: 2h)")
+    assert (ready["status"], ready["message"]) == ("False", message)
+    wait_for("a Warning Event", lambda: ("Warning", "PolicyForbidsUpdate", message) in world.events("app"))
+    assert allowed() == ["alice@example.org"] and world.apps("app.example.com")[0]["session_duration"] == "24h"
+
+    world.annotate("app", **{"access.allowEmails": None, "access.sessionDuration": None})
+    ready = wait_for("said", lambda: (r := world.ready("app")).get("message", "").endswith(
+        "live: cfzt-app.example.com-allow: 0 group(s) and 1 email(s) allowed (the settings: no allow policy)") and r)
+    assert ready["reason"] == "PolicyForbidsUpdate" and allowed() == ["alice@example.org"]

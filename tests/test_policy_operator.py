@@ -147,6 +147,10 @@ def test_create_only_revokes_removed_emails_and_reports_the_live_access_it_could
     gateway = world.wait_reason("PolicyForbidsUpdate")
     assert world.condition(gateway)["message"] == message and not gateway["status"]["ready"]
     wait_for("a Warning Event", lambda: ("Warning", "PolicyForbidsUpdate", message) in world.events("blog"))
+    world.patch_gateway("blog", {"replicas": 3})  # another reconcile: no second Event
+    wait_for("replicas handled", lambda: (g := world.get_gateway())["status"].get("observedGeneration")
+             == g["metadata"]["generation"])
+    assert [r for t, r, _ in world.events("blog") if t == "Warning"].count("PolicyForbidsUpdate") == 1
     assert world.state()["access_policies"][status["accessPolicyId"]]["include"] == alice
     assert world.apps_for(HOSTNAME)[0]["session_duration"] == "12h"
 
@@ -204,11 +208,17 @@ def test_create_only_revokes_route_emails_and_says_what_it_left_as_it_is(route_w
     world.annotate("app", **{"access.allowEmails": "alice@example.org,carol@example.org",
                              "access.sessionDuration": "2h"})
     ready = world.wait_reason("app", "PolicyForbidsUpdate")
+    hash_before = (world.state("app") or {}).get("annotation_hash")
     message = ("the write policy create-only left the Access application as it is: live: cfzt-app.example.com-allow: "
                "0 group(s) and 1 email(s) allowed (the settings: 0 group(s) and 2 email(s) allowed); session "
                "duration 24h (the settings: 2h)")
     assert (ready["status"], ready["message"]) == ("False", message)
     wait_for("a Warning Event", lambda: ("Warning", "PolicyForbidsUpdate", message) in world.events("app"))
+    world.annotate("app", **{"access.skipInterstitial": "false"})  # another reconcile: no second Event
+    wait_for("reconciled again", lambda: world.state("app") is not None and world.state("app").get(
+        "annotation_hash") != hash_before)
+    world.quiesce()
+    assert [r for t, r, _ in world.events("app") if t == "Warning"].count("PolicyForbidsUpdate") == 1
     assert allowed() == ["alice@example.org"] and world.apps("app.example.com")[0]["session_duration"] == "24h"
 
     world.annotate("app", **{"access.allowEmails": None, "access.sessionDuration": None})

@@ -292,13 +292,14 @@ async def _publish_held(ctx: Context, core: CloudflareCore, claims: ClaimStore, 
         raise Problem(c.DRY_RUN, f"dry-run: would publish {summary}", None)
     await s.write(ctx.api, ctx.operator_namespace, current)
     report.set_results(current.result_annotations())
-    report.condition("True", c.RECONCILED, summary)
     if unapplied:  # said, not hidden: Ready=False with what is live (the rest is published as it says)
         message = (f"the write policy {core.policy} left the Access application as it is: live: "
                    f"{'; '.join(unapplied)}")
         if report.is_new(c.POLICY_FORBIDS_UPDATE, message):
             events.warning(c.POLICY_FORBIDS_UPDATE, message)
         report.condition("False", c.POLICY_FORBIDS_UPDATE, message)
+    else:
+        report.condition("True", c.RECONCILED, summary)
     if previous is None or not previous.published:
         status.tenant_status_soon(ctx, tenant.name, namespace)
     return PUBLISHED

@@ -76,3 +76,15 @@ def test_what_kopf_writes_under_our_prefix_is_not_a_typo(resource: Resource, pro
              f"{runtime.GROUP}/kopf-managed"}
     assert all(key.startswith("chutes.troubleshat.com/") for key in keys)
     assert callable(problems) and problems(dict.fromkeys(keys, "x")) == []
+
+
+def test_a_gateway_is_reconciled_when_an_unknown_key_comes_or_goes_not_otherwise() -> None:
+    """Its update handler watches only the spec: the annotation event handler asks here."""
+    typo = {"chutes.troubleshat.com/adpot": "true"}
+    said = {"reason": "InvalidSpec", "message": gateways.annotation_problems(typo)[0]}
+    assert gateways.annotations_need_reconcile(typo, {"reason": "Reconciled", "message": "published"})
+    assert gateways.annotations_need_reconcile(typo, None)
+    assert not gateways.annotations_need_reconcile(typo, said)  # said already
+    assert gateways.annotations_need_reconcile({}, said)  # fixed
+    assert not gateways.annotations_need_reconcile({}, {"reason": "InvalidSpec", "message": "spec.replicas ..."})
+    assert not gateways.annotations_need_reconcile({"chutes.troubleshat.com/adopt": "true"}, None)

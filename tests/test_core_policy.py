@@ -158,6 +158,36 @@ async def test_create_only_keeps_existing_objects_as_they_are_and_creates_new_on
     ]
 
 
+def emails_of(policy_include: object) -> list[str]:
+    assert isinstance(policy_include, list)
+    return [rule["email"]["email"] for rule in policy_include]
+
+
+async def test_create_only_still_revokes_what_an_allow_policy_no_longer_grants(
+    core: CloudflareCore, sandbox: CloudflareSandbox
+) -> None:
+    """Refusing a revocation would keep access open that its owner withdrew: under create-only the emails
+    removed from an allow policy lose access; nothing is granted and nothing else changes."""
+    account = sandbox.account_id
+    done = await publish(core, sandbox, Site("web", emails=("a@example.com", "b@example.com", "c@example.com")))
+    async with core_with(sandbox, policy="create-only") as create_only:
+        narrowed = await create_only.ensure_app_policy(account, done.app.id,
+                                                       Site("web", emails=("a@example.com", "c@example.com")).policy())
+        assert emails_of(live(sandbox, "access_policies")[0]["include"]) == ["a@example.com", "c@example.com"]
+        # One removed, one added: the removal is applied, the grant is not (the live policy comes back).
+        mixed = await create_only.ensure_app_policy(account, done.app.id,
+                                                    Site("web", emails=("a@example.com", "d@example.com")).policy())
+        [policy] = live(sandbox, "access_policies")
+        assert emails_of(policy["include"]) == ["a@example.com"]
+        assert [rule["email"]["email"] for rule in mixed.include] == ["a@example.com"]
+        # Only a grant: nothing is written.
+        sandbox.reset_log()
+        granted = await create_only.ensure_app_policy(account, done.app.id, Site("web", emails=(
+            "a@example.com", "d@example.com", "e@example.com")).policy())
+        assert writes(sandbox) == [] and granted.include == mixed.include
+    assert narrowed.id == mixed.id == done.policy.id
+
+
 async def test_unknown_policy_is_refused(sandbox: CloudflareSandbox) -> None:
     with pytest.raises(InvalidInput, match="write policy"):
         CloudflareCore(sandbox.token, sandbox.base_url, policy="delete-all")

@@ -89,3 +89,39 @@ def test_cloudflared_deployment_reads_the_token_from_the_secret_and_probes_ready
 def test_malformed_specs_are_refused(change: dict[str, Any]) -> None:
     with pytest.raises(d.SpecError):
         d.plan_gateway("ns", "g", spec(**change), "example.com")
+
+
+@pytest.mark.parametrize("public", ["false", "False", "no", 0, 1, "true"])
+def test_public_is_a_boolean_only(public: Any) -> None:
+    """``bool("false")`` is True: a lax source must not publish a gateway without Access."""
+    with pytest.raises(d.SpecError, match=r"access\.public") as error:
+        d.plan_gateway("ns", "g", spec(access={"public": public, "allowedEmails": ["a@b.c"]}), "example.com")
+    assert error.value.reason == "InvalidSpec"
+
+
+def test_string_false_never_makes_a_gateway_public() -> None:
+    with pytest.raises(d.SpecError) as error:
+        d.plan_gateway("ns", "g", spec(access={"public": "false"}), "example.com")
+    assert error.value.reason == "InvalidSpec"
+    assert not d.plan_gateway("ns", "g", spec(access={"public": False, "allowedEmails": ["a@b.c"]}),
+                              "example.com").public
+
+
+@pytest.mark.parametrize("port", [True, False, "8080", 8080.0, 0, 65536, None])
+def test_port_is_an_integer_from_1_to_65535_not_a_boolean(port: Any) -> None:
+    with pytest.raises(d.SpecError, match="port") as error:
+        d.plan_gateway("ns", "g", spec(service={"name": "web", "port": port}), "example.com")
+    assert error.value.reason == "InvalidSpec"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"replicas": True}, {"replicas": "2"}, {"hostname": 123},
+     {"access": {"allowedEmails": "a@b.c"}}, {"access": {"allowedEmails": [1]}},
+     {"access": {"allowedDomains": ["corp.example"], "sessionDuration": 24}},
+     {"service": {"name": 5, "port": 80}}],
+)
+def test_values_of_the_wrong_type_are_refused_not_converted(change: dict[str, Any]) -> None:
+    with pytest.raises(d.SpecError) as error:
+        d.plan_gateway("ns", "g", spec(**change), "example.com")
+    assert error.value.reason == "InvalidSpec"

@@ -546,6 +546,40 @@ def test_missing_service_is_reported(world: World) -> None:
     assert world.live_tunnels() == []
 
 
+def test_an_unknown_annotation_key_is_refused_and_changes_nothing_published(world: World) -> None:
+    """A misspelt ``chutes.troubleshat.com/adopt`` was ignored; now it is InvalidSpec naming the key, nothing is
+    published for a new gateway, and a published one stays as it is until the key is fixed."""
+    world.ready_config()
+    world.service()
+    typo = {"chutes.troubleshat.com/adpot": "true"}
+    world.namespace(NS)
+    world.custom.create_namespaced_custom_object(GROUP, VERSION, NS, "chutegateways", {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "ChuteGateway", "metadata": {"name": "new", "annotations": typo},
+        "spec": {"configRef": "default", "hostname": "new", "service": {"name": "web", "port": 8080},
+                 "access": {"public": True}}})
+    message = "unknown annotation chutes.troubleshat.com/adpot (did you mean chutes.troubleshat.com/adopt?)"
+    assert world.condition(world.wait_reason("InvalidSpec", "new"))["message"] == message
+    assert ("Warning", "InvalidSpec", message) in world.events("new")
+    assert not world.records("new.example.com") and not world.live_tunnels()
+
+    world.gateway()
+    before = world.ready_gateway()["status"]
+    published = (world.records("blog.example.com"), world.apps_for("blog.example.com"))
+    world.custom.patch_namespaced_custom_object(GROUP, VERSION, NS, "chutegateways", "blog",
+                                                {"metadata": {"annotations": typo}})
+    assert world.condition(world.wait_reason("InvalidSpec"))["message"] == message
+    world.patch_gateway("blog", {"access": {"public": True}})  # not applied while the typo is there
+    wait_for("the new generation handled", lambda: (g := world.get_gateway())["status"].get("observedGeneration")
+             == g["metadata"]["generation"])
+    assert (world.records("blog.example.com"), world.apps_for("blog.example.com")) == published
+    assert world.condition(world.get_gateway())["reason"] == "InvalidSpec"
+
+    world.custom.patch_namespaced_custom_object(GROUP, VERSION, NS, "chutegateways", "blog",
+                                                {"metadata": {"annotations": {"chutes.troubleshat.com/adpot": None}}})
+    wait_for("public", lambda: world.condition(world.get_gateway(), "AccessReady").get("reason") == "Public")
+    assert world.get_gateway()["status"]["tunnelId"] == before["tunnelId"]
+
+
 def test_gateway_without_access_rules_is_refused_unless_public(world: World) -> None:
     world.ready_config()
     world.service()

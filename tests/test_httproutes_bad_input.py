@@ -181,3 +181,47 @@ def test_one_warning_per_distinct_problem(world: World) -> None:
     wait_for("resyncs", lambda: world.tenant_status().get("lastSyncTime"))
     reasons = [reason for reason, _ in warnings(world, "web")]
     assert reasons.count("TenantNotFound") == 1 and reasons.count("TemplateNotFound") == 1
+
+
+def test_a_typo_in_an_annotation_key_publishes_nothing(world: World) -> None:
+    """``access.enable`` (or ``access.Enabled``) was ignored, Access defaulted to off: a public hostname, Ready."""
+    home(world)
+    world.route("typo", "typo.example.com", **{"access.enable": "true"})
+    world.route("case", "case.example.com", **{"access.Enabled": "true"})
+    world.route("adopt", "adopt.example.com", other_annotations={"chutes.troubleshat.com/adpot": "true"})
+    expected = {
+        "typo": f"unknown annotation {P}access.enable (did you mean {P}access.enabled?)",
+        "case": f"unknown annotation {P}access.Enabled (did you mean {P}access.enabled?)",
+        "adopt": "unknown annotation chutes.troubleshat.com/adpot (did you mean chutes.troubleshat.com/adopt?)",
+    }
+    for name, message in expected.items():
+        assert world.wait_reason(name, "InvalidSpec")["message"] == message
+        assert ("InvalidSpec", message) in warnings(world, name)
+        assert nothing_published(world, f"{name}.example.com") and world.state(name) is None
+
+    world.annotate("typo", **{"access.enable": None, "access.enabled": "true"})
+    world.wait_ready("typo")
+    assert world.apps("typo.example.com") and world.records("typo.example.com")
+
+
+def test_a_typo_added_to_a_published_route_leaves_what_is_published_as_it_is(world: World) -> None:
+    """The route stays as last published (protected): the typo neither removes its Access application nor
+    publishes anything new, on the route's change or at the resync; fixing it resumes."""
+    home(world, resync=0.5)
+    world.route("web", "web.example.com", **{"access.enabled": "true", "access.allowEmails": "a@example.org"})
+    world.wait_ready("web")
+    [app] = world.apps("web.example.com")
+    world.annotate("web", **{"access.enabled": None, "access.enable": "true", "origin.url": "http://other:80"})
+    ready = world.wait_reason("web", "InvalidSpec")
+    assert ready["message"] == f"unknown annotation {P}access.enable (did you mean {P}access.enabled?)"
+    synced = world.tenant_status().get("lastSyncTime")
+    wait_for("a resync", lambda: world.tenant_status().get("lastSyncTime") not in (None, synced))
+    assert world.apps("web.example.com") == [app]  # still behind Access
+    rule = world.rule("web.example.com")
+    assert rule is not None and rule["service"] == "http://web.apps.svc.cluster.local:8080"  # not the new origin
+    assert world.records("web.example.com") and world.ready("web")["reason"] == "InvalidSpec"
+
+    world.annotate("web", **{"access.enable": None, "access.enabled": "true"})
+    world.wait_ready("web")
+    rule = world.rule("web.example.com")
+    assert world.apps("web.example.com") and rule is not None and rule["service"] == "http://other:80"

@@ -42,10 +42,16 @@ def delete_gateway(world: World, name: str = "blog") -> None:
 
 def handled(gateway: dict[str, Any], emails: list[str]) -> bool:
     """kopf records the spec its handlers completed (``last-handled-configuration``): the reconcile of this
-    spec is over, and Ready (Cloudflare side done)."""
+    spec is over, and Ready (Cloudflare side done) or refused by the create-only policy."""
     raw = gateway["metadata"].get("annotations", {}).get(f"{GROUP}/last-handled-configuration") or "{}"
     spec = json.loads(raw).get("spec") or {}
-    return spec.get("access", {}).get("allowedEmails") == emails and bool(gateway.get("status", {}).get("ready"))
+    ready = world_condition(gateway, "Ready")
+    return spec.get("access", {}).get("allowedEmails") == emails and (
+        bool(gateway.get("status", {}).get("ready")) or ready.get("reason") == "PolicyForbidsUpdate")
+
+
+def world_condition(gateway: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next((c for c in gateway.get("status", {}).get("conditions", []) if c["type"] == type_), {})
 
 
 def exists(read: Any, *args: Any) -> bool:
@@ -115,6 +121,40 @@ def test_create_only_leaves_existing_objects_as_they_are_but_creates_new_ones(
     assert record["id"] == shop["dnsRecordId"] and world.apps_for("shop.example.com")
 
 
+def test_create_only_revokes_removed_emails_and_reports_the_live_access_it_could_not_update(world: World) -> None:
+    """A removed email loses access under create-only (revoking is allowed); a grant or another change is not
+    applied, and AccessReady/Ready say so (PolicyForbidsUpdate, Warning Event) with the live counts."""
+    start_gateways(world, policy="create-only")
+    world.ready_config()
+    world.service()
+    world.gateway(access={"allowedEmails": ["alice@example.org", "bob@example.org"], "sessionDuration": "12h"})
+    status = world.ready_gateway()["status"]
+    alice = [{"email": {"email": "alice@example.org"}}]
+
+    world.patch_gateway("blog", {"access": {"allowedEmails": ["alice@example.org"]}})
+    gateway = wait_for("bob revoked", lambda: handled(g := world.get_gateway(), ["alice@example.org"]) and g)
+    assert world.state()["access_policies"][status["accessPolicyId"]]["include"] == alice
+    assert world.condition(gateway, "AccessReady")["message"] == "1 email(s) and 0 domain(s) allowed"
+    assert gateway["status"]["ready"]
+
+    world.patch_gateway("blog", {"access": {"allowedEmails": ["alice@example.org", "carol@example.org"],
+                                            "sessionDuration": "2h"}})
+    gateway = world.wait_reason("PolicyForbidsUpdate", type_="AccessReady")
+    message = ("the write policy create-only forbids updating the Access application and policy: live: 1 email(s) "
+               "and 0 domain(s) allowed (the spec: 2 email(s) and 0 domain(s)); session duration 12h (the spec: 2h)")
+    access = world.condition(gateway, "AccessReady")
+    assert (access["status"], access["message"]) == ("False", message)
+    gateway = world.wait_reason("PolicyForbidsUpdate")
+    assert world.condition(gateway)["message"] == message and not gateway["status"]["ready"]
+    wait_for("a Warning Event", lambda: ("Warning", "PolicyForbidsUpdate", message) in world.events("blog"))
+    world.patch_gateway("blog", {"replicas": 3})  # another reconcile: no second Event
+    wait_for("replicas handled", lambda: (g := world.get_gateway())["status"].get("observedGeneration")
+             == g["metadata"]["generation"])
+    assert [r for t, r, _ in world.events("blog") if t == "Warning"].count("PolicyForbidsUpdate") == 1
+    assert world.state()["access_policies"][status["accessPolicyId"]]["include"] == alice
+    assert world.apps_for(HOSTNAME)[0]["session_duration"] == "12h"
+
+
 # --- HTTPRoutes ------------------------------------------------------------------------------------------
 
 
@@ -143,3 +183,45 @@ def test_a_deleted_httproute_leaves_its_objects_under_upsert_only(route_world: r
     assert bool(world.records("app.example.com")) is kept
     assert (world.rule("app.example.com") is not None) is kept
     assert bool(world.apps("app.example.com")) is kept
+
+
+def test_create_only_revokes_route_emails_and_says_what_it_left_as_it_is(route_world: routes.World) -> None:
+    """An HTTPRoute under create-only: a removed email loses access; an added one and a new session duration
+    are not applied, and Ready says so (PolicyForbidsUpdate, what is live, a Warning Event); allow rules all
+    removed leave the allow policy (never deleted under create-only), which is said too."""
+    world = route_world
+    world.token_secret()
+    world.tenant()
+    start_routes(world, policy="create-only")
+    world.route("app", "app.example.com", **{"access.enabled": "true",
+                                             "access.allowEmails": "alice@example.org,bob@example.org"})
+    world.wait_ready("app")
+
+    def allowed() -> list[str]:
+        [policy] = [p for p in world.policies() if p["name"] == "cfzt-app.example.com-allow"]
+        return [rule["email"]["email"] for rule in policy["include"]]
+
+    world.annotate("app", **{"access.allowEmails": "alice@example.org"})
+    wait_for("bob revoked", lambda: allowed() == ["alice@example.org"])
+    world.wait_ready("app")
+
+    world.annotate("app", **{"access.allowEmails": "alice@example.org,carol@example.org",
+                             "access.sessionDuration": "2h"})
+    ready = world.wait_reason("app", "PolicyForbidsUpdate")
+    hash_before = (world.state("app") or {}).get("annotation_hash")
+    message = ("the write policy create-only left the Access application as it is: live: cfzt-app.example.com-allow: "
+               "0 group(s) and 1 email(s) allowed (the settings: 0 group(s) and 2 email(s) allowed); session "
+               "duration 24h (the settings: 2h)")
+    assert (ready["status"], ready["message"]) == ("False", message)
+    wait_for("a Warning Event", lambda: ("Warning", "PolicyForbidsUpdate", message) in world.events("app"))
+    world.annotate("app", **{"access.skipInterstitial": "false"})  # another reconcile: no second Event
+    wait_for("reconciled again", lambda: world.state("app") is not None and world.state("app").get(
+        "annotation_hash") != hash_before)
+    world.quiesce()
+    assert [r for t, r, _ in world.events("app") if t == "Warning"].count("PolicyForbidsUpdate") == 1
+    assert allowed() == ["alice@example.org"] and world.apps("app.example.com")[0]["session_duration"] == "24h"
+
+    world.annotate("app", **{"access.allowEmails": None, "access.sessionDuration": None})
+    ready = wait_for("said", lambda: (r := world.ready("app")).get("message", "").endswith(
+        "live: cfzt-app.example.com-allow: 0 group(s) and 1 email(s) allowed (the settings: no allow policy)") and r)
+    assert ready["reason"] == "PolicyForbidsUpdate" and allowed() == ["alice@example.org"]

@@ -232,3 +232,33 @@ def test_drift_is_repaired_by_the_periodic_resync(cloudflare: Any, kube: Any, ap
             "traefik.io", "v1alpha1", "ns1", "ingressroutes", "opencode-session-abab12121212-oc-app")
         h.wait_for(lambda: exactly(h.published(cloudflare, api, tunnel), {"abab12121212"}), timeout=5,
                    what="repaired at resync")
+
+
+def test_an_unknown_annotation_key_on_a_session_pod_is_refused_and_changes_nothing_published(
+    cloudflare: Any, kube: Any, api: Any, tunnel: str
+) -> None:
+    """A misspelt ``chutes.troubleshat.com/adopt`` is an InvalidSpec Warning naming the key: a new session is not
+    published, and a published one stays as it is until the key is fixed."""
+    core = kubernetes.client.CoreV1Api(api)
+    message = ("unknown annotation chutes.troubleshat.com/adpot (did you mean chutes.troubleshat.com/adopt?): "
+               "nothing is published for this Pod")
+    with h.operator(cloudflare, h.session_env(cloudflare, tunnel, h.free_port())):
+        typo = h.pod("typo", "aaaa11112222")
+        typo["metadata"]["annotations"] = {"chutes.troubleshat.com/adpot": "true"}
+        h.create_pod(api, typo)
+        h.create_pod(api, h.pod("fine", "cccc55556666"))
+        h.wait_for(lambda: exactly(h.published(cloudflare, api, tunnel), {"cccc55556666"}), what="published")
+        events = h.wait_for(functools.partial(h.events_for, api, "typo"), what="an Event on typo")
+        assert [(e.type, e.reason, e.message) for e in events] == [("Warning", "InvalidSpec", message)]
+
+        core.patch_namespaced_pod("fine", h.NAMESPACE, {"metadata": {"annotations": {
+            "chutes.troubleshat.com/adpot": "true"}}})
+        h.wait_for(lambda: ("Warning", "InvalidSpec") in {(e.type, e.reason) for e in h.events_for(api, "fine")},
+                   what="an InvalidSpec Event on fine")
+        wait_until_no_writes(cloudflare, quiet=0.6)
+        assert exactly(h.published(cloudflare, api, tunnel), {"cccc55556666"})  # kept as it was
+
+        core.patch_namespaced_pod("typo", h.NAMESPACE, {"metadata": {"annotations": {
+            "chutes.troubleshat.com/adpot": None}}})
+        h.wait_for(lambda: exactly(h.published(cloudflare, api, tunnel), {"aaaa11112222", "cccc55556666"}),
+                   what="typo published once fixed")

@@ -48,6 +48,7 @@ GATEWAYS_REMAIN = "GatewaysRemain"
 DELETING = "Deleting"
 LEDGER_UNAVAILABLE = "LedgerUnavailable"  # the ledger namespace (claims) does not exist
 DRY_RUN = "DryRun"  # dry-run: a Cloudflare object the next step needs would have been created
+POLICY_FORBIDS_UPDATE = "PolicyForbidsUpdate"  # create-only: what exists differs from the spec, left as it is
 
 
 def now() -> str:

@@ -25,6 +25,7 @@ An app whose spec asks for adoption takes over the one foreign app protecting it
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -269,6 +270,25 @@ def _policy_up_to_date(policy: Policy, spec: AppPolicySpec) -> bool:
     )
 
 
+def _rule_key(rule: Mapping[str, Any]) -> str:
+    return json.dumps(rule, sort_keys=True, default=str)
+
+
+def revocation(current: Policy, spec: AppPolicySpec) -> AppPolicySpec | None:
+    """What of the change from `current` to `spec` only revokes access: the allow policy as it is, minus the
+    include rules `spec` no longer has (nothing granted, nothing else changed); None when none is dropped (or
+    dropping them would leave no rule, or the policy is not an allow policy in both)."""
+    if current.decision != "allow" or spec.decision != "allow":
+        return None
+    wanted = {_rule_key(rule) for rule in spec.include}
+    kept = tuple(rule for rule in _rules(current.include) if _rule_key(rule) in wanted)
+    if not kept or len(kept) == len(current.include):
+        return None
+    return AppPolicySpec(name=current.name, decision="allow", include=kept, exclude=tuple(_rules(current.exclude)),
+                         require=tuple(_rules(current.require)),
+                         precedence=current.precedence if current.precedence is not None else spec.precedence)
+
+
 async def _find_app_policy(client: CloudflareClient, account_id: str, app_id: str, name: str) -> Policy | None:
     items = await client.list_all(
         "access.app_policies.list",
@@ -295,8 +315,17 @@ async def ensure_app_policy(client: CloudflareClient, account_id: str, app_id: s
     current = await _find_app_policy(client, account_id, app_id, spec.name)
     what = f"{spec.name} on app {app_id}"
     if current is not None:
-        if _policy_up_to_date(current, spec) or not client.gate.allows("update", "access_policy", what):
+        if _policy_up_to_date(current, spec):
             return current
+        # A policy forbidding updates (create-only) still lets access be revoked: the rules `spec` dropped go.
+        revoking = revocation(current, spec) if client.gate.forbids("update") else None
+        if not client.gate.allows("update", "access_policy", what, revokes=revoking is not None):
+            return current
+        if revoking is not None:
+            log.info("policy %s: revoking access granted by %s (the rules no longer wanted)", client.gate.policy,
+                     what)
+            body.update(include=_rules(revoking.include), exclude=_rules(revoking.exclude),
+                        require=_rules(revoking.require), precedence=revoking.precedence)
         updated = await client.call(
             "access.app_policies.update", resource.update, current.id, app_id=app_id, account_id=account_id, **body
         )

@@ -1,7 +1,9 @@
 """The write policy and dry-run: which changes to Cloudflare are made, skipped or only logged.
 
 Policies as in external-dns: ``sync`` makes every change; ``upsert-only`` never deletes (an object or
-a tunnel rule); ``create-only`` also never changes what exists (and so never adopts), only creates.
+a tunnel rule); ``create-only`` also never changes what exists (and so never adopts), only creates, except
+an update that only revokes access (an allow policy losing include rules): refusing it would keep access
+open that its owner withdrew.
 Under dry-run nothing is written: each change is logged (``dry-run: would create tunnel chute-x``).
 
 A skipped change is logged at INFO and counted in ``chutes_cloudflare_changes_skipped_total``; the
@@ -61,19 +63,21 @@ class ChangeGate:
         """Adoption is an update of something that exists: never under create-only."""
         return self.policy != "create-only"
 
-    def forbids(self, change: Change) -> bool:
-        """Whether the policy (not dry-run) skips `change`."""
+    def forbids(self, change: Change, *, revokes: bool = False) -> bool:
+        """Whether the policy (not dry-run) skips `change`; an update that only `revokes` access is never
+        skipped (see the module docstring)."""
         if self.policy == "upsert-only":
             return change == "delete"
         if self.policy == "create-only":
-            return change in ("update", "delete")
+            return change == "delete" or (change == "update" and not revokes)
         return False
 
-    def allows(self, change: Change, obj: ObjectKind, name: str, *, needed: bool = False) -> bool:
+    def allows(self, change: Change, obj: ObjectKind, name: str, *, needed: bool = False,
+               revokes: bool = False) -> bool:
         """True when `change` of `obj` `name` must be made now. Else it is logged and counted, and False
         comes back; under dry-run a `needed` change (the caller needs its result) raises DryRunStop."""
         label = _LABELS[obj]
-        if self.forbids(change):
+        if self.forbids(change, revokes=revokes):
             log.info("policy %s: not %s %s %s", self.policy, _DOING[change], label, name)
             CHANGES_SKIPPED.labels(reason="policy", object=obj, change=change).inc()
             return False

@@ -3,13 +3,15 @@ manifests. Pure functions of the gateway's and its config's specs; no I/O."""
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from chutes import conditions as c
 from chutes.cloudflare_core.ownership import DEFAULT_OWNER, owned_name
+from chutes.frontdoors import annotation_keys
 
 GROUP = "chutes.troubleshat.com"
 VERSION = "v1alpha1"
@@ -24,6 +26,11 @@ TOKEN_KEY = "token"
 LABEL_GATEWAY = f"{GROUP}/gateway"
 MANAGED_BY = "chutes-operator"
 NAME_PREFIX = "chute-"  # of every tunnel and Access application name (see `cloudflare_name`)
+
+# The ChuteGateway's kopf change handlers (ids as kopf forms them: ``<id>/<field>`` for a field filter), whose
+# progress kopf keeps under our prefix while one is retried.
+GATEWAY_HANDLER_IDS = ("reconcile", "reconcile/spec", "cleanup")
+GATEWAY_ANNOTATIONS = annotation_keys.own_keys(GATEWAY_HANDLER_IDS)
 
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _DURATION = re.compile(r"^([0-9]+(\.[0-9]+)?(s|m|h))+$")
@@ -104,36 +111,80 @@ def resolve_hostname(hostname: str, domain: str) -> str:
     return fqdn
 
 
+def annotation_problems(annotations: Mapping[str, Any] | None) -> list[str]:
+    """One message per ``chutes.troubleshat.com/`` key on a ChuteGateway that is neither ``adopt`` nor kopf's."""
+    return annotation_keys.problems(annotations, (annotation_keys.PREFIX,), GATEWAY_ANNOTATIONS,
+                                    annotation_keys.INPUT_KEYS)
+
+
+def check_annotations(annotations: Mapping[str, Any] | None) -> None:
+    """:class:`SpecError` (``InvalidSpec``) naming every unknown key under our prefix: a typo (``adopt``
+    misspelt) must not be read as if the key were absent."""
+    problems = annotation_problems(annotations)
+    if problems:
+        raise SpecError(c.INVALID_SPEC, "; ".join(problems))
+
+
+def annotations_need_reconcile(annotations: Mapping[str, Any] | None, ready: Mapping[str, Any] | None) -> bool:
+    """Whether an annotation change deserves a reconcile (the update handler watches only the spec): an unknown
+    key the Ready condition does not name yet, or a refusal for unknown keys that are gone."""
+    problems = annotation_problems(annotations)
+    ready = ready or {}
+    said = str(ready.get("message") or "") if ready.get("reason") == c.INVALID_SPEC else ""
+    return said != "; ".join(problems) if problems else said.startswith(annotation_keys.UNKNOWN)
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    """An integer that is not a boolean (``True`` is an ``int`` to Python, never a port or a count here)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _strings(where: str, value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list | tuple) or not all(isinstance(item, str) for item in value):
+        raise SpecError(c.INVALID_SPEC, f"{where} must be a list of strings, not {value!r}")
+    return tuple(sorted({item.strip().lower() for item in value if item.strip()}))
+
+
 def plan_gateway(namespace: str, name: str, spec: Mapping[str, Any], domain: str,
                  owner_id: str = DEFAULT_OWNER) -> GatewayPlan:
-    """The gateway's desired state, or :class:`SpecError` naming what is wrong."""
+    """The gateway's desired state, or :class:`SpecError` naming what is wrong. Parsed strictly, whatever the CRD
+    lets through: a boolean is ``true`` or ``false`` (the string ``"false"`` is not true), a port or a count is an
+    integer (``True`` is not 1)."""
     service = spec.get("service") or {}
     access = spec.get("access") or {}
     scheme = service.get("scheme") or "http"
     port = service.get("port")
-    if not service.get("name") or not isinstance(port, int) or not 1 <= port <= 65535:
-        raise SpecError(c.INVALID_SPEC, "spec.service needs a name and a port between 1 and 65535")
+    if not isinstance(service.get("name"), str) or not service["name"] or not _is_int(port) or not 1 <= port <= 65535:
+        raise SpecError(c.INVALID_SPEC, f"spec.service needs a name and a port between 1 and 65535, not {port!r}")
     if scheme not in ("http", "https"):
         raise SpecError(c.INVALID_SPEC, f"spec.service.scheme must be http or https, not {scheme!r}")
-    emails = tuple(sorted({str(e).strip().lower() for e in access.get("allowedEmails") or ()}))
-    domains = tuple(sorted({str(d).strip().lower() for d in access.get("allowedDomains") or ()}))
-    public = bool(access.get("public", False))
+    emails = _strings("spec.access.allowedEmails", access.get("allowedEmails"))
+    domains = _strings("spec.access.allowedDomains", access.get("allowedDomains"))
+    public = access.get("public")
+    public = False if public is None else public
+    if not isinstance(public, bool):
+        raise SpecError(c.INVALID_SPEC, f"spec.access.public must be true or false, not {public!r}")
     if not public and not emails and not domains:
         raise SpecError(
             c.INVALID_SPEC,
             "spec.access needs at least one allowedEmails or allowedDomains entry, unless access.public is true",
         )
-    duration = str(access.get("sessionDuration") or "24h")
-    if not _DURATION.match(duration):
+    duration = access.get("sessionDuration") or "24h"
+    if not isinstance(duration, str) or not _DURATION.match(duration):
         raise SpecError(c.INVALID_SPEC, f"spec.access.sessionDuration {duration!r} is not a duration like 24h or 30m")
     replicas = spec.get("replicas", 2)
-    if not isinstance(replicas, int) or replicas < 0:
-        raise SpecError(c.INVALID_SPEC, "spec.replicas must be a non-negative integer")
+    if not _is_int(replicas) or replicas < 0:
+        raise SpecError(c.INVALID_SPEC, f"spec.replicas must be a non-negative integer, not {replicas!r}")
+    hostname = spec.get("hostname") or ""
+    if not isinstance(hostname, str):
+        raise SpecError(c.INVALID_SPEC, f"spec.hostname must be a string, not {hostname!r}")
     cloudflared = spec.get("cloudflared") or {}
     return GatewayPlan(
         namespace=namespace,
         name=name,
-        fqdn=resolve_hostname(str(spec.get("hostname") or ""), domain),
+        fqdn=resolve_hostname(hostname, domain),
         service_url=f"{scheme}://{service['name']}.{namespace}.svc.cluster.local:{port}",
         public=public,
         emails=emails,
@@ -151,6 +202,29 @@ def policy_include(plan: GatewayPlan) -> list[dict[str, Any]]:
     return [{"email": {"email": email}} for email in plan.emails] + [
         {"email_domain": {"domain": domain}} for domain in plan.domains
     ]
+
+
+def allowed_counts(include: Iterable[Mapping[str, Any]]) -> str:
+    """``N email(s) and M domain(s) allowed`` by an allow policy's include rules."""
+    rules = list(include)
+    emails = sum(1 for rule in rules if "email" in rule)
+    domains = sum(1 for rule in rules if "email_domain" in rule)
+    return f"{emails} email(s) and {domains} domain(s) allowed"
+
+
+def access_differences(plan: GatewayPlan, live_session: str | None, live_include: Iterable[Mapping[str, Any]]) -> str:
+    """How the live Access application and policy differ from the plan ("" when they do not)."""
+    def key(rule: Mapping[str, Any]) -> str:
+        return json.dumps(rule, sort_keys=True, default=str)
+
+    live = list(live_include)
+    differences = []
+    if sorted(map(key, live)) != sorted(map(key, policy_include(plan))):
+        differences.append(f"{allowed_counts(live)} (the spec: {len(plan.emails)} email(s) and "
+                           f"{len(plan.domains)} domain(s))")
+    if live_session is not None and live_session != plan.session_duration:
+        differences.append(f"session duration {live_session} (the spec: {plan.session_duration})")
+    return "; ".join(differences)
 
 
 def secret_manifest(plan: GatewayPlan, tunnel_token: str) -> dict[str, Any]:

@@ -163,11 +163,16 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
 
     # Adoption asked for (annotation or spec.adopt) by a gateway refused for a conflict: at once, not at the
     # conflict's retry minutes later (kopf runs no update handler while the create handler waits to retry).
+    # So is an unknown annotation key added or removed (the update handler watches only the spec).
     @kopf.on.event(d.GROUP, d.VERSION, d.GATEWAY_PLURAL, registry=registry, id="adopt")
     async def gateway_adopt(event: Mapping[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         if event.get("type") == "DELETED" or body["metadata"].get("deletionTimestamp"):
             return
         ready = c.find((body.get("status") or {}).get("conditions"), c.READY)
+        if d.annotations_need_reconcile(body["metadata"].get("annotations"), ready):  # an unknown key, or fixed
+            with contextlib.suppress(kopf.TemporaryError, kopf.PermanentError):  # recorded in status and Events
+                await _gateway(body, memo)
+            return
         if not adoption.retry_now(adoption.gateway_requests(body), ready):
             return
         # Only when the operator permits it (setting or hostname rule): otherwise the retry changes nothing.

@@ -51,6 +51,7 @@ from chutes.cloudflare_core import (
     DesiredRecord,
     IngressRule,
     MarkerTooLong,
+    Policy,
     marker,
     marks,
     token_defect,
@@ -252,6 +253,10 @@ async def _reconcile_gateway(api: client.ApiClient, cores: CorePool, claims: Cla
                              allow_adoption: bool) -> None:
     meta, spec = body["metadata"], body.get("spec") or {}
     namespace, name = meta["namespace"], meta["name"]
+    try:  # a typo in an annotation changes nothing: what is published stays as it is
+        d.check_annotations(meta.get("annotations"))
+    except d.SpecError as exc:
+        raise Problem(exc.reason, str(exc), None) from exc
     account = await load_account(api, cores, spec.get("configRef", ""), need_ready=True)
     claims = claims_for(claims, dry_run=account.core.dry_run)  # dry-run: the ledger is read, never written
     try:
@@ -414,8 +419,7 @@ async def publish(
         if previous_policy != policy.id:
             events.normal("AccessPolicyReady", f"Access policy {d.POLICY_NAME} ({policy.id}) on {plan.fqdn}")
         status.set(accessPolicyId=policy.id)
-        status.condition(c.ACCESS_READY, "True", c.RECONCILED,
-                         f"{len(plan.emails)} email(s) and {len(plan.domains)} domain(s) allowed")
+        access_condition(status, events, plan, core.policy, app, policy)
         await status.flush()
 
     # 4. Tunnel rule (a rule there is ours only as the claim recorded it before this attempt), then 5. the CNAME.
@@ -485,13 +489,32 @@ def connector_condition(status: StatusWriter, replicas: int, deployment_status: 
         status.condition(c.CONNECTOR_READY, "False", c.CONNECTORS_UNAVAILABLE, f"0/{replicas} available")
 
 
+def access_condition(status: StatusWriter, events: EventSink, plan: d.GatewayPlan, write_policy: str,
+                     app: AccessApp, policy: Policy) -> None:
+    """AccessReady as Cloudflare has it. Under create-only, what exists is not updated (but access is still
+    revoked: see the core's gate): when the live application or policy differs from the spec, AccessReady is
+    False (``PolicyForbidsUpdate``, with a Warning Event once) and says what is live, not what the spec asks."""
+    differences = d.access_differences(plan, app.session_duration, policy.include)
+    if not differences or write_policy != "create-only":
+        status.condition(c.ACCESS_READY, "True", c.RECONCILED, d.allowed_counts(policy.include))
+        return
+    message = f"the write policy create-only forbids updating the Access application and policy: live: {differences}"
+    before = c.find(status.get("conditions"), c.ACCESS_READY)
+    if before is None or (before.get("reason"), before.get("message")) != (c.POLICY_FORBIDS_UPDATE, message):
+        events.warning(c.POLICY_FORBIDS_UPDATE, message)
+    status.condition(c.ACCESS_READY, "False", c.POLICY_FORBIDS_UPDATE, message)
+
+
 def ready_condition(status: StatusWriter) -> None:
     steps = (c.TUNNEL_READY, c.ACCESS_READY, c.DNS_READY, c.CONNECTOR_READY)
     waiting = [t for t in steps if not status.is_true(t)]
     ready = not waiting
     status.set(ready=ready, observedGeneration=status.generation)
+    forbidden = c.find(status.get("conditions"), c.ACCESS_READY) if c.ACCESS_READY in waiting else None
     if ready:
         status.condition(c.READY, "True", c.RECONCILED, f"published at {status.get('url')}")
+    elif forbidden is not None and forbidden.get("reason") == c.POLICY_FORBIDS_UPDATE:
+        status.condition(c.READY, "False", c.POLICY_FORBIDS_UPDATE, str(forbidden.get("message") or ""))
     else:
         status.condition(c.READY, "False", c.PENDING, "waiting for " + ", ".join(waiting))
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from chutes.cloudflare_core.ownership import DEFAULT_OWNER, owned_name
+from chutes.frontdoors import annotation_keys
 
 # --- resources ---------------------------------------------------------------------------------------
 GROUP = "cfzt.cloudflare.com"
@@ -48,6 +49,13 @@ ACCESS_APP_LAUNCHER_VISIBLE = PREFIX + "access.appLauncherVisible"
 ACCESS_SERVICE_AUTH_401 = PREFIX + "access.serviceAuth401Redirect"
 SERVICE_TOKEN_ENABLED = PREFIX + "serviceToken.enabled"
 SERVICE_TOKEN_DURATION = PREFIX + "serviceToken.duration"
+INPUT_KEYS = frozenset({
+    ENABLED, TENANT, HOSTNAME, TEMPLATE, TUNNEL_ID, DNS_IP, ORIGIN_URL, ORIGIN_NO_TLS_VERIFY, ACCESS_ENABLED,
+    ACCESS_SESSION_DURATION, ACCESS_ALLOW_GROUPS, ACCESS_ALLOW_EMAILS, ACCESS_EXISTING_POLICY_NAMES,
+    ACCESS_AUTO_REDIRECT, ACCESS_BINDING_COOKIE, ACCESS_HTTP_ONLY_COOKIE, ACCESS_SAME_SITE_COOKIE,
+    ACCESS_SKIP_INTERSTITIAL, ACCESS_APP_LAUNCHER_VISIBLE, ACCESS_SERVICE_AUTH_401, SERVICE_TOKEN_ENABLED,
+    SERVICE_TOKEN_DURATION,
+})  # the seed's input keys, exactly
 
 # --- result annotations (written back; excluded from the hash) --------------------------------------
 HOSTNAME_ROUTE_ID = PREFIX + "hostnameRouteId"  # the tunnel id, as the seed writes it
@@ -72,6 +80,11 @@ RESULT_KEYS = (
     SERVICE_TOKEN_SECRET_NAME,
 )
 OUTPUT_KEYS = frozenset({*RESULT_KEYS, LAST_RECONCILE, CONDITIONS})
+
+# --- every other key under our prefixes is a typo (InvalidSpec, nothing published or changed) -------------
+RECONCILE_HANDLER_ID = "cfzt-reconcile"  # the route's kopf change handler: its progress is kopf's, under ours
+KNOWN_KEYS = INPUT_KEYS | OUTPUT_KEYS | annotation_keys.own_keys([RECONCILE_HANDLER_ID])
+CHECKED_PREFIXES = (PREFIX, annotation_keys.PREFIX)
 
 # --- other names ---------------------------------------------------------------------------------------
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
@@ -125,6 +138,22 @@ def is_enabled(annotations: Mapping[str, str] | None) -> bool:
 def inputs(annotations: Mapping[str, str] | None) -> dict[str, str]:
     """The ``cfzt.cloudflare.com/`` annotations the user wrote (result annotations left out)."""
     return {k: v for k, v in (annotations or {}).items() if k.startswith(PREFIX) and k not in OUTPUT_KEYS}
+
+
+def unknown_key_problems(annotations: Mapping[str, str] | None) -> list[str]:
+    """One message per key under ``cfzt.cloudflare.com/`` or ``chutes.troubleshat.com/`` that the route's door
+    neither reads nor writes (nor kopf), naming the closest key it reads."""
+    return annotation_keys.problems(annotations, CHECKED_PREFIXES, KNOWN_KEYS,
+                                    INPUT_KEYS | annotation_keys.INPUT_KEYS)
+
+
+def checked(annotations: Mapping[str, str] | None) -> dict[str, str]:
+    """The annotations under our prefixes that a change of deserves a look: kopf's own left out."""
+    return {k: v for k, v in (annotations or {}).items()
+            if k.startswith(CHECKED_PREFIXES) and k not in OUTPUT_KEYS and k not in _KOPF_KEYS}
+
+
+_KOPF_KEYS = annotation_keys.kopf_keys([RECONCILE_HANDLER_ID])
 
 
 # --- value parsers ---------------------------------------------------------------------------------------

@@ -6,11 +6,12 @@ hostname. Pure functions; no I/O.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from chutes.cloudflare_core import AccessAppSpec, AppPolicySpec, DesiredRecord, IngressRule
+from chutes.cloudflare_core import AccessApp, AccessAppSpec, AppPolicySpec, DesiredRecord, IngressRule, Policy
 from chutes.frontdoors.httproutes import annotations as a
 from chutes.frontdoors.httproutes.merge import DnsOnlySettings, RouteSettings
 
@@ -160,6 +161,37 @@ def allow_policy_spec(settings: RouteSettings) -> AppPolicySpec | None:
         include=tuple(include),
         precedence=ALLOW_PRECEDENCE,
     )
+
+
+def _allowed(include: Iterable[Mapping[str, Any]]) -> str:
+    rules = list(include)
+    groups = sum(1 for rule in rules if "group" in rule)
+    emails = sum(1 for rule in rules if "email" in rule)
+    return f"{groups} group(s) and {emails} email(s) allowed"
+
+
+def unapplied_access(settings: RouteSettings, policy_ids: tuple[str, ...], app: AccessApp,
+                     policy: Policy | None) -> list[str]:
+    """How the live Access application and allow policy (`policy`, None: none) differ from the settings, each
+    difference saying what is live (a write policy left them as they are)."""
+    def keys(include: Iterable[Mapping[str, Any]]) -> list[str]:
+        return sorted(json.dumps(rule, sort_keys=True, default=str) for rule in include)
+
+    spec = allow_policy_spec(settings)
+    live = list(policy.include) if policy is not None else []
+    differences = []
+    if (policy is None) != (spec is None) or keys(live) != keys(spec.include if spec is not None else ()):
+        name = a.allow_policy_name(settings.hostname)
+        said = f"{name}: {_allowed(live)}" if policy is not None else f"no {name}"
+        wanted = _allowed(spec.include) if spec is not None else "no allow policy"
+        differences.append(f"{said} (the settings: {wanted})")
+    detached = [policy_id for policy_id in policy_ids if policy_id not in app.policies]
+    if detached:
+        differences.append(f"reusable policies {', '.join(detached)} not attached")
+    if app.session_duration is not None and app.session_duration != settings.access.session_duration:
+        differences.append(f"session duration {app.session_duration} (the settings: "
+                           f"{settings.access.session_duration})")
+    return differences
 
 
 def zone_candidates(hostname: str) -> list[str]:

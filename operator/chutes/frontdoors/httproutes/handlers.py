@@ -63,11 +63,12 @@ def adoption_permitted(ctx: Context, route: Mapping[str, Any]) -> bool:
 
 
 def inputs_changed(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> bool:
-    """Whether an update touched what the route asks for (not only our result annotations)."""
+    """Whether an update touched what the route asks for (not only our result annotations): its spec or an
+    annotation under our prefixes (an unknown one included: it is refused)."""
 
     def view(essence: Mapping[str, Any] | None) -> tuple[dict[str, str], Any]:
         essence = essence or {}
-        return a.inputs((essence.get("metadata") or {}).get("annotations")), essence.get("spec")
+        return a.checked((essence.get("metadata") or {}).get("annotations")), essence.get("spec")
 
     return view(old) != view(new)
 
@@ -106,9 +107,9 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
         return index_route(body)
 
     # --- HTTPRoutes ---------------------------------------------------------------------------------------
-    @kopf.on.resume(*ROUTE, registry=registry, id="cfzt-reconcile", annotations=ENABLED)
-    @kopf.on.create(*ROUTE, registry=registry, id="cfzt-reconcile", annotations=ENABLED)
-    @kopf.on.update(*ROUTE, registry=registry, id="cfzt-reconcile", annotations=ENABLED)
+    @kopf.on.resume(*ROUTE, registry=registry, id=a.RECONCILE_HANDLER_ID, annotations=ENABLED)
+    @kopf.on.create(*ROUTE, registry=registry, id=a.RECONCILE_HANDLER_ID, annotations=ENABLED)
+    @kopf.on.update(*ROUTE, registry=registry, id=a.RECONCILE_HANDLER_ID, annotations=ENABLED)
     async def route_reconcile(body: kopf.Body, memo: kopf.Memo, reason: str, old: Any, new: Any, **kwargs: Any) -> None:
         if reason == kopf.Reason.UPDATE and not inputs_changed(old, new) and is_ready(body):
             return  # our own result annotations, or something we do not read

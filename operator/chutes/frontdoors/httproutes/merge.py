@@ -197,8 +197,9 @@ def origin_from_backend(route: Mapping[str, Any]) -> str | None:
 
 def merge(annotations: Mapping[str, str], route: Mapping[str, Any], template: NamedSpec | None,
           base: NamedSpec | None) -> RouteSettings:
-    """The route's settings, or :class:`MergeError` listing every problem."""
-    problems: list[str] = []
+    """The route's settings, or :class:`MergeError` listing every problem (an unknown annotation key under our
+    prefixes first: a typo must not publish the route as if the key were absent)."""
+    problems: list[str] = a.unknown_key_problems(annotations)
     try:
         hostname = a.parse_hostname(a.HOSTNAME, annotations.get(a.HOSTNAME, ""))
     except a.ValueProblem as problem:

@@ -30,12 +30,14 @@ from chutes import conditions as c
 from chutes import kube
 from chutes.claims import Claim, ClaimLost, ClaimStore
 from chutes.cloudflare_core import (
+    AccessApp,
     CloudflareCore,
     CloudflareError,
     Conflict,
     IngressRule,
     InvalidInput,
     MarkerTooLong,
+    Policy,
     marker,
 )
 from chutes.frontdoors import adoption, claiming, repairs
@@ -258,8 +260,10 @@ async def _publish_held(ctx: Context, core: CloudflareCore, claims: ClaimStore, 
 
     # --- Access, token, rule, DNS: each recorded in the claim before it is created --------------------------
     if settings.access.enabled:
-        claim = await _ensure_access(core, claims, claim, account, settings, policy_ids, current, events,
-                                     adopt=take_over, asked=asked)
+        claim, unapplied = await _ensure_access(core, claims, claim, account, settings, policy_ids, current,
+                                                events, adopt=take_over, asked=asked)
+    else:
+        unapplied = []
     if settings.service_token.enabled:
         claim = await _ensure_token(ctx, core, claims, claim, account, settings, route, current, events)
     if rule is not None:
@@ -288,7 +292,14 @@ async def _publish_held(ctx: Context, core: CloudflareCore, claims: ClaimStore, 
         raise Problem(c.DRY_RUN, f"dry-run: would publish {summary}", None)
     await s.write(ctx.api, ctx.operator_namespace, current)
     report.set_results(current.result_annotations())
-    report.condition("True", c.RECONCILED, summary)
+    if unapplied:  # said, not hidden: Ready=False with what is live (the rest is published as it says)
+        message = (f"the write policy {core.policy} left the Access application as it is: live: "
+                   f"{'; '.join(unapplied)}")
+        if report.is_new(c.POLICY_FORBIDS_UPDATE, message):
+            events.warning(c.POLICY_FORBIDS_UPDATE, message)
+        report.condition("False", c.POLICY_FORBIDS_UPDATE, message)
+    else:
+        report.condition("True", c.RECONCILED, summary)
     if previous is None or not previous.published:
         status.tenant_status_soon(ctx, tenant.name, namespace)
     return PUBLISHED
@@ -446,9 +457,10 @@ def _hinted(conflict: Conflict, doing: str, *, asked: bool, adopt: bool) -> Prob
 
 async def _ensure_access(core: CloudflareCore, claims: ClaimStore, claim: Claim, account: str, settings: RouteSettings,
                          policy_ids: tuple[str, ...], current: s.RouteState, events: EventSink, *, adopt: bool,
-                         asked: bool) -> Claim:
+                         asked: bool) -> tuple[Claim, list[str]]:
     """The Access application ``cfzt-{hostname}`` (proven by the claim; with permitted adoption, the one
-    unmarked app protecting the hostname) and its allow policy ``cfzt-{hostname}-allow``."""
+    unmarked app protecting the hostname) and its allow policy ``cfzt-{hostname}-allow``; with the claim, how
+    what is live differs from the settings when the write policy forbade a change (see ``unapplied_access``)."""
     hostname = settings.hostname
     name = a.app_name(hostname, core.owner_id)
     claim = await _intend(claims, claim, ACCESS_APP, account=account, name=name)
@@ -472,18 +484,31 @@ async def _ensure_access(core: CloudflareCore, claims: ClaimStore, claim: Claim,
         if (claim.entry(ACCESS_POLICY) or {}).get("id") != policy.id:
             claim = await claims.complete(claim, ACCESS_POLICY, policy.id, app=app.id)
         current.set(access_policy_ids=policy.id)
-        return claim
+        return claim, _unapplied(core, settings, policy_ids, app, policy)
     # No allow rules (any more): an allow policy left from earlier settings would still let them in.
+    left: Policy | None = None
     if current.get("access_policy_ids") or claim.entry(ACCESS_POLICY) or set(app.policies) - set(policy_ids):
         policy_name = a.allow_policy_name(hostname)
         found = await step("looking up the allow policy", core.find_app_policy(account, app.id, policy_name))
+        if found is not None and core.gate.forbids("delete"):
+            left = found  # the write policy keeps it (its recorded id and claim entry too): said, not hidden
+            current.set(access_policy_ids=found.id)
+            return claim, _unapplied(core, settings, policy_ids, app, left)
         if found is not None:
             await step("removing the allow policy", core.delete_app_policy(account, app.id, found.id))
             events.normal("AccessPolicyRemoved", f"{policy_name} removed: no allowEmails/allowGroups")
     if claim.entry(ACCESS_POLICY) is not None:
         claim = await claims.forget(claim, ACCESS_POLICY)
     current.set(access_policy_ids=None)
-    return claim
+    return claim, _unapplied(core, settings, policy_ids, app, left)
+
+
+def _unapplied(core: CloudflareCore, settings: RouteSettings, policy_ids: tuple[str, ...], app: AccessApp,
+               policy: Policy | None) -> list[str]:
+    """What the write policy left differing from the settings (nothing under ``sync``)."""
+    if core.policy == "sync":
+        return []
+    return d.unapplied_access(settings, policy_ids, app, policy)
 
 
 async def _ensure_token(ctx: Context, core: CloudflareCore, claims: ClaimStore, claim: Claim, account: str,

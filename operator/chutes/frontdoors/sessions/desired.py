@@ -23,7 +23,7 @@ from typing import Any
 from chutes import conditions
 from chutes.authorization import HostnameRules
 from chutes.cloudflare_core import DesiredRecord, DnsRecord, IngressRule, marks
-from chutes.frontdoors import adoption
+from chutes.frontdoors import adoption, annotation_keys
 from chutes.frontdoors.sessions.config import SessionConfig
 
 TRAEFIK_GROUP = "traefik.io"
@@ -82,6 +82,8 @@ class Refusal:
 
 
 INVALID_HASH = "InvalidSessionHash"
+INVALID_SPEC = conditions.INVALID_SPEC
+POD_ANNOTATIONS = annotation_keys.own_keys(())  # kopf keeps no progress on Pods (event handlers only)
 HOSTNAME_NOT_AUTHORIZED = conditions.HOSTNAME_NOT_AUTHORIZED
 
 
@@ -103,6 +105,14 @@ def hash_problem(config: SessionConfig, value: str) -> str | None:
     if len(hostname(config, value)) > 253:
         return f"hostname {hostname(config, value)!r} is over 253 characters"
     return None
+
+
+def annotation_problems(pod: Mapping[str, Any]) -> list[str]:
+    """One message per ``chutes.troubleshat.com/`` key on a session Pod that is not one the operator knows (a
+    typo of ``adopt``)."""
+    annotations = (pod.get("metadata") or {}).get("annotations")
+    return annotation_keys.problems(annotations, (annotation_keys.PREFIX,), POD_ANNOTATIONS,
+                                    annotation_keys.INPUT_KEYS)
 
 
 def wants_session(config: SessionConfig, pod: Mapping[str, Any]) -> bool:
@@ -134,6 +144,11 @@ def sessions_from_pods(
         problem = hash_problem(config, value)
         if problem is not None:
             refused.append(Refusal(PodRef.of(pod), INVALID_HASH, f"{problem}: nothing is published"))
+            continue
+        typos = annotation_problems(pod)
+        if typos:  # what its session published stays (the watch reports the Pod alive: protected)
+            refused.append(Refusal(PodRef.of(pod), INVALID_SPEC, f"{'; '.join(typos)}: nothing is published "
+                                   "for this Pod", value))
             continue
         wanted.setdefault(value, []).append(PodRef.of(pod))
         if adoption.pod_requests(pod):

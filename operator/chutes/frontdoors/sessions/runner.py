@@ -48,6 +48,7 @@ class SessionLoop:
         self.scheduler = PassScheduler(timing, clock(), rng)
         self._alive: dict[str, str] = {}  # Pod uid -> session hash, as the watch reports them
         self._invalid: dict[str, str] = {}  # Pod uid -> its invalid hash
+        self._typos: dict[str, tuple[str, ...]] = {}  # Pod uid -> its unknown annotation keys, as said
         self._gone: dict[str, float] = {}  # session hash -> when the watch saw its last Pod go
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -81,6 +82,13 @@ class SessionLoop:
             if self._alive.get(uid) != value:
                 self._alive[uid] = value
                 changed = addition = True
+        typos = tuple(d.annotation_problems(pod)) if event_type != "DELETED" else ()
+        if typos != self._typos.get(uid, ()):  # an unknown annotation key added (said soon) or fixed
+            if typos:
+                self._typos[uid] = typos
+            else:
+                self._typos.pop(uid, None)
+            changed = addition = True
         if not changed:
             return
         now = self._clock()

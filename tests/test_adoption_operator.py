@@ -89,7 +89,8 @@ def test_without_adoption_a_hand_made_record_and_app_are_a_conflict_and_stay_unt
     assert record_of(world, HOSTNAME) == before_record and before_record["id"] == record_id
     assert world.apps_for(HOSTNAME) == before_apps and before_apps[0]["id"] == app_id
     assert world.live_tunnels() == []  # refused before anything was written
-    assert ("Warning", "HostnameConflict") in {(t, r) for t, r, _ in world.events("blog")}
+    wait_for("the HostnameConflict Warning Event", lambda: ("Warning", "HostnameConflict") in {
+        (t, r) for t, r, _ in world.events("blog")})  # posted after the condition: it may come a moment later
 
 
 @pytest.mark.parametrize("how", ["annotation", "spec"])

@@ -49,6 +49,7 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
                                "image": {"digest": "sha256:" + "a" * 64}, "logFormat": "text", "logLevel": "DEBUG",
                                "ownerId": "cluster-b", "cloudflare": {"baseUrl": "http://cf.example:8787/client/v4"},
                                "policy": "upsert-only", "dryRun": True, "sweepMaxDeletions": 0,
+                               "cloudflaredImages": ["cloudflare/cloudflared", "registry.example.com/mirror/"],
                                "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}]},
 }
 
@@ -111,6 +112,7 @@ def test_the_operator_accepts_the_settings_the_chart_gives_it(values: dict[str, 
     assert settings.liveness_endpoint == "http://0.0.0.0:8080/healthz"
     assert settings.metrics_port == values.get("metrics", {}).get("port", 9090)
     assert settings.log_format == values.get("logFormat", "json")
+    assert settings.cloudflared_images == tuple(values.get("cloudflaredImages", ["cloudflare/cloudflared"]))
     peering = values.get("peering", {}).get("enabled", True)
     assert settings.standalone is not peering
     if peering:
@@ -250,6 +252,8 @@ def test_notes_name_the_front_doors_and_the_crd_upgrade_step() -> None:
         ({"frontDoors": {"sessions": {"enabled": True, **SESSION_VALUES, "routerServiceUrl": "router:80"}}},
          "/frontDoors/sessions/routerServiceUrl"),
         ({"extraEnv": [{"name": "CHUTES_OWNER_ID", "value": "x"}]}, "/extraEnv/0/name"),
+        ({"cloudflaredImages": []}, "/cloudflaredImages"),
+        ({"cloudflaredImages": ["a/b,c/d"]}, "/cloudflaredImages/0"),
         ({"replica": 2}, "additional properties 'replica'"),
     ],
     ids=lambda v: str(v) if isinstance(v, str) else "",

@@ -25,7 +25,8 @@ from chutes.sweep.timer import unless_stopped
 
 # Reasons that only a spec change can fix: the resync timer leaves them alone.
 PERMANENT_REASONS = frozenset({c.INVALID_SPEC, c.HOSTNAME_OUTSIDE_ZONE, c.CLOUDFLARE_REJECTED,
-                               c.HOSTNAME_NOT_AUTHORIZED})  # the hostname rules change at a restart only
+                               c.HOSTNAME_NOT_AUTHORIZED,  # the hostname rules change at a restart only
+                               c.IMAGE_NOT_ALLOWED})  # so do the allowed images
 
 
 def to_kopf(problem: Problem) -> Exception:
@@ -207,7 +208,8 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         events = EventSink(body, kopf.event)
         try:
             await r.reconcile_gateway(memo.kube, memo.cores, memo.claims, body, status, events,
-                                      memo.get("hostname_rules"), memo.config.allow_adoption)
+                                      memo.get("hostname_rules"), memo.config.allow_adoption,
+                                      memo.config.cloudflared_images)
         except Problem as problem:
             _warn_on_new_problem(events, body.get("status"), problem)
             raise to_kopf(problem) from None

@@ -12,7 +12,7 @@ import inspect
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -528,6 +528,46 @@ async def list_pods(api: client.ApiClient, namespace: str, label_selector: str =
     response = await pods.list_namespaced_pod(namespace, _preload_content=False, **options)
     listing = json.loads(await response.read())
     return [dict(item) for item in listing.get("items") or []]
+
+
+async def list_pods_versioned(api: client.ApiClient, namespace: str,
+                              label_selector: str = "") -> tuple[list[dict[str, Any]], str]:
+    """:func:`list_pods`, with the listing's resourceVersion (where a watch of the namespace starts)."""
+    pods: Any = client.CoreV1Api(api)
+    options: dict[str, Any] = {"label_selector": label_selector} if label_selector else {}
+    listing = await _json(await pods.list_namespaced_pod(namespace, _preload_content=False, **options))
+    version = str((listing.get("metadata") or {}).get("resourceVersion") or "")
+    return [dict(item) for item in listing.get("items") or []], version
+
+
+async def watch_pods(api: client.ApiClient, namespace: str, label_selector: str, resource_version: str,
+                     timeout_seconds: int = 240) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    """The Pod events of one namespace from ``resource_version`` on, as (type, Pod as a plain JSON dict), until
+    the server ends the watch (``timeout_seconds``). A watch too old to resume (410) or any other error event
+    raises :class:`ApiException` with its code. BOOKMARK events carry only the resourceVersion reached."""
+    pods: Any = client.CoreV1Api(api)  # untyped: `_preload_content=False` returns the raw response
+    options: dict[str, Any] = {"label_selector": label_selector} if label_selector else {}
+    response = await pods.list_namespaced_pod(
+        namespace, watch=True, resource_version=resource_version, allow_watch_bookmarks=True,
+        timeout_seconds=timeout_seconds, _preload_content=False, **options)
+    try:
+        if not 200 <= response.status <= 299:
+            await _json(response)  # raises
+        buffer = b""
+        async for chunk in response.content.iter_any():  # lines may exceed a StreamReader's line limit
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                body = dict(event.get("object") or {})
+                if event.get("type") == "ERROR":
+                    raise ApiException(status=int(body.get("code") or 500),
+                                       reason=f"{body.get('reason') or ''}: {body.get('message') or ''}")
+                yield str(event.get("type") or ""), body
+    finally:
+        response.release()
 
 
 async def list_custom_labelled(

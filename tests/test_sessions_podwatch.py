@@ -1,0 +1,39 @@
+"""The session door watches its Pods itself, in WATCH_NAMESPACE only (a Role there), never cluster-wide, even
+when the operator serves other front doors across the whole cluster."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sessions_harness as h
+from chutes.frontdoors.sessions.runner import SessionLoop
+from chutes.sandbox.kubernetes import OPERATOR_TOKEN
+from chutes.sandbox.runner import OperatorThread
+from chutes.settings import load_settings
+from sessions_harness import api_fixture, fast_timing_fixture  # noqa: F401  (pytest fixtures)
+from test_sessions_desired import TIMING, config, pod
+
+
+def test_a_cluster_wide_operator_watches_session_pods_in_their_namespace_only(
+        cloudflare: Any, kube: Any, api: Any) -> None:
+    tunnel = h.create_tunnel(cloudflare)
+    settings = load_settings({}, standalone=True, cloudflare_base_url=cloudflare.base_url, chutes=True,
+                             httproutes=False, sessions=True)  # the chutes door: the operator is cluster-wide
+    with OperatorThread(settings, h.session_env(cloudflare, tunnel, h.free_port()), timeout=30):
+        h.create_pod(api, h.pod("opencode-alice-main", "8b6cc2aa9a45"))
+        h.wait_for(lambda: h.published(cloudflare, api, tunnel).sessions() == {"8b6cc2aa9a45"}, what="published")
+        h.delete_pod(api, "opencode-alice-main")
+        h.wait_for(lambda: h.published(cloudflare, api, tunnel).sessions() == frozenset(), what="unpublished")
+    pod_calls = {(c.verb, c.namespace) for c in kube.api_calls(OPERATOR_TOKEN) if c.resource == "pods"}
+    assert ("watch", h.NAMESPACE) in pod_calls
+    assert {namespace for _, namespace in pod_calls} == {h.NAMESPACE}  # never the whole cluster
+
+
+def test_a_relisting_reports_the_pods_that_went_while_no_watch_was_open() -> None:
+    loop = SessionLoop(config(), publisher=None, timing=TIMING)  # type: ignore[arg-type]
+    loop.pods_listed([pod("a", "abc"), pod("b", "def")])
+    assert loop.alive_hashes() == {"abc", "def"}
+    loop.pods_listed([pod("b", "def")])  # "a" was deleted meanwhile
+    assert loop.alive_hashes() == {"def"}
+    assert "abc" in loop.recently_gone()
+

@@ -215,6 +215,14 @@ def test_session_pods_alone_watch_their_namespace_and_the_sidecar_gets_its_own_r
     assert not [p for g in sidecar for p in g.permissions() if p[2] == "secrets"]
 
 
+@pytest.mark.parametrize("name", ["all-doors-cluster-wide", "sessions-only"])
+def test_session_pods_are_read_in_their_namespace_only_in_every_mode(name: str) -> None:
+    docs = render(COMBINATIONS[name])
+    pods = {(g.namespace, p[0]) for g in grants(docs, "rel-chutes-operator", NAMESPACE) for p in g.permissions()
+            if p[2] == "pods"}
+    assert pods == {("opencode-router", "list"), ("opencode-router", "watch")}
+
+
 def test_notes_name_the_front_doors_and_the_crd_upgrade_step() -> None:
     text = notes(COMBINATIONS["namespaced-with-httproutes"])
     assert "ChuteConfig/ChuteGateway HTTPRoutes" in text and "team-a" in text

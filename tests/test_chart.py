@@ -342,8 +342,14 @@ def test_the_readmes_sidecar_container_is_valid_and_configures_the_session_door_
     from chutes.frontdoors.sessions.config import load_config
 
     [container] = sidecar_snippet()
+    token = {"name": "sessions-sidecar-token",
+             "secret": {"secretName": "chutes-chutes-operator-sessions-sidecar-token"}}
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "opencode-router", "namespace": "opencode-router"},
-           "spec": {"containers": [{"name": "router", "image": "opencode-router:1"}, container]}}
+           "spec": {"containers": [{"name": "router", "image": "opencode-router:1"}, container], "volumes": [token]}}
+    assert "{name: sessions-sidecar-token, secret: {secretName:\nchutes-chutes-operator-sessions-sidecar-token}}" in (
+        CHART / "README.md").read_text()  # the volume the README tells to add
+    assert container["volumeMounts"] == [{"name": "sessions-sidecar-token", "readOnly": True,
+                                          "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}]
     kubernetes_validate.validate(pod, KUBE_VERSION, strict=True)
     plain = {e["name"]: e["value"] for e in container["env"] if "value" in e}
     from_secret = {e["name"] for e in container["env"] if "secretKeyRef" in e.get("valueFrom", {})}
@@ -362,13 +368,20 @@ def test_the_readmes_sidecar_container_is_valid_and_configures_the_session_door_
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
 
 
-def test_the_readmes_sidecar_rbac_command_renders_the_sidecar_role_alone() -> None:
-    values = {"frontDoors": {"sessions": {"sidecarServiceAccounts": [
-        {"name": "opencode-router", "namespace": "opencode-router"}]}}, "ledgerNamespace": NAMESPACE}
+def test_the_readmes_sidecar_rbac_command_renders_the_sidecar_identity_and_its_role_alone() -> None:
+    values = {"frontDoors": {"sessions": {"sidecarIdentity": {"create": True}}}, "ledgerNamespace": NAMESPACE}
     readme = (CHART / "README.md").read_text()
     assert f"--set ledgerNamespace={NAMESPACE}" in readme  # the command renders these values
+    assert "--set frontDoors.sessions.sidecarIdentity.create=true" in readme
     docs = render(values, namespace="opencode-router")
-    sidecar = grants(docs, "opencode-router", "opencode-router")
+    assert not grants(docs, "opencode-router", "opencode-router")  # the router's own ServiceAccount: nothing
+    [account] = [d for d in of_kind(docs, "ServiceAccount") if "sidecar" in d["metadata"]["name"]]
+    [token] = [d for d in of_kind(docs, "Secret") if "sidecar" in d["metadata"]["name"]]
+    name = account["metadata"]["name"]
+    assert (token["type"], token["metadata"]["annotations"]) == (
+        "kubernetes.io/service-account-token", {"kubernetes.io/service-account.name": name})
+    assert account["metadata"]["namespace"] == token["metadata"]["namespace"] == "opencode-router"
+    sidecar = grants(docs, name, "opencode-router")
     assert {(g.namespace, g.role.split("@")[0]) for g in sidecar} == {
         (None, "ClusterRole/rel-chutes-operator-sessions-sidecar"),
         ("opencode-router", "Role/rel-chutes-operator-sessions-sidecar"),

@@ -28,6 +28,7 @@ from test_gateways_operator import GROUP, NS, VERSION, World, wait_for
 UNUSED_FILE = REPO / "build" / "rbac-unused.json"
 SERVICE_ACCOUNT = f"{RELEASE}-chutes-operator"
 SIDECAR = "opencode-router"  # the ServiceAccount of Pods running the session door as a sidecar
+SIDECAR_IDENTITY = f"{RELEASE}-chutes-operator-sessions-sidecar"  # or its own (sidecarIdentity)
 
 
 def values_for(profile: OperatorProfile) -> tuple[dict[str, Any], str]:
@@ -39,7 +40,8 @@ def values_for(profile: OperatorProfile) -> tuple[dict[str, Any], str]:
         watch = door_namespaces.get("WATCH_NAMESPACE", "opencode-router")
         sessions |= {**SESSION_VALUES, "watchNamespace": watch,
                      "ingressRouteNamespace": door_namespaces.get("INGRESSROUTE_NAMESPACE", ""),
-                     "sidecarServiceAccounts": [{"name": SIDECAR, "namespace": watch}]}
+                     "sidecarServiceAccounts": [{"name": SIDECAR, "namespace": watch}],
+                     "sidecarIdentity": {"create": True}}
     implied = doors == {"sessions"} and profile.namespaces == (sessions.get("watchNamespace"),)
     values = {
         "frontDoors": {"chutes": {"enabled": "chutes" in doors}, "httproutes": {"enabled": "httproutes" in doors},
@@ -152,6 +154,7 @@ def compare(record: ApiCallRecord) -> tuple[list[str], list[str]]:
         if profile.front_doors == ("sessions",) and not profile.peering:  # also what the sidecar mode grants
             watch = values["frontDoors"]["sessions"]["watchNamespace"]
             accounts["the session sidecar"] = grants(docs, SIDECAR, watch)
+            accounts["the session sidecar's own identity"] = grants(docs, SIDECAR_IDENTITY, namespace)
         for account, granted in accounts.items():
             rendered.update(p for grant in granted for p in _permissions(grant))
             for call in sorted(calls, key=_call_text):
@@ -173,7 +176,7 @@ def test_the_comparison_reports_a_denied_call_and_every_grant_no_call_used() -> 
     record.add(profile, {ApiCall(OPERATOR_TOKEN, "watch", "", "pods", namespace="opencode-router"): 1,
                          ApiCall(OPERATOR_TOKEN, "list", "", "pods"): 1}, "a test")  # cluster-wide: denied
     denied, unused = compare(record)
-    assert len(denied) == 2 and all(d.startswith("list core/pods (cluster-wide)") for d in denied)  # both accounts
+    assert len(denied) == 3 and all(d.startswith("list core/pods (cluster-wide)") for d in denied)  # every account
     assert "watch core/pods (Role)" not in unused
     assert {"list core/pods (Role)", "create traefik.io/ingressroutes (Role)", "create core/events (Role)",
             "list apiextensions.k8s.io/customresourcedefinitions (ClusterRole)"} <= set(unused)

@@ -27,6 +27,7 @@ from chart_harness import (
     grants,
     notes,
     of_kind,
+    rbac_summary,
     refuses,
     render,
 )
@@ -416,3 +417,30 @@ def test_the_readme_documents_every_value() -> None:
         return bool(parent) and f"`{parent}." in readme and f"`{last}`" in readme
 
     assert [path for path in leaves(values) if not documented(path)] == []
+
+
+# The modes the chart README lists the rendered RBAC of (release "rel" in chute-system), in its order.
+RBAC_MODES: dict[str, tuple[dict[str, Any], str, str]] = {
+    "cluster-wide": ({}, NAMESPACE, "rel-chutes-operator"),
+    "cluster-wide, every front door": (COMBINATIONS["all-doors-cluster-wide"], NAMESPACE, "rel-chutes-operator"),
+    "namespaced (watchNamespaces: [team-a])": ({"watchNamespaces": ["team-a"]}, NAMESPACE, "rel-chutes-operator"),
+    "session door alone": (SESSIONS_ONLY, NAMESPACE, "rel-chutes-operator"),
+    "session sidecar (sidecarIdentity, --namespace opencode-router)": (
+        {"frontDoors": {"sessions": {"sidecarIdentity": {"create": True}}}, "ledgerNamespace": NAMESPACE},
+        "opencode-router", "rel-chutes-operator-sessions-sidecar"),
+}
+
+
+def rbac_listing() -> str:
+    """The chart README's per-mode RBAC listing, as rendered."""
+    blocks = []
+    for mode, (values, namespace, account) in RBAC_MODES.items():
+        summary = rbac_summary(render(values, namespace=namespace), account, namespace)
+        blocks.append(f"**{mode}**\n\n```text\n{summary}\n```")
+    return "\n\n".join(blocks)
+
+
+def test_the_readme_lists_the_rendered_rbac_of_every_mode() -> None:
+    readme = (CHART / "README.md").read_text()
+    listed = readme.split("<!-- rbac-listing: begin")[1].split("-->", 1)[1].split("<!-- rbac-listing: end -->")[0]
+    assert listed.strip() == rbac_listing(), "update the chart README's RBAC listing to:\n" + rbac_listing()

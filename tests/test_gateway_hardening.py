@@ -129,3 +129,24 @@ def test_an_allowed_mirror_runs_and_the_official_repository_is_then_refused(kube
 )
 def test_an_object_is_ours_only_with_every_ownership_label(metadata: dict[str, Any], ours: bool) -> None:
     assert kube.is_ours(metadata, OURS, "u1") is ours
+
+
+def test_a_routes_service_token_secret_name_taken_by_a_foreign_secret_is_refused_and_left_alone(
+        kube: Any, cloudflare: Any) -> None:
+    import httproutes_harness as routes
+
+    world = routes.World(kube, cloudflare)
+    try:
+        world.namespace("apps")
+        world.core.create_namespaced_secret("apps", {"metadata": {"name": "cfzt-svctoken-api"},
+                                                     "stringData": {"mine": "keep me"}})
+        routes.home(world)
+        world.route("api", "api.example.com", **{"serviceToken.enabled": "true", "access.enabled": "true"})
+        ready = world.wait_reason("api", "ObjectNotOurs")
+        assert "Secret apps/cfzt-svctoken-api" in ready["message"]
+        world.delete_route("api")
+        wait_for("route gone", lambda: not world.route_exists("api"))
+        secret = world.core.read_namespaced_secret("cfzt-svctoken-api", "apps")
+        assert secret.data == {"mine": "a2VlcCBtZQ=="} and not secret.metadata.labels
+    finally:
+        world.close()

@@ -49,8 +49,8 @@ def test_a_secret_of_the_gateways_name_that_is_not_ours_is_never_written_nor_del
 def test_a_deployment_of_the_gateways_name_that_is_not_ours_is_never_patched_nor_deleted(world: World) -> None:
     world.ready_config()
     world.service()
-    # Labelled as the operator's, but for another gateway: still not this gateway's.
-    labels = {**OURS, "chutes.troubleshat.com/gateway": "other"}
+    # Labelled as the gateway's, but by another installation (owner id): not this one's.
+    labels = {**OURS, "chutes.troubleshat.com/owner": "blue"}
     world.apps.create_namespaced_deployment(NS, {
         "metadata": {"name": "chute-blog-cloudflared", "labels": labels},
         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "mine"}},
@@ -61,6 +61,11 @@ def test_a_deployment_of_the_gateways_name_that_is_not_ours_is_never_patched_nor
     assert "Deployment team-a/chute-blog-cloudflared" in world.condition(gateway)["message"]
     deployment = world.apps.read_namespaced_deployment("chute-blog-cloudflared", NS)
     assert deployment.spec.template.spec.containers[0].image == "nginx:1" and deployment.spec.replicas == 1
+    # Its replicas never count as the gateway's connectors.
+    world.apps.patch_namespaced_deployment_status("chute-blog-cloudflared", NS, {
+        "status": {"replicas": 1, "availableReplicas": 1, "readyReplicas": 1}})
+    world.wait_reason("ConnectorsUnavailable", type_="ConnectorReady")
+    assert world.condition(world.get_gateway(), "ConnectorReady")["status"] == "False"
 
     world.custom.delete_namespaced_custom_object("chutes.troubleshat.com", "v1alpha1", NS, "chutegateways", "blog")
     wait_for("gateway gone", lambda: not world.custom.list_namespaced_custom_object(

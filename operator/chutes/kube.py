@@ -333,13 +333,18 @@ async def delete_namespaced(api: client.ApiClient, kind: str, namespace: str, na
     return True
 
 
-async def deployment_status(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any] | None:
+async def deployment_status(api: client.ApiClient, namespace: str, name: str,
+                            owned_by: Mapping[str, str] | None = None,
+                            controller_uid: str | None = None) -> dict[str, Any] | None:
+    """The Deployment's status; ``None`` when it is missing, or (with ``owned_by``) not ours (:func:`is_ours`)."""
     try:
         current = await client.AppsV1Api(api).read_namespaced_deployment(name, namespace)
     except ApiException as exc:
         if _missing(exc):
             return None
         raise
+    if owned_by is not None and not is_ours(current.metadata, owned_by, controller_uid):
+        return None
     return dict(api.sanitize_for_serialization(current.status) or {})
 
 

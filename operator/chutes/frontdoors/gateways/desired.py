@@ -90,12 +90,17 @@ class GatewayPlan:
     def owned_by(self) -> dict[str, str]:
         """The labels that make a Secret or Deployment this gateway's (of this installation): one without them
         is never written nor deleted (:func:`chutes.kube.is_ours`)."""
-        return {"app.kubernetes.io/managed-by": MANAGED_BY, LABEL_GATEWAY: self.name, LABEL_OWNER: self.owner_id}
+        return owned_by(self.name, self.owner_id)
 
     @property
     def object_labels(self) -> dict[str, str]:
         """The labels of the Secret and the Deployment (the Pod template keeps :attr:`labels`: no rollout)."""
         return {**self.labels, **self.owned_by}
+
+
+def owned_by(gateway: str, owner_id: str) -> dict[str, str]:
+    """The ownership labels of gateway `gateway`'s Secret and Deployment made by installation `owner_id`."""
+    return {"app.kubernetes.io/managed-by": MANAGED_BY, LABEL_GATEWAY: gateway, LABEL_OWNER: owner_id}
 
 
 def cloudflare_name(namespace: str, name: str, owner_id: str = DEFAULT_OWNER) -> str:

@@ -79,8 +79,9 @@ async def _refresh_connector(memo: kopf.Memo, namespace: str, name: str) -> None
         gateway = await kube.get_custom(memo.kube, d.GROUP, d.VERSION, d.GATEWAY_PLURAL, name, namespace)
         if gateway is None or gateway["metadata"].get("deletionTimestamp"):
             return
-        deployment = await kube.deployment_status(memo.kube, namespace, f"chute-{name}-cloudflared")
         meta = gateway["metadata"]
+        deployment = await kube.deployment_status(memo.kube, namespace, f"chute-{name}-cloudflared",
+                                                  d.owned_by(name, memo.config.owner_id), meta.get("uid"))
         write = functools.partial(kube.patch_custom_status, memo.kube, d.GROUP, d.VERSION, d.GATEWAY_PLURAL, name,
                                   namespace)
         status = StatusWriter(gateway.get("status"), meta.get("generation"), write,

@@ -3,9 +3,12 @@ when the operator serves other front doors across the whole cluster."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import kubernetes
+import pytest
 
 import sessions_harness as h
 from chutes.frontdoors.sessions.runner import SessionLoop
@@ -50,3 +53,44 @@ def test_a_relisting_reports_the_pods_that_went_while_no_watch_was_open() -> Non
     assert loop.alive_hashes() == {"def"}
     assert "abc" in loop.recently_gone()
 
+
+
+async def test_a_watch_too_old_to_resume_relists_and_the_pods_gone_meanwhile_are_removed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from kubernetes_asyncio.client.exceptions import ApiException
+
+    from chutes import kube
+    from chutes.frontdoors.sessions import podwatch
+
+    listings = [([pod("a", "abc"), pod("b", "def")], "10"), ([pod("b", "def")], "20")]
+    watched: list[str] = []
+    relisted = asyncio.Event()
+
+    async def list_pods_versioned(api: Any, namespace: str, selector: str) -> tuple[list[Any], str]:
+        if len(listings) == 1:
+            relisted.set()
+        return listings.pop(0) if len(listings) > 1 else listings[0]
+
+    async def watch_pods(api: Any, namespace: str, selector: str, version: str,
+                         seconds: int) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        watched.append(version)
+        if version == "10":
+            yield "ADDED", {**pod("c", "cab"), "metadata": {**pod("c", "cab")["metadata"], "resourceVersion": "11"}}
+            raise ApiException(status=410, reason="Expired")
+        await asyncio.Event().wait()  # the second watch stays open
+        yield "", {}
+
+    monkeypatch.setattr(kube, "list_pods_versioned", list_pods_versioned)
+    monkeypatch.setattr(kube, "watch_pods", watch_pods)
+    loop = SessionLoop(config(), publisher=None, timing=TIMING)  # type: ignore[arg-type]
+    watch = podwatch.PodWatch(None, loop).start()  # type: ignore[arg-type]
+    try:
+        await asyncio.wait_for(relisted.wait(), 5)
+        for _ in range(50):
+            if watched == ["10", "20"]:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await watch.stop()
+    assert watched == ["10", "20"]  # the 410 relisted at once, and the new watch starts from the new listing
+    assert loop.alive_hashes() == {"def"}  # "abc" went while no watch was open; "cab" was not in the relisting

@@ -155,3 +155,18 @@ def allowing(granted: Iterable[Grant], call: Any) -> list[Grant]:
         return [Grant(None, "ClusterRole/system:discovery", 0, {"nonResourceURLs": list(DISCOVERY_URLS)})]
     return [g for g in granted
             if (g.namespace is None or g.namespace == call.namespace) and rule_allows(g.rule, call)]
+
+
+def rbac_summary(docs: Iterable[dict[str, Any]], service_account: str, namespace: str) -> str:
+    """The rules bound to one ServiceAccount, one line each, as the chart README lists them per mode:
+    ``<where> <verbs> <group>/<resources>[  names=...]`` (where: ``cluster`` or the Role's namespace)."""
+    lines = []
+    for grant in grants(docs, service_account, namespace):
+        rule = grant.rule
+        if "nonResourceURLs" in rule:
+            continue
+        group = ",".join(g or "core" for g in rule.get("apiGroups", ()))
+        names = f"  names={','.join(rule['resourceNames'])}" if rule.get("resourceNames") else ""
+        lines.append(f"{grant.namespace or 'cluster':<16}{','.join(rule.get('verbs', ())):<36}"
+                     f"{group}/{','.join(rule.get('resources', ()))}{names}".rstrip())
+    return "\n".join(sorted(set(lines), key=lambda line: (not line.startswith("cluster"), line)))

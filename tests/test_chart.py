@@ -27,6 +27,7 @@ from chart_harness import (
     grants,
     notes,
     of_kind,
+    rbac_summary,
     refuses,
     render,
 )
@@ -49,6 +50,7 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
                                "image": {"digest": "sha256:" + "a" * 64}, "logFormat": "text", "logLevel": "DEBUG",
                                "ownerId": "cluster-b", "cloudflare": {"baseUrl": "http://cf.example:8787/client/v4"},
                                "policy": "upsert-only", "dryRun": True, "sweepMaxDeletions": 0,
+                               "cloudflaredImages": ["cloudflare/cloudflared", "registry.example.com/mirror/"],
                                "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}]},
 }
 
@@ -111,6 +113,7 @@ def test_the_operator_accepts_the_settings_the_chart_gives_it(values: dict[str, 
     assert settings.liveness_endpoint == "http://0.0.0.0:8080/healthz"
     assert settings.metrics_port == values.get("metrics", {}).get("port", 9090)
     assert settings.log_format == values.get("logFormat", "json")
+    assert settings.cloudflared_images == tuple(values.get("cloudflaredImages", ["cloudflare/cloudflared"]))
     peering = values.get("peering", {}).get("enabled", True)
     assert settings.standalone is not peering
     if peering:
@@ -232,6 +235,14 @@ def test_session_pods_alone_watch_their_namespace_and_the_sidecar_gets_its_own_r
     assert not [p for g in sidecar for p in g.permissions() if p[2] == "secrets"]
 
 
+@pytest.mark.parametrize("name", ["all-doors-cluster-wide", "sessions-only"])
+def test_session_pods_are_read_in_their_namespace_only_in_every_mode(name: str) -> None:
+    docs = render(COMBINATIONS[name])
+    pods = {(g.namespace, p[0]) for g in grants(docs, "rel-chutes-operator", NAMESPACE) for p in g.permissions()
+            if p[2] == "pods"}
+    assert pods == {("opencode-router", "list"), ("opencode-router", "watch")}
+
+
 def test_notes_name_the_front_doors_and_the_crd_upgrade_step() -> None:
     text = notes(COMBINATIONS["namespaced-with-httproutes"])
     assert "ChuteConfig/ChuteGateway HTTPRoutes" in text and "team-a" in text
@@ -269,6 +280,8 @@ def test_notes_name_the_front_doors_and_the_crd_upgrade_step() -> None:
         ({"frontDoors": {"sessions": {"enabled": True, **SESSION_VALUES, "routerServiceUrl": "router:80"}}},
          "/frontDoors/sessions/routerServiceUrl"),
         ({"extraEnv": [{"name": "CHUTES_OWNER_ID", "value": "x"}]}, "/extraEnv/0/name"),
+        ({"cloudflaredImages": []}, "/cloudflaredImages"),
+        ({"cloudflaredImages": ["a/b,c/d"]}, "/cloudflaredImages/0"),
         ({"replica": 2}, "additional properties 'replica'"),
     ],
     ids=lambda v: str(v) if isinstance(v, str) else "",
@@ -349,8 +362,14 @@ def test_the_readmes_sidecar_container_is_valid_and_configures_the_session_door_
     from chutes.frontdoors.sessions.config import load_config
 
     [container] = sidecar_snippet()
+    token = {"name": "sessions-sidecar-token",
+             "secret": {"secretName": "chutes-chutes-operator-sessions-sidecar-token"}}
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "opencode-router", "namespace": "opencode-router"},
-           "spec": {"containers": [{"name": "router", "image": "opencode-router:1"}, container]}}
+           "spec": {"containers": [{"name": "router", "image": "opencode-router:1"}, container], "volumes": [token]}}
+    assert "{name: sessions-sidecar-token, secret: {secretName:\nchutes-chutes-operator-sessions-sidecar-token}}" in (
+        CHART / "README.md").read_text()  # the volume the README tells to add
+    assert container["volumeMounts"] == [{"name": "sessions-sidecar-token", "readOnly": True,
+                                          "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}]
     kubernetes_validate.validate(pod, KUBE_VERSION, strict=True)
     plain = {e["name"]: e["value"] for e in container["env"] if "value" in e}
     from_secret = {e["name"] for e in container["env"] if "secretKeyRef" in e.get("valueFrom", {})}
@@ -370,13 +389,20 @@ def test_the_readmes_sidecar_container_is_valid_and_configures_the_session_door_
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
 
 
-def test_the_readmes_sidecar_rbac_command_renders_the_sidecar_role_alone() -> None:
-    values = {"frontDoors": {"sessions": {"sidecarServiceAccounts": [
-        {"name": "opencode-router", "namespace": "opencode-router"}]}}, "ledgerNamespace": NAMESPACE}
+def test_the_readmes_sidecar_rbac_command_renders_the_sidecar_identity_and_its_role_alone() -> None:
+    values = {"frontDoors": {"sessions": {"sidecarIdentity": {"create": True}}}, "ledgerNamespace": NAMESPACE}
     readme = (CHART / "README.md").read_text()
     assert f"--set ledgerNamespace={NAMESPACE}" in readme  # the command renders these values
+    assert "--set frontDoors.sessions.sidecarIdentity.create=true" in readme
     docs = render(values, namespace="opencode-router")
-    sidecar = grants(docs, "opencode-router", "opencode-router")
+    assert not grants(docs, "opencode-router", "opencode-router")  # the router's own ServiceAccount: nothing
+    [account] = [d for d in of_kind(docs, "ServiceAccount") if "sidecar" in d["metadata"]["name"]]
+    [token] = [d for d in of_kind(docs, "Secret") if "sidecar" in d["metadata"]["name"]]
+    name = account["metadata"]["name"]
+    assert (token["type"], token["metadata"]["annotations"]) == (
+        "kubernetes.io/service-account-token", {"kubernetes.io/service-account.name": name})
+    assert account["metadata"]["namespace"] == token["metadata"]["namespace"] == "opencode-router"
+    sidecar = grants(docs, name, "opencode-router")
     assert {(g.namespace, g.role.split("@")[0]) for g in sidecar} == {
         (None, "ClusterRole/rel-chutes-operator-sessions-sidecar"),
         ("opencode-router", "Role/rel-chutes-operator-sessions-sidecar"),
@@ -411,3 +437,30 @@ def test_the_readme_documents_every_value() -> None:
         return bool(parent) and f"`{parent}." in readme and f"`{last}`" in readme
 
     assert [path for path in leaves(values) if not documented(path)] == []
+
+
+# The modes the chart README lists the rendered RBAC of (release "rel" in chute-system), in its order.
+RBAC_MODES: dict[str, tuple[dict[str, Any], str, str]] = {
+    "cluster-wide": ({}, NAMESPACE, "rel-chutes-operator"),
+    "cluster-wide, every front door": (COMBINATIONS["all-doors-cluster-wide"], NAMESPACE, "rel-chutes-operator"),
+    "namespaced (watchNamespaces: [team-a])": ({"watchNamespaces": ["team-a"]}, NAMESPACE, "rel-chutes-operator"),
+    "session door alone": (SESSIONS_ONLY, NAMESPACE, "rel-chutes-operator"),
+    "session sidecar (sidecarIdentity, --namespace opencode-router)": (
+        {"frontDoors": {"sessions": {"sidecarIdentity": {"create": True}}}, "ledgerNamespace": NAMESPACE},
+        "opencode-router", "rel-chutes-operator-sessions-sidecar"),
+}
+
+
+def rbac_listing() -> str:
+    """The chart README's per-mode RBAC listing, as rendered."""
+    blocks = []
+    for mode, (values, namespace, account) in RBAC_MODES.items():
+        summary = rbac_summary(render(values, namespace=namespace), account, namespace)
+        blocks.append(f"**{mode}**\n\n```text\n{summary}\n```")
+    return "\n\n".join(blocks)
+
+
+def test_the_readme_lists_the_rendered_rbac_of_every_mode() -> None:
+    readme = (CHART / "README.md").read_text()
+    listed = readme.split("<!-- rbac-listing: begin")[1].split("-->", 1)[1].split("<!-- rbac-listing: end -->")[0]
+    assert listed.strip() == rbac_listing(), "update the chart README's RBAC listing to:\n" + rbac_listing()

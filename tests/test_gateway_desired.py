@@ -63,12 +63,13 @@ def test_policy_includes_each_email_and_domain_normalised() -> None:
 
 
 def test_cloudflared_deployment_reads_the_token_from_the_secret_and_probes_ready() -> None:
-    cloudflared = {"image": "cf:1", "resources": {"limits": {"cpu": "1"}}}
+    cloudflared = {"image": "cloudflare/cloudflared:1", "resources": {"limits": {"cpu": "1"}}}
     plan = d.plan_gateway("ns", "g", spec(replicas=3, cloudflared=cloudflared), "example.com")
     deployment = d.deployment_manifest(plan)
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert deployment["spec"]["replicas"] == 3
-    assert container["image"] == "cf:1"
+    assert container["image"] == "cloudflare/cloudflared:1"
+    assert deployment["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
     assert container["resources"] == {"limits": {"cpu": "1"}}
     assert "--metrics" in container["args"] and "0.0.0.0:2000" in container["args"]
     assert container["env"] == [{"name": "TUNNEL_TOKEN", "valueFrom": {"secretKeyRef": {"name": "chute-g-tunnel-token",
@@ -78,6 +79,41 @@ def test_cloudflared_deployment_reads_the_token_from_the_secret_and_probes_ready
     assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
     secret = d.secret_manifest(plan, "tok")
     assert secret["stringData"] == {"token": "tok"} and secret["metadata"]["name"] == "chute-g-tunnel-token"
+
+
+@pytest.mark.parametrize(
+    ("image", "allowed", "ok"),
+    [
+        ("cloudflare/cloudflared:2024.8.3", d.DEFAULT_ALLOWED_IMAGES, True),
+        ("docker.io/cloudflare/cloudflared@sha256:" + "0" * 64, d.DEFAULT_ALLOWED_IMAGES, True),
+        ("index.docker.io/cloudflare/cloudflared:latest", d.DEFAULT_ALLOWED_IMAGES, True),
+        ("cloudflare/cloudflared-evil:1", d.DEFAULT_ALLOWED_IMAGES, False),  # a repository, not a string prefix
+        ("evil.example/cloudflare/cloudflared:1", d.DEFAULT_ALLOWED_IMAGES, False),
+        ("busybox", d.DEFAULT_ALLOWED_IMAGES, False),
+        ("reg.example.com:5000/mirror/cloudflared:1", ("reg.example.com:5000/mirror/",), True),
+        ("reg.example.com:5000/other/cloudflared:1", ("reg.example.com:5000/mirror/",), False),
+        ("anything/at:all", ("*",), True),
+    ],
+)
+def test_cloudflared_runs_only_from_an_allowed_repository(image: str, allowed: tuple[str, ...], ok: bool) -> None:
+    gateway = spec(cloudflared={"image": image})
+    if ok:
+        assert d.plan_gateway("ns", "g", gateway, "example.com", allowed_images=allowed).image == image
+    else:
+        with pytest.raises(d.SpecError) as refused:
+            d.plan_gateway("ns", "g", gateway, "example.com", allowed_images=allowed)
+        assert refused.value.reason == "ImageNotAllowed" and image in str(refused.value)
+
+
+def test_secret_and_deployment_name_their_gateway_and_owner_the_pods_keep_their_labels() -> None:
+    plan = d.plan_gateway("ns", "g", spec(), "example.com", owner_id="blue")
+    owned = {"app.kubernetes.io/managed-by": "chutes-operator", "chutes.troubleshat.com/gateway": "g",
+             "chutes.troubleshat.com/owner": "blue"}
+    deployment, secret = d.deployment_manifest(plan), d.secret_manifest(plan, "tok")
+    assert plan.owned_by == owned
+    for manifest in (deployment, secret):
+        assert owned.items() <= manifest["metadata"]["labels"].items()
+    assert "chutes.troubleshat.com/owner" not in deployment["spec"]["template"]["metadata"]["labels"]  # no rollout
 
 
 @pytest.mark.parametrize(

@@ -68,11 +68,20 @@ def test_session_front_door_turns_on_when_its_environment_is_set() -> None:
         ({"CHUTES_LOG_FORMAT": "xml"}, "CHUTES_LOG_FORMAT"),
         ({"CHUTES_ALLOW_ADOPTION": "sometimes"}, "CHUTES_ALLOW_ADOPTION"),
         ({"CHUTES_LEDGER_NAMESPACE": "Chute_System"}, "CHUTES_LEDGER_NAMESPACE"),
+        ({"CHUTES_CLOUDFLARED_IMAGES": " , "}, "CHUTES_CLOUDFLARED_IMAGES"),
     ],
 )
 def test_a_malformed_setting_is_refused_with_its_name(environ: dict[str, str], named: str) -> None:
     with pytest.raises(SettingsError, match=named):
         load_settings(environ)
+
+
+def test_cloudflared_images_default_to_the_official_repository_and_are_read_as_a_list() -> None:
+    assert load_settings({}).cloudflared_images == ("cloudflare/cloudflared",)
+    settings = load_settings({"CHUTES_CLOUDFLARED_IMAGES": "cloudflare/cloudflared, registry.example.com/mirror/"})
+    assert settings.cloudflared_images == ("cloudflare/cloudflared", "registry.example.com/mirror/")
+    args = build_parser().parse_args(["run", "--cloudflared-image", "ghcr.io/me/cloudflared"])
+    assert settings_from_args(args, {}).cloudflared_images == ("ghcr.io/me/cloudflared",)
 
 
 def test_adoption_is_off_and_the_ledger_follows_the_operator_by_default() -> None:

@@ -47,6 +47,9 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
     flag("--allow-adoption", action=argparse.BooleanOptionalAction, default=None,
          help="honour every source's request to adopt an unmarked Cloudflare object; off: only where a hostname "
               "rule says adopt: true (CHUTES_ALLOW_ADOPTION, off)")
+    flag("--cloudflared-image", dest="cloudflared_images", action="append", metavar="REPO",
+         help="an image repository ChuteGateways may run cloudflared from (repeatable; CHUTES_CLOUDFLARED_IMAGES=a,b; "
+              "default cloudflare/cloudflared; 'x/' = every repository below x/, '*' = any)")
     flag("--ledger-namespace", metavar="NS",
          help="namespace of the claim ConfigMaps and tunnel Leases (CHUTES_LEDGER_NAMESPACE; default: "
               "OPERATOR_NAMESPACE, else the Pod's namespace)")

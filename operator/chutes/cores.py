@@ -29,6 +29,11 @@ class CorePool:
         self._cores: dict[str, CloudflareCore] = {}
         self.tunnel_lock = tunnel_lock
 
+    @property
+    def owner_id(self) -> str:
+        """The installation's owner id (every core's)."""
+        return self._settings.owner_id
+
     def core_for(self, api_token: str) -> CloudflareCore:
         key = fingerprint(api_token)
         core = self._cores.get(key)

@@ -12,6 +12,7 @@ import inspect
 import json
 import logging
 import os
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -22,6 +23,7 @@ from kubernetes_asyncio.config.config_exception import ConfigException
 
 SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 MERGE_PATCH = "application/merge-patch+json"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 
 
 class _NoResponseBodies(logging.Filter):
@@ -186,8 +188,46 @@ async def service_exists(api: client.ApiClient, namespace: str, name: str) -> bo
     return True
 
 
-async def apply_secret(api: client.ApiClient, manifest: dict[str, Any]) -> bool:
-    """Create the Secret, or replace its data when it differs. True when something was written."""
+class NotOurs(Exception):
+    """An object of the name exists without our ownership labels: it is never written, nor deleted."""
+
+    def __init__(self, kind: str, namespace: str, name: str, wanted: Mapping[str, str]) -> None:
+        labels = ", ".join(f"{key}={value}" for key, value in sorted(wanted.items()))
+        super().__init__(f"{kind} {namespace}/{name} exists and is not ours (it lacks the labels {labels}): "
+                         "rename or remove it")
+        self.kind, self.namespace, self.name = kind, namespace, name
+
+
+def is_ours(metadata: Any, owned_by: Mapping[str, str], controller_uid: str | None = None) -> bool:
+    """Whether an object's metadata (a dict or a client model) carries every label of ``owned_by``. With
+    ``controller_uid``: an object an earlier version made is ours too, when its controller ownerReference is
+    that uid, it carries the ``app.kubernetes.io/managed-by`` label of ``owned_by``, and no other label of
+    ``owned_by`` with another value (the labels added since are missing)."""
+    if isinstance(metadata, Mapping):
+        labels: Mapping[str, str] = metadata.get("labels") or {}
+        references = [(bool(ref.get("controller")), ref.get("uid")) for ref in metadata.get("ownerReferences") or []]
+    else:  # a client model (V1ObjectMeta)
+        labels = metadata.labels or {}
+        references = [(bool(ref.controller), ref.uid) for ref in metadata.owner_references or []]
+    if all(labels.get(key) == value for key, value in owned_by.items()):
+        return True
+    if controller_uid is None or any(labels.get(key) not in (None, value) for key, value in owned_by.items()):
+        return False
+    managed = owned_by.get(MANAGED_BY_LABEL)
+    return managed is not None and labels.get(MANAGED_BY_LABEL) == managed and any(
+        controller and uid == controller_uid for controller, uid in references)
+
+
+def _controller_uid(manifest: Mapping[str, Any]) -> str | None:
+    """The uid of the controller ownerReference a manifest sets (the source object it belongs to)."""
+    references = manifest["metadata"].get("ownerReferences") or []
+    return next((str(ref["uid"]) for ref in references if ref.get("controller") and ref.get("uid")), None)
+
+
+async def apply_secret(api: client.ApiClient, manifest: dict[str, Any], owned_by: Mapping[str, str]) -> bool:
+    """Create the Secret, or replace its data when it differs. True when something was written. An existing
+    Secret of the name is written only when ours (:func:`is_ours` with ``owned_by``, labels of ``manifest``),
+    else :class:`NotOurs`."""
     core = client.CoreV1Api(api)
     meta = manifest["metadata"]
     wanted = {k: base64.b64encode(v.encode()).decode() for k, v in manifest.get("stringData", {}).items()}
@@ -204,15 +244,21 @@ async def apply_secret(api: client.ApiClient, manifest: dict[str, Any]) -> bool:
             if created.status != 409:  # 409: created meanwhile (an overlapping reconcile): compare with it
                 raise
         current = await core.read_namespaced_secret(meta["name"], meta["namespace"])
+    if not is_ours(current.metadata, owned_by, _controller_uid(manifest)):
+        raise NotOurs("Secret", meta["namespace"], meta["name"], owned_by)
     if (current.data or {}) == wanted and (current.metadata.labels or {}) == meta.get("labels", {}):
         return False
-    await core.patch_namespaced_secret(meta["name"], meta["namespace"], {"metadata": {"labels": meta.get("labels")},
-                                                                        "data": wanted})
+    await core.patch_namespaced_secret(meta["name"], meta["namespace"], {
+        "metadata": {"labels": meta.get("labels"), "resourceVersion": current.metadata.resource_version},
+        "data": wanted})  # conditional: what was checked is what is written (409 otherwise, retried)
     return True
 
 
-async def apply_deployment(api: client.ApiClient, manifest: dict[str, Any]) -> dict[str, Any]:
-    """Create the Deployment, or patch its spec when it differs; returns its ``status`` (a dict)."""
+async def apply_deployment(api: client.ApiClient, manifest: dict[str, Any],
+                           owned_by: Mapping[str, str]) -> dict[str, Any]:
+    """Create the Deployment, or patch its labels and spec when they differ; returns its ``status`` (a dict).
+    An existing Deployment of the name is written only when ours (as :func:`apply_secret`), else
+    :class:`NotOurs`."""
     apps = client.AppsV1Api(api)
     meta = manifest["metadata"]
     try:
@@ -228,15 +274,19 @@ async def apply_deployment(api: client.ApiClient, manifest: dict[str, Any]) -> d
                 raise
         current = await apps.read_namespaced_deployment(meta["name"], meta["namespace"])
     current_dict = api.sanitize_for_serialization(current)
+    if not is_ours(current_dict["metadata"], owned_by, _controller_uid(manifest)):
+        raise NotOurs("Deployment", meta["namespace"], meta["name"], owned_by)
     wanted_template = manifest["spec"]["template"]
     if (
         current_dict["spec"].get("replicas") != manifest["spec"]["replicas"]
         or not _contains(current_dict["spec"].get("template", {}), wanted_template)
+        or not _contains(current_dict["metadata"].get("labels") or {}, meta.get("labels") or {})
     ):
         patched = await apps.patch_namespaced_deployment(
             meta["name"], meta["namespace"],
-            {"metadata": {"labels": meta.get("labels")}, "spec": {"replicas": manifest["spec"]["replicas"],
-                                                                  "template": wanted_template}},
+            {"metadata": {"labels": meta.get("labels"), "resourceVersion": current_dict["metadata"].get(
+                "resourceVersion")},
+             "spec": {"replicas": manifest["spec"]["replicas"], "template": wanted_template}},
         )
         return dict(api.sanitize_for_serialization(patched.status) or {})
     return dict(current_dict.get("status") or {})
@@ -253,29 +303,48 @@ def _contains(actual: Any, wanted: Any) -> bool:
     return bool(actual == wanted)
 
 
-async def delete_namespaced(api: client.ApiClient, kind: str, namespace: str, name: str) -> bool:
-    """Delete a Secret or Deployment; False when it was already gone."""
+async def delete_namespaced(api: client.ApiClient, kind: str, namespace: str, name: str,
+                           owned_by: Mapping[str, str], controller_uid: str | None = None) -> bool:
+    """Delete a Secret or Deployment that is ours (:func:`is_ours`); False when it was already gone.
+    :class:`NotOurs` (nothing deleted) when one of the name exists without our labels. The delete is
+    conditional on the uid read, so an object created meanwhile under the name is never deleted."""
     try:
         if kind == "Secret":
-            await client.CoreV1Api(api).delete_namespaced_secret(name, namespace)
+            found: Any = await client.CoreV1Api(api).read_namespaced_secret(name, namespace)
         elif kind == "Deployment":
-            await client.AppsV1Api(api).delete_namespaced_deployment(name, namespace)
+            found = await client.AppsV1Api(api).read_namespaced_deployment(name, namespace)
         else:
             raise ValueError(f"unsupported kind {kind}")
     except ApiException as exc:
         if _missing(exc):
             return False
         raise
+    if not is_ours(found.metadata, owned_by, controller_uid):
+        raise NotOurs(kind, namespace, name, owned_by)
+    options: Any = {"preconditions": {"uid": found.metadata.uid}}
+    try:
+        if kind == "Secret":
+            await client.CoreV1Api(api).delete_namespaced_secret(name, namespace, body=options)
+        else:
+            await client.AppsV1Api(api).delete_namespaced_deployment(name, namespace, body=options)
+    except ApiException as exc:
+        _gone_unless_stale(exc, f"{kind} {namespace}/{name} is not the object it was")
+        return False
     return True
 
 
-async def deployment_status(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any] | None:
+async def deployment_status(api: client.ApiClient, namespace: str, name: str,
+                            owned_by: Mapping[str, str] | None = None,
+                            controller_uid: str | None = None) -> dict[str, Any] | None:
+    """The Deployment's status; ``None`` when it is missing, or (with ``owned_by``) not ours (:func:`is_ours`)."""
     try:
         current = await client.AppsV1Api(api).read_namespaced_deployment(name, namespace)
     except ApiException as exc:
         if _missing(exc):
             return None
         raise
+    if owned_by is not None and not is_ours(current.metadata, owned_by, controller_uid):
+        return None
     return dict(api.sanitize_for_serialization(current.status) or {})
 
 
@@ -469,6 +538,46 @@ async def list_pods(api: client.ApiClient, namespace: str, label_selector: str =
     response = await pods.list_namespaced_pod(namespace, _preload_content=False, **options)
     listing = json.loads(await response.read())
     return [dict(item) for item in listing.get("items") or []]
+
+
+async def list_pods_versioned(api: client.ApiClient, namespace: str,
+                              label_selector: str = "") -> tuple[list[dict[str, Any]], str]:
+    """:func:`list_pods`, with the listing's resourceVersion (where a watch of the namespace starts)."""
+    pods: Any = client.CoreV1Api(api)
+    options: dict[str, Any] = {"label_selector": label_selector} if label_selector else {}
+    listing = await _json(await pods.list_namespaced_pod(namespace, _preload_content=False, **options))
+    version = str((listing.get("metadata") or {}).get("resourceVersion") or "")
+    return [dict(item) for item in listing.get("items") or []], version
+
+
+async def watch_pods(api: client.ApiClient, namespace: str, label_selector: str, resource_version: str,
+                     timeout_seconds: int = 240) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    """The Pod events of one namespace from ``resource_version`` on, as (type, Pod as a plain JSON dict), until
+    the server ends the watch (``timeout_seconds``). A watch too old to resume (410) or any other error event
+    raises :class:`ApiException` with its code. BOOKMARK events carry only the resourceVersion reached."""
+    pods: Any = client.CoreV1Api(api)  # untyped: `_preload_content=False` returns the raw response
+    options: dict[str, Any] = {"label_selector": label_selector} if label_selector else {}
+    response = await pods.list_namespaced_pod(
+        namespace, watch=True, resource_version=resource_version, allow_watch_bookmarks=True,
+        timeout_seconds=timeout_seconds, _preload_content=False, **options)
+    try:
+        if not 200 <= response.status <= 299:
+            await _json(response)  # raises
+        buffer = b""
+        async for chunk in response.content.iter_any():  # lines may exceed a StreamReader's line limit
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                body = dict(event.get("object") or {})
+                if event.get("type") == "ERROR":
+                    raise ApiException(status=int(body.get("code") or 500),
+                                       reason=f"{body.get('reason') or ''}: {body.get('message') or ''}")
+                yield str(event.get("type") or ""), body
+    finally:
+        response.release()
 
 
 async def list_custom_labelled(

@@ -71,6 +71,13 @@ class Settings(BaseModel):
         "the Pod's own namespace, else default.",
     )
     namespaces: tuple[str, ...] = Field(default=(), description="Namespaces to watch; empty means all.")
+    cloudflared_images: tuple[str, ...] = Field(
+        default=("cloudflare/cloudflared",),
+        description="The image repositories a ChuteGateway's spec.cloudflared.image may come from (comma-separated): "
+        "a repository matches itself whatever the tag or digest (cloudflare/cloudflared is "
+        "docker.io/cloudflare/cloudflared), an entry ending with / every repository below it, * any image. Another "
+        "image is refused (ImageNotAllowed) and nothing is deployed.",
+    )
     cloudflare_base_url: str | None = Field(
         default=None, description="Cloudflare API base URL; the SDK's CLOUDFLARE_BASE_URL is the fallback."
     )
@@ -126,6 +133,15 @@ class Settings(BaseModel):
     def _split_namespaces(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("cloudflared_images", mode="before")
+    @classmethod
+    def _split_images(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = tuple(part.strip() for part in value.split(",") if part.strip())
+        if not value:
+            raise ValueError("must name at least one image repository (or *)")
         return value
 
     @field_validator("log_level", mode="before")

@@ -109,7 +109,8 @@ and lists the rules it never saw used).
   verbs: [get, list, create, update, delete]
 {{- end -}}
 
-{{/* Session Pods: read-only Pods in sessions.watchNamespace; IngressRoutes in the route namespace. */}}
+{{/* Session Pods: read-only Pods in sessions.watchNamespace (a Role there in every mode: the door watches
+them itself, not through kopf); IngressRoutes in the route namespace. */}}
 {{- define "chutes-operator.rules.sessions.pods" -}}
 - apiGroups: [""]
   resources: [pods]

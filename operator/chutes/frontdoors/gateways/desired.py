@@ -21,9 +21,12 @@ GATEWAY_KIND = "ChuteGateway"
 CONFIG_KIND = "ChuteConfig"
 POLICY_NAME = "chute-operator-allow"  # the seed's (app-scoped) policy name
 DEFAULT_IMAGE = "cloudflare/cloudflared:2024.8.3"
+DEFAULT_ALLOWED_IMAGES = ("cloudflare/cloudflared",)  # the official repository (docker.io)
+ANY_IMAGE = "*"
 METRICS_PORT = 2000
 TOKEN_KEY = "token"
 LABEL_GATEWAY = f"{GROUP}/gateway"
+LABEL_OWNER = f"{GROUP}/owner"  # the owner id of the installation that made the object
 MANAGED_BY = "chutes-operator"
 NAME_PREFIX = "chute-"  # of every tunnel and Access application name (see `cloudflare_name`)
 
@@ -90,6 +93,22 @@ class GatewayPlan:
             LABEL_GATEWAY: self.name,
         }
 
+    @property
+    def owned_by(self) -> dict[str, str]:
+        """The labels that make a Secret or Deployment this gateway's (of this installation): one without them
+        is never written nor deleted (:func:`chutes.kube.is_ours`)."""
+        return owned_by(self.name, self.owner_id)
+
+    @property
+    def object_labels(self) -> dict[str, str]:
+        """The labels of the Secret and the Deployment (the Pod template keeps :attr:`labels`: no rollout)."""
+        return {**self.labels, **self.owned_by}
+
+
+def owned_by(gateway: str, owner_id: str) -> dict[str, str]:
+    """The ownership labels of gateway `gateway`'s Secret and Deployment made by installation `owner_id`."""
+    return {"app.kubernetes.io/managed-by": MANAGED_BY, LABEL_GATEWAY: gateway, LABEL_OWNER: owner_id}
+
 
 def cloudflare_name(namespace: str, name: str, owner_id: str = DEFAULT_OWNER) -> str:
     """The tunnel and Access application name of gateway `namespace`/`name` for `owner_id`."""
@@ -147,8 +166,43 @@ def _strings(where: str, value: object) -> tuple[str, ...]:
     return tuple(sorted({item.strip().lower() for item in value if item.strip()}))
 
 
+def image_repository(reference: str) -> str:
+    """The repository of an image reference, registry included as Docker resolves it:
+    ``cloudflare/cloudflared:2024.8.3`` → ``docker.io/cloudflare/cloudflared``, ``busybox`` →
+    ``docker.io/library/busybox``, ``ghcr.io/x/y@sha256:…`` → ``ghcr.io/x/y``."""
+    name = reference.strip().split("@", 1)[0]
+    slash = name.rfind("/")
+    if ":" in name[slash + 1:]:
+        name = name[: slash + 1] + name[slash + 1:].split(":", 1)[0]
+    first, _, rest = name.partition("/")
+    if not rest:
+        return f"docker.io/library/{first}".lower()
+    if "." in first or ":" in first or first == "localhost":
+        registry = "docker.io" if first in ("index.docker.io", "registry-1.docker.io") else first
+        return f"{registry}/{rest}".lower()
+    return f"docker.io/{name}".lower()
+
+
+def image_allowed(reference: str, allowed: tuple[str, ...]) -> bool:
+    """Whether an image's repository is one of `allowed`: a repository (``cloudflare/cloudflared``, the same as
+    ``docker.io/cloudflare/cloudflared``) matches itself only, whatever the tag or digest; an entry ending with
+    ``/`` (``registry.example.com/mirror/``) every repository below it; ``*`` any image."""
+    repository = image_repository(reference)
+    for entry in allowed:
+        if entry == ANY_IMAGE:
+            return True
+        if entry.endswith("/"):
+            prefix = image_repository(entry.rstrip("/") + "/x")[:-1]  # the registry resolved as for an image
+            if repository.startswith(prefix):
+                return True
+        elif repository == image_repository(entry):
+            return True
+    return False
+
+
 def plan_gateway(namespace: str, name: str, spec: Mapping[str, Any], domain: str,
-                 owner_id: str = DEFAULT_OWNER) -> GatewayPlan:
+                 owner_id: str = DEFAULT_OWNER,
+                 allowed_images: tuple[str, ...] = DEFAULT_ALLOWED_IMAGES) -> GatewayPlan:
     """The gateway's desired state, or :class:`SpecError` naming what is wrong. Parsed strictly, whatever the CRD
     lets through: a boolean is ``true`` or ``false`` (the string ``"false"`` is not true), a port or a count is an
     integer (``True`` is not 1)."""
@@ -181,6 +235,10 @@ def plan_gateway(namespace: str, name: str, spec: Mapping[str, Any], domain: str
     if not isinstance(hostname, str):
         raise SpecError(c.INVALID_SPEC, f"spec.hostname must be a string, not {hostname!r}")
     cloudflared = spec.get("cloudflared") or {}
+    image = str(cloudflared.get("image") or DEFAULT_IMAGE)
+    if not image_allowed(image, allowed_images):
+        raise SpecError(c.IMAGE_NOT_ALLOWED, f"spec.cloudflared.image {image!r} is not an allowed cloudflared image "
+                        f"(allowed: {', '.join(allowed_images)}; setting CHUTES_CLOUDFLARED_IMAGES)")
     return GatewayPlan(
         namespace=namespace,
         name=name,
@@ -191,7 +249,7 @@ def plan_gateway(namespace: str, name: str, spec: Mapping[str, Any], domain: str
         domains=domains,
         session_duration=duration,
         replicas=replicas,
-        image=str(cloudflared.get("image") or DEFAULT_IMAGE),
+        image=image,
         resources=dict(cloudflared.get("resources") or {}),
         owner_id=owner_id,
     )
@@ -231,7 +289,7 @@ def secret_manifest(plan: GatewayPlan, tunnel_token: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": plan.secret_name, "namespace": plan.namespace, "labels": plan.labels},
+        "metadata": {"name": plan.secret_name, "namespace": plan.namespace, "labels": plan.object_labels},
         "type": "Opaque",
         "stringData": {TOKEN_KEY: tunnel_token},
     }
@@ -261,13 +319,14 @@ def deployment_manifest(plan: GatewayPlan) -> dict[str, Any]:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": plan.deployment_name, "namespace": plan.namespace, "labels": plan.labels},
+        "metadata": {"name": plan.deployment_name, "namespace": plan.namespace, "labels": plan.object_labels},
         "spec": {
             "replicas": plan.replicas,
             "selector": {"matchLabels": selector},
             "template": {
                 "metadata": {"labels": plan.labels},
                 "spec": {
+                    "automountServiceAccountToken": False,  # cloudflared never talks to the Kubernetes API
                     "securityContext": {
                         "runAsNonRoot": True,
                         "runAsUser": 65532,

@@ -25,7 +25,8 @@ from chutes.sweep.timer import unless_stopped
 
 # Reasons that only a spec change can fix: the resync timer leaves them alone.
 PERMANENT_REASONS = frozenset({c.INVALID_SPEC, c.HOSTNAME_OUTSIDE_ZONE, c.CLOUDFLARE_REJECTED,
-                               c.HOSTNAME_NOT_AUTHORIZED})  # the hostname rules change at a restart only
+                               c.HOSTNAME_NOT_AUTHORIZED,  # the hostname rules change at a restart only
+                               c.IMAGE_NOT_ALLOWED})  # so do the allowed images
 
 
 def to_kopf(problem: Problem) -> Exception:
@@ -78,8 +79,9 @@ async def _refresh_connector(memo: kopf.Memo, namespace: str, name: str) -> None
         gateway = await kube.get_custom(memo.kube, d.GROUP, d.VERSION, d.GATEWAY_PLURAL, name, namespace)
         if gateway is None or gateway["metadata"].get("deletionTimestamp"):
             return
-        deployment = await kube.deployment_status(memo.kube, namespace, f"chute-{name}-cloudflared")
         meta = gateway["metadata"]
+        deployment = await kube.deployment_status(memo.kube, namespace, f"chute-{name}-cloudflared",
+                                                  d.owned_by(name, memo.config.owner_id), meta.get("uid"))
         write = functools.partial(kube.patch_custom_status, memo.kube, d.GROUP, d.VERSION, d.GATEWAY_PLURAL, name,
                                   namespace)
         status = StatusWriter(gateway.get("status"), meta.get("generation"), write,
@@ -222,7 +224,8 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         events = EventSink(body, kopf.event)
         try:
             await r.reconcile_gateway(memo.kube, memo.cores, memo.claims, body, status, events,
-                                      memo.get("hostname_rules"), memo.config.allow_adoption)
+                                      memo.get("hostname_rules"), memo.config.allow_adoption,
+                                      memo.config.cloudflared_images)
         except Problem as problem:
             _warn_on_new_problem(events, body.get("status"), problem)
             raise to_kopf(problem) from None

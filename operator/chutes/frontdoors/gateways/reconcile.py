@@ -61,6 +61,7 @@ from chutes.frontdoors import adoption, claiming
 from chutes.frontdoors.gateways import desired as d
 from chutes.frontdoors.gateways.status import StatusWriter
 from chutes.frontdoors.problems import (
+    CONFLICT_RETRY,
     CREDENTIALS_RETRY,
     MISSING_RETRY,
     EventSink,
@@ -231,12 +232,15 @@ async def reconcile_gateway(
     events: EventSink,
     rules: HostnameRules | None = None,
     allow_adoption: bool = False,
+    allowed_images: tuple[str, ...] = d.DEFAULT_ALLOWED_IMAGES,
 ) -> None:
     """Publish one gateway (or withdraw it when the hostname rules refuse it); every refusal ends up in its
-    Ready condition and is raised as a :class:`Problem`."""
+    Ready condition and is raised as a :class:`Problem`. `allowed_images`: the cloudflared image repositories
+    a gateway may run (setting ``cloudflared_images``)."""
     try:
         try:
-            await _reconcile_gateway(api, cores, claims, body, status, events, rules, allow_adoption)
+            await _reconcile_gateway(api, cores, claims, body, status, events, rules, allow_adoption,
+                                     allowed_images)
         except ClaimLost as lost:
             raise Problem(c.CLOUDFLARE_UNAVAILABLE, f"the ledger of claims changed meanwhile: {lost}",
                           claiming.LOST_RETRY) from None
@@ -250,7 +254,7 @@ async def reconcile_gateway(
 
 async def _reconcile_gateway(api: client.ApiClient, cores: CorePool, claims: ClaimStore, body: Mapping[str, Any],
                              status: StatusWriter, events: EventSink, rules: HostnameRules | None,
-                             allow_adoption: bool) -> None:
+                             allow_adoption: bool, allowed_images: tuple[str, ...]) -> None:
     meta, spec = body["metadata"], body.get("spec") or {}
     namespace, name = meta["namespace"], meta["name"]
     try:  # a typo in an annotation changes nothing: what is published stays as it is
@@ -260,7 +264,7 @@ async def _reconcile_gateway(api: client.ApiClient, cores: CorePool, claims: Cla
     account = await load_account(api, cores, spec.get("configRef", ""), need_ready=True)
     claims = claims_for(claims, dry_run=account.core.dry_run)  # dry-run: the ledger is read, never written
     try:
-        plan = d.plan_gateway(namespace, name, spec, account.domain, account.core.owner_id)
+        plan = d.plan_gateway(namespace, name, spec, account.domain, account.core.owner_id, allowed_images)
     except d.SpecError as exc:
         raise Problem(exc.reason, str(exc), None) from exc
     if rules is not None and not rules.allows(namespace, plan.fqdn):
@@ -448,14 +452,19 @@ async def publish(
         claim = await drop_access(core, claims, claim, account_id, events)
         status.set(accessAppId=None, accessPolicyId=None)
 
-    # 6. The tunnel token Secret and the cloudflared Deployment, owned by the gateway.
+    # 6. The tunnel token Secret and the cloudflared Deployment, owned by the gateway. An object of either name
+    # that is not labelled as this gateway's (of this installation) is never written: ObjectNotOurs.
     token = await step("reading the tunnel token", core.get_tunnel_token(account_id, tunnel.id))
     secret = d.secret_manifest(plan, token)
     deployment = d.deployment_manifest(plan)
     for manifest in (secret, deployment):
         adopt_manifest(manifest, body)
-    await kube.apply_secret(api, secret)
-    deployment_status = await kube.apply_deployment(api, deployment)
+    try:
+        await kube.apply_secret(api, secret, plan.owned_by)
+        deployment_status = await kube.apply_deployment(api, deployment, plan.owned_by)
+    except kube.NotOurs as exc:
+        status.condition(c.CONNECTOR_READY, "False", c.OBJECT_NOT_OURS, str(exc))
+        raise Problem(c.OBJECT_NOT_OURS, str(exc), CONFLICT_RETRY) from None
     connector_condition(status, plan.replicas, deployment_status)
 
     # 7. Hostnames this gateway published before (spec change): routing first, then their Access application.
@@ -651,9 +660,14 @@ async def unpublish_gateway(
     meta, spec = body["metadata"], body.get("spec") or {}
     namespace, name = meta["namespace"], meta["name"]
     names = d.GatewayPlan(namespace=namespace, name=name, fqdn=status.get("hostname") or "", service_url="",
-                          public=True, emails=(), domains=(), session_duration="24h", replicas=0, image="")
-    await kube.delete_namespaced(api, "Deployment", namespace, names.deployment_name)
-    await kube.delete_namespaced(api, "Secret", namespace, names.secret_name)
+                          public=True, emails=(), domains=(), session_duration="24h", replicas=0, image="",
+                          owner_id=cores.owner_id)
+    # cloudflared and its token: only when labelled as this gateway's (a foreign object of the name stays).
+    for kind, object_name in (("Deployment", names.deployment_name), ("Secret", names.secret_name)):
+        try:
+            await kube.delete_namespaced(api, kind, namespace, object_name, names.owned_by, meta.get("uid"))
+        except kube.NotOurs as exc:
+            events.warning(c.OBJECT_NOT_OURS, f"left in place: {exc}")
     source = names.source
     held = await claims.list(source=source)
     if not held and not has_legacy_hints(status):

@@ -422,7 +422,7 @@ async def _release(ctx: Context, previous: s.RouteState, report: RouteReport) ->
     provably the route's (the claim is the authority), so its record of the past goes, Cloudflare untouched."""
     secret = previous.get("service_token_secret_name")
     if secret:
-        await kube.delete_namespaced(ctx.api, "Secret", previous.route_namespace, secret)
+        await t.delete_token_secret(ctx, previous.route_namespace, secret)
     await s.delete(ctx.api, ctx.operator_namespace, previous.route_namespace, previous.route_name)
     report.set_results({key: None for key in a.RESULT_KEYS})
 
@@ -536,7 +536,7 @@ async def _ensure_token(ctx: Context, core: CloudflareCore, claims: ClaimStore, 
                 events.normal("ServiceTokenRotated", f"service token {name}: Secret {secret_name} was missing or "
                               "stale, a new secret was issued into it")
     if token.client_secret is not None:
-        await kube.apply_secret(ctx.api, {
+        await _store_token(ctx, {
             "apiVersion": "v1",
             "kind": "Secret",
             "type": "Opaque",
@@ -553,6 +553,14 @@ async def _ensure_token(ctx: Context, core: CloudflareCore, claims: ClaimStore, 
             events.normal("ServiceTokenReady", f"service token {name}; credentials in Secret {secret_name}")
     current.set(service_token_id=token.id, service_token_secret_name=secret_name)
     return claim
+
+
+async def _store_token(ctx: Context, manifest: dict[str, Any]) -> None:
+    """Write the service-token Secret; one of that name without our label is never written (ObjectNotOurs)."""
+    try:
+        await kube.apply_secret(ctx.api, manifest, {a.MANAGED_BY_LABEL: a.MANAGED_BY})
+    except kube.NotOurs as exc:
+        raise Problem(c.OBJECT_NOT_OURS, str(exc), FOREIGN_RETRY) from None
 
 
 async def _ensure_rule(core: CloudflareCore, claims: ClaimStore, claim: Claim, before: Claim, account: str,
@@ -603,6 +611,6 @@ async def _remove_unwanted(ctx: Context, core: CloudflareCore, claims: ClaimStor
         secrets = {st.get("service_token_secret_name") for st in (current, previous) if st is not None}
         for secret in sorted(secret for secret in secrets if secret):
             if not core.dry_run:
-                await kube.delete_namespaced(ctx.api, "Secret", current.route_namespace, secret)
+                await t.delete_token_secret(ctx, current.route_namespace, secret)
         current.set(service_token_id=None, service_token_secret_name=None)
     return claim

@@ -182,11 +182,19 @@ async def legacy_claim(core: CloudflareCore, store: ClaimStore, st: s.RouteState
         return None
 
 
+async def delete_token_secret(ctx: Context, namespace: str, name: str) -> None:
+    """Delete a route's service-token Secret when it carries our label; one of that name without it stays."""
+    try:
+        await kube.delete_namespaced(ctx.api, "Secret", namespace, name, {a.MANAGED_BY_LABEL: a.MANAGED_BY})
+    except kube.NotOurs as exc:
+        logger.warning("Left in place: %s", exc)
+
+
 async def _forget(ctx: Context, st: s.RouteState | None) -> None:
     """The Kubernetes side of a route torn down: its token Secret and its state ConfigMap."""
     if st is None:
         return
     secret = st.get("service_token_secret_name")
     if secret:
-        await kube.delete_namespaced(ctx.api, "Secret", st.route_namespace, secret)
+        await delete_token_secret(ctx, st.route_namespace, secret)
     await s.delete(ctx.api, ctx.operator_namespace, st.route_namespace, st.route_name)

@@ -1,5 +1,6 @@
 """kopf wiring of the session-Pod front door: thin. No finalizers and no patches on Pods (a stuck
-operator never blocks a Pod, and read-only Pod RBAC is enough); the work happens in :mod:`runner`.
+operator never blocks a Pod, and read-only Pod RBAC is enough); the work happens in :mod:`runner`, fed by
+the door's own Pod watch of ``WATCH_NAMESPACE`` (:mod:`podwatch`, not kopf's: a Role in one namespace).
 
 The pass task starts with the operator, independently of kopf peering: like the seed's two sidecars,
 two replicas may both be active, and both converge on the same state.
@@ -18,6 +19,7 @@ from chutes import kube
 from chutes.frontdoors.sessions.budget import RemovalBudget
 from chutes.frontdoors.sessions.config import SessionConfig, load_config, require_marker_fits
 from chutes.frontdoors.sessions.health import HealthServer
+from chutes.frontdoors.sessions.podwatch import PodWatch
 from chutes.frontdoors.sessions.reconcile import EventSink, SessionPublisher
 from chutes.frontdoors.sessions.runner import SessionLoop
 from chutes.frontdoors.sessions.scheduler import Timing
@@ -51,9 +53,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
     base_timing = DEFAULT_TIMING
 
     @kopf.on.startup(registry=registry, id="sessions")
-    async def sessions_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-        if config.pod_selector.text:  # server-side filtering of the Pod watch
-            settings.watching.label_selectors["", "v1", "pods"] = config.pod_selector.text
+    async def sessions_startup(memo: kopf.Memo, **_: Any) -> None:
         # After the operator's own startup: the pool's cores hold the tunnel Lease around each configuration
         # flush, so replicas (and the other doors of this installation) never race on the shared tunnel.
         core = memo.cores.core_for(config.api_token)
@@ -65,26 +65,23 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
                                      operator_pod=operator_pod(environ, config.watch_namespace))
         run_timing = dataclasses.replace(base_timing, resync=memo.config.resync_interval)
         loop = SessionLoop(config, publisher, run_timing)
-        health = HealthServer(config.health_port, loop.healthy)
+        watch = PodWatch(memo.kube, loop)
+        health = HealthServer(config.health_port, lambda: loop.healthy() and watch.healthy())
         try:
             await health.start()
         except OSError as error:  # e.g. the port is taken: retrying will not help
             raise kopf.PermanentError(f"HEALTH_PORT {config.health_port}: cannot listen: {error}") from None
         loop.start()
-        memo.sessions, memo.sessions_health = loop, health
+        memo.sessions, memo.sessions_health, memo.sessions_watch = loop, health, watch.start()
 
     @kopf.on.cleanup(registry=registry, id="sessions")
     async def sessions_cleanup(memo: kopf.Memo, **_: Any) -> None:
         loop: SessionLoop | None = memo.get("sessions")
         health: HealthServer | None = memo.get("sessions_health")
+        watch: PodWatch | None = memo.get("sessions_watch")
+        if watch is not None:
+            await watch.stop()
         if loop is not None:
             await loop.stop()
         if health is not None:
             await health.stop()
-
-    @kopf.on.event("", "v1", "pods", registry=registry, id="session_pods")
-    async def session_pod_event(event: Mapping[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        # async on purpose: kopf runs sync handlers in threads, and the loop state is not thread-safe
-        loop: SessionLoop | None = memo.get("sessions")
-        if loop is not None:
-            loop.pod_event(event.get("type"), body)

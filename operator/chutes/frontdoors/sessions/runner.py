@@ -13,7 +13,7 @@ import functools
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from chutes.cloudflare_core import CloudflareError, CredentialsInvalid, RateLimited, TransientError
@@ -57,7 +57,7 @@ class SessionLoop:
         self.last_error: str | None = None
         self._blocked: set[str] = set()
 
-    # --- fed by the kopf event handler -------------------------------------------------------------
+    # --- fed by the Pod watch (podwatch.py) -------------------------------------------------------------
 
     def pod_event(self, event_type: str | None, pod: Mapping[str, Any]) -> None:
         """Note what the watch says about one Pod; wake the task when the session set changed (status
@@ -96,6 +96,17 @@ class SessionLoop:
             self._gone[previous] = now
         self.scheduler.changed(now, addition=addition)
         self._wake.set()
+
+    def pods_listed(self, pods: Sequence[Mapping[str, Any]]) -> None:
+        """A (re)listing of the watched Pods: each as an event, and the Pods noted before that it no longer
+        holds as deleted (they went while no watch was open)."""
+        seen = set()
+        for pod in pods:
+            meta = pod.get("metadata") or {}
+            seen.add(str(meta.get("uid") or f"{meta.get('namespace')}/{meta.get('name')}"))
+            self.pod_event(None, pod)
+        for uid in (set(self._alive) | set(self._invalid)) - seen:
+            self.pod_event("DELETED", {"metadata": {"namespace": self.config.watch_namespace, "uid": uid}})
 
     def alive_hashes(self) -> set[str]:
         return set(self._alive.values())

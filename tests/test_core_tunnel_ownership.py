@@ -274,6 +274,25 @@ async def test_a_foreign_put_between_our_get_and_put_is_detected_and_cannot_be_r
                                                 "tunnels.config.put", "tunnels.config.get"]  # ours, re-read
 
 
+async def test_a_new_rule_whose_write_was_raced_is_still_ours_in_the_next_round(
+    core: CloudflareCore, sandbox: CloudflareSandbox
+) -> None:
+    """A rule new at its hostname is written with a predicate that owns nothing there yet (the ledger proved no
+    earlier rule). The write lands but was raced: the next round reads our own rule back, and must not take it
+    for someone else's (that refused the writer's own rule: HostnameConflict, seen with two installations
+    sharing a tunnel)."""
+    tunnel_id = await remote_tunnel(core, sandbox, "new-raced", [OTHER, CATCH_ALL])
+
+    async def foreign() -> None:
+        await foreign_put(sandbox, tunnel_id, [FOREIGN, OTHER, CATCH_ALL])
+
+    sandbox.faults.before("tunnels.config.put", foreign)
+    await core.set_ingress_rule(sandbox.account_id, tunnel_id, IngressRule("a.example.com", "http://a:80"), nobody)
+
+    assert races(tunnel_id) == 1
+    assert hosts(sandbox, tunnel_id) == {"other.example.com", "a.example.com"}
+
+
 async def test_a_stale_foreign_put_landing_before_our_second_read_is_repaired_in_the_same_flush(
     core: CloudflareCore, sandbox: CloudflareSandbox
 ) -> None:

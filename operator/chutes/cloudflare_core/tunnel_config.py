@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -289,6 +290,26 @@ def merge_counted(
     return document, results
 
 
+def _with_written(edit: Edit, result: EditResult) -> Edit:
+    """`edit` for the next round after a raced write that landed: the rules it has just written (not refused)
+    are its own from now on, as long as they are still exactly as written; its `owns` judged the configuration
+    as it was before that write, and would otherwise take our own rule for someone else's."""
+    if isinstance(edit, RemoveRule):
+        return edit
+    rules = (edit.rule,) if isinstance(edit, SetRule) else edit.rules
+    written = {rule.key: _meaningful(rule.to_wire()) for rule in rules if rule.key not in result.refused}
+    if not written:
+        return edit
+    owns = edit.owns
+
+    def owns_or_wrote(rule: Mapping[str, Any]) -> bool:
+        key = _key(rule)
+        mine = written.get((key[0], key[1])) if key[0] is not None else None
+        return owns(rule) or (mine is not None and _meaningful(rule) == mine)
+
+    return dataclasses.replace(edit, owns=owns_or_wrote)
+
+
 async def read_config(
     client: CloudflareClient, account_id: str, tunnel_id: str
 ) -> tuple[dict[str, Any] | None, int | None]:
@@ -421,6 +442,7 @@ class TunnelConfigWriter(CoalescingWriter[_EditRequest]):
                 self._raced(version, stored, final=attempt == MAX_ROUNDS)
                 if attempt == MAX_ROUNDS:
                     break
+                edits = [_with_written(edit, result) for edit, result in zip(edits, results, strict=True)]
                 current, version = await read_config(self._client, self.account_id, self.tunnel_id)
         except NotFound as gone:  # the tunnel is gone: removals are done, additions cannot be
             for request in requests:

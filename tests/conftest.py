@@ -167,6 +167,15 @@ def _no_ambient_cloudflare_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _no_hostnames_of_earlier_tests() -> None:
+    """The published-hostnames gauge is process-wide: an earlier test's operator may have stopped with
+    hostnames published; each test starts from none."""
+    from chutes.observability.metrics import HOSTNAMES
+
+    HOSTNAMES.clear()
+
+
 @pytest.fixture(scope="session")
 def operator_api_calls() -> ApiCallRecord:
     """The session's record of the operator's Kubernetes API calls (complete for tests marked ``last``)."""

@@ -107,6 +107,14 @@ class HostnameBook:
     def forget(self, front_door: str, source: str) -> None:
         self.publish(front_door, source, ())
 
+    def clear(self) -> None:
+        """Forget every source (a new operator run in the same process: the tests run many)."""
+        with self._lock:
+            doors = list(self._by_door)
+            self._by_door.clear()
+        for front_door in doors:
+            self._update(front_door)
+
     def hostnames(self, front_door: str) -> frozenset[str]:
         with self._lock:
             return frozenset().union(*self._by_door.get(front_door, {}).values())

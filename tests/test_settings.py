@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from chutes.cli import build_parser, settings_from_args
-from chutes.settings import SettingsError, load_settings
+from chutes.settings import Settings, SettingsError, load_settings
 
 SESSION_ENV = {"CF_API_TOKEN": "x", "CF_ZONE_ID": "z", "CF_TUNNEL_ID": "t", "DOMAIN": "example.com"}
 
@@ -125,3 +127,10 @@ def test_auto_priority_ranks_the_longest_running_replica_highest_whatever_the_po
     # Below explicit priorities and the earlier Pod-name-only 'auto' (1..2**31-1), within int64.
     assert -(2**62) <= priority("op-aaaa", 4.0e9) < priority("op-aaaa", 0.0) < 0
     assert load_settings({"CHUTES_PRIORITY": "7"}).peering_priority({"POD_ID": "x"}) == 7
+
+
+def test_every_setting_is_in_the_readmes_settings_table() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    rows = [line for line in readme.splitlines() if line.startswith("| `CHUTES_")]
+    missing = [name for name in Settings.model_fields if not any(f"`CHUTES_{name.upper()}`" in row for row in rows)]
+    assert missing == []

@@ -10,7 +10,6 @@ periodic passes list the Pods themselves, so a gap in the watch only delays a pa
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from aiohttp import ClientError
@@ -18,6 +17,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from chutes import kube
+from chutes.background import BackgroundTask
 from chutes.frontdoors.sessions.runner import SessionLoop
 
 logger = logging.getLogger(__name__)
@@ -29,22 +29,18 @@ class PodWatch:
     def __init__(self, api: client.ApiClient, loop: SessionLoop, *, timeout_seconds: int = 240) -> None:
         self.api, self.loop = api, loop
         self.timeout_seconds = timeout_seconds
-        self._task: asyncio.Task[None] | None = None
+        self._background = BackgroundTask("session-pod-watch", self._run)
         self.listings = 0
 
     def start(self) -> PodWatch:
-        self._task = asyncio.create_task(self._run(), name="session-pod-watch")
+        self._background.start()
         return self
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._background.stop()
 
     def healthy(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return self._background.healthy()
 
     async def _run(self) -> None:
         failures = 0

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from chutes.background import BackgroundTask
 from chutes.cloudflare_core import CloudflareError, CredentialsInvalid, RateLimited, TransientError
 from chutes.frontdoors import repairs
 from chutes.frontdoors.sessions import desired as d
@@ -51,7 +52,7 @@ class SessionLoop:
         self._typos: dict[str, tuple[str, ...]] = {}  # Pod uid -> its unknown annotation keys, as said
         self._gone: dict[str, float] = {}  # session hash -> when the watch saw its last Pod go
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._background = BackgroundTask("session-pods", self._run)
         self.passes = 0
         self.last_result: PassResult | None = None
         self.last_error: str | None = None
@@ -126,17 +127,13 @@ class SessionLoop:
     # --- the task ----------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="session-pods")
+        self._background.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._background.stop()
 
     def healthy(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return self._background.healthy()
 
     async def _sleep_until_due(self) -> None:
         while True:

@@ -6,11 +6,13 @@ cleanup is woken at once.
 The wake-up clears the ``delayed`` time of kopf's persisted progress record of the cleanup handler (kopf's
 annotation progress storage, under the operator's prefix): kopf then sees the object change, finds the handler
 no longer delayed and runs it. Should kopf's record ever look different (or the gateway go while the cleanup
-is between its check and recording its delay), nothing is woken and the re-check still comes.
+is between its check and recording its delay for longer than the last look, ≈ 7.5 s), nothing is woken
+and the re-check still comes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 from collections.abc import Mapping
@@ -20,6 +22,7 @@ from chutes import kube
 from chutes.frontdoors.gateways import desired as d
 
 BLOCKED_RECHECK = 60.0
+WAKE_PAUSES = (0.5, 1.0, 2.0, 4.0)  # looking again for a delay the cleanup has not recorded yet
 CLEANUP_HANDLER = "cleanup"  # the id of the ChuteConfig's delete handler
 PROGRESS_KEY = f"{d.GROUP}/{CLEANUP_HANDLER}"  # kopf's AnnotationsProgressStorage(prefix=GROUP) key
 
@@ -54,11 +57,17 @@ def woken_progress(config: Mapping[str, Any], now: datetime.datetime) -> str | N
     return json.dumps({**record, "delayed": now.isoformat(timespec="microseconds")})
 
 
-async def wake_cleanup(api: Any, config_name: str) -> bool:
-    """Wake the waiting cleanup of ChuteConfig `config_name` (a gateway that referenced it is gone)."""
-    config = await kube.get_custom(api, d.GROUP, d.VERSION, d.CONFIG_PLURAL, config_name)
-    progress = None if config is None else woken_progress(config, datetime.datetime.now(datetime.UTC))
-    if progress is None:
-        return False
-    return await kube.patch_custom_metadata(api, d.GROUP, d.VERSION, d.CONFIG_PLURAL, config_name, None,
-                                            {"annotations": {PROGRESS_KEY: progress}})
+async def wake_cleanup(api: Any, config_name: str, pauses: tuple[float, ...] = WAKE_PAUSES) -> bool:
+    """Wake the waiting cleanup of ChuteConfig `config_name` (a gateway that referenced it is gone). The cleanup
+    may be between its check (which still saw the gateway) and recording its delay: while the ChuteConfig is being
+    deleted and no delay is recorded yet, look again after each of `pauses`."""
+    for pause in (0.0, *pauses):
+        await asyncio.sleep(pause)
+        config = await kube.get_custom(api, d.GROUP, d.VERSION, d.CONFIG_PLURAL, config_name)
+        if config is None or not (config.get("metadata") or {}).get("deletionTimestamp"):
+            return False
+        progress = woken_progress(config, datetime.datetime.now(datetime.UTC))
+        if progress is not None:
+            return await kube.patch_custom_metadata(api, d.GROUP, d.VERSION, d.CONFIG_PLURAL, config_name, None,
+                                                    {"annotations": {PROGRESS_KEY: progress}})
+    return False

@@ -1,7 +1,8 @@
 """`CloudflareCore`: the facade the front doors keep in kopf's memo.
 
 One per process and token: one HTTP client and request budget, one coalescing
-`TunnelConfigWriter` per tunnel, one coalescing `DnsWriter` per zone, a zone cache, the
+`TunnelConfigWriter` per tunnel, one coalescing `DnsWriter` per zone, one `AppView` of the Access
+applications per account (listed again when older than `resync_interval`), a zone cache, the
 owner id written into (and required on) every DNS record it touches, and the write policy and
 dry-run switch (`gate.ChangeGate`) every change goes through. `tunnel_lock` (optional) is held
 around each flush of a tunnel's configuration so that the writers of every process of this

@@ -408,8 +408,8 @@ async def _find_app_policy(client: CloudflareClient, account_id: str, app_id: st
 
 
 def _embedded_policy(view: AppView, app_id: str, name: str) -> Policy | None:
-    """The app-scoped policy named `name` as the fresh view's copy of the app embeds it, or None."""
-    entry = view.get(app_id) if view.fresh else None
+    """The app-scoped policy named `name` as a recent copy of the app in the view embeds it, or None."""
+    entry = view.recent(app_id)
     if entry is None:
         return None
     return next((p for p in app_from_wire(entry.data).app_policies if p.name == name), None)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .client import CloudflareClient
@@ -130,6 +130,14 @@ class AppView(CoalescingWriter[_Listing]):
     # -- reads ------------------------------------------------------------------------------------
     def get(self, app_id: str) -> AppEntry | None:
         return self._apps.get(app_id)
+
+    def recent(self, app_id: str) -> AppEntry | None:
+        """The app's copy when the view is fresh or the copy itself was learned less than `max_age` ago (the
+        answer to our own write, e.g. a create just now)."""
+        entry = self._apps.get(app_id)
+        if entry is None or self.fresh or datetime.now(UTC) - entry.learned < timedelta(seconds=self.max_age):
+            return entry
+        return None
 
     def on_domain(self, domain: str) -> list[dict[str, Any]]:
         """The apps (wire dicts) whose domain is exactly `domain`."""

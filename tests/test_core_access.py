@@ -249,6 +249,22 @@ async def test_a_view_older_than_the_resync_interval_is_listed_again_and_a_gone_
         assert sandbox.counters == {"access.apps.list": 1, "access.apps.create": 1}
 
 
+async def test_an_app_deleted_behind_the_view_is_created_again_when_its_update_finds_it_gone(
+    core: CloudflareCore, sandbox: CloudflareSandbox, other: cloudflare.AsyncCloudflare
+) -> None:
+    account = sandbox.account_id
+    recorded = intent()
+    app = await core.ensure_access_app(account, AccessAppSpec("chutes-app", "app.example.com"), recorded)
+    await other.zero_trust.access.applications.delete(app.id, account_id=account)
+    sandbox.reset_log()
+
+    again = await core.ensure_access_app(account, AccessAppSpec("chutes-app", "app.example.com", "12h"),
+                                         Recorded(id=app.id, since=recorded.since))
+
+    assert again.id != app.id and [a["session_duration"] for a in state(sandbox, "access_apps")] == ["12h"]
+    assert sandbox.counters == {"access.apps.update": 1, "access.apps.list": 1, "access.apps.create": 1}
+
+
 async def test_otp_idp_is_created_once_and_adopted(
     core: CloudflareCore, sandbox: CloudflareSandbox, other: cloudflare.AsyncCloudflare
 ) -> None:

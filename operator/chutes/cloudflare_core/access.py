@@ -27,8 +27,9 @@ per domain:
   (Conflict) and an adoption are only decided on a listing made during the call, so a foreign app is never
   taken over on an old copy. An app created here can carry its app-scoped allow policy (`policy`): one call,
   the policy's id in the answer, nothing read back.
-- `ensure_app_policy` finds the policy in the view's copy of the app (embedded): up to date, no call. Creating
-  one is decided on the app's own policy listing, never on the view.
+- `ensure_app_policy` finds the policy in a recent copy of the app in the view (embedded; the answer to our
+  create of the app, with the policy, counts): up to date, no call. Creating one is decided on the app's own
+  policy listing, never on the view.
 - `delete_access_app` must not delete an app someone re-purposed (renamed, moved to another domain) under
   an id the ledger still records: the app's name and domain are checked first. The view's copy of the app
   stands in for that read only when the view is fresh (its listing is younger than the resync interval)
@@ -37,10 +38,9 @@ per domain:
   object the proof is about, and without `since` the app is read. So a re-purposing is seen when it happened
   before the copy was learned, as it is by a read; one made after it is not seen: a window of at most one
   resync interval (the age the view may have), instead of the instant between a read and the delete,
-  accepted to spare one read per delete. An
-  app no longer there answers the delete 404: gone, fine. An app the view does not hold is read (it may have
-  been made by another process), unless we deleted it lately (nothing is deleted twice). App-scoped policies
-  go with their app (never deleted first).
+  accepted to spare one read per delete. An app no longer there answers the delete 404: gone, fine. An app
+  the view does not hold is read (it may have been made by another process), unless we deleted it lately
+  (nothing is deleted twice). App-scoped policies go with their app (never deleted first).
 
 Deletes of service tokens read the token first and refuse one whose name differs from the one recorded.
 
@@ -268,14 +268,20 @@ async def ensure_access_app(
                      current.get("name"), current.get("id"), spec.domain, spec.name)
         body = _app_body(spec, _reusable_ids(current))
         sent = datetime.now(UTC)
-        updated = to_wire(await client.call(
-            "access.apps.update",
-            apps.update,
-            str(current["id"]),
-            account_id=view.account_id,
-            extra_body=dict(spec.extra) or None,
-            **body,
-        ))
+        try:
+            updated = to_wire(await client.call(
+                "access.apps.update",
+                apps.update,
+                str(current["id"]),
+                account_id=view.account_id,
+                extra_body=dict(spec.extra) or None,
+                **body,
+            ))
+        except NotFound:  # gone since the view's copy was learned: decided again on a new listing
+            await view.refresh()
+            if view.get(str(current["id"])) is not None:
+                raise
+            return await ensure_access_app(client, view, spec, recorded, policy)
         view.put(updated, sent)
         log.info("Updated Access app %s for %s", spec.name, spec.domain)
         return app_from_wire(updated)
@@ -425,8 +431,8 @@ def _in_view(view: AppView, app_id: str, policy: dict[str, Any], precedence: int
 async def ensure_app_policy(client: CloudflareClient, view: AppView, app_id: str, spec: AppPolicySpec) -> Policy:
     """The app-scoped policy named `spec.name` on the app: created or updated to match.
 
-    Found in the view's copy of the app (its policies embedded) while the view is fresh: no call when it is up
-    to date. A create is decided on the app's own policy listing (never on the view: no duplicate)."""
+    Found in a recent copy of the app in the view (its policies embedded): no call when it is up to date. A
+    create is decided on the app's own policy listing (never on the view: no duplicate)."""
     resource = client.sdk.zero_trust.access.applications.policies
     account_id = view.account_id
     body = _policy_body(spec)

@@ -58,7 +58,8 @@ def rules_at(*keys: str | tuple[str, str | None]) -> RulePredicate:
 
 @contextlib.asynccontextmanager
 async def core_with(
-    sandbox: CloudflareSandbox, *, policy: str = "sync", dry_run: bool = False, owner_id: str = OWNER
+    sandbox: CloudflareSandbox, *, policy: str = "sync", dry_run: bool = False, owner_id: str = OWNER,
+    resync_interval: float = 300.0,
 ) -> AsyncIterator[CloudflareCore]:
     async with CloudflareCore(
         sandbox.token,
@@ -68,6 +69,7 @@ async def core_with(
         backoff=0.01,
         policy=policy,
         dry_run=dry_run,
+        resync_interval=resync_interval,
     ) as core:
         yield core
 

@@ -248,9 +248,12 @@ def test_access_is_written_before_routing_and_removed_after_it(world: World) -> 
     world.gateway()
     world.ready_gateway()
     writes = world.writes()
-    assert writes.index("access.apps.create") < writes.index("access.app_policies.create")
-    assert writes.index("access.app_policies.create") < writes.index("tunnels.config.put")
+    assert writes.index("access.apps.create") < writes.index("tunnels.config.put")  # the app with its policy
     assert writes.index("tunnels.config.put") < writes.index("dns.batch")
+    assert "access.app_policies.create" not in writes and "access.app_policies.list" not in world.cf.counters
+    [policy] = world.state()["access_policies"].values()
+    assert policy["app_id"] == world.get_gateway()["status"]["accessAppId"]
+    assert world.get_gateway()["status"]["accessPolicyId"] == policy["id"]
     world.cf.reset_log()
     world.custom.delete_namespaced_custom_object(GROUP, VERSION, NS, "chutegateways", "blog")
     wait_for("gateway gone", lambda: not world.custom.list_namespaced_custom_object(
@@ -307,7 +310,7 @@ def test_connector_ready_follows_the_deployment(world: World) -> None:
 
 # --- resumable, idempotent ------------------------------------------------------------------------
 
-STEPS = ["access.apps.create", "access.app_policies.create", "tunnels.config.put", "dns.batch", "tunnels.token"]
+STEPS = ["access.apps.create", "tunnels.config.put", "dns.batch", "tunnels.token"]
 
 
 @pytest.mark.parametrize("failing", STEPS)
@@ -331,6 +334,19 @@ def test_operator_stopped_after_each_step_converges_without_duplicates(world: Wo
     assert len(world.live_tunnels()) == 1
     assert len(world.records("blog.example.com")) == 1
     assert len(state["access_apps"]) == 1 and len(state["access_policies"]) == 1
+
+
+def test_an_app_created_with_its_policy_whose_answer_was_lost_is_found_again_not_duplicated(world: World) -> None:
+    world.ready_config()
+    world.service()
+    world.cf.faults.drop_after_write(op="access.apps.create", count=1)  # created, the answer lost
+    world.gateway()
+    gateway = world.ready_gateway()
+    state = world.state()
+    [app] = state["access_apps"].values()
+    [policy] = state["access_policies"].values()
+    assert gateway["status"]["accessAppId"] == app["id"] and gateway["status"]["accessPolicyId"] == policy["id"]
+    assert world.cf.counters["access.apps.create"] == 1 and "access.app_policies.create" not in world.cf.counters
 
 
 # --- changes --------------------------------------------------------------------------------------

@@ -105,8 +105,8 @@ def test_access_is_created_before_routing_and_removed_after_it(world: World) -> 
                                              "access.allowEmails": "alice@example.org"})
     world.wait_ready("web")
     writes = world.ops(writes=True)
-    assert writes.index("access.apps.create") < writes.index("access.app_policies.create") \
-        < writes.index("tunnels.config.put") < writes.index("dns.batch")
+    assert writes.index("access.apps.create") < writes.index("tunnels.config.put") < writes.index("dns.batch")
+    assert "access.app_policies.create" not in writes  # created with its app, in the same call
     [app] = world.apps("web.example.com")
     assert linked_policy_names(world, app) == ["Team", "cfzt-web.example.com-allow"]
     allow = next(p for p in world.policies() if p["name"] == "cfzt-web.example.com-allow")

@@ -47,6 +47,7 @@ class CorePool:
                 policy=self._settings.policy,
                 dry_run=self._settings.dry_run,
                 tunnel_lock=self.tunnel_lock,
+                resync_interval=self._settings.resync_interval,
             )
             self._cores[key] = core
         return core

@@ -10,12 +10,39 @@ tunnels and service tokens, are ours only when this installation's ledger record
 Every ensure_* finds its object by natural key first (app: domain; app policy: name within
 the app; IdP: type onetimepin; service token: name). For apps and service tokens what it finds must be
 the object the `Recorded` proof covers, else `Conflict` and nothing changes, and a create needs the
-recorded intent. Deletes read the object first and refuse one whose name (and domain) differs from the
-one this installation recorded. App-scoped policies live inside an app proven ours and are found by name there;
+recorded intent. App-scoped policies live inside an app proven ours and are found by name there;
 the one-time-PIN IdP is found and used, created when absent, never updated nor deleted.
 Creates whose key Cloudflare does not enforce are not replayed by the client after a dropped
 connection; on a transient failure they look the object up again and resolve it (by the proof)
 instead of making a duplicate.
+
+Apps are found in the account's `AppView` (:mod:`.access_view`: one listing of every app with its policies,
+listed again when older than the resync interval, coalesced, updated by our own writes), not by one query
+per domain:
+
+- `ensure_access_app` decides on the view when it is fresh (no call in the steady state). A stale view may
+  miss an app on the domain: the create then meets Cloudflare's own check (a second self-hosted app on a
+  domain is refused, 409) and the view is listed again and the app resolved by the proof as after a lost
+  answer, so never a duplicate. A stale view may also show an app that is gone or changed: a refusal
+  (Conflict) and an adoption are only decided on a listing made during the call, so a foreign app is never
+  taken over on an old copy. An app created here can carry its app-scoped allow policy (`policy`): one call,
+  the policy's id in the answer, nothing read back.
+- `ensure_app_policy` finds the policy in a recent copy of the app in the view (embedded; the answer to our
+  create of the app, with the policy, counts): up to date, no call. Creating one is decided on the app's own
+  policy listing, never on the view.
+- `delete_access_app` must not delete an app someone re-purposed (renamed, moved to another domain) under
+  an id the ledger still records: the app's name and domain are checked first. The view's copy of the app
+  stands in for that read only when the view is fresh (its listing is younger than the resync interval)
+  AND the copy was learned (listed, or answered to our own create or update) at or after the time the
+  ledger recorded the proof (`since`, seconds precision): a copy older than the proof says nothing about the
+  object the proof is about, and without `since` the app is read. So a re-purposing is seen when it happened
+  before the copy was learned, as it is by a read; one made after it is not seen: a window of at most one
+  resync interval (the age the view may have), instead of the instant between a read and the delete,
+  accepted to spare one read per delete. An app no longer there answers the delete 404: gone, fine. An app
+  the view does not hold is read (it may have been made by another process), unless we deleted it lately
+  (nothing is deleted twice). App-scoped policies go with their app (never deleted first).
+
+Deletes of service tokens read the token first and refuse one whose name differs from the one recorded.
 
 Every change goes through the client's `ChangeGate`: a skipped update returns the object as it is,
 a skipped delete returns; under dry-run a create raises `DryRunStop` (its id or secret is needed).
@@ -24,15 +51,28 @@ An app whose spec asks for adoption takes over the one foreign app protecting it
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
+from . import drift
+from .access_view import ACCESS_PER_PAGE, AppView
 from .client import CloudflareClient, to_wire
-from .errors import Conflict, RateLimited, TransientError
-from .models import AccessApp, AccessAppSpec, AppPolicySpec, IdentityProvider, Policy, Recorded, ServiceToken
+from .errors import Conflict, NotFound, RateLimited, TransientError
+from .models import (
+    AccessApp,
+    AccessAppSpec,
+    AppPolicySpec,
+    IdentityProvider,
+    Policy,
+    Recorded,
+    ServiceToken,
+    parse_time,
+)
 from .ownership import DEFAULT_OWNER, name_owner
 from .proofs import covered, require_intent, unrecorded
 
@@ -55,7 +95,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-ACCESS_PER_PAGE = 1000
 OTP_TYPE = "onetimepin"
 
 
@@ -86,6 +125,8 @@ def app_from_wire(data: dict[str, Any]) -> AccessApp:
         auto_redirect_to_identity=bool(data.get("auto_redirect_to_identity")),
         policies=_ids(policies) + tuple(p for p in data.get("policies") or [] if isinstance(p, str)),
         created_at=_created_at(data),
+        app_policies=tuple(policy_from_wire(dict(item)) for item in policies
+                           if item.get("id") and item.get("name") and not item.get("reusable")),
     )
 
 
@@ -139,19 +180,6 @@ def _app_up_to_date(data: dict[str, Any], spec: AccessAppSpec) -> bool:
     )
 
 
-async def find_access_app(client: CloudflareClient, account_id: str, domain: str) -> list[dict[str, Any]]:
-    """The apps (as wire dicts) whose domain is exactly `domain`."""
-    items = await client.list_all(
-        "access.apps.list",
-        client.sdk.zero_trust.access.applications.list,
-        account_id=account_id,
-        domain=domain,
-        exact=True,
-        per_page=ACCESS_PER_PAGE,
-    )
-    return [item for item in items if str(item.get("domain") or "").lower() == domain.lower()]
-
-
 def _adoptable(app: Mapping[str, Any], spec: AccessAppSpec) -> bool:
     """Whether adoption may take `app` over: never an app named like one of any chutes-operator
     installation's for this object (same base name) or carrying an owner suffix (``name@owner``)."""
@@ -180,17 +208,55 @@ def _recorded_app(
     raise unrecorded(f"Access app(s) {names} protecting {spec.domain}", recorded, hint=hint)
 
 
+def _policy_body(spec: AppPolicySpec) -> dict[str, Any]:
+    return {
+        "name": spec.name,
+        "decision": spec.decision,
+        "include": _rules(spec.include),
+        "exclude": _rules(spec.exclude),
+        "require": _rules(spec.require),
+        "precedence": spec.precedence,
+    }
+
+
+def _decide(view: AppView, spec: AccessAppSpec, recorded: Recorded,
+            adopt: bool) -> tuple[dict[str, Any] | None, bool]:
+    return _recorded_app(view.on_domain(spec.domain), spec, recorded, adopt=adopt)
+
+
+async def _our_app(view: AppView, spec: AccessAppSpec, recorded: Recorded,
+                   adopt: bool) -> tuple[dict[str, Any] | None, bool]:
+    """`_recorded_app` on the fresh view; a refusal or an adoption only on a listing begun during this call."""
+    began = view.clock()
+    await view.current()
+    while True:
+        try:
+            current, adopting = _decide(view, spec, recorded, adopt)
+        except Conflict:
+            if view.listed_since(began):
+                raise
+            await view.refresh()
+            continue
+        if adopting and not view.listed_since(began):
+            await view.refresh()
+            continue
+        return current, adopting
+
+
 async def ensure_access_app(
-    client: CloudflareClient, account_id: str, spec: AccessAppSpec, recorded: Recorded
+    client: CloudflareClient, view: AppView, spec: AccessAppSpec, recorded: Recorded,
+    policy: AppPolicySpec | None = None,
 ) -> AccessApp:
     """The self-hosted app for `spec.domain`: created, replaced when different, else as is.
 
     The app found must be the one `recorded` proves ours (by id, or an intent's name and creation time),
-    else Conflict unless `spec.adopt` takes over the one other app; a create needs `recorded.since`."""
+    else Conflict unless `spec.adopt` takes over the one other app; a create needs `recorded.since`.
+    `policy`: an app-scoped policy created with the app, in the same call (an app that exists is left to
+    `ensure_app_policy`). Found in the account's view (no call while it is fresh); a refusal or an adoption
+    is only decided on a listing made during this call."""
     apps = client.sdk.zero_trust.access.applications
     gate = client.gate
-    found = await find_access_app(client, account_id, spec.domain)
-    current, adopting = _recorded_app(found, spec, recorded, adopt=spec.adopt and gate.may_adopt)
+    current, adopting = await _our_app(view, spec, recorded, spec.adopt and gate.may_adopt)
     if current is not None:
         if not adopting and _app_up_to_date(current, spec):
             return app_from_wire(current)
@@ -201,36 +267,53 @@ async def ensure_access_app(
             log.info("Adopting Access app %r (%s) for %s as %s (adoption requested)",
                      current.get("name"), current.get("id"), spec.domain, spec.name)
         body = _app_body(spec, _reusable_ids(current))
-        updated = await client.call(
-            "access.apps.update",
-            apps.update,
-            str(current["id"]),
-            account_id=account_id,
-            extra_body=dict(spec.extra) or None,
-            **body,
-        )
+        sent = datetime.now(UTC)
+        try:
+            updated = to_wire(await client.call(
+                "access.apps.update",
+                apps.update,
+                str(current["id"]),
+                account_id=view.account_id,
+                extra_body=dict(spec.extra) or None,
+                **body,
+            ))
+        except NotFound:  # gone since the view's copy was learned: decided again on a new listing
+            await view.refresh()
+            if view.get(str(current["id"])) is not None:
+                raise
+            return await ensure_access_app(client, view, spec, recorded, policy)
+        view.put(updated, sent)
         log.info("Updated Access app %s for %s", spec.name, spec.domain)
-        return app_from_wire(to_wire(updated))
+        return app_from_wire(updated)
     require_intent(recorded, f"Access app {spec.name} for {spec.domain}")
     gate.allows("create", "access_app", f"{spec.name} for {spec.domain}", needed=True)
+    body = _app_body(spec, ())
+    if policy is not None:
+        gate.allows("create", "access_policy", f"{policy.name} with app {spec.name}", needed=True)
+        body["policies"] = [*body.get("policies", ()), _policy_body(policy)]
+    sent = datetime.now(UTC)
     try:
-        created = await client.call(
+        created = to_wire(await client.call(
             "access.apps.create",
             apps.create,
-            account_id=account_id,
+            account_id=view.account_id,
             extra_body=dict(spec.extra) or None,
-            **_app_body(spec, ()),
-        )
+            **body,
+        ))
     except (TransientError, Conflict) as error:
         if isinstance(error, RateLimited):
             raise
-        again = await find_access_app(client, account_id, spec.domain)
-        current = _recorded_app(again, spec, recorded)[0]
+        # A 409 (an app on the domain the view did not show) or a lost answer: decided on a new listing.
+        await view.refresh()
+        current = _decide(view, spec, recorded, False)[0]
         if current is None:
             raise
         return app_from_wire(current)
+    view.put(created, sent)
+    if policy is not None:
+        drift.count(drift.current(), "access_policy")  # created with the app, in its call
     log.info("Created Access app %s for %s", spec.name, spec.domain)
-    return app_from_wire(to_wire(created))
+    return app_from_wire(created)
 
 
 async def get_access_app(client: CloudflareClient, account_id: str, app_id: str) -> AccessApp | None:
@@ -240,20 +323,49 @@ async def get_access_app(client: CloudflareClient, account_id: str, app_id: str)
     return app_from_wire(found) if found is not None else None
 
 
-async def delete_access_app(client: CloudflareClient, account_id: str, app_id: str, domain: str, name: str) -> None:
-    """Delete app `app_id`; a missing one is fine. The app is read first: one protecting another domain
-    or named otherwise than the `domain` and `name` this installation recorded for it is a Conflict, left
-    in place (an id is a hint, never proof)."""
-    current = await get_access_app(client, account_id, app_id)
-    if current is None:
-        return
+async def find_access_app(view: AppView, domain: str, name: str) -> AccessApp | None:
+    """The app for `domain` named `name`, or None: from the view, listed again on a miss unless a listing
+    was made during this call."""
+    began = view.clock()
+    await view.current()
+    while True:
+        found = next((app for app in view.on_domain(domain) if app.get("name") == name), None)
+        if found is not None:
+            return app_from_wire(found)
+        if view.listed_since(began):
+            return None
+        await view.refresh()
+
+
+async def delete_access_app(client: CloudflareClient, view: AppView, app_id: str, domain: str, name: str,
+                            since: str | None = None) -> None:
+    """Delete app `app_id`; a missing one is fine. One protecting another domain or named otherwise than the
+    `domain` and `name` this installation recorded for it is a Conflict, left in place (an id is a hint, never
+    proof). `since`: when the ledger recorded it (the view's copy stands in for a read only when learned since;
+    see the module docstring)."""
+    await view.current()
+    entry = view.get(app_id)
+    current: AccessApp | None
+    if entry is not None and since is not None and entry.learned >= parse_time(since):
+        current = app_from_wire(entry.data)
+    elif entry is None and view.deleted(app_id):
+        return  # we deleted it lately: nothing twice
+    else:
+        current = await get_access_app(client, view.account_id, app_id)
+        if current is None:
+            view.drop(app_id)
+            return
     if current.domain != domain.strip().lower() or current.name != name:
         raise Conflict(
             f"Access app {current.name!r} ({app_id}) for {current.domain} is not the app "
             f"{name!r} for {domain} this installation recorded: left untouched"
         )
-    await client.delete("access.apps.delete", "access_app", app_id,
-                        client.sdk.zero_trust.access.applications.delete, app_id, account_id=account_id)
+    if not client.gate.allows("delete", "access_app", app_id):
+        return
+    with contextlib.suppress(NotFound):  # gone since the copy was learned: fine. Its app-scoped policies go with it
+        await client.call("access.apps.delete", client.sdk.zero_trust.access.applications.delete, app_id,
+                          account_id=view.account_id)
+    view.drop(app_id)
 
 
 def _rules(rules: Any) -> list[dict[str, Any]]:
@@ -301,18 +413,32 @@ async def _find_app_policy(client: CloudflareClient, account_id: str, app_id: st
     return next((p for p in policies if p.name == name and not p.reusable), None)
 
 
-async def ensure_app_policy(client: CloudflareClient, account_id: str, app_id: str, spec: AppPolicySpec) -> Policy:
-    """The app-scoped policy named `spec.name` on the app: created or updated to match."""
+def _embedded_policy(view: AppView, app_id: str, name: str) -> Policy | None:
+    """The app-scoped policy named `name` as a recent copy of the app in the view embeds it, or None."""
+    entry = view.recent(app_id)
+    if entry is None:
+        return None
+    return next((p for p in app_from_wire(entry.data).app_policies if p.name == name), None)
+
+
+def _in_view(view: AppView, app_id: str, policy: dict[str, Any], precedence: int) -> None:
+    """Our write of an app-scoped policy, in the view's copy of its app."""
+    shown = dict(policy, reusable=False)
+    shown.setdefault("precedence", precedence)
+    view.replace_policies(app_id, lambda items: [*(p for p in items if p.get("id") != shown.get("id")), shown])
+
+
+async def ensure_app_policy(client: CloudflareClient, view: AppView, app_id: str, spec: AppPolicySpec) -> Policy:
+    """The app-scoped policy named `spec.name` on the app: created or updated to match.
+
+    Found in a recent copy of the app in the view (its policies embedded): no call when it is up to date. A
+    create is decided on the app's own policy listing (never on the view: no duplicate)."""
     resource = client.sdk.zero_trust.access.applications.policies
-    body: dict[str, Any] = {
-        "name": spec.name,
-        "decision": spec.decision,
-        "include": _rules(spec.include),
-        "exclude": _rules(spec.exclude),
-        "require": _rules(spec.require),
-        "precedence": spec.precedence,
-    }
-    current = await _find_app_policy(client, account_id, app_id, spec.name)
+    account_id = view.account_id
+    body = _policy_body(spec)
+    current = _embedded_policy(view, app_id, spec.name)
+    if current is None:
+        current = await _find_app_policy(client, account_id, app_id, spec.name)
     what = f"{spec.name} on app {app_id}"
     if current is not None:
         if _policy_up_to_date(current, spec):
@@ -326,15 +452,22 @@ async def ensure_app_policy(client: CloudflareClient, account_id: str, app_id: s
                      what)
             body.update(include=_rules(revoking.include), exclude=_rules(revoking.exclude),
                         require=_rules(revoking.require), precedence=revoking.precedence)
-        updated = await client.call(
-            "access.app_policies.update", resource.update, current.id, app_id=app_id, account_id=account_id, **body
-        )
-        return policy_from_wire(to_wire(updated))
+        try:
+            updated = to_wire(await client.call(
+                "access.app_policies.update", resource.update, current.id, app_id=app_id, account_id=account_id,
+                **body,
+            ))
+        except NotFound:  # the view's copy was older than its deletion: decided again on the app's listing
+            gone = current.id
+            view.replace_policies(app_id, lambda items: [p for p in items if p.get("id") != gone])
+            return await ensure_app_policy(client, view, app_id, spec)
+        _in_view(view, app_id, updated, body["precedence"])
+        return policy_from_wire(updated)
     client.gate.allows("create", "access_policy", what, needed=True)
     try:
-        created = await client.call(
+        created = to_wire(await client.call(
             "access.app_policies.create", resource.create, app_id, account_id=account_id, **body
-        )
+        ))
     except TransientError as error:
         if isinstance(error, RateLimited):
             raise
@@ -342,13 +475,16 @@ async def ensure_app_policy(client: CloudflareClient, account_id: str, app_id: s
         if found is None:
             raise
         return found
-    return policy_from_wire(to_wire(created))
+    _in_view(view, app_id, created, spec.precedence)
+    return policy_from_wire(created)
 
 
-async def delete_app_policy(client: CloudflareClient, account_id: str, app_id: str, policy_id: str) -> None:
-    await client.delete("access.app_policies.delete", "access_policy", f"{policy_id} on app {app_id}",
-                        client.sdk.zero_trust.access.applications.policies.delete, policy_id, app_id=app_id,
-                        account_id=account_id)
+async def delete_app_policy(client: CloudflareClient, view: AppView, app_id: str, policy_id: str) -> None:
+    deleted = await client.delete("access.app_policies.delete", "access_policy", f"{policy_id} on app {app_id}",
+                                  client.sdk.zero_trust.access.applications.policies.delete, policy_id,
+                                  app_id=app_id, account_id=view.account_id)
+    if deleted or (not client.gate.forbids("delete") and not client.gate.dry_run):
+        view.replace_policies(app_id, lambda items: [p for p in items if p.get("id") != policy_id])
 
 
 async def find_reusable_policy(client: CloudflareClient, account_id: str, name: str) -> Policy | None:

@@ -1,7 +1,8 @@
 """`CloudflareCore`: the facade the front doors keep in kopf's memo.
 
 One per process and token: one HTTP client and request budget, one coalescing
-`TunnelConfigWriter` per tunnel, one coalescing `DnsWriter` per zone, a zone cache, the
+`TunnelConfigWriter` per tunnel, one coalescing `DnsWriter` per zone, one `AppView` of the Access
+applications per account (listed again when older than `resync_interval`), a zone cache, the
 owner id written into (and required on) every DNS record it touches, and the write policy and
 dry-run switch (`gate.ChangeGate`) every change goes through. `tunnel_lock` (optional) is held
 around each flush of a tunnel's configuration so that the writers of every process of this
@@ -15,6 +16,7 @@ from types import TracebackType
 from typing import Any
 
 from . import access, adoption, inventory, tunnels
+from .access_view import AppView
 from .budget import RequestBudget
 from .client import CloudflareClient
 from .dns import Cleared, DnsSync, DnsWriter, list_records
@@ -54,6 +56,7 @@ class CloudflareCore:
         max_attempts: int = 3,
         backoff: float = 0.2,
         tunnel_lock: TunnelLock | None = None,
+        resync_interval: float = 300.0,
     ) -> None:
         self.owner_id = validate_owner_id(owner_id)
         self.gate = ChangeGate(policy, dry_run)
@@ -64,6 +67,8 @@ class CloudflareCore:
         self.tunnel_lock = tunnel_lock
         self._tunnel_writers: dict[tuple[str, str], TunnelConfigWriter] = {}
         self._dns_writers: dict[str, DnsWriter] = {}
+        self.resync_interval = resync_interval
+        self._access_views: dict[str, AppView] = {}
 
     @property
     def budget(self) -> RequestBudget:
@@ -95,8 +100,11 @@ class CloudflareCore:
             await writer.aclose()
         for dns_writer in self._dns_writers.values():
             await dns_writer.aclose()
+        for view in self._access_views.values():
+            await view.aclose()
         self._tunnel_writers.clear()
         self._dns_writers.clear()
+        self._access_views.clear()
         await self.client.aclose()
 
     # -- writers ---------------------------------------------------------------------------
@@ -118,6 +126,13 @@ class CloudflareCore:
 
             writer = self._dns_writers[zone_id] = DnsWriter(self.client, zone_id, batch_limit)
         return writer
+
+    def access_view(self, account_id: str) -> AppView:
+        """The account's Access applications as last listed (see :mod:`.access_view`)."""
+        view = self._access_views.get(account_id)
+        if view is None:
+            view = self._access_views[account_id] = AppView(self.client, account_id, self.resync_interval)
+        return view
 
     # -- tunnels ---------------------------------------------------------------------------
     async def ensure_tunnel(self, account_id: str, name: str, recorded: Recorded) -> Tunnel:
@@ -262,26 +277,37 @@ class CloudflareCore:
         return zone
 
     # -- Access ----------------------------------------------------------------------------
-    async def ensure_access_app(self, account_id: str, spec: AccessAppSpec, recorded: Recorded) -> AccessApp:
+    async def ensure_access_app(self, account_id: str, spec: AccessAppSpec, recorded: Recorded,
+                                policy: AppPolicySpec | None = None) -> AccessApp:
         """The app for `spec.domain`. `recorded`: the ledger's proof (the app found must be the recorded
         one; a create needs `recorded.since`). With `spec.adopt` (not under create-only) the one other
         app protecting the domain is taken over, unless it is named like another installation's (an
-        ``@owner`` suffix, or the same name without ours); otherwise another app is a Conflict."""
-        return await access.ensure_access_app(self.client, account_id, spec, recorded)
+        ``@owner`` suffix, or the same name without ours); otherwise another app is a Conflict.
+
+        Found in the account's view of its apps (one listing, refreshed after the resync interval: no call
+        while fresh); a stale view costs a 409 and a listing, never a duplicate. `policy`: created with the
+        app when the app is created (the same call; `AccessApp.app_policies` holds it, with its id); for an
+        app that exists, see `ensure_app_policy`."""
+        return await access.ensure_access_app(self.client, self.access_view(account_id), spec, recorded, policy)
 
     async def get_access_app(self, account_id: str, app_id: str) -> AccessApp | None:
         return await access.get_access_app(self.client, account_id, app_id)
 
-    async def delete_access_app(self, account_id: str, app_id: str, domain: str, name: str) -> None:
-        """Delete app `app_id` after reading it: one for another `domain` or named otherwise than `name`
-        is a Conflict."""
-        await access.delete_access_app(self.client, account_id, app_id, domain, name)
+    async def delete_access_app(self, account_id: str, app_id: str, domain: str, name: str,
+                                since: str | None = None) -> None:
+        """Delete app `app_id` (its app-scoped policies go with it) after checking it: one for another `domain`
+        or named otherwise than `name` is a Conflict. Checked on the view's copy when the view is fresh and
+        the copy was learned at or after `since` (when the ledger recorded the proof), else read (see
+        :mod:`.access`); already gone (404) is fine."""
+        await access.delete_access_app(self.client, self.access_view(account_id), app_id, domain, name, since)
 
     async def ensure_app_policy(self, account_id: str, app_id: str, spec: AppPolicySpec) -> Policy:
-        return await access.ensure_app_policy(self.client, account_id, app_id, spec)
+        """The app-scoped policy `spec.name` on the app, found in the view's copy of the app (no call when it
+        is up to date), else in the app's policy listing; created or updated to match."""
+        return await access.ensure_app_policy(self.client, self.access_view(account_id), app_id, spec)
 
     async def delete_app_policy(self, account_id: str, app_id: str, policy_id: str) -> None:
-        await access.delete_app_policy(self.client, account_id, app_id, policy_id)
+        await access.delete_app_policy(self.client, self.access_view(account_id), app_id, policy_id)
 
     async def find_reusable_policy(self, account_id: str, name: str) -> Policy | None:
         return await access.find_reusable_policy(self.client, account_id, name)
@@ -306,9 +332,13 @@ class CloudflareCore:
 
     # -- lookups by natural key and rotation -------------------------------------------------
     async def find_access_app(self, account_id: str, domain: str, name: str) -> AccessApp | None:
-        """The app for `domain` named `name` (ours), or None; apps with other names are ignored."""
-        found = await access.find_access_app(self.client, account_id, domain)
-        return next((access.app_from_wire(app) for app in found if app.get("name") == name), None)
+        """The app for `domain` named `name` (ours), or None; apps with other names are ignored. From the
+        account's view (listed again on a miss)."""
+        return await access.find_access_app(self.access_view(account_id), domain, name)
+
+    async def refresh_access_apps(self, account_id: str) -> None:
+        """List the account's Access applications again now (coalesced with every caller waiting)."""
+        await self.access_view(account_id).refresh()
 
     async def find_app_policy(self, account_id: str, app_id: str, name: str) -> Policy | None:
         return await access.find_app_policy(self.client, account_id, app_id, name)
@@ -324,8 +354,11 @@ class CloudflareCore:
 
     # -- whole-account listings (the orphan sweep) -------------------------------------------
     async def list_access_apps(self, account_id: str) -> list[AccessApp]:
-        """Every Access application of the account, ours or not."""
-        return await inventory.list_access_apps(self.client, account_id)
+        """Every Access application of the account, ours or not: one listing begun after the call (it refreshes
+        the account's view)."""
+        view = self.access_view(account_id)
+        await view.refresh()
+        return [access.app_from_wire(app) for app in view.apps()]
 
     async def list_service_tokens(self, account_id: str) -> list[ServiceToken]:
         """Every service token of the account, ours or not (never with a secret)."""

@@ -1,28 +1,17 @@
-"""Whole-account listings for the orphan sweep: every Access application, every service token and every
-zone of an account, one paginated listing each (the find-by-natural-key functions elsewhere list one
-name or domain at a time)."""
+"""Whole-account listings for the orphan sweep: every service token and every zone of an account, one
+paginated listing each (the account's Access applications are listed by its `AppView`)."""
 
 from __future__ import annotations
 
-from .access import ACCESS_PER_PAGE, _token_from_wire, app_from_wire
+from .access import _token_from_wire
+from .access_view import ACCESS_PER_PAGE
 from .client import CloudflareClient
-from .models import AccessApp, ServiceToken, Zone
+from .models import ServiceToken, Zone
 from .zones import zone_from_wire
 
-__all__ = ["list_access_apps", "list_service_tokens", "list_zones"]
+__all__ = ["list_service_tokens", "list_zones"]
 
 ZONES_PER_PAGE = 50
-
-
-async def list_access_apps(client: CloudflareClient, account_id: str) -> list[AccessApp]:
-    """Every Access application of the account, whoever made it."""
-    items = await client.list_all(
-        "access.apps.list",
-        client.sdk.zero_trust.access.applications.list,
-        account_id=account_id,
-        per_page=ACCESS_PER_PAGE,
-    )
-    return [app_from_wire(item) for item in items]
 
 
 async def list_service_tokens(client: CloudflareClient, account_id: str) -> list[ServiceToken]:

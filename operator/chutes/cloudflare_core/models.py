@@ -276,6 +276,7 @@ class AccessApp:
     auto_redirect_to_identity: bool = False
     policies: tuple[str, ...] = ()  # ids of the policies attached (reusable and exclusive)
     created_at: str | None = None
+    app_policies: tuple[Policy, ...] = ()  # the exclusive (app-scoped) ones, as the app's answer embeds them
 
 
 @dataclass(frozen=True)

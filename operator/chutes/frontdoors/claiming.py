@@ -364,7 +364,7 @@ async def delete_recorded(core: CloudflareCore, claim: Claim, obj: str, *, accou
         return removal
     try:
         if obj == ACCESS_APP:
-            await core.delete_access_app(account, object_id, claim.key, name)
+            await core.delete_access_app(account, object_id, claim.key, name, since=claim.recorded(obj).since)
         elif obj == SERVICE_TOKEN:
             await core.delete_service_token(account, object_id, name)
         else:

@@ -255,7 +255,7 @@ async def _one(core: CloudflareCore, account_id: str, deletion: p.Deletion) -> N
     if deletion.object == p.TUNNEL_RULE:
         await core.remove_ingress_rule(account_id, deletion.tunnel_id, deletion.name, None, _proven(deletion))
     elif deletion.object == p.ACCESS_APP:
-        await core.delete_access_app(account_id, deletion.id, deletion.domain, deletion.name)
+        await core.delete_access_app(account_id, deletion.id, deletion.domain, deletion.name, since=deletion.since)
     elif deletion.object == p.SERVICE_TOKEN:
         await core.delete_service_token(account_id, deletion.id, deletion.name)
     elif deletion.object == p.TUNNEL:

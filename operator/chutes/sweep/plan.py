@@ -151,6 +151,7 @@ class Deletion:
     service: str | None = None  # a rule's recorded service: only a rule routing there is removed (None: any)
     source: str = ""  # the source object the deleted thing was made for
     domain: str = ""  # an Access application's domain
+    since: str | None = None  # when its claim recorded the intent to create it (an Access application's)
     claim: str = ""
     record: DnsRecord | None = None  # a DNS record as listed (deleted by id)
 
@@ -377,7 +378,8 @@ def plan(inventory: Inventory, names: DoorNames, wants: Wants, cap: int) -> Swee
             elif hostname in remaining_rule_hosts:
                 keep(claim, f"{label}: a tunnel rule for {hostname} remains")
             else:
-                add(Deletion(ACCESS_APP, app_name, app_id, source=source, domain=hostname, claim=claim.name))
+                add(Deletion(ACCESS_APP, app_name, app_id, source=source, domain=hostname, claim=claim.name,
+                             since=str(app.get("since") or "") or None))
         token = claim.entries.get(SERVICE_TOKEN)
         if token is not None:
             token_name = str(token.get("name") or "")

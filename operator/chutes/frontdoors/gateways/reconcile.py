@@ -403,6 +403,7 @@ async def publish(
             raise Problem(c.CONFIG_NOT_READY, f"ChuteConfig {account.name!r} has no one-time PIN provider",
                           CONFIG_RETRY)
         claim = await _intend(claims, claim, claiming.ACCESS_APP, account=account_id, name=plan.cloudflare_name)
+        allow = AppPolicySpec(name=d.POLICY_NAME, decision="allow", include=tuple(d.policy_include(plan)))
         app = await hinted("ensuring the Access application", core.ensure_access_app(account_id, AccessAppSpec(
             name=plan.cloudflare_name,
             domain=plan.fqdn,
@@ -410,15 +411,13 @@ async def publish(
             allowed_idps=(account.otp_idp_id,),
             auto_redirect_to_identity=True,
             adopt=adopt,
-        ), claim.recorded(claiming.ACCESS_APP)), hint)
+        ), claim.recorded(claiming.ACCESS_APP), policy=allow), hint)  # a new app comes with its policy
         claim = await _complete(claims, claim, claiming.ACCESS_APP, app.id)
         if previous_app != app.id:
             events.normal("AccessApplicationReady", f"Access application {plan.cloudflare_name} for {plan.fqdn}")
         status.set(accessAppId=app.id)
         await status.flush()
-        policy = await step("ensuring the Access policy", core.ensure_app_policy(account_id, app.id, AppPolicySpec(
-            name=d.POLICY_NAME, decision="allow", include=tuple(d.policy_include(plan)),
-        )))
+        policy = await step("ensuring the Access policy", core.ensure_app_policy(account_id, app.id, allow))
         claim = await _complete(claims, claim, claiming.ACCESS_POLICY, policy.id, app=app.id)
         if previous_policy != policy.id:
             events.normal("AccessPolicyReady", f"Access policy {d.POLICY_NAME} ({policy.id}) on {plan.fqdn}")

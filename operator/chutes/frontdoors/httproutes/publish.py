@@ -465,9 +465,10 @@ async def _ensure_access(core: CloudflareCore, claims: ClaimStore, claim: Claim,
     name = a.app_name(hostname, core.owner_id)
     claim = await _intend(claims, claim, ACCESS_APP, account=account, name=name)
     doing = "ensuring the Access application"
-    try:
+    spec = d.allow_policy_spec(settings)
+    try:  # a new app comes with its allow policy (one call): found below in the answer, never read back
         app = await core.ensure_access_app(account, d.access_app_spec(settings, policy_ids, core.owner_id, adopt=adopt),
-                                           claim.recorded(ACCESS_APP))
+                                           claim.recorded(ACCESS_APP), policy=spec)
     except Conflict as conflict:
         raise _hinted(conflict, doing, asked=asked, adopt=adopt) from conflict
     except CloudflareError as exc:
@@ -477,7 +478,6 @@ async def _ensure_access(core: CloudflareCore, claims: ClaimStore, claim: Claim,
     if current.get("access_app_id") != app.id:
         events.normal("AccessApplicationReady", f"Access application {name} protects {hostname}")
     current.set(access_app_id=app.id)
-    spec = d.allow_policy_spec(settings)
     if spec is not None:
         claim = await _intend(claims, claim, ACCESS_POLICY, app=app.id)
         policy = await step("ensuring the Access allow policy", core.ensure_app_policy(account, app.id, spec))

@@ -279,6 +279,10 @@ def merge(annotations: Mapping[str, str], route: Mapping[str, Any], template: Na
         duration=src.get(_token_duration, "8760h", ("serviceToken", "duration"), a.SERVICE_TOKEN_DURATION),
     )
     http_redirect = src.get(a.parse_bool, True, ("originService", "httpRedirect"))
+    if dns_only.enabled and not dns_only.proxied and access.enabled:
+        problems.append(f"{a.ACCESS_ENABLED}: Access cannot protect a DNS-only record that is not proxied (clients "
+                        "would reach the address without passing Access): set dnsOnly.proxied: true, or turn "
+                        "Access or DNS-only off")
     problems.extend(src.problems)
     if problems:
         raise MergeError(problems)

@@ -54,6 +54,14 @@ def test_no_allowed_identity_is_refused_unless_public() -> None:
     assert d.plan_gateway("ns", "g", spec(access={"public": True}), "example.com").public
 
 
+def test_a_name_too_long_for_a_label_value_is_refused_before_anything_is_made() -> None:
+    with pytest.raises(d.SpecError, match="is 46 characters long, over 45") as error:
+        d.plan_gateway("ns", "g" * 46, spec(), "example.com")
+    assert error.value.reason == "InvalidSpec"
+    plan = d.plan_gateway("ns", "g" * 45, spec(hostname="g"), "example.com")
+    assert max(len(value) for value in plan.object_labels.values()) == 63
+
+
 def test_policy_includes_each_email_and_domain_normalised() -> None:
     plan = d.plan_gateway("ns", "g", spec(), "example.com")
     assert d.policy_include(plan) == [

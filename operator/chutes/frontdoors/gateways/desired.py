@@ -27,6 +27,8 @@ METRICS_PORT = 2000
 TOKEN_KEY = "token"
 LABEL_GATEWAY = f"{GROUP}/gateway"
 LABEL_OWNER = f"{GROUP}/owner"  # the owner id of the installation that made the object
+MAX_LABEL_VALUE = 63
+MAX_NAME = MAX_LABEL_VALUE - len("chute--cloudflared")  # a gateway's name is in its Deployment's label values
 MANAGED_BY = "chutes-operator"
 NAME_PREFIX = "chute-"  # of every tunnel and Access application name (see `cloudflare_name`)
 
@@ -206,6 +208,10 @@ def plan_gateway(namespace: str, name: str, spec: Mapping[str, Any], domain: str
     """The gateway's desired state, or :class:`SpecError` naming what is wrong. Parsed strictly, whatever the CRD
     lets through: a boolean is ``true`` or ``false`` (the string ``"false"`` is not true), a port or a count is an
     integer (``True`` is not 1)."""
+    if len(name) > MAX_NAME:  # the API server would refuse its Secret and Deployment, after the CNAME
+        raise SpecError(c.INVALID_SPEC, f"metadata.name {name!r} is {len(name)} characters long, over {MAX_NAME}: the "
+                        "label app.kubernetes.io/instance (chute-<name>-cloudflared) of its cloudflared Deployment "
+                        f"holds at most {MAX_LABEL_VALUE}: use a shorter name")
     service = spec.get("service") or {}
     access = spec.get("access") or {}
     scheme = service.get("scheme") or "http"

@@ -316,7 +316,7 @@ def problems_of(entry: Entry, view: View) -> list[str]:
             ready = ready_of(view, subject)
             if ready.get("status") != "True":
                 problems.append(f"not Ready: {ready}")
-            if source and not any(r["name"] == expect["hostname"] for r in marked(view, source)):
+            if source and not any(r["name"] == expect.get("hostname") for r in marked(view, source)):
                 problems.append(f"no record of ours at {expect['hostname']}")
         return problems
     if entry.via in ("condition", "event"):

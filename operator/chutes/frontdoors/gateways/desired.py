@@ -117,6 +117,12 @@ def cloudflare_name(namespace: str, name: str, owner_id: str = DEFAULT_OWNER) ->
     return owned_name(f"{NAME_PREFIX}{namespace}-{name}", owner_id)
 
 
+def is_dns_name(name: str) -> bool:
+    """Whether `name` is a lower-case DNS name of two labels or more (no wildcard, no trailing dot)."""
+    labels = name.split(".")
+    return len(name) <= 253 and len(labels) >= 2 and all(_LABEL.match(label) for label in labels)
+
+
 def resolve_hostname(hostname: str, domain: str) -> str:
     """``app`` → ``app.example.com``; ``app.example.com`` stays; anything outside the domain is refused."""
     host, zone = hostname.strip().lower().rstrip("."), domain.strip().lower().rstrip(".")

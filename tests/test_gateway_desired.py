@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -60,6 +61,17 @@ def test_a_name_too_long_for_a_label_value_is_refused_before_anything_is_made() 
     assert error.value.reason == "InvalidSpec"
     plan = d.plan_gateway("ns", "g" * 45, spec(hostname="g"), "example.com")
     assert max(len(value) for value in plan.object_labels.values()) == 63
+
+
+@pytest.mark.parametrize(("change", "complaint"), [
+    ({"replicas": 21}, "from 0 to 20"),
+    ({"access": {"allowedEmails": ["alice.example.org"]}}, "'alice.example.org'"),
+    ({"access": {"allowedDomains": ["*.example.org"]}}, "'*.example.org'"),
+])
+def test_what_the_crd_refuses_is_refused_when_admission_is_bypassed(change: dict[str, Any], complaint: str) -> None:
+    with pytest.raises(d.SpecError, match=re.escape(complaint)) as error:
+        d.plan_gateway("ns", "g", spec(**change), "example.com")
+    assert error.value.reason == "InvalidSpec"
 
 
 def test_policy_includes_each_email_and_domain_normalised() -> None:

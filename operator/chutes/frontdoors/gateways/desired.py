@@ -38,6 +38,8 @@ GATEWAY_HANDLER_IDS = ("reconcile", "reconcile/spec", "cleanup")
 GATEWAY_ANNOTATIONS = annotation_keys.own_keys(GATEWAY_HANDLER_IDS)
 
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")  # the CRD's pattern
+MAX_REPLICAS = 20  # the CRD's maximum
 _DURATION = re.compile(r"^([0-9]+(\.[0-9]+)?(s|m|h))+$")
 
 
@@ -241,8 +243,12 @@ def plan_gateway(namespace: str, name: str, spec: Mapping[str, Any], domain: str
     if not isinstance(duration, str) or not _DURATION.match(duration):
         raise SpecError(c.INVALID_SPEC, f"spec.access.sessionDuration {duration!r} is not a duration like 24h or 30m")
     replicas = spec.get("replicas", 2)
-    if not _is_int(replicas) or replicas < 0:
-        raise SpecError(c.INVALID_SPEC, f"spec.replicas must be a non-negative integer, not {replicas!r}")
+    if not _is_int(replicas) or not 0 <= replicas <= MAX_REPLICAS:
+        raise SpecError(c.INVALID_SPEC, f"spec.replicas must be an integer from 0 to {MAX_REPLICAS}, not {replicas!r}")
+    malformed = [e for e in emails if not _EMAIL.match(e)] + [x for x in domains if not is_dns_name(x.lower())]
+    if malformed:  # the CRD's patterns refuse them; an unvalidated object would get a policy nobody matches
+        listed = ", ".join(map(repr, malformed))
+        raise SpecError(c.INVALID_SPEC, f"spec.access: not an email address or a domain: {listed}")
     hostname = spec.get("hostname") or ""
     if not isinstance(hostname, str):
         raise SpecError(c.INVALID_SPEC, f"spec.hostname must be a string, not {hostname!r}")

@@ -88,3 +88,16 @@ def test_a_gateway_is_reconciled_when_an_unknown_key_comes_or_goes_not_otherwise
     assert gateways.annotations_need_reconcile({}, said)  # fixed
     assert not gateways.annotations_need_reconcile({}, {"reason": "InvalidSpec", "message": "spec.replicas ..."})
     assert not gateways.annotations_need_reconcile({"chutes.troubleshat.com/adopt": "true"}, None)
+
+
+@pytest.mark.parametrize("value", ["true", "false", " True ", "FALSE"])
+def test_an_adopt_value_of_true_or_false_is_fine(value: str) -> None:
+    annotations = {"chutes.troubleshat.com/adopt": value}
+    assert gateways.annotation_problems(annotations) == [] and routes.unknown_key_problems(annotations) == []
+
+
+@pytest.mark.parametrize("value", ["maybe", "yes", "", "1"])
+def test_any_other_adopt_value_is_refused_on_every_door(value: str) -> None:
+    annotations = {"chutes.troubleshat.com/adopt": value}
+    message = f'chutes.troubleshat.com/adopt: expected "true" or "false", got {value!r}'
+    assert gateways.annotation_problems(annotations) == [message] == routes.unknown_key_problems(annotations)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -52,6 +53,25 @@ def test_no_allowed_identity_is_refused_unless_public() -> None:
         d.plan_gateway("ns", "g", spec(access={}), "example.com")
     assert error.value.reason == "InvalidSpec"
     assert d.plan_gateway("ns", "g", spec(access={"public": True}), "example.com").public
+
+
+def test_a_name_too_long_for_a_label_value_is_refused_before_anything_is_made() -> None:
+    with pytest.raises(d.SpecError, match="is 46 characters long, over 45") as error:
+        d.plan_gateway("ns", "g" * 46, spec(), "example.com")
+    assert error.value.reason == "InvalidSpec"
+    plan = d.plan_gateway("ns", "g" * 45, spec(hostname="g"), "example.com")
+    assert max(len(value) for value in plan.object_labels.values()) == 63
+
+
+@pytest.mark.parametrize(("change", "complaint"), [
+    ({"replicas": 21}, "from 0 to 20"),
+    ({"access": {"allowedEmails": ["alice.example.org"]}}, "'alice.example.org'"),
+    ({"access": {"allowedDomains": ["*.example.org"]}}, "'*.example.org'"),
+])
+def test_what_the_crd_refuses_is_refused_when_admission_is_bypassed(change: dict[str, Any], complaint: str) -> None:
+    with pytest.raises(d.SpecError, match=re.escape(complaint)) as error:
+        d.plan_gateway("ns", "g", spec(**change), "example.com")
+    assert error.value.reason == "InvalidSpec"
 
 
 def test_policy_includes_each_email_and_domain_normalised() -> None:

@@ -127,7 +127,24 @@ BAD: list[tuple[str, dict[str, str], dict[str, Any] | None, str]] = [
     ("bad service ref", {}, {"dnsOnly": {"enabled": True, "staticIp": "", "ingressServiceRef": {"ns": "x"}}},
      "spec.dnsOnly.ingressServiceRef: expected {name, namespace}"),
     ("bad hostname", {P + "hostname": "not a host"}, None, f"{P}hostname: 'not a host' is not a fully qualified"),
+    ("Access on an unproxied DNS-only record", {P + "access.enabled": "true", P + "dnsIp": "192.0.2.1"},
+     {"dnsOnly": {"enabled": True}}, f"{P}access.enabled: Access cannot protect a DNS-only record that is not proxied"),
 ]
+
+
+def test_a_name_too_long_for_the_state_label_is_refused() -> None:
+    body = route()
+    body["metadata"]["name"] = "r" * 64
+    with pytest.raises(MergeError, match=r"'r{64}' is 64 characters long"):
+        settings(body=body)
+    body["metadata"]["name"] = "r" * 63
+    assert settings(body=body).hostname == "app.example.com"
+
+
+def test_access_on_a_proxied_dns_only_record_is_fine() -> None:
+    found = settings({P + "access.enabled": "true", P + "dnsIp": "192.0.2.1"}, {"dnsOnly": {"enabled": True,
+                                                                                          "proxied": True}})
+    assert found.access.enabled and found.dns_only.proxied
 
 
 @pytest.mark.parametrize(("annotations", "template", "message"), [case[1:] for case in BAD],

@@ -194,15 +194,16 @@ def test_template_change_re_reconciles_every_route_using_it(world: World) -> Non
 
 def test_mode_switches_and_hostname_change_leave_no_orphan(world: World) -> None:
     home(world)
-    world.template("dnsonly", {"dnsOnly": {"enabled": True, "proxied": False, "ttl": 120}})
+    # proxied: Access protects only what Cloudflare proxies (an unproxied record with Access is refused)
+    world.template("dnsonly", {"dnsOnly": {"enabled": True, "proxied": True, "ttl": 120}})
     world.route("web", "web.example.com", **{"access.enabled": "true", "serviceToken.enabled": "true"})
     world.wait_ready("web")
 
-    world.annotate("web", template="dnsonly", dnsIp="10.0.0.5")
+    world.annotate("web", template="dnsonly", dnsIp="198.51.100.5")
     wait_for("DNS-only", lambda: [(r["type"], r["content"]) for r in world.records("web.example.com")] == [
-        ("A", "10.0.0.5")] and world.rule("web.example.com") is None)
+        ("A", "198.51.100.5")] and world.rule("web.example.com") is None)
     annotations = wait_for("annotations", lambda: (a := world.annotations("web")).get(P + "dnsRecordIp") and a)
-    assert annotations[P + "dnsRecordIp"] == "10.0.0.5" and P + "cnameRecordId" not in annotations
+    assert annotations[P + "dnsRecordIp"] == "198.51.100.5" and P + "cnameRecordId" not in annotations
     state = world.state("web")
     assert state is not None and "dns_record_id" in state
     assert "cname_record_id" not in state and "hostname_route_id" not in state

@@ -149,6 +149,23 @@ def test_a_foreign_dns_record_blocks_only_its_session(cloudflare: Any, kube: Any
         assert [(r["type"], r["content"], r["comment"]) for r in records] == [("A", "192.0.2.7", "someone else's")]
 
 
+def test_a_foreign_rule_at_the_hostname_blocks_only_its_session(cloudflare: Any, kube: Any, api: Any) -> None:
+    """Someone else's rule at a session's hostname, without a DNS record: the session made its record and then
+    took the rule over (a record of its own proved it ours), routing the hostname to the router instead."""
+    theirs = {"hostname": h.hostname("ffff11112222"), "service": "http://someone-else:80"}
+    tunnel = h.create_tunnel(cloudflare, [theirs, *FOREIGN_RULES], CATCH_ALL)
+    with h.operator(cloudflare, h.session_env(cloudflare, tunnel, h.free_port())):
+        h.create_pod(api, h.pod("blocked", "ffff11112222"))
+        h.create_pod(api, h.pod("free", "ffff33334444"))
+        events = h.wait_for(lambda: h.events_for(api, "blocked"), what="an Event on the blocked Pod")
+        assert [(e.type, e.reason) for e in events] == [("Warning", "HostnameConflict")]
+        assert "someone-else" in events[0].message
+        h.wait_for(lambda: "ffff33334444" in h.published(cloudflare, api, tunnel).sessions(), what="the free one")
+        state = h.published(cloudflare, api, tunnel)
+        assert theirs in state.ingress and h.hostname("ffff11112222") not in state.records
+        assert not session_routes(state, "ffff11112222")
+
+
 def test_pods_changed_while_the_operator_was_down_are_reconciled_at_start(
     cloudflare: Any, kube: Any, api: Any, tunnel: str
 ) -> None:

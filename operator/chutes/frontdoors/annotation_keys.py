@@ -56,5 +56,11 @@ def problem(key: str, inputs: Collection[str]) -> str:
 
 def problems(annotations: Mapping[str, Any] | None, prefixes: Collection[str], known: Collection[str],
              inputs: Collection[str]) -> list[str]:
-    """One message per unknown key under `prefixes` (see :func:`problem`)."""
-    return [problem(key, inputs) for key in unknown_keys(annotations, prefixes, known)]
+    """One message per unknown key under `prefixes` (see :func:`problem`), and one for an ``adopt`` value that is
+    neither true nor false (``maybe`` must not mean no without a word, any more than a misspelt key)."""
+    found = [problem(key, inputs) for key in unknown_keys(annotations, prefixes, known)]
+    value = (annotations or {}).get(ADOPT_ANNOTATION)
+    if PREFIX in prefixes and value is not None and not (
+            isinstance(value, str) and value.strip().lower() in ("true", "false")):
+        found.append(f"{ADOPT_ANNOTATION}: expected \"true\" or \"false\", got {value!r}")
+    return found

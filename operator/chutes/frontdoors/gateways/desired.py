@@ -27,6 +27,8 @@ METRICS_PORT = 2000
 TOKEN_KEY = "token"
 LABEL_GATEWAY = f"{GROUP}/gateway"
 LABEL_OWNER = f"{GROUP}/owner"  # the owner id of the installation that made the object
+MAX_LABEL_VALUE = 63
+MAX_NAME = MAX_LABEL_VALUE - len("chute--cloudflared")  # a gateway's name is in its Deployment's label values
 MANAGED_BY = "chutes-operator"
 NAME_PREFIX = "chute-"  # of every tunnel and Access application name (see `cloudflare_name`)
 
@@ -36,6 +38,8 @@ GATEWAY_HANDLER_IDS = ("reconcile", "reconcile/spec", "cleanup")
 GATEWAY_ANNOTATIONS = annotation_keys.own_keys(GATEWAY_HANDLER_IDS)
 
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")  # the CRD's pattern
+MAX_REPLICAS = 20  # the CRD's maximum
 _DURATION = re.compile(r"^([0-9]+(\.[0-9]+)?(s|m|h))+$")
 
 
@@ -113,6 +117,12 @@ def owned_by(gateway: str, owner_id: str) -> dict[str, str]:
 def cloudflare_name(namespace: str, name: str, owner_id: str = DEFAULT_OWNER) -> str:
     """The tunnel and Access application name of gateway `namespace`/`name` for `owner_id`."""
     return owned_name(f"{NAME_PREFIX}{namespace}-{name}", owner_id)
+
+
+def is_dns_name(name: str) -> bool:
+    """Whether `name` is a lower-case DNS name of two labels or more (no wildcard, no trailing dot)."""
+    labels = name.split(".")
+    return len(name) <= 253 and len(labels) >= 2 and all(_LABEL.match(label) for label in labels)
 
 
 def resolve_hostname(hostname: str, domain: str) -> str:
@@ -206,6 +216,10 @@ def plan_gateway(namespace: str, name: str, spec: Mapping[str, Any], domain: str
     """The gateway's desired state, or :class:`SpecError` naming what is wrong. Parsed strictly, whatever the CRD
     lets through: a boolean is ``true`` or ``false`` (the string ``"false"`` is not true), a port or a count is an
     integer (``True`` is not 1)."""
+    if len(name) > MAX_NAME:  # the API server would refuse its Secret and Deployment, after the CNAME
+        raise SpecError(c.INVALID_SPEC, f"metadata.name {name!r} is {len(name)} characters long, over {MAX_NAME}: the "
+                        "label app.kubernetes.io/instance (chute-<name>-cloudflared) of its cloudflared Deployment "
+                        f"holds at most {MAX_LABEL_VALUE}: use a shorter name")
     service = spec.get("service") or {}
     access = spec.get("access") or {}
     scheme = service.get("scheme") or "http"
@@ -229,8 +243,12 @@ def plan_gateway(namespace: str, name: str, spec: Mapping[str, Any], domain: str
     if not isinstance(duration, str) or not _DURATION.match(duration):
         raise SpecError(c.INVALID_SPEC, f"spec.access.sessionDuration {duration!r} is not a duration like 24h or 30m")
     replicas = spec.get("replicas", 2)
-    if not _is_int(replicas) or replicas < 0:
-        raise SpecError(c.INVALID_SPEC, f"spec.replicas must be a non-negative integer, not {replicas!r}")
+    if not _is_int(replicas) or not 0 <= replicas <= MAX_REPLICAS:
+        raise SpecError(c.INVALID_SPEC, f"spec.replicas must be an integer from 0 to {MAX_REPLICAS}, not {replicas!r}")
+    malformed = [e for e in emails if not _EMAIL.match(e)] + [x for x in domains if not is_dns_name(x.lower())]
+    if malformed:  # the CRD's patterns refuse them; an unvalidated object would get a policy nobody matches
+        listed = ", ".join(map(repr, malformed))
+        raise SpecError(c.INVALID_SPEC, f"spec.access: not an email address or a domain: {listed}")
     hostname = spec.get("hostname") or ""
     if not isinstance(hostname, str):
         raise SpecError(c.INVALID_SPEC, f"spec.hostname must be a string, not {hostname!r}")

@@ -136,10 +136,12 @@ async def load_account(api: client.ApiClient, cores: CorePool, config_name: str,
 async def reconcile_config(api: client.ApiClient, cores: CorePool, name: str, spec: Mapping[str, Any],
                            status: StatusWriter, events: EventSink | None = None) -> None:
     try:
+        domain = str(spec.get("domain", "")).lower()
+        if not d.is_dns_name(domain):  # the CRD's pattern refuses it; an unvalidated object may still come
+            raise Problem(c.INVALID_SPEC, f"domain {domain!r} is not a DNS name such as example.com", None)
         token = await read_token(api, spec)
         core = cores.core_for(token)
         account_id, zone_id = spec.get("accountId", ""), spec.get("zoneId", "")
-        domain = str(spec.get("domain", "")).lower()
         try:
             zone = await core.verify_access(account_id, zone_id)
         except CloudflareError as exc:

@@ -130,6 +130,16 @@ def source(route_namespace: str, route_name: str) -> str:
     return f"{ROUTE_KIND}/{route_namespace}/{route_name}"
 
 
+def enabled_problem(annotations: Mapping[str, str] | None) -> str | None:
+    """Why the ``enabled`` annotation is neither ``"true"`` (the only value the seed, and kopf's filter, publish)
+    nor a false value: a value such as ``maybe``, ``ture`` or ``yes`` must not leave the route silently
+    unpublished. None when it is absent, ``"true"`` or false."""
+    raw = (annotations or {}).get(ENABLED)
+    if raw is None or raw == "true" or raw.strip().lower() in _FALSE:
+        return None
+    return f"{ENABLED}: expected \"true\" (publish) or \"false\", got {raw!r}: nothing is published"
+
+
 def is_enabled(annotations: Mapping[str, str] | None) -> bool:
     """Exactly ``"true"``, as the seed's kopf filter: any other value means "not managed"."""
     return (annotations or {}).get(ENABLED) == "true"

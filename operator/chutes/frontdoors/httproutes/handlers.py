@@ -137,8 +137,10 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
         if not deleting and a.is_enabled(annotations):
             return
         ctx = context(memo, kwargs)
+        problem = None if deleting else a.enabled_problem(annotations)
         try:
-            await sweep.route_gone(ctx, meta["namespace"], meta["name"], kopf.event, route=body)
+            await sweep.route_gone(ctx, meta["namespace"], meta["name"], kopf.event, route=body,
+                                   refusal=(c.INVALID_SPEC, problem) if problem else None)
         except Problem as problem:
             logger.warning("HTTPRoute %s/%s cleanup: %s (the sweep retries)", meta["namespace"], meta["name"],
                            problem.message)

@@ -195,6 +195,9 @@ def origin_from_backend(route: Mapping[str, Any]) -> str | None:
     return f"http://{ref['name']}.{namespace}.svc.cluster.local:{ref['port']}"
 
 
+MAX_LABEL_VALUE = 63
+
+
 def merge(annotations: Mapping[str, str], route: Mapping[str, Any], template: NamedSpec | None,
           base: NamedSpec | None) -> RouteSettings:
     """The route's settings, or :class:`MergeError` listing every problem (an unknown annotation key under our
@@ -208,6 +211,11 @@ def merge(annotations: Mapping[str, str], route: Mapping[str, Any], template: Na
     tenant = annotations.get(a.TENANT, "").strip()
     if not tenant:
         problems.append(f"{a.TENANT} is required")
+    route_name = str(route["metadata"]["name"])
+    if len(route_name) > MAX_LABEL_VALUE:  # the API server refuses the state ConfigMap (the seed failed there)
+        problems.append(f"metadata.name {route_name!r} is {len(route_name)} characters long: the label "
+                        f"{a.LABEL_ROUTE_NAME} of the route's state ConfigMap holds at most {MAX_LABEL_VALUE}: "
+                        "use a shorter name")
     src = _Sources(annotations, template, base, hostname)
     tunnel_id = src.get(a.parse_uuid, None, (), a.TUNNEL_ID)
     route_namespace = str(route["metadata"]["namespace"])
@@ -279,6 +287,10 @@ def merge(annotations: Mapping[str, str], route: Mapping[str, Any], template: Na
         duration=src.get(_token_duration, "8760h", ("serviceToken", "duration"), a.SERVICE_TOKEN_DURATION),
     )
     http_redirect = src.get(a.parse_bool, True, ("originService", "httpRedirect"))
+    if dns_only.enabled and not dns_only.proxied and access.enabled:
+        problems.append(f"{a.ACCESS_ENABLED}: Access cannot protect a DNS-only record that is not proxied (clients "
+                        "would reach the address without passing Access): set dnsOnly.proxied: true, or turn "
+                        "Access or DNS-only off")
     problems.extend(src.problems)
     if problems:
         raise MergeError(problems)

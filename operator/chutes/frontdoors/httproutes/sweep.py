@@ -63,9 +63,12 @@ async def reconcile_refs(ctx: Context, refs: Iterable[d.RouteRef], post: Post, *
 
 
 async def route_gone(ctx: Context, namespace: str, name: str, post: Post,
-                     route: Mapping[str, Any] | None = None, fallback: Mapping[str, Any] | None = None) -> bool:
+                     route: Mapping[str, Any] | None = None, fallback: Mapping[str, Any] | None = None,
+                     refusal: tuple[str, str] | None = None) -> bool:
     """Remove what the route published (it is deleted or no longer enabled), from its claims. Events go to the
     route, or to `fallback` (its tenant) when the route is gone for good. False when there was nothing to remove.
+    `refusal` (reason, message): why a route that is not deleted is not published (a malformed ``enabled``
+    value): its only condition, with a Warning Event when new, instead of no condition at all.
 
     Hand-over: each hostname whose claim the teardown released goes to the routes waiting for it, reconciled at
     once; they publish objects of their own (nothing of this route's is left to them)."""
@@ -91,6 +94,10 @@ async def route_gone(ctx: Context, namespace: str, name: str, post: Post,
         elif current is not None:  # no longer ours: no result annotations or conditions left behind
             report = RouteReport(current)
             report.clear()
+            if refusal is not None:
+                if RouteReport(current).is_new(*refusal):
+                    events.warning(*refusal)
+                report.condition("False", *refusal)
             await report.flush(ctx.api)
         if st is None and not held:
             return False

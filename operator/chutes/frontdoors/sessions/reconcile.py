@@ -152,6 +152,7 @@ class SessionPublisher:
         self.operator_pod = operator_pod  # the Event's involved object when the cap is hit
         self._account_id: str | None = None
         self._announced: set[str] = set()  # hostnames whose publication was announced with an Event
+        self._published: set[str] = set()  # hostnames the last pass published (their record proves their rule)
 
     async def account_id(self) -> str:
         """Derived from the zone (one zones.get per process), as the seed does."""
@@ -199,6 +200,9 @@ class SessionPublisher:
         held_elsewhere = await self._held_elsewhere(sessions, await self._claimed_elsewhere(sessions.values()))
         for value in held_elsewhere:  # listed, so not protected either: nothing of theirs is kept
             sessions.pop(value)
+        ruled_elsewhere = await self._ruled_elsewhere(account_id, sessions)
+        for value in ruled_elsewhere:  # the same: nothing of theirs is ours (the rule is someone else's)
+            sessions.pop(value)
         clock.lap("claims")
         owner_id = self.core.owner_id
         dns = await self.core.sync_dns_records(
@@ -215,6 +219,9 @@ class SessionPublisher:
             result.blocked[session.hostname] = _claimed_message(session, holder)
             warnings += [self.events.warn(pod, HOSTNAME_CONFLICT, result.blocked[session.hostname])
                          for pod in session.pods]
+        for session, message in ruled_elsewhere.values():
+            result.blocked[session.hostname] = message
+            warnings += [self.events.warn(pod, HOSTNAME_CONFLICT, message) for pod in session.pods]
         for session in sessions.values():
             error = dns.failed.get(session.hostname)
             if error is not None:
@@ -253,8 +260,10 @@ class SessionPublisher:
                                   "(CNAME, tunnel rule, IngressRoutes)")
             for session in live if session.hostname not in self._announced and session.pods))
         self._announced = set(result.published)
+        self._published = set(result.published)
         self.events.forget_except([*(pod.uid for s in sessions.values() for pod in s.pods),
                                    *(pod.uid for s, _ in held_elsewhere.values() for pod in s.pods),
+                                   *(pod.uid for s, _ in ruled_elsewhere.values() for pod in s.pods),
                                    *(refusal.pod.uid for refusal in refused)])
         return result
 
@@ -298,6 +307,37 @@ class SessionPublisher:
             for session, records in zip(contested, found, strict=True)
             if not d.proven_hostnames(self.config, records, owner_id)
         }
+
+    async def _ruled_elsewhere(self, account_id: str,
+                               sessions: Mapping[str, d.Session]) -> dict[str, tuple[d.Session, str]]:
+        """Session hash -> (session, why) of the sessions whose hostname already has a rule in the tunnel that no
+        record proves a session's: someone else's rule (made by hand, by another tool). A record of ours would
+        make it routable, and the next rule sync would take it for ours: nothing is written for them
+        (``HostnameConflict``). A rule at a name that holds a record is left to the DNS sync (the session's own
+        record proves the rule; another's is a conflict naming its holder). Sessions the last pass published are
+        not checked again; the others cost one read of the configuration, and one listing of the zone's records
+        when one of them meets a rule (e.g. at start)."""
+        fresh = {session.hostname: session for session in sessions.values()
+                 if session.hostname not in self._published}
+        if not fresh:
+            return {}
+        document = await self.core.get_tunnel_config(account_id, self.config.tunnel_id) or {}
+        ruled: dict[str, dict[str, Any]] = {}
+        for rule in document.get("ingress") or []:
+            host = str(rule.get("hostname") or "") if isinstance(rule, Mapping) else ""
+            if host in fresh:
+                ruled.setdefault(host, dict(rule))
+        if not ruled:
+            return {}
+        # A record at the name, the session's (its rule is ours) or another's (the DNS sync names its holder).
+        recorded = {record.name for record in await self.core.list_dns_records(self.config.zone_id)}
+        return {fresh[host].hash: (fresh[host], self._foreign_rule_message(host, rule))
+                for host, rule in ruled.items() if host not in recorded}
+
+    def _foreign_rule_message(self, host: str, rule: Mapping[str, Any]) -> str:
+        path = f", path {rule['path']}" if rule.get("path") else ""
+        return (f"{host} already has a rule in tunnel {self.config.tunnel_id} that this operator did not make "
+                f"(→ {rule.get('service')}{path}): left untouched; nothing is published")
 
     async def _delete_stale(self, stale: Sequence[DnsRecord]) -> tuple[str, ...]:
         """Delete the stale records (their rules are gone by now). A record Cloudflare refuses to delete is

@@ -96,6 +96,9 @@ class Account:
 async def read_token(api: client.ApiClient, spec: Mapping[str, Any]) -> str:
     ref = spec.get("apiTokenSecretRef") or {}
     namespace, name, key = ref.get("namespace", ""), ref.get("name", ""), ref.get("key") or "apiToken"
+    if not (isinstance(namespace, str) and namespace and isinstance(name, str) and name and isinstance(key, str)):
+        raise Problem(c.INVALID_SPEC, "spec.apiTokenSecretRef needs a name and a namespace (the ChuteConfig is "
+                      "cluster-scoped)", None)
     try:
         token = await kube.read_secret_value(api, namespace, name, key)
     except KeyError:

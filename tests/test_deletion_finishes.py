@@ -49,8 +49,8 @@ def test_a_gateway_whose_zone_was_deleted_finishes_and_removes_the_rest(world: W
     wait_for("the finalizer done", lambda: gone(world), timeout=20)
     assert tunnel not in {t["id"] for t in world.live_tunnels()}  # account objects still removed
     assert app not in world.state()["access_apps"]
-    messages = [m for _, r, m in world.events("blog") if r == "DNSRecordRemoved"]
-    assert any("zone" in m and "no longer exists" in m for m in messages), messages
+    wait_for("the Event saying the records went with the zone", lambda: any(
+        r == "DNSRecordRemoved" and "zone" in m and "no longer exists" in m for _, r, m in world.events("blog")))
 
 
 def test_a_gateway_whose_tunnel_was_deleted_by_hand_finishes(world: World) -> None:
@@ -70,7 +70,8 @@ def test_a_gateway_whose_account_was_deleted_finishes(world: World) -> None:
 
     delete_gateway(world)
     wait_for("the finalizer done", lambda: gone(world), timeout=20)
-    assert any("no longer exists" in m for _, _, m in world.events("blog"))
+    wait_for("an Event saying what no longer exists", lambda: any(
+        "no longer exists" in m for _, _, m in world.events("blog")))
 
 
 def test_a_refused_token_blocks_the_deletion_and_says_how_to_unblock_it(world: World) -> None:

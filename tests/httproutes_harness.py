@@ -78,6 +78,15 @@ class World:
         self.sdk.close()
         self.client.close()
 
+    @classmethod
+    def opened(cls, kube: Any, cloudflare: Any) -> Iterator[World]:
+        """A world for one test (the body of a fixture: ``yield from World.opened(...)``), closed after it."""
+        world = cls(kube, cloudflare)
+        try:
+            yield world
+        finally:
+            world.close()
+
     # -- Kubernetes objects --------------------------------------------------------------------------
     def namespace(self, name: str) -> None:
         try:
@@ -273,11 +282,7 @@ class World:
 
 @pytest.fixture(name="world")
 def world_fixture(kube: Any, cloudflare: Any) -> Iterator[World]:
-    w = World(kube, cloudflare)
-    try:
-        yield w
-    finally:
-        w.close()
+    yield from World.opened(kube, cloudflare)
 
 
 def by_thread(kubeconfigs: dict[str, str]) -> Any:

@@ -169,11 +169,7 @@ def annotated_route(world: routes.World, name: str = "app", *, adopt: bool) -> N
 
 @pytest.fixture()
 def route_world(kube: Any, cloudflare: Any) -> Iterator[routes.World]:
-    w = routes.World(kube, cloudflare)
-    try:
-        yield w
-    finally:
-        w.close()
+    yield from routes.World.opened(kube, cloudflare)
 
 
 def test_httproute_without_adoption_is_refused_and_leaves_the_hand_made_record(route_world: routes.World) -> None:

@@ -122,11 +122,7 @@ def test_a_published_gateway_the_new_rules_refuse_is_unpublished_at_restart(
 
 @pytest.fixture()
 def routes(kube: Any, cloudflare: Any) -> Iterator[routes_h.World]:
-    world = routes_h.World(kube, cloudflare)
-    try:
-        yield world
-    finally:
-        world.close()
+    yield from routes_h.World.opened(kube, cloudflare)
 
 
 def start_routes(world: routes_h.World, rules: str | None) -> None:

@@ -93,11 +93,7 @@ def test_a_refused_token_blocks_the_deletion_and_says_how_to_unblock_it(world: W
 
 @pytest.fixture()
 def routes(kube: Any, cloudflare: Any) -> Iterator[h.World]:
-    world = h.World(kube, cloudflare)
-    try:
-        yield world
-    finally:
-        world.close()
+    yield from h.World.opened(kube, cloudflare)
 
 
 def test_a_route_whose_zone_was_deleted_is_torn_down_and_its_claim_released(routes: h.World) -> None:

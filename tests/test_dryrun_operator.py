@@ -124,11 +124,7 @@ EXAMPLE_ROUTES = [("my-app", "my-app"), ("my-other-app", "my-other-app"), ("my-a
 
 @pytest.fixture()
 def route_world(kube: Any, cloudflare: Any) -> Iterator[routes.World]:
-    w = routes.World(kube, cloudflare)
-    try:
-        yield w
-    finally:
-        w.close()
+    yield from routes.World.opened(kube, cloudflare)
 
 
 def test_the_httproute_examples_under_dry_run_write_nothing(route_world: routes.World,

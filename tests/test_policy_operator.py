@@ -160,11 +160,7 @@ def test_create_only_revokes_removed_emails_and_reports_the_live_access_it_could
 
 @pytest.fixture()
 def route_world(kube: Any, cloudflare: Any) -> Iterator[routes.World]:
-    w = routes.World(kube, cloudflare)
-    try:
-        yield w
-    finally:
-        w.close()
+    yield from routes.World.opened(kube, cloudflare)
 
 
 @pytest.mark.parametrize("policy", ["sync", "upsert-only"])

@@ -107,4 +107,4 @@ def test_a_route_whose_zone_was_deleted_is_torn_down_and_its_claim_released(rout
     wait_for("the claim released", lambda: not routes.claims(), timeout=20)
     assert routes.rule("app.example.com") is None
     assert not routes.apps("app.example.com")
-    assert routes.state("app") is None
+    wait_for("the route's state ConfigMap gone (it goes after the claims)", lambda: routes.state("app") is None)

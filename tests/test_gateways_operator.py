@@ -575,7 +575,7 @@ def test_an_unknown_annotation_key_is_refused_and_changes_nothing_published(worl
                  "access": {"public": True}}})
     message = "unknown annotation chutes.troubleshat.com/adpot (did you mean chutes.troubleshat.com/adopt?)"
     assert world.condition(world.wait_reason("InvalidSpec", "new"))["message"] == message
-    assert ("Warning", "InvalidSpec", message) in world.events("new")
+    wait_for("the InvalidSpec Warning Event", lambda: ("Warning", "InvalidSpec", message) in world.events("new"))
     assert not world.records("new.example.com") and not world.live_tunnels()
 
     world.gateway()

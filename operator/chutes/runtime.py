@@ -5,11 +5,11 @@ this run serves, kopf settings that suit us, and the shared clients in kopf's me
 from __future__ import annotations
 
 import asyncio
-import importlib
 import inspect
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import kopf
@@ -18,6 +18,9 @@ from chutes import kube
 from chutes.authorization import HostnameRules, HostnameRulesError
 from chutes.claims import ClaimStore, ledger_namespace
 from chutes.cores import CorePool
+from chutes.frontdoors.gateways import handlers as gateways
+from chutes.frontdoors.httproutes import handlers as httproutes
+from chutes.frontdoors.sessions import handlers as sessions
 from chutes.leases import TunnelLeases, default_identity
 from chutes.observability.readiness import Insights, Readiness, Vault
 from chutes.observability.server import MetricsServer
@@ -28,17 +31,26 @@ logger = logging.getLogger("chutes")
 GROUP = "chutes.troubleshat.com"
 FINALIZER = f"{GROUP}/cleanup"
 
-# Front doors built so far: name -> "module:function" taking (registry, settings, environ); a function
-# taking only (registry, settings) is called that way. A door that is switched on but not listed here is
-# reported at start (see `unavailable_front_doors`). A door module may define
-# `implied_namespaces(environ)`: the namespaces to watch when it is served alone and none are configured.
-FRONT_DOORS: dict[FrontDoor, str] = {
-    "chutes": "chutes.frontdoors.gateways.handlers:register",
-    "httproutes": "chutes.frontdoors.httproutes.handlers:register",
-    "sessions": "chutes.frontdoors.sessions.handlers:register",
-}
-
 Register = Callable[..., None]  # (registry, settings, environ) or (registry, settings)
+ImpliedNamespaces = Callable[[Mapping[str, str]], tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class Door:
+    """How a front door joins the operator: `register` adds its handlers to the registry; `implied_namespaces`
+    (optional) gives the namespaces to watch when it is served alone and none are configured."""
+
+    register: Register
+    implied_namespaces: ImpliedNamespaces | None = None
+
+
+# Front doors built so far. A door that is switched on but not listed here is reported at start (see
+# `unavailable_front_doors`).
+FRONT_DOORS: dict[FrontDoor, Door] = {
+    "chutes": Door(gateways.register),
+    "httproutes": Door(httproutes.register),
+    "sessions": Door(sessions.register, sessions.implied_namespaces),
+}
 
 
 def served_front_doors(settings: Settings, environ: Mapping[str, str]) -> tuple[FrontDoor, ...]:
@@ -49,15 +61,11 @@ def unavailable_front_doors(settings: Settings, environ: Mapping[str, str]) -> t
     return tuple(door for door in settings.front_doors(environ) if door not in FRONT_DOORS)
 
 
-def _load(door: FrontDoor) -> Register:
-    module_name, _, function = FRONT_DOORS[door].partition(":")
-    register: Register = getattr(importlib.import_module(module_name), function)
-    return register
-
-
 def _register(door: FrontDoor, registry: kopf.OperatorRegistry, settings: Settings,
               environ: Mapping[str, str]) -> None:
-    register = _load(door)
+    """Call the door's `register` with (registry, settings, environ), or (registry, settings) when it takes
+    only two positional parameters."""
+    register = FRONT_DOORS[door].register
     positional = [
         p for p in inspect.signature(register).parameters.values()
         if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
@@ -73,8 +81,7 @@ def implied_namespaces(settings: Settings, environ: Mapping[str, str]) -> tuple[
     doors = served_front_doors(settings, environ)
     if settings.namespaces or len(doors) != 1:
         return ()
-    module_name, _, _function = FRONT_DOORS[doors[0]].partition(":")
-    implied = getattr(importlib.import_module(module_name), "implied_namespaces", None)
+    implied = FRONT_DOORS[doors[0]].implied_namespaces
     return tuple(implied(environ)) if implied is not None else ()
 
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from chutes.cloudflare_core import AccessApp, AccessAppSpec, AppPolicySpec, DesiredRecord, IngressRule, Policy
+from chutes.cloudflare_core.models import AccessApp, AccessAppSpec, AppPolicySpec, DesiredRecord, IngressRule, Policy
 from chutes.frontdoors.httproutes import annotations as a
 from chutes.frontdoors.httproutes.merge import DnsOnlySettings, RouteSettings
 

@@ -10,7 +10,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from chutes.cloudflare_core import marker_fits, token_defect
+from chutes.cloudflare_core.credentials import token_defect
+from chutes.cloudflare_core.ownership import marker_fits
 from chutes.frontdoors.sessions.selector import LabelSelector, SelectorError, valid_label_key
 from chutes.settings import SettingsError
 

@@ -22,7 +22,8 @@ from typing import Any
 
 from chutes import conditions
 from chutes.authorization import HostnameRules
-from chutes.cloudflare_core import DesiredRecord, DnsRecord, IngressRule, marks
+from chutes.cloudflare_core.models import DesiredRecord, DnsRecord, IngressRule
+from chutes.cloudflare_core.ownership import marks
 from chutes.frontdoors import adoption, annotation_keys
 from chutes.frontdoors.sessions.config import SessionConfig
 

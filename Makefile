@@ -21,10 +21,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
-## lint: ruff and mypy (strict)
+## lint: ruff, mypy (strict) and the layering contracts (import-linter, [tool.importlinter] in pyproject.toml)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check operator tests bench
 	$(VENV)/bin/mypy operator/chutes
+	PYTHONPATH=operator $(VENV)/bin/lint-imports --no-cache  # the tree at hand, whichever one is installed
 
 ## sandbox: the Cloudflare API emulator on PORT (prints base_url and token as one JSON line)
 sandbox: $(STAMP)

@@ -31,10 +31,10 @@ from chutes.cloudflare_core import CloudflareCore, marks
 from chutes.frontdoors import claiming
 from chutes.frontdoors.httproutes import annotations as a
 from chutes.frontdoors.httproutes import desired as d
-from chutes.frontdoors.httproutes import lookups
+from chutes.frontdoors.httproutes import references
 from chutes.frontdoors.httproutes import state as s
-from chutes.frontdoors.httproutes.lookups import Context
 from chutes.frontdoors.httproutes.problems import CONFLICT_RETRY, Problem, step
+from chutes.frontdoors.httproutes.references import Context
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ async def hold(ctx: Context, claims: ClaimStore, route: Mapping[str, Any], hostn
     source = a.source(me.namespace, me.name)
     others = [ref for ref in ctx.claimants(hostname) if ref.key != me.key and ctx.rules.allows(ref.namespace, hostname)]
     if others and await claims.get("hostname", hostname) is None:
-        winner = await lookups.hostname_winner(ctx, me, hostname, previous)
+        winner = await references.hostname_winner(ctx, me, hostname, previous)
         if winner.key != me.key:
             raise Problem(c.HOSTNAME_CONFLICT, claiming.holder_message("hostname", hostname, f"HTTPRoute/{winner.ref}"),
                           CONFLICT_RETRY)

@@ -17,9 +17,9 @@ from typing import Any, Protocol
 from chutes import kube
 from chutes.frontdoors.httproutes import annotations as a
 from chutes.frontdoors.httproutes import desired as d
-from chutes.frontdoors.httproutes import lookups
-from chutes.frontdoors.httproutes.lookups import Context
+from chutes.frontdoors.httproutes import references
 from chutes.frontdoors.httproutes.problems import Problem
+from chutes.frontdoors.httproutes.references import Context
 from chutes.sweep import engine
 from chutes.sweep.plan import DoorNames, Wants
 
@@ -69,7 +69,7 @@ async def sweep_tenant(ctx: Context, body: Mapping[str, Any], cap: int,
     where = f"{a.TENANT_KIND} {body['metadata'].get('namespace')}/{body['metadata']['name']}"
     try:
         tenant = d.tenant_from_body(body)
-        core = await lookups.core_for(ctx, tenant)
+        core = await references.core_for(ctx, tenant)
     except (d.TenantError, Problem) as problem:
         logger.info("Orphan sweep of %s skipped: %s", where, problem)
         return None

@@ -44,10 +44,9 @@ from chutes.frontdoors import adoption, claiming, repairs
 from chutes.frontdoors.claiming import ACCESS_APP, ACCESS_POLICY, DNS, SERVICE_TOKEN, TUNNEL_RULE
 from chutes.frontdoors.httproutes import annotations as a
 from chutes.frontdoors.httproutes import desired as d
-from chutes.frontdoors.httproutes import ledger, lookups, status
+from chutes.frontdoors.httproutes import ledger, references, status
 from chutes.frontdoors.httproutes import state as s
 from chutes.frontdoors.httproutes import teardown as t
-from chutes.frontdoors.httproutes.lookups import Context
 from chutes.frontdoors.httproutes.merge import MergeError, NamedSpec, RouteSettings, annotation_hash, merge
 from chutes.frontdoors.httproutes.problems import (
     FOREIGN_RETRY,
@@ -58,6 +57,7 @@ from chutes.frontdoors.httproutes.problems import (
     problem_from_cloudflare,
     step,
 )
+from chutes.frontdoors.httproutes.references import Context
 from chutes.frontdoors.httproutes.report import RouteReport
 from chutes.observability import metrics
 
@@ -98,11 +98,11 @@ async def _settings(ctx: Context, route: Mapping[str, Any]) -> tuple[RouteSettin
     tenant_name = annotations.get(a.TENANT, "").strip()
     if not tenant_name:
         raise Problem(c.INVALID_SPEC, f"{a.TENANT} is required", None)
-    tenant = await lookups.find_tenant(ctx, tenant_name, namespace)
+    tenant = await references.find_tenant(ctx, tenant_name, namespace)
     template_name = annotations.get(a.TEMPLATE, "").strip()
-    template = await lookups.find_template(ctx, template_name, namespace, required=True) if template_name else None
+    template = await references.find_template(ctx, template_name, namespace, required=True) if template_name else None
     base_name = a.base_template_name(tenant_name)
-    base = await lookups.find_template(ctx, base_name, namespace, required=False)
+    base = await references.find_template(ctx, base_name, namespace, required=False)
     template_spec = (template or {}).get("spec") or None
     base_spec = (base or {}).get("spec") or None
     try:
@@ -147,7 +147,7 @@ async def _publish(ctx: Context, route: Mapping[str, Any], settings: RouteSettin
     hostname, source = settings.hostname, a.source(namespace, name)
 
     # --- checks (nothing written to Cloudflare yet) --------------------------------------------------------
-    core = await lookups.core_for(ctx, tenant)
+    core = await references.core_for(ctx, tenant)
     try:
         marker(core.owner_id, source)
     except MarkerTooLong as exc:
@@ -206,11 +206,11 @@ async def _publish_held(ctx: Context, core: CloudflareCore, claims: ClaimStore, 
     adopt_ids = () if moved else ledger.adoptable_ids(previous, hostname)  # seed-made records the state lists
     tunnel_id = settings.tunnel_id or tenant.tunnel_id
     try:
-        zone = await lookups.resolve_zone(core, tenant, hostname, None if moved or previous is None
+        zone = await references.resolve_zone(core, tenant, hostname, None if moved or previous is None
                                           else previous.get("zone_id"))
         try:
             if settings.dns_only.enabled:
-                address = await lookups.resolve_ip(ctx, settings)
+                address = await references.resolve_ip(ctx, settings)
                 record = d.address_record(hostname, address, settings.dns_only, source, adopt=take_over)
                 rule = None
             else:
@@ -340,7 +340,7 @@ async def _supersede(ctx: Context, core: CloudflareCore, claims: ClaimStore, cla
             if previous.hostname == claim.key and claim.entries:
                 _reusable(claim, previous.tenant, tenant, zone_id)
             return claim
-        old_core, old_account = await lookups.core_for(ctx, old), old.account_id
+        old_core, old_account = await references.core_for(ctx, old), old.account_id
         old_claims = ledger.store_for(ctx, old_core)
     superseded = [found for found in await claims.list(kind="hostname", source=claim.source) if found.key != claim.key]
     if previous is not None and previous.hostname and previous.hostname != claim.key \

@@ -10,10 +10,10 @@ from chutes import conditions as c
 from chutes import kube
 from chutes.frontdoors.httproutes import annotations as a
 from chutes.frontdoors.httproutes import desired as d
-from chutes.frontdoors.httproutes import lookups
+from chutes.frontdoors.httproutes import references
 from chutes.frontdoors.httproutes import state as s
-from chutes.frontdoors.httproutes.lookups import Context
 from chutes.frontdoors.httproutes.problems import Problem, step
+from chutes.frontdoors.httproutes.references import Context
 
 STATUS_DELAY = 0.25  # seconds: one tenant status write for a burst of route changes
 
@@ -24,7 +24,7 @@ async def check_tenant(ctx: Context, body: Mapping[str, Any]) -> str:
         tenant = d.tenant_from_body(body)
     except d.TenantError as exc:
         raise Problem(c.TENANT_INVALID, str(exc), None) from None
-    core = await lookups.core_for(ctx, tenant)
+    core = await references.core_for(ctx, tenant)
     tunnel = await step(f"reading tunnel {tenant.tunnel_id}", core.get_tunnel(tenant.account_id, tenant.tunnel_id))
     if tunnel is None or tunnel.deleted:
         raise Problem(c.TENANT_INVALID, f"tunnel {tenant.tunnel_id} not found in account {tenant.account_id}", None)
@@ -91,7 +91,7 @@ def tenant_status_soon(ctx: Context, tenant: str, namespace: str) -> None:
     """Refresh the route counts of the tenant a route resolves to, once for a burst of route changes."""
 
     async def refresh() -> None:
-        body = await lookups.find_in_namespaces(ctx, a.TENANT_PLURAL, tenant, namespace)
+        body = await references.find_in_namespaces(ctx, a.TENANT_PLURAL, tenant, namespace)
         if body is not None:
             await write_tenant_status(ctx, body, synced=False)
 

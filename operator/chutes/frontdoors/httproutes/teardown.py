@@ -22,10 +22,10 @@ from chutes.cloudflare_core import CloudflareCore, CloudflareError, Conflict, De
 from chutes.frontdoors import adoption, claiming
 from chutes.frontdoors.httproutes import annotations as a
 from chutes.frontdoors.httproutes import desired as d
-from chutes.frontdoors.httproutes import ledger, lookups
+from chutes.frontdoors.httproutes import ledger, references
 from chutes.frontdoors.httproutes import state as s
-from chutes.frontdoors.httproutes.lookups import Context
 from chutes.frontdoors.httproutes.problems import FOREIGN_RETRY, EventSink, Problem, problem_from_cloudflare, step
+from chutes.frontdoors.httproutes.references import Context
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ async def teardown(ctx: Context, namespace: str, name: str, st: s.RouteState | N
                                events)
     if tenant is None:
         return released
-    core = await lookups.core_for(ctx, tenant)
+    core = await references.core_for(ctx, tenant)
     store = ledger.store_for(ctx, core)
     if legacy and st is not None:
         found = await legacy_claim(core, store, st, source, tenant.account_id)
@@ -152,7 +152,7 @@ async def find_tenant(ctx: Context, tenant_name: str, namespace: str, name: str,
         logger.warning("HTTPRoute %s/%s: no tenant known: its claims are left to the orphan sweep", namespace, name)
         return None
     try:
-        return await lookups.find_tenant(ctx, tenant_name, namespace)
+        return await references.find_tenant(ctx, tenant_name, namespace)
     except Problem as problem:
         if problem.reason not in (c.TENANT_NOT_FOUND, c.TENANT_INVALID):
             raise

@@ -21,10 +21,16 @@ from chutes.claims import operator_namespace
 from chutes.frontdoors import adoption, repairs
 from chutes.frontdoors.httproutes import annotations as a
 from chutes.frontdoors.httproutes import desired as d
-from chutes.frontdoors.httproutes import orphans, references, status, sweep
+from chutes.frontdoors.httproutes import orphans, status, sweep
+from chutes.frontdoors.httproutes.context import (
+    POLICY_CACHE_SECONDS,
+    Context,
+    PolicyDirectory,
+    Runtime,
+    environ_or_process,
+)
 from chutes.frontdoors.httproutes.problems import EventSink, Problem
 from chutes.frontdoors.httproutes.publish import reconcile_route
-from chutes.frontdoors.httproutes.references import Context, Runtime
 from chutes.frontdoors.httproutes.report import read_conditions
 from chutes.observability import metrics
 from chutes.settings import Settings
@@ -87,13 +93,13 @@ def index_route(body: Mapping[str, Any]) -> dict[tuple[str, str], d.RouteRef]:
 
 
 def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mapping[str, str] | None = None) -> None:
-    namespace = operator_namespace(references.environ_or_process(environ))
+    namespace = operator_namespace(environ_or_process(environ))
 
     @kopf.on.startup(registry=registry, id="cfzt-startup")
     async def cfzt_startup(memo: kopf.Memo, **_: Any) -> None:
         # A resync always sees a fresh policy listing (a renamed policy fails closed at the next one).
-        ttl = min(references.POLICY_CACHE_SECONDS, settings.resync_interval / 2)
-        memo.cfzt = Runtime(operator_namespace=namespace, policies=references.PolicyDirectory(ttl))
+        ttl = min(POLICY_CACHE_SECONDS, settings.resync_interval / 2)
+        memo.cfzt = Runtime(operator_namespace=namespace, policies=PolicyDirectory(ttl))
         logger.info("HTTPRoute front door: tenants, templates and state ConfigMaps in namespace %s", namespace)
 
     @kopf.on.cleanup(registry=registry, id="cfzt-cleanup")

@@ -18,8 +18,8 @@ from chutes import kube
 from chutes.frontdoors.httproutes import annotations as a
 from chutes.frontdoors.httproutes import desired as d
 from chutes.frontdoors.httproutes import references
+from chutes.frontdoors.httproutes.context import Context
 from chutes.frontdoors.httproutes.problems import Problem
-from chutes.frontdoors.httproutes.references import Context
 from chutes.sweep import engine
 from chutes.sweep.plan import DoorNames, Wants
 

@@ -47,6 +47,7 @@ from chutes.frontdoors.httproutes import desired as d
 from chutes.frontdoors.httproutes import ledger, references, status
 from chutes.frontdoors.httproutes import state as s
 from chutes.frontdoors.httproutes import teardown as t
+from chutes.frontdoors.httproutes.context import Context
 from chutes.frontdoors.httproutes.merge import MergeError, NamedSpec, RouteSettings, annotation_hash, merge
 from chutes.frontdoors.httproutes.problems import (
     FOREIGN_RETRY,
@@ -57,7 +58,6 @@ from chutes.frontdoors.httproutes.problems import (
     problem_from_cloudflare,
     step,
 )
-from chutes.frontdoors.httproutes.references import Context
 from chutes.frontdoors.httproutes.report import RouteReport
 from chutes.observability import metrics
 

@@ -1,136 +1,26 @@
 """What a route refers to: its tenant and templates (route namespace, then the operator namespace), the
-tenant's credentials, the zone of its hostname, the IP of a DNS-only record, its reusable Access policies,
-and who else claims its hostname. Reads only; nothing here writes to Cloudflare or Kubernetes.
+tenant's credentials, the zone of its hostname, the IP of a DNS-only record, and who else
+claims its hostname. Reads only; nothing here writes to Cloudflare or Kubernetes.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import os
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
-
-from kubernetes_asyncio import client
 
 from chutes import conditions as c
 from chutes import kube
-from chutes.authorization import HostnameRules
-from chutes.claims import ClaimStore
 from chutes.cloudflare_core import CloudflareCore, CloudflareError, NotFound, Zone, token_defect
-from chutes.cores import CorePool
 from chutes.frontdoors.httproutes import annotations as a
 from chutes.frontdoors.httproutes import desired as d
 from chutes.frontdoors.httproutes import state as s
+from chutes.frontdoors.httproutes.context import Context
 from chutes.frontdoors.httproutes.merge import RouteSettings
 from chutes.frontdoors.httproutes.problems import CREDENTIALS_RETRY, MISSING_RETRY, Problem, step
 
 logger = logging.getLogger(__name__)
 
-POLICY_CACHE_SECONDS = 30.0
-Index = Mapping[tuple[str, str], Iterable[d.RouteRef]]
-
-
-class PolicyDirectory:
-    """Reusable Access policies by name, per account and token, listed at most every `ttl` seconds (a name
-    not found lists again at once: a policy just created is seen)."""
-
-    def __init__(self, ttl: float = POLICY_CACHE_SECONDS) -> None:
-        self.ttl = ttl
-        self._entries: dict[tuple[int, str], tuple[float, dict[str, str]]] = {}
-        self._locks: dict[tuple[int, str], asyncio.Lock] = {}
-
-    async def resolve(self, core: CloudflareCore, account_id: str,
-                      names: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """(ids in the order of `names`, names not found)."""
-        key = (id(core), account_id)
-        async with self._locks.setdefault(key, asyncio.Lock()):
-            listed_at, by_name = self._entries.get(key, (0.0, {}))
-            fresh = time.monotonic() - listed_at < self.ttl
-            if not fresh or any(name not in by_name for name in names):
-                policies = await step("listing the reusable Access policies", core.list_reusable_policies(account_id))
-                by_name = {policy.name: policy.id for policy in policies}
-                self._entries[key] = (time.monotonic(), by_name)
-        missing = tuple(name for name in names if name not in by_name)
-        return tuple(by_name[name] for name in names if name in by_name), missing
-
-
-@dataclass
-class Runtime:
-    """The front door's process-wide state (in kopf's memo as ``memo.cfzt``)."""
-
-    operator_namespace: str
-    parallel: int = 64
-    policies: PolicyDirectory = field(default_factory=PolicyDirectory)
-    _locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
-    _later: dict[tuple[str, str], asyncio.Task[None]] = field(default_factory=dict)
-
-    def soon(self, key: tuple[str, str], delay: float, action: Callable[[], Awaitable[None]]) -> None:
-        """Run `action` once after `delay` seconds, however often it is asked for meanwhile (debounce)."""
-        if key in self._later:
-            return
-
-        async def later() -> None:
-            try:
-                await asyncio.sleep(delay)
-                await action()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("Deferred %s failed", "/".join(key))
-            finally:
-                self._later.pop(key, None)
-
-        self._later[key] = asyncio.create_task(later(), name=f"cfzt {'/'.join(key)}")
-
-    async def aclose(self) -> None:
-        tasks, self._later = list(self._later.values()), {}
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    def lock(self, namespace: str, name: str) -> asyncio.Lock:
-        """One reconcile or teardown of a route at a time (kopf handler, timers and template handler)."""
-        return self._locks.setdefault((namespace, name), asyncio.Lock())
-
-    @contextlib.asynccontextmanager
-    async def hostnames(self, *hostnames: str) -> AsyncIterator[None]:
-        """Exclusive use of hostnames (taken in sorted order: two routes swapping names cannot deadlock), so
-        that one route's teardown and another's publish of the same hostname do not interleave."""
-        async with contextlib.AsyncExitStack() as stack:
-            for hostname in sorted({h for h in hostnames if h}):
-                await stack.enter_async_context(self._locks.setdefault(("", hostname), asyncio.Lock()))
-            yield
-
-
-@dataclass
-class Context:
-    api: client.ApiClient
-    cores: CorePool
-    runtime: Runtime
-    index: Index
-    claims: ClaimStore  # the ledger: who holds which hostname, and what was created for it
-    rules: HostnameRules = field(default_factory=HostnameRules.allow_all)  # which namespace may publish what
-    allow_adoption: bool = False  # the installation permits adoption everywhere (CHUTES_ALLOW_ADOPTION)
-
-    @property
-    def operator_namespace(self) -> str:
-        return self.runtime.operator_namespace
-
-    def claimants(self, hostname: str) -> list[d.RouteRef]:
-        return list(self.index.get(("hostname", hostname), ()))
-
-    def users_of_tenant(self, tenant: str) -> list[d.RouteRef]:
-        return list(self.index.get(("tenant", tenant), ()))
-
-    def users_of_template(self, template: str) -> list[d.RouteRef]:
-        users = set(self.index.get(("template", template), ()))
-        if template.startswith("base-"):
-            users.update(self.index.get(("tenant", template.removeprefix("base-")), ()))
-        return sorted(users)
 
 
 async def find_in_namespaces(ctx: Context, plural: str, name: str, namespace: str) -> dict[str, Any] | None:
@@ -259,7 +149,3 @@ async def hostname_winner(ctx: Context, me: d.RouteRef, hostname: str, previous:
         if theirs is not None and theirs.published and theirs.hostname == hostname:
             holders.add(other.key)
     return d.claim_winner([me, *others], holders)
-
-
-def environ_or_process(environ: Mapping[str, str] | None) -> Mapping[str, str]:
-    return os.environ if environ is None else environ

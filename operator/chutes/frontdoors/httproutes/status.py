@@ -12,8 +12,8 @@ from chutes.frontdoors.httproutes import annotations as a
 from chutes.frontdoors.httproutes import desired as d
 from chutes.frontdoors.httproutes import references
 from chutes.frontdoors.httproutes import state as s
+from chutes.frontdoors.httproutes.context import Context
 from chutes.frontdoors.httproutes.problems import Problem, step
-from chutes.frontdoors.httproutes.references import Context
 
 STATUS_DELAY = 0.25  # seconds: one tenant status write for a burst of route changes
 

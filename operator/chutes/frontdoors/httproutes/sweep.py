@@ -15,9 +15,9 @@ from chutes.frontdoors.httproutes import annotations as a
 from chutes.frontdoors.httproutes import desired as d
 from chutes.frontdoors.httproutes import state as s
 from chutes.frontdoors.httproutes import status
+from chutes.frontdoors.httproutes.context import Context
 from chutes.frontdoors.httproutes.problems import EventSink, Post, Problem
 from chutes.frontdoors.httproutes.publish import reconcile_route
-from chutes.frontdoors.httproutes.references import Context
 from chutes.frontdoors.httproutes.report import RouteReport
 from chutes.frontdoors.httproutes.teardown import teardown
 from chutes.observability import metrics

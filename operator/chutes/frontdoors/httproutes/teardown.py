@@ -24,8 +24,8 @@ from chutes.frontdoors.httproutes import annotations as a
 from chutes.frontdoors.httproutes import desired as d
 from chutes.frontdoors.httproutes import ledger, references
 from chutes.frontdoors.httproutes import state as s
+from chutes.frontdoors.httproutes.context import Context
 from chutes.frontdoors.httproutes.problems import FOREIGN_RETRY, EventSink, Problem, problem_from_cloudflare, step
-from chutes.frontdoors.httproutes.references import Context
 
 logger = logging.getLogger(__name__)
 

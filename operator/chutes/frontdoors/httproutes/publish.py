@@ -44,7 +44,7 @@ from chutes.frontdoors import adoption, claiming, repairs
 from chutes.frontdoors.claiming import ACCESS_APP, ACCESS_POLICY, DNS, SERVICE_TOKEN, TUNNEL_RULE
 from chutes.frontdoors.httproutes import annotations as a
 from chutes.frontdoors.httproutes import desired as d
-from chutes.frontdoors.httproutes import ledger, references, status
+from chutes.frontdoors.httproutes import dns_records, ledger, references, status
 from chutes.frontdoors.httproutes import state as s
 from chutes.frontdoors.httproutes import teardown as t
 from chutes.frontdoors.httproutes.context import Context
@@ -221,7 +221,7 @@ async def _publish_held(ctx: Context, core: CloudflareCore, claims: ClaimStore, 
             raise Problem(c.INVALID_SPEC, exc.message, None) from None
         checked = claim.entry(DNS) is None  # a first publish: one name-filtered listing, none in the steady state
         if checked:
-            await t.check_name(core, zone.id, record, adopt_ids, asked=asked)
+            await dns_records.check_name(core, zone.id, record, adopt_ids, asked=asked)
         policy_ids: tuple[str, ...] = ()
         if settings.access.enabled and settings.access.existing_policy_names:
             policy_ids, missing = await ctx.runtime.policies.resolve(core, account,
@@ -240,7 +240,7 @@ async def _publish_held(ctx: Context, core: CloudflareCore, claims: ClaimStore, 
     claim = await _supersede(ctx, core, claims, claim, route, tenant, previous, events, zone_id=zone.id)
     if claim.entry(DNS) is None and not checked:  # claimed again after a tenant change: now a first publish
         try:
-            await t.check_name(core, zone.id, record, (), asked=asked)
+            await dns_records.check_name(core, zone.id, record, (), asked=asked)
         except Problem:
             if not claim.entries:  # (a claim recording objects is never released here)
                 await claims.release(claim)
@@ -270,7 +270,7 @@ async def _publish_held(ctx: Context, core: CloudflareCore, claims: ClaimStore, 
         claim = await _ensure_rule(core, claims, claim, before, account, tunnel_id, rule, events)
         current.set(hostname_route_id=tunnel_id)
     claim = await _intend(claims, claim, DNS, zone=zone.id, type=record.type)
-    dns = await t.ensure_record(core, zone.id, record, adopt_ids)
+    dns = await dns_records.ensure_record(core, zone.id, record, adopt_ids)
     if previous is None or previous.get("cname_record_id" if rule else "dns_record_id") != dns.id:
         proxied = " (proxied)" if dns.proxied else ""
         events.normal("DNSRecordReady", f"{dns.type} {hostname} → {dns.content}{proxied}")
@@ -282,7 +282,7 @@ async def _publish_held(ctx: Context, core: CloudflareCore, claims: ClaimStore, 
     # --- what these settings do not want, through the claim's entries (routing first, Access last) -----------
     old_type = str((before.entry(DNS) or {}).get("type") or "")
     if {old_type, dns.type} == {"A", "AAAA"}:  # A ↔ AAAA: the writer swapped them in one batch; gone: a no-op
-        await t.delete_record(core, zone.id, hostname, old_type, source, events)
+        await dns_records.delete_record(core, zone.id, hostname, old_type, source, events)
     claim = await _remove_unwanted(ctx, core, claims, claim, account, settings, rule is not None, current,
                                    previous, events)
 

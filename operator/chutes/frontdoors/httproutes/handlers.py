@@ -21,7 +21,7 @@ from chutes.claims import operator_namespace
 from chutes.frontdoors import adoption, repairs
 from chutes.frontdoors.httproutes import annotations as a
 from chutes.frontdoors.httproutes import desired as d
-from chutes.frontdoors.httproutes import orphans, status, sweep
+from chutes.frontdoors.httproutes import orphans, status, upkeep
 from chutes.frontdoors.httproutes.context import (
     POLICY_CACHE_SECONDS,
     Context,
@@ -122,7 +122,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
         ctx = context(memo, kwargs)
         meta = body["metadata"]
         async with ctx.runtime.lock(meta["namespace"], meta["name"]):
-            route = await sweep.read_route(ctx, meta["namespace"], meta["name"])  # another handler may have run
+            route = await upkeep.read_route(ctx, meta["namespace"], meta["name"])  # another handler may have run
             if route is None:
                 return
             resumed = repairs.unprompted() if reason == kopf.Reason.RESUME else contextlib.nullcontext()
@@ -145,7 +145,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
         ctx = context(memo, kwargs)
         problem = None if deleting else a.enabled_problem(annotations)
         try:
-            await sweep.route_gone(ctx, meta["namespace"], meta["name"], kopf.event, route=body,
+            await upkeep.route_gone(ctx, meta["namespace"], meta["name"], kopf.event, route=body,
                                    refusal=(c.INVALID_SPEC, problem) if problem else None)
         except Problem as problem:
             logger.warning("HTTPRoute %s/%s cleanup: %s (the sweep retries)", meta["namespace"], meta["name"],
@@ -164,7 +164,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
         if not adoption.retry_now(adoption_permitted(ctx, body), ready):
             return
         async with ctx.runtime.lock(meta["namespace"], meta["name"]):
-            route = await sweep.read_route(ctx, meta["namespace"], meta["name"])
+            route = await upkeep.read_route(ctx, meta["namespace"], meta["name"])
             if route is None:
                 return
             async with metrics.reconcile_timer("httproutes"):
@@ -175,21 +175,21 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
     @kopf.on.resume(*TEMPLATE, registry=registry, id="cfzt-status")
     async def template_resume(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
         ctx = context(memo, kwargs)
-        await status.write_template_status(ctx, body, sweep.template_users(ctx, body))
+        await status.write_template_status(ctx, body, upkeep.template_users(ctx, body))
 
     @kopf.on.create(*TEMPLATE, registry=registry, id="cfzt-users")
     @kopf.on.update(*TEMPLATE, registry=registry, id="cfzt-users", field="spec")
     async def template_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
         ctx = context(memo, kwargs)
-        users = sweep.template_users(ctx, body)
-        await sweep.reconcile_refs(ctx, users, kopf.event, force=False)
+        users = upkeep.template_users(ctx, body)
+        await upkeep.reconcile_refs(ctx, users, kopf.event, force=False)
         await status.write_template_status(ctx, body, users)
 
     @kopf.on.event(*TEMPLATE, registry=registry, id="cfzt-template-deleted")
     async def template_event(event: Mapping[str, Any], body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
         if event.get("type") == "DELETED":
             ctx = context(memo, kwargs)
-            await sweep.reconcile_refs(ctx, sweep.template_users(ctx, body), kopf.event, force=False)
+            await upkeep.reconcile_refs(ctx, upkeep.template_users(ctx, body), kopf.event, force=False)
 
     # --- tenants: status, routes waiting for them, resync and orphan sweep ---------------------------------
     @kopf.on.resume(*TENANT, registry=registry, id="cfzt-tenant")
@@ -200,7 +200,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
         problem = await status.write_tenant_status(ctx, body, synced=False)
         if reason in (kopf.Reason.CREATE, kopf.Reason.UPDATE):
             # routes waiting for this tenant, or (spec changed: tunnel, zone, account) to be moved
-            await sweep.reconcile_refs(ctx, sweep.tenant_users(ctx, body), kopf.event,
+            await upkeep.reconcile_refs(ctx, upkeep.tenant_users(ctx, body), kopf.event,
                                        force=reason == kopf.Reason.UPDATE)
         if problem is not None:
             before = c.find((body.get("status") or {}).get("conditions"), c.READY)
@@ -213,7 +213,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
     async def tenant_resync(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
         ctx = context(memo, kwargs)
         with repairs.unprompted():  # what it writes for routes published already is a drift repair
-            outcomes = await sweep.reconcile_refs(ctx, sweep.tenant_users(ctx, body), kopf.event, force=True)
+            outcomes = await upkeep.reconcile_refs(ctx, upkeep.tenant_users(ctx, body), kopf.event, force=True)
         if outcomes:
             logger.info("Resync of tenant %s/%s: %s", body["metadata"]["namespace"], body["metadata"]["name"],
                         ", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items())))
@@ -224,7 +224,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
     async def tenant_sweep(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
         stopped: kopf.DaemonStopped = kwargs["stopped"]
         ctx = context(memo, kwargs)
-        if await sweep.sweep_tenant(ctx, body, kopf.event):
+        if await upkeep.sweep_tenant(ctx, body, kopf.event):
             await status.write_tenant_status(ctx, body, synced=False)
         if not body["metadata"].get("deletionTimestamp"):  # then what the states no longer say, via Cloudflare
             report = await unless_stopped(orphans.sweep_tenant(ctx, body, settings.sweep_max_deletions,

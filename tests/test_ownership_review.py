@@ -39,7 +39,7 @@ from chutes.leases import TunnelLeases, lease_name, micro_time
 from chutes.sandbox.kubernetes import KubeSandbox
 from chutes.sandbox.runner import OperatorThread
 from chutes.settings import load_settings
-from chutes.sweep.plan import DoorNames, Inventory, Wants, plan
+from chutes.sweep.verdict import DoorNames, Inventory, Wants, plan
 from httproutes_harness import GROUP, OPNS, VERSION, World, home, wait_for, world_fixture
 from ledger_harness import LEDGER, FakeClaim, api, cluster
 

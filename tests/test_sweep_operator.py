@@ -21,7 +21,7 @@ from chutes.sandbox.kubernetes import KubeSandbox
 from chutes.sandbox.runner import OperatorThread
 from chutes.settings import load_settings
 from chutes.sweep import engine
-from chutes.sweep.plan import Wants
+from chutes.sweep.verdict import Wants
 from httproutes_harness import OPNS, by_thread
 from httproutes_harness import World as RoutesWorld
 from test_gateways_operator import GROUP, NS, VERSION

@@ -21,13 +21,13 @@ from typing import Any, Protocol
 from chutes.cloudflare_core import CloudflareCore, CloudflareError, NotFound
 from chutes.cloudflare_core.models import AccessApp, DnsRecord, ServiceToken, Tunnel
 from chutes.observability import metrics
-from chutes.sweep import plan as p
+from chutes.sweep import verdict as v
 
 __all__ = ["ClaimLedger", "Scope", "SweepReport", "sweep"]
 
 logger = logging.getLogger(__name__)
 
-LoadWants = Callable[[], Awaitable[p.Wants]]
+LoadWants = Callable[[], Awaitable[v.Wants]]
 
 
 class ClaimLedger(Protocol):
@@ -44,7 +44,7 @@ class Scope:
     """Where one pass looks: an account and its zones (None: every zone of the account the token reads), and
     what the door judges."""
 
-    names: p.DoorNames
+    names: v.DoorNames
     account_id: str
     zone_ids: tuple[str, ...] | None
     label: str = ""  # for logs: the scope object (e.g. "ChuteConfig default")
@@ -61,10 +61,10 @@ class SweepReport:
     not delete (dry-run or a policy that never deletes)."""
 
     skipped: str | None = None
-    deleted: list[p.Deletion] = field(default_factory=list)
-    failed: list[tuple[p.Deletion, str]] = field(default_factory=list)
-    deferred: tuple[p.Deletion, ...] = ()
-    abandoned: tuple[p.Deletion, ...] = ()
+    deleted: list[v.Deletion] = field(default_factory=list)
+    failed: list[tuple[v.Deletion, str]] = field(default_factory=list)
+    deferred: tuple[v.Deletion, ...] = ()
+    abandoned: tuple[v.Deletion, ...] = ()
     kept: tuple[str, ...] = ()
     cap: int = 0
     enforced: bool = True
@@ -76,11 +76,11 @@ class SweepReport:
     @property
     def orphans(self) -> int:
         counted = [*self.deleted, *(d for d, _ in self.failed), *self.deferred, *self.abandoned]
-        return sum(d.object != p.CLAIM for d in counted)
+        return sum(d.object != v.CLAIM for d in counted)
 
     def cap_message(self) -> str:
         """The Warning Event's message when the cap was hit."""
-        deleted = sum(d.object != p.CLAIM for d in self.deleted)
+        deleted = sum(d.object != v.CLAIM for d in self.deleted)
         if self.cap == 0:
             return (f"{len(self.deferred)} orphaned Cloudflare object(s) found, none deleted: the sweep deletion cap "
                     f"(sweep_max_deletions) is 0, report only. First: {_first(self.deferred)}")
@@ -89,7 +89,7 @@ class SweepReport:
                 f"Next: {_first(self.deferred)}")
 
 
-def _first(deletions: Sequence[p.Deletion], count: int = 3) -> str:
+def _first(deletions: Sequence[v.Deletion], count: int = 3) -> str:
     shown = ", ".join(d.describe() for d in deletions[:count])
     return shown + (", ..." if len(deletions) > count else "")
 
@@ -103,7 +103,7 @@ async def _nothing() -> list[Any]:
     return []
 
 
-async def _cloudflare(core: CloudflareCore, scope: Scope, claims: Sequence[p.ClaimView],
+async def _cloudflare(core: CloudflareCore, scope: Scope, claims: Sequence[v.ClaimView],
                       ) -> tuple[dict[str, str], dict[str, list[DnsRecord]], list[Tunnel], list[AccessApp],
                                  list[ServiceToken]]:
     """Zones and their records; the account's tunnels, Access applications and service tokens only when a claim
@@ -114,8 +114,8 @@ async def _cloudflare(core: CloudflareCore, scope: Scope, claims: Sequence[p.Cla
         zones = {zone_id: (await core.get_zone(zone_id)).name for zone_id in scope.zone_ids}
     zone_ids = sorted(zones)
     need_tunnels = any(claim.kind == "tunnel" for claim in claims)
-    need_apps = any(not (claim.entries.get(p.ACCESS_APP) or {"id": "x"}).get("id") for claim in claims)
-    need_tokens = any(not (claim.entries.get(p.SERVICE_TOKEN) or {"id": "x"}).get("id") for claim in claims)
+    need_apps = any(not (claim.entries.get(v.ACCESS_APP) or {"id": "x"}).get("id") for claim in claims)
+    need_tokens = any(not (claim.entries.get(v.SERVICE_TOKEN) or {"id": "x"}).get("id") for claim in claims)
     listed = await asyncio.gather(*(core.list_dns_records(zone_id) for zone_id in zone_ids))
     tunnels, apps, tokens = await asyncio.gather(
         core.list_tunnels(scope.account_id) if need_tunnels else _nothing(),
@@ -160,17 +160,17 @@ async def sweep(core: CloudflareCore, scope: Scope, load_wants: LoadWants, cap: 
         logger.warning("Orphan sweep of %s (%s) skipped: the desired state could not be loaded: %s", where, door,
                        error)
         return SweepReport(skipped=f"the desired state could not be loaded: {error}", cap=cap)
-    inventory = p.Inventory(owner_id=core.owner_id, zones=zones, records=records, tunnels=tunnels, apps=apps,
+    inventory = v.Inventory(owner_id=core.owner_id, zones=zones, records=records, tunnels=tunnels, apps=apps,
                             tokens=tokens, claims=claims)
     try:
-        rules = await _rules(core, scope.account_id, p.tunnels_to_read(inventory, scope.names, wants))
+        rules = await _rules(core, scope.account_id, v.tunnels_to_read(inventory, scope.names, wants))
     except CloudflareError as error:
         logger.warning("Orphan sweep of %s (%s) skipped: reading tunnel configurations failed: %s", where, door,
                        error)
         return SweepReport(skipped=f"reading tunnel configurations failed: {error}", cap=cap)
-    inventory = p.Inventory(owner_id=core.owner_id, zones=zones, records=records, rules=rules, tunnels=tunnels,
+    inventory = v.Inventory(owner_id=core.owner_id, zones=zones, records=records, rules=rules, tunnels=tunnels,
                             apps=apps, tokens=tokens, claims=claims)
-    planned = p.plan(inventory, scope.names, wants, cap)
+    planned = v.plan(inventory, scope.names, wants, cap)
     report = SweepReport(deferred=planned.deferred, kept=planned.kept, cap=cap, enforced=_enforced(core))
     for reason in planned.kept:
         logger.info("Orphan sweep of %s (%s): left in place: %s", where, door, reason)
@@ -181,28 +181,28 @@ async def sweep(core: CloudflareCore, scope: Scope, load_wants: LoadWants, cap: 
     await _delete(core, scope, planned.deletions, report, ledger, by_name)
     if report.orphans:
         logger.info("Orphan sweep of %s (%s): %d deleted, %d failed, %d left for the next pass, %d kept", where,
-                    door, sum(d.object != p.CLAIM for d in report.deleted), len(report.failed),
+                    door, sum(d.object != v.CLAIM for d in report.deleted), len(report.failed),
                     len(report.deferred) + len(report.abandoned), len(report.kept))
     return report
 
 
-async def _delete(core: CloudflareCore, scope: Scope, deletions: Sequence[p.Deletion], report: SweepReport,
+async def _delete(core: CloudflareCore, scope: Scope, deletions: Sequence[v.Deletion], report: SweepReport,
                   ledger: ClaimLedger, claims: dict[str, Any]) -> None:
     door, where = scope.names.door, scope.describe()
     verb = "deleting" if report.enforced else "orphan (the core's policy or dry-run keeps it)"
-    for phase in p.ORDER:
+    for phase in v.ORDER:
         batch = [deletion for deletion in deletions if deletion.object == phase]
-        if phase == p.CLAIM and not report.enforced:
+        if phase == v.CLAIM and not report.enforced:
             return  # the objects are still there: their proof stays
         if not batch:
             continue
         for deletion in batch:
-            if deletion.object != p.CLAIM:
+            if deletion.object != v.CLAIM:
                 logger.info("Orphan sweep of %s (%s): %s %s", where, door, verb, deletion.describe())
         outcomes: list[BaseException | None]
-        if phase == p.DNS_RECORD:
+        if phase == v.DNS_RECORD:
             outcomes = await _delete_records(core, batch)
-        elif phase == p.CLAIM:
+        elif phase == v.CLAIM:
             outcomes = list(await asyncio.gather(*(ledger.release(claims[d.claim]) for d in batch),
                                                  return_exceptions=True))
         else:
@@ -216,17 +216,17 @@ async def _delete(core: CloudflareCore, scope: Scope, deletions: Sequence[p.Dele
                 raise outcome
             else:
                 report.deleted.append(deletion)
-                if report.enforced and deletion.object != p.CLAIM:
+                if report.enforced and deletion.object != v.CLAIM:
                     metrics.orphan_removed(door, deletion.object)
         if report.failed:
-            rest = [d for d in deletions if p.ORDER.index(d.object) > p.ORDER.index(phase)]
+            rest = [d for d in deletions if v.ORDER.index(d.object) > v.ORDER.index(phase)]
             report.abandoned = tuple(rest)
             logger.warning("Orphan sweep of %s (%s): stopped after a failed deletion; %d left for the next pass",
                            where, door, len(rest))
             return
 
 
-async def _delete_records(core: CloudflareCore, batch: Sequence[p.Deletion]) -> list[BaseException | None]:
+async def _delete_records(core: CloudflareCore, batch: Sequence[v.Deletion]) -> list[BaseException | None]:
     """Every record of the phase by id, one call (or batch series) per zone; a zone's failure is each of its
     records' failure."""
     zones = sorted({d.zone_id for d in batch})
@@ -240,7 +240,7 @@ async def _delete_records(core: CloudflareCore, batch: Sequence[p.Deletion]) -> 
     return [by_zone[d.zone_id] for d in batch]
 
 
-def _proven(deletion: p.Deletion) -> Callable[[Any], bool]:
+def _proven(deletion: v.Deletion) -> Callable[[Any], bool]:
     """The rule the plan proved, judged again on the configuration as read at the removal: the path-less rule,
     routing to the service its claim recorded (any, for a rule proven by its orphaned DNS record)."""
 
@@ -251,14 +251,14 @@ def _proven(deletion: p.Deletion) -> Callable[[Any], bool]:
     return owns
 
 
-async def _one(core: CloudflareCore, account_id: str, deletion: p.Deletion) -> None:
-    if deletion.object == p.TUNNEL_RULE:
+async def _one(core: CloudflareCore, account_id: str, deletion: v.Deletion) -> None:
+    if deletion.object == v.TUNNEL_RULE:
         await core.remove_ingress_rule(account_id, deletion.tunnel_id, deletion.name, None, _proven(deletion))
-    elif deletion.object == p.ACCESS_APP:
+    elif deletion.object == v.ACCESS_APP:
         await core.delete_access_app(account_id, deletion.id, deletion.domain, deletion.name, since=deletion.since)
-    elif deletion.object == p.SERVICE_TOKEN:
+    elif deletion.object == v.SERVICE_TOKEN:
         await core.delete_service_token(account_id, deletion.id, deletion.name)
-    elif deletion.object == p.TUNNEL:
+    elif deletion.object == v.TUNNEL:
         await core.delete_tunnel(account_id, deletion.id, deletion.name, connected_ok=False)
     else:  # pragma: no cover - the plan makes no other kind here
         raise ValueError(f"unknown object {deletion.object!r}")

@@ -24,7 +24,7 @@ from chutes.frontdoors.gateways import desired as d
 from chutes.frontdoors.gateways.reconcile import FRONT_DOOR, read_token
 from chutes.frontdoors.problems import Problem
 from chutes.sweep import engine
-from chutes.sweep.plan import DoorNames, Wants
+from chutes.sweep.verdict import DoorNames, Wants
 
 logger = logging.getLogger(__name__)
 

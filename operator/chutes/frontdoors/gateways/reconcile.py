@@ -70,7 +70,7 @@ from chutes.frontdoors.problems import (
     step,
 )
 from chutes.observability.metrics import HOSTNAMES
-from chutes.sweep.plan import tunnel_of
+from chutes.sweep.verdict import tunnel_of
 
 T = TypeVar("T")
 

@@ -21,7 +21,7 @@ from chutes.frontdoors.httproutes import references
 from chutes.frontdoors.httproutes.context import Context
 from chutes.frontdoors.httproutes.problems import Problem
 from chutes.sweep import engine
-from chutes.sweep.plan import DoorNames, Wants
+from chutes.sweep.verdict import DoorNames, Wants
 
 logger = logging.getLogger(__name__)
 

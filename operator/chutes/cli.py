@@ -133,9 +133,9 @@ def configure_logging(settings: Settings) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "plan":
-        from chutes.sandbox import plan  # imported late: `chutes run` does not load the emulators
+        from chutes.sandbox import rehearsal  # imported late: `chutes run` does not load the emulators
 
-        return plan.command(args)
+        return rehearsal.command(args)
     environ = dict(os.environ)
     try:
         settings = settings_from_args(args, environ)

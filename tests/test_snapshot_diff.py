@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from chutes.sandbox.plan_diff import diff, render_text, summary, summary_line
+from chutes.sandbox.snapshot_diff import diff, render_text, summary, summary_line
 
 ACCOUNT = "a" * 32
 ZONE = "b" * 32

@@ -36,9 +36,9 @@ from chutes.sandbox import manifests
 from chutes.sandbox.cloudflare import SandboxThread
 from chutes.sandbox.cloudflare.restore import SECTIONS, SnapshotError
 from chutes.sandbox.kubernetes import KubeSandbox
-from chutes.sandbox.plan_diff import Change, diff, render_text, summary, summary_line
-from chutes.sandbox.plan_seed import seed
+from chutes.sandbox.prerequisites import seed
 from chutes.sandbox.runner import OperatorThread
+from chutes.sandbox.snapshot_diff import Change, diff, render_text, summary, summary_line
 from chutes.settings import Settings
 
 REPO = Path(__file__).resolve().parents[3]

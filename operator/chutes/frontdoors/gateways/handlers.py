@@ -12,8 +12,8 @@ import kopf
 from chutes import conditions as c
 from chutes import kube
 from chutes.frontdoors import adoption, repairs
+from chutes.frontdoors.gateways import blocked_deletion, orphans
 from chutes.frontdoors.gateways import desired as d
-from chutes.frontdoors.gateways import orphans, release
 from chutes.frontdoors.gateways import reconcile as r
 from chutes.frontdoors.gateways.status import StatusWriter
 from chutes.frontdoors.problems import EventSink, Problem
@@ -130,18 +130,18 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
             memo.get("hostname_rules"), settings.namespaces), stopped.wait())
         announce(report, EventSink(body, kopf.event))
 
-    @kopf.on.delete(d.GROUP, d.VERSION, d.CONFIG_PLURAL, registry=registry, id=release.CLEANUP_HANDLER)
+    @kopf.on.delete(d.GROUP, d.VERSION, d.CONFIG_PLURAL, registry=registry, id=blocked_deletion.CLEANUP_HANDLER)
     async def config_delete(name: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         users = await r.gateways_using(memo.kube, name)
         status = _writer(memo, d.CONFIG_PLURAL, name, None, body)
         if users:  # only a person can change that: re-checked rarely, woken when one of them goes
-            message = release.blocked_message(users)
-            news = release.newly_blocked(status.get("conditions"), c.DELETION_BLOCKED, message)
+            message = blocked_deletion.blocked_message(users)
+            news = blocked_deletion.newly_blocked(status.get("conditions"), c.DELETION_BLOCKED, message)
             status.condition(c.DELETION_BLOCKED, "True", c.GATEWAYS_REMAIN, message)
             await status.flush()
             if news:
                 EventSink(body, kopf.event).warning(c.GATEWAYS_REMAIN, message)
-            raise kopf.TemporaryError(message, delay=release.BLOCKED_RECHECK)
+            raise kopf.TemporaryError(message, delay=blocked_deletion.BLOCKED_RECHECK)
 
     async def _config(name: str, body: kopf.Body, memo: kopf.Memo) -> None:
         async with metrics.reconcile_timer(r.FRONT_DOOR):
@@ -187,7 +187,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     async def gateway_gone(event: Mapping[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         config_name = (body.get("spec") or {}).get("configRef")
         if event.get("type") == "DELETED" and isinstance(config_name, str) and config_name:
-            await release.wake_cleanup(memo.kube, config_name)
+            await blocked_deletion.wake_cleanup(memo.kube, config_name)
 
     @kopf.timer(d.GROUP, d.VERSION, d.GATEWAY_PLURAL, registry=registry, id="resync", interval=interval,
                 initial_delay=interval)

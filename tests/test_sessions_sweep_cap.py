@@ -9,7 +9,7 @@ import re
 from typing import Any
 
 import sessions_harness as h
-from chutes.frontdoors.sessions.budget import RemovalBudget
+from chutes.frontdoors.sessions.removal_budget import RemovalBudget
 from sessions_harness import api_fixture, fast_timing_fixture  # noqa: F401  (pytest fixtures)
 
 OPERATOR_POD = "chutes-sidecar-0"

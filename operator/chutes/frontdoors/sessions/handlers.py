@@ -16,11 +16,11 @@ from typing import Any
 import kopf
 
 from chutes import kube
-from chutes.frontdoors.sessions.budget import RemovalBudget
 from chutes.frontdoors.sessions.config import SessionConfig, load_config, require_marker_fits
 from chutes.frontdoors.sessions.health import HealthServer
 from chutes.frontdoors.sessions.podwatch import PodWatch
 from chutes.frontdoors.sessions.reconcile import EventSink, SessionPublisher
+from chutes.frontdoors.sessions.removal_budget import RemovalBudget
 from chutes.frontdoors.sessions.runner import SessionLoop
 from chutes.frontdoors.sessions.scheduler import Timing
 from chutes.settings import Settings

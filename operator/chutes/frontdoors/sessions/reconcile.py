@@ -67,8 +67,8 @@ from chutes.cloudflare_core import (
 )
 from chutes.frontdoors import adoption
 from chutes.frontdoors.sessions import desired as d
-from chutes.frontdoors.sessions.budget import RemovalBudget
 from chutes.frontdoors.sessions.config import SessionConfig
+from chutes.frontdoors.sessions.removal_budget import RemovalBudget
 
 logger = logging.getLogger(__name__)
 

@@ -49,7 +49,7 @@ async def other_api(cluster: KubeSandbox) -> AsyncIterator[client.ApiClient]:
 
 @dataclass(frozen=True)
 class FakeClaim:
-    """A claim as the sweep planner reads it (:class:`chutes.sweep.plan.ClaimView`), for pure tests."""
+    """A claim as the sweep's verdict reads it (:class:`chutes.sweep.verdict.ClaimView`), for pure tests."""
 
     kind: str
     key: str

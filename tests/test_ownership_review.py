@@ -39,7 +39,7 @@ from chutes.leases import TunnelLeases, lease_name, micro_time
 from chutes.sandbox.kubernetes import KubeSandbox
 from chutes.sandbox.runner import OperatorThread
 from chutes.settings import load_settings
-from chutes.sweep.verdict import DoorNames, Inventory, Wants, plan
+from chutes.sweep.verdict import DoorNames, Inventory, Wants, judge
 from httproutes_harness import GROUP, OPNS, VERSION, World, home, wait_for, world_fixture
 from ledger_harness import LEDGER, FakeClaim, api, cluster
 
@@ -111,7 +111,7 @@ def test_the_sweep_never_removes_a_rule_a_gone_sources_claim_only_intended() -> 
         "tunnel_rule": {"tunnel": tunnel, "account": "acc", "since": "2026-12-01T10:00:00Z"}})
     inventory = Inventory(owner_id="default", zones={"z1": "example.com"}, records={"z1": []},
                           rules={tunnel: [dict(LEGACY), {"service": "http_status:404"}]}, claims=[claim])
-    result = plan(inventory, DoorNames("httproutes", frozenset({"HTTPRoute"})), Wants(), cap=50)
+    result = judge(inventory, DoorNames("httproutes", frozenset({"HTTPRoute"})), Wants(), cap=50)
     assert [(d.object, d.name) for d in result.deletions] == [("claim", APP)]
 
 

@@ -1,4 +1,4 @@
-"""The orphan sweep's planner (pure): what is proven ours (claims, markers), what is an orphan, in which order,
+"""The orphan sweep's verdict (pure): what is proven ours (claims, markers), what is an orphan, in which order,
 and the cap. Names and shapes prove nothing: a hand-made object named like ours is never judged."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 
 from chutes.cloudflare_core.models import AccessApp, DnsRecord, ServiceToken, Tunnel
 from chutes.cloudflare_core.ownership import legacy_marker, marker
-from chutes.sweep.verdict import DoorNames, Inventory, Wants, plan, tunnel_of, tunnels_to_read
+from chutes.sweep.verdict import DoorNames, Inventory, Wants, judge, tunnel_of, tunnels_to_read
 from ledger_harness import FakeClaim
 
 ZONE, ZONE_NAME = "z1", "example.com"
@@ -86,17 +86,19 @@ RECORD_CASES = [
 @pytest.mark.parametrize(("record", "wanted", "orphan"), RECORD_CASES)
 def test_a_dns_record_is_an_orphan_only_when_marked_for_a_source_that_no_longer_wants_it(
         record: DnsRecord, wanted: Wants, orphan: bool) -> None:
-    result = plan(inventory([record]), GATEWAYS, wanted, cap=50)
+    result = judge(inventory([record]), GATEWAYS, wanted, cap=50)
     assert summary(result) == ([("dns_record", record.name)] if orphan else [])
 
 
 def test_a_record_of_a_long_source_is_recognised_by_its_shortened_marker() -> None:
     source = "ChuteGateway/a-rather-long-namespace-name-for-a-team/" + "x" * 60
     record = DnsRecord("r1", "x.example.com", "CNAME", "t1.cfargotunnel.com", True, 1, marker("default", source))
-    assert summary(plan(inventory([record]), GATEWAYS, Wants(sources={source: frozenset({"x.example.com"})}), 50)) == []
-    assert summary(plan(inventory([record]), GATEWAYS, Wants(), 50)) == [("dns_record", "x.example.com")]
+    wants_x = Wants(sources={source: frozenset({"x.example.com"})})
+    assert summary(judge(inventory([record]), GATEWAYS, wants_x, 50)) == []
+    assert summary(judge(inventory([record]), GATEWAYS, Wants(), 50)) == [("dns_record", "x.example.com")]
     legacy = DnsRecord("r2", "y.example.com", "CNAME", "t1.cfargotunnel.com", True, 1, legacy_marker("default", source))
-    assert summary(plan(inventory([legacy]), GATEWAYS, Wants(sources={source: frozenset({"y.example.com"})}), 50)) == []
+    wants_y = Wants(sources={source: frozenset({"y.example.com"})})
+    assert summary(judge(inventory([legacy]), GATEWAYS, wants_y, 50)) == []
 
 
 # --- tunnel rules: only the path-less rule at a proven hostname ---------------------------------------
@@ -110,7 +112,7 @@ def test_a_rule_is_ours_only_through_our_orphaned_record_pointing_to_that_tunnel
     ]
     config = {SHARED: rules("old.example.com", "live.example.com", "foreign.example.com", "elsewhere.example.com")}
     wanted = Wants(sources={"HTTPRoute/ns/live": frozenset({"live.example.com"})})
-    result = plan(inventory(records, config), ROUTES, wanted, 50)
+    result = judge(inventory(records, config), ROUTES, wanted, 50)
     assert summary(result) == [("tunnel_rule", "old.example.com"), ("dns_record", "elsewhere.example.com"),
                                ("dns_record", "old.example.com")]
 
@@ -120,7 +122,7 @@ def test_a_foreign_path_rule_at_our_orphaned_hostname_is_never_deleted() -> None
     record = cname("app.example.com", SHARED, ROUTE_GONE)
     config = {SHARED: [{"hostname": "app.example.com", "path": "/admin", "service": "http://admin:80"},
                        {"hostname": "app.example.com", "service": "http://x:80"}, {"service": "http_status:404"}]}
-    result = plan(inventory([record], config), ROUTES, Wants(), 50)
+    result = judge(inventory([record], config), ROUTES, Wants(), 50)
     assert [(d.object, d.name, d.path) for d in result.deletions] == [
         ("tunnel_rule", "app.example.com", None), ("dns_record", "app.example.com", None)]
 
@@ -128,7 +130,7 @@ def test_a_foreign_path_rule_at_our_orphaned_hostname_is_never_deleted() -> None
 def test_a_path_rule_alone_is_not_ours() -> None:
     record = cname("app.example.com", SHARED, ROUTE_GONE)
     config = {SHARED: rules("app.example.com", path="/admin")}
-    assert summary(plan(inventory([record], config), ROUTES, Wants(), 50)) == [("dns_record", "app.example.com")]
+    assert summary(judge(inventory([record], config), ROUTES, Wants(), 50)) == [("dns_record", "app.example.com")]
 
 
 def test_tunnels_to_read_are_those_of_orphan_claims_and_orphaned_records() -> None:
@@ -148,8 +150,8 @@ def test_objects_named_like_ours_without_a_claim_are_never_judged() -> None:
     scene = inventory(tunnels=[Tunnel("t-vpn", "chute-ops-vpn", "acc", connected=True)],
                       apps=[app("chute-admin", "admin.example.com"), app("cfzt-x.example.com", "x.example.com")],
                       tokens=[token("cfzt-ci-pipeline")])
-    assert plan(scene, GATEWAYS, Wants(), 50).deletions == ()
-    assert plan(scene, ROUTES, Wants(), 50).deletions == ()
+    assert judge(scene, GATEWAYS, Wants(), 50).deletions == ()
+    assert judge(scene, ROUTES, Wants(), 50).deletions == ()
 
 
 def full_claim(source: str = ROUTE_GONE, host: str = "a.example.com") -> FakeClaim:
@@ -163,7 +165,7 @@ def full_claim(source: str = ROUTE_GONE, host: str = "a.example.com") -> FakeCla
 def test_an_orphan_claim_tears_down_rule_record_app_token_then_is_released() -> None:
     claim = full_claim()
     scene = inventory([cname("a.example.com", SHARED, ROUTE_GONE)], {SHARED: rules("a.example.com")}, claims=[claim])
-    result = plan(scene, ROUTES, Wants(), 50)
+    result = judge(scene, ROUTES, Wants(), 50)
     assert [(d.object, d.name, d.id) for d in result.deletions] == [
         ("tunnel_rule", "a.example.com", ""), ("dns_record", "a.example.com", "r-a.example.com"),
         ("access_app", "cfzt-a.example.com", "app-1"), ("service_token", "cfzt-a.example.com", "tok-1"),
@@ -174,7 +176,7 @@ def test_an_orphan_claim_tears_down_rule_record_app_token_then_is_released() -> 
 def test_a_claim_whose_source_wants_it_is_kept() -> None:
     claim = full_claim()
     scene = inventory([cname("a.example.com", SHARED, ROUTE_GONE)], {SHARED: rules("a.example.com")}, claims=[claim])
-    assert plan(scene, ROUTES, Wants(sources={ROUTE_GONE: frozenset({"a.example.com"})}), 50).deletions == ()
+    assert judge(scene, ROUTES, Wants(sources={ROUTE_GONE: frozenset({"a.example.com"})}), 50).deletions == ()
 
 
 def test_a_superseded_claim_of_a_live_source_is_an_orphan() -> None:
@@ -182,7 +184,7 @@ def test_a_superseded_claim_of_a_live_source_is_an_orphan() -> None:
     old = FakeClaim("hostname", "blog.example.com", "ChuteGateway/team-a/blog",
                     {"access_app": {"id": "app-old", "name": "chute-team-a-blog", "since": T0}})
     scene = inventory(claims=[old])
-    result = plan(scene, GATEWAYS, Wants(sources={"ChuteGateway/team-a/blog": frozenset({"www.example.com"})}), 50)
+    result = judge(scene, GATEWAYS, Wants(sources={"ChuteGateway/team-a/blog": frozenset({"www.example.com"})}), 50)
     assert summary(result) == [("access_app", "chute-team-a-blog"), ("claim", "blog.example.com")]
 
 
@@ -193,10 +195,10 @@ def test_an_intent_is_resolved_by_natural_key_and_creation_time() -> None:
     })
     before = inventory(apps=[app("cfzt-a.example.com", "a.example.com", T0)],
                        tokens=[token("cfzt-a.example.com", T0)], claims=[claim])
-    assert summary(plan(before, ROUTES, Wants(), 50)) == [("claim", "a.example.com")]  # made before: not ours
+    assert summary(judge(before, ROUTES, Wants(), 50)) == [("claim", "a.example.com")]  # made before: not ours
     after = inventory(apps=[app("cfzt-a.example.com", "a.example.com", T1)],
                       tokens=[token("cfzt-a.example.com", T1)], claims=[claim])
-    assert summary(plan(after, ROUTES, Wants(), 50)) == [
+    assert summary(judge(after, ROUTES, Wants(), 50)) == [
         ("access_app", "cfzt-a.example.com"), ("service_token", "cfzt-a.example.com"), ("claim", "a.example.com")]
 
 
@@ -204,7 +206,7 @@ def test_the_rule_of_an_orphan_claim_stays_when_another_sources_record_holds_the
     claim = full_claim()
     scene = inventory([cname("a.example.com", SHARED, "HTTPRoute/ns/winner")], {SHARED: rules("a.example.com")},
                       claims=[claim])
-    result = plan(scene, ROUTES, Wants(sources={"HTTPRoute/ns/winner": frozenset({"a.example.com"})}), 50)
+    result = judge(scene, ROUTES, Wants(sources={"HTTPRoute/ns/winner": frozenset({"a.example.com"})}), 50)
     assert ("tunnel_rule", "a.example.com") not in summary(result)
     assert ("claim", "a.example.com") not in summary(result)  # its app is kept: a record for the domain remains
 
@@ -229,7 +231,7 @@ def test_an_access_app_is_never_deleted_while_a_record_or_rule_for_its_domain_re
     claim = FakeClaim("hostname", "a.example.com", ROUTE_GONE, {
         "tunnel_rule": {"tunnel": SHARED, "service": "http://x:80", "since": T0},
         "access_app": {"id": "app-1", "name": "cfzt-a.example.com", "since": T0}})
-    result = plan(inventory(records, config, claims=[claim]), ROUTES, Wants(), 50)
+    result = judge(inventory(records, config, claims=[claim]), ROUTES, Wants(), 50)
     deleted = ("access_app", "cfzt-a.example.com") in summary(result)
     assert deleted == (outcome == "deleted")
     assert (("claim", "a.example.com") in summary(result)) == (outcome == "deleted")
@@ -243,7 +245,7 @@ def test_an_access_app_is_never_deleted_while_a_record_or_rule_for_its_domain_re
 
 def test_an_access_app_outside_the_swept_zones_is_kept() -> None:
     claim = FakeClaim("hostname", "a.example.net", ROUTE_GONE, {"access_app": {"id": "app-1", "name": "n"}})
-    result = plan(inventory(claims=[claim]), ROUTES, Wants(), 50)
+    result = judge(inventory(claims=[claim]), ROUTES, Wants(), 50)
     assert summary(result) == [] and "outside the zones swept" in result.kept[0]
 
 
@@ -261,7 +263,7 @@ def test_a_tunnel_is_deleted_only_through_its_claim_and_never_while_connected_or
               tunnel_claim("chute-ns-b", "t2", "ChuteGateway/ns/b"),
               tunnel_claim("chute-ns-c", "t3", "ChuteGateway/ns/c")]
     records = [cname("a.example.com", "t1", None)]
-    result = plan(inventory(records, tunnels=tunnels, claims=claims), GATEWAYS, Wants(), 50)
+    result = judge(inventory(records, tunnels=tunnels, claims=claims), GATEWAYS, Wants(), 50)
     assert summary(result) == [("tunnel", "chute-ns-b"), ("claim", "acc/chute-ns-b")]
     assert result.kept == ("tunnel chute-ns-a of ChuteGateway/ns/a: a DNS record that stays points to it",
                            "tunnel chute-ns-c of ChuteGateway/ns/c: it has active connections")
@@ -269,7 +271,7 @@ def test_a_tunnel_is_deleted_only_through_its_claim_and_never_while_connected_or
 
 def test_a_tunnel_claim_whose_id_now_names_another_tunnel_deletes_nothing() -> None:
     claims = [tunnel_claim("chute-ns-a", "t1")]
-    result = plan(inventory(tunnels=[Tunnel("t1", "renamed-by-hand", "acc")], claims=claims), GATEWAYS, Wants(), 50)
+    result = judge(inventory(tunnels=[Tunnel("t1", "renamed-by-hand", "acc")], claims=claims), GATEWAYS, Wants(), 50)
     assert summary(result) == [] and "named 'renamed-by-hand' now" in result.kept[0]
 
 
@@ -290,7 +292,7 @@ def full_scene() -> tuple[Inventory, Wants]:
 
 def test_order_is_rules_records_apps_tokens_tunnels_then_claims() -> None:
     scene, wanted = full_scene()
-    result = plan(scene, GATEWAYS, wanted, 50)
+    result = judge(scene, GATEWAYS, wanted, 50)
     assert summary(result) == [
         ("tunnel_rule", "gone.example.com"), ("tunnel_rule", "stale.example.com"),
         ("dns_record", "gone.example.com"), ("dns_record", "stale.example.com"),
@@ -303,8 +305,8 @@ def test_order_is_rules_records_apps_tokens_tunnels_then_claims() -> None:
 @pytest.mark.parametrize("cap", [0, 1, 2, 3, 4, 5, 6, 7])
 def test_the_cap_keeps_a_prefix_of_the_order_and_releases_only_finished_claims(cap: int) -> None:
     scene, wanted = full_scene()
-    everything = [d for d in plan(scene, GATEWAYS, wanted, 50).deletions if d.object != "claim"]
-    result = plan(scene, GATEWAYS, wanted, cap)
+    everything = [d for d in judge(scene, GATEWAYS, wanted, 50).deletions if d.object != "claim"]
+    result = judge(scene, GATEWAYS, wanted, cap)
     done = [d for d in result.deletions if d.object != "claim"]
     assert done == everything[:cap] and list(result.deferred) == everything[cap:]
     assert result.capped == (cap < len(everything))
@@ -312,9 +314,9 @@ def test_the_cap_keeps_a_prefix_of_the_order_and_releases_only_finished_claims(c
     assert not released & {d.claim for d in result.deferred}
 
 
-def test_nothing_proven_ours_means_an_empty_plan() -> None:
+def test_nothing_proven_ours_means_an_empty_verdict() -> None:
     records = [cname("x.example.com", SHARED, None), cname("y.example.com", SHARED, "HTTPRoute/ns/y", owner="green")]
-    result = plan(inventory(records, {SHARED: rules("x.example.com", "y.example.com")},
+    result = judge(inventory(records, {SHARED: rules("x.example.com", "y.example.com")},
                             apps=[app("foreign", "x.example.com")], tokens=[token("foreign")]), ROUTES, Wants(), 50)
     assert result.deletions == () and result.deferred == () and not result.capped
 
@@ -329,6 +331,6 @@ def test_a_gateway_sweep_limited_to_its_namespaces_never_judges_another_installa
     wanted = gateway_wants([gateway], [config], "default", namespaces=("ns",))
     assert wanted.sources["ChuteGateway/ns/live"] == frozenset({"live.example.com", "acc/chute-ns-live"})
     theirs = cname("x.example.com", "t1", "ChuteGateway/other-team/x")
-    assert plan(inventory([theirs]), GATEWAYS, wanted, 50).deletions == ()
-    assert summary(plan(inventory([theirs]), GATEWAYS, gateway_wants([gateway], [config], "default"), 50)) == [
+    assert judge(inventory([theirs]), GATEWAYS, wanted, 50).deletions == ()
+    assert summary(judge(inventory([theirs]), GATEWAYS, gateway_wants([gateway], [config], "default"), 50)) == [
         ("dns_record", "x.example.com")]

@@ -1,11 +1,11 @@
 """One orphan sweep pass over one scope: list this installation's claims (the ledger), then what exists in
 Cloudflare, then what the door's live sources want (fresh Kubernetes listings, in that order: a claim or object
-created after its listing is not judged, and a source created before its claim is always in the wants), plan
-(:mod:`plan`), delete, release the claims whose objects are gone.
+created after its listing is not judged, and a source created before its claim is always in the wants), judge
+(:mod:`verdict`), delete, release the claims whose objects are gone.
 
 A pass never runs on a partial view: when a listing cannot be loaded, it is skipped and nothing is deleted.
 Deletions go through the core's ordinary, proof-checking delete functions (DNS deletions of a phase are made
-at once, by id, one batch per zone), one phase at a time in the plan's order; a failure stops the pass before
+at once, by id, one batch per zone), one phase at a time in the verdict's order; a failure stops the pass before
 the next phase (whatever depended on it waits for the next pass). Under dry-run or a policy that never deletes,
 the core skips the deletions itself; the sweep only logs them and releases no claim.
 """
@@ -57,7 +57,7 @@ class Scope:
 class SweepReport:
     """What one pass did. `skipped`: why it did not run (nothing deleted); `deleted`: done; `failed`: tried
     and failed (the rest of the pass was abandoned); `deferred`: over the cap; `kept`: orphans left on purpose;
-    `abandoned`: planned after a failed deletion, left for the next pass; `enforced`: False when the core does
+    `abandoned`: judged orphans after a failed deletion, left for the next pass; `enforced`: False when the core does
     not delete (dry-run or a policy that never deletes)."""
 
     skipped: str | None = None
@@ -170,15 +170,15 @@ async def sweep(core: CloudflareCore, scope: Scope, load_wants: LoadWants, cap: 
         return SweepReport(skipped=f"reading tunnel configurations failed: {error}", cap=cap)
     inventory = v.Inventory(owner_id=core.owner_id, zones=zones, records=records, rules=rules, tunnels=tunnels,
                             apps=apps, tokens=tokens, claims=claims)
-    planned = v.plan(inventory, scope.names, wants, cap)
-    report = SweepReport(deferred=planned.deferred, kept=planned.kept, cap=cap, enforced=_enforced(core))
-    for reason in planned.kept:
+    verdict = v.judge(inventory, scope.names, wants, cap)
+    report = SweepReport(deferred=verdict.deferred, kept=verdict.kept, cap=cap, enforced=_enforced(core))
+    for reason in verdict.kept:
         logger.info("Orphan sweep of %s (%s): left in place: %s", where, door, reason)
-    for deletion in planned.deferred:
+    for deletion in verdict.deferred:
         logger.info("Orphan sweep of %s (%s): orphan %s waits for the next pass (cap %d)", where, door,
                     deletion.describe(), cap)
     by_name = {claim.name: claim for claim in claims}
-    await _delete(core, scope, planned.deletions, report, ledger, by_name)
+    await _delete(core, scope, verdict.deletions, report, ledger, by_name)
     if report.orphans:
         logger.info("Orphan sweep of %s (%s): %d deleted, %d failed, %d left for the next pass, %d kept", where,
                     door, sum(d.object != v.CLAIM for d in report.deleted), len(report.failed),
@@ -241,7 +241,7 @@ async def _delete_records(core: CloudflareCore, batch: Sequence[v.Deletion]) -> 
 
 
 def _proven(deletion: v.Deletion) -> Callable[[Any], bool]:
-    """The rule the plan proved, judged again on the configuration as read at the removal: the path-less rule,
+    """The rule the verdict proved, judged again on the configuration as read at the removal: the path-less rule,
     routing to the service its claim recorded (any, for a rule proven by its orphaned DNS record)."""
 
     def owns(rule: Any) -> bool:
@@ -260,5 +260,5 @@ async def _one(core: CloudflareCore, account_id: str, deletion: v.Deletion) -> N
         await core.delete_service_token(account_id, deletion.id, deletion.name)
     elif deletion.object == v.TUNNEL:
         await core.delete_tunnel(account_id, deletion.id, deletion.name, connected_ok=False)
-    else:  # pragma: no cover - the plan makes no other kind here
+    else:  # pragma: no cover - the verdict makes no other kind here
         raise ValueError(f"unknown object {deletion.object!r}")

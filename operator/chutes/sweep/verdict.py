@@ -1,4 +1,4 @@
-"""The orphan sweep's plan: what this installation can prove it made in one scope (account, zones, tunnels) for
+"""The orphan sweep's verdict: what this installation can prove it made in one scope (account, zones, tunnels) for
 source objects of the sweeping front door that no longer want it, in the order it may be deleted. Pure: no I/O.
 
 Ownership is proven, never inferred from a name or a shape (DESIGN.md, invariant 1):
@@ -15,7 +15,7 @@ Ownership is proven, never inferred from a name or a shape (DESIGN.md, invariant
   by hand), and so is the path-less rule at its hostname in the tunnel it points to.
 
 Nothing else is ever judged: a tunnel, Access application or service token named like ours but unrecorded is
-foreign, and so is any rule with a path, any rule at a hostname whose proof is not in this plan, and anything
+foreign, and so is any rule with a path, any rule at a hostname whose proof is not in this verdict, and anything
 in a tunnel whose configuration was not read.
 
 An orphan is a claim (or an unclaimed record) whose source is not among the door's live sources, or whose
@@ -58,10 +58,10 @@ __all__ = [
     "Deletion",
     "DoorNames",
     "Inventory",
-    "SweepPlan",
+    "Verdict",
     "Wants",
+    "judge",
     "orphan_claims",
-    "plan",
     "tunnel_of",
     "tunnels_to_read",
 ]
@@ -78,7 +78,7 @@ CLOCK_SKEW = timedelta(seconds=60)  # an object created up to this long before i
 
 
 class ClaimView(Protocol):
-    """What the plan reads of a claim (:class:`chutes.claims.Claim`)."""
+    """What the verdict reads of a claim (:class:`chutes.claims.Claim`)."""
 
     @property
     def kind(self) -> str: ...
@@ -167,7 +167,7 @@ class Deletion:
 
 
 @dataclass(frozen=True)
-class SweepPlan:
+class Verdict:
     """`deletions`: this pass, in order (claims to release last); `deferred`: Cloudflare deletions over the cap
     (next pass); `kept`: orphans left in place on purpose, each with the reason."""
 
@@ -241,7 +241,7 @@ def _orphan_records(inventory: Inventory, names: DoorNames, wants: Wants,
 
 
 def tunnels_to_read(inventory: Inventory, names: DoorNames, wants: Wants) -> set[str]:
-    """The tunnels whose configuration the plan needs: those of the orphan claims' rules and those our orphaned
+    """The tunnels whose configuration the verdict needs: those of the orphan claims' rules and those our orphaned
     records point to."""
     found: set[str] = set()
     for claim in orphan_claims(inventory, names, wants):
@@ -287,7 +287,7 @@ def _in_zones(domain: str, zone_names: Iterable[str]) -> bool:
     return any(domain == zone or domain.endswith("." + zone) for zone in zone_names)
 
 
-def plan(inventory: Inventory, names: DoorNames, wants: Wants, cap: int) -> SweepPlan:
+def judge(inventory: Inventory, names: DoorNames, wants: Wants, cap: int) -> Verdict:
     """The orphans of `inventory` given what the live sources want, ordered; the first `cap` Cloudflare
     deletions of them are made in this pass."""
     kept: list[str] = []
@@ -413,4 +413,4 @@ def plan(inventory: Inventory, names: DoorNames, wants: Wants, cap: int) -> Swee
     waiting = {deletion.claim for deletion in later if deletion.claim} | blocked
     releases = [Deletion(CLAIM, claim.key, source=claim.source, claim=claim.name)
                 for claim in orphans if claim.name not in waiting]
-    return SweepPlan(deletions=(*now, *releases), deferred=tuple(later), kept=tuple(kept))
+    return Verdict(deletions=(*now, *releases), deferred=tuple(later), kept=tuple(kept))

@@ -1,5 +1,5 @@
 """The chutes front door's orphan sweep: what every ChuteGateway wants (from fresh listings), and one pass over a
-ChuteConfig's account and zone, judged by this installation's claims and DNS markers (:mod:`chutes.sweep.plan`).
+ChuteConfig's account and zone, judged by this installation's claims and DNS markers (:mod:`chutes.sweep.verdict`).
 
 A gateway wants its hostname (spec, resolved in its config's domain; and the one its status says it published,
 until its own reconcile moves it) and its tunnel (``<account>/chute-<ns>-<name>``, owner-qualified), unless the

@@ -1,6 +1,6 @@
 """The HTTPRoute front door's orphan sweep through Cloudflare (after the state-based cleanup of :mod:`sweep`):
 what every HTTPRoute wants, from fresh listings, and one pass over a tenant's account and zone(s), judged by this
-installation's claims and DNS markers (:mod:`chutes.sweep.plan`).
+installation's claims and DNS markers (:mod:`chutes.sweep.verdict`).
 
 It finds what the state-based cleanup cannot: claims and records whose route and state ConfigMap are both gone
 (deleted by hand, a crash between two writes), and hostnames a live route no longer asks for. An enabled route

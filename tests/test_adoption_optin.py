@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from chutes.cloudflare_core import Conflict, DnsRecord
-from chutes.cloudflare_core.dns import _Request, plan
+from chutes.cloudflare_core.dns import _Request, change_for
 from chutes.cloudflare_core.ownership import marker
 from chutes.frontdoors import adoption
 from chutes.frontdoors.httproutes import desired as route_desired
@@ -117,7 +117,7 @@ def test_route_records_and_access_app_carry_the_adoption() -> None:
 ])
 async def test_a_route_asking_for_adoption_takes_over_only_an_unmarked_record_of_its_type(
         comment: str | None, type_: str, adopt: bool, taken_over: bool) -> None:
-    """The route's record carries its (permitted) request; the core's DNS plan decides what it may take."""
+    """The route's record carries its (permitted) request; the core's DNS change decides what it may take."""
     wanted = route_desired.tunnel_cname("app.example.com", "6ff42ae2-765d-4adf-8112-31c55c1551ef",
                                         "HTTPRoute/apps/r", adopt=adopt)
     existing = DnsRecord(id="r1", name="app.example.com", type=type_, content="x", proxied=False, ttl=1,
@@ -125,9 +125,9 @@ async def test_a_route_asking_for_adoption_takes_over_only_an_unmarked_record_of
     request = _Request(name=wanted.name, type=wanted.type, owner_id="default", desired=wanted, source=wanted.source)
     if not taken_over:
         with pytest.raises(Conflict):
-            plan(request, [existing])
+            change_for(request, [existing])
         return
-    change = plan(request, [existing])
+    change = change_for(request, [existing])
     assert change is not None and change.patch is not None and change.patch["id"] == "r1"
     assert change.patch["comment"] == marker("default", "HTTPRoute/apps/r")
 

@@ -1,4 +1,4 @@
-"""Pure parts of the core: error translation, request budget, DNS planning, SDK auth set-up."""
+"""Pure parts of the core: error translation, request budget, DNS changes, SDK auth set-up."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from chutes.cloudflare_core import (
     shared_budget,
     translate,
 )
-from chutes.cloudflare_core.dns import _Request, plan
+from chutes.cloudflare_core.dns import _Request, change_for
 
 
 def status_error(status: int, codes: list[int], headers: dict[str, str] | None = None) -> cloudflare.APIStatusError:
@@ -152,7 +152,7 @@ def test_service_token_repr_hides_the_secret() -> None:
     assert "s3cr3t-value" not in repr(token)
 
 
-# -- DNS planning ------------------------------------------------------------------------------
+# -- DNS changes -------------------------------------------------------------------------------
 OWNER = "cluster-a"
 DESIRED = DesiredRecord("app.example.com", "CNAME", "t1.cfargotunnel.com", source="Pod/ns/app")
 OURS = marker(OWNER, "Pod/ns/app")
@@ -168,10 +168,10 @@ def record(
 
 async def ensure(existing: list[DnsRecord], desired: DesiredRecord = DESIRED) -> Any:
     request = _Request(name=desired.name, type=desired.type, owner_id=OWNER, desired=desired)
-    return request, plan(request, existing)
+    return request, change_for(request, existing)
 
 
-async def test_plan_absent_record_is_posted_with_marker_and_no_tags() -> None:
+async def test_change_absent_record_is_posted_with_marker_and_no_tags() -> None:
     _, change = await ensure([])
     assert change.post == {
         "name": "app.example.com",
@@ -183,12 +183,12 @@ async def test_plan_absent_record_is_posted_with_marker_and_no_tags() -> None:
     }
 
 
-async def test_plan_ours_and_equal_needs_nothing() -> None:
+async def test_change_ours_and_equal_needs_nothing() -> None:
     request, change = await ensure([record()])
     assert change is None and request.done.result() == record()
 
 
-async def test_plan_ours_and_different_is_patched() -> None:
+async def test_change_ours_and_different_is_patched() -> None:
     _, change = await ensure([record(content="old.cfargotunnel.com")])
     assert change.patch is not None and change.patch["id"] == "r1" and change.post is None
 
@@ -201,24 +201,24 @@ async def test_plan_ours_and_different_is_patched() -> None:
         record(type="A", content="192.0.2.1", comment="hand-made"),
     ],
 )
-async def test_plan_foreign_record_is_a_conflict(existing: DnsRecord) -> None:
+async def test_change_foreign_record_is_a_conflict(existing: DnsRecord) -> None:
     with pytest.raises(Conflict):
         await ensure([existing])
 
 
-async def test_plan_our_record_of_a_clashing_type_is_swapped() -> None:
+async def test_change_our_record_of_a_clashing_type_is_swapped() -> None:
     _, change = await ensure([record(type="A", content="192.0.2.1", id="old")])
     assert change.deletes == ["old"] and change.post is not None
 
 
-async def test_plan_delete() -> None:
+async def test_change_delete() -> None:
     request = _Request(name="app.example.com", type="CNAME", owner_id=OWNER, desired=None, source="Pod/ns/app")
-    assert plan(request, [record()]).deletes == ["r1"]  # type: ignore[union-attr]
-    assert plan(request, []) is None
+    assert change_for(request, [record()]).deletes == ["r1"]  # type: ignore[union-attr]
+    assert change_for(request, []) is None
     with pytest.raises(Conflict):
-        plan(request, [record(comment="not ours")])
+        change_for(request, [record(comment="not ours")])
     with pytest.raises(Conflict) as held:  # ours, for another source
-        plan(request, [record(comment=marker(OWNER, "Pod/ns/other"))])
+        change_for(request, [record(comment=marker(OWNER, "Pod/ns/other"))])
     assert held.value.holder == "Pod/ns/other" and "held by Pod/ns/other" in held.value.message
 
 

@@ -1,7 +1,7 @@
 """DNS records with an ownership marker, written per zone through coalesced batches.
 
 `DnsWriter.ensure_record` / `delete_record` queue up; one drain task flushes the queue:
-one listing of the zone (name-filtered when the flush touches one name), a plan per request
+one listing of the zone (name-filtered when the flush touches one name), a change per request
 against what exists (external-dns style: a record is touched only when its marker names OUR owner id
 AND the requesting source, `ownership.marks`; any other record in the way gives the requester a
 `Conflict`, naming the holder when it is ours for another source), then `dns.batch` calls of at most
@@ -9,8 +9,8 @@ the plan's batch size. In the way of a record: one of the same type, a CNAME bes
 address record (A or AAAA) beside one of the other address type; the requester's own clashing records
 are replaced in the same batch (CNAME ↔ A, A ↔ AAAA).
 
-A batch is all-or-nothing. When one is refused (4xx), the zone is listed again and the plan
-redone (this adopts what a replayed batch already applied, and catches records created by
+A batch is all-or-nothing. When one is refused (4xx), the zone is listed again and the changes
+decided again (this adopts what a replayed batch already applied, and catches records created by
 someone else in between); if the batch is refused again it is split in halves until the bad
 request is alone, and only that requester gets the error. A transient failure fails every
 request of the flush (the caller retries later).
@@ -21,7 +21,7 @@ that carries our owner id and that the caller's `owns` predicate claims (the cal
 source), or hands them back (`defer_deletes`) for `delete_records`, which deletes exactly the
 records given, by id, in a flush of its own without listing.
 
-The client's `ChangeGate` filters each plan: under upsert-only no record is deleted, under
+The client's `ChangeGate` filters each change: under upsert-only no record is deleted, under
 create-only none is updated either (a missing one is still created); under dry-run nothing is
 written and each request gets the record it would have had. A desired record with `adopt` takes
 over a record of its name and type that has no chutes-operator marker (not under create-only).
@@ -164,8 +164,8 @@ class _Request(Request):
     records: tuple[DnsRecord, ...] | None = field(default=None, kw_only=True)
     mode: str = field(default="", kw_only=True)
     adopt: bool = field(default=False, kw_only=True)
-    found: tuple[DnsRecord, ...] = field(default=(), kw_only=True)  # "clear": the source's, as planned
-    others: tuple[DnsRecord, ...] = field(default=(), kw_only=True)  # "clear": the others', as planned
+    found: tuple[DnsRecord, ...] = field(default=(), kw_only=True)  # "clear": the source's, as decided
+    others: tuple[DnsRecord, ...] = field(default=(), kw_only=True)  # "clear": the others', as decided
 
     @property
     def asking(self) -> str:
@@ -237,7 +237,7 @@ class _Change:
         return len(self.deletes) + (self.patch is not None) + (self.post is not None)
 
 
-def plan(request: _Request, existing: list[DnsRecord], *, may_adopt: bool = True) -> _Change | None:
+def change_for(request: _Request, existing: list[DnsRecord], *, may_adopt: bool = True) -> _Change | None:
     """What `request` needs given the records named like it; None (request resolved) when
     already satisfied. Only records marked for the request's source are changed or deleted; raises
     Conflict when another record is in the way (unless the desired record asks for adoption,
@@ -431,19 +431,20 @@ class DnsWriter(CoalescingWriter[_AnyRequest]):
     async def list_owned(self, owner_id: str) -> list[DnsRecord]:
         return await list_owned(self._client, self.zone_id, owner_id)
 
-    def _planned(self, request: _Request, existing: list[DnsRecord]) -> _Change | None:
-        """The plan of `request` (see `plan`) filtered by the write policy and dry-run."""
+    def _gated_change(self, request: _Request, existing: list[DnsRecord]) -> _Change | None:
+        """The change `request` needs (see `change_for`) filtered by the write policy and dry-run."""
         gate = self._client.gate
-        change = plan(request, existing, may_adopt=gate.may_adopt)
+        change = change_for(request, existing, may_adopt=gate.may_adopt)
         return None if change is None else gate_change(change, existing, gate)
 
-    def _plans(self, requests: Sequence[_Request], existing: Callable[[_Request], list[DnsRecord]]) -> list[_Change]:
-        """The changes `requests` need, each planned against the records `existing` gives for it; a request
-        whose plan fails gets the error (and makes no change)."""
+    def _changes_for(self, requests: Sequence[_Request],
+                     existing: Callable[[_Request], list[DnsRecord]]) -> list[_Change]:
+        """The changes `requests` need, each decided against the records `existing` gives for it; a request
+        whose change cannot be decided gets the error (and makes no change)."""
         changes: list[_Change] = []
         for request in requests:
             try:
-                change = self._planned(request, existing(request))
+                change = self._gated_change(request, existing(request))
             except CloudflareError as error:
                 request.fail(error)
                 continue
@@ -473,12 +474,12 @@ class DnsWriter(CoalescingWriter[_AnyRequest]):
         self._queue = later
         return taken
 
-    async def _plan_all(self, requests: list[_Request]) -> list[_Change]:
+    async def _changes_from_listing(self, requests: list[_Request]) -> list[_Change]:
         records = await list_records(self._client, self.zone_id, {request.name for request in requests})
         by_name: dict[str, list[DnsRecord]] = {}
         for record in records:
             by_name.setdefault(record.name, []).append(record)
-        return self._plans(requests, lambda request: by_name.get(request.name, []))
+        return self._changes_for(requests, lambda request: by_name.get(request.name, []))
 
     async def _flush(self, requests: list[_AnyRequest]) -> None:
         if len(requests) == 1 and isinstance(requests[0], _SyncRequest):
@@ -487,8 +488,8 @@ class DnsWriter(CoalescingWriter[_AnyRequest]):
         if len(requests) == 1 and isinstance(requests[0], _DeleteRequest):
             await self._delete_listed(requests[0])
             return
-        changes = await self._plan_all([request for request in requests if isinstance(request, _Request)])
-        await self._apply(changes, replanned=False)
+        changes = await self._changes_from_listing([request for request in requests if isinstance(request, _Request)])
+        await self._apply(changes, relisted=False)
 
     async def _sync(self, sync: _SyncRequest) -> None:
         owner = sync.owner_id
@@ -515,9 +516,9 @@ class DnsWriter(CoalescingWriter[_AnyRequest]):
         deletes = [] if sync.defer_deletes else self._deletes_of(stale, owner)
         for request in [*ensures, *deletes]:
             request.front_door = sync.front_door  # made in the drain task: the caller's, not its context
-        changes = self._plans([*ensures, *deletes], lambda request: by_name.get(request.name, []))
+        changes = self._changes_for([*ensures, *deletes], lambda request: by_name.get(request.name, []))
         try:
-            await self._apply(changes, replanned=False)
+            await self._apply(changes, relisted=False)
         finally:
             failed = {request.name: problem for request in [*ensures, *deletes] if (problem := _failure(request))}
         sync.resolve(
@@ -549,14 +550,14 @@ class DnsWriter(CoalescingWriter[_AnyRequest]):
         ]
 
     async def _delete_listed(self, batch: _DeleteRequest) -> None:
-        """Delete `batch.records` without listing: each is planned against itself as listed (a refused
+        """Delete `batch.records` without listing: each is decided against itself as listed (a refused
         batch lists again and drops what is gone, see `_run`)."""
         deletes = self._deletes_of(batch.records, batch.owner_id)
         for request in deletes:
             request.front_door = batch.front_door
-        changes = self._plans(deletes, lambda request: list((request.records or ())[:1]))
+        changes = self._changes_for(deletes, lambda request: list((request.records or ())[:1]))
         try:
-            await self._apply(changes, replanned=False)
+            await self._apply(changes, relisted=False)
         finally:
             failed = {id(request): problem for request in deletes if (problem := _failure(request))}
         for request in deletes:
@@ -568,7 +569,7 @@ class DnsWriter(CoalescingWriter[_AnyRequest]):
             return
         batch.resolve(_names(r.name for r in deletes if r.done.done() and r.done.result() is not False))
 
-    async def _apply(self, changes: list[_Change], *, replanned: bool) -> None:
+    async def _apply(self, changes: list[_Change], *, relisted: bool) -> None:
         if not changes:
             return
         limit = max(1, await self._batch_limit())
@@ -583,24 +584,24 @@ class DnsWriter(CoalescingWriter[_AnyRequest]):
             size += change.size
         chunks.append(chunk)
         for part in chunks:
-            await self._run(part, replanned=replanned)
+            await self._run(part, relisted=relisted)
 
-    async def _run(self, changes: list[_Change], *, replanned: bool) -> None:
+    async def _run(self, changes: list[_Change], *, relisted: bool) -> None:
         try:
             response = await self._batch(changes)
         except (TransientError, CredentialsInvalid):
             raise  # the whole flush fails; callers retry later
         except CloudflareError as error:
-            if not replanned:
+            if not relisted:
                 log.info("DNS batch in zone %s refused (%s); listing again", self.zone_id, error)
-                fresh = await self._plan_all([change.request for change in changes])
-                await self._apply(fresh, replanned=True)
+                fresh = await self._changes_from_listing([change.request for change in changes])
+                await self._apply(fresh, relisted=True)
             elif len(changes) == 1:
                 changes[0].request.fail(error)
             else:
                 half = len(changes) // 2
-                await self._run(changes[:half], replanned=True)
-                await self._run(changes[half:], replanned=True)
+                await self._run(changes[:half], relisted=True)
+                await self._run(changes[half:], relisted=True)
             return
         patched = [record_from_wire(to_wire(item)) for item in response.get("patches") or []]
         posted = [record_from_wire(to_wire(item)) for item in response.get("posts") or []]

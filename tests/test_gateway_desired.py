@@ -22,14 +22,14 @@ def spec(**changes: Any) -> dict[str, Any]:
 
 
 def test_names_and_origin_follow_the_seed() -> None:
-    plan = d.plan_gateway("team-a", "blog", spec(), "example.com")
-    assert plan.fqdn == "app.example.com"
-    assert plan.cloudflare_name == "chute-team-a-blog"
-    assert plan.secret_name == "chute-blog-tunnel-token"
-    assert plan.deployment_name == "chute-blog-cloudflared"
-    assert plan.service_url == "http://web.team-a.svc.cluster.local:8080"
-    assert plan.url == "https://app.example.com"
-    assert plan.replicas == 2 and plan.session_duration == "24h" and not plan.public
+    desired = d.desired_gateway("team-a", "blog", spec(), "example.com")
+    assert desired.fqdn == "app.example.com"
+    assert desired.cloudflare_name == "chute-team-a-blog"
+    assert desired.secret_name == "chute-blog-tunnel-token"
+    assert desired.deployment_name == "chute-blog-cloudflared"
+    assert desired.service_url == "http://web.team-a.svc.cluster.local:8080"
+    assert desired.url == "https://app.example.com"
+    assert desired.replicas == 2 and desired.session_duration == "24h" and not desired.public
 
 
 @pytest.mark.parametrize(
@@ -50,17 +50,17 @@ def test_hostname_outside_the_zone_is_refused(hostname: str) -> None:
 
 def test_no_allowed_identity_is_refused_unless_public() -> None:
     with pytest.raises(d.SpecError, match="allowedEmails or allowedDomains") as error:
-        d.plan_gateway("ns", "g", spec(access={}), "example.com")
+        d.desired_gateway("ns", "g", spec(access={}), "example.com")
     assert error.value.reason == "InvalidSpec"
-    assert d.plan_gateway("ns", "g", spec(access={"public": True}), "example.com").public
+    assert d.desired_gateway("ns", "g", spec(access={"public": True}), "example.com").public
 
 
 def test_a_name_too_long_for_a_label_value_is_refused_before_anything_is_made() -> None:
     with pytest.raises(d.SpecError, match="is 46 characters long, over 45") as error:
-        d.plan_gateway("ns", "g" * 46, spec(), "example.com")
+        d.desired_gateway("ns", "g" * 46, spec(), "example.com")
     assert error.value.reason == "InvalidSpec"
-    plan = d.plan_gateway("ns", "g" * 45, spec(hostname="g"), "example.com")
-    assert max(len(value) for value in plan.object_labels.values()) == 63
+    desired = d.desired_gateway("ns", "g" * 45, spec(hostname="g"), "example.com")
+    assert max(len(value) for value in desired.object_labels.values()) == 63
 
 
 @pytest.mark.parametrize(("change", "complaint"), [
@@ -70,13 +70,13 @@ def test_a_name_too_long_for_a_label_value_is_refused_before_anything_is_made() 
 ])
 def test_what_the_crd_refuses_is_refused_when_admission_is_bypassed(change: dict[str, Any], complaint: str) -> None:
     with pytest.raises(d.SpecError, match=re.escape(complaint)) as error:
-        d.plan_gateway("ns", "g", spec(**change), "example.com")
+        d.desired_gateway("ns", "g", spec(**change), "example.com")
     assert error.value.reason == "InvalidSpec"
 
 
 def test_policy_includes_each_email_and_domain_normalised() -> None:
-    plan = d.plan_gateway("ns", "g", spec(), "example.com")
-    assert d.policy_include(plan) == [
+    desired = d.desired_gateway("ns", "g", spec(), "example.com")
+    assert d.policy_include(desired) == [
         {"email": {"email": "alice@example.com"}},
         {"email_domain": {"domain": "corp.example"}},
     ]
@@ -84,8 +84,8 @@ def test_policy_includes_each_email_and_domain_normalised() -> None:
 
 def test_cloudflared_deployment_reads_the_token_from_the_secret_and_probes_ready() -> None:
     cloudflared = {"image": "cloudflare/cloudflared:1", "resources": {"limits": {"cpu": "1"}}}
-    plan = d.plan_gateway("ns", "g", spec(replicas=3, cloudflared=cloudflared), "example.com")
-    deployment = d.deployment_manifest(plan)
+    desired = d.desired_gateway("ns", "g", spec(replicas=3, cloudflared=cloudflared), "example.com")
+    deployment = d.deployment_manifest(desired)
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert deployment["spec"]["replicas"] == 3
     assert container["image"] == "cloudflare/cloudflared:1"
@@ -97,7 +97,7 @@ def test_cloudflared_deployment_reads_the_token_from_the_secret_and_probes_ready
     assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": 2000}
     selector = deployment["spec"]["selector"]["matchLabels"]
     assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
-    secret = d.secret_manifest(plan, "tok")
+    secret = d.secret_manifest(desired, "tok")
     assert secret["stringData"] == {"token": "tok"} and secret["metadata"]["name"] == "chute-g-tunnel-token"
 
 
@@ -118,19 +118,19 @@ def test_cloudflared_deployment_reads_the_token_from_the_secret_and_probes_ready
 def test_cloudflared_runs_only_from_an_allowed_repository(image: str, allowed: tuple[str, ...], ok: bool) -> None:
     gateway = spec(cloudflared={"image": image})
     if ok:
-        assert d.plan_gateway("ns", "g", gateway, "example.com", allowed_images=allowed).image == image
+        assert d.desired_gateway("ns", "g", gateway, "example.com", allowed_images=allowed).image == image
     else:
         with pytest.raises(d.SpecError) as refused:
-            d.plan_gateway("ns", "g", gateway, "example.com", allowed_images=allowed)
+            d.desired_gateway("ns", "g", gateway, "example.com", allowed_images=allowed)
         assert refused.value.reason == "ImageNotAllowed" and image in str(refused.value)
 
 
 def test_secret_and_deployment_name_their_gateway_and_owner_the_pods_keep_their_labels() -> None:
-    plan = d.plan_gateway("ns", "g", spec(), "example.com", owner_id="blue")
+    desired = d.desired_gateway("ns", "g", spec(), "example.com", owner_id="blue")
     owned = {"app.kubernetes.io/managed-by": "chutes-operator", "chutes.troubleshat.com/gateway": "g",
              "chutes.troubleshat.com/owner": "blue"}
-    deployment, secret = d.deployment_manifest(plan), d.secret_manifest(plan, "tok")
-    assert plan.owned_by == owned
+    deployment, secret = d.deployment_manifest(desired), d.secret_manifest(desired, "tok")
+    assert desired.owned_by == owned
     for manifest in (deployment, secret):
         assert owned.items() <= manifest["metadata"]["labels"].items()
     assert "chutes.troubleshat.com/owner" not in deployment["spec"]["template"]["metadata"]["labels"]  # no rollout
@@ -144,29 +144,29 @@ def test_secret_and_deployment_name_their_gateway_and_owner_the_pods_keep_their_
 )
 def test_malformed_specs_are_refused(change: dict[str, Any]) -> None:
     with pytest.raises(d.SpecError):
-        d.plan_gateway("ns", "g", spec(**change), "example.com")
+        d.desired_gateway("ns", "g", spec(**change), "example.com")
 
 
 @pytest.mark.parametrize("public", ["false", "False", "no", 0, 1, "true"])
 def test_public_is_a_boolean_only(public: Any) -> None:
     """``bool("false")`` is True: a lax source must not publish a gateway without Access."""
     with pytest.raises(d.SpecError, match=r"access\.public") as error:
-        d.plan_gateway("ns", "g", spec(access={"public": public, "allowedEmails": ["a@b.c"]}), "example.com")
+        d.desired_gateway("ns", "g", spec(access={"public": public, "allowedEmails": ["a@b.c"]}), "example.com")
     assert error.value.reason == "InvalidSpec"
 
 
 def test_string_false_never_makes_a_gateway_public() -> None:
     with pytest.raises(d.SpecError) as error:
-        d.plan_gateway("ns", "g", spec(access={"public": "false"}), "example.com")
+        d.desired_gateway("ns", "g", spec(access={"public": "false"}), "example.com")
     assert error.value.reason == "InvalidSpec"
-    assert not d.plan_gateway("ns", "g", spec(access={"public": False, "allowedEmails": ["a@b.c"]}),
+    assert not d.desired_gateway("ns", "g", spec(access={"public": False, "allowedEmails": ["a@b.c"]}),
                               "example.com").public
 
 
 @pytest.mark.parametrize("port", [True, False, "8080", 8080.0, 0, 65536, None])
 def test_port_is_an_integer_from_1_to_65535_not_a_boolean(port: Any) -> None:
     with pytest.raises(d.SpecError, match="port") as error:
-        d.plan_gateway("ns", "g", spec(service={"name": "web", "port": port}), "example.com")
+        d.desired_gateway("ns", "g", spec(service={"name": "web", "port": port}), "example.com")
     assert error.value.reason == "InvalidSpec"
 
 
@@ -179,5 +179,5 @@ def test_port_is_an_integer_from_1_to_65535_not_a_boolean(port: Any) -> None:
 )
 def test_values_of_the_wrong_type_are_refused_not_converted(change: dict[str, Any]) -> None:
     with pytest.raises(d.SpecError) as error:
-        d.plan_gateway("ns", "g", spec(**change), "example.com")
+        d.desired_gateway("ns", "g", spec(**change), "example.com")
     assert error.value.reason == "InvalidSpec"

@@ -52,7 +52,7 @@ class SpecError(ValueError):
 
 
 @dataclass(frozen=True)
-class GatewayPlan:
+class DesiredGateway:
     namespace: str
     name: str
     fqdn: str
@@ -210,9 +210,9 @@ def image_allowed(reference: str, allowed: tuple[str, ...]) -> bool:
     return False
 
 
-def plan_gateway(namespace: str, name: str, spec: Mapping[str, Any], domain: str,
-                 owner_id: str = DEFAULT_OWNER,
-                 allowed_images: tuple[str, ...] = DEFAULT_ALLOWED_IMAGES) -> GatewayPlan:
+def desired_gateway(namespace: str, name: str, spec: Mapping[str, Any], domain: str,
+                    owner_id: str = DEFAULT_OWNER,
+                    allowed_images: tuple[str, ...] = DEFAULT_ALLOWED_IMAGES) -> DesiredGateway:
     """The gateway's desired state, or :class:`SpecError` naming what is wrong. Parsed strictly, whatever the CRD
     lets through: a boolean is ``true`` or ``false`` (the string ``"false"`` is not true), a port or a count is an
     integer (``True`` is not 1)."""
@@ -257,7 +257,7 @@ def plan_gateway(namespace: str, name: str, spec: Mapping[str, Any], domain: str
     if not image_allowed(image, allowed_images):
         raise SpecError(c.IMAGE_NOT_ALLOWED, f"spec.cloudflared.image {image!r} is not an allowed cloudflared image "
                         f"(allowed: {', '.join(allowed_images)}; setting CHUTES_CLOUDFLARED_IMAGES)")
-    return GatewayPlan(
+    return DesiredGateway(
         namespace=namespace,
         name=name,
         fqdn=resolve_hostname(hostname, domain),
@@ -273,10 +273,10 @@ def plan_gateway(namespace: str, name: str, spec: Mapping[str, Any], domain: str
     )
 
 
-def policy_include(plan: GatewayPlan) -> list[dict[str, Any]]:
+def policy_include(desired: DesiredGateway) -> list[dict[str, Any]]:
     """The allow policy's include rules: one per email, one per email domain."""
-    return [{"email": {"email": email}} for email in plan.emails] + [
-        {"email_domain": {"domain": domain}} for domain in plan.domains
+    return [{"email": {"email": email}} for email in desired.emails] + [
+        {"email_domain": {"domain": domain}} for domain in desired.domains
     ]
 
 
@@ -288,40 +288,41 @@ def allowed_counts(include: Iterable[Mapping[str, Any]]) -> str:
     return f"{emails} email(s) and {domains} domain(s) allowed"
 
 
-def access_differences(plan: GatewayPlan, live_session: str | None, live_include: Iterable[Mapping[str, Any]]) -> str:
-    """How the live Access application and policy differ from the plan ("" when they do not)."""
+def access_differences(desired: DesiredGateway, live_session: str | None,
+                       live_include: Iterable[Mapping[str, Any]]) -> str:
+    """How the live Access application and policy differ from the desired state ("" when they do not)."""
     def key(rule: Mapping[str, Any]) -> str:
         return json.dumps(rule, sort_keys=True, default=str)
 
     live = list(live_include)
     differences = []
-    if sorted(map(key, live)) != sorted(map(key, policy_include(plan))):
-        differences.append(f"{allowed_counts(live)} (the spec: {len(plan.emails)} email(s) and "
-                           f"{len(plan.domains)} domain(s))")
-    if live_session is not None and live_session != plan.session_duration:
-        differences.append(f"session duration {live_session} (the spec: {plan.session_duration})")
+    if sorted(map(key, live)) != sorted(map(key, policy_include(desired))):
+        differences.append(f"{allowed_counts(live)} (the spec: {len(desired.emails)} email(s) and "
+                           f"{len(desired.domains)} domain(s))")
+    if live_session is not None and live_session != desired.session_duration:
+        differences.append(f"session duration {live_session} (the spec: {desired.session_duration})")
     return "; ".join(differences)
 
 
-def secret_manifest(plan: GatewayPlan, tunnel_token: str) -> dict[str, Any]:
+def secret_manifest(desired: DesiredGateway, tunnel_token: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": plan.secret_name, "namespace": plan.namespace, "labels": plan.object_labels},
+        "metadata": {"name": desired.secret_name, "namespace": desired.namespace, "labels": desired.object_labels},
         "type": "Opaque",
         "stringData": {TOKEN_KEY: tunnel_token},
     }
 
 
-def deployment_manifest(plan: GatewayPlan) -> dict[str, Any]:
-    selector = {"app.kubernetes.io/name": "cloudflared", LABEL_GATEWAY: plan.name}
+def deployment_manifest(desired: DesiredGateway) -> dict[str, Any]:
+    selector = {"app.kubernetes.io/name": "cloudflared", LABEL_GATEWAY: desired.name}
     probe = {"httpGet": {"path": "/ready", "port": METRICS_PORT}, "periodSeconds": 10, "failureThreshold": 3}
     container: dict[str, Any] = {
         "name": "cloudflared",
-        "image": plan.image,
+        "image": desired.image,
         "args": ["tunnel", "--no-autoupdate", "--metrics", f"0.0.0.0:{METRICS_PORT}", "run"],
         "env": [
-            {"name": "TUNNEL_TOKEN", "valueFrom": {"secretKeyRef": {"name": plan.secret_name, "key": TOKEN_KEY}}}
+            {"name": "TUNNEL_TOKEN", "valueFrom": {"secretKeyRef": {"name": desired.secret_name, "key": TOKEN_KEY}}}
         ],
         "ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
         "readinessProbe": probe,
@@ -332,17 +333,17 @@ def deployment_manifest(plan: GatewayPlan) -> dict[str, Any]:
             "capabilities": {"drop": ["ALL"]},
         },
     }
-    if plan.resources:
-        container["resources"] = dict(plan.resources)
+    if desired.resources:
+        container["resources"] = dict(desired.resources)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": plan.deployment_name, "namespace": plan.namespace, "labels": plan.object_labels},
+        "metadata": {"name": desired.deployment_name, "namespace": desired.namespace, "labels": desired.object_labels},
         "spec": {
-            "replicas": plan.replicas,
+            "replicas": desired.replicas,
             "selector": {"matchLabels": selector},
             "template": {
-                "metadata": {"labels": plan.labels},
+                "metadata": {"labels": desired.labels},
                 "spec": {
                     "automountServiceAccountToken": False,  # cloudflared never talks to the Kubernetes API
                     "securityContext": {

@@ -1,4 +1,4 @@
-"""Reconcile ChuteConfigs and ChuteGateways: gather, plan (pure), act through the Cloudflare core and the
+"""Reconcile ChuteConfigs and ChuteGateways: gather, decide (pure), act through the Cloudflare core and the
 kube module, record each ID in status (for users) before the next step.
 
 Ownership is recorded, never inferred (issue 11). A gateway's Cloudflare objects are recorded in the ledger
@@ -269,21 +269,21 @@ async def _reconcile_gateway(api: client.ApiClient, cores: CorePool, claims: Cla
     account = await load_account(api, cores, spec.get("configRef", ""), need_ready=True)
     claims = claims_for(claims, dry_run=account.core.dry_run)  # dry-run: the ledger is read, never written
     try:
-        plan = d.plan_gateway(namespace, name, spec, account.domain, account.core.owner_id, allowed_images)
+        desired = d.desired_gateway(namespace, name, spec, account.domain, account.core.owner_id, allowed_images)
     except d.SpecError as exc:
         raise Problem(exc.reason, str(exc), None) from exc
-    if rules is not None and not rules.allows(namespace, plan.fqdn):
+    if rules is not None and not rules.allows(namespace, desired.fqdn):
         await withdraw(api, cores, claims, body, status, events)
-        raise Problem(c.HOSTNAME_NOT_AUTHORIZED, rules.explain(namespace, plan.fqdn), None)
-    check_marker(account.core.owner_id, plan.source)
+        raise Problem(c.HOSTNAME_NOT_AUTHORIZED, rules.explain(namespace, desired.fqdn), None)
+    check_marker(account.core.owner_id, desired.source)
     # One hostname, one holder across every front door: the first source whose claim is created keeps it.
-    claim = await claiming.hold(claims, "hostname", plan.fqdn, plan.source)
-    if not await kube.service_exists(api, namespace, plan_service_name(spec)):
-        raise Problem(c.SERVICE_NOT_FOUND, f"Service {namespace}/{plan_service_name(spec)} does not exist",
+    claim = await claiming.hold(claims, "hostname", desired.fqdn, desired.source)
+    if not await kube.service_exists(api, namespace, service_name(spec)):
+        raise Problem(c.SERVICE_NOT_FOUND, f"Service {namespace}/{service_name(spec)} does not exist",
                       MISSING_RETRY)
     asked = adoption.gateway_requests(body)
-    take_over = adoption.permitted(asked, namespace, plan.fqdn, rules, allow_adoption)
-    await publish(api, account, plan, body, status, events, claims, claim, adopt=take_over, asked=asked)
+    take_over = adoption.permitted(asked, namespace, desired.fqdn, rules, allow_adoption)
+    await publish(api, account, desired, body, status, events, claims, claim, adopt=take_over, asked=asked)
 
 
 async def withdraw(
@@ -303,7 +303,7 @@ async def withdraw(
     await status.flush()
 
 
-def plan_service_name(spec: Mapping[str, Any]) -> str:
+def service_name(spec: Mapping[str, Any]) -> str:
     return str((spec.get("service") or {}).get("name", ""))
 
 
@@ -346,7 +346,7 @@ async def _complete(claims: ClaimStore, claim: Claim, obj: str, object_id: str, 
 async def publish(
     api: client.ApiClient,
     account: Account,
-    plan: d.GatewayPlan,
+    desired: d.DesiredGateway,
     body: Mapping[str, Any],
     status: StatusWriter,
     events: EventSink,
@@ -358,7 +358,7 @@ async def publish(
 ) -> None:
     """Publish the gateway whose hostname claim is `claim`: every object recorded in a claim before it is created
     (and its id after), proven ours before it is changed."""
-    core, account_id, source = account.core, account.account_id, plan.source
+    core, account_id, source = account.core, account.account_id, desired.source
     if status.get("observedGeneration") != status.generation:
         status.set(ready=False)
         status.condition(c.READY, "False", c.PROGRESSING, f"applying generation {status.generation}")
@@ -369,8 +369,8 @@ async def publish(
     # With adoption asked for and permitted, a record without any marker of ours is taken over instead.
     hint = adoption.NOT_PERMITTED if asked and not adopt else None  # said when something not ours is in the way
     try:
-        await hinted(f"checking DNS for {plan.fqdn}", core.check_dns_name_available(
-            account.zone_id, plan.fqdn, source, adopt=adopt), hint)
+        await hinted(f"checking DNS for {desired.fqdn}", core.check_dns_name_available(
+            account.zone_id, desired.fqdn, source, adopt=adopt), hint)
     except Problem:
         if claim.fresh and not claim.entries:
             await claims.release(claim)  # nothing was written for it
@@ -378,103 +378,104 @@ async def publish(
 
     # 1. An earlier version's objects (no ledger then): recorded only when proven (see the module docstring).
     if not claim.entries and has_legacy_hints(status):
-        claim = await bootstrap(core, claims, account, plan, plan.fqdn, status) or claim
+        claim = await bootstrap(core, claims, account, desired, desired.fqdn, status) or claim
         old = status.get("hostname")
-        if old and old != plan.fqdn:  # the spec changed too: its old hostname is torn down below
-            await bootstrap(core, claims, account, plan, str(old), status)
+        if old and old != desired.fqdn:  # the spec changed too: its old hostname is torn down below
+            await bootstrap(core, claims, account, desired, str(old), status)
     before = claim  # what the claim recorded before this attempt: which rule is ours
 
     # 2. Tunnel (the tunnel claim records it).
     try:
-        tunnel_claim = await claiming.hold(claims, "tunnel", tunnel_key(account_id, plan.cloudflare_name), source)
+        tunnel_claim = await claiming.hold(claims, "tunnel", tunnel_key(account_id, desired.cloudflare_name), source)
     except Problem:
         if claim.fresh and not claim.entries:
             await claims.release(claim)
         raise
-    tunnel_claim = await _intend(claims, tunnel_claim, claiming.TUNNEL, account=account_id, name=plan.cloudflare_name)
-    tunnel = await step("ensuring the tunnel", core.ensure_tunnel(account_id, plan.cloudflare_name,
+    tunnel_claim = await _intend(claims, tunnel_claim, claiming.TUNNEL, account=account_id,
+                                 name=desired.cloudflare_name)
+    tunnel = await step("ensuring the tunnel", core.ensure_tunnel(account_id, desired.cloudflare_name,
                                                                   tunnel_claim.recorded(claiming.TUNNEL)))
     await _complete(claims, tunnel_claim, claiming.TUNNEL, tunnel.id)
     if status.get("tunnelId") != tunnel.id:
-        events.normal("TunnelReady", f"tunnel {plan.cloudflare_name} ({tunnel.id})")
+        events.normal("TunnelReady", f"tunnel {desired.cloudflare_name} ({tunnel.id})")
     status.set(tunnelId=tunnel.id)
     await status.flush()
 
     # 3. Access application and policy (before anything routes traffic to the hostname).
-    if plan.public:
+    if desired.public:
         status.condition(c.ACCESS_READY, "True", c.PUBLIC, "access.public is true: no Access application")
     else:
         if not account.otp_idp_id:
             raise Problem(c.CONFIG_NOT_READY, f"ChuteConfig {account.name!r} has no one-time PIN provider",
                           CONFIG_RETRY)
-        claim = await _intend(claims, claim, claiming.ACCESS_APP, account=account_id, name=plan.cloudflare_name)
-        allow = AppPolicySpec(name=d.POLICY_NAME, decision="allow", include=tuple(d.policy_include(plan)))
+        claim = await _intend(claims, claim, claiming.ACCESS_APP, account=account_id, name=desired.cloudflare_name)
+        allow = AppPolicySpec(name=d.POLICY_NAME, decision="allow", include=tuple(d.policy_include(desired)))
         app = await hinted("ensuring the Access application", core.ensure_access_app(account_id, AccessAppSpec(
-            name=plan.cloudflare_name,
-            domain=plan.fqdn,
-            session_duration=plan.session_duration,
+            name=desired.cloudflare_name,
+            domain=desired.fqdn,
+            session_duration=desired.session_duration,
             allowed_idps=(account.otp_idp_id,),
             auto_redirect_to_identity=True,
             adopt=adopt,
         ), claim.recorded(claiming.ACCESS_APP), policy=allow), hint)  # a new app comes with its policy
         claim = await _complete(claims, claim, claiming.ACCESS_APP, app.id)
         if previous_app != app.id:
-            events.normal("AccessApplicationReady", f"Access application {plan.cloudflare_name} for {plan.fqdn}")
+            events.normal("AccessApplicationReady", f"Access application {desired.cloudflare_name} for {desired.fqdn}")
         status.set(accessAppId=app.id)
         await status.flush()
         policy = await step("ensuring the Access policy", core.ensure_app_policy(account_id, app.id, allow))
         claim = await _complete(claims, claim, claiming.ACCESS_POLICY, policy.id, app=app.id)
         if previous_policy != policy.id:
-            events.normal("AccessPolicyReady", f"Access policy {d.POLICY_NAME} ({policy.id}) on {plan.fqdn}")
+            events.normal("AccessPolicyReady", f"Access policy {d.POLICY_NAME} ({policy.id}) on {desired.fqdn}")
         status.set(accessPolicyId=policy.id)
-        access_condition(status, events, plan, core.policy, app, policy)
+        access_condition(status, events, desired, core.policy, app, policy)
         await status.flush()
 
     # 4. Tunnel rule (a rule there is ours only as the claim recorded it before this attempt), then 5. the CNAME.
-    rule = IngressRule(hostname=plan.fqdn, service=plan.service_url)
+    rule = IngressRule(hostname=desired.fqdn, service=desired.service_url)
     claim = await step("writing the tunnel ingress rule",
                        claiming.write_rule(core, claims, claim, before, account_id, tunnel.id, rule))
-    route = f"{plan.fqdn} → {plan.service_url}"
+    route = f"{desired.fqdn} → {desired.service_url}"
     previous = c.find(status.get("conditions"), c.TUNNEL_READY)
     if previous is None or (previous.get("status"), previous.get("message")) != ("True", route):
         events.normal("TunnelRouteReady", f"tunnel ingress rule {route}")
     status.condition(c.TUNNEL_READY, "True", c.RECONCILED, route)
     claim = await _route_to(claims, claim, claiming.DNS, zone=account.zone_id, type="CNAME")
-    record = await hinted(f"ensuring the CNAME for {plan.fqdn}", core.ensure_dns_record(account.zone_id, DesiredRecord(
-        name=plan.fqdn, type="CNAME", content=f"{tunnel.id}.cfargotunnel.com", proxied=True, source=source,
-        adopt=adopt,
-    )), hint)
+    cname = DesiredRecord(name=desired.fqdn, type="CNAME", content=f"{tunnel.id}.cfargotunnel.com", proxied=True,
+                          source=source, adopt=adopt)
+    record = await hinted(f"ensuring the CNAME for {desired.fqdn}", core.ensure_dns_record(account.zone_id, cname),
+                          hint)
     if status.get("dnsRecordId") != record.id:
-        events.normal("DNSRecordReady", f"proxied CNAME {plan.fqdn} → {tunnel.id}.cfargotunnel.com")
-    status.set(dnsRecordId=record.id, hostname=plan.fqdn, url=plan.url)
-    status.condition(c.DNS_READY, "True", c.RECONCILED, f"CNAME {plan.fqdn}")
+        events.normal("DNSRecordReady", f"proxied CNAME {desired.fqdn} → {tunnel.id}.cfargotunnel.com")
+    status.set(dnsRecordId=record.id, hostname=desired.fqdn, url=desired.url)
+    status.condition(c.DNS_READY, "True", c.RECONCILED, f"CNAME {desired.fqdn}")
     await status.flush()
-    HOSTNAMES.publish(FRONT_DOOR, source, [plan.fqdn])
+    HOSTNAMES.publish(FRONT_DOOR, source, [desired.fqdn])
 
     # Access switched off (public): the application the claim records goes, after routing is in place.
-    if plan.public:
+    if desired.public:
         claim = await drop_access(core, claims, claim, account_id, events)
         status.set(accessAppId=None, accessPolicyId=None)
 
     # 6. The tunnel token Secret and the cloudflared Deployment, owned by the gateway. An object of either name
     # that is not labelled as this gateway's (of this installation) is never written: ObjectNotOurs.
     token = await step("reading the tunnel token", core.get_tunnel_token(account_id, tunnel.id))
-    secret = d.secret_manifest(plan, token)
-    deployment = d.deployment_manifest(plan)
+    secret = d.secret_manifest(desired, token)
+    deployment = d.deployment_manifest(desired)
     for manifest in (secret, deployment):
         adopt_manifest(manifest, body)
     try:
-        await kube.apply_secret(api, secret, plan.owned_by)
-        deployment_status = await kube.apply_deployment(api, deployment, plan.owned_by)
+        await kube.apply_secret(api, secret, desired.owned_by)
+        deployment_status = await kube.apply_deployment(api, deployment, desired.owned_by)
     except kube.NotOurs as exc:
         status.condition(c.CONNECTOR_READY, "False", c.OBJECT_NOT_OURS, str(exc))
         raise Problem(c.OBJECT_NOT_OURS, str(exc), CONFLICT_RETRY) from None
-    connector_condition(status, plan.replicas, deployment_status)
+    connector_condition(status, desired.replicas, deployment_status)
 
     # 7. Hostnames this gateway published before (spec change): routing first, then their Access application.
     # A failure keeps that claim (and what it records) for the next attempt.
     for old in await claims.list(kind="hostname", source=source):
-        if old.key != plan.fqdn:
+        if old.key != desired.fqdn:
             await tear_down(core, claims, old, account, events, change=True)
     ready_condition(status)
 
@@ -502,12 +503,12 @@ def connector_condition(status: StatusWriter, replicas: int, deployment_status: 
         status.condition(c.CONNECTOR_READY, "False", c.CONNECTORS_UNAVAILABLE, f"0/{replicas} available")
 
 
-def access_condition(status: StatusWriter, events: EventSink, plan: d.GatewayPlan, write_policy: str,
+def access_condition(status: StatusWriter, events: EventSink, desired: d.DesiredGateway, write_policy: str,
                      app: AccessApp, policy: Policy) -> None:
     """AccessReady as Cloudflare has it. Under create-only, what exists is not updated (but access is still
     revoked: see the core's gate): when the live application or policy differs from the spec, AccessReady is
     False (``PolicyForbidsUpdate``, with a Warning Event once) and says what is live, not what the spec asks."""
-    differences = d.access_differences(plan, app.session_duration, policy.include)
+    differences = d.access_differences(desired, app.session_duration, policy.include)
     if not differences or write_policy != "create-only":
         status.condition(c.ACCESS_READY, "True", c.RECONCILED, d.allowed_counts(policy.include))
         return
@@ -545,7 +546,7 @@ async def _legacy_app(core: CloudflareCore, account_id: str, hostname: str, name
     return found if found is not None and found.domain == hostname and found.name == name else None
 
 
-async def bootstrap(core: CloudflareCore, claims: ClaimStore, account: Account, names: d.GatewayPlan,
+async def bootstrap(core: CloudflareCore, claims: ClaimStore, account: Account, names: d.DesiredGateway,
                     hostname: str, status: StatusWriter) -> Claim | None:
     """Record in the ledger what an earlier version (or the seed) published for the gateway at `hostname`, proven
     by the DNS record there marked for the gateway: its CNAME target names the tunnel, recorded when it is named
@@ -663,7 +664,7 @@ async def unpublish_gateway(
     with a Warning. Without credentials nothing can be cleaned: the finalizer stays."""
     meta, spec = body["metadata"], body.get("spec") or {}
     namespace, name = meta["namespace"], meta["name"]
-    names = d.GatewayPlan(namespace=namespace, name=name, fqdn=status.get("hostname") or "", service_url="",
+    names = d.DesiredGateway(namespace=namespace, name=name, fqdn=status.get("hostname") or "", service_url="",
                           public=True, emails=(), domains=(), session_duration="24h", replicas=0, image="",
                           owner_id=cores.owner_id)
     # cloudflared and its token: only when labelled as this gateway's (a foreign object of the name stays).

@@ -1,4 +1,4 @@
-"""What session Pods should publish (pure): names, specs, ownership, the IngressRoute plan, the pass
+"""What session Pods should publish (pure): names, specs, ownership, the IngressRoute changes, the pass
 schedule and what the watch's events change."""
 
 from __future__ import annotations
@@ -123,8 +123,8 @@ def test_the_longest_waiting_sessions_come_first() -> None:
         body["metadata"]["creationTimestamp"] = created
     sessions, _ = d.sessions_from_pods(config(), pods)
     assert list(sessions) == ["zzz", "mmm", "aaa"]
-    plan = d.plan_routes(config(), sessions.values(), [])
-    assert [r["metadata"]["name"] for r in plan.create][::2] == [
+    changes = d.route_changes(config(), sessions.values(), [])
+    assert [r["metadata"]["name"] for r in changes.create][::2] == [
         "opencode-session-zzz-oc-signin", "opencode-session-mmm-oc-signin", "opencode-session-aaa-oc-signin"
     ]
 
@@ -201,7 +201,7 @@ def route(name: str, spec: Any = None, managed: bool = True) -> dict[str, Any]:
     return {"metadata": {"name": name, "labels": labels}, "spec": spec or {}}
 
 
-def test_route_plan_creates_missing_updates_drifted_and_deletes_only_our_orphans() -> None:
+def test_route_changes_create_missing_update_drifted_and_delete_only_our_orphans() -> None:
     cfg = config(INGRESSROUTE_NAMESPACE="opencode-router")
     keep, drift = session("aaa"), session("bbb")
     good = next(r for r in d.ingress_routes(cfg, keep) if r["metadata"]["name"].endswith("-app"))
@@ -215,12 +215,12 @@ def test_route_plan_creates_missing_updates_drifted_and_deletes_only_our_orphans
         route("opencode-session-3000-old-oc-app"),  # v2 dev-port route: not ours either
         route("opencode-session-foreign-oc-app", managed=False),
     ]
-    plan = d.plan_routes(cfg, [keep, drift], existing, keep={"opencode-session-alive-oc-app"})
-    assert sorted(r["metadata"]["name"] for r in plan.create) == [
+    changes = d.route_changes(cfg, [keep, drift], existing, keep={"opencode-session-alive-oc-app"})
+    assert sorted(r["metadata"]["name"] for r in changes.create) == [
         "opencode-session-aaa-oc-signin", "opencode-session-bbb-oc-signin"
     ]
-    assert [r["metadata"]["name"] for r in plan.update] == ["opencode-session-bbb-oc-app"]
-    assert plan.delete == ("opencode-session-old-oc-app", "opencode-session-old-oc-signin")
+    assert [r["metadata"]["name"] for r in changes.update] == ["opencode-session-bbb-oc-app"]
+    assert changes.delete == ("opencode-session-old-oc-app", "opencode-session-old-oc-signin")
 
 
 # --- when passes run ----------------------------------------------------------------------------

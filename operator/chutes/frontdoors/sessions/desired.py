@@ -317,22 +317,22 @@ def route_needs_update(current: Mapping[str, Any], wanted: Mapping[str, Any]) ->
 
 
 @dataclass(frozen=True)
-class RoutePlan:
+class RouteChanges:
     create: tuple[dict[str, Any], ...]
     update: tuple[dict[str, Any], ...]
     delete: tuple[str, ...]
 
 
-def plan_routes(
+def route_changes(
     config: SessionConfig, sessions: Iterable[Session], existing: Iterable[Mapping[str, Any]],
     keep: Iterable[str] = (),
-) -> RoutePlan:
+) -> RouteChanges:
     """IngressRoutes to create (in the order of ``sessions``), update (spec drift) and delete (ours, of no
     wanted session, not in ``keep``: names of sessions whose fate is not known yet)."""
     wanted = {route["metadata"]["name"]: route for session in sessions for route in ingress_routes(config, session)}
     current = {str(route["metadata"]["name"]): route for route in existing if owns_route(config, route)}
     kept = set(keep)
-    return RoutePlan(
+    return RouteChanges(
         create=tuple(route for name, route in wanted.items() if name not in current),
         update=tuple(route for name, route in wanted.items()
                      if name in current and route_needs_update(current[name], route)),

@@ -359,7 +359,7 @@ class SessionPublisher:
             self.api, d.TRAEFIK_GROUP, d.TRAEFIK_VERSION, d.INGRESSROUTE_PLURAL, config.ingressroute_namespace,
             f"{d.MANAGED_BY_LABEL}={d.MANAGED_BY}",
         )
-        plan = d.plan_routes(config, live, existing, keep=protected.route_names())  # oldest sessions first
+        changes = d.route_changes(config, live, existing, keep=protected.route_names())  # oldest sessions first
         limit = asyncio.Semaphore(KUBE_CONCURRENCY)
         namespace = config.ingressroute_namespace
         route_api = (self.api, d.TRAEFIK_GROUP, d.TRAEFIK_VERSION, d.INGRESSROUTE_PLURAL, namespace)
@@ -369,13 +369,13 @@ class SessionPublisher:
                 return await call
 
         await _all(
-            *(bounded(kube.create_custom(*route_api, route)) for route in plan.create),
+            *(bounded(kube.create_custom(*route_api, route)) for route in changes.create),
             *(bounded(kube.patch_custom(*route_api, route["metadata"]["name"],
                                         {"metadata": {"labels": route["metadata"]["labels"]}, "spec": route["spec"]}))
-              for route in plan.update),
-            *(bounded(kube.delete_custom(*route_api, name)) for name in plan.delete),
+              for route in changes.update),
+            *(bounded(kube.delete_custom(*route_api, name)) for name in changes.delete),
         )
-        return bool(plan.create or plan.update or plan.delete)
+        return bool(changes.create or changes.update or changes.delete)
 
 
 def _drop(sessions: dict[str, d.Session], gone: set[str]) -> None:

@@ -1,10 +1,10 @@
 """``chutes plan -f <manifests>``: what the operator would change in Cloudflare for these manifests.
 
 Runs the real operator offline, on both emulators (as ``make demo``): the Cloudflare sandbox is seeded
-with what the manifests need (:mod:`.plan_seed`) on top of an optional saved state, the manifests are
+with what the manifests need (:mod:`.prerequisites`) on top of an optional saved state, the manifests are
 applied to the Kubernetes emulator, and once every source object has settled and Cloudflare has stopped
 changing, the difference between the starting and the final Cloudflare state is the plan
-(:mod:`.plan_diff`).
+(:mod:`.snapshot_diff`).
 
 A state saved with ``--save-state`` holds the Cloudflare snapshot (no secret: the sandbox never keeps
 them) and the source objects as the operator left them (status, the HTTPRoute door's state ConfigMaps;
@@ -364,16 +364,16 @@ def make_plan(options: PlanOptions, stdin: TextIO | None = None) -> Plan:
         except ValueError as exc:
             raise PlanError(f"{doc['kind']} {doc['metadata']['name']}: {exc}") from None
     try:
-        planned = seed(docs, start)
+        needed = seed(docs, start)
     except (ValueError, KeyError, TypeError) as exc:
         raise PlanError(f"cannot prepare the Cloudflare sandbox: {exc}") from None
     tenants = [d for d in docs if d["kind"] == "CloudflareZeroTrustTenant"]
     operator_namespace = (options.operator_namespace or os.environ.get("OPERATOR_NAMESPACE")
                           or (tenants[0]["metadata"].get("namespace") if tenants else None) or "default")
     deadline = time.monotonic() + options.timeout
-    with SandboxThread(planned.config) as cf, KubeSandbox(crd_paths=crd_paths, namespaces=["default"]) as cluster:
+    with SandboxThread(needed.config) as cf, KubeSandbox(crd_paths=crd_paths, namespaces=["default"]) as cluster:
         try:
-            for snapshot in (start, planned.assumed):
+            for snapshot in (start, needed.assumed):
                 if snapshot:
                     cf.restore(snapshot)
         except SnapshotError as exc:
@@ -388,7 +388,7 @@ def make_plan(options: PlanOptions, stdin: TextIO | None = None) -> Plan:
     if options.save_state:
         state = {"format": STATE_FORMAT, "cloudflare": final, "kubernetes": cluster_state}
         Path(options.save_state).write_text(json.dumps(state, indent=1, sort_keys=True) + "\n")
-    return Plan(diff(baseline, final), found, planned.notes)
+    return Plan(diff(baseline, final), found, needed.notes)
 
 
 async def _drive(cf: Any, table: Mapping[manifests.Kind, manifests.Resource], docs: Sequence[Mapping[str, Any]],

@@ -1,5 +1,5 @@
 """kopf handlers for annotated HTTPRoutes, CloudflareZeroTrustTenants and -Templates: thin; the work is in
-:mod:`publish`, :mod:`teardown`, :mod:`sweep` and :mod:`status`.
+:mod:`publish`, :mod:`teardown`, :mod:`upkeep` and :mod:`status`.
 
 HTTPRoutes get no finalizer (and no timer, which would add one): a deleted or disabled route is cleaned
 up from its watch event, and the per-tenant sweep catches what the events missed. The per-tenant resync

@@ -3,7 +3,7 @@ what an earlier version (or the seed) published.
 
 **One hostname, one holder.** The hostname claim is the authority, across every front door: the source whose
 claim exists holds the hostname until its own teardown is complete. When the claim is free and several enabled
-routes ask for the hostname at once, the door keeps its preference (:func:`lookups.hostname_winner`: the route
+routes ask for the hostname at once, the door keeps its preference (:func:`references.hostname_winner`: the route
 whose state says it published the hostname, else the oldest), so who wins does not depend on event order.
 
 **Bootstrap.** A claim with no entries, for a route whose state ConfigMap (written only by this operator or the

@@ -1,4 +1,4 @@
-"""The HTTPRoute front door's orphan sweep through Cloudflare (after the state-based cleanup of :mod:`sweep`):
+"""The HTTPRoute front door's orphan sweep through Cloudflare (after the state-based cleanup of :mod:`upkeep`):
 what every HTTPRoute wants, from fresh listings, and one pass over a tenant's account and zone(s), judged by this
 installation's claims and DNS markers (:mod:`chutes.sweep.verdict`).
 

@@ -7,7 +7,7 @@ and the token Secret go after every claim of the route is released; until then t
 A route whose state names objects at a hostname it holds no claim on (published by an earlier version, or by the
 seed) gets the claim first, bootstrapped from the state (:func:`ledger.bootstrap`); a hostname claimed by another
 source is that source's: nothing of it is touched. Callers hold the hostname lock
-(:meth:`lookups.Runtime.hostnames`), so a teardown and another route's publish of the same hostname never
+(:meth:`context.Runtime.hostnames`), so a teardown and another route's publish of the same hostname never
 interleave in this process.
 """
 

@@ -28,7 +28,7 @@ IngressRoutes labelled ``app.kubernetes.io/managed-by=opencode-cloudflare-operat
 
 Removals the watch explains (the session's last Pod was seen going) are never held back. Any other removal
 (Pods deleted while no replica was watching, a selector or hostname rules that no longer match) is an orphan
-sweep and is budgeted per time window, not per pass (:mod:`budget`: at most sweep_max_deletions such sessions
+sweep and is budgeted per time window, not per pass (:mod:`removal_budget`: at most sweep_max_deletions such sessions
 per sweep_interval); the rest keep their record and rule until the window has room again, and a Warning Event
 ``SweepCapReached`` on the operator's Pod says so and when. A misconfiguration therefore cannot wipe the zone's
 sessions, however many passes run.

@@ -22,7 +22,7 @@ source), or hands them back (`defer_deletes`) for `delete_records`, which delete
 records given, by id, in a flush of its own without listing.
 
 Repairs read one listing per pass, not one per flush. A flush whose every request is a drift repair
-(queued inside `drift.repairing`: a resync or resume re-checking what was published in full) and asks
+(queued inside `drift.repairing` with `reuse_listings`: a resync re-checking what was published in full) and asks
 only to ensure or check a name may be answered from the zone's last whole-zone listing, when that
 listing is younger than `snapshot_ttl` and no write of ours came after it; and only when every request
 is already satisfied there. Anything else (a write to make, a conflict to report) is decided on a fresh
@@ -683,7 +683,7 @@ def _by_name(records: Iterable[DnsRecord]) -> dict[str, list[DnsRecord]]:
 def _is_repair_read(request: _Request) -> bool:
     """A drift repair (queued inside `drift.repairing`) that ensures or checks a name: one a snapshot may
     answer when it finds it satisfied (never a delete, a clear or a delete of listed records)."""
-    return (request.front_door is not None and request.records is None
+    return (request.reuse_listings and request.records is None
             and (request.mode == "check" or (request.mode == "" and request.desired is not None)))
 
 

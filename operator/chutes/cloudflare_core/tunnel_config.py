@@ -490,7 +490,7 @@ class TunnelConfigWriter(CoalescingWriter[_EditRequest]):
         if snapshot is None or time.monotonic() - snapshot[0] >= self._snapshot_ttl:
             return False
         repairs = all(
-            request.front_door is not None
+            request.reuse_listings
             and (isinstance(request.edit, SetRule) or (isinstance(request.edit, SyncRules) and request.edit.rules))
             for request in requests
         )

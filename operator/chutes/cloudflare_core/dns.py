@@ -29,6 +29,13 @@ is already satisfied there. Anything else (a write to make, a conflict to report
 listing, as without a snapshot. A stale snapshot can thus only postpone a repair to the next pass (a
 record changed behind our back within `snapshot_ttl` before a pass), never cause a write or a refusal.
 
+A new CNAME costs no listing of its own when a listing made in the last `FREE_NAME_SECONDS` (the name
+check a front door makes before it creates anything for a hostname) found its name empty: it is POSTed in
+the flush's batch straight away. This changes nothing that exists, and Cloudflare itself refuses a CNAME
+beside any record of its name (400/81053, 81054), which makes the batch go the refused way above (listed
+again, planned again): a record that appeared since, ours or not, is found and judged on a fresh listing.
+Address records (A, AAAA) are never created that way: Cloudflare accepts several at one name.
+
 The client's `ChangeGate` filters each plan: under upsert-only no record is deleted, under
 create-only none is updated either (a missing one is still created); under dry-run nothing is
 written and each request gets the record it would have had. A desired record with `adopt` takes
@@ -56,6 +63,7 @@ __all__ = ["Cleared", "DnsSync", "DnsWriter", "list_owned", "list_records", "rec
 
 log = logging.getLogger(__name__)
 DNS_PER_PAGE = 5000
+FREE_NAME_SECONDS = 30.0  # how long a listing that found a name empty lets a CNAME be created without another
 _PROXIABLE = frozenset({"A", "AAAA", "CNAME"})
 _ADDRESS = frozenset({"A", "AAAA"})
 
@@ -380,6 +388,7 @@ class DnsWriter(CoalescingWriter[_AnyRequest]):
         self._batch_limit = batch_limit
         self._snapshot_ttl = snapshot_ttl
         self._snapshot: tuple[float, dict[str, list[DnsRecord]]] | None = None  # (taken, records by name)
+        self._free: dict[str, float] = {}  # name -> when a listing last found no record there
 
     async def ensure_record(self, desired: DesiredRecord, owner_id: str) -> DnsRecord:
         """The record as wanted, created or updated when ours; Conflict when not ours."""
@@ -446,6 +455,7 @@ class DnsWriter(CoalescingWriter[_AnyRequest]):
     def forget_snapshot(self) -> None:
         """Written outside the writer (e.g. an adoption): the last listing no longer says what is there."""
         self._snapshot = None
+        self._free.clear()
 
     def _planned(self, request: _Request, existing: list[DnsRecord]) -> _Change | None:
         """The plan of `request` (see `plan`) filtered by the write policy and dry-run."""
@@ -493,8 +503,16 @@ class DnsWriter(CoalescingWriter[_AnyRequest]):
         names = {request.name for request in requests}
         records = await list_records(self._client, self.zone_id, () if whole_zone else names)
         by_name = _by_name(records)
+        now = time.monotonic()
         if whole_zone or len(names) > 1:  # the whole zone was listed: what later repair flushes may read
-            self._snapshot = (time.monotonic(), by_name)
+            self._snapshot = (now, by_name)
+        if len(self._free) > 1000:
+            self._free = {name: at for name, at in self._free.items() if now - at < FREE_NAME_SECONDS}
+        for name in names:
+            if by_name.get(name):
+                self._free.pop(name, None)
+            else:
+                self._free[name] = now
         return self._plans(requests, lambda request: by_name.get(request.name, []))
 
     async def _flush(self, requests: list[_AnyRequest]) -> None:
@@ -508,8 +526,21 @@ class DnsWriter(CoalescingWriter[_AnyRequest]):
         repairs = bool(plain) and all(_is_repair_read(request) for request in plain)
         if repairs and self._answered_by_snapshot(plain):
             return
+        if self._all_new_cnames(plain):  # planned on the listing that found their names empty (see the module)
+            await self._apply(self._plans(plain, lambda request: []), replanned=False)
+            return
         changes = await self._plan_all(plain, whole_zone=repairs)
         await self._apply(changes, replanned=False)
+
+    def _all_new_cnames(self, requests: Sequence[_Request]) -> bool:
+        """Every request ensures a CNAME at a name a listing found empty less than `FREE_NAME_SECONDS` ago."""
+        now = time.monotonic()
+        return bool(requests) and all(
+            request.mode == "" and request.records is None and request.desired is not None
+            and request.desired.type == "CNAME" and now - self._free.get(request.name, -FREE_NAME_SECONDS) <
+            FREE_NAME_SECONDS
+            for request in requests
+        )
 
     def _answered_by_snapshot(self, requests: Sequence[_Request]) -> bool:
         """Resolve `requests` (repairs, see `_is_repair_read`) from the last whole-zone listing when it is
@@ -667,6 +698,8 @@ class DnsWriter(CoalescingWriter[_AnyRequest]):
         if posts:
             body["posts"] = posts
         self._snapshot = None  # whatever the outcome, the zone may differ from the last listing now
+        for change in changes:
+            self._free.pop(change.request.name, None)
         result = await self._client.call(
             "dns.batch", self._client.sdk.dns.records.batch, zone_id=self.zone_id, extra_body=body
         )

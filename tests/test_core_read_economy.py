@@ -1,7 +1,11 @@
-"""Drift repairs read a zone's records and a tunnel's configuration once per pass, not once per flush (issue 17):
-a repair flush that finds everything in place in the writer's last listing (younger than half the resync
-interval, no write of ours since) answers from it; anything to write or refuse is decided on a fresh read,
-so a stale listing can postpone a repair, never cause a wrong write (emulator, real SDK)."""
+"""Reads the core saves, and why none of them weakens a decision (issue 17; emulator, real SDK).
+
+Drift repairs read a zone's records and a tunnel's configuration once per pass, not once per flush: a repair
+flush that finds everything in place in the writer's last listing (younger than half the resync interval, no
+write of ours since) answers from it; anything to write or refuse is decided on a fresh read, so a stale
+listing can postpone a repair, never cause a wrong write. A new CNAME whose name a listing just found empty
+is created without listing again (Cloudflare refuses a CNAME beside any record). Concurrent lookups of one
+zone share one request."""
 
 from __future__ import annotations
 
@@ -192,3 +196,46 @@ async def test_concurrent_lookups_of_one_zone_share_one_request(core: Cloudflare
     missing = await asyncio.gather(*(core.find_zone("nowhere.example.net") for _ in range(5)))
     assert missing == [None] * 5
     assert sandbox.counters == {"zones.list": 2}
+
+
+async def test_a_new_cname_after_its_name_check_costs_no_second_listing(core: CloudflareCore,
+                                                                      sandbox: CloudflareSandbox) -> None:
+    zone = sandbox.zone_id("example.com")
+    sandbox.reset_log()
+    await core.check_dns_name_available(zone, NAMES[0], SOURCE)
+    record = await core.ensure_dns_record(zone, cname(NAMES[0]))
+    assert {op: n for op, n in sandbox.counters.items() if op.startswith("dns.")} == {"dns.list": 1, "dns.batch": 1}
+    assert stored(sandbox, zone, NAMES[0])["id"] == record.id
+    sandbox.reset_log()
+    await core.ensure_dns_record(zone, cname(NAMES[0]))  # written since: listed again, nothing to do
+    assert sandbox.counters == {"dns.list": 1}
+
+
+async def test_a_record_appearing_between_the_name_check_and_the_create_is_found_and_left_alone(
+        core: CloudflareCore, sandbox: CloudflareSandbox) -> None:
+    zone = sandbox.zone_id("example.com")
+    await core.check_dns_name_available(zone, NAMES[0], SOURCE)
+    await core.check_dns_name_available(zone, NAMES[1], SOURCE)
+    other = cloudflare.AsyncCloudflare(api_token=sandbox.token, base_url=sandbox.base_url, max_retries=0)
+    async with other:  # someone else takes both names meanwhile: a TXT record, an A record
+        await other.dns.records.create(zone_id=zone, name=NAMES[0], type="TXT", content="hello", ttl=1)
+        await other.dns.records.create(zone_id=zone, name=NAMES[1], type="A", content="192.0.2.1", ttl=1)
+    before = sandbox.snapshot()["dns_records"][zone]
+    sandbox.reset_log()
+    results = await asyncio.gather(core.ensure_dns_record(zone, cname(NAMES[0])),
+                                   core.ensure_dns_record(zone, cname(NAMES[1])), return_exceptions=True)
+    assert all(isinstance(result, Conflict) for result in results), results
+    assert sandbox.snapshot()["dns_records"][zone] == before  # nothing created, nothing changed
+    assert sandbox.counters["dns.batch"] == 1 and sandbox.counters["dns.list"] == 1  # refused, then listed
+
+
+async def test_an_address_record_is_never_created_without_a_listing_of_its_own(core: CloudflareCore,
+                                                                               sandbox: CloudflareSandbox) -> None:
+    zone = sandbox.zone_id("example.com")
+    await core.check_dns_name_available(zone, NAMES[0], SOURCE, type="A")
+    other = cloudflare.AsyncCloudflare(api_token=sandbox.token, base_url=sandbox.base_url, max_retries=0)
+    async with other:  # Cloudflare would accept a second A record beside this one: only a listing can tell
+        await other.dns.records.create(zone_id=zone, name=NAMES[0], type="A", content="192.0.2.1", ttl=1)
+    with pytest.raises(Conflict):
+        await core.ensure_dns_record(zone, DesiredRecord(NAMES[0], "A", "192.0.2.7", source=SOURCE, proxied=False))
+    assert [r["content"] for r in sandbox.snapshot()["dns_records"][zone] if r["name"] == NAMES[0]] == ["192.0.2.1"]

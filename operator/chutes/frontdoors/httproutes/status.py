@@ -55,6 +55,7 @@ async def write_tenant_status(ctx: Context, body: Mapping[str, Any], *, synced: 
     current = dict(body.get("status") or {})
     problem: Problem | None = None
     known = c.find(current.get("conditions"), c.READY)
+    conditions: list[c.Condition] | Any
     if recheck or known is None or known.get("observedGeneration") != meta.get("generation"):
         ready: c.Status = "True"
         try:

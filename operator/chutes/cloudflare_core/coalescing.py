@@ -24,10 +24,12 @@ __all__ = ["CoalescingWriter", "Request"]
 class Request:
     done: asyncio.Future[Any] = field(init=False)
     front_door: str | None = field(init=False)  # repairing drift when queued (drift.repairing)
+    reuse_listings: bool = field(init=False)  # a repair a pass's last listing may answer (drift.reusing_listings)
 
     def __post_init__(self) -> None:
         self.done = asyncio.get_running_loop().create_future()
         self.front_door = drift.current()
+        self.reuse_listings = drift.reusing_listings()
 
     def resolve(self, value: Any) -> None:
         if not self.done.done():

@@ -71,6 +71,12 @@ class CloudflareCore:
         self._access_views: dict[str, AppView] = {}
 
     @property
+    def snapshot_ttl(self) -> float:
+        """How long a repair pass may read a zone's or a tunnel's last listing instead of its own: half the
+        resync interval, so one pass reads each once and the next pass reads afresh."""
+        return self.resync_interval / 2
+
+    @property
     def budget(self) -> RequestBudget:
         return self.client.budget
 
@@ -113,7 +119,7 @@ class CloudflareCore:
         writer = self._tunnel_writers.get(key)
         if writer is None:
             writer = self._tunnel_writers[key] = TunnelConfigWriter(
-                self.client, account_id, tunnel_id, self.tunnel_lock
+                self.client, account_id, tunnel_id, self.tunnel_lock, snapshot_ttl=self.snapshot_ttl
             )
         return writer
 
@@ -124,8 +130,18 @@ class CloudflareCore:
             async def batch_limit() -> int:
                 return await self.zones.batch_limit(zone_id)
 
-            writer = self._dns_writers[zone_id] = DnsWriter(self.client, zone_id, batch_limit)
+            writer = self._dns_writers[zone_id] = DnsWriter(
+                self.client, zone_id, batch_limit, snapshot_ttl=self.snapshot_ttl
+            )
         return writer
+
+    def forget_listings(self) -> None:
+        """Drop the zones' and tunnels' last listings that repair passes read (as when they are older than
+        `snapshot_ttl`): the next reads are fresh."""
+        for dns_writer in self._dns_writers.values():
+            dns_writer.forget_snapshot()
+        for writer in self._tunnel_writers.values():
+            writer.forget_snapshot()
 
     def access_view(self, account_id: str) -> AppView:
         """The account's Access applications as last listed (see :mod:`.access_view`)."""
@@ -235,7 +251,10 @@ class CloudflareCore:
         """Mark record `record_id` (named `name`, unmarked or already ours for `source`) as ours for
         `source`, when Kubernetes state proves it was created for that source; None when not adoptable
         (another owner's, or ours for another source)."""
-        return await adoption.adopt_dns_record(self.client, zone_id, record_id, name, self.owner_id, source)
+        try:
+            return await adoption.adopt_dns_record(self.client, zone_id, record_id, name, self.owner_id, source)
+        finally:
+            self.dns_writer(zone_id).forget_snapshot()
 
     async def list_owned_dns_records(self, zone_id: str) -> list[DnsRecord]:
         return await self.dns_writer(zone_id).list_owned(self.owner_id)

@@ -21,6 +21,21 @@ that carries our owner id and that the caller's `owns` predicate claims (the cal
 source), or hands them back (`defer_deletes`) for `delete_records`, which deletes exactly the
 records given, by id, in a flush of its own without listing.
 
+Repairs read one listing per pass, not one per flush. A flush whose every request is a drift repair
+(queued inside `drift.repairing` with `reuse_listings`: a resync re-checking what was published in full) and asks
+only to ensure or check a name may be answered from the zone's last whole-zone listing, when that
+listing is younger than `snapshot_ttl` and no write of ours came after it; and only when every request
+is already satisfied there. Anything else (a write to make, a conflict to report) is decided on a fresh
+listing, as without a snapshot. A stale snapshot can thus only postpone a repair to the next pass (a
+record changed behind our back within `snapshot_ttl` before a pass), never cause a write or a refusal.
+
+A new CNAME costs no listing of its own when a listing made in the last `FREE_NAME_SECONDS` (the name
+check a front door makes before it creates anything for a hostname) found its name empty: it is POSTed in
+the flush's batch straight away. This changes nothing that exists, and Cloudflare itself refuses a CNAME
+beside any record of its name (400/81053, 81054), which makes the batch go the refused way above (listed
+again, planned again): a record that appeared since, ours or not, is found and judged on a fresh listing.
+Address records (A, AAAA) are never created that way: Cloudflare accepts several at one name.
+
 The client's `ChangeGate` filters each change: under upsert-only no record is deleted, under
 create-only none is updated either (a missing one is still created); under dry-run nothing is
 written and each request gets the record it would have had. A desired record with `adopt` takes
@@ -31,6 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +63,7 @@ __all__ = ["Cleared", "DnsSync", "DnsWriter", "list_owned", "list_records", "rec
 
 log = logging.getLogger(__name__)
 DNS_PER_PAGE = 5000
+FREE_NAME_SECONDS = 30.0  # how long a listing that found a name empty lets a CNAME be created without another
 _PROXIABLE = frozenset({"A", "AAAA", "CNAME"})
 _ADDRESS = frozenset({"A", "AAAA"})
 
@@ -363,11 +380,15 @@ class DnsWriter(CoalescingWriter[_AnyRequest]):
         client: CloudflareClient,
         zone_id: str,
         batch_limit: Callable[[], Awaitable[int]],
+        snapshot_ttl: float = 0.0,
     ) -> None:
         super().__init__()
         self._client = client
         self.zone_id = zone_id
         self._batch_limit = batch_limit
+        self._snapshot_ttl = snapshot_ttl
+        self._snapshot: tuple[float, dict[str, list[DnsRecord]]] | None = None  # (taken, records by name)
+        self._free: dict[str, float] = {}  # name -> when a listing last found no record there
 
     async def ensure_record(self, desired: DesiredRecord, owner_id: str) -> DnsRecord:
         """The record as wanted, created or updated when ours; Conflict when not ours."""
@@ -431,6 +452,11 @@ class DnsWriter(CoalescingWriter[_AnyRequest]):
     async def list_owned(self, owner_id: str) -> list[DnsRecord]:
         return await list_owned(self._client, self.zone_id, owner_id)
 
+    def forget_snapshot(self) -> None:
+        """Written outside the writer (e.g. an adoption): the last listing no longer says what is there."""
+        self._snapshot = None
+        self._free.clear()
+
     def _gated_change(self, request: _Request, existing: list[DnsRecord]) -> _Change | None:
         """The change `request` needs (see `change_for`) filtered by the write policy and dry-run."""
         gate = self._client.gate
@@ -474,11 +500,20 @@ class DnsWriter(CoalescingWriter[_AnyRequest]):
         self._queue = later
         return taken
 
-    async def _changes_from_listing(self, requests: list[_Request]) -> list[_Change]:
-        records = await list_records(self._client, self.zone_id, {request.name for request in requests})
-        by_name: dict[str, list[DnsRecord]] = {}
-        for record in records:
-            by_name.setdefault(record.name, []).append(record)
+    async def _changes_from_listing(self, requests: list[_Request], *, whole_zone: bool = False) -> list[_Change]:
+        names = {request.name for request in requests}
+        records = await list_records(self._client, self.zone_id, () if whole_zone else names)
+        by_name = _by_name(records)
+        now = time.monotonic()
+        if whole_zone or len(names) > 1:  # the whole zone was listed: what later repair flushes may read
+            self._snapshot = (now, by_name)
+        if len(self._free) > 1000:
+            self._free = {name: at for name, at in self._free.items() if now - at < FREE_NAME_SECONDS}
+        for name in names:
+            if by_name.get(name):
+                self._free.pop(name, None)
+            else:
+                self._free[name] = now
         return self._changes_for(requests, lambda request: by_name.get(request.name, []))
 
     async def _flush(self, requests: list[_AnyRequest]) -> None:
@@ -488,16 +523,54 @@ class DnsWriter(CoalescingWriter[_AnyRequest]):
         if len(requests) == 1 and isinstance(requests[0], _DeleteRequest):
             await self._delete_listed(requests[0])
             return
-        changes = await self._changes_from_listing([request for request in requests if isinstance(request, _Request)])
+        plain = [request for request in requests if isinstance(request, _Request)]
+        repairs = bool(plain) and all(_is_repair_read(request) for request in plain)
+        if repairs and self._answered_by_snapshot(plain):
+            return
+        if self._all_new_cnames(plain):  # planned on the listing that found their names empty (see the module)
+            await self._apply(self._changes_for(plain, lambda request: []), relisted=False)
+            return
+        changes = await self._changes_from_listing(plain, whole_zone=repairs)
         await self._apply(changes, relisted=False)
+
+    def _all_new_cnames(self, requests: Sequence[_Request]) -> bool:
+        """Every request ensures a CNAME at a name a listing found empty less than `FREE_NAME_SECONDS` ago."""
+        now = time.monotonic()
+        return bool(requests) and all(
+            request.mode == "" and request.records is None and request.desired is not None
+            and request.desired.type == "CNAME" and now - self._free.get(request.name, -FREE_NAME_SECONDS) <
+            FREE_NAME_SECONDS
+            for request in requests
+        )
+
+    def _answered_by_snapshot(self, requests: Sequence[_Request]) -> bool:
+        """Resolve `requests` (repairs, see `_is_repair_read`) from the last whole-zone listing when it is
+        younger than the snapshot TTL and every one of them is already satisfied there; else touch none."""
+        snapshot = self._snapshot
+        if snapshot is None or time.monotonic() - snapshot[0] >= self._snapshot_ttl:
+            return False
+        by_name = snapshot[1]
+        answers: list[Any] = []
+        for request in requests:
+            probe = dataclasses.replace(request)  # planned on a copy: the caller's future stays untouched
+            try:
+                change = change_for(probe, list(by_name.get(request.name, [])), may_adopt=self._client.gate.may_adopt)
+            except CloudflareError:
+                return False  # a refusal is decided on a fresh listing only
+            if change is not None or not probe.done.done():
+                return False
+            answers.append(probe.done.result())
+        for request, answer in zip(requests, answers, strict=True):
+            request.resolve(answer)
+        return True
 
     async def _sync(self, sync: _SyncRequest) -> None:
         owner = sync.owner_id
         existing = await list_records(self._client, self.zone_id)
-        by_name: dict[str, list[DnsRecord]] = {}
+        by_name = _by_name(existing)
+        self._snapshot = (time.monotonic(), by_name)
         holders: dict[str, str] = {}
         for record in existing:
-            by_name.setdefault(record.name, []).append(record)
             found = parse(record.comment)
             if found is not None and found.owner_id == owner:
                 holders.setdefault(record.name, found.source)
@@ -625,10 +698,27 @@ class DnsWriter(CoalescingWriter[_AnyRequest]):
             body["patches"] = patches
         if posts:
             body["posts"] = posts
+        self._snapshot = None  # whatever the outcome, the zone may differ from the last listing now
+        for change in changes:
+            self._free.pop(change.request.name, None)
         result = await self._client.call(
             "dns.batch", self._client.sdk.dns.records.batch, zone_id=self.zone_id, extra_body=body
         )
         return to_wire(result)
+
+
+def _by_name(records: Iterable[DnsRecord]) -> dict[str, list[DnsRecord]]:
+    by_name: dict[str, list[DnsRecord]] = {}
+    for record in records:
+        by_name.setdefault(record.name, []).append(record)
+    return by_name
+
+
+def _is_repair_read(request: _Request) -> bool:
+    """A drift repair (queued inside `drift.repairing`) that ensures or checks a name: one a snapshot may
+    answer when it finds it satisfied (never a delete, a clear or a delete of listed records)."""
+    return (request.reuse_listings and request.records is None
+            and (request.mode == "check" or (request.mode == "" and request.desired is not None)))
 
 
 def _names(names: Iterable[str]) -> tuple[str, ...]:

@@ -16,11 +16,12 @@ from typing import Literal
 
 from .metrics import DRIFT_REPAIRS
 
-__all__ = ["DriftObject", "count", "current", "record_write", "repairing"]
+__all__ = ["DriftObject", "count", "current", "record_write", "repairing", "reusing_listings"]
 
 DriftObject = Literal["dns_record", "tunnel_rule", "access_app", "access_policy", "service_token", "tunnel"]
 
 _front_door: contextvars.ContextVar[str | None] = contextvars.ContextVar("chutes_drift_front_door", default=None)
+_reuse: contextvars.ContextVar[bool] = contextvars.ContextVar("chutes_drift_reuse_listings", default=False)
 
 # Direct writes (client.call) by operation; dns.batch and tunnels.config.put are counted by their
 # writers, per request. idps.create is not a drift repair of anything a front door owns.
@@ -44,18 +45,27 @@ _WRITE_OBJECTS: dict[str, DriftObject] = {
 
 
 @contextlib.contextmanager
-def repairing(front_door: str) -> Iterator[None]:
-    """Count the Cloudflare writes made inside the block as drift repairs of `front_door`."""
-    token = _front_door.set(front_door)
+def repairing(front_door: str, *, reuse_listings: bool = True) -> Iterator[None]:
+    """Count the Cloudflare writes made inside the block as drift repairs of `front_door`. With
+    `reuse_listings` (a resync pass), the coalescing writers may find a request already satisfied in their
+    last listing of the pass (see `dns.DnsWriter`, `tunnel_config.TunnelConfigWriter`); without it (a pass
+    verifying a write of ours just made) every read is fresh."""
+    token, reuse = _front_door.set(front_door), _reuse.set(reuse_listings)
     try:
         yield
     finally:
         _front_door.reset(token)
+        _reuse.reset(reuse)
 
 
 def current() -> str | None:
     """The front door repairing drift in this context, or None."""
     return _front_door.get()
+
+
+def reusing_listings() -> bool:
+    """Whether this context is a drift repair that may be answered from a pass's listings."""
+    return _front_door.get() is not None and _reuse.get()
 
 
 def count(front_door: str | None, obj: DriftObject, repairs: int = 1) -> None:

@@ -39,6 +39,13 @@ our PUT. What is and is not guaranteed:
   above, always reported.
 * A PUT that applied, lost its answer and was replayed by the client also answers v + 2: it is
   reported as a race too (harmless: the second GET finds nothing to change).
+
+Repairs read the document once per pass. A flush whose every edit is a drift repair (queued inside
+`drift.repairing`) that sets or syncs rules may be answered from the last document this writer read,
+when that read is younger than `snapshot_ttl`, no PUT of ours came after it, and the merge finds
+nothing to change and nothing to refuse there. Otherwise (a rule to write, a rule to refuse, a
+removal) the flush GETs as above: a PUT is only ever merged onto a document read in its own flush.
+A rule changed behind our back within `snapshot_ttl` before a pass is repaired by the next pass.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ import contextlib
 import copy
 import dataclasses
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -370,13 +378,21 @@ class TunnelConfigWriter(CoalescingWriter[_EditRequest]):
     label = "tunnel configuration writer"
 
     def __init__(
-        self, client: CloudflareClient, account_id: str, tunnel_id: str, lock: TunnelLock | None = None
+        self,
+        client: CloudflareClient,
+        account_id: str,
+        tunnel_id: str,
+        lock: TunnelLock | None = None,
+        *,
+        snapshot_ttl: float = 0.0,
     ) -> None:
         super().__init__()
         self._client = client
         self._lock = lock
         self.account_id = account_id
         self.tunnel_id = tunnel_id
+        self._snapshot_ttl = snapshot_ttl
+        self._snapshot: tuple[float, dict[str, Any] | None] | None = None  # (read at, document)
 
     async def set_rule(self, rule: IngressRule, owns: RulePredicate) -> None:
         """Write `rule`; `Conflict` when its key holds a rule `owns` rejects (left untouched)."""
@@ -394,12 +410,18 @@ class TunnelConfigWriter(CoalescingWriter[_EditRequest]):
     async def get_config(self) -> dict[str, Any] | None:
         return await get_config(self._client, self.account_id, self.tunnel_id)
 
+    def forget_snapshot(self) -> None:
+        """The next repair flush reads the document afresh."""
+        self._snapshot = None
+
     def _permit(self, change: Change, rule: Mapping[str, Any]) -> bool:
         path = rule.get("path")
         what = f"{rule.get('hostname')}{' path ' + str(path) if path else ''} → {rule.get('service')}"
         return self._client.gate.allows(change, "tunnel_rule", f"{what} (tunnel {self.tunnel_id})")
 
     async def _flush(self, requests: list[_EditRequest]) -> None:
+        if self._answered_by_snapshot(requests):
+            return
         if self._lock is None:
             await self._write(requests)
             return
@@ -419,11 +441,12 @@ class TunnelConfigWriter(CoalescingWriter[_EditRequest]):
         removed = [False] * len(requests)
         wrote = False
         try:
-            current, version = await read_config(self._client, self.account_id, self.tunnel_id)
+            current, version = await self._read()
             for attempt in range(1, MAX_ROUNDS + 1):
                 merged, results = merge_counted(current, edits, self._permit)
                 if merged == (current or {}):
                     break
+                self._snapshot = None  # whatever the outcome, the document may differ from our read now
                 try:
                     stored = await put_config(self._client, self.account_id, self.tunnel_id, merged)
                 except TransientError as error:
@@ -443,7 +466,7 @@ class TunnelConfigWriter(CoalescingWriter[_EditRequest]):
                 if attempt == MAX_ROUNDS:
                     break
                 edits = [_with_written(edit, result) for edit, result in zip(edits, results, strict=True)]
-                current, version = await read_config(self._client, self.account_id, self.tunnel_id)
+                current, version = await self._read()
         except NotFound as gone:  # the tunnel is gone: removals are done, additions cannot be
             for request in requests:
                 if isinstance(request.edit, RemoveRule):
@@ -454,6 +477,31 @@ class TunnelConfigWriter(CoalescingWriter[_EditRequest]):
                     request.fail(gone)
             return
         self._answer(requests, results, wrote, removed)
+
+    async def _read(self) -> tuple[dict[str, Any] | None, int | None]:
+        current, version = await read_config(self._client, self.account_id, self.tunnel_id)
+        self._snapshot = (time.monotonic(), copy.deepcopy(current))
+        return current, version
+
+    def _answered_by_snapshot(self, requests: list[_EditRequest]) -> bool:
+        """Answer a flush of drift repairs that set or sync rules from the last document read, when that read
+        is younger than the snapshot TTL and the merge there changes and refuses nothing; else touch none."""
+        snapshot = self._snapshot
+        if snapshot is None or time.monotonic() - snapshot[0] >= self._snapshot_ttl:
+            return False
+        repairs = all(
+            request.reuse_listings
+            and (isinstance(request.edit, SetRule) or (isinstance(request.edit, SyncRules) and request.edit.rules))
+            for request in requests
+        )
+        if not repairs:
+            return False
+        document = copy.deepcopy(snapshot[1])
+        merged, results = merge_counted(document, [request.edit for request in requests], _permit_all)
+        if merged != (snapshot[1] or {}) or any(result.refused or result.changes for result in results):
+            return False
+        self._answer(requests, results, False, [False] * len(requests))
+        return True
 
     def _raced(self, read: int, stored: int, *, final: bool) -> None:
         TUNNEL_CONFIG_RACES.labels(tunnel=self.tunnel_id).inc()

@@ -1,7 +1,9 @@
-"""Zone lookups (cached: a zone's id, account and plan do not change under us)."""
+"""Zone lookups (cached: a zone's id, account and plan do not change under us). Concurrent lookups of one
+name share one request (a burst of new routes in one zone asks once)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from .client import CloudflareClient, to_wire
@@ -30,6 +32,7 @@ class ZoneDirectory:
     def __init__(self, client: CloudflareClient) -> None:
         self._client = client
         self._by_id: dict[str, Zone] = {}
+        self._finding: dict[str, asyncio.Task[Zone | None]] = {}
 
     async def get_zone(self, zone_id: str) -> Zone:
         """The zone (one zones.get per zone per process). Raises NotFound."""
@@ -48,6 +51,13 @@ class ZoneDirectory:
         for zone in self._by_id.values():
             if zone.name == wanted:
                 return zone
+        finding = self._finding.get(wanted)
+        if finding is None:
+            finding = self._finding[wanted] = asyncio.ensure_future(self._find(wanted))
+            finding.add_done_callback(lambda _: self._finding.pop(wanted, None))
+        return await asyncio.shield(finding)  # one caller cancelled does not cancel the others' lookup
+
+    async def _find(self, wanted: str) -> Zone | None:
         items = await self._client.list_all("zones.list", self._client.sdk.zones.list, name=wanted, per_page=50)
         for item in items:
             zone = zone_from_wire(item)

@@ -19,9 +19,10 @@ from chutes.cloudflare_core import drift
 _unprompted: contextvars.ContextVar[bool] = contextvars.ContextVar("chutes_unprompted_pass", default=False)
 
 
-def scope(front_door: str, repairing: bool) -> AbstractContextManager[None]:
-    """``drift.repairing(front_door)`` when `repairing`, else a block that counts nothing."""
-    return drift.repairing(front_door) if repairing else contextlib.nullcontext()
+def scope(front_door: str, repairing: bool, *, reuse_listings: bool = True) -> AbstractContextManager[None]:
+    """``drift.repairing(front_door)`` when `repairing`, else a block that counts nothing. `reuse_listings`:
+    see ``drift.repairing`` (False for a pass verifying a write just made: it must read afresh)."""
+    return drift.repairing(front_door, reuse_listings=reuse_listings) if repairing else contextlib.nullcontext()
 
 
 @contextlib.contextmanager

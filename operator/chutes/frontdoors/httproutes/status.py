@@ -46,21 +46,30 @@ def summary(states: list[s.RouteState]) -> dict[str, int]:
     }
 
 
-async def write_tenant_status(ctx: Context, body: Mapping[str, Any], *, synced: bool) -> Problem | None:
-    """Check the tenant, count its routes, write status; the problem found, if any (not raised)."""
+async def write_tenant_status(ctx: Context, body: Mapping[str, Any], *, synced: bool,
+                              recheck: bool = True) -> Problem | None:
+    """Check the tenant, count its routes, write status; the problem found, if any (not raised). Without
+    `recheck` (a refresh of the route counts), a tenant checked for this generation keeps its Ready condition
+    and is not read from Cloudflare again (its create, spec changes and resync timer check it)."""
     meta = body["metadata"]
     current = dict(body.get("status") or {})
     problem: Problem | None = None
-    ready: c.Status = "True"
-    try:
-        reason, message = c.RECONCILED, await check_tenant(ctx, body)
-    except Problem as found:
-        problem, ready, reason, message = found, "False", found.reason, found.message
+    known = c.find(current.get("conditions"), c.READY)
+    conditions: list[c.Condition] | Any
+    if recheck or known is None or known.get("observedGeneration") != meta.get("generation"):
+        ready: c.Status = "True"
+        try:
+            reason, message = c.RECONCILED, await check_tenant(ctx, body)
+        except Problem as found:
+            problem, ready, reason, message = found, "False", found.reason, found.message
+        conditions = c.set_condition(current.get("conditions"), c.READY, ready, reason, message,
+                                     meta.get("generation"))
+    else:
+        conditions = current.get("conditions")
     states = await s.list_states(ctx.api, ctx.operator_namespace, tenant=meta["name"])
     status: dict[str, Any] = {
         "observedGeneration": meta.get("generation"),
-        "conditions": c.set_condition(current.get("conditions"), c.READY, ready, reason, message,
-                                      meta.get("generation")),
+        "conditions": conditions,
         "summary": summary(states),
     }
     if synced or not current.get("lastSyncTime"):
@@ -93,6 +102,6 @@ def tenant_status_soon(ctx: Context, tenant: str, namespace: str) -> None:
     async def refresh() -> None:
         body = await references.find_in_namespaces(ctx, a.TENANT_PLURAL, tenant, namespace)
         if body is not None:
-            await write_tenant_status(ctx, body, synced=False)
+            await write_tenant_status(ctx, body, synced=False, recheck=False)
 
     ctx.runtime.soon(("tenant-status", f"{namespace}/{tenant}"), STATUS_DELAY, refresh)

@@ -156,11 +156,13 @@ class SessionLoop:
         while True:
             await self._sleep_until_due()
             started = self._clock()
-            repairing = repairs.session_pass_repairs(self.scheduler.cause())  # not a pass for Pod events
+            cause = self.scheduler.cause()
+            repairing = repairs.session_pass_repairs(cause)  # not a pass for Pod events
             self.scheduler.started(started)
             try:
                 async with metrics.reconcile_timer(FRONT_DOOR):
-                    with repairs.scope(FRONT_DOOR, repairing):
+                    # a verification pass (after a write of ours) reads afresh: it looks for a write lost since
+                    with repairs.scope(FRONT_DOOR, repairing, reuse_listings=cause == "resync"):
                         result = await self.publisher.run_pass(self.alive_hashes,
                                                                functools.partial(self.gone_since, started),
                                                                self.recently_gone)

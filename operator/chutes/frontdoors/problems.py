@@ -7,8 +7,10 @@ when only a change of the source object (or what it refers to) can help (kopf ``
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
+
+import kopf
 
 from chutes import conditions as c
 from chutes.cloudflare_core import (
@@ -38,6 +40,20 @@ class Problem(Exception):
         self.reason = reason
         self.message = message
         self.delay = delay
+
+
+def to_kopf(problem: Problem) -> Exception:
+    """What a kopf handler raises for `problem`: a retry after its delay, else a permanent error."""
+    if problem.delay is None:
+        return kopf.PermanentError(f"{problem.reason}: {problem.message}")
+    return kopf.TemporaryError(f"{problem.reason}: {problem.message}", delay=problem.delay)
+
+
+def already_said(conditions: Iterable[Mapping[str, Any]] | None, problem: Problem) -> bool:
+    """Whether the Ready condition among `conditions` says `problem` already (its Warning Event was posted when
+    it was written): one Warning Event per distinct problem, not one per retry."""
+    ready = c.find(conditions, c.READY)
+    return ready is not None and (ready.get("reason"), ready.get("message")) == (problem.reason, problem.message)
 
 
 def problem_from_cloudflare(exc: CloudflareError, doing: str) -> Problem:

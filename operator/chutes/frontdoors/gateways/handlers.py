@@ -16,7 +16,7 @@ from chutes.frontdoors.gateways import desired as d
 from chutes.frontdoors.gateways import orphans, release
 from chutes.frontdoors.gateways import reconcile as r
 from chutes.frontdoors.gateways.status import StatusWriter
-from chutes.frontdoors.problems import EventSink, Problem
+from chutes.frontdoors.problems import EventSink, Problem, already_said, to_kopf
 from chutes.kube import StaleObject
 from chutes.observability import metrics
 from chutes.settings import Settings
@@ -27,12 +27,6 @@ from chutes.sweep.timer import unless_stopped
 PERMANENT_REASONS = frozenset({c.INVALID_SPEC, c.HOSTNAME_OUTSIDE_ZONE, c.CLOUDFLARE_REJECTED,
                                c.HOSTNAME_NOT_AUTHORIZED,  # the hostname rules change at a restart only
                                c.IMAGE_NOT_ALLOWED})  # so do the allowed images
-
-
-def to_kopf(problem: Problem) -> Exception:
-    if problem.delay is None:
-        return kopf.PermanentError(f"{problem.reason}: {problem.message}")
-    return kopf.TemporaryError(f"{problem.reason}: {problem.message}", delay=problem.delay)
 
 
 def _writer(memo: kopf.Memo, plural: str, name: str, namespace: str | None, body: Mapping[str, Any]) -> StatusWriter:
@@ -53,8 +47,7 @@ def _warn_on_new_problem(events: EventSink, before: Mapping[str, Any] | None, pr
     """One Warning Event per distinct problem, not one per retry; conflicts are counted every time."""
     if problem.reason == c.HOSTNAME_CONFLICT:
         metrics.conflict(r.FRONT_DOOR)
-    previous = c.find((before or {}).get("conditions"), c.READY)
-    if previous is None or (previous.get("reason"), previous.get("message")) != (problem.reason, problem.message):
+    if not already_said((before or {}).get("conditions"), problem):
         events.warning(problem.reason, problem.message)
 
 

@@ -9,8 +9,10 @@ from chutes.frontdoors.problems import (
     EventSink,
     Post,
     Problem,
+    already_said,
     problem_from_cloudflare,
     step,
+    to_kopf,
 )
 
 __all__ = [
@@ -22,6 +24,8 @@ __all__ = [
     "EventSink",
     "Post",
     "Problem",
+    "already_said",
     "problem_from_cloudflare",
     "step",
+    "to_kopf",
 ]

@@ -39,6 +39,8 @@ from .models import (
     ServiceToken,
     Tunnel,
     Zone,
+    cname_target,
+    tunnel_of,
 )
 from .ownership import Ownership, is_ours, legacy_marker, marker, marker_fits, marks, parse
 from .tunnel_config import (
@@ -91,6 +93,7 @@ __all__ = [
     "TunnelLock",
     "Unroutable",
     "Zone",
+    "cname_target",
     "is_ours",
     "legacy_marker",
     "marker",
@@ -102,4 +105,5 @@ __all__ = [
     "shared_budget",
     "token_defect",
     "translate",
+    "tunnel_of",
 ]

@@ -52,9 +52,11 @@ from chutes.cloudflare_core import (
     IngressRule,
     MarkerTooLong,
     Policy,
+    cname_target,
     marker,
     marks,
     token_defect,
+    tunnel_of,
 )
 from chutes.cores import CorePool
 from chutes.frontdoors import adoption, claiming
@@ -70,7 +72,6 @@ from chutes.frontdoors.problems import (
     step,
 )
 from chutes.observability.metrics import HOSTNAMES
-from chutes.sweep.plan import tunnel_of
 
 T = TypeVar("T")
 
@@ -440,12 +441,13 @@ async def publish(
         events.normal("TunnelRouteReady", f"tunnel ingress rule {route}")
     status.condition(c.TUNNEL_READY, "True", c.RECONCILED, route)
     claim = await _route_to(claims, claim, claiming.DNS, zone=account.zone_id, type="CNAME")
+    target = cname_target(tunnel.id)
     record = await hinted(f"ensuring the CNAME for {plan.fqdn}", core.ensure_dns_record(account.zone_id, DesiredRecord(
-        name=plan.fqdn, type="CNAME", content=f"{tunnel.id}.cfargotunnel.com", proxied=True, source=source,
+        name=plan.fqdn, type="CNAME", content=target, proxied=True, source=source,
         adopt=adopt,
     )), hint)
     if status.get("dnsRecordId") != record.id:
-        events.normal("DNSRecordReady", f"proxied CNAME {plan.fqdn} → {tunnel.id}.cfargotunnel.com")
+        events.normal("DNSRecordReady", f"proxied CNAME {plan.fqdn} → {target}")
     status.set(dnsRecordId=record.id, hostname=plan.fqdn, url=plan.url)
     status.condition(c.DNS_READY, "True", c.RECONCILED, f"CNAME {plan.fqdn}")
     await status.flush()

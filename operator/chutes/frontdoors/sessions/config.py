@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from chutes.cloudflare_core import marker_fits, token_defect
+from chutes.cloudflare_core import cname_target, marker_fits, token_defect
 from chutes.frontdoors.sessions.selector import LabelSelector, SelectorError, valid_label_key
 from chutes.settings import SettingsError
 
@@ -51,7 +51,7 @@ class SessionConfig:
 
     @property
     def tunnel_target(self) -> str:
-        return f"{self.tunnel_id}.cfargotunnel.com"
+        return cname_target(self.tunnel_id)
 
 
 def _hostname_ok(value: str) -> bool:

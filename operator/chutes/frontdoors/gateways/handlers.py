@@ -11,7 +11,7 @@ import kopf
 
 from chutes import conditions as c
 from chutes import kube
-from chutes.frontdoors import adoption, repairs
+from chutes.frontdoors import adoption, repairs, retries
 from chutes.frontdoors.gateways import desired as d
 from chutes.frontdoors.gateways import orphans, release
 from chutes.frontdoors.gateways import reconcile as r
@@ -134,7 +134,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
             await status.flush()
             if news:
                 EventSink(body, kopf.event).warning(c.GATEWAYS_REMAIN, message)
-            raise kopf.TemporaryError(message, delay=release.BLOCKED_RECHECK)
+            raise kopf.TemporaryError(message, delay=retries.BLOCKED_RECHECK)
 
     async def _config(name: str, body: kopf.Body, memo: kopf.Memo) -> None:
         async with metrics.reconcile_timer(r.FRONT_DOOR):

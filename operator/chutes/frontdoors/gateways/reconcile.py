@@ -62,15 +62,8 @@ from chutes.cores import CorePool
 from chutes.frontdoors import adoption, claiming
 from chutes.frontdoors.gateways import desired as d
 from chutes.frontdoors.gateways.status import StatusWriter
-from chutes.frontdoors.problems import (
-    CONFLICT_RETRY,
-    CREDENTIALS_RETRY,
-    MISSING_RETRY,
-    EventSink,
-    Problem,
-    problem_from_cloudflare,
-    step,
-)
+from chutes.frontdoors.problems import EventSink, Problem, problem_from_cloudflare, step
+from chutes.frontdoors.retries import CONFIG_RETRY, CONFLICT_RETRY, CREDENTIALS_RETRY, LOST_RETRY, MISSING_RETRY
 from chutes.observability.metrics import HOSTNAMES
 
 T = TypeVar("T")
@@ -79,7 +72,6 @@ FRONT_DOOR = "chutes"  # the label of this front door in metrics
 
 logger = logging.getLogger(__name__)
 
-CONFIG_RETRY = 5.0
 
 
 @dataclass(frozen=True)
@@ -249,7 +241,7 @@ async def reconcile_gateway(
                                      allowed_images)
         except ClaimLost as lost:
             raise Problem(c.CLOUDFLARE_UNAVAILABLE, f"the ledger of claims changed meanwhile: {lost}",
-                          claiming.LOST_RETRY) from None
+                          LOST_RETRY) from None
     except Problem as problem:
         status.set(ready=False, observedGeneration=status.generation)
         status.condition(c.READY, "False", problem.reason, problem.message)
@@ -698,7 +690,7 @@ async def unpublish_gateway(
             await tear_down(account.core, claims, claim, account, events)
     except ClaimLost as lost:
         raise Problem(c.CLOUDFLARE_UNAVAILABLE, f"the ledger of claims changed meanwhile: {lost}",
-                      claiming.LOST_RETRY) from None
+                      LOST_RETRY) from None
     except Problem as problem:
         if problem.reason != c.CREDENTIALS_INVALID:
             raise  # passing (the retry resumes) or said per object (left in place, with a Warning)

@@ -1,11 +1,7 @@
-"""The HTTPRoute front door's problems: the shared :mod:`chutes.frontdoors.problems`, re-exported."""
+"""The HTTPRoute front door's problems: the shared :mod:`chutes.frontdoors.problems` and
+:mod:`chutes.frontdoors.retries`, re-exported."""
 
 from chutes.frontdoors.problems import (
-    CONFLICT_RETRY,
-    CREDENTIALS_RETRY,
-    FOREIGN_RETRY,
-    MISSING_RETRY,
-    POLICY_RETRY,
     EventSink,
     Post,
     Problem,
@@ -14,6 +10,7 @@ from chutes.frontdoors.problems import (
     step,
     to_kopf,
 )
+from chutes.frontdoors.retries import CONFLICT_RETRY, CREDENTIALS_RETRY, FOREIGN_RETRY, MISSING_RETRY, POLICY_RETRY
 
 __all__ = [
     "CONFLICT_RETRY",

@@ -49,16 +49,9 @@ from chutes.frontdoors.httproutes import state as s
 from chutes.frontdoors.httproutes import teardown as t
 from chutes.frontdoors.httproutes.lookups import Context
 from chutes.frontdoors.httproutes.merge import MergeError, NamedSpec, RouteSettings, annotation_hash, merge
-from chutes.frontdoors.httproutes.problems import (
-    FOREIGN_RETRY,
-    MISSING_RETRY,
-    POLICY_RETRY,
-    EventSink,
-    Problem,
-    problem_from_cloudflare,
-    step,
-)
+from chutes.frontdoors.httproutes.problems import EventSink, Problem, problem_from_cloudflare, step
 from chutes.frontdoors.httproutes.report import RouteReport
+from chutes.frontdoors.retries import FOREIGN_RETRY, LOST_RETRY, MISSING_RETRY, POLICY_RETRY
 from chutes.observability import metrics
 
 logger = logging.getLogger(__name__)
@@ -168,7 +161,7 @@ async def _publish(ctx: Context, route: Mapping[str, Any], settings: RouteSettin
         return await _publish_held(ctx, core, claims, claim, route, settings, tenant, digest, previous, report,
                                    events)
     except ClaimLost as lost:  # released under us (e.g. by the orphan sweep): acquired again at the next attempt
-        raise Problem(c.CLOUDFLARE_UNAVAILABLE, f"publishing {hostname}: {lost}", claiming.LOST_RETRY) from None
+        raise Problem(c.CLOUDFLARE_UNAVAILABLE, f"publishing {hostname}: {lost}", LOST_RETRY) from None
     except s.StateTaken as lost_state:  # another route's state written under that name meanwhile
         raise Problem(c.INVALID_SPEC, str(lost_state), None) from None
 

@@ -25,7 +25,8 @@ from chutes.frontdoors.httproutes import desired as d
 from chutes.frontdoors.httproutes import ledger, lookups
 from chutes.frontdoors.httproutes import state as s
 from chutes.frontdoors.httproutes.lookups import Context
-from chutes.frontdoors.httproutes.problems import FOREIGN_RETRY, EventSink, Problem, problem_from_cloudflare, step
+from chutes.frontdoors.httproutes.problems import EventSink, Problem, problem_from_cloudflare, step
+from chutes.frontdoors.retries import FOREIGN_RETRY, LOST_RETRY
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +174,7 @@ async def legacy_claim(core: CloudflareCore, store: ClaimStore, st: s.RouteState
         logger.info("%s: %s holds it: nothing of %s there is torn down", st.hostname, held.holder, source)
         return None
     except ClaimLost as lost:
-        raise Problem(c.CLOUDFLARE_UNAVAILABLE, f"claiming {st.hostname}: {lost}", claiming.LOST_RETRY) from None
+        raise Problem(c.CLOUDFLARE_UNAVAILABLE, f"claiming {st.hostname}: {lost}", LOST_RETRY) from None
     if claim.entries:
         return claim
     try:

@@ -95,7 +95,7 @@ async def delete_record(core: CloudflareCore, zone_id: str, name: str, type_: st
 def announce(hostname: str, done: claiming.Teardown, events: EventSink) -> None:
     """Events for one teardown: what was removed (Normal), what was left and why (Warning)."""
     if done.removed:
-        events.normal("Unpublished", f"{hostname}: {'; '.join(done.removed)}")
+        events.normal(c.UNPUBLISHED, f"{hostname}: {'; '.join(done.removed)}")
     for left in done.left:
         events.warning(c.HOSTNAME_CONFLICT, f"{hostname}: left in place: {left}")
 

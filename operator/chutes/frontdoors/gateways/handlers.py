@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import kopf
@@ -29,7 +29,10 @@ PERMANENT_REASONS = frozenset({c.INVALID_SPEC, c.HOSTNAME_OUTSIDE_ZONE, c.CLOUDF
                                c.IMAGE_NOT_ALLOWED})  # so do the allowed images
 
 
-def _writer(memo: kopf.Memo, plural: str, name: str, namespace: str | None, body: Mapping[str, Any]) -> StatusWriter:
+def _writer(memo: kopf.Memo, plural: str, body: Mapping[str, Any]) -> StatusWriter:
+    """The status writer of a ChuteConfig (cluster-scoped: no namespace) or ChuteGateway."""
+    meta = body["metadata"]
+    name, namespace = meta["name"], meta.get("namespace") or None
     write = functools.partial(kube.patch_custom_status, memo.kube, d.GROUP, d.VERSION, plural, name, namespace)
 
     async def reload() -> tuple[dict[str, Any], str | None] | None:
@@ -38,17 +41,23 @@ def _writer(memo: kopf.Memo, plural: str, name: str, namespace: str | None, body
             return None
         return dict(live.get("status") or {}), live["metadata"].get("resourceVersion")
 
-    meta = body["metadata"]
     return StatusWriter(body.get("status"), meta.get("generation"), write,
                         resource_version=meta.get("resourceVersion"), reload=reload)
 
 
-def _warn_on_new_problem(events: EventSink, before: Mapping[str, Any] | None, problem: Problem) -> None:
-    """One Warning Event per distinct problem, not one per retry; conflicts are counted every time."""
-    if problem.reason == c.HOSTNAME_CONFLICT:
-        metrics.conflict(r.FRONT_DOOR)
-    if not already_said((before or {}).get("conditions"), problem):
-        events.warning(problem.reason, problem.message)
+@contextlib.contextmanager
+def _problems_said(body: Mapping[str, Any]) -> Iterator[EventSink]:
+    """The object's Events; a :class:`Problem` raised inside becomes one Warning Event per distinct problem (not
+    one per retry; conflicts are counted every time), then kopf's retry or permanent error."""
+    events = EventSink(body, kopf.event)
+    try:
+        yield events
+    except Problem as problem:
+        if problem.reason == c.HOSTNAME_CONFLICT:
+            metrics.conflict(r.FRONT_DOOR)
+        if not already_said((body.get("status") or {}).get("conditions"), problem):
+            events.warning(problem.reason, problem.message)
+        raise to_kopf(problem) from None
 
 
 def _skip_resync(body: Mapping[str, Any]) -> bool:
@@ -126,7 +135,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     @kopf.on.delete(d.GROUP, d.VERSION, d.CONFIG_PLURAL, registry=registry, id=release.CLEANUP_HANDLER)
     async def config_delete(name: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         users = await r.gateways_using(memo.kube, name)
-        status = _writer(memo, d.CONFIG_PLURAL, name, None, body)
+        status = _writer(memo, d.CONFIG_PLURAL, body)
         if users:  # only a person can change that: re-checked rarely, woken when one of them goes
             message = release.blocked_message(users)
             news = release.newly_blocked(status.get("conditions"), c.DELETION_BLOCKED, message)
@@ -141,13 +150,9 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
             await _config_reconcile(name, body, memo)
 
     async def _config_reconcile(name: str, body: kopf.Body, memo: kopf.Memo) -> None:
-        status = _writer(memo, d.CONFIG_PLURAL, name, None, body)
-        events = EventSink(body, kopf.event)
-        try:
-            await r.reconcile_config(memo.kube, memo.cores, name, body.get("spec") or {}, status, events)
-        except Problem as problem:
-            _warn_on_new_problem(events, body.get("status"), problem)
-            raise to_kopf(problem) from None
+        with _problems_said(body) as events:
+            await r.reconcile_config(memo.kube, memo.cores, name, body.get("spec") or {},
+                                     _writer(memo, d.CONFIG_PLURAL, body), events)
 
     # --- ChuteGateway -----------------------------------------------------------------------------
     @kopf.on.resume(d.GROUP, d.VERSION, d.GATEWAY_PLURAL, registry=registry, id="reconcile")
@@ -194,16 +199,14 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
             await _gateway_delete(body, memo)
 
     async def _gateway_delete(body: kopf.Body, memo: kopf.Memo) -> None:
-        meta = body["metadata"]
-        status = _writer(memo, d.GATEWAY_PLURAL, meta["name"], meta["namespace"], body)
-        events = EventSink(body, kopf.event)
-        try:
-            await r.unpublish_gateway(memo.kube, memo.cores, memo.claims, body, status, events)
-        except Problem as problem:
-            status.condition(c.DELETION_BLOCKED, "True", problem.reason, problem.message)
-            await status.flush()
-            _warn_on_new_problem(events, body.get("status"), problem)
-            raise to_kopf(problem) from None
+        status = _writer(memo, d.GATEWAY_PLURAL, body)
+        with _problems_said(body) as events:
+            try:
+                await r.unpublish_gateway(memo.kube, memo.cores, memo.claims, body, status, events)
+            except Problem as problem:
+                status.condition(c.DELETION_BLOCKED, "True", problem.reason, problem.message)
+                await status.flush()
+                raise
 
     async def _gateway(body: kopf.Body, memo: kopf.Memo) -> None:
         # Re-applying a generation published in full before (resume, resync): whatever it writes is a repair.
@@ -213,15 +216,10 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
 
     async def _gateway_reconcile(body: kopf.Body, memo: kopf.Memo) -> None:
         meta = body["metadata"]
-        status = _writer(memo, d.GATEWAY_PLURAL, meta["name"], meta["namespace"], body)
-        events = EventSink(body, kopf.event)
-        try:
-            await r.reconcile_gateway(memo.kube, memo.cores, memo.claims, body, status, events,
-                                      memo.get("hostname_rules"), memo.config.allow_adoption,
+        with _problems_said(body) as events:
+            await r.reconcile_gateway(memo.kube, memo.cores, memo.claims, body, _writer(memo, d.GATEWAY_PLURAL, body),
+                                      events, memo.get("hostname_rules"), memo.config.allow_adoption,
                                       memo.config.cloudflared_images)
-        except Problem as problem:
-            _warn_on_new_problem(events, body.get("status"), problem)
-            raise to_kopf(problem) from None
         # cloudflared may have become available while we worked: settle ConnectorReady from fresh reads.
         await _refresh_connector(memo, meta["namespace"], meta["name"])
 

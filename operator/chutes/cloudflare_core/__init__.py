@@ -6,6 +6,7 @@ delete and list methods; every failure is one of the exceptions in `errors`.
 
 from __future__ import annotations
 
+from . import models
 from .budget import RequestBudget, shared_budget
 from .client import CloudflareClient
 from .core import CloudflareCore
@@ -26,22 +27,7 @@ from .errors import (
     Unroutable,
     translate,
 )
-from .models import (
-    AccessApp,
-    AccessAppSpec,
-    AppPolicySpec,
-    DesiredRecord,
-    DnsRecord,
-    IdentityProvider,
-    IngressRule,
-    Policy,
-    Recorded,
-    ServiceToken,
-    Tunnel,
-    Zone,
-    cname_target,
-    tunnel_of,
-)
+from .models import *  # noqa: F403  (the value objects: models.__all__, exported below)
 from .ownership import Ownership, is_ours, legacy_marker, marker, marker_fits, marks, parse
 from .tunnel_config import (
     Edit,
@@ -56,44 +42,31 @@ from .tunnel_config import (
 )
 
 __all__ = [
-    "AccessApp",
-    "AccessAppSpec",
-    "AppPolicySpec",
     "CloudflareClient",
     "CloudflareCore",
     "CloudflareError",
     "Conflict",
     "CredentialsInvalid",
-    "DesiredRecord",
-    "DnsRecord",
     "DnsSync",
     "DnsWriter",
     "DryRunStop",
     "Edit",
-    "IdentityProvider",
-    "IngressRule",
     "InvalidInput",
     "MarkerTooLong",
     "NotFound",
     "OutcomeUnknown",
     "Ownership",
-    "Policy",
     "RateLimited",
-    "Recorded",
     "RemoveRule",
     "RequestBudget",
     "RulePredicate",
     "RuleSync",
-    "ServiceToken",
     "SetRule",
     "SyncRules",
     "TransientError",
-    "Tunnel",
     "TunnelConfigWriter",
     "TunnelLock",
     "Unroutable",
-    "Zone",
-    "cname_target",
     "is_ours",
     "legacy_marker",
     "marker",
@@ -105,5 +78,6 @@ __all__ = [
     "shared_budget",
     "token_defect",
     "translate",
-    "tunnel_of",
 ]
+__all__ += models.__all__  # the value objects and their naming helpers, listed once (in models)
+__all__.sort()

@@ -362,6 +362,16 @@ async def apply_configmap(api: client.ApiClient, namespace: str, name: str, labe
     return True
 
 
+async def replace_configmap(api: client.ApiClient, namespace: str, name: str, body: dict[str, Any]) -> bool:
+    """Replace a ConfigMap, conditional on the ``metadata.resourceVersion`` in ``body``; False (nothing written)
+    when it is gone or changed since it was read."""
+    call = client.CoreV1Api(api).replace_namespaced_config_map(name, namespace, cast(Any, body))
+    try:
+        return await _unless_gone(_true_after(call), f"configmaps/{name} changed since it was read") or False
+    except StaleObject:
+        return False
+
+
 async def delete_configmap(api: client.ApiClient, namespace: str, name: str, uid: str | None = None) -> bool:
     """False when it was already gone. With ``uid``: only that very object (a precondition), else
     :class:`StaleObject` (the name now holds another one)."""

@@ -128,8 +128,8 @@ async def test_reconcile_timer_observes_every_outcome(raised: Exception | None, 
 
 # --- the ChuteGateway door: Events and metrics ---------------------------------------------------------
 
-CREATED = ["TunnelReady", "AccessApplicationReady", "AccessPolicyReady", "TunnelRouteReady", "DNSRecordReady"]
-REMOVED = ["DNSRecordRemoved", "TunnelRouteRemoved", "AccessPolicyRemoved", "AccessApplicationRemoved",
+CREATED = ["TunnelReady", "AccessApplicationReady", "AccessPolicyReady", "TunnelRuleReady", "DNSRecordReady"]
+REMOVED = ["DNSRecordRemoved", "TunnelRuleRemoved", "AccessPolicyRemoved", "AccessApplicationRemoved",
            "TunnelRemoved", "Unpublished"]
 
 

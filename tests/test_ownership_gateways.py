@@ -176,7 +176,7 @@ def test_a_status_patched_with_foreign_ids_deletes_nothing_foreign_and_still_rem
     assert ours["tunnelId"] not in {t["id"] for t in world.live_tunnels()}
     assert ours["accessAppId"] not in world.state()["access_apps"]
     assert claims(world) == {} and claims(world, "tunnel") == {}
-    removed = {"DNSRecordRemoved", "TunnelRouteRemoved", "AccessApplicationRemoved", "TunnelRemoved", "Unpublished"}
+    removed = {"DNSRecordRemoved", "TunnelRuleRemoved", "AccessApplicationRemoved", "TunnelRemoved", "Unpublished"}
     wait_for("the removal Events", lambda: removed <= {r for _, r, _ in world.events("blog")})  # posted by kopf's
     # event poster, which may send the last ones after the finalizer is gone
 

@@ -11,7 +11,7 @@ from chutes.cloudflare_core import RateLimited
 from chutes.frontdoors.sessions import desired as d
 from chutes.frontdoors.sessions.config import load_config
 from chutes.frontdoors.sessions.health import HealthServer
-from chutes.frontdoors.sessions.reconcile import EventSink, PassResult
+from chutes.frontdoors.sessions.reconcile import PassResult, PodEvents
 from chutes.frontdoors.sessions.runner import SessionLoop
 from chutes.frontdoors.sessions.scheduler import Timing
 
@@ -79,7 +79,7 @@ async def test_each_warning_is_posted_once_and_a_failed_post_is_not_fatal() -> N
         if body["metadata"]["name"] == "forbidden":
             raise PermissionError("events are forbidden")
 
-    sink = EventSink(post)
+    sink = PodEvents(post)
     pod, other = d.PodRef("ns", "p", "uid-1"), d.PodRef("ns", "forbidden", "uid-2")
     for _ in range(3):
         await sink.warn(pod, "InvalidSessionHash", "bad")

@@ -1,4 +1,5 @@
-"""Status conditions with cert-manager semantics, and every condition type and reason in one place.
+"""Status conditions with cert-manager semantics, and every condition type, condition reason and Event reason
+in one place (one name per meaning, whichever front door says it).
 
 ``lastTransitionTime`` changes only when a condition's status changes; ``observedGeneration`` is always
 set. Functions are pure: they return new lists and never mutate their input.
@@ -106,3 +107,30 @@ TENANT_INVALID = "TenantInvalid"
 TEMPLATE_NOT_FOUND = "TemplateNotFound"
 POLICY_NOT_FOUND = "PolicyNotFound"
 LOAD_BALANCER_PENDING = "LoadBalancerPending"
+
+# Reasons of the session-Pod front door
+INVALID_SESSION_HASH = "InvalidSessionHash"  # the Pod's session hash label is not one
+
+# Event reasons beyond the condition reasons above (Warning Events say a problem with its condition reason).
+# A Cloudflare or Kubernetes object made, or seen in place, for a source object (Normal):
+# IDENTITY_PROVIDER_READY and TUNNEL_READY above, and
+ACCESS_APPLICATION_READY = "AccessApplicationReady"
+ACCESS_POLICY_READY = "AccessPolicyReady"
+TUNNEL_RULE_READY = "TunnelRuleReady"  # formerly TunnelRouteReady on ChuteGateways (README: renames)
+DNS_RECORD_READY = "DNSRecordReady"
+SERVICE_TOKEN_READY = "ServiceTokenReady"
+SERVICE_TOKEN_ROTATED = "ServiceTokenRotated"
+PUBLISHED = "Published"
+# ... and removed (Normal):
+ACCESS_APPLICATION_REMOVED = "AccessApplicationRemoved"
+ACCESS_POLICY_REMOVED = "AccessPolicyRemoved"
+TUNNEL_RULE_REMOVED = "TunnelRuleRemoved"  # formerly TunnelRouteRemoved on ChuteGateways
+DNS_RECORD_REMOVED = "DNSRecordRemoved"
+SERVICE_TOKEN_REMOVED = "ServiceTokenRemoved"
+TUNNEL_REMOVED = "TunnelRemoved"
+HOSTNAME_REMOVED = "HostnameRemoved"  # a hostname the source object no longer asks for
+HOSTNAME_HANDED_OVER = "HostnameHandedOver"  # released to the sources that were refused it
+UNPUBLISHED = "Unpublished"
+# The orphan sweep (on the scope object: a ChuteConfig, a tenant, the operator's Pod)
+ORPHANS_REMOVED = "OrphansRemoved"
+SWEEP_CAP_REACHED = "SweepCapReached"  # Warning: the deletion cap held removals back

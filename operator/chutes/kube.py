@@ -12,9 +12,9 @@ import inspect
 import json
 import logging
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import kopf
 from kubernetes_asyncio import client, config
@@ -24,6 +24,10 @@ from kubernetes_asyncio.config.config_exception import ConfigException
 SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 MERGE_PATCH = "application/merge-patch+json"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+NOT_FOUND = 404
+CONFLICT = 409  # a create: one of the name exists; a conditional write: its precondition no longer holds
+
+T = TypeVar("T")
 
 
 class _NoResponseBodies(logging.Filter):
@@ -87,35 +91,49 @@ async def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInf
 # --- reads and writes the front doors need -------------------------------------------------------
 
 
-def _missing(exc: ApiException) -> bool:
-    return exc.status == 404
+async def _unless(status: int, call: Awaitable[T]) -> T | None:
+    """What `call` returns; ``None`` when the API answers `status` instead (:data:`NOT_FOUND`: the object is
+    missing; :data:`CONFLICT` for a create: one of the name exists). Any other error is raised."""
+    try:
+        return await call
+    except ApiException as exc:
+        if exc.status == status:
+            return None
+        raise
 
 
-def _gone_unless_stale(exc: ApiException, stale: str, *, uid: bool = False) -> None:
-    """For a conditional write that failed with `exc`: return when the object is gone (404, the caller says
-    so), raise :class:`StaleObject` (`stale`) when its precondition no longer holds (409; with `uid`, also the
-    422 of a changed ``metadata.uid``), else raise `exc` again."""
-    if _missing(exc):
-        return
-    if exc.status == 409 or (uid and exc.status == 422 and "metadata.uid" in str(exc.body)):
-        raise StaleObject(stale) from None
-    raise exc
+async def _succeeds(status: int, call: Awaitable[Any]) -> bool:
+    """:func:`_unless` for a call whose result does not matter: False when the API answers `status`."""
+    return await _unless(status, _true_after(call)) is not None
+
+
+async def _true_after(call: Awaitable[Any]) -> bool:
+    await call
+    return True
+
+
+async def _unless_gone(call: Awaitable[T], stale: str, *, uid: bool = False) -> T | None:
+    """For a conditional write: what `call` returns; ``None`` when the object is gone (404); :class:`StaleObject`
+    (`stale`) when its precondition no longer holds (409; with `uid`, also the 422 of a changed
+    ``metadata.uid``)."""
+    try:
+        return await call
+    except ApiException as exc:
+        if exc.status == NOT_FOUND:
+            return None
+        if exc.status == CONFLICT or (uid and exc.status == 422 and "metadata.uid" in str(exc.body)):
+            raise StaleObject(stale) from None
+        raise
 
 
 async def get_custom(
     api: client.ApiClient, group: str, version: str, plural: str, name: str, namespace: str | None = None
 ) -> dict[str, Any] | None:
     objects = client.CustomObjectsApi(api)
-    try:
-        if namespace is None:
-            found = await objects.get_cluster_custom_object(group, version, plural, name)
-        else:
-            found = await objects.get_namespaced_custom_object(group, version, namespace, plural, name)
-    except ApiException as exc:
-        if _missing(exc):
-            return None
-        raise
-    return dict(found)
+    found = await _unless(NOT_FOUND, objects.get_cluster_custom_object(group, version, plural, name)
+                          if namespace is None else
+                          objects.get_namespaced_custom_object(group, version, namespace, plural, name))
+    return None if found is None else dict(found)
 
 
 async def list_custom(
@@ -149,29 +167,23 @@ async def patch_custom_status(
     body: dict[str, Any] = {"status": status}
     if resource_version:
         body["metadata"] = {"resourceVersion": resource_version}
-    try:
-        if namespace is None:
-            result = await objects.patch_cluster_custom_object_status(
-                group, version, plural, name, body, _content_type=MERGE_PATCH
-            )
-        else:
-            result = await objects.patch_namespaced_custom_object_status(
-                group, version, namespace, plural, name, body, _content_type=MERGE_PATCH
-            )
-    except ApiException as exc:
-        _gone_unless_stale(exc, f"{plural}/{name} changed since it was read")
+    if namespace is None:
+        call = objects.patch_cluster_custom_object_status(group, version, plural, name, body,
+                                                          _content_type=MERGE_PATCH)
+    else:
+        call = objects.patch_namespaced_custom_object_status(group, version, namespace, plural, name, body,
+                                                             _content_type=MERGE_PATCH)
+    result = await _unless_gone(call, f"{plural}/{name} changed since it was read")
+    if result is None:
         return None
     return str(result.get("metadata", {}).get("resourceVersion") or "") or None
 
 
 async def read_secret_value(api: client.ApiClient, namespace: str, name: str, key: str) -> str | None:
     """The decoded value of one key; ``None`` if the Secret is missing; ``KeyError`` if the key is."""
-    try:
-        secret = await client.CoreV1Api(api).read_namespaced_secret(name, namespace)
-    except ApiException as exc:
-        if _missing(exc):
-            return None
-        raise
+    secret = await _unless(NOT_FOUND, client.CoreV1Api(api).read_namespaced_secret(name, namespace))
+    if secret is None:
+        return None
     data = secret.data or {}
     if key not in data:
         raise KeyError(key)
@@ -179,13 +191,7 @@ async def read_secret_value(api: client.ApiClient, namespace: str, name: str, ke
 
 
 async def service_exists(api: client.ApiClient, namespace: str, name: str) -> bool:
-    try:
-        await client.CoreV1Api(api).read_namespaced_service(name, namespace)
-    except ApiException as exc:
-        if _missing(exc):
-            return False
-        raise
-    return True
+    return await _succeeds(NOT_FOUND, client.CoreV1Api(api).read_namespaced_service(name, namespace))
 
 
 class NotOurs(Exception):
@@ -232,17 +238,11 @@ async def apply_secret(api: client.ApiClient, manifest: dict[str, Any], owned_by
     meta = manifest["metadata"]
     wanted = {k: base64.b64encode(v.encode()).decode() for k, v in manifest.get("stringData", {}).items()}
     body = {**{k: v for k, v in manifest.items() if k != "stringData"}, "data": wanted}
-    try:
-        current = await core.read_namespaced_secret(meta["name"], meta["namespace"])
-    except ApiException as exc:
-        if not _missing(exc):
-            raise
-        try:
-            await core.create_namespaced_secret(meta["namespace"], cast(Any, body))
+    current = await _unless(NOT_FOUND, core.read_namespaced_secret(meta["name"], meta["namespace"]))
+    if current is None:
+        if await _succeeds(CONFLICT, core.create_namespaced_secret(meta["namespace"], cast(Any, body))):
             return True
-        except ApiException as created:
-            if created.status != 409:  # 409: created meanwhile (an overlapping reconcile): compare with it
-                raise
+        # created meanwhile (an overlapping reconcile): compare with it
         current = await core.read_namespaced_secret(meta["name"], meta["namespace"])
     if not is_ours(current.metadata, owned_by, _controller_uid(manifest)):
         raise NotOurs("Secret", meta["namespace"], meta["name"], owned_by)
@@ -261,17 +261,12 @@ async def apply_deployment(api: client.ApiClient, manifest: dict[str, Any],
     :class:`NotOurs`."""
     apps = client.AppsV1Api(api)
     meta = manifest["metadata"]
-    try:
-        current = await apps.read_namespaced_deployment(meta["name"], meta["namespace"])
-    except ApiException as exc:
-        if not _missing(exc):
-            raise
-        try:
-            created = await apps.create_namespaced_deployment(meta["namespace"], cast(Any, manifest))
+    current = await _unless(NOT_FOUND, apps.read_namespaced_deployment(meta["name"], meta["namespace"]))
+    if current is None:
+        created = await _unless(CONFLICT, apps.create_namespaced_deployment(meta["namespace"], cast(Any, manifest)))
+        if created is not None:
             return dict(api.sanitize_for_serialization(created.status) or {})
-        except ApiException as conflict:
-            if conflict.status != 409:  # 409: created meanwhile (an overlapping reconcile): compare with it
-                raise
+        # created meanwhile (an overlapping reconcile): compare with it
         current = await apps.read_namespaced_deployment(meta["name"], meta["namespace"])
     current_dict = api.sanitize_for_serialization(current)
     if not is_ours(current_dict["metadata"], owned_by, _controller_uid(manifest)):
@@ -308,42 +303,30 @@ async def delete_namespaced(api: client.ApiClient, kind: str, namespace: str, na
     """Delete a Secret or Deployment that is ours (:func:`is_ours`); False when it was already gone.
     :class:`NotOurs` (nothing deleted) when one of the name exists without our labels. The delete is
     conditional on the uid read, so an object created meanwhile under the name is never deleted."""
-    try:
-        if kind == "Secret":
-            found: Any = await client.CoreV1Api(api).read_namespaced_secret(name, namespace)
-        elif kind == "Deployment":
-            found = await client.AppsV1Api(api).read_namespaced_deployment(name, namespace)
-        else:
-            raise ValueError(f"unsupported kind {kind}")
-    except ApiException as exc:
-        if _missing(exc):
-            return False
-        raise
+    if kind == "Secret":
+        found: Any = await _unless(NOT_FOUND, client.CoreV1Api(api).read_namespaced_secret(name, namespace))
+    elif kind == "Deployment":
+        found = await _unless(NOT_FOUND, client.AppsV1Api(api).read_namespaced_deployment(name, namespace))
+    else:
+        raise ValueError(f"unsupported kind {kind}")
+    if found is None:
+        return False
     if not is_ours(found.metadata, owned_by, controller_uid):
         raise NotOurs(kind, namespace, name, owned_by)
     options: Any = {"preconditions": {"uid": found.metadata.uid}}
-    try:
-        if kind == "Secret":
-            await client.CoreV1Api(api).delete_namespaced_secret(name, namespace, body=options)
-        else:
-            await client.AppsV1Api(api).delete_namespaced_deployment(name, namespace, body=options)
-    except ApiException as exc:
-        _gone_unless_stale(exc, f"{kind} {namespace}/{name} is not the object it was")
-        return False
-    return True
+    if kind == "Secret":
+        call = client.CoreV1Api(api).delete_namespaced_secret(name, namespace, body=options)
+    else:
+        call = client.AppsV1Api(api).delete_namespaced_deployment(name, namespace, body=options)
+    return await _unless_gone(_true_after(call), f"{kind} {namespace}/{name} is not the object it was") or False
 
 
 async def deployment_status(api: client.ApiClient, namespace: str, name: str,
                             owned_by: Mapping[str, str] | None = None,
                             controller_uid: str | None = None) -> dict[str, Any] | None:
     """The Deployment's status; ``None`` when it is missing, or (with ``owned_by``) not ours (:func:`is_ours`)."""
-    try:
-        current = await client.AppsV1Api(api).read_namespaced_deployment(name, namespace)
-    except ApiException as exc:
-        if _missing(exc):
-            return None
-        raise
-    if owned_by is not None and not is_ours(current.metadata, owned_by, controller_uid):
+    current = await _unless(NOT_FOUND, client.AppsV1Api(api).read_namespaced_deployment(name, namespace))
+    if current is None or (owned_by is not None and not is_ours(current.metadata, owned_by, controller_uid)):
         return None
     return dict(api.sanitize_for_serialization(current.status) or {})
 
@@ -353,13 +336,8 @@ async def deployment_status(api: client.ApiClient, namespace: str, name: str,
 
 async def read_configmap(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any] | None:
     """The ConfigMap as a plain dict (``metadata``, ``data``), ``None`` if missing."""
-    try:
-        found = await client.CoreV1Api(api).read_namespaced_config_map(name, namespace)
-    except ApiException as exc:
-        if _missing(exc):
-            return None
-        raise
-    return dict(api.sanitize_for_serialization(found))
+    found = await _unless(NOT_FOUND, client.CoreV1Api(api).read_namespaced_config_map(name, namespace))
+    return None if found is None else dict(api.sanitize_for_serialization(found))
 
 
 async def list_configmaps(api: client.ApiClient, namespace: str, label_selector: str) -> list[dict[str, Any]]:
@@ -373,11 +351,8 @@ async def apply_configmap(api: client.ApiClient, namespace: str, name: str, labe
     core = client.CoreV1Api(api)
     body: dict[str, Any] = {"apiVersion": "v1", "kind": "ConfigMap",
                             "metadata": {"name": name, "namespace": namespace, "labels": labels}, "data": data}
-    try:
-        current = await core.read_namespaced_config_map(name, namespace)
-    except ApiException as exc:
-        if not _missing(exc):
-            raise
+    current = await _unless(NOT_FOUND, core.read_namespaced_config_map(name, namespace))
+    if current is None:
         await core.create_namespaced_config_map(namespace, cast(Any, body))
         return True
     if (current.data or {}) == data and (current.metadata.labels or {}) == labels:
@@ -387,28 +362,29 @@ async def apply_configmap(api: client.ApiClient, namespace: str, name: str, labe
     return True
 
 
+async def replace_configmap(api: client.ApiClient, namespace: str, name: str, body: dict[str, Any]) -> bool:
+    """Replace a ConfigMap, conditional on the ``metadata.resourceVersion`` in ``body``; False (nothing written)
+    when it is gone or changed since it was read."""
+    call = client.CoreV1Api(api).replace_namespaced_config_map(name, namespace, cast(Any, body))
+    try:
+        return await _unless_gone(_true_after(call), f"configmaps/{name} changed since it was read") or False
+    except StaleObject:
+        return False
+
+
 async def delete_configmap(api: client.ApiClient, namespace: str, name: str, uid: str | None = None) -> bool:
     """False when it was already gone. With ``uid``: only that very object (a precondition), else
     :class:`StaleObject` (the name now holds another one)."""
     options: Any = {"preconditions": {"uid": uid}} if uid else None
-    try:
-        await client.CoreV1Api(api).delete_namespaced_config_map(name, namespace, body=options)
-    except ApiException as exc:
-        _gone_unless_stale(exc, f"configmaps/{name} is not the object it was")
-        return False
-    return True
+    call = client.CoreV1Api(api).delete_namespaced_config_map(name, namespace, body=options)
+    return await _unless_gone(_true_after(call), f"configmaps/{name} is not the object it was") or False
 
 
 async def create_configmap(api: client.ApiClient, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
     """Create a ConfigMap; the created object as a plain dict, ``None`` when one of that name exists (409):
     an atomic "first one wins" for callers that derive the name from what they claim."""
-    try:
-        created = await client.CoreV1Api(api).create_namespaced_config_map(namespace, cast(Any, body))
-    except ApiException as exc:
-        if exc.status == 409:
-            return None
-        raise
-    return dict(api.sanitize_for_serialization(created))
+    created = await _unless(CONFLICT, client.CoreV1Api(api).create_namespaced_config_map(namespace, cast(Any, body)))
+    return None if created is None else dict(api.sanitize_for_serialization(created))
 
 
 async def patch_configmap(api: client.ApiClient, namespace: str, name: str,
@@ -417,12 +393,9 @@ async def patch_configmap(api: client.ApiClient, namespace: str, name: str,
     ``None`` when it is gone. A ``metadata.uid`` or ``resourceVersion`` in ``patch`` acts as a precondition:
     :class:`StaleObject` when the object is no longer that one (409, or 422 for an immutable uid)."""
     core: Any = client.CoreV1Api(api)  # untyped: the stubs do not know `_content_type`
-    try:
-        patched = await core.patch_namespaced_config_map(name, namespace, patch, _content_type=MERGE_PATCH)
-    except ApiException as exc:
-        _gone_unless_stale(exc, f"configmaps/{name} is not the object it was", uid=True)
-        return None
-    return dict(api.sanitize_for_serialization(patched))
+    patched = await _unless_gone(core.patch_namespaced_config_map(name, namespace, patch, _content_type=MERGE_PATCH),
+                                 f"configmaps/{name} is not the object it was", uid=True)
+    return None if patched is None else dict(api.sanitize_for_serialization(patched))
 
 
 async def patch_custom_metadata(api: client.ApiClient, group: str, version: str, plural: str, name: str,
@@ -430,18 +403,13 @@ async def patch_custom_metadata(api: client.ApiClient, group: str, version: str,
     """Merge-patch ``metadata`` (annotations: ``None`` removes a key) of a namespaced object, or of a
     cluster-scoped one (``namespace`` None). False when the object is gone."""
     objects: Any = client.CustomObjectsApi(api)  # `_content_type` is accepted, though not in the stubs
-    try:
-        if namespace is None:
-            await objects.patch_cluster_custom_object(group, version, plural, name, {"metadata": metadata},
+    if namespace is None:
+        call = objects.patch_cluster_custom_object(group, version, plural, name, {"metadata": metadata},
+                                                   _content_type=MERGE_PATCH)
+    else:
+        call = objects.patch_namespaced_custom_object(group, version, namespace, plural, name, {"metadata": metadata},
                                                       _content_type=MERGE_PATCH)
-        else:
-            await objects.patch_namespaced_custom_object(group, version, namespace, plural, name,
-                                                         {"metadata": metadata}, _content_type=MERGE_PATCH)
-    except ApiException as exc:
-        if _missing(exc):
-            return False
-        raise
-    return True
+    return await _succeeds(NOT_FOUND, call)
 
 
 async def remove_finalizer(api: client.ApiClient, group: str, version: str, plural: str, name: str,
@@ -455,25 +423,14 @@ async def remove_finalizer(api: client.ApiClient, group: str, version: str, plur
     patch = [{"op": "test", "path": "/metadata/finalizers", "value": finalizers},
              {"op": "replace", "path": "/metadata/finalizers", "value": [f for f in finalizers if f != finalizer]}]
     objects: Any = client.CustomObjectsApi(api)
-    try:
-        await objects.patch_namespaced_custom_object(
-            group, version, namespace, plural, name, patch, _content_type="application/json-patch+json")
-    except ApiException as exc:
-        if _missing(exc):
-            return False
-        raise
-    return True
+    return await _succeeds(NOT_FOUND, objects.patch_namespaced_custom_object(
+        group, version, namespace, plural, name, patch, _content_type="application/json-patch+json"))
 
 
 async def read_service(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any] | None:
     """The Service as a plain dict, ``None`` if missing."""
-    try:
-        found = await client.CoreV1Api(api).read_namespaced_service(name, namespace)
-    except ApiException as exc:
-        if _missing(exc):
-            return None
-        raise
-    return dict(api.sanitize_for_serialization(found))
+    found = await _unless(NOT_FOUND, client.CoreV1Api(api).read_namespaced_service(name, namespace))
+    return None if found is None else dict(api.sanitize_for_serialization(found))
 
 
 # --- coordination.k8s.io Leases (one writer per Cloudflare tunnel) ------------------------------------
@@ -491,26 +448,21 @@ async def _json(response: Any) -> dict[str, Any]:
     return dict(json.loads(data))
 
 
+async def _raw_json(call: Awaitable[Any]) -> dict[str, Any]:
+    """:func:`_json` of the raw response `call` returns."""
+    return await _json(await call)
+
+
 async def read_lease(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any] | None:
     """The Lease as a plain JSON dict, ``None`` if missing."""
     leases: Any = client.CoordinationV1Api(api)  # untyped: `_preload_content=False` returns the raw response
-    try:
-        return await _json(await leases.read_namespaced_lease(name, namespace, _preload_content=False))
-    except ApiException as exc:
-        if _missing(exc):
-            return None
-        raise
+    return await _unless(NOT_FOUND, _raw_json(leases.read_namespaced_lease(name, namespace, _preload_content=False)))
 
 
 async def create_lease(api: client.ApiClient, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
     """Create a Lease; the created object, ``None`` when one of that name exists (409)."""
     leases: Any = client.CoordinationV1Api(api)
-    try:
-        return await _json(await leases.create_namespaced_lease(namespace, body, _preload_content=False))
-    except ApiException as exc:
-        if exc.status == 409:
-            return None
-        raise
+    return await _unless(CONFLICT, _raw_json(leases.create_namespaced_lease(namespace, body, _preload_content=False)))
 
 
 async def replace_lease(api: client.ApiClient, namespace: str, name: str,
@@ -518,11 +470,8 @@ async def replace_lease(api: client.ApiClient, namespace: str, name: str,
     """Replace a Lease, conditional on the ``metadata.resourceVersion`` in ``body`` (:class:`StaleObject`
     when it moved on); the new object, ``None`` when it is gone."""
     leases: Any = client.CoordinationV1Api(api)
-    try:
-        return await _json(await leases.replace_namespaced_lease(name, namespace, body, _preload_content=False))
-    except ApiException as exc:
-        _gone_unless_stale(exc, f"leases/{name} changed since it was read")
-        return None
+    return await _unless_gone(_raw_json(leases.replace_namespaced_lease(name, namespace, body, _preload_content=False)),
+                              f"leases/{name} changed since it was read")
 
 
 # --- session Pods and labelled custom objects (the session-Pod front door) ----------------------------
@@ -593,13 +542,8 @@ async def create_custom(
     api: client.ApiClient, group: str, version: str, plural: str, namespace: str, body: dict[str, Any]
 ) -> bool:
     """Create a namespaced custom object; False when one of that name exists already (409)."""
-    try:
-        await client.CustomObjectsApi(api).create_namespaced_custom_object(group, version, namespace, plural, body)
-    except ApiException as exc:
-        if exc.status == 409:
-            return False
-        raise
-    return True
+    return await _succeeds(CONFLICT, client.CustomObjectsApi(api).create_namespaced_custom_object(
+        group, version, namespace, plural, body))
 
 
 async def patch_custom(
@@ -607,27 +551,16 @@ async def patch_custom(
 ) -> bool:
     """Merge-patch a namespaced custom object (lists in ``body`` replace the current ones); False when gone."""
     objects: Any = client.CustomObjectsApi(api)  # untyped: the stubs do not know `_content_type`
-    try:
-        await objects.patch_namespaced_custom_object(group, version, namespace, plural, name, body,
-                                                     _content_type=MERGE_PATCH)
-    except ApiException as exc:
-        if _missing(exc):
-            return False
-        raise
-    return True
+    return await _succeeds(NOT_FOUND, objects.patch_namespaced_custom_object(group, version, namespace, plural, name,
+                                                                             body, _content_type=MERGE_PATCH))
 
 
 async def delete_custom(
     api: client.ApiClient, group: str, version: str, plural: str, namespace: str, name: str
 ) -> bool:
     """Delete a namespaced custom object; False when it was already gone."""
-    try:
-        await client.CustomObjectsApi(api).delete_namespaced_custom_object(group, version, namespace, plural, name)
-    except ApiException as exc:
-        if _missing(exc):
-            return False
-        raise
-    return True
+    return await _succeeds(NOT_FOUND, client.CustomObjectsApi(api).delete_namespaced_custom_object(
+        group, version, namespace, plural, name))
 
 
 async def post_event(api: client.ApiClient, involved: dict[str, Any], type_: str, reason: str, message: str,

@@ -6,6 +6,7 @@ delete and list methods; every failure is one of the exceptions in `errors`.
 
 from __future__ import annotations
 
+from . import models
 from .budget import RequestBudget, shared_budget
 from .client import CloudflareClient
 from .core import CloudflareCore
@@ -26,20 +27,7 @@ from .errors import (
     Unroutable,
     translate,
 )
-from .models import (
-    AccessApp,
-    AccessAppSpec,
-    AppPolicySpec,
-    DesiredRecord,
-    DnsRecord,
-    IdentityProvider,
-    IngressRule,
-    Policy,
-    Recorded,
-    ServiceToken,
-    Tunnel,
-    Zone,
-)
+from .models import *  # noqa: F403  (the value objects: models.__all__, exported below)
 from .ownership import Ownership, is_ours, legacy_marker, marker, marker_fits, marks, parse
 from .tunnel_config import (
     Edit,
@@ -54,43 +42,31 @@ from .tunnel_config import (
 )
 
 __all__ = [
-    "AccessApp",
-    "AccessAppSpec",
-    "AppPolicySpec",
     "CloudflareClient",
     "CloudflareCore",
     "CloudflareError",
     "Conflict",
     "CredentialsInvalid",
-    "DesiredRecord",
-    "DnsRecord",
     "DnsSync",
     "DnsWriter",
     "DryRunStop",
     "Edit",
-    "IdentityProvider",
-    "IngressRule",
     "InvalidInput",
     "MarkerTooLong",
     "NotFound",
     "OutcomeUnknown",
     "Ownership",
-    "Policy",
     "RateLimited",
-    "Recorded",
     "RemoveRule",
     "RequestBudget",
     "RulePredicate",
     "RuleSync",
-    "ServiceToken",
     "SetRule",
     "SyncRules",
     "TransientError",
-    "Tunnel",
     "TunnelConfigWriter",
     "TunnelLock",
     "Unroutable",
-    "Zone",
     "is_ours",
     "legacy_marker",
     "marker",
@@ -103,3 +79,5 @@ __all__ = [
     "token_defect",
     "translate",
 ]
+__all__ += models.__all__  # the value objects and their naming helpers, listed once (in models)
+__all__.sort()

@@ -60,7 +60,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import drift
-from .access_view import ACCESS_PER_PAGE, AppView
+from .access_view import AppView, list_access
 from .client import CloudflareClient, to_wire
 from .errors import Conflict, NotFound, RateLimited, TransientError
 from .models import (
@@ -402,13 +402,8 @@ def revocation(current: Policy, spec: AppPolicySpec) -> AppPolicySpec | None:
 
 
 async def _find_app_policy(client: CloudflareClient, account_id: str, app_id: str, name: str) -> Policy | None:
-    items = await client.list_all(
-        "access.app_policies.list",
-        client.sdk.zero_trust.access.applications.policies.list,
-        app_id,
-        account_id=account_id,
-        per_page=ACCESS_PER_PAGE,
-    )
+    items = await list_access(client, "access.app_policies.list",
+                              client.sdk.zero_trust.access.applications.policies.list, account_id, app_id)
     policies = [policy_from_wire(item) for item in items]
     return next((p for p in policies if p.name == name and not p.reusable), None)
 
@@ -489,16 +484,7 @@ async def delete_app_policy(client: CloudflareClient, view: AppView, app_id: str
 
 async def find_reusable_policy(client: CloudflareClient, account_id: str, name: str) -> Policy | None:
     """The account-level (reusable) policy named exactly `name`, or None."""
-    items = await client.list_all(
-        "access.policies.list",
-        client.sdk.zero_trust.access.policies.list,
-        account_id=account_id,
-        per_page=ACCESS_PER_PAGE,
-    )
-    for item in items:
-        if item.get("name") == name:
-            return dataclasses.replace(policy_from_wire(item), reusable=True)
-    return None
+    return next((policy for policy in await list_reusable_policies(client, account_id) if policy.name == name), None)
 
 
 def _idp_from_wire(data: dict[str, Any]) -> IdentityProvider:
@@ -508,9 +494,7 @@ def _idp_from_wire(data: dict[str, Any]) -> IdentityProvider:
 
 
 async def _find_otp(client: CloudflareClient, account_id: str) -> IdentityProvider | None:
-    items = await client.list_all(
-        "idps.list", client.sdk.zero_trust.identity_providers.list, account_id=account_id, per_page=ACCESS_PER_PAGE
-    )
+    items = await list_access(client, "idps.list", client.sdk.zero_trust.identity_providers.list, account_id)
     return next((_idp_from_wire(i) for i in items if i.get("type") == OTP_TYPE), None)
 
 
@@ -550,13 +534,8 @@ def _token_from_wire(data: dict[str, Any], *, with_secret: bool) -> ServiceToken
 
 
 async def _named_tokens(client: CloudflareClient, account_id: str, name: str) -> list[ServiceToken]:
-    items = await client.list_all(
-        "service_tokens.list",
-        client.sdk.zero_trust.access.service_tokens.list,
-        account_id=account_id,
-        name=name,
-        per_page=ACCESS_PER_PAGE,
-    )
+    items = await list_access(client, "service_tokens.list", client.sdk.zero_trust.access.service_tokens.list,
+                              account_id, name=name)
     return [_token_from_wire(i, with_secret=False) for i in items if i.get("name") == name]
 
 
@@ -645,12 +624,7 @@ async def find_app_policy(client: CloudflareClient, account_id: str, app_id: str
 
 async def list_reusable_policies(client: CloudflareClient, account_id: str) -> list[Policy]:
     """Every account-level (reusable) policy, in one listing."""
-    items = await client.list_all(
-        "access.policies.list",
-        client.sdk.zero_trust.access.policies.list,
-        account_id=account_id,
-        per_page=ACCESS_PER_PAGE,
-    )
+    items = await list_access(client, "access.policies.list", client.sdk.zero_trust.access.policies.list, account_id)
     return [dataclasses.replace(policy_from_wire(item), reusable=True) for item in items]
 
 

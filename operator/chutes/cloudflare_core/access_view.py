@@ -20,7 +20,7 @@ caller's decision (see :mod:`.access`).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,9 +29,16 @@ from .client import CloudflareClient
 from .coalescing import CoalescingWriter, Request
 from .errors import CloudflareError
 
-__all__ = ["ACCESS_PER_PAGE", "AppEntry", "AppView"]
+__all__ = ["ACCESS_PER_PAGE", "AppEntry", "AppView", "list_access"]
 
 ACCESS_PER_PAGE = 1000
+
+
+async def list_access(client: CloudflareClient, op: str, fn: Callable[..., Awaitable[Any]], account_id: str,
+                      *args: Any, **filters: Any) -> list[dict[str, Any]]:
+    """Every item of one of the account's Access listings (applications, policies, identity providers, service
+    tokens), as wire dicts, `ACCESS_PER_PAGE` a page."""
+    return await client.list_all(op, fn, *args, account_id=account_id, per_page=ACCESS_PER_PAGE, **filters)
 
 
 @dataclass(frozen=True)
@@ -103,12 +110,8 @@ class AppView(CoalescingWriter[_Listing]):
         began, learned = self.clock(), datetime.now(UTC)
         self._listing_began = began
         try:
-            items = await self.client.list_all(
-                "access.apps.list",
-                self.client.sdk.zero_trust.access.applications.list,
-                account_id=self.account_id,
-                per_page=ACCESS_PER_PAGE,
-            )
+            listing = self.client.sdk.zero_trust.access.applications.list
+            items = await list_access(self.client, "access.apps.list", listing, self.account_id)
         except BaseException as error:
             joined, self._joined, self._listing_began, self._writes = self._joined, [], None, []
             failure = error if isinstance(error, Exception) else CloudflareError(f"the {self.label} was cancelled")

@@ -4,7 +4,7 @@ paginated listing each (the account's Access applications are listed by its `App
 from __future__ import annotations
 
 from .access import _token_from_wire
-from .access_view import ACCESS_PER_PAGE
+from .access_view import list_access
 from .client import CloudflareClient
 from .models import ServiceToken, Zone
 from .zones import zone_from_wire
@@ -16,12 +16,8 @@ ZONES_PER_PAGE = 50
 
 async def list_service_tokens(client: CloudflareClient, account_id: str) -> list[ServiceToken]:
     """Every service token of the account (never with a secret)."""
-    items = await client.list_all(
-        "service_tokens.list",
-        client.sdk.zero_trust.access.service_tokens.list,
-        account_id=account_id,
-        per_page=ACCESS_PER_PAGE,
-    )
+    items = await list_access(client, "service_tokens.list", client.sdk.zero_trust.access.service_tokens.list,
+                              account_id)
     return [_token_from_wire(item, with_secret=False) for item in items]
 
 

@@ -24,8 +24,10 @@ __all__ = [
     "ServiceToken",
     "Tunnel",
     "Zone",
+    "cname_target",
     "normalize_name",
     "parse_time",
+    "tunnel_of",
 ]
 
 _HOSTNAME = re.compile(r"^(\*\.)?([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
@@ -57,6 +59,23 @@ _ORIGIN_REQUEST_KEYS = {
 def normalize_name(name: str) -> str:
     """A DNS name as Cloudflare reports it: lower case, no trailing dot."""
     return name.strip().rstrip(".").lower()
+
+
+TUNNEL_CNAME_SUFFIX = ".cfargotunnel.com"
+
+
+def cname_target(tunnel_id: str) -> str:
+    """What a proxied CNAME points to so that its hostname goes through tunnel `tunnel_id`."""
+    return f"{tunnel_id}{TUNNEL_CNAME_SUFFIX}"
+
+
+def tunnel_of(content: str) -> str | None:
+    """The tunnel id a CNAME target ``<id>.cfargotunnel.com`` routes to (:func:`cname_target`), else None."""
+    target = normalize_name(content)
+    if not target.endswith(TUNNEL_CNAME_SUFFIX):
+        return None
+    tunnel = target.removesuffix(TUNNEL_CNAME_SUFFIX)
+    return tunnel if tunnel and "." not in tunnel else None
 
 
 def _camel_keys(value: Any) -> Any:

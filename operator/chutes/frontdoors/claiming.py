@@ -30,7 +30,8 @@ from chutes.cloudflare_core import (
     OutcomeUnknown,
     Unroutable,
 )
-from chutes.frontdoors.problems import CONFLICT_RETRY, MISSING_RETRY, Problem, problem_from_cloudflare
+from chutes.frontdoors.problems import Problem, problem_from_cloudflare
+from chutes.frontdoors.retries import CONFLICT_RETRY, LOST_RETRY, MISSING_RETRY
 
 __all__ = [
     "ACCESS_APP",
@@ -60,7 +61,6 @@ ACCESS_POLICY = "access_policy"
 SERVICE_TOKEN = "service_token"
 TUNNEL_RULE = "tunnel_rule"
 DNS = "dns"
-LOST_RETRY = 5.0  # a claim that vanished under us: acquire it again soon
 RulePredicate = Callable[[Mapping[str, Any]], bool]
 
 

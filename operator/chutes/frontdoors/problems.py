@@ -1,14 +1,17 @@
 """Why a source object could not be reconciled, when to try again, and where Events go; shared by the
 front doors.
 
-A :class:`Problem` carries a condition reason, a message naming what is wrong, and a retry delay: ``None``
-when only a change of the source object (or what it refers to) can help (kopf ``PermanentError``).
+A :class:`Problem` carries a condition reason, a message naming what is wrong, and a retry delay (one of
+:mod:`chutes.frontdoors.retries`): ``None`` when only a change of the source object (or what it refers to)
+can help (kopf ``PermanentError``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
+
+import kopf
 
 from chutes import conditions as c
 from chutes.cloudflare_core import (
@@ -21,15 +24,9 @@ from chutes.cloudflare_core import (
     RateLimited,
     TransientError,
 )
+from chutes.frontdoors.retries import CREDENTIALS_RETRY, FOREIGN_RETRY, TRANSIENT_RETRY
 
 T = TypeVar("T")
-
-MISSING_RETRY = 30.0  # a config, tenant, template, Secret or Service that may appear
-CONFLICT_RETRY = 60.0  # another source object holds the hostname (cheap: no Cloudflare call)
-POLICY_RETRY = 60.0  # a reusable Access policy that may be created
-FOREIGN_RETRY = 300.0  # an object in Cloudflare that is not ours is in the way
-CREDENTIALS_RETRY = 120.0
-TRANSIENT_RETRY = 10.0  # the least wait after Cloudflare failed or limited us (also for `Retry-After: 0`)
 
 
 class Problem(Exception):
@@ -38,6 +35,20 @@ class Problem(Exception):
         self.reason = reason
         self.message = message
         self.delay = delay
+
+
+def to_kopf(problem: Problem) -> Exception:
+    """What a kopf handler raises for `problem`: a retry after its delay, else a permanent error."""
+    if problem.delay is None:
+        return kopf.PermanentError(f"{problem.reason}: {problem.message}")
+    return kopf.TemporaryError(f"{problem.reason}: {problem.message}", delay=problem.delay)
+
+
+def already_said(conditions: Iterable[Mapping[str, Any]] | None, problem: Problem) -> bool:
+    """Whether the Ready condition among `conditions` says `problem` already (its Warning Event was posted when
+    it was written): one Warning Event per distinct problem, not one per retry."""
+    ready = c.find(conditions, c.READY)
+    return ready is not None and (ready.get("reason"), ready.get("message")) == (problem.reason, problem.message)
 
 
 def problem_from_cloudflare(exc: CloudflareError, doing: str) -> Problem:

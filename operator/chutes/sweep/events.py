@@ -6,12 +6,11 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from chutes import conditions as c
 from chutes.sweep.engine import SweepReport
 
-__all__ = ["ORPHANS_REMOVED", "SWEEP_CAP_REACHED", "announce"]
+__all__ = ["announce"]
 
-SWEEP_CAP_REACHED = "SweepCapReached"
-ORPHANS_REMOVED = "OrphansRemoved"
 SHOWN = 5
 
 
@@ -27,6 +26,6 @@ def announce(report: SweepReport | None, events: Events) -> None:
     if report.deleted and report.enforced:
         shown = ", ".join(deletion.describe() for deletion in report.deleted[:SHOWN])
         more = f" and {len(report.deleted) - SHOWN} more" if len(report.deleted) > SHOWN else ""
-        events.normal(ORPHANS_REMOVED, f"orphan sweep removed {shown}{more}")
+        events.normal(c.ORPHANS_REMOVED, f"orphan sweep removed {shown}{more}")
     if report.capped:
-        events.warning(SWEEP_CAP_REACHED, report.cap_message())
+        events.warning(c.SWEEP_CAP_REACHED, report.cap_message())

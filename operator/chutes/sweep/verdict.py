@@ -42,7 +42,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from chutes.cloudflare_core.errors import InvalidInput
-from chutes.cloudflare_core.models import AccessApp, DnsRecord, ServiceToken, Tunnel, normalize_name
+from chutes.cloudflare_core.models import AccessApp, DnsRecord, ServiceToken, Tunnel, normalize_name, tunnel_of
 from chutes.cloudflare_core.ownership import Ownership, legacy_marker, marker, parse
 
 __all__ = [
@@ -73,7 +73,6 @@ SERVICE_TOKEN = "service_token"
 TUNNEL = "tunnel"
 CLAIM = "claim"
 ORDER = (TUNNEL_RULE, DNS_RECORD, ACCESS_APP, SERVICE_TOKEN, TUNNEL, CLAIM)
-TUNNEL_SUFFIX = ".cfargotunnel.com"
 CLOCK_SKEW = timedelta(seconds=60)  # an object created up to this long before its intent was recorded is ours
 
 
@@ -182,15 +181,6 @@ class Verdict:
     @property
     def orphans(self) -> int:
         return sum(d.object != CLAIM for d in (*self.deletions, *self.deferred))
-
-
-def tunnel_of(content: str) -> str | None:
-    """The tunnel id a CNAME target ``<id>.cfargotunnel.com`` routes to, else None."""
-    target = normalize_name(content)
-    if not target.endswith(TUNNEL_SUFFIX):
-        return None
-    tunnel = target.removesuffix(TUNNEL_SUFFIX)
-    return tunnel if tunnel and "." not in tunnel else None
 
 
 def _judged(source: str, names: DoorNames, wants: Wants) -> bool:

@@ -1,5 +1,5 @@
 """A ChuteConfig whose deletion its ChuteGateways block: only a person can change that (by deleting or
-re-pointing them), so its cleanup is re-checked every ``BLOCKED_RECHECK`` seconds, not every few, and the
+re-pointing them), so its cleanup is re-checked every ``retries.BLOCKED_RECHECK`` seconds, not every few, and the
 Warning Event is sent once per distinct message. When a gateway that referenced it is deleted, the waiting
 cleanup is woken at once.
 
@@ -21,7 +21,6 @@ from typing import Any
 from chutes import kube
 from chutes.frontdoors.gateways import desired as d
 
-BLOCKED_RECHECK = 60.0
 WAKE_PAUSES = (0.5, 1.0, 2.0, 4.0)  # looking again for a delay the cleanup has not recorded yet
 CLEANUP_HANDLER = "cleanup"  # the id of the ChuteConfig's delete handler
 PROGRESS_KEY = f"{d.GROUP}/{CLEANUP_HANDLER}"  # kopf's AnnotationsProgressStorage(prefix=GROUP) key

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import kopf
 
 from chutes import conditions as c
 from chutes import kube
-from chutes.frontdoors import adoption, repairs
+from chutes.frontdoors import adoption, repairs, retries
 from chutes.frontdoors.gateways import blocked_deletion, orphans
 from chutes.frontdoors.gateways import desired as d
 from chutes.frontdoors.gateways import reconcile as r
 from chutes.frontdoors.gateways.status import StatusWriter
-from chutes.frontdoors.problems import EventSink, Problem
+from chutes.frontdoors.problems import EventSink, Problem, already_said, to_kopf
 from chutes.kube import StaleObject
 from chutes.observability import metrics
 from chutes.settings import Settings
@@ -29,13 +29,10 @@ PERMANENT_REASONS = frozenset({c.INVALID_SPEC, c.HOSTNAME_OUTSIDE_ZONE, c.CLOUDF
                                c.IMAGE_NOT_ALLOWED})  # so do the allowed images
 
 
-def to_kopf(problem: Problem) -> Exception:
-    if problem.delay is None:
-        return kopf.PermanentError(f"{problem.reason}: {problem.message}")
-    return kopf.TemporaryError(f"{problem.reason}: {problem.message}", delay=problem.delay)
-
-
-def _writer(memo: kopf.Memo, plural: str, name: str, namespace: str | None, body: Mapping[str, Any]) -> StatusWriter:
+def _writer(memo: kopf.Memo, plural: str, body: Mapping[str, Any]) -> StatusWriter:
+    """The status writer of a ChuteConfig (cluster-scoped: no namespace) or ChuteGateway."""
+    meta = body["metadata"]
+    name, namespace = meta["name"], meta.get("namespace") or None
     write = functools.partial(kube.patch_custom_status, memo.kube, d.GROUP, d.VERSION, plural, name, namespace)
 
     async def reload() -> tuple[dict[str, Any], str | None] | None:
@@ -44,18 +41,23 @@ def _writer(memo: kopf.Memo, plural: str, name: str, namespace: str | None, body
             return None
         return dict(live.get("status") or {}), live["metadata"].get("resourceVersion")
 
-    meta = body["metadata"]
     return StatusWriter(body.get("status"), meta.get("generation"), write,
                         resource_version=meta.get("resourceVersion"), reload=reload)
 
 
-def _warn_on_new_problem(events: EventSink, before: Mapping[str, Any] | None, problem: Problem) -> None:
-    """One Warning Event per distinct problem, not one per retry; conflicts are counted every time."""
-    if problem.reason == c.HOSTNAME_CONFLICT:
-        metrics.conflict(r.FRONT_DOOR)
-    previous = c.find((before or {}).get("conditions"), c.READY)
-    if previous is None or (previous.get("reason"), previous.get("message")) != (problem.reason, problem.message):
-        events.warning(problem.reason, problem.message)
+@contextlib.contextmanager
+def _problems_said(body: Mapping[str, Any]) -> Iterator[EventSink]:
+    """The object's Events; a :class:`Problem` raised inside becomes one Warning Event per distinct problem (not
+    one per retry; conflicts are counted every time), then kopf's retry or permanent error."""
+    events = EventSink(body, kopf.event)
+    try:
+        yield events
+    except Problem as problem:
+        if problem.reason == c.HOSTNAME_CONFLICT:
+            metrics.conflict(r.FRONT_DOOR)
+        if not already_said((body.get("status") or {}).get("conditions"), problem):
+            events.warning(problem.reason, problem.message)
+        raise to_kopf(problem) from None
 
 
 def _skip_resync(body: Mapping[str, Any]) -> bool:
@@ -133,7 +135,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     @kopf.on.delete(d.GROUP, d.VERSION, d.CONFIG_PLURAL, registry=registry, id=blocked_deletion.CLEANUP_HANDLER)
     async def config_delete(name: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         users = await r.gateways_using(memo.kube, name)
-        status = _writer(memo, d.CONFIG_PLURAL, name, None, body)
+        status = _writer(memo, d.CONFIG_PLURAL, body)
         if users:  # only a person can change that: re-checked rarely, woken when one of them goes
             message = blocked_deletion.blocked_message(users)
             news = blocked_deletion.newly_blocked(status.get("conditions"), c.DELETION_BLOCKED, message)
@@ -141,20 +143,16 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
             await status.flush()
             if news:
                 EventSink(body, kopf.event).warning(c.GATEWAYS_REMAIN, message)
-            raise kopf.TemporaryError(message, delay=blocked_deletion.BLOCKED_RECHECK)
+            raise kopf.TemporaryError(message, delay=retries.BLOCKED_RECHECK)
 
     async def _config(name: str, body: kopf.Body, memo: kopf.Memo) -> None:
         async with metrics.reconcile_timer(r.FRONT_DOOR):
             await _config_reconcile(name, body, memo)
 
     async def _config_reconcile(name: str, body: kopf.Body, memo: kopf.Memo) -> None:
-        status = _writer(memo, d.CONFIG_PLURAL, name, None, body)
-        events = EventSink(body, kopf.event)
-        try:
-            await r.reconcile_config(memo.kube, memo.cores, name, body.get("spec") or {}, status, events)
-        except Problem as problem:
-            _warn_on_new_problem(events, body.get("status"), problem)
-            raise to_kopf(problem) from None
+        with _problems_said(body) as events:
+            await r.reconcile_config(memo.kube, memo.cores, name, body.get("spec") or {},
+                                     _writer(memo, d.CONFIG_PLURAL, body), events)
 
     # --- ChuteGateway -----------------------------------------------------------------------------
     @kopf.on.resume(d.GROUP, d.VERSION, d.GATEWAY_PLURAL, registry=registry, id="reconcile")
@@ -201,16 +199,14 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
             await _gateway_delete(body, memo)
 
     async def _gateway_delete(body: kopf.Body, memo: kopf.Memo) -> None:
-        meta = body["metadata"]
-        status = _writer(memo, d.GATEWAY_PLURAL, meta["name"], meta["namespace"], body)
-        events = EventSink(body, kopf.event)
-        try:
-            await r.unpublish_gateway(memo.kube, memo.cores, memo.claims, body, status, events)
-        except Problem as problem:
-            status.condition(c.DELETION_BLOCKED, "True", problem.reason, problem.message)
-            await status.flush()
-            _warn_on_new_problem(events, body.get("status"), problem)
-            raise to_kopf(problem) from None
+        status = _writer(memo, d.GATEWAY_PLURAL, body)
+        with _problems_said(body) as events:
+            try:
+                await r.unpublish_gateway(memo.kube, memo.cores, memo.claims, body, status, events)
+            except Problem as problem:
+                status.condition(c.DELETION_BLOCKED, "True", problem.reason, problem.message)
+                await status.flush()
+                raise
 
     async def _gateway(body: kopf.Body, memo: kopf.Memo) -> None:
         # Re-applying a generation published in full before (resume, resync): whatever it writes is a repair.
@@ -220,15 +216,10 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
 
     async def _gateway_reconcile(body: kopf.Body, memo: kopf.Memo) -> None:
         meta = body["metadata"]
-        status = _writer(memo, d.GATEWAY_PLURAL, meta["name"], meta["namespace"], body)
-        events = EventSink(body, kopf.event)
-        try:
-            await r.reconcile_gateway(memo.kube, memo.cores, memo.claims, body, status, events,
-                                      memo.get("hostname_rules"), memo.config.allow_adoption,
+        with _problems_said(body) as events:
+            await r.reconcile_gateway(memo.kube, memo.cores, memo.claims, body, _writer(memo, d.GATEWAY_PLURAL, body),
+                                      events, memo.get("hostname_rules"), memo.config.allow_adoption,
                                       memo.config.cloudflared_images)
-        except Problem as problem:
-            _warn_on_new_problem(events, body.get("status"), problem)
-            raise to_kopf(problem) from None
         # cloudflared may have become available while we worked: settle ConnectorReady from fresh reads.
         await _refresh_connector(memo, meta["namespace"], meta["name"])
 

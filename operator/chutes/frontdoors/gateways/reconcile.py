@@ -52,25 +52,19 @@ from chutes.cloudflare_core import (
     IngressRule,
     MarkerTooLong,
     Policy,
+    cname_target,
     marker,
     marks,
     token_defect,
+    tunnel_of,
 )
 from chutes.cores import CorePool
 from chutes.frontdoors import adoption, claiming
 from chutes.frontdoors.gateways import desired as d
 from chutes.frontdoors.gateways.status import StatusWriter
-from chutes.frontdoors.problems import (
-    CONFLICT_RETRY,
-    CREDENTIALS_RETRY,
-    MISSING_RETRY,
-    EventSink,
-    Problem,
-    problem_from_cloudflare,
-    step,
-)
+from chutes.frontdoors.problems import EventSink, Problem, problem_from_cloudflare, step
+from chutes.frontdoors.retries import CONFIG_RETRY, CONFLICT_RETRY, CREDENTIALS_RETRY, LOST_RETRY, MISSING_RETRY
 from chutes.observability.metrics import HOSTNAMES
-from chutes.sweep.verdict import tunnel_of
 
 T = TypeVar("T")
 
@@ -78,7 +72,6 @@ FRONT_DOOR = "chutes"  # the label of this front door in metrics
 
 logger = logging.getLogger(__name__)
 
-CONFIG_RETRY = 5.0
 
 
 @dataclass(frozen=True)
@@ -157,7 +150,7 @@ async def reconcile_config(api: client.ApiClient, cores: CorePool, name: str, sp
         except CloudflareError as exc:
             raise problem_from_cloudflare(exc, "ensuring the one-time-PIN identity provider") from exc
         if events is not None and status.get("otpIdentityProviderId") != idp.id:
-            events.normal("IdentityProviderReady", f"one-time PIN identity provider {idp.id}")
+            events.normal(c.IDENTITY_PROVIDER_READY, f"one-time PIN identity provider {idp.id}")
         status.set(otpIdentityProviderId=idp.id, ready=True, observedGeneration=status.generation)
         status.condition(c.IDENTITY_PROVIDER_READY, "True", c.RECONCILED, f"one-time PIN provider {idp.id}")
         status.condition(c.READY, "True", c.RECONCILED, "credentials verified, one-time PIN ready")
@@ -248,7 +241,7 @@ async def reconcile_gateway(
                                      allowed_images)
         except ClaimLost as lost:
             raise Problem(c.CLOUDFLARE_UNAVAILABLE, f"the ledger of claims changed meanwhile: {lost}",
-                          claiming.LOST_RETRY) from None
+                          LOST_RETRY) from None
     except Problem as problem:
         status.set(ready=False, observedGeneration=status.generation)
         status.condition(c.READY, "False", problem.reason, problem.message)
@@ -397,7 +390,7 @@ async def publish(
                                                                   tunnel_claim.recorded(claiming.TUNNEL)))
     await _complete(claims, tunnel_claim, claiming.TUNNEL, tunnel.id)
     if status.get("tunnelId") != tunnel.id:
-        events.normal("TunnelReady", f"tunnel {desired.cloudflare_name} ({tunnel.id})")
+        events.normal(c.TUNNEL_READY, f"tunnel {desired.cloudflare_name} ({tunnel.id})")
     status.set(tunnelId=tunnel.id)
     await status.flush()
 
@@ -420,13 +413,14 @@ async def publish(
         ), claim.recorded(claiming.ACCESS_APP), policy=allow), hint)  # a new app comes with its policy
         claim = await _complete(claims, claim, claiming.ACCESS_APP, app.id)
         if previous_app != app.id:
-            events.normal("AccessApplicationReady", f"Access application {desired.cloudflare_name} for {desired.fqdn}")
+            events.normal(c.ACCESS_APPLICATION_READY,
+                          f"Access application {desired.cloudflare_name} for {desired.fqdn}")
         status.set(accessAppId=app.id)
         await status.flush()
         policy = await step("ensuring the Access policy", core.ensure_app_policy(account_id, app.id, allow))
         claim = await _complete(claims, claim, claiming.ACCESS_POLICY, policy.id, app=app.id)
         if previous_policy != policy.id:
-            events.normal("AccessPolicyReady", f"Access policy {d.POLICY_NAME} ({policy.id}) on {desired.fqdn}")
+            events.normal(c.ACCESS_POLICY_READY, f"Access policy {d.POLICY_NAME} ({policy.id}) on {desired.fqdn}")
         status.set(accessPolicyId=policy.id)
         access_condition(status, events, desired, core.policy, app, policy)
         await status.flush()
@@ -438,15 +432,15 @@ async def publish(
     route = f"{desired.fqdn} → {desired.service_url}"
     previous = c.find(status.get("conditions"), c.TUNNEL_READY)
     if previous is None or (previous.get("status"), previous.get("message")) != ("True", route):
-        events.normal("TunnelRouteReady", f"tunnel ingress rule {route}")
+        events.normal(c.TUNNEL_RULE_READY, f"tunnel ingress rule {route}")
     status.condition(c.TUNNEL_READY, "True", c.RECONCILED, route)
     claim = await _route_to(claims, claim, claiming.DNS, zone=account.zone_id, type="CNAME")
-    cname = DesiredRecord(name=desired.fqdn, type="CNAME", content=f"{tunnel.id}.cfargotunnel.com", proxied=True,
-                          source=source, adopt=adopt)
+    target = cname_target(tunnel.id)
+    cname = DesiredRecord(name=desired.fqdn, type="CNAME", content=target, proxied=True, source=source, adopt=adopt)
     record = await hinted(f"ensuring the CNAME for {desired.fqdn}", core.ensure_dns_record(account.zone_id, cname),
                           hint)
     if status.get("dnsRecordId") != record.id:
-        events.normal("DNSRecordReady", f"proxied CNAME {desired.fqdn} → {tunnel.id}.cfargotunnel.com")
+        events.normal(c.DNS_RECORD_READY, f"proxied CNAME {desired.fqdn} → {target}")
     status.set(dnsRecordId=record.id, hostname=desired.fqdn, url=desired.url)
     status.condition(c.DNS_READY, "True", c.RECONCILED, f"CNAME {desired.fqdn}")
     await status.flush()
@@ -607,7 +601,7 @@ async def drop_access(core: CloudflareCore, claims: ClaimStore, claim: Claim, ac
         events.warning(c.HOSTNAME_CONFLICT, f"{doing}: left in place, not ours ({removal.refused.message})")
     elif removal.removed:
         _policy_removed(events, claim, removal.id)
-        events.normal("AccessApplicationRemoved", f"Access application {removal.id} removed")
+        events.normal(c.ACCESS_APPLICATION_REMOVED, f"Access application {removal.id} removed")
     return await claiming.forget_access(core, claims, claim)  # kept with the app by the policy or dry-run
 
 
@@ -615,7 +609,7 @@ def _policy_removed(events: EventSink, claim: Claim, app_id: str) -> None:
     """The app-scoped policy the claim records went with its application."""
     policy = claim.entry(claiming.ACCESS_POLICY) or {}
     if policy.get("id") and str(policy.get("app") or app_id) == app_id:
-        events.normal("AccessPolicyRemoved", f"Access policy {policy['id']} removed")
+        events.normal(c.ACCESS_POLICY_REMOVED, f"Access policy {policy['id']} removed")
 
 
 async def tear_down(core: CloudflareCore, claims: ClaimStore, claim: Claim, account: Account, events: EventSink,
@@ -634,19 +628,19 @@ async def tear_down(core: CloudflareCore, claims: ClaimStore, claim: Claim, acco
         if obj in (claiming.TUNNEL_RULE, claiming.DNS) and change:
             routing = True
         elif obj == claiming.TUNNEL_RULE:
-            events.normal("TunnelRouteRemoved", message)
+            events.normal(c.TUNNEL_RULE_REMOVED, message)
         elif obj == claiming.DNS:
-            events.normal("DNSRecordRemoved", message)
+            events.normal(c.DNS_RECORD_REMOVED, message)
         elif obj == claiming.ACCESS_APP:
             if not change:
                 _policy_removed(events, claim, app_id)
-            events.normal("AccessApplicationRemoved", message)
+            events.normal(c.ACCESS_APPLICATION_REMOVED, message)
         elif obj == claiming.TUNNEL:
-            events.normal("TunnelRemoved", message)
+            events.normal(c.TUNNEL_REMOVED, message)
         elif obj == claiming.SERVICE_TOKEN:  # never recorded by a gateway; said all the same
-            events.normal("ServiceTokenRemoved", message)
+            events.normal(c.SERVICE_TOKEN_REMOVED, message)
     if routing:
-        events.normal("HostnameRemoved", f"{claim.key} is no longer published")
+        events.normal(c.HOSTNAME_REMOVED, f"{claim.key} is no longer published")
     for item in done.left:
         events.warning(c.HOSTNAME_CONFLICT, f"left in place, not ours: {item}")
     return done
@@ -697,7 +691,7 @@ async def unpublish_gateway(
             await tear_down(account.core, claims, claim, account, events)
     except ClaimLost as lost:
         raise Problem(c.CLOUDFLARE_UNAVAILABLE, f"the ledger of claims changed meanwhile: {lost}",
-                      claiming.LOST_RETRY) from None
+                      LOST_RETRY) from None
     except Problem as problem:
         if problem.reason != c.CREDENTIALS_INVALID:
             raise  # passing (the retry resumes) or said per object (left in place, with a Warning)
@@ -706,4 +700,4 @@ async def unpublish_gateway(
                       f"finalizer {d.GROUP}/cleanup to abandon the Cloudflare objects", problem.delay) from None
     HOSTNAMES.forget(FRONT_DOOR, source)
     fqdn = next((claim.key for claim in held if claim.kind == "hostname"), None) or status.get("hostname")
-    events.normal("Unpublished", f"{fqdn or name}: Cloudflare objects removed")
+    events.normal(c.UNPUBLISHED, f"{fqdn or name}: Cloudflare objects removed")

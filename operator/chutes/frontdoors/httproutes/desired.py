@@ -11,7 +11,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from chutes.cloudflare_core.models import AccessApp, AccessAppSpec, AppPolicySpec, DesiredRecord, IngressRule, Policy
+from chutes.cloudflare_core.models import (
+    AccessApp,
+    AccessAppSpec,
+    AppPolicySpec,
+    DesiredRecord,
+    IngressRule,
+    Policy,
+    cname_target,
+)
 from chutes.frontdoors.httproutes import annotations as a
 from chutes.frontdoors.httproutes.merge import DnsOnlySettings, RouteSettings
 
@@ -104,7 +112,7 @@ def ingress_rule(settings: RouteSettings) -> IngressRule:
 
 def tunnel_cname(hostname: str, tunnel_id: str, source: str, *, adopt: bool = False) -> DesiredRecord:
     """`adopt`: a record for the name without any marker of ours is taken over (the route asks for it)."""
-    return DesiredRecord(hostname, "CNAME", f"{tunnel_id}.cfargotunnel.com", proxied=True, ttl=1, source=source,
+    return DesiredRecord(hostname, "CNAME", cname_target(tunnel_id), proxied=True, ttl=1, source=source,
                          adopt=adopt)
 
 

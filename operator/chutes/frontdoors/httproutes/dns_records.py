@@ -8,7 +8,8 @@ from __future__ import annotations
 from chutes import conditions as c
 from chutes.cloudflare_core import CloudflareCore, CloudflareError, Conflict, DesiredRecord, DnsRecord
 from chutes.frontdoors import adoption
-from chutes.frontdoors.httproutes.problems import FOREIGN_RETRY, EventSink, Problem, problem_from_cloudflare, step
+from chutes.frontdoors.httproutes.problems import EventSink, Problem, problem_from_cloudflare, step
+from chutes.frontdoors.retries import FOREIGN_RETRY
 
 
 async def _adopt(core: CloudflareCore, zone_id: str, name: str, source: str, ids: tuple[str, ...]) -> bool:

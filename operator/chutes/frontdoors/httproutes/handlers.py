@@ -29,7 +29,7 @@ from chutes.frontdoors.httproutes.context import (
     Runtime,
     environ_or_process,
 )
-from chutes.frontdoors.httproutes.problems import EventSink, Problem
+from chutes.frontdoors.httproutes.problems import EventSink, Problem, already_said, to_kopf
 from chutes.frontdoors.httproutes.publish import reconcile_route
 from chutes.frontdoors.httproutes.report import read_conditions
 from chutes.observability import metrics
@@ -44,12 +44,6 @@ TENANT = (a.GROUP, a.VERSION, a.TENANT_PLURAL)
 TEMPLATE = (a.GROUP, a.VERSION, a.TEMPLATE_PLURAL)
 ENABLED = {a.ENABLED: "true"}
 RouteIndex = kopf.Index[tuple[str, str], d.RouteRef]
-
-
-def to_kopf(problem: Problem) -> Exception:
-    if problem.delay is None:
-        return kopf.PermanentError(f"{problem.reason}: {problem.message}")
-    return kopf.TemporaryError(f"{problem.reason}: {problem.message}", delay=problem.delay)
 
 
 def context(memo: kopf.Memo, kwargs: Mapping[str, Any]) -> Context:
@@ -203,8 +197,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
             await upkeep.reconcile_refs(ctx, upkeep.tenant_users(ctx, body), kopf.event,
                                        force=reason == kopf.Reason.UPDATE)
         if problem is not None:
-            before = c.find((body.get("status") or {}).get("conditions"), c.READY)
-            if before is None or (before.get("reason"), before.get("message")) != (problem.reason, problem.message):
+            if not already_said((body.get("status") or {}).get("conditions"), problem):
                 EventSink(body, kopf.event).warning(problem.reason, problem.message)
             raise to_kopf(problem)
 

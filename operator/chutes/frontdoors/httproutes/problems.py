@@ -1,17 +1,16 @@
-"""The HTTPRoute front door's problems: the shared :mod:`chutes.frontdoors.problems`, re-exported."""
+"""The HTTPRoute front door's problems: the shared :mod:`chutes.frontdoors.problems` and
+:mod:`chutes.frontdoors.retries`, re-exported."""
 
 from chutes.frontdoors.problems import (
-    CONFLICT_RETRY,
-    CREDENTIALS_RETRY,
-    FOREIGN_RETRY,
-    MISSING_RETRY,
-    POLICY_RETRY,
     EventSink,
     Post,
     Problem,
+    already_said,
     problem_from_cloudflare,
     step,
+    to_kopf,
 )
+from chutes.frontdoors.retries import CONFLICT_RETRY, CREDENTIALS_RETRY, FOREIGN_RETRY, MISSING_RETRY, POLICY_RETRY
 
 __all__ = [
     "CONFLICT_RETRY",
@@ -22,6 +21,8 @@ __all__ = [
     "EventSink",
     "Post",
     "Problem",
+    "already_said",
     "problem_from_cloudflare",
     "step",
+    "to_kopf",
 ]

@@ -49,16 +49,9 @@ from chutes.frontdoors.httproutes import state as s
 from chutes.frontdoors.httproutes import teardown as t
 from chutes.frontdoors.httproutes.context import Context
 from chutes.frontdoors.httproutes.merge import MergeError, NamedSpec, RouteSettings, annotation_hash, merge
-from chutes.frontdoors.httproutes.problems import (
-    FOREIGN_RETRY,
-    MISSING_RETRY,
-    POLICY_RETRY,
-    EventSink,
-    Problem,
-    problem_from_cloudflare,
-    step,
-)
+from chutes.frontdoors.httproutes.problems import EventSink, Problem, problem_from_cloudflare, step
 from chutes.frontdoors.httproutes.report import RouteReport
+from chutes.frontdoors.retries import FOREIGN_RETRY, LOST_RETRY, MISSING_RETRY, POLICY_RETRY
 from chutes.observability import metrics
 
 logger = logging.getLogger(__name__)
@@ -168,7 +161,7 @@ async def _publish(ctx: Context, route: Mapping[str, Any], settings: RouteSettin
         return await _publish_held(ctx, core, claims, claim, route, settings, tenant, digest, previous, report,
                                    events)
     except ClaimLost as lost:  # released under us (e.g. by the orphan sweep): acquired again at the next attempt
-        raise Problem(c.CLOUDFLARE_UNAVAILABLE, f"publishing {hostname}: {lost}", claiming.LOST_RETRY) from None
+        raise Problem(c.CLOUDFLARE_UNAVAILABLE, f"publishing {hostname}: {lost}", LOST_RETRY) from None
     except s.StateTaken as lost_state:  # another route's state written under that name meanwhile
         raise Problem(c.INVALID_SPEC, str(lost_state), None) from None
 
@@ -273,7 +266,7 @@ async def _publish_held(ctx: Context, core: CloudflareCore, claims: ClaimStore, 
     dns = await dns_records.ensure_record(core, zone.id, record, adopt_ids)
     if previous is None or previous.get("cname_record_id" if rule else "dns_record_id") != dns.id:
         proxied = " (proxied)" if dns.proxied else ""
-        events.normal("DNSRecordReady", f"{dns.type} {hostname} → {dns.content}{proxied}")
+        events.normal(c.DNS_RECORD_READY, f"{dns.type} {hostname} → {dns.content}{proxied}")
     if rule is not None:
         current.set(cname_record_id=dns.id, dns_record_id=None, dns_record_ip=None)
     else:
@@ -359,7 +352,7 @@ async def _supersede(ctx: Context, core: CloudflareCore, claims: ClaimStore, cla
                                                  zone_id=zone or None)
         t.announce(old_claim.key, done, events)
         if done.released and old_claim.key != claim.key:
-            events.normal("HostnameRemoved", f"{old_claim.key} is no longer published")
+            events.normal(c.HOSTNAME_REMOVED, f"{old_claim.key} is no longer published")
     if same_key and claiming.enforced(old_core):  # (else the policy keeps the old objects: the claim goes on)
         claim = await ledger.hold(ctx, claims, route, claim.key, None)
         if claim.entries:  # not released: what is left there blocks the move
@@ -476,7 +469,7 @@ async def _ensure_access(core: CloudflareCore, claims: ClaimStore, claim: Claim,
     if claim.recorded(ACCESS_APP).id != app.id:
         claim = await claims.complete(claim, ACCESS_APP, app.id, account=account, name=name)
     if current.get("access_app_id") != app.id:
-        events.normal("AccessApplicationReady", f"Access application {name} protects {hostname}")
+        events.normal(c.ACCESS_APPLICATION_READY, f"Access application {name} protects {hostname}")
     current.set(access_app_id=app.id)
     if spec is not None:
         claim = await _intend(claims, claim, ACCESS_POLICY, app=app.id)
@@ -496,7 +489,7 @@ async def _ensure_access(core: CloudflareCore, claims: ClaimStore, claim: Claim,
             return claim, _unapplied(core, settings, policy_ids, app, left)
         if found is not None:
             await step("removing the allow policy", core.delete_app_policy(account, app.id, found.id))
-            events.normal("AccessPolicyRemoved", f"{policy_name} removed: no allowEmails/allowGroups")
+            events.normal(c.ACCESS_POLICY_REMOVED, f"{policy_name} removed: no allowEmails/allowGroups")
     if claim.entry(ACCESS_POLICY) is not None:
         claim = await claims.forget(claim, ACCESS_POLICY)
     current.set(access_policy_ids=None)
@@ -533,7 +526,7 @@ async def _ensure_token(ctx: Context, core: CloudflareCore, claims: ClaimStore, 
         if stored != token.client_id:
             token = await step("issuing a new service token secret", core.rotate_service_token(account, token.id))
             if token.client_secret is not None:  # None: the policy or dry-run skipped the rotation
-                events.normal("ServiceTokenRotated", f"service token {name}: Secret {secret_name} was missing or "
+                events.normal(c.SERVICE_TOKEN_ROTATED, f"service token {name}: Secret {secret_name} was missing or "
                               "stale, a new secret was issued into it")
     if token.client_secret is not None:
         await _store_token(ctx, {
@@ -550,7 +543,7 @@ async def _ensure_token(ctx: Context, core: CloudflareCore, claims: ClaimStore, 
             "stringData": {a.CLIENT_ID_KEY: token.client_id, a.CLIENT_SECRET_KEY: token.client_secret},
         })
         if current.get("service_token_id") != token.id:
-            events.normal("ServiceTokenReady", f"service token {name}; credentials in Secret {secret_name}")
+            events.normal(c.SERVICE_TOKEN_READY, f"service token {name}; credentials in Secret {secret_name}")
     current.set(service_token_id=token.id, service_token_secret_name=secret_name)
     return claim
 
@@ -575,7 +568,7 @@ async def _ensure_rule(core: CloudflareCore, claims: ClaimStore, claim: Claim, b
     if old_tunnel and old_tunnel != tunnel_id:
         claim, done = await claiming.remove_object(core, claims, claim, TUNNEL_RULE, account_id=account)
         if done.removed:
-            events.normal("TunnelRuleRemoved", f"{hostname}: rule removed from tunnel {old_tunnel}")
+            events.normal(c.TUNNEL_RULE_REMOVED, f"{hostname}: rule removed from tunnel {old_tunnel}")
     return await step(f"writing the tunnel rule of {hostname}",
                       claiming.write_rule(core, claims, claim, before, account, tunnel_id, rule))
 
@@ -601,12 +594,12 @@ async def _remove_unwanted(ctx: Context, core: CloudflareCore, claims: ClaimStor
 
     if not tunnel_mode:
         tunnel = (claim.entry(TUNNEL_RULE) or {}).get("tunnel")
-        claim = await drop(claim, TUNNEL_RULE, "TunnelRuleRemoved", f"{hostname}: rule removed from tunnel {tunnel}")
+        claim = await drop(claim, TUNNEL_RULE, c.TUNNEL_RULE_REMOVED, f"{hostname}: rule removed from tunnel {tunnel}")
     if not settings.access.enabled:
-        claim = await drop(claim, ACCESS_APP, "AccessApplicationRemoved", f"{hostname} is no longer behind Access")
+        claim = await drop(claim, ACCESS_APP, c.ACCESS_APPLICATION_REMOVED, f"{hostname} is no longer behind Access")
         current.set(access_app_id=None, access_policy_ids=None)
     if not settings.service_token.enabled:
-        claim = await drop(claim, SERVICE_TOKEN, "ServiceTokenRemoved",
+        claim = await drop(claim, SERVICE_TOKEN, c.SERVICE_TOKEN_REMOVED,
                            f"service token of {hostname} and its Secret removed")
         secrets = {st.get("service_token_secret_name") for st in (current, previous) if st is not None}
         for secret in sorted(secret for secret in secrets if secret):

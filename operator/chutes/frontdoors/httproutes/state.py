@@ -20,10 +20,9 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 from kubernetes_asyncio import client
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from chutes import kube
 from chutes.frontdoors.httproutes import annotations as a
@@ -205,12 +204,8 @@ async def write(api: client.ApiClient, operator_namespace: str, state: RouteStat
         if (found.get("data") or {}) == data and (meta.get("labels") or {}) == labels:
             return
         body["metadata"]["resourceVersion"] = meta.get("resourceVersion")
-        try:
-            await client.CoreV1Api(api).replace_namespaced_config_map(state.name, operator_namespace, cast(Any, body))
+        if await kube.replace_configmap(api, operator_namespace, state.name, body):
             return
-        except ApiException as exc:
-            if exc.status not in (404, 409):
-                raise
     raise kube.StaleObject(f"configmaps/{state.name} in {operator_namespace} keeps changing under the write")
 
 

@@ -26,6 +26,7 @@ from chutes.frontdoors.httproutes import ledger, references
 from chutes.frontdoors.httproutes import state as s
 from chutes.frontdoors.httproutes.context import Context
 from chutes.frontdoors.httproutes.problems import EventSink, Problem
+from chutes.frontdoors.retries import LOST_RETRY
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ logger = logging.getLogger(__name__)
 def announce(hostname: str, done: claiming.Teardown, events: EventSink) -> None:
     """Events for one teardown: what was removed (Normal), what was left and why (Warning)."""
     if done.removed:
-        events.normal("Unpublished", f"{hostname}: {'; '.join(done.removed)}")
+        events.normal(c.UNPUBLISHED, f"{hostname}: {'; '.join(done.removed)}")
     for left in done.left:
         events.warning(c.HOSTNAME_CONFLICT, f"{hostname}: left in place: {left}")
 
@@ -112,7 +113,7 @@ async def legacy_claim(core: CloudflareCore, store: ClaimStore, st: s.RouteState
         logger.info("%s: %s holds it: nothing of %s there is torn down", st.hostname, held.holder, source)
         return None
     except ClaimLost as lost:
-        raise Problem(c.CLOUDFLARE_UNAVAILABLE, f"claiming {st.hostname}: {lost}", claiming.LOST_RETRY) from None
+        raise Problem(c.CLOUDFLARE_UNAVAILABLE, f"claiming {st.hostname}: {lost}", LOST_RETRY) from None
     if claim.entries:
         return claim
     try:

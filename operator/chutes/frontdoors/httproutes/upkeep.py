@@ -10,6 +10,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from chutes import conditions as c
 from chutes import kube
 from chutes.frontdoors.httproutes import annotations as a
 from chutes.frontdoors.httproutes import desired as d
@@ -107,7 +108,7 @@ async def route_gone(ctx: Context, namespace: str, name: str, post: Post,
         waiting = [ref for ref in ctx.claimants(hostname) if ref.key != (namespace, name)]
         if waiting:  # routes that were refused this hostname may have it now
             names = ", ".join(f"HTTPRoute {ref.ref}" for ref in sorted(waiting))
-            events.normal("HostnameHandedOver", f"{hostname}: this route's objects are removed and its claim "
+            events.normal(c.HOSTNAME_HANDED_OVER, f"{hostname}: this route's objects are removed and its claim "
                           f"released; {names} may publish it now")
             await reconcile_refs(ctx, waiting, post, force=False)
     return True

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from chutes.cloudflare_core.credentials import token_defect
+from chutes.cloudflare_core.models import cname_target
 from chutes.cloudflare_core.ownership import marker_fits
 from chutes.frontdoors.sessions.selector import LabelSelector, SelectorError, valid_label_key
 from chutes.settings import SettingsError
@@ -52,7 +53,7 @@ class SessionConfig:
 
     @property
     def tunnel_target(self) -> str:
-        return f"{self.tunnel_id}.cfargotunnel.com"
+        return cname_target(self.tunnel_id)
 
 
 def _hostname_ok(value: str) -> bool:

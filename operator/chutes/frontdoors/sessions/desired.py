@@ -82,7 +82,7 @@ class Refusal:
     session_hash: str = ""  # set when the hash itself is valid
 
 
-INVALID_HASH = "InvalidSessionHash"
+INVALID_HASH = conditions.INVALID_SESSION_HASH
 INVALID_SPEC = conditions.INVALID_SPEC
 POD_ANNOTATIONS = annotation_keys.own_keys(())  # kopf keeps no progress on Pods (event handlers only)
 HOSTNAME_NOT_AUTHORIZED = conditions.HOSTNAME_NOT_AUTHORIZED

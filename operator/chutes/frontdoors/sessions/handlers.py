@@ -19,7 +19,7 @@ from chutes import kube
 from chutes.frontdoors.sessions.config import SessionConfig, load_config, require_marker_fits
 from chutes.frontdoors.sessions.health import HealthServer
 from chutes.frontdoors.sessions.podwatch import PodWatch
-from chutes.frontdoors.sessions.reconcile import EventSink, SessionPublisher
+from chutes.frontdoors.sessions.reconcile import PodEvents, SessionPublisher
 from chutes.frontdoors.sessions.removal_budget import RemovalBudget
 from chutes.frontdoors.sessions.runner import SessionLoop
 from chutes.frontdoors.sessions.scheduler import Timing
@@ -57,7 +57,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
         # After the operator's own startup: the pool's cores hold the tunnel Lease around each configuration
         # flush, so replicas (and the other doors of this installation) never race on the shared tunnel.
         core = memo.cores.core_for(config.api_token)
-        events = EventSink(functools.partial(kube.post_event, memo.kube))
+        events = PodEvents(functools.partial(kube.post_event, memo.kube))
         publisher = SessionPublisher(config, memo.kube, core, events, memo.get("hostname_rules"),
                                      claims=memo.claims, allow_adoption=memo.config.allow_adoption,
                                      removals=RemovalBudget(memo.config.sweep_max_deletions,

@@ -18,12 +18,10 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from chutes import kube
 from chutes.background import BackgroundTask
+from chutes.frontdoors.retries import backoff
 from chutes.frontdoors.sessions.runner import SessionLoop
 
 logger = logging.getLogger(__name__)
-
-BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
-
 
 class PodWatch:
     def __init__(self, api: client.ApiClient, loop: SessionLoop, *, timeout_seconds: int = 240) -> None:
@@ -59,7 +57,7 @@ class PodWatch:
             except (ClientError, TimeoutError, OSError, ValueError) as error:
                 failures += 1
                 logger.warning("Watching session Pods in %s failed: %s", self.loop.config.watch_namespace, error)
-            await asyncio.sleep(BACKOFF[min(failures, len(BACKOFF)) - 1] if failures else 0)
+            await asyncio.sleep(backoff(failures) if failures else 0)
 
     async def _list_and_watch(self) -> None:
         config = self.loop.config

@@ -54,6 +54,7 @@ from typing import Any, TypeVar
 
 from kubernetes_asyncio import client
 
+from chutes import conditions as c
 from chutes import kube
 from chutes.authorization import HostnameRules
 from chutes.claims import ClaimStore
@@ -72,18 +73,18 @@ from chutes.frontdoors.sessions.removal_budget import RemovalBudget
 
 logger = logging.getLogger(__name__)
 
-HOSTNAME_CONFLICT = "HostnameConflict"
-CLOUDFLARE_REJECTED = "CloudflareRejected"
 KUBE_CONCURRENCY = 16
-SWEEP_CAP_REACHED = "SweepCapReached"
 
 T = TypeVar("T")
 PostEvent = Callable[[dict[str, Any], str, str, str], Awaitable[None]]  # (involved object, type, reason, message)
 
 
-class EventSink:
-    """Warning Events on Pods, one per distinct (Pod, reason, message), not one per pass. A failure to
-    post (e.g. no RBAC for Events, as in the seed's Role) is logged, never fatal."""
+class PodEvents:
+    """The Events of the passes, posted by the door itself (``kube.post_event``: the passes run outside kopf's
+    handlers, so :class:`chutes.frontdoors.problems.EventSink` and kopf's poster are not theirs): Warnings on
+    session Pods, one per distinct (Pod, reason, message), not one per pass; a Normal one when a session's
+    hostname is published. A failure to post (e.g. no RBAC for Events, as in the seed's Role) is logged, never
+    fatal."""
 
     def __init__(self, post: PostEvent) -> None:
         self._post = post
@@ -95,17 +96,11 @@ class EventSink:
             return
         self._sent[pod.uid] = (reason, message)
         logger.warning("Pod %s/%s: %s: %s", pod.namespace, pod.name, reason, message)
-        try:
-            await self._post(pod.body(), "Warning", reason, message)
-        except Exception as error:  # the log line above still tells the story
-            logger.warning("Could not post an Event on Pod %s/%s: %s", pod.namespace, pod.name, error)
+        await self._send(pod.body(), "Warning", reason, message)  # the log line above tells the story if it fails
 
     async def published(self, pod: d.PodRef, message: str) -> None:
         """A Normal Event on the session's Pod when its hostname is published (once per hostname)."""
-        try:
-            await self._post(pod.body(), "Normal", "Published", message)
-        except Exception as error:
-            logger.warning("Could not post an Event on Pod %s/%s: %s", pod.namespace, pod.name, error)
+        await self._send(pod.body(), "Normal", c.PUBLISHED, message)
 
     async def cap_reached(self, involved: Mapping[str, Any], message: str) -> None:
         """A Warning Event on the operator's own Pod: removals were held back by the cap (once per distinct
@@ -113,11 +108,16 @@ class EventSink:
         if message == self._cap_sent:
             return
         self._cap_sent = message
-        logger.warning("%s: %s", SWEEP_CAP_REACHED, message)
+        logger.warning("%s: %s", c.SWEEP_CAP_REACHED, message)
+        await self._send(dict(involved), "Warning", c.SWEEP_CAP_REACHED, message)
+
+    async def _send(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
         try:
-            await self._post(dict(involved), "Warning", SWEEP_CAP_REACHED, message)
+            await self._post(involved, type_, reason, message)
         except Exception as error:
-            logger.warning("Could not post the %s Event: %s", SWEEP_CAP_REACHED, error)
+            meta = involved.get("metadata") or {}
+            logger.warning("Could not post the %s Event on %s %s/%s: %s", reason, involved.get("kind"),
+                           meta.get("namespace"), meta.get("name"), error)
 
     def forget_except(self, uids: Iterable[str]) -> None:
         keep = set(uids)
@@ -138,7 +138,7 @@ class PassResult:
 
 
 class SessionPublisher:
-    def __init__(self, config: SessionConfig, api: client.ApiClient, core: CloudflareCore, events: EventSink,
+    def __init__(self, config: SessionConfig, api: client.ApiClient, core: CloudflareCore, events: PodEvents,
                  rules: HostnameRules | None = None, *, claims: ClaimStore, allow_adoption: bool = False,
                  removals: RemovalBudget | None = None, operator_pod: Mapping[str, Any] | None = None) -> None:
         self.config = config
@@ -217,11 +217,11 @@ class SessionPublisher:
         warnings = []
         for session, holder in held_elsewhere.values():
             result.blocked[session.hostname] = _claimed_message(session, holder)
-            warnings += [self.events.warn(pod, HOSTNAME_CONFLICT, result.blocked[session.hostname])
+            warnings += [self.events.warn(pod, c.HOSTNAME_CONFLICT, result.blocked[session.hostname])
                          for pod in session.pods]
         for session, message in ruled_elsewhere.values():
             result.blocked[session.hostname] = message
-            warnings += [self.events.warn(pod, HOSTNAME_CONFLICT, message) for pod in session.pods]
+            warnings += [self.events.warn(pod, c.HOSTNAME_CONFLICT, message) for pod in session.pods]
         for session in sessions.values():
             error = dns.failed.get(session.hostname)
             if error is not None:
@@ -470,7 +470,7 @@ class _Protected:
 
 
 def _blocked_reason(error: CloudflareError) -> str:
-    return HOSTNAME_CONFLICT if isinstance(error, Conflict) else CLOUDFLARE_REJECTED
+    return c.HOSTNAME_CONFLICT if isinstance(error, Conflict) else c.CLOUDFLARE_REJECTED
 
 
 def _blocked_message(session: d.Session, error: CloudflareError) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 from chutes.background import BackgroundTask
 from chutes.cloudflare_core import CloudflareError, CredentialsInvalid, RateLimited, TransientError
 from chutes.frontdoors import repairs
+from chutes.frontdoors.retries import CREDENTIALS_RETRY, REJECTED_RETRY
 from chutes.frontdoors.sessions import desired as d
 from chutes.frontdoors.sessions.config import SessionConfig
 from chutes.frontdoors.sessions.reconcile import PassResult, SessionPublisher
@@ -27,10 +28,8 @@ from chutes.observability import metrics
 
 logger = logging.getLogger(__name__)
 
-CREDENTIALS_RETRY = 120.0
 FRONT_DOOR = "sessions"
 GONE_MEMORY = 600.0  # seconds a "gone" report is kept (passes are much shorter)
-REJECTED_RETRY = 60.0
 
 
 class SessionLoop:

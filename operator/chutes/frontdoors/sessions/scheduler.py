@@ -27,6 +27,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from chutes.frontdoors.retries import BACKOFF, backoff
+
 
 @dataclass(frozen=True)
 class Timing:
@@ -37,7 +39,7 @@ class Timing:
     settle: float = 1.0
     jitter: float = 0.4
     resync: float = 300.0
-    backoff: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0)
+    backoff: tuple[float, ...] = BACKOFF
 
 
 class PassScheduler:
@@ -111,8 +113,7 @@ class PassScheduler:
     def failed(self, now: float, delay: float | None = None) -> float:
         """A pass failed; returns the delay before the retry."""
         self.failures += 1
-        backoff = self.timing.backoff[min(self.failures, len(self.timing.backoff)) - 1]
-        wait = max(delay or 0.0, backoff)
+        wait = max(delay or 0.0, backoff(self.failures, self.timing.backoff))
         self._due = self._not_before = now + wait
         self._due_cause = "retry"
         return wait

@@ -18,7 +18,7 @@ from typing import Any
 from . import access_base as base
 from . import access_policies
 from .envelope import Reply, paginate, parse_bool
-from .routing import Ctx, Route
+from .routing import Ctx, collection_routes
 from .state import State, new_uuid, now_iso, public
 
 TYPES = ("self_hosted", "ssh", "vnc")
@@ -145,10 +145,7 @@ def _store(state: State, app: dict[str, Any]) -> None:
 
 
 def _find(ctx: Ctx) -> dict[str, Any]:
-    app = ctx.state.apps.get(ctx.params["app_id"])
-    if app is None or app["_account_id"] != ctx.account_id:
-        raise base.not_found()
-    return app
+    return base.owned(ctx, ctx.state.apps, "app_id")
 
 
 def create(ctx: Ctx) -> Reply:
@@ -199,11 +196,5 @@ def delete(ctx: Ctx) -> Reply:
     return Reply({"id": app["id"]}, status=202)
 
 
-_A = "/accounts/{account_id}/access/apps"
-ROUTES = [
-    Route("POST", _A, "access.apps.create", create, mutates=True),
-    Route("GET", _A, "access.apps.list", list_),
-    Route("GET", _A + "/{app_id}", "access.apps.get", get),
-    Route("PUT", _A + "/{app_id}", "access.apps.update", update, mutates=True),
-    Route("DELETE", _A + "/{app_id}", "access.apps.delete", delete, mutates=True),
-]
+ROUTES = collection_routes("/accounts/{account_id}/access/apps", "app_id", "access.apps",
+                           create=create, list_=list_, get=get, update=update, delete=delete)

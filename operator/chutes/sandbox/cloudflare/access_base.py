@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .envelope import ApiError, PageRules
+from .routing import Ctx
 from .state import State
 
 PAGES = PageRules(default_per_page=25, max_per_page=1000, error_code=12130)
@@ -30,6 +31,15 @@ DECISIONS = ("allow", "deny", "non_identity", "bypass")
 
 def not_found() -> ApiError:
     return ApiError(404, 12130, "access.api.error.not_found")
+
+
+def owned(ctx: Ctx, objects: dict[str, dict[str, Any]], param: str) -> dict[str, Any]:
+    """The object of `objects` that the path parameter `param` names, when it is the caller's account's;
+    else 404."""
+    found = objects.get(ctx.params[param])
+    if found is None or found["_account_id"] != ctx.account_id:
+        raise not_found()
+    return found
 
 
 def invalid(message: str) -> ApiError:

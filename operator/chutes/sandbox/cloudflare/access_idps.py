@@ -8,7 +8,7 @@ from typing import Any
 
 from . import access_base as base
 from .envelope import Reply, paginate, parse_bool
-from .routing import Ctx, Route
+from .routing import Ctx, collection_routes
 from .state import new_uuid, public
 
 TYPES = (
@@ -50,10 +50,7 @@ def _build(ctx: Ctx, body: dict[str, Any], previous: dict[str, Any] | None) -> d
 
 
 def _find(ctx: Ctx) -> dict[str, Any]:
-    idp = ctx.state.idps.get(ctx.params["identity_provider_id"])
-    if idp is None or idp["_account_id"] != ctx.account_id:
-        raise base.not_found()
-    return idp
+    return base.owned(ctx, ctx.state.idps, "identity_provider_id")
 
 
 def create(ctx: Ctx) -> Reply:
@@ -89,11 +86,5 @@ def delete(ctx: Ctx) -> Reply:
     return Reply({"id": idp["id"]}, status=202)
 
 
-_I = "/accounts/{account_id}/access/identity_providers"
-ROUTES = [
-    Route("POST", _I, "idps.create", create, mutates=True),
-    Route("GET", _I, "idps.list", list_),
-    Route("GET", _I + "/{identity_provider_id}", "idps.get", get),
-    Route("PUT", _I + "/{identity_provider_id}", "idps.update", update, mutates=True),
-    Route("DELETE", _I + "/{identity_provider_id}", "idps.delete", delete, mutates=True),
-]
+ROUTES = collection_routes("/accounts/{account_id}/access/identity_providers", "identity_provider_id", "idps",
+                           create=create, list_=list_, get=get, update=update, delete=delete)

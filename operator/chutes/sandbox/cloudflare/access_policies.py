@@ -11,7 +11,7 @@ from typing import Any
 
 from . import access_base as base
 from .envelope import Reply, paginate
-from .routing import Ctx, Route
+from .routing import Ctx, collection_routes
 from .state import State, new_uuid, now_iso, public
 
 
@@ -78,8 +78,8 @@ def check_unique_precedence(links: list[dict[str, Any]]) -> None:
 
 
 def _reusable(ctx: Ctx) -> dict[str, Any]:
-    policy = ctx.state.policies.get(ctx.params["policy_id"])
-    if policy is None or policy["_account_id"] != ctx.account_id or policy["_app_id"] is not None:
+    policy = base.owned(ctx, ctx.state.policies, "policy_id")
+    if policy["_app_id"] is not None:
         raise base.not_found()
     return policy
 
@@ -123,10 +123,7 @@ def delete(ctx: Ctx) -> Reply:
 
 
 def _app(ctx: Ctx) -> dict[str, Any]:
-    app = ctx.state.apps.get(ctx.params["app_id"])
-    if app is None or app["_account_id"] != ctx.account_id:
-        raise base.not_found()
-    return app
+    return base.owned(ctx, ctx.state.apps, "app_id")
 
 
 def _linked(ctx: Ctx) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
@@ -183,17 +180,9 @@ def app_delete(ctx: Ctx) -> Reply:
     return Reply({"id": policy["id"]}, status=202)
 
 
-_P = "/accounts/{account_id}/access/policies"
-_A = "/accounts/{account_id}/access/apps/{app_id}/policies"
 ROUTES = [
-    Route("POST", _P, "access.policies.create", create, mutates=True),
-    Route("GET", _P, "access.policies.list", list_),
-    Route("GET", _P + "/{policy_id}", "access.policies.get", get),
-    Route("PUT", _P + "/{policy_id}", "access.policies.update", update, mutates=True),
-    Route("DELETE", _P + "/{policy_id}", "access.policies.delete", delete, mutates=True),
-    Route("POST", _A, "access.app_policies.create", app_create, mutates=True),
-    Route("GET", _A, "access.app_policies.list", app_list),
-    Route("GET", _A + "/{policy_id}", "access.app_policies.get", app_get),
-    Route("PUT", _A + "/{policy_id}", "access.app_policies.update", app_update, mutates=True),
-    Route("DELETE", _A + "/{policy_id}", "access.app_policies.delete", app_delete, mutates=True),
+    *collection_routes("/accounts/{account_id}/access/policies", "policy_id", "access.policies",
+                       create=create, list_=list_, get=get, update=update, delete=delete),
+    *collection_routes("/accounts/{account_id}/access/apps/{app_id}/policies", "policy_id", "access.app_policies",
+                       create=app_create, list_=app_list, get=app_get, update=app_update, delete=app_delete),
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from . import dns_records
 from .dns_filters import select
 from .envelope import PageRules, Reply, paginate
-from .routing import Ctx, Route
+from .routing import Ctx, collection_routes
 
 PAGES = PageRules(default_per_page=100, max_per_page=50_000, error_code=dns_records.VALIDATION)
 
@@ -44,12 +44,5 @@ def delete(ctx: Ctx) -> Reply:
     return Reply({"id": record["id"]})
 
 
-_R = "/zones/{zone_id}/dns_records"
-ROUTES = [
-    Route("POST", _R, "dns.create", create, mutates=True),
-    Route("GET", _R, "dns.list", list_),
-    Route("GET", _R + "/{dns_record_id}", "dns.get", get),
-    Route("PUT", _R + "/{dns_record_id}", "dns.update", update, mutates=True),
-    Route("PATCH", _R + "/{dns_record_id}", "dns.edit", edit, mutates=True),
-    Route("DELETE", _R + "/{dns_record_id}", "dns.delete", delete, mutates=True),
-]
+ROUTES = collection_routes("/zones/{zone_id}/dns_records", "dns_record_id", "dns",
+                           create=create, list_=list_, get=get, update=update, edit=edit, delete=delete)

@@ -245,27 +245,28 @@ def create(zone: ZoneInfo, records: Records, fields: dict[str, Any]) -> dict[str
     return record
 
 
-def replace(zone: ZoneInfo, records: Records, record_id: Any, fields: dict[str, Any]) -> dict[str, Any]:
-    previous = records.get(record_id) if isinstance(record_id, str) else None
-    if previous is None:
+def existing(records: Records, record_id: Any) -> dict[str, Any]:
+    """The record of that id; else 404 (an id that is not a string included)."""
+    record = records.get(record_id) if isinstance(record_id, str) else None
+    if record is None:
         raise not_found()
-    record = build(zone, fields, previous)
+    return record
+
+
+def replace(zone: ZoneInfo, records: Records, record_id: Any, fields: dict[str, Any]) -> dict[str, Any]:
+    record = build(zone, fields, existing(records, record_id))
     check_conflicts(records, record)
     records[record["id"]] = record
     return record
 
 
 def patch(zone: ZoneInfo, records: Records, record_id: Any, fields: dict[str, Any]) -> dict[str, Any]:
-    previous = records.get(record_id) if isinstance(record_id, str) else None
-    if previous is None:
-        raise not_found()
+    previous = existing(records, record_id)
     merged = {k: v for k, v in previous.items() if k != "id"} | {k: v for k, v in fields.items() if k != "id"}
     return replace(zone, records, record_id, merged)
 
 
 def delete(records: Records, record_id: Any) -> dict[str, Any]:
-    record = records.get(record_id) if isinstance(record_id, str) else None
-    if record is None:
-        raise not_found()
+    record = existing(records, record_id)
     del records[record_id]
     return record

@@ -56,6 +56,21 @@ class Route:
         return re.compile(f"^{regex}/?$")
 
 
+def collection_routes(template: str, item: str, op: str, *, create: Handler, list_: Handler, get: Handler,
+                      delete: Handler, update: Handler | None = None, edit: Handler | None = None) -> list[Route]:
+    """The routes of one collection: create (POST) and list (GET) at `template`, get (GET), update (PUT), edit
+    (PATCH) and delete (DELETE) at ``template/{item}``; operations named ``<op>.create``, ``<op>.list``..."""
+    one = f"{template}/{{{item}}}"
+    optional = (("PUT", "update", update), ("PATCH", "edit", edit))
+    return [
+        Route("POST", template, f"{op}.create", create, mutates=True),
+        Route("GET", template, f"{op}.list", list_),
+        Route("GET", one, f"{op}.get", get),
+        *(Route(method, one, f"{op}.{name}", handler, mutates=True) for method, name, handler in optional if handler),
+        Route("DELETE", one, f"{op}.delete", delete, mutates=True),
+    ]
+
+
 @dataclass(frozen=True)
 class Match:
     route: Route | None

@@ -11,7 +11,7 @@ from typing import Any
 
 from . import access_base as base
 from .envelope import Reply, paginate
-from .routing import Ctx, Route
+from .routing import Ctx, Route, collection_routes
 from .state import new_uuid, now_iso, parse_iso, public
 
 
@@ -22,10 +22,7 @@ def _secret(token: dict[str, Any]) -> str:
 
 
 def _find(ctx: Ctx) -> dict[str, Any]:
-    token = ctx.state.service_tokens.get(ctx.params["service_token_id"])
-    if token is None or token["_account_id"] != ctx.account_id:
-        raise base.not_found()
-    return token
+    return base.owned(ctx, ctx.state.service_tokens, "service_token_id")
 
 
 def create(ctx: Ctx) -> Reply:
@@ -111,11 +108,8 @@ def refresh(ctx: Ctx) -> Reply:
 
 _S = "/accounts/{account_id}/access/service_tokens"
 ROUTES = [
-    Route("POST", _S, "service_tokens.create", create, mutates=True),
-    Route("GET", _S, "service_tokens.list", list_),
-    Route("GET", _S + "/{service_token_id}", "service_tokens.get", get),
-    Route("PUT", _S + "/{service_token_id}", "service_tokens.update", update, mutates=True),
-    Route("DELETE", _S + "/{service_token_id}", "service_tokens.delete", delete, mutates=True),
+    *collection_routes(_S, "service_token_id", "service_tokens",
+                       create=create, list_=list_, get=get, update=update, delete=delete),
     Route("POST", _S + "/{service_token_id}/rotate", "service_tokens.rotate", rotate, mutates=True),
     Route("POST", _S + "/{service_token_id}/refresh", "service_tokens.refresh", refresh, mutates=True),
 ]

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .envelope import ApiError, PageRules, Reply, paginate, parse_bool
-from .routing import Ctx, Route
+from .routing import Ctx, Route, collection_routes
 from .state import State, Tunnel, TunnelConfig, new_uuid, now_iso, parse_iso
 
 BAD_REQUEST = 1001
@@ -316,11 +316,7 @@ def add_connection(state: State, tunnel_id: str, colo: str) -> dict[str, Any]:
 
 _T = "/accounts/{account_id}/cfd_tunnel"
 ROUTES = [
-    Route("POST", _T, "tunnels.create", create, mutates=True),
-    Route("GET", _T, "tunnels.list", list_),
-    Route("GET", _T + "/{tunnel_id}", "tunnels.get", get),
-    Route("PATCH", _T + "/{tunnel_id}", "tunnels.edit", edit, mutates=True),
-    Route("DELETE", _T + "/{tunnel_id}", "tunnels.delete", delete, mutates=True),
+    *collection_routes(_T, "tunnel_id", "tunnels", create=create, list_=list_, get=get, edit=edit, delete=delete),
     Route("GET", _T + "/{tunnel_id}/token", "tunnels.token", token),
     Route("GET", _T + "/{tunnel_id}/configurations", "tunnels.config.get", config_get),
     Route("PUT", _T + "/{tunnel_id}/configurations", "tunnels.config.put", config_put, mutates=True),

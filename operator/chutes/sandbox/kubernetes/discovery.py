@@ -24,18 +24,12 @@ _VERSION = re.compile(r'^v(\d+)(?:(alpha|beta)(\d+))?$')
 # PUT needs a resourceVersion, DELETE answers with the object), even though kmock bundles some of them.
 CRD_BACKED_GROUPS = frozenset({'traefik.io', 'kopf.dev', 'gateway.networking.k8s.io'})
 
-# Third-party CRDs that the operator uses but does not ship: (group, version, plural, kind, namespaced, short names).
+# Third-party CRDs that the operator uses but does not ship: (group, version, plural, kind, namespaced, short names);
+# every Traefik plural is its kind in lower case with an s.
+TRAEFIK_KINDS = ('IngressRoute', 'IngressRouteTCP', 'IngressRouteUDP', 'Middleware', 'MiddlewareTCP',
+                 'ServersTransport', 'ServersTransportTCP', 'TLSOption', 'TLSStore', 'TraefikService')
 EXTRA_CUSTOM_RESOURCES: tuple[tuple[str, str, str, str, bool, tuple[str, ...]], ...] = (
-    ('traefik.io', 'v1alpha1', 'ingressroutes', 'IngressRoute', True, ()),
-    ('traefik.io', 'v1alpha1', 'ingressroutetcps', 'IngressRouteTCP', True, ()),
-    ('traefik.io', 'v1alpha1', 'ingressrouteudps', 'IngressRouteUDP', True, ()),
-    ('traefik.io', 'v1alpha1', 'middlewares', 'Middleware', True, ()),
-    ('traefik.io', 'v1alpha1', 'middlewaretcps', 'MiddlewareTCP', True, ()),
-    ('traefik.io', 'v1alpha1', 'serverstransports', 'ServersTransport', True, ()),
-    ('traefik.io', 'v1alpha1', 'serverstransporttcps', 'ServersTransportTCP', True, ()),
-    ('traefik.io', 'v1alpha1', 'tlsoptions', 'TLSOption', True, ()),
-    ('traefik.io', 'v1alpha1', 'tlsstores', 'TLSStore', True, ()),
-    ('traefik.io', 'v1alpha1', 'traefikservices', 'TraefikService', True, ()),
+    *(('traefik.io', 'v1alpha1', f'{kind.lower()}s', kind, True, ()) for kind in TRAEFIK_KINDS),
     ('kopf.dev', 'v1', 'clusterkopfpeerings', 'ClusterKopfPeering', False, ()),
     ('kopf.dev', 'v1', 'kopfpeerings', 'KopfPeering', True, ()),
 )

@@ -2,7 +2,8 @@
 
 One per process and token: one HTTP client and request budget, one coalescing
 `TunnelConfigWriter` per tunnel, one coalescing `DnsWriter` per zone, one `AppView` of the Access
-applications per account (listed again when older than `resync_interval`), a zone cache, the
+applications per account (listed again when older than `resync_interval`), one coalescing
+`TunnelLookup` per account (the tunnel lookups before a create or a delete), a zone cache, the
 owner id written into (and required on) every DNS record it touches, and the write policy and
 dry-run switch (`gate.ChangeGate`) every change goes through. `tunnel_lock` (optional) is held
 around each flush of a tunnel's configuration so that the writers of every process of this
@@ -38,6 +39,7 @@ from .models import (
 )
 from .ownership import validate_owner_id
 from .tunnel_config import RulePredicate, RuleSync, TunnelConfigWriter, TunnelLock
+from .tunnel_lookup import TunnelLookup
 from .zones import ZoneDirectory
 
 __all__ = ["CloudflareCore"]
@@ -69,6 +71,7 @@ class CloudflareCore:
         self._dns_writers: dict[str, DnsWriter] = {}
         self.resync_interval = resync_interval
         self._access_views: dict[str, AppView] = {}
+        self._tunnel_lookups: dict[str, TunnelLookup] = {}
 
     @property
     def snapshot_ttl(self) -> float:
@@ -108,9 +111,12 @@ class CloudflareCore:
             await dns_writer.aclose()
         for view in self._access_views.values():
             await view.aclose()
+        for lookup in self._tunnel_lookups.values():
+            await lookup.aclose()
         self._tunnel_writers.clear()
         self._dns_writers.clear()
         self._access_views.clear()
+        self._tunnel_lookups.clear()
         await self.client.aclose()
 
     # -- writers ---------------------------------------------------------------------------
@@ -150,14 +156,23 @@ class CloudflareCore:
             view = self._access_views[account_id] = AppView(self.client, account_id, self.resync_interval)
         return view
 
+    def tunnel_lookup(self, account_id: str) -> TunnelLookup:
+        """The account's coalesced tunnel lookups (see :mod:`.tunnel_lookup`)."""
+        lookup = self._tunnel_lookups.get(account_id)
+        if lookup is None:
+            lookup = self._tunnel_lookups[account_id] = TunnelLookup(self.client, account_id)
+        return lookup
+
     # -- tunnels ---------------------------------------------------------------------------
     async def ensure_tunnel(self, account_id: str, name: str, recorded: Recorded) -> Tunnel:
         """The live tunnel named `name`, created when absent. `recorded`: the ledger's proof (a tunnel
-        found under the name that it does not cover is a Conflict; a create needs `recorded.since`)."""
-        return await tunnels.ensure_tunnel(self.client, account_id, name, recorded)
+        found under the name that it does not cover is a Conflict; a create needs `recorded.since`). Looked up
+        in a listing begun after the call, shared with every lookup of the account asked meanwhile."""
+        return await tunnels.ensure_tunnel(self.client, self.tunnel_lookup(account_id), account_id, name, recorded)
 
     async def find_tunnel(self, account_id: str, name: str) -> Tunnel | None:
-        return await tunnels.find_tunnel(self.client, account_id, name)
+        """The live tunnel named exactly `name`, or None (a listing begun after the call, shared)."""
+        return await self.tunnel_lookup(account_id).find(name)
 
     async def get_tunnel(self, account_id: str, tunnel_id: str) -> Tunnel | None:
         return await tunnels.get_tunnel(self.client, account_id, tunnel_id)
@@ -166,9 +181,11 @@ class CloudflareCore:
         return await tunnels.get_tunnel_token(self.client, account_id, tunnel_id)
 
     async def delete_tunnel(self, account_id: str, tunnel_id: str, name: str, *, connected_ok: bool) -> None:
-        """Delete tunnel `tunnel_id` after reading it: one named otherwise than `name` is a Conflict, and
-        so is one with active connections unless `connected_ok` (only then cascaded)."""
-        await tunnels.delete_tunnel(self.client, account_id, tunnel_id, name, connected_ok=connected_ok)
+        """Delete tunnel `tunnel_id` after looking it up (a listing begun after the call, shared with every lookup
+        of the account asked meanwhile; read by id when it is not listed under `name`): one named otherwise than
+        `name` is a Conflict, and so is one with active connections unless `connected_ok` (only then cascaded)."""
+        await tunnels.delete_tunnel(self.client, self.tunnel_lookup(account_id), account_id, tunnel_id, name,
+                                    connected_ok=connected_ok)
         writer = self._tunnel_writers.pop((account_id, tunnel_id), None)
         if writer is not None:
             await writer.aclose()

@@ -2,8 +2,10 @@
 
 A tunnel carries no marker of ours: it is ours only when the ledger says so (`Recorded`: its id, or the
 intent to create it and a `created_at` after it). A tunnel found under the name that the record does
-not cover is a `Conflict` and stays as it is; a delete reads the tunnel first and refuses one named
-otherwise, or one with active connections unless the caller says connections may go.
+not cover is a `Conflict` and stays as it is; a delete looks the tunnel up first and refuses one named
+otherwise, or one with active connections unless the caller says connections may go. Lookups (by name
+before a create, by id before a delete) are answered by the account's `TunnelLookup`: a listing begun
+after the question, shared by every question asked meanwhile.
 """
 
 from __future__ import annotations
@@ -15,39 +17,11 @@ from .client import CloudflareClient, to_wire
 from .errors import CloudflareError, Conflict, InvalidInput
 from .models import Recorded, Tunnel
 from .proofs import covered, require_intent, unrecorded
+from .tunnel_lookup import TUNNELS_PER_PAGE, TunnelLookup, tunnel_from_wire
 
-__all__ = ["delete_tunnel", "ensure_tunnel", "find_tunnel", "get_tunnel", "get_tunnel_token", "list_tunnels"]
+__all__ = ["delete_tunnel", "ensure_tunnel", "get_tunnel", "get_tunnel_token", "list_tunnels"]
 
 log = logging.getLogger(__name__)
-TUNNELS_PER_PAGE = 1000
-
-
-def tunnel_from_wire(data: dict[str, Any], account_id: str) -> Tunnel:
-    return Tunnel(
-        id=str(data.get("id") or ""),
-        name=str(data.get("name") or ""),
-        account_id=str(data.get("account_tag") or account_id),
-        deleted=bool(data.get("deleted_at")),
-        created_at=str(data["created_at"]) if data.get("created_at") else None,
-        connected=bool(data.get("connections")),
-    )
-
-
-async def find_tunnel(client: CloudflareClient, account_id: str, name: str) -> Tunnel | None:
-    """The live (not deleted) tunnel named exactly `name`, or None."""
-    items = await client.list_all(
-        "tunnels.list",
-        client.sdk.zero_trust.tunnels.cloudflared.list,
-        account_id=account_id,
-        name=name,
-        is_deleted=False,
-        per_page=TUNNELS_PER_PAGE,
-    )
-    for item in items:
-        tunnel = tunnel_from_wire(item, account_id)
-        if tunnel.name == name and not tunnel.deleted:
-            return tunnel
-    return None
 
 
 def _proven(tunnel: Tunnel, recorded: Recorded) -> Tunnel:
@@ -61,10 +35,12 @@ def _identity(tunnel: Tunnel) -> tuple[str, str | None]:
     return tunnel.id, tunnel.created_at
 
 
-async def ensure_tunnel(client: CloudflareClient, account_id: str, name: str, recorded: Recorded) -> Tunnel:
-    """The live tunnel named `name`, created when absent (config_src=cloudflare). An existing tunnel must
-    be the one `recorded` proves ours (else Conflict); a create needs `recorded.since`."""
-    found = await find_tunnel(client, account_id, name)
+async def ensure_tunnel(client: CloudflareClient, lookup: TunnelLookup, account_id: str, name: str,
+                        recorded: Recorded) -> Tunnel:
+    """The live tunnel named `name` (found through `lookup`, the account's), created when absent
+    (config_src=cloudflare). An existing tunnel must be the one `recorded` proves ours (else Conflict); a create
+    needs `recorded.since`."""
+    found = await lookup.find(name)
     if found is not None:
         return _proven(found, recorded)
     require_intent(recorded, f"tunnel {name}")
@@ -79,7 +55,7 @@ async def ensure_tunnel(client: CloudflareClient, account_id: str, name: str, re
         )
     except Conflict:
         # 409/1013: taken meanwhile, or our own create replayed after a dropped connection.
-        found = await find_tunnel(client, account_id, name)
+        found = await lookup.find(name)
         if found is None:
             raise
         found = _proven(found, recorded)
@@ -110,13 +86,17 @@ async def get_tunnel_token(client: CloudflareClient, account_id: str, tunnel_id:
 
 
 async def delete_tunnel(
-    client: CloudflareClient, account_id: str, tunnel_id: str, name: str, *, connected_ok: bool
+    client: CloudflareClient, lookup: TunnelLookup, account_id: str, tunnel_id: str, name: str, *,
+    connected_ok: bool
 ) -> None:
     """Delete tunnel `tunnel_id`; a missing or deleted tunnel is fine (and so is one the write policy or
-    dry-run keeps). The tunnel is read first: one named otherwise than `name` (the name this installation
-    recorded for it) is a Conflict, and so is one with active connections unless `connected_ok` (only then
-    are they deleted with it: ``cascade``)."""
-    current = await get_tunnel(client, account_id, tunnel_id)
+    dry-run keeps). The tunnel is looked up first (`lookup`: a listing of the tunnels named `name` begun after
+    the call; read by id when it is not among them): one named otherwise than `name` (the name this
+    installation recorded for it) is a Conflict, and so is one with active connections unless `connected_ok`
+    (only then are they deleted with it: ``cascade``)."""
+    current = await lookup.live(tunnel_id, name)
+    if current is None:  # deleted, unknown, or renamed since: a read by id tells which
+        current = await get_tunnel(client, account_id, tunnel_id)
     if current is None or current.deleted:
         return
     label = f"tunnel {current.name!r} ({tunnel_id})"

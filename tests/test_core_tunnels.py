@@ -10,8 +10,9 @@ from typing import Any
 import cloudflare
 import pytest
 
-from chutes.cloudflare_core import CloudflareCore, IngressRule, NotFound, Recorded, TransientError
+from chutes.cloudflare_core import CloudflareCore, Conflict, IngressRule, NotFound, Recorded, TransientError, Tunnel
 from chutes.sandbox.cloudflare import CloudflareSandbox
+from chutes.sandbox.cloudflare.tunnels import create_tunnel
 from core_harness import intent, rules_at
 
 FOREIGN = [
@@ -77,6 +78,58 @@ async def test_tunnel_token_and_delete(core: CloudflareCore, sandbox: Cloudflare
     assert live_tunnels(sandbox, "op-token") == []
     assert [c.query.get("cascade") for c in sandbox.calls(op="tunnels.delete")] == ["true"]
     assert await core.list_tunnels(sandbox.account_id, prefix="op-") == []
+
+
+async def test_tunnels_ensured_then_deleted_together_are_looked_up_in_one_listing_each_time(
+    core: CloudflareCore, sandbox: CloudflareSandbox
+) -> None:
+    account = sandbox.account_id
+    foreign = create_tunnel(sandbox.state, account, {"name": "op-many-3", "config_src": "cloudflare"})
+    foreign.created_at = "2020-01-01T00:00:00.000000Z"  # made by hand long before our intent
+    sandbox.reset_log()
+    names = [f"op-many-{i}" for i in range(8)]
+
+    made = await asyncio.gather(*(core.ensure_tunnel(account, name, intent()) for name in names),
+                                return_exceptions=True)
+
+    refused = made.pop(3)
+    assert isinstance(refused, Conflict) and "no record of creating it" in refused.message
+    ours = [tunnel for tunnel in made if isinstance(tunnel, Tunnel)]
+    assert [tunnel.name for tunnel in ours] == [name for name in names if name != "op-many-3"]
+    assert sandbox.counters == {"tunnels.list": 1, "tunnels.create": 7}  # one listing, not one per name
+    [listing] = sandbox.calls(op="tunnels.list")
+    assert (listing.query["include_prefix"], listing.query["is_deleted"]) == ("op-many-", "false")
+
+    sandbox.reset_log()
+    await asyncio.gather(*(core.delete_tunnel(account, t.id, t.name, connected_ok=False) for t in ours))
+    with pytest.raises(Conflict, match="not the tunnel 'op-many-0'"):  # checked as before: by its name
+        await core.delete_tunnel(account, foreign.id, "op-many-0", connected_ok=True)
+
+    assert [t["id"] for t in live_tunnels(sandbox, "op-many-3")] == [foreign.id]
+    assert all(live_tunnels(sandbox, name) == [] for name in names if name != "op-many-3")
+    assert sandbox.counters == {"tunnels.list": 2, "tunnels.delete": 7, "tunnels.get": 1}  # the last one: by id
+
+
+async def test_a_lookup_asked_while_a_listing_is_in_flight_is_answered_by_the_next_one(
+    core: CloudflareCore, sandbox: CloudflareSandbox
+) -> None:
+    account = sandbox.account_id
+    late: list[asyncio.Future[Tunnel | None]] = []
+
+    async def asked_meanwhile() -> None:  # the first listing is at the emulator, not answered yet
+        late.append(asyncio.ensure_future(core.find_tunnel(account, "op-late")))
+        await asyncio.sleep(0.01)
+
+    def made_meanwhile() -> None:  # after the first listing: only a listing begun later shows it
+        create_tunnel(sandbox.state, account, {"name": "op-late", "config_src": "cloudflare"})
+
+    sandbox.faults.before("tunnels.list", asked_meanwhile)
+    sandbox.faults.before("tunnels.list", made_meanwhile)
+
+    assert await core.find_tunnel(account, "op-early") is None
+    found = await late[0]
+    assert found is not None and found.name == "op-late"
+    assert [call.query.get("name") for call in sandbox.calls(op="tunnels.list")] == ["op-early", "op-late"]
 
 
 async def test_fifty_concurrent_edits_cost_one_get_and_one_put(

@@ -270,6 +270,25 @@ def test_access_is_written_before_routing_and_removed_after_it(world: World) -> 
         world.core.read_namespaced_secret("chute-blog-tunnel-token", NS)
 
 
+def test_gateways_deleted_together_find_their_tunnels_in_listings_never_reading_each(world: World) -> None:
+    world.ready_config()
+    world.service()
+    names = ["blog", "docs", "shop"]
+    for name in names:
+        world.gateway(name)
+    for name in names:
+        world.ready_gateway(name)
+    world.cf.reset_log()
+    for name in names:
+        world.custom.delete_namespaced_custom_object(GROUP, VERSION, NS, "chutegateways", name)
+    wait_for("gateways gone", lambda: not world.custom.list_namespaced_custom_object(
+        GROUP, VERSION, NS, "chutegateways")["items"])
+    assert world.live_tunnels() == [] and world.records() == [] and world.state()["access_apps"] == {}
+    counters = world.cf.counters
+    assert counters["tunnels.delete"] == 3 and "tunnels.get" not in counters  # checked in a listing instead
+    assert 1 <= counters["tunnels.list"] <= 3
+
+
 def test_public_gateway_has_no_access_application(world: World) -> None:
     world.ready_config()
     world.service()

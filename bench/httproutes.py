@@ -160,6 +160,7 @@ def main() -> None:
     report("all deleted", deleted, n, delete_seconds)
     records = [r for r in left["dns_records"][cf.zone_id("example.com")]]
     print(f"left in Cloudflare: {len(records)} DNS records, {len(left['access_apps'])} Access apps, "
+          f"{len(left['service_tokens'])} service tokens, "
           f"{len((left['tunnel_configs'].get(tunnel.id) or {}).get('config', {}).get('ingress', [])) - 1} rules")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS (emulators + operator in one process): {rss:.0f} MiB")

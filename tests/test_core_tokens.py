@@ -113,6 +113,25 @@ async def test_a_stale_view_never_adopts_nor_deletes_a_foreign_namesake_nor_dupl
     assert sorted(t["id"] for t in tokens(sandbox)) == sorted([foreign, namesake, elsewhere])
 
 
+async def test_an_intent_is_resolved_on_a_listing_of_its_own_call_never_on_a_copy_that_may_miss_a_second_token(
+    core: CloudflareCore, sandbox: CloudflareSandbox, other: cloudflare.AsyncCloudflare
+) -> None:
+    account = sandbox.account_id
+    recorded = intent()
+    first = await made_by_hand(other, sandbox, "cfzt-web.example.com")  # ours, its id never recorded (a crash)
+    await core.refresh_service_tokens(account)
+    await made_by_hand(other, sandbox, "cfzt-web.example.com")  # and another one since: which is ours?
+    sandbox.reset_log()
+
+    with pytest.raises(Conflict, match="cannot be told"):
+        await core.ensure_service_token(account, "cfzt-web.example.com", TOKEN_DURATION, recorded)
+    assert sandbox.counters == {"service_tokens.list": 1} and len(tokens(sandbox)) == 2
+    with sandbox.state.lock:
+        del sandbox.state.service_tokens[first]
+    resolved = await core.ensure_service_token(account, "cfzt-web.example.com", TOKEN_DURATION, recorded)
+    assert resolved.id != first and resolved.client_secret is None and len(tokens(sandbox)) == 1
+
+
 async def test_a_delete_checks_a_copy_learned_since_the_proof_and_refuses_a_token_renamed_since(
     core: CloudflareCore, sandbox: CloudflareSandbox, other: cloudflare.AsyncCloudflare
 ) -> None:

@@ -18,7 +18,9 @@ create from making a duplicate, and the trade-offs differ from :mod:`.access`'s:
   stale view never makes a duplicate; a publish of N tokens costs the N creates and the listings their
   decisions share (one when they come together, up to N when they come one by one: what one query each cost).
 - A refusal (tokens under our name, none of them the recorded one) is only decided on a listing made during the
-  call too, so a foreign token that has gone since the view's copy does not block ours.
+  call too, so a foreign token that has gone since the view's copy does not block ours; and so is the resolution
+  of an intent whose id was never recorded (a crash between the create and the record): two tokens made after
+  it cannot be told apart, and the view may show only one of them.
 - `delete_service_token` must not delete a token someone re-purposed (renamed) under an id the ledger still
   records: its name is checked first. The view's copy stands in for that read only when the view is fresh (its
   listing is younger than the resync interval) AND the copy was learned (listed, or answered to our own create)
@@ -89,7 +91,8 @@ def _recorded_token(view: TokenView, name: str, recorded: Recorded) -> dict[str,
 
 
 async def _our_token(view: TokenView, name: str, recorded: Recorded) -> dict[str, Any] | None:
-    """`_recorded_token` on the fresh view; a refusal, and an absence (a create follows), only on a listing begun
+    """`_recorded_token` on the fresh view; a refusal, an absence (a create follows) and the resolution of an
+    intent (no id recorded yet: a second token made after it would make it ambiguous) only on a listing begun
     during this call."""
     began = view.clock()
     await view.current()
@@ -101,7 +104,7 @@ async def _our_token(view: TokenView, name: str, recorded: Recorded) -> dict[str
                 raise
             await view.refresh()
             continue
-        if mine is not None or view.listed_since(began):
+        if (mine is not None and recorded.id) or view.listed_since(began):
             return mine
         await view.refresh()
 

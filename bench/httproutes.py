@@ -1,12 +1,13 @@
 """Benchmark: N annotated HTTPRoutes (default 200) on one CloudflareZeroTrustTenant, half of them behind
-Access (a reusable policy by name), against both emulators.
+Access (a reusable policy by name), against both emulators; with `--tokens K`, the first K routes behind Access
+also carry a service token (``serviceToken.enabled``: a token, and its Secret).
 
 Prints the time until every route is Ready and the Cloudflare calls per route by operation; then one whole
 resync pass of the tenant's timer (every route re-checked against Cloudflare, nothing written in the steady
 state: the calls between two consecutive passes' ``lastSyncTime`` stamps, once everything is Ready); then the
 deletion of all of them; and the process's peak RSS. Run:
-`.venv/bin/python bench/httproutes.py [--routes N] [--latency 0.02] [--resync-interval 30]`. A figure printer,
-not a test.
+`.venv/bin/python bench/httproutes.py [--routes N] [--tokens K] [--latency 0.02] [--resync-interval 30]`. A figure
+printer, not a test.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ def wait_all(custom: Any, predicate: Any, what: str, timeout: float = 600.0) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--routes", type=int, default=200)
+    parser.add_argument("--tokens", type=int, default=0, help="routes behind Access that carry a service token")
     parser.add_argument("--latency", type=float, default=0.02, help="seconds added to every Cloudflare call")
     parser.add_argument("--resync-interval", type=float, default=30.0, help="the operator's resync interval (s)")
     args = parser.parse_args()
@@ -102,6 +104,8 @@ def main() -> None:
                 annotations = {P + "enabled": "true", P + "tenant": "home", P + "hostname": f"r{i}.example.com"}
                 if i % 2 == 0:
                     annotations |= {P + "access.enabled": "true", P + "access.existingPolicyNames": "Team"}
+                    if i // 2 < args.tokens:
+                        annotations[P + "serviceToken.enabled"] = "true"
                 custom.create_namespaced_custom_object(RG, RV, NS, "httproutes", {
                     "apiVersion": f"{RG}/{RV}", "kind": "HTTPRoute",
                     "metadata": {"name": f"r{i}", "annotations": annotations},
@@ -137,7 +141,8 @@ def main() -> None:
             started = time.monotonic()
             for i in range(n):
                 custom.delete_namespaced_custom_object(RG, RV, NS, "httproutes", f"r{i}")
-            while core.list_namespaced_config_map(OPNS).items or cf.snapshot()["access_apps"]:
+            while (core.list_namespaced_config_map(OPNS).items or cf.snapshot()["access_apps"]
+                   or cf.snapshot()["service_tokens"]):
                 if time.monotonic() - started > 600:
                     sys.exit("timed out deleting")
                 time.sleep(0.1)
@@ -147,13 +152,15 @@ def main() -> None:
         sdk.close()
         client.close()
 
-    print(f"{n} HTTPRoutes on one tenant ({(n + 1) // 2} behind Access), {args.latency * 1000:.0f} ms added "
-          "Cloudflare latency")
+    tokens = min(args.tokens, (n + 1) // 2)
+    print(f"{n} HTTPRoutes on one tenant ({(n + 1) // 2} behind Access, {tokens} with a service token), "
+          f"{args.latency * 1000:.0f} ms added Cloudflare latency")
     report("all Ready", published, n, publish_seconds)
     report(f"one resync pass (timer, every {args.resync_interval:.0f} s; steady state)", resynced, n, resync_seconds)
     report("all deleted", deleted, n, delete_seconds)
     records = [r for r in left["dns_records"][cf.zone_id("example.com")]]
     print(f"left in Cloudflare: {len(records)} DNS records, {len(left['access_apps'])} Access apps, "
+          f"{len(left['service_tokens'])} service tokens, "
           f"{len((left['tunnel_configs'].get(tunnel.id) or {}).get('config', {}).get('ingress', [])) - 1} rules")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS (emulators + operator in one process): {rss:.0f} MiB")

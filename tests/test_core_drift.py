@@ -62,6 +62,7 @@ async def test_repairs_inside_the_scope_are_counted_by_object_and_nothing_else_i
     await cf.zero_trust.access.applications.policies.delete(done.policy.id, app_id=done.app.id, account_id=account)
     await cf.zero_trust.access.service_tokens.delete(done.token.id, account_id=account)
     await core.refresh_access_apps(account)  # as once the resync interval is over: the apps are listed again,
+    await core.refresh_service_tokens(account)  # and the tokens,
     core.forget_listings()  # and the zone and the tunnel configuration read again
 
     with repairing(name):

@@ -231,5 +231,6 @@ def test_public_names_are_exported_once_and_sorted() -> None:
     public = {name for name in vars(package) if not name.startswith("_")}
     modules = {"access", "budget", "client", "coalescing", "core", "dns", "errors", "metrics", "models"}
     modules |= {"ownership", "tunnel_config", "tunnels", "zones", "annotations", "adoption"}
-    modules |= {"drift", "gate", "inventory", "proofs", "credentials", "access_view", "tunnel_lookup"}
+    modules |= {"drift", "gate", "inventory", "proofs", "credentials", "access_view", "account_view"}
+    modules |= {"token_view", "service_tokens", "tunnel_lookup"}
     assert public - modules == set(package.__all__)

@@ -157,6 +157,39 @@ def test_service_token_secret_lives_only_in_its_secret(world: World, caplog: pyt
              and P + "serviceTokenId" not in world.annotations("api"))
 
 
+def test_routes_with_service_tokens_cost_one_listing_of_the_tokens_not_one_query_each(world: World) -> None:
+    routes = [f"t{i}" for i in range(8)]
+    home(world, resync=4.0)  # a pass of every route takes well under the interval: the view is listed once in it
+    for name in routes:
+        world.route(name, f"{name}.example.com", **{"serviceToken.enabled": "true"})
+    for name in routes:
+        world.wait_ready(name)
+    wait_for("every token Secret", lambda: all(world.secret(f"cfzt-svctoken-{name}") for name in routes))
+    assert sorted(t["name"] for t in world.tokens()) == sorted(f"cfzt-{name}.example.com" for name in routes)
+
+    def token_calls(since: int) -> list[str]:
+        return [op for op in world.ops()[since:] if op.startswith("service_tokens.")]
+
+    def next_pass(after: str) -> str:
+        """The lastSyncTime of the tenant's next resync pass (written once every route was re-checked)."""
+        return str(wait_for("a resync pass", lambda: (t := world.tenant_status().get("lastSyncTime")) != after
+                            and t, timeout=30.0))
+
+    # One resync pass of every route, its view of the tokens older than the interval: one listing for them all.
+    synced = next_pass(str(world.tenant_status().get("lastSyncTime")))
+    since = len(world.ops())
+    next_pass(synced)
+    assert token_calls(since) == ["service_tokens.list"]
+
+    since = len(world.ops())
+    for name in routes:
+        world.delete_route(name)
+    wait_for("tokens deleted", lambda: world.tokens() == [] and all(world.state(name) is None for name in routes))
+    calls = token_calls(since)  # checked on the view's copies, learned since the ledger's proof: never read
+    assert calls.count("service_tokens.delete") == len(routes) and calls.count("service_tokens.list") <= 1
+    assert "service_tokens.get" not in calls
+
+
 def test_resync_restores_a_deleted_cname_and_otherwise_writes_nothing(world: World) -> None:
     home(world, resync=0.5)
     world.route("web", "web.example.com")

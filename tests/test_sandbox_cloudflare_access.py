@@ -76,6 +76,25 @@ async def test_service_token_secret_appears_only_on_create_and_rotate(
     assert caught.value.errors[0].message == "access.api.error.not_found" and codes(caught.value) == [12130]
 
 
+async def test_service_token_listing_is_paged_as_documented(
+    sandbox: CloudflareSandbox, cf: Client, raw: httpx.AsyncClient
+) -> None:
+    """What the operator's view of the tokens relies on: one unfiltered listing, ``page``/``per_page``, and
+    ``result_info`` saying how many there are; a page past the end is empty, never an error."""
+    tokens = cf.zero_trust.access.service_tokens
+    for name in ("bot-a", "bot-b", "ci"):
+        await tokens.create(account_id=sandbox.account_id, name=name)
+    pages = [(await raw.get("/service_tokens", params={"per_page": 2, "page": page})).json() for page in (1, 2, 3)]
+
+    assert [[t["name"] for t in page["result"]] for page in pages] == [["bot-a", "bot-b"], ["ci"], []]
+    assert [page["result_info"] for page in pages] == [
+        {"page": page, "per_page": 2, "count": count, "total_count": 3, "total_pages": 2}
+        for page, count in ((1, 2), (2, 1), (3, 0))]
+    assert all("client_secret" not in t for page in pages for t in page["result"])
+    walked = [t.name async for t in tokens.list(account_id=sandbox.account_id, per_page=1)]
+    assert walked == ["bot-a", "bot-b", "ci"]
+
+
 async def test_app_embeds_reusable_policies_which_cannot_be_deleted_while_used(
     sandbox: CloudflareSandbox, cf: Client, raw: httpx.AsyncClient
 ) -> None:

@@ -1,4 +1,4 @@
-"""Zero Trust Access: self-hosted apps, policies, the one-time-PIN IdP and service tokens.
+"""Zero Trust Access: self-hosted apps, policies and the one-time-PIN IdP (service tokens: :mod:`.service_tokens`).
 
 Access applications' `tags` cannot carry an ownership marker. Access tags are account-level objects
 (``POST /accounts/{id}/access/tags``, a bare ``name``) that must exist before an app names them, and they
@@ -8,10 +8,10 @@ who may edit the app (dashboard, Terraform) may add or drop it. So tags are not 
 tunnels and service tokens, are ours only when this installation's ledger records them (`Recorded`).
 
 Every ensure_* finds its object by natural key first (app: domain; app policy: name within
-the app; IdP: type onetimepin; service token: name). For apps and service tokens what it finds must be
-the object the `Recorded` proof covers, else `Conflict` and nothing changes, and a create needs the
-recorded intent. App-scoped policies live inside an app proven ours and are found by name there;
-the one-time-PIN IdP is found and used, created when absent, never updated nor deleted.
+the app; IdP: type onetimepin). For apps what it finds must be the object the `Recorded` proof
+covers, else `Conflict` and nothing changes, and a create needs the recorded intent. App-scoped
+policies live inside an app proven ours and are found by name there; the one-time-PIN IdP is found
+and used, created when absent, never updated nor deleted.
 Creates whose key Cloudflare does not enforce are not replayed by the client after a dropped
 connection; on a transient failure they look the object up again and resolve it (by the proof)
 instead of making a duplicate.
@@ -42,8 +42,6 @@ per domain:
   the view does not hold is read (it may have been made by another process), unless we deleted it lately
   (nothing is deleted twice). App-scoped policies go with their app (never deleted first).
 
-Deletes of service tokens read the token first and refuse one whose name differs from the one recorded.
-
 Every change goes through the client's `ChangeGate`: a skipped update returns the object as it is,
 a skipped delete returns; under dry-run a create raises `DryRunStop` (its id or secret is needed).
 An app whose spec asks for adoption takes over the one foreign app protecting its domain.
@@ -70,7 +68,6 @@ from .models import (
     IdentityProvider,
     Policy,
     Recorded,
-    ServiceToken,
     parse_time,
 )
 from .ownership import DEFAULT_OWNER, name_owner
@@ -79,19 +76,14 @@ from .proofs import covered, require_intent, unrecorded
 __all__ = [
     "delete_access_app",
     "delete_app_policy",
-    "delete_service_token",
     "ensure_access_app",
     "ensure_app_policy",
     "ensure_otp_idp",
-    "ensure_service_token",
     "find_access_app",
     "find_app_policy",
     "find_reusable_policy",
-    "find_service_token",
     "get_access_app",
-    "get_service_token",
     "list_reusable_policies",
-    "rotate_service_token",
 ]
 
 log = logging.getLogger(__name__)
@@ -522,99 +514,7 @@ async def ensure_otp_idp(client: CloudflareClient, account_id: str) -> IdentityP
     return _idp_from_wire(to_wire(created))
 
 
-def _token_from_wire(data: dict[str, Any], *, with_secret: bool) -> ServiceToken:
-    return ServiceToken(
-        id=str(data.get("id") or ""),
-        name=str(data.get("name") or ""),
-        client_id=str(data.get("client_id") or ""),
-        client_secret=(data.get("client_secret") or None) if with_secret else None,
-        expires_at=data.get("expires_at"),
-        created_at=_created_at(data),
-    )
-
-
-async def _named_tokens(client: CloudflareClient, account_id: str, name: str) -> list[ServiceToken]:
-    items = await list_access(client, "service_tokens.list", client.sdk.zero_trust.access.service_tokens.list,
-                              account_id, name=name)
-    return [_token_from_wire(i, with_secret=False) for i in items if i.get("name") == name]
-
-
-async def _find_token(client: CloudflareClient, account_id: str, name: str) -> ServiceToken | None:
-    return next(iter(await _named_tokens(client, account_id, name)), None)
-
-
-def _token_identity(token: ServiceToken) -> tuple[str, str | None]:
-    return token.id, token.created_at
-
-
-async def _our_token(client: CloudflareClient, account_id: str, name: str, recorded: Recorded) -> ServiceToken | None:
-    """The token named `name` that is ours: the recorded one (tokens named alike that the record does
-    not cover are someone else's and stay as they are: Conflict when there is no recorded one)."""
-    tokens = await _named_tokens(client, account_id, name)
-    mine = covered(tokens, recorded, _token_identity, f"service token {name}")
-    if mine is None and tokens:
-        ids = ", ".join(sorted(token.id for token in tokens))
-        raise unrecorded(f"service token(s) {name} ({ids})", recorded)
-    return mine
-
-
-async def ensure_service_token(
-    client: CloudflareClient,
-    account_id: str,
-    name: str,
-    duration: str,
-    recorded: Recorded,
-) -> ServiceToken:
-    """The service token named `name`: an existing one comes back WITHOUT its secret (Cloudflare
-    shows it only once); a new one comes back with it. Store the secret at once.
-
-    An existing token must be the one `recorded` proves ours (else Conflict); a create needs
-    `recorded.since`."""
-    found = await _our_token(client, account_id, name, recorded)
-    if found is not None:
-        return found
-    require_intent(recorded, f"service token {name}")
-    client.gate.allows("create", "service_token", name, needed=True)
-    tokens = client.sdk.zero_trust.access.service_tokens
-    try:
-        created = await client.call(
-            "service_tokens.create", tokens.create, account_id=account_id, name=name, duration=duration
-        )
-    except TransientError as error:
-        if isinstance(error, RateLimited):
-            raise
-        # The create may have happened with its answer lost: adopt it and get a fresh secret.
-        found = await _our_token(client, account_id, name, recorded)
-        if found is None:
-            raise
-        rotated = await client.call("service_tokens.rotate", tokens.rotate, found.id, account_id=account_id)
-        log.info("Adopted service token %s after a lost create answer; rotated its secret", name)
-        return _token_from_wire(to_wire(rotated), with_secret=True)
-    log.info("Created service token %s", name)
-    return _token_from_wire(to_wire(created), with_secret=True)
-
-
-async def get_service_token(client: CloudflareClient, account_id: str, token_id: str) -> ServiceToken | None:
-    """The token with id `token_id` (never with its secret), or None when Cloudflare has none."""
-    found = await client.get("service_tokens.get", client.sdk.zero_trust.access.service_tokens.get, token_id,
-                             account_id=account_id)
-    return _token_from_wire(found, with_secret=False) if found is not None else None
-
-
-async def delete_service_token(client: CloudflareClient, account_id: str, token_id: str, name: str) -> None:
-    """Delete token `token_id`; a missing one is fine. The token is read first: one named otherwise than
-    the `name` this installation recorded for it is a Conflict, left in place."""
-    current = await get_service_token(client, account_id, token_id)
-    if current is None:
-        return
-    if current.name != name:
-        raise Conflict(f"service token {current.name!r} ({token_id}) is not the token {name!r} "
-                       "this installation recorded: left untouched")
-    await client.delete("service_tokens.delete", "service_token", token_id,
-                        client.sdk.zero_trust.access.service_tokens.delete, token_id, account_id=account_id)
-
-
-# --- lookups and rotation used by front doors that find their objects by natural key -----------------
+# --- lookups used by front doors that find their objects by natural key -----------------------------
 
 
 async def find_app_policy(client: CloudflareClient, account_id: str, app_id: str, name: str) -> Policy | None:
@@ -626,19 +526,3 @@ async def list_reusable_policies(client: CloudflareClient, account_id: str) -> l
     """Every account-level (reusable) policy, in one listing."""
     items = await list_access(client, "access.policies.list", client.sdk.zero_trust.access.policies.list, account_id)
     return [dataclasses.replace(policy_from_wire(item), reusable=True) for item in items]
-
-
-async def find_service_token(client: CloudflareClient, account_id: str, name: str) -> ServiceToken | None:
-    """The service token named `name` (never with its secret), or None."""
-    return await _find_token(client, account_id, name)
-
-
-async def rotate_service_token(client: CloudflareClient, account_id: str, token_id: str) -> ServiceToken:
-    """A new secret for the token (the old one stops working); the only other way to learn a secret.
-    When the write policy or dry-run skips the rotation: the token as it is, without a secret."""
-    tokens = client.sdk.zero_trust.access.service_tokens
-    if not client.gate.allows("update", "service_token", f"{token_id} (a new secret)"):
-        current = await client.call("service_tokens.get", tokens.get, token_id, account_id=account_id)
-        return _token_from_wire(to_wire(current), with_secret=False)
-    rotated = await client.call("service_tokens.rotate", tokens.rotate, token_id, account_id=account_id)
-    return _token_from_wire(to_wire(rotated), with_secret=True)

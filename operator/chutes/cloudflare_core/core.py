@@ -4,6 +4,8 @@ One per process and token: one HTTP client and request budget, one coalescing
 `TunnelConfigWriter` per tunnel, one coalescing `DnsWriter` per zone, one `AppView` of the Access
 applications per account (listed again when older than `resync_interval`), one coalescing
 `TunnelLookup` per account (the tunnel lookups before a create or a delete), a zone cache, the
+applications and one `TokenView` of the service tokens per account (each listed again when older than
+`resync_interval`), a zone cache, the
 owner id written into (and required on) every DNS record it touches, and the write policy and
 dry-run switch (`gate.ChangeGate`) every change goes through. `tunnel_lock` (optional) is held
 around each flush of a tunnel's configuration so that the writers of every process of this
@@ -16,7 +18,7 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
-from . import access, adoption, inventory, tunnels
+from . import access, adoption, inventory, service_tokens, tunnels
 from .access_view import AppView
 from .budget import RequestBudget
 from .client import CloudflareClient
@@ -38,6 +40,7 @@ from .models import (
     Zone,
 )
 from .ownership import validate_owner_id
+from .token_view import TokenView
 from .tunnel_config import RulePredicate, RuleSync, TunnelConfigWriter, TunnelLock
 from .tunnel_lookup import TunnelLookup
 from .zones import ZoneDirectory
@@ -72,6 +75,7 @@ class CloudflareCore:
         self.resync_interval = resync_interval
         self._access_views: dict[str, AppView] = {}
         self._tunnel_lookups: dict[str, TunnelLookup] = {}
+        self._token_views: dict[str, TokenView] = {}
 
     @property
     def snapshot_ttl(self) -> float:
@@ -109,7 +113,7 @@ class CloudflareCore:
             await writer.aclose()
         for dns_writer in self._dns_writers.values():
             await dns_writer.aclose()
-        for view in self._access_views.values():
+        for view in [*self._access_views.values(), *self._token_views.values()]:
             await view.aclose()
         for lookup in self._tunnel_lookups.values():
             await lookup.aclose()
@@ -117,6 +121,7 @@ class CloudflareCore:
         self._dns_writers.clear()
         self._access_views.clear()
         self._tunnel_lookups.clear()
+        self._token_views.clear()
         await self.client.aclose()
 
     # -- writers ---------------------------------------------------------------------------
@@ -162,6 +167,13 @@ class CloudflareCore:
         if lookup is None:
             lookup = self._tunnel_lookups[account_id] = TunnelLookup(self.client, account_id)
         return lookup
+
+    def token_view(self, account_id: str) -> TokenView:
+        """The account's service tokens as last listed (see :mod:`.token_view`)."""
+        view = self._token_views.get(account_id)
+        if view is None:
+            view = self._token_views[account_id] = TokenView(self.client, account_id, self.resync_interval)
+        return view
 
     # -- tunnels ---------------------------------------------------------------------------
     async def ensure_tunnel(self, account_id: str, name: str, recorded: Recorded) -> Tunnel:
@@ -356,15 +368,23 @@ class CloudflareCore:
     ) -> ServiceToken:
         """The token named `name`, valid for `duration` (e.g. ``8760h``), with its secret only when created
         now. `recorded`: the ledger's proof (a token named so that it does not cover is a Conflict; a create
-        needs `recorded.since`)."""
-        return await access.ensure_service_token(self.client, account_id, name, duration, recorded)
+        needs `recorded.since`).
+
+        Found in the account's view of its tokens (one listing, refreshed after the resync interval: no call
+        while it holds the token); a create or a refusal is decided on a listing begun during the call (shared
+        by every caller deciding meanwhile), never on an old copy: Cloudflare would not refuse a duplicate."""
+        return await service_tokens.ensure_service_token(self.client, self.token_view(account_id), name, duration,
+                                                         recorded)
 
     async def get_service_token(self, account_id: str, token_id: str) -> ServiceToken | None:
-        return await access.get_service_token(self.client, account_id, token_id)
+        """The token as Cloudflare has it now (one read), or None."""
+        return await service_tokens.get_service_token(self.client, account_id, token_id)
 
-    async def delete_service_token(self, account_id: str, token_id: str, name: str) -> None:
-        """Delete token `token_id` after reading it: one named otherwise than `name` is a Conflict."""
-        await access.delete_service_token(self.client, account_id, token_id, name)
+    async def delete_service_token(self, account_id: str, token_id: str, name: str, since: str | None = None) -> None:
+        """Delete token `token_id` after checking it: one named otherwise than `name` is a Conflict. Checked on the
+        view's copy when the view is fresh and the copy was learned at or after `since` (when the ledger recorded
+        the proof), else read (see :mod:`.service_tokens`); already gone (404) is fine."""
+        await service_tokens.delete_service_token(self.client, self.token_view(account_id), token_id, name, since)
 
     # -- lookups by natural key and rotation -------------------------------------------------
     async def find_access_app(self, account_id: str, domain: str, name: str) -> AccessApp | None:
@@ -383,10 +403,16 @@ class CloudflareCore:
         return await access.list_reusable_policies(self.client, account_id)
 
     async def find_service_token(self, account_id: str, name: str) -> ServiceToken | None:
-        return await access.find_service_token(self.client, account_id, name)
+        """The token named `name`, or None. From the account's view (listed again on a miss)."""
+        return await service_tokens.find_service_token(self.token_view(account_id), name)
+
+    async def refresh_service_tokens(self, account_id: str) -> None:
+        """List the account's service tokens again now (coalesced with every caller waiting)."""
+        await self.token_view(account_id).refresh()
 
     async def rotate_service_token(self, account_id: str, token_id: str) -> ServiceToken:
-        return await access.rotate_service_token(self.client, account_id, token_id)
+        """A new secret for a token proven ours; skipped by the write policy or dry-run, the token as it is."""
+        return await service_tokens.rotate_service_token(self.client, self.token_view(account_id), token_id)
 
     # -- whole-account listings (the orphan sweep) -------------------------------------------
     async def list_access_apps(self, account_id: str) -> list[AccessApp]:
@@ -397,8 +423,9 @@ class CloudflareCore:
         return [access.app_from_wire(app) for app in view.apps()]
 
     async def list_service_tokens(self, account_id: str) -> list[ServiceToken]:
-        """Every service token of the account, ours or not (never with a secret)."""
-        return await inventory.list_service_tokens(self.client, account_id)
+        """Every service token of the account, ours or not (never with a secret): one listing begun after the call
+        (it refreshes the account's view)."""
+        return await service_tokens.listed_service_tokens(self.token_view(account_id))
 
     async def list_zones(self, account_id: str) -> list[Zone]:
         """The zones of the account the token can read."""

@@ -1,24 +1,15 @@
-"""Whole-account listings for the orphan sweep: every service token and every zone of an account, one
-paginated listing each (the account's Access applications are listed by its `AppView`)."""
+"""Whole-account listings for the orphan sweep: every zone of an account, one paginated listing (the account's
+Access applications and service tokens are listed by its `AppView` and `TokenView`)."""
 
 from __future__ import annotations
 
-from .access import _token_from_wire
-from .access_view import list_access
 from .client import CloudflareClient
-from .models import ServiceToken, Zone
+from .models import Zone
 from .zones import zone_from_wire
 
-__all__ = ["list_service_tokens", "list_zones"]
+__all__ = ["list_zones"]
 
 ZONES_PER_PAGE = 50
-
-
-async def list_service_tokens(client: CloudflareClient, account_id: str) -> list[ServiceToken]:
-    """Every service token of the account (never with a secret)."""
-    items = await list_access(client, "service_tokens.list", client.sdk.zero_trust.access.service_tokens.list,
-                              account_id)
-    return [_token_from_wire(item, with_secret=False) for item in items]
 
 
 async def list_zones(client: CloudflareClient, account_id: str) -> list[Zone]:

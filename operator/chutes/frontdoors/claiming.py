@@ -366,7 +366,7 @@ async def delete_recorded(core: CloudflareCore, claim: Claim, obj: str, *, accou
         if obj == ACCESS_APP:
             await core.delete_access_app(account, object_id, claim.key, name, since=claim.recorded(obj).since)
         elif obj == SERVICE_TOKEN:
-            await core.delete_service_token(account, object_id, name)
+            await core.delete_service_token(account, object_id, name, since=claim.recorded(obj).since)
         else:
             await core.delete_tunnel(account, object_id, name, connected_ok=connected_ok)
     except Conflict as conflict:

@@ -257,7 +257,7 @@ async def _one(core: CloudflareCore, account_id: str, deletion: v.Deletion) -> N
     elif deletion.object == v.ACCESS_APP:
         await core.delete_access_app(account_id, deletion.id, deletion.domain, deletion.name, since=deletion.since)
     elif deletion.object == v.SERVICE_TOKEN:
-        await core.delete_service_token(account_id, deletion.id, deletion.name)
+        await core.delete_service_token(account_id, deletion.id, deletion.name, since=deletion.since)
     elif deletion.object == v.TUNNEL:
         await core.delete_tunnel(account_id, deletion.id, deletion.name, connected_ok=False)
     else:  # pragma: no cover - the verdict makes no other kind here

@@ -150,7 +150,7 @@ class Deletion:
     service: str | None = None  # a rule's recorded service: only a rule routing there is removed (None: any)
     source: str = ""  # the source object the deleted thing was made for
     domain: str = ""  # an Access application's domain
-    since: str | None = None  # when its claim recorded the intent to create it (an Access application's)
+    since: str | None = None  # when its claim recorded the intent to create it (an Access app's, a service token's)
     claim: str = ""
     record: DnsRecord | None = None  # a DNS record as listed (deleted by id)
 
@@ -375,7 +375,8 @@ def judge(inventory: Inventory, names: DoorNames, wants: Wants, cap: int) -> Ver
             token_name = str(token.get("name") or "")
             token_id = _recorded_id(token, ((t.id, t.created_at) for t in inventory.tokens if t.name == token_name))
             if token_id:
-                add(Deletion(SERVICE_TOKEN, token_name, token_id, source=source, claim=claim.name))
+                add(Deletion(SERVICE_TOKEN, token_name, token_id, source=source, claim=claim.name,
+                             since=str(token.get("since") or "") or None))
 
     # Tunnels of orphaned tunnel claims.
     pointed = {tunnel_of(record.content) for zone_id, records in inventory.records.items() for record in records

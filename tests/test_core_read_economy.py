@@ -239,3 +239,21 @@ async def test_an_address_record_is_never_created_without_a_listing_of_its_own(c
     with pytest.raises(Conflict):
         await core.ensure_dns_record(zone, DesiredRecord(NAMES[0], "A", "192.0.2.7", source=SOURCE, proxied=False))
     assert [r["content"] for r in sandbox.snapshot()["dns_records"][zone] if r["name"] == NAMES[0]] == ["192.0.2.1"]
+
+
+async def test_reusable_policies_by_name_come_from_one_listing_and_a_new_name_lists_again(
+        core: CloudflareCore, sandbox: CloudflareSandbox) -> None:
+    account = sandbox.account_id
+    other = cloudflare.AsyncCloudflare(api_token=sandbox.token, base_url=sandbox.base_url, max_retries=0)
+    async with other:
+        team = await other.zero_trust.access.policies.create(account_id=account, name="Team", decision="allow",
+                                                             include=[{"everyone": {}}])
+        sandbox.reset_log()
+        answers = await asyncio.gather(*(core.reusable_policy_ids(account, ("Team",)) for _ in range(10)))
+        assert answers == [((team.id,), ())] * 10
+        assert await core.reusable_policy_ids(account, ("Team", "Ops")) == ((team.id,), ("Ops",))
+        assert sandbox.counters == {"access.policies.list": 2}  # the unknown name listed again at once
+        ops = await other.zero_trust.access.policies.create(account_id=account, name="Ops", decision="allow",
+                                                            include=[{"everyone": {}}])
+        assert await core.reusable_policy_ids(account, ("Ops", "Team")) == ((ops.id, team.id), ())
+        assert sandbox.counters["access.policies.list"] == 3

@@ -40,6 +40,7 @@ from .models import (
     Zone,
 )
 from .ownership import validate_owner_id
+from .reusable_policies import POLICY_CACHE_SECONDS, ReusablePolicies
 from .token_view import TokenView
 from .tunnel_config import RulePredicate, RuleSync, TunnelConfigWriter, TunnelLock
 from .tunnel_lookup import TunnelLookup
@@ -76,6 +77,7 @@ class CloudflareCore:
         self._access_views: dict[str, AppView] = {}
         self._tunnel_lookups: dict[str, TunnelLookup] = {}
         self._token_views: dict[str, TokenView] = {}
+        self._reusable_policies: dict[str, ReusablePolicies] = {}
 
     @property
     def snapshot_ttl(self) -> float:
@@ -122,6 +124,7 @@ class CloudflareCore:
         self._access_views.clear()
         self._tunnel_lookups.clear()
         self._token_views.clear()
+        self._reusable_policies.clear()
         await self.client.aclose()
 
     # -- writers ---------------------------------------------------------------------------
@@ -401,6 +404,17 @@ class CloudflareCore:
 
     async def list_reusable_policies(self, account_id: str) -> list[Policy]:
         return await access.list_reusable_policies(self.client, account_id)
+
+    async def reusable_policy_ids(self, account_id: str, names: tuple[str, ...]) -> tuple[tuple[str, ...],
+                                                                                      tuple[str, ...]]:
+        """(the ids of the reusable policies named `names`, in order; the names not found), from the account's
+        last listing of them while younger than 30 s and half the resync interval; a name not there lists
+        again (see :mod:`.reusable_policies`)."""
+        policies = self._reusable_policies.get(account_id)
+        if policies is None:
+            ttl = min(POLICY_CACHE_SECONDS, self.resync_interval / 2)
+            policies = self._reusable_policies[account_id] = ReusablePolicies(self.client, account_id, ttl)
+        return await policies.ids(names)
 
     async def find_service_token(self, account_id: str, name: str) -> ServiceToken | None:
         """The token named `name`, or None. From the account's view (listed again on a miss)."""

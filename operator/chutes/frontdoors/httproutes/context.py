@@ -1,5 +1,5 @@
 """The HTTPRoute door's context: its process-wide state (:class:`Runtime`, in kopf's memo as ``memo.cfzt``: the
-per-route and per-hostname locks, deferred actions, the directory of reusable Access policies) and the
+per-route and per-hostname locks, deferred actions) and the
 :class:`Context` every reconcile, teardown and sweep of the door is given (clients, the ledger, the route index).
 """
 
@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -17,40 +16,12 @@ from kubernetes_asyncio import client
 
 from chutes.authorization import HostnameRules
 from chutes.claims import ClaimStore
-from chutes.cloudflare_core import CloudflareCore
 from chutes.cores import CorePool
 from chutes.frontdoors.httproutes import desired as d
-from chutes.frontdoors.httproutes.problems import step
 
 logger = logging.getLogger(__name__)
 
-POLICY_CACHE_SECONDS = 30.0
 Index = Mapping[tuple[str, str], Iterable[d.RouteRef]]
-
-
-class PolicyDirectory:
-    """Reusable Access policies by name, per account and token, listed at most every `ttl` seconds (a name
-    not found lists again at once: a policy just created is seen)."""
-
-    def __init__(self, ttl: float = POLICY_CACHE_SECONDS) -> None:
-        self.ttl = ttl
-        self._entries: dict[tuple[int, str], tuple[float, dict[str, str]]] = {}
-        self._locks: dict[tuple[int, str], asyncio.Lock] = {}
-
-    async def resolve(self, core: CloudflareCore, account_id: str,
-                      names: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """(ids in the order of `names`, names not found)."""
-        key = (id(core), account_id)
-        async with self._locks.setdefault(key, asyncio.Lock()):
-            listed_at, by_name = self._entries.get(key, (0.0, {}))
-            fresh = time.monotonic() - listed_at < self.ttl
-            if not fresh or any(name not in by_name for name in names):
-                policies = await step("listing the reusable Access policies", core.list_reusable_policies(account_id))
-                by_name = {policy.name: policy.id for policy in policies}
-                self._entries[key] = (time.monotonic(), by_name)
-        missing = tuple(name for name in names if name not in by_name)
-        return tuple(by_name[name] for name in names if name in by_name), missing
-
 
 @dataclass
 class Runtime:
@@ -58,7 +29,6 @@ class Runtime:
 
     operator_namespace: str
     parallel: int = 64
-    policies: PolicyDirectory = field(default_factory=PolicyDirectory)
     _locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
     _later: dict[tuple[str, str], asyncio.Task[None]] = field(default_factory=dict)
 

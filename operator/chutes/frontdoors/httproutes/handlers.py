@@ -23,9 +23,7 @@ from chutes.frontdoors.httproutes import annotations as a
 from chutes.frontdoors.httproutes import desired as d
 from chutes.frontdoors.httproutes import orphans, status, upkeep
 from chutes.frontdoors.httproutes.context import (
-    POLICY_CACHE_SECONDS,
     Context,
-    PolicyDirectory,
     Runtime,
     environ_or_process,
 )
@@ -91,9 +89,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
 
     @kopf.on.startup(registry=registry, id="cfzt-startup")
     async def cfzt_startup(memo: kopf.Memo, **_: Any) -> None:
-        # A resync always sees a fresh policy listing (a renamed policy fails closed at the next one).
-        ttl = min(POLICY_CACHE_SECONDS, settings.resync_interval / 2)
-        memo.cfzt = Runtime(operator_namespace=namespace, policies=PolicyDirectory(ttl))
+        memo.cfzt = Runtime(operator_namespace=namespace)
         logger.info("HTTPRoute front door: tenants, templates and state ConfigMaps in namespace %s", namespace)
 
     @kopf.on.cleanup(registry=registry, id="cfzt-cleanup")

@@ -217,8 +217,8 @@ async def _publish_held(ctx: Context, core: CloudflareCore, claims: ClaimStore, 
             await dns_records.check_name(core, zone.id, record, adopt_ids, asked=asked)
         policy_ids: tuple[str, ...] = ()
         if settings.access.enabled and settings.access.existing_policy_names:
-            policy_ids, missing = await ctx.runtime.policies.resolve(core, account,
-                                                                     settings.access.existing_policy_names)
+            policy_ids, missing = await step("listing the reusable Access policies", core.reusable_policy_ids(
+                account, settings.access.existing_policy_names))
             if missing:
                 await _fail_closed(ctx, core, claims, claim, account, previous, hostname, report, events)
                 names = ", ".join(repr(m) for m in missing)

@@ -28,13 +28,13 @@ import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
 
-import sessions_harness as sh
 from chutes.cloudflare_core.ownership import marks
 from chutes.sandbox.kubernetes.kubeconfig import OPERATOR_TOKEN
-from chutes.sandbox.runner import OperatorThread
-from chutes.settings import load_settings
-from sessions_harness import fast_timing_fixture  # noqa: F401  (pytest fixture: the session door's short timings)
-from test_manifests import crd_schemas, validate_custom
+from harness import sessions as sh
+from harness.manifests import crd_schemas, validate_custom
+from harness.sessions import fast_timing_fixture  # noqa: F401  (pytest fixture: the session door's short timings)
+from harness.waiting import wait_quiet
+from harness.world import BaseWorld
 
 CORPUS = Path(__file__).resolve().parent / "data" / "bad-inputs"
 OPNS = "cloudflare-zero-trust"  # the operator's namespace: tenants, templates, the ledger
@@ -120,15 +120,14 @@ def test_the_corpus_is_well_formed() -> None:
 # --- the world -------------------------------------------------------------------------------------------
 
 
-class World:
+class World(BaseWorld):
+    """Both emulators, the user's clients and a sync Cloudflare SDK client, three tunnels (the tenant's, someone
+    else's, the sessions'), and the operator serving every front door."""
+
     def __init__(self, kube: Any, cloudflare: Any) -> None:
-        self.kube, self.cf = kube, cloudflare
-        self.client = kubernetes.config.new_client_from_config(config_file=kube.kubeconfig)
-        self.core = kubernetes.client.CoreV1Api(self.client)
+        super().__init__(kube, cloudflare)
         self.apps = kubernetes.client.AppsV1Api(self.client)
-        self.custom = kubernetes.client.CustomObjectsApi(self.client)
         self.sdk = cf_sdk.Cloudflare(api_token=cloudflare.token, base_url=cloudflare.base_url, max_retries=0)
-        self.operator: OperatorThread | None = None
         self.tunnels = {name: self.tunnel(name) for name in ("home", "someone-elses", "sessions")}
         self.values = {"ACCOUNT": cloudflare.account_id, "ZONE_COM": cloudflare.zone_id("example.com"),
                        "ZONE_NET": cloudflare.zone_id("example.net"), "TOKEN": cloudflare.token,
@@ -136,10 +135,8 @@ class World:
         self.session_tunnel = self.tunnels["sessions"]
 
     def close(self) -> None:
-        if self.operator is not None:
-            self.operator.stop()
+        super().close()
         self.sdk.close()
-        self.client.close()
 
     def tunnel(self, name: str) -> str:
         return str(self.sdk.zero_trust.tunnels.cloudflared.create(account_id=self.cf.account_id, name=name,
@@ -166,13 +163,6 @@ class World:
                                                            name=app["name"], type="self_hosted")
 
     # -- Kubernetes ---------------------------------------------------------------------------------------
-    def namespace(self, name: str) -> None:
-        try:
-            self.core.create_namespace({"metadata": {"name": name}})
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
-
     def apply(self, obj: dict[str, Any]) -> None:
         kind, meta = obj["kind"], obj["metadata"]
         namespace = meta.get("namespace")
@@ -220,10 +210,8 @@ class World:
                 "metadata": {"name": "web"}, "spec": {"ports": [{"port": 8080}], "selector": {"app": "web"}}})
 
     def start(self) -> None:
-        settings = load_settings({}, standalone=True, cloudflare_base_url=self.cf.base_url, chutes=True,
-                                 httproutes=True, sessions=True)
-        environ = {"OPERATOR_NAMESPACE": OPNS, **sh.session_env(self.cf, self.session_tunnel, sh.free_port())}
-        self.operator = OperatorThread(settings, environ, timeout=30).start()
+        environ = {"OPERATOR_NAMESPACE": OPNS, **sh.session_env(self.cf, self.session_tunnel)}
+        self.run_operator(environ, timeout=30, chutes=True, httproutes=True, sessions=True)
 
     def play_deployment_controller(self) -> None:
         """cloudflared Deployments of the operator become available (no controller runs in the emulator)."""
@@ -366,13 +354,9 @@ def admitted(world: World, entry: Entry) -> list[str]:
     return problems
 
 
-@pytest.fixture()
-def world(kube: Any, cloudflare: Any) -> Iterator[World]:
-    w = World(kube, cloudflare)
-    try:
-        yield w
-    finally:
-        w.close()
+@pytest.fixture(name="world")
+def world_fixture(kube: Any, cloudflare: Any) -> Iterator[World]:
+    yield from World.opened(kube, cloudflare)
 
 
 def test_every_bad_input_gets_its_reason_and_the_valid_ones_are_published(
@@ -420,15 +404,9 @@ def test_every_bad_input_gets_its_reason_and_the_valid_ones_are_published(
 
 def settle(world: World, quiet: float = 1.0, timeout: float = 15.0) -> None:
     """Until no Cloudflare call has been made for `quiet` seconds; fails naming the last calls if never."""
-    deadline = time.monotonic() + timeout
-    seen, since = len(world.cf.requests), time.monotonic()
-    while time.monotonic() - since < quiet:
-        if time.monotonic() > deadline:
-            last = [f"{r.method} {r.path}" for r in world.cf.requests[-10:]]
-            raise AssertionError(f"the operator never stops calling Cloudflare (a hot loop?); last calls: {last}")
-        time.sleep(0.1)
-        if len(world.cf.requests) != seen:
-            seen, since = len(world.cf.requests), time.monotonic()
+    if not wait_quiet("Cloudflare calls", lambda: len(world.cf.requests), quiet, timeout, 0.1, required=False):
+        last = [f"{r.method} {r.path}" for r in world.cf.requests[-10:]]
+        raise AssertionError(f"the operator never stops calling Cloudflare (a hot loop?); last calls: {last}")
 
 
 def hostname_of(obj: dict[str, Any]) -> str:

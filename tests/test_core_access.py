@@ -17,7 +17,7 @@ from chutes.cloudflare_core import (
     Recorded,
 )
 from chutes.sandbox.cloudflare import CloudflareSandbox
-from core_harness import TOKEN_DURATION, core_with, intent, now
+from harness.core import TOKEN_DURATION, core_with, intent, now
 
 EVERYONE = ({"email_domain": {"domain": "example.com"}},)
 

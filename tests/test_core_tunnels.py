@@ -12,7 +12,7 @@ import pytest
 
 from chutes.cloudflare_core import CloudflareCore, IngressRule, NotFound, Recorded, TransientError
 from chutes.sandbox.cloudflare import CloudflareSandbox
-from core_harness import intent, rules_at
+from harness.core import intent, rules_at
 
 FOREIGN = [
     {"hostname": "foreign-1.example.com", "service": "http://f1:80"},

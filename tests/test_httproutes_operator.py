@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from chutes.observability.metrics import HOSTNAMES, ORPHANS_REMOVED
-from httproutes_harness import EXAMPLE_POLICIES, OPNS, P, World, home, wait_for, world_fixture  # noqa: F401
+from harness.httproutes import EXAMPLE_POLICIES, OPNS, P, World, home, world_fixture  # noqa: F401
+from harness.waiting import wait_for
 
 EXAMPLE_ROUTES = [("my-app", "my-app"), ("my-other-app", "my-other-app"), ("my-api", "my-api"),
                   ("my-other-api", "my-other-api"), ("internal", "internal-service")]

@@ -15,7 +15,7 @@ from kubernetes_asyncio import client
 from chutes import kube
 from chutes.leases import TunnelLeases, default_identity, expired, lease_name, micro_time
 from chutes.sandbox.kubernetes import KubeSandbox
-from ledger_harness import LEDGER, api, cluster, other_api
+from harness.ledger import LEDGER, api, cluster, other_api
 
 __all__ = ["api", "cluster", "other_api"]  # fixtures
 

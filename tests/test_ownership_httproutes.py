@@ -21,9 +21,8 @@ from chutes.cloudflare_core.ownership import parse as parse_marker
 from chutes.frontdoors.adoption import ADOPT_ANNOTATION
 from chutes.sandbox.cloudflare import SandboxConfig, SandboxThread
 from chutes.sandbox.kubernetes import KubeSandbox
-from chutes.sandbox.runner import OperatorThread
-from chutes.settings import load_settings
-from httproutes_harness import OPNS, World, by_thread, home, wait_for, world_fixture  # noqa: F401
+from harness.httproutes import OPNS, World, by_thread, home, world_fixture  # noqa: F401
+from harness.waiting import wait_for
 
 SHOP = "shop.example.com"
 NOT_PERMITTED = "adoption is not permitted by the operator"
@@ -113,17 +112,6 @@ def sweep_passes(cf: Any, token: str | None = None) -> int:
                 and (token is None or r.token_name == token)])
 
 
-class SharedTunnel(World):
-    """A world on a tunnel made already (one tenant tunnel shared by two installations)."""
-
-    def __init__(self, kube: Any, cloudflare: Any, tunnel: str) -> None:
-        self._shared = tunnel
-        super().__init__(kube, cloudflare)
-
-    def make_tunnel(self, name: str) -> str:
-        return self._shared
-
-
 def objects_of(snapshot: dict[str, Any], zone: str, hostname: str) -> dict[str, Any]:
     """Everything published for `hostname`: its records, rules, Access applications (with policies) and tokens."""
     apps = {k: v for k, v in snapshot["access_apps"].items() if v["domain"] == hostname}
@@ -142,15 +130,12 @@ def test_two_installations_with_one_owner_id_and_split_namespaces_never_delete_e
             {"chutes-blue": kube.operator_kubeconfig, "chutes-green": other.operator_kubeconfig}))
         worlds: dict[str, World] = {}
         for colour, cluster in (("blue", kube), ("green", other)):
-            world = worlds[colour] = World(cluster, cf) if colour == "blue" else SharedTunnel(
-                cluster, cf, worlds["blue"].tunnel)
+            world = worlds[colour] = World(cluster, cf, worlds["blue"].tunnel if colour == "green" else None)
             stack.callback(world.close)
             world.token_secret(cf.token_named(colour))
             world.tenant()
-            settings = load_settings({}, standalone=True, cloudflare_base_url=cf.base_url, chutes=False,
-                                     sessions=False, httproutes=True, sweep_interval=0.3,
-                                     namespaces=(f"team-{colour}", OPNS))  # the same owner id: "default"
-            world.operator = OperatorThread(settings, {"OPERATOR_NAMESPACE": OPNS}, name=f"chutes-{colour}").start()
+            world.start(sweep=0.3, name=f"chutes-{colour}",
+                        namespaces=(f"team-{colour}", OPNS))  # the same owner id: "default"
             world.route("site", f"site-{colour}.example.com", namespace=f"team-{colour}", **PROTECTED,
                         **{"serviceToken.enabled": "true"})
             world.route("old", f"old-{colour}.example.com", namespace=f"team-{colour}", **PROTECTED,

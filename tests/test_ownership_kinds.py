@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-import test_gateways_operator as gateways
-from test_ownership_cross_door import Both, opened
-from waiting import wait_for
+from harness import gateways
+from harness.two_doors import Both, both_doors
+from harness.waiting import wait_for
 
 
 @pytest.fixture()
 def both(kube: Any, cloudflare: Any) -> Iterator[Both]:
-    with opened(kube, cloudflare, resync=None) as world:  # started by the test, once the objects exist
+    with both_doors(kube, cloudflare, resync=None) as world:  # started by the test, once the objects exist
         yield world
 
 

@@ -33,15 +33,15 @@ import cloudflare as cf_sdk
 import pytest
 from kubernetes_asyncio import client
 
-import test_gateways_operator as gateways
 from chutes.frontdoors.httproutes import publish
 from chutes.leases import TunnelLeases, lease_name, micro_time
 from chutes.sandbox.kubernetes import KubeSandbox
-from chutes.sandbox.runner import OperatorThread
-from chutes.settings import load_settings
 from chutes.sweep.plan import DoorNames, Inventory, Wants, plan
-from httproutes_harness import GROUP, OPNS, VERSION, World, home, wait_for, world_fixture
-from ledger_harness import LEDGER, FakeClaim, api, cluster
+from harness import gateways
+from harness.httproutes import GROUP, OPNS, VERSION, World, home, world_fixture
+from harness.ledger import LEDGER, FakeClaim, api, cluster
+from harness.two_doors import Both, both_doors
+from harness.waiting import wait_for
 
 __all__ = ["api", "cluster", "world_fixture"]  # fixtures
 
@@ -235,12 +235,7 @@ async def test_a_lease_renewed_in_the_future_does_not_block_writers_forever(
 
 @pytest.fixture()
 def gateway_world(kube: Any, cloudflare: Any) -> Iterator[gateways.World]:
-    w = gateways.World(kube, cloudflare)
-    try:
-        yield w
-    finally:
-        w.stop()
-        w.client.close()
+    yield from gateways.World.opened(kube, cloudflare)
 
 
 def test_a_deleted_dry_run_gateway_holds_no_hostname(gateway_world: gateways.World) -> None:
@@ -268,37 +263,10 @@ def test_a_deleted_dry_run_gateway_holds_no_hostname(gateway_world: gateways.Wor
 # --- 8. a wildcard hostname against the hostnames other sources hold --------------------------------------------
 
 
-class Both:
-    """The ChuteGateway and HTTPRoute worlds on the same emulators, one operator serving both doors."""
-
-    def __init__(self, kube: Any, cloudflare: Any) -> None:
-        self.gw = gateways.World(kube, cloudflare)
-        self.rt = World(kube, cloudflare)
-        self.cf = cloudflare
-        self.operator: OperatorThread | None = None
-
-    def start(self) -> None:
-        settings = load_settings({}, standalone=True, cloudflare_base_url=self.cf.base_url, chutes=True,
-                                 httproutes=True, sessions=False, resync_interval=1.0)
-        self.operator = OperatorThread(settings, {"OPERATOR_NAMESPACE": OPNS}).start()
-
-    def close(self) -> None:
-        if self.operator is not None:
-            self.rt.quiesce()
-            self.operator.stop()
-        self.gw.client.close()
-        self.rt.close()
-
-
 @pytest.fixture()
 def both(kube: Any, cloudflare: Any) -> Iterator[Both]:
-    world = Both(kube, cloudflare)
-    world.rt.namespace(OPNS)
-    world.start()
-    try:
+    with both_doors(kube, cloudflare) as world:
         yield world
-    finally:
-        world.close()
 
 
 def test_a_wildcard_route_cannot_cover_hostnames_other_sources_hold(both: Both) -> None:

@@ -8,10 +8,10 @@ from typing import Any
 import kubernetes
 import pytest
 
-from chart_harness import Grant, allowing, rule_allows
 from chutes.sandbox.kubernetes import OPERATOR_TOKEN, USER_TOKEN, ApiCall, KubeSandbox
 from chutes.sandbox.kubernetes.audit import describe
 from chutes.sandbox.kubernetes.paths import parse_path
+from harness.chart import Grant, allowing, rule_allows
 
 BEARER = {"Authorization": "Bearer t0k"}
 

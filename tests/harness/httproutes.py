@@ -8,7 +8,6 @@ import base64
 import copy
 import json
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,11 +20,10 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes_asyncio import client as async_client
 from kubernetes_asyncio import config as async_config
 
-from chutes.sandbox.runner import OperatorThread
-from chutes.settings import load_settings
-from waiting import wait_for
+from harness.waiting import wait_for, wait_quiet
+from harness.world import BaseWorld
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "httproutes"
 OPNS = "cloudflare-zero-trust"
 GROUP, VERSION = "cfzt.cloudflare.com", "v1alpha1"
@@ -34,67 +32,38 @@ P = "cfzt.cloudflare.com/"
 EXAMPLE_POLICIES = ("MyIdentityPolicy", "MyServiceCredPolicy", "My ADAUTH Policy", "My Service Token Policy")
 
 
-class World:
-    def __init__(self, kube: Any, cloudflare: Any) -> None:
-        self.kube, self.cf = kube, cloudflare
-        self.client = kubernetes.config.new_client_from_config(config_file=kube.kubeconfig)
-        self.core = kubernetes.client.CoreV1Api(self.client)
-        self.custom = kubernetes.client.CustomObjectsApi(self.client)
+class World(BaseWorld):
+    """Both emulators, the operator (the HTTPRoute door alone), a sync Cloudflare SDK client, and the tenant's
+    tunnel (made here, or `tunnel`: one made already, shared with another world)."""
+
+    def __init__(self, kube: Any, cloudflare: Any, tunnel: str | None = None) -> None:
+        super().__init__(kube, cloudflare)
         self.sdk = cf_sdk.Cloudflare(api_token=cloudflare.token, base_url=cloudflare.base_url, max_retries=0)
-        self.operator: OperatorThread | None = None
-        self.account = cloudflare.account_id
         self.zone = cloudflare.zone_id("example.com")
-        self.tunnel = self.make_tunnel("home")
+        self.tunnel = tunnel or self.make_tunnel("home")
 
     # -- operator ----------------------------------------------------------------------------------
-    def start(self, resync: float = 300.0, sweep: float = 600.0, **options: Any) -> None:
+    def start(self, resync: float = 300.0, sweep: float = 600.0, *, name: str = "chutes-operator",
+              **options: Any) -> None:
         """The operator with the HTTPRoute door only; `options`: more settings (allow_adoption, hostname_rules...)."""
-        settings = load_settings({}, standalone=True, cloudflare_base_url=self.cf.base_url, chutes=False,
-                                 sessions=False, httproutes=True, resync_interval=resync, sweep_interval=sweep,
-                                 **options)
-        self.operator = OperatorThread(settings, {"OPERATOR_NAMESPACE": OPNS}).start()
+        self.run_operator({"OPERATOR_NAMESPACE": OPNS}, name=name, chutes=False, sessions=False, httproutes=True,
+                          resync_interval=resync, sweep_interval=sweep, **options)
 
     def stop(self) -> None:
         if self.operator is not None:
             self.quiesce()
-            self.operator.stop()
-            self.operator = None
+        super().stop()
 
     def quiesce(self, quiet: float = 0.35, timeout: float = 3.0) -> None:
         """Wait until nothing is written to the cluster for `quiet` seconds: stopping kopf while it handles an
         event of an object with timers makes it respawn them and wait 5 s for them at exit."""
-        deadline = time.monotonic() + timeout
-        last, since = "", time.monotonic()
-        while time.monotonic() < deadline:
-            version = self.core.list_namespace().metadata.resource_version
-            if version != last:
-                last, since = version, time.monotonic()
-            elif time.monotonic() - since >= quiet:
-                return
-            time.sleep(0.05)
+        quiesce(self.core, quiet, timeout)
 
     def close(self) -> None:
-        self.stop()
+        super().close()
         self.sdk.close()
-        self.client.close()
-
-    @classmethod
-    def opened(cls, kube: Any, cloudflare: Any) -> Iterator[World]:
-        """A world for one test (the body of a fixture: ``yield from World.opened(...)``), closed after it."""
-        world = cls(kube, cloudflare)
-        try:
-            yield world
-        finally:
-            world.close()
 
     # -- Kubernetes objects --------------------------------------------------------------------------
-    def namespace(self, name: str) -> None:
-        try:
-            self.core.create_namespace({"metadata": {"name": name}})
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
-
     def token_secret(self, token: str | None = None, name: str = "cf-token", key: str = "token",
                      namespace: str = OPNS) -> None:
         self.namespace(namespace)
@@ -202,8 +171,7 @@ class World:
         return {k: base64.b64decode(v).decode() for k, v in (found.data or {}).items()}
 
     def events(self, name: str, namespace: str = "apps") -> list[tuple[str, str, str]]:
-        items = self.core.list_namespaced_event(namespace).items
-        return [(e.type, e.reason, e.message) for e in items if e.involved_object.name == name]
+        return super().events(name, namespace)
 
     def tenant_status(self, name: str = "home", namespace: str = OPNS) -> dict[str, Any]:
         found = self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "cloudflarezerotrusttenants", name)
@@ -283,6 +251,13 @@ class World:
 @pytest.fixture(name="world")
 def world_fixture(kube: Any, cloudflare: Any) -> Iterator[World]:
     yield from World.opened(kube, cloudflare)
+
+
+def quiesce(core: kubernetes.client.CoreV1Api, quiet: float = 0.35, timeout: float = 3.0) -> None:
+    """Wait until nothing is written to the cluster for `quiet` seconds (its resourceVersion stays), at most
+    `timeout` seconds: the operator is between events."""
+    wait_quiet("the cluster's writes", lambda: core.list_namespace().metadata.resource_version, quiet, timeout,
+               required=False)
 
 
 def by_thread(kubeconfigs: dict[str, str]) -> Any:

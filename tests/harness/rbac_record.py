@@ -3,7 +3,11 @@ made during the session, filed per configuration (front doors, watched namespace
 fixture after each test, for the chart's RBAC check (:mod:`harness.rbac_check`). A pytest plugin (loaded by
 tests/conftest.py).
 
-At the end of a session the record is written to ``build/rbac-calls.json``.
+At the end of a session the record is written to ``build/rbac-calls.json``. Under pytest-xdist each worker
+records its own tests' calls and hands its record (as JSON) to the controller in ``workeroutput``; the
+controller merges them, writes the merged record, and checks the chart against the whole run's calls: a call
+the chart denies, or (when the run collected the whole suite) a permission no call used, fails the run with
+a failed report of its own, as ``test_chart_rbac.py``'s last test fails a serial run.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from chutes.sandbox.kubernetes import ApiCall
 
 REPO = Path(__file__).resolve().parents[2]
 CALLS_FILE = REPO / "build" / "rbac-calls.json"
+WORKER_OUTPUT = "chutes_rbac_calls"  # the key of a pytest-xdist worker's record in its workeroutput
 
 
 @dataclass(frozen=True)
@@ -180,5 +185,62 @@ def write_calls(record: ApiCallRecord) -> None:
         CALLS_FILE.write_text(json.dumps(record.as_json(), indent=1) + "\n", encoding="utf-8")
 
 
+# --- the session's end: this process's record, or every worker's -------------------------------------------
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(WorkersRecord(), "chutes-rbac-workers")
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    write_calls(RECORD)
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # a pytest-xdist worker: the controller merges and writes
+        workeroutput[WORKER_OUTPUT] = {"record": RECORD.as_json(), "complete": whole_suite(session)}
+    else:
+        write_calls(RECORD)
+
+
+class WorkersRecord:
+    """The pytest-xdist controller's side: every worker's record merged, and the chart checked against it."""
+
+    def __init__(self) -> None:
+        self.record = ApiCallRecord()
+        self.reported = 0
+        self.lost: list[str] = []  # workers that went down without their record (crashed)
+        self.complete = True  # every worker collected the whole suite, and none was lost
+
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        output = getattr(node, "workeroutput", None) or {}
+        if error or WORKER_OUTPUT not in output:
+            self.lost.append(str(getattr(node.gateway, "id", node)))
+            self.complete = False
+            return
+        self.reported += 1
+        self.record.update(ApiCallRecord.from_json(output[WORKER_OUTPUT]["record"]))
+        self.complete = self.complete and bool(output[WORKER_OUTPUT]["complete"])
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if not self.reported and not self.lost:
+            return  # not distributed (-n 0): the serial check ran as a test
+        write_calls(self.record)
+        if not self.record.calls and not self.record.unattributed:
+            return
+        from harness.rbac_check import check
+
+        verdict = check(self.record, complete=self.complete)
+        lost = f"; no record from worker(s) {', '.join(self.lost)}" if self.lost else ""
+        scope = "the whole suite" if self.complete else f"not the whole suite (unused permissions not failed){lost}"
+        text = "\n".join([f"{verdict.summary()}, over {self.reported} workers' calls: {scope}",
+                          *(f"  never used: {line}" for line in verdict.unused), *verdict.failures()])
+        outcome = "failed" if verdict.failures() else "passed"
+        report = pytest.TestReport(
+            "tests/test_chart_rbac.py::every worker's calls (pytest-xdist controller)",
+            ("tests/test_chart_rbac.py", 0, "the chart's RBAC over every worker's calls"), {}, outcome,
+            text if outcome == "failed" else None, "call", sections=[] if outcome == "failed" else [("RBAC", text)])
+        session.config.hook.pytest_runtest_logreport(report=report)
+        if outcome == "failed":
+            session.testsfailed += 1
+            if session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -386,7 +386,7 @@ def test_every_bad_input_gets_its_reason_and_the_valid_ones_are_published(
     # (almost) nothing, whatever the number of bad objects.
     settle(world)
     calls, writes = len(world.cf.requests), world.operator_writes()
-    time.sleep(QUIET_PERIOD)
+    time.sleep(QUIET_PERIOD)  # a fixed interval on purpose: (almost) nothing may happen in it
     quiet_calls = [f"{r.method} {r.path} {r.query or ''}" for r in world.cf.requests[calls:]]
     quiet_writes = world.operator_writes() - writes
     assert len(quiet_calls) <= MAX_QUIET_CLOUDFLARE_CALLS, f"Cloudflare calls while quiet: {quiet_calls}"

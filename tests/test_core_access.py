@@ -241,7 +241,7 @@ async def test_a_view_older_than_the_resync_interval_is_listed_again_and_a_gone_
 
         again = await core.ensure_access_app(account, AccessAppSpec("chutes-app", "app.example.com"), recorded)
         await other.zero_trust.access.applications.delete(again.id, account_id=account)
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # the view ages past the 0.2 s resync interval (its clock is the real one)
         sandbox.reset_log()
         repaired = await core.ensure_access_app(account, AccessAppSpec("chutes-app", "app.example.com"),
                                                 Recorded(id=again.id, since=recorded.since))

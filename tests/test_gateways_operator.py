@@ -474,6 +474,6 @@ def test_cloudflare_failures_are_reported_and_retried_without_a_hot_loop(world: 
     world.gateway()
     assert_refused(world, reason)
     calls = len(world.cf.requests)
-    time.sleep(1.5)
+    time.sleep(1.5)  # a fixed interval on purpose: nothing may happen in it
     assert len(world.cf.requests) == calls, "no retry before the backoff delay"
     assert world.live_tunnels() == []

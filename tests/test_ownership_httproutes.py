@@ -9,7 +9,7 @@ own objects only once the holder is gone). Foreign objects stay byte-identical t
 from __future__ import annotations
 
 import contextlib
-import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from chutes.cloudflare_core.ownership import parse as parse_marker
 from chutes.frontdoors.adoption import ADOPT_ANNOTATION
 from chutes.sandbox.cloudflare import SandboxConfig, SandboxThread
 from chutes.sandbox.kubernetes import KubeSandbox
-from harness.httproutes import OPNS, World, by_thread, home, world_fixture  # noqa: F401
+from harness.httproutes import OPNS, World, by_thread, home, wait_resyncs, world_fixture  # noqa: F401
 from harness.waiting import wait_for
 
 SHOP = "shop.example.com"
@@ -213,11 +213,13 @@ def test_a_hostname_change_failing_half_way_keeps_the_old_claim_and_removes_the_
 
 
 def test_the_holder_keeps_its_hostname_and_the_other_route_publishes_its_own_once_it_is_gone(
-        world: World) -> None:
+        world: World, caplog: pytest.LogCaptureFixture) -> None:
     foreign = hand_made_app(world, "someone-elses", "foreign.example.com")
     home(world, resync=1.0)
     world.route("second", "shared.example.com", backend=("other", 9090), **PROTECTED, enabled="false")
-    time.sleep(1.1)  # "second" is the older route by a whole second (creation times have seconds)
+    created = world.get_route("second")["metadata"]["creationTimestamp"]  # in seconds
+    # "second" is the older route by a whole second (creation times have seconds):
+    wait_for("the next second", lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") > created)
     world.route("first", "shared.example.com", **PROTECTED, **{"serviceToken.enabled": "true"})
     world.wait_ready("first")
     world.annotate("second", enabled="true")
@@ -228,7 +230,7 @@ def test_the_holder_keeps_its_hostname_and_the_other_route_publishes_its_own_onc
     # The holder's state ConfigMap (a record of the past, not proof) is lost: it still holds the hostname.
     world.core.delete_namespaced_config_map("cfzt-apps-first", OPNS)
     wait_for("first re-checked at a resync", lambda: world.state("first") is not None)
-    time.sleep(2.5)  # more resyncs of both
+    wait_resyncs(caplog, 2)  # more resyncs of both
     assert world.ready("first").get("status") == "True" and world.ready("second").get("reason") == "HostnameConflict"
     assert objects_of(world.snapshot(), world.zone, "shared.example.com") == held
     assert world.rule("shared.example.com")["service"] == "http://web.apps.svc.cluster.local:8080"  # type: ignore[index]

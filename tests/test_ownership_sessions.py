@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from typing import Any
 
 import kubernetes
@@ -288,7 +287,9 @@ def test_a_failed_rule_write_leaves_nothing_unprovable_and_the_next_pass_converg
         h.delete_pod(api, "removed")
         wait_for("a failed rule write", put_failed)
         wait_for("the added record", lambda: records_named(cloudflare, added))
-        time.sleep(1.0)  # more failed passes
+        failed = sum(1 for r in cloudflare.requests if r.op == "tunnels.config.put" and r.status >= 500)
+        wait_for("two more failed passes", lambda: sum(
+            1 for r in cloudflare.requests if r.op == "tunnels.config.put" and r.status >= 500) >= failed + 2)
         # The added session has its record and no rule yet; the removed one keeps the record proving its rule.
         assert added not in rule_hosts(cloudflare, tunnel)
         assert removed in rule_hosts(cloudflare, tunnel) and records_named(cloudflare, removed)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -251,6 +252,23 @@ class World(BaseWorld):
 @pytest.fixture(name="world")
 def world_fixture(kube: Any, cloudflare: Any) -> Iterator[World]:
     yield from World.opened(kube, cloudflare)
+
+
+RESYNC_LOGGER = "chutes.frontdoors.httproutes.handlers"  # logs "Resync of tenant ..." as each pass ends
+
+
+def resyncs_ended(caplog: pytest.LogCaptureFixture) -> int:
+    """How many tenant resync passes (of tenants with routes) have ended so far in this test."""
+    return sum(1 for r in caplog.records if r.name == RESYNC_LOGGER and r.getMessage().startswith("Resync of tenant"))
+
+
+def wait_resyncs(caplog: pytest.LogCaptureFixture, passes: int = 1, timeout: float = 20.0) -> None:
+    """Until `passes` whole resync passes have run after this call: one more than that must end, since the pass
+    under way now began before it (a tenant's passes follow one another: kopf runs its timer's next call only
+    once the last one returned)."""
+    caplog.set_level(logging.INFO, logger=RESYNC_LOGGER)
+    start = resyncs_ended(caplog)
+    wait_for(f"{passes} whole resync passes", lambda: resyncs_ended(caplog) >= start + passes + 1, timeout)
 
 
 def quiesce(core: kubernetes.client.CoreV1Api, quiet: float = 0.35, timeout: float = 3.0) -> None:

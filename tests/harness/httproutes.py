@@ -131,11 +131,11 @@ class World(BaseWorld):
         raw = self.annotations(name, namespace).get(P + "conditions") or "[]"
         return next((c for c in json.loads(raw) if c["type"] == "Ready"), {})
 
-    def wait_ready(self, name: str, namespace: str = "apps", timeout: float = 15.0) -> dict[str, Any]:
+    def wait_ready(self, name: str, namespace: str = "apps", timeout: float = 30.0) -> dict[str, Any]:
         return wait_for(f"route {namespace}/{name} Ready", lambda: (r := self.ready(name, namespace))
                         .get("status") == "True" and r, timeout)
 
-    def wait_reason(self, name: str, reason: str, namespace: str = "apps", timeout: float = 15.0) -> dict[str, Any]:
+    def wait_reason(self, name: str, reason: str, namespace: str = "apps", timeout: float = 30.0) -> dict[str, Any]:
         return wait_for(f"route {namespace}/{name} reason {reason}", lambda: (r := self.ready(name, namespace))
                         .get("reason") == reason and r, timeout)
 

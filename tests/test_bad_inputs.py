@@ -44,6 +44,8 @@ CONVERGE_TIMEOUT = 90.0  # polled: generous for a machine loaded by parallel tes
 QUIET_PERIOD = 3.0
 MAX_QUIET_CLOUDFLARE_CALLS = 4  # over QUIET_PERIOD, for all objects together (no resync or sweep is due)
 MAX_QUIET_KUBE_WRITES = 4
+FIRST_SWEEP = 60.0  # the orphan sweeps' first pass, after their ChuteConfig or tenant is first seen
+FIRST_SWEEP_LATENESS = 30.0  # how late a loaded machine may run it
 MAX_WARNINGS_PER_OBJECT = 3  # one per distinct problem: a bad object has one
 
 # kind -> (group, version, plural, namespaced)
@@ -133,6 +135,7 @@ class World(BaseWorld):
                        "ZONE_NET": cloudflare.zone_id("example.net"), "TOKEN": cloudflare.token,
                        "TUNNEL": self.tunnels["home"], "OTHER_TUNNEL": self.tunnels["someone-elses"]}
         self.session_tunnel = self.tunnels["sessions"]
+        self.started = self.applied = 0.0  # monotonic times: the operator's start, the last object applied
 
     def close(self) -> None:
         super().close()
@@ -164,6 +167,7 @@ class World(BaseWorld):
 
     # -- Kubernetes ---------------------------------------------------------------------------------------
     def apply(self, obj: dict[str, Any]) -> None:
+        self.applied = time.monotonic()
         kind, meta = obj["kind"], obj["metadata"]
         namespace = meta.get("namespace")
         if namespace:
@@ -212,6 +216,11 @@ class World(BaseWorld):
     def start(self) -> None:
         environ = {"OPERATOR_NAMESPACE": OPNS, **sh.session_env(self.cf, self.session_tunnel)}
         self.run_operator(environ, timeout=30, chutes=True, httproutes=True, sessions=True)
+        self.started = time.monotonic()
+
+    def first_sweeps_due(self, begin: float, end: float) -> bool:
+        """Whether the sweeps' first passes may have run between `begin` and `end` (monotonic times)."""
+        return end >= self.started + FIRST_SWEEP and begin <= self.applied + FIRST_SWEEP + FIRST_SWEEP_LATENESS
 
     def play_deployment_controller(self) -> None:
         """cloudflared Deployments of the operator become available (no controller runs in the emulator)."""
@@ -383,12 +392,12 @@ def test_every_bad_input_gets_its_reason_and_the_valid_ones_are_published(
     assert not failures, "\n".join(f"{name}: {'; '.join(problems)}" for name, problems in sorted(failures.items()))
 
     # No hot loop: once the last verifications are done (a loop never gets there), a quiet period costs
-    # (almost) nothing, whatever the number of bad objects.
-    settle(world)
-    calls, writes = len(world.cf.requests), world.operator_writes()
-    time.sleep(QUIET_PERIOD)  # a fixed interval on purpose: (almost) nothing may happen in it
-    quiet_calls = [f"{r.method} {r.path} {r.query or ''}" for r in world.cf.requests[calls:]]
-    quiet_writes = world.operator_writes() - writes
+    # (almost) nothing, whatever the number of bad objects. The sweeps' first passes (FIRST_SWEEP after each
+    # ChuteConfig or tenant appeared) are due work, not a loop: a period they may have fallen in, on a slow
+    # machine, is measured once more, after them.
+    quiet_calls, quiet_writes, began = quiet_period(world)
+    if len(quiet_calls) > MAX_QUIET_CLOUDFLARE_CALLS and world.first_sweeps_due(began, began + QUIET_PERIOD):
+        quiet_calls, quiet_writes, _ = quiet_period(world)
     assert len(quiet_calls) <= MAX_QUIET_CLOUDFLARE_CALLS, f"Cloudflare calls while quiet: {quiet_calls}"
     assert sum(quiet_writes.values()) <= MAX_QUIET_KUBE_WRITES, f"Kubernetes writes while quiet: {quiet_writes}"
     view = read(world)
@@ -400,6 +409,15 @@ def test_every_bad_input_gets_its_reason_and_the_valid_ones_are_published(
     crashes = [f"{r.name}: {r.getMessage()}" for r in caplog.records
                if r.exc_info or "failed with an exception" in r.getMessage() or "Traceback" in r.getMessage()]
     assert not crashes, "\n".join(crashes)
+
+
+def quiet_period(world: World) -> tuple[list[str], Counter[str], float]:
+    """The Cloudflare calls and Kubernetes writes of a QUIET_PERIOD once the operator settled, and when it began."""
+    settle(world)
+    began, calls, writes = time.monotonic(), len(world.cf.requests), world.operator_writes()
+    time.sleep(QUIET_PERIOD)  # a fixed interval on purpose: (almost) nothing may happen in it
+    quiet_calls = [f"{r.method} {r.path} {r.query or ''}" for r in world.cf.requests[calls:]]
+    return quiet_calls, world.operator_writes() - writes, began
 
 
 def settle(world: World, quiet: float = 1.0, timeout: float = 15.0) -> None:

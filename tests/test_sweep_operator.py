@@ -264,7 +264,10 @@ def test_the_operator_warns_on_the_scope_object_when_the_cap_is_hit(cluster: Clu
     found = wait_for("SweepCapReached Warnings", lambda: len(warnings()) >= 2 and warnings())
     assert any("deleted 2 orphaned" in m and "3 more wait" in m for m in found), found
     assert any("deleted 2 orphaned" in m and "1 more wait" in m for m in found), found
-    removed = [m for t, r, m in cluster.gw.events("default", "default") if r == "OrphansRemoved"]
+    def removed_events() -> list[str]:
+        return [m for _, r, m in cluster.gw.events("default", "default") if r == "OrphansRemoved"]
+
+    removed = wait_for("three OrphansRemoved Events", lambda: len(removed_events()) >= 3 and removed_events())
     assert len(removed) == 3 and any("ghost0.example.com" in m for m in removed), removed
 
 

@@ -56,9 +56,10 @@ class World(BaseWorld):
         super().stop()
 
     def quiesce(self, quiet: float = 0.35, timeout: float = 3.0) -> None:
-        """Wait until nothing is written to the cluster for `quiet` seconds: stopping kopf while it handles an
-        event of an object with timers makes it respawn them and wait 5 s for them at exit."""
-        quiesce(self.core, quiet, timeout)
+        """Wait until nothing is written to the cluster and nothing asked of Cloudflare for `quiet` seconds:
+        stopping kopf while it handles an event of an object with timers makes it respawn them and wait 5 s
+        for them at exit, and a resync pass still running when the operator stops fails its exit."""
+        quiesce(self.core, quiet, timeout, self.cf)
 
     def close(self) -> None:
         super().close()
@@ -271,11 +272,13 @@ def wait_resyncs(caplog: pytest.LogCaptureFixture, passes: int = 1, timeout: flo
     wait_for(f"{passes} whole resync passes", lambda: resyncs_ended(caplog) >= start + passes + 1, timeout)
 
 
-def quiesce(core: kubernetes.client.CoreV1Api, quiet: float = 0.35, timeout: float = 3.0) -> None:
-    """Wait until nothing is written to the cluster for `quiet` seconds (its resourceVersion stays), at most
-    `timeout` seconds: the operator is between events."""
-    wait_quiet("the cluster's writes", lambda: core.list_namespace().metadata.resource_version, quiet, timeout,
-               required=False)
+def quiesce(core: kubernetes.client.CoreV1Api, quiet: float = 0.35, timeout: float = 3.0,
+            cloudflare: Any = None) -> None:
+    """Wait until nothing is written to the cluster (its resourceVersion stays) nor, given `cloudflare` (its
+    emulator), asked of Cloudflare for `quiet` seconds, at most `timeout` seconds: the operator is idle."""
+    wait_quiet("the operator", lambda: (core.list_namespace().metadata.resource_version,
+                                        len(cloudflare.requests) if cloudflare is not None else 0),
+               quiet, timeout, required=False)
 
 
 def by_thread(kubeconfigs: dict[str, str]) -> Any:

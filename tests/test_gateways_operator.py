@@ -300,7 +300,8 @@ def test_a_config_blocked_by_its_gateways_is_rechecked_after_a_minute_warned_onc
     progress = json.loads(config["metadata"]["annotations"][f"{GROUP}/cleanup"])
     asked = datetime.datetime.fromisoformat(progress["delayed"]) - datetime.datetime.now(datetime.UTC)
     assert asked >= datetime.timedelta(seconds=50), asked  # a person must act: no re-check every few seconds
-    warnings = [m for t, r, m in world.events("default", "default") if (t, r) == ("Warning", "GatewaysRemain")]
+    warnings = wait_for("the GatewaysRemain Warning", lambda: [
+        m for t, r, m in world.events("default", "default") if (t, r) == ("Warning", "GatewaysRemain")])
     assert warnings == [f"still referenced by ChuteGateway {NS}/blog"]
     world.custom.delete_namespaced_custom_object(GROUP, VERSION, NS, "chutegateways", "blog")
     wait_for("config gone well before the re-check", lambda: not world.custom.list_cluster_custom_object(

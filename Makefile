@@ -4,6 +4,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PORT   ?= 8787
+# Test processes (pytest-xdist): the suite mostly waits on the operator, so more workers than cores pay off.
+TEST_WORKERS ?= 6
 
 .PHONY: demo test lint sandbox kube-sandbox run bench lock crds clean
 
@@ -17,9 +19,9 @@ $(STAMP): pyproject.toml operator/requirements-runtime.txt
 demo: $(STAMP)
 	$(PY) -m chutes.sandbox.demo
 
-## test: create the virtualenv, install, run the whole suite
+## test: create the virtualenv, install, run the whole suite (TEST_WORKERS processes; 0: in this process)
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 ## lint: ruff, mypy (strict) and the layering contracts (import-linter, [tool.importlinter] in pyproject.toml)
 lint: $(STAMP)

@@ -34,9 +34,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "operator"), str(ROOT / "tests")]
 
-import sessions_harness as h  # noqa: E402
 from chutes.sandbox.cloudflare import SandboxConfig, SandboxThread  # noqa: E402
 from chutes.sandbox.kubernetes import KubeSandbox  # noqa: E402
+from harness import sessions as h  # noqa: E402
+from harness.processes import free_port  # noqa: E402
+from harness.waiting import wait_for  # noqa: E402
 
 LATENCY = 0.02
 CLIENT_THREADS = 8
@@ -118,14 +120,14 @@ def replicas(cf: Any, kube: Any, tunnel: str, tokens: dict[str, str]) -> Iterato
     processes: list[subprocess.Popen[bytes]] = []
     try:
         for token in tokens.values():
-            port = h.free_port()
+            port = free_port()
             env = {key: value for key, value in os.environ.items() if not key.startswith(("CF_", "CHUTES_", "CLOUD"))}
             env.update(h.session_env(cf, tunnel, port), CF_API_TOKEN=token, KUBECONFIG=kube.kubeconfig,
                        PYTHONPATH=str(ROOT / "operator"), CHUTES_LOG_LEVEL=os.environ.get("BENCH_LOG", "WARNING"))
             command = [sys.executable, "-m", "chutes", "run", "--sessions", "--no-chutes", "--no-httproutes",
                        "--standalone", f"--cloudflare-base-url={cf.base_url}"]
             processes.append(subprocess.Popen(command, env=env))
-            h.wait_for(functools.partial(healthy, port), timeout=30, what=f"replica health on port {port}")
+            wait_for(f"replica health on port {port}", functools.partial(healthy, port), timeout=30)
         yield processes
     finally:
         for process in processes:

@@ -14,12 +14,12 @@ from typing import Any
 import cloudflare as cf_sdk
 import pytest
 
-import httproutes_harness as routes
 from chutes.cloudflare_core.ownership import marker
 from chutes.cloudflare_core.ownership import parse as parse_marker
 from chutes.frontdoors.adoption import ADOPT_ANNOTATION
-from test_gateways_operator import GROUP, NS, VERSION, World
-from waiting import wait_for
+from harness import httproutes as routes
+from harness.gateways import GROUP, NS, VERSION, World
+from harness.waiting import wait_for
 
 HOSTNAME = "blog.example.com"
 HAND_MADE = "made by hand"
@@ -250,20 +250,20 @@ def test_a_refused_route_is_taken_over_once_annotated(route_world: routes.World)
 
 def test_a_session_pod_asking_for_adoption_takes_over_an_unmarked_cname_and_another_waits(
         kube: Any, cloudflare: Any) -> None:
-    import sessions_harness as h
+    from harness import sessions as h
 
     tunnel = h.create_tunnel(cloudflare)
     h.create_foreign_record(cloudflare, h.hostname("aaaa11112222"), content="legacy.example.org", type_="CNAME")
     h.create_foreign_record(cloudflare, h.hostname("bbbb33334444"), content="legacy.example.org", type_="CNAME")
     api = h.kube_client(kube)
     try:
-        with h.operator(cloudflare, h.session_env(cloudflare, tunnel, h.free_port()), allow_adoption=True):
+        with h.operator(cloudflare, h.session_env(cloudflare, tunnel), allow_adoption=True):
             adopting = h.pod("adopting", "aaaa11112222")
             adopting["metadata"]["annotations"] = {ADOPT_ANNOTATION: "true"}
             h.create_pod(api, adopting)
             h.create_pod(api, h.pod("waiting", "bbbb33334444"))
-            h.wait_for(lambda: "aaaa11112222" in h.published(cloudflare, api, tunnel).sessions(), what="adopted")
-            events = h.wait_for(lambda: h.events_for(api, "waiting"), what="an Event on the refused Pod")
+            wait_for("adopted", lambda: "aaaa11112222" in h.published(cloudflare, api, tunnel).sessions())
+            events = wait_for("an Event on the refused Pod", lambda: h.events_for(api, "waiting"))
             assert [(e.type, e.reason) for e in events] == [("Warning", "HostnameConflict")]
 
             zone = cloudflare.snapshot()["dns_records"][cloudflare.zone_id(h.ZONE)]

@@ -16,15 +16,13 @@ from typing import Any
 import pytest
 import yaml
 
-import httproutes_harness as routes_h
-import sessions_harness as h
 from chutes.frontdoors.sessions import handlers as session_handlers
-from chutes.sandbox.runner import OperatorThread
-from chutes.settings import load_settings
-from sessions_harness import api_fixture  # noqa: F401  (a pytest fixture)
-from test_gateways_operator import World as GatewayWorld
-from test_operator_run import chutes_command
-from waiting import wait_for
+from harness import httproutes as routes_h
+from harness import sessions as h
+from harness.gateways import World as GatewayWorld
+from harness.processes import chutes_command
+from harness.sessions import api_fixture  # noqa: F401  (a pytest fixture)
+from harness.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 REASON = "HostnameNotAuthorized"
@@ -55,15 +53,9 @@ def gateways(kube: Any, cloudflare: Any) -> Iterator[GatewayWorld]:
     yield from GatewayWorld.opened(kube, cloudflare)
 
 
-def start_gateways(world: GatewayWorld, rules: str | None) -> None:
-    settings = load_settings({}, standalone=True, cloudflare_base_url=world.cf.base_url, httproutes=False,
-                             sessions=False, hostname_rules=rules)
-    world.operator = OperatorThread(settings, {}).start()
-
-
 def test_a_gateway_outside_the_rules_is_refused_and_claims_nothing(gateways: GatewayWorld, tmp_path: Path) -> None:
     world = gateways
-    start_gateways(world, rules_file(tmp_path, NAMESPACED))
+    world.start(hostname_rules=rules_file(tmp_path, NAMESPACED))
     world.ready_config()
     world.service(namespace="team-a")
     world.service(namespace="team-b")
@@ -95,7 +87,7 @@ def test_a_published_gateway_the_new_rules_refuse_is_unpublished_at_restart(
     gateways: GatewayWorld, tmp_path: Path
 ) -> None:
     world = gateways
-    start_gateways(world, None)
+    world.start(hostname_rules=None)
     world.ready_config()
     world.service(namespace="team-a")
     world.gateway("blog", "team-a")  # blog.example.com: fine without rules
@@ -103,7 +95,7 @@ def test_a_published_gateway_the_new_rules_refuse_is_unpublished_at_restart(
     assert len(world.records("blog.example.com")) == 1 and len(world.live_tunnels()) == 1
     world.stop()
 
-    start_gateways(world, rules_file(tmp_path, NAMESPACED))  # team-a: only *.team-a.example.com now
+    world.start(hostname_rules=rules_file(tmp_path, NAMESPACED))  # team-a: only *.team-a.example.com now
     gateway = world.wait_reason(REASON, "blog", "team-a")
     assert world.condition(gateway)["message"] == (
         "namespace team-a may not publish blog.example.com (operator hostname rules: it may publish "
@@ -125,17 +117,11 @@ def routes(kube: Any, cloudflare: Any) -> Iterator[routes_h.World]:
     yield from routes_h.World.opened(kube, cloudflare)
 
 
-def start_routes(world: routes_h.World, rules: str | None) -> None:
-    settings = load_settings({}, standalone=True, cloudflare_base_url=world.cf.base_url, chutes=False,
-                             sessions=False, httproutes=True, hostname_rules=rules)
-    world.operator = OperatorThread(settings, {"OPERATOR_NAMESPACE": routes_h.OPNS}).start()
-
-
 def test_a_route_outside_the_rules_is_refused_and_claims_nothing(routes: routes_h.World, tmp_path: Path) -> None:
     world = routes
     world.token_secret()
     world.tenant()
-    start_routes(world, rules_file(tmp_path, NAMESPACED))
+    world.start(hostname_rules=rules_file(tmp_path, NAMESPACED))
     world.route("thief", "web.apps.example.com", namespace="other")  # first to ask for apps' hostname
     world.route("evil", "evil.example.com", namespace="other")
     for name, hostname in (("thief", "web.apps.example.com"), ("evil", "evil.example.com")):
@@ -163,13 +149,13 @@ def test_a_published_route_the_new_rules_refuse_is_unpublished_at_restart(
     world = routes
     world.token_secret()
     world.tenant()
-    start_routes(world, None)
+    world.start(hostname_rules=None)
     world.route("web", "web.example.com")
     world.wait_ready("web")
     assert len(world.records("web.example.com")) == 1 and world.rule("web.example.com") is not None
     world.stop()
 
-    start_routes(world, rules_file(tmp_path, NAMESPACED))  # apps: only *.apps.example.com now
+    world.start(hostname_rules=rules_file(tmp_path, NAMESPACED))  # apps: only *.apps.example.com now
     ready = world.wait_reason("web", REASON)
     assert "namespace apps may not publish web.example.com" in ready["message"]
     assert world.records() == [] and world.rule("web.example.com") is None
@@ -204,15 +190,15 @@ def test_a_session_outside_the_rules_is_refused_on_its_pod(
     cloudflare: Any, kube: Any, api: Any, fast_sessions: None, tmp_path: Path
 ) -> None:
     tunnel = h.create_tunnel(cloudflare)
-    environ = h.session_env(cloudflare, tunnel, h.free_port())
+    environ = h.session_env(cloudflare, tunnel)
     with h.operator(cloudflare, environ, hostname_rules=session_rules(tmp_path)):
         h.create_pod(api, h.pod("refused", REFUSED))
         h.create_pod(api, h.pod("allowed", ALLOWED))
-        events = h.wait_for(lambda: h.events_for(api, "refused"), what="an Event on the refused Pod")
+        events = wait_for("an Event on the refused Pod", lambda: h.events_for(api, "refused"))
         assert [(e.type, e.reason) for e in events] == [("Warning", REASON)]
         assert events[0].message == (f"namespace {h.NAMESPACE} may not publish {h.hostname(REFUSED)} (operator "
                                      f"hostname rules: it may publish {h.hostname(ALLOWED)}): nothing is published")
-        h.wait_for(lambda: h.published(cloudflare, api, tunnel).sessions() == {ALLOWED}, what="the allowed one")
+        wait_for("the allowed one", lambda: h.published(cloudflare, api, tunnel).sessions() == {ALLOWED})
         assert names_of(h.published(cloudflare, api, tunnel), REFUSED) == set()
         assert writes_mentioning(cloudflare, h.hostname(REFUSED)) == []
 
@@ -221,17 +207,16 @@ def test_a_published_session_the_new_rules_refuse_is_unpublished_at_restart(
     cloudflare: Any, kube: Any, api: Any, fast_sessions: None, tmp_path: Path
 ) -> None:
     tunnel = h.create_tunnel(cloudflare)
-    environ = h.session_env(cloudflare, tunnel, h.free_port())
+    environ = h.session_env(cloudflare, tunnel)
     with h.operator(cloudflare, environ):
         h.create_pod(api, h.pod("allowed", ALLOWED))
         h.create_pod(api, h.pod("refused", REFUSED))
-        h.wait_for(lambda: h.published(cloudflare, api, tunnel).sessions() == {ALLOWED, REFUSED}, what="both")
+        wait_for("both", lambda: h.published(cloudflare, api, tunnel).sessions() == {ALLOWED, REFUSED})
     with h.operator(cloudflare, environ, hostname_rules=session_rules(tmp_path)):
-        h.wait_for(lambda: not names_of(h.published(cloudflare, api, tunnel), REFUSED), what="unpublished")
+        wait_for("unpublished", lambda: not names_of(h.published(cloudflare, api, tunnel), REFUSED))
         state = h.published(cloudflare, api, tunnel)
         assert state.sessions() == {ALLOWED} and state.duplicates == 0
-        warned = h.wait_for(lambda: [e for e in h.events_for(api, "refused") if e.type == "Warning"],
-                            what="the Warning Event")
+        warned = wait_for("the Warning Event", lambda: [e for e in h.events_for(api, "refused") if e.type == "Warning"])
         assert [e.reason for e in warned] == [REASON]
 
 

@@ -28,22 +28,24 @@ import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
 
-import sessions_harness as sh
 from chutes.cloudflare_core.ownership import marks
 from chutes.sandbox.kubernetes.kubeconfig import OPERATOR_TOKEN
-from chutes.sandbox.runner import OperatorThread
-from chutes.settings import load_settings
-from sessions_harness import fast_timing_fixture  # noqa: F401  (pytest fixture: the session door's short timings)
-from test_manifests import crd_schemas, validate_custom
+from harness import sessions as sh
+from harness.manifests import crd_schemas, validate_custom
+from harness.sessions import fast_timing_fixture  # noqa: F401  (pytest fixture: the session door's short timings)
+from harness.waiting import wait_quiet
+from harness.world import BaseWorld
 
 CORPUS = Path(__file__).resolve().parent / "data" / "bad-inputs"
 OPNS = "cloudflare-zero-trust"  # the operator's namespace: tenants, templates, the ledger
 CFZT = "cfzt.cloudflare.com/"
 VIAS = ("condition", "event", "apiserver", "published")
-CONVERGE_TIMEOUT = 45.0
+CONVERGE_TIMEOUT = 90.0  # polled: generous for a machine loaded by parallel test workers
 QUIET_PERIOD = 3.0
 MAX_QUIET_CLOUDFLARE_CALLS = 4  # over QUIET_PERIOD, for all objects together (no resync or sweep is due)
 MAX_QUIET_KUBE_WRITES = 4
+FIRST_SWEEP = 60.0  # the orphan sweeps' first pass, after their ChuteConfig or tenant is first seen
+FIRST_SWEEP_LATENESS = 30.0  # how late a loaded machine may run it
 MAX_WARNINGS_PER_OBJECT = 3  # one per distinct problem: a bad object has one
 
 # kind -> (group, version, plural, namespaced)
@@ -120,26 +122,24 @@ def test_the_corpus_is_well_formed() -> None:
 # --- the world -------------------------------------------------------------------------------------------
 
 
-class World:
+class World(BaseWorld):
+    """Both emulators, the user's clients and a sync Cloudflare SDK client, three tunnels (the tenant's, someone
+    else's, the sessions'), and the operator serving every front door."""
+
     def __init__(self, kube: Any, cloudflare: Any) -> None:
-        self.kube, self.cf = kube, cloudflare
-        self.client = kubernetes.config.new_client_from_config(config_file=kube.kubeconfig)
-        self.core = kubernetes.client.CoreV1Api(self.client)
+        super().__init__(kube, cloudflare)
         self.apps = kubernetes.client.AppsV1Api(self.client)
-        self.custom = kubernetes.client.CustomObjectsApi(self.client)
         self.sdk = cf_sdk.Cloudflare(api_token=cloudflare.token, base_url=cloudflare.base_url, max_retries=0)
-        self.operator: OperatorThread | None = None
         self.tunnels = {name: self.tunnel(name) for name in ("home", "someone-elses", "sessions")}
         self.values = {"ACCOUNT": cloudflare.account_id, "ZONE_COM": cloudflare.zone_id("example.com"),
                        "ZONE_NET": cloudflare.zone_id("example.net"), "TOKEN": cloudflare.token,
                        "TUNNEL": self.tunnels["home"], "OTHER_TUNNEL": self.tunnels["someone-elses"]}
         self.session_tunnel = self.tunnels["sessions"]
+        self.started = self.applied = 0.0  # monotonic times: the operator's start, the last object applied
 
     def close(self) -> None:
-        if self.operator is not None:
-            self.operator.stop()
+        super().close()
         self.sdk.close()
-        self.client.close()
 
     def tunnel(self, name: str) -> str:
         return str(self.sdk.zero_trust.tunnels.cloudflared.create(account_id=self.cf.account_id, name=name,
@@ -166,14 +166,8 @@ class World:
                                                            name=app["name"], type="self_hosted")
 
     # -- Kubernetes ---------------------------------------------------------------------------------------
-    def namespace(self, name: str) -> None:
-        try:
-            self.core.create_namespace({"metadata": {"name": name}})
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
-
     def apply(self, obj: dict[str, Any]) -> None:
+        self.applied = time.monotonic()
         kind, meta = obj["kind"], obj["metadata"]
         namespace = meta.get("namespace")
         if namespace:
@@ -220,10 +214,13 @@ class World:
                 "metadata": {"name": "web"}, "spec": {"ports": [{"port": 8080}], "selector": {"app": "web"}}})
 
     def start(self) -> None:
-        settings = load_settings({}, standalone=True, cloudflare_base_url=self.cf.base_url, chutes=True,
-                                 httproutes=True, sessions=True)
-        environ = {"OPERATOR_NAMESPACE": OPNS, **sh.session_env(self.cf, self.session_tunnel, sh.free_port())}
-        self.operator = OperatorThread(settings, environ, timeout=30).start()
+        environ = {"OPERATOR_NAMESPACE": OPNS, **sh.session_env(self.cf, self.session_tunnel)}
+        self.run_operator(environ, timeout=30, chutes=True, httproutes=True, sessions=True)
+        self.started = time.monotonic()
+
+    def first_sweeps_due(self, begin: float, end: float) -> bool:
+        """Whether the sweeps' first passes may have run between `begin` and `end` (monotonic times)."""
+        return end >= self.started + FIRST_SWEEP and begin <= self.applied + FIRST_SWEEP + FIRST_SWEEP_LATENESS
 
     def play_deployment_controller(self) -> None:
         """cloudflared Deployments of the operator become available (no controller runs in the emulator)."""
@@ -366,13 +363,9 @@ def admitted(world: World, entry: Entry) -> list[str]:
     return problems
 
 
-@pytest.fixture()
-def world(kube: Any, cloudflare: Any) -> Iterator[World]:
-    w = World(kube, cloudflare)
-    try:
-        yield w
-    finally:
-        w.close()
+@pytest.fixture(name="world")
+def world_fixture(kube: Any, cloudflare: Any) -> Iterator[World]:
+    yield from World.opened(kube, cloudflare)
 
 
 def test_every_bad_input_gets_its_reason_and_the_valid_ones_are_published(
@@ -399,12 +392,12 @@ def test_every_bad_input_gets_its_reason_and_the_valid_ones_are_published(
     assert not failures, "\n".join(f"{name}: {'; '.join(problems)}" for name, problems in sorted(failures.items()))
 
     # No hot loop: once the last verifications are done (a loop never gets there), a quiet period costs
-    # (almost) nothing, whatever the number of bad objects.
-    settle(world)
-    calls, writes = len(world.cf.requests), world.operator_writes()
-    time.sleep(QUIET_PERIOD)
-    quiet_calls = [f"{r.method} {r.path} {r.query or ''}" for r in world.cf.requests[calls:]]
-    quiet_writes = world.operator_writes() - writes
+    # (almost) nothing, whatever the number of bad objects. The sweeps' first passes (FIRST_SWEEP after each
+    # ChuteConfig or tenant appeared) are due work, not a loop: a period they may have fallen in, on a slow
+    # machine, is measured once more, after them.
+    quiet_calls, quiet_writes, began = quiet_period(world)
+    if len(quiet_calls) > MAX_QUIET_CLOUDFLARE_CALLS and world.first_sweeps_due(began, began + QUIET_PERIOD):
+        quiet_calls, quiet_writes, _ = quiet_period(world)
     assert len(quiet_calls) <= MAX_QUIET_CLOUDFLARE_CALLS, f"Cloudflare calls while quiet: {quiet_calls}"
     assert sum(quiet_writes.values()) <= MAX_QUIET_KUBE_WRITES, f"Kubernetes writes while quiet: {quiet_writes}"
     view = read(world)
@@ -418,17 +411,20 @@ def test_every_bad_input_gets_its_reason_and_the_valid_ones_are_published(
     assert not crashes, "\n".join(crashes)
 
 
+def quiet_period(world: World) -> tuple[list[str], Counter[str], float]:
+    """The Cloudflare calls and Kubernetes writes of a QUIET_PERIOD once the operator settled, and when it began."""
+    settle(world)
+    began, calls, writes = time.monotonic(), len(world.cf.requests), world.operator_writes()
+    time.sleep(QUIET_PERIOD)  # a fixed interval on purpose: (almost) nothing may happen in it
+    quiet_calls = [f"{r.method} {r.path} {r.query or ''}" for r in world.cf.requests[calls:]]
+    return quiet_calls, world.operator_writes() - writes, began
+
+
 def settle(world: World, quiet: float = 1.0, timeout: float = 15.0) -> None:
     """Until no Cloudflare call has been made for `quiet` seconds; fails naming the last calls if never."""
-    deadline = time.monotonic() + timeout
-    seen, since = len(world.cf.requests), time.monotonic()
-    while time.monotonic() - since < quiet:
-        if time.monotonic() > deadline:
-            last = [f"{r.method} {r.path}" for r in world.cf.requests[-10:]]
-            raise AssertionError(f"the operator never stops calling Cloudflare (a hot loop?); last calls: {last}")
-        time.sleep(0.1)
-        if len(world.cf.requests) != seen:
-            seen, since = len(world.cf.requests), time.monotonic()
+    if not wait_quiet("Cloudflare calls", lambda: len(world.cf.requests), quiet, timeout, 0.1, required=False):
+        last = [f"{r.method} {r.path}" for r in world.cf.requests[-10:]]
+        raise AssertionError(f"the operator never stops calling Cloudflare (a hot loop?); last calls: {last}")
 
 
 def hostname_of(obj: dict[str, Any]) -> str:

@@ -7,21 +7,22 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Mapping
 from typing import Any
 
 import helm_python as helm
-import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
 
-from chart_harness import (
+from chutes.settings import load_settings
+from harness.chart import (
     CHART,
+    COMBINATIONS,
     KUBE_VERSION,
     NAMESPACE,
     REPO,
     SESSION_VALUES,
+    SESSIONS_ONLY,
     container_env,
     deployment,
     grants,
@@ -30,57 +31,9 @@ from chart_harness import (
     rbac_summary,
     refuses,
     render,
+    sidecar_snippet,
+    validate,
 )
-from chutes.settings import load_settings
-from test_manifests import to_jsonschema
-
-SESSIONS_ONLY = {"frontDoors": {"chutes": {"enabled": False},
-                                "sessions": {"enabled": True, **SESSION_VALUES,
-                                             "sidecarServiceAccounts": [{"name": "opencode-router",
-                                                                         "namespace": "opencode-router"}]}}}
-COMBINATIONS: dict[str, dict[str, Any]] = {
-    "defaults": {},
-    "namespaced-with-httproutes": {"watchNamespaces": ["team-a", "team-b"],
-                                   "frontDoors": {"httproutes": {"enabled": True}}},
-    "ha": {"replicas": 3, "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}}},
-    "standalone": {"peering": {"enabled": False}, "metrics": {"port": 0}},
-    "sessions-only": SESSIONS_ONLY,
-    "all-doors-cluster-wide": {"frontDoors": {"httproutes": {"enabled": True},
-                                              "sessions": {"enabled": True, **SESSION_VALUES}},
-                               "image": {"digest": "sha256:" + "a" * 64}, "logFormat": "text", "logLevel": "DEBUG",
-                               "ownerId": "cluster-b", "cloudflare": {"baseUrl": "http://cf.example:8787/client/v4"},
-                               "policy": "upsert-only", "dryRun": True, "sweepMaxDeletions": 0,
-                               "cloudflaredImages": ["cloudflare/cloudflared", "registry.example.com/mirror/"],
-                               "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}]},
-}
-
-
-def crd_validators() -> dict[tuple[str, str], jsonschema.Draft202012Validator]:
-    validators = {}
-    for path in sorted((CHART / "crds").glob("*.yaml")):
-        for crd in yaml.safe_load_all(path.read_text()):
-            for version in crd["spec"]["versions"]:
-                schema = to_jsonschema(version["schema"]["openAPIV3Schema"])
-                schema.setdefault("properties", {}).update(
-                    apiVersion={"type": "string"}, kind={"type": "string"}, metadata={"type": "object"})
-                key = (f"{crd['spec']['group']}/{version['name']}", crd["spec"]["names"]["kind"])
-                validators[key] = jsonschema.Draft202012Validator(schema)
-    return validators
-
-
-VALIDATORS = crd_validators()
-
-
-def validate(doc: Mapping[str, Any]) -> None:
-    key = (doc["apiVersion"], doc["kind"])
-    if key in VALIDATORS:
-        errors = [e.message for e in VALIDATORS[key].iter_errors(doc)]
-        assert not errors, f"{key}: {errors}"
-    elif key == ("monitoring.coreos.com/v1", "ServiceMonitor"):  # the Prometheus operator's CRD is not vendored
-        assert doc["spec"]["endpoints"] and doc["spec"]["selector"]["matchLabels"]
-    else:
-        kubernetes_validate.validate(dict(doc), KUBE_VERSION, strict=True)
-
 
 # --- lint and validate every combination --------------------------------------------------------------
 
@@ -350,12 +303,6 @@ def test_runtime_lock_pins_exactly_the_tested_runtime_dependencies() -> None:
 
 
 # --- the README's session sidecar ----------------------------------------------------------------------
-
-
-def sidecar_snippet() -> list[dict[str, Any]]:
-    text = (CHART / "README.md").read_text()
-    block = text.split("<!-- sidecar-snippet: begin")[1].split("<!-- sidecar-snippet: end -->")[0]
-    return list(yaml.safe_load(block.split("```yaml\n", 1)[1].split("```", 1)[0]))
 
 
 def test_the_readmes_sidecar_container_is_valid_and_configures_the_session_door_alone() -> None:

@@ -11,10 +11,9 @@ import helm_python as helm
 import pytest
 import yaml
 
-from chart_harness import CHART, KUBE_VERSION, NAMESPACE, container_env, deployment, of_kind, render
 from chutes.authorization import HostnameRules, HostnameRulesError
 from chutes.settings import load_settings
-from test_chart import validate
+from harness.chart import CHART, KUBE_VERSION, NAMESPACE, container_env, deployment, of_kind, render, validate
 
 RULES = [{"namespaces": ["team-a", "team-*"], "hostnames": ["*.{namespace}.example.com", "app.example.com"]},
          {"namespaces": ["*"], "hostnames": ["status.example.com"]}]

@@ -9,7 +9,11 @@ from typing import Any
 import pytest
 import yaml
 
-from chart_harness import (
+from chutes.authorization import HostnameRules
+from chutes.sandbox.kubernetes import ApiCall
+from chutes.settings import load_settings
+from harness.chart import (
+    COMBINATIONS,
     NAMESPACE,
     SESSION_VALUES,
     allowing,
@@ -19,11 +23,8 @@ from chart_harness import (
     of_kind,
     refuses,
     render,
+    sidecar_snippet,
 )
-from chutes.authorization import HostnameRules
-from chutes.sandbox.kubernetes import ApiCall
-from chutes.settings import load_settings
-from test_chart import COMBINATIONS, sidecar_snippet
 
 SERVICE_ACCOUNT = "rel-chutes-operator"
 LEDGER_CALLS = [("get", "", "configmaps"), ("list", "", "configmaps"), ("create", "", "configmaps"),

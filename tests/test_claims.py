@@ -25,7 +25,7 @@ from chutes.claims import (
     operator_namespace,
 )
 from chutes.cloudflare_core.models import Recorded
-from ledger_harness import LEDGER, api, cluster, other_api
+from harness.ledger import LEDGER, api, cluster, other_api
 
 __all__ = ["api", "cluster", "other_api"]  # fixtures
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,8 +17,10 @@ from chutes.cloudflare_core import (
     Conflict,
     Recorded,
 )
+from chutes.cloudflare_core import core as core_module
+from chutes.cloudflare_core.access_view import AppView
 from chutes.sandbox.cloudflare import CloudflareSandbox
-from core_harness import TOKEN_DURATION, core_with, intent, now
+from harness.core import TOKEN_DURATION, core_with, intent, now
 
 EVERYONE = ({"email_domain": {"domain": "example.com"}},)
 
@@ -228,8 +231,10 @@ async def test_a_delete_checks_the_view_copy_learned_since_the_proof_and_refuses
 
 
 async def test_a_view_older_than_the_resync_interval_is_listed_again_and_a_gone_app_is_fine(
-    sandbox: CloudflareSandbox, other: cloudflare.AsyncCloudflare
+    sandbox: CloudflareSandbox, other: cloudflare.AsyncCloudflare, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    clock = [0.0]  # the views' clock: it moves when the test says (however slow the machine is)
+    monkeypatch.setattr(core_module, "AppView", functools.partial(AppView, clock=lambda: clock[0]))
     account = sandbox.account_id
     async with core_with(sandbox, resync_interval=0.2) as core:
         recorded = intent()
@@ -241,7 +246,7 @@ async def test_a_view_older_than_the_resync_interval_is_listed_again_and_a_gone_
 
         again = await core.ensure_access_app(account, AccessAppSpec("chutes-app", "app.example.com"), recorded)
         await other.zero_trust.access.applications.delete(again.id, account_id=account)
-        await asyncio.sleep(0.3)
+        clock[0] += 0.3  # the view ages past the 0.2 s resync interval
         sandbox.reset_log()
         repaired = await core.ensure_access_app(account, AccessAppSpec("chutes-app", "app.example.com"),
                                                 Recorded(id=again.id, since=recorded.since))

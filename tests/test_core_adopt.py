@@ -11,7 +11,7 @@ import pytest
 
 from chutes.cloudflare_core import AccessAppSpec, CloudflareCore, Conflict, DesiredRecord, Recorded, access, marker
 from chutes.sandbox.cloudflare import CloudflareSandbox
-from core_harness import OWNER, ZONE, Site, core_with, intent, live, publish, records, writes
+from harness.core import OWNER, ZONE, Site, core_with, intent, live, publish, records, writes
 
 HOST = f"app.{ZONE}"
 SOURCE = "HTTPRoute/ns/app"

@@ -16,7 +16,7 @@ from chutes.cloudflare_core import (
 )
 from chutes.frontdoors.problems import problem_from_cloudflare
 from chutes.sandbox.cloudflare import CloudflareSandbox
-from core_harness import intent
+from harness.core import intent
 
 
 def requests_total(operation: str, status: str) -> float:

@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY
 
 from chutes.cloudflare_core import CloudflareCore, DesiredRecord, IngressRule, repairing
 from chutes.sandbox.cloudflare import CloudflareSandbox
-from core_harness import ZONE, Site, ingress, intent, publish, repairs, rules_at
+from harness.core import ZONE, Site, ingress, intent, publish, repairs, rules_at
 
 OBJECTS = ("dns_record", "tunnel_rule", "access_app", "access_policy", "service_token", "tunnel")
 _doors = itertools.count()

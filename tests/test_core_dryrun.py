@@ -11,7 +11,7 @@ from chutes import conditions as c
 from chutes.cloudflare_core import CloudflareCore, DesiredRecord, DryRunStop, IngressRule
 from chutes.frontdoors.problems import problem_from_cloudflare
 from chutes.sandbox.cloudflare import CloudflareSandbox
-from core_harness import (
+from harness.core import (
     ZONE,
     Site,
     cloudflare_state,

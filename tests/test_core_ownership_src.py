@@ -29,7 +29,7 @@ from chutes.cloudflare_core import (
 from chutes.frontdoors.sessions import desired as sessions
 from chutes.frontdoors.sessions.config import SessionConfig, load_config
 from chutes.sandbox.cloudflare import CloudflareSandbox
-from core_harness import OWNER, ZONE, core_with, records, writes
+from harness.core import OWNER, ZONE, core_with, records, writes
 
 LONG_OWNER = "o" * 31
 LONG_NAMESPACE = "opencode-router-tenant-a-sessions"  # 33 characters

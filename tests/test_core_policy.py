@@ -16,7 +16,7 @@ from chutes.cloudflare_core import (
     InvalidInput,
 )
 from chutes.sandbox.cloudflare import CloudflareSandbox
-from core_harness import (
+from harness.core import (
     ZONE,
     Site,
     core_with,

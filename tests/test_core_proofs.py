@@ -24,7 +24,7 @@ from chutes.cloudflare_core import (
     Recorded,
 )
 from chutes.sandbox.cloudflare import CloudflareSandbox
-from core_harness import TOKEN_DURATION, ZONE, cloudflare_state, core_with, live, now, writes
+from harness.core import TOKEN_DURATION, ZONE, cloudflare_state, core_with, live, now, writes
 
 OTHER_ZONE = "example.net"
 BLOG = f"blog.{ZONE}"

@@ -18,7 +18,7 @@ import pytest
 
 from chutes.cloudflare_core import CloudflareCore, Conflict, DesiredRecord, IngressRule, RequestBudget, drift, marker
 from chutes.sandbox.cloudflare import CloudflareSandbox
-from core_harness import intent, rules_at
+from harness.core import intent, rules_at
 
 OWNER = "test"
 SOURCE = "HTTPRoute/apps/web"

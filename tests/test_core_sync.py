@@ -24,7 +24,7 @@ from chutes.cloudflare_core import (
     merge_ingress,
 )
 from chutes.sandbox.cloudflare import CloudflareSandbox
-from core_harness import intent, rules_at
+from harness.core import intent, rules_at
 
 OWNER = "test"
 SERVICE = "http://router:80"

@@ -17,7 +17,7 @@ import pytest
 
 from chutes.cloudflare_core import CloudflareCore, Conflict, Recorded
 from chutes.sandbox.cloudflare import CloudflareSandbox
-from core_harness import TOKEN_DURATION, core_with, intent, now
+from harness.core import TOKEN_DURATION, core_with, intent, now
 
 
 @pytest.fixture()

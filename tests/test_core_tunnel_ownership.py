@@ -34,7 +34,7 @@ from chutes.cloudflare_core.tunnel_config import MAX_ROUNDS, merge_counted
 from chutes.cores import CorePool
 from chutes.sandbox.cloudflare import CloudflareSandbox
 from chutes.settings import Settings
-from core_harness import intent
+from harness.core import intent
 
 OWNER = "test"
 ZONE = "example.com"

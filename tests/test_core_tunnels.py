@@ -13,7 +13,7 @@ import pytest
 from chutes.cloudflare_core import CloudflareCore, Conflict, IngressRule, NotFound, Recorded, TransientError, Tunnel
 from chutes.sandbox.cloudflare import CloudflareSandbox
 from chutes.sandbox.cloudflare.tunnels import create_tunnel
-from core_harness import intent, rules_at
+from harness.core import intent, rules_at
 
 FOREIGN = [
     {"hostname": "foreign-1.example.com", "service": "http://f1:80"},
@@ -176,13 +176,15 @@ async def test_edits_arriving_during_a_flush_go_to_the_next_one(
     tunnel = await core.ensure_tunnel(sandbox.account_id, "op-waves", intent())
     ours = rules_at(*(f"{wave}{i}.example.com" for wave in "ab" for i in range(5)))
     sandbox.faults.latency = 0.05
+    in_flight = asyncio.Event()
+    sandbox.faults.before("tunnels.config.get", in_flight.set)  # the first flush's read reaches Cloudflare
     first = asyncio.gather(
         *(
             core.set_ingress_rule(sandbox.account_id, tunnel.id, IngressRule(f"a{i}.example.com", "http://a:80"), ours)
             for i in range(5)
         )
     )
-    await asyncio.sleep(0.02)  # the first flush is now in flight
+    await in_flight.wait()  # the first flush is now in flight
     second = asyncio.gather(
         *(
             core.set_ingress_rule(sandbox.account_id, tunnel.id, IngressRule(f"b{i}.example.com", "http://b:80"), ours)

@@ -14,9 +14,9 @@ from typing import Any
 import cloudflare as cf_sdk
 import pytest
 
-import httproutes_harness as h
-from test_gateways_operator import GROUP, NS, VERSION, World
-from waiting import wait_for
+from harness import httproutes as h
+from harness.gateways import GROUP, NS, VERSION, World
+from harness.waiting import wait_for
 
 
 @pytest.fixture()

@@ -12,9 +12,8 @@ import cloudflare as cf_sdk
 import pytest
 from prometheus_client import REGISTRY
 
-from operator_settings import start_gateways
-from test_gateways_operator import World
-from waiting import wait_for
+from harness.gateways import World
+from harness.waiting import wait_for
 
 HOSTNAME = "blog.example.com"
 OBJECTS = ("dns_record", "tunnel_rule", "access_app", "access_policy", "service_token", "tunnel")
@@ -37,7 +36,7 @@ def resynced(world: World) -> bool:
 
 def test_a_resync_puts_back_an_edited_cname_and_a_deleted_access_app_and_counts_the_repairs(world: World) -> None:
     # a resync well after the first publish (the timer and the create handler are not serialised by kopf)
-    start_gateways(world, resync_interval=2.0)
+    world.start(resync_interval=2.0)
     world.ready_config()
     world.service()
     world.gateway()
@@ -75,7 +74,7 @@ def test_a_resync_puts_back_an_edited_cname_and_a_deleted_access_app_and_counts_
 
 
 def test_a_new_gateway_and_a_spec_change_are_not_counted_as_repairs(world: World) -> None:
-    start_gateways(world)  # the default resync: only create and update handlers run here
+    world.start()  # the default resync: only create and update handlers run here
     before = repairs()
     world.ready_config()
     world.service()
@@ -91,7 +90,7 @@ def test_a_new_gateway_and_a_spec_change_are_not_counted_as_repairs(world: World
 
 
 def test_the_httproute_resync_counts_what_it_repairs(kube: Any, cloudflare: Any) -> None:
-    import httproutes_harness as routes
+    from harness import httproutes as routes
 
     world = routes.World(kube, cloudflare)
     try:
@@ -109,25 +108,24 @@ def test_the_httproute_resync_counts_what_it_repairs(kube: Any, cloudflare: Any)
 
 
 def test_the_periodic_session_pass_counts_what_it_repairs(kube: Any, cloudflare: Any) -> None:
-    import sessions_harness as h
+    from harness import sessions as h
 
     tunnel = h.create_tunnel(cloudflare)
     api = h.kube_client(kube)
     try:
-        with h.operator(cloudflare, h.session_env(cloudflare, tunnel, h.free_port()), resync_interval=0.5):
+        with h.operator(cloudflare, h.session_env(cloudflare, tunnel), resync_interval=0.5):
             h.create_pod(api, h.pod("drifter", "abab12121212"))
-            h.wait_for(lambda: h.published(cloudflare, api, tunnel).sessions() == {"abab12121212"}, what="published")
+            wait_for("published", lambda: h.published(cloudflare, api, tunnel).sessions() == {"abab12121212"})
             # two more passes (each lists the zone): the watch has reported the Pod, no pass for it is pending
             cloudflare.reset_log()
-            h.wait_for(lambda: sum(r.op == "dns.list" for r in cloudflare.requests) >= 2, what="two passes")
+            wait_for("two passes", lambda: sum(r.op == "dns.list" for r in cloudflare.requests) >= 2)
             before = repairs("sessions")
             zone = cloudflare.zone_id(h.ZONE)
             [record] = [r for r in cloudflare.snapshot()["dns_records"][zone]
                         if r["name"] == h.hostname("abab12121212")]
             with h.sdk(cloudflare) as other:  # no Pod event follows: only a timed pass can repair it
                 other.dns.records.delete(record["id"], zone_id=zone)
-            h.wait_for(lambda: h.hostname("abab12121212") in h.published(cloudflare, api, tunnel).records,
-                       what="repaired")
-            h.wait_for(lambda: repairs("sessions")["dns_record"] >= before["dns_record"] + 1, what="counted")
+            wait_for("repaired", lambda: h.hostname("abab12121212") in h.published(cloudflare, api, tunnel).records)
+            wait_for("counted", lambda: repairs("sessions")["dns_record"] >= before["dns_record"] + 1)
     finally:
         api.close()  # type: ignore[no-untyped-call]

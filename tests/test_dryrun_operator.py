@@ -16,11 +16,10 @@ import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
 
-import httproutes_harness as routes
 from chutes.cloudflare_core import CloudflareCore
-from operator_settings import start_gateways, start_routes
-from test_gateways_operator import GROUP, VERSION, World
-from waiting import wait_for
+from harness import httproutes as routes
+from harness.gateways import GROUP, VERSION, World
+from harness.waiting import wait_for
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -82,7 +81,7 @@ def test_the_gateway_example_under_dry_run_writes_nothing_and_says_what_it_would
     caplog.set_level(logging.INFO)
     existing_otp_provider(world.cf)
     world.cf.reset_log()
-    start_gateways(world, dry_run=True)
+    world.start(dry_run=True)
     apply_gateway_example(world)
 
     config = wait_for("ChuteConfig ready", lambda: (c := world.get_config()).get("status", {}).get("ready") and c)
@@ -106,7 +105,7 @@ def test_the_gateway_example_under_dry_run_writes_nothing_and_says_what_it_would
 
 def test_a_config_under_dry_run_says_it_would_create_the_one_time_pin_provider(world: World) -> None:
     world.cf.reset_log()
-    start_gateways(world, dry_run=True)
+    world.start(dry_run=True)
     world.token_secret()
     world.config()
     config = wait_for("ChuteConfig DryRun", lambda: (c := world.get_config())
@@ -134,7 +133,7 @@ def test_the_httproute_examples_under_dry_run_write_nothing(route_world: routes.
     for name in routes.EXAMPLE_POLICIES:  # the account's reusable policies exist already
         world.reusable_policy(name)
     world.cf.reset_log()
-    start_routes(world, dry_run=True)
+    world.start(dry_run=True)
     world.apply_examples()
 
     for namespace, name in EXAMPLE_ROUTES:

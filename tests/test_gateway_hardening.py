@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from chutes import kube
-from test_gateways_operator import NS, World, wait_for
+from harness.gateways import NS, World
+from harness.waiting import wait_for
 
 OURS = {"app.kubernetes.io/managed-by": "chutes-operator", "chutes.troubleshat.com/gateway": "blog",
         "chutes.troubleshat.com/owner": "default"}
@@ -138,7 +139,7 @@ def test_an_object_is_ours_only_with_every_ownership_label(metadata: dict[str, A
 
 def test_a_routes_service_token_secret_name_taken_by_a_foreign_secret_is_refused_and_left_alone(
         kube: Any, cloudflare: Any) -> None:
-    import httproutes_harness as routes
+    from harness import httproutes as routes
 
     world = routes.World(kube, cloudflare)
     try:

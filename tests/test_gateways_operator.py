@@ -12,157 +12,15 @@ import copy
 import datetime
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import kubernetes
 import pytest
 from kubernetes.client.exceptions import ApiException
 
 from chutes.cloudflare_core.ownership import parse as parse_marker
-from chutes.sandbox.runner import OperatorThread
-from chutes.settings import load_settings
-from waiting import wait_for
-
-GROUP, VERSION = "chutes.troubleshat.com", "v1alpha1"
-NS = "team-a"
-EMAILS = ["alice@example.org"]
-
-
-class World:
-    """Both emulators, the operator, and the user's view of them."""
-
-    def __init__(self, kube: Any, cloudflare: Any) -> None:
-        self.kube, self.cf = kube, cloudflare
-        self.client = kubernetes.config.new_client_from_config(config_file=kube.kubeconfig)
-        self.core = kubernetes.client.CoreV1Api(self.client)
-        self.apps = kubernetes.client.AppsV1Api(self.client)
-        self.custom = kubernetes.client.CustomObjectsApi(self.client)
-        self.operator: OperatorThread | None = None
-        self.account = cloudflare.account_id
-        self.zone = cloudflare.zone_id("example.com")
-
-    # -- operator ------------------------------------------------------------------------------
-    def start(self, **overrides: Any) -> None:
-        settings = load_settings({}, standalone=True, cloudflare_base_url=self.cf.base_url, httproutes=False,
-                                 sessions=False, **overrides)
-        self.operator = OperatorThread(settings, {}).start()
-
-    def stop(self) -> None:
-        if self.operator is not None:
-            self.operator.stop()
-            self.operator = None
-
-    @classmethod
-    def opened(cls, kube: Any, cloudflare: Any, *, start: bool = False, **overrides: Any) -> Iterator[World]:
-        """A world for one test (the body of a fixture: ``yield from World.opened(...)``), with the operator
-        started when `start` (settings `overrides`), stopped and closed after the test."""
-        world = cls(kube, cloudflare)
-        if start:
-            world.start(**overrides)
-        try:
-            yield world
-        finally:
-            world.stop()
-            world.client.close()
-
-    # -- objects -------------------------------------------------------------------------------
-    def namespace(self, name: str) -> None:
-        try:
-            self.core.create_namespace({"metadata": {"name": name}})
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
-
-    def token_secret(self, token: str | None = None, key: str = "apiToken", name: str = "cf") -> None:
-        self.namespace("chute-system")
-        self.core.create_namespaced_secret("chute-system", {
-            "metadata": {"name": name}, "stringData": {key: token or self.cf.token}})
-
-    def config(self, name: str = "default", **spec: Any) -> dict[str, Any]:
-        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ChuteConfig", "metadata": {"name": name},
-                "spec": {"apiTokenSecretRef": {"name": "cf", "namespace": "chute-system", "key": "apiToken"},
-                         "accountId": self.account, "zoneId": self.zone, "domain": "example.com", **spec}}
-        return dict(self.custom.create_cluster_custom_object(GROUP, VERSION, "chuteconfigs", body))
-
-    def ready_config(self) -> dict[str, Any]:
-        self.token_secret()
-        self.config()
-        return wait_for("ChuteConfig ready", lambda: (c := self.get_config("default")).get("status", {})
-                        .get("ready") and c)
-
-    def service(self, name: str = "web", namespace: str = NS) -> None:
-        self.namespace(namespace)
-        self.core.create_namespaced_service(namespace, {
-            "metadata": {"name": name}, "spec": {"ports": [{"port": 8080}], "selector": {"app": name}}})
-
-    def gateway(self, name: str = "blog", namespace: str = NS, **spec: Any) -> dict[str, Any]:
-        self.namespace(namespace)
-        base: dict[str, Any] = {"configRef": "default", "hostname": name, "service": {"name": "web", "port": 8080},
-                                "access": {"allowedEmails": EMAILS, "sessionDuration": "12h"}, "replicas": 2}
-        base.update(spec)
-        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ChuteGateway", "metadata": {"name": name},
-                "spec": base}
-        return dict(self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "chutegateways", body))
-
-    def patch_gateway(self, name: str, spec: dict[str, Any], namespace: str = NS) -> None:
-        self.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "chutegateways", name, {"spec": spec})
-
-    def get_gateway(self, name: str = "blog", namespace: str = NS) -> dict[str, Any]:
-        return dict(self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "chutegateways", name))
-
-    def get_config(self, name: str = "default") -> dict[str, Any]:
-        return dict(self.custom.get_cluster_custom_object(GROUP, VERSION, "chuteconfigs", name))
-
-    def condition(self, obj: dict[str, Any], type_: str = "Ready") -> dict[str, Any]:
-        return next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == type_), {})
-
-    def connectors_up(self, name: str = "blog", namespace: str = NS) -> None:
-        """Play the Deployment controller: cloudflared replicas become available."""
-        deployment = wait_for("cloudflared Deployment", lambda: self.apps.read_namespaced_deployment(
-            f"chute-{name}-cloudflared", namespace))
-        replicas = deployment.spec.replicas
-        self.apps.patch_namespaced_deployment_status(f"chute-{name}-cloudflared", namespace, {
-            "status": {"replicas": replicas, "availableReplicas": replicas, "readyReplicas": replicas}})
-
-    def ready_gateway(self, name: str = "blog", namespace: str = NS) -> dict[str, Any]:
-        self.connectors_up(name, namespace)
-        return wait_for(f"gateway {name} Ready", lambda: (g := self.get_gateway(name, namespace))
-                        .get("status", {}).get("ready") and g)
-
-    def wait_reason(self, reason: str, name: str = "blog", namespace: str = NS, type_: str = "Ready") -> dict[str, Any]:
-        return wait_for(f"{type_} reason {reason}", lambda: (g := self.get_gateway(name, namespace))
-                        and self.condition(g, type_).get("reason") == reason and g)
-
-    def events(self, name: str, namespace: str = NS) -> list[tuple[str, str, str]]:
-        items = self.core.list_namespaced_event(namespace).items
-        return [(e.type, e.reason, e.message) for e in items if e.involved_object.name == name]
-
-    # -- Cloudflare ------------------------------------------------------------------------------
-    def state(self) -> dict[str, Any]:
-        return dict(self.cf.snapshot())
-
-    def live_tunnels(self) -> list[dict[str, Any]]:
-        return [t for t in self.state()["tunnels"].values() if not t["deleted_at"]]
-
-    def records(self, name: str | None = None) -> list[dict[str, Any]]:
-        return [r for r in self.state()["dns_records"].get(self.zone, []) if name is None or r["name"] == name]
-
-    def apps_for(self, domain: str) -> list[dict[str, Any]]:
-        return [a for a in self.state()["access_apps"].values() if a["domain"] == domain]
-
-    def ingress(self, tunnel_id: str) -> list[dict[str, Any]]:
-        config = (self.state()["tunnel_configs"].get(tunnel_id) or {}).get("config") or {}
-        return list(config.get("ingress", []))
-
-    def writes(self) -> list[str]:
-        return [r.op for r in self.cf.requests if r.method != "GET" and 200 <= r.status < 300]
-
-
-@pytest.fixture()
-def world(kube: Any, cloudflare: Any) -> Iterator[World]:
-    yield from World.opened(kube, cloudflare, start=True)
-
+from harness.gateways import EMAILS, GROUP, NS, VERSION, World, world_fixture  # noqa: F401  (world_fixture: a fixture)
+from harness.waiting import wait_for
 
 # --- the happy path -------------------------------------------------------------------------------
 
@@ -461,7 +319,8 @@ def test_a_config_blocked_by_its_gateways_is_rechecked_after_a_minute_warned_onc
     progress = json.loads(config["metadata"]["annotations"][f"{GROUP}/cleanup"])
     asked = datetime.datetime.fromisoformat(progress["delayed"]) - datetime.datetime.now(datetime.UTC)
     assert asked >= datetime.timedelta(seconds=50), asked  # a person must act: no re-check every few seconds
-    warnings = [m for t, r, m in world.events("default", "default") if (t, r) == ("Warning", "GatewaysRemain")]
+    warnings = wait_for("the GatewaysRemain Warning", lambda: [
+        m for t, r, m in world.events("default", "default") if (t, r) == ("Warning", "GatewaysRemain")])
     assert warnings == [f"still referenced by ChuteGateway {NS}/blog"]
     world.custom.delete_namespaced_custom_object(GROUP, VERSION, NS, "chutegateways", "blog")
     wait_for("config gone well before the re-check", lambda: not world.custom.list_cluster_custom_object(
@@ -635,6 +494,6 @@ def test_cloudflare_failures_are_reported_and_retried_without_a_hot_loop(world: 
     world.gateway()
     assert_refused(world, reason)
     calls = len(world.cf.requests)
-    time.sleep(1.5)
+    time.sleep(1.5)  # a fixed interval on purpose: nothing may happen in it
     assert len(world.cf.requests) == calls, "no retry before the backoff delay"
     assert world.live_tunnels() == []

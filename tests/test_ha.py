@@ -4,7 +4,6 @@ takes over and converges: what was published stays single, what was created mean
 from __future__ import annotations
 
 import logging
-import socket
 import urllib.error
 import urllib.request
 from typing import Any
@@ -13,16 +12,12 @@ import pytest
 
 from chutes.sandbox.runner import OperatorThread
 from chutes.settings import load_settings
-from test_gateways_operator import World, wait_for
+from harness.gateways import World
+from harness.processes import free_port
+from harness.waiting import wait_for
 
 PEERING = "chutes-ha"
 RESUMING = "Resuming operations after the pause"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def readyz(port: int) -> int:
@@ -90,7 +85,7 @@ def test_the_standby_takes_over_when_the_active_replica_stops(kube: Any, cloudfl
             active.stop()
         if standby is not None:
             standby.stop()
-        world.client.close()
+        world.close()
 
 
 # Pod names of one Deployment before and after a rolling update; the new name's hash is the higher, so a
@@ -131,4 +126,4 @@ def test_a_rolling_update_keeps_the_running_replica_active_until_it_has_gone(
             old.stop()
         if new is not None:
             new.stop()
-        world.client.close()
+        world.close()

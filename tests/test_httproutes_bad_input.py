@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from httproutes_harness import OPNS, P, World, home, wait_for, world_fixture  # noqa: F401
+from harness.httproutes import OPNS, P, World, home, world_fixture  # noqa: F401
+from harness.waiting import wait_for
 
 
 def warnings(world: World, name: str, namespace: str = "apps") -> list[tuple[str, str]]:

@@ -28,7 +28,8 @@ from chutes.frontdoors.httproutes import desired as d
 from chutes.frontdoors.httproutes import publish
 from chutes.frontdoors.httproutes.merge import RouteSettings
 from chutes.frontdoors.httproutes.problems import MISSING_RETRY, Problem
-from httproutes_harness import GROUP, OPNS, VERSION, World, home, wait_for, world_fixture
+from harness.httproutes import GROUP, OPNS, VERSION, World, home, world_fixture
+from harness.waiting import wait_for
 
 __all__ = ["world_fixture"]  # fixture
 

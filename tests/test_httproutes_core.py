@@ -18,7 +18,7 @@ from chutes.cloudflare_core import (
     marker,
 )
 from chutes.sandbox.cloudflare import CloudflareSandbox
-from core_harness import TOKEN_DURATION, intent
+from harness.core import TOKEN_DURATION, intent
 
 OWNER = "test"
 SOURCE = "HTTPRoute/apps/web"

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from typing import Any
 
 import pytest
 
 from chutes.observability.metrics import HOSTNAMES, ORPHANS_REMOVED
-from httproutes_harness import EXAMPLE_POLICIES, OPNS, P, World, home, wait_for, world_fixture  # noqa: F401
+from harness.httproutes import EXAMPLE_POLICIES, OPNS, P, World, home, wait_resyncs, world_fixture  # noqa: F401
+from harness.waiting import wait_for
 
 EXAMPLE_ROUTES = [("my-app", "my-app"), ("my-other-app", "my-other-app"), ("my-api", "my-api"),
                   ("my-other-api", "my-other-api"), ("internal", "internal-service")]
@@ -140,7 +140,7 @@ def test_service_token_secret_lives_only_in_its_secret(world: World, caplog: pyt
     world.core.delete_namespaced_secret("cfzt-svctoken-api", "apps")
     renewed = wait_for("Secret re-issued", lambda: world.secret("cfzt-svctoken-api"))
     assert renewed["CF_ACCESS_CLIENT_SECRET"] != value and len(world.tokens()) == 1
-    time.sleep(1.2)  # a resync: nothing more is rotated
+    wait_resyncs(caplog)  # nothing more is rotated
     assert world.secret("cfzt-svctoken-api") == renewed
 
     secrets = {value, renewed["CF_ACCESS_CLIENT_SECRET"]}
@@ -190,14 +190,15 @@ def test_routes_with_service_tokens_cost_one_listing_of_the_tokens_not_one_query
     assert "service_tokens.get" not in calls
 
 
-def test_resync_restores_a_deleted_cname_and_otherwise_writes_nothing(world: World) -> None:
+def test_resync_restores_a_deleted_cname_and_otherwise_writes_nothing(
+        world: World, caplog: pytest.LogCaptureFixture) -> None:
     home(world, resync=0.5)
     world.route("web", "web.example.com")
     world.wait_ready("web")
     [record] = world.records("web.example.com")
-    time.sleep(0.8)
+    wait_resyncs(caplog)  # what publishing wrote is written
     world.cf.reset_log()
-    time.sleep(1.1)  # at least one whole resync
+    wait_resyncs(caplog)
     assert world.ops(writes=True) == []
     assert "tunnels.config.get" in world.ops() and "dns.list" in world.ops()
 
@@ -330,7 +331,8 @@ def test_a_route_left_by_the_seed_is_adopted_and_deletes_without_hanging(world: 
     assert world.records() == [] and world.rule("old.example.com") is None and world.state("old") is None
 
 
-def test_a_route_published_before_the_ledger_is_bootstrapped_and_deletes_cleanly(world: World) -> None:
+def test_a_route_published_before_the_ledger_is_bootstrapped_and_deletes_cleanly(
+        world: World, caplog: pytest.LogCaptureFixture) -> None:
     """An upgrade from a version without claims: the state ConfigMap names the route's app, token, rule and
     record, exactly as the route would make them; they are recorded in a new claim, not re-created."""
     home(world)
@@ -346,7 +348,7 @@ def test_a_route_published_before_the_ledger_is_bootstrapped_and_deletes_cleanly
     world.start(resync=0.5)
     wait_for("claim bootstrapped", lambda: set(world.claims().get("web.example.com", {})) >= {
         "source", "access_app", "service_token", "tunnel_rule", "dns"})
-    time.sleep(1.2)  # a resync: nothing conflicts, nothing is re-created
+    wait_resyncs(caplog)  # nothing conflicts, nothing is re-created
     assert world.ready("web")["status"] == "True"
     assert (world.apps("web.example.com"), world.tokens("cfzt-web.example.com"), world.records("web.example.com"),
             world.rule("web.example.com")) == published

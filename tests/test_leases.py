@@ -15,7 +15,7 @@ from kubernetes_asyncio import client
 from chutes import kube
 from chutes.leases import TunnelLeases, default_identity, expired, lease_name, micro_time
 from chutes.sandbox.kubernetes import KubeSandbox
-from ledger_harness import LEDGER, api, cluster, other_api
+from harness.ledger import LEDGER, api, cluster, other_api
 
 __all__ = ["api", "cluster", "other_api"]  # fixtures
 
@@ -40,7 +40,7 @@ async def holder(api: client.ApiClient, tunnel: str) -> str | None:
 async def hold(locks: TunnelLeases, tunnel: str, log: list[str], label: str, seconds: float) -> None:
     async with locks.lock(ACCOUNT, tunnel):
         log.append(f"{label} in")
-        await asyncio.sleep(seconds)
+        await asyncio.sleep(seconds)  # the work done under the Lease (a duration of the scenario, not a wait)
         log.append(f"{label} out")
 
 
@@ -87,7 +87,7 @@ async def test_release_lets_the_waiting_holder_in(api: client.ApiClient, other_a
     async def owner() -> None:
         async with first.lock(ACCOUNT, "t-handover"):
             entered.set()
-            await asyncio.sleep(0.4)
+            await asyncio.sleep(0.4)  # holds it that long (the scenario's duration)
             log.append("a out")
 
     _, waited = await asyncio.gather(owner(), waiter())
@@ -199,7 +199,7 @@ async def test_a_waiter_of_this_process_gives_up_too(api: client.ApiClient) -> N
     async def owner() -> None:
         async with locks.lock(ACCOUNT, "t-local-busy"):
             entered.set()
-            await asyncio.sleep(0.6)
+            await asyncio.sleep(0.6)  # holds it beyond the waiter's 0.2 s (the scenario's duration)
 
     async def waiter() -> None:
         await entered.wait()
@@ -333,7 +333,7 @@ async def test_a_release_runs_to_its_end_through_repeated_cancellations(
     await releasing.wait()
     assert done.is_set() and await holder(api, "t-stopping") == "replica-a"
     task.cancel()
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0.05)  # within the 0.3 s release: the second cancellation lands while it is in flight
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -17,15 +17,16 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 
-import test_gateways_operator
 from chutes.cores import fingerprint
 from chutes.observability.metrics import HOSTNAMES, HostnameBook, reconcile_timer
 from chutes.observability.readiness import Insights, Readiness, Vault
 from chutes.observability.server import MetricsServer
-from test_gateways_operator import NS, World, wait_for
-from test_operator_run import chutes_command, free_port, run_env, wait_http_ok
+from harness import gateways
+from harness.gateways import NS, World
+from harness.processes import chutes_command, free_port, run_env, wait_http_ok
+from harness.waiting import wait_for
 
-world = test_gateways_operator.world  # the fixture: both emulators and the operator (ChuteGateway door)
+world = gateways.world_fixture  # the fixture: both emulators and the operator (ChuteGateway door)
 
 
 def sample(name: str, **labels: str) -> float:

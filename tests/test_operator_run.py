@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -16,41 +12,7 @@ import pytest
 
 from chutes.sandbox.runner import OperatorThread
 from chutes.settings import load_settings
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_http_ok(url: str, timeout: float = 20.0) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                return str(response.read().decode())
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
-def chutes_command() -> list[str]:
-    script = Path(sys.executable).with_name("chutes")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "chutes"]
-
-
-def run_env(kube: Any, cloudflare: Any) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLOUDFLARE_", "CHUTES_", "CF_"))}
-    env.update(
-        KUBECONFIG=kube.kubeconfig,
-        CLOUDFLARE_BASE_URL=cloudflare.base_url,
-        PYTHONPATH=str(REPO / "operator"),
-    )
-    return env
+from harness.processes import REPO, chutes_command, free_port, run_env, wait_http_ok
 
 
 @pytest.mark.parametrize("scope", [["-A"], ["--namespace", "ns1"]], ids=["all-namespaces", "one-namespace"])

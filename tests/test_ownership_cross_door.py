@@ -6,70 +6,18 @@ resync). The same the other way round, and the ledger shows one holder per hostn
 
 from __future__ import annotations
 
-import contextlib
-import copy
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-import httproutes_harness as routes
-import test_gateways_operator as gateways
-from chutes.sandbox.runner import OperatorThread
-from chutes.settings import load_settings
-
-
-class Both:
-    """The gateway world and the HTTPRoute world on the same emulators, one operator serving both doors."""
-
-    def __init__(self, kube: Any, cloudflare: Any) -> None:
-        self.gw = gateways.World(kube, cloudflare)
-        self.rt = routes.World(kube, cloudflare)
-        self.cf = cloudflare
-        self.operator: OperatorThread | None = None
-
-    def start(self, resync: float = 300.0) -> None:
-        settings = load_settings({}, standalone=True, cloudflare_base_url=self.cf.base_url, chutes=True,
-                                 httproutes=True, sessions=False, resync_interval=resync)
-        self.operator = OperatorThread(settings, {"OPERATOR_NAMESPACE": routes.OPNS}).start()
-
-    def stop(self) -> None:
-        if self.operator is not None:
-            self.rt.quiesce()
-            self.operator.stop()
-            self.operator = None
-
-    def published(self, hostname: str) -> dict[str, Any]:
-        """What Cloudflare holds for `hostname`: its records, the rules naming it, its Access apps (deep copies)."""
-        state = self.cf.snapshot()
-        records = [r for records in state["dns_records"].values() for r in records if r["name"] == hostname]
-        rules = {tid: [r for r in (c.get("config") or {}).get("ingress", []) if r.get("hostname") == hostname]
-                 for tid, c in state["tunnel_configs"].items()}
-        apps = [a for a in state["access_apps"].values() if a["domain"] == hostname]
-        return copy.deepcopy({"records": records, "rules": {k: v for k, v in rules.items() if v}, "apps": apps})
-
-    def claim_sources(self) -> dict[str, str]:
-        return {hostname: claim["source"] for hostname, claim in self.rt.claims().items()}
-
-
-@contextlib.contextmanager
-def opened(kube: Any, cloudflare: Any, resync: float | None = 1.0) -> Iterator[Both]:
-    """Both worlds on the emulators, the ledger namespace made; the operator started unless `resync` is None."""
-    world = Both(kube, cloudflare)
-    world.rt.namespace(routes.OPNS)  # the ledger namespace (the operator's own)
-    if resync is not None:
-        world.start(resync=resync)
-    try:
-        yield world
-    finally:
-        world.stop()
-        world.gw.client.close()
-        world.rt.close()
+from harness import gateways
+from harness.two_doors import Both, both_doors
 
 
 @pytest.fixture()
 def both(kube: Any, cloudflare: Any) -> Iterator[Both]:
-    with opened(kube, cloudflare) as world:
+    with both_doors(kube, cloudflare) as world:
         yield world
 
 

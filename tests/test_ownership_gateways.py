@@ -28,8 +28,8 @@ import yaml
 from chutes.cloudflare_core.ownership import parse as parse_marker
 from chutes.frontdoors import claiming
 from chutes.frontdoors.adoption import ADOPT_ANNOTATION
-from test_gateways_operator import GROUP, NS, VERSION, World
-from waiting import wait_for
+from harness.gateways import GROUP, NS, VERSION, World
+from harness.waiting import wait_for
 
 HOSTNAME = "blog.example.com"
 LEDGER = "default"  # the operator's ledger namespace here (no OPERATOR_NAMESPACE, no service account)

@@ -9,7 +9,7 @@ own objects only once the holder is gone). Foreign objects stay byte-identical t
 from __future__ import annotations
 
 import contextlib
-import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +21,8 @@ from chutes.cloudflare_core.ownership import parse as parse_marker
 from chutes.frontdoors.adoption import ADOPT_ANNOTATION
 from chutes.sandbox.cloudflare import SandboxConfig, SandboxThread
 from chutes.sandbox.kubernetes import KubeSandbox
-from chutes.sandbox.runner import OperatorThread
-from chutes.settings import load_settings
-from httproutes_harness import OPNS, World, by_thread, home, wait_for, world_fixture  # noqa: F401
+from harness.httproutes import OPNS, World, by_thread, home, wait_resyncs, world_fixture  # noqa: F401
+from harness.waiting import wait_for
 
 SHOP = "shop.example.com"
 NOT_PERMITTED = "adoption is not permitted by the operator"
@@ -113,17 +112,6 @@ def sweep_passes(cf: Any, token: str | None = None) -> int:
                 and (token is None or r.token_name == token)])
 
 
-class SharedTunnel(World):
-    """A world on a tunnel made already (one tenant tunnel shared by two installations)."""
-
-    def __init__(self, kube: Any, cloudflare: Any, tunnel: str) -> None:
-        self._shared = tunnel
-        super().__init__(kube, cloudflare)
-
-    def make_tunnel(self, name: str) -> str:
-        return self._shared
-
-
 def objects_of(snapshot: dict[str, Any], zone: str, hostname: str) -> dict[str, Any]:
     """Everything published for `hostname`: its records, rules, Access applications (with policies) and tokens."""
     apps = {k: v for k, v in snapshot["access_apps"].items() if v["domain"] == hostname}
@@ -142,15 +130,12 @@ def test_two_installations_with_one_owner_id_and_split_namespaces_never_delete_e
             {"chutes-blue": kube.operator_kubeconfig, "chutes-green": other.operator_kubeconfig}))
         worlds: dict[str, World] = {}
         for colour, cluster in (("blue", kube), ("green", other)):
-            world = worlds[colour] = World(cluster, cf) if colour == "blue" else SharedTunnel(
-                cluster, cf, worlds["blue"].tunnel)
+            world = worlds[colour] = World(cluster, cf, worlds["blue"].tunnel if colour == "green" else None)
             stack.callback(world.close)
             world.token_secret(cf.token_named(colour))
             world.tenant()
-            settings = load_settings({}, standalone=True, cloudflare_base_url=cf.base_url, chutes=False,
-                                     sessions=False, httproutes=True, sweep_interval=0.3,
-                                     namespaces=(f"team-{colour}", OPNS))  # the same owner id: "default"
-            world.operator = OperatorThread(settings, {"OPERATOR_NAMESPACE": OPNS}, name=f"chutes-{colour}").start()
+            world.start(sweep=0.3, name=f"chutes-{colour}",
+                        namespaces=(f"team-{colour}", OPNS))  # the same owner id: "default"
             world.route("site", f"site-{colour}.example.com", namespace=f"team-{colour}", **PROTECTED,
                         **{"serviceToken.enabled": "true"})
             world.route("old", f"old-{colour}.example.com", namespace=f"team-{colour}", **PROTECTED,
@@ -228,11 +213,13 @@ def test_a_hostname_change_failing_half_way_keeps_the_old_claim_and_removes_the_
 
 
 def test_the_holder_keeps_its_hostname_and_the_other_route_publishes_its_own_once_it_is_gone(
-        world: World) -> None:
+        world: World, caplog: pytest.LogCaptureFixture) -> None:
     foreign = hand_made_app(world, "someone-elses", "foreign.example.com")
     home(world, resync=1.0)
     world.route("second", "shared.example.com", backend=("other", 9090), **PROTECTED, enabled="false")
-    time.sleep(1.1)  # "second" is the older route by a whole second (creation times have seconds)
+    created = world.get_route("second")["metadata"]["creationTimestamp"]  # in seconds
+    # "second" is the older route by a whole second (creation times have seconds):
+    wait_for("the next second", lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") > created)
     world.route("first", "shared.example.com", **PROTECTED, **{"serviceToken.enabled": "true"})
     world.wait_ready("first")
     world.annotate("second", enabled="true")
@@ -243,7 +230,7 @@ def test_the_holder_keeps_its_hostname_and_the_other_route_publishes_its_own_onc
     # The holder's state ConfigMap (a record of the past, not proof) is lost: it still holds the hostname.
     world.core.delete_namespaced_config_map("cfzt-apps-first", OPNS)
     wait_for("first re-checked at a resync", lambda: world.state("first") is not None)
-    time.sleep(2.5)  # more resyncs of both
+    wait_resyncs(caplog, 2)  # more resyncs of both
     assert world.ready("first").get("status") == "True" and world.ready("second").get("reason") == "HostnameConflict"
     assert objects_of(world.snapshot(), world.zone, "shared.example.com") == held
     assert world.rule("shared.example.com")["service"] == "http://web.apps.svc.cluster.local:8080"  # type: ignore[index]

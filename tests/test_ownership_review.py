@@ -33,15 +33,15 @@ import cloudflare as cf_sdk
 import pytest
 from kubernetes_asyncio import client
 
-import test_gateways_operator as gateways
 from chutes.frontdoors.httproutes import publish
 from chutes.leases import TunnelLeases, lease_name, micro_time
 from chutes.sandbox.kubernetes import KubeSandbox
-from chutes.sandbox.runner import OperatorThread
-from chutes.settings import load_settings
 from chutes.sweep.verdict import DoorNames, Inventory, Wants, judge
-from httproutes_harness import GROUP, OPNS, VERSION, World, home, wait_for, world_fixture
-from ledger_harness import LEDGER, FakeClaim, api, cluster
+from harness import gateways
+from harness.httproutes import GROUP, OPNS, VERSION, World, home, wait_resyncs, world_fixture
+from harness.ledger import LEDGER, FakeClaim, api, cluster
+from harness.two_doors import Both, both_doors
+from harness.waiting import wait_for
 
 __all__ = ["api", "cluster", "world_fixture"]  # fixtures
 
@@ -69,22 +69,17 @@ def settled(world: World, name: str, namespace: str) -> dict[str, Any]:
     return wait_for(f"route {namespace}/{name} reconciled", lambda: world.ready(name, namespace))
 
 
-def resyncs(world: World, passes: int = 4) -> None:
-    """Let a 0.5 s resync run a few times."""
-    for _ in range(passes):
-        world.quiesce(quiet=0.7, timeout=3.0)
-
-
 # --- 1. a tunnel-rule intent is not proof that the rule found there is ours --------------------------------
 
 
-def test_a_rule_write_refused_once_is_not_overwritten_at_the_next_attempt(world: World) -> None:
+def test_a_rule_write_refused_once_is_not_overwritten_at_the_next_attempt(
+        world: World, caplog: pytest.LogCaptureFixture) -> None:
     foreign_rules(world, world.tunnel, [LEGACY])
     wildcard = hand_made_wildcard(world)  # app.example.com has no record of its own: the DNS check passes
     home(world, resync=0.5)
     world.route("app", APP, namespace="evil", backend=("evil", 80))
     settled(world, "app", "evil")
-    resyncs(world)
+    wait_resyncs(caplog, 4)
 
     assert world.rule(APP) == LEGACY  # the hand-made rule, byte-identical
     assert world.records(APP) == [] and world.records("*.example.com") == [wildcard]
@@ -139,7 +134,8 @@ def test_a_crash_after_the_first_state_write_never_makes_a_foreign_rule_the_rout
 # --- 2. an address record beside a foreign one of the other address type ----------------------------------
 
 
-def test_a_dns_only_route_cannot_add_an_address_beside_a_hand_made_one(world: World) -> None:
+def test_a_dns_only_route_cannot_add_an_address_beside_a_hand_made_one(
+        world: World, caplog: pytest.LogCaptureFixture) -> None:
     world.sdk.dns.records.create(zone_id=world.zone, name="mail.example.com", type="AAAA", content="2001:db8::25",
                                  proxied=False, ttl=300)
     [aaaa] = world.records("mail.example.com")
@@ -148,7 +144,7 @@ def test_a_dns_only_route_cannot_add_an_address_beside_a_hand_made_one(world: Wo
     world.route("mail", "mail.example.com", namespace="evil", backend=None, template="dns-only",
                 dnsIp="203.0.113.66")
     settled(world, "mail", "evil")
-    resyncs(world, 2)
+    wait_resyncs(caplog, 2)
 
     assert world.records("mail.example.com") == [aaaa]
     assert world.ready("mail", "evil")["reason"] == "HostnameConflict"
@@ -157,7 +153,8 @@ def test_a_dns_only_route_cannot_add_an_address_beside_a_hand_made_one(world: Wo
 # --- 3. the tunnelId annotation reaches any tunnel of the account -------------------------------------------
 
 
-def test_the_tunnel_id_annotation_cannot_write_into_a_hand_made_tunnel(world: World) -> None:
+def test_the_tunnel_id_annotation_cannot_write_into_a_hand_made_tunnel(
+        world: World, caplog: pytest.LogCaptureFixture) -> None:
     ops = world.make_tunnel("ops-vpn")  # a hand-made tunnel whose connector sits in the office network
     foreign_rules(world, ops, [{"hostname": "vpn.corp.example.com", "service": "ssh://10.0.0.2:22"}])
     world.cf.connect_tunnel(ops)
@@ -166,7 +163,7 @@ def test_the_tunnel_id_annotation_cannot_write_into_a_hand_made_tunnel(world: Wo
     world.route("x", "x.example.com", namespace="evil", backend=None, tunnelId=ops,
                 **{"origin.url": "http://10.0.0.5:80"})
     settled(world, "x", "evil")
-    resyncs(world, 2)
+    wait_resyncs(caplog, 2)
 
     assert world.snapshot()["tunnel_configs"][ops] == before
     assert world.records("x.example.com") == []
@@ -235,12 +232,7 @@ async def test_a_lease_renewed_in_the_future_does_not_block_writers_forever(
 
 @pytest.fixture()
 def gateway_world(kube: Any, cloudflare: Any) -> Iterator[gateways.World]:
-    w = gateways.World(kube, cloudflare)
-    try:
-        yield w
-    finally:
-        w.stop()
-        w.client.close()
+    yield from gateways.World.opened(kube, cloudflare)
 
 
 def test_a_deleted_dry_run_gateway_holds_no_hostname(gateway_world: gateways.World) -> None:
@@ -268,37 +260,10 @@ def test_a_deleted_dry_run_gateway_holds_no_hostname(gateway_world: gateways.Wor
 # --- 8. a wildcard hostname against the hostnames other sources hold --------------------------------------------
 
 
-class Both:
-    """The ChuteGateway and HTTPRoute worlds on the same emulators, one operator serving both doors."""
-
-    def __init__(self, kube: Any, cloudflare: Any) -> None:
-        self.gw = gateways.World(kube, cloudflare)
-        self.rt = World(kube, cloudflare)
-        self.cf = cloudflare
-        self.operator: OperatorThread | None = None
-
-    def start(self) -> None:
-        settings = load_settings({}, standalone=True, cloudflare_base_url=self.cf.base_url, chutes=True,
-                                 httproutes=True, sessions=False, resync_interval=1.0)
-        self.operator = OperatorThread(settings, {"OPERATOR_NAMESPACE": OPNS}).start()
-
-    def close(self) -> None:
-        if self.operator is not None:
-            self.rt.quiesce()
-            self.operator.stop()
-        self.gw.client.close()
-        self.rt.close()
-
-
 @pytest.fixture()
 def both(kube: Any, cloudflare: Any) -> Iterator[Both]:
-    world = Both(kube, cloudflare)
-    world.rt.namespace(OPNS)
-    world.start()
-    try:
+    with both_doors(kube, cloudflare) as world:
         yield world
-    finally:
-        world.close()
 
 
 def test_a_wildcard_route_cannot_cover_hostnames_other_sources_hold(both: Both) -> None:

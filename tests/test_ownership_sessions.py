@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from typing import Any
 
 import kubernetes
@@ -18,13 +17,14 @@ import pytest
 from kubernetes_asyncio import client as async_client
 from kubernetes_asyncio import config as async_config
 
-import sessions_harness as h
 from chutes import cli
 from chutes.claims import ClaimStore, ledger_namespace
 from chutes.cloudflare_core import marker, marks, parse
 from chutes.frontdoors.adoption import ADOPT_ANNOTATION
 from chutes.frontdoors.sessions.config import SessionConfigError, load_config, require_marker_fits
-from sessions_harness import api_fixture, fast_timing_fixture  # noqa: F401  (pytest fixtures)
+from harness import sessions as h
+from harness.sessions import api_fixture, fast_timing_fixture  # noqa: F401  (pytest fixtures)
+from harness.waiting import wait_for
 
 CATCH_ALL = {"service": "http_status:503"}
 LONG_OWNER = "o" * 31  # the longest owner id with which a 22-character WATCH_NAMESPACE still fits
@@ -74,7 +74,7 @@ def passes(cloudflare: Any, tunnel: str) -> int:
 
 def wait_passes(cloudflare: Any, tunnel: str, count: int, timeout: float = 20.0) -> None:
     start = passes(cloudflare, tunnel)
-    h.wait_for(lambda: passes(cloudflare, tunnel) >= start + count, timeout=timeout, what=f"{count} more passes")
+    wait_for(f"{count} more passes", lambda: passes(cloudflare, tunnel) >= start + count, timeout=timeout)
 
 
 def create_record(cloudflare: Any, name: str, content: str, comment: str, type_: str = "CNAME") -> None:
@@ -119,18 +119,18 @@ def test_another_doors_rule_at_a_session_shaped_hostname_survives_every_session_
     tunnel = h.create_tunnel(cloudflare, [{"hostname": ui, "service": h.ROUTER_URL}], CATCH_ALL)
     create_record(cloudflare, ui, f"{tunnel}.cfargotunnel.com", marker("default", f"HTTPRoute/{h.NAMESPACE}/ui"))
     before = foreign(cloudflare, tunnel)
-    environ = h.session_env(cloudflare, tunnel, h.free_port(), ROUTE_SUFFIX="")
+    environ = h.session_env(cloudflare, tunnel, ROUTE_SUFFIX="")
 
     with h.operator(cloudflare, environ, resync_interval=0.3):
         h.create_pod(api, h.pod("kept", "aaaa00000001"))
         h.create_pod(api, h.pod("goes", "aaaa00000002"))
         h.create_pod(api, h.pod("wants-the-ui", "opencode"))  # a session asking for the UI's very hostname
-        h.wait_for(lambda: {f"aaaa00000001.{h.ZONE}", f"aaaa00000002.{h.ZONE}"} <= rule_hosts(cloudflare, tunnel),
-                   what="the sessions' rules")
+        wait_for("the sessions' rules",
+                 lambda: {f"aaaa00000001.{h.ZONE}", f"aaaa00000002.{h.ZONE}"} <= rule_hosts(cloudflare, tunnel))
         h.delete_pod(api, "goes")
-        h.wait_for(lambda: f"aaaa00000002.{h.ZONE}" not in rule_hosts(cloudflare, tunnel), what="a removal")
+        wait_for("a removal", lambda: f"aaaa00000002.{h.ZONE}" not in rule_hosts(cloudflare, tunnel))
         wait_passes(cloudflare, tunnel, 8)
-        [refusal] = h.wait_for(lambda: warnings_on(api, "wants-the-ui"), what="the refusal")
+        [refusal] = wait_for("the refusal", lambda: warnings_on(api, "wants-the-ui"))
 
     assert foreign(cloudflare, tunnel) == before  # the HTTPRoute's record and rule, byte-identical
     assert {"hostname": ui, "service": h.ROUTER_URL} in ingress(cloudflare, tunnel)
@@ -146,13 +146,13 @@ def test_a_hand_made_session_shaped_rule_without_a_record_survives(cloudflare: A
     create_record(cloudflare, f"*.{h.ZONE}", f"{tunnel}.cfargotunnel.com", "hand-made wildcard")
     before = foreign(cloudflare, tunnel)
 
-    with h.operator(cloudflare, h.session_env(cloudflare, tunnel, h.free_port()), resync_interval=0.3):
+    with h.operator(cloudflare, h.session_env(cloudflare, tunnel), resync_interval=0.3):
         h.create_pod(api, h.pod("one", "aaaa00000001"))
         h.create_pod(api, h.pod("two", "aaaa00000002"))
-        h.wait_for(lambda: h.published(cloudflare, api, tunnel).sessions() == {"aaaa00000001", "aaaa00000002"},
-                   what="published")
+        wait_for("published",
+                 lambda: h.published(cloudflare, api, tunnel).sessions() == {"aaaa00000001", "aaaa00000002"})
         h.delete_pod(api, "two")
-        h.wait_for(lambda: h.published(cloudflare, api, tunnel).sessions() == {"aaaa00000001"}, what="removed")
+        wait_for("removed", lambda: h.published(cloudflare, api, tunnel).sessions() == {"aaaa00000001"})
         wait_passes(cloudflare, tunnel, 8)
 
     assert foreign(cloudflare, tunnel) == before  # the hand-made rule and the wildcard record, byte-identical
@@ -165,15 +165,15 @@ def test_a_session_whose_hostname_another_door_claims_is_refused_and_nothing_is_
     cloudflare: Any, kube: Any, api: Any
 ) -> None:
     tunnel = h.create_tunnel(cloudflare, catch_all=CATCH_ALL)
-    environ = h.session_env(cloudflare, tunnel, h.free_port())
+    environ = h.session_env(cloudflare, tunnel)
     taken = h.hostname("bbbb00000002")
     claim(kube, environ, taken, "ChuteGateway/team-a/blog")  # claimed; its record is not made yet
 
     with h.operator(cloudflare, environ):
         h.create_pod(api, h.pod("claimed", "bbbb00000002"))
         h.create_pod(api, h.pod("free", "aaaa00000001"))
-        [message] = h.wait_for(lambda: warnings_on(api, "claimed"), what="the HostnameConflict Event")
-        h.wait_for(lambda: h.published(cloudflare, api, tunnel).sessions() == {"aaaa00000001"}, what="the free one")
+        [message] = wait_for("the HostnameConflict Event", lambda: warnings_on(api, "claimed"))
+        wait_for("the free one", lambda: h.published(cloudflare, api, tunnel).sessions() == {"aaaa00000001"})
         wait_passes(cloudflare, tunnel, 1)
 
     assert taken in message and "ChuteGateway/team-a/blog" in message and "nothing is published" in message
@@ -186,10 +186,10 @@ def test_a_session_keeps_its_published_hostname_when_another_door_claims_it_late
     cloudflare: Any, kube: Any, api: Any
 ) -> None:
     tunnel = h.create_tunnel(cloudflare, catch_all=CATCH_ALL)
-    environ = h.session_env(cloudflare, tunnel, h.free_port())
+    environ = h.session_env(cloudflare, tunnel)
     with h.operator(cloudflare, environ, resync_interval=0.3):
         h.create_pod(api, h.pod("first", "aaaa00000001"))
-        h.wait_for(lambda: h.published(cloudflare, api, tunnel).sessions() == {"aaaa00000001"}, what="published")
+        wait_for("published", lambda: h.published(cloudflare, api, tunnel).sessions() == {"aaaa00000001"})
         [record] = records_named(cloudflare, h.hostname("aaaa00000001"))
         claim(kube, environ, h.hostname("aaaa00000001"), "HTTPRoute/team-b/late")  # the intruder's claim
         wait_passes(cloudflare, tunnel, 5)
@@ -205,11 +205,11 @@ def test_a_session_pods_adoption_request_alone_takes_nothing_over(cloudflare: An
     tunnel = h.create_tunnel(cloudflare, catch_all=CATCH_ALL)
     h.create_foreign_record(cloudflare, h.hostname("aaaa11112222"), content="legacy.example.org", type_="CNAME")
     [hand_made] = records_named(cloudflare, h.hostname("aaaa11112222"))
-    with h.operator(cloudflare, h.session_env(cloudflare, tunnel, h.free_port())):  # allow_adoption off
+    with h.operator(cloudflare, h.session_env(cloudflare, tunnel)):  # allow_adoption off
         asking = h.pod("asking", "aaaa11112222")
         asking["metadata"]["annotations"] = {ADOPT_ANNOTATION: "true"}
         h.create_pod(api, asking)
-        [message] = h.wait_for(lambda: warnings_on(api, "asking"), what="the HostnameConflict Event")
+        [message] = wait_for("the HostnameConflict Event", lambda: warnings_on(api, "asking"))
     assert "adoption is not permitted" in message
     assert records_named(cloudflare, h.hostname("aaaa11112222")) == [hand_made]
     assert h.hostname("aaaa11112222") not in rule_hosts(cloudflare, tunnel)
@@ -223,22 +223,22 @@ def test_with_a_long_owner_id_and_namespace_that_fit_stale_session_records_are_r
 ) -> None:
     kubernetes.client.CoreV1Api(api).create_namespace({"metadata": {"name": LONG_NAMESPACE}})
     tunnel = h.create_tunnel(cloudflare, catch_all=CATCH_ALL)
-    environ = h.session_env(cloudflare, tunnel, h.free_port(), WATCH_NAMESPACE=LONG_NAMESPACE)
+    environ = h.session_env(cloudflare, tunnel, WATCH_NAMESPACE=LONG_NAMESPACE)
     values = ("aaaa00000001", "aaaa00000002", "aaaa00000003")
     with h.operator(cloudflare, environ, owner_id=LONG_OWNER):
         for value in values:
             h.create_pod(api, h.pod(f"s-{value}", value), LONG_NAMESPACE)
-        h.wait_for(lambda: all(records_named(cloudflare, h.hostname(v)) for v in values), what="published")
-        h.wait_for(lambda: {h.hostname(v) for v in values} <= rule_hosts(cloudflare, tunnel), what="the rules")
+        wait_for("published", lambda: all(records_named(cloudflare, h.hostname(v)) for v in values))
+        wait_for("the rules", lambda: {h.hostname(v) for v in values} <= rule_hosts(cloudflare, tunnel))
         [record] = records_named(cloudflare, h.hostname(values[0]))
         found = parse(record["comment"])
         assert found is not None and "~" in found.source and found.namespace == LONG_NAMESPACE  # a hashed tail
         assert marks(record["comment"], LONG_OWNER, f"Session/{LONG_NAMESPACE}/{values[0]}")
         h.delete_pod(api, f"s-{values[0]}", LONG_NAMESPACE)  # seen going
-        h.wait_for(lambda: not records_named(cloudflare, h.hostname(values[0])), what="removed while running")
+        wait_for("removed while running", lambda: not records_named(cloudflare, h.hostname(values[0])))
     h.delete_pod(api, f"s-{values[1]}", LONG_NAMESPACE)  # while no operator watches
     with h.operator(cloudflare, environ, owner_id=LONG_OWNER):
-        h.wait_for(lambda: not records_named(cloudflare, h.hostname(values[1])), what="the stale CNAME removed")
+        wait_for("the stale CNAME removed", lambda: not records_named(cloudflare, h.hostname(values[1])))
         assert records_named(cloudflare, h.hostname(values[2]))
     assert rule_hosts(cloudflare, tunnel) == {h.hostname(values[2])}
 
@@ -277,24 +277,26 @@ def test_a_failed_rule_write_leaves_nothing_unprovable_and_the_next_pass_converg
     def put_failed() -> bool:
         return any(r.op == "tunnels.config.put" and r.status >= 500 for r in cloudflare.requests)
 
-    with h.operator(cloudflare, h.session_env(cloudflare, tunnel, h.free_port())):
+    with h.operator(cloudflare, h.session_env(cloudflare, tunnel)):
         h.create_pod(api, h.pod("removed", "bbbb00000002"))
-        h.wait_for(lambda: h.published(cloudflare, api, tunnel).sessions() == {"bbbb00000002"}, what="published")
+        wait_for("published", lambda: h.published(cloudflare, api, tunnel).sessions() == {"bbbb00000002"})
 
         cloudflare.reset_log()
         cloudflare.faults.fail(op="tunnels.config.put", status=500)  # every rule write fails from now on
         h.create_pod(api, h.pod("added", "aaaa00000001"))
         h.delete_pod(api, "removed")
-        h.wait_for(put_failed, what="a failed rule write")
-        h.wait_for(lambda: records_named(cloudflare, added), what="the added record")
-        time.sleep(1.0)  # more failed passes
+        wait_for("a failed rule write", put_failed)
+        wait_for("the added record", lambda: records_named(cloudflare, added))
+        failed = sum(1 for r in cloudflare.requests if r.op == "tunnels.config.put" and r.status >= 500)
+        wait_for("two more failed passes", lambda: sum(
+            1 for r in cloudflare.requests if r.op == "tunnels.config.put" and r.status >= 500) >= failed + 2)
         # The added session has its record and no rule yet; the removed one keeps the record proving its rule.
         assert added not in rule_hosts(cloudflare, tunnel)
         assert removed in rule_hosts(cloudflare, tunnel) and records_named(cloudflare, removed)
 
         cloudflare.faults.clear()
-        state = h.wait_for(lambda: (s := h.published(cloudflare, api, tunnel)).records == s.rules == {added} and s,
-                           what="converged")
+        state = wait_for("converged",
+                         lambda: (s := h.published(cloudflare, api, tunnel)).records == s.rules == {added} and s)
         assert state.sessions() == {"aaaa00000001"} and state.duplicates == 0
 
 
@@ -303,18 +305,18 @@ def test_a_removal_cut_between_the_rule_and_the_record_is_finished_by_the_next_p
 ) -> None:
     tunnel = h.create_tunnel(cloudflare, catch_all=CATCH_ALL)
     gone = h.hostname("bbbb00000002")
-    with h.operator(cloudflare, h.session_env(cloudflare, tunnel, h.free_port())):
+    with h.operator(cloudflare, h.session_env(cloudflare, tunnel)):
         h.create_pod(api, h.pod("gone", "bbbb00000002"))
-        h.wait_for(lambda: h.published(cloudflare, api, tunnel).sessions() == {"bbbb00000002"}, what="published")
+        wait_for("published", lambda: h.published(cloudflare, api, tunnel).sessions() == {"bbbb00000002"})
 
         cloudflare.reset_log()
         cloudflare.faults.fail(op="dns.batch", status=500)  # the record's delete fails, after the rule went
         h.delete_pod(api, "gone")
-        h.wait_for(lambda: gone not in rule_hosts(cloudflare, tunnel), what="the rule removed")
-        h.wait_for(lambda: any(r.op == "dns.batch" and r.status >= 500 for r in cloudflare.requests),
-                   what="a failed record delete")
+        wait_for("the rule removed", lambda: gone not in rule_hosts(cloudflare, tunnel))
+        wait_for("a failed record delete",
+                 lambda: any(r.op == "dns.batch" and r.status >= 500 for r in cloudflare.requests))
         assert records_named(cloudflare, gone)
 
         cloudflare.faults.clear()
-        h.wait_for(lambda: not records_named(cloudflare, gone), what="the record removed by the next pass")
+        wait_for("the record removed by the next pass", lambda: not records_named(cloudflare, gone))
         assert gone not in rule_hosts(cloudflare, tunnel)

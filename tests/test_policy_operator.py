@@ -13,10 +13,9 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-import httproutes_harness as routes
-from operator_settings import start_gateways, start_routes
-from test_gateways_operator import EMAILS, GROUP, NS, VERSION, World
-from waiting import wait_for
+from harness import httproutes as routes
+from harness.gateways import EMAILS, GROUP, NS, VERSION, World
+from harness.waiting import wait_for
 
 HOSTNAME = "blog.example.com"
 
@@ -77,7 +76,7 @@ def cloudflare_side(world: World, status: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_sync_deletes_every_cloudflare_object_of_a_deleted_gateway(world: World) -> None:
-    start_gateways(world)  # the default policy
+    world.start()  # the default policy
     status = published(world)
     delete_gateway(world)
     assert cloudflare_side(world, status) == {"record": [], "rule": [], "app": [], "policy": [], "tunnel": False}
@@ -87,7 +86,7 @@ def test_sync_deletes_every_cloudflare_object_of_a_deleted_gateway(world: World)
 def test_a_deleted_gateway_leaves_its_cloudflare_objects_but_completes_in_kubernetes(
         world: World, policy: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
-    start_gateways(world, policy=policy)
+    world.start(policy=policy)
     status = published(world)
     delete_gateway(world)
 
@@ -102,7 +101,7 @@ def test_a_deleted_gateway_leaves_its_cloudflare_objects_but_completes_in_kubern
 @pytest.mark.parametrize(("policy", "applied"), [("upsert-only", True), ("create-only", False)])
 def test_create_only_leaves_existing_objects_as_they_are_but_creates_new_ones(
         world: World, policy: str, applied: bool) -> None:
-    start_gateways(world, policy=policy)
+    world.start(policy=policy)
     status = published(world)
     world.patch_gateway("blog", {"access": {"allowedEmails": ["bob@example.org"], "sessionDuration": "2h"}})
     wait_for("the change handled", lambda: handled(world.get_gateway(), ["bob@example.org"]))
@@ -124,7 +123,7 @@ def test_create_only_leaves_existing_objects_as_they_are_but_creates_new_ones(
 def test_create_only_revokes_removed_emails_and_reports_the_live_access_it_could_not_update(world: World) -> None:
     """A removed email loses access under create-only (revoking is allowed); a grant or another change is not
     applied, and AccessReady/Ready say so (PolicyForbidsUpdate, Warning Event) with the live counts."""
-    start_gateways(world, policy="create-only")
+    world.start(policy="create-only")
     world.ready_config()
     world.service()
     world.gateway(access={"allowedEmails": ["alice@example.org", "bob@example.org"], "sessionDuration": "12h"})
@@ -168,7 +167,7 @@ def test_a_deleted_httproute_leaves_its_objects_under_upsert_only(route_world: r
     world = route_world
     world.token_secret()
     world.tenant()
-    start_routes(world, policy=policy)
+    world.start(policy=policy)
     world.route("app", "app.example.com", **{"access.enabled": "true", "access.allowEmails": "alice@example.org"})
     world.wait_ready("app")
     wait_for("state recorded", lambda: world.state("app"))
@@ -188,7 +187,7 @@ def test_create_only_revokes_route_emails_and_says_what_it_left_as_it_is(route_w
     world = route_world
     world.token_secret()
     world.tenant()
-    start_routes(world, policy="create-only")
+    world.start(policy="create-only")
     world.route("app", "app.example.com", **{"access.enabled": "true",
                                              "access.allowEmails": "alice@example.org,bob@example.org"})
     world.wait_ready("app")

@@ -1,5 +1,5 @@
 """The two halves of the RBAC check: the Kubernetes emulator's audit (requests in RBAC terms, by bearer
-token) and the authorizer that evaluates rendered rules (tests/chart_harness.py) like kube-apiserver."""
+token) and the authorizer that evaluates rendered rules (tests/harness/chart.py) like kube-apiserver."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from typing import Any
 import kubernetes
 import pytest
 
-from chart_harness import Grant, allowing, rule_allows
 from chutes.sandbox.kubernetes import OPERATOR_TOKEN, USER_TOKEN, ApiCall, KubeSandbox
 from chutes.sandbox.kubernetes.audit import describe
 from chutes.sandbox.kubernetes.paths import parse_path
+from harness.chart import Grant, allowing, rule_allows
 
 BEARER = {"Authorization": "Bearer t0k"}
 

@@ -13,7 +13,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import kmock
 import kubernetes
@@ -24,8 +24,8 @@ from kubernetes.client import ApiClient, CoreV1Api, CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 
 from chutes.sandbox.kubernetes import FaithfulEmulator, KubeSandbox, crd_resources
+from harness.waiting import wait_for
 
-T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[1]
 GROUP, VERSION = "example.com", "v1"
 
@@ -68,22 +68,6 @@ def unique(prefix: str) -> str:
 def widget(name: str, **extra: Any) -> dict[str, Any]:
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Widget", "metadata": {"name": name, **extra},
             "spec": {"size": 1}}
-
-
-def wait_for(condition: Callable[[], T | None], timeout: float = 5.0) -> T:
-    """Poll every 10 ms until the condition is truthy; a 404 counts as "not yet"."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = condition()
-            if result:
-                return result
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.01)
 
 
 def api_error(call: Callable[[], Any]) -> tuple[int, dict[str, Any]]:
@@ -470,13 +454,14 @@ def owned_secret(core: CoreV1Api, ns: str, owner: dict[str, Any]) -> None:
 def test_garbage_collection_deletes_dependents(co: CustomObjectsApi, core: CoreV1Api, ns: str) -> None:
     owned_secret(core, ns, co.create_namespaced_custom_object(GROUP, VERSION, ns, "widgets", widget("w1")))
     co.delete_namespaced_custom_object(GROUP, VERSION, ns, "widgets", "w1")
-    wait_for(lambda: api_error(lambda: core.read_namespaced_secret("owned", ns))[0] == 404)
+    wait_for("the owned Secret collected",
+             lambda: api_error(lambda: core.read_namespaced_secret("owned", ns))[0] == 404)
 
 
 def test_orphan_propagation_keeps_dependents(co: CustomObjectsApi, core: CoreV1Api, ns: str) -> None:
     owned_secret(core, ns, co.create_namespaced_custom_object(GROUP, VERSION, ns, "widgets", widget("w1")))
     co.delete_namespaced_custom_object(GROUP, VERSION, ns, "widgets", "w1", propagation_policy="Orphan")
-    wait_for(lambda: core.read_namespaced_secret("owned", ns).metadata.owner_references is None)
+    wait_for("the orphaned Secret", lambda: core.read_namespaced_secret("owned", ns).metadata.owner_references is None)
 
 
 def test_namespace_urls(core: CoreV1Api, sandbox: KubeSandbox) -> None:
@@ -495,11 +480,11 @@ def test_namespace_deletion_removes_its_content(co: CustomObjectsApi, core: Core
     co.create_namespaced_custom_object(GROUP, VERSION, ns, "widgets", widget("w1", finalizers=["example.com/f"]))
     core.delete_namespace(ns)
     assert core.read_namespace(ns).status.phase == "Terminating"
-    wait_for(lambda: not core.list_namespaced_config_map(ns).items)
+    wait_for("the namespace emptied", lambda: not core.list_namespaced_config_map(ns).items)
     status, body = api_error(lambda: core.create_namespaced_config_map(ns, {"metadata": {"name": "late"}}))
     assert status == 403 and "being terminated" in body["message"]
     co.patch_namespaced_custom_object(GROUP, VERSION, ns, "widgets", "w1", {"metadata": {"finalizers": []}})
-    wait_for(lambda: api_error(lambda: core.read_namespace(ns))[0] == 404)
+    wait_for("the namespace gone", lambda: api_error(lambda: core.read_namespace(ns))[0] == 404)
 
 
 def test_delete_collection_with_a_selector(co: CustomObjectsApi, labelled: str) -> None:
@@ -675,17 +660,18 @@ def test_kopf_operator_lifecycle(cluster: KubeSandbox, operator_file: str) -> No
             ["run", "-A", "--standalone", operator_file], timeout=30) as runner:
         co, core = CustomObjectsApi(api_client), CoreV1Api(api_client)
         co.create_namespaced_custom_object(GROUP, VERSION, "ns1", "widgets", widget("w1"))
-        ready = wait_for(lambda: (o := co.get_namespaced_custom_object(GROUP, VERSION, "ns1", "widgets", "w1"))
-                         .get("status", {}).get("phase") == "Ready" and o, timeout=KOPF_TIMEOUT)
+        ready = wait_for("w1 Ready", lambda: (o := co.get_namespaced_custom_object(
+            GROUP, VERSION, "ns1", "widgets", "w1")).get("status", {}).get("phase") == "Ready" and o,
+            timeout=KOPF_TIMEOUT)
         assert ready["metadata"]["finalizers"] == ["kopf.zalando.org/KopfFinalizerMarker"]
         secret = core.read_namespaced_secret("w1-creds", "ns1")
         assert secret.metadata.owner_references[0].uid == ready["metadata"]["uid"]
         assert [e.reason for e in core.list_namespaced_event("ns1", field_selector="involvedObject.name=w1").items] \
             == ["Created"]
         co.delete_namespaced_custom_object(GROUP, VERSION, "ns1", "widgets", "w1")
-        wait_for(lambda: not co.list_namespaced_custom_object(GROUP, VERSION, "ns1", "widgets")["items"],
+        wait_for("w1 gone", lambda: not co.list_namespaced_custom_object(GROUP, VERSION, "ns1", "widgets")["items"],
                  timeout=KOPF_TIMEOUT)
-        wait_for(lambda: not core.list_namespaced_secret("ns1").items)  # garbage-collected
+        wait_for("its Secret garbage-collected", lambda: not core.list_namespaced_secret("ns1").items)
     assert runner.exception is None
     assert "Handler 'delete_widget' succeeded" in runner.output
 
@@ -696,7 +682,7 @@ def test_kopf_namespace_restricted(cluster: KubeSandbox, operator_file: str) -> 
         co = CustomObjectsApi(api_client)
         co.create_namespaced_custom_object(GROUP, VERSION, "ns2", "widgets", widget("other"))
         co.create_namespaced_custom_object(GROUP, VERSION, "ns1", "widgets", widget("mine"))
-        wait_for(lambda: co.get_namespaced_custom_object(GROUP, VERSION, "ns1", "widgets", "mine")
+        wait_for("mine Ready", lambda: co.get_namespaced_custom_object(GROUP, VERSION, "ns1", "widgets", "mine")
                  .get("status", {}).get("phase") == "Ready", timeout=KOPF_TIMEOUT)
         other = co.get_namespaced_custom_object(GROUP, VERSION, "ns2", "widgets", "other")
         assert "finalizers" not in other["metadata"]  # not served
@@ -713,7 +699,7 @@ def test_kopf_peering_announces_itself(cluster: KubeSandbox, operator_file: str)
                         .get("status") or {})
 
         with KopfRunner(["run", "-A", "--peering=default", "--priority=10", operator_file], timeout=30) as runner:
-            announced = wait_for(peers, timeout=KOPF_TIMEOUT)
+            announced = wait_for("the peering announced", peers, timeout=KOPF_TIMEOUT)
             assert [peer["priority"] for peer in announced.values()] == [10]
         assert runner.exception is None
         assert peers() == {}  # the operator removed its entry on exit

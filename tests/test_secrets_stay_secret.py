@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from test_gateways_operator import NS, World, wait_for
+from harness.gateways import NS, World
+from harness.waiting import wait_for
 
 CANARY_TOKEN = "CANARYxAPIxTOKENx0123456789abcdefghijkl"  # 40 characters, like Cloudflare's tokens
 REVOKED_CANARY = "CANARYxREVOKEDxTOKENx0123456789abcdefgh"
@@ -118,8 +119,7 @@ def test_chute_gateway_scenarios_leak_no_secret(kube: Any, cloudflare: Any,
         world.custom.delete_namespaced_custom_object("chutes.troubleshat.com", "v1alpha1", NS, "chutegateways", "blog")
         wait_for("gateway gone", lambda: not world.live_tunnels())
     finally:
-        world.stop()
-        world.client.close()
+        world.close()
     assert published["status"]["tunnelId"]
     assert any("chutes.cloudflare_core" in r.name or r.name.startswith("kopf") for r in debug_logs.records)
     assert any(r.levelno == logging.DEBUG for r in debug_logs.records)
@@ -131,7 +131,7 @@ def test_chute_gateway_scenarios_leak_no_secret(kube: Any, cloudflare: Any,
 
 
 def test_httproute_scenarios_leak_no_secret(kube: Any, cloudflare: Any, debug_logs: pytest.LogCaptureFixture) -> None:
-    import httproutes_harness as hr
+    from harness import httproutes as hr
 
     world = hr.World(kube, cloudflare)
     try:
@@ -161,9 +161,9 @@ def test_httproute_scenarios_leak_no_secret(kube: Any, cloudflare: Any, debug_lo
 
 def test_session_pod_scenarios_leak_no_secret(kube: Any, cloudflare: Any, debug_logs: pytest.LogCaptureFixture,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    import sessions_harness as sh
     from chutes.frontdoors.sessions import handlers
     from chutes.frontdoors.sessions.scheduler import Timing
+    from harness import sessions as sh
 
     monkeypatch.setattr(handlers, "DEFAULT_TIMING", Timing(
         quiet=0.1, max_delay=0.5, removal_quiet=0.2, removal_max_delay=0.8, settle=0.4, jitter=0.3,
@@ -171,15 +171,15 @@ def test_session_pod_scenarios_leak_no_secret(kube: Any, cloudflare: Any, debug_
     tunnel = sh.create_tunnel(cloudflare)
     api = sh.kube_client(kube)
     try:
-        with sh.operator(cloudflare, sh.session_env(cloudflare, tunnel, sh.free_port())):
+        with sh.operator(cloudflare, sh.session_env(cloudflare, tunnel)):
             assert CANARY_TOKEN in sh.session_env(cloudflare, tunnel, 0).values()
             sh.create_pod(api, sh.pod("alice", "8b6cc2aa9a45"))
             sh.create_pod(api, sh.pod("upper", "ABCDEF123456"))
-            sh.wait_for(lambda: sh.published(cloudflare, api, tunnel).sessions() == {"8b6cc2aa9a45"}, what="published")
-            sh.wait_for(lambda: sh.events_for(api, "upper"), what="the refusal's Event")
+            wait_for("published", lambda: sh.published(cloudflare, api, tunnel).sessions() == {"8b6cc2aa9a45"})
+            wait_for("the refusal's Event", lambda: sh.events_for(api, "upper"))
             _events, published_objects = cluster_text(kube)
             sh.delete_pod(api, "alice")
-            sh.wait_for(lambda: not sh.published(cloudflare, api, tunnel).sessions(), what="unpublished")
+            wait_for("unpublished", lambda: not sh.published(cloudflare, api, tunnel).sessions())
     finally:
         api.close()  # type: ignore[no-untyped-call]
     events, objects = cluster_text(kube)
@@ -211,8 +211,7 @@ def test_a_chute_configs_malformed_token_is_refused_unsent_and_unlogged(kube: An
         wait_for("the Warning Event", lambda: ("Warning", "CredentialsInvalid") in {
             (t, r) for t, r, _ in world.events("default", "default")})
     finally:
-        world.stop()
-        world.client.close()
+        world.close()
     assert config["status"]["ready"] is False
     assert "printable ASCII without whitespace" in world.condition(config)["message"]
     assert cloudflare.requests == []  # nothing sent, so nothing published
@@ -222,7 +221,7 @@ def test_a_chute_configs_malformed_token_is_refused_unsent_and_unlogged(kube: An
 
 def test_a_tenants_malformed_token_is_refused_unsent_and_unlogged(kube: Any, cloudflare: Any,
                                                                  debug_logs: pytest.LogCaptureFixture) -> None:
-    import httproutes_harness as hr
+    from harness import httproutes as hr
 
     world = hr.World(kube, cloudflare)
     try:

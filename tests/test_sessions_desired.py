@@ -11,33 +11,9 @@ import pytest
 from chutes.authorization import HostnameRules
 from chutes.cloudflare_core import DnsRecord, marker
 from chutes.frontdoors.sessions import desired as d
-from chutes.frontdoors.sessions.config import SessionConfig, load_config
 from chutes.frontdoors.sessions.runner import SessionLoop
 from chutes.frontdoors.sessions.scheduler import PassScheduler, Timing
-
-TUNNEL = "6ff42ae2-765d-4adf-8112-31c55c1551ef"
-ROUTER = "http://opencode-router.opencode-router.svc.cluster.local:80"
-
-
-def config(**extra: str) -> SessionConfig:
-    return load_config({
-        "CF_API_TOKEN": "t", "CF_ZONE_ID": "0123456789abcdef0123456789abcdef", "CF_TUNNEL_ID": TUNNEL,
-        "DOMAIN": "no-panic.org", "ROUTE_SUFFIX": "-oc", "ROUTER_SERVICE_URL": ROUTER, **extra,
-    })
-
-
-def pod(name: str, session_hash: str | None = "8b6cc2aa9a45", namespace: str = "opencode-router",
-        labels: dict[str, str] | None = None, uid: str | None = None) -> dict[str, Any]:
-    all_labels = {"app.kubernetes.io/managed-by": "opencode-router"} if labels is None else dict(labels)
-    if session_hash is not None:
-        all_labels["opencode.ai/session-hash"] = session_hash
-    return {"metadata": {"name": name, "namespace": namespace, "uid": uid or f"uid-{name}", "labels": all_labels}}
-
-
-def session(value: str = "8b6cc2aa9a45", cfg: SessionConfig | None = None) -> d.Session:
-    sessions, _ = d.sessions_from_pods(cfg or config(), [pod("p", value)])
-    return sessions[value]
-
+from harness.session_inputs import ROUTER, TIMING, TUNNEL, config, pod, session
 
 # --- names and specs ----------------------------------------------------------------------------
 
@@ -224,9 +200,6 @@ def test_route_changes_create_missing_update_drifted_and_delete_only_our_orphans
 
 
 # --- when passes run ----------------------------------------------------------------------------
-
-TIMING = Timing(quiet=0.3, max_delay=1.5, removal_quiet=1.0, removal_max_delay=4.0, settle=1.0, jitter=0.0,
-                resync=300.0, backoff=(1.0, 5.0))
 
 
 def test_first_pass_at_once_then_resync_when_nothing_was_written() -> None:

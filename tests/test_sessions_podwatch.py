@@ -10,13 +10,14 @@ from typing import Any
 import kubernetes
 import pytest
 
-import sessions_harness as h
 from chutes.frontdoors.sessions.runner import SessionLoop
 from chutes.sandbox.kubernetes import OPERATOR_TOKEN
 from chutes.sandbox.runner import OperatorThread
 from chutes.settings import load_settings
-from sessions_harness import api_fixture, fast_timing_fixture  # noqa: F401  (pytest fixtures)
-from test_sessions_desired import TIMING, config, pod
+from harness import sessions as h
+from harness.session_inputs import TIMING, config, pod
+from harness.sessions import api_fixture, fast_timing_fixture  # noqa: F401  (pytest fixtures)
+from harness.waiting import wait_for
 
 
 def test_a_cluster_wide_operator_watches_session_pods_in_their_namespace_only(
@@ -25,19 +26,19 @@ def test_a_cluster_wide_operator_watches_session_pods_in_their_namespace_only(
     # With the chutes door the operator is cluster-wide.
     settings = load_settings({}, standalone=True, cloudflare_base_url=cloudflare.base_url, chutes=True,
                              httproutes=False, sessions=True, resync_interval=1.0)
-    with OperatorThread(settings, h.session_env(cloudflare, tunnel, h.free_port()), timeout=30):
+    with OperatorThread(settings, h.session_env(cloudflare, tunnel), timeout=30):
         h.create_pod(api, h.pod("opencode-alice-main", "8b6cc2aa9a45"))
-        h.wait_for(lambda: h.published(cloudflare, api, tunnel).sessions() == {"8b6cc2aa9a45"}, what="published")
+        wait_for("published", lambda: h.published(cloudflare, api, tunnel).sessions() == {"8b6cc2aa9a45"})
         # An IngressRoute changed by hand is patched back (at the next resync: no Pod event follows).
         routes = kubernetes.client.CustomObjectsApi(api)
         name = "opencode-session-8b6cc2aa9a45-oc-app"
         wanted = routes.get_namespaced_custom_object("traefik.io", "v1alpha1", h.NAMESPACE, "ingressroutes", name)
         routes.patch_namespaced_custom_object("traefik.io", "v1alpha1", h.NAMESPACE, "ingressroutes", name,
                                               {"spec": {"entryPoints": ["elsewhere"]}})
-        h.wait_for(lambda: routes.get_namespaced_custom_object("traefik.io", "v1alpha1", h.NAMESPACE, "ingressroutes",
-                                                               name)["spec"] == wanted["spec"], what="repaired")
+        wait_for("repaired", lambda: routes.get_namespaced_custom_object(
+            "traefik.io", "v1alpha1", h.NAMESPACE, "ingressroutes", name)["spec"] == wanted["spec"])
         h.delete_pod(api, "opencode-alice-main")
-        h.wait_for(lambda: h.published(cloudflare, api, tunnel).sessions() == frozenset(), what="unpublished")
+        wait_for("unpublished", lambda: h.published(cloudflare, api, tunnel).sessions() == frozenset())
     pod_calls = {(c.verb, c.namespace) for c in kube.api_calls(OPERATOR_TOKEN) if c.resource == "pods"}
     assert ("watch", h.NAMESPACE) in pod_calls
     assert ("patch", h.NAMESPACE) in {(c.verb, c.namespace) for c in kube.api_calls(OPERATOR_TOKEN)

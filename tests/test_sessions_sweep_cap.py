@@ -8,9 +8,10 @@ import datetime
 import re
 from typing import Any
 
-import sessions_harness as h
 from chutes.frontdoors.sessions.removal_budget import RemovalBudget
-from sessions_harness import api_fixture, fast_timing_fixture  # noqa: F401  (pytest fixtures)
+from harness import sessions as h
+from harness.sessions import api_fixture, fast_timing_fixture  # noqa: F401  (pytest fixtures)
+from harness.waiting import wait_for
 
 OPERATOR_POD = "chutes-sidecar-0"
 HASHES = ("aaaa00000001", "aaaa00000002", "aaaa00000003", "aaaa00000004", "aaaa00000005")
@@ -38,18 +39,18 @@ def test_sessions_gone_while_down_are_removed_at_most_cap_per_window_with_a_warn
     cloudflare: Any, kube: Any, api: Any
 ) -> None:
     tunnel = h.create_tunnel(cloudflare)
-    environ = h.session_env(cloudflare, tunnel, h.free_port(), POD_ID=OPERATOR_POD)
+    environ = h.session_env(cloudflare, tunnel, POD_ID=OPERATOR_POD)
     with h.operator(cloudflare, environ):
         for value in HASHES:
             h.create_pod(api, h.pod(f"session-{value}", value))
-        h.wait_for(lambda: published_hashes(cloudflare, api, tunnel) == frozenset(HASHES), what="all published")
+        wait_for("all published", lambda: published_hashes(cloudflare, api, tunnel) == frozenset(HASHES))
     for value in HASHES:  # while no operator watches
         h.delete_pod(api, f"session-{value}")
     cloudflare.reset_log()
 
     with h.operator(cloudflare, environ, sweep_max_deletions=2, sweep_interval=1.0, resync_interval=300.0):
-        h.wait_for(lambda: not h.published(cloudflare, api, tunnel).records, timeout=30, what="all removed")
-        events = h.wait_for(lambda: cap_events(api), what="a SweepCapReached Event")
+        wait_for("all removed", lambda: not h.published(cloudflare, api, tunnel).records, timeout=30)
+        events = wait_for("a SweepCapReached Event", lambda: cap_events(api))
     batches = [n for n in deleted_per_batch(cloudflare) if n]
     assert batches == [2, 2, 1], batches  # three windows: the cap held the rest back twice
     assert h.published(cloudflare, api, tunnel).rules == frozenset()  # a held record kept its rule until it went
@@ -64,21 +65,21 @@ def test_the_cap_holds_for_the_whole_sweep_interval_whatever_the_passes_in_betwe
     """One removal per 600 s: the verification pass after it and the resyncs (every second here) remove nothing
     more, and the Warning says when the next one goes."""
     tunnel = h.create_tunnel(cloudflare)
-    environ = h.session_env(cloudflare, tunnel, h.free_port(), POD_ID=OPERATOR_POD)
+    environ = h.session_env(cloudflare, tunnel, POD_ID=OPERATOR_POD)
     with h.operator(cloudflare, environ):
         for value in HASHES[:3]:
             h.create_pod(api, h.pod(f"session-{value}", value))
-        h.wait_for(lambda: len(published_hashes(cloudflare, api, tunnel)) == 3, what="all published")
+        wait_for("all published", lambda: len(published_hashes(cloudflare, api, tunnel)) == 3)
     for value in HASHES[:3]:  # while no operator watches
         h.delete_pod(api, f"session-{value}")
     cloudflare.reset_log()
 
     before = datetime.datetime.now(datetime.UTC)
     with h.operator(cloudflare, environ, sweep_max_deletions=1, sweep_interval=600.0, resync_interval=0.5):
-        h.wait_for(lambda: sum(deleted_per_batch(cloudflare)) == 1, timeout=20, what="the first removal")
+        wait_for("the first removal", lambda: sum(deleted_per_batch(cloudflare)) == 1, timeout=20)
         seen = passes(cloudflare)
-        h.wait_for(lambda: passes(cloudflare) >= seen + 4, timeout=30, what="four more passes")
-        events = h.wait_for(lambda: cap_events(api), what="a SweepCapReached Event")
+        wait_for("four more passes", lambda: passes(cloudflare) >= seen + 4, timeout=30)
+        events = wait_for("a SweepCapReached Event", lambda: cap_events(api))
         assert sum(deleted_per_batch(cloudflare)) == 1
         assert len(h.published(cloudflare, api, tunnel).records) == 2
     assert len(events) == 1, [e.message for e in events]  # said once, not once per pass
@@ -111,14 +112,14 @@ def test_sessions_the_watch_saw_go_are_removed_at_once_whatever_the_cap(
     cloudflare: Any, kube: Any, api: Any
 ) -> None:
     tunnel = h.create_tunnel(cloudflare)
-    environ = h.session_env(cloudflare, tunnel, h.free_port(), POD_ID=OPERATOR_POD)
+    environ = h.session_env(cloudflare, tunnel, POD_ID=OPERATOR_POD)
     with h.operator(cloudflare, environ, sweep_max_deletions=1):
         for value in HASHES:
             h.create_pod(api, h.pod(f"session-{value}", value))
-        h.wait_for(lambda: published_hashes(cloudflare, api, tunnel) == frozenset(HASHES), what="all published")
+        wait_for("all published", lambda: published_hashes(cloudflare, api, tunnel) == frozenset(HASHES))
         cloudflare.reset_log()
         for value in HASHES:
             h.delete_pod(api, f"session-{value}")
-        h.wait_for(lambda: not h.published(cloudflare, api, tunnel).records, timeout=30, what="all removed")
+        wait_for("all removed", lambda: not h.published(cloudflare, api, tunnel).records, timeout=30)
     assert sum(deleted_per_batch(cloudflare)) == len(HASHES)
     assert cap_events(api) == []

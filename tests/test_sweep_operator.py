@@ -18,58 +18,27 @@ from chutes.cloudflare_core import CloudflareCore, DesiredRecord, RequestBudget
 from chutes.frontdoors.gateways.orphans import NAMES as GATEWAY_NAMES
 from chutes.sandbox.cloudflare import SandboxConfig, SandboxThread
 from chutes.sandbox.kubernetes import KubeSandbox
-from chutes.sandbox.runner import OperatorThread
-from chutes.settings import load_settings
 from chutes.sweep import engine
 from chutes.sweep.verdict import Wants
-from httproutes_harness import OPNS, by_thread
-from httproutes_harness import World as RoutesWorld
-from test_gateways_operator import GROUP, NS, VERSION
-from test_gateways_operator import World as GatewayWorld
-from waiting import wait_for
+from harness.gateways import GROUP, NS, VERSION
+from harness.httproutes import OPNS, by_thread
+from harness.two_doors import Both
+from harness.waiting import wait_for
 
 EMAIL = "alice@example.org"
 
 
-class Routes(RoutesWorld):
-    """The HTTPRoute world, optionally on a tunnel made already (a tenant tunnel shared by two clusters)."""
-
-    def __init__(self, kube: Any, cloudflare: Any, tunnel: str | None = None) -> None:
-        self._shared = tunnel
-        super().__init__(kube, cloudflare)
-
-    def make_tunnel(self, name: str) -> str:
-        return self._shared or super().make_tunnel(name)
-
-
-class Cluster:
-    """One cluster (Kubernetes emulator) with both front doors' worlds and an operator of its own."""
+class Cluster(Both):
+    """One cluster (Kubernetes emulator) with both front doors' worlds and an operator of its own (owner id
+    `owner`, thread ``chutes-<owner>``), fast resyncs and sweeps; `token`: its Cloudflare API token."""
 
     def __init__(self, kube: Any, cloudflare: Any, owner: str = "default", tunnel: str | None = None,
                  token: str | None = None) -> None:
-        self.kube, self.cf, self.owner = kube, cloudflare, owner
+        super().__init__(kube, cloudflare, owner=owner, tunnel=tunnel)
         self.token = token or cloudflare.token
-        self.gw = GatewayWorld(kube, cloudflare)
-        self.rt = Routes(kube, cloudflare, tunnel)
-        self.operator: OperatorThread | None = None
 
-    def start(self, **overrides: Any) -> None:
-        options: dict[str, Any] = {"resync_interval": 2.0, "sweep_interval": 1.0, **overrides}
-        settings = load_settings({}, standalone=True, cloudflare_base_url=self.cf.base_url, chutes=True,
-                                 httproutes=True, sessions=False, owner_id=self.owner, **options)
-        self.operator = OperatorThread(settings, {"OPERATOR_NAMESPACE": OPNS}, name=f"chutes-{self.owner}").start()
-
-    def stop(self) -> None:
-        if self.operator is not None:
-            self.rt.quiesce()
-            self.operator.stop()
-            self.operator = None
-
-    def close(self) -> None:
-        self.stop()
-        self.gw.client.close()
-        self.rt.sdk.close()
-        self.rt.client.close()
+    def start(self, resync: float = 2.0, sweep: float = 1.0, *, name: str = "", **options: Any) -> None:
+        super().start(resync, sweep, name=name or f"chutes-{self.owner}", **options)
 
     # -- what a user applies ---------------------------------------------------------------------
     def publish_gateway(self, name: str, hostname: str | None = None) -> dict[str, Any]:
@@ -119,11 +88,7 @@ def drift_repairs(door: str) -> float:
 
 @pytest.fixture()
 def cluster(kube: Any, cloudflare: Any) -> Iterator[Cluster]:
-    world = Cluster(kube, cloudflare)
-    try:
-        yield world
-    finally:
-        world.close()
+    yield from Cluster.opened(kube, cloudflare)
 
 
 # --- (a) stopped, edited behind its back, started again -----------------------------------------------
@@ -299,7 +264,10 @@ def test_the_operator_warns_on_the_scope_object_when_the_cap_is_hit(cluster: Clu
     found = wait_for("SweepCapReached Warnings", lambda: len(warnings()) >= 2 and warnings())
     assert any("deleted 2 orphaned" in m and "3 more wait" in m for m in found), found
     assert any("deleted 2 orphaned" in m and "1 more wait" in m for m in found), found
-    removed = [m for t, r, m in cluster.gw.events("default", "default") if r == "OrphansRemoved"]
+    def removed_events() -> list[str]:
+        return [m for _, r, m in cluster.gw.events("default", "default") if r == "OrphansRemoved"]
+
+    removed = wait_for("three OrphansRemoved Events", lambda: len(removed_events()) >= 3 and removed_events())
     assert len(removed) == 3 and any("ghost0.example.com" in m for m in removed), removed
 
 

@@ -11,7 +11,7 @@ import pytest
 from chutes.cloudflare_core.models import AccessApp, DnsRecord, ServiceToken, Tunnel
 from chutes.cloudflare_core.ownership import legacy_marker, marker
 from chutes.sweep.verdict import DoorNames, Inventory, Wants, judge, tunnel_of, tunnels_to_read
-from ledger_harness import FakeClaim
+from harness.ledger import FakeClaim
 
 ZONE, ZONE_NAME = "z1", "example.com"
 SHARED = "11111111-1111-1111-1111-111111111111"

@@ -7,8 +7,8 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import logging
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,11 +21,10 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes_asyncio import client as async_client
 from kubernetes_asyncio import config as async_config
 
-from chutes.sandbox.runner import OperatorThread
-from chutes.settings import load_settings
-from waiting import wait_for
+from harness.waiting import wait_for, wait_quiet
+from harness.world import BaseWorld
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "httproutes"
 OPNS = "cloudflare-zero-trust"
 GROUP, VERSION = "cfzt.cloudflare.com", "v1alpha1"
@@ -34,67 +33,39 @@ P = "cfzt.cloudflare.com/"
 EXAMPLE_POLICIES = ("MyIdentityPolicy", "MyServiceCredPolicy", "My ADAUTH Policy", "My Service Token Policy")
 
 
-class World:
-    def __init__(self, kube: Any, cloudflare: Any) -> None:
-        self.kube, self.cf = kube, cloudflare
-        self.client = kubernetes.config.new_client_from_config(config_file=kube.kubeconfig)
-        self.core = kubernetes.client.CoreV1Api(self.client)
-        self.custom = kubernetes.client.CustomObjectsApi(self.client)
+class World(BaseWorld):
+    """Both emulators, the operator (the HTTPRoute door alone), a sync Cloudflare SDK client, and the tenant's
+    tunnel (made here, or `tunnel`: one made already, shared with another world)."""
+
+    def __init__(self, kube: Any, cloudflare: Any, tunnel: str | None = None) -> None:
+        super().__init__(kube, cloudflare)
         self.sdk = cf_sdk.Cloudflare(api_token=cloudflare.token, base_url=cloudflare.base_url, max_retries=0)
-        self.operator: OperatorThread | None = None
-        self.account = cloudflare.account_id
         self.zone = cloudflare.zone_id("example.com")
-        self.tunnel = self.make_tunnel("home")
+        self.tunnel = tunnel or self.make_tunnel("home")
 
     # -- operator ----------------------------------------------------------------------------------
-    def start(self, resync: float = 300.0, sweep: float = 600.0, **options: Any) -> None:
+    def start(self, resync: float = 300.0, sweep: float = 600.0, *, name: str = "chutes-operator",
+              **options: Any) -> None:
         """The operator with the HTTPRoute door only; `options`: more settings (allow_adoption, hostname_rules...)."""
-        settings = load_settings({}, standalone=True, cloudflare_base_url=self.cf.base_url, chutes=False,
-                                 sessions=False, httproutes=True, resync_interval=resync, sweep_interval=sweep,
-                                 **options)
-        self.operator = OperatorThread(settings, {"OPERATOR_NAMESPACE": OPNS}).start()
+        self.run_operator({"OPERATOR_NAMESPACE": OPNS}, name=name, chutes=False, sessions=False, httproutes=True,
+                          resync_interval=resync, sweep_interval=sweep, **options)
 
     def stop(self) -> None:
         if self.operator is not None:
             self.quiesce()
-            self.operator.stop()
-            self.operator = None
+        super().stop()
 
     def quiesce(self, quiet: float = 0.35, timeout: float = 3.0) -> None:
-        """Wait until nothing is written to the cluster for `quiet` seconds: stopping kopf while it handles an
-        event of an object with timers makes it respawn them and wait 5 s for them at exit."""
-        deadline = time.monotonic() + timeout
-        last, since = "", time.monotonic()
-        while time.monotonic() < deadline:
-            version = self.core.list_namespace().metadata.resource_version
-            if version != last:
-                last, since = version, time.monotonic()
-            elif time.monotonic() - since >= quiet:
-                return
-            time.sleep(0.05)
+        """Wait until nothing is written to the cluster and nothing asked of Cloudflare for `quiet` seconds:
+        stopping kopf while it handles an event of an object with timers makes it respawn them and wait 5 s
+        for them at exit, and a resync pass still running when the operator stops fails its exit."""
+        quiesce(self.core, quiet, timeout, self.cf)
 
     def close(self) -> None:
-        self.stop()
+        super().close()
         self.sdk.close()
-        self.client.close()
-
-    @classmethod
-    def opened(cls, kube: Any, cloudflare: Any) -> Iterator[World]:
-        """A world for one test (the body of a fixture: ``yield from World.opened(...)``), closed after it."""
-        world = cls(kube, cloudflare)
-        try:
-            yield world
-        finally:
-            world.close()
 
     # -- Kubernetes objects --------------------------------------------------------------------------
-    def namespace(self, name: str) -> None:
-        try:
-            self.core.create_namespace({"metadata": {"name": name}})
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
-
     def token_secret(self, token: str | None = None, name: str = "cf-token", key: str = "token",
                      namespace: str = OPNS) -> None:
         self.namespace(namespace)
@@ -161,11 +132,11 @@ class World:
         raw = self.annotations(name, namespace).get(P + "conditions") or "[]"
         return next((c for c in json.loads(raw) if c["type"] == "Ready"), {})
 
-    def wait_ready(self, name: str, namespace: str = "apps", timeout: float = 15.0) -> dict[str, Any]:
+    def wait_ready(self, name: str, namespace: str = "apps", timeout: float = 30.0) -> dict[str, Any]:
         return wait_for(f"route {namespace}/{name} Ready", lambda: (r := self.ready(name, namespace))
                         .get("status") == "True" and r, timeout)
 
-    def wait_reason(self, name: str, reason: str, namespace: str = "apps", timeout: float = 15.0) -> dict[str, Any]:
+    def wait_reason(self, name: str, reason: str, namespace: str = "apps", timeout: float = 30.0) -> dict[str, Any]:
         return wait_for(f"route {namespace}/{name} reason {reason}", lambda: (r := self.ready(name, namespace))
                         .get("reason") == reason and r, timeout)
 
@@ -202,8 +173,7 @@ class World:
         return {k: base64.b64decode(v).decode() for k, v in (found.data or {}).items()}
 
     def events(self, name: str, namespace: str = "apps") -> list[tuple[str, str, str]]:
-        items = self.core.list_namespaced_event(namespace).items
-        return [(e.type, e.reason, e.message) for e in items if e.involved_object.name == name]
+        return super().events(name, namespace)
 
     def tenant_status(self, name: str = "home", namespace: str = OPNS) -> dict[str, Any]:
         found = self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "cloudflarezerotrusttenants", name)
@@ -283,6 +253,32 @@ class World:
 @pytest.fixture(name="world")
 def world_fixture(kube: Any, cloudflare: Any) -> Iterator[World]:
     yield from World.opened(kube, cloudflare)
+
+
+RESYNC_LOGGER = "chutes.frontdoors.httproutes.handlers"  # logs "Resync of tenant ..." as each pass ends
+
+
+def resyncs_ended(caplog: pytest.LogCaptureFixture) -> int:
+    """How many tenant resync passes (of tenants with routes) have ended so far in this test."""
+    return sum(1 for r in caplog.records if r.name == RESYNC_LOGGER and r.getMessage().startswith("Resync of tenant"))
+
+
+def wait_resyncs(caplog: pytest.LogCaptureFixture, passes: int = 1, timeout: float = 20.0) -> None:
+    """Until `passes` whole resync passes have run after this call: one more than that must end, since the pass
+    under way now began before it (a tenant's passes follow one another: kopf runs its timer's next call only
+    once the last one returned)."""
+    caplog.set_level(logging.INFO, logger=RESYNC_LOGGER)
+    start = resyncs_ended(caplog)
+    wait_for(f"{passes} whole resync passes", lambda: resyncs_ended(caplog) >= start + passes + 1, timeout)
+
+
+def quiesce(core: kubernetes.client.CoreV1Api, quiet: float = 0.35, timeout: float = 3.0,
+            cloudflare: Any = None) -> None:
+    """Wait until nothing is written to the cluster (its resourceVersion stays) nor, given `cloudflare` (its
+    emulator), asked of Cloudflare for `quiet` seconds, at most `timeout` seconds: the operator is idle."""
+    wait_quiet("the operator", lambda: (core.list_namespace().metadata.resource_version,
+                                        len(cloudflare.requests) if cloudflare is not None else 0),
+               quiet, timeout, required=False)
 
 
 def by_thread(kubeconfigs: dict[str, str]) -> Any:

@@ -1,13 +1,11 @@
-"""Shared helpers of the session-Pod front door tests and benchmark: a shared tunnel, the seed's
-environment, session Pods, and the published state read back from both emulators; and the fixtures every
-session test module uses (import them: ``from sessions_harness import api_fixture, fast_timing_fixture``)."""
+"""The session-Pod front door's world, for its tests and benchmark: a shared tunnel, the seed's environment,
+session Pods, and the published state read back from both emulators; and the fixtures every session test
+module uses (import them: ``from harness.sessions import api_fixture, fast_timing_fixture``)."""
 
 from __future__ import annotations
 
 import json
-import socket
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
@@ -20,6 +18,7 @@ from chutes.frontdoors.sessions import handlers
 from chutes.frontdoors.sessions.scheduler import Timing
 from chutes.sandbox.runner import OperatorThread
 from chutes.settings import load_settings
+from harness.processes import free_port
 
 ZONE = "example.net"  # a paid zone: room for hundreds of records (Free zones hold 200)
 SUFFIX = "-oc"
@@ -29,23 +28,6 @@ MANAGED_BY = "opencode-cloudflare-operator"
 HASH_LABEL = "opencode.ai/session-hash"
 SELECTOR = {"app.kubernetes.io/managed-by": "opencode-router"}
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(check: Callable[[], T], timeout: float = 10.0, interval: float = 0.05, what: str = "") -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or check}")
-        time.sleep(interval)
 
 
 def sdk(cf: Any) -> cloudflare.Cloudflare:
@@ -86,7 +68,8 @@ def fast_timing_fixture(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(handlers, "DEFAULT_TIMING", FAST_TIMING)
 
 
-def session_env(cf: Any, tunnel_id: str, health_port: int, **extra: str) -> dict[str, str]:
+def session_env(cf: Any, tunnel_id: str, health_port: int | None = None, **extra: str) -> dict[str, str]:
+    """The seed's environment for the session door on the emulators (`health_port`: a free one unless given)."""
     return {
         "CF_API_TOKEN": cf.token,
         "CF_ZONE_ID": cf.zone_id(ZONE),
@@ -95,7 +78,7 @@ def session_env(cf: Any, tunnel_id: str, health_port: int, **extra: str) -> dict
         "ROUTE_SUFFIX": SUFFIX,
         "ROUTER_SERVICE_URL": ROUTER_URL,
         "WATCH_NAMESPACE": NAMESPACE,
-        "HEALTH_PORT": str(health_port),
+        "HEALTH_PORT": str(free_port() if health_port is None else health_port),
         **extra,
     }
 

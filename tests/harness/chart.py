@@ -1,5 +1,6 @@
-"""The Helm chart under test: rendering with real Helm (helm-python-sdk), and an RBAC authorizer that
-evaluates rendered Roles and bindings the way kube-apiserver does, for the recorded operator calls."""
+"""The Helm chart under test: rendering with real Helm (helm-python-sdk), the combinations of values the chart
+tests render, validation of what it renders, and an RBAC authorizer that evaluates rendered Roles and
+bindings the way kube-apiserver does, for the recorded operator calls."""
 
 from __future__ import annotations
 
@@ -10,10 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import helm_python as helm
+import jsonschema
+import kubernetes_validate
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+from harness.manifests import to_jsonschema
+
+REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "chutes-operator"
 RELEASE = "rel"
 NAMESPACE = "chute-system"
@@ -73,6 +78,65 @@ def container_env(docs: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """The operator container's env: plain values as strings, references as their ``valueFrom``."""
     [container] = deployment(docs)["spec"]["template"]["spec"]["containers"]
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+# --- values, validation, the README's sidecar ---------------------------------------------------------
+
+
+SESSIONS_ONLY = {"frontDoors": {"chutes": {"enabled": False},
+                                "sessions": {"enabled": True, **SESSION_VALUES,
+                                             "sidecarServiceAccounts": [{"name": "opencode-router",
+                                                                         "namespace": "opencode-router"}]}}}
+
+
+COMBINATIONS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "namespaced-with-httproutes": {"watchNamespaces": ["team-a", "team-b"],
+                                   "frontDoors": {"httproutes": {"enabled": True}}},
+    "ha": {"replicas": 3, "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}}},
+    "standalone": {"peering": {"enabled": False}, "metrics": {"port": 0}},
+    "sessions-only": SESSIONS_ONLY,
+    "all-doors-cluster-wide": {"frontDoors": {"httproutes": {"enabled": True},
+                                              "sessions": {"enabled": True, **SESSION_VALUES}},
+                               "image": {"digest": "sha256:" + "a" * 64}, "logFormat": "text", "logLevel": "DEBUG",
+                               "ownerId": "cluster-b", "cloudflare": {"baseUrl": "http://cf.example:8787/client/v4"},
+                               "policy": "upsert-only", "dryRun": True, "sweepMaxDeletions": 0,
+                               "cloudflaredImages": ["cloudflare/cloudflared", "registry.example.com/mirror/"],
+                               "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}]},
+}
+
+
+def crd_validators() -> dict[tuple[str, str], jsonschema.Draft202012Validator]:
+    validators = {}
+    for path in sorted((CHART / "crds").glob("*.yaml")):
+        for crd in yaml.safe_load_all(path.read_text()):
+            for version in crd["spec"]["versions"]:
+                schema = to_jsonschema(version["schema"]["openAPIV3Schema"])
+                schema.setdefault("properties", {}).update(
+                    apiVersion={"type": "string"}, kind={"type": "string"}, metadata={"type": "object"})
+                key = (f"{crd['spec']['group']}/{version['name']}", crd["spec"]["names"]["kind"])
+                validators[key] = jsonschema.Draft202012Validator(schema)
+    return validators
+
+
+VALIDATORS = crd_validators()
+
+
+def validate(doc: Mapping[str, Any]) -> None:
+    key = (doc["apiVersion"], doc["kind"])
+    if key in VALIDATORS:
+        errors = [e.message for e in VALIDATORS[key].iter_errors(doc)]
+        assert not errors, f"{key}: {errors}"
+    elif key == ("monitoring.coreos.com/v1", "ServiceMonitor"):  # the Prometheus operator's CRD is not vendored
+        assert doc["spec"]["endpoints"] and doc["spec"]["selector"]["matchLabels"]
+    else:
+        kubernetes_validate.validate(dict(doc), KUBE_VERSION, strict=True)
+
+
+def sidecar_snippet() -> list[dict[str, Any]]:
+    text = (CHART / "README.md").read_text()
+    block = text.split("<!-- sidecar-snippet: begin")[1].split("<!-- sidecar-snippet: end -->")[0]
+    return list(yaml.safe_load(block.split("```yaml\n", 1)[1].split("```", 1)[0]))
 
 
 # --- RBAC ------------------------------------------------------------------------------------------

@@ -1,0 +1,73 @@
+"""What every world a test drives has: both emulators, the user's Kubernetes clients on them (the test's own
+token, not the operator's: the chart's RBAC check counts the operator's calls only), namespaces made on demand,
+and the operator running in-process (``chutes run`` as its flags build its settings) until the world closes.
+
+The front doors' worlds (:mod:`harness.gateways`, :mod:`harness.httproutes`, :mod:`harness.two_doors`) add
+the objects of their door and the readers of what the operator made of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any, Self
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from chutes.sandbox.runner import OperatorThread
+from chutes.settings import load_settings
+
+
+class BaseWorld:
+    """Both emulators (``kube``: a KubeSandbox, ``cf``: a Cloudflare SandboxThread), the user's clients (core
+    and custom objects; a world with Deployments adds ``apps``), and the operator once started."""
+
+    def __init__(self, kube: Any, cloudflare: Any) -> None:
+        self.kube, self.cf = kube, cloudflare
+        self.client = kubernetes.config.new_client_from_config(config_file=kube.kubeconfig)
+        self.core = kubernetes.client.CoreV1Api(self.client)
+        self.custom = kubernetes.client.CustomObjectsApi(self.client)
+        self.operator: OperatorThread | None = None
+        self.account = cloudflare.account_id
+
+    # -- the operator ----------------------------------------------------------------------------------
+    def run_operator(self, environ: Mapping[str, str] | None = None, *, name: str = "chutes-operator",
+                     timeout: float = 15.0, **settings: Any) -> OperatorThread:
+        """Start the operator standalone on the emulators with `settings` (``load_settings`` keywords: front
+        doors, intervals, policy...), `environ` as its process environment; stopped by :meth:`stop`."""
+        assert self.operator is None, "one operator per world (stop it first)"
+        options: dict[str, Any] = {"standalone": True, "cloudflare_base_url": self.cf.base_url, **settings}
+        self.operator = OperatorThread(load_settings({}, **options), environ, timeout=timeout, name=name).start()
+        return self.operator
+
+    def stop(self) -> None:
+        if self.operator is not None:
+            self.operator.stop()
+            self.operator = None
+
+    def close(self) -> None:
+        self.stop()
+        self.client.close()
+
+    @classmethod
+    def opened(cls, *args: Any, **kwargs: Any) -> Iterator[Self]:
+        """A world for one test, closed after it (the body of a fixture: ``yield from World.opened(kube, cf)``)."""
+        world = cls(*args, **kwargs)
+        try:
+            yield world
+        finally:
+            world.close()
+
+    # -- Kubernetes ------------------------------------------------------------------------------------
+    def namespace(self, name: str) -> None:
+        """Make namespace `name` unless it exists."""
+        try:
+            self.core.create_namespace({"metadata": {"name": name}})
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+
+    def events(self, name: str, namespace: str) -> list[tuple[str, str, str]]:
+        """(type, reason, message) of the Events about object `name` in `namespace`."""
+        items = self.core.list_namespaced_event(namespace).items
+        return [(e.type, e.reason, e.message) for e in items if e.involved_object.name == name]

@@ -55,7 +55,7 @@ def ready(route: dict[str, Any]) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
-def wait_all(custom: Any, predicate: Any, what: str, timeout: float = 600.0) -> None:
+def wait_all(custom: Any, predicate: Any, what: str, timeout: float = 1800.0) -> None:
     started = time.monotonic()
     while True:
         items = custom.list_namespaced_custom_object(RG, RV, NS, "httproutes")["items"]

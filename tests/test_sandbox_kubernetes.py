@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import itertools
 import json
-import statistics
 import subprocess
 import sys
 import textwrap
@@ -582,8 +581,9 @@ def test_dispatch_cost_does_not_grow_with_history(sandbox: KubeSandbox, co: Cust
         started = time.perf_counter()
         co.get_namespaced_custom_object(GROUP, VERSION, ns, "widgets", "w1")
         durations.append(time.perf_counter() - started)
-    # The fastest tenth of each block is the intrinsic cost: robust to load from other processes.
-    first, last = (statistics.quantiles(block, n=10)[0] for block in (durations[:500], durations[-500:]))
+    # The fastest request of each block is the intrinsic cost: robust to load from other processes (the fastest
+    # tenth was not, with parallel test workers whose load changed between the blocks).
+    first, last = (min(block) for block in (durations[:500], durations[-500:]))
     assert last < first * 2, (first, last)
     assert len(sandbox.emulator._requests) == 256
 

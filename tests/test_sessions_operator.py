@@ -68,10 +68,10 @@ def test_a_session_pod_is_published_in_full_and_unpublished_when_it_goes(
 ) -> None:
     port = free_port()
     with h.operator(cloudflare, h.session_env(cloudflare, tunnel, port)):
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as response:
             assert (response.status, response.read()) == (200, b"ok")
         with pytest.raises(urllib.error.HTTPError) as missing:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2)
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10)
         assert missing.value.code == 404
 
         h.create_pod(api, h.pod("opencode-alice-main", "8b6cc2aa9a45"))

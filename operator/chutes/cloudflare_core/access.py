@@ -68,7 +68,6 @@ from .models import (
     IdentityProvider,
     Policy,
     Recorded,
-    parse_time,
 )
 from .ownership import DEFAULT_OWNER, name_owner
 from .proofs import covered, require_intent, unrecorded
@@ -335,18 +334,10 @@ async def delete_access_app(client: CloudflareClient, view: AppView, app_id: str
     `domain` and `name` this installation recorded for it is a Conflict, left in place (an id is a hint, never
     proof). `since`: when the ledger recorded it (the view's copy stands in for a read only when learned since;
     see the module docstring)."""
-    await view.current()
-    entry = view.get(app_id)
-    current: AccessApp | None
-    if entry is not None and since is not None and entry.learned >= parse_time(since):
-        current = app_from_wire(entry.data)
-    elif entry is None and view.deleted(app_id):
-        return  # we deleted it lately: nothing twice
-    else:
-        current = await get_access_app(client, view.account_id, app_id)
-        if current is None:
-            view.drop(app_id)
-            return
+    current = await view.before_delete(app_id, since, app_from_wire,
+                                       lambda: get_access_app(client, view.account_id, app_id))
+    if current is None:
+        return
     if current.domain != domain.strip().lower() or current.name != name:
         raise Conflict(
             f"Access app {current.name!r} ({app_id}) for {current.domain} is not the app "

@@ -21,16 +21,19 @@ caller's decision (see :mod:`.access` and :mod:`.service_tokens`). A subclass sa
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from .client import CloudflareClient
 from .coalescing import CoalescingWriter, Request
 from .errors import CloudflareError
+from .models import parse_time
 
 __all__ = ["AccountView", "ViewEntry"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,22 @@ class AccountView(CoalescingWriter[_Listing]):
     def deleted(self, object_id: str) -> bool:
         """Whether we deleted the object lately (within `max_age`): nothing to delete again."""
         return object_id in self._deleted
+
+    async def before_delete(self, object_id: str, since: str | None, decode: Callable[[dict[str, Any]], T],
+                            read: Callable[[], Awaitable[T | None]]) -> T | None:
+        """The object to judge before deleting `object_id`: the view's copy when it was learned since `since`
+        (when the ledger recorded the object: a copy that new shows what our proof covers), else `read()`;
+        None when there is nothing to delete (gone, or deleted by us lately: nothing twice)."""
+        await self.current()
+        entry = self.get(object_id)
+        if entry is not None and since is not None and entry.learned >= parse_time(since):
+            return decode(entry.data)
+        if entry is None and self.deleted(object_id):
+            return None
+        found = await read()
+        if found is None:
+            self.drop(object_id)
+        return found
 
     # -- our own writes ---------------------------------------------------------------------------
     def put(self, data: dict[str, Any], learned: datetime) -> None:

@@ -47,7 +47,7 @@ from typing import Any
 
 from .client import CloudflareClient, to_wire
 from .errors import Conflict, NotFound, RateLimited, TransientError
-from .models import Recorded, ServiceToken, parse_time
+from .models import Recorded, ServiceToken
 from .proofs import covered, require_intent, unrecorded
 from .token_view import TokenView
 
@@ -162,18 +162,10 @@ async def delete_service_token(client: CloudflareClient, view: TokenView, token_
     """Delete token `token_id`; a missing one is fine. One named otherwise than the `name` this installation
     recorded for it is a Conflict, left in place (an id is a hint, never proof). `since`: when the ledger
     recorded it (the view's copy stands in for a read only when learned since; see the module docstring)."""
-    await view.current()
-    entry = view.get(token_id)
-    current: ServiceToken | None
-    if entry is not None and since is not None and entry.learned >= parse_time(since):
-        current = token_from_wire(entry.data, with_secret=False)
-    elif entry is None and view.deleted(token_id):
-        return  # we deleted it lately: nothing twice
-    else:
-        current = await get_service_token(client, view.account_id, token_id)
-        if current is None:
-            view.drop(token_id)
-            return
+    current = await view.before_delete(token_id, since, lambda data: token_from_wire(data, with_secret=False),
+                                       lambda: get_service_token(client, view.account_id, token_id))
+    if current is None:
+        return
     if current.name != name:
         raise Conflict(f"service token {current.name!r} ({token_id}) is not the token {name!r} "
                        "this installation recorded: left untouched")

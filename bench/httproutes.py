@@ -66,6 +66,23 @@ def wait_all(custom: Any, predicate: Any, what: str, timeout: float = 1800.0) ->
         time.sleep(0.1)
 
 
+def tenant_home(cf: Any, kube: Any) -> tuple[Any, Any, Any, Any, Any]:
+    """The Kubernetes clients (api client, core, custom objects), an SDK client and the shared tunnel, with a
+    reusable policy "Team", the token Secret and the tenant "home" in place."""
+    os.environ["KUBECONFIG"] = kube.kubeconfig
+    client = kubernetes.config.new_client_from_config(config_file=kube.kubeconfig)
+    core, custom = kubernetes.client.CoreV1Api(client), kubernetes.client.CustomObjectsApi(client)
+    sdk = cloudflare.Cloudflare(api_token=cf.token, base_url=cf.base_url, max_retries=0)
+    tunnel = sdk.zero_trust.tunnels.cloudflared.create(account_id=cf.account_id, name="home", config_src="cloudflare")
+    sdk.zero_trust.access.policies.create(account_id=cf.account_id, name="Team", decision="allow",
+                                          include=[{"everyone": {}}])
+    core.create_namespaced_secret(OPNS, {"metadata": {"name": "cf"}, "stringData": {"token": cf.token}})
+    custom.create_namespaced_custom_object(GROUP, VERSION, OPNS, "cloudflarezerotrusttenants", {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "CloudflareZeroTrustTenant", "metadata": {"name": "home"},
+        "spec": {"accountId": cf.account_id, "tunnelId": tunnel.id, "credentialRef": {"name": "cf"}}})
+    return client, core, custom, sdk, tunnel
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--routes", type=int, default=200)
@@ -76,18 +93,7 @@ def main() -> None:
     n = args.routes
 
     with SandboxThread(SandboxConfig.default()) as cf, KubeSandbox(namespaces=["default", NS, OPNS]) as kube:
-        os.environ["KUBECONFIG"] = kube.kubeconfig
-        client = kubernetes.config.new_client_from_config(config_file=kube.kubeconfig)
-        core, custom = kubernetes.client.CoreV1Api(client), kubernetes.client.CustomObjectsApi(client)
-        sdk = cloudflare.Cloudflare(api_token=cf.token, base_url=cf.base_url, max_retries=0)
-        tunnel = sdk.zero_trust.tunnels.cloudflared.create(account_id=cf.account_id, name="home",
-                                                           config_src="cloudflare")
-        sdk.zero_trust.access.policies.create(account_id=cf.account_id, name="Team", decision="allow",
-                                              include=[{"everyone": {}}])
-        core.create_namespaced_secret(OPNS, {"metadata": {"name": "cf"}, "stringData": {"token": cf.token}})
-        custom.create_namespaced_custom_object(GROUP, VERSION, OPNS, "cloudflarezerotrusttenants", {
-            "apiVersion": f"{GROUP}/{VERSION}", "kind": "CloudflareZeroTrustTenant", "metadata": {"name": "home"},
-            "spec": {"accountId": cf.account_id, "tunnelId": tunnel.id, "credentialRef": {"name": "cf"}}})
+        client, core, custom, sdk, tunnel = tenant_home(cf, kube)
         custom.create_namespaced_custom_object(GROUP, VERSION, OPNS, "cloudflarezerotrusttemplates", {
             "apiVersion": f"{GROUP}/{VERSION}", "kind": "CloudflareZeroTrustTemplate",
             "metadata": {"name": "base-home"},

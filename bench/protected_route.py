@@ -11,15 +11,11 @@ test: `.venv/bin/python bench/protected_route.py [--tries 50] [--latency 0.02]`.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
-
-import cloudflare
-import kubernetes
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))
 
@@ -27,7 +23,7 @@ from chutes.sandbox.cloudflare import SandboxConfig, SandboxThread
 from chutes.sandbox.kubernetes import KubeSandbox
 from chutes.sandbox.runner import OperatorThread
 from chutes.settings import load_settings
-from httproutes import GROUP, NS, OPNS, RG, RV, VERSION, P, counts, ready
+from httproutes import NS, OPNS, RG, RV, P, counts, ready, tenant_home
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -59,18 +55,7 @@ def main() -> None:
     args = parser.parse_args()
 
     with SandboxThread(SandboxConfig.default()) as cf, KubeSandbox(namespaces=["default", NS, OPNS]) as kube:
-        os.environ["KUBECONFIG"] = kube.kubeconfig
-        client = kubernetes.config.new_client_from_config(config_file=kube.kubeconfig)
-        core, custom = kubernetes.client.CoreV1Api(client), kubernetes.client.CustomObjectsApi(client)
-        sdk = cloudflare.Cloudflare(api_token=cf.token, base_url=cf.base_url, max_retries=0)
-        tunnel = sdk.zero_trust.tunnels.cloudflared.create(account_id=cf.account_id, name="home",
-                                                           config_src="cloudflare")
-        sdk.zero_trust.access.policies.create(account_id=cf.account_id, name="Team", decision="allow",
-                                              include=[{"everyone": {}}])
-        core.create_namespaced_secret(OPNS, {"metadata": {"name": "cf"}, "stringData": {"token": cf.token}})
-        custom.create_namespaced_custom_object(GROUP, VERSION, OPNS, "cloudflarezerotrusttenants", {
-            "apiVersion": f"{GROUP}/{VERSION}", "kind": "CloudflareZeroTrustTenant", "metadata": {"name": "home"},
-            "spec": {"accountId": cf.account_id, "tunnelId": tunnel.id, "credentialRef": {"name": "cf"}}})
+        client, _, custom, sdk, tunnel = tenant_home(cf, kube)
         zone = cf.zone_id("example.com")
         cf.faults.latency = args.latency
         settings = load_settings({}, standalone=True, cloudflare_base_url=cf.base_url, chutes=False, sessions=False,

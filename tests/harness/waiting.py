@@ -12,7 +12,7 @@ from kubernetes.client.exceptions import ApiException
 T = TypeVar("T")
 
 
-def wait_for(what: str, probe: Callable[[], T], timeout: float = 20.0, interval: float = 0.03) -> T:
+def wait_for(what: str, probe: Callable[[], T], timeout: float = 30.0, interval: float = 0.03) -> T:
     """Poll `probe` until it returns something truthy, and return that; a Kubernetes 404 counts as "not yet".
     Fails after `timeout` seconds naming `what` and the last value seen."""
     deadline = time.monotonic() + timeout

@@ -121,9 +121,14 @@ class Verdict:
 
 
 def check(record: ApiCallRecord, *, complete: bool) -> Verdict:
-    """Compare `record` with the chart, and list the unused permissions in build/rbac-unused.json."""
+    """Compare `record` with the chart."""
     denied, unused = compare(record) if record.calls else ([], [])
-    UNUSED_FILE.parent.mkdir(exist_ok=True)
-    UNUSED_FILE.write_text(json.dumps({"unused": unused, "complete": complete}, indent=1) + "\n", encoding="utf-8")
     return Verdict(denied, unused, complete, dict(record.unattributed),
                    sum(len(c) for c in record.calls.values()), len(record.calls))
+
+
+def write_unused(verdict: Verdict) -> None:
+    """List the permissions no call used in build/rbac-unused.json."""
+    UNUSED_FILE.parent.mkdir(exist_ok=True)
+    UNUSED_FILE.write_text(json.dumps({"unused": verdict.unused, "complete": verdict.complete}, indent=1) + "\n",
+                           encoding="utf-8")

@@ -227,9 +227,10 @@ class WorkersRecord:
         write_calls(self.record)
         if not self.record.calls and not self.record.unattributed:
             return
-        from harness.rbac_check import check
+        from harness.rbac_check import check, write_unused
 
         verdict = check(self.record, complete=self.complete)
+        write_unused(verdict)
         lost = f"; no record from worker(s) {', '.join(self.lost)}" if self.lost else ""
         scope = "the whole suite" if self.complete else f"not the whole suite (unused permissions not failed){lost}"
         text = "\n".join([f"{verdict.summary()}, over {self.reported} workers' calls: {scope}",

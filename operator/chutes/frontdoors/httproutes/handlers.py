@@ -200,9 +200,13 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
     @kopf.timer(*TENANT, registry=registry, id="cfzt-resync", interval=settings.resync_interval,
                 initial_delay=settings.resync_interval)
     async def tenant_resync(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+        stopped: kopf.DaemonStopped = kwargs["stopped"]
         ctx = context(memo, kwargs)
         with repairs.unprompted():  # what it writes for routes published already is a drift repair
-            outcomes = await upkeep.reconcile_refs(ctx, upkeep.tenant_users(ctx, body), kopf.event, force=True)
+            outcomes = await unless_stopped(
+                upkeep.reconcile_refs(ctx, upkeep.tenant_users(ctx, body), kopf.event, force=True), stopped.wait())
+        if outcomes is None:  # the operator is stopping (its clients are about to close): the next start resumes
+            return
         if outcomes:
             logger.info("Resync of tenant %s/%s: %s", body["metadata"]["namespace"], body["metadata"]["name"],
                         ", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items())))

@@ -7,13 +7,14 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections.abc import Iterator
-from typing import Any, Self
+from typing import Any
 
 from chutes.sandbox.runner import OperatorThread
 from harness import gateways, httproutes
+from harness.world import Opened
 
 
-class Both:
+class Both(Opened):
     """``gw`` and ``rt``, the two doors' worlds; `tunnel`: the HTTPRoute tenant's tunnel when one is made
     already (shared with another installation); `owner`: the installation's owner id."""
 
@@ -42,15 +43,6 @@ class Both:
         self.stop()
         self.gw.close()
         self.rt.close()
-
-    @classmethod
-    def opened(cls, *args: Any, **kwargs: Any) -> Iterator[Self]:
-        """A world for one test, closed after it (the body of a fixture: ``yield from Both.opened(kube, cf)``)."""
-        world = cls(*args, **kwargs)
-        try:
-            yield world
-        finally:
-            world.close()
 
     def published(self, hostname: str) -> dict[str, Any]:
         """What Cloudflare holds for `hostname`: its records, the rules naming it, its Access apps (deep copies)."""

@@ -18,7 +18,23 @@ from chutes.sandbox.runner import OperatorThread
 from chutes.settings import load_settings
 
 
-class BaseWorld:
+class Opened:
+    """What a world closed by `close()` gets: `opened`, the body of a fixture."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def opened(cls, *args: Any, **kwargs: Any) -> Iterator[Self]:
+        """A world for one test, closed after it (the body of a fixture: ``yield from World.opened(kube, cf)``)."""
+        world = cls(*args, **kwargs)
+        try:
+            yield world
+        finally:
+            world.close()
+
+
+class BaseWorld(Opened):
     """Both emulators (``kube``: a KubeSandbox, ``cf``: a Cloudflare SandboxThread), the user's clients (core
     and custom objects; a world with Deployments adds ``apps``), and the operator once started."""
 
@@ -49,14 +65,6 @@ class BaseWorld:
         self.stop()
         self.client.close()
 
-    @classmethod
-    def opened(cls, *args: Any, **kwargs: Any) -> Iterator[Self]:
-        """A world for one test, closed after it (the body of a fixture: ``yield from World.opened(kube, cf)``)."""
-        world = cls(*args, **kwargs)
-        try:
-            yield world
-        finally:
-            world.close()
 
     # -- Kubernetes ------------------------------------------------------------------------------------
     def namespace(self, name: str) -> None:

@@ -65,10 +65,10 @@ def test_a_resync_puts_back_an_edited_cname_and_a_deleted_access_app_and_counts_
     [record] = world.records(HOSTNAME)
     assert record["id"] == status["dnsRecordId"]  # the same record, put back
 
-    after = repairs()
-    assert after["dns_record"] >= before["dns_record"] + 1
-    assert after["access_app"] >= before["access_app"] + 1
-    assert after["access_policy"] >= before["access_policy"] + 1  # it went with its application
+    # counted once the operator has read the write's response: the emulator shows the write a moment before
+    after = wait_for("the repairs counted", lambda: (r := repairs())["dns_record"] >= before["dns_record"] + 1
+                     and r["access_app"] >= before["access_app"] + 1
+                     and r["access_policy"] >= before["access_policy"] + 1 and r)  # the policy went with its app
     assert after["tunnel"] == before["tunnel"]  # the tunnel never drifted
     assert world.condition(repaired)["reason"] == "Reconciled"
 

@@ -148,7 +148,8 @@ def test_every_cloudflare_create_and_delete_posts_an_event_and_the_metrics_follo
     assert sorted(reason for _, reason, _ in events) == sorted(CREATED)  # one each (posting order may vary)
     assert all(type_ == "Normal" for type_, _, _ in events)
     assert "blog.example.com" in HOSTNAMES.hostnames("chutes")
-    assert sample("chutes_reconcile_duration_seconds_count", front_door="chutes", outcome="success") > success
+    wait_for("the reconcile timed", lambda: sample(  # recorded as the handler returns, after its status writes
+        "chutes_reconcile_duration_seconds_count", front_door="chutes", outcome="success") > success)
     budget = sample("chutes_cloudflare_budget_remaining", token=fingerprint(world.cf.token))
     assert 0 < budget < 1200
     exposition = generate_latest(REGISTRY).decode()
@@ -175,8 +176,8 @@ def test_a_refusal_posts_one_warning_and_counts_a_conflict(world: World) -> None
     world.wait_reason("HostnameConflict", "blog", "team-b")
     warnings = wait_for("Warning", lambda: [(t, r) for t, r, _ in world.events("blog", "team-b") if t == "Warning"])
     assert warnings == [("Warning", "HostnameConflict")]
-    assert sample("chutes_conflicts_total", front_door="chutes") >= conflicts + 1
-    assert sample("chutes_reconcile_duration_seconds_count", front_door="chutes", outcome="retry") >= refused + 1
+    wait_for("the conflict counted", lambda: sample("chutes_conflicts_total", front_door="chutes") >= conflicts + 1
+             and sample("chutes_reconcile_duration_seconds_count", front_door="chutes", outcome="retry") >= refused + 1)
     assert [r for _, r, _ in world.events("blog", "team-b")] == ["HostnameConflict"]  # nothing was created
 
 

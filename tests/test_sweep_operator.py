@@ -179,8 +179,9 @@ def test_restart_sweeps_orphans_and_repairs_drift_and_leaves_foreign_objects(clu
     assert {"record": rt.records("foreign.example.com"), "rule": rt.rule("foreign.example.com"),
             "app": list(rt.apps("foreign.example.com"))} == foreign_before
     # Counted.
-    assert counter("chutes_orphans_removed_total", front_door="chutes", kind="tunnel") >= tunnels_removed + 1
-    assert counter("chutes_orphans_removed_total", front_door="httproutes", kind="tunnel_rule") >= rules_removed + 1
+    wait_for("the removals counted", lambda: (  # after each delete's response: the emulator shows it a moment before
+        counter("chutes_orphans_removed_total", front_door="chutes", kind="tunnel") >= tunnels_removed + 1
+        and counter("chutes_orphans_removed_total", front_door="httproutes", kind="tunnel_rule") >= rules_removed + 1))
     wait_for("drift repairs counted", lambda: drift_repairs("chutes") + drift_repairs("httproutes")
              >= repairs_before + 4)
 

@@ -15,7 +15,9 @@ given to the gate end up in logs: never pass a secret.
 from __future__ import annotations
 
 import logging
-from typing import Literal, cast, get_args
+from typing import Literal, cast
+
+from chutes.write_policy import POLICIES, WritePolicy, forbids
 
 from .errors import DryRunStop, InvalidInput
 from .metrics import CHANGES_SKIPPED
@@ -24,12 +26,10 @@ __all__ = ["POLICIES", "Change", "ChangeGate", "ObjectKind", "WritePolicy", "is_
 
 log = logging.getLogger(__name__)
 
-WritePolicy = Literal["sync", "upsert-only", "create-only"]
 Change = Literal["create", "update", "delete"]
 ObjectKind = Literal[
     "dns_record", "tunnel_rule", "access_app", "access_policy", "service_token", "tunnel", "identity_provider"
 ]
-POLICIES: tuple[str, ...] = get_args(WritePolicy)
 
 _LABELS: dict[str, str] = {
     "dns_record": "DNS",
@@ -66,11 +66,7 @@ class ChangeGate:
     def forbids(self, change: Change, *, revokes: bool = False) -> bool:
         """Whether the policy (not dry-run) skips `change`; an update that only `revokes` access is never
         skipped (see the module docstring)."""
-        if self.policy == "upsert-only":
-            return change == "delete"
-        if self.policy == "create-only":
-            return change == "delete" or (change == "update" and not revokes)
-        return False
+        return forbids(self.policy, change, revokes=revokes)
 
     def allows(self, change: Change, obj: ObjectKind, name: str, *, needed: bool = False,
                revokes: bool = False) -> bool:

@@ -179,3 +179,32 @@ async def test_a_whole_publish_adopts_record_and_app_when_asked(
 
     assert done.record.id == existing["id"] and done.record.content == f"{done.tunnel.id}.cfargotunnel.com"
     assert [a["name"] for a in live(sandbox, "access_apps")] == [site.cloudflare_name]
+
+
+async def test_a_record_kubernetes_state_proves_is_adopted_by_the_core_and_only_that_one(
+    core: CloudflareCore, sandbox: CloudflareSandbox, cf: cloudflare.AsyncCloudflare
+) -> None:
+    """The seed's records have no marker; the route's state ConfigMap lists their ids. Given those ids as proof,
+    the core adopts them itself (the door only passes the proof); an id the state does not list, or a record of
+    another installation, proves nothing."""
+    zone = sandbox.zone_id(ZONE)
+    seed_made = await foreign_record(cf, sandbox, None)
+
+    with pytest.raises(Conflict):  # an id that is not the record's proves nothing
+        await core.check_dns_name_available(zone, HOST, SOURCE, proven_ids=("0" * 32,))
+    assert writes(sandbox) == []
+
+    await core.check_dns_name_available(zone, HOST, SOURCE, proven_ids=(seed_made["id"],))
+    ensured = await core.ensure_dns_record(zone, wanted(adopt=False), proven_ids=(seed_made["id"],))
+    assert (ensured.id, ensured.content, ensured.comment) == (seed_made["id"], "t1.cfargotunnel.com",
+                                                              marker(OWNER, SOURCE))
+
+
+async def test_a_proven_id_never_adopts_another_installations_record(
+    core: CloudflareCore, sandbox: CloudflareSandbox, cf: cloudflare.AsyncCloudflare
+) -> None:
+    zone = sandbox.zone_id(ZONE)
+    theirs = await foreign_record(cf, sandbox, "chutes-operator owner=blue src=HTTPRoute/ns/app")
+    with pytest.raises(Conflict):
+        await core.ensure_dns_record(zone, wanted(adopt=False), proven_ids=(theirs["id"],))
+    assert records(sandbox, HOST) == [theirs] and writes(sandbox) == []

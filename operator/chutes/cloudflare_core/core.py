@@ -231,8 +231,24 @@ class CloudflareCore:
         return await self.tunnel_writer(account_id, tunnel_id).get_config()
 
     # -- DNS -------------------------------------------------------------------------------
-    async def ensure_dns_record(self, zone_id: str, desired: DesiredRecord) -> DnsRecord:
+    async def ensure_dns_record(self, zone_id: str, desired: DesiredRecord, *,
+                                proven_ids: Sequence[str] = ()) -> DnsRecord:
+        """The record, created or brought in line. `proven_ids`: records that Kubernetes state proves were
+        created for `desired.source` (by an earlier version or the seed, without our marker); when a record not
+        yet ours holds the name, those are adopted (:meth:`adopt_dns_record`) and the record ensured again."""
+        try:
+            return await self.dns_writer(zone_id).ensure_record(desired, self.owner_id)
+        except Conflict:
+            if not await self._adopt_proven(zone_id, desired.name, desired.source, proven_ids):
+                raise
         return await self.dns_writer(zone_id).ensure_record(desired, self.owner_id)
+
+    async def _adopt_proven(self, zone_id: str, name: str, source: str, proven_ids: Sequence[str]) -> bool:
+        """Adopt each of `proven_ids` at `name` for `source`; whether any was."""
+        adopted = False
+        for record_id in proven_ids:
+            adopted = await self.adopt_dns_record(zone_id, record_id, name, source) is not None or adopted
+        return adopted
 
     async def delete_dns_record(self, zone_id: str, name: str, type: str, source: str) -> None:
         """Delete the `type` record(s) `name` marked as ours for `source`; absent is fine. A foreign record,
@@ -240,15 +256,21 @@ class CloudflareCore:
         await self.dns_writer(zone_id).delete_record(name, type, self.owner_id, source)
 
     async def check_dns_name_available(
-        self, zone_id: str, name: str, source: str, type: str = "CNAME", *, adopt: bool = False
+        self, zone_id: str, name: str, source: str, type: str = "CNAME", *, adopt: bool = False,
+        proven_ids: Sequence[str] = (),
     ) -> None:
         """Fail early (Conflict) when `name` is held by a record that is not ours for `source` (the
         object asking): a foreign one, or one of ours held by another source (`Conflict.holder`). With
         `adopt` (not under create-only), a record that `ensure_dns_record` with adoption would take
-        over does not count."""
+        over does not count, nor do records of `proven_ids` (see :meth:`ensure_dns_record`): they are adopted."""
+        writer = self.dns_writer(zone_id)
         try:
-            await self.dns_writer(zone_id).check_name(name, type, self.owner_id, source,
-                                                      adopt=adopt and self.gate.may_adopt)
+            try:
+                await writer.check_name(name, type, self.owner_id, source, adopt=adopt and self.gate.may_adopt)
+            except Conflict:
+                if not await self._adopt_proven(zone_id, name, source, proven_ids):
+                    raise
+                await writer.check_name(name, type, self.owner_id, source, adopt=adopt and self.gate.may_adopt)
         except Conflict as conflict:
             conflict.message = f"{conflict.message} (wanted by {source})"
             conflict.args = (conflict.message,)

@@ -12,26 +12,11 @@ from chutes.frontdoors.httproutes.problems import EventSink, Problem, problem_fr
 from chutes.frontdoors.retries import FOREIGN_RETRY
 
 
-async def _adopt(core: CloudflareCore, zone_id: str, name: str, source: str, ids: tuple[str, ...]) -> bool:
-    adopted = False
-    for record_id in ids:
-        record = await step(f"adopting DNS record {record_id}", core.adopt_dns_record(zone_id, record_id, name, source))
-        adopted = adopted or record is not None
-    return adopted
-
-
 async def ensure_record(core: CloudflareCore, zone_id: str, record: DesiredRecord,
                         adopt_ids: tuple[str, ...]) -> DnsRecord:
     """The record, adopting one the state recorded for this route when it lacks our marker (seed-made)."""
-    doing = f"ensuring the {record.type} record {record.name}"
-    try:
-        return await core.ensure_dns_record(zone_id, record)
-    except Conflict as conflict:
-        if not await _adopt(core, zone_id, record.name, record.source, adopt_ids):
-            raise problem_from_cloudflare(conflict, doing) from conflict
-    except CloudflareError as exc:
-        raise problem_from_cloudflare(exc, doing) from exc
-    return await step(doing, core.ensure_dns_record(zone_id, record))
+    return await step(f"ensuring the {record.type} record {record.name}",
+                      core.ensure_dns_record(zone_id, record, proven_ids=adopt_ids))
 
 
 async def check_name(core: CloudflareCore, zone_id: str, record: DesiredRecord, adopt_ids: tuple[str, ...], *,
@@ -40,25 +25,14 @@ async def check_name(core: CloudflareCore, zone_id: str, record: DesiredRecord, 
     listing); a record the route's state lists (seed-made) is adopted first. With `record.adopt` (asked and
     permitted), an unmarked record of its type is no obstacle: the DNS writer takes it over. `asked`: the route
     asked for adoption (the refusal then says the operator does not permit it)."""
-    doing = f"checking {record.name}"
-
-    async def check() -> Conflict | None:
-        """The refusal of one check, None when the name is free for the record."""
-        try:
-            await core.check_dns_name_available(zone_id, record.name, record.source, record.type, adopt=record.adopt)
-        except Conflict as conflict:
-            return conflict
-        except CloudflareError as exc:
-            raise problem_from_cloudflare(exc, doing) from exc
-        return None
-
-    refusal = await check()
-    if refusal is not None and adopt_ids and await _adopt(core, zone_id, record.name, record.source, adopt_ids):
-        refusal = await check()
-    if refusal is None:
-        return
-    hint = f" ({adoption.NOT_PERMITTED})" if asked and not record.adopt and refusal.holder is None else ""
-    raise Problem(c.HOSTNAME_CONFLICT, f"{refusal.message}{hint}", FOREIGN_RETRY)
+    try:
+        await core.check_dns_name_available(zone_id, record.name, record.source, record.type, adopt=record.adopt,
+                                            proven_ids=adopt_ids)
+    except Conflict as refusal:
+        hint = f" ({adoption.NOT_PERMITTED})" if asked and not record.adopt and refusal.holder is None else ""
+        raise Problem(c.HOSTNAME_CONFLICT, f"{refusal.message}{hint}", FOREIGN_RETRY) from refusal
+    except CloudflareError as exc:
+        raise problem_from_cloudflare(exc, f"checking {record.name}") from exc
 
 
 async def delete_record(core: CloudflareCore, zone_id: str, name: str, type_: str, source: str,

@@ -89,8 +89,11 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=0, help="routes behind Access that carry a service token")
     parser.add_argument("--latency", type=float, default=0.02, help="seconds added to every Cloudflare call")
     parser.add_argument("--resync-interval", type=float, default=30.0, help="the operator's resync interval (s)")
+    parser.add_argument("--zone", default="", help="example.com (Free plan: 200 records at most, as Cloudflare) or "
+                        "example.net (Pro: 3,500); default: the Free zone up to 190 routes, else the Pro one")
     args = parser.parse_args()
     n = args.routes
+    zone = args.zone or ("example.com" if n <= 190 else "example.net")
 
     with SandboxThread(SandboxConfig.default()) as cf, KubeSandbox(namespaces=["default", NS, OPNS]) as kube:
         client, core, custom, sdk, tunnel = tenant_home(cf, kube)
@@ -107,7 +110,7 @@ def main() -> None:
             start_log = len(cf.requests)
             started = time.monotonic()
             for i in range(n):
-                annotations = {P + "enabled": "true", P + "tenant": "home", P + "hostname": f"r{i}.example.com"}
+                annotations = {P + "enabled": "true", P + "tenant": "home", P + "hostname": f"r{i}.{zone}"}
                 if i % 2 == 0:
                     annotations |= {P + "access.enabled": "true", P + "access.existingPolicyNames": "Team"}
                     if i // 2 < args.tokens:
@@ -159,12 +162,12 @@ def main() -> None:
         client.close()
 
     tokens = min(args.tokens, (n + 1) // 2)
-    print(f"{n} HTTPRoutes on one tenant ({(n + 1) // 2} behind Access, {tokens} with a service token), "
+    print(f"{n} HTTPRoutes on one tenant ({(n + 1) // 2} behind Access, {tokens} with a service token) in {zone}, "
           f"{args.latency * 1000:.0f} ms added Cloudflare latency")
     report("all Ready", published, n, publish_seconds)
     report(f"one resync pass (timer, every {args.resync_interval:.0f} s; steady state)", resynced, n, resync_seconds)
     report("all deleted", deleted, n, delete_seconds)
-    records = [r for r in left["dns_records"][cf.zone_id("example.com")]]
+    records = [r for r in left["dns_records"][cf.zone_id(zone)]]
     print(f"left in Cloudflare: {len(records)} DNS records, {len(left['access_apps'])} Access apps, "
           f"{len(left['service_tokens'])} service tokens, "
           f"{len((left['tunnel_configs'].get(tunnel.id) or {}).get('config', {}).get('ingress', [])) - 1} rules")

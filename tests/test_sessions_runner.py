@@ -31,7 +31,8 @@ class FlakyPublisher:
         self.errors = list(errors)
         self.calls = 0
 
-    async def run_pass(self, alive: Any = set, gone: Any = set, explained: Any = set) -> PassResult:
+    async def run_pass(self, alive: Any = set, gone: Any = set, explained: Any = set, *,
+                       for_events: bool = False) -> PassResult:
         self.calls += 1
         if self.errors:
             raise self.errors.pop(0)

@@ -50,6 +50,7 @@ RELEASE_SECONDS = 5.0  # at most this long for one release (it is best effort: t
 MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_OWNER = "chutes.troubleshat.com/lease-owner"
 TUNNEL_ANNOTATION = "chutes.troubleshat.com/tunnel"  # <account>/<tunnel id>, for people reading the Lease
+NOTE_ANNOTATION = "chutes.troubleshat.com/last-pass"  # what the last holder left for the next one (see Held)
 
 
 def default_identity(environ: Mapping[str, str] | None = None) -> str:
@@ -96,6 +97,16 @@ def _observed_state(lease: Mapping[str, Any]) -> tuple[str, str, str]:
             str(meta.get("resourceVersion") or ""))
 
 
+class Held:
+    """Yielded by :meth:`TunnelLeases.lock`: the note the Lease carried when taken (what its last holder left:
+    e.g. the session door's digest of the state its last pass made true), and the note to leave on release
+    (``leave``; None keeps the one found). Never a secret: the Lease is readable."""
+
+    def __init__(self, found: str | None) -> None:
+        self.found = found
+        self.leave: str | None = None
+
+
 class TunnelLeases:
     """Lease-based tunnel locks of one installation; :meth:`lock` fits ``CloudflareCore(tunnel_lock=...)``.
     :meth:`aclose` waits for releases still under way (before the API client is closed)."""
@@ -119,9 +130,9 @@ class TunnelLeases:
         return f"TunnelLeases(namespace={self.namespace!r}, identity={self.identity!r})"
 
     @contextlib.asynccontextmanager
-    async def lock(self, account_id: str, tunnel_id: str) -> AsyncIterator[None]:
+    async def lock(self, account_id: str, tunnel_id: str) -> AsyncIterator[Held]:
         """Hold the tunnel's Lease for the duration of the block; :class:`TimeoutError` when another holder
-        keeps it longer than ``wait`` seconds."""
+        keeps it longer than ``wait`` seconds. Yields the :class:`Held` note."""
         name, tunnel = lease_name(self.owner_id, account_id, tunnel_id), f"{account_id}/{tunnel_id}"
         deadline = time.monotonic() + self.wait
         local = self._local.setdefault(name, asyncio.Lock())
@@ -134,11 +145,12 @@ class TunnelLeases:
         try:
             held = await self._acquire(name, tunnel, deadline)
             renewing = asyncio.create_task(self._renew(name, held), name=f"renew {name}")
+            note = Held(((held.get("metadata") or {}).get("annotations") or {}).get(NOTE_ANNOTATION))
             try:
-                yield
+                yield note
             finally:
                 renewing.cancel()
-                await self._settle(name, self._let_go(name, renewing, held))
+                await self._settle(name, self._let_go(name, renewing, held, note.leave))
         finally:
             local.release()
 
@@ -165,12 +177,14 @@ class TunnelLeases:
     # --- internals --------------------------------------------------------------------------------
 
     def _body(self, name: str, tunnel: str, current: Mapping[str, Any] | None, now: datetime,
-              holder: str | None) -> dict[str, Any]:
-        """The Lease with ``holder`` (None: free), keeping the current metadata and conditional on its
-        resourceVersion."""
+              holder: str | None, note: str | None = None) -> dict[str, Any]:
+        """The Lease with ``holder`` (None: free) and `note` (None: the current one kept), keeping the current
+        metadata and conditional on its resourceVersion."""
         meta = dict((current or {}).get("metadata") or {})
         labels = {**(meta.get("labels") or {}), MANAGED_BY: "chutes-operator", LABEL_OWNER: self.owner_id}
         annotations = {**(meta.get("annotations") or {}), TUNNEL_ANNOTATION: tunnel}
+        if note is not None:
+            annotations[NOTE_ANNOTATION] = note
         meta.update(name=name, namespace=self.namespace, labels=labels, annotations=annotations)
         spec = dict((current or {}).get("spec") or {})
         previous = spec.get("holderIdentity")
@@ -259,12 +273,14 @@ class TunnelLeases:
         except asyncio.CancelledError:
             return held
 
-    async def _let_go(self, name: str, renewing: asyncio.Task[dict[str, Any]], held: dict[str, Any]) -> None:
-        """End of the block: the renewal stopped (its last version is the one to release), then the release."""
+    async def _let_go(self, name: str, renewing: asyncio.Task[dict[str, Any]], held: dict[str, Any],
+                      note: str | None) -> None:
+        """End of the block: the renewal stopped (its last version is the one to release), then the release
+        (leaving `note`, if any)."""
         await asyncio.wait([renewing])  # never raises the renewal's own cancellation
         if not renewing.cancelled() and renewing.exception() is None:
             held = renewing.result()
-        await self._release(name, held)
+        await self._release(name, held, note)
 
     async def _settle(self, name: str, release: Coroutine[Any, Any, None]) -> None:
         """Run `release` to its end even when the calling task is cancelled meanwhile (once more, or again and
@@ -285,7 +301,7 @@ class TunnelLeases:
         if cancelled:
             raise asyncio.CancelledError
 
-    async def _release(self, name: str, held: dict[str, Any] | None) -> None:
+    async def _release(self, name: str, held: dict[str, Any] | None, note: str | None = None) -> None:
         """Clear the holder when the Lease still names us (conditional on the version we wrote, else on the one
         read when `held` is None; re-read once on a conflict). Failures are only logged: the Lease then expires
         by itself."""
@@ -300,7 +316,7 @@ class TunnelLeases:
                         TUNNEL_ANNOTATION) or "")
                     try:
                         await kube.replace_lease(self.api, self.namespace, name,
-                                                 self._body(name, tunnel, current, datetime.now(UTC), None))
+                                                 self._body(name, tunnel, current, datetime.now(UTC), None, note))
                         return
                     except kube.StaleObject:
                         current = await kube.read_lease(self.api, self.namespace, name)

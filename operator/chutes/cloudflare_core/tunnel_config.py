@@ -97,7 +97,7 @@ MAX_ROUNDS = 3  # GET → merge → PUT rounds of one flush when other writers k
 # "Is this existing rule (wire form) ours": the caller's proof of ownership, asked at merge time.
 RulePredicate = Callable[[Mapping[str, Any]], bool]
 # Held around each flush of one tunnel's writer: (account id, tunnel id) → an async context manager.
-TunnelLock = Callable[[str, str], AbstractAsyncContextManager[None]]
+TunnelLock = Callable[[str, str], AbstractAsyncContextManager[Any]]  # what it yields is the lock's own
 RuleKey = tuple[str, str | None]  # (hostname, path) of a rule
 
 

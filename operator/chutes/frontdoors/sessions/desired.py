@@ -15,6 +15,8 @@ replicas compute the same objects, markers and names (the seed's naming, v1):
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import re
 from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -342,3 +344,33 @@ def route_changes(
 
 def route_names(session: Session) -> tuple[str, ...]:
     return tuple(route_name(session, kind) for kind in ROUTE_KINDS)
+
+
+# --- replicas: a pass another replica made -------------------------------------------------------------------
+
+NOTE_FRESH_SECONDS = 30.0  # how long a replica's clean pass answers the other replicas' passes for Pod events
+
+
+def pass_digest(sessions: Iterable[Session], protected: Iterable[str]) -> str:
+    """What a pass makes true, as far as its inputs go: the sessions it publishes (hash, hostname, adoption) and
+    the hashes it keeps from removal. Two replicas that list the same Pods compute the same digest."""
+    wanted = sorted((session.hash, session.hostname, session.adopt) for session in sessions)
+    return hashlib.sha256(json.dumps([wanted, sorted(set(protected))]).encode()).hexdigest()[:32]
+
+
+def pass_note(digest: str, clean: bool, now: float) -> str:
+    """The note a pass leaves on the door's Lease: its digest when it ended clean (every session published,
+    nothing blocked, refused by Cloudflare or held back), else none; and when (wall-clock seconds)."""
+    return json.dumps({"digest": digest if clean else "", "at": round(now, 3)}, separators=(",", ":"))
+
+
+def answered_by_note(note: str | None, digest: str, now: float) -> bool:
+    """Whether a pass for Pod events with `digest` may end at once: the note left on the Lease says a clean pass
+    (this replica's or another's) made that very state true less than ``NOTE_FRESH_SECONDS`` ago. Its own drift
+    checks are the timed passes' (resync, verification), which never ask."""
+    try:
+        found = json.loads(note or "")
+        at = float(found["at"])
+    except (ValueError, TypeError, KeyError):
+        return False
+    return bool(digest) and found.get("digest") == digest and 0 <= now - at < NOTE_FRESH_SECONDS

@@ -17,7 +17,11 @@ Order, so that a crash never leaves a rule without the record that proves it our
 
 Replicas take turns: each pass holds a Lease of its own (see ``SessionPublisher._exclusive``), so no
 replica sets a rule from a record another replica is deleting; within the pass, each tunnel flush also
-holds the tunnel's Lease (shared with the other doors of the installation).
+holds the tunnel's Lease (shared with the other doors of the installation). Both replicas see the same Pod
+events: a pass leaves on that Lease the digest of the state it made true when it ended clean, and a pass for
+Pod events that finds its own digest there, fresh, ends at once without a Cloudflare call
+(``desired.answered_by_note``): two replicas cost what one does. Timed passes (start, verification, resync,
+retry) never end so.
 
 What is "ours" (proven, never inferred from a shape): a DNS record whose name is a session hostname
 ``<hash><suffix>.<domain>`` and whose marker names our owner id and ``Session/<ns>/<hash>`` of that very
@@ -70,6 +74,7 @@ from chutes.frontdoors import adoption
 from chutes.frontdoors.sessions import desired as d
 from chutes.frontdoors.sessions.config import SessionConfig
 from chutes.frontdoors.sessions.removal_budget import RemovalBudget
+from chutes.leases import Held
 
 logger = logging.getLogger(__name__)
 
@@ -162,12 +167,15 @@ class SessionPublisher:
         return self._account_id
 
     async def run_pass(self, alive: Callable[[], set[str]] = set, gone: Callable[[], set[str]] = set,
-                       explained: Callable[[], set[str]] = set) -> PassResult:
+                       explained: Callable[[], set[str]] = set, *, for_events: bool = False) -> PassResult:
+        """One pass. `for_events`: it runs for Pod events only (no verification owed): a clean pass of the same
+        inputs noted on the Lease moments ago answers it (see the module docstring)."""
         clock = _Stopwatch()
         account_id = await self.account_id()
-        async with self._exclusive(account_id):
+        async with self._exclusive(account_id) as held:
             clock.lap("lease")
-            return await self._run_pass(clock, account_id, alive, gone, explained)
+            return await self._run_pass(clock, account_id, alive, gone, explained,
+                                        held if isinstance(held, Held) else None, for_events)
 
     def _exclusive(self, account_id: str) -> AbstractAsyncContextManager[None]:
         """One pass at a time among this door's replicas (the installation's tunnel Lease mechanism, under a
@@ -181,7 +189,8 @@ class SessionPublisher:
         return lock(account_id, f"{self.config.tunnel_id}/sessions/{self.config.watch_namespace}")
 
     async def _run_pass(self, clock: _Stopwatch, account_id: str, alive: Callable[[], set[str]],
-                        gone: Callable[[], set[str]], explained: Callable[[], set[str]]) -> PassResult:
+                        gone: Callable[[], set[str]], explained: Callable[[], set[str]], held: Held | None,
+                        for_events: bool) -> PassResult:
         config = self.config
         pods = await kube.list_pods(self.api, config.watch_namespace, config.pod_selector.text)
         sessions, refused = d.sessions_from_pods(config, pods)
@@ -193,7 +202,23 @@ class SessionPublisher:
         await asyncio.gather(*(self.events.warn(r.pod, r.reason, r.message) for r in refused))
 
         # Listed, so not protected: what an unauthorized session had published goes like a removed one's.
-        protected = _Protected(config, set(sessions) | {r.session_hash for r in unauthorized}, alive)
+        listed = set(sessions) | {r.session_hash for r in unauthorized}
+        digest = d.pass_digest(sessions.values(), listed | alive())
+        wanted = tuple(session.hostname for session in sessions.values())
+        if for_events and held is not None and d.answered_by_note(held.found, digest, time.time()):
+            self._announced, self._published = set(wanted), set(wanted)  # published and announced by that pass
+            return PassResult(sessions=len(sessions), refused=len(refused), published=wanted)
+        result = await self._reconcile(clock, account_id, sessions, refused, listed, alive, gone, explained)
+        if held is not None:
+            clean = not (result.blocked or result.held) and result.published == wanted
+            held.leave = d.pass_note(digest, clean, time.time())
+        return result
+
+    async def _reconcile(self, clock: _Stopwatch, account_id: str, sessions: dict[str, d.Session],
+                         refused: list[d.Refusal], listed: set[str], alive: Callable[[], set[str]],
+                         gone: Callable[[], set[str]], explained: Callable[[], set[str]]) -> PassResult:
+        config = self.config
+        protected = _Protected(config, listed, alive)
         cap = _RemovalCap(None if self.removals is None else self.removals.available(),
                           {d.hostname(config, value) for value in explained()})
         result = PassResult(sessions=len(sessions), refused=len(refused))

@@ -157,6 +157,7 @@ class SessionLoop:
             started = self._clock()
             cause = self.scheduler.cause()
             repairing = repairs.session_pass_repairs(cause)  # not a pass for Pod events
+            for_events = self.scheduler.for_events_only(started)
             self.scheduler.started(started)
             try:
                 async with metrics.reconcile_timer(FRONT_DOOR):
@@ -164,7 +165,7 @@ class SessionLoop:
                     with repairs.scope(FRONT_DOOR, repairing, reuse_listings=cause == "resync"):
                         result = await self.publisher.run_pass(self.alive_hashes,
                                                                functools.partial(self.gone_since, started),
-                                                               self.recently_gone)
+                                                               self.recently_gone, for_events=for_events)
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # never let the task die: log, back off, try again

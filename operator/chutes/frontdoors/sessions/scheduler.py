@@ -90,6 +90,11 @@ class PassScheduler:
         cap has room again for removals held back) or ``retry``."""
         return "events" if self.pending else self._due_cause
 
+    def for_events_only(self, now: float) -> bool:
+        """Whether the pass starting `now` runs for Pod events alone: no timed pass (verification of our own
+        write, resync, retry, start, window) is due by then."""
+        return self.pending and now < self._due
+
     def started(self, now: float) -> None:
         """A pass starts: it sees every change so far."""
         self._first_change = self._first_addition = self._last_change = None

@@ -181,6 +181,16 @@ async def test_the_server_name_checked_is_the_addresss_host(routerhosts: Any) ->
             await wrong_name.list_all()
 
 
+async def test_an_unreachable_server_is_hosts_unavailable_and_an_empty_address_an_error(routerhosts: Any) -> None:
+    async with GrpcHostsBackend("127.0.0.1:1", routerhosts.ca, routerhosts.cert, routerhosts.key,
+                                timeout=1.0, backoff=0.01, attempts=2) as nobody:
+        with pytest.raises(HostsUnavailable) as down:
+            await nobody.get("01J00000000000000000000000")
+    assert down.value.code in {"UNAVAILABLE", "DEADLINE_EXCEEDED"}
+    with pytest.raises(ValueError, match="address is empty"):
+        GrpcHostsBackend("", routerhosts.ca, routerhosts.cert, routerhosts.key)
+
+
 async def test_a_client_certificate_from_another_ca_is_refused(routerhosts: Any, tmp_path: Path) -> None:
     other = make_certs(tmp_path / "other")
     async with GrpcHostsBackend(routerhosts.address, routerhosts.ca, other.client_cert, other.client_key,

@@ -7,7 +7,7 @@ PORT   ?= 8787
 # Test processes (pytest-xdist): the suite mostly waits on the operator; 4 was the fastest and steadiest of 4, 6, 8 on 2 cores.
 TEST_WORKERS ?= 4
 
-.PHONY: demo test lint sandbox kube-sandbox run bench lock crds clean
+.PHONY: demo test lint sandbox kube-sandbox routerhosts-sandbox run bench lock crds proto clean
 
 $(STAMP): pyproject.toml operator/requirements-runtime.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ lint: $(STAMP)
 sandbox: $(STAMP)
 	$(PY) -m chutes.sandbox.cloudflare --port $(PORT)
 
+## routerhosts-sandbox: the router-hosts gRPC server emulator on PORT (mTLS; prints address and cert paths as one JSON line)
+routerhosts-sandbox: $(STAMP)
+	$(PY) -m chutes.sandbox.routerhosts --port $(PORT)
+
 ## kube-sandbox: the Kubernetes API emulator (prints its URL and kubeconfig path)
 kube-sandbox: $(STAMP)
 	$(PY) -m chutes.sandbox.kubernetes --port 0 --crds crds
@@ -49,6 +53,10 @@ bench: $(STAMP)
 ## after `pip install -U <package>` in .venv, to move the pins on
 lock:
 	$(PY) tests/runtime_lock.py > operator/requirements-runtime.txt.new && mv operator/requirements-runtime.txt.new operator/requirements-runtime.txt
+
+## proto: regenerate operator/chutes/hosts_core/generated/ from hosts_core/proto/ (grpcio-tools; never edit them by hand)
+proto: $(STAMP)
+	$(PY) tests/proto_gen.py
 
 ## crds: copy crds/ into the Helm chart (a test checks they are identical)
 crds:

@@ -304,6 +304,54 @@ def test_routes_deleted_while_the_operator_was_down_are_swept(world: World) -> N
     wait_for("tenant count", lambda: world.tenant_status().get("summary", {}).get("managedHTTPRoutes") == 0)
 
 
+def deletions_per_sweep_pass(cf: Any) -> list[int]:
+    """Cloudflare deletions (DNS records in batches or one by one, tunnel rules: configuration PUTs, Access
+    applications, tokens) before the first sweep pass, then during each pass and up to the next (a pass over a
+    tenant naming no zone begins by listing the account's zones)."""
+    passes = [0]
+    for r in cf.requests:
+        if r.op == "zones.list" and "name" not in r.query and r.status == 200:
+            passes.append(0)
+        elif r.op == "dns.batch" and r.status == 200:
+            passes[-1] += len((r.body or {}).get("deletes") or [])
+        elif (r.method == "DELETE" or r.op == "tunnels.config.put") and 200 <= r.status < 300:
+            passes[-1] += 1
+    return passes
+
+
+def test_routes_the_events_missed_are_removed_within_the_one_deletion_cap(world: World) -> None:
+    """The state ConfigMaps of routes deleted while no operator watched are evidence for the one orphan sweep,
+    not a second, uncapped one: with a cap of 1 each pass deletes one Cloudflare object and says what waits
+    (SweepCapReached on the tenant); a route's state and token Secret go once its objects are gone."""
+    home(world)
+    world.route("a", "a.example.com")
+    world.route("b", "b.example.com", **{"serviceToken.enabled": "true"})
+    world.wait_ready("a")
+    world.wait_ready("b")
+    world.stop()
+    world.delete_route("a")
+    world.delete_route("b")
+    world.cf.reset_log()
+
+    world.start(sweep=1.0, sweep_max_deletions=1)
+    # Rules first, then records (a's first), then b's token: a is done at the third pass, b at the fifth.
+    wait_for("a's state removed", lambda: world.state("a") is None, timeout=30)
+    assert world.records("a.example.com") == [] and world.rule("a.example.com") is None
+    assert world.state("b") is not None and world.tokens("cfzt-b.example.com")  # b's objects wait: so does its state
+    wait_for("b swept", lambda: world.state("b") is None and world.secret("cfzt-svctoken-b") is None, timeout=30)
+    assert world.records() == [] and world.tokens() == [] and world.rule("b.example.com") is None
+    assert world.claims() == {}
+    deletions = deletions_per_sweep_pass(world.cf)
+    assert sum(deletions) == 5 and max(deletions) == 1, deletions
+
+    def warnings() -> list[str]:
+        return [m for t, r, m in world.events("home", OPNS) if (t, r) == ("Warning", "SweepCapReached")]
+
+    found = wait_for("four SweepCapReached Warnings", lambda: len(warnings()) >= 4 and warnings())
+    assert all("deleted 1 orphaned Cloudflare object(s)" in m and "(sweep_max_deletions=1)" in m for m in found)
+    assert sorted(m.partition("; ")[2].partition(" more")[0] for m in found) == ["1", "2", "3", "4"], found
+
+
 def test_a_route_left_by_the_seed_is_adopted_and_deletes_without_hanging(world: World) -> None:
     """The seed left: an unmarked CNAME, its state ConfigMap, and kopf's default finalizer on the route."""
     world.token_secret()
@@ -329,6 +377,28 @@ def test_a_route_left_by_the_seed_is_adopted_and_deletes_without_hanging(world: 
     world.delete_route("old")
     wait_for("route gone", lambda: not world.route_exists("old"))
     assert world.records() == [] and world.rule("old.example.com") is None and world.state("old") is None
+
+
+def test_a_seed_route_deleted_while_no_operator_watched_is_swept_from_its_state(world: World) -> None:
+    """What the seed published for a route deleted before the switch is named only by its state ConfigMap: the
+    sweep records it in a claim (the state's record id, the name the route would use) and removes it; a hand-made
+    record beside it stays."""
+    world.token_secret()
+    world.tenant()
+    world.namespace(OPNS)
+    seed = world.sdk.dns.records.create(zone_id=world.zone, name="old.example.com", type="CNAME",
+                                        content=f"{world.tunnel}.cfargotunnel.com", proxied=True, ttl=1)
+    hand_made = world.sdk.dns.records.create(zone_id=world.zone, name="hand.example.com", type="CNAME",
+                                             content=f"{world.tunnel}.cfargotunnel.com", proxied=True, ttl=1)
+    assert seed is not None and hand_made is not None
+    world.core.create_namespaced_config_map(OPNS, {"metadata": {"name": "cfzt-apps-old", "labels": {
+        "app.kubernetes.io/managed-by": "cfzt-operator", "cfzt.cloudflare.com/httproute-name": "old",
+        "cfzt.cloudflare.com/httproute-namespace": "apps", "cfzt.cloudflare.com/tenant": "home"}}, "data": {
+        "annotation_hash": "seed", "hostname": "old.example.com", "tenant_name": "home", "tunnel_id": world.tunnel,
+        "zone_id": world.zone, "cname_record_id": seed.id, "httproute_namespace": "apps", "httproute_name": "old"}})
+    world.start(sweep=0.5)
+    wait_for("swept", lambda: world.state("old") is None and world.records("old.example.com") == [], timeout=30)
+    assert [r["id"] for r in world.records()] == [hand_made.id] and world.claims() == {}
 
 
 def test_a_route_published_before_the_ledger_is_bootstrapped_and_deletes_cleanly(

@@ -180,6 +180,25 @@ def test_a_deleted_httproute_leaves_its_objects_under_upsert_only(route_world: r
     assert bool(world.apps("app.example.com")) is kept
 
 
+def test_a_route_deleted_while_no_operator_watched_leaves_its_objects_and_claim_under_upsert_only(
+        route_world: routes.World) -> None:
+    """The orphan sweep settles the Kubernetes side (state ConfigMap) and keeps what the policy keeps: the
+    Cloudflare objects and the claim that proves them ours (removed once the policy allows it)."""
+    world = route_world
+    world.token_secret()
+    world.tenant()
+    world.start(policy="upsert-only")
+    world.route("app", "app.example.com", **{"access.enabled": "true", "access.allowEmails": "alice@example.org"})
+    world.wait_ready("app")
+    world.stop()
+    world.delete_route("app")
+
+    world.start(policy="upsert-only", sweep=0.5)
+    wait_for("state ConfigMap removed", lambda: world.state("app") is None)
+    assert world.records("app.example.com") and world.rule("app.example.com") and world.apps("app.example.com")
+    assert world.claims()["app.example.com"]["source"] == "HTTPRoute/apps/app"
+
+
 def test_create_only_revokes_route_emails_and_says_what_it_left_as_it_is(route_world: routes.World) -> None:
     """An HTTPRoute under create-only: a removed email loses access; an added one and a new session duration
     are not applied, and Ready says so (PolicyForbidsUpdate, what is live, a Warning Event); allow rules all

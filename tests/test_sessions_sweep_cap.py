@@ -8,7 +8,7 @@ import datetime
 import re
 from typing import Any
 
-from chutes.frontdoors.sessions.removal_budget import RemovalBudget
+from chutes.sweep.cap import RemovalBudget
 from harness import sessions as h
 from harness.sessions import api_fixture, fast_timing_fixture  # noqa: F401  (pytest fixtures)
 from harness.waiting import wait_for

@@ -22,6 +22,7 @@ from chutes.cloudflare_core import CloudflareCore, CloudflareError, NotFound
 from chutes.cloudflare_core.models import AccessApp, DnsRecord, ServiceToken, Tunnel
 from chutes.observability import metrics
 from chutes.sweep import verdict as v
+from chutes.sweep.cap import per_pass_message
 
 __all__ = ["ClaimLedger", "Scope", "SweepReport", "sweep"]
 
@@ -80,18 +81,8 @@ class SweepReport:
 
     def cap_message(self) -> str:
         """The Warning Event's message when the cap was hit."""
-        deleted = sum(d.object != v.CLAIM for d in self.deleted)
-        if self.cap == 0:
-            return (f"{len(self.deferred)} orphaned Cloudflare object(s) found, none deleted: the sweep deletion cap "
-                    f"(sweep_max_deletions) is 0, report only. First: {_first(self.deferred)}")
-        return (f"deleted {deleted} orphaned Cloudflare object(s), the cap per pass "
-                f"(sweep_max_deletions={self.cap}); {len(self.deferred)} more wait for the next pass. "
-                f"Next: {_first(self.deferred)}")
-
-
-def _first(deletions: Sequence[v.Deletion], count: int = 3) -> str:
-    shown = ", ".join(d.describe() for d in deletions[:count])
-    return shown + (", ..." if len(deletions) > count else "")
+        return per_pass_message(self.cap, sum(d.object != v.CLAIM for d in self.deleted),
+                                [d.describe() for d in self.deferred])
 
 
 def _enforced(core: CloudflareCore) -> bool:

@@ -28,9 +28,9 @@ remains after the pass, or a rule for its domain remains in a tunnel whose confi
 domain lies outside the zones listed (what routes to it is unknown). A tunnel is never deleted while it has
 active connections or a DNS record that stays points to it.
 
-The cap keeps the first `cap` Cloudflare deletions of that order; because the order puts every deletion before
-those that depend on it, any prefix is safe. A claim is released only when none of its objects is deferred or
-kept. The rest waits for the next pass (it is found again).
+The cap (:class:`chutes.sweep.cap.Allowance`, every door's rule) keeps the first `cap` Cloudflare deletions of that
+order; because the order puts every deletion before those that depend on it, any prefix is safe. A claim is
+released only when none of its objects is deferred or kept. The rest waits for the next pass (it is found again).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from typing import Any, Protocol
 from chutes.cloudflare_core.errors import InvalidInput
 from chutes.cloudflare_core.models import AccessApp, DnsRecord, ServiceToken, Tunnel, normalize_name, tunnel_of
 from chutes.cloudflare_core.ownership import Ownership, legacy_marker, marker, parse
+from chutes.sweep.cap import Allowance
 
 __all__ = [
     "ACCESS_APP",
@@ -399,8 +400,11 @@ def judge(inventory: Inventory, names: DoorNames, wants: Wants, cap: int) -> Ver
             add(Deletion(TUNNEL, tunnel_name, tunnel_id, source=claim.source, claim=claim.name))
 
     ordered = [deletion for phase in ORDER[:-1] for deletion in by_phase[phase]]
-    limit = max(0, cap)
-    now, later = ordered[:limit], ordered[limit:]
+    allowance = Allowance(cap)
+    now: list[Deletion] = []
+    later: list[Deletion] = []
+    for deletion in ordered:
+        (now if allowance.allows(deletion) else later).append(deletion)
     waiting = {deletion.claim for deletion in later if deletion.claim} | blocked
     releases = [Deletion(CLAIM, claim.key, source=claim.source, claim=claim.name)
                 for claim in orphans if claim.name not in waiting]

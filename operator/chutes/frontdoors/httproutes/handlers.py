@@ -216,10 +216,6 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
                 initial_delay=min(60.0, settings.sweep_interval))
     async def tenant_sweep(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
         stopped: kopf.DaemonStopped = kwargs["stopped"]
-        ctx = context(memo, kwargs)
-        if await upkeep.sweep_tenant(ctx, body, kopf.event):
-            await status.write_tenant_status(ctx, body, synced=False)
-        if not body["metadata"].get("deletionTimestamp"):  # then what the states no longer say, via Cloudflare
-            report = await unless_stopped(orphans.sweep_tenant(ctx, body, settings.sweep_max_deletions,
-                                                               settings.namespaces), stopped.wait())
-            announce(report, EventSink(body, kopf.event))
+        report = await unless_stopped(orphans.sweep_tenant(context(memo, kwargs), body, settings.sweep_max_deletions,
+                                                           kopf.event, settings.namespaces), stopped.wait())
+        announce(report, EventSink(body, kopf.event))

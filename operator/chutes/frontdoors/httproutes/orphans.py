@@ -1,27 +1,32 @@
-"""The HTTPRoute front door's orphan sweep through Cloudflare (after the state-based cleanup of :mod:`upkeep`):
-what every HTTPRoute wants, from fresh listings, and one pass over a tenant's account and zone(s), judged by this
-installation's claims and DNS markers (:mod:`chutes.sweep.verdict`).
+"""The HTTPRoute front door's orphan sweep, one pass per tenant: what every HTTPRoute wants (fresh listings), judged
+by this installation's claims and DNS markers (:mod:`chutes.sweep.verdict`) over the tenant's account and zone(s),
+within the one deletion cap. An enabled route wants the hostname its annotations ask for (whatever its reconcile's
+outcome), unless the hostname rules refuse it to the route's namespace.
 
-It finds what the state-based cleanup cannot: claims and records whose route and state ConfigMap are both gone
-(deleted by hand, a crash between two writes), and hostnames a live route no longer asks for. An enabled route
-wants the hostname its annotations ask for (whatever its reconcile's outcome), unless the hostname rules refuse
-it to the route's namespace.
+The state ConfigMaps of the tenant's routes that the events missed (deleted or disabled while no operator watched,
+in a namespace served) are evidence, not a sweep of their own: before the pass judges, what a state names and no
+claim of the route records yet (an earlier version's or the seed's objects) is recorded in one, bootstrapped from
+the state (:func:`_prove`); after it, once no claim of the route records anything, the rest is settled
+(:func:`teardown.settle`: state, token Secret, result annotations, hand-over). Only the verdict deletes in Cloudflare.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from chutes import kube
+from chutes.cloudflare_core import CloudflareCore
 from chutes.frontdoors.httproutes import annotations as a
 from chutes.frontdoors.httproutes import desired as d
-from chutes.frontdoors.httproutes import references
+from chutes.frontdoors.httproutes import ledger, references, teardown, upkeep
+from chutes.frontdoors.httproutes import state as s
 from chutes.frontdoors.httproutes.context import Context
-from chutes.frontdoors.httproutes.problems import Problem
+from chutes.frontdoors.httproutes.problems import Post, Problem
 from chutes.sweep import engine
-from chutes.sweep.verdict import DoorNames, Wants
+from chutes.sweep.verdict import CLAIM, DoorNames, Wants
 
 logger = logging.getLogger(__name__)
 
@@ -62,20 +67,61 @@ async def load_wants(ctx: Context, namespaces: tuple[str, ...]) -> Wants:
     return route_wants(routes, ctx.rules, namespaces)
 
 
-async def sweep_tenant(ctx: Context, body: Mapping[str, Any], cap: int,
+async def sweep_tenant(ctx: Context, body: Mapping[str, Any], cap: int, post: Post,
                        namespaces: tuple[str, ...] = ()) -> engine.SweepReport | None:
-    """One pass over the tenant's account, zone (every zone of the account when it names none) and tunnel;
-    None when the tenant or its token is unusable (nothing is swept)."""
+    """One pass over the tenant's account, zone (every zone of the account when it names none) and tunnel, and the
+    states of its routes the events missed; the report is None when the tenant or its token is unusable (nothing
+    is judged; the states of routes that hold no claim are settled all the same)."""
     where = f"{a.TENANT_KIND} {body['metadata'].get('namespace')}/{body['metadata']['name']}"
+    tenant: d.Tenant | None = None
+    core: CloudflareCore | None = None
     try:
         tenant = d.tenant_from_body(body)
         core = await references.core_for(ctx, tenant)
     except (d.TenantError, Problem) as problem:
         logger.info("Orphan sweep of %s skipped: %s", where, problem)
-        return None
-    scope = engine.Scope(NAMES, tenant.account_id, (tenant.zone_id,) if tenant.zone_id else None, label=where)
+    missed = [st for st in await s.list_states(ctx.api, ctx.operator_namespace, tenant=body["metadata"]["name"])
+              if (not namespaces or st.route_namespace in namespaces)
+              and not upkeep.is_live(await upkeep.read_route(ctx, st.route_namespace, st.route_name))]
+    report = None
+    proven = {st.name: await _prove(ctx, core, tenant.account_id if tenant else "", st) for st in missed}
+    if tenant is not None and core is not None:
+        scope = engine.Scope(NAMES, tenant.account_id, (tenant.zone_id,) if tenant.zone_id else None, label=where)
 
-    async def wants() -> Wants:
-        return await load_wants(ctx, namespaces)
+        async def wants() -> Wants:
+            return await load_wants(ctx, namespaces)
 
-    return await engine.sweep(core, scope, wants, cap, ctx.claims)
+        report = await engine.sweep(core, scope, wants, cap, ctx.claims)
+    for st in missed:
+        source = a.source(st.route_namespace, st.route_name)
+        released = [deletion.name for deletion in (report.deleted if report else ())
+                    if deletion.object == CLAIM and deletion.source == source]
+        settle = functools.partial(teardown.settle, core=core, proven=proven[st.name], released=released)
+        try:
+            await upkeep.route_gone(ctx, st.route_namespace, st.route_name, post, fallback=body, unpublish=settle)
+        except Problem as problem:
+            logger.warning("Orphan sweep of HTTPRoute %s/%s: %s", st.route_namespace, st.route_name, problem.message)
+    return report
+
+
+async def _prove(ctx: Context, core: CloudflareCore | None, account_id: str, st: s.RouteState) -> bool:
+    """Whether what the state names is the verdict's to judge: nothing, or its hostname is recorded in a claim of
+    the route, or gets one now (bootstrapped from the state), or another source holds it (nothing there is the
+    route's). False, keeping the state for a later pass, when that could not be done (no usable tenant, a failure;
+    dry-run, which writes no claim)."""
+    if not ledger.hints(st, st.hostname):
+        return True
+    source = a.source(st.route_namespace, st.route_name)
+    async with ctx.runtime.lock(st.route_namespace, st.route_name), ctx.runtime.hostnames(st.hostname):
+        held = await ctx.claims.list(kind="hostname", source=source)
+        if any(claim.key == st.hostname and claim.entries for claim in held):
+            return True
+        if core is None or core.dry_run:
+            return False
+        try:
+            await teardown.legacy_claim(core, ctx.claims, st, source, account_id)
+        except Problem as problem:
+            logger.warning("Orphan sweep of HTTPRoute %s/%s: recording what its state names: %s",
+                           st.route_namespace, st.route_name, problem.message)
+            return False
+    return True

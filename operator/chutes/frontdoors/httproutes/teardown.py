@@ -2,7 +2,8 @@
 which are hints only): for each hostname claim of the route, routing first (tunnel rule, then the route's own
 DNS records), then the Access application, then the service token (:func:`claiming.tear_down_hostname`), and the
 claim is released once nothing it records is left. The state ConfigMap (the seed-compatible record of the past)
-and the token Secret go after every claim of the route is released; until then the sweep retries from them.
+and the token Secret go after every claim of the route is released; until then the sweep judges the claims
+(:func:`settle` is its side of a route the events missed: the Cloudflare objects are the sweep's verdict's).
 
 A route whose state names objects at a hostname it holds no claim on (published by an earlier version, or by the
 seed) gets the claim first, bootstrapped from the state (:func:`ledger.bootstrap`); a hostname claimed by another
@@ -14,6 +15,8 @@ interleave in this process.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from typing import Protocol
 
 from chutes import conditions as c
 from chutes import kube
@@ -27,8 +30,17 @@ from chutes.frontdoors.httproutes import state as s
 from chutes.frontdoors.httproutes.context import Context
 from chutes.frontdoors.httproutes.problems import EventSink, Problem
 from chutes.frontdoors.retries import LOST_RETRY
+from chutes.observability import metrics
 
 logger = logging.getLogger(__name__)
+
+
+class Unpublish(Protocol):
+    """How :func:`chutes.frontdoors.httproutes.upkeep.route_gone` removes what a route published: :func:`teardown`
+    or :func:`settle`. Returns the hostnames released."""
+
+    async def __call__(self, ctx: Context, namespace: str, name: str, st: s.RouteState | None, events: EventSink, *,
+                       tenant_name: str = "", held: list[Claim] | None = None) -> list[str]: ...
 
 
 def announce(hostname: str, done: claiming.Teardown, events: EventSink) -> None:
@@ -84,6 +96,28 @@ async def teardown(ctx: Context, namespace: str, name: str, st: s.RouteState | N
     if not core.dry_run and (not kept or not claiming.enforced(core)):  # a policy that keeps the objects keeps
         await _forget(ctx, st)  # their proof in the claims; the Kubernetes side completes all the same
     return sorted(set(released))
+
+
+async def settle(ctx: Context, namespace: str, name: str, st: s.RouteState | None, events: EventSink, *,
+                 tenant_name: str = "", held: list[Claim] | None = None, core: CloudflareCore | None = None,
+                 proven: bool = True, released: Sequence[str] = ()) -> list[str]:
+    """The orphan sweep's :func:`teardown` of a route the events missed, once the pass's verdict has removed what it
+    could of the Cloudflare objects its claims record (within the cap) and released the claims left with nothing
+    (`released`: their hostnames). Claims that record nothing are released; the token Secret and the state go when
+    what the state names was `proven` (recorded in a claim before the pass judged, or another source's) and no claim
+    records anything any more, or `core` never deletes (a write policy: objects and claims stay; not dry-run)."""
+    claims = held if held is not None else await ctx.claims.list(kind="hostname", source=a.source(namespace, name))
+    done = list(released)
+    for claim in claims:
+        if not claim.entries:
+            await ctx.claims.release(claim)
+            done.append(claim.key)
+    kept_by_policy = core is not None and not core.dry_run and not claiming.enforced(core)
+    if st is not None and proven and (kept_by_policy or not any(claim.entries for claim in claims)):
+        await _forget(ctx, st)
+        metrics.orphan_removed("httproutes", "httproute")
+        logger.info("Removed what HTTPRoute %s/%s had published (orphan sweep)", namespace, name)
+    return sorted(set(done))
 
 
 async def find_tenant(ctx: Context, tenant_name: str, namespace: str, name: str, events: EventSink) -> d.Tenant | None:

@@ -1,6 +1,6 @@
 """Level-based upkeep: re-reconcile the routes a template or tenant change concerns, the periodic forced
-resync (drift repair), the cleanup of a route deleted or no longer enabled (delete event, and the orphan
-sweep for what the events missed). No finalizer is needed on HTTPRoutes.
+resync (drift repair), the cleanup of a route deleted or no longer enabled (its watch event; the orphan sweep,
+:mod:`orphans`, for what the events missed). No finalizer is needed on HTTPRoutes.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from chutes.frontdoors.httproutes.context import Context
 from chutes.frontdoors.httproutes.problems import EventSink, Post, Problem
 from chutes.frontdoors.httproutes.publish import reconcile_route
 from chutes.frontdoors.httproutes.report import RouteReport
-from chutes.frontdoors.httproutes.teardown import teardown
+from chutes.frontdoors.httproutes.teardown import Unpublish, teardown
 from chutes.observability import metrics
 
 logger = logging.getLogger(__name__)
@@ -65,11 +65,13 @@ async def reconcile_refs(ctx: Context, refs: Iterable[d.RouteRef], post: Post, *
 
 async def route_gone(ctx: Context, namespace: str, name: str, post: Post,
                      route: Mapping[str, Any] | None = None, fallback: Mapping[str, Any] | None = None,
-                     refusal: tuple[str, str] | None = None) -> bool:
+                     refusal: tuple[str, str] | None = None, *, unpublish: Unpublish = teardown) -> bool:
     """Remove what the route published (it is deleted or no longer enabled), from its claims. Events go to the
     route, or to `fallback` (its tenant) when the route is gone for good. False when there was nothing to remove.
     `refusal` (reason, message): why a route that is not deleted is not published (a malformed ``enabled``
-    value): its only condition, with a Warning Event when new, instead of no condition at all.
+    value): its only condition, with a Warning Event when new, instead of no condition at all. `unpublish`: how
+    (:func:`teardown.teardown` for a watch event; the orphan sweep, whose verdict removes the Cloudflare objects
+    within its cap, passes :func:`teardown.settle`).
 
     Hand-over: each hostname whose claim the teardown released goes to the routes waiting for it, reconciled at
     once; they publish objects of their own (nothing of this route's is left to them)."""
@@ -87,8 +89,8 @@ async def route_gone(ctx: Context, namespace: str, name: str, post: Post,
             hint = d.route_ref(body) if body is not None else None
             hostnames = [st.hostname if st is not None else "", *(claim.key for claim in held)]
             async with ctx.runtime.hostnames(*hostnames):
-                released = await teardown(ctx, namespace, name, st, events, tenant_name=hint.tenant if hint else "",
-                                          held=held)
+                released = await unpublish(ctx, namespace, name, st, events, tenant_name=hint.tenant if hint else "",
+                                           held=held)
             metrics.HOSTNAMES.forget("httproutes", source)
         if current is not None and current["metadata"].get("deletionTimestamp"):
             await _drop_legacy_finalizer(ctx, current)
@@ -123,24 +125,6 @@ async def _drop_legacy_finalizer(ctx: Context, route: Mapping[str, Any]) -> None
                                             meta["namespace"], a.LEGACY_FINALIZER):
         logger.info("HTTPRoute %s/%s: removed the seed operator's finalizer %s", meta["namespace"],
                     meta["name"], a.LEGACY_FINALIZER)
-
-
-async def sweep_tenant(ctx: Context, tenant: Mapping[str, Any], post: Post) -> int:
-    """Clean up after routes whose state names this tenant and that are gone or no longer enabled."""
-    removed = 0
-    for st in await s.list_states(ctx.api, ctx.operator_namespace, tenant=tenant["metadata"]["name"]):
-        route = await read_route(ctx, st.route_namespace, st.route_name)
-        if is_live(route):
-            continue
-        try:
-            if await route_gone(ctx, st.route_namespace, st.route_name, post, route, fallback=tenant):
-                removed += 1
-                metrics.orphan_removed("httproutes", "httproute")
-                logger.info("Removed what HTTPRoute %s/%s had published (orphan sweep)", st.route_namespace,
-                            st.route_name)
-        except Problem as problem:
-            logger.warning("Orphan sweep of HTTPRoute %s/%s: %s", st.route_namespace, st.route_name, problem.message)
-    return removed
 
 
 def tenant_users(ctx: Context, tenant: Mapping[str, Any]) -> list[d.RouteRef]:

@@ -20,10 +20,10 @@ from chutes.frontdoors.sessions.config import SessionConfig, load_config, requir
 from chutes.frontdoors.sessions.health import HealthServer
 from chutes.frontdoors.sessions.podwatch import PodWatch
 from chutes.frontdoors.sessions.reconcile import PodEvents, SessionPublisher
-from chutes.frontdoors.sessions.removal_budget import RemovalBudget
 from chutes.frontdoors.sessions.runner import SessionLoop
 from chutes.frontdoors.sessions.scheduler import Timing
 from chutes.settings import Settings
+from chutes.sweep.cap import RemovalBudget
 
 
 def implied_namespaces(environ: Mapping[str, str]) -> tuple[str, ...]:

@@ -32,10 +32,10 @@ IngressRoutes labelled ``app.kubernetes.io/managed-by=opencode-cloudflare-operat
 
 Removals the watch explains (the session's last Pod was seen going) are never held back. Any other removal
 (Pods deleted while no replica was watching, a selector or hostname rules that no longer match) is an orphan
-sweep and is budgeted per time window, not per pass (:mod:`removal_budget`: at most sweep_max_deletions such sessions
-per sweep_interval); the rest keep their record and rule until the window has room again, and a Warning Event
-``SweepCapReached`` on the operator's Pod says so and when. A misconfiguration therefore cannot wipe the zone's
-sessions, however many passes run.
+sweep, capped by every door's rule (:mod:`chutes.sweep.cap`) per time window, not per pass: at most
+sweep_max_deletions such sessions per sweep_interval; the rest keep their record and rule until the window has
+room again, and a Warning Event ``SweepCapReached`` on the operator's Pod says so and when. A misconfiguration
+therefore cannot wipe the zone's sessions, however many passes run.
 
 The Pod listing of a pass can be older than what another replica just did. Two reports of the watch
 cover that window: ``alive`` (hashes of Pods the watch reports alive right now) protects a session from
@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import functools
 import logging
 import time
@@ -73,8 +72,8 @@ from chutes.cloudflare_core import (
 from chutes.frontdoors import adoption
 from chutes.frontdoors.sessions import desired as d
 from chutes.frontdoors.sessions.config import SessionConfig
-from chutes.frontdoors.sessions.removal_budget import RemovalBudget
 from chutes.leases import Held
+from chutes.sweep.cap import Allowance, RemovalBudget, per_window_message
 
 logger = logging.getLogger(__name__)
 
@@ -219,8 +218,8 @@ class SessionPublisher:
                          gone: Callable[[], set[str]], explained: Callable[[], set[str]]) -> PassResult:
         config = self.config
         protected = _Protected(config, listed, alive)
-        cap = _RemovalCap(None if self.removals is None else self.removals.available(),
-                          {d.hostname(config, value) for value in explained()})
+        cap = Allowance(None if self.removals is None else self.removals.available(),
+                        {d.hostname(config, value) for value in explained()})
         result = PassResult(sessions=len(sessions), refused=len(refused))
         held_elsewhere = await self._held_elsewhere(sessions, await self._claimed_elsewhere(sessions.values()))
         for value in held_elsewhere:  # listed, so not protected either: nothing of theirs is kept
@@ -238,7 +237,7 @@ class SessionPublisher:
             defer_deletes=True,  # the stale records prove their rules ours: deleted once the rules are gone
         )
         clock.lap("dns")
-        result.wrote, result.held = dns.written, tuple(sorted(cap.held))
+        result.wrote, result.held = dns.written, tuple(sorted(str(name) for name in cap.held))
         warnings = []
         for session, holder in held_elsewhere.values():
             result.blocked[session.hostname] = _claimed_message(session, holder)
@@ -292,18 +291,18 @@ class SessionPublisher:
                                    *(refusal.pod.uid for refusal in refused)])
         return result
 
-    async def _spend(self, cap: _RemovalCap, removed: Iterable[str], result: PassResult) -> None:
+    async def _spend(self, cap: Allowance, removed: Iterable[str], result: PassResult) -> None:
         """Charge the budget with the unexplained removals made; when some wait, say until when."""
         budget = self.removals
         if budget is None:
             return
-        budget.spend(len(cap.allowed & set(removed)))
+        budget.spend(len(set(cap.allowed) & set(removed)))
         if not cap.held:
             return
         opens = budget.opens_at()
         result.held_for = None if opens is None else max(0.0, opens - budget.now())
         if self.operator_pod is not None:
-            await self.events.cap_reached(self.operator_pod, cap.message(budget, opens))
+            await self.events.cap_reached(self.operator_pod, per_window_message(budget, result.held, opens))
 
     async def _claimed_elsewhere(self, sessions: Iterable[d.Session]) -> dict[str, str]:
         """Hostname -> holder of the wanted session hostnames that the installation's ledger says another
@@ -436,36 +435,6 @@ class _Stopwatch:
             return await step
         finally:
             self.laps[name] = time.monotonic() - started
-
-
-class _RemovalCap:
-    """Which of our records a pass may remove: every one the watch explained, and at most `limit` others (what
-    the budget allows now; in the order the DNS sync asks; asking again about an allowed name is free)."""
-
-    def __init__(self, limit: int | None, explained: set[str]) -> None:
-        self._limit = limit
-        self._explained = explained
-        self.allowed: set[str] = set()
-        self.held: set[str] = set()
-
-    def allows(self, name: str) -> bool:
-        if self._limit is None or name in self._explained or name in self.allowed:
-            return True
-        if len(self.allowed) < self._limit:
-            self.allowed.add(name)
-            return True
-        self.held.add(name)
-        return False
-
-    def message(self, budget: RemovalBudget, opens: float | None) -> str:
-        first = ", ".join(sorted(self.held)[:3])
-        if opens is None:
-            return (f"{len(self.held)} session hostname(s) no watched Pod was seen leaving are kept: the deletion cap "
-                    f"(sweep_max_deletions) is 0, report only. First: {first}")
-        when = datetime.datetime.fromtimestamp(opens, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        return (f"{len(self.held)} session hostname(s) no watched Pod was seen leaving wait for the next window of "
-                f"the deletion cap (sweep_max_deletions={budget.limit} per sweep_interval={budget.window:g} s), "
-                f"from {when}: {first}")
 
 
 class _Protected:

@@ -334,3 +334,16 @@ def test_a_gateway_sweep_limited_to_its_namespaces_never_judges_another_installa
     assert judge(inventory([theirs]), GATEWAYS, wanted, 50).deletions == ()
     assert summary(judge(inventory([theirs]), GATEWAYS, gateway_wants([gateway], [config], "default"), 50)) == [
         ("dns_record", "x.example.com")]
+
+
+def test_a_claim_recording_another_account_is_left_to_that_accounts_pass() -> None:
+    """Two tenants in two accounts: tenant A's pass lists account A, where account B's token is absent. Judged
+    there, the token would look gone and the claim be released, leaving the token in account B for good."""
+    claim = FakeClaim("hostname", "b.example.com", ROUTE_GONE, {
+        "service_token": {"id": "tok-b", "account": "acct-b", "name": "cfzt-b.example.com"},
+    })
+    in_a = Inventory(owner_id="default", account_id="acct-a", zones={ZONE: ZONE_NAME}, claims=[claim])
+    assert summary(judge(in_a, ROUTES, Wants(), 50)) == []  # neither a deletion nor a release
+    in_b = Inventory(owner_id="default", account_id="acct-b", zones={ZONE: ZONE_NAME}, claims=[claim])
+    assert summary(judge(in_b, ROUTES, Wants(), 50)) == [("service_token", "cfzt-b.example.com"),
+                                                         ("claim", "b.example.com")]

@@ -151,16 +151,16 @@ async def sweep(core: CloudflareCore, scope: Scope, load_wants: LoadWants, cap: 
         logger.warning("Orphan sweep of %s (%s) skipped: the desired state could not be loaded: %s", where, door,
                        error)
         return SweepReport(skipped=f"the desired state could not be loaded: {error}", cap=cap)
-    inventory = v.Inventory(owner_id=core.owner_id, zones=zones, records=records, tunnels=tunnels, apps=apps,
-                            tokens=tokens, claims=claims)
+    inventory = v.Inventory(owner_id=core.owner_id, account_id=scope.account_id, zones=zones, records=records,
+                            tunnels=tunnels, apps=apps, tokens=tokens, claims=claims)
     try:
         rules = await _rules(core, scope.account_id, v.tunnels_to_read(inventory, scope.names, wants))
     except CloudflareError as error:
         logger.warning("Orphan sweep of %s (%s) skipped: reading tunnel configurations failed: %s", where, door,
                        error)
         return SweepReport(skipped=f"reading tunnel configurations failed: {error}", cap=cap)
-    inventory = v.Inventory(owner_id=core.owner_id, zones=zones, records=records, rules=rules, tunnels=tunnels,
-                            apps=apps, tokens=tokens, claims=claims)
+    inventory = v.Inventory(owner_id=core.owner_id, account_id=scope.account_id, zones=zones, records=records,
+                            rules=rules, tunnels=tunnels, apps=apps, tokens=tokens, claims=claims)
     verdict = v.judge(inventory, scope.names, wants, cap)
     report = SweepReport(deferred=verdict.deferred, kept=verdict.kept, cap=cap, enforced=_enforced(core))
     for reason in verdict.kept:

@@ -127,6 +127,7 @@ class Inventory:
     connections); `claims`: this installation's claims."""
 
     owner_id: str
+    account_id: str = ""  # the scope's account: a claim whose entries record another is not judged here ("": any)
     zones: Mapping[str, str] = field(default_factory=dict)
     records: Mapping[str, Sequence[DnsRecord]] = field(default_factory=dict)
     rules: Mapping[str, Sequence[Mapping[str, Any]]] = field(default_factory=dict)
@@ -190,10 +191,19 @@ def _judged(source: str, names: DoorNames, wants: Wants) -> bool:
     return kind in names.kinds and (wants.namespaces is None or namespace in wants.namespaces)
 
 
+def _in_account(claim: ClaimView, account_id: str) -> bool:
+    """Whether every object `claim` records lives in `account_id` (entries recording no account: any). A claim of
+    another account is that account's scope's: judged with this scope's listings, its objects would look gone
+    (absent from them) and the claim be released while they still exist."""
+    return not account_id or all(str(entry.get("account") or account_id) == account_id
+                                 for entry in claim.entries.values())
+
+
 def orphan_claims(inventory: Inventory, names: DoorNames, wants: Wants) -> list[ClaimView]:
-    """The claims of the door's sources that no live source wants, in a stable order."""
+    """The claims of the door's sources in the scope's account that no live source wants, in a stable order."""
     found = [claim for claim in inventory.claims
-             if _judged(claim.source, names, wants) and not wants.wanted(claim.source, claim.key)]
+             if _judged(claim.source, names, wants) and _in_account(claim, inventory.account_id)
+             and not wants.wanted(claim.source, claim.key)]
     return sorted(found, key=lambda claim: (claim.kind, claim.key, claim.source))
 
 

@@ -21,7 +21,18 @@ from chutes import runtime
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "operator" / "chutes"
 CONFIG = REPO / "pyproject.toml"
-CONTRACTS = ("doors-no-sdk", "sdk-in-core", "doors-independent", "core-alone", "sandbox-protected", "layers", "pure")
+CONTRACTS = (
+    "doors-no-sdk",
+    "sdk-in-core",
+    "doors-independent",
+    "core-alone",
+    "hosts-core-alone",
+    "doors-no-grpc",
+    "grpc-in-core",
+    "sandbox-protected",
+    "layers",
+    "pure",
+)
 LINT = "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"
 
 
@@ -49,6 +60,12 @@ BREAKS = [
     ("doors-independent", "frontdoors/claiming.py", "from chutes.frontdoors.gateways import desired"),
     ("core-alone", "cloudflare_core/models.py", "import kopf"),
     ("core-alone", "cloudflare_core/ownership.py", "from chutes import kube"),
+    ("hosts-core-alone", "hosts_core/models.py", "import kopf"),
+    ("hosts-core-alone", "hosts_core/backend.py", "from chutes import kube"),
+    ("doors-no-grpc", "frontdoors/problems.py", "import grpc"),
+    ("doors-no-grpc", "frontdoors/claiming.py", "from chutes.hosts_core.generated import hosts_pb2"),
+    ("grpc-in-core", "kube.py", "import grpc"),
+    ("pure", "hosts_core/models.py", "from chutes.hosts_core import grpc_backend"),
     ("sandbox-protected", "runtime.py", "from chutes.sandbox import manifests"),
     ("layers", "kube.py", "from chutes import leases"),
     ("pure", "frontdoors/httproutes/merge.py", "from chutes.cloudflare_core import CloudflareCore"),

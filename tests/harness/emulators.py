@@ -1,6 +1,7 @@
-"""Both emulators as pytest fixtures (a plugin: tests/conftest.py loads it). ``kube`` and ``cloudflare`` run in
-threads of their own, for tests of the operator in-process (OperatorThread); ``sandbox`` runs in the test's
-event loop, for async tests of the Cloudflare core (``core``, ``cf``)."""
+"""The emulators as pytest fixtures (a plugin: tests/conftest.py loads it). ``kube``, ``cloudflare`` and
+``routerhosts`` run in threads of their own, for tests of the operator in-process (OperatorThread); ``sandbox``
+runs in the test's event loop, for async tests of the Cloudflare core (``core``, ``cf``); ``hosts_client`` is the
+real router-hosts client (gRPC, mutual TLS) on ``routerhosts``, with fast retries."""
 
 from __future__ import annotations
 
@@ -66,4 +67,26 @@ async def cf(sandbox: Any) -> AsyncIterator[Any]:
     import cloudflare as sdk
 
     async with sdk.AsyncCloudflare(api_token=sandbox.token, base_url=sandbox.base_url, max_retries=0) as client:
+        yield client
+
+
+@pytest.fixture()
+def routerhosts() -> Iterator[Any]:
+    """The router-hosts emulator in its own thread: ``routerhosts.address`` and the client's TLS files
+    ``routerhosts.ca``, ``.cert``, ``.key``; ``.faults``, ``.requests``, ``.snapshot()`` for the test."""
+    from chutes.sandbox.routerhosts import RouterHostsSandbox
+
+    with RouterHostsSandbox() as server:
+        yield server
+
+
+@pytest.fixture()
+async def hosts_client(routerhosts: Any) -> AsyncIterator[Any]:
+    """A GrpcHostsBackend on `routerhosts`: 1 s deadlines, 3 attempts, 10 ms backoff."""
+    from chutes.hosts_core import GrpcHostsBackend
+
+    async with GrpcHostsBackend(
+        routerhosts.address, routerhosts.ca, routerhosts.cert, routerhosts.key, timeout=1.0, backoff=0.01,
+        unavailable_delay=0.1,
+    ) as client:
         yield client

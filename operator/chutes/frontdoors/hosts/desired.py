@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from chutes import conditions as c
-from chutes.hosts_core.models import HostSpec, alias_problems, hostname_problem, ip_problem
+from chutes.hosts_core.models import HostSpec, hostname_problem, spec_problems
 
 __all__ = [
     "FINALIZER",
@@ -82,7 +82,7 @@ class Source:
         for routes, it carries the ``traefik`` and ``ingress`` tags, as upstream requires before adopting)."""
         if comment != self.comment:
             return False
-        return self.family == "HostMapping" or ROUTE_PROOF_TAGS <= set(tags)
+        return self.family == "HostMapping" or set(tags) >= ROUTE_PROOF_TAGS
 
 
 def source_of_comment(comment: str | None) -> Source | None:
@@ -127,12 +127,6 @@ def _strings(value: Any) -> tuple[tuple[str, ...], bool]:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         return (), False
     return tuple(value), True
-
-
-def spec_problems(spec: HostSpec) -> list[str]:
-    """Every reason the server would refuse `spec`."""
-    found = [problem for problem in (ip_problem(spec.ip), hostname_problem(spec.hostname)) if problem]
-    return found + alias_problems(spec.hostname, spec.aliases)
 
 
 def wants_of_mapping(body: Mapping[str, Any] | None) -> Wants:

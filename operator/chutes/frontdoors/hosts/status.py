@@ -17,6 +17,7 @@ from typing import Any
 from chutes import conditions as c
 from chutes.frontdoors.changes import Change, describe
 from chutes.frontdoors.hosts.decide import HostChange
+from chutes.frontdoors.hosts.desired import IGNORE_LABEL
 from chutes.hosts_core.models import HostEntry
 
 __all__ = ["Summary", "change_event", "mapping_status"]
@@ -69,7 +70,7 @@ def _synced(summary: Summary, entry: HostEntry | None) -> tuple[str, c.Status, s
         lines = [f"{describe(change)} (held: {why})" for change, why in held]
         return PHASE_PENDING, "False", reason, "; ".join(lines)
     if entry is None:
-        return PHASE_PENDING, "False", IGNORED, "not registered: the object opts out (label router-hosts.fzymgc.house/ignore)"
+        return PHASE_PENDING, "False", IGNORED, f"not registered: the object opts out (label {IGNORE_LABEL})"
     wrote = [change for change in summary.made if change.action != "delete"]
     if any(change.action == "create" for change in wrote):
         return PHASE_SYNCED, "True", c.CREATED, "Created"

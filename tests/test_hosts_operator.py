@@ -5,7 +5,6 @@ router-hosts emulator over mutual TLS. Mirrors upstream's HostMapping and Ingres
 from __future__ import annotations
 
 from harness.hosts import FINALIZER, NS, HostsWorld, hosts_fixture  # noqa: F401  (hosts_fixture: a fixture)
-from harness.waiting import wait_for
 
 
 def test_a_hostmapping_is_registered_and_synced(hosts: HostsWorld) -> None:

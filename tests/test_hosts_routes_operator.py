@@ -6,7 +6,13 @@ IngressRouteTCP of one name, NOT_FOUND on delete, a route left without hosts."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from typing import Any
 
+import pytest
+from prometheus_client import REGISTRY
+
+from chutes.observability.metrics import REFUSALS
 from harness.hosts import (
     HOST_IDS,
     INGRESS_IP,
@@ -14,6 +20,7 @@ from harness.hosts import (
     ROUTE_TAGS,
     HostsWorld,
     hosts_fixture,  # noqa: F401  (a fixture)
+    opened,
 )
 from harness.waiting import wait_for
 
@@ -123,22 +130,23 @@ def test_an_ignored_route_is_not_registered_and_opting_out_removes_its_entries(h
     assert hosts.entries() == [] and hosts.writes() == ["AddHost", "DeleteHost"]
 
 
-def test_without_an_ingress_ip_routes_are_refused_once_and_nothing_is_registered(kube: object,
-                                                                                 routerhosts: object) -> None:
-    from prometheus_client import REGISTRY
+@pytest.fixture()
+def without_ip(kube: Any, routerhosts: Any) -> Iterator[HostsWorld]:
+    yield from opened(kube, routerhosts, default_ingress_ip="", resync_interval=0.5)
 
-    from chutes.observability.metrics import REFUSALS
-    from harness.hosts import opened
 
-    def passes() -> float:
-        labels = {"front_door": "hosts", "outcome": "success"}
-        return REGISTRY.get_sample_value("chutes_reconcile_duration_seconds_count", labels) or 0.0
+def passes() -> float:
+    """Reconcile passes of the door so far (this process)."""
+    labels = {"front_door": "hosts", "outcome": "success"}
+    return REGISTRY.get_sample_value("chutes_reconcile_duration_seconds_count", labels) or 0.0
 
-    for world in opened(kube, routerhosts, default_ingress_ip="", resync_interval=0.5):
-        world.route("web", "Host(`a.lan`)")
-        assert world.wait_event("web", "IngressIPMissing")[0] == "Warning"
-        wait_for("the refusal counted", lambda: REFUSALS.count("hosts", "IngressIPMissing") == 1)
-        seen = passes()
-        wait_for("three more passes (resyncs)", lambda: passes() >= seen + 3)
-        assert world.writes() == [] and world.rh.counters["SearchHosts"] == 0  # nothing to read for a refusal
-        assert [e[1] for e in world.events("web")] == ["IngressIPMissing"]
+
+def test_without_an_ingress_ip_routes_are_refused_once_and_nothing_is_registered(without_ip: HostsWorld) -> None:
+    world = without_ip
+    world.route("web", "Host(`a.lan`)")
+    assert world.wait_event("web", "IngressIPMissing")[0] == "Warning"
+    wait_for("the refusal counted", lambda: REFUSALS.count("hosts", "IngressIPMissing") == 1)
+    seen = passes()
+    wait_for("three more passes (resyncs)", lambda: passes() >= seen + 3)
+    assert world.writes() == [] and world.rh.counters["SearchHosts"] == 0  # nothing to read for a refusal
+    assert [e[1] for e in world.events("web")] == ["IngressIPMissing"]

@@ -4,6 +4,7 @@ read from both sides (the server's entries and request log; status, annotations,
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -151,6 +152,9 @@ def opened(kube: Any, routerhosts: Any, **settings: Any) -> Iterator[HostsWorld]
         yield world
     finally:
         world.close()
+
+
+running = contextlib.contextmanager(opened)  # `with running(kube, routerhosts, policy=...) as world:`
 
 
 @pytest.fixture(name="hosts")

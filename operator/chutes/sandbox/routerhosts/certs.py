@@ -86,22 +86,31 @@ def make_certs(folder: str | Path, *, client_name: str = "chutes-operator") -> C
 
 
 def issue_certificate(
-    ca_path: str, ca_key_path: str, cert_path: str, key_path: str, common_name: str, *, server: bool
+    ca_path: str,
+    ca_key_path: str,
+    cert_path: str,
+    key_path: str,
+    common_name: str,
+    *,
+    server: bool,
+    days: int = VALIDITY.days,
 ) -> None:
-    """A leaf certificate signed by the CA at `ca_path`: for a server (SANs: SERVER_NAMES) or a client."""
+    """A leaf certificate signed by the CA at `ca_path`: for a server (SANs: SERVER_NAMES) or a client, valid for
+    `days` from now (a negative number: expired that many days ago, for tests)."""
     ca_cert = x509.load_pem_x509_certificate(Path(ca_path).read_bytes())
     ca_key = serialization.load_pem_private_key(Path(ca_key_path).read_bytes(), password=None)
     assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
+    not_after = now + datetime.timedelta(days=days)
     builder = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + VALIDITY)
+        .not_valid_before(min(now - datetime.timedelta(minutes=5), not_after - datetime.timedelta(days=1)))
+        .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_usage(cert_sign=False), critical=True)
         .add_extension(

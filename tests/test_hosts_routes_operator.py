@@ -150,3 +150,23 @@ def test_without_an_ingress_ip_routes_are_refused_once_and_nothing_is_registered
     wait_for("three more passes (resyncs)", lambda: passes() >= seen + 3)
     assert world.writes() == [] and world.rh.counters["SearchHosts"] == 0  # nothing to read for a refusal
     assert [e[1] for e in world.events("web")] == ["IngressIPMissing"]
+
+
+def test_the_shipped_examples_register_what_their_comments_say(hosts: HostsWorld) -> None:
+    from chutes.sandbox.manifests import load
+    from harness.manifests import REPO
+
+    for doc in load([REPO / "examples" / "hosts"]):
+        if doc["kind"] == "Namespace":
+            hosts.namespace(doc["metadata"]["name"])
+            continue
+        group, version = doc["apiVersion"].split("/")
+        plural = {"HostMapping": "hostmappings", "IngressRoute": "ingressroutes",
+                  "IngressRouteTCP": "ingressroutetcps"}[doc["kind"]]
+        hosts.custom.create_namespaced_custom_object(group, version, doc["metadata"]["namespace"], plural, doc)
+    hosts.wait_hostnames("k8s-ingress:home/media", ["dlna.lan", "jellyfin.lan", "media.lan"])
+    hosts.synced("nas")
+    hosts.synced("printer")
+    assert sorted(e.hostname for e in hosts.entries()) == ["dlna.lan", "jellyfin.lan", "media.lan", "nas.lan",
+                                                           "printer.lan"]
+    assert hosts.entries(hostname="nas.lan")[0].aliases == ("files.lan", "backup.lan")

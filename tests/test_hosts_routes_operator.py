@@ -35,6 +35,7 @@ def test_every_host_of_a_route_is_registered_and_recorded_byte_compatibly(hosts:
     wait_for("host-ids", lambda: hosts.host_ids() == json.dumps(ids, sort_keys=True, separators=(",", ":")))
     route = hosts.get_route()
     assert not route["metadata"].get("finalizers")  # level-based: no finalizer on routes
+    assert set(route["metadata"]["annotations"]) == {HOST_IDS}  # and nothing of kopf's
     assert [e[1] for e in hosts.events("web") if e[0] == "Normal"].count("HostEntryCreated") == 3
 
 

@@ -128,7 +128,8 @@ def decide(source: Source, wants: Wants, found: Found) -> Decision[HostChange]:
         problems.extend((c.HOSTNAME_CONFLICT, f"{hostname}: {describe_entry(e)} also names it: left untouched")
                         for e in foreign)
         if not mine and source.family == "HostMapping":  # its entry under an older hostname: renamed in place
-            mine = [e for e in owned if e.id not in used and e.hostname.lower() not in _lowered(wants.specs)][:1]
+            renamed = [e for e in owned if e.id not in used and e.hostname.lower() not in _lowered(wants.specs)]
+            mine = sorted(renamed, key=lambda e: e.id not in hinted)[:1]  # the hinted one first
         if not mine:
             hint = wants.hints.get(hostname, "")
             creates.append(_create(spec, hint if hint and hint not in {e.id for e in owned} else ""))

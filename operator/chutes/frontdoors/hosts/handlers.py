@@ -71,9 +71,9 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
         if readiness is not None:
             readiness.add_check(lambda: None if door.answered else f"router-hosts server {address} has not answered")
         memo.hosts = runner
-        if await runner.probe():
-            logger.info("router-hosts server %s answered", address)
         runner.start()
+        logger.info("router-hosts front door: server %s, ingress IP %s", address,
+                    settings.default_ingress_ip or "(none)")
 
     @kopf.on.cleanup(registry=registry, id="hosts")
     async def hosts_cleanup(memo: kopf.Memo, **_: Any) -> None:

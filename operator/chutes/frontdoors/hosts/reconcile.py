@@ -223,7 +223,10 @@ async def reconcile(door: Door, source: d.Source) -> Result:
     bodies = await read.read_sources(door.api, source)
     wants = wants_of(source, bodies, door.ingress_ip)
     if source.family == "HostMapping" and bodies and wants.specs:
-        await _ensure_finalizer(door, bodies[0])  # before its first entry: a deletion always finds it
+        try:
+            await _ensure_finalizer(door, bodies[0])  # before its first entry: a deletion always finds it
+        except kube.StaleObject:  # its finalizers changed meanwhile: read it again
+            return Result(exists=True, retry=0.0)
     async with metrics.reconcile_timer(FRONT_DOOR):
         summary, retry = await _converge(door, source, wants)
     await _events(door, source, bodies, summary)
@@ -232,7 +235,7 @@ async def reconcile(door: Door, source: d.Source) -> Result:
             await _report_mapping(door, bodies[0], summary)
     else:
         await _report_routes(door, bodies, summary)
-    if summary.failure is None:
+    if summary.failure is None and not summary.blocked:  # else what is registered is not known
         metrics.HOSTNAMES.publish(FRONT_DOOR, source.label, summary.entries)
     metrics.REFUSALS.refuse(FRONT_DOOR, source.label, [reason for reason, _ in summary.problems])
     return Result(exists=bool(bodies), retry=retry, unavailable=door.answered is False)

@@ -98,7 +98,10 @@ class HostsRunner:
         return True
 
     def start(self) -> None:
+        """The queue, the resync and the sweep; a first probe of the server in the background (a server that
+        does not answer never holds the operator's start)."""
         self._tasks = [asyncio.create_task(self.queue.run(), name="hosts queue"),
+                       asyncio.create_task(self._first_probe(), name="hosts probe"),
                        asyncio.create_task(self._every(self._resync, self._resync, self.resync), name="hosts resync"),
                        asyncio.create_task(self._every(min(FIRST_SWEEP_DELAY, self._sweep), self._sweep, self.sweep),
                                            name="hosts sweep")]
@@ -110,6 +113,10 @@ class HostsRunner:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+
+    async def _first_probe(self) -> None:
+        if await self.probe():
+            logger.info("router-hosts server answered")
 
     @staticmethod
     async def _every(first: float, interval: float, what: Callable[[], Awaitable[Any]]) -> None:

@@ -82,11 +82,11 @@ def routerhosts() -> Iterator[Any]:
 
 @pytest.fixture()
 async def hosts_client(routerhosts: Any) -> AsyncIterator[Any]:
-    """A GrpcHostsBackend on `routerhosts`: 1 s deadlines, 3 attempts, 10 ms backoff."""
+    """A GrpcHostsBackend on `routerhosts`: 5 s deadlines, 3 attempts, 10 ms backoff."""
     from chutes.hosts_core import GrpcHostsBackend
 
     async with GrpcHostsBackend(
-        routerhosts.address, routerhosts.ca, routerhosts.cert, routerhosts.key, timeout=1.0, backoff=0.01,
+        routerhosts.address, routerhosts.ca, routerhosts.cert, routerhosts.key, timeout=5.0, backoff=0.01,
         unavailable_delay=0.1,
     ) as client:
         yield client

@@ -13,7 +13,8 @@ __all__ = ["RequestLog", "RequestRecord"]
 @dataclass(frozen=True)
 class RequestRecord:
     """One call. `request`: the fields present in the request (proto names; an empty wrapper shows as ``{}``).
-    `client`: the Subject CN of the client certificate the call came with."""
+    `client`: the Subject CN of the client certificate the call came with. `code` is ``CANCELLED`` for a call the
+    client gave up (its deadline) while an injected delay held it."""
 
     rpc: str
     request: dict[str, Any]

@@ -124,7 +124,12 @@ class HostsServicer(hosts_pb2_grpc.HostsServiceServicer):  # type: ignore[misc]
         client = _client_name(context)
         pause = self.faults.take_delay(rpc)
         if pause > 0:
-            await asyncio.sleep(pause)
+            try:
+                await asyncio.sleep(pause)
+            except asyncio.CancelledError:  # the client's deadline ran out (or it cancelled): nothing was done
+                self.requests.add(RequestRecord(rpc=rpc, request=summary, code="CANCELLED",
+                                                message="the client gave up during the injected delay", client=client))
+                raise
         failure = self.faults.take_failure(rpc, after=False)
         outcome: tuple[grpc.StatusCode, str] | None = None
         result: T | None = None

@@ -82,20 +82,22 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
             await runner.stop()
             await runner.door.backend.close()
 
+    # async: kopf runs a sync handler in a thread, and the queue belongs to the operator's loop.
     @kopf.on.event(d.GROUP, d.VERSION, d.PLURAL, registry=registry, id="hosts-hostmappings")
-    def hostmapping_event(event: Mapping[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    async def hostmapping_event(event: Mapping[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         heard(memo, "HostMapping", event, body)
 
-    for kind, plural in d.ROUTE_PLURALS.items():
-        kopf.on.event(d.TRAEFIK_GROUP, d.TRAEFIK_VERSION, plural, registry=registry, id=f"hosts-{plural}")(
-            functools.partial(route_event, kind))
+    @kopf.on.event(d.TRAEFIK_GROUP, d.TRAEFIK_VERSION, "ingressroutes", registry=registry, id="hosts-ingressroutes")
+    async def ingressroute_event(event: Mapping[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        heard(memo, "IngressRoute", event, body)
+
+    @kopf.on.event(d.TRAEFIK_GROUP, d.TRAEFIK_VERSION, "ingressroutetcps", registry=registry,
+                   id="hosts-ingressroutetcps")
+    async def ingressroutetcp_event(event: Mapping[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        heard(memo, "IngressRouteTCP", event, body)
 
 
 def heard(memo: kopf.Memo, kind: str, event: Mapping[str, Any], body: kopf.Body) -> None:
     runner: HostsRunner | None = memo.get("hosts")
     if runner is not None:
         runner.heard(kind, event.get("type"), dict(body))
-
-
-def route_event(kind: str, event: Mapping[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    heard(memo, kind, event, body)

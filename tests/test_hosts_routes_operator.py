@@ -171,3 +171,22 @@ def test_the_shipped_examples_register_what_their_comments_say(hosts: HostsWorld
     assert sorted(e.hostname for e in hosts.entries()) == ["dlna.lan", "jellyfin.lan", "media.lan", "nas.lan",
                                                            "printer.lan"]
     assert hosts.entries(hostname="nas.lan")[0].aliases == ("files.lan", "backup.lan")
+
+
+@pytest.fixture()
+def home_only(kube: Any, routerhosts: Any) -> Iterator[HostsWorld]:
+    yield from opened(kube, routerhosts, namespaces=["home"], resync_interval=1.0)
+
+
+def test_only_the_watched_namespaces_are_served(home_only: HostsWorld) -> None:
+    world = home_only
+    world.mapping("elsewhere", namespace="other")
+    world.route("tcp", "HostSNI(`db.lan`)", kind="IngressRouteTCP", namespace="other")
+    world.mapping()
+    world.route("tcp", "HostSNI(`db.lan`)", kind="IngressRouteTCP")
+    world.synced()
+    [entry] = world.wait_hostnames("k8s-ingress:home/tcp", ["db.lan"])
+    wait_for("the TCP route's ids", lambda: world.host_ids("tcp", kind="IngressRouteTCP")
+             == json.dumps({"db.lan": entry.id}, separators=(",", ":")))
+    assert sorted(e.hostname for e in world.entries()) == ["db.lan", "nas.lan"]
+    assert "status" not in world.get_mapping("elsewhere", "other")

@@ -28,9 +28,10 @@ def _no_ambient_cloudflare_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 def _no_hostnames_of_earlier_tests() -> None:
     """The published-hostnames gauge is process-wide: an earlier test's operator may have stopped with
     hostnames published; each test starts from none."""
-    from chutes.observability.metrics import HOSTNAMES
+    from chutes.observability.metrics import HOSTNAMES, REFUSALS
 
     HOSTNAMES.clear()
+    REFUSALS.clear()
 
 
 def pytest_configure(config: pytest.Config) -> None:

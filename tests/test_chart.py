@@ -59,6 +59,12 @@ def test_the_operator_accepts_the_settings_the_chart_gives_it(values: dict[str, 
     assert settings.chutes is doors.get("chutes", {}).get("enabled", True)
     assert settings.httproutes is doors.get("httproutes", {}).get("enabled", False)
     assert settings.sessions is doors.get("sessions", {}).get("enabled", False)
+    hosts = doors.get("hosts", {}).get("enabled", False)
+    assert ("hosts" in settings.front_doors(plain)) is hosts
+    if hosts:
+        router = values.get("routerHosts", {})
+        assert settings.router_hosts_address == router.get("serverAddress", "router.lan:50051")
+        assert settings.default_ingress_ip == router.get("defaultIngressIP", "")
     assert settings.owner_id == values.get("ownerId", "default")
     assert settings.policy == values.get("policy", "sync")
     assert settings.dry_run is values.get("dryRun", False)
@@ -194,6 +200,27 @@ def test_session_pods_are_read_in_their_namespace_only_in_every_mode(name: str) 
     pods = {(g.namespace, p[0]) for g in grants(docs, "rel-chutes-operator", NAMESPACE) for p in g.permissions()
             if p[2] == "pods"}
     assert pods == {("opencode-router", "list"), ("opencode-router", "watch")}
+
+
+@pytest.mark.parametrize("name", ["all-doors-cluster-wide", "hosts-namespaced"])
+def test_the_router_hosts_tls_secret_is_mounted_where_the_settings_read_it(name: str) -> None:
+    docs = render(COMBINATIONS[name])
+    [deployment] = [d for d in docs if d["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    [volume] = [v for v in pod["volumes"] if v["name"] == "router-hosts-tls"]
+    secret = COMBINATIONS[name].get("routerHosts", {}).get("tlsSecret", {}).get("name", "router-hosts-mtls")
+    assert volume["secret"] == {"secretName": secret, "defaultMode": 0o400}
+    [mount] = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "router-hosts-tls"]
+    assert mount == {"name": "router-hosts-tls", "mountPath": "/etc/router-hosts/tls", "readOnly": True}
+    env = container_env(docs)
+    assert {env[f"CHUTES_ROUTER_HOSTS_TLS_{k}"] for k in ("CA", "CERT", "KEY")} == {
+        "/etc/router-hosts/tls/ca.crt", "/etc/router-hosts/tls/tls.crt", "/etc/router-hosts/tls/tls.key"}
+
+
+def test_without_the_hosts_door_nothing_of_it_is_rendered() -> None:
+    docs = render({})
+    text = yaml.safe_dump_all(docs)
+    assert "router-hosts" not in text and "CHUTES_ROUTER_HOSTS" not in text
 
 
 def test_notes_name_the_front_doors_and_the_crd_upgrade_step() -> None:
@@ -391,6 +418,8 @@ RBAC_MODES: dict[str, tuple[dict[str, Any], str, str]] = {
     "cluster-wide": ({}, NAMESPACE, "rel-chutes-operator"),
     "cluster-wide, every front door": (COMBINATIONS["all-doors-cluster-wide"], NAMESPACE, "rel-chutes-operator"),
     "namespaced (watchNamespaces: [team-a])": ({"watchNamespaces": ["team-a"]}, NAMESPACE, "rel-chutes-operator"),
+    "router-hosts door alone (watchNamespaces: [home])": (COMBINATIONS["hosts-namespaced"], NAMESPACE,
+                                                          "rel-chutes-operator"),
     "session door alone": (SESSIONS_ONLY, NAMESPACE, "rel-chutes-operator"),
     "session sidecar (sidecarIdentity, --namespace opencode-router)": (
         {"frontDoors": {"sessions": {"sidecarIdentity": {"create": True}}}, "ledgerNamespace": NAMESPACE},

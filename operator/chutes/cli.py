@@ -63,6 +63,14 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
     flag("--sessions", action=argparse.BooleanOptionalAction, default=None,
          help="serve session Pods (CHUTES_SESSIONS; default: on when CF_API_TOKEN, CF_ZONE_ID, "
               "CF_TUNNEL_ID and DOMAIN are set)")
+    flag("--router-hosts-address", metavar="HOST:PORT",
+         help="a router-hosts server: serve HostMappings and Traefik route hosts into it (CHUTES_ROUTER_HOSTS_ADDRESS; "
+              "unset: the door is off)")
+    flag("--router-hosts-tls-ca", metavar="FILE", help="CA of the server's certificate (CHUTES_ROUTER_HOSTS_TLS_CA)")
+    flag("--router-hosts-tls-cert", metavar="FILE", help="our client certificate (CHUTES_ROUTER_HOSTS_TLS_CERT)")
+    flag("--router-hosts-tls-key", metavar="FILE", help="its key (CHUTES_ROUTER_HOSTS_TLS_KEY)")
+    flag("--default-ingress-ip", metavar="IP",
+         help="the IP Traefik route hostnames are registered with (CHUTES_DEFAULT_INGRESS_IP)")
     flag("--standalone", action=argparse.BooleanOptionalAction, default=None,
          help="no leader election (CHUTES_STANDALONE, off)")
     flag("--peering", help="kopf peering name for leader election; needs kopf's peering CRDs (CHUTES_PEERING)")

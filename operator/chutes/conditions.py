@@ -111,6 +111,22 @@ LOAD_BALANCER_PENDING = "LoadBalancerPending"
 # Reasons of the session-Pod front door
 INVALID_SESSION_HASH = "InvalidSessionHash"  # the Pod's session hash label is not one
 
+# The router-hosts front door (HostMapping, Traefik IngressRoute/IngressRouteTCP hosts). The condition type and
+# reasons upstream's HostMapping status has (`Synced`), kept for its users' alerts:
+SYNCED = "Synced"
+CREATED = "Created"
+UPDATED = "Updated"
+ALREADY_IN_SYNC = "AlreadyInSync"
+CREATE_FAILED = "CreateFailed"
+UPDATE_FAILED = "UpdateFailed"
+DELETE_FAILED = "DeleteFailed"
+PREFLIGHT_READ_FAILED = "PreflightReadFailed"  # the server could not be read before deciding
+ADOPTION_REFUSED = "AdoptionRefused"  # an entry of this very ip and hostname exists without our comment
+# ... and ours:
+INVALID_HOSTNAME = "InvalidHostname"  # a route's Host(...) the server would refuse: skipped
+INVALID_ANNOTATION = "InvalidAnnotation"  # a host-ids annotation that is not a JSON map: rebuilt
+INGRESS_IP_MISSING = "IngressIPMissing"  # routes with hosts, and no CHUTES_DEFAULT_INGRESS_IP
+
 # Event reasons beyond the condition reasons above (Warning Events say a problem with its condition reason).
 # A Cloudflare or Kubernetes object made, or seen in place, for a source object (Normal):
 # IDENTITY_PROVIDER_READY and TUNNEL_READY above, and
@@ -131,6 +147,10 @@ TUNNEL_REMOVED = "TunnelRemoved"
 HOSTNAME_REMOVED = "HostnameRemoved"  # a hostname the source object no longer asks for
 HOSTNAME_HANDED_OVER = "HostnameHandedOver"  # released to the sources that were refused it
 UNPUBLISHED = "Unpublished"
+HOST_ENTRY_CREATED = "HostEntryCreated"  # a router-hosts entry (Normal)
+HOST_ENTRY_UPDATED = "HostEntryUpdated"
+RECREATED = "Recreated"  # upstream's: an entry deleted behind our back, made again
+HOST_ENTRY_REMOVED = "HostEntryRemoved"
 # The orphan sweep (on the scope object: a ChuteConfig, a tenant, the operator's Pod)
 ORPHANS_REMOVED = "OrphansRemoved"
 SWEEP_CAP_REACHED = "SweepCapReached"  # Warning: the deletion cap held removals back

@@ -427,6 +427,30 @@ async def remove_finalizer(api: client.ApiClient, group: str, version: str, plur
         group, version, namespace, plural, name, patch, _content_type="application/json-patch+json"))
 
 
+async def add_finalizer(api: client.ApiClient, group: str, version: str, plural: str, name: str, namespace: str,
+                        finalizer: str) -> bool:
+    """Add one finalizer (JSON patch guarded by a test of the list, as :func:`remove_finalizer`). False when the
+    object is gone or already has it; :class:`StaleObject` when the list changed meanwhile."""
+    found = await get_custom(api, group, version, plural, name, namespace)
+    if found is None:
+        return False
+    finalizers = list((found.get("metadata") or {}).get("finalizers") or [])
+    if finalizer in finalizers:
+        return False
+    patch: list[dict[str, Any]] = (
+        [{"op": "test", "path": "/metadata/finalizers", "value": finalizers},
+         {"op": "add", "path": "/metadata/finalizers/-", "value": finalizer}] if finalizers else
+        [{"op": "add", "path": "/metadata/finalizers", "value": [finalizer]}])
+    objects: Any = client.CustomObjectsApi(api)
+    try:
+        return await _succeeds(NOT_FOUND, objects.patch_namespaced_custom_object(
+            group, version, namespace, plural, name, patch, _content_type="application/json-patch+json"))
+    except ApiException as exc:
+        if exc.status in (CONFLICT, 422):  # the test failed: someone changed the list since it was read
+            raise StaleObject(f"{plural}/{name}: finalizers changed since they were read") from None
+        raise
+
+
 async def read_service(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any] | None:
     """The Service as a plain dict, ``None`` if missing."""
     found = await _unless(NOT_FOUND, client.CoreV1Api(api).read_namespaced_service(name, namespace))

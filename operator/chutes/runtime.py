@@ -19,6 +19,7 @@ from chutes.authorization import HostnameRules, HostnameRulesError
 from chutes.claims import ClaimStore, ledger_namespace
 from chutes.cores import CorePool
 from chutes.frontdoors.gateways import handlers as gateways
+from chutes.frontdoors.hosts import handlers as hosts
 from chutes.frontdoors.httproutes import handlers as httproutes
 from chutes.frontdoors.sessions import handlers as sessions
 from chutes.leases import TunnelLeases, default_identity
@@ -50,6 +51,7 @@ FRONT_DOORS: dict[FrontDoor, Door] = {
     "chutes": Door(gateways.register),
     "httproutes": Door(httproutes.register),
     "sessions": Door(sessions.register, sessions.implied_namespaces),
+    "hosts": Door(hosts.register),
 }
 
 

@@ -7,13 +7,14 @@ that reads them; this module only decides whether that front door is switched on
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import re
 import socket
 import time
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 ENV_PREFIX = "CHUTES_"
 OWNER_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
@@ -22,7 +23,10 @@ NAMESPACE_PATTERN = re.compile(r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)?$")  # ""
 # The variables whose presence switches the session-Pod front door on (its seed's required ones).
 SESSION_ENV = ("CF_API_TOKEN", "CF_ZONE_ID", "CF_TUNNEL_ID", "DOMAIN")
 
-FrontDoor = Literal["chutes", "httproutes", "sessions"]
+FrontDoor = Literal["chutes", "httproutes", "sessions", "hosts"]
+
+# The router-hosts front door's client certificate: all three files, or the door refuses to start (no plaintext).
+ROUTER_HOSTS_TLS = ("router_hosts_tls_ca", "router_hosts_tls_cert", "router_hosts_tls_key")
 
 
 class SettingsError(ValueError):
@@ -93,6 +97,21 @@ class Settings(BaseModel):
     sessions: bool | None = Field(
         default=None, description="Serve session Pods; None means: when the seed's variables are set."
     )
+    router_hosts_address: str | None = Field(
+        default=None,
+        description="host:port of a router-hosts server (gRPC over mutual TLS); set: serve HostMappings and Traefik "
+        "IngressRoute/IngressRouteTCP hosts into it.",
+    )
+    router_hosts_tls_ca: str | None = Field(
+        default=None, description="PEM file of the CA that signed the router-hosts server's certificate."
+    )
+    router_hosts_tls_cert: str | None = Field(default=None, description="PEM file of our client certificate.")
+    router_hosts_tls_key: str | None = Field(default=None, description="PEM file of our client certificate's key.")
+    default_ingress_ip: str = Field(
+        default="",
+        description="The IP registered for Traefik route hostnames; empty: routes with hosts are refused "
+        "(IngressIPMissing), nothing registered for them.",
+    )
     standalone: bool = Field(default=False, description="Run without kopf peering (no leader election).")
     peering: str | None = Field(
         default=None,
@@ -144,6 +163,34 @@ class Settings(BaseModel):
             raise ValueError("must name at least one image repository (or *)")
         return value
 
+    @field_validator("router_hosts_address", *ROUTER_HOSTS_TLS, mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("default_ingress_ip")
+    @classmethod
+    def _an_ip(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            try:
+                ipaddress.ip_address(value)
+            except ValueError:
+                raise ValueError("must be an IPv4 or IPv6 address") from None
+            if "%" in value:
+                raise ValueError("must be an IP address without a zone")
+        return value
+
+    @model_validator(mode="after")
+    def _router_hosts_tls_complete(self) -> Settings:
+        if self.router_hosts_address:
+            missing = [name for name in ROUTER_HOSTS_TLS if not getattr(self, name)]
+            if missing:
+                named = ", ".join(f"{ENV_PREFIX}{name.upper()}" for name in missing)
+                raise ValueError(f"{named} must be set with {ENV_PREFIX}ROUTER_HOSTS_ADDRESS: the router-hosts server "
+                                 "takes mutual TLS only (a CA, a client certificate and its key)")
+        return self
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: Any) -> Any:
@@ -167,6 +214,8 @@ class Settings(BaseModel):
         sessions = self.sessions if self.sessions is not None else all(environ.get(k) for k in SESSION_ENV)
         if sessions:
             doors.append("sessions")
+        if self.router_hosts_address:
+            doors.append("hosts")
         return tuple(doors)
 
 
@@ -218,7 +267,7 @@ def load_settings(environ: Mapping[str, str], **overrides: Any) -> Settings:
     except ValidationError as exc:
         problems = "; ".join(
             f"{ENV_PREFIX}{'.'.join(str(p) for p in err['loc']).upper()} (--{str(err['loc'][0]).replace('_', '-')}): "
-            f"{err['msg']}"
+            f"{err['msg']}" if err["loc"] else str(err["msg"]).removeprefix("Value error, ")  # a rule across settings
             for err in exc.errors()
         )
         raise SettingsError(f"invalid settings: {problems}") from None

@@ -24,6 +24,8 @@ def to_jsonschema(node: dict[str, Any]) -> dict[str, Any]:
     """OpenAPI v3 (Kubernetes flavour) → JSON Schema; unknown fields are errors (the server would prune them)."""
     node = copy.deepcopy(node)
     node.pop("x-kubernetes-validations", None)
+    if node.get("x-kubernetes-list-type") == "set":  # the server refuses a duplicate item of a set
+        node["uniqueItems"] = True
     if node.pop("x-kubernetes-int-or-string", False):
         node.pop("type", None)
         node["anyOf"] = [{"type": "integer"}, {"type": "string"}]

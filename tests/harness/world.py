@@ -35,16 +35,17 @@ class Opened:
 
 
 class BaseWorld(Opened):
-    """Both emulators (``kube``: a KubeSandbox, ``cf``: a Cloudflare SandboxThread), the user's clients (core
-    and custom objects; a world with Deployments adds ``apps``), and the operator once started."""
+    """Both emulators (``kube``: a KubeSandbox, ``cf``: a Cloudflare SandboxThread, None for a world that needs
+    no Cloudflare), the user's clients (core and custom objects; a world with Deployments adds ``apps``), and the
+    operator once started."""
 
-    def __init__(self, kube: Any, cloudflare: Any) -> None:
+    def __init__(self, kube: Any, cloudflare: Any | None) -> None:
         self.kube, self.cf = kube, cloudflare
         self.client = kubernetes.config.new_client_from_config(config_file=kube.kubeconfig)
         self.core = kubernetes.client.CoreV1Api(self.client)
         self.custom = kubernetes.client.CustomObjectsApi(self.client)
         self.operator: OperatorThread | None = None
-        self.account = cloudflare.account_id
+        self.account = cloudflare.account_id if cloudflare is not None else None
 
     # -- the operator ----------------------------------------------------------------------------------
     def run_operator(self, environ: Mapping[str, str] | None = None, *, name: str = "chutes-operator",
@@ -52,7 +53,9 @@ class BaseWorld(Opened):
         """Start the operator standalone on the emulators with `settings` (``load_settings`` keywords: front
         doors, intervals, policy...), `environ` as its process environment; stopped by :meth:`stop`."""
         assert self.operator is None, "one operator per world (stop it first)"
-        options: dict[str, Any] = {"standalone": True, "cloudflare_base_url": self.cf.base_url, **settings}
+        options: dict[str, Any] = {"standalone": True, **settings}
+        if self.cf is not None:
+            options.setdefault("cloudflare_base_url", self.cf.base_url)
         self.operator = OperatorThread(load_settings({}, **options), environ, timeout=timeout, name=name).start()
         return self.operator
 

@@ -109,6 +109,20 @@ and lists the rules it never saw used).
   verbs: [get, list, create, update, delete]
 {{- end -}}
 
+{{/* HostMappings and Traefik routes, registered in a router-hosts server: HostMappings get the door's own
+finalizer and status; routes their host-ids annotation, and upstream's finalizer removed (never added). */}}
+{{- define "chutes-operator.rules.hosts.namespaced" -}}
+- apiGroups: [router-hosts.fzymgc.house]
+  resources: [hostmappings]
+  verbs: [get, list, watch, patch]
+- apiGroups: [router-hosts.fzymgc.house]
+  resources: [hostmappings/status]
+  verbs: [patch]
+- apiGroups: [traefik.io]
+  resources: [ingressroutes, ingressroutetcps]
+  verbs: [get, list, watch, patch]
+{{- end -}}
+
 {{/* Session Pods: read-only Pods in sessions.watchNamespace (a Role there in every mode: the door watches
 them itself, not through kopf); IngressRoutes in the route namespace. */}}
 {{- define "chutes-operator.rules.sessions.pods" -}}

@@ -21,7 +21,10 @@ __all__ = [
     "MANAGED_HOSTNAMES",
     "ORPHANS_REMOVED",
     "RECONCILE_SECONDS",
+    "REFUSALS",
+    "REFUSED_SOURCES",
     "HostnameBook",
+    "RefusalBook",
     "conflict",
     "orphan_removed",
     "outcome_of",
@@ -51,6 +54,13 @@ CONFLICTS = Counter(
     "Reconciles stopped because a hostname or object is held by another source or by something this "
     "operator does not own, by front door.",
     ["front_door"],
+)
+
+REFUSED_SOURCES = Gauge(
+    "chutes_refused_sources",
+    "Source objects whose wishes are refused in whole or in part right now (a conflict, an invalid hostname, no "
+    "ingress IP...), by front door and reason. Set by the doors that track it (hosts).",
+    ["front_door", "reason"],
 )
 
 
@@ -125,3 +135,40 @@ class HostnameBook:
 
 
 HOSTNAMES = HostnameBook()
+
+
+class RefusalBook:
+    """Which reasons each source object is refused for right now; keeps :data:`REFUSED_SOURCES` equal to the
+    number of sources per front door and reason. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_door: dict[str, dict[str, frozenset[str]]] = {}
+
+    def refuse(self, front_door: str, source: str, reasons: Iterable[str]) -> None:
+        """``source`` is refused for exactly ``reasons`` now (none: it is not refused)."""
+        with self._lock:
+            sources = self._by_door.setdefault(front_door, {})
+            before = sources.get(source, frozenset())
+            now = frozenset(reasons)
+            if now:
+                sources[source] = now
+            else:
+                sources.pop(source, None)
+            for reason in before | now:
+                count = sum(reason in held for held in sources.values())
+                REFUSED_SOURCES.labels(front_door=front_door, reason=reason).set(count)
+
+    def count(self, front_door: str, reason: str) -> int:
+        with self._lock:
+            return sum(reason in held for held in self._by_door.get(front_door, {}).values())
+
+    def clear(self) -> None:
+        with self._lock:
+            doors, self._by_door = self._by_door, {}
+        for front_door, sources in doors.items():
+            for reason in frozenset().union(*sources.values()):
+                REFUSED_SOURCES.labels(front_door=front_door, reason=reason).set(0)
+
+
+REFUSALS = RefusalBook()

@@ -22,6 +22,8 @@ BUILTINS: dict[Kind, Resource] = {
     ("v1", "Pod"): ("pods", True),
     ("apps/v1", "Deployment"): ("deployments", True),
     ("gateway.networking.k8s.io/v1", "HTTPRoute"): ("httproutes", True),
+    ("traefik.io/v1alpha1", "IngressRoute"): ("ingressroutes", True),
+    ("traefik.io/v1alpha1", "IngressRouteTCP"): ("ingressroutetcps", True),
 }
 
 

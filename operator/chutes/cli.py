@@ -60,6 +60,11 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
          help="serve ChuteConfig/ChuteGateway (CHUTES_CHUTES, on)")
     flag("--httproutes", action=argparse.BooleanOptionalAction, default=None,
          help="serve annotated HTTPRoutes (CHUTES_HTTPROUTES, on)")
+    flag("--tunnels", action=argparse.BooleanOptionalAction, default=None,
+         help="serve Tunnel/ClusterTunnel/TunnelBinding, adyanth's API (CHUTES_TUNNELS, on)")
+    flag("--cluster-resource-namespace", metavar="NAMESPACE",
+         help="where ClusterTunnel Secrets and cloudflared live (CHUTES_CLUSTER_RESOURCE_NAMESPACE; default: the "
+         "operator's namespace)")
     flag("--sessions", action=argparse.BooleanOptionalAction, default=None,
          help="serve session Pods (CHUTES_SESSIONS; default: on when CF_API_TOKEN, CF_ZONE_ID, "
               "CF_TUNNEL_ID and DOMAIN are set)")

@@ -412,8 +412,19 @@ async def patch_custom_metadata(api: client.ApiClient, group: str, version: str,
     return await _succeeds(NOT_FOUND, call)
 
 
+def _json_patch_custom(api: client.ApiClient, group: str, version: str, plural: str, name: str,
+                       namespace: str | None, patch: list[dict[str, Any]]) -> Awaitable[Any]:
+    """A JSON patch of a namespaced object, or of a cluster-scoped one (``namespace`` None)."""
+    objects: Any = client.CustomObjectsApi(api)
+    if namespace is None:
+        return cast(Awaitable[Any], objects.patch_cluster_custom_object(
+            group, version, plural, name, patch, _content_type="application/json-patch+json"))
+    return cast(Awaitable[Any], objects.patch_namespaced_custom_object(
+        group, version, namespace, plural, name, patch, _content_type="application/json-patch+json"))
+
+
 async def remove_finalizer(api: client.ApiClient, group: str, version: str, plural: str, name: str,
-                           namespace: str, finalizer: str) -> bool:
+                           namespace: str | None, finalizer: str) -> bool:
     """Drop one finalizer (JSON patch guarded by a test of the list, so a concurrent change is never lost).
     False when the object or the finalizer is gone."""
     found = await get_custom(api, group, version, plural, name, namespace)
@@ -422,13 +433,11 @@ async def remove_finalizer(api: client.ApiClient, group: str, version: str, plur
         return False
     patch = [{"op": "test", "path": "/metadata/finalizers", "value": finalizers},
              {"op": "replace", "path": "/metadata/finalizers", "value": [f for f in finalizers if f != finalizer]}]
-    objects: Any = client.CustomObjectsApi(api)
-    return await _succeeds(NOT_FOUND, objects.patch_namespaced_custom_object(
-        group, version, namespace, plural, name, patch, _content_type="application/json-patch+json"))
+    return await _succeeds(NOT_FOUND, _json_patch_custom(api, group, version, plural, name, namespace, patch))
 
 
-async def add_finalizer(api: client.ApiClient, group: str, version: str, plural: str, name: str, namespace: str,
-                        finalizer: str) -> bool:
+async def add_finalizer(api: client.ApiClient, group: str, version: str, plural: str, name: str,
+                        namespace: str | None, finalizer: str) -> bool:
     """Add one finalizer (JSON patch guarded by a test of the list, as :func:`remove_finalizer`). False when the
     object is gone or already has it; :class:`StaleObject` when the list changed meanwhile."""
     found = await get_custom(api, group, version, plural, name, namespace)
@@ -441,10 +450,8 @@ async def add_finalizer(api: client.ApiClient, group: str, version: str, plural:
         [{"op": "test", "path": "/metadata/finalizers", "value": finalizers},
          {"op": "add", "path": "/metadata/finalizers/-", "value": finalizer}] if finalizers else
         [{"op": "add", "path": "/metadata/finalizers", "value": [finalizer]}])
-    objects: Any = client.CustomObjectsApi(api)
     try:
-        return await _succeeds(NOT_FOUND, objects.patch_namespaced_custom_object(
-            group, version, namespace, plural, name, patch, _content_type="application/json-patch+json"))
+        return await _succeeds(NOT_FOUND, _json_patch_custom(api, group, version, plural, name, namespace, patch))
     except ApiException as exc:
         if exc.status in (CONFLICT, 422):  # the test failed: someone changed the list since it was read
             raise StaleObject(f"{plural}/{name}: finalizers changed since they were read") from None

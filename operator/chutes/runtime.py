@@ -22,6 +22,7 @@ from chutes.frontdoors.gateways import handlers as gateways
 from chutes.frontdoors.hosts import handlers as hosts
 from chutes.frontdoors.httproutes import handlers as httproutes
 from chutes.frontdoors.sessions import handlers as sessions
+from chutes.frontdoors.tunnels import handlers as tunnels
 from chutes.leases import TunnelLeases, default_identity
 from chutes.observability.readiness import Insights, Readiness, Vault
 from chutes.observability.server import MetricsServer
@@ -52,6 +53,7 @@ FRONT_DOORS: dict[FrontDoor, Door] = {
     "httproutes": Door(httproutes.register),
     "sessions": Door(sessions.register, sessions.implied_namespaces),
     "hosts": Door(hosts.register),
+    "tunnels": Door(tunnels.register),
 }
 
 

@@ -23,7 +23,7 @@ NAMESPACE_PATTERN = re.compile(r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)?$")  # ""
 # The variables whose presence switches the session-Pod front door on (its seed's required ones).
 SESSION_ENV = ("CF_API_TOKEN", "CF_ZONE_ID", "CF_TUNNEL_ID", "DOMAIN")
 
-FrontDoor = Literal["chutes", "httproutes", "sessions", "hosts"]
+FrontDoor = Literal["chutes", "httproutes", "sessions", "hosts", "tunnels"]
 
 # The router-hosts front door's client certificate: all three files, or the door refuses to start (no plaintext).
 ROUTER_HOSTS_TLS = ("router_hosts_tls_ca", "router_hosts_tls_cert", "router_hosts_tls_key")
@@ -94,6 +94,11 @@ class Settings(BaseModel):
     rate_window: float = Field(default=300.0, gt=0, description="Seconds of the rate-limit window.")
     chutes: bool = Field(default=True, description="Serve ChuteConfig/ChuteGateway.")
     httproutes: bool = Field(default=True, description="Serve annotated HTTPRoutes.")
+    tunnels: bool = Field(default=True, description="Serve Tunnel/ClusterTunnel/TunnelBinding (adyanth's API).")
+    cluster_resource_namespace: str | None = Field(
+        default=None, description="Where a ClusterTunnel's Secret and cloudflared live (adyanth's "
+        "--cluster-resource-namespace); None: the operator's namespace."
+    )
     sessions: bool | None = Field(
         default=None, description="Serve session Pods; None means: when the seed's variables are set."
     )
@@ -216,6 +221,8 @@ class Settings(BaseModel):
             doors.append("sessions")
         if self.router_hosts_address:
             doors.append("hosts")
+        if self.tunnels:
+            doors.append("tunnels")
         return tuple(doors)
 
 

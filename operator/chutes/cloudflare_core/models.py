@@ -245,6 +245,7 @@ class Zone:
     name: str
     account_id: str
     plan: str  # the plan's legacy id: "free", "pro", "business", "enterprise" (or its name)
+    account_name: str = ""  # the name of the account holding the zone (as the zone listing says)
 
     @property
     def is_free(self) -> bool:

@@ -25,6 +25,7 @@ def zone_from_wire(data: dict[str, Any]) -> Zone:
         name=normalize_name(str(data.get("name") or "")),
         account_id=str(account.get("id") or ""),
         plan=plan_id,
+        account_name=str(account.get("name") or ""),
     )
 
 

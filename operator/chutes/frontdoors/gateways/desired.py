@@ -11,7 +11,7 @@ from typing import Any, TypeGuard
 
 from chutes import conditions as c
 from chutes.cloudflare_core.ownership import DEFAULT_OWNER, owned_name
-from chutes.frontdoors import annotation_keys
+from chutes.frontdoors import annotation_keys, cloudflared
 
 GROUP = "chutes.troubleshat.com"
 VERSION = "v1alpha1"
@@ -23,8 +23,8 @@ POLICY_NAME = "chute-operator-allow"  # the seed's (app-scoped) policy name
 DEFAULT_IMAGE = "cloudflare/cloudflared:2024.8.3"
 DEFAULT_ALLOWED_IMAGES = ("cloudflare/cloudflared",)  # the official repository (docker.io)
 ANY_IMAGE = "*"
-METRICS_PORT = 2000
-TOKEN_KEY = "token"
+METRICS_PORT = cloudflared.METRICS_PORT
+TOKEN_KEY = cloudflared.TOKEN_KEY
 LABEL_GATEWAY = f"{GROUP}/gateway"
 LABEL_OWNER = f"{GROUP}/owner"  # the owner id of the installation that made the object
 MAX_LABEL_VALUE = 63
@@ -304,55 +304,19 @@ def access_differences(desired: DesiredGateway, live_session: str | None,
     return "; ".join(differences)
 
 
+def connector(desired: DesiredGateway) -> cloudflared.Connector:
+    """The gateway's cloudflared (:mod:`chutes.frontdoors.cloudflared`)."""
+    return cloudflared.Connector(
+        name=desired.deployment_name, namespace=desired.namespace, secret_name=desired.secret_name,
+        labels=desired.object_labels, pod_labels=desired.labels,
+        selector={"app.kubernetes.io/name": "cloudflared", LABEL_GATEWAY: desired.name},
+        image=desired.image, replicas=desired.replicas, resources=desired.resources,
+    )
+
+
 def secret_manifest(desired: DesiredGateway, tunnel_token: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": desired.secret_name, "namespace": desired.namespace, "labels": desired.object_labels},
-        "type": "Opaque",
-        "stringData": {TOKEN_KEY: tunnel_token},
-    }
+    return cloudflared.secret_manifest(connector(desired), tunnel_token)
 
 
 def deployment_manifest(desired: DesiredGateway) -> dict[str, Any]:
-    selector = {"app.kubernetes.io/name": "cloudflared", LABEL_GATEWAY: desired.name}
-    probe = {"httpGet": {"path": "/ready", "port": METRICS_PORT}, "periodSeconds": 10, "failureThreshold": 3}
-    container: dict[str, Any] = {
-        "name": "cloudflared",
-        "image": desired.image,
-        "args": ["tunnel", "--no-autoupdate", "--metrics", f"0.0.0.0:{METRICS_PORT}", "run"],
-        "env": [
-            {"name": "TUNNEL_TOKEN", "valueFrom": {"secretKeyRef": {"name": desired.secret_name, "key": TOKEN_KEY}}}
-        ],
-        "ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
-        "readinessProbe": probe,
-        "livenessProbe": {**probe, "initialDelaySeconds": 10},
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
-    }
-    if desired.resources:
-        container["resources"] = dict(desired.resources)
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": desired.deployment_name, "namespace": desired.namespace, "labels": desired.object_labels},
-        "spec": {
-            "replicas": desired.replicas,
-            "selector": {"matchLabels": selector},
-            "template": {
-                "metadata": {"labels": desired.labels},
-                "spec": {
-                    "automountServiceAccountToken": False,  # cloudflared never talks to the Kubernetes API
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": 65532,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "containers": [container],
-                },
-            },
-        },
-    }
+    return cloudflared.deployment_manifest(connector(desired))

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import json
 import logging
 from collections.abc import Mapping
@@ -265,6 +266,30 @@ class FaithfulEmulator(kmock.KubernetesEmulator):
 
     async def _serve_resource(self, request: kmock.Request, path: ApiPath, method: str
                               ) -> aiohttp.web.StreamResponse:
+        stored = self.store.storage_target(path.target)
+        if stored != path.target:  # another served version of a CRD (conversion None): only apiVersion differs
+            return await self._serve_converted(request, path, method, stored)
+        return await self._serve_stored(request, path, method)
+
+    async def _serve_converted(self, request: kmock.Request, path: ApiPath, method: str, stored: Target
+                               ) -> aiohttp.web.StreamResponse:
+        """Serve `path` (a version other than the storage one) from the storage version, rewriting apiVersion
+        both ways, as the apiserver's ``None`` conversion does (a watch is served as the storage version)."""
+        requested = path.target.api_version
+        data = request.data
+        if isinstance(data, dict) and data.get('apiVersion') == requested:
+            data['apiVersion'] = stored.api_version
+        response = await self._serve_stored(request, dataclasses.replace(path, version=stored.version), method)
+        if not isinstance(response, aiohttp.web.Response) or response.body is None:
+            return response
+        body = json.loads(bytes(response.body))  # type: ignore[arg-type]
+        for obj in [body, *(body.get('items') or [] if isinstance(body, dict) else [])]:
+            if isinstance(obj, dict) and obj.get('apiVersion') == stored.api_version:
+                obj['apiVersion'] = requested
+        return _json_response(body, response.status)
+
+    async def _serve_stored(self, request: kmock.Request, path: ApiPath, method: str
+                            ) -> aiohttp.web.StreamResponse:
         store, target, params = self.store, path.target, request.params
         namespace, name = path.namespace, path.name
         if request.body and request.data is None and method in ('POST', 'PUT', 'PATCH'):

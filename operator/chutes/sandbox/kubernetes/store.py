@@ -94,6 +94,9 @@ class Store:
         self.custom: set[kmock.resource] = set()  # resources served like custom resources (CRD semantics)
         self.field_labels: dict[kmock.resource, frozenset[str]] = {}
         self.crd_entries: dict[str, list[kmock.resource]] = {}  # CRD name -> resources it registered
+        # A CRD's other served versions -> its storage version (conversion strategy None: one object, served at
+        # every version with only its apiVersion rewritten).
+        self.stored_as: dict[kmock.resource, kmock.resource] = {}
         self.orphaned: set[str] = set()  # uids of owners deleted with propagationPolicy=Orphan
         self.on_change: Callable[[], None] = lambda: None  # wakes up the garbage collector
         self.closed = False
@@ -565,8 +568,22 @@ class Store:
         for resource, info in crd_resources(crd):
             self.register(resource, info, custom=True, fields=fields.get(resource, frozenset()))
         self.crd_entries[name] = [resource for resource, _ in crd_resources(crd)]
+        spec = crd.get('spec') or {}
+        storage = next((v['name'] for v in spec.get('versions') or [] if v.get('storage')), None)
+        if storage is not None:
+            stored = Target(spec['group'], storage, spec['names']['plural']).resource
+            for resource in self.crd_entries[name]:
+                if resource != stored:
+                    self.stored_as[resource] = stored
+
+    def storage_target(self, target: Target) -> Target:
+        """Where objects of `target` live: the storage version of its CRD (itself for any other resource)."""
+        stored = self.stored_as.get(target.resource)
+        return target if stored is None else Target.of(stored)
 
     def _unregister_crd(self, name: str, *, purge: bool) -> None:
+        for resource in self.crd_entries.get(name, []):
+            self.stored_as.pop(resource, None)
         for resource in self.crd_entries.pop(name, []):
             if purge:
                 for key, obj in list(self.live()):

@@ -1,0 +1,1 @@
+"""The Tunnel / ClusterTunnel / TunnelBinding front door: adyanth/cloudflare-operator's API, served."""

@@ -1,0 +1,245 @@
+"""Reconcile a TunnelBinding: for each subject a hostname claim (one holder across every door), an Access
+application and policy first when the binding's Access annotations ask for one, then the rule through the core's
+co-owned tunnel-config writer (no cloudflared restart) and a proxied CNAME marked for the binding. Subjects are
+published concurrently, so the writers coalesce them (one configuration PUT, one DNS batch). A subject removed from
+the binding, or the binding deleted, loses its rule, its records and its Access application (in that order), each
+only as its claim proves ours.
+
+Bad input (a missing tunnel or Service, a Service without ports, an invalid protocol, an FQDN outside the zone or
+held by a foreign record) is found before anything is written: nothing else is touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes_asyncio import client
+
+from chutes import conditions as c
+from chutes import kube
+from chutes.claims import Claim, ClaimLost, ClaimStore, claims_for
+from chutes.cloudflare_core import (
+    AccessAppSpec,
+    AppPolicySpec,
+    CloudflareError,
+    DesiredRecord,
+    IngressRule,
+    Tunnel,
+    cname_target,
+)
+from chutes.cloudflare_core.ownership import owned_name
+from chutes.cores import CorePool
+from chutes.frontdoors import claiming
+from chutes.frontdoors.problems import EventSink, Problem, problem_from_cloudflare, step
+from chutes.frontdoors.retries import LOST_RETRY, MISSING_RETRY
+from chutes.frontdoors.status_writer import StatusWriter
+from chutes.frontdoors.tunnels import model as m
+from chutes.frontdoors.tunnels import tunnels as t
+from chutes.frontdoors.tunnels.account import Account, load_account
+
+
+@dataclass(frozen=True)
+class Route:
+    subject: m.Subject
+    service: str  # the rule's service (origin)
+
+
+@dataclass(frozen=True)
+class Gathered:
+    spec: m.TunnelSpec
+    account: Account
+    tunnel: Tunnel
+    routes: list[Route]
+    dns: bool
+    emails: tuple[str, ...]
+    domains: tuple[str, ...]
+
+
+async def _tunnel_of(api: client.ApiClient, body: Mapping[str, Any], resource_namespace: str,
+                     owner_id: str) -> m.TunnelSpec:
+    namespace = body["metadata"]["namespace"]
+    try:
+        kind, name, _ = m.tunnel_ref(body)
+    except m.SpecError as exc:
+        raise Problem(exc.reason, str(exc), None) from None
+    plural = m.CLUSTER_PLURAL if kind == m.CLUSTER_KIND else m.TUNNEL_PLURAL
+    found = await kube.get_custom(api, m.GROUP, m.VERSION, plural, name,
+                                  None if kind == m.CLUSTER_KIND else namespace)
+    where = name if kind == m.CLUSTER_KIND else f"{namespace}/{name}"
+    if found is None:
+        raise Problem(t.TUNNEL_NOT_FOUND, f"{kind} {where} does not exist", MISSING_RETRY)
+    if found["metadata"].get("deletionTimestamp"):
+        raise Problem(t.TUNNEL_NOT_READY, f"{kind} {where} is being deleted", MISSING_RETRY)
+    found.setdefault("kind", kind)
+    return t.parse(found, resource_namespace, owner_id)
+
+
+async def gather(api: client.ApiClient, cores: CorePool, claims: ClaimStore, body: Mapping[str, Any],
+                 resource_namespace: str) -> Gathered:
+    """Everything the binding needs, read once; any bad input raises its Problem here (nothing written yet)."""
+    meta = body["metadata"]
+    namespace = meta["namespace"]
+    spec = await _tunnel_of(api, body, resource_namespace, cores.owner_id)
+    try:
+        _, _, no_dns = m.tunnel_ref(body)
+        subjects = m.parse_subjects(body, spec.domain)
+        emails, domains = m.access_lists(meta.get("annotations"))
+    except m.SpecError as exc:
+        raise Problem(exc.reason, str(exc), None) from None
+    routes = []
+    for subject in subjects:
+        service = None if subject.target else await kube.read_service(api, namespace, subject.name)
+        try:
+            origin = m.origin(subject.protocol, subject.target, service, namespace, subject.name)
+            IngressRule(hostname=subject.fqdn, service=origin, path=subject.path)
+        except m.SpecError as exc:
+            raise Problem(exc.reason, str(exc), MISSING_RETRY if exc.reason == c.SERVICE_NOT_FOUND else None) from None
+        except CloudflareError as exc:  # InvalidInput: a target cloudflared would not accept
+            raise Problem(c.INVALID_SPEC, f"subject {subject.name}: {exc}", None) from None
+        routes.append(Route(subject, origin))
+    account = await load_account(api, cores, spec)
+    tunnel = await t.find_tunnel(account, spec, claims)
+    return Gathered(spec, account, tunnel, routes, not no_dns, emails, domains)
+
+
+def app_name(fqdn: str, owner_id: str) -> str:
+    return owned_name(f"tunnelbinding-{fqdn}", owner_id)
+
+
+async def reconcile_binding(api: client.ApiClient, cores: CorePool, claims: ClaimStore, body: Mapping[str, Any],
+                            status: StatusWriter, events: EventSink, resource_namespace: str) -> None:
+    try:
+        try:
+            await _reconcile(api, cores, claims, body, status, events, resource_namespace)
+        except ClaimLost as lost:
+            raise Problem(c.CLOUDFLARE_UNAVAILABLE, f"the ledger of claims changed meanwhile: {lost}",
+                          LOST_RETRY) from None
+    except Problem as problem:
+        status.set(observedGeneration=status.generation)
+        status.condition(c.READY, "False", problem.reason, problem.message)
+        raise
+    finally:
+        await status.flush()
+
+
+async def _reconcile(api: client.ApiClient, cores: CorePool, claims: ClaimStore, body: Mapping[str, Any],
+                     status: StatusWriter, events: EventSink, resource_namespace: str) -> None:
+    meta = body["metadata"]
+    source = m.binding_source(meta["namespace"], meta["name"])
+    found = await gather(api, cores, claims, body, resource_namespace)
+    core, account_id, zone_id = found.account.core, found.account.account_id, found.account.zone.id
+    claims = claims_for(claims, dry_run=core.dry_run)
+    # Check every hostname before writing anything: one holder per hostname, no foreign record in the way.
+    held: dict[str, Claim] = {}
+    try:
+        for route in found.routes:
+            held[route.subject.fqdn] = await claiming.hold(claims, "hostname", route.subject.fqdn, source)
+        if found.dns:
+            await asyncio.gather(*(step(f"checking DNS for {fqdn}", core.check_dns_name_available(
+                zone_id, fqdn, source)) for fqdn in held))
+    except Problem:
+        for claim in held.values():
+            if claim.fresh and not claim.entries:
+                await claims.release(claim)
+        raise
+    await kube.add_finalizer(api, m.GROUP, m.BINDING_VERSION, m.BINDING_PLURAL, meta["name"], meta["namespace"],
+                             m.FINALIZER)
+    idp = None
+    if found.emails or found.domains:
+        idp = await step("ensuring the one-time PIN identity provider", core.ensure_otp_idp(account_id))
+    await asyncio.gather(*(_publish(found, route, held[route.subject.fqdn], claims, events,
+                                    idp.id if idp is not None else None) for route in found.routes))
+    # Subjects no longer listed: rule, records, then Access (each proven by the claim).
+    wanted = {route.subject.fqdn for route in found.routes}
+    for claim in await claims.list(kind="hostname", source=source):
+        if claim.key not in wanted:
+            done = await claiming.tear_down_hostname(core, claims, claim, account_id=account_id, zone_id=zone_id)
+            t.say_teardown(events, done)
+            if done.removed:
+                events.normal(c.HOSTNAME_REMOVED, f"{claim.key} is no longer published")
+    fqdns = [route.subject.fqdn for route in found.routes]
+    status.set(hostnames=m.hostnames_status(fqdns), observedGeneration=status.generation,
+               services=[{"hostname": r.subject.fqdn, "target": r.service} for r in found.routes])
+    status.condition(c.TUNNEL_READY, "True", c.RECONCILED, f"{len(fqdns)} rule(s) in tunnel {found.tunnel.name}")
+    status.condition(c.DNS_READY, "True", c.RECONCILED,
+                     "CNAMEs " + ", ".join(fqdns) if found.dns else "tunnelRef.disableDNSUpdates: no DNS records")
+    status.condition(c.ACCESS_READY, "True", c.RECONCILED if idp is not None else c.PUBLIC,
+                     "behind Access" if idp is not None else "no Access annotations: public")
+    status.condition(c.READY, "True", c.RECONCILED, f"published {', '.join(fqdns)}")
+
+
+async def _publish(found: Gathered, route: Route, claim: Claim, claims: ClaimStore, events: EventSink,
+                   idp: str | None) -> None:
+    """One subject: Access (when asked), then the rule, then the CNAME; Access dropped last when no longer asked."""
+    core, account_id, zone_id = found.account.core, found.account.account_id, found.account.zone.id
+    fqdn, source = route.subject.fqdn, claim.source
+    before = claim
+    if idp is not None:
+        name = app_name(fqdn, core.owner_id)
+        if not (claim.entry(claiming.ACCESS_APP) or {}).get("since"):
+            claim = await claims.intend(claim, claiming.ACCESS_APP, account=account_id, name=name)
+        allow = AppPolicySpec(name=m.POLICY_NAME, decision="allow",
+                              include=tuple(m.policy_include(found.emails, found.domains)))
+        app = await step("ensuring the Access application", core.ensure_access_app(account_id, AccessAppSpec(
+            name=name, domain=fqdn, allowed_idps=(idp,), auto_redirect_to_identity=True,
+        ), claim.recorded(claiming.ACCESS_APP), policy=allow))
+        if (claim.entry(claiming.ACCESS_APP) or {}).get("id") != app.id:
+            claim = await claims.complete(claim, claiming.ACCESS_APP, app.id, account=account_id, name=name)
+            events.normal(c.ACCESS_APPLICATION_READY, f"Access application {name} for {fqdn}")
+        policy = await step("ensuring the Access policy", core.ensure_app_policy(account_id, app.id, allow))
+        if (claim.entry(claiming.ACCESS_POLICY) or {}).get("id") != policy.id:
+            claim = await claims.complete(claim, claiming.ACCESS_POLICY, policy.id, app=app.id)
+    rule = IngressRule(hostname=fqdn, service=route.service, path=route.subject.path,
+                       origin_request=route.subject.origin_request or None)
+    recorded = claim.entry(claiming.TUNNEL_RULE) or {}
+    claim = await step("writing the tunnel ingress rule", claiming.write_rule(
+        core, claims, claim, before, account_id, found.tunnel.id, rule))
+    if recorded.get("service") != route.service or recorded.get("tunnel") != found.tunnel.id:
+        events.normal(c.TUNNEL_RULE_READY, f"tunnel ingress rule {fqdn} → {route.service}")
+    if found.dns:
+        entry = claim.entry(claiming.DNS) or {}
+        if not entry.get("since") or entry.get("zone") != zone_id:
+            claim = await claims.intend(claim, claiming.DNS, zone=zone_id, type="CNAME")
+        target = cname_target(found.tunnel.id)
+        record = await step(f"ensuring the CNAME for {fqdn}", core.ensure_dns_record(
+            zone_id, DesiredRecord(name=fqdn, type="CNAME", content=target, proxied=True, source=source)))
+        if entry.get("id") != record.id:
+            claim = await claims.complete(claim, claiming.DNS, record.id, zone=zone_id, type="CNAME")
+            events.normal(c.DNS_RECORD_READY, f"proxied CNAME {fqdn} → {target}")
+    elif claim.entry(claiming.DNS) is not None:  # DNS updates switched off: our record goes
+        claim, done = await claiming.remove_object(core, claims, claim, claiming.DNS, account_id=account_id,
+                                                   zone_id=zone_id)
+        t.say_teardown(events, done)
+    if idp is None and claim.entry(claiming.ACCESS_APP) is not None:  # Access switched off: after routing
+        claim, done = await claiming.remove_object(core, claims, claim, claiming.ACCESS_APP, account_id=account_id)
+        t.say_teardown(events, done)
+
+
+async def delete_binding(api: client.ApiClient, cores: CorePool, claims: ClaimStore, body: Mapping[str, Any],
+                         events: EventSink, resource_namespace: str) -> None:
+    """Remove what the binding published (its claims: rule, records, Access, in that order), then the finalizer."""
+    meta = body["metadata"]
+    source = m.binding_source(meta["namespace"], meta["name"])
+    held = await claims.list(kind="hostname", source=source)
+    if held:
+        try:
+            spec = await _tunnel_of(api, body, resource_namespace, cores.owner_id)
+            account = await load_account(api, cores, spec)
+        except Problem as problem:
+            raise Problem(c.DELETING, f"cannot remove the Cloudflare objects: {problem.message}. Restore it, or "
+                          f"remove the finalizer {m.FINALIZER} to abandon them.", problem.delay or MISSING_RETRY
+                          ) from None
+        core = account.core
+        claims = claims_for(claims, dry_run=core.dry_run)
+        for claim in held:
+            try:
+                done = await claiming.tear_down_hostname(core, claims, claim, account_id=account.account_id,
+                                                         zone_id=account.zone.id)
+            except CloudflareError as exc:
+                raise problem_from_cloudflare(exc, f"removing {claim.key}") from exc
+            t.say_teardown(events, done)
+    await kube.remove_finalizer(api, m.GROUP, m.BINDING_VERSION, m.BINDING_PLURAL, meta["name"], meta["namespace"],
+                                m.FINALIZER)

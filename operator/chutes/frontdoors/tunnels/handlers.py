@@ -1,0 +1,112 @@
+"""kopf handlers for Tunnel, ClusterTunnel and TunnelBinding (adyanth's API): thin; the work is in
+:mod:`tunnels` and :mod:`bindings`.
+
+adyanth's finalizer (``cfargotunnel.com/finalizer``) is added by the door to ``newTunnel`` (Cluster)Tunnels and to
+TunnelBindings, and removed by the delete handlers once their Cloudflare objects are gone, so objects made under
+adyanth's operator are released by ours; kopf runs those handlers under its own finalizer (it calls delete handlers
+only for objects holding it)."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import kopf
+
+from chutes import conditions as c
+from chutes import kube
+from chutes.claims import operator_namespace
+from chutes.frontdoors.problems import EventSink, Problem, already_said, to_kopf
+from chutes.frontdoors.status_writer import StatusWriter
+from chutes.frontdoors.tunnels import bindings as b
+from chutes.frontdoors.tunnels import model as m
+from chutes.frontdoors.tunnels import tunnels as t
+from chutes.observability import metrics
+from chutes.settings import Settings
+
+FRONT_DOOR = "tunnels"
+
+
+def _writer(memo: kopf.Memo, version: str, plural: str, body: Mapping[str, Any]) -> StatusWriter:
+    meta = body["metadata"]
+    name, namespace = meta["name"], meta.get("namespace") or None
+    write = functools.partial(kube.patch_custom_status, memo.kube, m.GROUP, version, plural, name, namespace)
+
+    async def reload() -> tuple[dict[str, Any], str | None] | None:
+        live = await kube.get_custom(memo.kube, m.GROUP, version, plural, name, namespace)
+        if live is None:
+            return None
+        return dict(live.get("status") or {}), live["metadata"].get("resourceVersion")
+
+    return StatusWriter(body.get("status"), meta.get("generation"), write,
+                        resource_version=meta.get("resourceVersion"), reload=reload)
+
+
+@contextlib.contextmanager
+def _problems_said(body: Mapping[str, Any]) -> Iterator[EventSink]:
+    """A Problem becomes one Warning Event per distinct problem, then kopf's retry or permanent error."""
+    events = EventSink(body, kopf.event)
+    try:
+        yield events
+    except Problem as problem:
+        if problem.reason == c.HOSTNAME_CONFLICT:
+            metrics.conflict(FRONT_DOOR)
+        if not already_said((body.get("status") or {}).get("conditions"), problem):
+            events.warning(problem.reason, problem.message)
+        raise to_kopf(problem) from None
+
+
+def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mapping[str, str]) -> None:
+    resource_namespace = settings.cluster_resource_namespace or operator_namespace(environ)
+
+    def with_kind(body: kopf.Body, kind: str) -> dict[str, Any]:
+        return {**body, "kind": kind}
+
+    for kind, plural in ((m.TUNNEL_KIND, m.TUNNEL_PLURAL), (m.CLUSTER_KIND, m.CLUSTER_PLURAL)):
+
+        async def tunnel_reconcile(body: kopf.Body, memo: kopf.Memo, kind: str = kind, plural: str = plural,
+                                   **_: Any) -> None:
+            if body["metadata"].get("deletionTimestamp"):
+                return
+            async with metrics.reconcile_timer(FRONT_DOOR):
+                with _problems_said(body) as events:
+                    await t.reconcile_tunnel(memo.kube, memo.cores, memo.claims, with_kind(body, kind),
+                                             _writer(memo, m.VERSION, plural, body), events, resource_namespace)
+
+        async def tunnel_delete(body: kopf.Body, memo: kopf.Memo, kind: str = kind, **_: Any) -> None:
+            async with metrics.reconcile_timer(FRONT_DOOR):
+                with _problems_said(body) as events:
+                    await t.delete_tunnel(memo.kube, memo.cores, memo.claims, with_kind(body, kind), events,
+                                          resource_namespace)
+
+        for decorator in (kopf.on.resume(m.GROUP, m.VERSION, plural, registry=registry, id="reconcile"),
+                          kopf.on.create(m.GROUP, m.VERSION, plural, registry=registry, id="reconcile"),
+                          kopf.on.update(m.GROUP, m.VERSION, plural, registry=registry, id="reconcile",
+                                         field="spec")):
+            decorator(tunnel_reconcile)
+        kopf.on.delete(m.GROUP, m.VERSION, plural, registry=registry, id="cleanup")(tunnel_delete)
+
+    @kopf.on.resume(m.GROUP, m.BINDING_VERSION, m.BINDING_PLURAL, registry=registry, id="reconcile")
+    @kopf.on.create(m.GROUP, m.BINDING_VERSION, m.BINDING_PLURAL, registry=registry, id="reconcile")
+    @kopf.on.update(m.GROUP, m.BINDING_VERSION, m.BINDING_PLURAL, registry=registry, id="reconcile",
+                    field="subjects")
+    @kopf.on.update(m.GROUP, m.BINDING_VERSION, m.BINDING_PLURAL, registry=registry, id="reconcile-ref",
+                    field="tunnelRef")
+    @kopf.on.update(m.GROUP, m.BINDING_VERSION, m.BINDING_PLURAL, registry=registry, id="reconcile-access",
+                    field="metadata.annotations")
+    async def binding_reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        if body["metadata"].get("deletionTimestamp"):
+            return
+        async with metrics.reconcile_timer(FRONT_DOOR):
+            with _problems_said(body) as events:
+                await b.reconcile_binding(memo.kube, memo.cores, memo.claims, body,
+                                          _writer(memo, m.BINDING_VERSION, m.BINDING_PLURAL, body), events,
+                                          resource_namespace)
+
+    @kopf.on.delete(m.GROUP, m.BINDING_VERSION, m.BINDING_PLURAL, registry=registry, id="cleanup")
+    async def binding_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        async with metrics.reconcile_timer(FRONT_DOOR):
+            with _problems_said(body) as events:
+                await b.delete_binding(memo.kube, memo.cores, memo.claims, body, events, resource_namespace)

@@ -255,7 +255,7 @@ def test_notes_name_the_front_doors_and_the_crd_upgrade_step() -> None:
         ({"metrics": {"port": 70000}}, "/metrics/port"),
         ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy"),
         ({"image": {"digest": "latest"}}, "/image/digest"),
-        ({"frontDoors": {"chutes": {"enabled": False}}}, "/frontDoors"),
+        ({"frontDoors": {"chutes": {"enabled": False}, "tunnels": {"enabled": False}}}, "/frontDoors"),
         ({"frontDoors": {"sessions": {"enabled": True}}}, "/frontDoors/sessions"),
         ({"frontDoors": {"sessions": {"enabled": True, **SESSION_VALUES, "routerServiceUrl": "router:80"}}},
          "/frontDoors/sessions/routerServiceUrl"),

@@ -88,5 +88,6 @@ def test_the_runtime_imports_every_front_door_it_registers() -> None:
     graph = grimp.build_graph("chutes", cache_dir=None)
     imported = graph.find_modules_directly_imported_by("chutes.runtime")
     doors = {door.register.__module__ for door in runtime.FRONT_DOORS.values()}
-    assert doors == {f"chutes.frontdoors.{name}.handlers" for name in ("gateways", "httproutes", "sessions", "hosts")}
+    assert doors == {f"chutes.frontdoors.{name}.handlers" for name in ("gateways", "httproutes", "sessions", "hosts",
+                                                                          "tunnels")}
     assert doors <= imported

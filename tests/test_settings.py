@@ -17,13 +17,13 @@ def test_defaults_watch_everything_and_serve_the_crd_front_doors() -> None:
     assert settings.namespaces == ()
     assert settings.owner_id == "default"
     assert settings.resync_interval == 300
-    assert settings.front_doors({}) == ("chutes", "httproutes")
+    assert settings.front_doors({}) == ("chutes", "httproutes", "tunnels")
 
 
 def test_environment_variables_are_read_with_the_prefix() -> None:
     settings = load_settings(
         {"CHUTES_OWNER_ID": "cluster-a", "CHUTES_RESYNC_INTERVAL": "30", "CHUTES_NAMESPACES": "a, b",
-         "CHUTES_HTTPROUTES": "false", "CHUTES_LOG_LEVEL": "debug"}
+         "CHUTES_HTTPROUTES": "false", "CHUTES_TUNNELS": "false", "CHUTES_LOG_LEVEL": "debug"}
     )
     assert settings.owner_id == "cluster-a"
     assert settings.resync_interval == 30
@@ -40,7 +40,7 @@ def test_the_sdk_base_url_variable_is_honoured_and_the_explicit_one_wins() -> No
 
 def test_flags_override_variables() -> None:
     args = build_parser().parse_args(
-        ["run", "-n", "team-a", "-n", "team-b", "--owner-id", "flag", "--no-chutes", "--sessions"]
+        ["run", "-n", "team-a", "-n", "team-b", "--owner-id", "flag", "--no-chutes", "--sessions", "--no-tunnels"]
     )
     settings = settings_from_args(args, {"CHUTES_OWNER_ID": "env", "CHUTES_NAMESPACES": "other"})
     assert settings.owner_id == "flag"

@@ -33,7 +33,9 @@ def values_for(profile: OperatorProfile) -> tuple[dict[str, Any], str]:
     implied = doors == {"sessions"} and profile.namespaces == (sessions.get("watchNamespace"),)
     values = {
         "frontDoors": {"chutes": {"enabled": "chutes" in doors}, "httproutes": {"enabled": "httproutes" in doors},
-                       "sessions": sessions, "hosts": {"enabled": "hosts" in doors}},
+                       "sessions": sessions, "hosts": {"enabled": "hosts" in doors},
+                       "tunnels": {"enabled": "tunnels" in doors, "clusterResourceNamespace": door_namespaces.get(
+                           "CHUTES_CLUSTER_RESOURCE_NAMESPACE", "")}},
         "watchNamespaces": [] if implied else list(profile.namespaces),
         "peering": {"enabled": profile.peering, "name": profile.peering_name or ""},
         "ledgerNamespace": door_namespaces.get("CHUTES_LEDGER_NAMESPACE", ""),

@@ -137,6 +137,40 @@ them itself, not through kopf); IngressRoutes in the route namespace. */}}
   verbs: [list, create, patch, delete]
 {{- end -}}
 
+{{/* Tunnel, ClusterTunnel (cluster-scoped) and TunnelBinding (adyanth's API): their finalizers and status, the
+tunnel-token Secret and cloudflared Deployment of each tunnel (a ClusterTunnel's in clusterResourceNamespace), the
+API-token Secret a tunnel names, the Services bindings publish. */}}
+{{- define "chutes-operator.rules.tunnels.cluster" -}}
+- apiGroups: [networking.cfargotunnel.com]
+  resources: [clustertunnels]
+  verbs: [get, list, watch, patch]
+- apiGroups: [networking.cfargotunnel.com]
+  resources: [clustertunnels/status]
+  verbs: [patch]
+{{- end -}}
+
+{{- define "chutes-operator.rules.tunnels.namespaced" -}}
+- apiGroups: [networking.cfargotunnel.com]
+  resources: [tunnels, tunnelbindings]
+  verbs: [get, list, watch, patch]
+- apiGroups: [networking.cfargotunnel.com]
+  resources: [tunnels/status, tunnelbindings/status]
+  verbs: [patch]
+{{- include "chutes-operator.rules.tunnels.connectors" . }}
+- apiGroups: [""]
+  resources: [services]
+  verbs: [get]
+{{- end -}}
+
+{{- define "chutes-operator.rules.tunnels.connectors" }}
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get, create, patch, delete]
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, create, patch, delete]
+{{- end -}}
+
 {{/* The ledger (ledgerNamespace), for every front door: who holds which hostname or tunnel, what was
 created in Cloudflare for it, and one configuration writer per tunnel. */}}
 {{- define "chutes-operator.rules.ledger" -}}

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from chutes.cloudflare_core.ownership import parse as parse_marker
-from harness.tunnels import NS, World, world_fixture  # noqa: F401  (world_fixture: a fixture)
+from harness.tunnels import GROUP, NS, OPERATOR_NS, World, world_fixture  # noqa: F401  (world_fixture: a fixture)
 from harness.waiting import wait_for
 
 
@@ -101,3 +103,224 @@ def test_binding_routes_several_subjects_without_restarting_cloudflared(world: W
     assert world.ingress(tunnel_id) == [{"service": "http_status:404"}]
     assert world.records("who.example.com") == [] and world.records("whoami-1.example.com") == []
     assert world.deployment("web-cloudflared").metadata.generation == generation
+
+
+def _ops(world: World) -> list[str]:
+    return [r.op or "" for r in world.cf.requests if r.method != "GET" and 200 <= r.status < 300]
+
+
+def test_cluster_tunnel_serves_bindings_and_its_deletion_removes_routes_dns_cloudflared_then_the_tunnel(
+        world: World) -> None:
+    world.api_secret(namespace=OPERATOR_NS)  # read from the cluster resource namespace
+    world.tunnel("edge", cluster=True, newTunnel={"name": "k3s-cluster-tunnel"})
+    tunnel = world.ready_tunnel("edge", cluster=True)
+    tunnel_id = tunnel["status"]["tunnelId"]
+    assert world.deployment("clustertunnel-edge-cloudflared", OPERATOR_NS).spec.replicas == 1
+    world.service("whoami-1", 80)
+    world.binding("whoami", [{"name": "whoami-1"}], tunnel="edge", kind="ClusterTunnel")
+    world.ready_binding("whoami")
+    assert [r.get("hostname") for r in world.ingress(tunnel_id)] == ["whoami-1.example.com", None]
+    assert len(world.records("whoami-1.example.com")) == 1
+
+    world.cf.reset_log()
+    world.custom.delete_cluster_custom_object(GROUP, "v1alpha2", "clustertunnels", "edge")
+    wait_for("tunnel deleted", lambda: not world.live_tunnels())
+    ops = _ops(world)
+    assert ops.index("tunnels.config.put") < ops.index("tunnels.delete")
+    assert ops.index("dns.batch") < ops.index("tunnels.delete")
+    assert world.records("whoami-1.example.com") == []
+    wait_for("ClusterTunnel gone", lambda: not world.custom.list_cluster_custom_object(
+        GROUP, "v1alpha2", "clustertunnels")["items"])
+    assert world._read_deployment("clustertunnel-edge-cloudflared", OPERATOR_NS) is None
+
+
+def test_scale_change_and_a_tampered_token_are_applied_without_touching_the_tunnel(world: World) -> None:
+    world.api_secret()
+    world.tunnel(version="v1alpha1", size=1)
+    world.ready_tunnel()
+    token = world.core.read_namespaced_secret("web-tunnel-token", NS).data["token"]
+    world.core.patch_namespaced_secret("web-tunnel-token", NS, {"stringData": {"token": "tampered"}})
+    world.cf.reset_log()
+    world.custom.patch_namespaced_custom_object(GROUP, "v1alpha1", NS, "tunnels", "web", {"spec": {"size": 2}})
+    wait_for("scaled", lambda: world.deployment("web-cloudflared").spec.replicas == 2)
+    wait_for("token repaired", lambda: world.core.read_namespaced_secret("web-tunnel-token", NS).data["token"] == token)
+    assert len(world.live_tunnels()) == 1 and "tunnels.create" not in _ops(world)
+
+
+def test_existing_tunnel_keeps_foreign_rules_and_is_never_deleted(world: World) -> None:
+    import asyncio
+
+    from chutes.cloudflare_core import CloudflareCore, IngressRule, Recorded
+
+    async def make() -> str:
+        async with CloudflareCore(world.cf.token, base_url=world.cf.base_url) as core:
+            tunnel = await core.ensure_tunnel(world.account, "hand-made", Recorded(since="2000-01-01T00:00:00Z"))
+            await core.set_ingress_rule(world.account, tunnel.id, IngressRule(
+                hostname="legacy.example.com", service="http://legacy:80"), lambda _: False)
+            return tunnel.id
+
+    existing = asyncio.run(make())
+    world.api_secret()
+    world.tunnel(existingTunnel={"name": "hand-made"})
+    assert world.ready_tunnel()["status"]["tunnelId"] == existing
+    world.service("whoami-1", 80)
+    world.binding("whoami", [{"name": "whoami-1"}])
+    world.ready_binding("whoami")
+    hostnames = [r.get("hostname") for r in world.ingress(existing)]
+    assert "legacy.example.com" in hostnames and "whoami-1.example.com" in hostnames
+    assert "cfargotunnel.com/finalizer" not in world.get_tunnel()["metadata"].get("finalizers", [])
+
+    world.custom.delete_namespaced_custom_object(GROUP, "v1alpha1", NS, "tunnelbindings", "whoami")
+    wait_for("binding gone", lambda: world.get_binding("whoami") is None)
+    world.custom.delete_namespaced_custom_object(GROUP, "v1alpha2", NS, "tunnels", "web")
+    wait_for("Tunnel gone", lambda: not world.custom.list_namespaced_custom_object(GROUP, "v1alpha2", NS,
+                                                                                    "tunnels")["items"])
+    assert [t["id"] for t in world.live_tunnels()] == [existing]
+    assert [r.get("hostname") for r in world.ingress(existing)] == ["legacy.example.com", None]
+
+
+def test_access_annotations_put_an_application_in_front_before_the_rule_and_remove_it_after(world: World) -> None:
+    world.api_secret()
+    tunnel_id = (world.tunnel(), world.ready_tunnel())[1]["status"]["tunnelId"]
+    world.service("admin", 8080)
+    world.cf.reset_log()
+    world.binding("admin", [{"name": "admin"}], annotations={
+        "chutes.troubleshat.com/access-allowed-emails": "alice@example.org, bob@example.org",
+        "chutes.troubleshat.com/access-allowed-domains": "corp.example"})
+    world.ready_binding("admin")
+    ops = _ops(world)
+    assert ops.index("access.apps.create") < ops.index("tunnels.config.put") < ops.index("dns.batch")
+    [app] = world.apps_for("admin.example.com")
+    [policy] = [p for p in world.state()["access_policies"].values() if p["app_id"] == app["id"]]
+    assert policy["decision"] == "allow" and {"email_domain": {"domain": "corp.example"}} in policy["include"]
+    assert len(policy["include"]) == 3
+
+    world.cf.reset_log()
+    world.custom.delete_namespaced_custom_object(GROUP, "v1alpha1", NS, "tunnelbindings", "admin")
+    wait_for("binding gone", lambda: world.get_binding("admin") is None)
+    ops = _ops(world)
+    assert ops.index("tunnels.config.put") < ops.index("access.apps.delete")
+    assert ops.index("dns.batch") < ops.index("access.apps.delete")
+    assert world.apps_for("admin.example.com") == [] and world.ingress(tunnel_id) == [{"service": "http_status:404"}]
+
+
+# --- bad input: a condition and a Warning Event, nothing else touched ------------------------------------
+
+
+BAD_TUNNELS = {
+    "both": ({"existingTunnel": {"name": "x"}, "newTunnel": {"name": "y"}}, {}, "InvalidSpec"),
+    "neither": ({"existingTunnel": {}}, {}, "InvalidSpec"),
+    "secret missing": ({"cloudflare": {"domain": "example.com", "secret": "nope", "accountId": "ACCOUNT"}}, {},
+                       "SecretNotFound"),
+    "key missing": ({}, {"OTHER": "x"}, "SecretKeyMissing"),
+    "domain not a zone": ({"cloudflare": {"domain": "example.org", "secret": "cloudflare-secrets",
+                                          "accountId": "ACCOUNT"}}, {}, "InvalidSpec"),
+    "unknown account name": ({"cloudflare": {"domain": "example.com", "secret": "cloudflare-secrets",
+                                             "accountName": "Nobody's"}}, {}, "InvalidSpec"),
+    "existing tunnel missing": ({"existingTunnel": {"id": "6f1e0000-0000-4000-8000-000000000000"}}, {},
+                                "TunnelNotFound"),
+    "deployPatch not YAML": ({"deployPatch": "spec: {replicas: [1"}, {}, "InvalidSpec"),
+    "deployPatch unhardens the pod": ({"deployPatch": "spec: {template: {spec: {hostNetwork: true}}}"}, {},
+                                      "InvalidSpec"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_TUNNELS))
+def test_bad_tunnel_input_is_a_condition_and_a_warning_and_touches_nothing(world: World, case: str) -> None:
+    spec, secret, reason = BAD_TUNNELS[case]
+    world.api_secret(**secret)
+    if "cloudflare" in spec:
+        spec["cloudflare"] = {k: world.account if v == "ACCOUNT" else v for k, v in spec["cloudflare"].items()}
+    world.tunnel(**spec)
+    tunnel = world.wait_reason(reason, world.get_tunnel)
+    assert world.condition(tunnel)["status"] == "False"
+    wait_for("a Warning", lambda: [e for e in world.events("web", NS) if e[:2] == ("Warning", reason)])
+    assert _ops(world) == [] and world.live_tunnels() == []
+    assert world._read_deployment("web-cloudflared", NS) is None
+
+
+def _published_tunnel(world: World) -> str:
+    world.api_secret()
+    world.tunnel()
+    return str(world.ready_tunnel()["status"]["tunnelId"])
+
+
+BAD_BINDINGS = {
+    "missing tunnel": ({"tunnel": "nope"}, [{"name": "ok"}], "TunnelNotFound"),
+    "missing Service": ({}, [{"name": "ok"}, {"name": "ghost"}], "ServiceNotFound"),
+    "Service without ports": ({}, [{"name": "ok"}, {"name": "portless"}], "InvalidSpec"),
+    "FQDN outside the zone": ({}, [{"name": "ok"}, {"name": "ok2", "spec": {"fqdn": "ok.example.net"}}],
+                              "HostnameOutsideZone"),
+    "FQDN held by a foreign record": ({}, [{"name": "ok"}, {"name": "ok2", "spec": {"fqdn": "hand.example.com"}}],
+                                      "HostnameConflict"),
+    "invalid protocol": ({}, [{"name": "ok"}, {"name": "ok2", "spec": {"protocol": "gopher"}}], "InvalidSpec"),
+}
+
+
+def _foreign_record(world: World, name: str) -> None:
+    """A record someone made by hand (no marker of ours)."""
+    import httpx
+
+    response = httpx.post(f"{world.cf.base_url}/zones/{world.zone}/dns_records", headers={
+        "Authorization": f"Bearer {world.cf.token}"}, json={"type": "A", "name": name, "content": "192.0.2.7"})
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("case", sorted(BAD_BINDINGS))
+def test_bad_binding_input_is_a_condition_and_a_warning_and_publishes_no_subject(world: World, case: str) -> None:
+    ref, subjects, reason = BAD_BINDINGS[case]
+    tunnel_id = _published_tunnel(world)
+    world.service("ok", 80)
+    world.service("ok2", 80)
+    world.service("portless", ports=[])
+    _foreign_record(world, "hand.example.com")
+    world.cf.reset_log()
+    world.binding("bad", subjects, **ref)
+    binding = world.wait_reason(reason, lambda: world.get_binding("bad"))
+    assert world.condition(binding)["status"] == "False"
+    wait_for("a Warning", lambda: [e for e in world.events("bad", NS) if e[:2] == ("Warning", reason)])
+    assert _ops(world) == []
+    assert world.ingress(tunnel_id) in ([], [{"service": "http_status:404"}]) and world.records("ok.example.com") == []
+
+
+# --- restart in the middle --------------------------------------------------------------------------------
+
+
+def test_a_restart_in_the_middle_of_a_binding_converges(world: World) -> None:
+    tunnel_id = _published_tunnel(world)
+    for name in ("a", "b", "c"):
+        world.service(name, 80)
+    world.cf.faults.fail(op="dns.batch", status=503, count=100)  # the rules are written, the records are not
+    world.binding("three", [{"name": "a"}, {"name": "b"}, {"name": "c"}])
+    wait_for("rules written", lambda: len(world.ingress(tunnel_id)) == 4)
+    world.stop()
+    world.cf.faults.clear()
+    world.start()
+    binding = world.ready_binding("three")
+    assert binding["status"]["hostnames"] == "a.example.com,b.example.com,c.example.com"
+    rules = world.ingress(tunnel_id)
+    assert sorted(r["hostname"] for r in rules[:-1]) == ["a.example.com", "b.example.com", "c.example.com"]
+    assert rules[-1] == {"service": "http_status:404"}
+    for fqdn in ("a.example.com", "b.example.com", "c.example.com"):
+        assert len(world.records(fqdn)) == 1
+
+
+# --- a namespace-restricted operator ------------------------------------------------------------------------
+
+
+def test_a_namespace_restricted_operator_serves_and_removes_a_tunnel_and_its_binding(kube: Any,
+                                                                                     cloudflare: Any) -> None:
+    for world in World.opened(kube, cloudflare):
+        world.namespace(NS)
+        world.start(namespaces=(NS,))
+        tunnel_id = _published_tunnel(world)
+        world.service("whoami-1", 80)
+        world.binding("whoami", [{"name": "whoami-1"}])
+        world.ready_binding("whoami")
+        assert len(world.records("whoami-1.example.com")) == 1
+        world.custom.delete_namespaced_custom_object(GROUP, "v1alpha2", NS, "tunnels", "web")
+        wait_for("tunnel deleted", lambda: not world.live_tunnels())
+        assert world.records("whoami-1.example.com") == []
+        assert world.ingress(tunnel_id) in ([], [{"service": "http_status:404"}])
+        world.custom.delete_namespaced_custom_object(GROUP, "v1alpha1", NS, "tunnelbindings", "whoami")
+        wait_for("binding gone", lambda: world.get_binding("whoami") is None)

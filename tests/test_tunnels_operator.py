@@ -310,7 +310,8 @@ def test_a_restart_in_the_middle_of_a_binding_converges(world: World) -> None:
 
 def test_a_namespace_restricted_operator_serves_and_removes_a_tunnel_and_its_binding(kube: Any,
                                                                                      cloudflare: Any) -> None:
-    for world in World.opened(kube, cloudflare):
+    world = World(kube, cloudflare)
+    try:
         world.namespace(NS)
         world.start(namespaces=(NS,))
         tunnel_id = _published_tunnel(world)
@@ -324,3 +325,5 @@ def test_a_namespace_restricted_operator_serves_and_removes_a_tunnel_and_its_bin
         assert world.ingress(tunnel_id) in ([], [{"service": "http_status:404"}])
         world.custom.delete_namespaced_custom_object(GROUP, "v1alpha1", NS, "tunnelbindings", "whoami")
         wait_for("binding gone", lambda: world.get_binding("whoami") is None)
+    finally:
+        world.close()

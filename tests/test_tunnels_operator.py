@@ -327,3 +327,23 @@ def test_a_namespace_restricted_operator_serves_and_removes_a_tunnel_and_its_bin
         wait_for("binding gone", lambda: world.get_binding("whoami") is None)
     finally:
         world.close()
+
+
+def test_resync_repairs_a_deleted_record_and_follows_a_service_port_change(kube: Any, cloudflare: Any) -> None:
+    import httpx
+
+    world = World(kube, cloudflare)
+    try:
+        world.start(resync_interval=1.0)
+        tunnel_id = _published_tunnel(world)
+        world.service("whoami-1", 80)
+        world.binding("whoami", [{"name": "whoami-1"}])
+        world.ready_binding("whoami")
+        [record] = world.records("whoami-1.example.com")
+        httpx.delete(f"{world.cf.base_url}/zones/{world.zone}/dns_records/{record['id']}",
+                     headers={"Authorization": f"Bearer {world.cf.token}"}).raise_for_status()
+        world.core.patch_namespaced_service("whoami-1", NS, {"spec": {"ports": [{"port": 8080, "protocol": "TCP"}]}})
+        wait_for("record repaired", lambda: len(world.records("whoami-1.example.com")) == 1)
+        wait_for("port followed", lambda: world.ingress(tunnel_id)[0]["service"] == f"http://whoami-1.{NS}.svc:8080")
+    finally:
+        world.close()

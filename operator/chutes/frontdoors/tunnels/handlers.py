@@ -58,22 +58,54 @@ def _problems_said(body: Mapping[str, Any]) -> Iterator[EventSink]:
         raise to_kopf(problem) from None
 
 
+# Reasons only a spec change can fix: the resync timer leaves them alone.
+PERMANENT_REASONS = frozenset({c.INVALID_SPEC, c.HOSTNAME_OUTSIDE_ZONE, c.CLOUDFLARE_REJECTED})
+
+
+def _skip_resync(body: Mapping[str, Any]) -> bool:
+    status = body.get("status") or {}
+    ready = c.find(status.get("conditions"), c.READY)
+    return bool(body["metadata"].get("deletionTimestamp")) or (
+        ready is not None and ready.get("reason") in PERMANENT_REASONS
+        and status.get("observedGeneration") == body["metadata"].get("generation"))
+
+
 def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mapping[str, str]) -> None:
+    """The handlers; a resync timer per object (every `resync_interval`) repairs drift: a rule, record, Secret or
+    Deployment changed or removed behind our back, a Service whose port changed."""
     resource_namespace = settings.cluster_resource_namespace or operator_namespace(environ)
+    interval = settings.resync_interval
 
     def with_kind(body: kopf.Body, kind: str) -> dict[str, Any]:
         return {**body, "kind": kind}
+
+    async def tunnel(body: kopf.Body, memo: kopf.Memo, kind: str, plural: str) -> None:
+        if body["metadata"].get("deletionTimestamp"):
+            return
+        async with metrics.reconcile_timer(FRONT_DOOR):
+            with _problems_said(body) as events:
+                await t.reconcile_tunnel(memo.kube, memo.cores, memo.claims, with_kind(body, kind),
+                                         _writer(memo, m.VERSION, plural, body), events, resource_namespace)
+
+    async def binding(body: kopf.Body, memo: kopf.Memo) -> None:
+        if body["metadata"].get("deletionTimestamp"):
+            return
+        async with metrics.reconcile_timer(FRONT_DOOR):
+            with _problems_said(body) as events:
+                await b.reconcile_binding(memo.kube, memo.cores, memo.claims, body,
+                                          _writer(memo, m.BINDING_VERSION, m.BINDING_PLURAL, body), events,
+                                          resource_namespace)
 
     for kind, plural in ((m.TUNNEL_KIND, m.TUNNEL_PLURAL), (m.CLUSTER_KIND, m.CLUSTER_PLURAL)):
 
         async def tunnel_reconcile(body: kopf.Body, memo: kopf.Memo, kind: str = kind, plural: str = plural,
                                    **_: Any) -> None:
-            if body["metadata"].get("deletionTimestamp"):
-                return
-            async with metrics.reconcile_timer(FRONT_DOOR):
-                with _problems_said(body) as events:
-                    await t.reconcile_tunnel(memo.kube, memo.cores, memo.claims, with_kind(body, kind),
-                                             _writer(memo, m.VERSION, plural, body), events, resource_namespace)
+            await tunnel(body, memo, kind, plural)
+
+        async def tunnel_resync(body: kopf.Body, memo: kopf.Memo, kind: str = kind, plural: str = plural,
+                                **_: Any) -> None:
+            if not _skip_resync(body):
+                await tunnel(body, memo, kind, plural)
 
         async def tunnel_delete(body: kopf.Body, memo: kopf.Memo, kind: str = kind, **_: Any) -> None:
             async with metrics.reconcile_timer(FRONT_DOOR):
@@ -86,6 +118,8 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
                           kopf.on.update(m.GROUP, m.VERSION, plural, registry=registry, id="reconcile",
                                          field="spec")):
             decorator(tunnel_reconcile)
+        kopf.timer(m.GROUP, m.VERSION, plural, registry=registry, id="resync", interval=interval,
+                   initial_delay=interval)(tunnel_resync)
         kopf.on.delete(m.GROUP, m.VERSION, plural, registry=registry, id="cleanup")(tunnel_delete)
 
     @kopf.on.resume(m.GROUP, m.BINDING_VERSION, m.BINDING_PLURAL, registry=registry, id="reconcile")
@@ -97,13 +131,13 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
     @kopf.on.update(m.GROUP, m.BINDING_VERSION, m.BINDING_PLURAL, registry=registry, id="reconcile-access",
                     field="metadata.annotations")
     async def binding_reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        if body["metadata"].get("deletionTimestamp"):
-            return
-        async with metrics.reconcile_timer(FRONT_DOOR):
-            with _problems_said(body) as events:
-                await b.reconcile_binding(memo.kube, memo.cores, memo.claims, body,
-                                          _writer(memo, m.BINDING_VERSION, m.BINDING_PLURAL, body), events,
-                                          resource_namespace)
+        await binding(body, memo)
+
+    @kopf.timer(m.GROUP, m.BINDING_VERSION, m.BINDING_PLURAL, registry=registry, id="resync", interval=interval,
+                initial_delay=interval)
+    async def binding_resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        if not _skip_resync(body):
+            await binding(body, memo)
 
     @kopf.on.delete(m.GROUP, m.BINDING_VERSION, m.BINDING_PLURAL, registry=registry, id="cleanup")
     async def binding_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:

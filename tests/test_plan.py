@@ -66,14 +66,22 @@ def test_the_examples_plan_a_create_for_every_object(first: dict[str, Any]) -> N
             "my-app.example.com", "other-app.example.com", "api.example.com", "other-api.example.com"]),
         *(f"+ DNS record CNAME {h}  → {TENANT_TUNNEL}.cfargotunnel.com  proxied=True ttl=1" for h in [
             "my-app.example.com", "other-app.example.com", "api.example.com", "other-api.example.com"]),
+        "+ tunnel apps-tunnel",  # the Tunnel and TunnelBinding of adyanth's API
+        *(f"+ Access app tunnelbinding-{h} ({h})  policies=['chute-operator-allow']" for h in [
+            "whoami.example.com", "git.example.com"]),
+        "+ ingress rule whoami.example.com  → http://whoami.apps.svc:80",
+        "+ ingress rule git.example.com  → ssh://git.apps.svc:22",
     ]
     for line in expected:
         assert line in creates
-    # + the gateway's CNAME (its tunnel id is random) and the two tunnels' catch-all rules
-    assert sum(line.startswith("+ DNS record CNAME blog.example.com  → ") for line in creates) == 1
-    assert creates.count("+ ingress rule *  → http_status:404") == 2
-    assert len(creates) == len(expected) + 3 == 21
-    assert "Plan: 21 to create, 0 to update, 0 to delete." in lines
+    # + the CNAMEs of the gateway and the binding (their tunnel ids are random), the bindings' Access policies and
+    # the three tunnels' catch-all rules
+    for host in ("blog", "whoami", "git"):
+        assert sum(line.startswith(f"+ DNS record CNAME {host}.example.com  → ") for line in creates) == 1
+    assert sum(line.startswith("+ Access policy chute-operator-allow (app tunnelbinding-") for line in creates) == 2
+    assert creates.count("+ ingress rule *  → http_status:404") == 3
+    assert len(creates) == len(expected) + 8 == 31
+    assert "Plan: 31 to create, 0 to update, 0 to delete." in lines
     # grouped: the tenant's tunnel (assumed, not created) heads its rules; DNS under its zone
     assert f"  tunnel tenant-prod ({TENANT_TUNNEL})" in lines and "zone example.com" in lines
     for source in ("ChuteConfig default", "ChuteGateway blog/blog", "HTTPRoute my-app/my-app",

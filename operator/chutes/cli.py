@@ -121,6 +121,8 @@ def _add_plan_flags(parser: argparse.ArgumentParser) -> None:
          help="the installation honours every adoption request (off: only where a hostname rule allows it)")
     flag("--chutes", action=argparse.BooleanOptionalAction, default=None, help="plan ChuteGateways (on)")
     flag("--httproutes", action=argparse.BooleanOptionalAction, default=None, help="plan annotated HTTPRoutes (on)")
+    flag("--tunnels", action=argparse.BooleanOptionalAction, default=None,
+         help="plan Tunnels, ClusterTunnels and TunnelBindings (on)")
 
 
 def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:

@@ -44,13 +44,15 @@ from chutes.settings import Settings
 REPO = Path(__file__).resolve().parents[3]
 STATE_FORMAT = "chutes-plan-state/v1"
 CHUTES, CFZT, ROUTES = "chutes.troubleshat.com/v1alpha1", "cfzt.cloudflare.com/v1alpha1", "gateway.networking.k8s.io/v1"
+TUNNELS, BINDINGS = "networking.cfargotunnel.com/v1alpha2", "networking.cfargotunnel.com/v1alpha1"
 SOURCES: tuple[manifests.Kind, ...] = (
     (CHUTES, "ChuteConfig"), (CFZT, "CloudflareZeroTrustTenant"), (CFZT, "CloudflareZeroTrustTemplate"),
-    (CHUTES, "ChuteGateway"), (ROUTES, "HTTPRoute"),
+    (CHUTES, "ChuteGateway"), (ROUTES, "HTTPRoute"), (TUNNELS, "Tunnel"), (TUNNELS, "ClusterTunnel"),
+    (BINDINGS, "TunnelBinding"),
 )
 NEEDS_READY = frozenset({"ChuteConfig", "ChuteGateway", "CloudflareZeroTrustTenant"})
 TRANSIENT = frozenset({"Progressing", "Pending", "RateLimited", "CloudflareUnavailable", "Deleting",
-                       "ConnectorsUnavailable"})
+                       "ConnectorsUnavailable", "TunnelNotReady"})
 ROUTE_CONDITIONS = "cfzt.cloudflare.com/conditions"
 ROUTE_ENABLED = "cfzt.cloudflare.com/enabled"
 STATE_LABEL = "app.kubernetes.io/managed-by=cfzt-operator"
@@ -431,7 +433,7 @@ def command(args: Any) -> int:
     logging.getLogger("kopf._core.reactor.running").setLevel(logging.ERROR)  # "OS signals are ignored" (a thread)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     settings = {name: getattr(args, name) for name in ("owner_id", "policy", "hostname_rules", "allow_adoption",
-                                                       "chutes", "httproutes")
+                                                       "chutes", "httproutes", "tunnels")
                 if getattr(args, name, None) is not None}
     options = PlanOptions(paths=args.filenames, cloudflare_state=args.cloudflare_state, save_state=args.save_state,
                           timeout=args.timeout, settings=settings, operator_namespace=args.operator_namespace)

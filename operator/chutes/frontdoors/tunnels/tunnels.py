@@ -23,7 +23,7 @@ from chutes.cloudflare_core import Tunnel
 from chutes.cores import CorePool
 from chutes.frontdoors import claiming, cloudflared
 from chutes.frontdoors.problems import EventSink, Problem, step
-from chutes.frontdoors.retries import CONFLICT_RETRY, LOST_RETRY, MISSING_RETRY
+from chutes.frontdoors.retries import CONFIG_RETRY, CONFLICT_RETRY, LOST_RETRY, MISSING_RETRY
 from chutes.frontdoors.status_writer import StatusWriter
 from chutes.frontdoors.tunnels import model as m
 from chutes.frontdoors.tunnels.account import Account, load_account
@@ -54,7 +54,7 @@ async def find_tunnel(account: Account, spec: m.TunnelSpec, claims: ClaimStore) 
         claim = await claims.get("tunnel", tunnel_key(account_id, spec.cloudflare_name))
         recorded = str((claim.entry(claiming.TUNNEL) or {}).get("id") or "") if claim is not None else ""
         if claim is None or claim.source != spec.source or not recorded:
-            raise Problem(TUNNEL_NOT_READY, f"{spec.kind} {spec.name}: its tunnel is not created yet", MISSING_RETRY)
+            raise Problem(TUNNEL_NOT_READY, f"{spec.kind} {spec.name}: its tunnel is not created yet", CONFIG_RETRY)
         tunnel = await step("reading the tunnel", core.get_tunnel(account_id, recorded))
         if tunnel is None or tunnel.deleted:
             raise Problem(TUNNEL_NOT_READY, f"{spec.kind} {spec.name}: tunnel {recorded} is gone", MISSING_RETRY)

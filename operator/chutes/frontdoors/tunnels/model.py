@@ -402,6 +402,9 @@ def origin(subject_protocol: str | None, target: str | None, service: Mapping[st
     if not _is_int(port):
         raise SpecError(c.INVALID_SPEC, f"Service {namespace}/{name}: its first port has no number")
     proto = subject_protocol or default_protocol(int(port), str(first.get("protocol") or "TCP"))
+    if proto == "udp":  # adyanth writes udp://..., which cloudflared refuses: say so instead
+        raise SpecError(c.INVALID_SPEC, f"Service {namespace}/{name}: a tunnel's public hostnames carry no UDP (the "
+                        "udp protocol); use tcp, or a private network route")
     return f"{proto}://{name}.{namespace}.svc:{port}"
 
 

@@ -52,9 +52,11 @@ async def read_token(api: client.ApiClient, credentials: Credentials) -> str:
     return token
 
 
-async def load_account(api: client.ApiClient, cores: CorePool, spec: TunnelSpec) -> Account:
+async def load_account(api: client.ApiClient, cores: CorePool, spec: TunnelSpec, *, verify: bool = True) -> Account:
     """The core for the tunnel's token, its account id and its zone; a domain that is not a zone of the account,
-    or an account name the token does not reach, is an InvalidSpec problem (a spec change fixes it)."""
+    or an account name the token does not reach, is an InvalidSpec problem (a spec change fixes it). `verify`:
+    prove the token reaches the account's tunnels too (the Tunnel's reconcile does; its bindings rely on that, so
+    200 bindings cost no 200 listings: the zone lookup is cached per process)."""
     token = await read_token(api, spec.credentials)
     core = cores.core_for(token)
     try:
@@ -74,6 +76,8 @@ async def load_account(api: client.ApiClient, cores: CorePool, spec: TunnelSpec)
             raise Problem(c.INVALID_SPEC, f"spec.cloudflare.accountName {spec.account_name!r} is not the account of "
                           f"zone {spec.domain} that the API token reaches", None)
         account_id = zone.account_id
+    if not verify:
+        return Account(account_id=account_id, zone=zone, core=core)
     try:
         await core.verify_access(account_id, zone.id)
     except CloudflareError as exc:

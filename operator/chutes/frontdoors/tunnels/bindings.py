@@ -100,8 +100,8 @@ async def gather(api: client.ApiClient, cores: CorePool, claims: ClaimStore, bod
         except CloudflareError as exc:  # InvalidInput: a target cloudflared would not accept
             raise Problem(c.INVALID_SPEC, f"subject {subject.name}: {exc}", None) from None
         routes.append(Route(subject, origin))
-    account = await load_account(api, cores, spec)
-    tunnel = await t.find_tunnel(account, spec, claims)
+    account = await load_account(api, cores, spec, verify=False)
+    tunnel = await t.find_tunnel(account, spec, claims, read=False)
     return Gathered(spec, account, tunnel, routes, not no_dns, emails, domains)
 
 
@@ -152,14 +152,14 @@ async def _reconcile(api: client.ApiClient, cores: CorePool, claims: ClaimStore,
         idp = await step("ensuring the one-time PIN identity provider", core.ensure_otp_idp(account_id))
     await asyncio.gather(*(_publish(found, route, held[route.subject.fqdn], claims, events,
                                     idp.id if idp is not None else None) for route in found.routes))
-    # Subjects no longer listed: rule, records, then Access (each proven by the claim).
+    # Subjects no longer listed: rule, records, then Access (each proven by the claim), all at once (coalesced).
     wanted = {route.subject.fqdn for route in found.routes}
-    for claim in await claims.list(kind="hostname", source=source):
-        if claim.key not in wanted:
-            done = await claiming.tear_down_hostname(core, claims, claim, account_id=account_id, zone_id=zone_id)
-            t.say_teardown(events, done)
-            if done.removed:
-                events.normal(c.HOSTNAME_REMOVED, f"{claim.key} is no longer published")
+    gone = [claim for claim in await claims.list(kind="hostname", source=source) if claim.key not in wanted]
+    for claim, done in zip(gone, await asyncio.gather(*(claiming.tear_down_hostname(
+            core, claims, claim, account_id=account_id, zone_id=zone_id) for claim in gone)), strict=True):
+        t.say_teardown(events, done)
+        if done.removed:
+            events.normal(c.HOSTNAME_REMOVED, f"{claim.key} is no longer published")
     fqdns = [route.subject.fqdn for route in found.routes]
     status.set(hostnames=m.hostnames_status(fqdns), observedGeneration=status.generation,
                services=[{"hostname": r.subject.fqdn, "target": r.service} for r in found.routes])
@@ -227,19 +227,19 @@ async def delete_binding(api: client.ApiClient, cores: CorePool, claims: ClaimSt
     if held:
         try:
             spec = await _tunnel_of(api, body, resource_namespace, cores.owner_id)
-            account = await load_account(api, cores, spec)
+            account = await load_account(api, cores, spec, verify=False)
         except Problem as problem:
             raise Problem(c.DELETING, f"cannot remove the Cloudflare objects: {problem.message}. Restore it, or "
                           f"remove the finalizer {m.FINALIZER} to abandon them.", problem.delay or MISSING_RETRY
                           ) from None
         core = account.core
         claims = claims_for(claims, dry_run=core.dry_run)
-        for claim in held:
-            try:
-                done = await claiming.tear_down_hostname(core, claims, claim, account_id=account.account_id,
-                                                         zone_id=account.zone.id)
-            except CloudflareError as exc:
-                raise problem_from_cloudflare(exc, f"removing {claim.key}") from exc
+        try:  # every hostname at once: one configuration write, one DNS batch
+            teardowns = await asyncio.gather(*(claiming.tear_down_hostname(
+                core, claims, claim, account_id=account.account_id, zone_id=account.zone.id) for claim in held))
+        except CloudflareError as exc:
+            raise problem_from_cloudflare(exc, f"removing what {source} published") from exc
+        for done in teardowns:
             t.say_teardown(events, done)
     await kube.remove_finalizer(api, m.GROUP, m.BINDING_VERSION, m.BINDING_PLURAL, meta["name"], meta["namespace"],
                                 m.FINALIZER)

@@ -11,6 +11,7 @@ Not yet in the front-door shape in full: read, decide and apply are interleaved 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -46,15 +47,19 @@ def parse(body: Mapping[str, Any], resource_namespace: str, owner_id: str) -> m.
         raise Problem(exc.reason, str(exc), None) from None
 
 
-async def find_tunnel(account: Account, spec: m.TunnelSpec, claims: ClaimStore) -> Tunnel:
-    """The live tunnel of `spec`: a ``newTunnel``'s as its claim records it (TunnelNotReady until it does), an
-    ``existingTunnel`` by id, else by name (TunnelNotFound when neither exists)."""
+async def find_tunnel(account: Account, spec: m.TunnelSpec, claims: ClaimStore, *, read: bool = True) -> Tunnel:
+    """The live tunnel of `spec`: a ``newTunnel``'s as its claim records it (TunnelNotReady until it does; with
+    `read`, also once it is gone from Cloudflare; without, the claim is the answer and a tunnel deleted behind our
+    back shows at the next configuration write), an ``existingTunnel`` by id, else by name (TunnelNotFound when
+    neither exists)."""
     core, account_id = account.core, account.account_id
     if spec.is_new:
         claim = await claims.get("tunnel", tunnel_key(account_id, spec.cloudflare_name))
         recorded = str((claim.entry(claiming.TUNNEL) or {}).get("id") or "") if claim is not None else ""
         if claim is None or claim.source != spec.source or not recorded:
             raise Problem(TUNNEL_NOT_READY, f"{spec.kind} {spec.name}: its tunnel is not created yet", CONFIG_RETRY)
+        if not read:
+            return Tunnel(id=recorded, name=spec.cloudflare_name, account_id=account_id)
         tunnel = await step("reading the tunnel", core.get_tunnel(account_id, recorded))
         if tunnel is None or tunnel.deleted:
             raise Problem(TUNNEL_NOT_READY, f"{spec.kind} {spec.name}: tunnel {recorded} is gone", MISSING_RETRY)
@@ -183,11 +188,11 @@ async def delete_tunnel(api: client.ApiClient, cores: CorePool, claims: ClaimSto
         claims = claims_for(claims, dry_run=core.dry_run)
         tunnel_ids = {str((claim.entry(claiming.TUNNEL) or {}).get("id") or "") for claim in held} - {""}
         # 1. Routes and records of every binding through this tunnel (hostname claims whose rule is in it).
-        for claim in await claims.list(kind="hostname", source_kind=m.BINDING_KIND):
-            if str((claim.entry(claiming.TUNNEL_RULE) or {}).get("tunnel") or "") in tunnel_ids:
-                done = await claiming.tear_down_hostname(core, claims, claim, account_id=account.account_id,
-                                                         zone_id=account.zone.id)
-                say_teardown(events, done)
+        routed = [claim for claim in await claims.list(kind="hostname", source_kind=m.BINDING_KIND)
+                  if str((claim.entry(claiming.TUNNEL_RULE) or {}).get("tunnel") or "") in tunnel_ids]
+        for done in await asyncio.gather(*(claiming.tear_down_hostname(  # at once: coalesced
+                core, claims, claim, account_id=account.account_id, zone_id=account.zone.id) for claim in routed)):
+            say_teardown(events, done)
     # 2. cloudflared and its token (only ours: labelled for this tunnel by this installation).
     owned = m.owned_by(kind, meta["name"], cores.owner_id)
     for object_kind, name in (("Deployment", f"{base}-cloudflared"), ("Secret", f"{base}-tunnel-token")):

@@ -1,0 +1,129 @@
+"""Benchmark: N Services (default 200) bound to one Tunnel at once, then unbound, against both emulators.
+
+`--mode each` (default): one TunnelBinding per Service, all applied at once; `--mode one`: one TunnelBinding
+listing every Service. Prints the time until every hostname is routed (rule and CNAME), Cloudflare calls by
+operation each way (target: <= 10 for the N each way, thanks to the coalesced tunnel configuration and the DNS
+batch), cloudflared restarts (changes of its Deployment's pod template: target 0) and the peak RSS.
+Run: `.venv/bin/python bench/tunnels.py [--services N] [--mode each|one] [--latency 0.02]`. A figure printer,
+not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "operator"))
+
+from chutes.sandbox.cloudflare import SandboxConfig, SandboxThread  # noqa: E402
+from chutes.sandbox.kubernetes import KubeSandbox  # noqa: E402
+from chutes.sandbox.runner import OperatorThread  # noqa: E402
+from chutes.settings import load_settings  # noqa: E402
+
+GROUP, NS = "networking.cfargotunnel.com", "bench"
+TARGET = 10
+
+
+def counts(sandbox: Any, since: int) -> Counter[str]:
+    return Counter(r.op for r in sandbox.requests[since:])
+
+
+def report(title: str, calls: Counter[str], seconds: float) -> None:
+    writes = sum(count for op, count in calls.items() if not op.endswith((".get", ".list")))
+    print(f"{title}: {seconds:.2f} s, {sum(calls.values())} Cloudflare calls ({writes} writes; target <= {TARGET} "
+          f"calls: {'OK' if sum(calls.values()) <= TARGET else 'OVER TARGET'})")
+    for op, count in sorted(calls.items()):
+        print(f"    {op:<28} {count:>5}")
+
+
+def wait(what: str, done: Any, started: float) -> None:
+    while not done():
+        if time.monotonic() - started > 300:
+            sys.exit(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--services", type=int, default=200)
+    parser.add_argument("--mode", choices=["each", "one"], default="each")
+    parser.add_argument("--latency", type=float, default=0.02, help="seconds added to every Cloudflare call")
+    args = parser.parse_args()
+    n = args.services
+
+    with SandboxThread(SandboxConfig.default()) as cf, KubeSandbox(namespaces=["default", NS]) as kube:
+        os.environ["KUBECONFIG"] = kube.kubeconfig
+        client = kubernetes.config.new_client_from_config(config_file=kube.kubeconfig)
+        core, apps = kubernetes.client.CoreV1Api(client), kubernetes.client.AppsV1Api(client)
+        custom = kubernetes.client.CustomObjectsApi(client)
+        cf.faults.latency = args.latency
+        zone = cf.zone_id("example.com")
+        settings = load_settings({}, standalone=True, cloudflare_base_url=cf.base_url, chutes=False,
+                                 httproutes=False, sessions=False, log_level="ERROR")
+        with OperatorThread(settings, {}):
+            core.create_namespaced_secret(NS, {"metadata": {"name": "cloudflare-secrets"},
+                                               "stringData": {"CLOUDFLARE_API_TOKEN": cf.token}})
+            custom.create_namespaced_custom_object(GROUP, "v1alpha2", NS, "tunnels", {
+                "apiVersion": f"{GROUP}/v1alpha2", "kind": "Tunnel", "metadata": {"name": "web"},
+                "spec": {"newTunnel": {"name": "bench"}, "cloudflare": {
+                    "domain": "example.com", "secret": "cloudflare-secrets", "accountId": cf.account_id}}})
+            wait("the tunnel", lambda: custom.get_namespaced_custom_object(GROUP, "v1alpha2", NS, "tunnels", "web")
+                 .get("status", {}).get("tunnelId"), time.monotonic())
+            tunnel_id = custom.get_namespaced_custom_object(GROUP, "v1alpha2", NS, "tunnels", "web")["status"][
+                "tunnelId"]
+            wait("cloudflared", lambda: apps.list_namespaced_deployment(NS).items, time.monotonic())
+            template = apps.read_namespaced_deployment("web-cloudflared", NS).spec.template.to_dict()
+            for i in range(n):
+                core.create_namespaced_service(NS, {"metadata": {"name": f"s{i}"}, "spec": {"ports": [{"port": 80}]}})
+
+            def routed() -> int:
+                state = cf.snapshot()
+                rules = (state["tunnel_configs"].get(tunnel_id) or {}).get("config", {}).get("ingress", [])
+                records = [r for r in state["dns_records"].get(zone, []) if r["type"] == "CNAME"]
+                return min(len(rules) - 1, len(records))
+
+            def binding(name: str, subjects: list[dict[str, Any]]) -> dict[str, Any]:
+                return {"apiVersion": f"{GROUP}/v1alpha1", "kind": "TunnelBinding", "metadata": {"name": name},
+                        "subjects": subjects, "tunnelRef": {"kind": "Tunnel", "name": "web"}}
+
+            start_log, started = len(cf.requests), time.monotonic()
+            if args.mode == "one":
+                custom.create_namespaced_custom_object(GROUP, "v1alpha1", NS, "tunnelbindings", binding(
+                    "all", [{"name": f"s{i}"} for i in range(n)]))
+            else:
+                for i in range(n):
+                    custom.create_namespaced_custom_object(GROUP, "v1alpha1", NS, "tunnelbindings",
+                                                           binding(f"b{i}", [{"name": f"s{i}"}]))
+            wait("every hostname routed", lambda: routed() >= n, started)
+            publish_seconds, published = time.monotonic() - started, counts(cf, start_log)
+
+            start_log, started = len(cf.requests), time.monotonic()
+            for item in custom.list_namespaced_custom_object(GROUP, "v1alpha1", NS, "tunnelbindings")["items"]:
+                custom.delete_namespaced_custom_object(GROUP, "v1alpha1", NS, "tunnelbindings",
+                                                       item["metadata"]["name"])
+            wait("every hostname unrouted", lambda: routed() <= 0 and not custom.list_namespaced_custom_object(
+                GROUP, "v1alpha1", NS, "tunnelbindings")["items"], started)
+            delete_seconds, deleted = time.monotonic() - started, counts(cf, start_log)
+            restarts = int(apps.read_namespaced_deployment("web-cloudflared", NS).spec.template.to_dict() != template)
+        client.close()
+
+    print(f"{n} Services bound to one Tunnel ({args.mode}: {'one binding' if args.mode == 'one' else 'a binding each'}"
+          f"), {args.latency * 1000:.0f} ms added Cloudflare latency")
+    report("all routed", published, publish_seconds)
+    report("all removed", deleted, delete_seconds)
+    print(f"cloudflared restarts (pod template changed): {restarts}")
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS (emulators + operator in one process): {rss:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

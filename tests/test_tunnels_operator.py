@@ -347,3 +347,51 @@ def test_resync_repairs_a_deleted_record_and_follows_a_service_port_change(kube:
         wait_for("port followed", lambda: world.ingress(tunnel_id)[0]["service"] == f"http://whoami-1.{NS}.svc:8080")
     finally:
         world.close()
+
+
+# --- taking over from adyanth's operator ------------------------------------------------------------------------
+
+
+def _adyanth_records(world: World, fqdn: str, tunnel_id: str, txt_tunnel: str) -> str:
+    """The CNAME and `_managed.` TXT adyanth's operator makes for `fqdn`; the CNAME's id."""
+    import json
+
+    import httpx
+
+    headers = {"Authorization": f"Bearer {world.cf.token}"}
+    url = f"{world.cf.base_url}/zones/{world.zone}/dns_records"
+    cname = httpx.post(url, headers=headers, json={
+        "type": "CNAME", "name": fqdn, "content": f"{tunnel_id}.cfargotunnel.com", "ttl": 1, "proxied": True,
+        "comment": "Managed by cloudflare-operator"}).json()["result"]
+    httpx.post(url, headers=headers, json={
+        "type": "TXT", "name": f"_managed.{fqdn}", "ttl": 1, "proxied": False,
+        "comment": "Managed by cloudflare-operator",
+        "content": json.dumps({"DnsId": cname["id"], "TunnelName": "web-tunnel", "TunnelId": txt_tunnel},
+                              separators=(",", ":"))}).raise_for_status()
+    return str(cname["id"])
+
+
+def test_an_adyanth_cname_for_the_same_tunnel_is_taken_over_and_its_txt_removed(world: World) -> None:
+    tunnel_id = _published_tunnel(world)
+    world.service("whoami-1", 80)
+    cname_id = _adyanth_records(world, "whoami-1.example.com", tunnel_id, tunnel_id)
+    world.binding("whoami", [{"name": "whoami-1"}])
+    world.ready_binding("whoami")
+    [record] = world.records("whoami-1.example.com")
+    marker = parse_marker(record["comment"])
+    assert record["id"] == cname_id and marker is not None and marker.source == f"TunnelBinding/{NS}/whoami"
+    wait_for("adyanth's TXT removed", lambda: world.records("_managed.whoami-1.example.com") == [])
+    world.custom.delete_namespaced_custom_object(GROUP, "v1alpha1", NS, "tunnelbindings", "whoami")
+    wait_for("binding gone", lambda: world.get_binding("whoami") is None)
+    assert world.records("whoami-1.example.com") == []
+
+
+def test_an_adyanth_cname_of_another_tunnel_is_a_conflict(world: World) -> None:
+    tunnel_id = _published_tunnel(world)
+    world.service("whoami-1", 80)
+    other = "0f0f0f0f-0000-4000-8000-000000000000"
+    _adyanth_records(world, "whoami-1.example.com", other, other)
+    world.binding("whoami", [{"name": "whoami-1"}])
+    world.wait_reason("HostnameConflict", lambda: world.get_binding("whoami"))
+    assert len(world.records("whoami-1.example.com")) == 1 and len(world.records("_managed.whoami-1.example.com")) == 1
+    assert world.ingress(tunnel_id) in ([], [{"service": "http_status:404"}])

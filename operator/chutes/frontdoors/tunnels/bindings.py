@@ -12,6 +12,7 @@ held by a foreign record) is found before anything is written: nothing else is t
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,13 +25,17 @@ from chutes.claims import Claim, ClaimLost, ClaimStore, claims_for
 from chutes.cloudflare_core import (
     AccessAppSpec,
     AppPolicySpec,
+    CloudflareCore,
     CloudflareError,
+    Conflict,
     DesiredRecord,
+    DnsRecord,
     IngressRule,
     Tunnel,
     cname_target,
 )
 from chutes.cloudflare_core.ownership import owned_name
+from chutes.cloudflare_core.ownership import parse as parse_marker
 from chutes.cores import CorePool
 from chutes.frontdoors import claiming
 from chutes.frontdoors.problems import EventSink, Problem, problem_from_cloudflare, step
@@ -105,6 +110,51 @@ async def gather(api: client.ApiClient, cores: CorePool, claims: ClaimStore, bod
     return Gathered(spec, account, tunnel, routes, not no_dns, emails, domains)
 
 
+async def _check_name(core: CloudflareCore, zone_id: str, fqdn: str, source: str, tunnel_id: str) -> str | None:
+    """Refuse an FQDN held by a record that is not ours for the binding (HostnameConflict), except a CNAME that
+    adyanth's operator made for this very tunnel: its ``_managed.<fqdn>`` TXT names the CNAME's id and this
+    tunnel, and the CNAME points at it. Such a CNAME and its TXT are marked as the binding's (taken over without
+    ``adopt``); the TXT's name is returned, for deleting once the CNAME is published."""
+    try:
+        await core.check_dns_name_available(zone_id, fqdn, source)
+        return None
+    except Conflict as conflict:
+        problem = problem_from_cloudflare(conflict, f"checking DNS for {fqdn}")
+        try:
+            proof = await _adyanth_proof(core, zone_id, fqdn, tunnel_id)
+        except CloudflareError as exc:
+            raise problem_from_cloudflare(exc, f"reading adyanth's ownership record of {fqdn}") from exc
+        if proof is None:
+            raise problem from None
+    cname, txt = proof
+    try:
+        await core.check_dns_name_available(zone_id, fqdn, source, proven_ids=(cname.id,))
+        if await core.adopt_dns_record(zone_id, txt.id, txt.name, source) is None:
+            return None
+    except CloudflareError as exc:
+        raise problem_from_cloudflare(exc, f"taking over adyanth's CNAME {fqdn}") from exc
+    return txt.name
+
+
+async def _adyanth_proof(core: CloudflareCore, zone_id: str, fqdn: str,
+                         tunnel_id: str) -> tuple[DnsRecord, DnsRecord] | None:
+    """(CNAME, TXT) when adyanth's operator provably made the CNAME at `fqdn` for tunnel `tunnel_id`."""
+    records = await core.dns_records_named(zone_id, fqdn)
+    texts = [r for r in await core.dns_records_named(zone_id, f"_managed.{fqdn}") if r.type == "TXT"]
+    if len(texts) != 1 or parse_marker(texts[0].comment) is not None:
+        return None
+    try:
+        owner = json.loads(texts[0].content.strip().strip('"').replace('\\"', '"'))
+    except ValueError:
+        return None
+    if not isinstance(owner, dict) or owner.get("TunnelId") != tunnel_id:
+        return None
+    cname = next((r for r in records if r.type == "CNAME" and r.id == owner.get("DnsId")), None)
+    if cname is None or cname.content != cname_target(tunnel_id) or parse_marker(cname.comment) is not None:
+        return None
+    return cname, texts[0]
+
+
 def app_name(fqdn: str, owner_id: str) -> str:
     return owned_name(f"tunnelbinding-{fqdn}", owner_id)
 
@@ -137,9 +187,10 @@ async def _reconcile(api: client.ApiClient, cores: CorePool, claims: ClaimStore,
     try:
         for route in found.routes:
             held[route.subject.fqdn] = await claiming.hold(claims, "hostname", route.subject.fqdn, source)
+        taken: list[str | None] = []
         if found.dns:
-            await asyncio.gather(*(step(f"checking DNS for {fqdn}", core.check_dns_name_available(
-                zone_id, fqdn, source)) for fqdn in held))
+            taken = list(await asyncio.gather(*(_check_name(core, zone_id, fqdn, source, found.tunnel.id)
+                                                for fqdn in held)))
     except Problem:
         for claim in held.values():
             if claim.fresh and not claim.entries:
@@ -152,6 +203,11 @@ async def _reconcile(api: client.ApiClient, cores: CorePool, claims: ClaimStore,
         idp = await step("ensuring the one-time PIN identity provider", core.ensure_otp_idp(account_id))
     await asyncio.gather(*(_publish(found, route, held[route.subject.fqdn], claims, events,
                                     idp.id if idp is not None else None) for route in found.routes))
+    # adyanth's ownership TXT of each CNAME taken over goes once the CNAME is ours (marked for this binding).
+    for fqdn, txt in zip(held, taken, strict=False):
+        if txt is not None:
+            await step(f"removing adyanth's {txt}", core.delete_dns_record(zone_id, txt, "TXT", source))
+            events.normal(c.DNS_RECORD_REMOVED, f"TXT {txt} (adyanth's ownership record for {fqdn}) removed")
     # Subjects no longer listed: rule, records, then Access (each proven by the claim), all at once (coalesced).
     wanted = {route.subject.fqdn for route in found.routes}
     gone = [claim for claim in await claims.list(kind="hostname", source=source) if claim.key not in wanted]

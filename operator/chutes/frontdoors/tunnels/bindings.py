@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -180,6 +180,28 @@ async def _reconcile(api: client.ApiClient, cores: CorePool, claims: ClaimStore,
     meta = body["metadata"]
     source = m.binding_source(meta["namespace"], meta["name"])
     found = await gather(api, cores, claims, body, resource_namespace)
+
+    async def finalizer() -> None:
+        await kube.add_finalizer(api, m.GROUP, m.BINDING_VERSION, m.BINDING_PLURAL, meta["name"], meta["namespace"],
+                                 m.FINALIZER)
+
+    idp = await publish(found, source, claims, events, finalizer)
+    fqdns = [route.subject.fqdn for route in found.routes]
+    status.set(hostnames=m.hostnames_status(fqdns), observedGeneration=status.generation,
+               services=[{"hostname": r.subject.fqdn, "target": r.service} for r in found.routes])
+    status.condition(c.TUNNEL_READY, "True", c.RECONCILED, f"{len(fqdns)} rule(s) in tunnel {found.tunnel.name}")
+    status.condition(c.DNS_READY, "True", c.RECONCILED,
+                     "CNAMEs " + ", ".join(fqdns) if found.dns else "tunnelRef.disableDNSUpdates: no DNS records")
+    status.condition(c.ACCESS_READY, "True", c.RECONCILED if idp is not None else c.PUBLIC,
+                     "behind Access" if idp is not None else "no Access annotations: public")
+    status.condition(c.READY, "True", c.RECONCILED, f"published {', '.join(fqdns)}")
+
+
+async def publish(found: Gathered, source: str, claims: ClaimStore, events: EventSink,
+                  before_writing: Callable[[], Awaitable[None]] | None = None) -> str | None:
+    """Publish `found.routes` for `source` (a TunnelBinding or an annotated Service) and withdraw the hostnames it
+    no longer routes; the one-time PIN provider's id when behind Access. Every hostname is held and checked before
+    anything is written (`before_writing` then runs: the binding's finalizer)."""
     core, account_id, zone_id = found.account.core, found.account.account_id, found.account.zone.id
     claims = claims_for(claims, dry_run=core.dry_run)
     # Check every hostname before writing anything: one holder per hostname, no foreign record in the way.
@@ -196,35 +218,37 @@ async def _reconcile(api: client.ApiClient, cores: CorePool, claims: ClaimStore,
             if claim.fresh and not claim.entries:
                 await claims.release(claim)
         raise
-    await kube.add_finalizer(api, m.GROUP, m.BINDING_VERSION, m.BINDING_PLURAL, meta["name"], meta["namespace"],
-                             m.FINALIZER)
+    if before_writing is not None:
+        await before_writing()
     idp = None
     if found.emails or found.domains:
         idp = await step("ensuring the one-time PIN identity provider", core.ensure_otp_idp(account_id))
     await asyncio.gather(*(_publish(found, route, held[route.subject.fqdn], claims, events,
                                     idp.id if idp is not None else None) for route in found.routes))
-    # adyanth's ownership TXT of each CNAME taken over goes once the CNAME is ours (marked for this binding).
+    # adyanth's ownership TXT of each CNAME taken over goes once the CNAME is ours (marked for this source).
     for fqdn, txt in zip(held, taken, strict=False):
         if txt is not None:
             await step(f"removing adyanth's {txt}", core.delete_dns_record(zone_id, txt, "TXT", source))
             events.normal(c.DNS_RECORD_REMOVED, f"TXT {txt} (adyanth's ownership record for {fqdn}) removed")
-    # Subjects no longer listed: rule, records, then Access (each proven by the claim), all at once (coalesced).
+    # Hostnames no longer routed: rule, records, then Access (each proven by the claim), all at once (coalesced).
     wanted = {route.subject.fqdn for route in found.routes}
-    gone = [claim for claim in await claims.list(kind="hostname", source=source) if claim.key not in wanted]
-    for claim, done in zip(gone, await asyncio.gather(*(claiming.tear_down_hostname(
-            core, claims, claim, account_id=account_id, zone_id=zone_id) for claim in gone)), strict=True):
+    await withdraw(core, claims, source, account_id, zone_id, events, keep=wanted)
+    return idp.id if idp is not None else None
+
+
+async def withdraw(core: CloudflareCore, claims: ClaimStore, source: str, account_id: str, zone_id: str,
+                   events: EventSink, keep: Collection[str] = ()) -> None:
+    """Tear down every hostname claim of `source` but those in `keep`: rule, records, then Access, at once."""
+    gone = [claim for claim in await claims.list(kind="hostname", source=source) if claim.key not in keep]
+    try:
+        teardowns = await asyncio.gather(*(claiming.tear_down_hostname(
+            core, claims, claim, account_id=account_id, zone_id=zone_id) for claim in gone))
+    except CloudflareError as exc:
+        raise problem_from_cloudflare(exc, f"removing what {source} published") from exc
+    for claim, done in zip(gone, teardowns, strict=True):
         t.say_teardown(events, done)
-        if done.removed:
+        if done.removed and keep:
             events.normal(c.HOSTNAME_REMOVED, f"{claim.key} is no longer published")
-    fqdns = [route.subject.fqdn for route in found.routes]
-    status.set(hostnames=m.hostnames_status(fqdns), observedGeneration=status.generation,
-               services=[{"hostname": r.subject.fqdn, "target": r.service} for r in found.routes])
-    status.condition(c.TUNNEL_READY, "True", c.RECONCILED, f"{len(fqdns)} rule(s) in tunnel {found.tunnel.name}")
-    status.condition(c.DNS_READY, "True", c.RECONCILED,
-                     "CNAMEs " + ", ".join(fqdns) if found.dns else "tunnelRef.disableDNSUpdates: no DNS records")
-    status.condition(c.ACCESS_READY, "True", c.RECONCILED if idp is not None else c.PUBLIC,
-                     "behind Access" if idp is not None else "no Access annotations: public")
-    status.condition(c.READY, "True", c.RECONCILED, f"published {', '.join(fqdns)}")
 
 
 async def _publish(found: Gathered, route: Route, claim: Claim, claims: ClaimStore, events: EventSink,
@@ -279,8 +303,7 @@ async def delete_binding(api: client.ApiClient, cores: CorePool, claims: ClaimSt
     """Remove what the binding published (its claims: rule, records, Access, in that order), then the finalizer."""
     meta = body["metadata"]
     source = m.binding_source(meta["namespace"], meta["name"])
-    held = await claims.list(kind="hostname", source=source)
-    if held:
+    if await claims.list(kind="hostname", source=source):
         try:
             spec = await _tunnel_of(api, body, resource_namespace, cores.owner_id)
             account = await load_account(api, cores, spec, verify=False)
@@ -289,13 +312,7 @@ async def delete_binding(api: client.ApiClient, cores: CorePool, claims: ClaimSt
                           f"remove the finalizer {m.FINALIZER} to abandon them.", problem.delay or MISSING_RETRY
                           ) from None
         core = account.core
-        claims = claims_for(claims, dry_run=core.dry_run)
-        try:  # every hostname at once: one configuration write, one DNS batch
-            teardowns = await asyncio.gather(*(claiming.tear_down_hostname(
-                core, claims, claim, account_id=account.account_id, zone_id=account.zone.id) for claim in held))
-        except CloudflareError as exc:
-            raise problem_from_cloudflare(exc, f"removing what {source} published") from exc
-        for done in teardowns:
-            t.say_teardown(events, done)
+        await withdraw(core, claims_for(claims, dry_run=core.dry_run), source, account.account_id, account.zone.id,
+                       events)
     await kube.remove_finalizer(api, m.GROUP, m.BINDING_VERSION, m.BINDING_PLURAL, meta["name"], meta["namespace"],
                                 m.FINALIZER)

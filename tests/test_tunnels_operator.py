@@ -318,10 +318,12 @@ def test_a_namespace_restricted_operator_serves_and_removes_a_tunnel_and_its_bin
         world.service("whoami-1", 80)
         world.binding("whoami", [{"name": "whoami-1"}])
         world.ready_binding("whoami")
+        _annotated_service(world, "blog", 80, cr="web")
+        wait_for("the annotated Service routed", lambda: len(world.records("blog.example.com")) == 1)
         assert len(world.records("whoami-1.example.com")) == 1
         world.custom.delete_namespaced_custom_object(GROUP, "v1alpha2", NS, "tunnels", "web")
         wait_for("tunnel deleted", lambda: not world.live_tunnels())
-        assert world.records("whoami-1.example.com") == []
+        assert world.records("whoami-1.example.com") == [] and world.records("blog.example.com") == []
         assert world.ingress(tunnel_id) in ([], [{"service": "http_status:404"}])
         world.custom.delete_namespaced_custom_object(GROUP, "v1alpha1", NS, "tunnelbindings", "whoami")
         wait_for("binding gone", lambda: world.get_binding("whoami") is None)
@@ -395,3 +397,48 @@ def test_an_adyanth_cname_of_another_tunnel_is_a_conflict(world: World) -> None:
     world.wait_reason("HostnameConflict", lambda: world.get_binding("whoami"))
     assert len(world.records("whoami-1.example.com")) == 1 and len(world.records("_managed.whoami-1.example.com")) == 1
     assert world.ingress(tunnel_id) in ([], [{"service": "http_status:404"}])
+
+
+# --- annotated Services (the blog-era form) ---------------------------------------------------------------------
+
+
+def _annotated_service(world: World, name: str, port: int, **annotations: str) -> None:
+    world.namespace(NS)
+    world.core.create_namespaced_service(NS, {"metadata": {
+        "name": name, "labels": {"app": name, "tier": "web"},
+        "annotations": {f"tunnels.networking.cfargotunnel.com/{k}": v for k, v in annotations.items()}},
+        "spec": {"ports": [{"port": port}], "selector": {"app": name}}})
+
+
+def test_a_blog_era_annotated_service_is_published_and_withdrawn(world: World) -> None:
+    tunnel_id = _published_tunnel(world)
+    world.cf.reset_log()
+    _annotated_service(world, "whoami-test", 80, cr="web")
+    _annotated_service(world, "ssh", 2222, cr="web", fqdn="shell.example.com")
+    wait_for("routed", lambda: len(world.ingress(tunnel_id)) == 3 and len(world.records()) >= 2)
+    rules = {r.get("hostname"): r.get("service") for r in world.ingress(tunnel_id)}
+    assert rules["whoami-test.example.com"] == f"http://whoami-test.{NS}.svc:80"
+    assert rules["shell.example.com"] == f"tcp://ssh.{NS}.svc:2222"  # v0.2.0's default: other ports are tcp
+    [record] = world.records("whoami-test.example.com")
+    marker = parse_marker(record["comment"])
+    assert marker is not None and marker.source == f"Service/{NS}/whoami-test"
+    service = world.core.read_namespaced_service("whoami-test", NS)
+    assert service.metadata.labels == {"app": "whoami-test", "tier": "web"}  # never replaced (adyanth did)
+    assert not service.metadata.finalizers  # level-based cleanup: a stuck operator never blocks its deletion
+    assert world.deployment("web-cloudflared").metadata.generation == 1
+
+    # Its annotations removed: withdrawn. Deleted: withdrawn.
+    world.core.patch_namespaced_service("ssh", NS, {"metadata": {"annotations": {
+        "tunnels.networking.cfargotunnel.com/cr": None, "tunnels.networking.cfargotunnel.com/fqdn": None}}})
+    wait_for("ssh withdrawn", lambda: world.records("shell.example.com") == [])
+    world.core.delete_namespaced_service("whoami-test", NS, _preload_content=False)
+    wait_for("whoami withdrawn", lambda: world.records("whoami-test.example.com") == [])
+    assert world.ingress(tunnel_id) == [{"service": "http_status:404"}]
+
+
+def test_an_annotated_service_naming_no_tunnel_is_a_warning(world: World) -> None:
+    _published_tunnel(world)
+    world.cf.reset_log()
+    _annotated_service(world, "lost", 80, cr="nope")
+    wait_for("a Warning", lambda: [e for e in world.events("lost", NS) if e[:2] == ("Warning", "TunnelNotFound")])
+    assert _ops(world) == []

@@ -157,9 +157,10 @@ API-token Secret a tunnel names, the Services bindings publish. */}}
   resources: [tunnels/status, tunnelbindings/status]
   verbs: [patch]
 {{- include "chutes-operator.rules.tunnels.connectors" . }}
+# Services: bindings read them; annotated Services (the blog-era form) are watched, kopf patches its annotations.
 - apiGroups: [""]
   resources: [services]
-  verbs: [get]
+  verbs: [get, list, watch, patch]
 {{- end -}}
 
 {{- define "chutes-operator.rules.tunnels.connectors" }}

@@ -22,11 +22,17 @@ from chutes.frontdoors.problems import EventSink, Problem, already_said, to_kopf
 from chutes.frontdoors.status_writer import StatusWriter
 from chutes.frontdoors.tunnels import bindings as b
 from chutes.frontdoors.tunnels import model as m
+from chutes.frontdoors.tunnels import services as sv
 from chutes.frontdoors.tunnels import tunnels as t
 from chutes.observability import metrics
 from chutes.settings import Settings
 
 FRONT_DOOR = "tunnels"
+HANDLED = "chutes.troubleshat.com/last-handled-configuration"  # kopf's, on a Service our handlers handled
+
+
+def _asks(annotations: Mapping[str, Any], **_: Any) -> bool:
+    return m.service_annotated(annotations)
 
 
 def _writer(memo: kopf.Memo, version: str, plural: str, body: Mapping[str, Any]) -> StatusWriter:
@@ -144,3 +150,23 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
         async with metrics.reconcile_timer(FRONT_DOOR):
             with _problems_said(body) as events:
                 await b.delete_binding(memo.kube, memo.cores, memo.claims, body, events, resource_namespace)
+
+    # --- annotated Services (the blog-era form): no finalizer; withdrawn on their delete event or annotations gone
+    @kopf.on.resume("", "v1", "services", registry=registry, id="tunnels", when=_asks)
+    @kopf.on.create("", "v1", "services", registry=registry, id="tunnels", when=_asks)
+    @kopf.on.update("", "v1", "services", registry=registry, id="tunnels", when=_asks)
+    async def service_reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        async with metrics.reconcile_timer(FRONT_DOOR):
+            with _problems_said(body) as events:
+                await sv.reconcile_service(memo.kube, memo.cores, memo.claims, body, events, resource_namespace)
+
+    @kopf.on.event("", "v1", "services", registry=registry, id="tunnels-withdraw",
+                   annotations={HANDLED: kopf.PRESENT})
+    async def service_withdraw(event: Mapping[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        if event.get("type") != "DELETED" and m.service_annotated(body["metadata"].get("annotations")):
+            return
+        meta = body["metadata"]
+        # said in Events; the next event of the Service retries
+        with contextlib.suppress(kopf.TemporaryError, kopf.PermanentError), _problems_said(body) as events:
+            await sv.withdraw_service(memo.kube, memo.cores, memo.claims, meta["namespace"], meta["name"], events,
+                                          resource_namespace)

@@ -434,3 +434,65 @@ def hostnames_status(fqdns: list[str]) -> str:
     return ",".join(fqdns)
 
 
+
+
+# --- annotated Services (the blog-era form, adyanth v0.2.0) --------------------------------------------------
+
+SERVICE_PREFIX = "tunnels.networking.cfargotunnel.com/"
+SERVICE_SELECTORS = ("cr", "id", "name")  # at least one: which Tunnel
+SERVICE_PROTOCOLS = ("http", "https", "tcp", "udp")
+
+
+def service_source(namespace: str, name: str) -> str:
+    return f"Service/{namespace}/{name}"
+
+
+def service_annotated(annotations: Mapping[str, Any] | None) -> bool:
+    """Whether a Service asks to be published (one of the cr, id, name annotations)."""
+    return any((annotations or {}).get(SERVICE_PREFIX + key) for key in SERVICE_SELECTORS)
+
+
+@dataclass(frozen=True)
+class ServiceAsk:
+    """What an annotated Service asks for: the Tunnel (by CR name, tunnel id, tunnel name; in `namespace`, None:
+    any), the hostname (None: ``<service>.<domain>``) and the protocol (None: from its first port)."""
+
+    namespace: str | None
+    cr: str | None
+    tunnel_id: str | None
+    tunnel_name: str | None
+    fqdn: str | None
+    protocol: str | None
+
+    def matches(self, tunnel: Mapping[str, Any]) -> bool:
+        meta, status = tunnel.get("metadata") or {}, tunnel.get("status") or {}
+        return ((self.cr is None or meta.get("name") == self.cr)
+                and (self.tunnel_id is None or status.get("tunnelId") == self.tunnel_id)
+                and (self.tunnel_name is None or status.get("tunnelName") == self.tunnel_name))
+
+
+def service_ask(annotations: Mapping[str, Any] | None, namespace: str) -> ServiceAsk:
+    """The Service's ask, as adyanth v0.2.0 reads its annotations: ``ns`` absent or ``"true"``: the Tunnel is in the
+    Service's namespace; ``"false"``: any namespace; anything else: that namespace. A ``proto`` that is not one of
+    http, https, tcp, udp → :class:`SpecError`."""
+    annotations = annotations or {}
+
+    def get(key: str) -> str | None:
+        value = annotations.get(SERVICE_PREFIX + key)
+        return str(value) if value not in (None, "") else None
+
+    ns = get("ns")
+    where = namespace if ns in (None, "true") else None if ns == "false" else ns
+    protocol = get("proto")
+    if protocol is not None and protocol not in SERVICE_PROTOCOLS:
+        raise SpecError(c.INVALID_SPEC, f"annotation {SERVICE_PREFIX}proto must be one of "
+                        f"{', '.join(SERVICE_PROTOCOLS)}, not {protocol!r}")
+    return ServiceAsk(namespace=where, cr=get("cr"), tunnel_id=get("id"), tunnel_name=get("name"), fqdn=get("fqdn"),
+                      protocol=protocol)
+
+
+def service_protocol(port: int, protocol: str) -> str:
+    """v0.2.0's default for an annotated Service: UDP udp; TCP 80 http, 443 https, else tcp."""
+    if protocol.upper() == "UDP":
+        return "udp"
+    return {80: "http", 443: "https"}.get(port, "tcp")

@@ -187,8 +187,10 @@ async def delete_tunnel(api: client.ApiClient, cores: CorePool, claims: ClaimSto
         core = account.core
         claims = claims_for(claims, dry_run=core.dry_run)
         tunnel_ids = {str((claim.entry(claiming.TUNNEL) or {}).get("id") or "") for claim in held} - {""}
-        # 1. Routes and records of every binding through this tunnel (hostname claims whose rule is in it).
-        routed = [claim for claim in await claims.list(kind="hostname", source_kind=m.BINDING_KIND)
+        # 1. Routes and records of every binding and annotated Service through this tunnel (hostname claims whose
+        # rule is in it).
+        routed = [claim for kind in (m.BINDING_KIND, "Service")
+                  for claim in await claims.list(kind="hostname", source_kind=kind)
                   if str((claim.entry(claiming.TUNNEL_RULE) or {}).get("tunnel") or "") in tunnel_ids]
         for done in await asyncio.gather(*(claiming.tear_down_hostname(  # at once: coalesced
                 core, claims, claim, account_id=account.account_id, zone_id=account.zone.id) for claim in routed)):

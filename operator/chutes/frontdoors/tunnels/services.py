@@ -1,0 +1,90 @@
+"""Annotated Services, the blog-era form of adyanth's operator (v0.2.0): a Service annotated
+``tunnels.networking.cfargotunnel.com/{cr,id,name}`` (which Tunnel; ``ns``: where), ``fqdn`` and ``proto`` is
+published as one hostname through the same path as a TunnelBinding subject (its first port; source
+``Service/<ns>/<name>``). Unlike adyanth we never replace the Service's labels, and add no finalizer: a Service
+deleted, or whose annotations are gone, is withdrawn level-based (its delete event, the resync)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from kubernetes_asyncio import client
+
+from chutes import conditions as c
+from chutes import kube
+from chutes.claims import ClaimStore, claims_for
+from chutes.cores import CorePool
+from chutes.frontdoors import claiming
+from chutes.frontdoors.problems import EventSink, Problem
+from chutes.frontdoors.retries import MISSING_RETRY
+from chutes.frontdoors.tunnels import bindings as b
+from chutes.frontdoors.tunnels import model as m
+from chutes.frontdoors.tunnels import tunnels as t
+from chutes.frontdoors.tunnels.account import load_account
+
+
+async def _tunnel_for(api: client.ApiClient, ask: m.ServiceAsk) -> dict[str, Any]:
+    """The first Tunnel (by namespace, then name) the ask matches; TunnelNotFound when none does."""
+    found = sorted((tunnel for tunnel in await kube.list_custom(api, m.GROUP, m.VERSION, m.TUNNEL_PLURAL,
+                                                               ask.namespace) if ask.matches(tunnel)),
+                   key=lambda tunnel: (tunnel["metadata"].get("namespace", ""), tunnel["metadata"]["name"]))
+    if not found:
+        wanted = ", ".join(f"{key} {value}" for key, value in (("cr", ask.cr), ("id", ask.tunnel_id),
+                                                                ("name", ask.tunnel_name)) if value)
+        where = f"namespace {ask.namespace}" if ask.namespace else "any namespace"
+        raise Problem(t.TUNNEL_NOT_FOUND, f"no Tunnel in {where} with {wanted}", MISSING_RETRY)
+    return {**found[0], "kind": m.TUNNEL_KIND}
+
+
+async def reconcile_service(api: client.ApiClient, cores: CorePool, claims: ClaimStore, body: Mapping[str, Any],
+                            events: EventSink, resource_namespace: str) -> None:
+    """Publish the annotated Service (or withdraw it when it no longer asks)."""
+    meta = body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    source = m.service_source(namespace, name)
+    annotations = meta.get("annotations")
+    if not m.service_annotated(annotations):
+        await withdraw_service(api, cores, claims, namespace, name, events, resource_namespace)
+        return
+    try:
+        ask = m.service_ask(annotations, namespace)
+        emails, domains = m.access_lists(annotations)
+    except m.SpecError as exc:
+        raise Problem(exc.reason, str(exc), None) from None
+    spec = t.parse(await _tunnel_for(api, ask), resource_namespace, cores.owner_id)
+    try:
+        fqdn = m.resolve_fqdn(ask.fqdn or f"{name}.{spec.domain}", spec.domain)
+        ports = (body.get("spec") or {}).get("ports") or []
+        first = ports[0] if ports else {}
+        protocol = ask.protocol or (m.service_protocol(int(first["port"]), str(first.get("protocol") or "TCP"))
+                                    if isinstance(first.get("port"), int) else None)
+        origin = m.origin(protocol, None, body, namespace, name)
+    except m.SpecError as exc:
+        raise Problem(exc.reason, str(exc), None) from None
+    account = await load_account(api, cores, spec, verify=False)
+    tunnel = await t.find_tunnel(account, spec, claims, read=False)
+    subject = m.Subject(name=name, fqdn=fqdn, protocol=protocol, path=None, target=None, origin_request={})
+    found = b.Gathered(spec, account, tunnel, [b.Route(subject, origin)], True, emails, domains)
+    await b.publish(found, source, claims, events)
+
+
+async def withdraw_service(api: client.ApiClient, cores: CorePool, claims: ClaimStore, namespace: str, name: str,
+                           events: EventSink, resource_namespace: str) -> None:
+    """Withdraw what the Service published, proven by its claims. The credentials come from the Tunnel whose
+    status names the tunnel the claim's rule is in (a hint to find the token: the claim is the proof)."""
+    source = m.service_source(namespace, name)
+    held = await claims.list(kind="hostname", source=source)
+    if not held:
+        return
+    tunnel_ids = {str((claim.entry(claiming.TUNNEL_RULE) or {}).get("tunnel") or "") for claim in held} - {""}
+    for tunnel in await kube.list_custom(api, m.GROUP, m.VERSION, m.TUNNEL_PLURAL):
+        if (tunnel.get("status") or {}).get("tunnelId") in tunnel_ids:
+            spec = t.parse({**tunnel, "kind": m.TUNNEL_KIND}, resource_namespace, cores.owner_id)
+            account = await load_account(api, cores, spec, verify=False)
+            core = account.core
+            await b.withdraw(core, claims_for(claims, dry_run=core.dry_run), source, account.account_id,
+                             account.zone.id, events)
+            return
+    raise Problem(c.DELETING, f"cannot remove what Service {namespace}/{name} published: no Tunnel names tunnel "
+                  f"{', '.join(sorted(tunnel_ids))} any more", MISSING_RETRY)

@@ -70,7 +70,7 @@ def main() -> None:
         custom = kubernetes.client.CustomObjectsApi(client)
         if args.latency:
             server.faults.delay(args.latency)
-        settings = load_settings({}, standalone=True, chutes=False, httproutes=False, sessions=False,
+        settings = load_settings({}, standalone=True, chutes=False, httproutes=False, tunnels=False, sessions=False,
                                  router_hosts_address=server.address, router_hosts_tls_ca=server.ca,
                                  router_hosts_tls_cert=server.cert, router_hosts_tls_key=server.key,
                                  default_ingress_ip=INGRESS_IP, resync_interval=3600, sweep_interval=3600,

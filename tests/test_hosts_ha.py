@@ -18,7 +18,8 @@ RESUMING = "Resuming operations after the pause"
 
 
 def replica(routerhosts: Any, name: str, priority: int) -> OperatorThread:
-    settings = load_settings({}, chutes=False, httproutes=False, sessions=False, peering=PEERING, priority=priority,
+    settings = load_settings({}, chutes=False, httproutes=False, tunnels=False, sessions=False, peering=PEERING,
+                             priority=priority,
                              router_hosts_address=routerhosts.address, router_hosts_tls_ca=routerhosts.ca,
                              router_hosts_tls_cert=routerhosts.cert, router_hosts_tls_key=routerhosts.key,
                              default_ingress_ip=INGRESS_IP)

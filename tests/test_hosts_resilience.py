@@ -133,7 +133,8 @@ def test_the_sweep_removes_entries_of_sources_gone_unseen_within_the_cap(kube: A
     try:
         world.namespace(NS)
         world.route("live", "Host(`live.lan`)")
-        world.run_operator(environ, chutes=False, httproutes=False, router_hosts_address=routerhosts.address,
+        world.run_operator(environ, chutes=False, httproutes=False, tunnels=False,
+                           router_hosts_address=routerhosts.address,
                            router_hosts_tls_ca=routerhosts.ca, router_hosts_tls_cert=routerhosts.cert,
                            router_hosts_tls_key=routerhosts.key, default_ingress_ip=INGRESS_IP,
                            namespaces=[NS, "ns1"], sweep_interval=1.0, sweep_max_deletions=1)

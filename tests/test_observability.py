@@ -69,7 +69,7 @@ def test_chutes_run_serves_healthz_readyz_and_metrics_and_logs_json(kube: Any, c
     lines = [line for line in output.splitlines() if line.strip()]
     records = [json.loads(line) for line in lines]  # every line is one JSON object
     assert all(isinstance(r, dict) and r.get("message") and r.get("severity") for r in records)
-    assert any(r["message"] == "Serving front doors: chutes, httproutes" for r in records)
+    assert any(r["message"] == "Serving front doors: chutes, httproutes, tunnels" for r in records)
     assert any(r["message"].startswith("Serving /metrics and /readyz on port") for r in records)
     assert {"debug", "info"} <= {r["severity"] for r in records}
 

@@ -119,11 +119,12 @@ def test_malformed_selectors_are_refused(selector: str) -> None:
 
 
 def test_the_seed_variables_switch_the_door_on_and_it_watches_its_namespace_alone() -> None:
-    settings = load_settings({}, chutes=False, httproutes=False)
+    settings = load_settings({}, chutes=False, httproutes=False, tunnels=False)
     environ = {**REQUIRED, "WATCH_NAMESPACE": "sessions"}
     assert runtime.served_front_doors(settings, environ) == ("sessions",)
     assert runtime.implied_namespaces(settings, environ) == ("sessions",)
-    assert runtime.implied_namespaces(load_settings({}, chutes=False, httproutes=False, namespaces="x"), environ) == ()
+    alone = load_settings({}, chutes=False, httproutes=False, tunnels=False, namespaces="x")
+    assert runtime.implied_namespaces(alone, environ) == ()
     assert runtime.served_front_doors(settings, {}) == ()
 
 

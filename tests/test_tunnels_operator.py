@@ -442,3 +442,23 @@ def test_an_annotated_service_naming_no_tunnel_is_a_warning(world: World) -> Non
     _annotated_service(world, "lost", 80, cr="nope")
     wait_for("a Warning", lambda: [e for e in world.events("lost", NS) if e[:2] == ("Warning", "TunnelNotFound")])
     assert _ops(world) == []
+
+
+def test_a_hostname_outside_the_hostname_rules_is_refused(kube: Any, cloudflare: Any, tmp_path: Any) -> None:
+    import yaml
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump({"rules": [{"namespaces": [NS], "hostnames": ["*.apps.example.com"]}]}))
+    world = World(kube, cloudflare)
+    try:
+        world.start(hostname_rules=str(rules))
+        tunnel_id = _published_tunnel(world)
+        world.service("ok", 80)
+        world.cf.reset_log()
+        world.binding("bad", [{"name": "ok", "spec": {"fqdn": "ok.apps.example.com"}}, {"name": "ok"}])
+        world.wait_reason("HostnameNotAuthorized", lambda: world.get_binding("bad"))
+        assert _ops(world) == [] and world.ingress(tunnel_id) in ([], [{"service": "http_status:404"}])
+        world.binding("good", [{"name": "ok", "spec": {"fqdn": "ok.apps.example.com"}}])
+        world.ready_binding("good")
+    finally:
+        world.close()

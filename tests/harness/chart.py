@@ -83,7 +83,7 @@ def container_env(docs: Iterable[dict[str, Any]]) -> dict[str, Any]:
 # --- values, validation, the README's sidecar ---------------------------------------------------------
 
 
-SESSIONS_ONLY = {"frontDoors": {"chutes": {"enabled": False},
+SESSIONS_ONLY = {"frontDoors": {"chutes": {"enabled": False}, "tunnels": {"enabled": False},
                                 "sessions": {"enabled": True, **SESSION_VALUES,
                                              "sidecarServiceAccounts": [{"name": "opencode-router",
                                                                          "namespace": "opencode-router"}]}}}
@@ -97,6 +97,7 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
     "standalone": {"peering": {"enabled": False}, "metrics": {"port": 0}},
     "sessions-only": SESSIONS_ONLY,
     "hosts-namespaced": {"watchNamespaces": ["home"], "frontDoors": {"chutes": {"enabled": False},
+                                                                     "tunnels": {"enabled": False},
                                                                      "hosts": {"enabled": True}}},
     "all-doors-cluster-wide": {"frontDoors": {"httproutes": {"enabled": True},
                                               "sessions": {"enabled": True, **SESSION_VALUES},

@@ -87,7 +87,8 @@ def session_env(cf: Any, tunnel_id: str, health_port: int | None = None, **extra
 def operator(cf: Any, environ: dict[str, str], **overrides: Any) -> Iterator[OperatorThread]:
     """The whole operator (session door only) in a thread, standalone like the seed's sidecar."""
     settings = load_settings(
-        {}, standalone=True, cloudflare_base_url=cf.base_url, chutes=False, httproutes=False, sessions=True,
+        {}, standalone=True, cloudflare_base_url=cf.base_url, chutes=False, httproutes=False, tunnels=False,
+        sessions=True,
         **overrides,
     )
     with OperatorThread(settings, environ, timeout=30) as running:

@@ -92,7 +92,7 @@ operator itself would).
 {{- $namespaces = append $namespaces .Release.Namespace -}}
 {{- end -}}
 {{- $namespaces | uniq | sortAlpha | join "," -}}
-{{- else if and $doors.sessions.enabled (not $doors.chutes.enabled) (not $doors.httproutes.enabled) -}}
+{{- else if and $doors.sessions.enabled (not $doors.chutes.enabled) (not $doors.httproutes.enabled) (not $doors.tunnels.enabled) -}}
 {{- $doors.sessions.watchNamespace -}}
 {{- end -}}
 {{- end -}}

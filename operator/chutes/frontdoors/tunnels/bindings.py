@@ -21,6 +21,7 @@ from kubernetes_asyncio import client
 
 from chutes import conditions as c
 from chutes import kube
+from chutes.authorization import HostnameRules
 from chutes.claims import Claim, ClaimLost, ClaimStore, claims_for
 from chutes.cloudflare_core import (
     AccessAppSpec,
@@ -160,10 +161,11 @@ def app_name(fqdn: str, owner_id: str) -> str:
 
 
 async def reconcile_binding(api: client.ApiClient, cores: CorePool, claims: ClaimStore, body: Mapping[str, Any],
-                            status: StatusWriter, events: EventSink, resource_namespace: str) -> None:
+                            status: StatusWriter, events: EventSink, resource_namespace: str,
+                            rules: HostnameRules | None = None) -> None:
     try:
         try:
-            await _reconcile(api, cores, claims, body, status, events, resource_namespace)
+            await _reconcile(api, cores, claims, body, status, events, resource_namespace, rules)
         except ClaimLost as lost:
             raise Problem(c.CLOUDFLARE_UNAVAILABLE, f"the ledger of claims changed meanwhile: {lost}",
                           LOST_RETRY) from None
@@ -176,7 +178,8 @@ async def reconcile_binding(api: client.ApiClient, cores: CorePool, claims: Clai
 
 
 async def _reconcile(api: client.ApiClient, cores: CorePool, claims: ClaimStore, body: Mapping[str, Any],
-                     status: StatusWriter, events: EventSink, resource_namespace: str) -> None:
+                     status: StatusWriter, events: EventSink, resource_namespace: str,
+                     rules: HostnameRules | None) -> None:
     meta = body["metadata"]
     source = m.binding_source(meta["namespace"], meta["name"])
     found = await gather(api, cores, claims, body, resource_namespace)
@@ -185,7 +188,7 @@ async def _reconcile(api: client.ApiClient, cores: CorePool, claims: ClaimStore,
         await kube.add_finalizer(api, m.GROUP, m.BINDING_VERSION, m.BINDING_PLURAL, meta["name"], meta["namespace"],
                                  m.FINALIZER)
 
-    idp = await publish(found, source, claims, events, finalizer)
+    idp = await publish(found, source, claims, events, finalizer, rules)
     fqdns = [route.subject.fqdn for route in found.routes]
     status.set(hostnames=m.hostnames_status(fqdns), observedGeneration=status.generation,
                services=[{"hostname": r.subject.fqdn, "target": r.service} for r in found.routes])
@@ -198,12 +201,20 @@ async def _reconcile(api: client.ApiClient, cores: CorePool, claims: ClaimStore,
 
 
 async def publish(found: Gathered, source: str, claims: ClaimStore, events: EventSink,
-                  before_writing: Callable[[], Awaitable[None]] | None = None) -> str | None:
+                  before_writing: Callable[[], Awaitable[None]] | None = None,
+                  rules: HostnameRules | None = None) -> str | None:
     """Publish `found.routes` for `source` (a TunnelBinding or an annotated Service) and withdraw the hostnames it
     no longer routes; the one-time PIN provider's id when behind Access. Every hostname is held and checked before
-    anything is written (`before_writing` then runs: the binding's finalizer)."""
+    anything is written (`before_writing` then runs: the binding's finalizer). A hostname outside the operator's
+    hostname `rules` for the source's namespace withdraws everything the source published (HostnameNotAuthorized)."""
     core, account_id, zone_id = found.account.core, found.account.account_id, found.account.zone.id
     claims = claims_for(claims, dry_run=core.dry_run)
+    namespace = source.split("/")[1]
+    refused = [] if rules is None else [r.subject.fqdn for r in found.routes
+                                        if not rules.allows(namespace, r.subject.fqdn)]
+    if refused and rules is not None:
+        await withdraw(core, claims, source, account_id, zone_id, events)
+        raise Problem(c.HOSTNAME_NOT_AUTHORIZED, rules.explain(namespace, refused[0]), None)
     # Check every hostname before writing anything: one holder per hostname, no foreign record in the way.
     held: dict[str, Claim] = {}
     try:

@@ -65,7 +65,8 @@ def _problems_said(body: Mapping[str, Any]) -> Iterator[EventSink]:
 
 
 # Reasons only a spec change can fix: the resync timer leaves them alone.
-PERMANENT_REASONS = frozenset({c.INVALID_SPEC, c.HOSTNAME_OUTSIDE_ZONE, c.CLOUDFLARE_REJECTED})
+PERMANENT_REASONS = frozenset({c.INVALID_SPEC, c.HOSTNAME_OUTSIDE_ZONE, c.CLOUDFLARE_REJECTED,
+                               c.HOSTNAME_NOT_AUTHORIZED})  # the hostname rules change at a restart only
 
 
 def _skip_resync(body: Mapping[str, Any]) -> bool:
@@ -100,7 +101,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
             with _problems_said(body) as events:
                 await b.reconcile_binding(memo.kube, memo.cores, memo.claims, body,
                                           _writer(memo, m.BINDING_VERSION, m.BINDING_PLURAL, body), events,
-                                          resource_namespace)
+                                          resource_namespace, memo.get("hostname_rules"))
 
     for kind, plural in ((m.TUNNEL_KIND, m.TUNNEL_PLURAL), (m.CLUSTER_KIND, m.CLUSTER_PLURAL)):
 
@@ -158,7 +159,8 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
     async def service_reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         async with metrics.reconcile_timer(FRONT_DOOR):
             with _problems_said(body) as events:
-                await sv.reconcile_service(memo.kube, memo.cores, memo.claims, body, events, resource_namespace)
+                await sv.reconcile_service(memo.kube, memo.cores, memo.claims, body, events, resource_namespace,
+                                           memo.get("hostname_rules"))
 
     @kopf.on.event("", "v1", "services", registry=registry, id="tunnels-withdraw",
                    annotations={HANDLED: kopf.PRESENT})

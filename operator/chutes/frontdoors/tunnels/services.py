@@ -13,6 +13,7 @@ from kubernetes_asyncio import client
 
 from chutes import conditions as c
 from chutes import kube
+from chutes.authorization import HostnameRules
 from chutes.claims import ClaimStore, claims_for
 from chutes.cores import CorePool
 from chutes.frontdoors import claiming
@@ -38,7 +39,7 @@ async def _tunnel_for(api: client.ApiClient, ask: m.ServiceAsk) -> dict[str, Any
 
 
 async def reconcile_service(api: client.ApiClient, cores: CorePool, claims: ClaimStore, body: Mapping[str, Any],
-                            events: EventSink, resource_namespace: str) -> None:
+                            events: EventSink, resource_namespace: str, rules: HostnameRules | None = None) -> None:
     """Publish the annotated Service (or withdraw it when it no longer asks)."""
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
@@ -66,7 +67,7 @@ async def reconcile_service(api: client.ApiClient, cores: CorePool, claims: Clai
     tunnel = await t.find_tunnel(account, spec, claims, read=False)
     subject = m.Subject(name=name, fqdn=fqdn, protocol=protocol, path=None, target=None, origin_request={})
     found = b.Gathered(spec, account, tunnel, [b.Route(subject, origin)], True, emails, domains)
-    await b.publish(found, source, claims, events)
+    await b.publish(found, source, claims, events, rules=rules)
 
 
 async def withdraw_service(api: client.ApiClient, cores: CorePool, claims: ClaimStore, namespace: str, name: str,

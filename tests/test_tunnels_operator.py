@@ -462,3 +462,17 @@ def test_a_hostname_outside_the_hostname_rules_is_refused(kube: Any, cloudflare:
         world.ready_binding("good")
     finally:
         world.close()
+
+
+def test_a_locally_configured_existing_tunnel_is_refused_and_never_converted(world: World) -> None:
+    import httpx
+
+    created = httpx.post(f"{world.cf.base_url}/accounts/{world.account}/cfd_tunnel", headers={
+        "Authorization": f"Bearer {world.cf.token}"}, json={"name": "local-one", "config_src": "local"})
+    created.raise_for_status()
+    world.cf.reset_log()
+    world.api_secret()
+    world.tunnel(existingTunnel={"name": "local-one"})
+    tunnel = world.wait_reason("InvalidSpec", world.get_tunnel)
+    assert "locally configured" in world.condition(tunnel)["message"]
+    assert _ops(world) == [] and world._read_deployment("web-cloudflared", NS) is None

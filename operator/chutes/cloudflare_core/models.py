@@ -140,7 +140,8 @@ class Recorded:
 
 @dataclass(frozen=True)
 class Tunnel:
-    """`connected`: the tunnel had active connector connections when read."""
+    """`connected`: the tunnel had active connector connections when read; `remote_config`: its configuration is
+    managed in Cloudflare (False: by a local config file; None: not said)."""
 
     id: str
     name: str
@@ -148,6 +149,7 @@ class Tunnel:
     deleted: bool = False
     created_at: str | None = None
     connected: bool = False
+    remote_config: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ def tunnel_from_wire(data: dict[str, Any], account_id: str) -> Tunnel:
         deleted=bool(data.get("deleted_at")),
         created_at=str(data["created_at"]) if data.get("created_at") else None,
         connected=bool(data.get("connections")),
+        remote_config=data["remote_config"] if isinstance(data.get("remote_config"), bool) else None,
     )
 
 

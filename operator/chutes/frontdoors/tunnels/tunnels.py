@@ -73,6 +73,10 @@ async def find_tunnel(account: Account, spec: m.TunnelSpec, claims: ClaimStore, 
         wanted = " or ".join(f"{k} {v!r}" for k, v in (("id", spec.existing_id), ("name", spec.existing_name)) if v)
         raise Problem(TUNNEL_NOT_FOUND, f"spec.existingTunnel: no tunnel with {wanted} in account "
                       f"{account_id}", MISSING_RETRY)
+    if found.remote_config is False:  # never converted: Cloudflare cannot turn it back into a local one
+        raise Problem(c.INVALID_SPEC, f"spec.existingTunnel: tunnel {found.name} ({found.id}) is locally configured "
+                      "(a config file); chutes-operator serves remotely managed tunnels only, and never converts one",
+                      None)
     return found
 
 

@@ -476,3 +476,20 @@ def test_a_locally_configured_existing_tunnel_is_refused_and_never_converted(wor
     tunnel = world.wait_reason("InvalidSpec", world.get_tunnel)
     assert "locally configured" in world.condition(tunnel)["message"]
     assert _ops(world) == [] and world._read_deployment("web-cloudflared", NS) is None
+
+
+def test_bindings_are_scoped_by_namespace_and_dns_updates_can_be_switched_off(world: World) -> None:
+    tunnel_a = _published_tunnel(world)
+    world.api_secret(namespace="other")
+    world.tunnel(namespace="other", newTunnel={"name": "other-tunnel"})
+    tunnel_b = world.ready_tunnel(namespace="other")["status"]["tunnelId"]
+    assert tunnel_a != tunnel_b
+    world.service("whoami-1", 80, namespace="other")
+    world.binding("whoami", [{"name": "whoami-1", "spec": {"fqdn": "other.example.com"}}], namespace="other",
+                  disableDNSUpdates=True)
+    binding = world.ready_binding("whoami", namespace="other")
+    assert world.condition(binding, "DNSReady")["message"] == "tunnelRef.disableDNSUpdates: no DNS records"
+    assert binding["status"]["hostnames"] == "other.example.com"
+    assert [r.get("hostname") for r in world.ingress(tunnel_b)] == ["other.example.com", None]
+    assert world.ingress(tunnel_a) in ([], [{"service": "http_status:404"}])  # adyanth would merge them
+    assert world.records("other.example.com") == []  # disableDNSUpdates: the rule only

@@ -493,3 +493,20 @@ def test_bindings_are_scoped_by_namespace_and_dns_updates_can_be_switched_off(wo
     assert [r.get("hostname") for r in world.ingress(tunnel_b)] == ["other.example.com", None]
     assert world.ingress(tunnel_a) in ([], [{"service": "http_status:404"}])  # adyanth would merge them
     assert world.records("other.example.com") == []  # disableDNSUpdates: the rule only
+
+
+def test_an_annotated_service_deleted_while_the_operator_was_down_is_swept(kube: Any, cloudflare: Any) -> None:
+    world = World(kube, cloudflare)
+    try:
+        world.start()
+        tunnel_id = _published_tunnel(world)
+        _annotated_service(world, "blog", 80, cr="web")
+        wait_for("routed", lambda: len(world.records("blog.example.com")) == 1)
+        world.stop()
+        world.core.delete_namespaced_service("blog", NS, _preload_content=False)
+        world.start(resync_interval=1.0)
+        wait_for("swept", lambda: world.records("blog.example.com") == [])
+        assert world.ingress(tunnel_id) == [{"service": "http_status:404"}]
+        wait_for("said", lambda: [e for e in world.events("web", NS) if e[1] == "OrphansRemoved"])
+    finally:
+        world.close()

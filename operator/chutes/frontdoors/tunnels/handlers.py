@@ -113,6 +113,10 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
                                 **_: Any) -> None:
             if not _skip_resync(body):
                 await tunnel(body, memo, kind, plural)
+            if not body["metadata"].get("deletionTimestamp"):
+                with _problems_said(body) as events:  # the orphan sweep of what routes into its tunnel
+                    await sv.sweep(memo.kube, memo.cores, memo.claims, with_kind(body, kind), events,
+                                   resource_namespace)
 
         async def tunnel_delete(body: kopf.Body, memo: kopf.Memo, kind: str = kind, **_: Any) -> None:
             async with metrics.reconcile_timer(FRONT_DOOR):

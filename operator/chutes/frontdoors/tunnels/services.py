@@ -89,3 +89,37 @@ async def withdraw_service(api: client.ApiClient, cores: CorePool, claims: Claim
             return
     raise Problem(c.DELETING, f"cannot remove what Service {namespace}/{name} published: no Tunnel names tunnel "
                   f"{', '.join(sorted(tunnel_ids))} any more", MISSING_RETRY)
+
+
+async def sweep(api: client.ApiClient, cores: CorePool, claims: ClaimStore, tunnel: Mapping[str, Any],
+                events: EventSink, resource_namespace: str) -> int:
+    """The orphan sweep of one Tunnel (its resync): hostnames routed into its tunnel (as their claims record)
+    whose source is gone while the operator was not looking (an annotated Service deleted or no longer annotated,
+    a TunnelBinding whose finalizer was removed by hand) are withdrawn. The Tunnel's status names the tunnel only
+    to find those claims: what is removed is proven by each claim. Returns how many sources were withdrawn."""
+    tunnel_id = str((tunnel.get("status") or {}).get("tunnelId") or "")
+    if not tunnel_id:
+        return 0
+    orphans: list[str] = []
+    for kind in ("Service", m.BINDING_KIND):
+        for claim in await claims.list(kind="hostname", source_kind=kind):
+            if str((claim.entry(claiming.TUNNEL_RULE) or {}).get("tunnel") or "") != tunnel_id:
+                continue
+            _, namespace, name = claim.source.split("/", 2)
+            if kind == "Service":
+                service = await kube.read_service(api, namespace, name)
+                gone = service is None or not m.service_annotated(service["metadata"].get("annotations"))
+            else:
+                gone = await kube.get_custom(api, m.GROUP, m.BINDING_VERSION, m.BINDING_PLURAL, name, namespace) is None
+            if gone and claim.source not in orphans:
+                orphans.append(claim.source)
+    if not orphans:
+        return 0
+    spec = t.parse(tunnel, resource_namespace, cores.owner_id)
+    account = await load_account(api, cores, spec, verify=False)
+    core = account.core
+    for source in orphans:
+        await b.withdraw(core, claims_for(claims, dry_run=core.dry_run), source, account.account_id,
+                         account.zone.id, events)
+        events.normal(c.ORPHANS_REMOVED, f"withdrew what {source.replace('/', ' ', 1)} published (it is gone)")
+    return len(orphans)

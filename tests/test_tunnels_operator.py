@@ -510,3 +510,31 @@ def test_an_annotated_service_deleted_while_the_operator_was_down_is_swept(kube:
         wait_for("said", lambda: [e for e in world.events("web", NS) if e[1] == "OrphansRemoved"])
     finally:
         world.close()
+
+
+def test_under_dry_run_nothing_is_written_to_cloudflare(kube: Any, cloudflare: Any) -> None:
+    world = World(kube, cloudflare)
+    try:
+        world.start(dry_run=True)
+        world.api_secret()
+        world.tunnel()
+        tunnel = world.wait_reason("DryRun", world.get_tunnel)
+        assert world.condition(tunnel)["status"] == "False"
+        assert _ops(world) == [] and world.live_tunnels() == []
+    finally:
+        world.close()
+
+
+def test_an_annotated_service_can_sit_behind_access(world: World) -> None:
+    tunnel_id = _published_tunnel(world)
+    world.cf.reset_log()
+    world.namespace(NS)
+    world.core.create_namespaced_service(NS, {"metadata": {"name": "admin", "annotations": {
+        "tunnels.networking.cfargotunnel.com/cr": "web",
+        "chutes.troubleshat.com/access-allowed-domains": "corp.example"}},
+        "spec": {"ports": [{"port": 80}], "selector": {"app": "admin"}}})
+    wait_for("routed", lambda: len(world.records("admin.example.com")) == 1)
+    ops = _ops(world)
+    assert ops.index("access.apps.create") < ops.index("tunnels.config.put")
+    [app] = world.apps_for("admin.example.com")
+    assert any(r.get("hostname") == "admin.example.com" for r in world.ingress(tunnel_id)) and app["domain"]

@@ -235,8 +235,8 @@ _PATCHABLE = "spec.replicas, spec.template.spec.{nodeSelector, tolerations, affi
 
 def parse_deploy_patch(raw: object) -> dict[str, Any]:
     """What a v1alpha2 ``deployPatch`` (YAML or JSON) sets, as fields of :class:`TunnelSpec`. The cloudflared pod
-    stays hardened: a patch touching anything but {_PATCHABLE} is refused (InvalidSpec), as is one that does not
-    parse."""
+    stays hardened: a patch touching anything but `_PATCHABLE` (replicas, node selector, tolerations, affinity, the
+    cloudflared image and resources) is refused (InvalidSpec), as is one that does not parse."""
     if raw is None or raw == "":
         return {}
     if not isinstance(raw, str):

@@ -172,7 +172,7 @@ async def delete_tunnel(api: client.ApiClient, cores: CorePool, claims: ClaimSto
     meta = body["metadata"]
     kind = str(body.get("kind") or m.TUNNEL_KIND)
     source = m.tunnel_source(kind, meta.get("namespace") or None, meta["name"])
-    held = [claim for claim in await claims.list(kind="tunnel", source=source)]
+    held = await claims.list(kind="tunnel", source=source)
     try:
         spec: m.TunnelSpec | None = parse(body, resource_namespace, cores.owner_id)
     except Problem:

@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml operator/requirements-runtime.txt
 	$(PY) -m pip install --quiet -c operator/requirements-runtime.txt -e '.[test,dev]'  # the image's versions
 	touch $(STAMP)
 
-## demo: the operator publishing examples/chute-gateway on both emulators (no cluster, no token)
+## demo: the operator publishing examples/chute-gateway (Cloudflare), then examples/hosts (router-hosts) on the emulators
 demo: $(STAMP)
 	$(PY) -m chutes.sandbox.demo
 

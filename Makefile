@@ -21,7 +21,7 @@ demo: $(STAMP)
 
 ## test: create the virtualenv, install, run the whole suite (TEST_WORKERS processes; 0: in this process)
 test: $(STAMP)
-	$(PY) -m pytest -q -n $(TEST_WORKERS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --durations=15  # the slowest tests listed: where the suite's time goes
 
 ## lint: ruff, mypy (strict) and the layering contracts (import-linter, [tool.importlinter] in pyproject.toml)
 lint: $(STAMP)

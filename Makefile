@@ -15,13 +15,13 @@ $(STAMP): pyproject.toml operator/requirements-runtime.txt
 	$(PY) -m pip install --quiet -c operator/requirements-runtime.txt -e '.[test,dev]'  # the image's versions
 	touch $(STAMP)
 
-## demo: the operator publishing examples/chute-gateway on both emulators (no cluster, no token)
+## demo: the operator publishing examples/chute-gateway (Cloudflare), then examples/hosts (router-hosts) on the emulators
 demo: $(STAMP)
 	$(PY) -m chutes.sandbox.demo
 
 ## test: create the virtualenv, install, run the whole suite (TEST_WORKERS processes; 0: in this process)
 test: $(STAMP)
-	$(PY) -m pytest -q -n $(TEST_WORKERS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --durations=15  # the slowest tests listed: where the suite's time goes
 
 ## lint: ruff, mypy (strict) and the layering contracts (import-linter, [tool.importlinter] in pyproject.toml)
 lint: $(STAMP)

@@ -6,7 +6,9 @@ every other test of their process (see tests/test_chart_rbac.py).
 
 from __future__ import annotations
 
+import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,6 +34,22 @@ def _no_hostnames_of_earlier_tests() -> None:
 
     HOSTNAMES.clear()
     REFUSALS.clear()
+
+
+@pytest.fixture(autouse=True)
+def restored_logging() -> Iterator[None]:
+    """The logging set up by a test that runs ``chutes run`` in-process (handlers on the stderr pytest captured for
+    that test only, levels) is undone after it: a handler left on a closed stream would fail on every later record
+    of the process ("--- Logging error ---")."""
+    names = ("", "httpx", "httpcore", "cloudflare", "asyncio", "kopf")
+    levels = {name: logging.getLogger(name).level for name in names}
+    handlers = {name: list(logging.getLogger(name).handlers) for name in names}
+    try:
+        yield
+    finally:
+        for name in names:
+            logging.getLogger(name).setLevel(levels[name])
+            logging.getLogger(name).handlers[:] = handlers[name]
 
 
 def pytest_configure(config: pytest.Config) -> None:

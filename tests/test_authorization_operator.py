@@ -20,7 +20,7 @@ from chutes.frontdoors.sessions import handlers as session_handlers
 from harness import httproutes as routes_h
 from harness import sessions as h
 from harness.gateways import World as GatewayWorld
-from harness.processes import chutes_command
+from harness.processes import chutes_command, free_port
 from harness.sessions import api_fixture  # noqa: F401  (a pytest fixture)
 from harness.waiting import wait_for
 
@@ -212,7 +212,8 @@ def test_a_published_session_the_new_rules_refuse_is_unpublished_at_restart(
         h.create_pod(api, h.pod("allowed", ALLOWED))
         h.create_pod(api, h.pod("refused", REFUSED))
         wait_for("both", lambda: h.published(cloudflare, api, tunnel).sessions() == {ALLOWED, REFUSED})
-    with h.operator(cloudflare, environ, hostname_rules=session_rules(tmp_path)):
+    restarted = {**environ, "HEALTH_PORT": str(free_port())}  # a new process's port: the old one may linger a moment
+    with h.operator(cloudflare, restarted, hostname_rules=session_rules(tmp_path)):
         wait_for("unpublished", lambda: not names_of(h.published(cloudflare, api, tunnel), REFUSED))
         state = h.published(cloudflare, api, tunnel)
         assert state.sessions() == {ALLOWED} and state.duplicates == 0

@@ -18,25 +18,24 @@ import re
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import cloudflare as cf_sdk
 import kubernetes
 import pytest
-import yaml
 from kubernetes.client.exceptions import ApiException
 
 from chutes.cloudflare_core.ownership import marks
 from chutes.sandbox.kubernetes.kubeconfig import OPERATOR_TOKEN
 from harness import sessions as sh
+from harness.corpus import CORPUS, MAX_WARNINGS_PER_OBJECT, Entry, load
 from harness.manifests import crd_schemas, validate_custom
 from harness.sessions import fast_timing_fixture  # noqa: F401  (pytest fixture: the session door's short timings)
 from harness.waiting import wait_quiet
 from harness.world import BaseWorld
 
-CORPUS = Path(__file__).resolve().parent / "data" / "bad-inputs"
 OPNS = "cloudflare-zero-trust"  # the operator's namespace: tenants, templates, the ledger
 CFZT = "cfzt.cloudflare.com/"
 VIAS = ("condition", "event", "apiserver", "published")
@@ -46,7 +45,6 @@ MAX_QUIET_CLOUDFLARE_CALLS = 4  # over QUIET_PERIOD, for all objects together (n
 MAX_QUIET_KUBE_WRITES = 4
 FIRST_SWEEP = 60.0  # the orphan sweeps' first pass, after their ChuteConfig or tenant is first seen
 FIRST_SWEEP_LATENESS = 30.0  # how late a loaded machine may run it
-MAX_WARNINGS_PER_OBJECT = 3  # one per distinct problem: a bad object has one
 
 # kind -> (group, version, plural, namespaced)
 KINDS: dict[str, tuple[str, str, str, bool]] = {
@@ -58,46 +56,10 @@ KINDS: dict[str, tuple[str, str, str, bool]] = {
 }
 
 
-@dataclass
-class Entry:
-    """One corpus file: what the user must see, and the objects (the first one is the subject)."""
-
-    path: Path
-    expect: dict[str, Any]
-    objects: list[dict[str, Any]]
-    before: list[dict[str, Any]] = field(default_factory=list)
-    cloudflare: dict[str, Any] = field(default_factory=dict)
-    bypass: dict[str, Any] = field(default_factory=dict)
-    note: str = ""  # said after the file's name in failures
-
-    @property
-    def name(self) -> str:
-        return str(self.path.relative_to(CORPUS)) + self.note
-
-    @property
-    def subject(self) -> dict[str, Any]:
-        return self.objects[0]
-
-    @property
-    def via(self) -> str:
-        return str(self.expect["via"])
-
-    def bypassed(self) -> Entry:
-        """What the operator must say when admission is bypassed (a CRD installed without its schema)."""
-        return Entry(self.path, {"via": "condition", **self.bypass}, self.objects[:1], note=" (admission bypassed)")
-
-
-def corpus_files() -> list[Path]:
-    return sorted(CORPUS.glob("*/*.yaml"))
-
-
-def load(path: Path, values: dict[str, str]) -> Entry:
-    text = path.read_text(encoding="utf-8")
-    text = re.sub(r"\$\{REPEAT:(.):(\d+)\}", lambda m: m.group(1) * int(m.group(2)), text)
-    text = re.sub(r"\$\{([A-Z_]+)\}", lambda m: values.get(m.group(1), m.group(0)), text)
-    doc = yaml.safe_load(text)
-    return Entry(path, doc["expect"], doc["objects"], doc.get("before") or [], doc.get("cloudflare") or {},
-                 doc.get("bypass") or {})
+def corpus_files(*, hosts: bool = False) -> list[Path]:
+    """The corpus of this test (the router-hosts door's files, `hosts/`, only with `hosts`: another test runs them
+    against the router-hosts emulator, tests/test_bad_inputs_hosts.py)."""
+    return sorted(path for path in CORPUS.glob("*/*.yaml") if hosts or path.parent.name != "hosts")
 
 
 def test_the_corpus_is_well_formed() -> None:
@@ -105,9 +67,9 @@ def test_the_corpus_is_well_formed() -> None:
     ≥ 100 files in all, every door covered."""
     placeholders = {"ACCOUNT": "a" * 32, "ZONE_COM": "b" * 32, "ZONE_NET": "c" * 32, "TUNNEL": "t", "OTHER_TUNNEL": "o",
                     "TOKEN": "x"}
-    files = corpus_files()
+    files = corpus_files(hosts=True)
     doors = Counter(path.parent.name for path in files)
-    assert len(files) >= 100 and set(doors) == {"gateways", "httproutes", "sessions", "cross-door"}, doors
+    assert len(files) >= 100 and set(doors) == {"gateways", "httproutes", "sessions", "cross-door", "hosts"}, doors
     for path in files:
         assert path.read_text(encoding="utf-8").startswith("# "), f"{path.name}: a first comment says what is wrong"
         entry = load(path, placeholders)

@@ -1,6 +1,6 @@
 """`chutes plan -f <manifests>`: the real operator run offline on both emulators, in-process through the CLI.
 
-One plan of examples/ (both front doors) is saved and reused: re-planning it unchanged plans nothing, and
+One plan of examples/ (every front door) is saved and reused: re-planning it unchanged plans nothing, and
 edited manifests (an allowed email, a hostname, a removed route, a refused gateway) plan the updates and
 deletes. No secret of the manifests or of Cloudflare reaches the output or the saved state.
 """
@@ -50,7 +50,8 @@ def first(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def test_the_examples_plan_a_create_for_every_object(first: dict[str, Any]) -> None:
     assert first["code"] == 2, first["err"]
     lines = first["out"].splitlines()
-    creates = [line.strip() for line in lines if line.strip().startswith("+ ")]
+    creates = [line.strip() for line in lines if line.strip().startswith("+ ")
+               and not line.strip().startswith("+ host entry ")]  # examples/hosts: tests/test_plan_hosts.py
     expected = [
         "+ identity provider One-time PIN (onetimepin)",
         "+ tunnel chute-blog-blog",
@@ -82,6 +83,7 @@ def test_the_examples_plan_a_create_for_every_object(first: dict[str, Any]) -> N
     assert creates.count("+ ingress rule *  → http_status:404") == 3
     assert len(creates) == len(expected) + 8 == 31
     assert "Plan: 31 to create, 0 to update, 0 to delete." in lines
+    assert "Router-hosts plan: 5 to create, 0 to update, 0 to delete." in lines
     # grouped: the tenant's tunnel (assumed, not created) heads its rules; DNS under its zone
     assert f"  tunnel tenant-prod ({TENANT_TUNNEL})" in lines and "zone example.com" in lines
     for source in ("ChuteConfig default", "ChuteGateway blog/blog", "HTTPRoute my-app/my-app",
@@ -106,6 +108,7 @@ def test_replanning_the_saved_state_unchanged_plans_nothing(first: dict[str, Any
                           "--detailed-exitcode")
     assert code == 0, err
     assert "Plan: 0 to create, 0 to update, 0 to delete." in out.splitlines()
+    assert "Router-hosts plan: 0 to create, 0 to update, 0 to delete." in out.splitlines()
 
 
 def test_edited_manifests_plan_updates_and_deletes(first: dict[str, Any], tmp_path: Path,
@@ -147,6 +150,7 @@ def test_edited_manifests_plan_updates_and_deletes(first: dict[str, Any], tmp_pa
         "before": [{"email": {"email": "alice@example.org"}}, {"email_domain": {"domain": "example.org"}}],
         "after": [{"email": {"email": "bob@example.org"}}, {"email_domain": {"domain": "example.org"}}]}
     assert result["summary"] == {"create": 3, "update": 1, "delete": 4}
+    assert result["router_hosts"]["summary"] == {"create": 0, "update": 0, "delete": 0}
     refused = next(s for s in result["sources"] if s["name"] == "outside")
     assert (refused["ready"], refused["reason"]) == (False, "HostnameOutsideZone")
     assert "www.example.net" in refused["message"]

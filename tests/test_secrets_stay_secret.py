@@ -254,20 +254,6 @@ def test_a_malformed_session_token_stops_the_session_door_naming_the_variable_no
     assert_nowhere(MALFORMED, message, "", "")
 
 
-@pytest.fixture()
-def restored_logging() -> Iterator[None]:
-    """`chutes run`'s logging set up for one test, then the test run's own again."""
-    names = ("", "httpx", "httpcore", "cloudflare", "asyncio")
-    levels = {name: logging.getLogger(name).level for name in names}
-    handlers = list(logging.getLogger().handlers)
-    try:
-        yield
-    finally:
-        for name, level in levels.items():
-            logging.getLogger(name).setLevel(level)
-        logging.getLogger().handlers[:] = handlers
-
-
 def test_log_level_debug_keeps_the_sdk_and_the_http_stack_at_info(cloudflare: Any, caplog: pytest.LogCaptureFixture,
                                                                   restored_logging: None) -> None:
     from chutes import cli

@@ -124,7 +124,9 @@ def test_an_invalid_hash_gets_a_warning_event_and_nothing_is_published(
             events = wait_for(f"an Event on {name}", functools.partial(h.events_for, api, name))
             assert [(e.type, e.reason) for e in events] == [("Warning", "InvalidSessionHash")]
             assert problem in events[0].message
-        assert [(e.type, e.reason) for e in h.events_for(api, "fine")] == [("Normal", "Published")]
+        published = wait_for("the Published Event (posted once the pass has ended)",
+                             functools.partial(h.events_for, api, "fine"))
+        assert [(e.type, e.reason) for e in published] == [("Normal", "Published")]
 
 
 def test_a_foreign_dns_record_blocks_only_its_session(cloudflare: Any, kube: Any, api: Any, tunnel: str) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from chutes.sandbox.snapshot_diff import diff, render_text, summary, summary_line
+from chutes.sandbox.snapshot_diff import diff, diff_entries, render_text, summary, summary_line
 
 ACCOUNT = "a" * 32
 ZONE = "b" * 32
@@ -134,3 +134,33 @@ def test_secret_looking_fields_are_redacted() -> None:
     assert "hunter2" not in dumped and "shh-secret-value" not in dumped
     (idp,) = [c for c in changes if c.obj.kind == "identity_provider"]
     assert idp.obj.fields["config"]["client_secret"] == "<redacted>" and idp.obj.fields["config"]["client_id"] == "cid"
+
+
+def entry(entry_id: str, hostname: str, ip: str = "192.0.2.10", version: str = "1", **more: Any) -> dict[str, Any]:
+    return {"id": entry_id, "hostname": hostname, "ip_address": ip, "comment": f"k8s:home/{hostname}",
+            "aliases": [], "tags": [], "version": version, **more}
+
+
+def test_router_hosts_entries_are_matched_by_id_and_compared_on_what_the_server_holds() -> None:
+    before = [entry("A", "nas.lan"), entry("B", "old.lan"), entry("C", "same.lan"), entry("D", "moved.lan")]
+    after = [entry("A", "nas.lan", aliases=["files.lan"], version="2"), entry("C", "same.lan", version="7"),
+             entry("D", "renamed.lan", ip="192.0.2.11", version="3"), entry("E", "new.lan")]
+    changes = diff_entries(before, after)
+    found = [(c.action, c.obj.name, c.changed) for c in changes]
+    assert found == [  # sorted by hostname; a version that moved alone is no change
+        ("update", "nas.lan", {"aliases": ([], ["files.lan"])}),
+        ("create", "new.lan", {}),
+        ("delete", "old.lan", {}),
+        ("update", "renamed.lan", {"comment": ("k8s:home/moved.lan", "k8s:home/renamed.lan"),
+                                   "hostname": ("moved.lan", "renamed.lan"), "ip": ("192.0.2.10", "192.0.2.11")}),
+    ]
+    assert changes[1].as_dict() == {"action": "create", "object": "host_entry", "name": "new.lan",
+                                    "scope": ["router-hosts server"], "id": "E",
+                                    "fields": {"hostname": "new.lan", "ip": "192.0.2.10", "aliases": [], "tags": [],
+                                               "comment": "k8s:home/new.lan"}}
+    lines = render_text(changes)
+    assert lines[0] == "router-hosts server"
+    assert lines[1] == ('  ~ host entry nas.lan  → 192.0.2.10  aliases=["files.lan"] tags=[] '
+                        'comment="k8s:home/nas.lan"')
+    assert lines[2] == '      aliases: [] → ["files.lan"]'
+    assert summary_line(changes, "Router-hosts plan") == "Router-hosts plan: 1 to create, 2 to update, 1 to delete."

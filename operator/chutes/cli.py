@@ -95,9 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the operator against the current cluster")
     _add_run_flags(run)
-    plan = commands.add_parser("plan", help="print the Cloudflare changes some manifests make (offline, on the "
-                               "sandbox emulators)", description="Runs the operator offline on the emulators and "
-                               "prints the Cloudflare objects it would create, update and delete.")
+    plan = commands.add_parser("plan", help="print the Cloudflare (and router-hosts) changes some manifests make "
+                               "(offline, on the sandbox emulators)", description="Runs the operator offline on the "
+                               "emulators and prints the Cloudflare objects (and router-hosts entries) it would "
+                               "create, update and delete.")
     _add_plan_flags(plan)
     return parser
 
@@ -123,6 +124,11 @@ def _add_plan_flags(parser: argparse.ArgumentParser) -> None:
     flag("--httproutes", action=argparse.BooleanOptionalAction, default=None, help="plan annotated HTTPRoutes (on)")
     flag("--tunnels", action=argparse.BooleanOptionalAction, default=None,
          help="plan Tunnels, ClusterTunnels and TunnelBindings (on)")
+    flag("--router-hosts", action=argparse.BooleanOptionalAction, default=None,
+         help="plan HostMappings and Traefik route hosts on a router-hosts emulator (default: when the manifests "
+              "hold a HostMapping, IngressRoute or IngressRouteTCP, or the state holds router-hosts entries)")
+    flag("--ingress-ip", default="192.0.2.10", metavar="IP",
+         help="the installation's default ingress IP, for Traefik route hosts (192.0.2.10)")
 
 
 def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:

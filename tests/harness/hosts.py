@@ -8,6 +8,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+import kubernetes
 import pytest
 
 from harness.waiting import wait_for
@@ -61,9 +62,16 @@ class HostsWorld(BaseWorld):
 
     def replace_spec(self, spec: dict[str, Any], name: str = "nas", namespace: str = NS) -> None:
         """Replace the whole spec (a field left out is removed, as `kubectl apply` does)."""
-        current = self.get_mapping(name, namespace)
-        current["spec"] = spec
-        self.custom.replace_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, current)
+        for _attempt in range(5):  # the operator writes the object too (finalizer): a stale replace gets a 409
+            current = self.get_mapping(name, namespace)
+            current["spec"] = spec
+            try:
+                self.custom.replace_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, current)
+                return
+            except kubernetes.client.exceptions.ApiException as exc:
+                if exc.status != 409:
+                    raise
+        raise AssertionError(f"HostMapping {namespace}/{name} kept changing: its spec could not be replaced")
 
     def delete_mapping(self, name: str = "nas", namespace: str = NS) -> None:
         self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
@@ -101,10 +109,11 @@ class HostsWorld(BaseWorld):
         return dict(self.custom.get_namespaced_custom_object(*TRAEFIK, namespace, PLURALS[kind], name))
 
     def set_matches(self, name: str, *matches: str, namespace: str = NS, kind: str = "IngressRoute") -> None:
-        body = self.get_route(name, namespace, kind)
-        body["spec"]["routes"] = [{"match": m, "kind": "Rule", "services": [{"name": "web", "port": 80}]}
-                                  for m in matches]
-        self.custom.replace_namespaced_custom_object(*TRAEFIK, namespace, PLURALS[kind], name, body)
+        """Replace the route's matches as `kubectl apply` would: a patch of the spec alone (the operator writes the
+        host-ids annotation meanwhile; a whole-object replace would race it and get a 409)."""
+        routes = [{"match": m, "kind": "Rule", "services": [{"name": "web", "port": 80}]} for m in matches]
+        self.custom.patch_namespaced_custom_object(*TRAEFIK, namespace, PLURALS[kind], name,
+                                                   {"spec": {"routes": routes}})
 
     def patch_route(self, name: str, body: dict[str, Any], namespace: str = NS, kind: str = "IngressRoute") -> None:
         self.custom.patch_namespaced_custom_object(*TRAEFIK, namespace, PLURALS[kind], name, body)

@@ -1,9 +1,13 @@
 """``make demo``: the operator publishing the examples, with no cluster and no Cloudflare token.
 
-Starts the Kubernetes emulator and the Cloudflare emulator in-process, runs ``chutes run`` against
-them, applies ``examples/chute-gateway``, waits for the gateway to be Ready, prints what exists in
-Kubernetes and in Cloudflare, then deletes the gateway and shows that everything of ours is gone.
+Act one: starts the Kubernetes emulator and the Cloudflare emulator in-process, runs ``chutes run``
+against them, applies ``examples/chute-gateway``, waits for the gateway to be Ready, prints what exists
+in Kubernetes and in Cloudflare, then deletes the gateway and shows that everything of ours is gone.
 The emulators run no controllers, so the demo plays the Deployment controller for cloudflared.
+
+Act two: starts the router-hosts emulator (its own CA, server and client certificates), restarts the
+operator with the router-hosts door on (mutual TLS, a default ingress IP), applies ``examples/hosts``,
+prints what the server then holds, deletes one HostMapping and shows its entry gone.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import json
 import logging
 import os
 import sys
@@ -23,9 +28,11 @@ from chutes import kube
 from chutes.cloudflare_core.ownership import parse as parse_marker
 from chutes.sandbox import manifests
 from chutes.sandbox.cloudflare import CloudflareSandbox, SandboxConfig, SandboxThread
+from chutes.sandbox.hosts_rehearsal import DEFAULT_INGRESS_IP, HostsRehearsal
 from chutes.sandbox.kubernetes import KubeSandbox
+from chutes.sandbox.routerhosts import RouterHostsSandbox, RouterHostsServer
 from chutes.sandbox.runner import OperatorThread
-from chutes.settings import load_settings
+from chutes.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[3]
 DEMO_TOKEN = "sandbox-demo-token-replace-me"  # the value in examples/chute-gateway/01-cloudflare-token.yaml
@@ -88,7 +95,7 @@ async def drive(examples: Path, crd_paths: Sequence[Path], sandbox: CloudflareSa
         crds = manifests.load(crd_paths)
         kinds = manifests.resource_table(crds)
         docs = manifests.load([examples])
-        say(f"$ kubectl apply -f {examples.relative_to(REPO) if examples.is_relative_to(REPO) else examples}")
+        say(f"$ kubectl apply -f {_shown(examples)}")
         for doc in docs:
             await manifests.create(api, doc, kinds)
             namespace = doc["metadata"].get("namespace")
@@ -163,9 +170,110 @@ async def play_deployment_controller(api: Any, gateway: Mapping[str, Any], kinds
     })
 
 
+def _shown(path: Path) -> Path:
+    return path.relative_to(REPO) if path.is_relative_to(REPO) else path
+
+
+def entries_report(server: RouterHostsServer) -> list[str]:
+    entries = sorted(server.entries(), key=lambda e: (e.comment or "", e.hostname))
+    if not entries:
+        return ["(nothing)"]
+    rows = [["ID", "HOSTNAME", "IP", "ALIASES", "TAGS", "COMMENT"]]
+    rows += [[e.id, e.hostname, e.ip, ",".join(e.aliases) or "-", ",".join(e.tags) or "-", e.comment or "-"]
+             for e in entries]
+    return table(rows).splitlines()
+
+
+async def hosts_settled(api: Any, kinds: Mapping[Any, Any], hosts: HostsRehearsal,
+                        mappings: Sequence[Mapping[str, Any]]) -> bool:
+    """Every HostMapping Synced for its generation and every route's entries and annotation in place."""
+    for doc in mappings:
+        live = await manifests.get(api, doc, kinds) or {}
+        status = live.get("status") or {}
+        if status.get("phase") != "Synced" or status.get("observedGeneration") != live["metadata"].get("generation"):
+            return False
+    return all(outcome.settled for outcome in await hosts.outcomes(api, kinds))
+
+
+async def drive_hosts(examples: Path, crd_paths: Sequence[Path], server: RouterHostsServer) -> None:
+    api = await kube.connect()
+    try:
+        kinds = manifests.resource_table(manifests.load(crd_paths))
+        docs = manifests.load([examples])
+        say(f"$ kubectl apply -f {_shown(examples)}")
+        for doc in docs:
+            await manifests.create(api, doc, kinds)
+            namespace = doc["metadata"].get("namespace")
+            where = f" -n {namespace}" if namespace else ""
+            say(f"{doc['kind'].lower()}/{doc['metadata']['name']}{where} created")
+        mappings = [doc for doc in docs if doc["kind"] == "HostMapping"]
+        routes = [doc for doc in docs if doc["kind"] in ("IngressRoute", "IngressRouteTCP")]
+        hosts = HostsRehearsal(server, DEFAULT_INGRESS_IP)
+        await wait_for("the HostMappings and routes to be registered",
+                       functools.partial(hosts_settled, api, kinds, hosts, mappings))
+
+        say()
+        say("$ kubectl get hostmappings -A")
+        rows = [["NAMESPACE", "NAME", "IP", "HOSTNAME", "PHASE", "AGE"]]
+        for doc in mappings:
+            live = await manifests.get(api, doc, kinds) or {}
+            rows.append([doc["metadata"]["namespace"], doc["metadata"]["name"], live["spec"]["ip"],
+                         live["spec"]["hostname"], (live.get("status") or {}).get("phase", ""),
+                         age(live["metadata"])])
+        say(table(rows))
+        say()
+        say("The routes' host-ids annotations (upstream's format, so either operator can take over):")
+        for doc in routes:
+            live = await manifests.get(api, doc, kinds) or {}
+            value = (live["metadata"].get("annotations") or {}).get("router-hosts.fzymgc.house/host-ids")
+            say(f"  {doc['kind'].lower()}/{doc['metadata']['name']}  {value or '(none: nothing registered)'}")
+        say()
+        say("The router-hosts server now holds:")
+        for line in entries_report(server):
+            say(f"  {line}")
+
+        say()
+        doc = mappings[-1]
+        meta = doc["metadata"]
+        say(f"$ kubectl delete hostmapping {meta['name']} -n {meta['namespace']}")
+        await manifests.delete(api, doc, kinds)
+        await wait_for("the HostMapping to be gone", functools.partial(gone, api, doc, kinds))
+        say(f"hostmapping/{meta['name']} deleted (its finalizer waited for the entry to go)")
+        say()
+        say("The router-hosts server after the delete:")
+        for line in entries_report(server):
+            say(f"  {line}")
+        counts = server.counters
+        say()
+        by_rpc = ", ".join(f"{rpc} {n}" for rpc, n in sorted(counts.items()))
+        say(f"router-hosts calls: {sum(counts.values())} ({by_rpc})")
+    finally:
+        await api.close()
+
+
+def act_two(examples: Path, crd_paths: Sequence[Path], sandbox: CloudflareSandbox) -> None:
+    say()
+    say("=== Act two: the router-hosts front door (HostMappings and Traefik route hosts, gRPC over mutual TLS) ===")
+    say()
+    with RouterHostsSandbox() as server:
+        say("$ python -m chutes.sandbox.routerhosts --port 0   # makes its CA, server and client certificates")
+        say(json.dumps(server.ready_line()))
+        settings: Settings = load_settings(
+            {}, standalone=True, cloudflare_base_url=sandbox.base_url, httproutes=False, sessions=False,
+            router_hosts_address=server.address, router_hosts_tls_ca=server.ca, router_hosts_tls_cert=server.cert,
+            router_hosts_tls_key=server.key, default_ingress_ip=DEFAULT_INGRESS_IP)
+        with OperatorThread(settings, {}):
+            say(f"chutes-operator restarted with the door on (chutes run --standalone --router-hosts-address "
+                f"{server.address} --router-hosts-tls-ca/-cert/-key ... --default-ingress-ip {DEFAULT_INGRESS_IP})")
+            say()
+            asyncio.run(drive_hosts(examples, crd_paths, server))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m chutes.sandbox.demo", description=__doc__)
     parser.add_argument("--examples", type=Path, default=REPO / "examples" / "chute-gateway")
+    parser.add_argument("--hosts-examples", type=Path, default=REPO / "examples" / "hosts",
+                        help="the second act's manifests (router-hosts door)")
     parser.add_argument("--crds", type=Path, default=REPO / "crds")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -178,10 +286,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(f"Kubernetes emulator at {cluster.url}; Cloudflare emulator at {sandbox.base_url}")
         settings = load_settings({}, standalone=True, cloudflare_base_url=sandbox.base_url, httproutes=False,
                                  sessions=False)
+        say()
+        say("=== Act one: a ChuteGateway published through Cloudflare (tunnel, Access, DNS) ===")
+        say()
         with OperatorThread(settings, {}):
             say("chutes-operator running (chutes run --standalone)")
             say()
             asyncio.run(drive(args.examples, crd_paths, sandbox))
+        act_two(args.hosts_examples, crd_paths, sandbox)
     say()
     say(f"Done in {time.monotonic() - started:.1f} s.")
     return 0

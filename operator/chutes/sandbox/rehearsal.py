@@ -1,16 +1,18 @@
-"""``chutes plan -f <manifests>``: what the operator would change in Cloudflare for these manifests.
+"""``chutes plan -f <manifests>``: what the operator would change in Cloudflare (and in a router-hosts server)
+for these manifests.
 
-Runs the real operator offline, on both emulators (as ``make demo``): the Cloudflare sandbox is seeded
+Runs the real operator offline, on the emulators (as ``make demo``): the Cloudflare sandbox is seeded
 with what the manifests need (:mod:`.prerequisites`) on top of an optional saved state, the manifests are
 applied to the Kubernetes emulator, and once every source object has settled and Cloudflare has stopped
 changing, the difference between the starting and the final Cloudflare state is the plan
-(:mod:`.snapshot_diff`).
+(:mod:`.snapshot_diff`). When the manifests (or the state) involve the router-hosts door, a router-hosts
+emulator runs too, the door on (:mod:`.hosts_rehearsal`), and the plan shows its entries' changes as well.
 
 A state saved with ``--save-state`` holds the Cloudflare snapshot (no secret: the sandbox never keeps
-them) and the source objects as the operator left them (status, the HTTPRoute door's state ConfigMaps;
-no Secret). Planning against it first restores both and lets the operator settle, then applies the
-manifests as updates: the given manifests are the whole desired state, so a saved source object that
-is not among them is deleted (as a GitOps sync with pruning does).
+them), the router-hosts entries, and the source objects as the operator left them (status, the HTTPRoute
+door's state ConfigMaps, the routes' host-ids annotations; no Secret). Planning against it first restores
+them all and lets the operator settle, then applies the manifests as updates: the given manifests are the
+whole desired state, so a saved source object that is not among them is deleted (as a GitOps sync with pruning does).
 """
 
 from __future__ import annotations
@@ -32,13 +34,24 @@ import yaml
 from pydantic import ValidationError
 
 from chutes import kube
-from chutes.sandbox import manifests
+from chutes.sandbox import hosts_rehearsal, manifests
 from chutes.sandbox.cloudflare import SandboxThread
 from chutes.sandbox.cloudflare.restore import SECTIONS, SnapshotError
+from chutes.sandbox.hosts_rehearsal import HostsRehearsal
 from chutes.sandbox.kubernetes import KubeSandbox
+from chutes.sandbox.outcomes import Source
 from chutes.sandbox.prerequisites import seed
+from chutes.sandbox.routerhosts import RouterHostsSandbox
 from chutes.sandbox.runner import OperatorThread
-from chutes.sandbox.snapshot_diff import Change, diff, render_text, summary, summary_line
+from chutes.sandbox.snapshot_diff import (
+    ROUTER_HOSTS_SCOPE,
+    Change,
+    diff,
+    diff_entries,
+    render_text,
+    summary,
+    summary_line,
+)
 from chutes.settings import Settings
 
 REPO = Path(__file__).resolve().parents[3]
@@ -50,7 +63,7 @@ SOURCES: tuple[manifests.Kind, ...] = (
     (CHUTES, "ChuteGateway"), (ROUTES, "HTTPRoute"), (TUNNELS, "Tunnel"), (TUNNELS, "ClusterTunnel"),
     (BINDINGS, "TunnelBinding"),
 )
-NEEDS_READY = frozenset({"ChuteConfig", "ChuteGateway", "CloudflareZeroTrustTenant"})
+NEEDS_READY = frozenset({"ChuteConfig", "ChuteGateway", "CloudflareZeroTrustTenant", "HostMapping"})
 TRANSIENT = frozenset({"Progressing", "Pending", "RateLimited", "CloudflareUnavailable", "Deleting",
                        "ConnectorsUnavailable", "TunnelNotReady"})
 ROUTE_CONDITIONS = "cfzt.cloudflare.com/conditions"
@@ -66,23 +79,6 @@ class PlanError(Exception):
     """The plan could not be made (unreadable manifests or state, a timeout); the message says why."""
 
 
-@dataclass(frozen=True)
-class Source:
-    """A source object's outcome (a ChuteGateway, an HTTPRoute...)."""
-
-    kind: str
-    namespace: str | None
-    name: str
-    ready: bool | None  # None: no Ready condition (e.g. an HTTPRoute that is not enabled)
-    reason: str = ""
-    message: str = ""
-    settled: bool = True
-
-    @property
-    def ref(self) -> str:
-        return f"{self.kind} {self.namespace}/{self.name}" if self.namespace else f"{self.kind} {self.name}"
-
-
 @dataclass
 class PlanOptions:
     paths: Sequence[str]
@@ -92,6 +88,8 @@ class PlanOptions:
     settings: Mapping[str, Any] = field(default_factory=dict)  # extra Settings fields (owner_id, policy...)
     operator_namespace: str | None = None
     crds: Path = REPO / "crds"
+    router_hosts: bool | None = None  # plan the router-hosts door; None: when the manifests or the state involve it
+    ingress_ip: str = hosts_rehearsal.DEFAULT_INGRESS_IP
 
 
 @dataclass
@@ -99,20 +97,36 @@ class Plan:
     changes: list[Change]
     sources: list[Source]
     assumed: list[str]
+    host_changes: list[Change] | None = None  # None: the router-hosts door was not planned
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.changes or self.host_changes)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"changes": [c.as_dict() for c in self.changes], "summary": summary(self.changes),
-                "sources": [asdict(s) for s in self.sources], "assumed": self.assumed}
+        out = {"changes": [c.as_dict() for c in self.changes], "summary": summary(self.changes),
+               "sources": [asdict(s) for s in self.sources], "assumed": self.assumed}
+        if self.host_changes is not None:
+            out["router_hosts"] = {"changes": [c.as_dict() for c in self.host_changes],
+                                   "summary": summary(self.host_changes)}
+        return out
 
     def text(self) -> list[str]:
         lines = render_text(self.changes) or ["No changes: Cloudflare already matches these manifests."]
         lines += ["", summary_line(self.changes)]
+        if self.host_changes is not None:
+            lines += [""] + (render_text(self.host_changes)
+                             or [f"{ROUTER_HOSTS_SCOPE}: no changes: its entries already match these manifests."])
+            lines += ["", summary_line(self.host_changes, "Router-hosts plan")]
         if self.sources:
             lines += ["", "Source objects:"]
             for s in self.sources:
                 outcome = "Ready" if s.ready else ("no Ready condition" if s.ready is None else "not Ready")
+                if s.ready is None and s.detail:
+                    outcome = s.detail
                 why = f" ({s.reason}: {s.message})" if s.reason and not s.ready else ""
-                lines.append(f"  {s.ref}: {outcome}{why}")
+                detail = f" ({s.detail})" if s.ready and s.detail else ""
+                lines.append(f"  {s.ref}: {outcome}{why}{detail}")
         if self.assumed:
             lines += ["", "Assumed to exist already (not in the starting state, not planned):"]
             lines += [f"  {note}" for note in self.assumed]
@@ -154,16 +168,20 @@ def load_manifests(paths: Sequence[str], stdin: TextIO | None = None) -> list[di
     return docs
 
 
-def read_state(path: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """(Cloudflare snapshot, Kubernetes part or None) of a ``--save-state`` file or of a bare snapshot."""
+def read_state(path: str) -> tuple[dict[str, Any], dict[str, Any] | None, list[dict[str, Any]]]:
+    """(Cloudflare snapshot, Kubernetes part or None, router-hosts entries) of a ``--save-state`` file or of a bare
+    Cloudflare snapshot."""
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
         raise PlanError(f"{path}: cannot read the state: {exc}") from None
     if isinstance(data, dict) and data.get("format") == STATE_FORMAT:
-        return dict(data.get("cloudflare") or {}), dict(data.get("kubernetes") or {})
+        entries = data.get("router_hosts") or []
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise PlanError(f"{path}: router_hosts must be a list of entries")
+        return dict(data.get("cloudflare") or {}), dict(data.get("kubernetes") or {}), entries
     if isinstance(data, dict) and any(key in data for key in SECTIONS):
-        return data, None
+        return data, None, []
     raise PlanError(f"{path}: neither a `chutes plan --save-state` file nor a Cloudflare sandbox snapshot")
 
 
@@ -180,15 +198,15 @@ def _trimmed(obj: Mapping[str, Any]) -> dict[str, Any]:
 
 
 async def save_cluster(api: Any, table: Mapping[manifests.Kind, manifests.Resource],
-                       docs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+                       docs: Sequence[Mapping[str, Any]], kinds: Sequence[manifests.Kind] = SOURCES) -> dict[str, Any]:
     objects: list[dict[str, Any]] = []
-    for api_version, kind in SOURCES:
+    for api_version, kind in kinds:
         objects += [_trimmed(o) for o in await manifests.list_all(api, api_version, kind, table)]
     objects += [_trimmed(o) for o in await manifests.list_all(api, "v1", "ConfigMap", table, STATE_LABEL)]
     applied = [{"apiVersion": d["apiVersion"], "kind": d["kind"], "namespace": d["metadata"].get("namespace"),
                 "name": d["metadata"]["name"], "annotations": sorted(d["metadata"].get("annotations") or {}),
                 "labels": sorted(d["metadata"].get("labels") or {})}
-               for d in docs if (d["apiVersion"], d["kind"]) in SOURCES]
+               for d in docs if (d["apiVersion"], d["kind"]) in kinds]
     return {"objects": objects, "applied": applied}
 
 
@@ -221,7 +239,8 @@ async def restore_cluster(api: Any, table: Mapping[manifests.Kind, manifests.Res
 
 
 async def apply(api: Any, table: Mapping[manifests.Kind, manifests.Resource], docs: Sequence[Mapping[str, Any]],
-                saved: Mapping[str, Any] | None, keep: Sequence[Mapping[str, Any]] = ()) -> None:
+                saved: Mapping[str, Any] | None, keep: Sequence[Mapping[str, Any]] = (),
+                kinds: Sequence[manifests.Kind] = SOURCES) -> None:
     """Create or update every manifest (annotations and labels the operator added are kept, as ``kubectl
     apply`` keeps them); delete the saved source objects neither ``docs`` nor ``keep`` have."""
     applied = {(a["apiVersion"], a["kind"], a.get("namespace") or "", a["name"]): a
@@ -247,7 +266,7 @@ async def apply(api: Any, table: Mapping[manifests.Kind, manifests.Resource], do
             merged["status"] = live["status"]
         await manifests.replace(api, merged, table)
     for obj in (saved or {}).get("objects") or ():
-        if (obj["apiVersion"], obj["kind"]) in SOURCES and _key(obj) not in wanted:
+        if (obj["apiVersion"], obj["kind"]) in kinds and _key(obj) not in wanted:
             await manifests.delete(api, obj, table)
 
 
@@ -277,20 +296,23 @@ def outcome(obj: Mapping[str, Any]) -> Source:
                   message=str(ready.get("message") or ""), settled=settled)
 
 
-async def sources(api: Any, table: Mapping[manifests.Kind, manifests.Resource]) -> tuple[list[Source], str]:
+async def sources(api: Any, table: Mapping[manifests.Kind, manifests.Resource],
+                  hosts: HostsRehearsal | None = None) -> tuple[list[Source], str]:
     """The outcome of every source object, and a fingerprint of their versions."""
     found: list[Source] = []
     versions: list[str] = []
     ready_configs: set[str] = set()
-    for api_version, kind in SOURCES:
+    for api_version, kind in (*SOURCES, *(hosts_rehearsal.KINDS if hosts else ())):
         for obj in await manifests.list_all(api, api_version, kind, table):
+            versions.append(str(obj["metadata"].get("resourceVersion")))
+            if kind in hosts_rehearsal.ROUTE_KINDS:
+                continue  # below: routes are judged together with the server
             result = outcome(obj)
             if kind == "ChuteConfig" and result.ready:
                 ready_configs.add(result.name)
             if result.reason == "ConfigNotReady" and (obj.get("spec") or {}).get("configRef") in ready_configs:
                 result = replace(result, settled=False)  # retried shortly: its ChuteConfig is Ready now
             found.append(result)
-            versions.append(str(obj["metadata"].get("resourceVersion")))
     routes = {(s.namespace, s.name) for s in found if s.kind == "HTTPRoute"}
     for state in await manifests.list_all(api, "v1", "ConfigMap", table, STATE_LABEL):
         labels = state["metadata"].get("labels") or {}
@@ -298,6 +320,8 @@ async def sources(api: Any, table: Mapping[manifests.Kind, manifests.Resource]) 
         if route[1] and route not in routes:  # the route is gone: its cleanup has not finished
             found.append(Source("HTTPRoute", route[0], str(route[1]), None, "Deleting", "cleaning up", False))
         versions.append(str(state["metadata"].get("resourceVersion")))
+    if hosts is not None:
+        found += await hosts.outcomes(api, table)
     return found, ",".join(versions)
 
 
@@ -314,18 +338,18 @@ async def play_deployment_controller(api: Any, table: Mapping[manifests.Kind, ma
 
 
 async def settle(cf: Any, api: Any, table: Mapping[manifests.Kind, manifests.Resource], deadline: float,
-                 what: str, kinds: set[str] | None = None) -> list[Source]:
+                 what: str, kinds: set[str] | None = None, hosts: HostsRehearsal | None = None) -> list[Source]:
     """Wait until the source objects (of ``kinds``: only until those have settled) have settled and neither
-    they nor Cloudflare changed for QUIET seconds."""
+    they nor Cloudflare (nor the router-hosts server) changed for QUIET seconds."""
     last: tuple[int, str] | None = None
     since = time.monotonic()
     while True:
-        found, versions = await sources(api, table)
+        found, versions = await sources(api, table, hosts)
         if kinds is not None:
             if all(s.settled for s in found if s.kind in kinds):
                 return found
             found = [s for s in found if s.kind in kinds]
-        writes = sum(1 for r in cf.requests if r.method != "GET")
+        writes = sum(1 for r in cf.requests if r.method != "GET") + (hosts.writes() if hosts else 0)
         now = time.monotonic()
         if (writes, versions) != last:
             last, since = (writes, versions), now
@@ -333,7 +357,7 @@ async def settle(cf: Any, api: Any, table: Mapping[manifests.Kind, manifests.Res
             return found
         if now > deadline:
             waiting = [f"{s.ref} ({s.reason or 'not reconciled yet'})" for s in found if not s.settled]
-            detail = f"; still waiting for: {', '.join(waiting)}" if waiting else "; Cloudflare kept changing"
+            detail = f"; still waiting for: {', '.join(waiting)}" if waiting else "; the emulators kept changing"
             raise PlanError(f"timed out {what}{detail}")
         await asyncio.sleep(0.1)
 
@@ -356,7 +380,8 @@ def _environ(**values: str) -> Iterator[None]:
 
 def make_plan(options: PlanOptions, stdin: TextIO | None = None) -> Plan:
     docs = load_manifests(options.paths, stdin)
-    start, saved_cluster = read_state(options.cloudflare_state) if options.cloudflare_state else ({}, None)
+    start, saved_cluster, saved_entries = (read_state(options.cloudflare_state) if options.cloudflare_state
+                                           else ({}, None, []))
     crd_paths = sorted(options.crds.glob("*.yaml"))
     crds = manifests.load(crd_paths)
     table = manifests.resource_table(crds)
@@ -372,34 +397,49 @@ def make_plan(options: PlanOptions, stdin: TextIO | None = None) -> Plan:
     tenants = [d for d in docs if d["kind"] == "CloudflareZeroTrustTenant"]
     operator_namespace = (options.operator_namespace or os.environ.get("OPERATOR_NAMESPACE")
                           or (tenants[0]["metadata"].get("namespace") if tenants else None) or "default")
+    with_hosts = (options.router_hosts if options.router_hosts is not None
+                  else hosts_rehearsal.planned(docs, saved_entries, saved_cluster))
     deadline = time.monotonic() + options.timeout
-    with SandboxThread(needed.config) as cf, KubeSandbox(crd_paths=crd_paths, namespaces=["default"]) as cluster:
+    with contextlib.ExitStack() as stack:
+        cf = stack.enter_context(SandboxThread(needed.config))
+        cluster = stack.enter_context(KubeSandbox(crd_paths=crd_paths, namespaces=["default"]))
+        hosts = HostsRehearsal(stack.enter_context(RouterHostsSandbox()), options.ingress_ip) if with_hosts else None
         try:
             for snapshot in (start, needed.assumed):
                 if snapshot:
                     cf.restore(snapshot)
+            if hosts is not None:
+                hosts.server.restore(saved_entries)
         except SnapshotError as exc:
             raise PlanError(f"{options.cloudflare_state}: {exc}") from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PlanError(f"{options.cloudflare_state}: a router-hosts entry is malformed: {exc!r}") from None
         baseline = cf.snapshot()
+        entries_before = hosts.server.snapshot() if hosts is not None else []
         settings = Settings(**({"standalone": True, "sessions": False, "resync_interval": 3600.0,
                                 "sweep_interval": 3600.0} | dict(options.settings)
-                               | {"cloudflare_base_url": cf.base_url}))
+                               | {"cloudflare_base_url": cf.base_url} | (hosts.settings() if hosts else {})))
         with _environ(KUBECONFIG=cluster.kubeconfig):
-            final, found, cluster_state = asyncio.run(_drive(
-                cf, table, docs, saved_cluster, settings, {"OPERATOR_NAMESPACE": operator_namespace}, deadline))
+            final, entries_after, found, cluster_state = asyncio.run(_drive(
+                cf, hosts, table, docs, saved_cluster, settings, {"OPERATOR_NAMESPACE": operator_namespace},
+                deadline))
     if options.save_state:
-        state = {"format": STATE_FORMAT, "cloudflare": final, "kubernetes": cluster_state}
+        state = {"format": STATE_FORMAT, "cloudflare": final, "kubernetes": cluster_state,
+                 "router_hosts": entries_after if hosts is not None else saved_entries}
         Path(options.save_state).write_text(json.dumps(state, indent=1, sort_keys=True) + "\n")
-    return Plan(diff(baseline, final), found, needed.notes)
+    host_changes = diff_entries(entries_before, entries_after) if hosts is not None else None
+    return Plan(diff(baseline, final), found, needed.notes, host_changes)
 
 
-async def _drive(cf: Any, table: Mapping[manifests.Kind, manifests.Resource], docs: Sequence[Mapping[str, Any]],
-                 saved: dict[str, Any] | None, settings: Settings, environ: Mapping[str, str],
-                 deadline: float) -> tuple[dict[str, Any], list[Source], dict[str, Any]]:
+async def _drive(cf: Any, hosts: HostsRehearsal | None, table: Mapping[manifests.Kind, manifests.Resource],
+                 docs: Sequence[Mapping[str, Any]], saved: dict[str, Any] | None, settings: Settings,
+                 environ: Mapping[str, str], deadline: float
+                 ) -> tuple[dict[str, Any], list[dict[str, Any]], list[Source], dict[str, Any]]:
+    kinds = (*SOURCES, *(hosts_rehearsal.KINDS if hosts else ()))
     api = await kube.connect()
     try:
         # Namespaces, Secrets, Services... first: the restored source objects find them as before.
-        others = [d for d in docs if (d["apiVersion"], d["kind"]) not in SOURCES]
+        others = [d for d in docs if (d["apiVersion"], d["kind"]) not in kinds]
         await apply(api, table, others, None)
         if saved:
             await restore_cluster(api, table, saved)
@@ -407,22 +447,24 @@ async def _drive(cf: Any, table: Mapping[manifests.Kind, manifests.Resource], do
             controller = asyncio.create_task(play_deployment_controller(api, table))
             try:
                 if saved:
-                    await settle(cf, api, table, deadline, "restoring the saved state")
+                    await settle(cf, api, table, deadline, "restoring the saved state", hosts=hosts)
                 # ChuteConfigs first: a gateway applied with them waits CONFIG_RETRY for its config to be Ready.
                 gateways = [d for d in docs if d["kind"] == "ChuteGateway"]
-                rest = [d for d in docs if d["kind"] != "ChuteGateway" and (d["apiVersion"], d["kind"]) in SOURCES]
-                await apply(api, table, rest, saved, keep=gateways)
+                rest = [d for d in docs if d["kind"] != "ChuteGateway" and (d["apiVersion"], d["kind"]) in kinds]
+                await apply(api, table, rest, saved, keep=gateways, kinds=kinds)
                 if gateways:
-                    await settle(cf, api, table, deadline, "waiting for the ChuteConfigs", kinds={"ChuteConfig"})
-                    await apply(api, table, gateways, saved, keep=docs)
-                found = await settle(cf, api, table, deadline, "waiting for the operator to settle")
+                    await settle(cf, api, table, deadline, "waiting for the ChuteConfigs", kinds={"ChuteConfig"},
+                                 hosts=hosts)
+                    await apply(api, table, gateways, saved, keep=docs, kinds=kinds)
+                found = await settle(cf, api, table, deadline, "waiting for the operator to settle", hosts=hosts)
                 final = cf.snapshot()
-                cluster_state = await save_cluster(api, table, docs)
+                entries = hosts.server.snapshot() if hosts is not None else []
+                cluster_state = await save_cluster(api, table, docs, kinds)
             finally:
                 controller.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await controller
-        return final, found, cluster_state
+        return final, entries, found, cluster_state
     finally:
         await api.close()
 
@@ -436,7 +478,8 @@ def command(args: Any) -> int:
                                                        "chutes", "httproutes", "tunnels")
                 if getattr(args, name, None) is not None}
     options = PlanOptions(paths=args.filenames, cloudflare_state=args.cloudflare_state, save_state=args.save_state,
-                          timeout=args.timeout, settings=settings, operator_namespace=args.operator_namespace)
+                          timeout=args.timeout, settings=settings, operator_namespace=args.operator_namespace,
+                          router_hosts=args.router_hosts, ingress_ip=args.ingress_ip)
     try:
         plan = make_plan(options)
     except (PlanError, ValidationError) as exc:
@@ -446,4 +489,4 @@ def command(args: Any) -> int:
         print(json.dumps(plan.as_dict(), indent=2, sort_keys=True))
     else:
         print("\n".join(plan.text()))
-    return 2 if args.detailed_exitcode and plan.changes else 0
+    return 2 if args.detailed_exitcode and plan.has_changes else 0

@@ -1,9 +1,13 @@
-"""What changed in Cloudflare between two sandbox snapshots, per object: the plan of ``chutes plan``.
+"""What changed in Cloudflare, or in a router-hosts server, between two sandbox snapshots, per object: the plan
+of ``chutes plan``.
 
 Pure functions over :meth:`CloudflareSandbox.snapshot` dictionaries. Objects are matched by their
 Cloudflare id (tunnel ingress rules, which have none, by tunnel, hostname and path); a deleted tunnel
 (``deleted_at``) counts as absent. Timestamps, versions and other fields Cloudflare sets by itself are
 not compared, so a write that changed nothing is no change. Secret-looking fields are redacted.
+
+:func:`diff_entries` does the same over two :meth:`RouterHostsServer.snapshot` lists: entries matched by id,
+compared on hostname, ip, aliases, tags and comment (the version is the server's own).
 """
 
 from __future__ import annotations
@@ -16,10 +20,12 @@ from typing import Any, Literal
 Action = Literal["create", "update", "delete"]
 SYMBOL: dict[str, str] = {"create": "+", "update": "~", "delete": "-"}
 # Print order inside a scope.
-OBJECTS = ("identity_provider", "tunnel", "tunnel_rule", "access_app", "access_policy", "service_token", "dns_record")
+OBJECTS = ("identity_provider", "tunnel", "tunnel_rule", "access_app", "access_policy", "service_token", "dns_record",
+           "host_entry")
 LABELS = {"identity_provider": "identity provider", "tunnel": "tunnel", "tunnel_rule": "ingress rule",
           "access_app": "Access app", "access_policy": "Access policy", "service_token": "service token",
-          "dns_record": "DNS record"}
+          "dns_record": "DNS record", "host_entry": "host entry"}
+ROUTER_HOSTS_SCOPE = "router-hosts server"
 VOLATILE = frozenset({
     "id", "aud", "account_id", "app_id", "created_at", "updated_at", "created_on", "modified_on", "comment_modified_on",
     "tags_modified_on", "expires_at", "last_seen_at", "connections", "deleted_at", "meta", "proxiable", "version",
@@ -133,6 +139,17 @@ def objects(snap: Mapping[str, Any]) -> dict[tuple[str, ...], Obj]:
     return found
 
 
+def entry_objects(entries: Iterable[Mapping[str, Any]]) -> dict[tuple[str, ...], Obj]:
+    """Every entry of a router-hosts snapshot, keyed by ("host_entry", id)."""
+    found: dict[tuple[str, ...], Obj] = {}
+    for entry in entries:
+        fields = {"hostname": entry["hostname"], "ip": entry["ip_address"], "aliases": list(entry.get("aliases") or ()),
+                  "tags": list(entry.get("tags") or ()), "comment": entry.get("comment")}
+        found[("host_entry", entry["id"])] = Obj("host_entry", entry["hostname"], (ROUTER_HOSTS_SCOPE,), fields,
+                                                 entry["id"])
+    return found
+
+
 def _order(change: Change) -> tuple[Any, ...]:
     scope = change.obj.scope
     return (scope[:1], len(scope), scope, OBJECTS.index(change.obj.kind), change.obj.name, change.action)
@@ -140,7 +157,15 @@ def _order(change: Change) -> tuple[Any, ...]:
 
 def diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[Change]:
     """The changes that turn snapshot ``before`` into ``after``, grouped by scope and sorted."""
-    old, new = objects(before), objects(after)
+    return _changes(objects(before), objects(after))
+
+
+def diff_entries(before: Iterable[Mapping[str, Any]], after: Iterable[Mapping[str, Any]]) -> list[Change]:
+    """The changes that turn router-hosts snapshot ``before`` into ``after``, sorted by hostname."""
+    return _changes(entry_objects(before), entry_objects(after))
+
+
+def _changes(old: Mapping[tuple[str, ...], Obj], new: Mapping[tuple[str, ...], Obj]) -> list[Change]:
     changes: list[Change] = []
     for key, obj in new.items():
         if key not in old:
@@ -163,9 +188,9 @@ def summary(changes: Iterable[Change]) -> dict[str, int]:
     return counts
 
 
-def summary_line(changes: Iterable[Change]) -> str:
+def summary_line(changes: Iterable[Change], title: str = "Plan") -> str:
     counts = summary(changes)
-    return f"Plan: {counts['create']} to create, {counts['update']} to update, {counts['delete']} to delete."
+    return f"{title}: {counts['create']} to create, {counts['update']} to update, {counts['delete']} to delete."
 
 
 def _short(value: Any) -> str:
@@ -184,6 +209,9 @@ def describe(obj: Obj) -> str:
         return f"policies={f.get('policies')}"
     if obj.kind == "access_policy":
         return f"{f.get('decision')} include={_short(f.get('include'))}"
+    if obj.kind == "host_entry":
+        return (f"→ {f.get('ip')}  aliases={_short(f.get('aliases'))} tags={_short(f.get('tags'))} "
+                f"comment={_short(f.get('comment'))}")
     return ""
 
 

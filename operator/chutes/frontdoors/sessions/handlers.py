@@ -79,9 +79,11 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
         loop: SessionLoop | None = memo.get("sessions")
         health: HealthServer | None = memo.get("sessions_health")
         watch: PodWatch | None = memo.get("sessions_watch")
-        if watch is not None:
-            await watch.stop()
-        if loop is not None:
-            await loop.stop()
-        if health is not None:
-            await health.stop()
+        try:
+            if watch is not None:
+                await watch.stop()
+            if loop is not None:
+                await loop.stop()
+        finally:  # the port is given back whatever happened above (a restart in the same process binds it again)
+            if health is not None:
+                await health.stop()

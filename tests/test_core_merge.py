@@ -171,3 +171,17 @@ def test_must_precede(new: dict[str, str], existing: dict[str, str], expected: b
 def test_invalid_rules_are_refused_before_any_call(hostname: str, service: str) -> None:
     with pytest.raises(InvalidInput):
         IngressRule(hostname, service)
+
+
+def test_set_defaults_sets_the_catch_all_and_the_tunnel_wide_origin_settings_and_keeps_the_rules() -> None:
+    from chutes.cloudflare_core import SetDefaults
+
+    before = config({"hostname": "a.example.com", "service": "http://a:80"}, {"service": "http_status:404"},
+                    **{"warp-routing": {"enabled": True}})
+    after = merge_ingress(before, [SetDefaults("http://fallback:80", {"noTLSVerify": True})])
+    assert after["ingress"] == [{"hostname": "a.example.com", "service": "http://a:80"},
+                                {"service": "http://fallback:80"}]
+    assert after["originRequest"] == {"noTLSVerify": True} and after["warp-routing"] == {"enabled": True}
+    assert merge_ingress(after, [SetDefaults("http://fallback:80", {"noTLSVerify": True})]) == after  # steady
+    reset = merge_ingress(after, [SetDefaults("http_status:404", {})])
+    assert reset["ingress"][-1] == {"service": "http_status:404"} and "originRequest" not in reset

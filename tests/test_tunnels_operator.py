@@ -538,3 +538,18 @@ def test_an_annotated_service_can_sit_behind_access(world: World) -> None:
     assert ops.index("access.apps.create") < ops.index("tunnels.config.put")
     [app] = world.apps_for("admin.example.com")
     assert any(r.get("hostname") == "admin.example.com" for r in world.ingress(tunnel_id)) and app["domain"]
+
+
+def test_a_new_tunnels_fallback_target_and_origin_settings_reach_its_configuration(world: World) -> None:
+    world.api_secret()
+    world.tunnel(fallbackTarget="http_status:418", noTlsVerify=True, originCaPool="origin-ca")
+    tunnel_id = world.ready_tunnel()["status"]["tunnelId"]
+    config = wait_for("configured", lambda: (world.state()["tunnel_configs"].get(tunnel_id) or {}).get("config"))
+    assert config["ingress"] == [{"service": "http_status:418"}]
+    assert config["originRequest"] == {"noTLSVerify": True, "caPool": "/etc/cloudflared/certs/tls.crt"}
+    pod = world.deployment("web-cloudflared").spec.template.spec
+    assert pod.volumes[0].secret.secret_name == "origin-ca"
+    world.service("whoami-1", 80)
+    world.binding("whoami", [{"name": "whoami-1"}])
+    world.ready_binding("whoami")
+    assert world.ingress(tunnel_id)[-1] == {"service": "http_status:418"}  # kept by the bindings' writes

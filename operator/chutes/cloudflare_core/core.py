@@ -14,7 +14,7 @@ installation take turns (the operator passes a Kubernetes Lease; no Kubernetes c
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -226,6 +226,12 @@ class CloudflareCore:
         """Make the rules `owns` claims exactly `rules`; foreign rules and the catch-all stay, and a
         wanted rule whose key holds a rule `owns` rejects is not written (`RuleSync.refused`)."""
         return await self.tunnel_writer(account_id, tunnel_id).sync_rules(rules, owns)
+
+    async def set_tunnel_defaults(self, account_id: str, tunnel_id: str, fallback: str,
+                                  origin_request: Mapping[str, Any]) -> None:
+        """The catch-all service and top-level originRequest of a tunnel whose whole configuration is the caller's
+        (one it created, proven by its claim); the rules stay as they are. Coalesced with the tunnel's other edits."""
+        await self.tunnel_writer(account_id, tunnel_id).set_defaults(fallback, origin_request)
 
     async def get_tunnel_config(self, account_id: str, tunnel_id: str) -> dict[str, Any] | None:
         return await self.tunnel_writer(account_id, tunnel_id).get_config()

@@ -78,6 +78,7 @@ __all__ = [
     "RuleKey",
     "RulePredicate",
     "RuleSync",
+    "SetDefaults",
     "SetRule",
     "SyncRules",
     "TunnelConfigWriter",
@@ -138,6 +139,16 @@ class SyncRules:
 
 
 @dataclass(frozen=True)
+class SetDefaults:
+    """The tunnel-wide settings of a tunnel whose whole configuration is the caller's (one it created and its
+    claim proves): the catch-all's service and the top-level ``originRequest`` (empty: none). Never for a shared
+    or foreign tunnel: those keep their catch-all and other keys."""
+
+    fallback: str
+    origin_request: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class RuleSync:
     """What a `SyncRules` flush did: whether the configuration was written (by this edit or another
     one of the same flush), and the wanted keys left alone because a rule not ours holds them."""
@@ -155,7 +166,7 @@ class EditResult:
     refused: frozenset[RuleKey] = frozenset()
 
 
-Edit = SetRule | RemoveRule | SyncRules
+Edit = SetRule | RemoveRule | SyncRules | SetDefaults
 Key = tuple[str | None, str | None]
 # Asked before each rule change of a merge (the removed rule, or the rule as wanted); False: not made.
 Permit = Callable[[Change, Mapping[str, Any]], bool]
@@ -279,9 +290,28 @@ def merge_counted(
         keys.insert(position, wanted_key)
         return EditResult(1)
 
+    def set_defaults(edit: SetDefaults) -> EditResult:
+        nonlocal catch_all
+        changes = 0
+        wanted = {**(catch_all or {}), "service": edit.fallback}
+        label = {"hostname": "*", "service": edit.fallback}
+        if catch_all != wanted and allowed("update" if catch_all is not None else "create", label):
+            catch_all, changes = wanted, changes + 1
+        origin = dict(edit.origin_request)
+        if (document.get("originRequest") or {}) != origin and allowed(
+                "update", {"hostname": "*", "service": f"originRequest {origin}"}):
+            if origin:
+                document["originRequest"] = origin
+            else:
+                document.pop("originRequest", None)
+            changes += 1
+        return EditResult(changes)
+
     results: list[EditResult] = []
     for edit in edits:
-        if isinstance(edit, RemoveRule):
+        if isinstance(edit, SetDefaults):
+            results.append(set_defaults(edit))
+        elif isinstance(edit, RemoveRule):
             results.append(remove(_is(edit.key), edit.owns, report=True))
         elif isinstance(edit, SyncRules):
             stale = remove(_not_in({rule.key for rule in edit.rules}), edit.owns, report=False)
@@ -302,7 +332,7 @@ def _with_written(edit: Edit, result: EditResult) -> Edit:
     """`edit` for the next round after a raced write that landed: the rules it has just written (not refused)
     are its own from now on, as long as they are still exactly as written; its `owns` judged the configuration
     as it was before that write, and would otherwise take our own rule for someone else's."""
-    if isinstance(edit, RemoveRule):
+    if isinstance(edit, RemoveRule | SetDefaults):
         return edit
     rules = (edit.rule,) if isinstance(edit, SetRule) else edit.rules
     written = {rule.key: _meaningful(rule.to_wire()) for rule in rules if rule.key not in result.refused}
@@ -406,6 +436,10 @@ class TunnelConfigWriter(CoalescingWriter[_EditRequest]):
         """Make the rules `owns` accepts exactly `rules` (see `SyncRules`), in one flush."""
         result: RuleSync = await self._submit(_EditRequest(edit=SyncRules(tuple(rules), owns)))
         return result
+
+    async def set_defaults(self, fallback: str, origin_request: Mapping[str, Any]) -> None:
+        """Set the catch-all and the top-level originRequest (see `SetDefaults`: only for a tunnel of ours)."""
+        await self._submit(_EditRequest(edit=SetDefaults(fallback, dict(origin_request))))
 
     async def get_config(self) -> dict[str, Any] | None:
         return await get_config(self._client, self.account_id, self.tunnel_id)

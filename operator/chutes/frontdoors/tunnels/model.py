@@ -137,6 +137,17 @@ class TunnelSpec:
         return {**self.pod_labels, **self.owned_by}
 
 
+def tunnel_origin_request(spec: TunnelSpec) -> dict[str, Any]:
+    """The top-level ``originRequest`` of a tunnel of ours: ``noTlsVerify``, and ``originCaPool``'s certificate as
+    adyanth mounts it (``/etc/cloudflared/certs/tls.crt``, mounted in our cloudflared too)."""
+    options: dict[str, Any] = {}
+    if spec.no_tls_verify:
+        options["noTLSVerify"] = True
+    if spec.origin_ca_pool:
+        options["caPool"] = f"{CA_DIR}/tls.crt"
+    return options
+
+
 def owned_by(kind: str, name: str, owner_id: str) -> dict[str, str]:
     """The labels that make a Secret or Deployment this (Cluster)Tunnel's, made by installation `owner_id`."""
     return {"app.kubernetes.io/managed-by": MANAGED_BY, LABEL_TUNNEL: name,

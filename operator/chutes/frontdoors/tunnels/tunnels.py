@@ -138,6 +138,9 @@ async def _reconcile(api: client.ApiClient, cores: CorePool, claims: ClaimStore,
                                                                       claim.recorded(claiming.TUNNEL)))
         if (claim.entry(claiming.TUNNEL) or {}).get("id") != tunnel.id:
             await claims.complete(claim, claiming.TUNNEL, tunnel.id, account=account_id, name=spec.cloudflare_name)
+        # The tunnel is ours (its claim proves it): so are its catch-all and tunnel-wide origin settings.
+        await step("writing the tunnel's catch-all and origin settings", core.set_tunnel_defaults(
+            account_id, tunnel.id, spec.fallback, m.tunnel_origin_request(spec)))
     else:
         tunnel = await find_tunnel(account, spec, claims)
     if status.get("tunnelId") != tunnel.id:

@@ -214,8 +214,8 @@ def route_lifecycle(world: World) -> bool:
 
 LIFECYCLES: dict[str, tuple[Lifecycle, tuple[str, ...], dict[str, str]]] = {
     # name -> (lifecycle, `chutes run` flags, environment)
-    "gateway": (gateway_lifecycle, ("--no-httproutes",), {}),
-    "httproute": (route_lifecycle, ("--no-chutes",), {"OPERATOR_NAMESPACE": OPNS}),
+    "gateway": (gateway_lifecycle, ("--no-httproutes", "--no-tunnels"), {}),
+    "httproute": (route_lifecycle, ("--no-chutes", "--no-tunnels"), {"OPERATOR_NAMESPACE": OPNS}),
 }
 
 

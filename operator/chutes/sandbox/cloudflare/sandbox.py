@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections import Counter
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any
 
 from aiohttp import web
 
+from ..server_thread import ServerThread
 from . import access_apps, access_idps, access_policies, dns, dns_batch, restore, service_tokens, tunnels, zones
 from .config import SandboxConfig
 from .faults import Faults
@@ -167,52 +165,9 @@ class CloudflareSandbox:
             self.state.accounts.pop(account_id, None)
 
 
-class SandboxThread:
+class SandboxThread(ServerThread[CloudflareSandbox]):
     """``with SandboxThread(cfg) as sb:`` serves a CloudflareSandbox from a daemon thread."""
 
     def __init__(self, cfg: SandboxConfig | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.sandbox = CloudflareSandbox(cfg)
-        self._host = host
-        self._port = port
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-
-    def __enter__(self) -> CloudflareSandbox:
-        self._thread = threading.Thread(target=self._run, name="cloudflare-sandbox", daemon=True)
-        self._thread.start()
-        self._ready.wait()
-        if self._error is not None:
-            raise RuntimeError("the Cloudflare sandbox failed to start") from self._error
-        return self.sandbox
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        loop = self._loop
-        if loop is not None and self._thread is not None:
-            asyncio.run_coroutine_threadsafe(self.sandbox.stop(), loop).result(timeout=10)
-            loop.call_soon_threadsafe(loop.stop)
-            self._thread.join(timeout=10)
-
-    def call(self, coro: Any) -> Any:
-        """Run a coroutine on the sandbox's loop and return its result."""
-        assert self._loop is not None
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self.sandbox.start(self._host, self._port))
-        except BaseException as error:
-            self._error = error
-            self._ready.set()
-            loop.close()
-            return
-        self._ready.set()
-        try:
-            loop.run_forever()
-        finally:
-            loop.close()
+        super().__init__(CloudflareSandbox(cfg), "cloudflare-sandbox", "Cloudflare sandbox", host, port)
+        self.sandbox = self.server

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import tempfile
-import threading
 import time
 from collections import Counter
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import grpc
@@ -18,6 +15,7 @@ import grpc.aio
 from chutes.hosts_core.generated import hosts_pb2_grpc
 from chutes.hosts_core.models import HostEntry
 
+from ..server_thread import ServerThread
 from .certs import CertFiles, ensure_certs
 from .faults import Faults
 from .log import RequestLog, RequestRecord
@@ -161,47 +159,8 @@ class RouterHostsServer:
                            aliases=tuple(item["aliases"]), version=int(item["version"]), host_id=item["id"])
 
 
-class RouterHostsSandbox:
+class RouterHostsSandbox(ServerThread[RouterHostsServer]):
     """``with RouterHostsSandbox() as server:`` serves a RouterHostsServer from a daemon thread with its own loop."""
 
     def __init__(self, certs_dir: str | Path | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.server = RouterHostsServer(certs_dir)
-        self._host = host
-        self._port = port
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-
-    def __enter__(self) -> RouterHostsServer:
-        self._thread = threading.Thread(target=self._run, name="routerhosts-sandbox", daemon=True)
-        self._thread.start()
-        self._ready.wait()
-        if self._error is not None:
-            raise RuntimeError("the router-hosts emulator failed to start") from self._error
-        return self.server
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        loop = self._loop
-        if loop is not None and self._thread is not None:
-            asyncio.run_coroutine_threadsafe(self.server.stop(), loop).result(timeout=10)
-            loop.call_soon_threadsafe(loop.stop)
-            self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self.server.start(self._host, self._port))
-        except BaseException as error:
-            self._error = error
-            self._ready.set()
-            loop.close()
-            return
-        self._ready.set()
-        try:
-            loop.run_forever()
-        finally:
-            loop.close()
+        super().__init__(RouterHostsServer(certs_dir), "routerhosts-sandbox", "router-hosts emulator", host, port)

@@ -8,7 +8,8 @@ can help (kopf ``PermanentError``).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+import contextlib
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import kopf
@@ -25,6 +26,7 @@ from chutes.cloudflare_core import (
     TransientError,
 )
 from chutes.frontdoors.retries import CREDENTIALS_RETRY, FOREIGN_RETRY, TRANSIENT_RETRY
+from chutes.observability import metrics
 
 T = TypeVar("T")
 
@@ -95,3 +97,19 @@ class EventSink:
     def warning(self, reason: str, message: str) -> None:
         if self._body is not None:
             self._post(self._body, type="Warning", reason=reason, message=message)
+
+
+@contextlib.contextmanager
+def said(body: Mapping[str, Any], front_door: str) -> Iterator[EventSink]:
+    """A kopf handler's Events on `body`; a :class:`Problem` raised inside becomes one Warning Event per distinct
+    problem (not one per retry: see :func:`already_said`; conflicts are counted every time), then kopf's retry or
+    permanent error."""
+    events = EventSink(body, kopf.event)
+    try:
+        yield events
+    except Problem as problem:
+        if problem.reason == c.HOSTNAME_CONFLICT:
+            metrics.conflict(front_door)
+        if not already_said((body.get("status") or {}).get("conditions"), problem):
+            events.warning(problem.reason, problem.message)
+        raise to_kopf(problem) from None

@@ -9,12 +9,18 @@ fields and conditions it set itself, and tries again: nobody's update is lost.
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
+from kubernetes_asyncio import client
+
 from chutes import conditions as c
-from chutes.kube import StaleObject
+from chutes import kube
+from chutes.claims import ClaimLost
+from chutes.frontdoors.problems import Problem
+from chutes.frontdoors.retries import LOST_RETRY
 
 # write(changes, resource_version) -> the new resourceVersion; raises StaleWrite on a conflict.
 Write = Callable[[dict[str, Any], str | None], Awaitable[str | None]]
@@ -24,7 +30,7 @@ Reload = Callable[[], Awaitable[tuple[dict[str, Any], str | None] | None]]
 MAX_CONFLICTS = 5
 
 
-StaleWrite = StaleObject  # the object changed since we read it (HTTP 409)
+StaleWrite = kube.StaleObject  # the object changed since we read it (HTTP 409)
 
 
 class StatusWriter:
@@ -103,3 +109,41 @@ class StatusWriter:
             self._written = copy.deepcopy(self.status)
             return
         raise StaleWrite(f"status changed concurrently {MAX_CONFLICTS} times in a row")
+
+
+@contextlib.asynccontextmanager
+async def reported(status: StatusWriter, **when_refused: Any) -> AsyncIterator[None]:
+    """A reconcile whose every refusal (a :class:`Problem`) ends up in the Ready condition (with `when_refused`
+    fields, e.g. ``ready=False``) and is raised again; a claim lost under it is retried soon; the status is written
+    out whatever happens."""
+    try:
+        try:
+            yield
+        except ClaimLost as lost:
+            raise Problem(c.CLOUDFLARE_UNAVAILABLE, f"the ledger of claims changed meanwhile: {lost}",
+                          LOST_RETRY) from None
+    except Problem as problem:
+        status.set(observedGeneration=status.generation, **when_refused)
+        status.condition(c.READY, "False", problem.reason, problem.message)
+        raise
+    finally:
+        await status.flush()
+
+
+def for_custom(api: client.ApiClient, group: str, version: str, plural: str, body: Mapping[str, Any]) -> StatusWriter:
+    """The status writer of a custom object (cluster-scoped when its metadata has no namespace), reloading it on
+    a conflict."""
+    meta = body["metadata"]
+    name, namespace = meta["name"], meta.get("namespace") or None
+
+    async def write(changes: dict[str, Any], resource_version: str | None) -> str | None:
+        return await kube.patch_custom_status(api, group, version, plural, name, namespace, changes, resource_version)
+
+    async def reload() -> tuple[dict[str, Any], str | None] | None:
+        live = await kube.get_custom(api, group, version, plural, name, namespace)
+        if live is None:
+            return None
+        return dict(live.get("status") or {}), live["metadata"].get("resourceVersion")
+
+    return StatusWriter(body.get("status"), meta.get("generation"), write,
+                        resource_version=meta.get("resourceVersion"), reload=reload)

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 import kopf
 
 from chutes import conditions as c
 from chutes import kube
-from chutes.frontdoors import adoption, repairs, retries
+from chutes.frontdoors import adoption, problems, repairs, retries, status_writer
 from chutes.frontdoors.gateways import blocked_deletion, orphans
 from chutes.frontdoors.gateways import desired as d
 from chutes.frontdoors.gateways import reconcile as r
 from chutes.frontdoors.gateways.status import StatusWriter
-from chutes.frontdoors.problems import EventSink, Problem, already_said, to_kopf
+from chutes.frontdoors.problems import EventSink, Problem
 from chutes.kube import StaleObject
 from chutes.observability import metrics
 from chutes.settings import Settings
@@ -31,33 +32,11 @@ PERMANENT_REASONS = frozenset({c.INVALID_SPEC, c.HOSTNAME_OUTSIDE_ZONE, c.CLOUDF
 
 def _writer(memo: kopf.Memo, plural: str, body: Mapping[str, Any]) -> StatusWriter:
     """The status writer of a ChuteConfig (cluster-scoped: no namespace) or ChuteGateway."""
-    meta = body["metadata"]
-    name, namespace = meta["name"], meta.get("namespace") or None
-    write = functools.partial(kube.patch_custom_status, memo.kube, d.GROUP, d.VERSION, plural, name, namespace)
-
-    async def reload() -> tuple[dict[str, Any], str | None] | None:
-        live = await kube.get_custom(memo.kube, d.GROUP, d.VERSION, plural, name, namespace)
-        if live is None:
-            return None
-        return dict(live.get("status") or {}), live["metadata"].get("resourceVersion")
-
-    return StatusWriter(body.get("status"), meta.get("generation"), write,
-                        resource_version=meta.get("resourceVersion"), reload=reload)
+    return status_writer.for_custom(memo.kube, d.GROUP, d.VERSION, plural, body)
 
 
-@contextlib.contextmanager
-def _problems_said(body: Mapping[str, Any]) -> Iterator[EventSink]:
-    """The object's Events; a :class:`Problem` raised inside becomes one Warning Event per distinct problem (not
-    one per retry; conflicts are counted every time), then kopf's retry or permanent error."""
-    events = EventSink(body, kopf.event)
-    try:
-        yield events
-    except Problem as problem:
-        if problem.reason == c.HOSTNAME_CONFLICT:
-            metrics.conflict(r.FRONT_DOOR)
-        if not already_said((body.get("status") or {}).get("conditions"), problem):
-            events.warning(problem.reason, problem.message)
-        raise to_kopf(problem) from None
+def _problems_said(body: Mapping[str, Any]) -> AbstractContextManager[EventSink]:
+    return problems.said(body, r.FRONT_DOOR)
 
 
 def _skip_resync(body: Mapping[str, Any]) -> bool:

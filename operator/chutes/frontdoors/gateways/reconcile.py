@@ -64,6 +64,7 @@ from chutes.frontdoors.gateways import desired as d
 from chutes.frontdoors.gateways.status import StatusWriter
 from chutes.frontdoors.problems import EventSink, Problem, problem_from_cloudflare, step
 from chutes.frontdoors.retries import CONFIG_RETRY, CONFLICT_RETRY, CREDENTIALS_RETRY, LOST_RETRY, MISSING_RETRY
+from chutes.frontdoors.status_writer import reported
 from chutes.observability.metrics import HOSTNAMES
 
 T = TypeVar("T")
@@ -235,19 +236,8 @@ async def reconcile_gateway(
     """Publish one gateway (or withdraw it when the hostname rules refuse it); every refusal ends up in its
     Ready condition and is raised as a :class:`Problem`. `allowed_images`: the cloudflared image repositories
     a gateway may run (setting ``cloudflared_images``)."""
-    try:
-        try:
-            await _reconcile_gateway(api, cores, claims, body, status, events, rules, allow_adoption,
-                                     allowed_images)
-        except ClaimLost as lost:
-            raise Problem(c.CLOUDFLARE_UNAVAILABLE, f"the ledger of claims changed meanwhile: {lost}",
-                          LOST_RETRY) from None
-    except Problem as problem:
-        status.set(ready=False, observedGeneration=status.generation)
-        status.condition(c.READY, "False", problem.reason, problem.message)
-        raise
-    finally:
-        await status.flush()
+    async with reported(status, ready=False):
+        await _reconcile_gateway(api, cores, claims, body, status, events, rules, allow_adoption, allowed_images)
 
 
 async def _reconcile_gateway(api: client.ApiClient, cores: CorePool, claims: ClaimStore, body: Mapping[str, Any],

@@ -22,7 +22,7 @@ from kubernetes_asyncio import client
 from chutes import conditions as c
 from chutes import kube
 from chutes.authorization import HostnameRules
-from chutes.claims import Claim, ClaimLost, ClaimStore, claims_for
+from chutes.claims import Claim, ClaimStore, claims_for
 from chutes.cloudflare_core import (
     AccessAppSpec,
     AppPolicySpec,
@@ -40,8 +40,8 @@ from chutes.cloudflare_core.ownership import parse as parse_marker
 from chutes.cores import CorePool
 from chutes.frontdoors import claiming
 from chutes.frontdoors.problems import EventSink, Problem, problem_from_cloudflare, step
-from chutes.frontdoors.retries import LOST_RETRY, MISSING_RETRY
-from chutes.frontdoors.status_writer import StatusWriter
+from chutes.frontdoors.retries import MISSING_RETRY
+from chutes.frontdoors.status_writer import StatusWriter, reported
 from chutes.frontdoors.tunnels import model as m
 from chutes.frontdoors.tunnels import tunnels as t
 from chutes.frontdoors.tunnels.account import Account, load_account
@@ -163,18 +163,8 @@ def app_name(fqdn: str, owner_id: str) -> str:
 async def reconcile_binding(api: client.ApiClient, cores: CorePool, claims: ClaimStore, body: Mapping[str, Any],
                             status: StatusWriter, events: EventSink, resource_namespace: str,
                             rules: HostnameRules | None = None) -> None:
-    try:
-        try:
-            await _reconcile(api, cores, claims, body, status, events, resource_namespace, rules)
-        except ClaimLost as lost:
-            raise Problem(c.CLOUDFLARE_UNAVAILABLE, f"the ledger of claims changed meanwhile: {lost}",
-                          LOST_RETRY) from None
-    except Problem as problem:
-        status.set(observedGeneration=status.generation)
-        status.condition(c.READY, "False", problem.reason, problem.message)
-        raise
-    finally:
-        await status.flush()
+    async with reported(status):
+        await _reconcile(api, cores, claims, body, status, events, resource_namespace, rules)
 
 
 async def _reconcile(api: client.ApiClient, cores: CorePool, claims: ClaimStore, body: Mapping[str, Any],

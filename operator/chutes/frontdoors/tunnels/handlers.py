@@ -9,16 +9,16 @@ only for objects holding it)."""
 from __future__ import annotations
 
 import contextlib
-import functools
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 import kopf
 
 from chutes import conditions as c
-from chutes import kube
 from chutes.claims import operator_namespace
-from chutes.frontdoors.problems import EventSink, Problem, already_said, to_kopf
+from chutes.frontdoors import problems, status_writer
+from chutes.frontdoors.problems import EventSink
 from chutes.frontdoors.status_writer import StatusWriter
 from chutes.frontdoors.tunnels import bindings as b
 from chutes.frontdoors.tunnels import model as m
@@ -36,32 +36,11 @@ def _asks(annotations: Mapping[str, Any], **_: Any) -> bool:
 
 
 def _writer(memo: kopf.Memo, version: str, plural: str, body: Mapping[str, Any]) -> StatusWriter:
-    meta = body["metadata"]
-    name, namespace = meta["name"], meta.get("namespace") or None
-    write = functools.partial(kube.patch_custom_status, memo.kube, m.GROUP, version, plural, name, namespace)
-
-    async def reload() -> tuple[dict[str, Any], str | None] | None:
-        live = await kube.get_custom(memo.kube, m.GROUP, version, plural, name, namespace)
-        if live is None:
-            return None
-        return dict(live.get("status") or {}), live["metadata"].get("resourceVersion")
-
-    return StatusWriter(body.get("status"), meta.get("generation"), write,
-                        resource_version=meta.get("resourceVersion"), reload=reload)
+    return status_writer.for_custom(memo.kube, m.GROUP, version, plural, body)
 
 
-@contextlib.contextmanager
-def _problems_said(body: Mapping[str, Any]) -> Iterator[EventSink]:
-    """A Problem becomes one Warning Event per distinct problem, then kopf's retry or permanent error."""
-    events = EventSink(body, kopf.event)
-    try:
-        yield events
-    except Problem as problem:
-        if problem.reason == c.HOSTNAME_CONFLICT:
-            metrics.conflict(FRONT_DOOR)
-        if not already_said((body.get("status") or {}).get("conditions"), problem):
-            events.warning(problem.reason, problem.message)
-        raise to_kopf(problem) from None
+def _problems_said(body: Mapping[str, Any]) -> AbstractContextManager[EventSink]:
+    return problems.said(body, FRONT_DOOR)
 
 
 # Reasons only a spec change can fix: the resync timer leaves them alone.

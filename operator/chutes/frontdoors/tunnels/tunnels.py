@@ -19,13 +19,13 @@ from kubernetes_asyncio import client
 
 from chutes import conditions as c
 from chutes import kube
-from chutes.claims import ClaimLost, ClaimStore, claims_for
+from chutes.claims import ClaimStore, claims_for
 from chutes.cloudflare_core import Tunnel
 from chutes.cores import CorePool
 from chutes.frontdoors import claiming, cloudflared
 from chutes.frontdoors.problems import EventSink, Problem, step
-from chutes.frontdoors.retries import CONFIG_RETRY, CONFLICT_RETRY, LOST_RETRY, MISSING_RETRY
-from chutes.frontdoors.status_writer import StatusWriter
+from chutes.frontdoors.retries import CONFIG_RETRY, CONFLICT_RETRY, MISSING_RETRY
+from chutes.frontdoors.status_writer import StatusWriter, reported
 from chutes.frontdoors.tunnels import model as m
 from chutes.frontdoors.tunnels.account import Account, load_account
 
@@ -105,18 +105,8 @@ def plural_of(spec_kind: str) -> str:
 async def reconcile_tunnel(api: client.ApiClient, cores: CorePool, claims: ClaimStore, body: Mapping[str, Any],
                            status: StatusWriter, events: EventSink, resource_namespace: str) -> None:
     """Serve one (Cluster)Tunnel; every refusal ends up in its Ready condition and is raised as a Problem."""
-    try:
-        try:
-            await _reconcile(api, cores, claims, body, status, events, resource_namespace)
-        except ClaimLost as lost:
-            raise Problem(c.CLOUDFLARE_UNAVAILABLE, f"the ledger of claims changed meanwhile: {lost}",
-                          LOST_RETRY) from None
-    except Problem as problem:
-        status.set(observedGeneration=status.generation)
-        status.condition(c.READY, "False", problem.reason, problem.message)
-        raise
-    finally:
-        await status.flush()
+    async with reported(status):
+        await _reconcile(api, cores, claims, body, status, events, resource_namespace)
 
 
 async def _reconcile(api: client.ApiClient, cores: CorePool, claims: ClaimStore, body: Mapping[str, Any],

@@ -133,20 +133,29 @@ async def drive(examples: Path, crd_paths: Sequence[Path], sandbox: CloudflareSa
 
         say()
         for doc in gateways:
-            say(f"$ kubectl delete chutegateway {doc['metadata']['name']} -n {doc['metadata']['namespace']}")
-            await manifests.delete(api, doc, kinds)
-            await wait_for("the gateway to be gone", functools.partial(gone, api, doc, kinds))
-            say(f"chutegateway/{doc['metadata']['name']} deleted")
+            await delete_shown(api, doc, kinds)
         say()
         say("Cloudflare after the delete (the OTP identity provider belongs to the account and stays):")
         for line in cloudflare_report(sandbox):
             say(f"  {line}")
-        counts = sandbox.counters
-        say()
-        by_operation = ", ".join(f"{op} {n}" for op, n in sorted(counts.items()))
-        say(f"Cloudflare API calls: {sum(counts.values())} ({by_operation})")
+        say_calls("Cloudflare API calls", sandbox.counters)
     finally:
         await api.close()
+
+
+async def delete_shown(api: Any, doc: Mapping[str, Any], kinds: Mapping[Any, Any], note: str = "") -> None:
+    """``kubectl delete`` of `doc`, shown, and waited for until it is gone."""
+    meta, kind = doc["metadata"], str(doc["kind"]).lower()
+    say(f"$ kubectl delete {kind} {meta['name']} -n {meta['namespace']}")
+    await manifests.delete(api, doc, kinds)
+    await wait_for(f"the {doc['kind']} to be gone", functools.partial(gone, api, doc, kinds))
+    say(f"{kind}/{meta['name']} deleted{note}")
+
+
+def say_calls(label: str, counts: Mapping[str, int]) -> None:
+    say()
+    by_call = ", ".join(f"{call} {n}" for call, n in sorted(counts.items()))
+    say(f"{label}: {sum(counts.values())} ({by_call})")
 
 
 async def ready(api: Any, doc: Mapping[str, Any], kinds: Mapping[Any, Any]) -> bool:
@@ -233,20 +242,12 @@ async def drive_hosts(examples: Path, crd_paths: Sequence[Path], server: RouterH
             say(f"  {line}")
 
         say()
-        doc = mappings[-1]
-        meta = doc["metadata"]
-        say(f"$ kubectl delete hostmapping {meta['name']} -n {meta['namespace']}")
-        await manifests.delete(api, doc, kinds)
-        await wait_for("the HostMapping to be gone", functools.partial(gone, api, doc, kinds))
-        say(f"hostmapping/{meta['name']} deleted (its finalizer waited for the entry to go)")
+        await delete_shown(api, mappings[-1], kinds, " (its finalizer waited for the entry to go)")
         say()
         say("The router-hosts server after the delete:")
         for line in entries_report(server):
             say(f"  {line}")
-        counts = server.counters
-        say()
-        by_rpc = ", ".join(f"{rpc} {n}" for rpc, n in sorted(counts.items()))
-        say(f"router-hosts calls: {sum(counts.values())} ({by_rpc})")
+        say_calls("router-hosts calls", server.counters)
     finally:
         await api.close()
 

@@ -12,14 +12,14 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from harness.waiting import wait_for
-from harness.world import BaseWorld
+from harness.world import BaseWorld, CloudflareReads
 
 GROUP = "networking.cfargotunnel.com"
 NS = "apps"
 OPERATOR_NS = "default"  # the operator's namespace in tests: ClusterTunnel Secrets and cloudflared, the ledger
 
 
-class World(BaseWorld):
+class World(BaseWorld, CloudflareReads):
     """Both emulators, the operator (the tunnels door alone), and the user's view of them."""
 
     def __init__(self, kube: Any, cloudflare: Any) -> None:
@@ -126,25 +126,6 @@ class World(BaseWorld):
                 return None
             raise
 
-    # -- Cloudflare ------------------------------------------------------------------------------
-    def state(self) -> dict[str, Any]:
-        return dict(self.cf.snapshot())
-
-    def live_tunnels(self) -> list[dict[str, Any]]:
-        return [t for t in self.state()["tunnels"].values() if not t["deleted_at"]]
-
-    def records(self, name: str | None = None) -> list[dict[str, Any]]:
-        return [r for r in self.state()["dns_records"].get(self.zone, []) if name is None or r["name"] == name]
-
-    def ingress(self, tunnel_id: str) -> list[dict[str, Any]]:
-        config = (self.state()["tunnel_configs"].get(tunnel_id) or {}).get("config") or {}
-        return list(config.get("ingress", []))
-
-    def apps_for(self, domain: str) -> list[dict[str, Any]]:
-        return [a for a in self.state()["access_apps"].values() if a["domain"] == domain]
-
-    def writes(self) -> list[str]:
-        return [r.op for r in self.cf.requests if r.method != "GET" and 200 <= r.status < 300]
 
 
 @pytest.fixture(name="world")

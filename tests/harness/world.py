@@ -82,3 +82,30 @@ class BaseWorld(Opened):
         """(type, reason, message) of the Events about object `name` in `namespace`."""
         items = self.core.list_namespaced_event(namespace).items
         return [(e.type, e.reason, e.message) for e in items if e.involved_object.name == name]
+
+
+class CloudflareReads:
+    """What a world reads back from the Cloudflare emulator (`cf`) in its zone (`zone`), as a user would see it."""
+
+    cf: Any
+    zone: str
+
+    def state(self) -> dict[str, Any]:
+        return dict(self.cf.snapshot())
+
+    def live_tunnels(self) -> list[dict[str, Any]]:
+        return [t for t in self.state()["tunnels"].values() if not t["deleted_at"]]
+
+    def records(self, name: str | None = None) -> list[dict[str, Any]]:
+        return [r for r in self.state()["dns_records"].get(self.zone, []) if name is None or r["name"] == name]
+
+    def apps_for(self, domain: str) -> list[dict[str, Any]]:
+        return [a for a in self.state()["access_apps"].values() if a["domain"] == domain]
+
+    def ingress(self, tunnel_id: str) -> list[dict[str, Any]]:
+        config = (self.state()["tunnel_configs"].get(tunnel_id) or {}).get("config") or {}
+        return list(config.get("ingress", []))
+
+    def writes(self) -> list[str]:
+        """The Cloudflare writes that succeeded, by operation, in order."""
+        return [r.op for r in self.cf.requests if r.method != "GET" and 200 <= r.status < 300]

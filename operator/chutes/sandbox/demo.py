@@ -94,13 +94,7 @@ async def drive(examples: Path, crd_paths: Sequence[Path], sandbox: CloudflareSa
     try:
         crds = manifests.load(crd_paths)
         kinds = manifests.resource_table(crds)
-        docs = manifests.load([examples])
-        say(f"$ kubectl apply -f {_shown(examples)}")
-        for doc in docs:
-            await manifests.create(api, doc, kinds)
-            namespace = doc["metadata"].get("namespace")
-            where = f" -n {namespace}" if namespace else ""
-            say(f"{doc['kind'].lower()}/{doc['metadata']['name']}{where} created")
+        docs = await apply_shown(api, examples, kinds)
         gateways = [doc for doc in docs if doc["kind"] == "ChuteGateway"]
         configs = [doc for doc in docs if doc["kind"] == "ChuteConfig"]
 
@@ -141,6 +135,18 @@ async def drive(examples: Path, crd_paths: Sequence[Path], sandbox: CloudflareSa
         say_calls("Cloudflare API calls", sandbox.counters)
     finally:
         await api.close()
+
+
+async def apply_shown(api: Any, examples: Path, kinds: Mapping[Any, Any]) -> list[dict[str, Any]]:
+    """``kubectl apply -f`` of the `examples` folder, shown; the manifests applied."""
+    docs = manifests.load([examples])
+    say(f"$ kubectl apply -f {_shown(examples)}")
+    for doc in docs:
+        await manifests.create(api, doc, kinds)
+        namespace = doc["metadata"].get("namespace")
+        where = f" -n {namespace}" if namespace else ""
+        say(f"{doc['kind'].lower()}/{doc['metadata']['name']}{where} created")
+    return docs
 
 
 async def delete_shown(api: Any, doc: Mapping[str, Any], kinds: Mapping[Any, Any], note: str = "") -> None:
@@ -208,13 +214,7 @@ async def drive_hosts(examples: Path, crd_paths: Sequence[Path], server: RouterH
     api = await kube.connect()
     try:
         kinds = manifests.resource_table(manifests.load(crd_paths))
-        docs = manifests.load([examples])
-        say(f"$ kubectl apply -f {_shown(examples)}")
-        for doc in docs:
-            await manifests.create(api, doc, kinds)
-            namespace = doc["metadata"].get("namespace")
-            where = f" -n {namespace}" if namespace else ""
-            say(f"{doc['kind'].lower()}/{doc['metadata']['name']}{where} created")
+        docs = await apply_shown(api, examples, kinds)
         mappings = [doc for doc in docs if doc["kind"] == "HostMapping"]
         routes = [doc for doc in docs if doc["kind"] in ("IngressRoute", "IngressRouteTCP")]
         hosts = HostsRehearsal(server, DEFAULT_INGRESS_IP)

@@ -30,6 +30,7 @@ from chutes.sandbox.runner import OperatorThread  # noqa: E402
 from chutes.settings import load_settings  # noqa: E402
 
 GROUP, NS = "networking.cfargotunnel.com", "bench"
+ACCESS_EMAILS = "chutes.troubleshat.com/access-allowed-emails"
 TARGET = 10
 
 
@@ -57,8 +58,11 @@ def main() -> None:
     parser.add_argument("--services", type=int, default=200)
     parser.add_argument("--mode", choices=["each", "one"], default="each")
     parser.add_argument("--latency", type=float, default=0.02, help="seconds added to every Cloudflare call")
+    parser.add_argument("--access", type=int, default=0,
+                        help="how many of the bindings (mode each) put Access in front (an allow policy by email)")
     args = parser.parse_args()
     n = args.services
+    protected = min(args.access, n) if args.mode == "each" else 0
 
     with SandboxThread(SandboxConfig.default()) as cf, KubeSandbox(namespaces=["default", NS]) as kube:
         os.environ["KUBECONFIG"] = kube.kubeconfig
@@ -91,9 +95,16 @@ def main() -> None:
                 records = [r for r in state["dns_records"].get(zone, []) if r["type"] == "CNAME"]
                 return min(len(rules) - 1, len(records))
 
-            def binding(name: str, subjects: list[dict[str, Any]]) -> dict[str, Any]:
-                return {"apiVersion": f"{GROUP}/v1alpha1", "kind": "TunnelBinding", "metadata": {"name": name},
+            def binding(name: str, subjects: list[dict[str, Any]], access: bool = False) -> dict[str, Any]:
+                meta: dict[str, Any] = {"name": name}
+                if access:
+                    meta["annotations"] = {ACCESS_EMAILS: "ops@example.com"}
+                return {"apiVersion": f"{GROUP}/v1alpha1", "kind": "TunnelBinding", "metadata": meta,
                         "subjects": subjects, "tunnelRef": {"kind": "Tunnel", "name": "web"}}
+
+            def protected_ready() -> bool:
+                apps_now = [a for a in cf.snapshot()["access_apps"].values()]
+                return len(apps_now) >= protected
 
             start_log, started = len(cf.requests), time.monotonic()
             if args.mode == "one":
@@ -102,22 +113,24 @@ def main() -> None:
             else:
                 for i in range(n):
                     custom.create_namespaced_custom_object(GROUP, "v1alpha1", NS, "tunnelbindings",
-                                                           binding(f"b{i}", [{"name": f"s{i}"}]))
-            wait("every hostname routed", lambda: routed() >= n, started)
+                                                           binding(f"b{i}", [{"name": f"s{i}"}], i < protected))
+            wait("every hostname routed", lambda: routed() >= n and protected_ready(), started)
             publish_seconds, published = time.monotonic() - started, counts(cf, start_log)
 
             start_log, started = len(cf.requests), time.monotonic()
             for item in custom.list_namespaced_custom_object(GROUP, "v1alpha1", NS, "tunnelbindings")["items"]:
                 custom.delete_namespaced_custom_object(GROUP, "v1alpha1", NS, "tunnelbindings",
                                                        item["metadata"]["name"])
-            wait("every hostname unrouted", lambda: routed() <= 0 and not custom.list_namespaced_custom_object(
-                GROUP, "v1alpha1", NS, "tunnelbindings")["items"], started)
+            wait("every hostname unrouted", lambda: routed() <= 0 and not cf.snapshot()["access_apps"]
+                 and not custom.list_namespaced_custom_object(GROUP, "v1alpha1", NS, "tunnelbindings")["items"],
+                 started)
             delete_seconds, deleted = time.monotonic() - started, counts(cf, start_log)
             restarts = int(apps.read_namespaced_deployment("web-cloudflared", NS).spec.template.to_dict() != template)
         client.close()
 
     print(f"{n} Services bound to one Tunnel ({args.mode}: {'one binding' if args.mode == 'one' else 'a binding each'}"
-          f"), {args.latency * 1000:.0f} ms added Cloudflare latency")
+          f"{f'; {protected} behind Access' if protected else ''}), {args.latency * 1000:.0f} ms added Cloudflare "
+          "latency")
     report("all routed", published, publish_seconds)
     report("all removed", deleted, delete_seconds)
     print(f"cloudflared restarts (pod template changed): {restarts}")

@@ -15,6 +15,7 @@ from chutes.cloudflare_core import (
     AppPolicySpec,
     CloudflareCore,
     Conflict,
+    InvalidInput,
     Recorded,
 )
 from chutes.cloudflare_core import core as core_module
@@ -277,6 +278,28 @@ async def test_otp_idp_is_created_once_and_adopted(
     second = await core.ensure_otp_idp(sandbox.account_id)
     assert first == second and first.type == "onetimepin"
     assert len(state(sandbox, "identity_providers")) == 1
+
+
+async def test_concurrent_callers_share_one_otp_idp_lookup(core: CloudflareCore, sandbox: CloudflareSandbox) -> None:
+    found = await asyncio.gather(*(core.ensure_otp_idp(sandbox.account_id) for _ in range(50)))
+    assert len({idp.id for idp in found}) == 1 and len(state(sandbox, "identity_providers")) == 1
+    assert sandbox.counters == {"idps.list": 1, "idps.create": 1}  # not 50 listings, nor 49 refused creates
+
+
+async def test_an_otp_idp_deleted_by_hand_is_looked_up_again_after_a_refused_app(
+    core: CloudflareCore, sandbox: CloudflareSandbox, other: cloudflare.AsyncCloudflare
+) -> None:
+    account = sandbox.account_id
+    gone = await core.ensure_otp_idp(account)
+    await other.zero_trust.identity_providers.delete(gone.id, account_id=account)
+    spec = AccessAppSpec("chutes-app", "app.example.com", allowed_idps=(gone.id,))
+    with pytest.raises(InvalidInput):  # Cloudflare refuses an app naming a provider that no longer exists
+        await core.ensure_access_app(account, spec, intent())
+
+    again = await core.ensure_otp_idp(account)
+    app = await core.ensure_access_app(account, AccessAppSpec("chutes-app", "app.example.com",
+                                                              allowed_idps=(again.id,)), intent())
+    assert again.id != gone.id and app.allowed_idps == (again.id,)
 
 
 async def test_existing_otp_idp_of_someone_else_is_adopted(

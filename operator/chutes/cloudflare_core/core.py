@@ -14,6 +14,8 @@ installation take turns (the operator passes a Kubernetes Lease; no Kubernetes c
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
@@ -78,6 +80,8 @@ class CloudflareCore:
         self._tunnel_lookups: dict[str, TunnelLookup] = {}
         self._token_views: dict[str, TokenView] = {}
         self._reusable_policies: dict[str, ReusablePolicies] = {}
+        self._otp_idps: dict[str, tuple[IdentityProvider, float]] = {}  # account -> (provider, when found)
+        self._otp_locks: dict[str, asyncio.Lock] = {}
 
     @property
     def snapshot_ttl(self) -> float:
@@ -125,6 +129,7 @@ class CloudflareCore:
         self._tunnel_lookups.clear()
         self._token_views.clear()
         self._reusable_policies.clear()
+        self._otp_idps.clear()
         await self.client.aclose()
 
     # -- writers ---------------------------------------------------------------------------
@@ -366,8 +371,13 @@ class CloudflareCore:
         Found in the account's view of its apps (one listing, refreshed after the resync interval: no call
         while fresh); a stale view costs a 409 and a listing, never a duplicate. `policy`: created with the
         app when the app is created (the same call; `AccessApp.app_policies` holds it, with its id); for an
-        app that exists, see `ensure_app_policy`."""
-        return await access.ensure_access_app(self.client, self.access_view(account_id), spec, recorded, policy)
+        app that exists, see `ensure_app_policy`. A refused write (400: e.g. an identity provider deleted by hand)
+        makes the next `ensure_otp_idp` look the provider up again."""
+        try:
+            return await access.ensure_access_app(self.client, self.access_view(account_id), spec, recorded, policy)
+        except InvalidInput:
+            self._otp_idps.pop(account_id, None)
+            raise
 
     async def get_access_app(self, account_id: str, app_id: str) -> AccessApp | None:
         return await access.get_access_app(self.client, account_id, app_id)
@@ -392,7 +402,16 @@ class CloudflareCore:
         return await access.find_reusable_policy(self.client, account_id, name)
 
     async def ensure_otp_idp(self, account_id: str) -> IdentityProvider:
-        return await access.ensure_otp_idp(self.client, account_id)
+        """The account's one-time-PIN identity provider, found (or created) once and remembered for the resync
+        interval: concurrent callers (200 bindings at once) wait for one lookup instead of listing 200 times."""
+        lock = self._otp_locks.setdefault(account_id, asyncio.Lock())
+        async with lock:
+            known = self._otp_idps.get(account_id)
+            if known is not None and time.monotonic() - known[1] < self.resync_interval:
+                return known[0]
+            idp = await access.ensure_otp_idp(self.client, account_id)
+            self._otp_idps[account_id] = (idp, time.monotonic())
+            return idp
 
     async def ensure_service_token(
         self, account_id: str, name: str, duration: str, recorded: Recorded

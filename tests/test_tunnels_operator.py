@@ -14,6 +14,8 @@ from chutes.cloudflare_core.ownership import parse as parse_marker
 from harness.tunnels import GROUP, NS, OPERATOR_NS, World, world_fixture  # noqa: F401  (world_fixture: a fixture)
 from harness.waiting import wait_for
 
+SHARED = "chutes.troubleshat.com/services-from-namespaces"
+
 
 def test_v1alpha2_tunnel_gets_its_tunnel_and_a_hardened_cloudflared(world: World) -> None:
     world.api_secret()
@@ -436,6 +438,44 @@ def test_a_blog_era_annotated_service_is_published_and_withdrawn(world: World) -
     assert world.ingress(tunnel_id) == [{"service": "http_status:404"}]
 
 
+def test_an_annotated_service_cannot_borrow_another_namespaces_tunnel_unless_it_is_shared(world: World) -> None:
+    """adyanth's `ns` annotation let any namespace's Service use any Tunnel (its API token, its zone): here a Tunnel
+    serves other namespaces only when its annotation lists them, and a Service refused loses what it published."""
+    tunnel_id = _published_tunnel(world)
+    intruder = "intruder"
+    world.namespace(intruder)
+    world.cf.reset_log()
+    for name, where in (("borrow", NS), ("anywhere", "false")):  # `ns: false`: any namespace
+        world.core.create_namespaced_service(intruder, {"metadata": {"name": name, "annotations": {
+            "tunnels.networking.cfargotunnel.com/cr": "web", "tunnels.networking.cfargotunnel.com/ns": where,
+            "tunnels.networking.cfargotunnel.com/fqdn": f"{name}.example.com"}}, "spec": {"ports": [{"port": 80}]}})
+    for name in ("borrow", "anywhere"):
+        wait_for(f"{name} refused", lambda name=name: [
+            e for e in world.events(name, intruder) if e[:2] == ("Warning", "TunnelNotShared")
+            and f"Tunnel {NS}/web does not serve Services of namespace {intruder}" in e[2]])
+    assert _ops(world) == [] and world.ingress(tunnel_id) == [{"service": "http_status:404"}]
+
+    # The Tunnel's owner shares it: a Service of that namespace is published (a refused one is tried again).
+    shared = SHARED
+    world.custom.patch_namespaced_custom_object(GROUP, "v1alpha2", NS, "tunnels", "web", {
+        "metadata": {"annotations": {shared: f"other, {intruder}"}}})
+    world.core.delete_namespaced_service("anywhere", intruder, _preload_content=False)
+    world.core.delete_namespaced_service("borrow", intruder, _preload_content=False)
+    wait_for("gone", lambda: not world.core.list_namespaced_service(intruder).items)
+    world.core.create_namespaced_service(intruder, {"metadata": {"name": "borrow", "annotations": {
+        "tunnels.networking.cfargotunnel.com/cr": "web", "tunnels.networking.cfargotunnel.com/ns": NS,
+        "tunnels.networking.cfargotunnel.com/fqdn": "borrow.example.com"}}, "spec": {"ports": [{"port": 80}]}})
+    wait_for("published", lambda: len(world.records("borrow.example.com")) == 1)
+    assert [r.get("hostname") for r in world.ingress(tunnel_id)][:1] == ["borrow.example.com"]
+
+    # ... and stops sharing it: what the Service published is withdrawn.
+    world.custom.patch_namespaced_custom_object(GROUP, "v1alpha2", NS, "tunnels", "web", {
+        "metadata": {"annotations": {shared: None}}})
+    world.core.patch_namespaced_service("borrow", intruder, {"metadata": {"labels": {"touched": "2"}}})
+    wait_for("withdrawn", lambda: world.records("borrow.example.com") == []
+             and world.ingress(tunnel_id) == [{"service": "http_status:404"}])
+
+
 def test_an_annotated_service_naming_no_tunnel_is_a_warning(world: World) -> None:
     _published_tunnel(world)
     world.cf.reset_log()
@@ -505,6 +545,30 @@ def test_an_annotated_service_deleted_while_the_operator_was_down_is_swept(kube:
         world.stop()
         world.core.delete_namespaced_service("blog", NS, _preload_content=False)
         world.start(resync_interval=1.0)
+        wait_for("swept", lambda: world.records("blog.example.com") == [])
+        assert world.ingress(tunnel_id) == [{"service": "http_status:404"}]
+        wait_for("said", lambda: [e for e in world.events("web", NS) if e[1] == "OrphansRemoved"])
+    finally:
+        world.close()
+
+
+def test_a_tunnel_that_stops_sharing_withdraws_the_other_namespaces_services_at_its_resync(kube: Any,
+                                                                                          cloudflare: Any) -> None:
+    world = World(kube, cloudflare)
+    try:
+        world.start(resync_interval=1.0)
+        world.api_secret()
+        world.tunnel()
+        world.custom.patch_namespaced_custom_object(GROUP, "v1alpha2", NS, "tunnels", "web", {
+            "metadata": {"annotations": {SHARED: "team-b"}}})
+        tunnel_id = str(world.ready_tunnel()["status"]["tunnelId"])
+        world.namespace("team-b")
+        world.core.create_namespaced_service("team-b", {"metadata": {"name": "blog", "annotations": {
+            "tunnels.networking.cfargotunnel.com/cr": "web", "tunnels.networking.cfargotunnel.com/ns": NS}},
+            "spec": {"ports": [{"port": 80}]}})
+        wait_for("routed", lambda: len(world.records("blog.example.com")) == 1)
+        world.custom.patch_namespaced_custom_object(GROUP, "v1alpha2", NS, "tunnels", "web", {
+            "metadata": {"annotations": {SHARED: None}}})  # no event of the Service: the Tunnel's sweep sees it
         wait_for("swept", lambda: world.records("blog.example.com") == [])
         assert world.ingress(tunnel_id) == [{"service": "http_status:404"}]
         wait_for("said", lambda: [e for e in world.events("web", NS) if e[1] == "OrphansRemoved"])

@@ -2,7 +2,13 @@
 ``tunnels.networking.cfargotunnel.com/{cr,id,name}`` (which Tunnel; ``ns``: where), ``fqdn`` and ``proto`` is
 published as one hostname through the same path as a TunnelBinding subject (its first port; source
 ``Service/<ns>/<name>``). Unlike adyanth we never replace the Service's labels, and add no finalizer: a Service
-deleted, or whose annotations are gone, is withdrawn level-based (its delete event, the resync)."""
+deleted, or whose annotations are gone, is withdrawn level-based (its delete event, the resync).
+
+Unlike adyanth, a Service's annotation never lends it another namespace's Tunnel (its API token, its zone): a
+Tunnel serves the Services of its own namespace, and those of the namespaces its annotation
+``chutes.troubleshat.com/services-from-namespaces`` lists (comma-separated, ``*``: every one). A Service that
+names only Tunnels it may not use is refused (``TunnelNotShared``) and what it published is withdrawn. Sharing one
+tunnel across namespaces is what ClusterTunnels and TunnelBindings are for."""
 
 from __future__ import annotations
 
@@ -24,12 +30,31 @@ from chutes.frontdoors.tunnels import model as m
 from chutes.frontdoors.tunnels import tunnels as t
 from chutes.frontdoors.tunnels.account import load_account
 
+TUNNEL_NOT_SHARED = "TunnelNotShared"
+SHARED_WITH = "chutes.troubleshat.com/services-from-namespaces"
 
-async def _tunnel_for(api: client.ApiClient, ask: m.ServiceAsk) -> dict[str, Any]:
-    """The first Tunnel (by namespace, then name) the ask matches; TunnelNotFound when none does."""
-    found = sorted((tunnel for tunnel in await kube.list_custom(api, m.GROUP, m.VERSION, m.TUNNEL_PLURAL,
-                                                               ask.namespace) if ask.matches(tunnel)),
+
+def serves_namespace(tunnel: Mapping[str, Any], namespace: str) -> bool:
+    """Whether the Tunnel may serve an annotated Service of `namespace` (see the module docstring)."""
+    meta = tunnel.get("metadata") or {}
+    if meta.get("namespace") == namespace:
+        return True
+    listed = {item.strip() for item in str((meta.get("annotations") or {}).get(SHARED_WITH) or "").split(",")}
+    return "*" in listed or namespace in listed
+
+
+async def _tunnel_for(api: client.ApiClient, ask: m.ServiceAsk, namespace: str) -> dict[str, Any]:
+    """The first Tunnel (by namespace, then name) the ask matches among those that serve `namespace`;
+    TunnelNotFound when none matches, TunnelNotShared when those that match serve other namespaces only."""
+    matching = [tunnel for tunnel in await kube.list_custom(api, m.GROUP, m.VERSION, m.TUNNEL_PLURAL, ask.namespace)
+                if ask.matches(tunnel)]
+    found = sorted((tunnel for tunnel in matching if serves_namespace(tunnel, namespace)),
                    key=lambda tunnel: (tunnel["metadata"].get("namespace", ""), tunnel["metadata"]["name"]))
+    if matching and not found:
+        names = ", ".join(sorted(f"{t['metadata'].get('namespace')}/{t['metadata']['name']}" for t in matching))
+        raise Problem(TUNNEL_NOT_SHARED, f"Tunnel {names} does not serve Services of namespace {namespace}: its "
+                      f"annotation {SHARED_WITH} must list {namespace} (or use a ClusterTunnel and a TunnelBinding)",
+                      MISSING_RETRY)  # tried again: the Tunnel's owner may share it
     if not found:
         wanted = ", ".join(f"{key} {value}" for key, value in (("cr", ask.cr), ("id", ask.tunnel_id),
                                                                 ("name", ask.tunnel_name)) if value)
@@ -53,7 +78,13 @@ async def reconcile_service(api: client.ApiClient, cores: CorePool, claims: Clai
         emails, domains = m.access_lists(annotations)
     except m.SpecError as exc:
         raise Problem(exc.reason, str(exc), None) from None
-    spec = t.parse(await _tunnel_for(api, ask), resource_namespace, cores.owner_id)
+    try:
+        tunnel_body = await _tunnel_for(api, ask, namespace)
+    except Problem as problem:
+        if problem.reason == TUNNEL_NOT_SHARED:  # what it published through a Tunnel that no longer serves it goes
+            await withdraw_service(api, cores, claims, namespace, name, events, resource_namespace)
+        raise
+    spec = t.parse(tunnel_body, resource_namespace, cores.owner_id)
     try:
         fqdn = m.resolve_fqdn(ask.fqdn or f"{name}.{spec.domain}", spec.domain)
         ports = (body.get("spec") or {}).get("ports") or []
@@ -95,7 +126,8 @@ async def sweep(api: client.ApiClient, cores: CorePool, claims: ClaimStore, tunn
                 events: EventSink, resource_namespace: str) -> int:
     """The orphan sweep of one Tunnel (its resync): hostnames routed into its tunnel (as their claims record)
     whose source is gone while the operator was not looking (an annotated Service deleted or no longer annotated,
-    a TunnelBinding whose finalizer was removed by hand) are withdrawn. The Tunnel's status names the tunnel only
+    or of a namespace the Tunnel no longer serves; a TunnelBinding whose finalizer was removed by hand) are
+    withdrawn. The Tunnel's status names the tunnel only
     to find those claims: what is removed is proven by each claim. Returns how many sources were withdrawn."""
     tunnel_id = str((tunnel.get("status") or {}).get("tunnelId") or "")
     if not tunnel_id:
@@ -108,7 +140,8 @@ async def sweep(api: client.ApiClient, cores: CorePool, claims: ClaimStore, tunn
             _, namespace, name = claim.source.split("/", 2)
             if kind == "Service":
                 service = await kube.read_service(api, namespace, name)
-                gone = service is None or not m.service_annotated(service["metadata"].get("annotations"))
+                gone = (service is None or not m.service_annotated(service["metadata"].get("annotations"))
+                        or not serves_namespace(tunnel, namespace))  # no longer shared with its namespace
             else:
                 gone = await kube.get_custom(api, m.GROUP, m.BINDING_VERSION, m.BINDING_PLURAL, name, namespace) is None
             if gone and claim.source not in orphans:

@@ -118,3 +118,21 @@ def test_tunnel_ref_kinds_and_access_lists() -> None:
         ("a@x.org", "b@x.org"), ("corp.example",))
     with pytest.raises(m.SpecError):
         m.access_lists({m.ACCESS_EMAILS: "not-an-email"})
+
+
+@pytest.mark.parametrize("target", [
+    "http://web.team-a.svc:8080", "https://web.team-a.svc.cluster.local", "ssh://git@git.team-a.svc:22",
+    "tcp://db.team-a.svc.:5432", "http_status:404",
+])
+def test_a_shared_tunnels_binding_may_target_its_own_namespaces_services(target: str) -> None:
+    assert m.shared_target_problem(target, "team-a") is None
+
+
+@pytest.mark.parametrize("target", [
+    "http://admin.kube-system.svc:80", "http://169.254.169.254/latest/meta-data", "http://web:80",
+    "http://web.team-a.svc.evil.example.com", "http://team-a.svc", "https://[::1]:443", "unix:/var/run/docker.sock",
+    "http://web.team-a.pod:80", "http://web.team-ab.svc", "hello_world", "http_status:99999",
+])
+def test_a_shared_tunnels_binding_may_not_target_anything_else(target: str) -> None:
+    problem = m.shared_target_problem(target, "team-a")
+    assert problem is not None and repr(target) in problem and "team-a" in problem

@@ -136,6 +136,25 @@ def test_cluster_tunnel_serves_bindings_and_its_deletion_removes_routes_dns_clou
     assert world._read_deployment("clustertunnel-edge-cloudflared", OPERATOR_NS) is None
 
 
+def test_a_cluster_tunnels_binding_cannot_publish_another_namespaces_services_through_its_target(
+        world: World) -> None:
+    world.api_secret(namespace=OPERATOR_NS)
+    world.tunnel("edge", cluster=True, newTunnel={"name": "shared"})
+    tunnel_id = world.ready_tunnel("edge", cluster=True)["status"]["tunnelId"]
+    world.cf.reset_log()
+    for name, target in (("steal", "http://vault.kube-system.svc:8200"), ("metadata", "http://169.254.169.254")):
+        world.binding(name, [{"name": "x", "spec": {"fqdn": f"{name}.example.com", "target": target}}],
+                      tunnel="edge", kind="ClusterTunnel")
+        bad = world.wait_reason("InvalidSpec", lambda name=name: world.get_binding(name))
+        assert "reaches its own namespace's Services only" in world.condition(bad)["message"]
+    assert _ops(world) == [] and world.ingress(tunnel_id) == [{"service": "http_status:404"}]
+
+    world.binding("own", [{"name": "x", "spec": {"fqdn": "own.example.com", "target": f"http://web.{NS}.svc:8080"}}],
+                  tunnel="edge", kind="ClusterTunnel")  # its own namespace's Service: fine
+    world.ready_binding("own")
+    assert [r.get("service") for r in world.ingress(tunnel_id)] == [f"http://web.{NS}.svc:8080", "http_status:404"]
+
+
 def test_scale_change_and_a_tampered_token_are_applied_without_touching_the_tunnel(world: World) -> None:
     world.api_secret()
     world.tunnel(version="v1alpha1", size=1)

@@ -97,6 +97,10 @@ async def gather(api: client.ApiClient, cores: CorePool, claims: ClaimStore, bod
         raise Problem(exc.reason, str(exc), None) from None
     routes = []
     for subject in subjects:
+        shared_problem = None if spec.cr_namespace == namespace or not subject.target else \
+            m.shared_target_problem(subject.target, namespace)
+        if shared_problem is not None:
+            raise Problem(c.INVALID_SPEC, f"subject {subject.name}: {shared_problem}", None)
         service = None if subject.target else await kube.read_service(api, namespace, subject.name)
         try:
             origin = m.origin(subject.protocol, subject.target, service, namespace, subject.name)

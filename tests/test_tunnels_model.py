@@ -136,3 +136,11 @@ def test_a_shared_tunnels_binding_may_target_its_own_namespaces_services(target:
 def test_a_shared_tunnels_binding_may_not_target_anything_else(target: str) -> None:
     problem = m.shared_target_problem(target, "team-a")
     assert problem is not None and repr(target) in problem and "team-a" in problem
+
+
+def test_the_installation_may_allow_more_targets_through_shared_tunnels() -> None:
+    ingress = "https://traefik.traefik.svc:443"
+    assert m.shared_target_problem(ingress, "team-a") is not None
+    assert m.shared_target_problem(ingress, "team-a", {"traefik.traefik.svc"}) is None
+    assert m.shared_target_problem("http://admin.kube-system.svc", "team-a", {"traefik.traefik.svc"}) is not None
+    assert m.shared_target_problem("http://169.254.169.254", "team-a", {"*"}) is None  # adyanth's behaviour, chosen

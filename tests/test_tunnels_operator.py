@@ -155,6 +155,28 @@ def test_a_cluster_tunnels_binding_cannot_publish_another_namespaces_services_th
     assert [r.get("service") for r in world.ingress(tunnel_id)] == [f"http://web.{NS}.svc:8080", "http_status:404"]
 
 
+def test_the_installation_lists_the_other_hosts_a_cluster_tunnels_bindings_may_target(kube: Any,
+                                                                                        cloudflare: Any) -> None:
+    world = World(kube, cloudflare)
+    try:
+        world.start(shared_tunnel_targets="traefik.traefik.svc")  # as CHUTES_SHARED_TUNNEL_TARGETS sets it
+        world.api_secret(namespace=OPERATOR_NS)
+        world.tunnel("edge", cluster=True, newTunnel={"name": "shared"})
+        tunnel_id = world.ready_tunnel("edge", cluster=True)["status"]["tunnelId"]
+        world.binding("ingress", [{"name": "x", "spec": {"fqdn": "in.example.com",
+                                                         "target": "https://traefik.traefik.svc:443"}}],
+                      tunnel="edge", kind="ClusterTunnel")
+        world.ready_binding("ingress")
+        assert [r.get("service") for r in world.ingress(tunnel_id)] == ["https://traefik.traefik.svc:443",
+                                                                         "http_status:404"]
+        world.binding("other", [{"name": "y", "spec": {"fqdn": "other.example.com",
+                                                       "target": "https://traefik.kube-system.svc:443"}}],
+                      tunnel="edge", kind="ClusterTunnel")
+        world.wait_reason("InvalidSpec", lambda: world.get_binding("other"))
+    finally:
+        world.close()
+
+
 def test_scale_change_and_a_tampered_token_are_applied_without_touching_the_tunnel(world: World) -> None:
     world.api_secret()
     world.tunnel(version="v1alpha1", size=1)

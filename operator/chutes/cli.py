@@ -65,6 +65,9 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
     flag("--cluster-resource-namespace", metavar="NAMESPACE",
          help="where ClusterTunnel Secrets and cloudflared live (CHUTES_CLUSTER_RESOURCE_NAMESPACE; default: the "
          "operator's namespace)")
+    flag("--shared-tunnel-target", dest="shared_tunnel_targets", action="append", metavar="HOST",
+         help="a host TunnelBindings may target through a ClusterTunnel besides their own namespace's Services "
+              "(repeatable; CHUTES_SHARED_TUNNEL_TARGETS=a,b; '*' = any, adyanth's behaviour)")
     flag("--sessions", action=argparse.BooleanOptionalAction, default=None,
          help="serve session Pods (CHUTES_SESSIONS; default: on when CF_API_TOKEN, CF_ZONE_ID, "
               "CF_TUNNEL_ID and DOMAIN are set)")

@@ -175,6 +175,7 @@ def new_memo(settings: Settings) -> kopf.Memo:
     memo = kopf.Memo()
     memo.config = settings
     memo.hostname_rules = load_hostname_rules(settings)
+    memo.shared_tunnel_targets = frozenset(settings.shared_tunnel_targets)
     memo.cores = CorePool(settings)
     memo.readiness = Readiness(Vault(), Insights())
     return memo

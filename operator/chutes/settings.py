@@ -99,6 +99,12 @@ class Settings(BaseModel):
         default=None, description="Where a ClusterTunnel's Secret and cloudflared live (adyanth's "
         "--cluster-resource-namespace); None: the operator's namespace."
     )
+    shared_tunnel_targets: tuple[str, ...] = Field(
+        default=(),
+        description="Hosts a TunnelBinding's subject target may reach through a ClusterTunnel besides the binding's "
+        "own namespace's Services (comma-separated, e.g. traefik.traefik.svc; * any: adyanth's behaviour). Another "
+        "target is refused (InvalidSpec).",
+    )
     sessions: bool | None = Field(
         default=None, description="Serve session Pods; None means: when the seed's variables are set."
     )
@@ -152,7 +158,7 @@ class Settings(BaseModel):
             raise ValueError("must be a namespace name: up to 63 lower-case letters, digits or dashes")
         return value or None
 
-    @field_validator("namespaces", mode="before")
+    @field_validator("namespaces", "shared_tunnel_targets", mode="before")
     @classmethod
     def _split_namespaces(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -84,8 +84,9 @@ async def _tunnel_of(api: client.ApiClient, body: Mapping[str, Any], resource_na
 
 
 async def gather(api: client.ApiClient, cores: CorePool, claims: ClaimStore, body: Mapping[str, Any],
-                 resource_namespace: str) -> Gathered:
-    """Everything the binding needs, read once; any bad input raises its Problem here (nothing written yet)."""
+                 resource_namespace: str, shared_targets: Collection[str] = ()) -> Gathered:
+    """Everything the binding needs, read once; any bad input raises its Problem here (nothing written yet).
+    `shared_targets`: the hosts a subject may target through a ClusterTunnel besides its namespace's Services."""
     meta = body["metadata"]
     namespace = meta["namespace"]
     spec = await _tunnel_of(api, body, resource_namespace, cores.owner_id)
@@ -98,7 +99,7 @@ async def gather(api: client.ApiClient, cores: CorePool, claims: ClaimStore, bod
     routes = []
     for subject in subjects:
         shared_problem = None if spec.cr_namespace == namespace or not subject.target else \
-            m.shared_target_problem(subject.target, namespace)
+            m.shared_target_problem(subject.target, namespace, shared_targets)
         if shared_problem is not None:
             raise Problem(c.INVALID_SPEC, f"subject {subject.name}: {shared_problem}", None)
         service = None if subject.target else await kube.read_service(api, namespace, subject.name)
@@ -166,17 +167,18 @@ def app_name(fqdn: str, owner_id: str) -> str:
 
 async def reconcile_binding(api: client.ApiClient, cores: CorePool, claims: ClaimStore, body: Mapping[str, Any],
                             status: StatusWriter, events: EventSink, resource_namespace: str,
-                            rules: HostnameRules | None = None) -> None:
+                            rules: HostnameRules | None = None,
+                            shared_targets: Collection[str] = ()) -> None:
     async with reported(status):
-        await _reconcile(api, cores, claims, body, status, events, resource_namespace, rules)
+        await _reconcile(api, cores, claims, body, status, events, resource_namespace, rules, shared_targets)
 
 
 async def _reconcile(api: client.ApiClient, cores: CorePool, claims: ClaimStore, body: Mapping[str, Any],
                      status: StatusWriter, events: EventSink, resource_namespace: str,
-                     rules: HostnameRules | None) -> None:
+                     rules: HostnameRules | None, shared_targets: Collection[str]) -> None:
     meta = body["metadata"]
     source = m.binding_source(meta["namespace"], meta["name"])
-    found = await gather(api, cores, claims, body, resource_namespace)
+    found = await gather(api, cores, claims, body, resource_namespace, shared_targets)
 
     async def finalizer() -> None:
         await kube.add_finalizer(api, m.GROUP, m.BINDING_VERSION, m.BINDING_PLURAL, meta["name"], meta["namespace"],

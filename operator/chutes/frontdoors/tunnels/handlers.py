@@ -80,7 +80,8 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
             with _problems_said(body) as events:
                 await b.reconcile_binding(memo.kube, memo.cores, memo.claims, body,
                                           _writer(memo, m.BINDING_VERSION, m.BINDING_PLURAL, body), events,
-                                          resource_namespace, memo.get("hostname_rules"))
+                                          resource_namespace, memo.get("hostname_rules"),
+                                          memo.get("shared_tunnel_targets") or frozenset())
 
     for kind, plural in ((m.TUNNEL_KIND, m.TUNNEL_PLURAL), (m.CLUSTER_KIND, m.CLUSTER_PLURAL)):
 

@@ -5,7 +5,7 @@ of v1alpha2) and TunnelBinding subjects with their origins. Pure: no I/O."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -512,20 +512,23 @@ def service_protocol(port: int, protocol: str) -> str:
 _STATUS_TARGET = re.compile(r"^http_status:[1-5][0-9]{2}$")
 
 
-def shared_target_problem(target: str, namespace: str) -> str | None:
+def shared_target_problem(target: str, namespace: str, allowed: Collection[str] = ()) -> str | None:
     """Why a subject's `target` may not go through a tunnel shared across namespaces (a ClusterTunnel), or None.
     Through a tunnel that is not the binding's namespace's own, a binding reaches the Services of its namespace
     only (``<svc>.<namespace>.svc[.cluster.local]``, any scheme and port) or answers with ``http_status:NNN``:
     otherwise one namespace would publish another's Services, or the cluster's and cloud's internal addresses, to
-    the internet through the installation's tunnel."""
-    if _STATUS_TARGET.match(target):
+    the internet through the installation's tunnel. `allowed`: the installation's other hosts (``*``: any)."""
+    if _STATUS_TARGET.match(target) or "*" in allowed:
         return None
     host = target.split("://", 1)[1] if "://" in target else ""
     host = host.split("/", 1)[0].rsplit("@", 1)[-1]
     host = host[:host.rindex(":")] if ":" in host and not host.endswith("]") else host
     labels = host.lower().rstrip(".").split(".")
+    if host and ".".join(labels) in {entry.lower().rstrip(".") for entry in allowed}:
+        return None
     if len(labels) in (3, 5) and labels[1] == namespace and labels[2] == "svc" and labels[0] and (
             len(labels) == 3 or labels[3:] == ["cluster", "local"]):
         return None
     return (f"target {target!r} is not a Service of namespace {namespace} (<service>.{namespace}.svc) nor "
-            "http_status:NNN: a binding to a ClusterTunnel reaches its own namespace's Services only")
+            "http_status:NNN: a binding to a ClusterTunnel reaches its own namespace's Services only (and the hosts "
+            "of the installation's CHUTES_SHARED_TUNNEL_TARGETS)")

@@ -14,6 +14,7 @@ import yaml
 from chutes import conditions as c
 from chutes.cloudflare_core.ownership import DEFAULT_OWNER, owned_name
 
+FRONT_DOOR = "tunnels"  # the door's name in metrics and Events
 GROUP = "networking.cfargotunnel.com"
 VERSION = "v1alpha2"  # Tunnel and ClusterTunnel: the storage version (v1alpha1 is served too)
 BINDING_VERSION = "v1alpha1"

@@ -40,8 +40,8 @@ def _writer(memo: kopf.Memo, version: str, plural: str, body: Mapping[str, Any])
     return status_writer.for_custom(memo.kube, m.GROUP, version, plural, body)
 
 
-def _problems_said(body: Mapping[str, Any]) -> AbstractContextManager[EventSink]:
-    return problems.said(body, FRONT_DOOR)
+def _problems_said(body: Mapping[str, Any], book: problems.SaidBook | None = None) -> AbstractContextManager[EventSink]:
+    return problems.said(body, FRONT_DOOR, book)
 
 
 # Reasons only a spec change can fix: the resync timer leaves them alone.
@@ -64,6 +64,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
     interval = settings.resync_interval
     # The orphan sweeps of every Tunnel share the deletion cap: sweep_max_deletions per sweep_interval.
     removals = RemovalBudget(settings.sweep_max_deletions, settings.sweep_interval)
+    said_to_services = problems.SaidBook()  # a Service has no status of ours: what its Warnings said, per uid
 
     def with_kind(body: kopf.Body, kind: str) -> dict[str, Any]:
         return {**body, "kind": kind}
@@ -144,7 +145,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
     @kopf.on.update("", "v1", "services", registry=registry, id="tunnels", when=_asks)
     async def service_reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         async with metrics.reconcile_timer(FRONT_DOOR):
-            with _problems_said(body) as events:
+            with _problems_said(body, said_to_services) as events:
                 await sv.reconcile_service(memo.kube, memo.cores, memo.claims, body, events, resource_namespace,
                                            memo.get("hostname_rules"))
 

@@ -474,7 +474,8 @@ async def test_every_response_kind_validates_against_the_openapi_subset(sb: Clou
             ("GET", "/no/such/route", None, 404),
             ("DELETE", "/zones/" + ids["zone_id"], None, 405),
             ("GET", "/zones", {"Authorization": ""}, 400),
-            ("GET", "/zones", {"X-Auth-Email": "a@b.c", "X-Auth-Key": "k"}, 403),
+            ("GET", "/zones", {"X-Auth-Email": "a@b.c", "X-Auth-Key": "k"}, 400),  # a key of the wrong shape
+            ("GET", "/zones", {"X-Auth-Email": "a@b.c", "X-Auth-Key": "0" * 37}, 403),  # a key nobody has
         ]
         for method, path, extra_headers, status in odd:
             answer = await client.request(method, path, headers=extra_headers)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import json
 import logging
 import traceback
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from typing import Any
 import pytest
 
 from harness.gateways import NS, World
+from harness.leaks import assert_nowhere, cluster_text, log_text
 from harness.waiting import wait_for
 
 CANARY_TOKEN = "CANARYxAPIxTOKENx0123456789abcdefghijkl"  # 40 characters, like Cloudflare's tokens
@@ -46,51 +46,6 @@ def cloudflare(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 def debug_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.DEBUG)  # the root logger: every library's records, from every thread
     return caplog
-
-
-def forms(secret: str) -> set[str]:
-    raw = secret.encode()
-    return {secret, base64.b64encode(raw).decode(), base64.b64encode(raw).decode().rstrip("=")}
-
-
-# Threads that are not the operator: the test itself (whose own clients may log what they read) and the
-# emulators. Everything else (the operator's thread and any thread it starts) is the operator's.
-NOT_THE_OPERATOR = frozenset({"MainThread", "kube-sandbox", "cloudflare-sandbox"})
-
-
-def log_text(caplog: pytest.LogCaptureFixture) -> str:
-    """Every log record of the operator: message, exception and every attribute."""
-    parts = []
-    formatter = logging.Formatter()
-    for record in caplog.records:
-        if record.threadName in NOT_THE_OPERATOR:
-            continue
-        parts.append(record.getMessage())
-        if record.exc_info:
-            parts.append(formatter.formatException(record.exc_info))
-        parts.append(json.dumps({k: repr(v) for k, v in vars(record).items() if k not in ("msg", "args")}))
-    return "\n".join(parts)
-
-
-def cluster_text(kube: Any) -> tuple[str, str]:
-    """(every Event, every other object except Secrets), as JSON."""
-    async def dump() -> tuple[list[Any], list[Any]]:
-        events, others = [], []
-        for (resource, _namespace, _name), obj in kube.emulator.store.live():
-            if resource.plural == "events":
-                events.append(obj)
-            elif resource.plural != "secrets":
-                others.append(obj)
-        return events, others
-
-    events, others = kube.call(dump())
-    return json.dumps(events), json.dumps(others)
-
-
-def assert_nowhere(secrets: dict[str, str], logs: str, events: str, objects: str) -> None:
-    leaks = [f"{what} in {where}" for what, secret in secrets.items() for form in forms(secret)
-             for where, text in (("logs", logs), ("Events", events), ("objects", objects)) if form in text]
-    assert not leaks, "secret material leaked: " + ", ".join(sorted(set(leaks)))
 
 
 def test_chute_gateway_scenarios_leak_no_secret(kube: Any, cloudflare: Any,

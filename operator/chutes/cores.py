@@ -1,24 +1,27 @@
-"""One Cloudflare core per API token, shared by every front door of a running operator.
+"""One Cloudflare core per credential (an API token; for the Tunnel door, also a global API key with its email),
+shared by every front door of a running operator.
 
 Cores (and with them the request budget, the tunnel-config writers and the DNS writers) are keyed by a
-fingerprint of the token, never the token itself, and closed when the operator stops.
+fingerprint of the credential, never the credential itself, and closed when the operator stops.
 """
 
 from __future__ import annotations
 
 import hashlib
 
-from chutes.cloudflare_core import CloudflareCore, RequestBudget, TunnelLock
+from chutes.cloudflare_core import ApiCredentials, CloudflareCore, RequestBudget, TunnelLock
 from chutes.settings import Settings
 
 
-def fingerprint(api_token: str) -> str:
-    """A short, non-reversible name for a token, safe for logs and dictionary keys."""
+def fingerprint(api_token: str | ApiCredentials) -> str:
+    """A short, non-reversible name for a token (or credentials), safe for logs and dictionary keys."""
+    if isinstance(api_token, ApiCredentials):
+        return api_token.fingerprint
     return hashlib.sha256(api_token.encode()).hexdigest()[:12]
 
 
 class CorePool:
-    """Lazily built :class:`CloudflareCore` objects, one per token.
+    """Lazily built :class:`CloudflareCore` objects, one per token (or global API key and email).
 
     `tunnel_lock` (settable after construction) is handed to every core built from then on: the lock held
     around each flush of a tunnel's configuration (see `CloudflareCore`). Set it before the first core.
@@ -34,7 +37,7 @@ class CorePool:
         """The installation's owner id (every core's)."""
         return self._settings.owner_id
 
-    def core_for(self, api_token: str) -> CloudflareCore:
+    def core_for(self, api_token: str | ApiCredentials) -> CloudflareCore:
         key = fingerprint(api_token)
         core = self._cores.get(key)
         if core is None:

@@ -10,7 +10,7 @@ from . import models
 from .budget import RequestBudget, shared_budget
 from .client import CloudflareClient
 from .core import CloudflareCore
-from .credentials import token_defect
+from .credentials import ApiCredentials, token_defect
 from .dns import DnsSync, DnsWriter
 from .drift import repairing
 from .errors import (
@@ -43,6 +43,7 @@ from .tunnel_config import (
 )
 
 __all__ = [
+    "ApiCredentials",
     "CloudflareClient",
     "CloudflareCore",
     "CloudflareError",

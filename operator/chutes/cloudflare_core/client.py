@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import hashlib
 import logging
 import random
 import traceback
@@ -26,7 +25,7 @@ import httpx
 
 from . import drift
 from .budget import RequestBudget, shared_budget
-from .credentials import token_defect
+from .credentials import ApiCredentials
 from .errors import (
     CloudflareError,
     CredentialsInvalid,
@@ -85,7 +84,7 @@ def _kinds(failure: BaseException) -> str:
 class CloudflareClient:
     def __init__(
         self,
-        api_token: str,
+        api_token: str | ApiCredentials,
         base_url: str | None = None,
         *,
         budget: RequestBudget | None = None,
@@ -96,16 +95,19 @@ class CloudflareClient:
         timeout: float = 30.0,
         gate: ChangeGate | None = None,
     ) -> None:
+        """`api_token`: an API token, or :class:`ApiCredentials` (a token, or a global API key and its email)."""
         if not api_token:
             raise CredentialsInvalid("no Cloudflare API token configured")
-        defect = token_defect(api_token)
+        credentials = ApiCredentials.of(api_token)
+        defect = credentials.defect()
         if defect is not None:  # never sent: an HTTP library would quote the malformed header in its errors
-            raise CredentialsInvalid(f"the Cloudflare API token {defect}")
-        self._token = api_token
+            raise CredentialsInvalid(defect)
+        self.credentials = credentials
+        self._token = credentials.secret  # what _scrub and _cause look for
         self.gate = gate if gate is not None else ChangeGate()
-        # Names the token in metrics: short and non-reversible (the same as chutes.cores.fingerprint).
-        self.token_fingerprint = hashlib.sha256(api_token.encode()).hexdigest()[:12]
-        self.budget = budget if budget is not None else shared_budget(api_token)
+        # Names the credentials in metrics: short and non-reversible (the same as chutes.cores.fingerprint).
+        self.token_fingerprint = credentials.fingerprint
+        self.budget = budget if budget is not None else shared_budget(credentials.secret)
         self.max_attempts = max(1, max_attempts)
         self.backoff = backoff
         self.backoff_max = backoff_max
@@ -115,15 +117,19 @@ class CloudflareClient:
             event_hooks={"response": [self._count_response]},
         )
         self.sdk = cloudflare.AsyncCloudflare(
-            api_token=api_token,
+            api_token=credentials.token,
+            api_key=credentials.key,
+            api_email=credentials.email if credentials.is_key else None,
             base_url=base_url,  # None: the SDK reads CLOUDFLARE_BASE_URL, else api.cloudflare.com
             max_retries=0,
             http_client=http_client,
         )
-        # The SDK sends the *first* credential it has (email, key, token, service key) and fills
-        # the others from CLOUDFLARE_* variables: drop them so the Bearer token is what goes out.
-        self.sdk.api_email = None
-        self.sdk.api_key = None
+        # The SDK fills the credentials it was not given from CLOUDFLARE_* variables, and sends the *first* it has
+        # (email, key, token, service key): keep only ours, so that the Bearer token, or the key and its email
+        # (X-Auth-Key + X-Auth-Email, both always in the SDK's default headers), are what goes out.
+        self.sdk.api_token = credentials.token
+        self.sdk.api_key = credentials.key
+        self.sdk.api_email = credentials.email if credentials.is_key else None
         self.sdk.user_service_key = None
         custom = self.sdk._custom_headers
         if isinstance(custom, dict):

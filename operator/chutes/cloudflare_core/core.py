@@ -24,6 +24,7 @@ from . import access, adoption, inventory, service_tokens, tunnels
 from .access_view import AppView
 from .budget import RequestBudget
 from .client import CloudflareClient
+from .credentials import ApiCredentials
 from .dns import Cleared, DnsSync, DnsWriter, list_records
 from .errors import Conflict, CredentialsInvalid, InvalidInput, NotFound
 from .gate import ChangeGate, WritePolicy
@@ -54,7 +55,7 @@ __all__ = ["CloudflareCore"]
 class CloudflareCore:
     def __init__(
         self,
-        api_token: str,
+        api_token: str | ApiCredentials,
         base_url: str | None = None,
         owner_id: str = "default",
         budget: RequestBudget | None = None,

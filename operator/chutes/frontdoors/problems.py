@@ -99,17 +99,45 @@ class EventSink:
             self._post(self._body, type="Warning", reason=reason, message=message)
 
 
+class SaidBook:
+    """The problem last said about each object that has no status of ours to say it in (an annotated Service), by
+    uid: so that a retry does not say it again. Forgotten when the object is served; at most `size` objects (the
+    oldest forgotten first: it is said once more)."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.size = size
+        self._said: dict[str, tuple[str, str]] = {}
+
+    def repeats(self, uid: str, problem: Problem) -> bool:
+        """Whether `problem` is what was last said about `uid`; it is from now on."""
+        said = (problem.reason, problem.message)
+        if self._said.get(uid) == said:
+            return True
+        self._said.pop(uid, None)
+        self._said[uid] = said
+        while len(self._said) > self.size:
+            del self._said[next(iter(self._said))]
+        return False
+
+    def forget(self, uid: str) -> None:
+        self._said.pop(uid, None)
+
+
 @contextlib.contextmanager
-def said(body: Mapping[str, Any], front_door: str) -> Iterator[EventSink]:
+def said(body: Mapping[str, Any], front_door: str, book: SaidBook | None = None) -> Iterator[EventSink]:
     """A kopf handler's Events on `body`; a :class:`Problem` raised inside becomes one Warning Event per distinct
-    problem (not one per retry: see :func:`already_said`; conflicts are counted every time), then kopf's retry or
-    permanent error."""
+    problem (not one per retry: see :func:`already_said`, or `book` for an object with no status of ours;
+    conflicts are counted every time), then kopf's retry or permanent error."""
     events = EventSink(body, kopf.event)
+    uid = str((body.get("metadata") or {}).get("uid") or "")
     try:
         yield events
     except Problem as problem:
         if problem.reason == c.HOSTNAME_CONFLICT:
             metrics.conflict(front_door)
-        if not already_said((body.get("status") or {}).get("conditions"), problem):
+        repeated = book is not None and book.repeats(uid, problem)
+        if not repeated and not already_said((body.get("status") or {}).get("conditions"), problem):
             events.warning(problem.reason, problem.message)
         raise to_kopf(problem) from None
+    if book is not None:
+        book.forget(uid)

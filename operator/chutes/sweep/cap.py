@@ -11,7 +11,11 @@ The room:
 - the gateway and HTTPRoute sweeps run once per ``sweep_interval`` (a kopf timer): each pass has the whole cap;
 - the session door runs a pass whenever Pods change and a verification pass a second after every pass that
   wrote: its room is what :class:`RemovalBudget` has left of ``sweep_max_deletions`` per ``sweep_interval``
-  seconds, however many passes run (the verification pass must not remove the next batch).
+  seconds, however many passes run (the verification pass must not remove the next batch);
+- the Tunnel door sweeps each (Cluster)Tunnel at its resync (every ``resync_interval``): one
+  :class:`RemovalBudget` for the whole door has the room, so many Tunnels, or a short resync interval, remove no
+  more per ``sweep_interval`` than the cap. Its unit is one hostname withdrawn (rule, record and Access
+  application, which go together and in that order).
 
 The Warning Event ``SweepCapReached`` says what waits, and until when: :func:`per_pass_message`,
 :func:`per_window_message`.
@@ -97,14 +101,15 @@ def per_pass_message(cap: int, deleted: int, held: Sequence[str]) -> str:
             f"{len(held)} more wait for the next pass. Next: {shown}")
 
 
-def per_window_message(budget: RemovalBudget, held: Sequence[str], opens: float | None) -> str:
-    """The Warning of a session pass that held the removal of `held` (hostnames) back until `opens`
-    (:meth:`RemovalBudget.opens_at`)."""
+def per_window_message(budget: RemovalBudget, held: Sequence[str], opens: float | None,
+                       what: str = "session hostname(s) no watched Pod was seen leaving") -> str:
+    """The Warning of a pass (a session pass; a Tunnel's sweep) that held the removal of `held` (hostnames, `what`
+    they are) back until `opens` (:meth:`RemovalBudget.opens_at`)."""
     first = ", ".join(sorted(held)[:3])
     if opens is None:
-        return (f"{len(held)} session hostname(s) no watched Pod was seen leaving are kept: the deletion cap "
+        return (f"{len(held)} {what} are kept: the deletion cap "
                 f"(sweep_max_deletions) is 0, report only. First: {first}")
     when = datetime.datetime.fromtimestamp(opens, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return (f"{len(held)} session hostname(s) no watched Pod was seen leaving wait for the next window of "
+    return (f"{len(held)} {what} wait for the next window of "
             f"the deletion cap (sweep_max_deletions={budget.limit} per sweep_interval={budget.window:g} s), "
             f"from {when}: {first}")

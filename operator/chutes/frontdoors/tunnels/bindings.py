@@ -45,6 +45,7 @@ from chutes.frontdoors.status_writer import StatusWriter, reported
 from chutes.frontdoors.tunnels import model as m
 from chutes.frontdoors.tunnels import tunnels as t
 from chutes.frontdoors.tunnels.account import Account, load_account
+from chutes.observability import metrics
 
 
 @dataclass(frozen=True)
@@ -240,6 +241,7 @@ async def publish(found: Gathered, source: str, claims: ClaimStore, events: Even
     # Hostnames no longer routed: rule, records, then Access (each proven by the claim), all at once (coalesced).
     wanted = {route.subject.fqdn for route in found.routes}
     await withdraw(core, claims, source, account_id, zone_id, events, keep=wanted)
+    metrics.HOSTNAMES.publish(m.FRONT_DOOR, source, wanted)
     return idp.id if idp is not None else None
 
 
@@ -256,6 +258,8 @@ async def withdraw(core: CloudflareCore, claims: ClaimStore, source: str, accoun
         t.say_teardown(events, done)
         if done.removed and keep:
             events.normal(c.HOSTNAME_REMOVED, f"{claim.key} is no longer published")
+    if not keep:
+        metrics.HOSTNAMES.forget(m.FRONT_DOOR, source)
 
 
 async def _publish(found: Gathered, route: Route, claim: Claim, claims: ClaimStore, events: EventSink,

@@ -26,8 +26,9 @@ from chutes.frontdoors.tunnels import services as sv
 from chutes.frontdoors.tunnels import tunnels as t
 from chutes.observability import metrics
 from chutes.settings import Settings
+from chutes.sweep.cap import RemovalBudget
 
-FRONT_DOOR = "tunnels"
+FRONT_DOOR = m.FRONT_DOOR
 HANDLED = "chutes.troubleshat.com/last-handled-configuration"  # kopf's, on a Service our handlers handled
 
 
@@ -39,8 +40,8 @@ def _writer(memo: kopf.Memo, version: str, plural: str, body: Mapping[str, Any])
     return status_writer.for_custom(memo.kube, m.GROUP, version, plural, body)
 
 
-def _problems_said(body: Mapping[str, Any]) -> AbstractContextManager[EventSink]:
-    return problems.said(body, FRONT_DOOR)
+def _problems_said(body: Mapping[str, Any], book: problems.SaidBook | None = None) -> AbstractContextManager[EventSink]:
+    return problems.said(body, FRONT_DOOR, book)
 
 
 # Reasons only a spec change can fix: the resync timer leaves them alone.
@@ -61,6 +62,9 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
     Deployment changed or removed behind our back, a Service whose port changed."""
     resource_namespace = settings.cluster_resource_namespace or operator_namespace(environ)
     interval = settings.resync_interval
+    # The orphan sweeps of every Tunnel share the deletion cap: sweep_max_deletions per sweep_interval.
+    removals = RemovalBudget(settings.sweep_max_deletions, settings.sweep_interval)
+    said_to_services = problems.SaidBook()  # a Service has no status of ours: what its Warnings said, per uid
 
     def with_kind(body: kopf.Body, kind: str) -> dict[str, Any]:
         return {**body, "kind": kind}
@@ -96,7 +100,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
             if not body["metadata"].get("deletionTimestamp"):
                 with _problems_said(body) as events:  # the orphan sweep of what routes into its tunnel
                     await sv.sweep(memo.kube, memo.cores, memo.claims, with_kind(body, kind), events,
-                                   resource_namespace)
+                                   resource_namespace, removals)
 
         async def tunnel_delete(body: kopf.Body, memo: kopf.Memo, kind: str = kind, **_: Any) -> None:
             async with metrics.reconcile_timer(FRONT_DOOR):
@@ -142,7 +146,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
     @kopf.on.update("", "v1", "services", registry=registry, id="tunnels", when=_asks)
     async def service_reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         async with metrics.reconcile_timer(FRONT_DOOR):
-            with _problems_said(body) as events:
+            with _problems_said(body, said_to_services) as events:
                 await sv.reconcile_service(memo.kube, memo.cores, memo.claims, body, events, resource_namespace,
                                            memo.get("hostname_rules"))
 

@@ -14,6 +14,7 @@ import yaml
 from chutes import conditions as c
 from chutes.cloudflare_core.ownership import DEFAULT_OWNER, owned_name
 
+FRONT_DOOR = "tunnels"  # the door's name in metrics and Events
 GROUP = "networking.cfargotunnel.com"
 VERSION = "v1alpha2"  # Tunnel and ClusterTunnel: the storage version (v1alpha1 is served too)
 BINDING_VERSION = "v1alpha1"
@@ -154,12 +155,21 @@ def owned_by(kind: str, name: str, owner_id: str) -> dict[str, str]:
             LABEL_CLUSTER: "true" if kind == CLUSTER_KIND else "false", LABEL_OWNER: owner_id}
 
 
+SHOWN = 60  # characters of a user's value a message quotes at most: a huge value is never echoed whole
+
+
+def shown(value: object) -> str:
+    """`value` as a message quotes it (its repr), cut to `SHOWN` characters."""
+    text = repr(value)
+    return text if len(text) <= SHOWN else f"{text[:SHOWN]}... ({len(text)} characters)"
+
+
 def _string(spec: Mapping[str, Any], key: str, default: str = "") -> str:
     value = spec.get(key)
     if value is None or value == "":
         return default
     if not isinstance(value, str):
-        raise SpecError(c.INVALID_SPEC, f"{key} must be a string, not {value!r}")
+        raise SpecError(c.INVALID_SPEC, f"{key} must be a string, not {shown(value)}")
     return value
 
 
@@ -187,7 +197,7 @@ def parse_tunnel(kind: str, cr_namespace: str | None, name: str, spec: Mapping[s
         raise SpecError(c.INVALID_SPEC, "spec.cloudflare is required (domain and secret)")
     domain = _string(cloudflare, "domain").strip().lower().rstrip(".")
     if not is_dns_name(domain):
-        raise SpecError(c.INVALID_SPEC, f"spec.cloudflare.domain {domain!r} is not a DNS name such as example.com")
+        raise SpecError(c.INVALID_SPEC, f"spec.cloudflare.domain {shown(domain)} is not a DNS name such as example.com")
     secret = _string(cloudflare, "secret")
     if not secret:
         raise SpecError(c.INVALID_SPEC, "spec.cloudflare.secret (the Secret with the API token) is required")
@@ -203,10 +213,11 @@ def parse_tunnel(kind: str, cr_namespace: str | None, name: str, spec: Mapping[s
         raise SpecError(c.INVALID_SPEC, "spec.cloudflare needs accountId or accountName")
     protocol = _string(spec, "protocol", "auto")
     if protocol not in TUNNEL_PROTOCOLS:
-        raise SpecError(c.INVALID_SPEC, f"spec.protocol must be one of {', '.join(TUNNEL_PROTOCOLS)}, not {protocol!r}")
+        raise SpecError(c.INVALID_SPEC, f"spec.protocol must be one of {', '.join(TUNNEL_PROTOCOLS)}, not "
+                        f"{shown(protocol)}")
     no_tls_verify = spec.get("noTlsVerify", False)
     if not isinstance(no_tls_verify, bool):
-        raise SpecError(c.INVALID_SPEC, f"spec.noTlsVerify must be true or false, not {no_tls_verify!r}")
+        raise SpecError(c.INVALID_SPEC, f"spec.noTlsVerify must be true or false, not {shown(no_tls_verify)}")
     deployment = _deployment_fields(spec)
     assert isinstance(new, Mapping) or isinstance(existing, Mapping)
     return TunnelSpec(
@@ -227,7 +238,7 @@ def _deployment_fields(spec: Mapping[str, Any]) -> dict[str, Any]:
     ``deployPatch`` over them (adyanth's conversion builds the same patch from the v1alpha1 fields)."""
     size = spec.get("size", 1)
     if not _is_int(size) or not 0 <= size <= MAX_REPLICAS:
-        raise SpecError(c.INVALID_SPEC, f"spec.size must be an integer from 0 to {MAX_REPLICAS}, not {size!r}")
+        raise SpecError(c.INVALID_SPEC, f"spec.size must be an integer from 0 to {MAX_REPLICAS}, not {shown(size)}")
     selector = spec.get("nodeSelectors") or {}
     tolerations = spec.get("tolerations") or []
     if not isinstance(selector, Mapping) or not all(isinstance(v, str) for v in selector.values()):
@@ -268,7 +279,8 @@ def parse_deploy_patch(raw: object) -> dict[str, Any]:
     if "replicas" in deploy_spec:
         replicas = deploy_spec["replicas"]
         if not _is_int(replicas) or not 0 <= replicas <= MAX_REPLICAS:
-            raise SpecError(c.INVALID_SPEC, f"spec.deployPatch: replicas must be 0 to {MAX_REPLICAS}, not {replicas!r}")
+            raise SpecError(c.INVALID_SPEC, f"spec.deployPatch: replicas must be 0 to {MAX_REPLICAS}, not "
+                            f"{shown(replicas)}")
         fields["replicas"] = replicas
     template = _mapping(deploy_spec.get("template"), refused)
     _only(template, {"spec"}, refused)
@@ -328,7 +340,7 @@ def tunnel_ref(body: Mapping[str, Any]) -> tuple[str, str, bool]:
         raise SpecError(c.INVALID_SPEC, "tunnelRef needs a kind and a name")
     kind = {"tunnel": TUNNEL_KIND, "clustertunnel": CLUSTER_KIND}.get(str(ref.get("kind") or "").lower())
     if kind is None:
-        raise SpecError(c.INVALID_SPEC, f"tunnelRef.kind must be Tunnel or ClusterTunnel, not {ref.get('kind')!r}")
+        raise SpecError(c.INVALID_SPEC, f"tunnelRef.kind must be Tunnel or ClusterTunnel, not {shown(ref.get('kind'))}")
     return kind, str(ref["name"]), ref.get("disableDNSUpdates") is True
 
 
@@ -336,9 +348,9 @@ def resolve_fqdn(fqdn: str, domain: str) -> str:
     """The FQDN, lower-cased; outside the zone `domain` → HostnameOutsideZone."""
     host = fqdn.strip().lower().rstrip(".")
     if not (host == domain or host.endswith("." + domain)):
-        raise SpecError(c.HOSTNAME_OUTSIDE_ZONE, f"hostname {fqdn!r} is not inside the zone {domain!r}")
+        raise SpecError(c.HOSTNAME_OUTSIDE_ZONE, f"hostname {shown(fqdn)} is not inside the zone {shown(domain)}")
     if len(host) > 253 or not all(_LABEL.match(label) for label in host.split(".")):
-        raise SpecError(c.INVALID_SPEC, f"hostname {fqdn!r} is not a valid DNS name")
+        raise SpecError(c.INVALID_SPEC, f"hostname {shown(fqdn)} is not a valid DNS name")
     return host
 
 
@@ -354,14 +366,14 @@ def parse_subjects(body: Mapping[str, Any], domain: str) -> list[Subject]:
         if not isinstance(raw, Mapping) or not raw.get("name"):
             raise SpecError(c.INVALID_SPEC, f"{where} needs a name")
         if str(raw.get("kind") or "Service") != "Service":
-            raise SpecError(c.INVALID_SPEC, f"{where}.kind must be Service, not {raw.get('kind')!r}")
+            raise SpecError(c.INVALID_SPEC, f"{where}.kind must be Service, not {shown(raw.get('kind'))}")
         name, spec = str(raw["name"]), raw.get("spec") or {}
         if not isinstance(spec, Mapping):
             raise SpecError(c.INVALID_SPEC, f"{where}.spec must be an object")
         protocol = spec.get("protocol") or None
         if protocol is not None and protocol not in PROTOCOLS:
             raise SpecError(c.INVALID_SPEC, f"{where}.spec.protocol must be one of {', '.join(PROTOCOLS)}, not "
-                            f"{protocol!r}")
+                            f"{shown(protocol)}")
         fqdn = resolve_fqdn(str(spec.get("fqdn") or f"{name}.{domain}"), domain)
         if fqdn in seen:
             raise SpecError(c.INVALID_SPEC, f"{where}: hostname {fqdn} is listed twice")
@@ -432,7 +444,7 @@ def access_lists(annotations: Mapping[str, Any] | None) -> tuple[tuple[str, ...]
     malformed = [e for e in emails if not _EMAIL.match(e)] + [d for d in domains if not is_dns_name(d)]
     if malformed:
         raise SpecError(c.INVALID_SPEC, f"Access annotations: not an email address or a domain: "
-                        f"{', '.join(map(repr, malformed))}")
+                        f"{', '.join(map(shown, malformed[:3]))}{', ...' if len(malformed) > 3 else ''}")
     return emails, domains
 
 
@@ -497,7 +509,7 @@ def service_ask(annotations: Mapping[str, Any] | None, namespace: str) -> Servic
     protocol = get("proto")
     if protocol is not None and protocol not in SERVICE_PROTOCOLS:
         raise SpecError(c.INVALID_SPEC, f"annotation {SERVICE_PREFIX}proto must be one of "
-                        f"{', '.join(SERVICE_PROTOCOLS)}, not {protocol!r}")
+                        f"{', '.join(SERVICE_PROTOCOLS)}, not {shown(protocol)}")
     return ServiceAsk(namespace=where, cr=get("cr"), tunnel_id=get("id"), tunnel_name=get("name"), fqdn=get("fqdn"),
                       protocol=protocol)
 

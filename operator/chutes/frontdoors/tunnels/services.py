@@ -20,7 +20,7 @@ from kubernetes_asyncio import client
 from chutes import conditions as c
 from chutes import kube
 from chutes.authorization import HostnameRules
-from chutes.claims import ClaimStore, claims_for
+from chutes.claims import Claim, ClaimStore, claims_for
 from chutes.cores import CorePool
 from chutes.frontdoors import claiming
 from chutes.frontdoors.problems import EventSink, Problem
@@ -29,6 +29,8 @@ from chutes.frontdoors.tunnels import bindings as b
 from chutes.frontdoors.tunnels import model as m
 from chutes.frontdoors.tunnels import tunnels as t
 from chutes.frontdoors.tunnels.account import load_account
+from chutes.observability import metrics
+from chutes.sweep.cap import Allowance, RemovalBudget, per_window_message
 
 TUNNEL_NOT_SHARED = "TunnelNotShared"
 SHARED_WITH = "chutes.troubleshat.com/services-from-namespaces"
@@ -123,36 +125,62 @@ async def withdraw_service(api: client.ApiClient, cores: CorePool, claims: Claim
 
 
 async def sweep(api: client.ApiClient, cores: CorePool, claims: ClaimStore, tunnel: Mapping[str, Any],
-                events: EventSink, resource_namespace: str) -> int:
+                events: EventSink, resource_namespace: str, removals: RemovalBudget | None = None) -> int:
     """The orphan sweep of one Tunnel (its resync): hostnames routed into its tunnel (as their claims record)
     whose source is gone while the operator was not looking (an annotated Service deleted or no longer annotated,
     or of a namespace the Tunnel no longer serves; a TunnelBinding whose finalizer was removed by hand) are
-    withdrawn. The Tunnel's status names the tunnel only
-    to find those claims: what is removed is proven by each claim. Returns how many sources were withdrawn."""
+    withdrawn. The Tunnel's status names the tunnel only to find those claims: what is removed is proven by each
+    claim.
+
+    Within the deletion cap (:mod:`chutes.sweep.cap`): `removals`, the door's budget (None: no cap), has room for
+    so many hostnames per window; the first orphans (in the order of the claims) go, the rest are kept for a later
+    pass and a Warning ``SweepCapReached`` on the Tunnel says so. Returns how many hostnames were withdrawn."""
     tunnel_id = str((tunnel.get("status") or {}).get("tunnelId") or "")
     if not tunnel_id:
         return 0
-    orphans: list[str] = []
+    orphans: list[Claim] = []
+    gone: dict[str, bool] = {}
     for kind in ("Service", m.BINDING_KIND):
         for claim in await claims.list(kind="hostname", source_kind=kind):
             if str((claim.entry(claiming.TUNNEL_RULE) or {}).get("tunnel") or "") != tunnel_id:
                 continue
-            _, namespace, name = claim.source.split("/", 2)
-            if kind == "Service":
-                service = await kube.read_service(api, namespace, name)
-                gone = (service is None or not m.service_annotated(service["metadata"].get("annotations"))
-                        or not serves_namespace(tunnel, namespace))  # no longer shared with its namespace
-            else:
-                gone = await kube.get_custom(api, m.GROUP, m.BINDING_VERSION, m.BINDING_PLURAL, name, namespace) is None
-            if gone and claim.source not in orphans:
-                orphans.append(claim.source)
+            if claim.source not in gone:
+                gone[claim.source] = await _source_gone(api, kind, claim.source, tunnel)
+            if gone[claim.source]:
+                orphans.append(claim)
     if not orphans:
         return 0
-    spec = t.parse(tunnel, resource_namespace, cores.owner_id)
-    account = await load_account(api, cores, spec, verify=False)
-    core = account.core
-    for source in orphans:
-        await b.withdraw(core, claims_for(claims, dry_run=core.dry_run), source, account.account_id,
-                         account.zone.id, events)
-        events.normal(c.ORPHANS_REMOVED, f"withdrew what {source.replace('/', ' ', 1)} published (it is gone)")
-    return len(orphans)
+    cap = Allowance(None if removals is None else removals.available())
+    allowed = [claim for claim in orphans if cap.allows((claim.source, claim.key))]
+    if allowed:
+        spec = t.parse(tunnel, resource_namespace, cores.owner_id)
+        account = await load_account(api, cores, spec, verify=False)
+        core = account.core
+        held = {claim.key for claim in orphans if (claim.source, claim.key) in cap.held}
+        for source in dict.fromkeys(claim.source for claim in allowed):
+            await b.withdraw(core, claims_for(claims, dry_run=core.dry_run), source, account.account_id,
+                             account.zone.id, events, keep=held)
+            metrics.HOSTNAMES.publish(m.FRONT_DOOR, source, [claim.key for claim in orphans
+                                                             if claim.source == source and claim.key in held])
+            names = ", ".join(claim.key for claim in allowed if claim.source == source)
+            events.normal(c.ORPHANS_REMOVED, f"withdrew {names}: {source.replace('/', ' ', 1)}, which published "
+                          "it, is gone")
+        if removals is not None and not core.dry_run:
+            removals.spend(len(allowed))
+        metrics.orphan_removed(m.FRONT_DOOR, "hostname", len(allowed))
+    if cap.held and removals is not None:
+        events.warning(c.SWEEP_CAP_REACHED, per_window_message(
+            removals, [claim.key for claim in orphans if (claim.source, claim.key) in cap.held], removals.opens_at(),
+            what="orphaned hostname(s) routed into this tunnel"))
+    return len(allowed)
+
+
+async def _source_gone(api: client.ApiClient, kind: str, source: str, tunnel: Mapping[str, Any]) -> bool:
+    """Whether the Service (no longer annotated, or of a namespace `tunnel` no longer serves) or TunnelBinding
+    `source` is gone."""
+    _, namespace, name = source.split("/", 2)
+    if kind == "Service":
+        service = await kube.read_service(api, namespace, name)
+        return (service is None or not m.service_annotated(service["metadata"].get("annotations"))
+                or not serves_namespace(tunnel, namespace))
+    return await kube.get_custom(api, m.GROUP, m.BINDING_VERSION, m.BINDING_PLURAL, name, namespace) is None

@@ -18,6 +18,11 @@ A seed YAML file looks like::
         value: secret-value         # optional, generated when absent
         accounts: [Example Account] # optional restriction (names or ids)
         zones: [example.com]        # optional restriction (names or ids)
+    global_keys:                    # optional: global API keys, sent as X-Auth-Key with X-Auth-Email
+      - name: legacy
+        email: admin@example.com
+        key: 0123...                # optional, generated when absent (37 lowercase hex digits)
+        accounts: [Example Account] # optional restriction, as for tokens (the user's memberships)
     rate_limit: {requests: 1200, period: 300}
 """
 
@@ -44,6 +49,11 @@ def new_api_token() -> str:
     return secrets.token_urlsafe(30)[:40]
 
 
+def new_global_key() -> str:
+    """A random global API key like Cloudflare's: 37 lowercase hex digits."""
+    return secrets.token_hex(19)[:37]
+
+
 @dataclass(frozen=True)
 class AccountSeed:
     id: str
@@ -62,10 +72,13 @@ class ZoneSeed:
 
 @dataclass(frozen=True)
 class TokenSeed:
+    """An API token, or (with `email`) a global API key: the key is `value`, sent with the email."""
+
     name: str
     value: str
     accounts: frozenset[str] | None = None  # account ids; None: every account
     zones: frozenset[str] | None = None  # zone ids; None: every zone
+    email: str | None = None  # a global API key's account email; None: an API token
 
     def allows_account(self, account_id: str) -> bool:
         return self.accounts is None or account_id in self.accounts
@@ -88,6 +101,7 @@ class SandboxConfig:
     tokens: list[TokenSeed]
     rate_limit: RateLimitSettings = field(default_factory=RateLimitSettings)
     prefix: str = "/client/v4"
+    global_keys: list[TokenSeed] = field(default_factory=list)
 
     @classmethod
     def default(cls) -> SandboxConfig:
@@ -148,11 +162,22 @@ class SandboxConfig:
                     zones=None if zones_ref is None else frozenset(_lookup(by_zone, zones_ref)),
                 )
             )
+        global_keys = [
+            TokenSeed(
+                name=str(k["name"]),
+                value=str(k.get("key") or new_global_key()),
+                accounts=None if k.get("accounts") is None else frozenset(_lookup(by_account, k["accounts"])),
+                zones=None if k.get("zones") is None else frozenset(_lookup(by_zone, k["zones"])),
+                email=str(k["email"]),
+            )
+            for k in data.get("global_keys") or []
+        ]
         limits = data.get("rate_limit") or {}
         return cls(
             accounts=accounts,
             zones=zones,
             tokens=tokens,
+            global_keys=global_keys,
             rate_limit=RateLimitSettings(
                 requests=int(limits.get("requests", 1200)), period=float(limits.get("period", 300.0))
             ),

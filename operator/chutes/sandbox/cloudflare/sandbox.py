@@ -86,6 +86,10 @@ class CloudflareSandbox:
     def token_named(self, name: str) -> str:
         return next(t.value for t in self.config.tokens if t.name == name)
 
+    def global_key(self, name: str) -> tuple[str, str]:
+        """(email, key) of the seeded global API key `name`."""
+        return next((str(k.email), k.value) for k in self.config.global_keys if k.name == name)
+
     @property
     def accounts(self) -> list[dict[str, str]]:
         return [{"id": a.id, "name": a.name} for a in self.config.accounts]

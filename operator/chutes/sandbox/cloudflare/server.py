@@ -27,6 +27,14 @@ from .state import State
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 AUTH_ERROR = (10000, "Authentication error")
+# Global API keys, answered as Cloudflare does (X-Auth-Key + X-Auth-Email; see `_authenticate_key`).
+GLOBAL_KEY = re.compile(r"^(?:[0-9a-f]{37}|cfk_[A-Za-z0-9_-]{20,})$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+UNKNOWN_KEY = (9103, "Unknown X-Auth-Key or X-Auth-Email")
+MISSING_EMAIL = (9106, "Missing X-Auth-Email header")
+MISSING_KEY = (9107, "Missing X-Auth-Key header")
+BAD_EMAIL_FORMAT = (6102, "Invalid format for X-Auth-Email header")
+BAD_KEY_FORMAT = (6103, "Invalid format for X-Auth-Key header")
 RATE_LIMITED = (971, "Please wait and consider throttling your request speed")
 
 
@@ -127,8 +135,7 @@ class ApiServer:
 
     def _authenticate(self, request: web.Request) -> TokenSeed:
         if "X-Auth-Email" in request.headers or "X-Auth-Key" in request.headers:
-            # Global API keys are not emulated: only API tokens are accepted.
-            raise ApiError(403, *AUTH_ERROR)
+            return self._authenticate_key(request.headers.get("X-Auth-Key"), request.headers.get("X-Auth-Email"))
         header = request.headers.get("Authorization")
         if header is None or not header.startswith("Bearer ") or not header[7:].strip():
             raise ApiError(
@@ -138,6 +145,21 @@ class ApiServer:
         if token is None:
             raise ApiError(403, *AUTH_ERROR)
         return token
+
+    def _authenticate_key(self, key: str | None, email: str | None) -> TokenSeed:
+        """A global API key and its account email, as Cloudflare answers them: a header missing → 403 9106
+        (email) / 9107 (key); a value of the wrong shape → 400 6003 with 6102 (email) / 6103 (key) in the chain;
+        a well-formed pair that is not a seeded key's → 403 9103. The key alone never authenticates."""
+        if email is None or key is None:
+            raise ApiError(403, *(MISSING_EMAIL if email is None else MISSING_KEY))
+        chain = [*([BAD_EMAIL_FORMAT] if not EMAIL.match(email) else []),
+                 *([BAD_KEY_FORMAT] if not GLOBAL_KEY.match(key) else [])]
+        if chain:
+            raise ApiError(400, 6003, "Invalid request headers", chain=chain)
+        seed = self.state.global_keys.get((email.lower(), key))
+        if seed is None:
+            raise ApiError(403, *UNKNOWN_KEY)
+        return seed
 
     def _admit(self, token: TokenSeed) -> dict[str, str]:
         forced = self.faults.take_rate_limit()

@@ -93,6 +93,9 @@ class State:
         self.accounts = {a.id: a.name for a in cfg.accounts}
         self.zones = {z.id: ZoneInfo(seed=z, created_on=started) for z in cfg.zones}
         self.tokens: dict[str, TokenSeed] = {t.value: t for t in cfg.tokens}
+        # global API keys by (email lower-cased, key): only ever X-Auth-Email + X-Auth-Key, never a Bearer token
+        self.global_keys: dict[tuple[str, str], TokenSeed] = {
+            (str(k.email).lower(), k.value): k for k in cfg.global_keys}
         self.tunnels: dict[str, Tunnel] = {}
         self.tunnel_configs: dict[str, TunnelConfig] = {}
         self.dns: dict[str, dict[str, dict[str, Any]]] = {z.id: {} for z in cfg.zones}

@@ -6,9 +6,13 @@ Deployment)."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 from typing import Any
 
 import pytest
+import yaml
 
 from chutes.cloudflare_core.ownership import parse as parse_marker
 from harness.tunnels import GROUP, NS, OPERATOR_NS, World, world_fixture  # noqa: F401  (world_fixture: a fixture)
@@ -464,18 +468,155 @@ def test_a_hostname_outside_the_hostname_rules_is_refused(kube: Any, cloudflare:
         world.close()
 
 
-def test_a_locally_configured_existing_tunnel_is_refused_and_never_converted(world: World) -> None:
-    import httpx
+# --- a locally configured existingTunnel: adyanth's ConfigMap --------------------------------------------------
 
-    created = httpx.post(f"{world.cf.base_url}/accounts/{world.account}/cfd_tunnel", headers={
-        "Authorization": f"Bearer {world.cf.token}"}, json={"name": "local-one", "config_src": "local"})
-    created.raise_for_status()
-    world.cf.reset_log()
+
+TUNNEL_SECRET = "c2VjcmV0LW9mLXR1bm5lbA=="  # a locally configured tunnel's secret (base64, as Cloudflare gives it)
+
+
+def _config(world: World) -> dict[str, Any]:
+    text = world.config_yaml()
+    assert text is not None
+    return dict(yaml.safe_load(text))
+
+
+def _checksum(world: World) -> str:
+    return str((world.deployment("web-cloudflared").spec.template.metadata.annotations or {}).get(
+        "cfargotunnel.com/checksum"))
+
+
+def _config_writes(world: World) -> list[str]:
+    return [r.op or "" for r in world.cf.requests if r.op == "tunnels.config.put"]
+
+
+@pytest.mark.parametrize("version", ["v1alpha1", "v1alpha2"])
+def test_a_locally_configured_existing_tunnel_is_served_through_its_configmap_and_never_converted(
+        world: World, version: str) -> None:
+    tunnel_id = world.local_tunnel("local-one")
+    world.api_secret(CLOUDFLARE_API_TOKEN=world.cf.token, CLOUDFLARE_TUNNEL_CREDENTIAL_SECRET=TUNNEL_SECRET)
+    world.tunnel(version=version, existingTunnel={"name": "local-one"}, fallbackTarget="http_status:418",
+                 noTlsVerify=True)
+    tunnel = world.ready_tunnel()
+    assert tunnel["status"]["tunnelId"] == tunnel_id and "ConfigMap" in world.condition(tunnel)["message"]
+    assert _config(world) == {"tunnel": tunnel_id, "ingress": [{"service": "http_status:418"}],
+                              "originRequest": {"noTLSVerify": True},
+                              "credentials-file": "/etc/cloudflared/creds/credentials.json",
+                              "metrics": "0.0.0.0:2000", "no-autoupdate": True}
+    deployment = world.deployment("web-cloudflared")
+    [container] = deployment.spec.template.spec.containers
+    assert container.args[-3:] == ["--config", "/etc/cloudflared/config/config.yaml", "run"]
+    assert not container.env  # no tunnel token: the credentials file
+    volumes = {v.name: v for v in deployment.spec.template.spec.volumes}
+    assert volumes["config"].config_map.name == "web" and volumes["creds"].secret.secret_name == \
+        "web-tunnel-credentials"
+    assert _checksum(world) == hashlib.md5(str(world.config_yaml()).encode()).hexdigest()
+    secret = world.core.read_namespaced_secret("web-tunnel-credentials", NS)
+    assert json.loads(base64.b64decode(secret.data["credentials.json"])) == {
+        "AccountTag": world.account, "TunnelID": tunnel_id, "TunnelName": "local-one",
+        "TunnelSecret": TUNNEL_SECRET}
+
+    # The user's own keys in config.yaml are theirs: kept by every regeneration.
+    edited = {**_config(world), "warp-routing": {"enabled": True}, "originRequest": {"connectTimeout": "10s"}}
+    world.core.patch_namespaced_config_map("web", NS, {"data": {"config.yaml": yaml.safe_dump(edited)}})
+
+    # A binding with two subjects: both rules in the ConfigMap (cloudflared restarts: the checksum changes).
+    before = _checksum(world)
+    world.service("whoami-1", 8080)
+    world.service("whoami-2", 443)
+    world.binding("whoami", _subjects()[:2], annotations={"chutes.troubleshat.com/access-allowed-emails":
+                                                            "ops@example.com"})
+    world.ready_binding("whoami")
+    config = _config(world)
+    assert config["ingress"] == [
+        {"hostname": "who.example.com", "service": f"https://whoami-2.{NS}.svc:443",
+         "originRequest": {"noTLSVerify": True}},
+        {"hostname": "whoami-1.example.com", "service": f"http://whoami-1.{NS}.svc:8080"},
+        {"service": "http_status:418"}]
+    assert config["warp-routing"] == {"enabled": True} and config["originRequest"] == {"connectTimeout": "10s"}
+    wait_for("restarted", lambda: _checksum(world) == hashlib.md5(str(world.config_yaml()).encode()).hexdigest())
+    assert _checksum(world) != before
+    for fqdn in ("whoami-1.example.com", "who.example.com"):
+        [record] = world.records(fqdn)
+        assert (record["type"], record["content"]) == ("CNAME", f"{tunnel_id}.cfargotunnel.com")
+        assert len(world.apps_for(fqdn)) == 1  # Access in front, as for a remote tunnel
+
+    # One subject removed: its rule leaves the ConfigMap, its record and Access application go.
+    before = _checksum(world)
+    world.patch_binding("whoami", {"subjects": _subjects()[:1]})
+    world.ready_binding("whoami", hostnames="whoami-1.example.com")
+    wait_for("who's rule gone", lambda: [r.get("hostname") for r in _config(world)["ingress"]] == [
+        "whoami-1.example.com", None])
+    assert world.records("who.example.com") == [] and world.apps_for("who.example.com") == []
+    wait_for("restarted", lambda: _checksum(world) != before)
+    assert _config(world)["warp-routing"] == {"enabled": True}
+
+    # Never converted to remote management: no configuration was ever written to Cloudflare.
+    assert _config_writes(world) == []
+    assert not (world.state()["tunnel_configs"].get(tunnel_id) or {}).get("config")
+
+    # The Tunnel deleted: the rules leave with its ConfigMap, the records go, the tunnel stays.
+    world.custom.delete_namespaced_custom_object(GROUP, version, NS, "tunnels", "web")
+    wait_for("Tunnel gone", lambda: not world.custom.list_namespaced_custom_object(GROUP, "v1alpha2", NS,
+                                                                                    "tunnels")["items"])
+    assert world.config_yaml() is None and world._read_deployment("web-cloudflared", NS) is None
+    assert world.records("whoami-1.example.com") == []
+    assert [t["id"] for t in world.live_tunnels()] == [tunnel_id]
+    assert _config_writes(world) == []
+
+
+def test_a_local_tunnels_credentials_file_is_copied_and_missing_credentials_touch_nothing(world: World) -> None:
+    tunnel_id = world.local_tunnel("local-one")
+    world.api_secret()  # the API token only
+    world.tunnel(existingTunnel={"id": tunnel_id})
+    tunnel = world.wait_reason("SecretKeyMissing", world.get_tunnel)
+    assert "CLOUDFLARE_TUNNEL_CREDENTIAL_FILE" in world.condition(tunnel)["message"]
+    wait_for("a Warning", lambda: [e for e in world.events("web", NS) if e[:2] == ("Warning", "SecretKeyMissing")])
+    assert world.config_yaml() is None and world._read_deployment("web-cloudflared", NS) is None
+
+    # The file under the key name spec.cloudflare gives it: copied verbatim.
+    file = json.dumps({"AccountTag": world.account, "TunnelID": tunnel_id, "TunnelSecret": "czNjcjN0"})
+    world.core.patch_namespaced_secret("cloudflare-secrets", NS, {"stringData": {"TUNNEL_FILE": file}})
+    world.custom.delete_namespaced_custom_object(GROUP, "v1alpha2", NS, "tunnels", "web")
+    wait_for("Tunnel gone", lambda: not world.custom.list_namespaced_custom_object(GROUP, "v1alpha2", NS,
+                                                                                    "tunnels")["items"])
+    world.tunnel(existingTunnel={"id": tunnel_id},
+                 cloudflare=world.cloudflare(CLOUDFLARE_TUNNEL_CREDENTIAL_FILE="TUNNEL_FILE"))
+    world.ready_tunnel()
+    secret = world.core.read_namespaced_secret("web-tunnel-credentials", NS)
+    assert base64.b64decode(secret.data["credentials.json"]).decode() == file
+    assert _config(world)["tunnel"] == tunnel_id and _config_writes(world) == []
+
+
+def test_a_remote_existing_tunnels_catch_all_is_kept_unless_fallback_target_asks(world: World) -> None:
+    import asyncio
+
+    from chutes.cloudflare_core import CloudflareCore, IngressRule, Recorded
+
+    async def make() -> str:
+        async with CloudflareCore(world.cf.token, base_url=world.cf.base_url) as core:
+            tunnel = await core.ensure_tunnel(world.account, "hand-made", Recorded(since="2000-01-01T00:00:00Z"))
+            await core.set_ingress_rule(world.account, tunnel.id, IngressRule(
+                hostname="legacy.example.com", service="http://legacy:80"), lambda _: False)
+            await core.set_tunnel_defaults(world.account, tunnel.id, "http://default-backend:80",
+                                           {"connectTimeout": "5s"})
+            return tunnel.id
+
+    existing = asyncio.run(make())
     world.api_secret()
-    world.tunnel(existingTunnel={"name": "local-one"})
-    tunnel = world.wait_reason("InvalidSpec", world.get_tunnel)
-    assert "locally configured" in world.condition(tunnel)["message"]
-    assert _ops(world) == [] and world._read_deployment("web-cloudflared", NS) is None
+    world.tunnel(existingTunnel={"name": "hand-made"})  # no fallbackTarget: the catch-all there is kept
+    world.ready_tunnel()
+    world.service("whoami-1", 80)
+    world.binding("whoami", [{"name": "whoami-1"}])
+    world.ready_binding("whoami")
+    assert world.ingress(existing)[-1] == {"service": "http://default-backend:80"}
+
+    # Asked for explicitly: the catch-all becomes fallbackTarget; rules and other keys are kept.
+    world.custom.patch_namespaced_custom_object(GROUP, "v1alpha2", NS, "tunnels", "web",
+                                                {"spec": {"fallbackTarget": "http_status:503"}})
+    wait_for("catch-all set", lambda: world.ingress(existing)[-1] == {"service": "http_status:503"})
+    config = world.state()["tunnel_configs"][existing]["config"]
+    assert [r.get("hostname") for r in config["ingress"]] == ["legacy.example.com", "whoami-1.example.com", None]
+    assert config["originRequest"] == {"connectTimeout": "5s"}
 
 
 def test_bindings_are_scoped_by_namespace_and_dns_updates_can_be_switched_off(world: World) -> None:

@@ -587,6 +587,55 @@ def test_a_local_tunnels_credentials_file_is_copied_and_missing_credentials_touc
     assert _config(world)["tunnel"] == tunnel_id and _config_writes(world) == []
 
 
+def test_adyanths_configmap_for_the_same_tunnel_is_taken_over_and_a_foreign_one_is_left_alone(
+        kube: Any, cloudflare: Any) -> None:
+    world = World(kube, cloudflare)
+    try:
+        tunnel_id = world.local_tunnel("local-one")
+        world.api_secret(CLOUDFLARE_API_TOKEN=world.cf.token, CLOUDFLARE_TUNNEL_CREDENTIAL_SECRET=TUNNEL_SECRET)
+        made = world.tunnel(version="v1alpha1", existingTunnel={"id": tunnel_id})
+        adyanths = {"tunnel": tunnel_id, "ingress": [{"hostname": "blog.example.com", "service": "tcp://blog:80"},
+                                                      {"service": "http_status:404"}],
+                    "credentials-file": "/etc/cloudflared/creds/credentials.json", "metrics": "0.0.0.0:2000",
+                    "no-autoupdate": True}
+        world.core.create_namespaced_config_map(NS, {"metadata": {
+            "name": "web", "labels": {"cfargotunnel.com/app": "cloudflared", "cfargotunnel.com/tunnel": "web"},
+            "ownerReferences": [{"apiVersion": f"{GROUP}/v1alpha1", "kind": "Tunnel", "name": "web",
+                                 "uid": made["metadata"]["uid"], "controller": True}]},
+            "data": {"config.yaml": yaml.safe_dump(adyanths)}})
+        world.tunnel("other", existingTunnel={"id": tunnel_id})
+        foreign = {"config.yaml": "tunnel: someone-elses\n"}
+        world.core.create_namespaced_config_map(NS, {"metadata": {"name": "other"}, "data": foreign})
+        world.start()
+
+        world.ready_tunnel()
+        labels = world.core.read_namespaced_config_map("web", NS).metadata.labels
+        assert labels["app.kubernetes.io/managed-by"] == "chutes-operator"
+        # The ingress is the door's now (adyanth's rule goes until the blog-era Service publishes it again).
+        assert _config(world)["ingress"] == [{"service": "http_status:404"}]
+        _annotated_service(world, "blog", 80, cr="web")
+        wait_for("blog routed", lambda: [r.get("hostname") for r in _config(world)["ingress"]] == [
+            "blog.example.com", None])
+        assert _config(world)["ingress"][0]["service"] == f"http://blog.{NS}.svc:80"
+        [record] = wait_for("blog's CNAME", lambda: world.records("blog.example.com"))  # after the rule
+        assert record["content"] == f"{tunnel_id}.cfargotunnel.com"
+
+        other = world.wait_reason("ObjectNotOurs", lambda: world.get_tunnel("other"))
+        assert "ConfigMap apps/other" in world.condition(other)["message"]
+        assert world.core.read_namespaced_config_map("other", NS).data == foreign
+        assert world._read_deployment("other-cloudflared", NS) is None
+
+        # The Service deleted (once kopf marked it handled): its rule leaves the ConfigMap, its record goes.
+        wait_for("handled", lambda: "chutes.troubleshat.com/last-handled-configuration" in (
+            world.core.read_namespaced_service("blog", NS).metadata.annotations or {}))
+        world.core.delete_namespaced_service("blog", NS, _preload_content=False)
+        wait_for("blog gone", lambda: _config(world)["ingress"] == [{"service": "http_status:404"}])
+        wait_for("record gone", lambda: world.records("blog.example.com") == [])
+        assert _config_writes(world) == []
+    finally:
+        world.close()
+
+
 def test_a_remote_existing_tunnels_catch_all_is_kept_unless_fallback_target_asks(world: World) -> None:
     import asyncio
 

@@ -1,36 +1,36 @@
-"""A locally configured ``existingTunnel`` (a tunnel whose configuration is a file, not Cloudflare's: adyanth's
-ConfigMap mode). It is never converted to remote management (Cloudflare cannot turn it back): no configuration is
-ever PUT to Cloudflare for it.
+"""A locally configured ``existingTunnel`` (its configuration is a file, not Cloudflare's: adyanth's ConfigMap
+mode). It is never converted to remote management (Cloudflare cannot turn it back): no configuration is ever PUT
+to Cloudflare for it. The documents themselves are :mod:`config_file`'s; this module reads and writes them.
 
 - **The ConfigMap** ``<tunnel>`` (key ``config.yaml``, in the tunnel's namespace; a ClusterTunnel's in the cluster
-  resource namespace) holds cloudflared's configuration as adyanth writes it: ``tunnel``, ``ingress``, the
-  top-level ``originRequest`` (``noTLSVerify``, ``caPool``), ``credentials-file``, ``metrics``,
-  ``no-autoupdate``. Written whole when absent; afterwards only ``tunnel`` and ``ingress`` are the door's, every
-  other key (edited by hand, or one adyanth does not know) is kept. adyanth's own ConfigMap for the same CR (its
-  controller ownerReference is the CR) is taken over.
+  resource namespace), labelled as ours (adyanth's own ConfigMap for the same CR, whose controller ownerReference
+  is the CR, is taken over by its reconcile). The (Cluster)Tunnel's reconcile writes it whole when absent;
+  afterwards only ``tunnel`` and ``ingress`` are the door's, every other key (edited by hand, or one adyanth does
+  not know) is kept.
 - **The ingress** is regenerated from the ledger: the rules the hostname claims record in this ConfigMap (their
   ``tunnel_rule`` entry names the (Cluster)Tunnel, so bindings are scoped by its kind and namespace, unlike
-  adyanth's merge by name), exact hostnames before wildcards and longer paths first, then the catch-all
-  ``fallbackTarget``. A rule written into the ingress by hand is replaced, as adyanth does. Regenerations of one
-  ConfigMap coalesce (one write for the subjects of a binding published at once).
+  adyanth's merge by name), then the catch-all ``fallbackTarget``. A rule written into the ingress by hand is
+  replaced, as adyanth does. Regenerations of one ConfigMap coalesce (one write for the subjects of a binding
+  published at once). A rule is recorded (intent) before the write and completed after it; it leaves the
+  ConfigMap before its DNS record and Access application go (:func:`drop_rules`, then the claim's teardown).
 - **The checksum**: the md5 of ``config.yaml`` goes to the cloudflared pod template's ``cfargotunnel.com/checksum``
   annotation, so every route change restarts cloudflared: the documented cost of local mode.
 - **Credentials**: ``credentials.json`` (Secret ``<tunnel>-tunnel-credentials``) from the API Secret's
   ``CLOUDFLARE_TUNNEL_CREDENTIAL_FILE`` (copied verbatim) or ``CLOUDFLARE_TUNNEL_CREDENTIAL_SECRET`` (adyanth's
   ``AccountTag``/``TunnelID``/``TunnelName``/``TunnelSecret``), key names renamed by ``spec.cloudflare``.
+
+The write policy governs Cloudflare objects only: the ConfigMap follows the ledger under every policy. Under
+dry-run nothing is written (the ledger is not either).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
 from kubernetes_asyncio import client
 
 from chutes import conditions as c
@@ -41,125 +41,16 @@ from chutes.cloudflare_core.coalescing import CoalescingWriter, Request
 from chutes.frontdoors import claiming
 from chutes.frontdoors.problems import Problem
 from chutes.frontdoors.retries import CONFIG_RETRY, CONFLICT_RETRY, MISSING_RETRY
+from chutes.frontdoors.tunnels import config_file as cf
 from chutes.frontdoors.tunnels import model as m
 
-CONFIG_KEY = "config.yaml"
-CHECKSUM = "cfargotunnel.com/checksum"
-CONFIG_DIR = "/etc/cloudflared/config"
-CREDENTIALS_DIR = "/etc/cloudflared/creds"
-CREDENTIALS_KEY = "credentials.json"
-METRICS = "0.0.0.0:2000"
 # The fields of a hostname claim's ``tunnel_rule`` entry for a rule in a ConfigMap (with tunnel, account, service,
-# path as for a remote rule): the (Cluster)Tunnel whose ConfigMap holds it, the ConfigMap, the rule's options.
+# path and originRequest as :func:`config_file.rule_fields` gives them): the (Cluster)Tunnel whose ConfigMap holds
+# it, and that ConfigMap (``<namespace>/<name>``).
 ENTRY_TUNNEL = "local"
 ENTRY_CONFIG = "configmap"
-ENTRY_ORIGIN = "originRequest"
 NOT_WRITTEN = "TunnelNotReady"  # the reason tunnels.TUNNEL_NOT_READY
 WRITE_ATTEMPTS = 3  # a ConfigMap changed between our read and our write: read and merge again
-
-
-# --- the document (pure) -----------------------------------------------------------------------------------------
-
-
-def initial_config(tunnel_id: str, fallback: str, origin_request: Mapping[str, Any]) -> dict[str, Any]:
-    """adyanth's initial ``config.yaml``, key order as its Go struct."""
-    document: dict[str, Any] = {"tunnel": tunnel_id, "ingress": [{"service": fallback}]}
-    if origin_request:
-        document["originRequest"] = dict(origin_request)
-    document.update({"credentials-file": f"{CREDENTIALS_DIR}/{CREDENTIALS_KEY}", "metrics": METRICS,
-                     "no-autoupdate": True})
-    return document
-
-
-def parse_config(text: str) -> dict[str, Any]:
-    """``config.yaml`` as a mapping; :class:`ValueError` when it is not one."""
-    try:
-        document = yaml.safe_load(text) if text.strip() else {}
-    except yaml.YAMLError as exc:
-        raise ValueError(f"not YAML: {exc}") from None
-    if not isinstance(document, dict):
-        raise ValueError("not a YAML mapping")
-    return document
-
-
-def render(document: Mapping[str, Any]) -> str:
-    return yaml.safe_dump(dict(document), sort_keys=False, default_flow_style=False)
-
-
-def checksum(text: str) -> str:
-    """adyanth's ``cfargotunnel.com/checksum``: the lowercase hex md5 of ``config.yaml``."""
-    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
-
-
-def rule_fields(rule: IngressRule) -> dict[str, Any]:
-    """What a claim's entry records of a rule beyond tunnel and account: service, path, originRequest."""
-    fields: dict[str, Any] = {"service": rule.service}
-    if rule.path:
-        fields["path"] = rule.path
-    wire = rule.to_wire()
-    if "originRequest" in wire:
-        fields[ENTRY_ORIGIN] = wire["originRequest"]
-    return fields
-
-
-def entry_rule(hostname: str, entry: Mapping[str, Any]) -> dict[str, Any]:
-    """The ingress rule a claim's local ``tunnel_rule`` entry records."""
-    rule: dict[str, Any] = {"hostname": hostname}
-    if entry.get("path"):
-        rule["path"] = str(entry["path"])
-    rule["service"] = str(entry.get("service") or "")
-    if isinstance(entry.get(ENTRY_ORIGIN), Mapping) and entry[ENTRY_ORIGIN]:
-        rule["originRequest"] = dict(entry[ENTRY_ORIGIN])
-    return rule
-
-
-def _order(rule: Mapping[str, Any]) -> tuple[bool, str, int, str]:
-    hostname, path = str(rule.get("hostname") or ""), str(rule.get("path") or "")
-    return hostname.startswith("*"), hostname.lstrip("*."), -len(path), path
-
-
-def ingress(rules: Iterable[Mapping[str, Any]], catch_all: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The whole ingress: `rules` (exact hostnames before wildcards, longer paths first), then `catch_all`."""
-    return [*(dict(rule) for rule in sorted(rules, key=_order)), dict(catch_all)]
-
-
-def regenerated(document: Mapping[str, Any], tunnel_id: str, rules: Iterable[Mapping[str, Any]],
-                fallback: str | None) -> dict[str, Any]:
-    """`document` with ``tunnel`` and ``ingress`` replaced (every other key kept, in its place). The catch-all:
-    `fallback`, else the one there (keeping its options), else ``http_status:404``."""
-    current = [rule for rule in document.get("ingress") or [] if isinstance(rule, Mapping)]
-    last = dict(current[-1]) if current and not current[-1].get("hostname") and not current[-1].get("path") \
-        else None
-    catch_all = {**(last or {}), "service": fallback} if fallback else last or {"service": m.DEFAULT_FALLBACK}
-    result = dict(document)
-    result["tunnel"] = tunnel_id
-    result["ingress"] = ingress(rules, catch_all)
-    return result if "tunnel" in document else {"tunnel": tunnel_id, **result}
-
-
-def credentials_json(account_id: str, tunnel: Tunnel, file: str | None, secret: str | None, where: str) -> str:
-    """``credentials.json``: `file` verbatim (it must be this tunnel's), else adyanth's object built from the tunnel
-    `secret`; :class:`m.SpecError` when neither is given or the file is another tunnel's. No message names a
-    character of either."""
-    if file and file.strip():
-        try:
-            parsed = json.loads(file)
-        except ValueError:
-            parsed = None
-        if not isinstance(parsed, dict) or not parsed.get("TunnelSecret"):
-            raise m.SpecError(c.CREDENTIALS_INVALID, f"{where}: the tunnel credentials file is not a JSON object "
-                              "with a TunnelSecret")
-        if parsed.get("TunnelID") not in (None, tunnel.id):
-            raise m.SpecError(c.INVALID_SPEC, f"{where}: the tunnel credentials file is tunnel "
-                              f"{parsed.get('TunnelID')}'s, not {tunnel.name} ({tunnel.id})'s")
-        return file
-    if secret and secret.strip():
-        return json.dumps({"AccountTag": account_id, "TunnelID": tunnel.id, "TunnelName": tunnel.name,
-                           "TunnelSecret": secret.strip()}, sort_keys=True, separators=(",", ":"))
-    raise m.SpecError(c.SECRET_KEY_MISSING, f"{where}: tunnel {tunnel.name} ({tunnel.id}) is locally configured "
-                      "(a config file): its credentials are needed, under the key CLOUDFLARE_TUNNEL_CREDENTIAL_FILE "
-                      "or CLOUDFLARE_TUNNEL_CREDENTIAL_SECRET (or the names spec.cloudflare gives them)")
-
 
 # --- where the rules go --------------------------------------------------------------------------------------------
 
@@ -190,7 +81,7 @@ class Target:
 def target_for(api: client.ApiClient, spec: m.TunnelSpec, tunnel_id: str, *, dry_run: bool,
                owner: Mapping[str, Any] | None = None) -> Target:
     """The ConfigMap of `spec`'s tunnel; with `owner` (the (Cluster)Tunnel's reconcile), created when absent."""
-    initial = initial_config(tunnel_id, spec.fallback, m.tunnel_origin_request(spec)) if owner is not None else None
+    initial = cf.initial_config(tunnel_id, spec.fallback, m.tunnel_origin_request(spec)) if owner is not None else None
     return Target(api=api, namespace=spec.namespace, name=spec.config_name, tunnel_source=spec.source,
                   owned_by=spec.owned_by, tunnel_id=tunnel_id, deployment=spec.deployment_name,
                   fallback=spec.fallback, initial=initial, owner=owner, dry_run=dry_run)
@@ -261,7 +152,7 @@ async def _rules(claims: ClaimStore, target: Target, without: frozenset[str]) ->
         for claim in await claims.list(kind="hostname", source_kind=kind):
             entry = claim.entry(claiming.TUNNEL_RULE) or {}
             if entry.get(ENTRY_TUNNEL) == target.tunnel_source and claim.key not in without and entry.get("service"):
-                rules.append(entry_rule(claim.key, entry))
+                rules.append(cf.entry_rule(claim.key, entry))
     return rules
 
 
@@ -288,12 +179,12 @@ async def _write(target: Target, claims: ClaimStore, without: frozenset[str]) ->
         if current is None:
             if target.initial is None:
                 return None
-            text = render(regenerated(target.initial, target.tunnel_id, rules, target.fallback))
+            text = cf.render(cf.regenerated(target.initial, target.tunnel_id, rules, target.fallback))
             body = {"apiVersion": "v1", "kind": "ConfigMap",
                     "metadata": {"name": target.name, "namespace": target.namespace,
                                  "labels": dict(target.owned_by),
                                  **({"ownerReferences": [dict(target.owner)]} if target.owner else {})},
-                    "data": {CONFIG_KEY: text}}
+                    "data": {cf.CONFIG_KEY: text}}
             if not target.dry_run and await kube.create_configmap(target.api, target.namespace, body) is None:
                 continue  # created meanwhile: merge into it
         else:
@@ -301,25 +192,25 @@ async def _write(target: Target, claims: ClaimStore, without: frozenset[str]) ->
             if not _ours(target, meta):
                 raise Problem(c.OBJECT_NOT_OURS, str(kube.NotOurs("ConfigMap", target.namespace, target.name,
                                                                    target.owned_by)), CONFLICT_RETRY)
-            text = str((current.get("data") or {}).get(CONFIG_KEY) or "")
+            text = str((current.get("data") or {}).get(cf.CONFIG_KEY) or "")
             try:
-                document = parse_config(text)
+                document = cf.parse_config(text)
             except ValueError as exc:
-                raise Problem(c.INVALID_SPEC, f"ConfigMap {target.where}: {CONFIG_KEY} is {exc}: fix it, or delete "
+                raise Problem(c.INVALID_SPEC, f"ConfigMap {target.where}: {cf.CONFIG_KEY} is {exc}: fix it, or delete "
                               "the ConfigMap to have it written afresh", CONFIG_RETRY) from None
-            wanted = regenerated(document, target.tunnel_id, rules, target.fallback)
+            wanted = cf.regenerated(document, target.tunnel_id, rules, target.fallback)
             labels = {**(meta.get("labels") or {}), **target.owned_by}
             if wanted != document or labels != (meta.get("labels") or {}):
-                text = render(wanted) if wanted != document else text
+                text = cf.render(wanted) if wanted != document else text
                 body = {**current, "metadata": {**meta, "labels": labels},
-                        "data": {**(current.get("data") or {}), CONFIG_KEY: text}}
+                        "data": {**(current.get("data") or {}), cf.CONFIG_KEY: text}}
                 if not target.dry_run and not await kube.replace_configmap(target.api, target.namespace,
                                                                            target.name, body):
                     continue  # changed (or deleted) since it was read
-        digest = checksum(text)
+        digest = cf.checksum(text)
         if not target.dry_run:
             try:
-                await kube.annotate_pod_template(target.api, target.namespace, target.deployment, CHECKSUM, digest,
+                await kube.annotate_pod_template(target.api, target.namespace, target.deployment, cf.CHECKSUM, digest,
                                                  target.owned_by)
             except kube.NotOurs as exc:
                 raise Problem(c.OBJECT_NOT_OURS, str(exc), CONFLICT_RETRY) from None
@@ -342,7 +233,7 @@ async def write_rule(target: Target, claims: ClaimStore, claim: Claim, account_i
     completed once the ConfigMap holds it), then the ingress regenerated. TunnelNotReady while the ConfigMap is
     not written (the (Cluster)Tunnel's reconcile writes it)."""
     fields = {"tunnel": target.tunnel_id, "account": account_id, ENTRY_TUNNEL: target.tunnel_source,
-              ENTRY_CONFIG: target.where, **rule_fields(rule)}
+              ENTRY_CONFIG: target.where, **cf.rule_fields(rule)}
     entry = claim.entry(claiming.TUNNEL_RULE) or {}
     same = {key: value for key, value in entry.items() if key not in ("since", "id")} == fields
     if not same:
@@ -352,7 +243,11 @@ async def write_rule(target: Target, claims: ClaimStore, claim: Claim, account_i
                       "yet", MISSING_RETRY)
     if same and entry.get("id") == target.tunnel_id:
         return claim
-    return await claims.complete(claim, claiming.TUNNEL_RULE, target.tunnel_id, **fields)
+    claim = await claims.complete(claim, claiming.TUNNEL_RULE, target.tunnel_id, **fields)
+    before = _target_of(target.api, entry, claims.owner_id, target.dry_run)
+    if before is not None and (before.where, before.tunnel_source) != (target.where, target.tunnel_source):
+        await regenerate(before, claims)  # the binding moved to another tunnel: out of the one it was in
+    return claim
 
 
 async def drop_rules(claims: ClaimStore, gone: list[Claim]) -> list[Claim]:
@@ -382,7 +277,7 @@ def credentials_manifest(spec: m.TunnelSpec, credentials: str) -> dict[str, Any]
     return {"apiVersion": "v1", "kind": "Secret",
             "metadata": {"name": spec.credentials_secret_name, "namespace": spec.namespace,
                          "labels": spec.object_labels},
-            "type": "Opaque", "stringData": {CREDENTIALS_KEY: credentials}}
+            "type": "Opaque", "stringData": {cf.CREDENTIALS_KEY: credentials}}
 
 
 async def read_credentials(api: client.ApiClient, spec: m.TunnelSpec, account_id: str, tunnel: Tunnel) -> str:
@@ -400,9 +295,10 @@ async def read_credentials(api: client.ApiClient, spec: m.TunnelSpec, account_id
     if file is None or secret is None:
         raise Problem(c.SECRET_NOT_FOUND, f"{where} does not exist", MISSING_RETRY)
     try:
-        return credentials_json(account_id, tunnel, file, secret, where)
+        return cf.credentials_json(account_id, tunnel, file, secret, where,
+                                   (keys.credential_file_key, keys.credential_secret_key))
     except m.SpecError as exc:
-        raise Problem(exc.reason, str(exc), MISSING_RETRY if exc.reason == c.SECRET_KEY_MISSING else None) from None
+        raise Problem(exc.reason, str(exc), MISSING_RETRY) from None  # the Secret's content: fixed there
 
 
 async def delete_config(api: client.ApiClient, spec_namespace: str, name: str, owned_by: Mapping[str, str],

@@ -37,6 +37,7 @@ from chutes.frontdoors import claiming, cloudflared
 from chutes.frontdoors.problems import EventSink, Problem, step
 from chutes.frontdoors.retries import CONFIG_RETRY, CONFLICT_RETRY, MISSING_RETRY
 from chutes.frontdoors.status_writer import StatusWriter, reported
+from chutes.frontdoors.tunnels import config_file as cf
 from chutes.frontdoors.tunnels import local
 from chutes.frontdoors.tunnels import model as m
 from chutes.frontdoors.tunnels.account import Account, load_account
@@ -108,9 +109,9 @@ def connector(spec: m.TunnelSpec, checksum: str | None = None) -> cloudflared.Co
     )
     if checksum is None:
         return run
-    return dataclasses.replace(run, config_map=spec.config_name, config_key=local.CONFIG_KEY,
-                               config_dir=local.CONFIG_DIR, credentials_dir=local.CREDENTIALS_DIR,
-                               pod_annotations={local.CHECKSUM: checksum})
+    return dataclasses.replace(run, config_map=spec.config_name, config_key=cf.CONFIG_KEY,
+                               config_dir=cf.CONFIG_DIR, credentials_dir=cf.CREDENTIALS_DIR,
+                               pod_annotations={cf.CHECKSUM: checksum})
 
 
 def owner_reference(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -167,7 +168,10 @@ async def _reconcile(api: client.ApiClient, cores: CorePool, claims: ClaimStore,
         if is_local(spec, tunnel):
             credentials = await local.read_credentials(api, spec, account_id, tunnel)  # nothing written before
             target = local.target_for(api, spec, tunnel.id, dry_run=core.dry_run, owner=owner_reference(body))
-            run = connector(spec, await local.regenerate(target, claims))
+            digest = await local.regenerate(target, claims)
+            if digest is None:  # written whole when absent: only a race with its deletion gets here
+                raise Problem(TUNNEL_NOT_READY, f"ConfigMap {target.where} is not written yet", CONFIG_RETRY)
+            run = connector(spec, digest)
             secret = local.credentials_manifest(spec, credentials)
         else:
             token = await step("reading the tunnel token", core.get_tunnel_token(account_id, tunnel.id))
@@ -229,6 +233,9 @@ async def delete_tunnel(api: client.ApiClient, cores: CorePool, claims: ClaimSto
         routed = in_config + [claim for claim in hostnames if claim not in in_config and str(
             (claim.entry(claiming.TUNNEL_RULE) or {}).get("tunnel") or "") in tunnel_ids]
         routed = await local.drop_rules(claims, routed)
+        for claim in in_config:
+            events.normal(c.TUNNEL_RULE_REMOVED, f"tunnel rule for {claim.key} removed from ConfigMap "
+                          f"{namespace}/{meta['name']}")
         for done in await asyncio.gather(*(claiming.tear_down_hostname(  # at once: coalesced
                 core, claims, claim, account_id=account.account_id, zone_id=account.zone.id) for claim in routed)):
             say_teardown(events, done)

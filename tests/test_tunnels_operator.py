@@ -109,8 +109,9 @@ def test_binding_routes_several_subjects_without_restarting_cloudflared(world: W
     assert world.deployment("web-cloudflared").metadata.generation == generation
 
 
-def _ops(world: World) -> list[str]:
-    return [r.op or "" for r in world.cf.requests if r.method != "GET" and 200 <= r.status < 300]
+def _ops(world: World, since: int = 0) -> list[str]:
+    """The Cloudflare writes that succeeded (from request `since` of the log on)."""
+    return [r.op or "" for r in world.cf.requests[since:] if r.method != "GET" and 200 <= r.status < 300]
 
 
 def test_cluster_tunnel_serves_bindings_and_its_deletion_removes_routes_dns_cloudflared_then_the_tunnel(
@@ -520,12 +521,14 @@ def test_a_locally_configured_existing_tunnel_is_served_through_its_configmap_an
     world.core.patch_namespaced_config_map("web", NS, {"data": {"config.yaml": yaml.safe_dump(edited)}})
 
     # A binding with two subjects: both rules in the ConfigMap (cloudflared restarts: the checksum changes).
-    before = _checksum(world)
+    before, mark = _checksum(world), len(world.cf.requests)
     world.service("whoami-1", 8080)
     world.service("whoami-2", 443)
     world.binding("whoami", _subjects()[:2], annotations={"chutes.troubleshat.com/access-allowed-emails":
                                                             "ops@example.com"})
     world.ready_binding("whoami")
+    ops = _ops(world, since=mark)
+    assert ops.index("access.apps.create") < ops.index("dns.batch")  # Access first, as for a remote tunnel
     config = _config(world)
     assert config["ingress"] == [
         {"hostname": "who.example.com", "service": f"https://whoami-2.{NS}.svc:443",
@@ -540,13 +543,16 @@ def test_a_locally_configured_existing_tunnel_is_served_through_its_configmap_an
         assert (record["type"], record["content"]) == ("CNAME", f"{tunnel_id}.cfargotunnel.com")
         assert len(world.apps_for(fqdn)) == 1  # Access in front, as for a remote tunnel
 
-    # One subject removed: its rule leaves the ConfigMap, its record and Access application go.
-    before = _checksum(world)
+    # One subject removed: its rule leaves the ConfigMap, then its record and Access application go.
+    before, mark = _checksum(world), len(world.cf.requests)
     world.patch_binding("whoami", {"subjects": _subjects()[:1]})
     world.ready_binding("whoami", hostnames="whoami-1.example.com")
     wait_for("who's rule gone", lambda: [r.get("hostname") for r in _config(world)["ingress"]] == [
         "whoami-1.example.com", None])
-    assert world.records("who.example.com") == [] and world.apps_for("who.example.com") == []
+    wait_for("who's Access gone", lambda: world.apps_for("who.example.com") == [])
+    assert world.records("who.example.com") == []
+    ops = _ops(world, since=mark)
+    assert ops.index("dns.batch") < ops.index("access.apps.delete")
     wait_for("restarted", lambda: _checksum(world) != before)
     assert _config(world)["warp-routing"] == {"enabled": True}
 
@@ -585,6 +591,36 @@ def test_a_local_tunnels_credentials_file_is_copied_and_missing_credentials_touc
     secret = world.core.read_namespaced_secret("web-tunnel-credentials", NS)
     assert base64.b64decode(secret.data["credentials.json"]).decode() == file
     assert _config(world)["tunnel"] == tunnel_id and _config_writes(world) == []
+
+
+def test_local_tunnels_of_one_name_are_kept_apart_by_kind_and_namespace(world: World) -> None:
+    cluster_id, namespaced_id = world.local_tunnel("one"), world.local_tunnel("two")
+    for namespace in (OPERATOR_NS, NS):
+        world.api_secret(namespace=namespace, CLOUDFLARE_API_TOKEN=world.cf.token,
+                         CLOUDFLARE_TUNNEL_CREDENTIAL_SECRET=TUNNEL_SECRET)
+    world.tunnel("edge", cluster=True, existingTunnel={"id": cluster_id})
+    world.tunnel("edge", existingTunnel={"id": namespaced_id})
+    world.ready_tunnel("edge", cluster=True)
+    world.ready_tunnel("edge")
+    world.service("whoami-1", 80)
+    world.service("whoami-2", 80)
+    world.binding("a", [{"name": "whoami-1"}], tunnel="edge", kind="ClusterTunnel")
+    world.binding("b", [{"name": "whoami-2"}], tunnel="edge")
+    world.ready_binding("a")
+    world.ready_binding("b")
+
+    def hosts(namespace: str) -> tuple[str, list[str | None]]:
+        config = yaml.safe_load(str(world.config_yaml("edge", namespace)))
+        return config["tunnel"], [rule.get("hostname") for rule in config["ingress"]]
+
+    # adyanth would merge both bindings into both (same tunnel name): each ConfigMap has its own only.
+    assert hosts(OPERATOR_NS) == (cluster_id, ["whoami-1.example.com", None])
+    assert hosts(NS) == (namespaced_id, ["whoami-2.example.com", None])
+    annotations = world.deployment("clustertunnel-edge-cloudflared", OPERATOR_NS).spec.template.metadata.annotations
+    assert annotations["cfargotunnel.com/checksum"] == hashlib.md5(
+        str(world.config_yaml("edge", OPERATOR_NS)).encode()).hexdigest()
+    assert world.records("whoami-1.example.com")[0]["content"] == f"{cluster_id}.cfargotunnel.com"
+    assert _config_writes(world) == []
 
 
 def test_adyanths_configmap_for_the_same_tunnel_is_taken_over_and_a_foreign_one_is_left_alone(
@@ -647,7 +683,7 @@ def test_a_remote_existing_tunnels_catch_all_is_kept_unless_fallback_target_asks
             await core.set_ingress_rule(world.account, tunnel.id, IngressRule(
                 hostname="legacy.example.com", service="http://legacy:80"), lambda _: False)
             await core.set_tunnel_defaults(world.account, tunnel.id, "http://default-backend:80",
-                                           {"connectTimeout": "5s"})
+                                           {"connectTimeout": 5})
             return tunnel.id
 
     existing = asyncio.run(make())
@@ -665,7 +701,7 @@ def test_a_remote_existing_tunnels_catch_all_is_kept_unless_fallback_target_asks
     wait_for("catch-all set", lambda: world.ingress(existing)[-1] == {"service": "http_status:503"})
     config = world.state()["tunnel_configs"][existing]["config"]
     assert [r.get("hostname") for r in config["ingress"]] == ["legacy.example.com", "whoami-1.example.com", None]
-    assert config["originRequest"] == {"connectTimeout": "5s"}
+    assert config["originRequest"] == {"connectTimeout": 5}
 
 
 def test_bindings_are_scoped_by_namespace_and_dns_updates_can_be_switched_off(world: World) -> None:

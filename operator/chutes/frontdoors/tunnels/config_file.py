@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from chutes import conditions as c
-from chutes.cloudflare_core import IngressRule, Tunnel
+from chutes.cloudflare_core.models import IngressRule, Tunnel
 from chutes.frontdoors.tunnels import model as m
 
 CONFIG_KEY = "config.yaml"

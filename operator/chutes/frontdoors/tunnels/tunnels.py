@@ -19,6 +19,7 @@ claim). An ``existingTunnel`` stays in Cloudflare.
 
 Not yet in the front-door shape in full: read, decide and apply are interleaved here (as in the gateway door).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -206,8 +207,8 @@ async def delete_tunnel(api: client.ApiClient, cores: CorePool, claims: ClaimSto
     kind = str(body.get("kind") or m.TUNNEL_KIND)
     source = m.tunnel_source(kind, meta.get("namespace") or None, meta["name"])
     held = await claims.list(kind="tunnel", source=source)
-    hostnames = [claim for kind in (m.BINDING_KIND, "Service")
-                 for claim in await claims.list(kind="hostname", source_kind=kind)]
+    hostnames = [claim for source_kind in (m.BINDING_KIND, "Service")
+                 for claim in await claims.list(kind="hostname", source_kind=source_kind)]
     in_config = [claim for claim in hostnames  # rules in its ConfigMap (a locally configured tunnel)
                  if (claim.entry(claiming.TUNNEL_RULE) or {}).get(local.ENTRY_TUNNEL) == source]
     try:

@@ -185,3 +185,13 @@ def test_set_defaults_sets_the_catch_all_and_the_tunnel_wide_origin_settings_and
     assert merge_ingress(after, [SetDefaults("http://fallback:80", {"noTLSVerify": True})]) == after  # steady
     reset = merge_ingress(after, [SetDefaults("http_status:404", {})])
     assert reset["ingress"][-1] == {"service": "http_status:404"} and "originRequest" not in reset
+
+
+def test_set_defaults_without_origin_settings_sets_the_catch_all_only() -> None:
+    from chutes.cloudflare_core import SetDefaults
+
+    shared = config({"hostname": "a.example.com", "service": "http://a:80"}, {"service": "http://theirs:80"},
+                    originRequest={"connectTimeout": 5})
+    after = merge_ingress(shared, [SetDefaults("http_status:503", None)])
+    assert after["ingress"][-1] == {"service": "http_status:503"} and after["originRequest"] == {"connectTimeout": 5}
+    assert merge_ingress(after, [SetDefaults("http_status:503", None)]) == after  # steady: nothing to write

@@ -6,9 +6,13 @@ Deployment)."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 from typing import Any
 
 import pytest
+import yaml
 
 from chutes.cloudflare_core.ownership import parse as parse_marker
 from harness.tunnels import GROUP, NS, OPERATOR_NS, World, world_fixture  # noqa: F401  (world_fixture: a fixture)
@@ -107,8 +111,9 @@ def test_binding_routes_several_subjects_without_restarting_cloudflared(world: W
     assert world.deployment("web-cloudflared").metadata.generation == generation
 
 
-def _ops(world: World) -> list[str]:
-    return [r.op or "" for r in world.cf.requests if r.method != "GET" and 200 <= r.status < 300]
+def _ops(world: World, since: int = 0) -> list[str]:
+    """The Cloudflare writes that succeeded (from request `since` of the log on)."""
+    return [r.op or "" for r in world.cf.requests[since:] if r.method != "GET" and 200 <= r.status < 300]
 
 
 def test_cluster_tunnel_serves_bindings_and_its_deletion_removes_routes_dns_cloudflared_then_the_tunnel(
@@ -545,18 +550,239 @@ def test_a_hostname_outside_the_hostname_rules_is_refused(kube: Any, cloudflare:
         world.close()
 
 
-def test_a_locally_configured_existing_tunnel_is_refused_and_never_converted(world: World) -> None:
-    import httpx
+# --- a locally configured existingTunnel: adyanth's ConfigMap --------------------------------------------------
 
-    created = httpx.post(f"{world.cf.base_url}/accounts/{world.account}/cfd_tunnel", headers={
-        "Authorization": f"Bearer {world.cf.token}"}, json={"name": "local-one", "config_src": "local"})
-    created.raise_for_status()
-    world.cf.reset_log()
+
+TUNNEL_SECRET = "c2VjcmV0LW9mLXR1bm5lbA=="  # a locally configured tunnel's secret (base64, as Cloudflare gives it)
+
+
+def _config(world: World) -> dict[str, Any]:
+    text = world.config_yaml()
+    assert text is not None
+    return dict(yaml.safe_load(text))
+
+
+def _checksum(world: World) -> str:
+    return str((world.deployment("web-cloudflared").spec.template.metadata.annotations or {}).get(
+        "cfargotunnel.com/checksum"))
+
+
+def _config_writes(world: World) -> list[str]:
+    return [r.op or "" for r in world.cf.requests if r.op == "tunnels.config.put"]
+
+
+@pytest.mark.parametrize("version", ["v1alpha1", "v1alpha2"])
+def test_a_locally_configured_existing_tunnel_is_served_through_its_configmap_and_never_converted(
+        world: World, version: str) -> None:
+    tunnel_id = world.local_tunnel("local-one")
+    world.api_secret(CLOUDFLARE_API_TOKEN=world.cf.token, CLOUDFLARE_TUNNEL_CREDENTIAL_SECRET=TUNNEL_SECRET)
+    world.tunnel(version=version, existingTunnel={"name": "local-one"}, fallbackTarget="http_status:418",
+                 noTlsVerify=True)
+    tunnel = world.ready_tunnel()
+    assert tunnel["status"]["tunnelId"] == tunnel_id and "ConfigMap" in world.condition(tunnel)["message"]
+    assert _config(world) == {"tunnel": tunnel_id, "ingress": [{"service": "http_status:418"}],
+                              "originRequest": {"noTLSVerify": True},
+                              "credentials-file": "/etc/cloudflared/creds/credentials.json",
+                              "metrics": "0.0.0.0:2000", "no-autoupdate": True}
+    deployment = world.deployment("web-cloudflared")
+    [container] = deployment.spec.template.spec.containers
+    assert container.args[-3:] == ["--config", "/etc/cloudflared/config/config.yaml", "run"]
+    assert not container.env  # no tunnel token: the credentials file
+    volumes = {v.name: v for v in deployment.spec.template.spec.volumes}
+    assert volumes["config"].config_map.name == "web" and volumes["creds"].secret.secret_name == \
+        "web-tunnel-credentials"
+    assert _checksum(world) == hashlib.md5(str(world.config_yaml()).encode()).hexdigest()
+    secret = world.core.read_namespaced_secret("web-tunnel-credentials", NS)
+    assert json.loads(base64.b64decode(secret.data["credentials.json"])) == {
+        "AccountTag": world.account, "TunnelID": tunnel_id, "TunnelName": "local-one",
+        "TunnelSecret": TUNNEL_SECRET}
+
+    # The user's own keys in config.yaml are theirs: kept by every regeneration.
+    edited = {**_config(world), "warp-routing": {"enabled": True}, "originRequest": {"connectTimeout": "10s"}}
+    world.core.patch_namespaced_config_map("web", NS, {"data": {"config.yaml": yaml.safe_dump(edited)}})
+
+    # A binding with two subjects: both rules in the ConfigMap (cloudflared restarts: the checksum changes).
+    before, mark = _checksum(world), len(world.cf.requests)
+    world.service("whoami-1", 8080)
+    world.service("whoami-2", 443)
+    world.binding("whoami", _subjects()[:2], annotations={"chutes.troubleshat.com/access-allowed-emails":
+                                                            "ops@example.com"})
+    world.ready_binding("whoami")
+    ops = _ops(world, since=mark)
+    assert ops.index("access.apps.create") < ops.index("dns.batch")  # Access first, as for a remote tunnel
+    config = _config(world)
+    assert config["ingress"] == [
+        {"hostname": "who.example.com", "service": f"https://whoami-2.{NS}.svc:443",
+         "originRequest": {"noTLSVerify": True}},
+        {"hostname": "whoami-1.example.com", "service": f"http://whoami-1.{NS}.svc:8080"},
+        {"service": "http_status:418"}]
+    assert config["warp-routing"] == {"enabled": True} and config["originRequest"] == {"connectTimeout": "10s"}
+    wait_for("restarted", lambda: _checksum(world) == hashlib.md5(str(world.config_yaml()).encode()).hexdigest())
+    assert _checksum(world) != before
+    for fqdn in ("whoami-1.example.com", "who.example.com"):
+        [record] = world.records(fqdn)
+        assert (record["type"], record["content"]) == ("CNAME", f"{tunnel_id}.cfargotunnel.com")
+        assert len(world.apps_for(fqdn)) == 1  # Access in front, as for a remote tunnel
+
+    # One subject removed: its rule leaves the ConfigMap, then its record and Access application go.
+    before, mark = _checksum(world), len(world.cf.requests)
+    world.patch_binding("whoami", {"subjects": _subjects()[:1]})
+    world.ready_binding("whoami", hostnames="whoami-1.example.com")
+    wait_for("who's rule gone", lambda: [r.get("hostname") for r in _config(world)["ingress"]] == [
+        "whoami-1.example.com", None])
+    wait_for("who's Access gone", lambda: world.apps_for("who.example.com") == [])
+    assert world.records("who.example.com") == []
+    ops = _ops(world, since=mark)
+    assert ops.index("dns.batch") < ops.index("access.apps.delete")
+    wait_for("restarted", lambda: _checksum(world) != before)
+    assert _config(world)["warp-routing"] == {"enabled": True}
+
+    # Never converted to remote management: no configuration was ever written to Cloudflare.
+    assert _config_writes(world) == []
+    assert not (world.state()["tunnel_configs"].get(tunnel_id) or {}).get("config")
+
+    # The Tunnel deleted: the rules leave with its ConfigMap, the records go, the tunnel stays.
+    world.custom.delete_namespaced_custom_object(GROUP, version, NS, "tunnels", "web")
+    wait_for("Tunnel gone", lambda: not world.custom.list_namespaced_custom_object(GROUP, "v1alpha2", NS,
+                                                                                    "tunnels")["items"])
+    assert world.config_yaml() is None and world._read_deployment("web-cloudflared", NS) is None
+    assert world.records("whoami-1.example.com") == []
+    assert [t["id"] for t in world.live_tunnels()] == [tunnel_id]
+    assert _config_writes(world) == []
+
+
+def test_a_local_tunnels_credentials_file_is_copied_and_missing_credentials_touch_nothing(world: World) -> None:
+    tunnel_id = world.local_tunnel("local-one")
+    world.api_secret()  # the API token only
+    world.tunnel(existingTunnel={"id": tunnel_id})
+    tunnel = world.wait_reason("SecretKeyMissing", world.get_tunnel)
+    assert "CLOUDFLARE_TUNNEL_CREDENTIAL_FILE" in world.condition(tunnel)["message"]
+    wait_for("a Warning", lambda: [e for e in world.events("web", NS) if e[:2] == ("Warning", "SecretKeyMissing")])
+    assert world.config_yaml() is None and world._read_deployment("web-cloudflared", NS) is None
+
+    # The file under the key name spec.cloudflare gives it: copied verbatim.
+    file = json.dumps({"AccountTag": world.account, "TunnelID": tunnel_id, "TunnelSecret": "czNjcjN0"})
+    world.core.patch_namespaced_secret("cloudflare-secrets", NS, {"stringData": {"TUNNEL_FILE": file}})
+    world.custom.delete_namespaced_custom_object(GROUP, "v1alpha2", NS, "tunnels", "web")
+    wait_for("Tunnel gone", lambda: not world.custom.list_namespaced_custom_object(GROUP, "v1alpha2", NS,
+                                                                                    "tunnels")["items"])
+    world.tunnel(existingTunnel={"id": tunnel_id},
+                 cloudflare=world.cloudflare(CLOUDFLARE_TUNNEL_CREDENTIAL_FILE="TUNNEL_FILE"))
+    world.ready_tunnel()
+    secret = world.core.read_namespaced_secret("web-tunnel-credentials", NS)
+    assert base64.b64decode(secret.data["credentials.json"]).decode() == file
+    assert _config(world)["tunnel"] == tunnel_id and _config_writes(world) == []
+
+
+def test_local_tunnels_of_one_name_are_kept_apart_by_kind_and_namespace(world: World) -> None:
+    cluster_id, namespaced_id = world.local_tunnel("one"), world.local_tunnel("two")
+    for namespace in (OPERATOR_NS, NS):
+        world.api_secret(namespace=namespace, CLOUDFLARE_API_TOKEN=world.cf.token,
+                         CLOUDFLARE_TUNNEL_CREDENTIAL_SECRET=TUNNEL_SECRET)
+    world.tunnel("edge", cluster=True, existingTunnel={"id": cluster_id})
+    world.tunnel("edge", existingTunnel={"id": namespaced_id})
+    world.ready_tunnel("edge", cluster=True)
+    world.ready_tunnel("edge")
+    world.service("whoami-1", 80)
+    world.service("whoami-2", 80)
+    world.binding("a", [{"name": "whoami-1"}], tunnel="edge", kind="ClusterTunnel")
+    world.binding("b", [{"name": "whoami-2"}], tunnel="edge")
+    world.ready_binding("a")
+    world.ready_binding("b")
+
+    def hosts(namespace: str) -> tuple[str, list[str | None]]:
+        config = yaml.safe_load(str(world.config_yaml("edge", namespace)))
+        return config["tunnel"], [rule.get("hostname") for rule in config["ingress"]]
+
+    # adyanth would merge both bindings into both (same tunnel name): each ConfigMap has its own only.
+    assert hosts(OPERATOR_NS) == (cluster_id, ["whoami-1.example.com", None])
+    assert hosts(NS) == (namespaced_id, ["whoami-2.example.com", None])
+    annotations = world.deployment("clustertunnel-edge-cloudflared", OPERATOR_NS).spec.template.metadata.annotations
+    assert annotations["cfargotunnel.com/checksum"] == hashlib.md5(
+        str(world.config_yaml("edge", OPERATOR_NS)).encode()).hexdigest()
+    assert world.records("whoami-1.example.com")[0]["content"] == f"{cluster_id}.cfargotunnel.com"
+    assert _config_writes(world) == []
+
+
+def test_adyanths_configmap_for_the_same_tunnel_is_taken_over_and_a_foreign_one_is_left_alone(
+        kube: Any, cloudflare: Any) -> None:
+    world = World(kube, cloudflare)
+    try:
+        tunnel_id = world.local_tunnel("local-one")
+        world.api_secret(CLOUDFLARE_API_TOKEN=world.cf.token, CLOUDFLARE_TUNNEL_CREDENTIAL_SECRET=TUNNEL_SECRET)
+        made = world.tunnel(version="v1alpha1", existingTunnel={"id": tunnel_id})
+        adyanths = {"tunnel": tunnel_id, "ingress": [{"hostname": "blog.example.com", "service": "tcp://blog:80"},
+                                                      {"service": "http_status:404"}],
+                    "credentials-file": "/etc/cloudflared/creds/credentials.json", "metrics": "0.0.0.0:2000",
+                    "no-autoupdate": True}
+        world.core.create_namespaced_config_map(NS, {"metadata": {
+            "name": "web", "labels": {"cfargotunnel.com/app": "cloudflared", "cfargotunnel.com/tunnel": "web"},
+            "ownerReferences": [{"apiVersion": f"{GROUP}/v1alpha1", "kind": "Tunnel", "name": "web",
+                                 "uid": made["metadata"]["uid"], "controller": True}]},
+            "data": {"config.yaml": yaml.safe_dump(adyanths)}})
+        world.tunnel("other", existingTunnel={"id": tunnel_id})
+        foreign = {"config.yaml": "tunnel: someone-elses\n"}
+        world.core.create_namespaced_config_map(NS, {"metadata": {"name": "other"}, "data": foreign})
+        world.start()
+
+        world.ready_tunnel()
+        labels = world.core.read_namespaced_config_map("web", NS).metadata.labels
+        assert labels["app.kubernetes.io/managed-by"] == "chutes-operator"
+        # The ingress is the door's now (adyanth's rule goes until the blog-era Service publishes it again).
+        assert _config(world)["ingress"] == [{"service": "http_status:404"}]
+        _annotated_service(world, "blog", 80, cr="web")
+        wait_for("blog routed", lambda: [r.get("hostname") for r in _config(world)["ingress"]] == [
+            "blog.example.com", None])
+        assert _config(world)["ingress"][0]["service"] == f"http://blog.{NS}.svc:80"
+        [record] = wait_for("blog's CNAME", lambda: world.records("blog.example.com"))  # after the rule
+        assert record["content"] == f"{tunnel_id}.cfargotunnel.com"
+
+        other = world.wait_reason("ObjectNotOurs", lambda: world.get_tunnel("other"))
+        assert "ConfigMap apps/other" in world.condition(other)["message"]
+        assert world.core.read_namespaced_config_map("other", NS).data == foreign
+        assert world._read_deployment("other-cloudflared", NS) is None
+
+        # The Service deleted (once kopf marked it handled): its rule leaves the ConfigMap, its record goes.
+        wait_for("handled", lambda: "chutes.troubleshat.com/last-handled-configuration" in (
+            world.core.read_namespaced_service("blog", NS).metadata.annotations or {}))
+        world.core.delete_namespaced_service("blog", NS, _preload_content=False)
+        wait_for("blog gone", lambda: _config(world)["ingress"] == [{"service": "http_status:404"}])
+        wait_for("record gone", lambda: world.records("blog.example.com") == [])
+        assert _config_writes(world) == []
+    finally:
+        world.close()
+
+
+def test_a_remote_existing_tunnels_catch_all_is_kept_unless_fallback_target_asks(world: World) -> None:
+    import asyncio
+
+    from chutes.cloudflare_core import CloudflareCore, IngressRule, Recorded
+
+    async def make() -> str:
+        async with CloudflareCore(world.cf.token, base_url=world.cf.base_url) as core:
+            tunnel = await core.ensure_tunnel(world.account, "hand-made", Recorded(since="2000-01-01T00:00:00Z"))
+            await core.set_ingress_rule(world.account, tunnel.id, IngressRule(
+                hostname="legacy.example.com", service="http://legacy:80"), lambda _: False)
+            await core.set_tunnel_defaults(world.account, tunnel.id, "http://default-backend:80",
+                                           {"connectTimeout": 5})
+            return tunnel.id
+
+    existing = asyncio.run(make())
     world.api_secret()
-    world.tunnel(existingTunnel={"name": "local-one"})
-    tunnel = world.wait_reason("InvalidSpec", world.get_tunnel)
-    assert "locally configured" in world.condition(tunnel)["message"]
-    assert _ops(world) == [] and world._read_deployment("web-cloudflared", NS) is None
+    world.tunnel(existingTunnel={"name": "hand-made"})  # no fallbackTarget: the catch-all there is kept
+    world.ready_tunnel()
+    world.service("whoami-1", 80)
+    world.binding("whoami", [{"name": "whoami-1"}])
+    world.ready_binding("whoami")
+    assert world.ingress(existing)[-1] == {"service": "http://default-backend:80"}
+
+    # Asked for explicitly: the catch-all becomes fallbackTarget; rules and other keys are kept.
+    world.custom.patch_namespaced_custom_object(GROUP, "v1alpha2", NS, "tunnels", "web",
+                                                {"spec": {"fallbackTarget": "http_status:503"}})
+    wait_for("catch-all set", lambda: world.ingress(existing)[-1] == {"service": "http_status:503"})
+    config = world.state()["tunnel_configs"][existing]["config"]
+    assert [r.get("hostname") for r in config["ingress"]] == ["legacy.example.com", "whoami-1.example.com", None]
+    assert config["originRequest"] == {"connectTimeout": 5}
 
 
 def test_bindings_are_scoped_by_namespace_and_dns_updates_can_be_switched_off(world: World) -> None:

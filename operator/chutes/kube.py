@@ -287,6 +287,25 @@ async def apply_deployment(api: client.ApiClient, manifest: dict[str, Any],
     return dict(current_dict.get("status") or {})
 
 
+async def annotate_pod_template(api: client.ApiClient, namespace: str, name: str, key: str, value: str,
+                                owned_by: Mapping[str, str]) -> bool:
+    """Set one annotation of a Deployment's pod template (a rolling restart when it changes); False when the
+    Deployment is missing or has it already. An existing Deployment not ours (:func:`is_ours`) is
+    :class:`NotOurs`."""
+    apps = client.AppsV1Api(api)
+    current = await _unless(NOT_FOUND, apps.read_namespaced_deployment(name, namespace))
+    if current is None:
+        return False
+    if not is_ours(current.metadata, owned_by):
+        raise NotOurs("Deployment", namespace, name, owned_by)
+    template = current.spec.template.metadata if current.spec and current.spec.template else None
+    if ((template.annotations if template is not None else None) or {}).get(key) == value:
+        return False
+    await apps.patch_namespaced_deployment(name, namespace, {
+        "spec": {"template": {"metadata": {"annotations": {key: value}}}}})
+    return True
+
+
 def _contains(actual: Any, wanted: Any) -> bool:
     """True when every field of ``wanted`` is present in ``actual`` with the same value (defaults ignored)."""
     if isinstance(wanted, dict):

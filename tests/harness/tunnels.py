@@ -118,6 +118,25 @@ class World(BaseWorld, CloudflareReads):
     def deployment(self, name: str, namespace: str = NS) -> Any:
         return wait_for(f"Deployment {namespace}/{name}", lambda: self._read_deployment(name, namespace))
 
+    def local_tunnel(self, name: str) -> str:
+        """A tunnel made by hand in Cloudflare whose configuration is a local file (``config_src: local``)."""
+        import httpx
+
+        created = httpx.post(f"{self.cf.base_url}/accounts/{self.account}/cfd_tunnel", headers={
+            "Authorization": f"Bearer {self.cf.token}"}, json={"name": name, "config_src": "local"})
+        created.raise_for_status()
+        return str(created.json()["result"]["id"])
+
+    def config_yaml(self, name: str = "web", namespace: str = NS) -> str | None:
+        """``config.yaml`` of a locally configured tunnel's ConfigMap (None: no ConfigMap)."""
+        try:
+            found = self.core.read_namespaced_config_map(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return str((found.data or {}).get("config.yaml"))
+
     def _read_deployment(self, name: str, namespace: str) -> Any:
         try:
             return self.apps.read_namespaced_deployment(name, namespace)

@@ -167,6 +167,10 @@ API-token Secret a tunnel names, the Services bindings publish. */}}
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get, create, patch, delete]
+# A locally configured tunnel's ConfigMap (config.yaml, adyanth's): created, its ingress rewritten, deleted.
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get, create, update, delete]
 - apiGroups: [apps]
   resources: [deployments]
   verbs: [get, create, patch, delete]

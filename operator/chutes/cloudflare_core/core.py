@@ -234,9 +234,10 @@ class CloudflareCore:
         return await self.tunnel_writer(account_id, tunnel_id).sync_rules(rules, owns)
 
     async def set_tunnel_defaults(self, account_id: str, tunnel_id: str, fallback: str,
-                                  origin_request: Mapping[str, Any]) -> None:
+                                  origin_request: Mapping[str, Any] | None) -> None:
         """The catch-all service and top-level originRequest of a tunnel whose whole configuration is the caller's
-        (one it created, proven by its claim); the rules stay as they are. Coalesced with the tunnel's other edits."""
+        (one it created, proven by its claim); the rules stay as they are. `origin_request` None: kept (a shared
+        tunnel whose user asked for its catch-all only). Coalesced with the tunnel's other edits."""
         await self.tunnel_writer(account_id, tunnel_id).set_defaults(fallback, origin_request)
 
     async def get_tunnel_config(self, account_id: str, tunnel_id: str) -> dict[str, Any] | None:

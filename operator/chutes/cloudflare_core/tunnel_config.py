@@ -141,11 +141,12 @@ class SyncRules:
 @dataclass(frozen=True)
 class SetDefaults:
     """The tunnel-wide settings of a tunnel whose whole configuration is the caller's (one it created and its
-    claim proves): the catch-all's service and the top-level ``originRequest`` (empty: none). Never for a shared
-    or foreign tunnel: those keep their catch-all and other keys."""
+    claim proves): the catch-all's service and the top-level ``originRequest`` (empty: none; None: kept as it
+    is). A shared tunnel keeps its other keys: only the catch-all its user explicitly asks for is set there
+    (``origin_request`` None)."""
 
     fallback: str
-    origin_request: Mapping[str, Any]
+    origin_request: Mapping[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -297,6 +298,8 @@ def merge_counted(
         label = {"hostname": "*", "service": edit.fallback}
         if catch_all != wanted and allowed("update" if catch_all is not None else "create", label):
             catch_all, changes = wanted, changes + 1
+        if edit.origin_request is None:
+            return EditResult(changes)
         origin = dict(edit.origin_request)
         if (document.get("originRequest") or {}) != origin and allowed(
                 "update", {"hostname": "*", "service": f"originRequest {origin}"}):
@@ -437,9 +440,10 @@ class TunnelConfigWriter(CoalescingWriter[_EditRequest]):
         result: RuleSync = await self._submit(_EditRequest(edit=SyncRules(tuple(rules), owns)))
         return result
 
-    async def set_defaults(self, fallback: str, origin_request: Mapping[str, Any]) -> None:
-        """Set the catch-all and the top-level originRequest (see `SetDefaults`: only for a tunnel of ours)."""
-        await self._submit(_EditRequest(edit=SetDefaults(fallback, dict(origin_request))))
+    async def set_defaults(self, fallback: str, origin_request: Mapping[str, Any] | None) -> None:
+        """Set the catch-all and the top-level originRequest (None: kept; see `SetDefaults`)."""
+        await self._submit(_EditRequest(edit=SetDefaults(fallback, None if origin_request is None
+                                                         else dict(origin_request))))
 
     async def get_config(self) -> dict[str, Any] | None:
         return await get_config(self._client, self.account_id, self.tunnel_id)

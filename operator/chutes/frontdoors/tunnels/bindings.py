@@ -1,9 +1,10 @@
 """Reconcile a TunnelBinding: for each subject a hostname claim (one holder across every door), an Access
-application and policy first when the binding's Access annotations ask for one, then the rule through the core's
-co-owned tunnel-config writer (no cloudflared restart) and a proxied CNAME marked for the binding. Subjects are
-published concurrently, so the writers coalesce them (one configuration PUT, one DNS batch). A subject removed from
-the binding, or the binding deleted, loses its rule, its records and its Access application (in that order), each
-only as its claim proves ours.
+application and policy first when the binding's Access annotations ask for one, then the rule and a proxied CNAME
+marked for the binding. The rule goes through the core's co-owned tunnel-config writer (no cloudflared restart),
+or, for a locally configured tunnel, into its ConfigMap (:mod:`local`: the ingress regenerated, cloudflared
+restarted; never a configuration PUT). Subjects are published concurrently, so the writers coalesce them (one
+configuration PUT or ConfigMap write, one DNS batch). A subject removed from the binding, or the binding deleted,
+loses its rule, its records and its Access application (in that order), each only as its claim proves ours.
 
 Bad input (a missing tunnel or Service, a Service without ports, an invalid protocol, an FQDN outside the zone or
 held by a foreign record) is found before anything is written: nothing else is touched.
@@ -42,6 +43,7 @@ from chutes.frontdoors import claiming
 from chutes.frontdoors.problems import EventSink, Problem, problem_from_cloudflare, step
 from chutes.frontdoors.retries import MISSING_RETRY
 from chutes.frontdoors.status_writer import StatusWriter, reported
+from chutes.frontdoors.tunnels import local
 from chutes.frontdoors.tunnels import model as m
 from chutes.frontdoors.tunnels import tunnels as t
 from chutes.frontdoors.tunnels.account import Account, load_account
@@ -63,6 +65,7 @@ class Gathered:
     dns: bool
     emails: tuple[str, ...]
     domains: tuple[str, ...]
+    local: local.Target | None = None  # a locally configured tunnel: its ConfigMap
 
 
 async def _tunnel_of(api: client.ApiClient, body: Mapping[str, Any], resource_namespace: str,
@@ -114,7 +117,15 @@ async def gather(api: client.ApiClient, cores: CorePool, claims: ClaimStore, bod
         routes.append(Route(subject, origin))
     account = await load_account(api, cores, spec, verify=False)
     tunnel = await t.find_tunnel(account, spec, claims, read=False)
-    return Gathered(spec, account, tunnel, routes, not no_dns, emails, domains)
+    return Gathered(spec, account, tunnel, routes, not no_dns, emails, domains,
+                    local_target(api, spec, account, tunnel))
+
+
+def local_target(api: client.ApiClient, spec: m.TunnelSpec, account: Account, tunnel: Tunnel) -> local.Target | None:
+    """The ConfigMap the rules go to when the tunnel is locally configured (None: remotely managed)."""
+    if not t.is_local(spec, tunnel):
+        return None
+    return local.target_for(api, spec, tunnel.id, dry_run=account.core.dry_run)
 
 
 async def _check_name(core: CloudflareCore, zone_id: str, fqdn: str, source: str, tunnel_id: str) -> str | None:
@@ -249,6 +260,11 @@ async def withdraw(core: CloudflareCore, claims: ClaimStore, source: str, accoun
                    events: EventSink, keep: Collection[str] = ()) -> None:
     """Tear down every hostname claim of `source` but those in `keep`: rule, records, then Access, at once."""
     gone = [claim for claim in await claims.list(kind="hostname", source=source) if claim.key not in keep]
+    in_config = [claim for claim in gone if local.is_local(claim)]
+    gone = await local.drop_rules(claims, gone)  # rules in a ConfigMap leave it first
+    for claim in in_config:
+        events.normal(c.TUNNEL_RULE_REMOVED, f"tunnel rule for {claim.key} removed from ConfigMap "
+                      f"{(claim.entry(claiming.TUNNEL_RULE) or {}).get(local.ENTRY_CONFIG)}")
     try:
         teardowns = await asyncio.gather(*(claiming.tear_down_hostname(
             core, claims, claim, account_id=account_id, zone_id=zone_id) for claim in gone))
@@ -286,8 +302,11 @@ async def _publish(found: Gathered, route: Route, claim: Claim, claims: ClaimSto
     rule = IngressRule(hostname=fqdn, service=route.service, path=route.subject.path,
                        origin_request=route.subject.origin_request or None)
     recorded = claim.entry(claiming.TUNNEL_RULE) or {}
-    claim = await step("writing the tunnel ingress rule", claiming.write_rule(
-        core, claims, claim, before, account_id, found.tunnel.id, rule))
+    if found.local is not None:
+        claim = await local.write_rule(found.local, claims, claim, account_id, rule)
+    else:
+        claim = await step("writing the tunnel ingress rule", claiming.write_rule(
+            core, claims, claim, before, account_id, found.tunnel.id, rule))
     if recorded.get("service") != route.service or recorded.get("tunnel") != found.tunnel.id:
         events.normal(c.TUNNEL_RULE_READY, f"tunnel ingress rule {fqdn} → {route.service}")
     if found.dns:

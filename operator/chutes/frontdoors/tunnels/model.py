@@ -67,6 +67,9 @@ class Credentials:
     token_key: str
     key_key: str
     email: str
+    # a locally configured tunnel's credentials (adyanth's keys, renamed by spec.cloudflare like the others)
+    credential_file_key: str = "CLOUDFLARE_TUNNEL_CREDENTIAL_FILE"
+    credential_secret_key: str = "CLOUDFLARE_TUNNEL_CREDENTIAL_SECRET"
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,7 @@ class TunnelSpec:
     resources: Mapping[str, Any] | None = None
     protocol: str = "auto"
     fallback: str = DEFAULT_FALLBACK
+    fallback_asked: bool = False  # spec.fallbackTarget set to something other than the default
     no_tls_verify: bool = False
     origin_ca_pool: str | None = None
     owner_id: str = DEFAULT_OWNER
@@ -113,7 +117,7 @@ class TunnelSpec:
 
     @property
     def base_name(self) -> str:
-        return f"clustertunnel-{self.name}" if self.is_cluster else self.name
+        return base_name(self.kind, self.name)
 
     @property
     def deployment_name(self) -> str:
@@ -122,6 +126,16 @@ class TunnelSpec:
     @property
     def secret_name(self) -> str:
         return f"{self.base_name}-tunnel-token"
+
+    @property
+    def credentials_secret_name(self) -> str:
+        """A locally configured tunnel's ``credentials.json`` Secret."""
+        return f"{self.base_name}-tunnel-credentials"
+
+    @property
+    def config_name(self) -> str:
+        """A locally configured tunnel's ConfigMap: adyanth's name (the CR's), in `namespace`."""
+        return self.name
 
     @property
     def owned_by(self) -> dict[str, str]:
@@ -136,6 +150,11 @@ class TunnelSpec:
     @property
     def object_labels(self) -> dict[str, str]:
         return {**self.pod_labels, **self.owned_by}
+
+
+def base_name(kind: str, name: str) -> str:
+    """The prefix of a (Cluster)Tunnel's Secret and Deployment names."""
+    return f"clustertunnel-{name}" if kind == CLUSTER_KIND else name
 
 
 def tunnel_origin_request(spec: TunnelSpec) -> dict[str, Any]:
@@ -207,6 +226,9 @@ def parse_tunnel(kind: str, cr_namespace: str | None, name: str, spec: Mapping[s
         token_key=_string(cloudflare, "CLOUDFLARE_API_TOKEN", "CLOUDFLARE_API_TOKEN"),
         key_key=_string(cloudflare, "CLOUDFLARE_API_KEY", "CLOUDFLARE_API_KEY"),
         email=_string(cloudflare, "email"),
+        **{field: _string(cloudflare, key, key) for field, key in (
+            ("credential_file_key", "CLOUDFLARE_TUNNEL_CREDENTIAL_FILE"),
+            ("credential_secret_key", "CLOUDFLARE_TUNNEL_CREDENTIAL_SECRET"))},
     )
     account_id, account_name = _string(cloudflare, "accountId"), _string(cloudflare, "accountName")
     if not account_id and not account_name:
@@ -219,6 +241,7 @@ def parse_tunnel(kind: str, cr_namespace: str | None, name: str, spec: Mapping[s
     if not isinstance(no_tls_verify, bool):
         raise SpecError(c.INVALID_SPEC, f"spec.noTlsVerify must be true or false, not {shown(no_tls_verify)}")
     deployment = _deployment_fields(spec)
+    fallback = _string(spec, "fallbackTarget", DEFAULT_FALLBACK)
     assert isinstance(new, Mapping) or isinstance(existing, Mapping)
     return TunnelSpec(
         kind=kind, namespace=namespace, name=name, domain=domain, credentials=credentials,
@@ -227,7 +250,7 @@ def parse_tunnel(kind: str, cr_namespace: str | None, name: str, spec: Mapping[s
         existing_id=str(existing.get("id") or "") or None if has_existing and isinstance(existing, Mapping) else None,
         existing_name=str(existing.get("name") or "") or None if has_existing and isinstance(existing, Mapping)
         else None,
-        protocol=protocol, fallback=_string(spec, "fallbackTarget", DEFAULT_FALLBACK), no_tls_verify=no_tls_verify,
+        protocol=protocol, fallback=fallback, fallback_asked=fallback != DEFAULT_FALLBACK, no_tls_verify=no_tls_verify,
         origin_ca_pool=_string(spec, "originCaPool") or None, owner_id=owner_id, cr_namespace=cr_namespace,
         **deployment,
     )

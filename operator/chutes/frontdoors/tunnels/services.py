@@ -99,7 +99,8 @@ async def reconcile_service(api: client.ApiClient, cores: CorePool, claims: Clai
     account = await load_account(api, cores, spec, verify=False)
     tunnel = await t.find_tunnel(account, spec, claims, read=False)
     subject = m.Subject(name=name, fqdn=fqdn, protocol=protocol, path=None, target=None, origin_request={})
-    found = b.Gathered(spec, account, tunnel, [b.Route(subject, origin)], True, emails, domains)
+    found = b.Gathered(spec, account, tunnel, [b.Route(subject, origin)], True, emails, domains,
+                       b.local_target(api, spec, account, tunnel))
     await b.publish(found, source, claims, events, rules=rules)
 
 

@@ -1,10 +1,21 @@
 """Reconcile a Tunnel or ClusterTunnel: its Cloudflare tunnel (``newTunnel``: found or created under its
 owner-qualified name, recorded in the ledger's tunnel claim before the create and by id after; ``existingTunnel``:
-found by id, else by name, never deleted), its tunnel-token Secret and hardened cloudflared Deployment (the
-configuration is managed remotely: routes never restart cloudflared), its status.
+found by id, else by name, never deleted), cloudflared and its Secret, its status.
 
-Deletion of a ``newTunnel`` (finalizer ``cfargotunnel.com/finalizer``): the routes and DNS records its bindings
-published go first (from their hostname claims), then cloudflared, then the tunnel (proven by its claim).
+How routes reach cloudflared depends on the tunnel:
+- remotely managed (a ``newTunnel``, or an ``existingTunnel`` whose configuration Cloudflare holds): cloudflared
+  runs with the tunnel token and routes never restart it. A ``newTunnel``'s catch-all and top-level
+  ``originRequest`` are ``fallbackTarget``, ``noTlsVerify``, ``originCaPool``. An existing one is co-owned: its
+  foreign rules, catch-all and other keys are kept, except that a ``fallbackTarget`` other than the default
+  (``http_status:404``) replaces its catch-all (absent, or the default: the catch-all there is kept);
+- locally configured (an ``existingTunnel`` whose configuration is a file): adyanth's ConfigMap ``<tunnel>``
+  (``config.yaml``) and checksum annotation, cloudflared with ``--config`` and its credentials file
+  (:mod:`local`); never converted to remote management. Each route change restarts cloudflared.
+
+Deletion (finalizer ``cfargotunnel.com/finalizer`` on a ``newTunnel``; kopf's own on the others): the routes and DNS
+records its bindings published go first (from their hostname claims: a ``newTunnel``'s, and every rule in a local
+tunnel's ConfigMap), then cloudflared, its Secrets and ConfigMap, then a ``newTunnel``'s tunnel (proven by its
+claim). An ``existingTunnel`` stays in Cloudflare.
 
 Not yet in the front-door shape in full: read, decide and apply are interleaved here (as in the gateway door).
 """
@@ -12,6 +23,7 @@ Not yet in the front-door shape in full: read, decide and apply are interleaved 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,6 +38,8 @@ from chutes.frontdoors import claiming, cloudflared
 from chutes.frontdoors.problems import EventSink, Problem, step
 from chutes.frontdoors.retries import CONFIG_RETRY, CONFLICT_RETRY, MISSING_RETRY
 from chutes.frontdoors.status_writer import StatusWriter, reported
+from chutes.frontdoors.tunnels import config_file as cf
+from chutes.frontdoors.tunnels import local
 from chutes.frontdoors.tunnels import model as m
 from chutes.frontdoors.tunnels.account import Account, load_account
 
@@ -51,7 +65,7 @@ async def find_tunnel(account: Account, spec: m.TunnelSpec, claims: ClaimStore, 
     """The live tunnel of `spec`: a ``newTunnel``'s as its claim records it (TunnelNotReady until it does; with
     `read`, also once it is gone from Cloudflare; without, the claim is the answer and a tunnel deleted behind our
     back shows at the next configuration write), an ``existingTunnel`` by id, else by name (TunnelNotFound when
-    neither exists)."""
+    neither exists; its ``remote_config`` says whether it is locally configured)."""
     core, account_id = account.core, account.account_id
     if spec.is_new:
         claim = await claims.get("tunnel", tunnel_key(account_id, spec.cloudflare_name))
@@ -73,23 +87,32 @@ async def find_tunnel(account: Account, spec: m.TunnelSpec, claims: ClaimStore, 
         wanted = " or ".join(f"{k} {v!r}" for k, v in (("id", spec.existing_id), ("name", spec.existing_name)) if v)
         raise Problem(TUNNEL_NOT_FOUND, f"spec.existingTunnel: no tunnel with {wanted} in account "
                       f"{account_id}", MISSING_RETRY)
-    if found.remote_config is False:  # never converted: Cloudflare cannot turn it back into a local one
-        raise Problem(c.INVALID_SPEC, f"spec.existingTunnel: tunnel {found.name} ({found.id}) is locally configured "
-                      "(a config file); chutes-operator serves remotely managed tunnels only, and never converts one",
-                      None)
     return found
 
 
-def connector(spec: m.TunnelSpec) -> cloudflared.Connector:
+def is_local(spec: m.TunnelSpec, tunnel: Tunnel) -> bool:
+    """A locally configured ``existingTunnel`` (its configuration is a file; unknown counts as remote)."""
+    return not spec.is_new and tunnel.remote_config is False
+
+
+def connector(spec: m.TunnelSpec, checksum: str | None = None) -> cloudflared.Connector:
+    """cloudflared for `spec`; with the `checksum` of a locally configured tunnel's ``config.yaml``, run from its
+    ConfigMap and credentials file."""
     extra = ("--protocol", spec.protocol) if spec.protocol != "auto" else ()
-    return cloudflared.Connector(
-        name=spec.deployment_name, namespace=spec.namespace, secret_name=spec.secret_name, labels=spec.object_labels,
+    run = cloudflared.Connector(
+        name=spec.deployment_name, namespace=spec.namespace,
+        secret_name=spec.secret_name if checksum is None else spec.credentials_secret_name, labels=spec.object_labels,
         pod_labels=spec.pod_labels,
         selector={"app.kubernetes.io/name": "cloudflared", "app.kubernetes.io/instance": spec.deployment_name},
         image=spec.image, replicas=spec.replicas, resources=spec.resources or {}, extra_args=extra,
         node_selector=spec.node_selector, tolerations=spec.tolerations, affinity=spec.affinity,
         ca_secret=spec.origin_ca_pool, ca_dir=m.CA_DIR,
     )
+    if checksum is None:
+        return run
+    return dataclasses.replace(run, config_map=spec.config_name, config_key=cf.CONFIG_KEY,
+                               config_dir=cf.CONFIG_DIR, credentials_dir=cf.CREDENTIALS_DIR,
+                               pod_annotations={cf.CHECKSUM: checksum})
 
 
 def owner_reference(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -133,15 +156,32 @@ async def _reconcile(api: client.ApiClient, cores: CorePool, claims: ClaimStore,
             account_id, tunnel.id, spec.fallback, m.tunnel_origin_request(spec)))
     else:
         tunnel = await find_tunnel(account, spec, claims)
+        if not is_local(spec, tunnel) and spec.fallback_asked:  # asked for explicitly: the one key we set there
+            await step("writing the tunnel's catch-all", core.set_tunnel_defaults(
+                account_id, tunnel.id, spec.fallback, None))
     if status.get("tunnelId") != tunnel.id:
         events.normal(c.TUNNEL_READY, f"tunnel {tunnel.name} ({tunnel.id})")
     status.set(tunnelId=tunnel.id, tunnelName=tunnel.name, accountId=account_id, zoneId=account.zone.id)
     status.condition(c.TUNNEL_READY, "True", c.RECONCILED, f"tunnel {tunnel.name} ({tunnel.id})")
     await status.flush()
 
-    token = await step("reading the tunnel token", core.get_tunnel_token(account_id, tunnel.id))
-    run = connector(spec)
-    secret, deployment = cloudflared.secret_manifest(run, token), cloudflared.deployment_manifest(run)
+    try:
+        if is_local(spec, tunnel):
+            credentials = await local.read_credentials(api, spec, account_id, tunnel)  # nothing written before
+            target = local.target_for(api, spec, tunnel.id, dry_run=core.dry_run, owner=owner_reference(body))
+            digest = await local.regenerate(target, claims)
+            if digest is None:  # written whole when absent: only a race with its deletion gets here
+                raise Problem(TUNNEL_NOT_READY, f"ConfigMap {target.where} is not written yet", CONFIG_RETRY)
+            run = connector(spec, digest)
+            secret = local.credentials_manifest(spec, credentials)
+        else:
+            token = await step("reading the tunnel token", core.get_tunnel_token(account_id, tunnel.id))
+            run = connector(spec)
+            secret = cloudflared.secret_manifest(run, token)
+    except Problem as problem:
+        status.condition(c.CONNECTOR_READY, "False", problem.reason, problem.message)
+        raise
+    deployment = cloudflared.deployment_manifest(run)
     for manifest in (secret, deployment):
         manifest["metadata"]["ownerReferences"] = [owner_reference(body)]
     try:
@@ -155,7 +195,8 @@ async def _reconcile(api: client.ApiClient, cores: CorePool, claims: ClaimStore,
                      c.CONNECTORS_AVAILABLE if available else c.CONNECTORS_UNAVAILABLE,
                      f"{available}/{spec.replicas} cloudflared available")
     status.set(observedGeneration=status.generation)
-    status.condition(c.READY, "True", c.RECONCILED, f"tunnel {tunnel.name} served by {run.name}")
+    how = f" from ConfigMap {spec.namespace}/{spec.config_name} (locally configured)" if run.config_map else ""
+    status.condition(c.READY, "True", c.RECONCILED, f"tunnel {tunnel.name} served by {run.name}{how}")
 
 
 async def delete_tunnel(api: client.ApiClient, cores: CorePool, claims: ClaimStore, body: Mapping[str, Any],
@@ -166,13 +207,17 @@ async def delete_tunnel(api: client.ApiClient, cores: CorePool, claims: ClaimSto
     kind = str(body.get("kind") or m.TUNNEL_KIND)
     source = m.tunnel_source(kind, meta.get("namespace") or None, meta["name"])
     held = await claims.list(kind="tunnel", source=source)
+    hostnames = [claim for source_kind in (m.BINDING_KIND, "Service")
+                 for claim in await claims.list(kind="hostname", source_kind=source_kind)]
+    in_config = [claim for claim in hostnames  # rules in its ConfigMap (a locally configured tunnel)
+                 if (claim.entry(claiming.TUNNEL_RULE) or {}).get(local.ENTRY_TUNNEL) == source]
     try:
         spec: m.TunnelSpec | None = parse(body, resource_namespace, cores.owner_id)
     except Problem:
         spec = None
     namespace = spec.namespace if spec is not None else (meta.get("namespace") or resource_namespace)
-    base = f"clustertunnel-{meta['name']}" if kind == m.CLUSTER_KIND else meta["name"]
-    if held:
+    base = m.base_name(kind, meta["name"])
+    if held or in_config:
         if spec is None:
             raise Problem(c.DELETING, "cannot remove the tunnel: the spec no longer names its credentials", None)
         try:
@@ -185,20 +230,26 @@ async def delete_tunnel(api: client.ApiClient, cores: CorePool, claims: ClaimSto
         claims = claims_for(claims, dry_run=core.dry_run)
         tunnel_ids = {str((claim.entry(claiming.TUNNEL) or {}).get("id") or "") for claim in held} - {""}
         # 1. Routes and records of every binding and annotated Service through this tunnel (hostname claims whose
-        # rule is in it).
-        routed = [claim for kind in (m.BINDING_KIND, "Service")
-                  for claim in await claims.list(kind="hostname", source_kind=kind)
-                  if str((claim.entry(claiming.TUNNEL_RULE) or {}).get("tunnel") or "") in tunnel_ids]
+        # rule is in it, or in its ConfigMap: those rules leave it first).
+        routed = in_config + [claim for claim in hostnames if claim not in in_config and str(
+            (claim.entry(claiming.TUNNEL_RULE) or {}).get("tunnel") or "") in tunnel_ids]
+        routed = await local.drop_rules(claims, routed)
+        for claim in in_config:
+            events.normal(c.TUNNEL_RULE_REMOVED, f"tunnel rule for {claim.key} removed from ConfigMap "
+                          f"{namespace}/{meta['name']}")
         for done in await asyncio.gather(*(claiming.tear_down_hostname(  # at once: coalesced
                 core, claims, claim, account_id=account.account_id, zone_id=account.zone.id) for claim in routed)):
             say_teardown(events, done)
-    # 2. cloudflared and its token (only ours: labelled for this tunnel by this installation).
+    # 2. cloudflared, its token or credentials, its ConfigMap (only ours: labelled for this tunnel by this
+    # installation; a ConfigMap adyanth made for this very object too).
     owned = m.owned_by(kind, meta["name"], cores.owner_id)
-    for object_kind, name in (("Deployment", f"{base}-cloudflared"), ("Secret", f"{base}-tunnel-token")):
+    for object_kind, name in (("Deployment", f"{base}-cloudflared"), ("Secret", f"{base}-tunnel-token"),
+                              ("Secret", f"{base}-tunnel-credentials")):
         try:
             await kube.delete_namespaced(api, object_kind, namespace, name, owned, meta.get("uid"))
         except kube.NotOurs as exc:
             events.warning(c.OBJECT_NOT_OURS, f"left in place: {exc}")
+    await local.delete_config(api, namespace, meta["name"], owned, meta.get("uid"))
     # 3. The tunnel the claim proves ours (never an existingTunnel: it has no claim).
     for claim in held:
         done = await claiming.tear_down_tunnel(account.core, claims, claim, account_id=account.account_id,

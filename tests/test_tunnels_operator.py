@@ -209,13 +209,17 @@ def test_existing_tunnel_keeps_foreign_rules_and_is_never_deleted(world: World) 
 
     existing = asyncio.run(make())
     world.api_secret()
-    world.tunnel(existingTunnel={"name": "hand-made"})
+    world.tunnel(existingTunnel={"name": "hand-made"}, noTlsVerify=True, originCaPool="origin-ca")
     assert world.ready_tunnel()["status"]["tunnelId"] == existing
     world.service("whoami-1", 80)
     world.binding("whoami", [{"name": "whoami-1"}])
     world.ready_binding("whoami")
     hostnames = [r.get("hostname") for r in world.ingress(existing)]
     assert "legacy.example.com" in hostnames and "whoami-1.example.com" in hostnames
+    # noTlsVerify and originCaPool go on our rules, not the co-owned top level (someone else's)
+    ours = next(r for r in world.ingress(existing) if r.get("hostname") == "whoami-1.example.com")
+    assert ours["originRequest"] == {"noTLSVerify": True, "caPool": "/etc/cloudflared/certs/tls.crt"}
+    assert "originRequest" not in world.state()["tunnel_configs"][existing]["config"]
     assert "cfargotunnel.com/finalizer" not in world.get_tunnel()["metadata"].get("finalizers", [])
 
     world.custom.delete_namespaced_custom_object(GROUP, "v1alpha1", NS, "tunnelbindings", "whoami")

@@ -299,8 +299,10 @@ async def _publish(found: Gathered, route: Route, claim: Claim, claims: ClaimSto
         policy = await step("ensuring the Access policy", core.ensure_app_policy(account_id, app.id, allow))
         if (claim.entry(claiming.ACCESS_POLICY) or {}).get("id") != policy.id:
             claim = await claims.complete(claim, claiming.ACCESS_POLICY, policy.id, app=app.id)
-    rule = IngressRule(hostname=fqdn, service=route.service, path=route.subject.path,
-                       origin_request=route.subject.origin_request or None)
+    options = dict(route.subject.origin_request)
+    if not found.spec.is_new and found.local is None:  # co-owned: the Tunnel's origin options go on our rules
+        options = {**m.tunnel_origin_request(found.spec), **options}
+    rule = IngressRule(hostname=fqdn, service=route.service, path=route.subject.path, origin_request=options or None)
     recorded = claim.entry(claiming.TUNNEL_RULE) or {}
     if found.local is not None:
         claim = await local.write_rule(found.local, claims, claim, account_id, rule)

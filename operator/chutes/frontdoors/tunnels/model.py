@@ -159,7 +159,9 @@ def base_name(kind: str, name: str) -> str:
 
 def tunnel_origin_request(spec: TunnelSpec) -> dict[str, Any]:
     """The top-level ``originRequest`` of a tunnel of ours: ``noTlsVerify``, and ``originCaPool``'s certificate as
-    adyanth mounts it (``/etc/cloudflared/certs/tls.crt``, mounted in our cloudflared too)."""
+    adyanth mounts it (``/etc/cloudflared/certs/tls.crt``, mounted in our cloudflared too). On a remotely managed
+    ``existingTunnel`` (co-owned: its top-level keys are someone else's) they go on each of our rules instead, under
+    the subject's own options."""
     options: dict[str, Any] = {}
     if spec.no_tls_verify:
         options["noTLSVerify"] = True

@@ -30,6 +30,7 @@ LABEL_OWNER = f"{GROUP}/owner"  # the owner id of the installation that made the
 MAX_LABEL_VALUE = 63
 MAX_NAME = MAX_LABEL_VALUE - len("chute--cloudflared")  # a gateway's name is in its Deployment's label values
 MANAGED_BY = "chutes-operator"
+FRONT_DOOR = "chutes"  # the label of this front door in metrics
 NAME_PREFIX = "chute-"  # of every tunnel and Access application name (see `cloudflare_name`)
 
 # The ChuteGateway's kopf change handlers (ids as kopf forms them: ``<id>/<field>`` for a field filter), whose

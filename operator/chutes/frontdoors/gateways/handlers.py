@@ -13,10 +13,10 @@ import kopf
 from chutes import conditions as c
 from chutes import kube
 from chutes.frontdoors import adoption, problems, repairs, retries, status_writer
-from chutes.frontdoors.gateways import blocked_deletion, orphans
+from chutes.frontdoors.gateways import blocked_deletion, orphans, read
 from chutes.frontdoors.gateways import desired as d
 from chutes.frontdoors.gateways import reconcile as r
-from chutes.frontdoors.gateways.status import StatusWriter
+from chutes.frontdoors.gateways.status import StatusWriter, connector_condition, ready_condition
 from chutes.frontdoors.problems import EventSink, Problem
 from chutes.kube import StaleObject
 from chutes.observability import metrics
@@ -36,7 +36,7 @@ def _writer(memo: kopf.Memo, plural: str, body: Mapping[str, Any]) -> StatusWrit
 
 
 def _problems_said(body: Mapping[str, Any]) -> AbstractContextManager[EventSink]:
-    return problems.said(body, r.FRONT_DOOR)
+    return problems.said(body, d.FRONT_DOOR)
 
 
 def _skip_resync(body: Mapping[str, Any]) -> bool:
@@ -68,10 +68,10 @@ async def _refresh_connector(memo: kopf.Memo, namespace: str, name: str) -> None
         status = StatusWriter(gateway.get("status"), meta.get("generation"), write,
                               resource_version=meta.get("resourceVersion"))  # no reload: recompute instead
         ready = c.find(status.get("conditions"), c.READY)
-        r.connector_condition(status, int((gateway.get("spec") or {}).get("replicas", 2)), deployment)
+        connector_condition(status, int((gateway.get("spec") or {}).get("replicas", 2)), deployment)
         current = status.get("observedGeneration") == meta.get("generation")  # else its reconcile decides Ready
         if current and (ready is None or ready.get("reason") in (c.PENDING, c.RECONCILED)):
-            r.ready_condition(status)
+            ready_condition(status)
         try:
             await status.flush()
             return
@@ -125,7 +125,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
             raise kopf.TemporaryError(message, delay=retries.BLOCKED_RECHECK)
 
     async def _config(name: str, body: kopf.Body, memo: kopf.Memo) -> None:
-        async with metrics.reconcile_timer(r.FRONT_DOOR):
+        async with metrics.reconcile_timer(d.FRONT_DOOR):
             await _config_reconcile(name, body, memo)
 
     async def _config_reconcile(name: str, body: kopf.Body, memo: kopf.Memo) -> None:
@@ -155,7 +155,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         if not adoption.retry_now(adoption.gateway_requests(body), ready):
             return
         # Only when the operator permits it (setting or hostname rule): otherwise the retry changes nothing.
-        if await r.adoption_permitted(memo.kube, body, memo.get("hostname_rules"), memo.config.allow_adoption):
+        if await read.adoption_permitted(memo.kube, body, memo.get("hostname_rules"), memo.config.allow_adoption):
             with contextlib.suppress(kopf.TemporaryError, kopf.PermanentError):  # recorded in status and Events
                 await _gateway(body, memo)
 
@@ -174,7 +174,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
 
     @kopf.on.delete(d.GROUP, d.VERSION, d.GATEWAY_PLURAL, registry=registry, id="cleanup")
     async def gateway_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        async with metrics.reconcile_timer(r.FRONT_DOOR):
+        async with metrics.reconcile_timer(d.FRONT_DOOR):
             await _gateway_delete(body, memo)
 
     async def _gateway_delete(body: kopf.Body, memo: kopf.Memo) -> None:
@@ -189,8 +189,8 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
 
     async def _gateway(body: kopf.Body, memo: kopf.Memo) -> None:
         # Re-applying a generation published in full before (resume, resync): whatever it writes is a repair.
-        async with metrics.reconcile_timer(r.FRONT_DOOR):
-            with repairs.scope(r.FRONT_DOOR, repairs.gateway_published(body)):
+        async with metrics.reconcile_timer(d.FRONT_DOOR):
+            with repairs.scope(d.FRONT_DOOR, repairs.gateway_published(body)):
                 await _gateway_reconcile(body, memo)
 
     async def _gateway_reconcile(body: kopf.Body, memo: kopf.Memo) -> None:

@@ -17,15 +17,8 @@ from kubernetes_asyncio import client
 from chutes import conditions as c
 from chutes import kube
 from chutes.claims import Claim, ClaimStore
-from chutes.cloudflare_core import (
-    AccessApp,
-    AccessAppSpec,
-    AppPolicySpec,
-    CloudflareCore,
-    DesiredRecord,
-    IngressRule,
-    cname_target,
-)
+from chutes.cloudflare_core import AccessApp, CloudflareCore, cname_target
+from chutes.cloudflare_core.models import AccessAppSpec, AppPolicySpec, DesiredRecord, IngressRule
 from chutes.frontdoors import claiming
 from chutes.frontdoors.changes import Change
 from chutes.frontdoors.gateways import desired as d
@@ -71,13 +64,19 @@ class Executor:
         self.claim = self.before = inputs.claim  # `before`: which rule is ours (the claim before this attempt)
         self.tunnel_claim, self.adopt, self.old = inputs.tunnel_claim, inputs.adopt, {o.key: o for o in inputs.old}
         self.hint = conflict_hint(inputs.asked, inputs.adopt)
-        self.previous = (status.get("accessAppId"), status.get("accessPolicyId"))
         self.tunnel_id = ""
         self.app: AccessApp | None = None
 
     @property
     def allow(self) -> AppPolicySpec:
         return AppPolicySpec(name=d.POLICY_NAME, decision="allow", include=tuple(d.policy_include(self.want)))
+
+    async def _said(self, field: str, object_id: str, reason: str, message: str) -> None:
+        """`object_id` in status (written out now), and a Normal Event when it is new there."""
+        if self.status.get(field) != object_id:
+            self.events.normal(reason, message)
+        self.status.set(**{field: object_id})
+        await self.status.flush()
 
     async def __call__(self, change: Change[None]) -> None:
         runs: dict[str, Callable[[], Awaitable[None]]] = {
@@ -97,11 +96,8 @@ class Executor:
         tunnel = await step("ensuring the tunnel", self.core.ensure_tunnel(
             account_id, name, self.tunnel_claim.recorded(claiming.TUNNEL)))
         await _record(self.claims, self.tunnel_claim, claiming.TUNNEL, tunnel.id)
-        if self.status.get("tunnelId") != tunnel.id:
-            self.events.normal(c.TUNNEL_READY, f"tunnel {name} ({tunnel.id})")
         self.tunnel_id = tunnel.id
-        self.status.set(tunnelId=tunnel.id)
-        await self.status.flush()
+        await self._said("tunnelId", tunnel.id, c.TUNNEL_READY, f"tunnel {name} ({tunnel.id})")
 
     async def _app(self) -> None:  # before anything routes traffic to the hostname; a new app comes with its policy
         want, account_id = self.want, self.account.account_id
@@ -113,10 +109,8 @@ class Executor:
         app = self.app = await hinted("ensuring the Access application", self.core.ensure_access_app(
             account_id, spec, self.claim.recorded(claiming.ACCESS_APP), policy=self.allow), self.hint)
         self.claim = await _record(self.claims, self.claim, claiming.ACCESS_APP, app.id)
-        if self.previous[0] != app.id:
-            self.events.normal(c.ACCESS_APPLICATION_READY, f"Access application {want.cloudflare_name} for {want.fqdn}")
-        self.status.set(accessAppId=app.id)
-        await self.status.flush()
+        await self._said("accessAppId", app.id, c.ACCESS_APPLICATION_READY,
+                         f"Access application {want.cloudflare_name} for {want.fqdn}")
 
     async def _policy(self) -> None:
         assert self.app is not None  # the application's change comes first
@@ -124,11 +118,9 @@ class Executor:
         policy = await step("ensuring the Access policy", self.core.ensure_app_policy(
             self.account.account_id, app.id, self.allow))
         self.claim = await _record(self.claims, self.claim, claiming.ACCESS_POLICY, policy.id, app=app.id)
-        if self.previous[1] != policy.id:
-            self.events.normal(c.ACCESS_POLICY_READY, f"Access policy {d.POLICY_NAME} ({policy.id}) on {fqdn}")
-        self.status.set(accessPolicyId=policy.id)
         access_condition(self.status, self.events, self.want, self.core.policy, app, policy)
-        await self.status.flush()
+        await self._said("accessPolicyId", policy.id, c.ACCESS_POLICY_READY,
+                         f"Access policy {d.POLICY_NAME} ({policy.id}) on {fqdn}")
 
     async def _rule(self) -> None:  # a rule there is ours only as the claim recorded it before this attempt
         want = self.want
@@ -202,6 +194,11 @@ def _policy_removed(events: EventSink, claim: Claim, app_id: str) -> None:
         events.normal(c.ACCESS_POLICY_REMOVED, f"Access policy {policy['id']} removed")
 
 
+REMOVED = {claiming.TUNNEL_RULE: c.TUNNEL_RULE_REMOVED, claiming.DNS: c.DNS_RECORD_REMOVED, claiming.TUNNEL:
+           c.TUNNEL_REMOVED, claiming.ACCESS_APP: c.ACCESS_APPLICATION_REMOVED,
+           claiming.SERVICE_TOKEN: c.SERVICE_TOKEN_REMOVED}
+
+
 async def tear_down(core: CloudflareCore, claims: ClaimStore, claim: Claim, account: Account, events: EventSink,
                     *, change: bool = False) -> claiming.Teardown:
     """Tear down one claim of the gateway (:mod:`chutes.frontdoors.claiming`) and say so in Events (see the
@@ -215,20 +212,12 @@ async def tear_down(core: CloudflareCore, claims: ClaimStore, claim: Claim, acco
                                                  zone_id=account.zone_id)
     routing = False
     for obj, message in zip(done.removed_objects, done.removed, strict=True):
-        if obj in (claiming.TUNNEL_RULE, claiming.DNS) and change:
+        if change and obj in (claiming.TUNNEL_RULE, claiming.DNS):
             routing = True
-        elif obj == claiming.TUNNEL_RULE:
-            events.normal(c.TUNNEL_RULE_REMOVED, message)
-        elif obj == claiming.DNS:
-            events.normal(c.DNS_RECORD_REMOVED, message)
-        elif obj == claiming.ACCESS_APP:
-            if not change:
-                _policy_removed(events, claim, app_id)
-            events.normal(c.ACCESS_APPLICATION_REMOVED, message)
-        elif obj == claiming.TUNNEL:
-            events.normal(c.TUNNEL_REMOVED, message)
-        elif obj == claiming.SERVICE_TOKEN:  # never recorded by a gateway; said all the same
-            events.normal(c.SERVICE_TOKEN_REMOVED, message)
+            continue
+        if obj == claiming.ACCESS_APP and not change:
+            _policy_removed(events, claim, app_id)
+        events.normal(REMOVED[obj], message)  # a service token: never recorded by a gateway; said all the same
     if routing:
         events.normal(c.HOSTNAME_REMOVED, f"{claim.key} is no longer published")
     for item in done.left:

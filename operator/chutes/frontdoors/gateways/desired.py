@@ -18,7 +18,6 @@ VERSION = "v1alpha1"
 GATEWAY_PLURAL = "chutegateways"
 CONFIG_PLURAL = "chuteconfigs"
 GATEWAY_KIND = "ChuteGateway"
-CONFIG_KIND = "ChuteConfig"
 POLICY_NAME = "chute-operator-allow"  # the seed's (app-scoped) policy name
 DEFAULT_IMAGE = "cloudflare/cloudflared:2024.8.3"
 DEFAULT_ALLOWED_IMAGES = ("cloudflare/cloudflared",)  # the official repository (docker.io)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Mapping
-from contextlib import AbstractContextManager
 from typing import Any
 
 import kopf
@@ -33,10 +32,6 @@ PERMANENT_REASONS = frozenset({c.INVALID_SPEC, c.HOSTNAME_OUTSIDE_ZONE, c.CLOUDF
 def _writer(memo: kopf.Memo, plural: str, body: Mapping[str, Any]) -> StatusWriter:
     """The status writer of a ChuteConfig (cluster-scoped: no namespace) or ChuteGateway."""
     return status_writer.for_custom(memo.kube, d.GROUP, d.VERSION, plural, body)
-
-
-def _problems_said(body: Mapping[str, Any]) -> AbstractContextManager[EventSink]:
-    return problems.said(body, d.FRONT_DOOR)
 
 
 def _skip_resync(body: Mapping[str, Any]) -> bool:
@@ -126,12 +121,9 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
 
     async def _config(name: str, body: kopf.Body, memo: kopf.Memo) -> None:
         async with metrics.reconcile_timer(d.FRONT_DOOR):
-            await _config_reconcile(name, body, memo)
-
-    async def _config_reconcile(name: str, body: kopf.Body, memo: kopf.Memo) -> None:
-        with _problems_said(body) as events:
-            await r.reconcile_config(memo.kube, memo.cores, name, body.get("spec") or {},
-                                     _writer(memo, d.CONFIG_PLURAL, body), events)
+            with problems.said(body, d.FRONT_DOOR) as events:
+                await r.reconcile_config(memo.kube, memo.cores, name, body.get("spec") or {},
+                                         _writer(memo, d.CONFIG_PLURAL, body), events)
 
     # --- ChuteGateway -----------------------------------------------------------------------------
     @kopf.on.resume(d.GROUP, d.VERSION, d.GATEWAY_PLURAL, registry=registry, id="reconcile")
@@ -174,33 +166,27 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
 
     @kopf.on.delete(d.GROUP, d.VERSION, d.GATEWAY_PLURAL, registry=registry, id="cleanup")
     async def gateway_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        async with metrics.reconcile_timer(d.FRONT_DOOR):
-            await _gateway_delete(body, memo)
-
-    async def _gateway_delete(body: kopf.Body, memo: kopf.Memo) -> None:
         status = _writer(memo, d.GATEWAY_PLURAL, body)
-        with _problems_said(body) as events:
-            try:
-                await r.unpublish_gateway(memo.kube, memo.cores, memo.claims, body, status, events)
-            except Problem as problem:
-                status.condition(c.DELETION_BLOCKED, "True", problem.reason, problem.message)
-                await status.flush()
-                raise
+        async with metrics.reconcile_timer(d.FRONT_DOOR):
+            with problems.said(body, d.FRONT_DOOR) as events:
+                try:
+                    await r.unpublish_gateway(memo.kube, memo.cores, memo.claims, body, status, events)
+                except Problem as problem:
+                    status.condition(c.DELETION_BLOCKED, "True", problem.reason, problem.message)
+                    await status.flush()
+                    raise
 
     async def _gateway(body: kopf.Body, memo: kopf.Memo) -> None:
         # Re-applying a generation published in full before (resume, resync): whatever it writes is a repair.
         async with metrics.reconcile_timer(d.FRONT_DOOR):
             with repairs.scope(d.FRONT_DOOR, repairs.gateway_published(body)):
-                await _gateway_reconcile(body, memo)
-
-    async def _gateway_reconcile(body: kopf.Body, memo: kopf.Memo) -> None:
-        meta = body["metadata"]
-        with _problems_said(body) as events:
-            await r.reconcile_gateway(memo.kube, memo.cores, memo.claims, body, _writer(memo, d.GATEWAY_PLURAL, body),
-                                      events, memo.get("hostname_rules"), memo.config.allow_adoption,
-                                      memo.config.cloudflared_images)
-        # cloudflared may have become available while we worked: settle ConnectorReady from fresh reads.
-        await _refresh_connector(memo, meta["namespace"], meta["name"])
+                with problems.said(body, d.FRONT_DOOR) as events:
+                    await r.reconcile_gateway(memo.kube, memo.cores, memo.claims, body,
+                                              _writer(memo, d.GATEWAY_PLURAL, body), events,
+                                              memo.get("hostname_rules"), memo.config.allow_adoption,
+                                              memo.config.cloudflared_images)
+                # cloudflared may have become available while we worked: settle ConnectorReady from fresh reads.
+                await _refresh_connector(memo, body["metadata"]["namespace"], body["metadata"]["name"])
 
     # --- cloudflared Deployments: ConnectorReady follows their available replicas ------------------
     @kopf.on.event("apps", "v1", "deployments", registry=registry, id="connector",

@@ -1,17 +1,14 @@
-"""The ChuteGateway door's *read* step: the inputs of a decision, gathered once (``frontdoors/README.md``).
+"""The ChuteGateway door's *read* step. A ChuteConfig gives its gateways an :class:`Account` (its token read from its
+Secret, checked before any client holds it). :func:`gather` holds a gateway's hostname and tunnel claims (under
+dry-run the ledger is read, never written), checks through the core that no record it may not take holds the
+hostname (one coalesced listing of the zone), records what an earlier version published (:func:`bootstrap`) and
+lists the claims of its earlier hostnames. The live state of its objects is the core's to compare when *apply*
+ensures them.
 
-A ChuteConfig gives its gateways an :class:`Account` (its token read from its Secret, checked before any client
-holds it). For a gateway, :func:`gather` holds its hostname claim and its tunnel claim (the ledger's lock on the
-hostname across every door; under dry-run the ledger is read, never written), checks through the core that no
-record it may not take is in the way at the hostname (one coalesced listing of the zone), records what an earlier
-version published when its DNS record proves it (:func:`bootstrap`), and lists the claims of its earlier
-hostnames. What exists in Cloudflare beyond that is the core's to compare when *apply* ensures it.
-
-Bootstrap (upgrade from a version without a ledger, or from the seed): when the gateway's hostname claim records
-nothing yet and its status names what was published, an object is recorded only if (a) it exists, (b) its name
-and natural key are exactly what this gateway would create (tunnel and Access application ``chute-<ns>-<name>``,
-owner-qualified; the application's domain = the FQDN), and (c) the DNS record at the FQDN is marked for this
-gateway: its CNAME target proves the tunnel id. Anything else is foreign.
+Bootstrap (upgrade from a version without a ledger, or from the seed): an object is recorded only if (a) it exists,
+(b) its name and natural key are exactly what this gateway would create (tunnel and Access application
+``chute-<ns>-<name>``, owner-qualified; the application's domain = the FQDN), and (c) the DNS record at the FQDN is
+marked for this gateway: its CNAME target proves the tunnel id. Anything else is foreign.
 """
 
 from __future__ import annotations
@@ -127,12 +124,8 @@ async def adoption_permitted(api: client.ApiClient, body: Mapping[str, Any], rul
                              allow_all: bool) -> bool:
     """Whether the gateway asks for adoption and the operator permits it for its hostname (setting
     ``allow_adoption``, or a hostname rule with ``adopt: true``)."""
-    if not adoption.gateway_requests(body):
-        return False
-    if allow_all:
-        return True
-    if rules is None:
-        return False
+    if not adoption.gateway_requests(body) or allow_all or rules is None:
+        return adoption.gateway_requests(body) and allow_all
     meta, spec = body["metadata"], body.get("spec") or {}
     config = await kube.get_custom(api, d.GROUP, d.VERSION, d.CONFIG_PLURAL, str(spec.get("configRef") or ""))
     domain = str(((config or {}).get("spec") or {}).get("domain") or "").lower()

@@ -1,26 +1,15 @@
-"""Reconcile ChuteConfigs and ChuteGateways. A gateway goes through the front-door shape
-(``frontdoors/README.md``): :mod:`.read` (its config's account, its claims, the hostname checked through the
-core) -> :mod:`.decide` (pure: the checks, then the changes in the order the safety rules need) ->
-:func:`chutes.frontdoors.changes.admit` (the write policy and dry-run, on the set as a whole) -> :mod:`.apply`
-(each change through the core, said at once in status and Events) -> report (Ready, or the refusal).
+"""Reconcile ChuteConfigs and ChuteGateways. A gateway goes through the front-door shape (``frontdoors/README.md``):
+:mod:`.read` -> :mod:`.decide` (pure) -> :func:`chutes.frontdoors.changes.admit` (the write policy and dry-run, on
+the set as a whole) -> :mod:`.apply` (each change through the core, said at once in status and Events) -> report.
 
-Ownership is recorded, never inferred (issue 11). A gateway's Cloudflare objects are recorded in the ledger
-of claims (:mod:`chutes.claims`, through :mod:`chutes.frontdoors.claiming`):
-
-- its *hostname claim* (key: the FQDN; one holder across every front door, the first keeps it until its
-  teardown is complete) records the Access application and its policy, the tunnel rule and the CNAME's zone;
-- its *tunnel claim* (key ``<account>/chute-<ns>-<name>``) records its tunnel.
-
-Each object's intent is recorded before it is created and its id right after; an object found under its
-name is changed only when its claim proves it ours (the DNS record by its marker for this gateway). Deletion,
-withdrawal (hostname rules) and a hostname change tear down from the claims, never from the ids in status
-(which anyone with write access to ``chutegateways/status`` can change): a claim is released only once what it
-records is gone, so a failed removal is retried and nothing is leaked. Under dry-run the ledger is read, never
-written (:class:`chutes.claims.DryRunClaims`): a dry-run gateway holds no hostname, and the change set is
-logged (``dry-run: <source>: + create tunnel chute-x``); its first create held stops it (``DryRun``).
-
-Deletion runs the other way round from publishing: cloudflared, then each hostname claim (rule and CNAME before
-the Access application), the tunnel last.
+Ownership is recorded, never inferred (issue 11): a gateway's *hostname claim* (key: the FQDN; one holder across
+every front door until its teardown is complete) records its Access application and policy, its tunnel rule and
+the CNAME's zone; its *tunnel claim* (``<account>/chute-<ns>-<name>``) its tunnel (:mod:`chutes.frontdoors.claiming`).
+Deletion, withdrawal (hostname rules) and a hostname change tear down from the claims, never from the ids in status
+(which anyone with write access to ``chutegateways/status`` can change), in the reverse order: cloudflared, each
+hostname's rule and CNAME before its Access application, the tunnel last; a claim is released only once what it
+records is gone. Under dry-run the ledger is read, never written (a dry-run gateway holds no hostname), the change
+set is logged (``dry-run: <source>: + create tunnel chute-x``), and its first create held stops it (``DryRun``).
 """
 
 from __future__ import annotations
@@ -41,7 +30,7 @@ from chutes.cores import CorePool
 from chutes.frontdoors import changes
 from chutes.frontdoors.gateways import desired as d
 from chutes.frontdoors.gateways.apply import Executor, tear_down
-from chutes.frontdoors.gateways.decide import check, check_annotations, decide
+from chutes.frontdoors.gateways.decide import check, decide
 from chutes.frontdoors.gateways.read import bootstrap, gather, has_legacy_hints, load_account, read_token
 from chutes.frontdoors.gateways.status import StatusWriter, ready_condition
 from chutes.frontdoors.problems import EventSink, Problem, problem_from_cloudflare
@@ -102,54 +91,41 @@ async def gateways_using(api: client.ApiClient, config_name: str) -> list[str]:
 # --- ChuteGateway ----------------------------------------------------------------------------------
 
 
-async def reconcile_gateway(
-    api: client.ApiClient,
-    cores: CorePool,
-    claims: ClaimStore,
-    body: Mapping[str, Any],
-    status: StatusWriter,
-    events: EventSink,
-    rules: HostnameRules | None = None,
-    allow_adoption: bool = False,
-    allowed_images: tuple[str, ...] = d.DEFAULT_ALLOWED_IMAGES,
-) -> None:
+async def reconcile_gateway(api: client.ApiClient, cores: CorePool, claims: ClaimStore, body: Mapping[str, Any],
+                            status: StatusWriter, events: EventSink, rules: HostnameRules | None = None,
+                            allow_adoption: bool = False,
+                            allowed_images: tuple[str, ...] = d.DEFAULT_ALLOWED_IMAGES) -> None:
     """Publish one gateway (or withdraw it when the hostname rules refuse it); every refusal ends up in its
     Ready condition and is raised as a :class:`Problem`. `allowed_images`: the cloudflared image repositories
     a gateway may run (setting ``cloudflared_images``)."""
     async with reported(status, ready=False):
-        await _reconcile_gateway(api, cores, claims, body, status, events, rules, allow_adoption, allowed_images)
-
-
-async def _reconcile_gateway(api: client.ApiClient, cores: CorePool, claims: ClaimStore, body: Mapping[str, Any],
-                             status: StatusWriter, events: EventSink, rules: HostnameRules | None,
-                             allow_adoption: bool, allowed_images: tuple[str, ...]) -> None:
-    spec = body.get("spec") or {}
-    refused = check_annotations(body["metadata"].get("annotations"))  # a typo changes nothing published
-    if refused is not None:
-        raise Problem(*refused, None)
-    account = await load_account(api, cores, spec.get("configRef", ""), need_ready=True)
-    core = account.core
-    claims = claims_for(claims, dry_run=core.dry_run)  # dry-run: the ledger is read, never written
-    desired = check(body, account.domain, core.owner_id, rules, allowed_images, account.otp_idp_id)
-    if isinstance(desired, tuple):
-        if desired[0] == c.HOSTNAME_NOT_AUTHORIZED:  # what it published goes
-            await withdraw(api, cores, claims, body, status, events)
-        raise Problem(*desired, CONFIG_RETRY if desired[0] == c.CONFIG_NOT_READY else None)
-    inputs = await gather(api, account, desired, body, status, claims, rules, allow_adoption)
-    if status.get("observedGeneration") != status.generation:
-        status.set(ready=False)
-        status.condition(c.READY, "False", c.PROGRESSING, f"applying generation {status.generation}")
-    decision = decide(desired, inputs.claim, inputs.tunnel_claim, inputs.old)
-    admitted = changes.admit(decision.changes, core.policy, dry_run=core.dry_run)
-    for line in admitted.lines() if core.dry_run else ():
-        logger.info("dry-run: %s: %s", desired.source, line)
-    await changes.apply(admitted, Executor(api, inputs, body, status, events, claims), logger)
-    stopped = next((change for change, why in admitted.held if why == "dry-run"), None)
-    if stopped is not None:  # "dry-run: would create tunnel chute-x": nothing to retry until a real run
-        message = "dry-run: would " + changes.describe(stopped).split(" ", 1)[1]
-        logger.info("%s", message)
-        raise Problem(c.DRY_RUN, message, None)
-    ready_condition(status)
+        try:  # a typo in an annotation changes nothing: what is published stays as it is
+            d.check_annotations(body["metadata"].get("annotations"))
+        except d.SpecError as exc:
+            raise Problem(exc.reason, str(exc), None) from exc
+        account = await load_account(api, cores, (body.get("spec") or {}).get("configRef", ""), need_ready=True)
+        core = account.core
+        claims = claims_for(claims, dry_run=core.dry_run)  # dry-run: the ledger is read, never written
+        desired = check(body, account.domain, core.owner_id, rules, allowed_images, account.otp_idp_id)
+        if isinstance(desired, tuple):
+            if desired[0] == c.HOSTNAME_NOT_AUTHORIZED:  # what it published goes
+                await withdraw(api, cores, claims, body, status, events)
+            raise Problem(*desired, CONFIG_RETRY if desired[0] == c.CONFIG_NOT_READY else None)
+        inputs = await gather(api, account, desired, body, status, claims, rules, allow_adoption)
+        if status.get("observedGeneration") != status.generation:
+            status.set(ready=False)
+            status.condition(c.READY, "False", c.PROGRESSING, f"applying generation {status.generation}")
+        decision = decide(desired, inputs.claim.entries, inputs.tunnel_claim.entries, [o.key for o in inputs.old])
+        admitted = changes.admit(decision.changes, core.policy, dry_run=core.dry_run)
+        for line in admitted.lines() if core.dry_run else ():
+            logger.info("dry-run: %s: %s", desired.source, line)
+        await changes.apply(admitted, Executor(api, inputs, body, status, events, claims), logger)
+        stopped = next((change for change, why in admitted.held if why == "dry-run"), None)
+        if stopped is not None:  # "dry-run: would create tunnel chute-x": nothing to retry until a real run
+            message = "dry-run: would " + changes.describe(stopped).split(" ", 1)[1]
+            logger.info("%s", message)
+            raise Problem(c.DRY_RUN, message, None)
+        ready_condition(status)
 
 
 async def withdraw(

@@ -22,7 +22,7 @@ from chutes.cloudflare_core.models import AccessAppSpec, AppPolicySpec, DesiredR
 from chutes.frontdoors import claiming
 from chutes.frontdoors.changes import Change
 from chutes.frontdoors.gateways import desired as d
-from chutes.frontdoors.gateways.read import Account, Inputs, conflict_hint, hinted
+from chutes.frontdoors.gateways.read import Account, Inputs, hinted
 from chutes.frontdoors.gateways.status import StatusWriter, access_condition, connector_condition
 from chutes.frontdoors.problems import EventSink, Problem, step
 from chutes.frontdoors.retries import CONFLICT_RETRY
@@ -63,7 +63,7 @@ class Executor:
         self.want, self.account, self.core = inputs.desired, inputs.account, inputs.account.core
         self.claim = self.before = inputs.claim  # `before`: which rule is ours (the claim before this attempt)
         self.tunnel_claim, self.adopt, self.old = inputs.tunnel_claim, inputs.adopt, {o.key: o for o in inputs.old}
-        self.hint = conflict_hint(inputs.asked, inputs.adopt)
+        self.hint = inputs.hint
         self.tunnel_id = ""
         self.app: AccessApp | None = None
 

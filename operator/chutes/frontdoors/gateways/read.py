@@ -55,7 +55,8 @@ class Account:
 class Inputs:
     """What a gateway's decision stands on: its desired state, its config's account, its hostname claim (`claim`:
     as held now, the proof of which rule there is ours), its tunnel claim, the claims of hostnames it published
-    before (`old`), and whether it takes over a record or app not ours (`adopt`, asked and permitted; `asked`)."""
+    before (`old`), whether it takes over a record or app not ours (`adopt`: asked and permitted), and what to add
+    to a conflict's message (`hint`: adoption asked for but not permitted)."""
 
     desired: d.DesiredGateway
     account: Account
@@ -63,7 +64,7 @@ class Inputs:
     tunnel_claim: Claim
     old: tuple[Claim, ...] = ()
     adopt: bool = False
-    asked: bool = False
+    hint: str | None = None
 
 
 async def read_token(api: client.ApiClient, spec: Mapping[str, Any]) -> str:
@@ -96,14 +97,8 @@ async def load_account(api: client.ApiClient, cores: CorePool, config_name: str,
     if need_ready and not status.get("otpIdentityProviderId"):
         raise Problem(c.CONFIG_NOT_READY, f"ChuteConfig {config_name!r} is not ready yet", CONFIG_RETRY)
     token = await read_token(api, spec)
-    return Account(
-        name=config_name,
-        account_id=spec.get("accountId", ""),
-        zone_id=spec.get("zoneId", ""),
-        domain=str(spec.get("domain", "")).lower(),
-        otp_idp_id=status.get("otpIdentityProviderId"),
-        core=cores.core_for(token),
-    )
+    return Account(config_name, spec.get("accountId", ""), spec.get("zoneId", ""), str(spec.get("domain", "")).lower(),
+                   status.get("otpIdentityProviderId"), cores.core_for(token))
 
 
 def tunnel_key(account_id: str, tunnel_name: str) -> str:
@@ -114,10 +109,6 @@ def tunnel_key(account_id: str, tunnel_name: str) -> str:
 def has_legacy_hints(status: StatusWriter) -> bool:
     """Whether the status names something an earlier version (or the seed) may have published."""
     return any(status.get(key) for key in LEGACY_HINTS)
-
-
-def service_name(spec: Mapping[str, Any]) -> str:
-    return str((spec.get("service") or {}).get("name", ""))
 
 
 async def adoption_permitted(api: client.ApiClient, body: Mapping[str, Any], rules: HostnameRules | None,
@@ -144,14 +135,15 @@ async def gather(api: client.ApiClient, account: Account, desired: d.DesiredGate
     is raised as a :class:`Problem`; a hostname claim acquired for it and recording nothing is released."""
     core, source = account.core, desired.source
     claim = await claiming.hold(claims, "hostname", desired.fqdn, source)  # one holder across every door
-    if not await kube.service_exists(api, desired.namespace, service_name(body.get("spec") or {})):
-        raise Problem(c.SERVICE_NOT_FOUND, f"Service {desired.namespace}/{service_name(body.get('spec') or {})} "
-                      "does not exist", MISSING_RETRY)
+    service = str(((body.get("spec") or {}).get("service") or {}).get("name", ""))
+    if not await kube.service_exists(api, desired.namespace, service):
+        raise Problem(c.SERVICE_NOT_FOUND, f"Service {desired.namespace}/{service} does not exist", MISSING_RETRY)
     asked = adoption.gateway_requests(body)
     adopt = adoption.permitted(asked, desired.namespace, desired.fqdn, rules, allow_adoption)
+    hint = adoption.NOT_PERMITTED if asked and not adopt else None  # said when something not ours is in the way
     try:  # a hostname held by a record that is not ours (without adoption asked and permitted): nothing written
         await hinted(f"checking DNS for {desired.fqdn}", core.check_dns_name_available(
-            account.zone_id, desired.fqdn, source, adopt=adopt), conflict_hint(asked, adopt))
+            account.zone_id, desired.fqdn, source, adopt=adopt), hint)
     except Problem:
         await _release_unused(claims, claim)
         raise
@@ -167,17 +159,12 @@ async def gather(api: client.ApiClient, account: Account, desired: d.DesiredGate
         await _release_unused(claims, claim)
         raise
     old_claims = tuple(old for old in await claims.list(kind="hostname", source=source) if old.key != desired.fqdn)
-    return Inputs(desired, account, claim, tunnel_claim, old_claims, adopt, asked)
+    return Inputs(desired, account, claim, tunnel_claim, old_claims, adopt, hint)
 
 
 async def _release_unused(claims: ClaimStore, claim: Claim) -> None:
     if claim.fresh and not claim.entries:
         await claims.release(claim)  # nothing was written for it
-
-
-def conflict_hint(asked: bool, adopt: bool) -> str | None:
-    """Said when something not ours is in the way: adoption was asked for but is not permitted."""
-    return adoption.NOT_PERMITTED if asked and not adopt else None
 
 
 async def hinted(doing: str, action: Awaitable[T], hint: str | None) -> T:

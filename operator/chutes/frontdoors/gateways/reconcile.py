@@ -25,7 +25,6 @@ from chutes import conditions as c
 from chutes import kube
 from chutes.authorization import HostnameRules
 from chutes.claims import ClaimLost, ClaimStore, claims_for
-from chutes.cloudflare_core import CloudflareError
 from chutes.cores import CorePool
 from chutes.frontdoors import changes
 from chutes.frontdoors.gateways import desired as d
@@ -33,7 +32,7 @@ from chutes.frontdoors.gateways.apply import Executor, tear_down
 from chutes.frontdoors.gateways.decide import check, decide
 from chutes.frontdoors.gateways.read import bootstrap, gather, has_legacy_hints, load_account, read_token
 from chutes.frontdoors.gateways.status import StatusWriter, ready_condition
-from chutes.frontdoors.problems import EventSink, Problem, problem_from_cloudflare
+from chutes.frontdoors.problems import EventSink, Problem, step
 from chutes.frontdoors.retries import CONFIG_RETRY, LOST_RETRY, MISSING_RETRY
 from chutes.frontdoors.status_writer import reported
 from chutes.observability.metrics import HOSTNAMES
@@ -53,17 +52,11 @@ async def reconcile_config(api: client.ApiClient, cores: CorePool, name: str, sp
         token = await read_token(api, spec)
         core = cores.core_for(token)
         account_id, zone_id = spec.get("accountId", ""), spec.get("zoneId", "")
-        try:
-            zone = await core.verify_access(account_id, zone_id)
-        except CloudflareError as exc:
-            raise problem_from_cloudflare(exc, "checking the account and zone") from exc
+        zone = await step("checking the account and zone", core.verify_access(account_id, zone_id))
         if not (domain == zone.name or domain.endswith("." + zone.name)):
             raise Problem(c.INVALID_SPEC, f"domain {domain!r} is not inside zone {zone.name!r}", None)
         status.condition(c.CREDENTIALS_READY, "True", c.RECONCILED, f"the token reaches account and zone {zone.name}")
-        try:
-            idp = await core.ensure_otp_idp(account_id)
-        except CloudflareError as exc:
-            raise problem_from_cloudflare(exc, "ensuring the one-time-PIN identity provider") from exc
+        idp = await step("ensuring the one-time-PIN identity provider", core.ensure_otp_idp(account_id))
         if events is not None and status.get("otpIdentityProviderId") != idp.id:
             events.normal(c.IDENTITY_PROVIDER_READY, f"one-time PIN identity provider {idp.id}")
         status.set(otpIdentityProviderId=idp.id, ready=True, observedGeneration=status.generation)
@@ -81,11 +74,8 @@ async def reconcile_config(api: client.ApiClient, cores: CorePool, name: str, sp
 
 async def gateways_using(api: client.ApiClient, config_name: str) -> list[str]:
     gateways = await kube.list_custom(api, d.GROUP, d.VERSION, d.GATEWAY_PLURAL)
-    return sorted(
-        f"{g['metadata']['namespace']}/{g['metadata']['name']}"
-        for g in gateways
-        if (g.get("spec") or {}).get("configRef") == config_name
-    )
+    return sorted(f"{g['metadata']['namespace']}/{g['metadata']['name']}" for g in gateways
+                  if (g.get("spec") or {}).get("configRef") == config_name)
 
 
 # --- ChuteGateway ----------------------------------------------------------------------------------
@@ -128,10 +118,8 @@ async def reconcile_gateway(api: client.ApiClient, cores: CorePool, claims: Clai
         ready_condition(status)
 
 
-async def withdraw(
-    api: client.ApiClient, cores: CorePool, claims: ClaimStore, body: Mapping[str, Any], status: StatusWriter,
-    events: EventSink,
-) -> None:
+async def withdraw(api: client.ApiClient, cores: CorePool, claims: ClaimStore, body: Mapping[str, Any],
+                   status: StatusWriter, events: EventSink) -> None:
     """A gateway that may no longer publish (hostname rules): what it published goes as if it were deleted
     (cloudflared, CNAME, rule, Access, tunnel: everything its claims record), and its status forgets it.
     Nothing to do when it holds no claim and its status names nothing published."""
@@ -149,10 +137,8 @@ async def withdraw(
 # --- deletion ----------------------------------------------------------------------------------------
 
 
-async def unpublish_gateway(
-    api: client.ApiClient, cores: CorePool, claims: ClaimStore, body: Mapping[str, Any], status: StatusWriter,
-    events: EventSink,
-) -> None:
+async def unpublish_gateway(api: client.ApiClient, cores: CorePool, claims: ClaimStore, body: Mapping[str, Any],
+                            status: StatusWriter, events: EventSink) -> None:
     """Tear down in reverse order, from the gateway's claims only (never from the ids in its status): cloudflared,
     then each hostname claim (rule, CNAME, Access), then the tunnel claim. What turns out not to be ours stays,
     with a Warning. Without credentials nothing can be cleaned: the finalizer stays."""
@@ -175,12 +161,8 @@ async def unpublish_gateway(
     try:
         account = await load_account(api, cores, spec.get("configRef", ""), need_ready=False)
     except Problem as problem:
-        raise Problem(
-            c.DELETING,
-            f"cannot remove the Cloudflare objects: {problem.message}. Restore it, or remove the finalizer "
-            f"{d.GROUP}/cleanup to abandon them.",
-            problem.delay or MISSING_RETRY,
-        ) from None
+        raise Problem(c.DELETING, f"cannot remove the Cloudflare objects: {problem.message}. Restore it, or remove "
+                      f"the finalizer {d.GROUP}/cleanup to abandon them.", problem.delay or MISSING_RETRY) from None
     names = dataclasses.replace(names, owner_id=account.core.owner_id)
     claims = claims_for(claims, dry_run=account.core.dry_run)  # dry-run: the ledger is read, never written
     try:

@@ -27,7 +27,7 @@ def body(name: str = "blog", namespace: str = "blog", **spec: Any) -> dict[str, 
 
 
 def want(**spec: Any) -> d.DesiredGateway:
-    desired = check(body(**spec), "example.com", "default", None, d.DEFAULT_ALLOWED_IMAGES, "otp")
+    desired = check(body(**spec), "example.com", "default", None, d.DEFAULT_ALLOWED_IMAGES)
     assert isinstance(desired, d.DesiredGateway), desired
     return desired
 
@@ -152,9 +152,9 @@ def test_dry_run_of_a_published_gateway_ensures_what_exists_and_holds_a_new_appl
 
 
 def test_checks_run_in_order_and_say_why() -> None:
-    def refusal(bad: dict[str, Any], rules: HostnameRules | None = None, otp: str | None = "otp",
-                owner: str = "default", namespace: str = "blog") -> Any:
-        return check(body(namespace=namespace, **bad), "example.com", owner, rules, d.DEFAULT_ALLOWED_IMAGES, otp)
+    def refusal(bad: dict[str, Any], rules: HostnameRules | None = None, owner: str = "default",
+                namespace: str = "blog") -> Any:
+        return check(body(namespace=namespace, **bad), "example.com", owner, rules, d.DEFAULT_ALLOWED_IMAGES)
 
     assert refusal({"hostname": "blog.elsewhere.org"})[0] == c.HOSTNAME_OUTSIDE_ZONE
     assert refusal({"access": {}})[0] == c.INVALID_SPEC
@@ -165,8 +165,6 @@ def test_checks_run_in_order_and_say_why() -> None:
     assert refusal({}, HostnameRules.allow_all()) == want()
     reason, message = refusal({}, owner="o" * 32, namespace="n" * 63)
     assert (reason, "cannot fit" in message) == (c.INVALID_SPEC, True)  # no room for the ownership marker
-    assert refusal({}, otp=None) == (c.CONFIG_NOT_READY, "ChuteConfig 'default' has no one-time PIN provider")
-    assert isinstance(refusal({"access": {"public": True}}, otp=None), d.DesiredGateway)  # no Access needed
 
 
 @pytest.mark.parametrize("policy", ["sync", "upsert-only", "create-only"])

@@ -1,10 +1,8 @@
-"""The ChuteGateway door's *apply* step: :class:`Executor` makes one change of a decision through the core (and
-the kube module for the connector), recording each object in the gateway's claims before it is created and its id
-right after, and says it at once: its id in status (written out before the next change), a Normal Event when it
-is new. A Cloudflare failure is raised as a :class:`Problem` (the next attempt resumes from the claims).
-
-:func:`tear_down` removes what one claim records (routing first, then Access; the tunnel last) and says it in
-Events: what was removed (Normal), what stays because it is not ours (Warning).
+"""The ChuteGateway door's *apply* step: :class:`Executor` makes one change through the core (the connector through
+kube), each object recorded in the gateway's claims before it is created and its id right after, and said at once:
+its id in status (written out before the next change), a Normal Event when new. A Cloudflare failure is a
+:class:`Problem` (the next attempt resumes from the claims). :func:`tear_down` removes what one claim records
+(routing before Access, the tunnel last): Normal Events for what went, Warnings for what stays, not ours.
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
-"""The ChuteGateway door's *decide* step (pure). :func:`check`: the chain of checks, in order (the spec, the hostname
-rules: a refusal withdraws what the gateway published, the ownership marker, the config's one-time PIN provider;
-the annotations are checked before the config is read). :func:`decide`: the changes, in the order the safety rules
-need: the tunnel, then the Access application and its policy before the tunnel rule and the CNAME (the hostname is
-never routable unprotected), the application of a gateway whose Access was switched off only after them, then the
-tunnel token Secret and cloudflared, and last each hostname it published before (rule and CNAME, then its Access
-application). Each names the changes it needs. An object the ledger does not record is a *create*; one it records
-is an *ensure* (``Change.ensure``: the core compares it with the live object, proves it ours and writes only a
-difference, within the write policy and dry-run, so an update that only revokes access goes through under
-create-only); so are the Secret and Deployment (the door always runs its connector). Removals are deletes.
+"""The ChuteGateway door's *decide* step (pure). :func:`check`: the chain of checks, in order: the spec, the hostname
+rules (a refusal withdraws what the gateway published), the ownership marker; the annotations come first, before
+the config is read (which must have its one-time PIN provider). :func:`decide`: the changes, in the order the
+safety rules need: the tunnel, then the Access application and its policy before the tunnel rule and the CNAME
+(the hostname is never routable unprotected), the application of a gateway whose Access was switched off only
+after them, then the tunnel token Secret and cloudflared, and last each hostname it published before (rule and
+CNAME, then its Access application). Each names the changes it needs. An object the ledger does not record is a
+*create*; one it records is an *ensure* (``Change.ensure``: the core compares it with the live object, proves it
+ours and writes only a difference, within the write policy and dry-run, so an update that only revokes access goes
+through under create-only); so are the Secret and Deployment (the door always runs its connector).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ TUNNEL, ACCESS_APP, ACCESS_POLICY, TUNNEL_RULE, DNS = "tunnel", "access_app", "a
 
 
 def check(body: Mapping[str, Any], domain: str, owner_id: str, rules: HostnameRules | None,
-          allowed_images: tuple[str, ...], otp_idp_id: str | None) -> d.DesiredGateway | Refusal:
+          allowed_images: tuple[str, ...]) -> d.DesiredGateway | Refusal:
     """The gateway's desired state, or the first check it fails (see the module)."""
     meta, spec = body["metadata"], body.get("spec") or {}
     try:
@@ -44,8 +44,6 @@ def check(body: Mapping[str, Any], domain: str, owner_id: str, rules: HostnameRu
         marker(owner_id, desired.source)
     except MarkerTooLong as exc:
         return c.INVALID_SPEC, exc.message
-    if not desired.public and not otp_idp_id:
-        return c.CONFIG_NOT_READY, f"ChuteConfig {spec.get('configRef', '')!r} has no one-time PIN provider"
     return desired
 
 

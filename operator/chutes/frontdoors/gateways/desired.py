@@ -88,12 +88,8 @@ class DesiredGateway:
 
     @property
     def labels(self) -> dict[str, str]:
-        return {
-            "app.kubernetes.io/name": "cloudflared",
-            "app.kubernetes.io/instance": self.deployment_name,
-            "app.kubernetes.io/managed-by": MANAGED_BY,
-            LABEL_GATEWAY: self.name,
-        }
+        return {"app.kubernetes.io/name": "cloudflared", "app.kubernetes.io/instance": self.deployment_name,
+                "app.kubernetes.io/managed-by": MANAGED_BY, LABEL_GATEWAY: self.name}
 
     @property
     def owned_by(self) -> dict[str, str]:
@@ -255,20 +251,9 @@ def desired_gateway(namespace: str, name: str, spec: Mapping[str, Any], domain: 
     if not image_allowed(image, allowed_images):
         raise SpecError(c.IMAGE_NOT_ALLOWED, f"spec.cloudflared.image {image!r} is not an allowed cloudflared image "
                         f"(allowed: {', '.join(allowed_images)}; setting CHUTES_CLOUDFLARED_IMAGES)")
-    return DesiredGateway(
-        namespace=namespace,
-        name=name,
-        fqdn=resolve_hostname(hostname, domain),
-        service_url=f"{scheme}://{service['name']}.{namespace}.svc.cluster.local:{port}",
-        public=public,
-        emails=emails,
-        domains=domains,
-        session_duration=duration,
-        replicas=replicas,
-        image=image,
-        resources=dict(cloudflared.get("resources") or {}),
-        owner_id=owner_id,
-    )
+    url = f"{scheme}://{service['name']}.{namespace}.svc.cluster.local:{port}"
+    return DesiredGateway(namespace, name, resolve_hostname(hostname, domain), url, public, emails, domains, duration,
+                          replicas, image, dict(cloudflared.get("resources") or {}), owner_id)
 
 
 def policy_include(desired: DesiredGateway) -> list[dict[str, Any]]:

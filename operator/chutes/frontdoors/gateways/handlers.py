@@ -36,12 +36,9 @@ def _writer(memo: kopf.Memo, plural: str, body: Mapping[str, Any]) -> StatusWrit
 
 def _skip_resync(body: Mapping[str, Any]) -> bool:
     status = body.get("status") or {}
-    ready = c.find(status.get("conditions"), c.READY)
-    return (
-        ready is not None
-        and ready.get("reason") in PERMANENT_REASONS
-        and status.get("observedGeneration") == body["metadata"].get("generation")
-    )
+    ready = c.find(status.get("conditions"), c.READY) or {}
+    return ready.get("reason") in PERMANENT_REASONS and status.get("observedGeneration") == body["metadata"].get(
+        "generation")
 
 
 CLOUDFLARED_SELECTOR = f"{d.LABEL_GATEWAY},app.kubernetes.io/managed-by={d.MANAGED_BY}"

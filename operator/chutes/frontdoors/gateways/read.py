@@ -141,30 +141,29 @@ async def gather(api: client.ApiClient, account: Account, desired: d.DesiredGate
     asked = adoption.gateway_requests(body)
     adopt = adoption.permitted(asked, desired.namespace, desired.fqdn, rules, allow_adoption)
     hint = adoption.NOT_PERMITTED if asked and not adopt else None  # said when something not ours is in the way
-    try:  # a hostname held by a record that is not ours (without adoption asked and permitted): nothing written
-        await hinted(f"checking DNS for {desired.fqdn}", core.check_dns_name_available(
-            account.zone_id, desired.fqdn, source, adopt=adopt), hint)
-    except Problem:
-        await _release_unused(claims, claim)
-        raise
+    # A hostname held by a record that is not ours (without adoption asked and permitted): nothing written.
+    await _releasing(claims, claim, hinted(f"checking DNS for {desired.fqdn}", core.check_dns_name_available(
+        account.zone_id, desired.fqdn, source, adopt=adopt), hint))
     if not claim.entries and has_legacy_hints(status):  # an earlier version's objects, when proven
         claim = await bootstrap(core, claims, account, desired, desired.fqdn, status) or claim
         old = status.get("hostname")
         if old and old != desired.fqdn:  # the spec changed too: its old hostname is torn down by apply
             await bootstrap(core, claims, account, desired, str(old), status)
-    try:
-        tunnel_claim = await claiming.hold(claims, "tunnel", tunnel_key(account.account_id, desired.cloudflare_name),
-                                           source)
-    except Problem:
-        await _release_unused(claims, claim)
-        raise
+    tunnel_claim = await _releasing(claims, claim, claiming.hold(
+        claims, "tunnel", tunnel_key(account.account_id, desired.cloudflare_name), source))
     old_claims = tuple(old for old in await claims.list(kind="hostname", source=source) if old.key != desired.fqdn)
     return Inputs(desired, account, claim, tunnel_claim, old_claims, adopt, hint)
 
 
-async def _release_unused(claims: ClaimStore, claim: Claim) -> None:
-    if claim.fresh and not claim.entries:
-        await claims.release(claim)  # nothing was written for it
+async def _releasing(claims: ClaimStore, claim: Claim, action: Awaitable[T]) -> T:
+    """`action`; its refusal releases `claim` when acquired by this attempt and recording nothing (nothing was
+    written for it)."""
+    try:
+        return await action
+    except Problem:
+        if claim.fresh and not claim.entries:
+            await claims.release(claim)
+        raise
 
 
 async def hinted(doing: str, action: Awaitable[T], hint: str | None) -> T:

@@ -33,7 +33,7 @@ from chutes.frontdoors.gateways.decide import check, decide
 from chutes.frontdoors.gateways.read import bootstrap, gather, has_legacy_hints, load_account, read_token
 from chutes.frontdoors.gateways.status import StatusWriter, ready_condition
 from chutes.frontdoors.problems import EventSink, Problem, step
-from chutes.frontdoors.retries import CONFIG_RETRY, LOST_RETRY, MISSING_RETRY
+from chutes.frontdoors.retries import LOST_RETRY, MISSING_RETRY
 from chutes.frontdoors.status_writer import reported
 from chutes.observability.metrics import HOSTNAMES
 
@@ -96,11 +96,11 @@ async def reconcile_gateway(api: client.ApiClient, cores: CorePool, claims: Clai
         account = await load_account(api, cores, (body.get("spec") or {}).get("configRef", ""), need_ready=True)
         core = account.core
         claims = claims_for(claims, dry_run=core.dry_run)  # dry-run: the ledger is read, never written
-        desired = check(body, account.domain, core.owner_id, rules, allowed_images, account.otp_idp_id)
+        desired = check(body, account.domain, core.owner_id, rules, allowed_images)
         if isinstance(desired, tuple):
             if desired[0] == c.HOSTNAME_NOT_AUTHORIZED:  # what it published goes
                 await withdraw(api, cores, claims, body, status, events)
-            raise Problem(*desired, CONFIG_RETRY if desired[0] == c.CONFIG_NOT_READY else None)
+            raise Problem(*desired, None)
         inputs = await gather(api, account, desired, body, status, claims, rules, allow_adoption)
         if status.get("observedGeneration") != status.generation:
             status.set(ready=False)
@@ -144,9 +144,8 @@ async def unpublish_gateway(api: client.ApiClient, cores: CorePool, claims: Clai
     with a Warning. Without credentials nothing can be cleaned: the finalizer stays."""
     meta, spec = body["metadata"], body.get("spec") or {}
     namespace, name = meta["namespace"], meta["name"]
-    names = d.DesiredGateway(namespace=namespace, name=name, fqdn=status.get("hostname") or "", service_url="",
-                          public=True, emails=(), domains=(), session_duration="24h", replicas=0, image="",
-                          owner_id=cores.owner_id)
+    names = d.DesiredGateway(namespace, name, status.get("hostname") or "", "", True, (), (), "24h", 0, "",
+                             owner_id=cores.owner_id)
     # cloudflared and its token: only when labelled as this gateway's (a foreign object of the name stays).
     for kind, object_name in (("Deployment", names.deployment_name), ("Secret", names.secret_name)):
         try:

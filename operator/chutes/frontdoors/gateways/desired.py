@@ -229,10 +229,8 @@ def desired_gateway(namespace: str, name: str, spec: Mapping[str, Any], domain: 
     if not isinstance(public, bool):
         raise SpecError(c.INVALID_SPEC, f"spec.access.public must be true or false, not {public!r}")
     if not public and not emails and not domains:
-        raise SpecError(
-            c.INVALID_SPEC,
-            "spec.access needs at least one allowedEmails or allowedDomains entry, unless access.public is true",
-        )
+        raise SpecError(c.INVALID_SPEC, "spec.access needs at least one allowedEmails or allowedDomains entry, "
+                        "unless access.public is true")
     duration = access.get("sessionDuration") or "24h"
     if not isinstance(duration, str) or not _DURATION.match(duration):
         raise SpecError(c.INVALID_SPEC, f"spec.access.sessionDuration {duration!r} is not a duration like 24h or 30m")

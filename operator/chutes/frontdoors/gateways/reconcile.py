@@ -110,7 +110,7 @@ async def reconcile_gateway(api: client.ApiClient, cores: CorePool, claims: Clai
         for line in admitted.lines() if core.dry_run else ():
             logger.info("dry-run: %s: %s", desired.source, line)
         await changes.apply(admitted, Executor(api, inputs, body, status, events, claims), logger)
-        stopped = next((change for change, why in admitted.held if why == "dry-run"), None)
+        stopped = next((ch for ch, why in admitted.held if why == "dry-run" and ch.action == "create"), None)
         if stopped is not None:  # "dry-run: would create tunnel chute-x": nothing to retry until a real run
             message = "dry-run: would " + changes.describe(stopped).split(" ", 1)[1]
             logger.info("%s", message)

@@ -9,8 +9,9 @@ a change whose need is held back is held back too (a CNAME is not created while 
 must protect its hostname was not).
 
 :func:`admit` splits a set into the changes to make now and the ones held back, with why: the policy
-(:func:`chutes.write_policy.forbids`, never an update that only revokes access), dry-run (everything), or a
-held need. ``chutes plan``, dry-run and the logs print the same lines (:func:`describe`).
+(:func:`chutes.write_policy.forbids`, never an update that only revokes access), dry-run (everything but an
+``ensure``, which its maker filters), or a held need. ``chutes plan``, dry-run and the logs print the same lines
+(:func:`describe`).
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ class Change(Generic[P]):
     key: str = ""  # how later changes name this one in `needs` (default: kind/name)
     needs: tuple[str, ...] = ()
     revokes: bool = False  # an update that only withdraws access: no policy holds it back
+    # An update of an object that exists, whose difference only its maker sees (the core compares it with the live
+    # object, writes only what differs, and applies the write policy and dry-run itself, field by field). Neither
+    # holds it back here; a held need does.
+    ensure: bool = False
 
     @property
     def ref(self) -> str:
@@ -89,9 +94,9 @@ def admit(changes: Iterable[Change[P]], policy: str, *, dry_run: bool = False) -
     held_refs: set[str] = set()
     for change in changes:
         why = ""
-        if dry_run:
+        if dry_run and not change.ensure:
             why = "dry-run"
-        elif forbids(policy, change.action, revokes=change.revokes):
+        elif not change.ensure and forbids(policy, change.action, revokes=change.revokes):
             why = f"policy {policy}"
         elif blocked := [need for need in change.needs if need in held_refs]:
             why = f"needs {blocked[0]}"

@@ -18,18 +18,16 @@ VERSION = "v1alpha1"
 GATEWAY_PLURAL = "chutegateways"
 CONFIG_PLURAL = "chuteconfigs"
 GATEWAY_KIND = "ChuteGateway"
-CONFIG_KIND = "ChuteConfig"
 POLICY_NAME = "chute-operator-allow"  # the seed's (app-scoped) policy name
 DEFAULT_IMAGE = "cloudflare/cloudflared:2024.8.3"
 DEFAULT_ALLOWED_IMAGES = ("cloudflare/cloudflared",)  # the official repository (docker.io)
 ANY_IMAGE = "*"
-METRICS_PORT = cloudflared.METRICS_PORT
-TOKEN_KEY = cloudflared.TOKEN_KEY
 LABEL_GATEWAY = f"{GROUP}/gateway"
 LABEL_OWNER = f"{GROUP}/owner"  # the owner id of the installation that made the object
 MAX_LABEL_VALUE = 63
 MAX_NAME = MAX_LABEL_VALUE - len("chute--cloudflared")  # a gateway's name is in its Deployment's label values
 MANAGED_BY = "chutes-operator"
+FRONT_DOOR = "chutes"  # the label of this front door in metrics
 NAME_PREFIX = "chute-"  # of every tunnel and Access application name (see `cloudflare_name`)
 
 # The ChuteGateway's kopf change handlers (ids as kopf forms them: ``<id>/<field>`` for a field filter), whose
@@ -90,12 +88,8 @@ class DesiredGateway:
 
     @property
     def labels(self) -> dict[str, str]:
-        return {
-            "app.kubernetes.io/name": "cloudflared",
-            "app.kubernetes.io/instance": self.deployment_name,
-            "app.kubernetes.io/managed-by": MANAGED_BY,
-            LABEL_GATEWAY: self.name,
-        }
+        return {"app.kubernetes.io/name": "cloudflared", "app.kubernetes.io/instance": self.deployment_name,
+                "app.kubernetes.io/managed-by": MANAGED_BY, LABEL_GATEWAY: self.name}
 
     @property
     def owned_by(self) -> dict[str, str]:
@@ -235,10 +229,8 @@ def desired_gateway(namespace: str, name: str, spec: Mapping[str, Any], domain: 
     if not isinstance(public, bool):
         raise SpecError(c.INVALID_SPEC, f"spec.access.public must be true or false, not {public!r}")
     if not public and not emails and not domains:
-        raise SpecError(
-            c.INVALID_SPEC,
-            "spec.access needs at least one allowedEmails or allowedDomains entry, unless access.public is true",
-        )
+        raise SpecError(c.INVALID_SPEC, "spec.access needs at least one allowedEmails or allowedDomains entry, "
+                        "unless access.public is true")
     duration = access.get("sessionDuration") or "24h"
     if not isinstance(duration, str) or not _DURATION.match(duration):
         raise SpecError(c.INVALID_SPEC, f"spec.access.sessionDuration {duration!r} is not a duration like 24h or 30m")
@@ -257,20 +249,9 @@ def desired_gateway(namespace: str, name: str, spec: Mapping[str, Any], domain: 
     if not image_allowed(image, allowed_images):
         raise SpecError(c.IMAGE_NOT_ALLOWED, f"spec.cloudflared.image {image!r} is not an allowed cloudflared image "
                         f"(allowed: {', '.join(allowed_images)}; setting CHUTES_CLOUDFLARED_IMAGES)")
-    return DesiredGateway(
-        namespace=namespace,
-        name=name,
-        fqdn=resolve_hostname(hostname, domain),
-        service_url=f"{scheme}://{service['name']}.{namespace}.svc.cluster.local:{port}",
-        public=public,
-        emails=emails,
-        domains=domains,
-        session_duration=duration,
-        replicas=replicas,
-        image=image,
-        resources=dict(cloudflared.get("resources") or {}),
-        owner_id=owner_id,
-    )
+    url = f"{scheme}://{service['name']}.{namespace}.svc.cluster.local:{port}"
+    return DesiredGateway(namespace, name, resolve_hostname(hostname, domain), url, public, emails, domains, duration,
+                          replicas, image, dict(cloudflared.get("resources") or {}), owner_id)
 
 
 def policy_include(desired: DesiredGateway) -> list[dict[str, Any]]:

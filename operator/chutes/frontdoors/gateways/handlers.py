@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Mapping
-from contextlib import AbstractContextManager
 from typing import Any
 
 import kopf
@@ -13,10 +12,10 @@ import kopf
 from chutes import conditions as c
 from chutes import kube
 from chutes.frontdoors import adoption, problems, repairs, retries, status_writer
-from chutes.frontdoors.gateways import blocked_deletion, orphans
+from chutes.frontdoors.gateways import blocked_deletion, orphans, read
 from chutes.frontdoors.gateways import desired as d
 from chutes.frontdoors.gateways import reconcile as r
-from chutes.frontdoors.gateways.status import StatusWriter
+from chutes.frontdoors.gateways.status import StatusWriter, connector_condition, ready_condition
 from chutes.frontdoors.problems import EventSink, Problem
 from chutes.kube import StaleObject
 from chutes.observability import metrics
@@ -35,18 +34,11 @@ def _writer(memo: kopf.Memo, plural: str, body: Mapping[str, Any]) -> StatusWrit
     return status_writer.for_custom(memo.kube, d.GROUP, d.VERSION, plural, body)
 
 
-def _problems_said(body: Mapping[str, Any]) -> AbstractContextManager[EventSink]:
-    return problems.said(body, r.FRONT_DOOR)
-
-
 def _skip_resync(body: Mapping[str, Any]) -> bool:
     status = body.get("status") or {}
-    ready = c.find(status.get("conditions"), c.READY)
-    return (
-        ready is not None
-        and ready.get("reason") in PERMANENT_REASONS
-        and status.get("observedGeneration") == body["metadata"].get("generation")
-    )
+    ready = c.find(status.get("conditions"), c.READY) or {}
+    return ready.get("reason") in PERMANENT_REASONS and status.get("observedGeneration") == body["metadata"].get(
+        "generation")
 
 
 CLOUDFLARED_SELECTOR = f"{d.LABEL_GATEWAY},app.kubernetes.io/managed-by={d.MANAGED_BY}"
@@ -68,10 +60,10 @@ async def _refresh_connector(memo: kopf.Memo, namespace: str, name: str) -> None
         status = StatusWriter(gateway.get("status"), meta.get("generation"), write,
                               resource_version=meta.get("resourceVersion"))  # no reload: recompute instead
         ready = c.find(status.get("conditions"), c.READY)
-        r.connector_condition(status, int((gateway.get("spec") or {}).get("replicas", 2)), deployment)
+        connector_condition(status, int((gateway.get("spec") or {}).get("replicas", 2)), deployment)
         current = status.get("observedGeneration") == meta.get("generation")  # else its reconcile decides Ready
         if current and (ready is None or ready.get("reason") in (c.PENDING, c.RECONCILED)):
-            r.ready_condition(status)
+            ready_condition(status)
         try:
             await status.flush()
             return
@@ -125,13 +117,10 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
             raise kopf.TemporaryError(message, delay=retries.BLOCKED_RECHECK)
 
     async def _config(name: str, body: kopf.Body, memo: kopf.Memo) -> None:
-        async with metrics.reconcile_timer(r.FRONT_DOOR):
-            await _config_reconcile(name, body, memo)
-
-    async def _config_reconcile(name: str, body: kopf.Body, memo: kopf.Memo) -> None:
-        with _problems_said(body) as events:
-            await r.reconcile_config(memo.kube, memo.cores, name, body.get("spec") or {},
-                                     _writer(memo, d.CONFIG_PLURAL, body), events)
+        async with metrics.reconcile_timer(d.FRONT_DOOR):
+            with problems.said(body, d.FRONT_DOOR) as events:
+                await r.reconcile_config(memo.kube, memo.cores, name, body.get("spec") or {},
+                                         _writer(memo, d.CONFIG_PLURAL, body), events)
 
     # --- ChuteGateway -----------------------------------------------------------------------------
     @kopf.on.resume(d.GROUP, d.VERSION, d.GATEWAY_PLURAL, registry=registry, id="reconcile")
@@ -155,7 +144,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         if not adoption.retry_now(adoption.gateway_requests(body), ready):
             return
         # Only when the operator permits it (setting or hostname rule): otherwise the retry changes nothing.
-        if await r.adoption_permitted(memo.kube, body, memo.get("hostname_rules"), memo.config.allow_adoption):
+        if await read.adoption_permitted(memo.kube, body, memo.get("hostname_rules"), memo.config.allow_adoption):
             with contextlib.suppress(kopf.TemporaryError, kopf.PermanentError):  # recorded in status and Events
                 await _gateway(body, memo)
 
@@ -174,33 +163,27 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
 
     @kopf.on.delete(d.GROUP, d.VERSION, d.GATEWAY_PLURAL, registry=registry, id="cleanup")
     async def gateway_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        async with metrics.reconcile_timer(r.FRONT_DOOR):
-            await _gateway_delete(body, memo)
-
-    async def _gateway_delete(body: kopf.Body, memo: kopf.Memo) -> None:
         status = _writer(memo, d.GATEWAY_PLURAL, body)
-        with _problems_said(body) as events:
-            try:
-                await r.unpublish_gateway(memo.kube, memo.cores, memo.claims, body, status, events)
-            except Problem as problem:
-                status.condition(c.DELETION_BLOCKED, "True", problem.reason, problem.message)
-                await status.flush()
-                raise
+        async with metrics.reconcile_timer(d.FRONT_DOOR):
+            with problems.said(body, d.FRONT_DOOR) as events:
+                try:
+                    await r.unpublish_gateway(memo.kube, memo.cores, memo.claims, body, status, events)
+                except Problem as problem:
+                    status.condition(c.DELETION_BLOCKED, "True", problem.reason, problem.message)
+                    await status.flush()
+                    raise
 
     async def _gateway(body: kopf.Body, memo: kopf.Memo) -> None:
         # Re-applying a generation published in full before (resume, resync): whatever it writes is a repair.
-        async with metrics.reconcile_timer(r.FRONT_DOOR):
-            with repairs.scope(r.FRONT_DOOR, repairs.gateway_published(body)):
-                await _gateway_reconcile(body, memo)
-
-    async def _gateway_reconcile(body: kopf.Body, memo: kopf.Memo) -> None:
-        meta = body["metadata"]
-        with _problems_said(body) as events:
-            await r.reconcile_gateway(memo.kube, memo.cores, memo.claims, body, _writer(memo, d.GATEWAY_PLURAL, body),
-                                      events, memo.get("hostname_rules"), memo.config.allow_adoption,
-                                      memo.config.cloudflared_images)
-        # cloudflared may have become available while we worked: settle ConnectorReady from fresh reads.
-        await _refresh_connector(memo, meta["namespace"], meta["name"])
+        async with metrics.reconcile_timer(d.FRONT_DOOR):
+            with repairs.scope(d.FRONT_DOOR, repairs.gateway_published(body)):
+                with problems.said(body, d.FRONT_DOOR) as events:
+                    await r.reconcile_gateway(memo.kube, memo.cores, memo.claims, body,
+                                              _writer(memo, d.GATEWAY_PLURAL, body), events,
+                                              memo.get("hostname_rules"), memo.config.allow_adoption,
+                                              memo.config.cloudflared_images)
+                # cloudflared may have become available while we worked: settle ConnectorReady from fresh reads.
+                await _refresh_connector(memo, body["metadata"]["namespace"], body["metadata"]["name"])
 
     # --- cloudflared Deployments: ConnectorReady follows their available replicas ------------------
     @kopf.on.event("apps", "v1", "deployments", registry=registry, id="connector",

@@ -21,7 +21,8 @@ from chutes.claims import ClaimStore
 from chutes.cloudflare_core.models import normalize_name
 from chutes.cores import CorePool
 from chutes.frontdoors.gateways import desired as d
-from chutes.frontdoors.gateways.reconcile import FRONT_DOOR, read_token
+from chutes.frontdoors.gateways.desired import FRONT_DOOR
+from chutes.frontdoors.gateways.read import read_token
 from chutes.frontdoors.problems import Problem
 from chutes.sweep import engine
 from chutes.sweep.verdict import DoorNames, Wants

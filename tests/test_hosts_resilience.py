@@ -78,6 +78,26 @@ def test_a_restart_in_the_middle_converges_without_duplicates(hosts: HostsWorld)
     assert len(names) == len(set(names)) == 18
 
 
+def test_a_route_deleted_while_the_operator_was_down_loses_its_entries_at_the_restart(kube: Any,
+                                                                                       routerhosts: Any) -> None:
+    # Found by the kill at every write (issue 16): IngressRoutes carry no finalizer, so a route deleted while no
+    # replica watched was left to the orphan sweep's first pass, a minute after the restart.
+    world = HostsWorld(kube, routerhosts)
+    try:
+        world.start()  # the default sweep interval (600 s)
+        world.route("web", "Host(`a.lan`)")
+        world.mapping()
+        world.wait_hostnames(COMMENT, ["a.lan"])
+        world.synced()
+        world.stop()
+        world.delete_route("web")
+        world.start()
+        wait_for("the deleted route's entry gone", lambda: not world.entries(COMMENT), timeout=20)
+        assert world.hostnames("k8s:home/nas") == ["nas.lan"]
+    finally:
+        world.close()
+
+
 def test_upsert_only_keeps_entries_when_their_sources_go(kube: Any, routerhosts: Any) -> None:
     with running(kube, routerhosts, policy="upsert-only", resync_interval=1.0) as world:
         world.mapping()

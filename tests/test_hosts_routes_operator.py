@@ -61,12 +61,14 @@ def test_a_dropped_hostname_loses_its_entry_and_a_route_left_without_hosts_loses
 
 
 def test_a_deleted_route_takes_its_entries_and_nothing_else(hosts: HostsWorld) -> None:
-    foreign = hosts.rh.put_entry("10.0.0.9", "other.lan", "k8s-ingress:home/other", tags=ROUTE_TAGS)
+    hand_made = hosts.rh.put_entry("10.0.0.9", "hand.lan", "made by hand", tags=ROUTE_TAGS)
+    hosts.route("other", "Host(`other.lan`)")
     hosts.route("web", "Host(`a.lan`)")
+    [other] = hosts.wait_hostnames("k8s-ingress:home/other", ["other.lan"])
     hosts.wait_hostnames(COMMENT, ["a.lan"])
     hosts.delete_route("web")
     hosts.wait_hostnames(COMMENT, [])
-    assert [e.id for e in hosts.entries()] == [foreign]
+    assert sorted(e.id for e in hosts.entries()) == sorted([hand_made, other.id])
 
 
 def test_an_entry_deleted_behind_our_back_does_not_wedge_the_deletion(hosts: HostsWorld) -> None:

@@ -231,6 +231,21 @@ async def test_faults_target_one_rpc_and_run_out(stub: Any, routerhosts: Any) ->
     assert [r.code for r in routerhosts.requests] == ["OK", "RESOURCE_EXHAUSTED", "RESOURCE_EXHAUSTED", "OK"]
 
 
+async def test_the_response_hook_sees_each_call_after_its_write_is_stored_and_before_its_answer(
+        stub: Any, routerhosts: Any) -> None:
+    seen: list[tuple[str, str, list[str]]] = []  # (rpc, code, hostnames stored when the hook ran)
+    routerhosts.on_response = lambda record: seen.append(
+        (record.rpc, record.code, sorted(e.hostname for e in routerhosts.entries())))
+    try:
+        entry = await _add(stub)
+        await _refusal(stub.AddHost(pb.AddHostRequest(ip_address="192.0.2.01", hostname="bad.lan")))
+        await stub.DeleteHost(pb.DeleteHostRequest(id=entry.id))
+    finally:
+        routerhosts.on_response = None
+    assert seen == [("AddHost", "OK", ["nas.lan"]), ("AddHost", "INVALID_ARGUMENT", ["nas.lan"]),
+                    ("DeleteHost", "OK", [])]
+
+
 async def test_rpcs_the_operator_does_not_use_are_unimplemented(stub: Any) -> None:
     code, _message = await _refusal(stub.Health(pb.HealthRequest()))
     assert code == "UNIMPLEMENTED"

@@ -1,34 +1,36 @@
-"""A kill at every write (issue 16 §2), for the ChuteGateway door: one lifecycle (a ChuteConfig; a protected
-ChuteGateway published; its hostname changed; the gateway deleted) on fresh emulators, with the operator (`chutes
-run`, a process of its own) killed with SIGKILL right after the k-th Cloudflare write has been applied (the
-emulator's response hook: the write is in its state, the answer never reaches the operator) and restarted at
-once. See :func:`run_once` for what is checked; used by ``bench/kill_at_every_write.py`` (every k) and
-``tests/test_kill_at_write.py`` (a few)."""
+"""A kill at every write (issue 16 §2), for every front door: one lifecycle of the door
+(:mod:`harness.kill_lifecycles`) on fresh emulators, with the operator (`chutes run`, a process of its own) killed
+with SIGKILL right after the k-th write its door makes has been applied (the response hook of the emulator written
+to: Cloudflare's, or the router-hosts server's for the hosts door; the write is in its state, the answer never
+reaches the operator) and restarted at once. See :func:`run_once` for what is checked; used by
+``bench/kill_at_every_write.py`` (every k) and ``tests/test_kill_at_write.py`` (a few)."""
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import signal
 import subprocess
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import cloudflare
 import kubernetes
 
 from chutes.sandbox.cloudflare import SandboxConfig, SandboxThread
 from chutes.sandbox.kubernetes import KubeSandbox
+from chutes.sandbox.routerhosts import RouterHostsSandbox
+from harness.kill_lifecycles import DOORS, NAMESPACES
+from harness.kill_world import HOST_WRITES, World, duplicates, host_entries, names, unprotected
 from harness.processes import chutes_command, run_env
 
-GROUP, VERSION, NS = "chutes.troubleshat.com", "v1alpha1", "team-a"
-PROTECTED = ("blog.example.com", "news.example.com")
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 PHASE_TIMEOUT = 90.0
+SETTLE = 8.0  # seconds an operator restarted after the lifecycle is watched (its start and first passes)
+SLOW_PHASE = 50.0  # over a dead holder's tunnel Lease (30 s) and a restart; under the orphan sweeps' first pass (60 s
+# after a start): a phase slower than this waited for a periodic pass (the bench says so)
 
 
 @dataclass
@@ -38,48 +40,24 @@ class Run:
     unprotected: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     kills: int = 0
+    phases: list[tuple[str, float]] = field(default_factory=list)  # each phase and the seconds it took to converge
     end: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
-
-
-def names(cf: Any) -> dict[str, Any]:
-    """Cloudflare as names (ids differ between runs): tunnels (not deleted), apps, records, rules."""
-    state = cf.snapshot()
-    tunnels = sorted(t["name"] for t in state["tunnels"].values() if not t.get("deleted_at"))
-    apps = sorted((a["name"], a.get("domain")) for a in state["access_apps"].values())
-    records = sorted((r["name"], r["type"]) for zone in state["dns_records"].values() for r in zone)
-    rules = sorted(str(rule.get("hostname")) for config in state["tunnel_configs"].values()
-                   for rule in ((config or {}).get("config") or {}).get("ingress", []) if rule.get("hostname"))
-    return {"tunnels": tunnels, "apps": apps, "records": records, "rules": rules}
-
-
-def duplicates(view: dict[str, Any]) -> list[str]:
-    found = []
-    for kind in ("tunnels", "apps", "records", "rules"):
-        counts = Counter(view[kind])
-        found += [f"{kind}: {item} x{n}" for item, n in counts.items() if n > 1]
-    return found
-
-
-def unprotected_now(cf: Any) -> list[str]:
-    """Protected hostnames routable right now (CNAME and rule present) without their Access application."""
-    view = names(cf)
-    records = {name for name, _ in view["records"]}
-    apps = {domain for _, domain in view["apps"]}
-    return [h for h in PROTECTED if h in records and h in view["rules"] and h not in apps]
 
 
 class Operator:
     """`chutes run` in a process of its own, killed and restarted by the run."""
 
     def __init__(self, kube: Any, cf: Any, flags: tuple[str, ...], environ: dict[str, str]) -> None:
-        self.env = run_env(kube, cf) | {"CHUTES_LOG_LEVEL": "ERROR"} | environ
+        self.env = run_env(kube, cf) | {"CHUTES_LOG_LEVEL": os.environ.get("CHUTES_LOG_LEVEL", "ERROR")} | environ
         self.flags = flags
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.process = subprocess.Popen([*chutes_command(), "run", "--standalone", *self.flags], env=self.env,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        log = os.environ.get("KILL_AT_WRITE_LOG")  # a file for the operator's output (its level: CHUTES_LOG_LEVEL)
+        with open(log or os.devnull, "ab") as output:
+            self.process = subprocess.Popen([*chutes_command(), "run", "--standalone", *self.flags], env=self.env,
+                                            stdout=output, stderr=output)
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -97,176 +75,96 @@ class Operator:
                 self.process.kill()
 
 
-@dataclass
-class World:
-    """What a lifecycle acts on: the clients, the Cloudflare emulator, and the run's wait (it restarts a killed
-    operator, plays the Deployment controller and checks for duplicates at the end of each phase)."""
-
-    core: Any
-    custom: Any
-    cf: Any
-    wait: Callable[[str, Callable[[], bool]], bool]
-
-    def published(self, hostname: str, ready: bool, gone: str = "") -> bool:
-        """`ready` (the source says so), `hostname`'s CNAME and rule in place, and nothing left of `gone`."""
-        view = names(self.cf)
-        return (ready and (hostname, "CNAME") in view["records"] and hostname in view["rules"]
-                and (not gone or (gone not in view["rules"] and all(n != gone for n, _ in view["records"])
-                                  and all(d != gone for _, d in view["apps"]))))
-
-
-Lifecycle = Callable[[World], bool]  # runs every phase; False once one did not converge
-
-
-def _gateway(world: World) -> dict[str, Any]:
-    try:
-        return dict(world.custom.get_namespaced_custom_object(GROUP, VERSION, NS, "chutegateways", "blog"))
-    except kubernetes.client.exceptions.ApiException:
-        return {}
-
-
-def gateway_lifecycle(world: World) -> bool:
-    """A ChuteConfig; a protected ChuteGateway published; its hostname changed; the gateway deleted."""
-    custom, cf = world.custom, world.cf
-    world.core.create_namespaced_secret("chute-system", {"metadata": {"name": "cf"},
-                                                         "stringData": {"apiToken": cf.token}})
-    world.core.create_namespaced_service(NS, {"metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}]}})
-    custom.create_cluster_custom_object(GROUP, VERSION, "chuteconfigs", {
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "ChuteConfig", "metadata": {"name": "default"},
-        "spec": {"apiTokenSecretRef": {"name": "cf", "namespace": "chute-system"}, "accountId": cf.account_id,
-                 "zoneId": cf.zone_id("example.com"), "domain": "example.com"}})
-    if not world.wait("config ready", lambda: bool(custom.get_cluster_custom_object(
-            GROUP, VERSION, "chuteconfigs", "default").get("status", {}).get("ready"))):
-        return False
-    start = names(cf)
-
-    def published(hostname: str, gone: str = "") -> bool:
-        status = _gateway(world).get("status") or {}
-        return world.published(hostname, bool(status.get("ready") and status.get("hostname") == hostname), gone)
-
-    custom.create_namespaced_custom_object(GROUP, VERSION, NS, "chutegateways", {
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "ChuteGateway", "metadata": {"name": "blog"},
-        "spec": {"configRef": "default", "hostname": "blog", "service": {"name": "web", "port": 80},
-                 "access": {"allowedEmails": ["a@example.org"]}, "replicas": 1}})
-    if not world.wait("published", lambda: published("blog.example.com")):
-        return False
-    custom.patch_namespaced_custom_object(GROUP, VERSION, NS, "chutegateways", "blog", {"spec": {"hostname": "news"}})
-    if not world.wait("hostname changed", lambda: published("news.example.com", gone="blog.example.com")):
-        return False
-    custom.delete_namespaced_custom_object(GROUP, VERSION, NS, "chutegateways", "blog")
-    return world.wait("deleted", lambda: not _gateway(world) and names(cf) == start)  # no orphan
-
-
-ROUTES = ("gateway.networking.k8s.io", "v1", NS, "httproutes")
-CFZT = "cfzt.cloudflare.com/"
-OPNS = "cloudflare-zero-trust"
-
-
-def _route(world: World) -> dict[str, Any]:
-    try:
-        return dict(world.custom.get_namespaced_custom_object(*ROUTES, "web"))
-    except kubernetes.client.exceptions.ApiException:
-        return {}
-
-
-def route_lifecycle(world: World) -> bool:
-    """A tenant on a shared tunnel; an annotated HTTPRoute behind Access published; its hostname changed; the route
-    deleted."""
-    custom, cf = world.custom, world.cf
-    sdk = cloudflare.Cloudflare(api_token=cf.token, base_url=cf.base_url, max_retries=0)
-    try:
-        tunnel = sdk.zero_trust.tunnels.cloudflared.create(account_id=cf.account_id, name="home",
-                                                          config_src="cloudflare").id
-    finally:
-        sdk.close()
-    world.core.create_namespaced_secret(OPNS, {"metadata": {"name": "cf-token"}, "stringData": {"token": cf.token}})
-    custom.create_namespaced_custom_object("cfzt.cloudflare.com", "v1alpha1", OPNS, "cloudflarezerotrusttenants", {
-        "apiVersion": "cfzt.cloudflare.com/v1alpha1", "kind": "CloudflareZeroTrustTenant",
-        "metadata": {"name": "home"},
-        "spec": {"accountId": cf.account_id, "tunnelId": tunnel,
-                 "credentialRef": {"name": "cf-token", "key": "token"}}})
-    start = names(cf)
-
-    def published(hostname: str, gone: str = "") -> bool:
-        meta = _route(world).get("metadata") or {}
-        conditions = json.loads((meta.get("annotations") or {}).get(CFZT + "conditions") or "[]")
-        ready = any(c.get("type") == "Ready" and c.get("status") == "True" and hostname in str(c.get("message"))
-                    for c in conditions)
-        return world.published(hostname, ready, gone)
-
-    annotations = {CFZT + "enabled": "true", CFZT + "tenant": "home", CFZT + "hostname": "blog.example.com",
-                   CFZT + "access.enabled": "true", CFZT + "access.allowEmails": "a@example.org"}
-    custom.create_namespaced_custom_object(*ROUTES, {
-        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-        "metadata": {"name": "web", "annotations": annotations},
-        "spec": {"rules": [{"backendRefs": [{"name": "web", "port": 80}]}]}})
-    if not world.wait("published", lambda: published("blog.example.com")):
-        return False
-    custom.patch_namespaced_custom_object(*ROUTES, "web", {"metadata": {"annotations": {
-        CFZT + "hostname": "news.example.com"}}})
-    if not world.wait("hostname changed", lambda: published("news.example.com", gone="blog.example.com")):
-        return False
-    custom.delete_namespaced_custom_object(*ROUTES, "web")
-    return world.wait("deleted", lambda: not _route(world) and names(cf) == start
-                      and not world.core.list_namespaced_config_map(OPNS, label_selector=(
-                          "app.kubernetes.io/managed-by=cfzt-operator")).items)  # no orphan, no state left
-
-
-LIFECYCLES: dict[str, tuple[Lifecycle, tuple[str, ...], dict[str, str]]] = {
-    # name -> (lifecycle, `chutes run` flags, environment)
-    "gateway": (gateway_lifecycle, ("--no-httproutes", "--no-tunnels"), {}),
-    "httproute": (route_lifecycle, ("--no-chutes", "--no-tunnels"), {"OPERATOR_NAMESPACE": OPNS}),
-}
+@contextlib.contextmanager
+def _routerhosts(wanted: bool) -> Iterator[Any]:
+    if not wanted:
+        yield None
+        return
+    with RouterHostsSandbox() as server:
+        yield server
 
 
 def run_once(kill_at: int | None, door: str = "gateway") -> Run:
-    """One lifecycle of `door` (a key of LIFECYCLES), the operator killed right after write `kill_at`."""
-    lifecycle, flags, environ = LIFECYCLES[door]
+    """One lifecycle of `door` (a key of DOORS), the operator killed right after write `kill_at`. Checked: every
+    phase converges (else a problem); no duplicate, after every write answered and at the end of each phase; the
+    door's protected hostnames never routable without their Access application (checked after every Cloudflare write
+    answered); `end`: both servers and the ledger as names, for comparing with a run without a kill."""
+    spec = DOORS[door]
     run = Run(kill_at)
     started = time.monotonic()
-    with SandboxThread(SandboxConfig.default()) as cf, KubeSandbox(
-            namespaces=["default", NS, "chute-system", OPNS]) as kube:
+    with SandboxThread(SandboxConfig.default()) as cf, _routerhosts(spec.routerhosts) as rh, \
+            KubeSandbox(namespaces=NAMESPACES) as kube:
         client = kubernetes.config.new_client_from_config(config_file=kube.kubeconfig)
         core, apps = kubernetes.client.CoreV1Api(client), kubernetes.client.AppsV1Api(client)
         custom = kubernetes.client.CustomObjectsApi(client)
-        operator = Operator(kube, cf, flags, environ)
         lock = threading.Lock()
+        operator: Operator | None = None
 
-        def answered(event: Any) -> None:  # the emulator's thread, after each request it answered
-            if event.method in WRITE_METHODS and event.status < 400:
-                with lock:
-                    run.writes.append(str(event.op))
-                    if kill_at is not None and len(run.writes) == kill_at:
-                        operator.kill()
-                        run.kills += 1
-            if found := unprotected_now(cf):
-                run.unprotected.append(f"after {event.method} {event.op}: {found}")
+        def wrote(name: str) -> None:  # an emulator's thread, right after a write was applied, before its answer
+            with lock:
+                run.writes.append(name)
+                if kill_at is not None and len(run.writes) == kill_at and operator is not None:
+                    operator.kill()
+                    run.kills += 1
+
+        def answered(event: Any) -> None:
+            if event.method in WRITE_METHODS and event.status < 400 and not spec.routerhosts:
+                wrote(str(event.op))
+            if event.method in WRITE_METHODS:  # the state between two answers: never unprotected, never doubled
+                view = names(cf)
+                if found := unprotected(view, spec.protected):
+                    run.unprotected.append(f"after {event.method} {event.op}: {found}")
+                if found := duplicates(view):
+                    run.problems.append(f"after {event.method} {event.op}: duplicates {found}")
+
+        def answered_rpc(record: Any) -> None:
+            if record.rpc in HOST_WRITES and record.code == "OK":
+                wrote(record.rpc)
+                if found := duplicates({**names(cf), "hosts": host_entries(rh)}):
+                    run.problems.append(f"after {record.rpc}: duplicates {found}")
 
         def wait(what: str, done: Callable[[], bool]) -> bool:
-            deadline = time.monotonic() + PHASE_TIMEOUT
+            began = time.monotonic()
+            deadline = began + PHASE_TIMEOUT
             while not done():
-                if operator.dead():
+                if operator is not None and operator.dead():
                     operator.start()  # a restart, as the Deployment's kubelet would
-                for deployment in apps.list_namespaced_deployment(NS).items:  # no controller runs in the emulator
+                for deployment in apps.list_deployment_for_all_namespaces().items:  # no controller in the emulator
                     want = deployment.spec.replicas or 0
                     if deployment.status is None or (deployment.status.available_replicas or 0) != want:
-                        apps.patch_namespaced_deployment_status(deployment.metadata.name, NS, {
-                            "status": {"replicas": want, "availableReplicas": want, "readyReplicas": want}})
+                        apps.patch_namespaced_deployment_status(
+                            deployment.metadata.name, deployment.metadata.namespace,
+                            {"status": {"replicas": want, "availableReplicas": want, "readyReplicas": want}})
                 if time.monotonic() > deadline:
-                    run.problems.append(f"{what}: not converged in {PHASE_TIMEOUT:g} s")
+                    run.problems.append(f"{what}: not converged in {PHASE_TIMEOUT:g} s (at the end: {world.view()})")
                     return False
                 time.sleep(0.1)
-            if dup := duplicates(names(cf)):
+            run.phases.append((what, time.monotonic() - began))
+            if dup := duplicates(world.view()):
                 run.problems.append(f"{what}: duplicates {dup}")
             return True
 
+        world = World(core, custom, cf, rh, wait)
+        flags, environ = spec.setup(world)
+        operator = Operator(kube, cf, spec.flags + flags, environ)
         cf.on_response = answered
+        if rh is not None:
+            rh.on_response = answered_rpc
         operator.start()
         try:
-            lifecycle(World(core, custom, cf, wait))
-            run.end = names(cf)
+            spec.lifecycle(world)
+            run.end = world.view()
+            if operator.dead():  # killed at the lifecycle's last write: its restart must leave the end state alone
+                operator.start()
+                deadline = time.monotonic() + SETTLE
+                while time.monotonic() < deadline and not run.problems:
+                    if (now := world.view()) != run.end:
+                        run.problems.append(f"the restarted operator changed the end state: {now} vs {run.end}")
+                    time.sleep(0.2)
         finally:
             cf.on_response = None
+            if rh is not None:
+                rh.on_response = None
             operator.stop()
             client.close()
     run.seconds = time.monotonic() - started

@@ -27,7 +27,7 @@ __all__ = ["HostsRunner"]
 logger = logging.getLogger(__name__)
 
 PROBE_ID = "0" * 26  # a well-formed id no entry has: NOT_FOUND means the server answered
-FIRST_SWEEP_DELAY = 60.0
+RESUME_RETRY = (1.0, 30.0)  # the first and the longest wait between probes until the server answers at start
 WORKERS = 16
 Fingerprint = tuple[Any, ...]
 
@@ -98,13 +98,14 @@ class HostsRunner:
         return True
 
     def start(self) -> None:
-        """The queue, the resync and the sweep; a first probe of the server in the background (a server that
-        does not answer never holds the operator's start)."""
+        """The queue, the resync and the sweep; in the background, a first probe of the server (a server that
+        does not answer never holds the operator's start) and, once it answers, a first sweep pass: the sources
+        deleted while no replica watched (IngressRoutes have no finalizer) lose their entries at the restart, not
+        a sweep interval later."""
         self._tasks = [asyncio.create_task(self.queue.run(), name="hosts queue"),
-                       asyncio.create_task(self._first_probe(), name="hosts probe"),
+                       asyncio.create_task(self._resume(), name="hosts resume"),
                        asyncio.create_task(self._every(self._resync, self._resync, self.resync), name="hosts resync"),
-                       asyncio.create_task(self._every(min(FIRST_SWEEP_DELAY, self._sweep), self._sweep, self.sweep),
-                                           name="hosts sweep")]
+                       asyncio.create_task(self._every(self._sweep, self._sweep, self.sweep), name="hosts sweep")]
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -114,9 +115,16 @@ class HostsRunner:
                 await task
         self._tasks = []
 
-    async def _first_probe(self) -> None:
-        if await self.probe():
-            logger.info("router-hosts server answered")
+    async def _resume(self) -> None:
+        delay = RESUME_RETRY[0]
+        while not await self.probe():
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RESUME_RETRY[1])
+        logger.info("router-hosts server answered")
+        try:
+            await self.sweep()
+        except Exception:
+            logger.exception("router-hosts: the sweep at start failed; the next is in %.0f s", self._sweep)
 
     @staticmethod
     async def _every(first: float, interval: float, what: Callable[[], Awaitable[Any]]) -> None:

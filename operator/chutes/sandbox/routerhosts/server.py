@@ -6,6 +6,7 @@ import shutil
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,9 @@ __all__ = ["RouterHostsSandbox", "RouterHostsServer"]
 class RouterHostsServer:
     """The emulated router-hosts server: mutual TLS (a client certificate signed by the CA is required and
     verified), the host RPCs of ``HostsService``, fault injection (``faults``) and a request log (``requests``).
+    ``on_response`` (tests): called on the server's loop with each call's record once it was carried out (a write
+    is in the store) and right before its answer is sent, so a test can kill the client while the answer is in
+    flight: the write applied, its answer lost.
 
     Without `certs_dir`, its certificates live in a temporary folder removed by ``stop()``; with it, the files
     there are reused (or made there)."""
@@ -39,6 +43,7 @@ class RouterHostsServer:
         self.store = Store()
         self.faults = Faults()
         self._log = RequestLog()
+        self.on_response: Callable[[RequestRecord], None] | None = None
         self._server: grpc.aio.Server | None = None
         self.host = "127.0.0.1"
         self.port = 0
@@ -48,13 +53,19 @@ class RouterHostsServer:
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> RouterHostsServer:
         credentials = self._credentials()
         server = grpc.aio.server()
-        hosts_pb2_grpc.add_HostsServiceServicer_to_server(HostsServicer(self.store, self.faults, self._log), server)
+        servicer = HostsServicer(self.store, self.faults, self._log, self._answered)
+        hosts_pb2_grpc.add_HostsServiceServicer_to_server(servicer, server)
         bound = server.add_secure_port(f"{host}:{port}", credentials)
         if bound == 0:
             raise OSError(f"router-hosts emulator: cannot listen on {host}:{port}")
         await server.start()
         self._server, self.host, self.port = server, host, bound
         return self
+
+    def _answered(self, record: RequestRecord) -> None:
+        hook = self.on_response
+        if hook is not None:
+            hook(record)
 
     def _credentials(self) -> grpc.ServerCredentials:
         return grpc.ssl_server_credentials(

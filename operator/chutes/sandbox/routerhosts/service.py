@@ -51,10 +51,12 @@ def _timestamp(seconds: float) -> timestamp_pb2.Timestamp:
 
 
 class HostsServicer(hosts_pb2_grpc.HostsServiceServicer):  # type: ignore[misc]
-    def __init__(self, store: Store, faults: Faults, requests: RequestLog) -> None:
+    def __init__(self, store: Store, faults: Faults, requests: RequestLog,
+                 answered: Callable[[RequestRecord], None] | None = None) -> None:
         self.store = store
         self.faults = faults
         self.requests = requests
+        self.answered = answered  # told of every call right before its answer leaves (the action already done)
 
     async def AddHost(self, request: hosts_pb2.AddHostRequest, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         def add() -> hosts_pb2.AddHostResponse:
@@ -148,7 +150,10 @@ class HostsServicer(hosts_pb2_grpc.HostsServiceServicer):  # type: ignore[misc]
                 if lost is not None:
                     outcome = (lost.code, lost.message)
         code, message = outcome or (grpc.StatusCode.OK, "")
-        self.requests.add(RequestRecord(rpc=rpc, request=summary, code=code.name, message=message, client=client))
+        record = RequestRecord(rpc=rpc, request=summary, code=code.name, message=message, client=client)
+        self.requests.add(record)
+        if self.answered is not None:
+            self.answered(record)
         if outcome is not None:
             await context.abort(code, message)
         assert result is not None

@@ -8,9 +8,6 @@ once. See :func:`run_once` for what is checked; used by ``bench/kill_at_every_wr
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import threading
 import time
 from collections import Counter
@@ -23,11 +20,12 @@ import kubernetes
 
 from chutes.sandbox.cloudflare import SandboxConfig, SandboxThread
 from chutes.sandbox.kubernetes import KubeSandbox
-from harness.processes import chutes_command, run_env
+from harness.processes import run_env
+from harness.protection import WRITE_METHODS, ProtectionWatch
+from harness.replicas import Replica
 
 GROUP, VERSION, NS = "chutes.troubleshat.com", "v1alpha1", "team-a"
 PROTECTED = ("blog.example.com", "news.example.com")
-WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 PHASE_TIMEOUT = 90.0
 
 
@@ -59,42 +57,6 @@ def duplicates(view: dict[str, Any]) -> list[str]:
         counts = Counter(view[kind])
         found += [f"{kind}: {item} x{n}" for item, n in counts.items() if n > 1]
     return found
-
-
-def unprotected_now(cf: Any) -> list[str]:
-    """Protected hostnames routable right now (CNAME and rule present) without their Access application."""
-    view = names(cf)
-    records = {name for name, _ in view["records"]}
-    apps = {domain for _, domain in view["apps"]}
-    return [h for h in PROTECTED if h in records and h in view["rules"] and h not in apps]
-
-
-class Operator:
-    """`chutes run` in a process of its own, killed and restarted by the run."""
-
-    def __init__(self, kube: Any, cf: Any, flags: tuple[str, ...], environ: dict[str, str]) -> None:
-        self.env = run_env(kube, cf) | {"CHUTES_LOG_LEVEL": "ERROR"} | environ
-        self.flags = flags
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen([*chutes_command(), "run", "--standalone", *self.flags], env=self.env,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
-
-    def dead(self) -> bool:
-        return self.process is None or self.process.poll() is not None
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
 
 
 @dataclass
@@ -229,8 +191,10 @@ def run_once(kill_at: int | None, door: str = "gateway") -> Run:
         client = kubernetes.config.new_client_from_config(config_file=kube.kubeconfig)
         core, apps = kubernetes.client.CoreV1Api(client), kubernetes.client.AppsV1Api(client)
         custom = kubernetes.client.CustomObjectsApi(client)
-        operator = Operator(kube, cf, flags, environ)
+        operator = Replica("chutes-operator", run_env(kube, cf) | {"CHUTES_LOG_LEVEL": "ERROR"} | environ,
+                           ("--standalone", *flags))
         lock = threading.Lock()
+        protection = ProtectionWatch(cf, lambda: PROTECTED)
 
         def answered(event: Any) -> None:  # the emulator's thread, after each request it answered
             if event.method in WRITE_METHODS and event.status < 400:
@@ -239,14 +203,12 @@ def run_once(kill_at: int | None, door: str = "gateway") -> Run:
                     if kill_at is not None and len(run.writes) == kill_at:
                         operator.kill()
                         run.kills += 1
-            if found := unprotected_now(cf):
-                run.unprotected.append(f"after {event.method} {event.op}: {found}")
+            protection(event)
 
         def wait(what: str, done: Callable[[], bool]) -> bool:
             deadline = time.monotonic() + PHASE_TIMEOUT
             while not done():
-                if operator.dead():
-                    operator.start()  # a restart, as the Deployment's kubelet would
+                operator.revive()  # a restart, as the Deployment's kubelet would
                 for deployment in apps.list_namespaced_deployment(NS).items:  # no controller runs in the emulator
                     want = deployment.spec.replicas or 0
                     if deployment.status is None or (deployment.status.available_replicas or 0) != want:
@@ -265,6 +227,7 @@ def run_once(kill_at: int | None, door: str = "gateway") -> Run:
         try:
             lifecycle(World(core, custom, cf, wait))
             run.end = names(cf)
+            run.unprotected = protection.moments
         finally:
             cf.on_response = None
             operator.stop()

@@ -6,6 +6,7 @@ domain. Used by the kill-at-every-write runs (:mod:`harness.kill_at_write`) and 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Collection
 from typing import Any
 
@@ -62,4 +63,5 @@ class ProtectionWatch:
         with self._lock:
             self.checked += 1
             if found:
-                self.moments.append(f"after {event.method} {event.op}: {found}")
+                self.moments.append(f"after {event.method} {event.op}{' (dropped)' if event.dropped else ''} at "
+                                    f"{time.strftime('%H:%M:%S')}.{int(time.time() * 1000) % 1000:03d}: {found}")

@@ -8,6 +8,7 @@ own. `bench/soak.py` prints its figures; `tests/test_soak.py` runs a bounded one
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -170,8 +171,15 @@ def _settle(cf: Any, k: Kube, quiet: float, timeout: float, replicas: list[Repli
 
 def run(events: int, seed: int, workdir: Path, *, pace: float = 0.15, say: Callable[[str], None] = lambda _: None,
         ) -> Report:
-    """The soak; `say` gets one line per event, kill and phase."""
+    """The soak; `say` gets one line per event, kill and phase (also written to `workdir`/soak.log, with the
+    replicas' logs and, at the end, the Cloudflare emulator's request log, requests.jsonl)."""
     report = Report(seed)
+    journal = (workdir / "soak.log").open("w")
+
+    def said(line: str) -> None:
+        journal.write(f"{time.strftime('%H:%M:%S')} {line}\n")
+        say(line)
+
     started = time.monotonic()
     rng = random.Random(seed ^ 0x5EED)
     with SandboxThread(sandbox_config()) as cf, KubeSandbox(namespaces=NAMESPACES) as kube:
@@ -191,24 +199,24 @@ def run(events: int, seed: int, workdir: Path, *, pace: float = 0.15, say: Calla
                 time.sleep(0.05)  # distinct 'auto' priorities: a is active, b on standby
             _ready(k)
             _faults_on(cf, seed)
-            say(f"soak seed={seed}: {events} events, faults on")
+            said(f"soak seed={seed}: {events} events, faults on")
             next_kill, both_at = rng.randint(20, 40), events // 2
             for number in range(1, events + 1):
-                say(f"{number:>5} {generator.step()}")
+                said(f"{number:>5} {generator.step()}")
                 if number == both_at:
                     for replica in replicas:
                         replica.kill()
                     report.kills.append(f"both at event {number}")
-                    say("      kill both replicas")
+                    said("      kill both replicas")
                 elif number >= next_kill:
                     victim = replicas[len(report.kills) % 2]
                     victim.kill()
                     report.kills.append(f"{victim.name} at event {number}")
-                    say(f"      kill {victim.name}")
+                    said(f"      kill {victim.name}")
                     next_kill = number + rng.randint(20, 40)
                 if number % 15 == 0:
                     writer.edit()
-                    say("      foreign writer edited the shared tunnel's configuration")
+                    said("      foreign writer edited the shared tunnel's configuration")
                 if number % 5 == 0:
                     k.connectors_up()
                 time.sleep(pace)
@@ -227,7 +235,7 @@ def run(events: int, seed: int, workdir: Path, *, pace: float = 0.15, say: Calla
                 time.sleep(0.3)
                 generator.retry_pending()
             cf.faults.clear()
-            say("faults off; the reference run started; waiting for the end state")
+            said("faults off; the reference run started; waiting for the end state")
             referee.join(CONVERGE_TIMEOUT + 30)
             if "items" not in reference:
                 report.checks["reference run"] = [reference.get("error", "did not finish")]
@@ -256,6 +264,10 @@ def run(events: int, seed: int, workdir: Path, *, pace: float = 0.15, say: Calla
             for replica in replicas:
                 replica.stop()
             _count_faults(cf, report)
+            with (workdir / "requests.jsonl").open("w") as out:
+                for record in cf.requests:
+                    out.write(json.dumps(record.as_dict()) + "\n")
+            journal.close()
             k.close()
             report.seconds = time.monotonic() - started
     return report

@@ -21,7 +21,7 @@ def _service(world: World) -> None:
         "spec": {"ports": [{"port": 80}], "selector": {"app": "admin"}}})
 
 
-@pytest.mark.parametrize("latency", [0.0, 0.02, 0.05])
+@pytest.mark.parametrize("latency", [0.0, 0.05])
 def test_a_protected_service_recreated_at_once_is_never_routable_without_access(world: World, latency: float) -> None:
     world.api_secret()
     world.tunnel()
@@ -31,7 +31,7 @@ def test_a_protected_service_recreated_at_once_is_never_routable_without_access(
     _service(world)
     wait_for("published", lambda: len(world.records(HOST)) == 1 and world.apps_for(HOST))
     world.cf.faults.latency = latency
-    for _ in range(3):
+    for _ in range(4):
         world.core.delete_namespaced_service("admin", NS, _preload_content=False)
         _service(world)
     wait_quiet("Cloudflare", lambda: len(world.cf.requests), quiet=2.0, timeout=60)

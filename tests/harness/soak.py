@@ -39,6 +39,7 @@ from harness.soak_world import (
 )
 
 CONVERGE_TIMEOUT = 120.0
+WIND_DOWN = 30  # the last events change sources only (what they stand on is restored before them)
 REFERENCE_QUIET = 4.0
 
 
@@ -174,7 +175,7 @@ def run(events: int, seed: int, workdir: Path, *, pace: float = 0.15, say: Calla
     """The soak; `say` gets one line per event, kill and phase (also written to `workdir`/soak.log, with the
     replicas' logs and, at the end, the Cloudflare emulator's request log, requests.jsonl)."""
     report = Report(seed)
-    journal = (workdir / "soak.log").open("w")
+    journal = (workdir / "soak.log").open("w", buffering=1)
 
     def said(line: str) -> None:
         journal.write(f"{time.strftime('%H:%M:%S')} {line}\n")
@@ -202,6 +203,9 @@ def run(events: int, seed: int, workdir: Path, *, pace: float = 0.15, say: Calla
             said(f"soak seed={seed}: {events} events, faults on")
             next_kill, both_at = rng.randint(20, 40), events // 2
             for number in range(1, events + 1):
+                if number == events - WIND_DOWN:
+                    generator.restore_all()
+                    said("      what sources stand on is restored, and deleted no more")
                 said(f"{number:>5} {generator.step()}")
                 if number == both_at:
                     for replica in replicas:

@@ -91,6 +91,7 @@ class Events:
     pending: set[str] = field(default_factory=set)  # slot names and STANDS_ON entries to create again
     counts: Counter[str] = field(default_factory=Counter)
     protected: frozenset[str] = frozenset()  # read by the protection watch on the emulator's thread
+    stands_firm: bool = False  # set near the end: what sources stand on is no longer deleted
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -106,7 +107,7 @@ class Events:
     def step(self) -> str:
         """One random event applied; its description."""
         self.retry_pending()
-        if self.rng.random() < 0.08:
+        if self.rng.random() < 0.08 and not self.stands_firm:
             return self._stands_on()
         slot = self.rng.choice(self.slots)
         if slot.name in self.pending:
@@ -271,7 +272,9 @@ class Events:
 
     # -- the end ----------------------------------------------------------------------------------
     def restore_all(self) -> None:
-        """What stands on deleted at the end is restored (the soak ends on a complete world)."""
+        """What sources stand on, deleted, is restored and no longer deleted (the soak ends on a complete world; done
+        a few dozen events before the end, the retries of sources that waited for it happen during the events)."""
+        self.stands_firm = True
         self.pending |= self.gone
         self.gone.clear()
         self.retry_pending()

@@ -23,6 +23,7 @@ from chutes.frontdoors.tunnels import bindings as b
 from chutes.frontdoors.tunnels import model as m
 from chutes.frontdoors.tunnels import tunnels as t
 from chutes.frontdoors.tunnels.account import load_account
+from chutes.frontdoors.tunnels.turns import SourceTurns
 
 
 async def _tunnel_for(api: client.ApiClient, ask: m.ServiceAsk) -> dict[str, Any]:
@@ -70,6 +71,17 @@ async def reconcile_service(api: client.ApiClient, cores: CorePool, claims: Clai
     await b.publish(found, source, claims, events, rules=rules)
 
 
+async def withdraw_if_gone(api: client.ApiClient, cores: CorePool, claims: ClaimStore, namespace: str, name: str,
+                           events: EventSink, resource_namespace: str) -> bool:
+    """Withdraw what the Service published unless a Service of that name asks for it now (made again since the event
+    or the listing that said it was gone: its own pass serves it). Call it in the source's turn. True if withdrawn."""
+    current = await kube.read_service(api, namespace, name)
+    if current is not None and m.service_annotated(current["metadata"].get("annotations")):
+        return False
+    await withdraw_service(api, cores, claims, namespace, name, events, resource_namespace)
+    return True
+
+
 async def withdraw_service(api: client.ApiClient, cores: CorePool, claims: ClaimStore, namespace: str, name: str,
                            events: EventSink, resource_namespace: str) -> None:
     """Withdraw what the Service published, proven by its claims. The credentials come from the Tunnel whose
@@ -91,8 +103,33 @@ async def withdraw_service(api: client.ApiClient, cores: CorePool, claims: Claim
                   f"{', '.join(sorted(tunnel_ids))} any more", MISSING_RETRY)
 
 
+async def unrouted(api: client.ApiClient, claims: ClaimStore, tunnel: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The annotated Services of the Tunnel's namespace asking for it whose hostname's rule is not recorded in its
+    tunnel: the Tunnel was made again (a new tunnel; its deletion took their rules and claims), or their last pass
+    did not get that far. They have no timer of their own: the Tunnel's resync publishes them again (the handlers)."""
+    tunnel_id = str((tunnel.get("status") or {}).get("tunnelId") or "")
+    namespace = tunnel["metadata"].get("namespace")
+    if not tunnel_id or not namespace:
+        return []
+    routed = {claim.source for claim in await claims.list(kind="hostname", source_kind="Service")
+              if str((claim.entry(claiming.TUNNEL_RULE) or {}).get("tunnel") or "") == tunnel_id}
+    found = []
+    for service in await kube.list_services(api, namespace):
+        meta = service.get("metadata") or {}
+        annotations = meta.get("annotations")
+        if not m.service_annotated(annotations) or m.service_source(namespace, meta["name"]) in routed:
+            continue
+        try:
+            ask = m.service_ask(annotations, namespace)
+        except m.SpecError:
+            continue  # said on the Service by its own handler
+        if ask.matches(tunnel) and ask.namespace in (None, namespace):
+            found.append(service)
+    return found
+
+
 async def sweep(api: client.ApiClient, cores: CorePool, claims: ClaimStore, tunnel: Mapping[str, Any],
-                events: EventSink, resource_namespace: str) -> int:
+                events: EventSink, resource_namespace: str, turns: SourceTurns) -> int:
     """The orphan sweep of one Tunnel (its resync): hostnames routed into its tunnel (as their claims record)
     whose source is gone while the operator was not looking (an annotated Service deleted or no longer annotated,
     a TunnelBinding whose finalizer was removed by hand) are withdrawn. The Tunnel's status names the tunnel only
@@ -118,8 +155,16 @@ async def sweep(api: client.ApiClient, cores: CorePool, claims: ClaimStore, tunn
     spec = t.parse(tunnel, resource_namespace, cores.owner_id)
     account = await load_account(api, cores, spec, verify=False)
     core = account.core
+    withdrawn = 0
     for source in orphans:
-        await b.withdraw(core, claims_for(claims, dry_run=core.dry_run), source, account.account_id,
-                         account.zone.id, events)
+        kind, namespace, name = source.split("/", 2)
+        async with turns.held(source):
+            if kind == "Service":  # made again since it was read? (a binding has a finalizer: never made again)
+                current = await kube.read_service(api, namespace, name)
+                if current is not None and m.service_annotated(current["metadata"].get("annotations")):
+                    continue
+            await b.withdraw(core, claims_for(claims, dry_run=core.dry_run), source, account.account_id,
+                             account.zone.id, events)
+        withdrawn += 1
         events.normal(c.ORPHANS_REMOVED, f"withdrew what {source.replace('/', ' ', 1)} published (it is gone)")
-    return len(orphans)
+    return withdrawn

@@ -32,13 +32,15 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--pace", type=float, default=0.15, help="seconds between events (default 0.15)")
     parser.add_argument("--quiet", action="store_true", help="do not print each event")
+    parser.add_argument("--careless-writer", action="store_true",
+                        help="the shared tunnel's other writer reads, then PUTs through the API (default: at once)")
     parser.add_argument("--keep-logs", type=Path, help="a folder for the replicas' logs (default: a temporary one)")
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1_000_000)
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
         workdir = args.keep_logs or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        report = run(args.events, seed, workdir, pace=args.pace,
+        report = run(args.events, seed, workdir, pace=args.pace, careless_writer=args.careless_writer,
                      say=(lambda _: None) if args.quiet else (lambda line: print(line, flush=True)))
     print(f"\nseed {report.seed}: {report.events} events in {report.seconds:.0f} s")
     print("events by kind: " + ", ".join(f"{k} {n}" for k, n in sorted(report.event_kinds.items())))

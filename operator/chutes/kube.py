@@ -483,6 +483,12 @@ async def read_service(api: client.ApiClient, namespace: str, name: str) -> dict
     return None if found is None else dict(api.sanitize_for_serialization(found))
 
 
+async def list_services(api: client.ApiClient, namespace: str) -> list[dict[str, Any]]:
+    """The Services of `namespace` as plain dicts."""
+    found = await client.CoreV1Api(api).list_namespaced_service(namespace)
+    return [dict(api.sanitize_for_serialization(item)) for item in found.items]
+
+
 # --- coordination.k8s.io Leases (one writer per Cloudflare tunnel) ------------------------------------
 # Read and written raw (JSON dicts): MicroTime fields stay the strings the server sent.
 

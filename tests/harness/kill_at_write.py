@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import kubernetes
@@ -23,10 +22,11 @@ from chutes.sandbox.cloudflare import SandboxConfig, SandboxThread
 from chutes.sandbox.kubernetes import KubeSandbox
 from chutes.sandbox.routerhosts import RouterHostsSandbox
 from harness.kill_lifecycles import DOORS, NAMESPACES
-from harness.kill_world import HOST_WRITES, World, duplicates, host_entries, names, unprotected
-from harness.processes import chutes_command, run_env
+from harness.kill_world import HOST_WRITES, World, duplicates, host_entries, names
+from harness.processes import run_env
+from harness.protection import WRITE_METHODS, routable_without_access
+from harness.replicas import Replica
 
-WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 PHASE_TIMEOUT = 90.0
 SETTLE = 8.0  # seconds an operator restarted after the lifecycle is watched (its start and first passes)
 SLOW_PHASE = 50.0  # over a dead holder's tunnel Lease (30 s) and a restart; under the orphan sweeps' first pass (60 s
@@ -43,36 +43,6 @@ class Run:
     phases: list[tuple[str, float]] = field(default_factory=list)  # each phase and the seconds it took to converge
     end: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
-
-
-class Operator:
-    """`chutes run` in a process of its own, killed and restarted by the run."""
-
-    def __init__(self, kube: Any, cf: Any, flags: tuple[str, ...], environ: dict[str, str]) -> None:
-        self.env = run_env(kube, cf) | {"CHUTES_LOG_LEVEL": os.environ.get("CHUTES_LOG_LEVEL", "ERROR")} | environ
-        self.flags = flags
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        log = os.environ.get("KILL_AT_WRITE_LOG")  # a file for the operator's output (its level: CHUTES_LOG_LEVEL)
-        with open(log or os.devnull, "ab") as output:
-            self.process = subprocess.Popen([*chutes_command(), "run", "--standalone", *self.flags], env=self.env,
-                                            stdout=output, stderr=output)
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
-
-    def dead(self) -> bool:
-        return self.process is None or self.process.poll() is not None
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
 
 
 @contextlib.contextmanager
@@ -98,7 +68,7 @@ def run_once(kill_at: int | None, door: str = "gateway") -> Run:
         core, apps = kubernetes.client.CoreV1Api(client), kubernetes.client.AppsV1Api(client)
         custom = kubernetes.client.CustomObjectsApi(client)
         lock = threading.Lock()
-        operator: Operator | None = None
+        operator: Replica | None = None
 
         def wrote(name: str) -> None:  # an emulator's thread, right after a write was applied, before its answer
             with lock:
@@ -112,7 +82,7 @@ def run_once(kill_at: int | None, door: str = "gateway") -> Run:
                 wrote(str(event.op))
             if event.method in WRITE_METHODS:  # the state between two answers: never unprotected, never doubled
                 view = names(cf)
-                if found := unprotected(view, spec.protected):
+                if found := routable_without_access(cf.snapshot(), spec.protected):
                     run.unprotected.append(f"after {event.method} {event.op}: {found}")
                 if found := duplicates(view):
                     run.problems.append(f"after {event.method} {event.op}: duplicates {found}")
@@ -146,7 +116,9 @@ def run_once(kill_at: int | None, door: str = "gateway") -> Run:
 
         world = World(core, custom, cf, rh, wait)
         flags, environ = spec.setup(world)
-        operator = Operator(kube, cf, spec.flags + flags, environ)
+        log = os.environ.get("KILL_AT_WRITE_LOG")  # a file for the operator's output (its level: CHUTES_LOG_LEVEL)
+        operator = Replica("operator", run_env(kube, cf) | {"CHUTES_LOG_LEVEL": os.environ.get(
+            "CHUTES_LOG_LEVEL", "ERROR")} | environ, ("--standalone", *spec.flags, *flags), Path(log) if log else None)
         cf.on_response = answered
         if rh is not None:
             rh.on_response = answered_rpc

@@ -51,13 +51,6 @@ def duplicates(view: dict[str, Any]) -> list[str]:
     return found + [f"hosts: {name} x{n}" for name, n in hosts.items() if n > 1]
 
 
-def unprotected(view: dict[str, Any], protected: tuple[str, ...]) -> list[str]:
-    """`protected` hostnames routable in `view` (CNAME and rule present) without their Access application."""
-    records = {name for name, _ in view["records"]}
-    apps = {domain for _, domain in view["apps"]}
-    return [h for h in protected if h in records and h in view["rules"] and h not in apps]
-
-
 @dataclass
 class World:
     """What a lifecycle acts on: the user's clients, the Cloudflare emulator (`cf`), the router-hosts one (`rh`, for

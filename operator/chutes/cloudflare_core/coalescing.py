@@ -4,6 +4,10 @@ Callers enqueue a request holding a future and await it. One drain task takes wh
 (`_take`), flushes it (`_flush`, which resolves or fails each request) and repeats while
 requests arrived in the meantime. A flush that raises fails every request it took.
 
+A request the writer cannot answer because it was closed meanwhile (its tunnel deleted, the operator stopping)
+fails with a :class:`TransientError`: nothing was wrong with it, and the caller's next pass asks again (of the
+writer of whatever its target is by then).
+
 A request remembers the front door repairing drift when it was queued (`drift.repairing`): the flush
 runs in the drain task, whose context is not the caller's.
 """
@@ -15,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from . import drift
-from .errors import CloudflareError
+from .errors import CloudflareError, TransientError
 
 __all__ = ["CoalescingWriter", "Request"]
 
@@ -53,7 +57,7 @@ class CoalescingWriter(Generic[R]):
 
     async def _submit(self, request: R) -> Any:
         if self._closed:
-            raise CloudflareError(f"the {self.label} is closed")
+            raise TransientError(f"the {self.label} is closed")
         self._queue.append(request)
         if self._drain is None or self._drain.done():
             self._drain = asyncio.create_task(self._drain_queue(), name=self.label)
@@ -78,7 +82,7 @@ class CoalescingWriter(Generic[R]):
                 for request in requests:
                     request.fail(error)
             except BaseException:
-                self._fail_all(requests, CloudflareError(f"the {self.label} flush was cancelled"))
+                self._fail_all(requests, TransientError(f"the {self.label} flush was cancelled"))
                 raise
             for request in requests:  # defensive: nobody waits forever
                 request.fail(CloudflareError(f"the {self.label} left a request unanswered"))
@@ -94,4 +98,4 @@ class CoalescingWriter(Generic[R]):
         if drain is not None and not drain.done():
             drain.cancel()
             await asyncio.wait([drain])
-        self._fail_all([], CloudflareError(f"the {self.label} is closed"))
+        self._fail_all([], TransientError(f"the {self.label} is closed"))

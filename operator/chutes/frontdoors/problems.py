@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import kopf
 
 from chutes import conditions as c
+from chutes.claims import ClaimLost
 from chutes.cloudflare_core import (
     CloudflareError,
     Conflict,
@@ -25,7 +26,8 @@ from chutes.cloudflare_core import (
     RateLimited,
     TransientError,
 )
-from chutes.frontdoors.retries import CREDENTIALS_RETRY, FOREIGN_RETRY, TRANSIENT_RETRY
+from chutes.frontdoors.retries import CREDENTIALS_RETRY, FOREIGN_RETRY, LOST_RETRY, TRANSIENT_RETRY
+from chutes.kube import StaleObject
 from chutes.observability import metrics
 
 T = TypeVar("T")
@@ -127,11 +129,15 @@ class SaidBook:
 def said(body: Mapping[str, Any], front_door: str, book: SaidBook | None = None) -> Iterator[EventSink]:
     """A kopf handler's Events on `body`; a :class:`Problem` raised inside becomes one Warning Event per distinct
     problem (not one per retry: see :func:`already_said`, or `book` for an object with no status of ours;
-    conflicts are counted every time), then kopf's retry or permanent error."""
+    conflicts are counted every time), then kopf's retry or permanent error. A race lost on the cluster (a claim
+    released or taken under the pass, an object changed between our read and our write) is no problem of the
+    source: retried soon, without an Event."""
     events = EventSink(body, kopf.event)
     uid = str((body.get("metadata") or {}).get("uid") or "")
     try:
         yield events
+    except (ClaimLost, StaleObject) as race:
+        raise kopf.TemporaryError(f"{race}: trying again", delay=LOST_RETRY) from None
     except Problem as problem:
         if problem.reason == c.HOSTNAME_CONFLICT:
             metrics.conflict(front_door)

@@ -33,6 +33,7 @@ from chutes.cloudflare_core import (
     DesiredRecord,
     DnsRecord,
     IngressRule,
+    NotFound,
     Tunnel,
     cname_target,
 )
@@ -41,7 +42,7 @@ from chutes.cloudflare_core.ownership import parse as parse_marker
 from chutes.cores import CorePool
 from chutes.frontdoors import claiming
 from chutes.frontdoors.problems import EventSink, Problem, problem_from_cloudflare, step
-from chutes.frontdoors.retries import MISSING_RETRY
+from chutes.frontdoors.retries import CONFIG_RETRY, MISSING_RETRY
 from chutes.frontdoors.status_writer import StatusWriter, reported
 from chutes.frontdoors.tunnels import local
 from chutes.frontdoors.tunnels import model as m
@@ -304,11 +305,19 @@ async def _publish(found: Gathered, route: Route, claim: Claim, claims: ClaimSto
         options = {**m.tunnel_origin_request(found.spec), **options}
     rule = IngressRule(hostname=fqdn, service=route.service, path=route.subject.path, origin_request=options or None)
     recorded = claim.entry(claiming.TUNNEL_RULE) or {}
-    if found.local is not None:
-        claim = await local.write_rule(found.local, claims, claim, account_id, rule)
-    else:
-        claim = await step("writing the tunnel ingress rule", claiming.write_rule(
-            core, claims, claim, before, account_id, found.tunnel.id, rule))
+    try:
+        if found.local is not None:
+            claim = await local.write_rule(found.local, claims, claim, account_id, rule)
+        else:
+            claim = await step("writing the tunnel ingress rule", claiming.write_rule(
+                core, claims, claim, before, account_id, found.tunnel.id, rule))
+    except Problem as problem:
+        if not isinstance(problem.__cause__, NotFound):
+            raise
+        # The tunnel read at the start of this pass is gone (its Tunnel deleted and made again meanwhile, or deleted
+        # behind our back): not a rejection of the rule; the next pass reads the tunnel again.
+        raise Problem(t.TUNNEL_NOT_READY, f"{found.spec.kind} {found.spec.name}: tunnel {found.tunnel.id} is gone",
+                      CONFIG_RETRY) from None
     if recorded.get("service") != route.service or recorded.get("tunnel") != found.tunnel.id:
         events.normal(c.TUNNEL_RULE_READY, f"tunnel ingress rule {fqdn} → {route.service}")
     if found.dns:

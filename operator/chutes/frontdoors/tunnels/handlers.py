@@ -24,6 +24,7 @@ from chutes.frontdoors.tunnels import bindings as b
 from chutes.frontdoors.tunnels import model as m
 from chutes.frontdoors.tunnels import services as sv
 from chutes.frontdoors.tunnels import tunnels as t
+from chutes.frontdoors.tunnels.turns import SourceTurns
 from chutes.observability import metrics
 from chutes.settings import Settings
 from chutes.sweep.cap import RemovalBudget
@@ -87,6 +88,15 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
                                           resource_namespace, memo.get("hostname_rules"),
                                           memo.get("shared_tunnel_targets") or frozenset())
 
+    turns = SourceTurns()  # one pass at a time per annotated Service name (see turns.py)
+
+    async def service(body: Mapping[str, Any], memo: kopf.Memo) -> None:
+        meta = body["metadata"]
+        async with metrics.reconcile_timer(FRONT_DOOR), turns.held(m.service_source(meta["namespace"], meta["name"])):
+            with _problems_said(body, said_to_services) as events:
+                await sv.reconcile_service(memo.kube, memo.cores, memo.claims, body, events, resource_namespace,
+                                           memo.get("hostname_rules"))
+
     for kind, plural in ((m.TUNNEL_KIND, m.TUNNEL_PLURAL), (m.CLUSTER_KIND, m.CLUSTER_PLURAL)):
 
         async def tunnel_reconcile(body: kopf.Body, memo: kopf.Memo, kind: str = kind, plural: str = plural,
@@ -100,7 +110,11 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
             if not body["metadata"].get("deletionTimestamp"):
                 with _problems_said(body) as events:  # the orphan sweep of what routes into its tunnel
                     await sv.sweep(memo.kube, memo.cores, memo.claims, with_kind(body, kind), events,
-                                   resource_namespace, removals)
+                                   resource_namespace, turns, removals)
+                # annotated Services (no timer of their own) not routed into its tunnel: published again
+                for found in await sv.unrouted(memo.kube, memo.claims, with_kind(body, kind)):
+                    with contextlib.suppress(kopf.TemporaryError, kopf.PermanentError):  # said on the Service
+                        await service(found, memo)
 
         async def tunnel_delete(body: kopf.Body, memo: kopf.Memo, kind: str = kind, **_: Any) -> None:
             async with metrics.reconcile_timer(FRONT_DOOR):
@@ -145,10 +159,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
     @kopf.on.create("", "v1", "services", registry=registry, id="tunnels", when=_asks)
     @kopf.on.update("", "v1", "services", registry=registry, id="tunnels", when=_asks)
     async def service_reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        async with metrics.reconcile_timer(FRONT_DOOR):
-            with _problems_said(body, said_to_services) as events:
-                await sv.reconcile_service(memo.kube, memo.cores, memo.claims, body, events, resource_namespace,
-                                           memo.get("hostname_rules"))
+        await service(body, memo)
 
     @kopf.on.event("", "v1", "services", registry=registry, id="tunnels-withdraw",
                    annotations={HANDLED: kopf.PRESENT})
@@ -157,6 +168,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
             return
         meta = body["metadata"]
         # said in Events; the next event of the Service retries
-        with contextlib.suppress(kopf.TemporaryError, kopf.PermanentError), _problems_said(body) as events:
-            await sv.withdraw_service(memo.kube, memo.cores, memo.claims, meta["namespace"], meta["name"], events,
-                                          resource_namespace)
+        async with turns.held(m.service_source(meta["namespace"], meta["name"])):
+            with contextlib.suppress(kopf.TemporaryError, kopf.PermanentError), _problems_said(body) as events:
+                await sv.withdraw_if_gone(memo.kube, memo.cores, memo.claims, meta["namespace"], meta["name"],
+                                          events, resource_namespace)

@@ -29,6 +29,7 @@ from chutes.frontdoors.tunnels import bindings as b
 from chutes.frontdoors.tunnels import model as m
 from chutes.frontdoors.tunnels import tunnels as t
 from chutes.frontdoors.tunnels.account import load_account
+from chutes.frontdoors.tunnels.turns import SourceTurns
 from chutes.observability import metrics
 from chutes.sweep.cap import Allowance, RemovalBudget, per_window_message
 
@@ -104,6 +105,17 @@ async def reconcile_service(api: client.ApiClient, cores: CorePool, claims: Clai
     await b.publish(found, source, claims, events, rules=rules)
 
 
+async def withdraw_if_gone(api: client.ApiClient, cores: CorePool, claims: ClaimStore, namespace: str, name: str,
+                           events: EventSink, resource_namespace: str) -> bool:
+    """Withdraw what the Service published unless a Service of that name asks for it now (made again since the event
+    or the listing that said it was gone: its own pass serves it). Call it in the source's turn. True if withdrawn."""
+    current = await kube.read_service(api, namespace, name)
+    if current is not None and m.service_annotated(current["metadata"].get("annotations")):
+        return False
+    await withdraw_service(api, cores, claims, namespace, name, events, resource_namespace)
+    return True
+
+
 async def withdraw_service(api: client.ApiClient, cores: CorePool, claims: ClaimStore, namespace: str, name: str,
                            events: EventSink, resource_namespace: str) -> None:
     """Withdraw what the Service published, proven by its claims. The credentials come from the Tunnel whose
@@ -125,8 +137,34 @@ async def withdraw_service(api: client.ApiClient, cores: CorePool, claims: Claim
                   f"{', '.join(sorted(tunnel_ids))} any more", MISSING_RETRY)
 
 
+async def unrouted(api: client.ApiClient, claims: ClaimStore, tunnel: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The annotated Services of the Tunnel's namespace asking for it whose hostname's rule is not recorded in its
+    tunnel: the Tunnel was made again (a new tunnel; its deletion took their rules and claims), or their last pass
+    did not get that far. They have no timer of their own: the Tunnel's resync publishes them again (the handlers)."""
+    tunnel_id = str((tunnel.get("status") or {}).get("tunnelId") or "")
+    namespace = tunnel["metadata"].get("namespace")
+    if not tunnel_id or not namespace:
+        return []
+    routed = {claim.source for claim in await claims.list(kind="hostname", source_kind="Service")
+              if str((claim.entry(claiming.TUNNEL_RULE) or {}).get("tunnel") or "") == tunnel_id}
+    found = []
+    for service in await kube.list_services(api, namespace):
+        meta = service.get("metadata") or {}
+        annotations = meta.get("annotations")
+        if not m.service_annotated(annotations) or m.service_source(namespace, meta["name"]) in routed:
+            continue
+        try:
+            ask = m.service_ask(annotations, namespace)
+        except m.SpecError:
+            continue  # said on the Service by its own handler
+        if ask.matches(tunnel) and ask.namespace in (None, namespace):
+            found.append(service)
+    return found
+
+
 async def sweep(api: client.ApiClient, cores: CorePool, claims: ClaimStore, tunnel: Mapping[str, Any],
-                events: EventSink, resource_namespace: str, removals: RemovalBudget | None = None) -> int:
+                events: EventSink, resource_namespace: str, turns: SourceTurns,
+                removals: RemovalBudget | None = None) -> int:
     """The orphan sweep of one Tunnel (its resync): hostnames routed into its tunnel (as their claims record)
     whose source is gone while the operator was not looking (an annotated Service deleted or no longer annotated,
     or of a namespace the Tunnel no longer serves; a TunnelBinding whose finalizer was removed by hand) are
@@ -153,27 +191,33 @@ async def sweep(api: client.ApiClient, cores: CorePool, claims: ClaimStore, tunn
         return 0
     cap = Allowance(None if removals is None else removals.available())
     allowed = [claim for claim in orphans if cap.allows((claim.source, claim.key))]
+    withdrawn = 0
     if allowed:
         spec = t.parse(tunnel, resource_namespace, cores.owner_id)
         account = await load_account(api, cores, spec, verify=False)
         core = account.core
         held = {claim.key for claim in orphans if (claim.source, claim.key) in cap.held}
         for source in dict.fromkeys(claim.source for claim in allowed):
-            await b.withdraw(core, claims_for(claims, dry_run=core.dry_run), source, account.account_id,
-                             account.zone.id, events, keep=held)
+            async with turns.held(source):
+                # made again since it was read? (a binding has a finalizer: never made again)
+                if source.startswith("Service/") and not await _source_gone(api, "Service", source, tunnel):
+                    continue
+                await b.withdraw(core, claims_for(claims, dry_run=core.dry_run), source, account.account_id,
+                                 account.zone.id, events, keep=held)
+            mine = [claim.key for claim in allowed if claim.source == source]
+            withdrawn += len(mine)
             metrics.HOSTNAMES.publish(m.FRONT_DOOR, source, [claim.key for claim in orphans
                                                              if claim.source == source and claim.key in held])
-            names = ", ".join(claim.key for claim in allowed if claim.source == source)
-            events.normal(c.ORPHANS_REMOVED, f"withdrew {names}: {source.replace('/', ' ', 1)}, which published "
-                          "it, is gone")
+            events.normal(c.ORPHANS_REMOVED, f"withdrew {', '.join(mine)}: {source.replace('/', ' ', 1)}, which "
+                          "published it, is gone")
         if removals is not None and not core.dry_run:
-            removals.spend(len(allowed))
-        metrics.orphan_removed(m.FRONT_DOOR, "hostname", len(allowed))
+            removals.spend(withdrawn)
+        metrics.orphan_removed(m.FRONT_DOOR, "hostname", withdrawn)
     if cap.held and removals is not None:
         events.warning(c.SWEEP_CAP_REACHED, per_window_message(
             removals, [claim.key for claim in orphans if (claim.source, claim.key) in cap.held], removals.opens_at(),
             what="orphaned hostname(s) routed into this tunnel"))
-    return len(allowed)
+    return withdrawn
 
 
 async def _source_gone(api: client.ApiClient, kind: str, source: str, tunnel: Mapping[str, Any]) -> bool:

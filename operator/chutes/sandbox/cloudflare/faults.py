@@ -37,7 +37,9 @@ class Faults:
         self.latency = 0.0
         self._fail: list[FailRule] = []
         self._limited: list[int] = []  # Retry-After of the next forced 429s, in order
+        self._limit_rate: tuple[float, int, random.Random] | None = None  # (rate, Retry-After, rng)
         self._drops: dict[str | None, int] = {}
+        self._drop_rate: tuple[float, random.Random] | None = None
         self._before: dict[str, list[Hook]] = {}
 
     def fail(
@@ -70,6 +72,18 @@ class Faults:
         with self._lock:
             self._limited.extend([int(retry_after)] * count)
 
+    def rate_limit_randomly(self, rate: float, retry_after: int = 1, seed: int | None = None) -> None:
+        """Each authenticated request (after the forced ones) gets 429/971 with this ``Retry-After`` with
+        probability ``rate``, reproducibly for a given ``seed``; ``rate=0`` stops it."""
+        with self._lock:
+            self._limit_rate = (rate, int(retry_after), random.Random(seed)) if rate > 0 else None
+
+    def drop_writes_randomly(self, rate: float, seed: int | None = None) -> None:
+        """Each successful write (after the counted drops) applies and then loses its answer with probability
+        ``rate``, reproducibly for a given ``seed``; ``rate=0`` stops it."""
+        with self._lock:
+            self._drop_rate = (rate, random.Random(seed)) if rate > 0 else None
+
     def drop_after_write(self, op: str | None = None, count: int = 1) -> None:
         """The next ``count`` successful writes of ``op`` (None: any write) apply, then the connection
         closes without an answer."""
@@ -91,14 +105,20 @@ class Faults:
             self.latency = 0.0
             self._fail.clear()
             self._limited.clear()
+            self._limit_rate = None
             self._drops.clear()
+            self._drop_rate = None
             self._before.clear()
 
     # --- consulted by the server -------------------------------------------------------------
 
     def take_rate_limit(self) -> int | None:
         with self._lock:
-            return self._limited.pop(0) if self._limited else None
+            if self._limited:
+                return self._limited.pop(0)
+            if self._limit_rate is not None and self._limit_rate[2].random() < self._limit_rate[0]:
+                return self._limit_rate[1]
+            return None
 
     def take_failure(self, op: str) -> ForcedFailure | None:
         with self._lock:
@@ -120,7 +140,7 @@ class Faults:
                 if self._drops.get(key, 0) > 0:
                     self._drops[key] -= 1
                     return True
-            return False
+            return self._drop_rate is not None and self._drop_rate[1].random() < self._drop_rate[0]
 
     def take_before(self, op: str) -> Hook | None:
         with self._lock:
@@ -137,7 +157,9 @@ class Faults:
                     if r.count is None or r.count > 0
                 ],
                 "rate_limit": list(self._limited),
+                "rate_limit_rate": self._limit_rate[0] if self._limit_rate else 0.0,
                 "drop_after_write": {k or "*": v for k, v in self._drops.items() if v > 0},
+                "drop_rate": self._drop_rate[0] if self._drop_rate else 0.0,
                 "before": {k: len(v) for k, v in self._before.items() if v},
             }
 

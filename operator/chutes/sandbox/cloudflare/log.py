@@ -30,13 +30,15 @@ class RequestRecord:
 
 @dataclass(frozen=True)
 class ResponseEvent:
-    """Passed to ``CloudflareSandbox.on_response`` for every answered API request (tests)."""
+    """Passed to ``CloudflareSandbox.on_response`` for every API request answered, or applied and then dropped
+    (tests)."""
 
     op: str | None
     method: str
     route: str | None  # the route's OpenAPI-style template, None for unknown paths
     status: int
     body: Any
+    dropped: bool = False  # a write applied whose answer the client never got (drop-after-write)
 
 
 def redact(value: Any) -> Any:

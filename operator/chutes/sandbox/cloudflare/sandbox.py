@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +18,7 @@ from .ratelimit import RateLimiter
 from .routing import Route
 from .seeding import seed_state
 from .server import ApiServer
-from .state import State
+from .state import State, TunnelConfig, now_iso
 
 ROUTES: list[Route] = [
     *tunnels.ROUTES,
@@ -147,6 +148,17 @@ class CloudflareSandbox:
     def set_rate_limit(self, requests: int | None = None, period: float | None = None) -> None:
         """Change the per-token limit at runtime (windows restart)."""
         self.limiter.configure(requests, period)
+
+    def edit_tunnel_config(self, tunnel_id: str, edit: Callable[[dict[str, Any]], dict[str, Any]]) -> int:
+        """Another client's configuration PUT of `edit(current configuration)`, read and written at once (a careful
+        writer: nothing lands between its read and its write); the new version."""
+        with self.state.lock:
+            previous = self.state.tunnel_configs.get(tunnel_id)
+            config = edit(copy.deepcopy(previous.config or {}) if previous else {})
+            tunnels.validate_config(config)
+            version = (previous.version if previous else 0) + 1
+            self.state.tunnel_configs[tunnel_id] = TunnelConfig(version=version, config=config, created_at=now_iso())
+            return version
 
     def connect_tunnel(self, tunnel_id: str, colo: str = "ams01") -> dict[str, Any]:
         """Simulate a cloudflared connector attaching to a tunnel (status becomes healthy)."""

@@ -112,8 +112,14 @@ class ApiServer:
             headers |= reply.headers
             if route.mutates and self.faults.take_drop(route.op):
                 self._record(request, path, route, status, query, body, token, dropped=True)
+                self._answered(request, route, status, text, dropped=True)
                 return _drop(request)
         self._record(request, path, route, status, query, body, token)
+        self._answered(request, route, status, text)
+        return web.Response(text=text, status=status, headers=headers, content_type="application/json")
+
+    def _answered(self, request: web.Request, route: Route | None, status: int, text: str,
+                  dropped: bool = False) -> None:
         if self.on_response is not None:
             self.on_response(
                 ResponseEvent(
@@ -122,9 +128,9 @@ class ApiServer:
                     route=route.template if route else None,
                     status=status,
                     body=json.loads(text),
+                    dropped=dropped,
                 )
             )
-        return web.Response(text=text, status=status, headers=headers, content_type="application/json")
 
     def _relative(self, path: str) -> str:
         if self.prefix == "":

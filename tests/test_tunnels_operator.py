@@ -875,6 +875,30 @@ def test_an_annotated_service_can_sit_behind_access(world: World) -> None:
     assert any(r.get("hostname") == "admin.example.com" for r in world.ingress(tunnel_id)) and app["domain"]
 
 
+def test_access_switched_off_by_annotation_removes_the_application_of_a_service_and_of_a_binding(
+        world: World) -> None:
+    """The Access annotations live under kopf's own storage prefix, whose annotations kopf leaves out of an object's
+    essence: without runtime.DiffBase, emptying them ran no handler and left the application in place (the soak)."""
+    _published_tunnel(world)
+    emails = "chutes.troubleshat.com/access-allowed-emails"
+    world.namespace(NS)
+    world.core.create_namespaced_service(NS, {"metadata": {"name": "admin", "annotations": {
+        "tunnels.networking.cfargotunnel.com/cr": "web", emails: "a@example.org"}},
+        "spec": {"ports": [{"port": 80}], "selector": {"app": "admin"}}})
+    world.service("whoami-1", 80)
+    world.binding("whoami", [{"name": "whoami-1"}], annotations={emails: "a@example.org"})
+    wait_for("protected", lambda: len(world.apps_for("admin.example.com")) == 1
+             and len(world.apps_for("whoami-1.example.com")) == 1)
+
+    world.core.patch_namespaced_service("admin", NS, {"metadata": {"annotations": {emails: None}}})
+    world.patch_binding("whoami", {"metadata": {"annotations": {emails: None}}})
+    wait_for("public", lambda: world.apps_for("admin.example.com") == [] and world.apps_for("whoami-1.example.com")
+             == [] and len(world.records("admin.example.com")) == len(world.records("whoami-1.example.com")) == 1)
+
+    world.core.patch_namespaced_service("admin", NS, {"metadata": {"annotations": {emails: "b@example.org"}}})
+    wait_for("protected again", lambda: len(world.apps_for("admin.example.com")) == 1)
+
+
 def test_a_new_tunnels_fallback_target_and_origin_settings_reach_its_configuration(world: World) -> None:
     world.api_secret()
     world.tunnel(fallbackTarget="http_status:418", noTlsVerify=True, originCaPool="origin-ca")

@@ -10,7 +10,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -18,6 +18,7 @@ from chutes import kube
 from chutes.authorization import HostnameRules, HostnameRulesError
 from chutes.claims import ClaimStore, ledger_namespace
 from chutes.cores import CorePool
+from chutes.frontdoors import annotation_keys
 from chutes.frontdoors.gateways import handlers as gateways
 from chutes.frontdoors.hosts import handlers as hosts
 from chutes.frontdoors.httproutes import handlers as httproutes
@@ -89,13 +90,41 @@ def implied_namespaces(settings: Settings, environ: Mapping[str, str]) -> tuple[
     return tuple(implied(environ)) if implied is not None else ()
 
 
+# The annotations users write under kopf's storage prefix (ours): kopf leaves every annotation under its prefix
+# out of an object's essence, so a change of one of these would run no update handler (an Access list emptied on a
+# Service left its Access application in place).
+TRACKED_ANNOTATIONS = annotation_keys.INPUT_KEYS | tunnels.TRACKED_ANNOTATIONS
+
+
+def _with_tracked(essence: Any, annotations: Mapping[str, Any] | None) -> Any:
+    """`essence` with the :data:`TRACKED_ANNOTATIONS` of `annotations` put back."""
+    tracked = {key: value for key, value in (annotations or {}).items() if key in TRACKED_ANNOTATIONS}
+    if tracked:
+        essence.setdefault("metadata", {}).setdefault("annotations", {}).update(tracked)
+    return essence
+
+
+class DiffBase(kopf.AnnotationsDiffBaseStorage):
+    """kopf's diff base, with :data:`TRACKED_ANNOTATIONS` kept in the essence (changing one is a change)."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        essence = super().build(body=body, extra_fields=extra_fields)
+        return cast(kopf.BodyEssence, _with_tracked(essence, body.get("metadata", {}).get("annotations")))
+
+
+class Progress(kopf.AnnotationsProgressStorage):
+    """kopf's progress storage, whose clearing of an essence keeps :data:`TRACKED_ANNOTATIONS`."""
+
+    def clear(self, *, essence: kopf.BodyEssence) -> kopf.BodyEssence:
+        annotations = dict((essence.get("metadata") or {}).get("annotations") or {})
+        return cast(kopf.BodyEssence, _with_tracked(super().clear(essence=essence), annotations))
+
+
 def configure_kopf(settings: kopf.OperatorSettings) -> None:
     """kopf settings shared by every front door."""
     settings.persistence.finalizer = FINALIZER
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
-    )
+    settings.persistence.progress_storage = Progress(prefix=GROUP)
+    settings.persistence.diffbase_storage = DiffBase(prefix=GROUP, key="last-handled-configuration")
     # Events are posted on purpose (creates, deletes, refusals), not for every log line.
     settings.posting.level = logging.WARNING
     settings.networking.error_backoffs = [1, 2, 5, 10, 30]

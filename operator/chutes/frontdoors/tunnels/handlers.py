@@ -31,6 +31,8 @@ from chutes.sweep.cap import RemovalBudget
 
 FRONT_DOOR = m.FRONT_DOOR
 HANDLED = "chutes.troubleshat.com/last-handled-configuration"  # kopf's, on a Service our handlers handled
+# Annotations users write under kopf's storage prefix that must run the update handlers (see runtime.DiffBase).
+TRACKED_ANNOTATIONS = frozenset({m.ACCESS_EMAILS, m.ACCESS_DOMAINS, sv.SHARED_WITH})
 
 
 def _asks(annotations: Mapping[str, Any], **_: Any) -> bool:

@@ -9,7 +9,8 @@ a change whose need is held back is held back too (a CNAME is not created while 
 must protect its hostname was not).
 
 :func:`admit` splits a set into the changes to make now and the ones held back, with why: the policy
-(:func:`chutes.write_policy.forbids`, never an update that only revokes access), dry-run (everything), or a
+(:func:`chutes.write_policy.forbids`, never an update that only revokes access nor a change the policy does not
+govern), dry-run (everything), or a
 held need. ``chutes plan``, dry-run and the logs print the same lines (:func:`describe`).
 """
 
@@ -49,6 +50,7 @@ class Change(Generic[P]):
     key: str = ""  # how later changes name this one in `needs` (default: kind/name)
     needs: tuple[str, ...] = ()
     revokes: bool = False  # an update that only withdraws access: no policy holds it back
+    governed: bool = True  # False: an object the ledger alone decides (a tunnel's ConfigMap): no policy holds it
 
     @property
     def ref(self) -> str:
@@ -91,7 +93,7 @@ def admit(changes: Iterable[Change[P]], policy: str, *, dry_run: bool = False) -
         why = ""
         if dry_run:
             why = "dry-run"
-        elif forbids(policy, change.action, revokes=change.revokes):
+        elif change.governed and forbids(policy, change.action, revokes=change.revokes):
             why = f"policy {policy}"
         elif blocked := [need for need in change.needs if need in held_refs]:
             why = f"needs {blocked[0]}"

@@ -149,22 +149,23 @@ class Executor:
         claim released after the last one, unless records not ours keep its Access application in place."""
         core, fqdn = self.account.core, change.payload.fqdn
         claim = self.claims_now[fqdn]
+        done = claiming.Teardown()
         if change.kind == "tunnel_rule" and local.is_local(claim):
             [claim] = await local.drop_rules(self.claims, [claim]) or [claim]
-            self.events.normal(c.TUNNEL_RULE_REMOVED, f"tunnel rule for {fqdn} removed from ConfigMap "
-                               f"{(self.claims_now[fqdn].entry(claiming.TUNNEL_RULE) or {}).get(local.ENTRY_CONFIG)}")
-            done = claiming.Teardown()
+            done.note(claiming.TUNNEL_RULE, f"tunnel rule for {fqdn} removed from ConfigMap "
+                      f"{(self.claims_now[fqdn].entry(claiming.TUNNEL_RULE) or {}).get(local.ENTRY_CONFIG)}")
         elif change.kind == "access_app" and self.theirs.get(fqdn):
-            done = claiming.Teardown(left=[f"{fqdn}: DNS record(s) {', '.join(self.theirs[fqdn])} not made for "
-                                           f"{claim.source} remain: its Access application stays until they are gone"])
+            done.left.append(f"{fqdn}: DNS record(s) {', '.join(self.theirs[fqdn])} not made for {claim.source} "
+                             "remain: its Access application stays until they are gone")
         else:
             obj = {"tunnel_rule": claiming.TUNNEL_RULE, "dns_record": claiming.DNS}.get(change.kind,
                                                                                       claiming.ACCESS_APP)
             claim, done = await claiming.remove_object(core, self.claims, claim, obj,
                                                        account_id=self.account.account_id, zone_id=self.account.zone.id)
-            self.theirs[fqdn] = done.others
+            if obj == claiming.DNS:
+                self.theirs[fqdn] = done.others
         self.claims_now[fqdn] = claim
-        self.removed[fqdn] = self.removed.get(fqdn, False) or bool(done.removed) or change.kind == "tunnel_rule"
+        self.removed[fqdn] = self.removed.get(fqdn, False) or bool(done.removed)
         t.say_teardown(self.events, done)
         if change.payload.release and not self.theirs.get(fqdn) and claiming.enforced(core) and not any(
                 obj in claim.entries for obj in (claiming.TUNNEL_RULE, claiming.ACCESS_APP, claiming.SERVICE_TOKEN)):

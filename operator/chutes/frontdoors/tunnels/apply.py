@@ -12,11 +12,11 @@ import logging
 from dataclasses import dataclass, field
 
 from chutes import conditions as c
-from chutes.claims import Claim, ClaimStore
+from chutes.claims import Claim, ClaimLost, ClaimStore
 from chutes.cloudflare_core import AccessAppSpec, DesiredRecord, cname_target
 from chutes.frontdoors import claiming
 from chutes.frontdoors.changes import Admitted, Change, describe
-from chutes.frontdoors.problems import EventSink, step
+from chutes.frontdoors.problems import EventSink, Problem, step
 from chutes.frontdoors.tunnels import local
 from chutes.frontdoors.tunnels import tunnels as t
 from chutes.frontdoors.tunnels.account import Account
@@ -62,6 +62,7 @@ class Executor:
     app_ids: dict[str, str] = field(default_factory=dict)
     theirs: dict[str, list[str]] = field(default_factory=dict)  # a withdrawn hostname's records not ours
     removed: dict[str, bool] = field(default_factory=dict)
+    lost: set[str] = field(default_factory=set)  # withdrawn hostnames whose claim was released meanwhile
 
     def __post_init__(self) -> None:
         self.claims_now = dict(self.before)
@@ -150,6 +151,8 @@ class Executor:
         core, fqdn = self.account.core, change.payload.fqdn
         claim = self.claims_now[fqdn]
         done = claiming.Teardown()
+        if fqdn in self.lost:
+            return
         if change.kind == "tunnel_rule" and local.is_local(claim):
             [claim] = await local.drop_rules(self.claims, [claim]) or [claim]
             done.note(claiming.TUNNEL_RULE, f"tunnel rule for {fqdn} removed from ConfigMap "
@@ -160,8 +163,15 @@ class Executor:
         else:
             obj = {"tunnel_rule": claiming.TUNNEL_RULE, "dns_record": claiming.DNS}.get(change.kind,
                                                                                       claiming.ACCESS_APP)
-            claim, done = await claiming.remove_object(core, self.claims, claim, obj,
-                                                       account_id=self.account.account_id, zone_id=self.account.zone.id)
+            try:
+                claim, done = await claiming.remove_object(core, self.claims, claim, obj,
+                                                           account_id=self.account.account_id,
+                                                           zone_id=self.account.zone.id)
+            except Problem as problem:
+                if not isinstance(problem.__context__, ClaimLost):
+                    raise
+                self.lost.add(fqdn)  # released meanwhile (e.g. by the sweep): nothing left to do
+                return
             if obj == claiming.DNS:
                 self.theirs[fqdn] = done.others
         self.claims_now[fqdn] = claim

@@ -19,8 +19,9 @@ The changes, each naming (``needs``) the earlier ones it cannot be made without:
   then the Access application; the claim is released after its last change.
 
 An object the claim records (a completed entry) is an ``update`` (an ensure: brought in line, made again when
-gone; held under create-only, so there one deleted behind our back is not made again), else a ``create``. A rule in a locally configured tunnel's ConfigMap is not governed by the write policy
-(``governed=False``): the ConfigMap follows the ledger under every policy.
+gone; held under create-only, so there one deleted behind our back is not made again), else a ``create``. A
+rule in a locally configured tunnel's ConfigMap is not governed by the write policy (``governed=False``): the
+ConfigMap follows the ledger under every policy.
 """
 
 from __future__ import annotations

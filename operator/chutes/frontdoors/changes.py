@@ -9,9 +9,9 @@ a change whose need is held back is held back too (a CNAME is not created while 
 must protect its hostname was not).
 
 :func:`admit` splits a set into the changes to make now and the ones held back, with why: the policy
-(:func:`chutes.write_policy.forbids`, never an update that only revokes access), dry-run (everything but an
-``ensure``, which its maker filters), or a held need. ``chutes plan``, dry-run and the logs print the same lines
-(:func:`describe`).
+(:func:`chutes.write_policy.forbids`, never an update that only revokes access nor a change the policy does not
+govern), dry-run (everything but an ``ensure``, which its maker filters), or a held need. ``chutes plan``, dry-run
+and the logs print the same lines (:func:`describe`).
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ class Change(Generic[P]):
     # object, writes only what differs, and applies the write policy and dry-run itself, field by field). Neither
     # holds it back here; a held need does.
     ensure: bool = False
+    governed: bool = True  # False: an object the ledger alone decides (a tunnel's ConfigMap): no policy holds it
 
     @property
     def ref(self) -> str:
@@ -96,7 +97,7 @@ def admit(changes: Iterable[Change[P]], policy: str, *, dry_run: bool = False) -
         why = ""
         if dry_run and not change.ensure:
             why = "dry-run"
-        elif not change.ensure and forbids(policy, change.action, revokes=change.revokes):
+        elif not change.ensure and change.governed and forbids(policy, change.action, revokes=change.revokes):
             why = f"policy {policy}"
         elif blocked := [need for need in change.needs if need in held_refs]:
             why = f"needs {blocked[0]}"

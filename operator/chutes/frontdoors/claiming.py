@@ -206,6 +206,7 @@ class Teardown:
     left: list[str] = field(default_factory=list)
     released: bool = False
     removed_objects: list[str] = field(default_factory=list)  # the entry (TUNNEL_RULE, DNS, ...) of each `removed`
+    others: list[str] = field(default_factory=list)  # records at the hostname not the source's (remove_object DNS)
 
     def note(self, obj: str, message: str) -> None:
         """Record one removal: its message and which kind of object it was (for the caller's Events)."""
@@ -257,7 +258,7 @@ async def remove_object(core: CloudflareCore, claims: ClaimStore, claim: Claim, 
         elif obj == DNS:
             zone = str((claim.entry(DNS) or {}).get("zone") or zone_id or "")
             if zone:
-                claim, _theirs = await _remove_records(core, claims, claim, zone, done)
+                claim, done.others = await _remove_records(core, claims, claim, zone, done)
             elif claim.entry(DNS) is not None:
                 claim = await _forget(core, claims, claim, DNS)
         elif obj == ACCESS_APP:

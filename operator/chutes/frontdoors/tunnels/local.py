@@ -19,8 +19,9 @@ to Cloudflare for it. The documents themselves are :mod:`config_file`'s; this mo
   ``CLOUDFLARE_TUNNEL_CREDENTIAL_FILE`` (copied verbatim) or ``CLOUDFLARE_TUNNEL_CREDENTIAL_SECRET`` (adyanth's
   ``AccountTag``/``TunnelID``/``TunnelName``/``TunnelSecret``), key names renamed by ``spec.cloudflare``.
 
-The write policy governs Cloudflare objects only: the ConfigMap follows the ledger under every policy. Under
-dry-run nothing is written (the ledger is not either).
+The write policy governs Cloudflare objects only: the ConfigMap follows the ledger under every policy (its rule
+changes are ``governed=False`` in the change set, :mod:`decide`). Under dry-run nothing is written (the ledger is
+not either).
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """Annotated Services, the blog-era form of adyanth's operator (v0.2.0): a Service annotated
 ``tunnels.networking.cfargotunnel.com/{cr,id,name}`` (which Tunnel; ``ns``: where), ``fqdn`` and ``proto`` is
 published as one hostname through the same path as a TunnelBinding subject (its first port; source
-``Service/<ns>/<name>``). Unlike adyanth we never replace the Service's labels, and add no finalizer: a Service
-deleted, or whose annotations are gone, is withdrawn level-based (its delete event, the resync).
+``Service/<ns>/<name>``): read here, then :func:`bindings.publish` (decide, admit, apply); withdrawn by
+:func:`bindings.withdraw` (a change set too). Unlike adyanth we never replace the Service's labels, and add no
+finalizer: a Service deleted, or whose annotations are gone, is withdrawn level-based (its delete event, the
+resync).
 
 Unlike adyanth, a Service's annotation never lends it another namespace's Tunnel (its API token, its zone): a
 Tunnel serves the Services of its own namespace, and those of the namespaces its annotation
@@ -20,13 +22,14 @@ from kubernetes_asyncio import client
 from chutes import conditions as c
 from chutes import kube
 from chutes.authorization import HostnameRules
-from chutes.claims import Claim, ClaimStore, claims_for
+from chutes.claims import Claim, ClaimStore
 from chutes.cores import CorePool
 from chutes.frontdoors import claiming
 from chutes.frontdoors.problems import EventSink, Problem
 from chutes.frontdoors.retries import MISSING_RETRY
 from chutes.frontdoors.tunnels import bindings as b
 from chutes.frontdoors.tunnels import model as m
+from chutes.frontdoors.tunnels import read as r
 from chutes.frontdoors.tunnels import tunnels as t
 from chutes.frontdoors.tunnels.account import load_account
 from chutes.frontdoors.tunnels.turns import SourceTurns
@@ -78,9 +81,9 @@ async def reconcile_service(api: client.ApiClient, cores: CorePool, claims: Clai
         return
     try:
         ask = m.service_ask(annotations, namespace)
-        emails, domains = m.access_lists(annotations)
     except m.SpecError as exc:
         raise Problem(exc.reason, str(exc), None) from None
+    allow = r.allow_policy(annotations)
     try:
         tunnel_body = await _tunnel_for(api, ask, namespace)
     except Problem as problem:
@@ -100,8 +103,9 @@ async def reconcile_service(api: client.ApiClient, cores: CorePool, claims: Clai
     account = await load_account(api, cores, spec, verify=False)
     tunnel = await t.find_tunnel(account, spec, claims, read=False)
     subject = m.Subject(name=name, fqdn=fqdn, protocol=protocol, path=None, target=None, origin_request={})
-    found = b.Gathered(spec, account, tunnel, [b.Route(subject, origin)], True, emails, domains,
-                       b.local_target(api, spec, account, tunnel))
+    target = r.local_target(api, spec, account, tunnel)
+    found = r.Gathered(spec, account, tunnel, (r.route(spec, subject, origin, target is not None),), True, allow,
+                       target)
     await b.publish(found, source, claims, events, rules=rules)
 
 
@@ -128,10 +132,7 @@ async def withdraw_service(api: client.ApiClient, cores: CorePool, claims: Claim
     for tunnel in await kube.list_custom(api, m.GROUP, m.VERSION, m.TUNNEL_PLURAL):
         if (tunnel.get("status") or {}).get("tunnelId") in tunnel_ids:
             spec = t.parse({**tunnel, "kind": m.TUNNEL_KIND}, resource_namespace, cores.owner_id)
-            account = await load_account(api, cores, spec, verify=False)
-            core = account.core
-            await b.withdraw(core, claims_for(claims, dry_run=core.dry_run), source, account.account_id,
-                             account.zone.id, events)
+            await b.withdraw(await load_account(api, cores, spec, verify=False), claims, source, events)
             return
     raise Problem(c.DELETING, f"cannot remove what Service {namespace}/{name} published: no Tunnel names tunnel "
                   f"{', '.join(sorted(tunnel_ids))} any more", MISSING_RETRY)
@@ -202,8 +203,7 @@ async def sweep(api: client.ApiClient, cores: CorePool, claims: ClaimStore, tunn
                 # made again since it was read? (a binding has a finalizer: never made again)
                 if source.startswith("Service/") and not await _source_gone(api, "Service", source, tunnel):
                     continue
-                await b.withdraw(core, claims_for(claims, dry_run=core.dry_run), source, account.account_id,
-                                 account.zone.id, events, keep=held)
+                await b.withdraw(account, claims, source, events, keep=held)
             mine = [claim.key for claim in allowed if claim.source == source]
             withdrawn += len(mine)
             metrics.HOSTNAMES.publish(m.FRONT_DOOR, source, [claim.key for claim in orphans

@@ -17,7 +17,8 @@ records its bindings published go first (from their hostname claims: a ``newTunn
 tunnel's ConfigMap), then cloudflared, its Secrets and ConfigMap, then a ``newTunnel``'s tunnel (proven by its
 claim). An ``existingTunnel`` stays in Cloudflare.
 
-Not yet in the front-door shape in full: read, decide and apply are interleaved here (as in the gateway door).
+Not yet in the front-door shape: read, decide and apply are interleaved here (as in the gateway door). The
+TunnelBinding / annotated-Service path is (:mod:`bindings`: :mod:`read` -> :mod:`decide` -> admit -> :mod:`apply`).
 """
 
 from __future__ import annotations

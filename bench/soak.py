@@ -35,6 +35,8 @@ def main() -> int:
     parser.add_argument("--careless-writer", action="store_true",
                         help="the shared tunnel's other writer reads, then PUTs through the API (default: at once)")
     parser.add_argument("--no-tunnel-deletes", action="store_true", help="never delete and restore Tunnel t1")
+    parser.add_argument("--no-service-moves", action="store_true",
+                        help="never switch an annotated Service to another Tunnel")
     parser.add_argument("--keep-logs", type=Path, help="a folder for the replicas' logs (default: a temporary one)")
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1_000_000)
@@ -42,7 +44,7 @@ def main() -> int:
         workdir = args.keep_logs or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         report = run(args.events, seed, workdir, pace=args.pace, careless_writer=args.careless_writer,
-                     tunnel_deletes=not args.no_tunnel_deletes,
+                     tunnel_deletes=not args.no_tunnel_deletes, service_moves=not args.no_service_moves,
                      say=(lambda _: None) if args.quiet else (lambda line: print(line, flush=True)))
     print(f"\nseed {report.seed}: {report.events} events in {report.seconds:.0f} s")
     print("events by kind: " + ", ".join(f"{k} {n}" for k, n in sorted(report.event_kinds.items())))

@@ -93,6 +93,7 @@ class Events:
     protected: frozenset[str] = frozenset()  # read by the protection watch on the emulator's thread
     stands_firm: bool = False  # set near the end: what sources stand on is no longer deleted
     tunnel_deletes: bool = True  # Tunnel t1 among what is deleted and restored (see harness.soak.run)
+    service_moves: bool = True  # annotated Services switched between Tunnels (see harness.soak.run)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -121,7 +122,7 @@ class Events:
                                                             ("hostname", self._rename)]
         if slot.kind != "pod" and not slot.protected:
             choices.append(("access", self._toggle_access))
-        if slot.kind in ("binding", "service"):
+        if slot.kind == "binding" or (slot.kind == "service" and self.service_moves):
             choices.append(("tunnel", self._switch_tunnel))
         what, act = self.rng.choice(choices)
         return self._count(f"{slot.kind} {what}", act(slot))

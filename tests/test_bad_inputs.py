@@ -28,9 +28,8 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from chutes.cloudflare_core.ownership import marks
-from chutes.sandbox.kubernetes.kubeconfig import OPERATOR_TOKEN
 from harness import sessions as sh
-from harness.corpus import CORPUS, MAX_WARNINGS_PER_OBJECT, Entry, load
+from harness.corpus import CORPUS, MAX_WARNINGS_PER_OBJECT, Entry, load, operator_writes, play_deployment_controller
 from harness.manifests import crd_schemas, validate_custom
 from harness.sessions import fast_timing_fixture  # noqa: F401  (pytest fixture: the session door's short timings)
 from harness.waiting import wait_quiet
@@ -189,19 +188,10 @@ class World(BaseWorld):
         return end >= self.started + FIRST_SWEEP and begin <= self.applied + FIRST_SWEEP + FIRST_SWEEP_LATENESS
 
     def play_deployment_controller(self) -> None:
-        """cloudflared Deployments of the operator become available (no controller runs in the emulator)."""
-        for deployment in self.apps.list_deployment_for_all_namespaces(
-                label_selector="app.kubernetes.io/managed-by=chutes-operator").items:
-            replicas = deployment.spec.replicas or 0
-            if deployment.status is None or (deployment.status.available_replicas or 0) != replicas:
-                self.apps.patch_namespaced_deployment_status(
-                    deployment.metadata.name, deployment.metadata.namespace,
-                    {"status": {"replicas": replicas, "availableReplicas": replicas, "readyReplicas": replicas}})
+        play_deployment_controller(self.apps)
 
     def operator_writes(self) -> Counter[str]:
-        calls = self.kube.api_calls(OPERATOR_TOKEN)
-        return Counter({f"{c.verb} {c.resource}{'/' + c.subresource if c.subresource else ''}": n
-                        for c, n in calls.items() if c.verb in ("create", "update", "patch", "delete")})
+        return operator_writes(self.kube)
 
 
 @dataclass

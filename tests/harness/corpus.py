@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from chutes.sandbox.kubernetes.kubeconfig import OPERATOR_TOKEN
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "bad-inputs"
 MAX_WARNINGS_PER_OBJECT = 3  # one per distinct problem: a bad object has one
@@ -50,3 +53,21 @@ def load(path: Path, values: dict[str, str]) -> Entry:
     doc = yaml.safe_load(text)
     return Entry(path, doc["expect"], doc["objects"], doc.get("before") or [], doc.get("cloudflare") or {},
                  doc.get("bypass") or {}, raw=doc)
+
+
+def play_deployment_controller(apps: Any) -> None:
+    """cloudflared Deployments of the operator become available (no controller runs in the emulator)."""
+    for deployment in apps.list_deployment_for_all_namespaces(
+            label_selector="app.kubernetes.io/managed-by=chutes-operator").items:
+        replicas = deployment.spec.replicas or 0
+        if deployment.status is None or (deployment.status.available_replicas or 0) != replicas:
+            apps.patch_namespaced_deployment_status(
+                deployment.metadata.name, deployment.metadata.namespace,
+                {"status": {"replicas": replicas, "availableReplicas": replicas, "readyReplicas": replicas}})
+
+
+def operator_writes(kube: Any) -> Counter[str]:
+    """The operator's Kubernetes writes so far, by verb and resource (the emulator's record of its token's calls)."""
+    calls = kube.api_calls(OPERATOR_TOKEN)
+    return Counter({f"{c.verb} {c.resource}{'/' + c.subresource if c.subresource else ''}": n
+                    for c, n in calls.items() if c.verb in ("create", "update", "patch", "delete")})

@@ -29,7 +29,15 @@ from kubernetes.client.exceptions import ApiException
 
 from chutes.cloudflare_core.ownership import marks
 from harness import sessions as sh
-from harness.corpus import CORPUS, MAX_WARNINGS_PER_OBJECT, Entry, load, operator_writes, play_deployment_controller
+from harness.corpus import (
+    CORPUS,
+    MAX_WARNINGS_PER_OBJECT,
+    Entry,
+    apply_manifest,
+    load,
+    operator_writes,
+    play_deployment_controller,
+)
 from harness.manifests import crd_schemas, validate_custom
 from harness.sessions import fast_timing_fixture  # noqa: F401  (pytest fixture: the session door's short timings)
 from harness.waiting import wait_quiet
@@ -133,26 +141,7 @@ class World(BaseWorld):
     # -- Kubernetes ---------------------------------------------------------------------------------------
     def apply(self, obj: dict[str, Any]) -> None:
         self.applied = time.monotonic()
-        kind, meta = obj["kind"], obj["metadata"]
-        namespace = meta.get("namespace")
-        if namespace:
-            self.namespace(namespace)
-        if kind in KINDS:
-            group, version, plural, namespaced = KINDS[kind]
-            if namespaced:
-                self.custom.create_namespaced_custom_object(group, version, namespace, plural, obj)
-            else:
-                self.custom.create_cluster_custom_object(group, version, plural, obj)
-        elif kind == "Secret":
-            self.core.create_namespaced_secret(namespace, obj)
-        elif kind == "Service":
-            self.core.create_namespaced_service(namespace, obj)
-        elif kind == "Pod":
-            self.core.create_namespaced_pod(namespace, obj)
-        elif kind == "Deployment":
-            self.apps.create_namespaced_deployment(namespace, obj)
-        else:
-            raise AssertionError(f"no way to apply a {kind}")
+        apply_manifest(self, obj, KINDS)
 
     def base(self) -> None:
         """What the valid objects need: the credentials, a ChuteConfig per zone, the tenant, Services."""

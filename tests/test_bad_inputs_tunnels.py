@@ -23,7 +23,15 @@ import cloudflare as cf_sdk
 import pytest
 
 from chutes.cloudflare_core.ownership import marks
-from harness.corpus import CORPUS, MAX_WARNINGS_PER_OBJECT, Entry, load, operator_writes, play_deployment_controller
+from harness.corpus import (
+    CORPUS,
+    MAX_WARNINGS_PER_OBJECT,
+    Entry,
+    apply_manifest,
+    load,
+    operator_writes,
+    play_deployment_controller,
+)
 from harness.manifests import validate_custom
 from harness.tunnels import OPERATOR_NS, World
 from harness.waiting import wait_quiet
@@ -74,23 +82,7 @@ class CorpusWorld(World):
                                        type=record["type"], content=record["content"], ttl=1, comment="by hand")
 
     def apply(self, obj: dict[str, Any]) -> None:
-        kind, meta = obj["kind"], obj["metadata"]
-        namespace = meta.get("namespace")
-        if namespace:
-            self.namespace(namespace)
-        if kind in KINDS:
-            group, version, plural, namespaced = KINDS[kind]
-            version = obj["apiVersion"].rpartition("/")[2]
-            if namespaced:
-                self.custom.create_namespaced_custom_object(group, version, namespace, plural, obj)
-            else:
-                self.custom.create_cluster_custom_object(group, version, plural, obj)
-        elif kind == "Secret":
-            self.core.create_namespaced_secret(namespace, obj)
-        elif kind == "Service":
-            self.core.create_namespaced_service(namespace, obj)
-        else:
-            raise AssertionError(f"no way to apply a {kind}")
+        apply_manifest(self, obj, KINDS)
 
     def base(self) -> None:
         """The credentials, a Tunnel ``home`` in tun-bad and tun-ok, Services, the gateway door's ChuteConfig."""

@@ -71,3 +71,24 @@ def operator_writes(kube: Any) -> Counter[str]:
     calls = kube.api_calls(OPERATOR_TOKEN)
     return Counter({f"{c.verb} {c.resource}{'/' + c.subresource if c.subresource else ''}": n
                     for c, n in calls.items() if c.verb in ("create", "update", "patch", "delete")})
+
+
+def apply_manifest(world: Any, obj: dict[str, Any], kinds: dict[str, tuple[str, str, str, bool]]) -> None:
+    """Create `obj` as a user would (its namespace first): a custom object of `kinds` (kind -> group, version,
+    plural, namespaced; the version is the manifest's own), a Secret, Service, Pod or Deployment."""
+    kind, namespace = obj["kind"], obj["metadata"].get("namespace")
+    if namespace:
+        world.namespace(namespace)
+    if kind in kinds:
+        group, _, plural, namespaced = kinds[kind]
+        version = obj["apiVersion"].rpartition("/")[2]
+        if namespaced:
+            world.custom.create_namespaced_custom_object(group, version, namespace, plural, obj)
+        else:
+            world.custom.create_cluster_custom_object(group, version, plural, obj)
+    elif kind in ("Secret", "Service", "Pod"):
+        getattr(world.core, f"create_namespaced_{kind.lower()}")(namespace, obj)
+    elif kind == "Deployment":
+        world.apps.create_namespaced_deployment(namespace, obj)
+    else:
+        raise AssertionError(f"no way to apply a {kind}")

@@ -1,11 +1,13 @@
 """Benchmark: N Services (default 200) bound to one Tunnel at once, then unbound, against both emulators.
 
 `--mode each` (default): one TunnelBinding per Service, all applied at once; `--mode one`: one TunnelBinding
-listing every Service. Prints the time until every hostname is routed (rule and CNAME), Cloudflare calls by
-operation each way (target: <= 10 for the N each way, thanks to the coalesced tunnel configuration and the DNS
-batch), cloudflared restarts (changes of its Deployment's pod template: target 0) and the peak RSS.
-Run: `.venv/bin/python bench/tunnels.py [--services N] [--mode each|one] [--latency 0.02]`. A figure printer,
-not a test.
+listing every Service; `--mode annotated`: the blog-era form, N Services annotated
+``tunnels.networking.cfargotunnel.com/cr`` made at once, then deleted. Prints the time until every hostname is
+routed (rule and CNAME), Cloudflare calls by operation each way (target: <= 10 for the N each way, thanks to the
+coalesced tunnel configuration and the DNS batch), cloudflared restarts (changes of its Deployment's pod template:
+target 0) and the peak RSS.
+Run: `.venv/bin/python bench/tunnels.py [--services N] [--mode each|one|annotated] [--latency 0.02]`. A figure
+printer, not a test.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from chutes.settings import load_settings  # noqa: E402
 
 GROUP, NS = "networking.cfargotunnel.com", "bench"
 ACCESS_EMAILS = "chutes.troubleshat.com/access-allowed-emails"
+SERVICE_CR = "tunnels.networking.cfargotunnel.com/cr"
 TARGET = 10
 
 
@@ -56,7 +59,7 @@ def wait(what: str, done: Any, started: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--services", type=int, default=200)
-    parser.add_argument("--mode", choices=["each", "one"], default="each")
+    parser.add_argument("--mode", choices=["each", "one", "annotated"], default="each")
     parser.add_argument("--latency", type=float, default=0.02, help="seconds added to every Cloudflare call")
     parser.add_argument("--access", type=int, default=0,
                         help="how many of the bindings (mode each) put Access in front (an allow policy by email)")
@@ -86,8 +89,16 @@ def main() -> None:
                 "tunnelId"]
             wait("cloudflared", lambda: apps.list_namespaced_deployment(NS).items, time.monotonic())
             template = apps.read_namespaced_deployment("web-cloudflared", NS).spec.template.to_dict()
-            for i in range(n):
-                core.create_namespaced_service(NS, {"metadata": {"name": f"s{i}"}, "spec": {"ports": [{"port": 80}]}})
+
+            def service(i: int) -> dict[str, Any]:
+                meta: dict[str, Any] = {"name": f"s{i}"}
+                if args.mode == "annotated":
+                    meta["annotations"] = {SERVICE_CR: "web"}
+                return {"metadata": meta, "spec": {"ports": [{"port": 80}]}}
+
+            if args.mode != "annotated":
+                for i in range(n):
+                    core.create_namespaced_service(NS, service(i))
 
             def routed() -> int:
                 state = cf.snapshot()
@@ -107,7 +118,10 @@ def main() -> None:
                 return len(apps_now) >= protected
 
             start_log, started = len(cf.requests), time.monotonic()
-            if args.mode == "one":
+            if args.mode == "annotated":
+                for i in range(n):
+                    core.create_namespaced_service(NS, service(i))
+            elif args.mode == "one":
                 custom.create_namespaced_custom_object(GROUP, "v1alpha1", NS, "tunnelbindings", binding(
                     "all", [{"name": f"s{i}"} for i in range(n)]))
             else:
@@ -118,6 +132,9 @@ def main() -> None:
             publish_seconds, published = time.monotonic() - started, counts(cf, start_log)
 
             start_log, started = len(cf.requests), time.monotonic()
+            if args.mode == "annotated":
+                for i in range(n):
+                    core.delete_namespaced_service(f"s{i}", NS, _preload_content=False)
             for item in custom.list_namespaced_custom_object(GROUP, "v1alpha1", NS, "tunnelbindings")["items"]:
                 custom.delete_namespaced_custom_object(GROUP, "v1alpha1", NS, "tunnelbindings",
                                                        item["metadata"]["name"])
@@ -128,7 +145,8 @@ def main() -> None:
             restarts = int(apps.read_namespaced_deployment("web-cloudflared", NS).spec.template.to_dict() != template)
         client.close()
 
-    print(f"{n} Services bound to one Tunnel ({args.mode}: {'one binding' if args.mode == 'one' else 'a binding each'}"
+    how = {"one": "one binding", "each": "a binding each", "annotated": "annotated Services"}[args.mode]
+    print(f"{n} Services bound to one Tunnel ({args.mode}: {how}"
           f"{f'; {protected} behind Access' if protected else ''}), {args.latency * 1000:.0f} ms added Cloudflare "
           "latency")
     report("all routed", published, publish_seconds)

@@ -18,6 +18,7 @@ import resource
 import sys
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,8 @@ def main() -> None:
     parser.add_argument("--services", type=int, default=200)
     parser.add_argument("--mode", choices=["each", "one", "annotated"], default="each")
     parser.add_argument("--latency", type=float, default=0.02, help="seconds added to every Cloudflare call")
+    parser.add_argument("--clients", type=int, default=16,
+                        help="how many of the creates and deletes the bench sends at once (1: one after the other)")
     parser.add_argument("--access", type=int, default=0,
                         help="how many of the bindings (mode each) put Access in front (an allow policy by email)")
     args = parser.parse_args()
@@ -113,31 +116,34 @@ def main() -> None:
                 return {"apiVersion": f"{GROUP}/v1alpha1", "kind": "TunnelBinding", "metadata": meta,
                         "subjects": subjects, "tunnelRef": {"kind": "Tunnel", "name": "web"}}
 
+            def at_once(request: Any, count: int = n) -> None:
+                """`request(i)` for each i < count, `args.clients` at a time (as many clients apply them)."""
+                with ThreadPoolExecutor(max(1, args.clients)) as pool:
+                    list(pool.map(request, range(count)))
+
             def protected_ready() -> bool:
                 apps_now = [a for a in cf.snapshot()["access_apps"].values()]
                 return len(apps_now) >= protected
 
             start_log, started = len(cf.requests), time.monotonic()
             if args.mode == "annotated":
-                for i in range(n):
-                    core.create_namespaced_service(NS, service(i))
+                at_once(lambda i: core.create_namespaced_service(NS, service(i)))
             elif args.mode == "one":
                 custom.create_namespaced_custom_object(GROUP, "v1alpha1", NS, "tunnelbindings", binding(
                     "all", [{"name": f"s{i}"} for i in range(n)]))
             else:
-                for i in range(n):
-                    custom.create_namespaced_custom_object(GROUP, "v1alpha1", NS, "tunnelbindings",
-                                                           binding(f"b{i}", [{"name": f"s{i}"}], i < protected))
+                at_once(lambda i: custom.create_namespaced_custom_object(
+                    GROUP, "v1alpha1", NS, "tunnelbindings", binding(f"b{i}", [{"name": f"s{i}"}], i < protected)))
             wait("every hostname routed", lambda: routed() >= n and protected_ready(), started)
             publish_seconds, published = time.monotonic() - started, counts(cf, start_log)
 
             start_log, started = len(cf.requests), time.monotonic()
             if args.mode == "annotated":
-                for i in range(n):
-                    core.delete_namespaced_service(f"s{i}", NS, _preload_content=False)
-            for item in custom.list_namespaced_custom_object(GROUP, "v1alpha1", NS, "tunnelbindings")["items"]:
-                custom.delete_namespaced_custom_object(GROUP, "v1alpha1", NS, "tunnelbindings",
-                                                       item["metadata"]["name"])
+                at_once(lambda i: core.delete_namespaced_service(f"s{i}", NS, _preload_content=False))
+            names = [item["metadata"]["name"] for item in custom.list_namespaced_custom_object(
+                GROUP, "v1alpha1", NS, "tunnelbindings")["items"]]
+            at_once(lambda i: custom.delete_namespaced_custom_object(GROUP, "v1alpha1", NS, "tunnelbindings",
+                                                                     names[i]), len(names))
             wait("every hostname unrouted", lambda: routed() <= 0 and not cf.snapshot()["access_apps"]
                  and not custom.list_namespaced_custom_object(GROUP, "v1alpha1", NS, "tunnelbindings")["items"],
                  started)
@@ -147,8 +153,8 @@ def main() -> None:
 
     how = {"one": "one binding", "each": "a binding each", "annotated": "annotated Services"}[args.mode]
     print(f"{n} Services bound to one Tunnel ({args.mode}: {how}"
-          f"{f'; {protected} behind Access' if protected else ''}), {args.latency * 1000:.0f} ms added Cloudflare "
-          "latency")
+          f"{f'; {protected} behind Access' if protected else ''}; {args.clients} requests at once), "
+          f"{args.latency * 1000:.0f} ms added Cloudflare latency")
     report("all routed", published, publish_seconds)
     report("all removed", deleted, delete_seconds)
     print(f"cloudflared restarts (pod template changed): {restarts}")

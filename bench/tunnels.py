@@ -6,8 +6,13 @@ listing every Service; `--mode annotated`: the blog-era form, N Services annotat
 routed (rule and CNAME), Cloudflare calls by operation each way (target: <= 10 for the N each way, thanks to the
 coalesced tunnel configuration and the DNS batch), cloudflared restarts (changes of its Deployment's pod template:
 target 0) and the peak RSS.
-Run: `.venv/bin/python bench/tunnels.py [--services N] [--mode each|one|annotated] [--latency 0.02]`. A figure
-printer, not a test.
+
+"At once": `--clients` (default 16) creates and deletes are in flight together, as several clients applying a
+manifest would send them. With `--clients 1` they go one after the other from this process, which shares its CPU
+with both emulators and the operator: the deletions then trickle in over most of the run (20-30 s for 200 on a
+loaded machine), and so do the operator's passes.
+Run: `.venv/bin/python bench/tunnels.py [--services N] [--mode each|one|annotated] [--clients 16] [--latency 0.02]`.
+A figure printer, not a test.
 """
 
 from __future__ import annotations

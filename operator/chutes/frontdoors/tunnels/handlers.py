@@ -41,6 +41,12 @@ def _asks(annotations: Mapping[str, Any], **_: Any) -> bool:
     return m.service_annotated(annotations)
 
 
+def _may_have_published(annotations: Mapping[str, Any], **_: Any) -> bool:
+    """A Service our handlers handled, or one that asks (deleted before kopf recorded that it was handled: its
+    pass may have published already)."""
+    return HANDLED in annotations or m.service_annotated(annotations)
+
+
 def _writer(memo: kopf.Memo, version: str, plural: str, body: Mapping[str, Any]) -> StatusWriter:
     return status_writer.for_custom(memo.kube, m.GROUP, version, plural, body)
 
@@ -166,8 +172,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
     async def service_reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         await service(body, memo)
 
-    @kopf.on.event("", "v1", "services", registry=registry, id="tunnels-withdraw",
-                   annotations={HANDLED: kopf.PRESENT})
+    @kopf.on.event("", "v1", "services", registry=registry, id="tunnels-withdraw", when=_may_have_published)
     async def service_withdraw(event: Mapping[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         if event.get("type") != "DELETED" and m.service_annotated(body["metadata"].get("annotations")):
             return

@@ -38,7 +38,7 @@ from chutes.frontdoors.sessions.config import SessionConfig
 from chutes.sweep.cap import Allowance
 from chutes.write_policy import Action
 
-__all__ = ["Found", "Inputs", "Outcome", "Write", "blocked_message", "blocked_reason", "decide"]
+__all__ = ["Inputs", "Outcome", "Write", "blocked_message", "blocked_reason", "decide"]
 
 
 @dataclass(frozen=True)
@@ -53,22 +53,16 @@ class Write:
 
 
 @dataclass(frozen=True)
-class Found:
-    """What exists, read once per pass: the zone's records, the tunnel's rules (None: not read, see
-    :class:`Inputs`), the IngressRoutes labelled as ours, and the hostnames another source claims (-> holder)."""
+class Inputs:
+    """What one pass read (the zone's records; the tunnel's rules, None when not read; the IngressRoutes labelled
+    ours; the wanted hostnames another source claims -> holder) and the rest of its judgement: hashes the watch
+    reports alive that the listing missed (`protected`), hostnames whose removal the watch explains, the cap's room
+    (None: no cap), the hostnames the last pass did not publish (`fresh`), whether a record may be adopted."""
 
     records: Sequence[DnsRecord] = ()
     rules: Sequence[Mapping[str, Any]] | None = None
     routes: Sequence[Mapping[str, Any]] = ()
     claimed: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Inputs:
-    """The rest of a pass's judgement: hashes the watch reports alive that the listing missed (`protected`: kept),
-    hostnames whose removal the watch explains, the cap's room (None: no cap), the hostnames the last pass did not
-    publish (`fresh`: checked for a foreign rule) and whether the write policy lets a record be adopted."""
-
     protected: frozenset[str] = frozenset()
     explained: frozenset[str] = frozenset()
     room: int | None = None
@@ -88,13 +82,12 @@ class Outcome:
     allowed: tuple[str, ...] = ()
 
 
-def decide(config: SessionConfig, sessions: Mapping[str, d.Session], found: Found, owner_id: str,
-           inputs: Inputs) -> Outcome:
+def decide(config: SessionConfig, sessions: Mapping[str, d.Session], inputs: Inputs, owner_id: str) -> Outcome:
     """The change set of one pass and its problems (see the module)."""
     by_name: dict[str, list[DnsRecord]] = {}
-    for listed_record in found.records:
+    for listed_record in inputs.records:
         by_name.setdefault(listed_record.name, []).append(listed_record)
-    listed = [rule for rule in found.rules or () if isinstance(rule, Mapping)]
+    listed = [rule for rule in inputs.rules or () if isinstance(rule, Mapping)]
     first = {str(rule.get("hostname") or ""): rule for rule in reversed(listed)}  # the first rule of each hostname
     rules = {str(rule.get("hostname") or ""): rule for rule in listed if not rule.get("path")}
     creates: list[Change[Write]] = []
@@ -104,11 +97,11 @@ def decide(config: SessionConfig, sessions: Mapping[str, d.Session], found: Foun
     wanted: set[str] = set()
     for session in sessions.values():
         host = session.hostname
-        holder = found.claimed.get(host)
+        holder = inputs.claimed.get(host)
         if holder and not d.proven_hostnames(config, by_name.get(host, ()), owner_id):
             blocked.append((session, c.HOSTNAME_CONFLICT, _claimed_message(session, holder)))
             continue
-        if found.rules is not None and host in inputs.fresh and host in first and host not in by_name:
+        if inputs.rules is not None and host in inputs.fresh and host in first and host not in by_name:
             blocked.append((session, c.HOSTNAME_CONFLICT, _foreign_rule_message(config, host, first[host])))
             continue
         wanted.add(host)
@@ -125,11 +118,11 @@ def decide(config: SessionConfig, sessions: Mapping[str, d.Session], found: Foun
             creates.append(Change(action, "dns_record", host, Write(host, record=record),
                                   f"CNAME -> {record.content} (proxied){' (adopting it)' if plan.adopted else ''}"))
             needs = (creates[-1].ref,) if action == "create" else ()
-        publish += _rule_change(config, session, found.rules is not None, rules.get(host), needs)
-    stale, held, allowed = _stale(config, found.records, wanted, owner_id, inputs)
+        publish += _rule_change(config, session, inputs.rules is not None, rules.get(host), needs)
+    stale, held, allowed = _stale(config, wanted, owner_id, inputs)
     removals = [change for name in dict.fromkeys(record.name for record in stale)
-                for change in _rule_removal(name, found.rules is not None, rules)]
-    routes = d.route_changes(config, live, found.routes, keep=_protected_routes(config, inputs.protected))
+                for change in _rule_removal(name, inputs.rules is not None, rules)]
+    routes = d.route_changes(config, live, inputs.routes, keep=_protected_routes(config, inputs.protected))
     changes = [*creates, *publish, *_route_changes(config, live, routes), *removals, *_route_deletes(routes),
                *(_record_delete(record, removals) for record in stale)]
     return Outcome(Decision(tuple(changes), tuple((reason, message) for _, reason, message in blocked)),
@@ -176,13 +169,13 @@ def _route_deletes(routes: d.RouteChanges) -> list[Change[Write]]:
     return [Change("delete", "IngressRoute", name, Write(""), ensure=True) for name in routes.delete]
 
 
-def _stale(config: SessionConfig, records: Sequence[DnsRecord], wanted: set[str], owner_id: str,
+def _stale(config: SessionConfig, wanted: set[str], owner_id: str,
            inputs: Inputs) -> tuple[list[DnsRecord], tuple[str, ...], tuple[str, ...]]:
     """Our records of no wanted session, not protected, that the cap lets go (asked in the listing's order), sorted;
     the hostnames the cap held, and those it allowed."""
     protected = {d.hostname(config, value) for value in inputs.protected}
     cap = Allowance(inputs.room, inputs.explained)
-    stale = [record for record in records
+    stale = [record for record in inputs.records
              if record.name not in wanted and is_ours(record.comment, owner_id)
              and d.owns_record(config, record, owner_id) and record.name not in protected and cap.allows(record.name)]
     return (sorted(stale, key=lambda record: (record.name, record.type, record.id)),

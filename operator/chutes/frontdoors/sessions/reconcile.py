@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -56,7 +57,7 @@ from chutes.frontdoors import changes
 from chutes.frontdoors.sessions import desired as d
 from chutes.frontdoors.sessions.apply import Stopwatch, apply
 from chutes.frontdoors.sessions.config import SessionConfig
-from chutes.frontdoors.sessions.decide import Found, Inputs, blocked_message, blocked_reason, decide
+from chutes.frontdoors.sessions.decide import Inputs, blocked_message, blocked_reason, decide
 from chutes.leases import Held
 from chutes.sweep.cap import RemovalBudget, per_window_message
 
@@ -202,15 +203,14 @@ class SessionPublisher:
         result = PassResult(sessions=len(sessions), refused=len(refused))
         reasons = {d.hostname(config, value) for value in explained()}
         room = None if self.removals is None else self.removals.available()
-        found = await self._read(account_id, sessions)
+        inputs = dataclasses.replace(await self._read(account_id, sessions), protected=frozenset(alive() - listed),
+                                     explained=frozenset(reasons), room=room, may_adopt=core.gate.may_adopt)
         clock.lap("read")
-        fresh = frozenset(session.hostname for session in sessions.values()) - self._published
-        inputs = Inputs(frozenset(alive() - listed), frozenset(reasons), room, fresh, core.gate.may_adopt)
-        outcome = decide(config, sessions, found, core.owner_id, inputs)
+        outcome = decide(config, sessions, inputs, core.owner_id)
         admitted = changes.admit(outcome.decision.changes, core.policy, dry_run=core.dry_run)
         for change, why in admitted.held:
             logger.info("sessions of %s: not made: %s (%s)", config.watch_namespace, changes.describe(change), why)
-        applied = await apply(core, self.api, config, account_id, admitted, found.records, gone, clock)
+        applied = await apply(core, self.api, config, account_id, admitted, inputs.records, gone, clock)
         blocked = [*outcome.blocked, *((s, blocked_reason(error), blocked_message(s, error))
                                        for s in outcome.live if (error := applied.failed.get(s.hostname)))]
         result.blocked = {session.hostname: message for session, _, message in blocked}
@@ -231,7 +231,7 @@ class SessionPublisher:
                                    *(refusal.pod.uid for refusal in refused)])
         return result
 
-    async def _read(self, account_id: str, sessions: Mapping[str, d.Session]) -> Found:
+    async def _read(self, account_id: str, sessions: Mapping[str, d.Session]) -> Inputs:
         """What the pass decides on, read once: the claims of the wanted hostnames held by another source (one
         listing; a failure fails the pass, retried), the zone's records, the tunnel's rules when a session is new
         (not published by the last pass: checked for a foreign rule), and our IngressRoutes."""
@@ -239,13 +239,14 @@ class SessionPublisher:
         wanted = {session.hostname: d.source(config, session.hash) for session in sessions.values()}
         claimed = {claim.key: claim.source for claim in (await self.claims.list(kind="hostname") if wanted else ())
                    if claim.key in wanted and claim.source != wanted[claim.key]}
+        fresh = frozenset(wanted) - self._published
         records, document, routes = await asyncio.gather(
             self.core.list_dns_records(config.zone_id),
-            self.core.get_tunnel_config(account_id, config.tunnel_id) if set(wanted) - self._published else _none(),
+            self.core.get_tunnel_config(account_id, config.tunnel_id) if fresh else _none(),
             kube.list_custom_labelled(self.api, d.TRAEFIK_GROUP, d.TRAEFIK_VERSION, d.INGRESSROUTE_PLURAL,
                                       config.ingressroute_namespace, f"{d.MANAGED_BY_LABEL}={d.MANAGED_BY}"))
-        rules = None if document is None else list((document or {}).get("ingress") or [])
-        return Found(records, rules, routes, claimed)
+        rules = None if not fresh else list((document or {}).get("ingress") or [])
+        return Inputs(records, rules, routes, claimed, fresh=fresh)
 
     async def _spend(self, allowed: Iterable[str], removed: Iterable[str], result: PassResult) -> None:
         """Charge the budget with the unexplained removals made; when some wait, say until when."""

@@ -1,16 +1,9 @@
 """The session door's *apply* step: the admitted change set of one pass through the core, in the batches its
-writers want (one DNS batch, one flush of the tunnel's configuration, the IngressRoute writes, one DNS batch of
-deletions), never change by change:
-
-1. the records to create or update, in one sync on the pass's own listing (no listing again); a name the core
-   still refuses (a record that appeared since, a refused batch) comes back in `Applied.failed`, and its session
-   gets nothing else;
-2. at once, the tunnel rules (the core's coalescing writer, under the tunnel's Lease, touching only the hostnames
-   of admitted changes: each proven ours by its record) and the IngressRoutes;
-3. the stale records, by id, once their rules are gone.
-
-A session whose last Pod the watch saw go meanwhile (`gone`) gets no rule nor IngressRoute; the ones it had are
-removed (its record goes with the next pass).
+writers want, never change by change: (1) the records to create or update, in one DNS sync on the pass's own
+listing (a name the core still refuses comes back in `Applied.failed`: its session gets nothing else); (2) at once,
+the tunnel rules (the coalescing writer, under the tunnel's Lease, touching only the hostnames of admitted changes,
+each proven ours by its record) and the IngressRoutes; (3) the stale records, by id, once their rules are gone. A
+session whose last Pod the watch saw go meanwhile gets no rule nor IngressRoute (its record goes next pass).
 """
 
 from __future__ import annotations
@@ -26,14 +19,8 @@ from typing import TypeVar
 from kubernetes_asyncio import client
 
 from chutes import kube
-from chutes.cloudflare_core import (
-    CloudflareCore,
-    CloudflareError,
-    CredentialsInvalid,
-    DesiredRecord,
-    DnsRecord,
-    TransientError,
-)
+from chutes.cloudflare_core import CloudflareCore, CloudflareError, CredentialsInvalid, TransientError
+from chutes.cloudflare_core.models import DesiredRecord, DnsRecord
 from chutes.frontdoors.changes import Admitted, Change
 from chutes.frontdoors.sessions import desired as d
 from chutes.frontdoors.sessions.config import SessionConfig
@@ -63,7 +50,8 @@ async def apply(core: CloudflareCore, api: client.ApiClient, config: SessionConf
     ensure = [ch.payload.record for ch in now if isinstance(ch.payload.record, DesiredRecord)]
     applied = Applied()
     if ensure:
-        dns = await clock.timed("dns", core.sync_dns_records(config.zone_id, ensure, _never, listed=listed))
+        dns = await clock.timed("dns", core.sync_dns_records(config.zone_id, ensure, lambda _: False,
+                                                                listed=listed))  # stale records: deleted by id later
         applied.failed, applied.wrote = dns.failed, dns.written
     left = applied.left = {d.hostname(config, value) for value in gone()}
     keep = [change for change in now if change.payload.hostname not in applied.failed]
@@ -75,10 +63,6 @@ async def apply(core: CloudflareCore, api: client.ApiClient, config: SessionConf
     applied.removed = await clock.timed("dns_delete", _delete_stale(core, config.zone_id, stale))
     applied.wrote = applied.wrote or rules_written or routes_written or bool(applied.removed)
     return applied
-
-
-def _never(record: DnsRecord) -> bool:
-    return False  # the stale records are the decision's, deleted by id after their rules
 
 
 async def _rules(core: CloudflareCore, config: SessionConfig, account_id: str, changes: Sequence[Change[Write]],

@@ -99,7 +99,8 @@ def decide(config: SessionConfig, sessions: Mapping[str, d.Session], inputs: Inp
         host = session.hostname
         holder = inputs.claimed.get(host)
         if holder and not d.proven_hostnames(config, by_name.get(host, ()), owner_id):
-            blocked.append((session, c.HOSTNAME_CONFLICT, _claimed_message(session, holder)))
+            blocked.append((session, c.HOSTNAME_CONFLICT, f"{host} is claimed by {holder} (one hostname, one holder); "
+                            "nothing is published"))
             continue
         if inputs.rules is not None and host in inputs.fresh and host in first and host not in by_name:
             blocked.append((session, c.HOSTNAME_CONFLICT, _foreign_rule_message(config, host, first[host])))
@@ -117,13 +118,16 @@ def decide(config: SessionConfig, sessions: Mapping[str, d.Session], inputs: Inp
             action: Action = "create" if plan.action == "create" else "update"
             creates.append(Change(action, "dns_record", host, Write(host, record=record),
                                   f"CNAME -> {record.content} (proxied){' (adopting it)' if plan.adopted else ''}"))
-            needs = (creates[-1].ref,) if action == "create" else ()
+            needs = (creates[-1].ref,) if action == "create" or plan.adopted else ()  # what proves the rule ours
         publish += _rule_change(config, session, inputs.rules is not None, rules.get(host), needs)
     stale, held, allowed = _stale(config, wanted, owner_id, inputs)
-    removals = [change for name in dict.fromkeys(record.name for record in stale)
-                for change in _rule_removal(name, inputs.rules is not None, rules)]
-    routes = d.route_changes(config, live, inputs.routes, keep=_protected_routes(config, inputs.protected))
-    changes = [*creates, *publish, *_route_changes(config, live, routes), *removals, *_route_deletes(routes),
+    removals = [Change("delete", "tunnel_rule", name, Write(name)) for name in dict.fromkeys(r.name for r in stale)
+                if inputs.rules is None or name in rules]  # when read, only a rule that is there
+    keep = {d.route_name(d.Session(value, d.first_label(config, value), ""), kind)
+            for value in inputs.protected for kind in d.ROUTE_KINDS}
+    routes = d.route_changes(config, live, inputs.routes, keep=keep)
+    changes = [*creates, *publish, *_route_changes(config, live, routes), *removals,
+               *(Change("delete", "IngressRoute", name, Write(""), ensure=True) for name in routes.delete),
                *(_record_delete(record, removals) for record in stale)]
     return Outcome(Decision(tuple(changes), tuple((reason, message) for _, reason, message in blocked)),
                    tuple(live), tuple(blocked), held, allowed)
@@ -133,21 +137,12 @@ def _rule_change(config: SessionConfig, session: d.Session, read: bool, current:
                  needs: tuple[str, ...]) -> list[Change[Write]]:
     """The session's rule: an ensure when the rules were not read, else a create, an update or nothing."""
     rule = d.tunnel_rule(config, session)
-    write, detail = Write(session.hostname, rule=rule), f"-> {rule.service}"
-    if not read:
-        return [Change("update", "tunnel_rule", session.hostname, write, detail, needs=needs, ensure=True)]
-    if current is None:
-        return [Change("create", "tunnel_rule", session.hostname, write, detail, needs=needs)]
-    if {k: v for k, v in current.items() if v not in (None, {}, [], "")} == rule.to_wire():
+    if read and current is not None and {k: v for k, v in current.items() if v not in (None, {}, [], "")} == \
+            rule.to_wire():
         return []
-    return [Change("update", "tunnel_rule", session.hostname, write, detail, needs=needs)]
-
-
-def _rule_removal(host: str, read: bool, rules: Mapping[str, Mapping[str, Any]]) -> list[Change[Write]]:
-    """The rule of a stale record's hostname (proven ours by the record): when read, only if there is one."""
-    if read and host not in rules:
-        return []
-    return [Change("delete", "tunnel_rule", host, Write(host))]
+    action: Action = "create" if read and current is None else "update"
+    return [Change(action, "tunnel_rule", session.hostname, Write(session.hostname, rule=rule),
+                   f"-> {rule.service}", needs=needs, ensure=not read)]
 
 
 def _record_delete(record: DnsRecord, removals: Sequence[Change[Write]]) -> Change[Write]:
@@ -165,10 +160,6 @@ def _route_changes(config: SessionConfig, live: Sequence[d.Session], routes: d.R
             for action, found in made for route in found]
 
 
-def _route_deletes(routes: d.RouteChanges) -> list[Change[Write]]:
-    return [Change("delete", "IngressRoute", name, Write(""), ensure=True) for name in routes.delete]
-
-
 def _stale(config: SessionConfig, wanted: set[str], owner_id: str,
            inputs: Inputs) -> tuple[list[DnsRecord], tuple[str, ...], tuple[str, ...]]:
     """Our records of no wanted session, not protected, that the cap lets go (asked in the listing's order), sorted;
@@ -182,11 +173,6 @@ def _stale(config: SessionConfig, wanted: set[str], owner_id: str,
             tuple(sorted(str(name) for name in cap.held)), tuple(str(name) for name in cap.allowed))
 
 
-def _protected_routes(config: SessionConfig, protected: frozenset[str]) -> set[str]:
-    return {name for value in protected
-            for name in d.route_names(d.Session(value, d.first_label(config, value), ""))}
-
-
 def blocked_reason(error: CloudflareError) -> str:
     return c.HOSTNAME_CONFLICT if isinstance(error, Conflict) else c.CLOUDFLARE_REJECTED
 
@@ -197,10 +183,6 @@ def blocked_message(session: d.Session, error: CloudflareError) -> str:
         refused = f" ({adoption.NOT_PERMITTED})" if session.asked_adoption and not session.adopt else ""
         return f"{session.hostname} is held by {holder}{refused}; nothing is published"
     return f"{session.hostname}: Cloudflare refused the DNS record ({error}); nothing is published"
-
-
-def _claimed_message(session: d.Session, holder: str) -> str:
-    return f"{session.hostname} is claimed by {holder} (one hostname, one holder); nothing is published"
 
 
 def _foreign_rule_message(config: SessionConfig, host: str, rule: Mapping[str, Any]) -> str:

@@ -1,37 +1,24 @@
-"""One level-based pass of the session door, in the front-door shape (``frontdoors/README.md``), batch form: read
-(the live session Pods, listed afresh; the installation's hostname claims; one listing of the zone, the tunnel's
-rules when a session is new, our IngressRoutes) -> :func:`.decide.decide` (pure: the change set of the whole pass
-and the problems, in the order the safety rules need) -> :func:`chutes.frontdoors.changes.admit` (the write policy
-and dry-run, on the set as a whole) -> :func:`.apply.apply` (one DNS batch, one tunnel flush, the IngressRoutes, one
-DNS batch of deletions: a crash never leaves a rule without the record that proves it ours) -> report (Warnings on
-the Pods, a Normal Event when a hostname is published). This door writes no claims: its DNS record is its claim.
+"""One level-based pass of the session door, in the front-door shape (``frontdoors/README.md``), batch form:
+read (the session Pods, listed afresh; the hostname claims; one listing of the zone, the tunnel's rules when a
+session is new, our IngressRoutes) -> :mod:`.decide` (pure: the change set of the whole pass, and the problems) ->
+:func:`chutes.frontdoors.changes.admit` (the write policy and dry-run, on the set as a whole; what is held is logged)
+-> :mod:`.apply` (one DNS batch, one tunnel flush, the IngressRoutes, one DNS batch of deletions) -> report
+(Warnings on the Pods, once per distinct problem; a Normal Event when a hostname is published). This door writes
+no claims: its DNS record is its claim.
 
-Replicas take turns: each pass holds a Lease of its own (see ``SessionPublisher._exclusive``), so no
-replica sets a rule from a record another replica is deleting; within the pass, each tunnel flush also
-holds the tunnel's Lease (shared with the other doors of the installation). Both replicas see the same Pod
-events: a pass leaves on that Lease the digest of the state it made true when it ended clean, and a pass for
-Pod events that finds its own digest there, fresh, ends at once without a Cloudflare call
-(``desired.answered_by_note``): two replicas cost what one does. Timed passes (start, verification, resync,
-retry) never end so.
+Replicas take turns: each pass holds a Lease of its own (see ``SessionPublisher._exclusive``), so no replica sets a
+rule from a record another replica is deleting; within the pass, each tunnel flush also holds the tunnel's Lease
+(shared with the other doors of the installation). Both replicas see the same Pod events: a pass leaves on that
+Lease the digest of the state it made true when it ended clean, and a pass for Pod events that finds its own digest
+there, fresh, ends at once without a Cloudflare call (``desired.answered_by_note``): two replicas cost what one
+does. Timed passes (start, verification, resync, retry) never end so.
 
-What is "ours" (proven, never inferred from a shape): a DNS record whose name is a session hostname
-``<hash><suffix>.<domain>`` and whose marker names our owner id and ``Session/<ns>/<hash>`` of that very
-hostname; a tunnel rule without a path whose hostname holds such a record (live or stale in this pass):
-a session-shaped rule whose record is someone else's, or that has no record at all, is never touched;
-IngressRoutes labelled ``app.kubernetes.io/managed-by=opencode-cloudflare-operator`` named
-``opencode-session-<label>-signin|app``.
-
-Removals the watch explains (the session's last Pod was seen going) are never held back. Any other removal
-(Pods deleted while no replica was watching, a selector or hostname rules that no longer match) is an orphan
-sweep, capped by every door's rule (:mod:`chutes.sweep.cap`) per time window, not per pass: at most
-sweep_max_deletions such sessions per sweep_interval; the rest keep their record and rule until the window has
-room again, and a Warning Event ``SweepCapReached`` on the operator's Pod says so and when. A misconfiguration
-therefore cannot wipe the zone's sessions, however many passes run.
-
-The Pod listing of a pass can be older than what another replica just did. Two reports of the watch
-cover that window: ``alive`` (hashes of Pods the watch reports alive right now) protects a session from
-removal, and ``gone`` (hashes whose last Pod the watch saw go since the pass started) keeps a session
-from being published again.
+Removals the watch explains (the session's last Pod was seen going) are never held back; any other is an orphan's,
+capped by every door's rule (:mod:`chutes.sweep.cap`) per time window, not per pass: at most sweep_max_deletions
+such sessions per sweep_interval, and a Warning ``SweepCapReached`` on the operator's Pod says what waits and until
+when. The Pod listing of a pass can be older than what another replica just did: ``alive`` (hashes of Pods the
+watch reports alive right now) protects a session from removal, and ``gone`` (hashes whose last Pod the watch saw
+go since the pass started) keeps a session from being published again.
 """
 
 from __future__ import annotations

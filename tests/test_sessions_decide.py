@@ -1,13 +1,16 @@
 """The session door's pure decide: from the sessions and what one pass read, the change set (in the order the
-safety rules need) and the problems; admitted as a whole by the write policy and dry-run."""
+safety rules need) and the problems; admitted as a whole by the write policy and dry-run; applied in one batch per
+writer of the core."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from chutes import conditions as c
-from chutes.cloudflare_core import DnsRecord, marker
+from chutes.cloudflare_core import Conflict, DnsRecord, DnsSync, RuleSync, marker
 from chutes.frontdoors import changes
+from chutes.frontdoors.sessions import apply as apply_module
 from chutes.frontdoors.sessions import desired as d
 from chutes.frontdoors.sessions.decide import Inputs, Outcome, decide
 from harness.session_inputs import ROUTER, TUNNEL, config, session
@@ -131,3 +134,52 @@ def test_the_policy_and_dry_run_filter_the_set_as_a_whole() -> None:
     dry = changes.admit(outcome.decision.changes, "sync", dry_run=True)
     assert [ch.kind for ch in dry.now] == ["IngressRoute", "IngressRoute"]  # Kubernetes objects: always written
     assert [why for _, why in dry.held] == ["dry-run"] * 4
+
+
+class FakeCore:
+    """The core's batched writers, recorded: what one pass asks of each."""
+
+    def __init__(self, failed: dict[str, Any] | None = None) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        self.failed = failed or {}
+
+    async def sync_dns_records(self, zone_id: str, desired: Any, owns: Any, *, listed: Any) -> Any:
+        self.calls.append(("dns", [record.name for record in desired]))
+        return DnsSync({}, self.failed, (), frozenset(), written=True)
+
+    async def sync_ingress_rules(self, account_id: str, tunnel_id: str, rules: Any, owns: Any) -> Any:
+        self.calls.append(("rules", ([rule.hostname for rule in rules],
+                                     sorted(r for r in ("aaa", "bbb", "old") if owns(rule(r))))))
+        return RuleSync(True)
+
+    async def delete_dns_records(self, zone_id: str, records: Any) -> tuple[str, ...]:
+        self.calls.append(("delete", [record.name for record in records]))
+        return tuple(record.name for record in records)
+
+
+async def test_apply_makes_the_whole_set_in_one_batch_per_writer(monkeypatch: Any) -> None:
+    written: list[tuple[str, str]] = []
+
+    async def kube_call(kind: str, *args: Any) -> bool:
+        written.append((kind, str(args[-1]["metadata"]["name"] if isinstance(args[-1], dict) else args[-1])))
+        return True
+
+    for name in ("create_custom", "patch_custom", "delete_custom"):
+        monkeypatch.setattr(apply_module.kube, name, functools.partial(kube_call, name))
+    old = session("old")
+    outcome = run(ONE, TWO, records=[record("old")], rules=[rule("old")], fresh=frozenset({ONE.hostname}),
+                  routes=routes(old))
+    core = FakeCore(failed={TWO.hostname: Conflict("taken meanwhile")})
+    admitted = changes.admit(outcome.decision.changes, "sync")
+    applied = await apply_module.apply(core, None, CFG, "account", admitted, [], lambda: set(),  # type: ignore[arg-type]
+                                       apply_module.Stopwatch())
+    assert core.calls == [  # one DNS sync, one tunnel flush, one batch of deletions: never per session
+        ("dns", [ONE.hostname, TWO.hostname]),
+        ("rules", ([ONE.hostname], ["aaa", "old"])),  # the refused record's session: neither set nor touched
+        ("delete", [d.hostname(CFG, "old")]),
+    ]
+    assert sorted(written) == [("create_custom", "opencode-session-aaa-oc-app"),
+                               ("create_custom", "opencode-session-aaa-oc-signin"),
+                               ("delete_custom", "opencode-session-old-oc-app"),
+                               ("delete_custom", "opencode-session-old-oc-signin")]
+    assert set(applied.failed) == {TWO.hostname} and applied.removed == (d.hostname(CFG, "old"),)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from typing import Any
 
 import cloudflare as cloudflare_sdk
@@ -59,12 +58,19 @@ def _published_in(world: World, ids: dict[str, str], name: str) -> bool:
             and len(world.apps_for(HOST)) == 1)
 
 
-def test_a_service_switched_between_tunnels_leaves_no_rule_in_the_one_it_left(world: World) -> None:
+def _published_in_t1(world: World) -> tuple[dict[str, str], ProtectionWatch]:
+    """Tunnels t1 and t2, the Service behind Access published in t1, watched from before it was (no moment
+    routable without its Access application)."""
     ids = _tunnels(world)
     watch = ProtectionWatch(world.cf, lambda: (HOST,))
     world.cf.on_response = watch
     _service(world, "t1")
     wait_for("published in t1", lambda: _published_in(world, ids, "t1"))
+    return ids, watch
+
+
+def test_a_service_switched_between_tunnels_leaves_no_rule_in_the_one_it_left(world: World) -> None:
+    ids, watch = _published_in_t1(world)
     for there in ("t2", "t1", "t2"):  # and back: its own rule left behind would now refuse it as not provably ours
         _switch(world, there)
         wait_for(f"published in {there} alone", lambda there=there: _published_in(world, ids, there))  # type: ignore[misc]
@@ -86,11 +92,7 @@ def test_a_binding_switched_between_tunnels_leaves_no_rule_in_the_one_it_left(wo
 
 
 def test_a_service_switched_amid_deletes_and_recreates_ends_with_its_one_rule_in_its_tunnel(world: World) -> None:
-    ids = _tunnels(world)
-    watch = ProtectionWatch(world.cf, lambda: (HOST,))
-    world.cf.on_response = watch
-    _service(world, "t1")
-    wait_for("published in t1", lambda: _published_in(world, ids, "t1"))
+    ids, watch = _published_in_t1(world)
     world.cf.faults.latency = 0.02
     there = "t1"
     for _ in range(3):
@@ -108,21 +110,23 @@ def test_a_service_switched_amid_deletes_and_recreates_ends_with_its_one_rule_in
 
 def test_a_tunnel_deleted_while_a_service_moves_from_it_leaves_the_service_published_in_the_other(
         world: World) -> None:
-    ids = _tunnels(world)
-    _service(world, "t1")
-    wait_for("published in t1", lambda: _published_in(world, ids, "t1"))
+    ids, watch = _published_in_t1(world)
     wait_quiet("Cloudflare", lambda: len(world.cf.requests), quiet=1.0)
     # The deletion's first Cloudflare call (proving its credentials reach the account's tunnels) waits until the
     # Service's move has made its CNAME in t2 (within a few seconds: the deletion no longer lets it, see below).
-    in_flight = threading.Event()
+    in_flight, moved = threading.Event(), threading.Event()
+    moved_cname = [f"{ids['t2']}.cfargotunnel.com"]
+
+    def seen(event: Any) -> None:
+        watch(event)
+        if [r["content"] for r in world.records(HOST)] == moved_cname:
+            moved.set()
 
     async def hold() -> None:
         in_flight.set()
-        deadline = time.monotonic() + 4.0
-        while time.monotonic() < deadline and not [r for r in world.records(HOST)
-                                                   if r["content"] == f"{ids['t2']}.cfargotunnel.com"]:
-            await asyncio.sleep(0.05)
+        await asyncio.to_thread(moved.wait, 4.0)
 
+    world.cf.on_response = seen
     world.cf.faults.before("tunnels.list", hold)
     world.custom.delete_namespaced_custom_object(GROUP, "v1alpha2", NS, "tunnels", "t1")
     wait_for("the deletion under way (its claims read)", in_flight.is_set)
@@ -130,9 +134,10 @@ def test_a_tunnel_deleted_while_a_service_moves_from_it_leaves_the_service_publi
     wait_for("Tunnel t1 gone", lambda: not [t for t in world.custom.list_namespaced_custom_object(
         GROUP, "v1alpha2", NS, "tunnels")["items"] if t["metadata"]["name"] == "t1"])
     wait_quiet("Cloudflare", lambda: len(world.cf.requests), quiet=2.0, timeout=60)
+    world.cf.on_response = None
     assert _routed(world, {"t2": ids["t2"]}) == {"t2": 1}
-    assert [r["content"] for r in world.records(HOST)] == [f"{ids['t2']}.cfargotunnel.com"]
-    assert len(world.apps_for(HOST)) == 1
+    assert [r["content"] for r in world.records(HOST)] == moved_cname
+    assert len(world.apps_for(HOST)) == 1 and watch.moments == []
 
 
 def test_a_service_whose_cname_a_teardown_took_is_published_again_by_its_tunnels_resync(

@@ -179,9 +179,9 @@ def _settle(cf: Any, k: Kube, quiet: float, timeout: float, replicas: list[Repli
 def run(events: int, seed: int, workdir: Path, *, pace: float = 0.15, say: Callable[[str], None] = lambda _: None,
         careless_writer: bool = False, tunnel_deletes: bool = True, service_moves: bool = True) -> Report:
     """The soak; `say` gets one line per event, kill and phase; `tunnel_deletes`: Tunnel t1 is among what is deleted
-    and restored; `service_moves`: annotated Services are switched between Tunnels (a known defect remains in each:
-    see tests/test_soak.py) (also written to `workdir`/soak.log, with the
-    replicas' logs and, at the end, the Cloudflare emulator's request log, requests.jsonl)."""
+    and restored; `service_moves`: annotated Services are switched between Tunnels (also written to
+    `workdir`/soak.log, with the replicas' logs and, at the end, the Cloudflare emulator's request log,
+    requests.jsonl)."""
     report = Report(seed)
     journal = (workdir / "soak.log").open("w", buffering=1)
 

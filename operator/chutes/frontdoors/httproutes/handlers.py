@@ -1,5 +1,5 @@
 """kopf handlers for annotated HTTPRoutes, CloudflareZeroTrustTenants and -Templates: thin; the work is in
-:mod:`publish`, :mod:`teardown`, :mod:`upkeep` and :mod:`status`.
+:mod:`reconcile`, :mod:`unpublish`, :mod:`upkeep` and :mod:`status`.
 
 HTTPRoutes get no finalizer (and no timer, which would add one): a deleted or disabled route is cleaned
 up from its watch event, and the per-tenant sweep catches what the events missed. The per-tenant resync
@@ -27,9 +27,9 @@ from chutes.frontdoors.httproutes.context import (
     Runtime,
     environ_or_process,
 )
-from chutes.frontdoors.httproutes.problems import EventSink, Problem, already_said, to_kopf
-from chutes.frontdoors.httproutes.publish import reconcile_route
+from chutes.frontdoors.httproutes.reconcile import reconcile_route
 from chutes.frontdoors.httproutes.report import read_conditions
+from chutes.frontdoors.problems import EventSink, Problem, already_said, to_kopf
 from chutes.observability import metrics
 from chutes.settings import Settings
 from chutes.sweep.events import announce

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from chutes import conditions as c
-from chutes.claims import Claim, ClaimStore, claims_for, utc_now
+from chutes.claims import Claim, ClaimLost, ClaimStore, HeldElsewhere, claims_for, utc_now
 from chutes.cloudflare_core import CloudflareCore, marks
 from chutes.frontdoors import claiming
 from chutes.frontdoors.httproutes import annotations as a
@@ -34,7 +34,8 @@ from chutes.frontdoors.httproutes import desired as d
 from chutes.frontdoors.httproutes import references
 from chutes.frontdoors.httproutes import state as s
 from chutes.frontdoors.httproutes.context import Context
-from chutes.frontdoors.httproutes.problems import CONFLICT_RETRY, Problem, step
+from chutes.frontdoors.problems import Problem, step
+from chutes.frontdoors.retries import CONFLICT_RETRY, LOST_RETRY
 
 logger = logging.getLogger(__name__)
 
@@ -130,3 +131,22 @@ async def bootstrap(core: CloudflareCore, claims: ClaimStore, claim: Claim, st: 
         logger.info("Claim on %s of %s bootstrapped from state %s: %s", hostname, source, st.name,
                     ", ".join(recorded))
     return claim
+
+
+async def legacy_claim(core: CloudflareCore, store: ClaimStore, st: s.RouteState, source: str,
+                       account_id: str) -> Claim | None:
+    """The claim on the state's hostname (which the route does not hold yet), bootstrapped from the state; None
+    when another source holds it (what is there is theirs)."""
+    try:
+        claim = await store.acquire("hostname", st.hostname, source)
+    except HeldElsewhere as held:
+        logger.info("%s: %s holds it: nothing of %s there is torn down", st.hostname, held.holder, source)
+        return None
+    except ClaimLost as lost:
+        raise Problem(c.CLOUDFLARE_UNAVAILABLE, f"claiming {st.hostname}: {lost}", LOST_RETRY) from None
+    if claim.entries:
+        return claim
+    try:
+        return await bootstrap(core, store, claim, st, account_id=account_id)
+    except ClaimLost:
+        return None

@@ -7,7 +7,7 @@ The state ConfigMaps of the tenant's routes that the events missed (deleted or d
 in a namespace served) are evidence, not a sweep of their own: before the pass judges, what a state names and no
 claim of the route records yet (an earlier version's or the seed's objects) is recorded in one, bootstrapped from
 the state (:func:`_prove`); after it, once no claim of the route records anything, the rest is settled
-(:func:`teardown.settle`: state, token Secret, result annotations, hand-over). Only the verdict deletes in Cloudflare.
+(:func:`unpublish.settle`: state, token Secret, result annotations, hand-over). Only the verdict deletes in Cloudflare.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from chutes import kube
 from chutes.cloudflare_core import CloudflareCore
 from chutes.frontdoors.httproutes import annotations as a
 from chutes.frontdoors.httproutes import desired as d
-from chutes.frontdoors.httproutes import ledger, references, teardown, upkeep
+from chutes.frontdoors.httproutes import ledger, references, unpublish, upkeep
 from chutes.frontdoors.httproutes import state as s
 from chutes.frontdoors.httproutes.context import Context
-from chutes.frontdoors.httproutes.problems import Post, Problem
+from chutes.frontdoors.problems import Post, Problem
 from chutes.sweep import engine
 from chutes.sweep.verdict import CLAIM, DoorNames, Wants
 
@@ -96,7 +96,7 @@ async def sweep_tenant(ctx: Context, body: Mapping[str, Any], cap: int, post: Po
         source = a.source(st.route_namespace, st.route_name)
         released = [deletion.name for deletion in (report.deleted if report else ())
                     if deletion.object == CLAIM and deletion.source == source]
-        settle = functools.partial(teardown.settle, core=core, proven=proven[st.name], released=released)
+        settle = functools.partial(unpublish.settle, core=core, proven=proven[st.name], released=released)
         try:
             await upkeep.route_gone(ctx, st.route_namespace, st.route_name, post, fallback=body, unpublish=settle)
         except Problem as problem:
@@ -119,7 +119,7 @@ async def _prove(ctx: Context, core: CloudflareCore | None, account_id: str, st:
         if core is None or core.dry_run:
             return False
         try:
-            await teardown.legacy_claim(core, ctx.claims, st, source, account_id)
+            await ledger.legacy_claim(core, ctx.claims, st, source, account_id)
         except Problem as problem:
             logger.warning("Orphan sweep of HTTPRoute %s/%s: recording what its state names: %s",
                            st.route_namespace, st.route_name, problem.message)

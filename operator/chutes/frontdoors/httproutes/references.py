@@ -17,7 +17,8 @@ from chutes.frontdoors.httproutes import desired as d
 from chutes.frontdoors.httproutes import state as s
 from chutes.frontdoors.httproutes.context import Context
 from chutes.frontdoors.httproutes.merge import RouteSettings
-from chutes.frontdoors.httproutes.problems import CREDENTIALS_RETRY, MISSING_RETRY, Problem, step
+from chutes.frontdoors.problems import EventSink, Problem, step
+from chutes.frontdoors.retries import CREDENTIALS_RETRY, MISSING_RETRY
 
 logger = logging.getLogger(__name__)
 
@@ -149,3 +150,21 @@ async def hostname_winner(ctx: Context, me: d.RouteRef, hostname: str, previous:
         if theirs is not None and theirs.published and theirs.hostname == hostname:
             holders.add(other.key)
     return d.claim_winner([me, *others], holders)
+
+
+async def reachable_tenant(ctx: Context, tenant_name: str, namespace: str, name: str,
+                           events: EventSink) -> d.Tenant | None:
+    """The tenant whose token reaches the route's objects; None (with a Warning) when it is gone or unusable."""
+    if not tenant_name:
+        logger.warning("HTTPRoute %s/%s: no tenant known: its claims are left to the orphan sweep", namespace, name)
+        return None
+    try:
+        return await find_tenant(ctx, tenant_name, namespace)
+    except Problem as problem:
+        if problem.reason not in (c.TENANT_NOT_FOUND, c.TENANT_INVALID):
+            raise
+        logger.warning("HTTPRoute %s/%s: %s: its Cloudflare objects are left in place", namespace, name,
+                       problem.message)
+        events.warning(problem.reason, f"{problem.message}: the Cloudflare objects of HTTPRoute {namespace}/{name} "
+                       "are left in place")
+        return None

@@ -20,16 +20,14 @@ from typing import Protocol
 
 from chutes import conditions as c
 from chutes import kube
-from chutes.claims import Claim, ClaimLost, ClaimStore, HeldElsewhere
+from chutes.claims import Claim
 from chutes.cloudflare_core import CloudflareCore
 from chutes.frontdoors import claiming
 from chutes.frontdoors.httproutes import annotations as a
-from chutes.frontdoors.httproutes import desired as d
 from chutes.frontdoors.httproutes import ledger, references
 from chutes.frontdoors.httproutes import state as s
 from chutes.frontdoors.httproutes.context import Context
-from chutes.frontdoors.httproutes.problems import EventSink, Problem
-from chutes.frontdoors.retries import LOST_RETRY
+from chutes.frontdoors.problems import EventSink
 from chutes.observability import metrics
 
 logger = logging.getLogger(__name__)
@@ -75,14 +73,14 @@ async def teardown(ctx: Context, namespace: str, name: str, st: s.RouteState | N
     if not claims and not legacy:
         await _forget(ctx, st)
         return released
-    tenant = await find_tenant(ctx, st.tenant if st is not None and st.tenant else tenant_name, namespace, name,
-                               events)
+    tenant = await references.reachable_tenant(ctx, st.tenant if st is not None and st.tenant else tenant_name,
+                                               namespace, name, events)
     if tenant is None:
         return released
     core = await references.core_for(ctx, tenant)
     store = ledger.store_for(ctx, core)
     if legacy and st is not None:
-        found = await legacy_claim(core, store, st, source, tenant.account_id)
+        found = await ledger.legacy_claim(core, store, st, source, tenant.account_id)
         claims += [found] if found is not None else []
     zone_id = (st.get("zone_id") if st is not None else "") or None
     kept = 0
@@ -118,42 +116,6 @@ async def settle(ctx: Context, namespace: str, name: str, st: s.RouteState | Non
         metrics.orphan_removed("httproutes", "httproute")
         logger.info("Removed what HTTPRoute %s/%s had published (orphan sweep)", namespace, name)
     return sorted(set(done))
-
-
-async def find_tenant(ctx: Context, tenant_name: str, namespace: str, name: str, events: EventSink) -> d.Tenant | None:
-    """The tenant whose token reaches the route's objects; None (with a Warning) when it is gone or unusable."""
-    if not tenant_name:
-        logger.warning("HTTPRoute %s/%s: no tenant known: its claims are left to the orphan sweep", namespace, name)
-        return None
-    try:
-        return await references.find_tenant(ctx, tenant_name, namespace)
-    except Problem as problem:
-        if problem.reason not in (c.TENANT_NOT_FOUND, c.TENANT_INVALID):
-            raise
-        logger.warning("HTTPRoute %s/%s: %s: its Cloudflare objects are left in place", namespace, name,
-                       problem.message)
-        events.warning(problem.reason, f"{problem.message}: the Cloudflare objects of HTTPRoute {namespace}/{name} "
-                       "are left in place")
-        return None
-
-
-async def legacy_claim(core: CloudflareCore, store: ClaimStore, st: s.RouteState, source: str,
-                       account_id: str) -> Claim | None:
-    """The claim on the state's hostname (which the route does not hold yet), bootstrapped from the state; None
-    when another source holds it (what is there is theirs)."""
-    try:
-        claim = await store.acquire("hostname", st.hostname, source)
-    except HeldElsewhere as held:
-        logger.info("%s: %s holds it: nothing of %s there is torn down", st.hostname, held.holder, source)
-        return None
-    except ClaimLost as lost:
-        raise Problem(c.CLOUDFLARE_UNAVAILABLE, f"claiming {st.hostname}: {lost}", LOST_RETRY) from None
-    if claim.entries:
-        return claim
-    try:
-        return await ledger.bootstrap(core, store, claim, st, account_id=account_id)
-    except ClaimLost:
-        return None
 
 
 async def delete_token_secret(ctx: Context, namespace: str, name: str) -> None:

@@ -1,8 +1,7 @@
 """The HTTPRoute door's *apply* step: :class:`Executor` makes one change of a route's decision through the core, each
-object recorded in the hostname claim before it is created (an intent) and its id right after, and said in a
-Normal Event when new; what the route shows (its state, result annotations) is gathered in `current` as it goes. A
-Cloudflare failure is a :class:`Problem` (the next attempt resumes from the claim).
-"""
+object recorded in the claim before it is created (an intent) and its id right after, said in a Normal Event when
+new, and gathered in the route's state (`current`). A Cloudflare failure is a :class:`Problem` (the next attempt
+resumes from the claim)."""
 
 from __future__ import annotations
 
@@ -32,9 +31,8 @@ _OBJECTS = {"tunnel_rule": TUNNEL_RULE, "dns_record": DNS, "access_app": ACCESS_
 
 
 async def _intend(claims: ClaimStore, claim: Claim, obj: str, **fields: str) -> Claim:
-    """Record the intent to create `obj` (``fields``: where and under which name), unless the claim records one
-    for these fields already; an id recorded for the same fields is kept (an object deleted behind our back may
-    be created again, and is then recorded under its new id)."""
+    """Record the intent to create `obj` (``fields``: where, which name) unless one for these fields is recorded; an
+    id recorded for them is kept (an object deleted behind our back is made again, then recorded under its new id)."""
     entry = claim.entry(obj) or {}
     same = all(entry.get(key) == value for key, value in fields.items())
     if same and entry.get("since"):
@@ -44,9 +42,8 @@ async def _intend(claims: ClaimStore, claim: Claim, obj: str, **fields: str) -> 
 
 
 class Executor:
-    """Makes the changes of one route's decision, in order, threading its claim (`before`: as recorded before this
-    attempt's writes, the proof of which rule found in the tunnel is ours); what earlier changes gave (the Access
-    application, the token) serves the later ones. `removed`: what a decision that fails closed took down."""
+    """Makes one route's changes in order, threading its claim (`before`: as recorded before this attempt's writes,
+    the proof of which rule in the tunnel is ours). `removed`: what a decision that fails closed took down."""
 
     def __init__(self, ctx: Context, found: Gathered, route: Mapping[str, Any], events: EventSink) -> None:
         self.ctx, self.found, self.route, self.events = ctx, found, route, events
@@ -83,9 +80,8 @@ class Executor:
             await runs[change.kind]()
 
     async def _supersede(self, key: str) -> None:
-        """Tear down an earlier claim of the route, routing first, with the token that reaches it; the claim on this
-        hostname (published with the old tenant) is claimed again, its name checked as for a first publish. What is
-        left on purpose (not ours any more) is said in a Warning, its claim kept."""
+        """Tear down an earlier claim of the route, routing first, with the token that reaches it (what is left, not
+        ours any more, is said in a Warning); this hostname's, published with the old tenant, is claimed again."""
         assert self.found.old_store is not None
         core, claims, account = self.found.old_store
         previous = self.inputs.previous
@@ -113,8 +109,7 @@ class Executor:
         await s.write(self.ctx.api, self.ctx.operator_namespace, self.current)
 
     async def _access_app(self) -> None:
-        """The Access application ``cfzt-{hostname}`` (proven by the claim; with permitted adoption, the one
-        unmarked app protecting the hostname); a new app comes with its allow policy (one call)."""
+        """``cfzt-{hostname}`` (proven by the claim; adopted when permitted); a new app comes with its allow policy."""
         settings, core, account = self.settings, self.core, self.account
         name = a.app_name(self.hostname, core.owner_id)
         self.claim = await _intend(self.claims, self.claim, ACCESS_APP, account=account, name=name)
@@ -136,9 +131,8 @@ class Executor:
         self.app = app
 
     async def _allow_policy(self) -> None:
-        """The allow policy ``cfzt-{hostname}-allow``; without allow rules (any more), one left from earlier settings
-        goes (it would still let them in) unless the write policy keeps it; then how what is live differs from the
-        settings when the write policy forbade a change (:func:`desired.unapplied_access`)."""
+        """``cfzt-{hostname}-allow``; without allow rules, one left from earlier settings goes unless the write policy
+        keeps it; then what the write policy left differing from the settings (:func:`desired.unapplied_access`)."""
         app, core, account, claims = self.app, self.core, self.account, self.claims
         assert app is not None  # the application's change comes first
         spec = d.allow_policy_spec(self.settings)
@@ -164,8 +158,7 @@ class Executor:
             self.unapplied = d.unapplied_access(self.settings, self.inputs.policy_ids, app, live)
 
     async def _token(self) -> None:
-        """The service token ``cfzt-{hostname}`` (proven by the claim). Cloudflare shows a secret once: when the
-        Secret is lost or stale, the token gets a new secret (rotation)."""
+        """``cfzt-{hostname}`` (proven by the claim); a Secret lost or stale gets a new secret (rotation)."""
         core, account, namespace = self.core, self.account, self.inputs.namespace
         name, secret_name = a.token_name(self.hostname, core.owner_id), a.secret_name(self.inputs.name)
         self.claim = await _intend(self.claims, self.claim, SERVICE_TOKEN, account=account, name=name)
@@ -186,8 +179,7 @@ class Executor:
         self.token = token
 
     async def _secret(self) -> None:
-        """The token's id and secret, only ever in the Secret ``cfzt-svctoken-{route}``; one of that name without
-        our label is never written (ObjectNotOurs)."""
+        """The token's id and secret, only in ``cfzt-svctoken-{route}`` (one without our label: ObjectNotOurs)."""
         token, meta = self.token, self.route["metadata"]
         assert token is not None  # the token's change comes first
         name, secret_name = a.token_name(self.hostname, self.core.owner_id), a.secret_name(self.inputs.name)
@@ -207,8 +199,7 @@ class Executor:
         self.current.set(service_token_id=token.id, service_token_secret_name=secret_name)
 
     async def _rule(self) -> None:
-        """The route's rule (:func:`claiming.write_rule`): a rule already at its hostname there is replaced only when
-        the claim recorded it before this attempt (written, or intended with this very service)."""
+        """:func:`claiming.write_rule`: a rule at the hostname is replaced only when recorded before this attempt."""
         rule = self.inputs.rule
         assert rule is not None
         self.claim = await step(f"writing the tunnel rule of {self.hostname}", claiming.write_rule(
@@ -216,7 +207,7 @@ class Executor:
         self.current.set(hostname_route_id=self.tunnel_id)
 
     async def _dns(self) -> None:
-        """The DNS record, adopting one the state recorded for this route when it lacks our marker (seed-made)."""
+        """The record; one the state lists for the route without our marker (seed-made) is adopted."""
         record, zone_id = self.inputs.record, self.inputs.zone_id
         assert record is not None
         self.claim = await _intend(self.claims, self.claim, DNS, zone=zone_id, type=record.type)
@@ -233,9 +224,8 @@ class Executor:
                              hostname_route_id=None)
 
     async def _remove(self, change: Change[str]) -> None:
-        """A delete of the decision, through the claim's entries (verified, then forgotten): for a decision that fails
-        closed, the rule and records (collected in `removed`); the rule recorded in another tunnel; the record of the
-        other address type; what the settings no longer want (Normal Event once removed, Warning for what stays)."""
+        """Through the claim's entries (verified, then forgotten): the routing of a decision failing closed (in
+        `removed`), a rule in another tunnel, a record of the other address type, what the settings no longer want."""
         hostname, core = self.hostname, self.core
         if change.kind == "dns_record" and change.payload:  # A <-> AAAA: the route's own record of the other type
             doing = f"removing the {change.payload} record {hostname}"

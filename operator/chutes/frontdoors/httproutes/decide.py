@@ -42,10 +42,8 @@ DELAYS = {c.POLICY_NOT_FOUND: POLICY_RETRY, c.TENANT_NOT_FOUND: MISSING_RETRY}  
 
 @dataclass(frozen=True)
 class Inputs:
-    """What the read gathered for one route once its claim is held: the claim (bootstrapped from the state when it
-    recorded nothing), the route's state as read (`previous`), where and what it publishes, the reusable policies
-    (`missing`: the names that do not resolve), the claims to tear down first (`old`; `same_key`: the claim itself,
-    published with the old tenant) and `gone_tenant` (the old tenant, gone, whose objects the claim records)."""
+    """What the read gathered once the claim is held; `missing`: reusable policies that do not resolve; `old`: the
+    claims to tear down first (`same_key`: this one, published with the old tenant); `gone_tenant`: see reusable."""
 
     namespace: str
     name: str
@@ -141,8 +139,7 @@ def _unwanted(inputs: Inputs, recorded: Collection[str], routing: tuple[str, ...
 
 
 def decide(inputs: Inputs) -> Decision[str]:
-    """The problems and the changes that publish the route (see the module). A reusable policy that does not
-    resolve gives the removal of the hostname's routing (the rule and the route's own records the claim records)."""
+    """The problems and the changes that publish the route (see the module)."""
     settings, claim = inputs.settings, inputs.claim
     hostname = settings.hostname
     if inputs.taken:

@@ -1,22 +1,15 @@
-"""A route's claims in the ledger (:mod:`chutes.claims`): holding its hostname, and bootstrapping a claim for
-what an earlier version (or the seed) published.
+"""A route's claims in the ledger (:mod:`chutes.claims`), read-only under dry-run (:class:`chutes.claims.DryRunClaims`).
 
-**One hostname, one holder.** The hostname claim is the authority, across every front door: the source whose
-claim exists holds the hostname until its own teardown is complete. When the claim is free and several enabled
-routes ask for the hostname at once, the door keeps its preference (:func:`references.hostname_winner`: the route
-whose state says it published the hostname, else the oldest), so who wins does not depend on event order.
+**One hostname, one holder**, across every front door: the source whose claim exists holds the hostname until its
+own teardown is complete. When the claim is free and several enabled routes ask at once, the door prefers the route
+whose state says it published the hostname, else the oldest (:func:`references.hostname_winner`).
 
 **Bootstrap.** A claim with no entries, for a route whose state ConfigMap (written only by this operator or the
-seed, in the operator namespace where tenants cannot write) names objects at that hostname, records an object
-only when (a) it exists and (b) its name and natural key are exactly what the route would create: the Access
-application ``cfzt-{hostname}`` (owner-qualified) for that domain, the service token of that name, a rule
-without a path at the hostname in the tunnel the state names that routes to the service the route would write,
-and only from a completed state or with a DNS record at the hostname marked for the route. DNS records the
-state lists are adopted as before (:meth:`CloudflareCore.adopt_dns_record`: never a record of another owner or
-another source).
-
-**Dry-run** writes nothing to Cloudflare and nothing to the ledger: :class:`chutes.claims.DryRunClaims` reads the
-ledger and keeps what would be recorded in the claims it returns.
+seed, where tenants cannot write) names objects at that hostname, records an object only when it exists and its name
+and natural key are exactly what the route would create: the Access application ``cfzt-{hostname}`` for that
+domain, the token of that name, a path-less rule at the hostname in the tunnel the state names routing to the
+route's service (from a completed state, or with a DNS record there marked for the route). DNS records the state
+lists are adopted (:meth:`CloudflareCore.adopt_dns_record`: never a record of another owner or source).
 """
 
 from __future__ import annotations
@@ -47,13 +40,13 @@ def store_for(ctx: Context, core: CloudflareCore) -> ClaimStore:
 
 async def hold(ctx: Context, claims: ClaimStore, route: Mapping[str, Any], hostname: str,
                previous: s.RouteState | None) -> Claim:
-    """The route's claim on `hostname` (acquired now, or held already). Another holder, or (the claim being
-    free) another enabled route the door prefers, is a ``HostnameConflict``."""
+    """The route's claim on `hostname` (acquired now, or held already). Another holder, or (the claim being free)
+    another enabled route the door prefers (of a namespace the hostname rules let publish it) is a conflict."""
     me = d.route_ref(route)
     source = a.source(me.namespace, me.name)
     others = [ref for ref in ctx.claimants(hostname) if ref.key != me.key and ctx.rules.allows(ref.namespace, hostname)]
     if others and await claims.get("hostname", hostname) is None:
-        winner = await references.hostname_winner(ctx, me, hostname, previous)
+        winner = await references.hostname_winner(ctx, me, others, hostname, previous)
         if winner.key != me.key:
             raise Problem(c.HOSTNAME_CONFLICT, claiming.holder_message("hostname", hostname, f"HTTPRoute/{winner.ref}"),
                           CONFLICT_RETRY)

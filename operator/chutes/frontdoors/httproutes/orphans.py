@@ -1,13 +1,10 @@
-"""The HTTPRoute front door's orphan sweep, one pass per tenant: what every HTTPRoute wants (fresh listings), judged
-by this installation's claims and DNS markers (:mod:`chutes.sweep.verdict`) over the tenant's account and zone(s),
-within the one deletion cap. An enabled route wants the hostname its annotations ask for (whatever its reconcile's
-outcome), unless the hostname rules refuse it to the route's namespace.
-
-The state ConfigMaps of the tenant's routes that the events missed (deleted or disabled while no operator watched,
-in a namespace served) are evidence, not a sweep of their own: before the pass judges, what a state names and no
-claim of the route records yet (an earlier version's or the seed's objects) is recorded in one, bootstrapped from
-the state (:func:`_prove`); after it, once no claim of the route records anything, the rest is settled
-(:func:`unpublish.settle`: state, token Secret, result annotations, hand-over). Only the verdict deletes in Cloudflare.
+"""The HTTPRoute door's orphan sweep, one pass per tenant (the first as soon as the tenant is seen): what every
+HTTPRoute wants (fresh listings; an enabled route, the hostname its annotations ask for unless the hostname rules
+refuse it), judged by this installation's claims and DNS markers (:mod:`chutes.sweep.verdict`) over the tenant's
+account and zone(s), within the one deletion cap. Only the verdict deletes in Cloudflare. The state ConfigMaps of
+routes the events missed (deleted or disabled while no operator watched) are evidence, not a sweep of their own:
+what a state names and no claim records yet is recorded in one first (:func:`_prove`); once no claim of the route
+records anything, the rest is settled (:func:`unpublish.settle`: state, token Secret, hand-over).
 """
 
 from __future__ import annotations
@@ -15,9 +12,10 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from chutes import kube
+from chutes.authorization import HostnameRules
 from chutes.cloudflare_core import CloudflareCore
 from chutes.frontdoors.httproutes import annotations as a
 from chutes.frontdoors.httproutes import desired as d
@@ -33,11 +31,7 @@ logger = logging.getLogger(__name__)
 NAMES = DoorNames(door="httproutes", kinds=frozenset({a.ROUTE_KIND}))
 
 
-class Rules(Protocol):
-    def allows(self, namespace: str, hostname: str) -> bool: ...
-
-
-def route_wants(routes: Iterable[Mapping[str, Any]], rules: Rules | None = None,
+def route_wants(routes: Iterable[Mapping[str, Any]], rules: HostnameRules | None = None,
                 namespaces: Iterable[str] = ()) -> Wants:
     """What `routes` want; `namespaces`: the namespaces served (none: all)."""
     sources: dict[str, frozenset[str]] = {}

@@ -1,11 +1,8 @@
-"""The HTTPRoute door's *read* step: what :mod:`decide` needs, read once.
-
-:func:`settings`: the tenant, the templates and the merged settings (a refusal raises its Problem). Once the route's
-claim is held, :func:`gather`: the zone, the DNS-only address, the name checked in the zone through the core before
-anything is written (a first publish: one name-filtered listing; none in the steady state), the reusable policies;
-then, after a change or a publish that stopped half-way (never in the steady state), the claims to tear down first
-(the route's other hostnames, its old tenant's objects) and what an earlier version (or the seed) published,
-recorded in the claim (:func:`ledger.bootstrap`). A refusal before the policies releases a claim recording nothing.
+"""The HTTPRoute door's *read* step: :func:`settings` (tenant, templates, merged settings); once the claim is held,
+:func:`gather`: the zone, the DNS-only address, the name checked in the zone (a first publish: one name-filtered
+listing), the reusable policies (a refusal so far releases a claim recording nothing); then what an earlier version
+(or the seed) published here, recorded in the claim, and (after a change, never in the steady state) the claims to
+tear down first: the route's other hostnames, or this one with its old tenant's token.
 """
 
 from __future__ import annotations
@@ -35,9 +32,8 @@ __all__ = ["Gathered", "check_name", "gather", "settings", "tunnel_claims"]
 
 @dataclass(frozen=True)
 class Gathered:
-    """The decision's inputs and what *apply* makes them with: the core and ledger, where the claims to tear down
-    first live (`old_store`: the old tenant's core, ledger and account), the adoption asked for and permitted, the
-    records the state lists (adopted), the DNS-only address, whether the name was checked (a first publish)."""
+    """The decision's inputs, and what *apply* needs besides: the core and ledger, the claims to tear down first and
+    where they live (`old_store`: core, ledger, account), adoption, the records the state lists, the address."""
 
     inputs: Inputs
     core: CloudflareCore
@@ -84,10 +80,8 @@ async def tunnel_claims(claims: ClaimStore, settings: RouteSettings, tenant: d.T
 
 async def check_name(core: CloudflareCore, zone_id: str, record: DesiredRecord, adopt_ids: tuple[str, ...], *,
                      asked: bool) -> None:
-    """Refuse before writing anything when a record that is not the route's holds the name (one name-filtered
-    listing); a record the route's state lists (seed-made) is adopted first. With `record.adopt` (asked and
-    permitted), an unmarked record of its type is no obstacle. `asked`: the route asked for adoption (the refusal
-    then says the operator does not permit it)."""
+    """Refuse when a record not the route's holds the name (one its state lists, seed-made, is adopted first; with
+    `record.adopt`, an unmarked one is none); `asked`: adoption asked for (the refusal says it is not permitted)."""
     try:
         await core.check_dns_name_available(zone_id, record.name, record.source, record.type, adopt=record.adopt,
                                             proven_ids=adopt_ids)
@@ -145,10 +139,8 @@ async def gather(ctx: Context, route: Mapping[str, Any], settings: RouteSettings
 
 
 async def _earlier(ctx: Context, found: Gathered, events: EventSink) -> Gathered:
-    """What the route published before that goes first (its claims on other hostnames; with a tenant change, the
-    claim on this one, torn down with the old tenant's token), or else what an earlier version published here,
-    recorded in the claim. A claim recording objects is never released by a move: when the old tenant is gone, they
-    are reused where the new tenant publishes (:func:`decide.reusable`)."""
+    """See the module. A claim recording objects is never released by a move: when the old tenant is gone, they are
+    reused where the new tenant publishes (:func:`decide.reusable`)."""
     inputs, core, claims = found.inputs, found.core, found.claims
     previous, claim, tenant = inputs.previous, inputs.claim, inputs.tenant
     if previous is not None and not moved(previous, claim.key, tenant.name) and not claim.entries \

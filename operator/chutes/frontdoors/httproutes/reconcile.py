@@ -182,20 +182,15 @@ async def withdraw(ctx: Context, namespace: str, name: str, previous: s.RouteSta
                    events: EventSink) -> None:
     """The route's namespace may not publish its hostname (hostname rules): what it published goes as if the
     route had been deleted (nothing is written for the refused hostname)."""
+    async with ctx.runtime.hostnames(previous.hostname if previous is not None else ""):
+        await unpublish.teardown(ctx, namespace, name, previous, events)  # (no state: a publish stopped before it)
     if previous is not None:
-        async with ctx.runtime.hostnames(previous.hostname):
-            await unpublish.teardown(ctx, namespace, name, previous, events)
         report.set_results({key: None for key in a.RESULT_KEYS})
-    else:  # claims without a state (a publish that stopped before its state was written)
-        await unpublish.teardown(ctx, namespace, name, None, events)
     metrics.HOSTNAMES.forget(FRONT_DOOR, f"HTTPRoute/{namespace}/{name}")
 
 
 async def _release(ctx: Context, previous: s.RouteState, report: RouteReport) -> None:
     """The route's state says it published a hostname another source holds the claim on: nothing there is
     provably the route's (the claim is the authority), so its record of the past goes, Cloudflare untouched."""
-    secret = previous.get("service_token_secret_name")
-    if secret:
-        await unpublish.delete_token_secret(ctx, previous.route_namespace, secret)
-    await s.delete(ctx.api, ctx.operator_namespace, previous.route_namespace, previous.route_name)
+    await unpublish.forget(ctx, previous)
     report.set_results({key: None for key in a.RESULT_KEYS})

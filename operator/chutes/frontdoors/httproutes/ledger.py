@@ -126,20 +126,25 @@ async def bootstrap(core: CloudflareCore, claims: ClaimStore, claim: Claim, st: 
     return claim
 
 
+def unrecorded(st: s.RouteState | None, claims: list[Claim]) -> bool:
+    """Whether the state names objects at a hostname none of `claims` is on (an earlier version's, the seed's)."""
+    return st is not None and hints(st, st.hostname) and all(claim.key != st.hostname for claim in claims)
+
+
 async def legacy_claim(core: CloudflareCore, store: ClaimStore, st: s.RouteState, source: str,
-                       account_id: str) -> Claim | None:
-    """The claim on the state's hostname (which the route does not hold yet), bootstrapped from the state; None
+                       account_id: str) -> list[Claim]:
+    """The claim on the state's hostname (which the route does not hold yet), bootstrapped from the state; none
     when another source holds it (what is there is theirs)."""
     try:
         claim = await store.acquire("hostname", st.hostname, source)
     except HeldElsewhere as held:
         logger.info("%s: %s holds it: nothing of %s there is torn down", st.hostname, held.holder, source)
-        return None
+        return []
     except ClaimLost as lost:
         raise Problem(c.CLOUDFLARE_UNAVAILABLE, f"claiming {st.hostname}: {lost}", LOST_RETRY) from None
     if claim.entries:
-        return claim
+        return [claim]
     try:
-        return await bootstrap(core, store, claim, st, account_id=account_id)
+        return [await bootstrap(core, store, claim, st, account_id=account_id)]
     except ClaimLost:
-        return None
+        return []

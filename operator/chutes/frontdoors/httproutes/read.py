@@ -143,35 +143,33 @@ async def _earlier(ctx: Context, found: Gathered, events: EventSink) -> Gathered
     reused where the new tenant publishes (:func:`decide.reusable`)."""
     inputs, core, claims = found.inputs, found.core, found.claims
     previous, claim, tenant = inputs.previous, inputs.claim, inputs.tenant
-    if previous is not None and not moved(previous, claim.key, tenant.name) and not claim.entries \
-            and ledger.hints(previous, claim.key):  # an earlier version's (or the seed's) objects
+    if previous is None:
+        old = [other for other in await claims.list(kind="hostname", source=claim.source) if other.key != claim.key]
+        return _with(found, claim, old, (core, claims, tenant.account_id))
+    if not moved(previous, claim.key, tenant.name) and not claim.entries and ledger.hints(previous, claim.key):
         claim = await ledger.bootstrap(core, claims, claim, previous, account_id=tenant.account_id,
                                        service=inputs.rule.service if inputs.rule is not None else None)
-        found = dataclasses.replace(found, inputs=dataclasses.replace(inputs, claim=claim))
-    if previous is not None and previous.published and (previous.hostname, previous.tenant) == (claim.key,
-                                                                                                tenant.name):
-        return found  # the steady state
+    if previous.published and (previous.hostname, previous.tenant) == (claim.key, tenant.name):
+        return _with(found, claim, [], None)  # the steady state
     old_core, old_claims, old_account = core, claims, tenant.account_id
-    if previous is not None and previous.tenant and previous.tenant != tenant.name:
-        old = await references.reachable_tenant(ctx, previous.tenant, inputs.namespace, inputs.name, events)
-        if old is None:  # nothing reaches its objects without its token: what the claim records stays recorded
-            gone = previous.tenant if previous.hostname == claim.key and claim.entries else ""
-            return dataclasses.replace(found, inputs=dataclasses.replace(inputs, gone_tenant=gone))
-        old_core, old_account = await references.core_for(ctx, old), old.account_id
+    if previous.tenant and previous.tenant != tenant.name:
+        gone = await references.reachable_tenant(ctx, previous.tenant, inputs.namespace, inputs.name, events)
+        if gone is None:  # nothing reaches its objects without its token: what the claim records stays recorded
+            kept = previous.tenant if previous.hostname == claim.key and claim.entries else ""
+            return dataclasses.replace(found, inputs=dataclasses.replace(inputs, gone_tenant=kept))
+        old_core, old_account = await references.core_for(ctx, gone), gone.account_id
         old_claims = ledger.store_for(ctx, old_core)
-    old_claims_found = [other for other in await claims.list(kind="hostname", source=claim.source)
-                        if other.key != claim.key]
-    if previous is not None and previous.hostname and previous.hostname != claim.key and all(
-            other.key != previous.hostname for other in old_claims_found) and ledger.hints(previous,
-                                                                                             previous.hostname):
-        legacy = await ledger.legacy_claim(old_core, old_claims, previous, claim.source, old_account)
-        old_claims_found += [legacy] if legacy is not None else []
-    same_key = previous is not None and previous.hostname == claim.key and previous.tenant != tenant.name
-    if same_key and previous is not None:
+    old = [other for other in await claims.list(kind="hostname", source=claim.source) if other.key != claim.key]
+    if previous.hostname and previous.hostname != claim.key and ledger.unrecorded(previous, old):
+        old += await ledger.legacy_claim(old_core, old_claims, previous, claim.source, old_account)
+    if same_key := previous.hostname == claim.key and previous.tenant != tenant.name:
         if not claim.entries and ledger.hints(previous, claim.key):
             claim = await ledger.bootstrap(old_core, old_claims, claim, previous, account_id=old_account)
-        old_claims_found.append(claim)
-    inputs = dataclasses.replace(inputs, claim=claim, old=tuple(other.key for other in old_claims_found),
-                                 same_key=same_key)
-    return dataclasses.replace(found, inputs=inputs, old=tuple(old_claims_found),
-                               old_store=(old_core, old_claims, old_account))
+        old.append(claim)
+    return _with(found, claim, old, (old_core, old_claims, old_account), same_key)
+
+
+def _with(found: Gathered, claim: Claim, old: list[Claim], store: tuple[CloudflareCore, ClaimStore, str] | None,
+          same_key: bool = False) -> Gathered:
+    inputs = dataclasses.replace(found.inputs, claim=claim, old=tuple(other.key for other in old), same_key=same_key)
+    return dataclasses.replace(found, inputs=inputs, old=tuple(old), old_store=store)

@@ -59,9 +59,7 @@ async def teardown(ctx: Context, namespace: str, name: str, st: s.RouteState | N
     claims = held if held is not None else await ctx.claims.list(kind="hostname", source=source)
     released = await _release_empty(ctx, claims)
     claims = [claim for claim in claims if claim.entries]
-    # Published by an earlier version or the seed: the state names objects at a hostname the route holds no
-    # claim with entries on.
-    legacy = st is not None and ledger.hints(st, st.hostname) and all(claim.key != st.hostname for claim in claims)
+    legacy = ledger.unrecorded(st, claims)  # an earlier version's (the seed's) objects, at a hostname with no claim
     if not claims and not legacy:
         await forget(ctx, st)
         return released
@@ -72,8 +70,7 @@ async def teardown(ctx: Context, namespace: str, name: str, st: s.RouteState | N
     core = await references.core_for(ctx, tenant)
     store = ledger.store_for(ctx, core)
     if legacy and st is not None:
-        found = await ledger.legacy_claim(core, store, st, source, tenant.account_id)
-        claims += [found] if found is not None else []
+        claims += await ledger.legacy_claim(core, store, st, source, tenant.account_id)
     zone_id = (st.get("zone_id") if st is not None else "") or None
     kept = 0
     for claim in claims:

@@ -41,6 +41,11 @@ def claim(**entries: dict[str, Any]) -> Claim:
     return Claim(kind="hostname", key=HOST, source=SOURCE, entries=entries, claimed_at="2026-01-01T00:00:00Z")
 
 
+def earlier(key: str) -> Claim:
+    """The route's claim on a hostname it published before."""
+    return dataclasses.replace(claim(**RECORDED), key=key)
+
+
 def state(**data: str) -> s.RouteState:
     return s.RouteState("apps", "web", {"hostname": HOST, "tenant_name": "home", "annotation_hash": "h", **data})
 
@@ -130,10 +135,11 @@ def test_a_rule_recorded_in_another_tunnel_is_removed_before_the_new_one_is_writ
 
 def test_the_claims_of_earlier_hostnames_are_torn_down_first_and_a_tenant_change_starts_afresh() -> None:
     moved = inputs(claim=claim(**RECORDED), previous=state(hostname="old.example.com"),
-                   old=("old.example.com",))
+                   old=(earlier("old.example.com"),))
     assert lines(decide(moved))[:2] == [("delete", "hostname", "old.example.com", ()),
                                         ("create", "ConfigMap", "cfzt-apps-web", ())]
-    retenanted = inputs(claim=claim(**RECORDED), previous=state(tenant_name="before"), old=(HOST,), same_key=True)
+    retenanted = inputs(claim=claim(**RECORDED), previous=state(tenant_name="before"), old=(claim(**RECORDED),),
+                        same_key=True)
     assert [(change.action, change.kind) for change in decide(retenanted).changes] == [
         ("delete", "hostname"), ("create", "ConfigMap"), ("create", "tunnel_rule"), ("create", "dns_record")]
 
@@ -170,7 +176,8 @@ def test_the_checks_before_the_claim() -> None:
 
 def test_admitted_under_each_policy_and_dry_run() -> None:
     decision = decide(inputs(settings(access=PROTECTED), claim=claim(**RECORDED),
-                             previous=state(service_token_secret_name="cfzt-svctoken-web"), old=("old.example.com",)))
+                             previous=state(service_token_secret_name="cfzt-svctoken-web"),
+                             old=(earlier("old.example.com"),)))
     made = {policy: [(ch.action, ch.kind) for ch in changes.admit(decision.changes, policy).now]
             for policy in ("sync", "upsert-only", "create-only")}
     assert ("delete", "hostname") in made["sync"] and ("delete", "service_token") in made["sync"]

@@ -59,7 +59,7 @@ class Executor:
                          tunnel_id=self.tunnel_id)
         if self.previous is None:  # recorded before the first write: a deletion finds the route's claims through it
             self.current.set(hostname_route_id=self.tunnel_id if inputs.rule else None,
-                             dns_record_ip=found.address or None)
+                             dns_record_ip=inputs.address or None)
         self.app: AccessApp | None = None
         self.token: ServiceToken | None = None
         self.dns: DnsRecord | None = None
@@ -86,7 +86,7 @@ class Executor:
         core, claims, account = self.found.old_store
         previous = self.inputs.previous
         zone = previous.get("zone_id") if previous is not None and previous.hostname == key else ""
-        old = next(claim for claim in self.found.old if claim.key == key)
+        old = next(claim for claim in self.inputs.old if claim.key == key)
         done = await claiming.tear_down_hostname(core, claims, old, account_id=account, zone_id=zone or None)
         unpublish.announce(key, done, self.events)
         if done.released and key != self.claim.key:
@@ -97,10 +97,10 @@ class Executor:
         if self.claim.entries:  # not released: what is left there blocks the move
             raise Problem(c.HOSTNAME_CONFLICT, f"{key}: what the route published with its previous tenant could not "
                           "all be removed (see its Events)", FOREIGN_RETRY)
-        if not self.found.checked:  # now a first publish
+        if not self.inputs.checked:  # now a first publish
             assert self.inputs.record is not None
             try:
-                await check_name(self.core, self.inputs.zone_id, self.inputs.record, (), asked=self.found.asked)
+                await check_name(self.core, self.inputs.zone_id, self.inputs.record, (), asked=self.inputs.asked)
             except Problem:
                 await self.claims.release(self.claim)
                 raise
@@ -114,12 +114,12 @@ class Executor:
         name = a.app_name(self.hostname, core.owner_id)
         self.claim = await _intend(self.claims, self.claim, ACCESS_APP, account=account, name=name)
         doing = "ensuring the Access application"
-        spec = d.access_app_spec(settings, self.inputs.policy_ids, core.owner_id, adopt=self.found.adopt)
+        spec = d.access_app_spec(settings, self.inputs.policy_ids, core.owner_id, adopt=self.inputs.adopt)
         try:
             app = await core.ensure_access_app(account, spec, self.claim.recorded(ACCESS_APP),
                                                policy=d.allow_policy_spec(settings))
         except Conflict as conflict:
-            hint = f" ({adoption.NOT_PERMITTED})" if self.found.asked and not self.found.adopt else ""
+            hint = f" ({adoption.NOT_PERMITTED})" if self.inputs.asked and not self.inputs.adopt else ""
             raise Problem(c.HOSTNAME_CONFLICT, f"{doing}: {conflict.message}{hint}", FOREIGN_RETRY) from conflict
         except CloudflareError as exc:
             raise problem_from_cloudflare(exc, doing) from exc
@@ -212,7 +212,7 @@ class Executor:
         assert record is not None
         self.claim = await _intend(self.claims, self.claim, DNS, zone=zone_id, type=record.type)
         dns = self.dns = await step(f"ensuring the {record.type} record {record.name}", self.core.ensure_dns_record(
-            zone_id, record, proven_ids=self.found.adopt_ids))
+            zone_id, record, proven_ids=self.inputs.adopt_ids))
         tunnel = self.inputs.rule is not None
         if self.previous is None or self.previous.get("cname_record_id" if tunnel else "dns_record_id") != dns.id:
             proxied = " (proxied)" if dns.proxied else ""
@@ -220,7 +220,7 @@ class Executor:
         if tunnel:
             self.current.set(cname_record_id=dns.id, dns_record_id=None, dns_record_ip=None)
         else:
-            self.current.set(dns_record_id=dns.id, dns_record_ip=self.found.address, cname_record_id=None,
+            self.current.set(dns_record_id=dns.id, dns_record_ip=self.inputs.address, cname_record_id=None,
                              hostname_route_id=None)
 
     async def _remove(self, change: Change[str]) -> None:

@@ -43,7 +43,8 @@ DELAYS = {c.POLICY_NOT_FOUND: POLICY_RETRY, c.TENANT_NOT_FOUND: MISSING_RETRY}  
 @dataclass(frozen=True)
 class Inputs:
     """What the read gathered once the claim is held; `missing`: reusable policies that do not resolve; `old`: the
-    claims to tear down first (`same_key`: this one, published with the old tenant); `gone_tenant`: see reusable."""
+    claims to tear down first (`same_key`: this one, published with the old tenant); `gone_tenant`: see reusable;
+    for *apply*: adoption asked for and permitted, the records the state lists, the address, a first publish."""
 
     namespace: str
     name: str
@@ -57,10 +58,15 @@ class Inputs:
     rule: IngressRule | None = None
     policy_ids: tuple[str, ...] = ()
     missing: tuple[str, ...] = ()
-    old: tuple[str, ...] = ()
+    old: tuple[Claim, ...] = ()
     same_key: bool = False
     gone_tenant: str = ""
     taken: str = ""  # the state ConfigMap name holds another route's state: why
+    asked: bool = False
+    adopt: bool = False
+    adopt_ids: tuple[str, ...] = ()
+    address: str = ""
+    checked: bool = False
 
 
 def authorized(rules: HostnameRules, namespace: str, hostname: str) -> Refusal | None:
@@ -154,8 +160,8 @@ def decide(inputs: Inputs) -> Decision[str]:
     if inputs.gone_tenant and (refusal := reusable(claim, inputs.gone_tenant, inputs.tenant, inputs.zone_id)):
         return Decision((), (refusal,))
     assert inputs.record is not None  # read once the checks before it passed
-    out = [Change("delete", "hostname", key, key, "(tunnel rule and DNS records, then Access application, "
-                  "service token)") for key in inputs.old]
+    out = [Change("delete", "hostname", old.key, old.key, "(tunnel rule and DNS records, then Access application, "
+                  "service token)") for old in inputs.old]
     recorded = {} if inputs.same_key else claim.entries  # claimed again after the teardown: nothing recorded
     if inputs.previous is None or moved(inputs.previous, hostname, inputs.tenant.name):
         out.append(Change("create", "ConfigMap", a.state_name(inputs.namespace, inputs.name), "",

@@ -32,19 +32,13 @@ __all__ = ["Gathered", "check_name", "gather", "settings", "tunnel_claims"]
 
 @dataclass(frozen=True)
 class Gathered:
-    """The decision's inputs, and what *apply* needs besides: the core and ledger, the claims to tear down first and
-    where they live (`old_store`: core, ledger, account), adoption, the records the state lists, the address."""
+    """The decision's inputs and the core and ledger *apply* makes them with (`old_store`: where the claims to tear
+    down first live: core, ledger, account)."""
 
     inputs: Inputs
     core: CloudflareCore
     claims: ClaimStore
-    old: tuple[Claim, ...] = ()
     old_store: tuple[CloudflareCore, ClaimStore, str] | None = None
-    asked: bool = False
-    adopt: bool = False
-    adopt_ids: tuple[str, ...] = ()
-    address: str = ""
-    checked: bool = False
 
 
 async def settings(ctx: Context, route: Mapping[str, Any]) -> tuple[RouteSettings, d.Tenant, str]:
@@ -131,10 +125,9 @@ async def gather(ctx: Context, route: Mapping[str, Any], settings: RouteSettings
         if not claim.entries:  # nothing written for it: the hostname is free again
             await claims.release(claim)
         raise
-    inputs = dataclasses.replace(inputs, zone_id=zone.id, record=record, rule=rule, policy_ids=policy_ids,
-                                 missing=missing)
-    found = Gathered(inputs, core, claims, asked=asked, adopt=adopt, adopt_ids=adopt_ids, address=address,
-                     checked=checked)
+    found = Gathered(dataclasses.replace(inputs, zone_id=zone.id, record=record, rule=rule, policy_ids=policy_ids,
+                                         missing=missing, asked=asked, adopt=adopt, adopt_ids=adopt_ids,
+                                         address=address, checked=checked), core, claims)
     return found if missing else await _earlier(ctx, found, events)
 
 
@@ -171,5 +164,5 @@ async def _earlier(ctx: Context, found: Gathered, events: EventSink) -> Gathered
 
 def _with(found: Gathered, claim: Claim, old: list[Claim], store: tuple[CloudflareCore, ClaimStore, str] | None,
           same_key: bool = False) -> Gathered:
-    inputs = dataclasses.replace(found.inputs, claim=claim, old=tuple(other.key for other in old), same_key=same_key)
-    return dataclasses.replace(found, inputs=inputs, old=tuple(old), old_store=store)
+    inputs = dataclasses.replace(found.inputs, claim=claim, old=tuple(old), same_key=same_key)
+    return dataclasses.replace(found, inputs=inputs, old_store=store)

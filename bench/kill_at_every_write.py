@@ -11,10 +11,11 @@ Checked for every run: it converges (each phase completes); no duplicate (one tu
 identity provider, DNS record, tunnel rule, router-hosts entry per name) after any write answered nor at the end of
 a phase; at the end, nothing left of the lifecycle (no orphan: each lifecycle waits for it) and the same end state
 as the run without a kill (both servers and the ledger's claims, by name); no phase slower than 50 s (a resume must
-not wait for a periodic pass: the orphan sweeps' first comes 60 s after a start, while a dead holder's tunnel Lease
-lapses in 30 s; rerun a slow one alone before believing it: a loaded machine is slow too); and at no moment (checked
-after every Cloudflare write answered) was a protected hostname routable (its CNAME and its tunnel rule present)
-without its Access application. KILL_AT_WRITE_LOG=FILE keeps the operators' output (CHUTES_LOG_LEVEL: ERROR).
+not wait for a periodic pass: the ChuteConfig sweep's first comes 60 s after a start, a tenant's HTTPRoute sweep's
+at the start, while a dead holder's tunnel Lease lapses in 30 s; rerun a slow one alone before believing it: a
+loaded machine is slow too); and at no moment (checked after every Cloudflare write answered) was a protected
+hostname routable (its CNAME and its tunnel rule present) without its Access application. KILL_AT_WRITE_LOG=FILE
+keeps the operators' output (CHUTES_LOG_LEVEL: ERROR).
 
 Run: `.venv/bin/python bench/kill_at_every_write.py [--door all|gateway|httproute|tunnel|session|hosts]... [--only
 K]`. Prints one line per run and, per door, the writes in its lifecycle, the positions run, how many passed, and

@@ -11,10 +11,16 @@ creation to its session being fully published (DNS record + tunnel rule + both I
 max) or from its deletion to everything gone, and the peak RSS of each replica.
 
 Run: .venv/bin/python bench/sessions.py [N [REPLICAS...]]   (default: 500 1 2; BENCH_VERBOSE=1 logs each pass)
+
+The totals above depend on how many passes the burst takes (the Pods' timing, the machine's load). `--passes [N]`
+(default 200) drives one publisher in this process, one pass at a time, and prints the calls of each: N Pods
+published, the verification and a steady pass, then the Pods deleted and removed, and the verification. Those
+figures do not depend on timing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextlib
 import functools
@@ -34,6 +40,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "operator"), str(ROOT / "tests")]
 
+from kubernetes_asyncio import config as kube_config  # noqa: E402
+
+from chutes.claims import ClaimStore  # noqa: E402
+from chutes.cloudflare_core import CloudflareCore  # noqa: E402
+from chutes.frontdoors.sessions.config import load_config  # noqa: E402
+from chutes.frontdoors.sessions.reconcile import PodEvents, SessionPublisher  # noqa: E402
 from chutes.sandbox.cloudflare import SandboxConfig, SandboxThread  # noqa: E402
 from chutes.sandbox.kubernetes import KubeSandbox  # noqa: E402
 from harness import sessions as h  # noqa: E402
@@ -195,6 +207,44 @@ def run(n: int, replica_count: int) -> tuple[int, int, float]:
     return publish, remove, p99
 
 
+def passes(n: int) -> int:
+    """The Cloudflare calls of each pass, passes driven one at a time (see the module)."""
+
+    async def no_event(*_: Any) -> None:
+        return None
+
+    with KubeSandbox(namespaces=["default", h.NAMESPACE]) as kube, SandboxThread(SandboxConfig.from_dict({})) as cf:
+        tunnel = h.create_tunnel(cf, [{"hostname": "foreign.example.net", "service": "http://foreign:80"}])
+        hashes = [f"{i:012x}" for i in range(0x8b6cc2aa0000, 0x8b6cc2aa0000 + n)]
+        pods = h.kube_client(kube)
+        for value in hashes:
+            h.create_pod(pods, h.pod(f"session-{value}", value))
+
+        async def drive() -> None:
+            api = await kube_config.new_client_from_config(config_file=kube.kubeconfig)
+            core = CloudflareCore(cf.token, cf.base_url)
+            publisher = SessionPublisher(load_config(h.session_env(cf, tunnel)), api, core, PodEvents(no_event),
+                                         claims=ClaimStore(api, "default", core.owner_id))
+            await publisher.account_id()
+            cf.reset_log()
+            gone = set(hashes)
+            for name in ("publish", "verify", "steady", "remove", "verify"):
+                if name == "remove":
+                    for value in hashes:
+                        h.delete_pod(pods, f"session-{value}")
+                result = await publisher.run_pass(explained=lambda: gone)
+                ops = Counter(record.op for record in cf.requests)
+                print(f"  {name:<8} calls={sum(ops.values())}  " + ", ".join(f"{op}={count}" for op, count in
+                                                                         sorted(ops.items())) +
+                      f"  (published {len(result.published)}, removed {result.removed})")
+                cf.reset_log()
+            await api.close()
+
+        print(f"N={n} sessions, one pass at a time")
+        asyncio.run(drive())
+    return 0
+
+
 def main(n: int, replica_counts: list[int]) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(relativeCreated)8.0f %(threadName)s %(message)s")
     if os.environ.get("BENCH_VERBOSE"):  # log every pass that wrote, with its steps' durations
@@ -210,5 +260,7 @@ def main(n: int, replica_counts: list[int]) -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--passes"]:
+        sys.exit(passes(int(sys.argv[2]) if len(sys.argv) > 2 else 200))
     args = [int(arg) for arg in sys.argv[1:]]
     sys.exit(main(args[0] if args else 500, args[1:] or [1, 2]))

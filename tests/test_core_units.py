@@ -232,5 +232,5 @@ def test_public_names_are_exported_once_and_sorted() -> None:
     modules = {"access", "budget", "client", "coalescing", "core", "dns", "errors", "metrics", "models"}
     modules |= {"ownership", "tunnel_config", "tunnels", "zones", "annotations", "adoption"}
     modules |= {"drift", "gate", "inventory", "proofs", "credentials", "access_view", "account_view"}
-    modules |= {"token_view", "service_tokens", "tunnel_lookup", "reusable_policies"}
+    modules |= {"token_view", "service_tokens", "tunnel_lookup", "reusable_policies", "dns_plan"}
     assert public - modules == set(package.__all__)

@@ -24,10 +24,11 @@ from chutes.claims import (
     claim_name,
     source_hash,
 )
+from chutes.frontdoors.httproutes import decide, read
 from chutes.frontdoors.httproutes import desired as d
-from chutes.frontdoors.httproutes import publish
 from chutes.frontdoors.httproutes.merge import RouteSettings
-from chutes.frontdoors.httproutes.problems import MISSING_RETRY, Problem
+from chutes.frontdoors.problems import Problem
+from chutes.frontdoors.retries import MISSING_RETRY
 from harness.httproutes import GROUP, OPNS, VERSION, World, home, world_fixture
 from harness.waiting import wait_for
 
@@ -52,7 +53,7 @@ def settings(tunnel_id: str | None) -> RouteSettings:
 
 
 class Ledger:
-    """The one call :func:`publish._check_tunnel` makes: ``list(kind=...)``."""
+    """The one call :func:`read.tunnel_claims` makes: ``list(kind=...)``."""
 
     def __init__(self, *claims: Claim) -> None:
         self.claims, self.asked = list(claims), 0
@@ -63,7 +64,11 @@ class Ledger:
 
 
 def check(ledger: Ledger, tunnel_id: str | None, **spec: Any) -> None:
-    asyncio.run(publish._check_tunnel(cast(Any, ledger), settings(tunnel_id), tenant(**spec)))
+    """The tunnel claims read (when needed), then the check of :func:`decide.check`, raised as the reconcile does."""
+    route, home_tenant = settings(tunnel_id), tenant(**spec)
+    claims = asyncio.run(read.tunnel_claims(cast(Any, ledger), route, home_tenant))
+    if refusal := decide.check(route, home_tenant, "default", "HTTPRoute/apps/x", claims):
+        raise Problem(*refusal, decide.DELAYS.get(refusal[0]))
 
 
 def gateway_tunnel(tunnel_id: str) -> Claim:
@@ -117,15 +122,21 @@ def recorded(account: str, zone: str = "z1") -> Claim:
                           "dns": {"zone": zone, "type": "CNAME", "since": "2026-01-01T00:00:00Z"}})
 
 
+def reusable(claim: Claim, old_tenant: str, new_tenant: d.Tenant, zone_id: str) -> None:
+    """:func:`decide.reusable`, its refusal raised as the reconcile does."""
+    if refusal := decide.reusable(claim, old_tenant, new_tenant, zone_id):
+        raise Problem(*refusal, decide.DELAYS.get(refusal[0]))
+
+
 def test_what_the_claim_records_is_reused_in_the_same_account_and_zone() -> None:
-    publish._reusable(recorded(ACCOUNT), "old", tenant(), "z1")
+    reusable(recorded(ACCOUNT), "old", tenant(), "z1")
 
 
 @pytest.mark.parametrize(("claim", "where"), [(recorded("f" * 32), f"account {'f' * 32}"),
                                               (recorded(ACCOUNT, "z2"), "zone z2")])
 def test_elsewhere_the_move_waits_for_the_old_objects(claim: Claim, where: str) -> None:
     with pytest.raises(Problem) as refused:
-        publish._reusable(claim, "old", tenant(), "z1")
+        reusable(claim, "old", tenant(), "z1")
     assert refused.value.reason == c.TENANT_NOT_FOUND and refused.value.delay == MISSING_RETRY
     assert where in refused.value.message and "'old'" in refused.value.message
     assert "create CloudflareZeroTrustTenant 'old' again" in refused.value.message

@@ -33,7 +33,7 @@ import cloudflare as cf_sdk
 import pytest
 from kubernetes_asyncio import client
 
-from chutes.frontdoors.httproutes import publish
+from chutes.frontdoors.httproutes.apply import Executor
 from chutes.leases import TunnelLeases, lease_name, micro_time
 from chutes.sandbox.kubernetes import KubeSandbox
 from chutes.sweep.verdict import DoorNames, Inventory, Wants, judge
@@ -120,7 +120,7 @@ def test_a_crash_after_the_first_state_write_never_makes_a_foreign_rule_the_rout
         crashed.append(True)  # the process dies after writing the state, before recording the rule's intent
         raise RuntimeError("operator killed")
 
-    monkeypatch.setattr(publish, "_ensure_rule", crash)
+    monkeypatch.setattr(Executor, "_rule", crash)
     home(world)  # no resync; kopf retries the failed handler only after a minute
     world.route("app", APP, namespace="evil", backend=("evil", 80))
     state = wait_for("the crash", lambda: crashed and world.state("app", "evil"))

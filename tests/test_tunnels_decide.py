@@ -84,6 +84,25 @@ def test_access_no_longer_asked_goes_after_the_rule_and_dns_switched_off_removes
     ]
 
 
+def test_a_rule_recorded_in_another_tunnel_leaves_it_before_it_is_written_in_the_new_one() -> None:
+    held = claim("a.example.com", tunnel_rule={"tunnel": "t0", "id": "t0", "service": "http://a.apps.svc:80"},
+                 dns={"id": "r1", "zone": "z"}, access_app={"id": "app1", "name": app_name("a.example.com", "o")},
+                 access_policy={"id": "p1"})
+    decision = decide(inputs(route("a.example.com"), allow=ALLOW, claims={"a.example.com": held}))
+    assert lines(decision)[1:] == [
+        ("update", "access_app", app_name("a.example.com", "o"), ("identity_provider/one-time-pin",)),
+        ("update", "access_policy", m.POLICY_NAME, ("access_app/a.example.com",)),
+        ("delete", "tunnel_rule", "a.example.com", ()),
+        ("create", "tunnel_rule", "a.example.com", ("access_policy/a.example.com", "tunnel_rule/a.example.com/moved")),
+        ("update", "dns_record", "a.example.com", ("tunnel_rule/a.example.com",)),
+    ]
+    moved = decision.changes[3]
+    assert moved.detail == "(moved out of tunnel t0)" and not moved.payload.withdrawn and not moved.payload.release
+    # upsert-only never deletes: the move is held whole (the old rule stays proven, the CNAME on the old tunnel)
+    held_back = {(change.action, change.kind) for change, _ in changes.admit(decision.changes, "upsert-only").held}
+    assert held_back == {("delete", "tunnel_rule"), ("create", "tunnel_rule"), ("update", "dns_record")}
+
+
 def test_adyanths_ownership_txt_goes_once_the_cname_is_ours() -> None:
     decision = decide(inputs(route("a.example.com"), names={"a.example.com": "_managed.a.example.com"}))
     assert lines(decision)[-1] == ("delete", "dns_record", "_managed.a.example.com", ("dns_record/a.example.com",))

@@ -296,13 +296,16 @@ class CloudflareCore:
         owns: Callable[[DnsRecord], bool],
         *,
         defer_deletes: bool = False,
+        listed: Sequence[DnsRecord] | None = None,
     ) -> DnsSync:
         """Ensure `desired` and delete our other records that `owns` claims (asked only about records
         carrying our owner id: it must check the marker's source itself): one listing of the zone plus
         batches. Names blocked by a record that is not ours for the desired record's source come back in
         `failed`. With `defer_deletes`, the records to delete come back in `DnsSync.stale` instead (for
-        `delete_dns_records` once the tunnel no longer routes them)."""
-        return await self.dns_writer(zone_id).sync_records(desired, owns, self.owner_id, defer_deletes=defer_deletes)
+        `delete_dns_records` once the tunnel no longer routes them). `listed`: the zone as the caller has just
+        listed it (`list_dns_records`) and decided on: no listing of its own (a refused batch lists again)."""
+        return await self.dns_writer(zone_id).sync_records(desired, owns, self.owner_id, defer_deletes=defer_deletes,
+                                                           listed=listed)
 
     async def delete_dns_records(self, zone_id: str, records: Sequence[DnsRecord]) -> tuple[str, ...]:
         """Delete exactly `records` (as listed by `sync_dns_records`: `DnsSync.stale`) by id in batches,

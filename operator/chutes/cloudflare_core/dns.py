@@ -54,18 +54,17 @@ from typing import Any
 from . import drift
 from .client import CloudflareClient, to_wire
 from .coalescing import CoalescingWriter, Request
+from .dns_plan import PROXIABLE, adoptable, clash, plan_ensure, refusal
 from .errors import CloudflareError, Conflict, CredentialsInvalid, TransientError
 from .gate import ChangeGate
 from .models import DesiredRecord, DnsRecord, normalize_name
-from .ownership import MARKER_PREFIX, is_ours, marker, marks, parse
+from .ownership import MARKER_PREFIX, is_ours, marks, parse
 
 __all__ = ["Cleared", "DnsSync", "DnsWriter", "list_owned", "list_records", "record_from_wire"]
 
 log = logging.getLogger(__name__)
 DNS_PER_PAGE = 5000
 FREE_NAME_SECONDS = 30.0  # how long a listing that found a name empty lets a CNAME be created without another
-_PROXIABLE = frozenset({"A", "AAAA", "CNAME"})
-_ADDRESS = frozenset({"A", "AAAA"})
 
 
 def record_from_wire(data: dict[str, Any]) -> DnsRecord:
@@ -104,57 +103,6 @@ async def list_owned(client: CloudflareClient, zone_id: str, owner_id: str) -> l
     )
     records = [record_from_wire(item) for item in items]
     return [record for record in records if is_ours(record.comment, owner_id)]
-
-
-def _refusal(name: str, blocking: Sequence[DnsRecord], owner_id: str, source: str) -> Conflict:
-    """The Conflict of `source` about `blocking` records: held by another source of this installation
-    (named, and in `holder`) when one is, else foreign."""
-    for record in blocking:
-        found = parse(record.comment)
-        if found is not None and found.owner_id == owner_id:
-            return Conflict(
-                f"{name}: the {record.type} record of owner {owner_id} is held by {found.source}, "
-                f"not by {source}: left untouched",
-                holder=found.source,
-            )
-    types = ", ".join(sorted({record.type for record in blocking}))
-    return Conflict(f"{name}: a {types} record not owned by {owner_id} exists: left untouched")
-
-
-def _adoptable(record: DnsRecord, wanted_type: str) -> bool:
-    """A record adoption may take over: same type, and no chutes-operator marker at all (any owner)."""
-    return record.type == wanted_type and not (record.comment or "").strip().startswith(MARKER_PREFIX)
-
-
-def _clash(wanted_type: str, existing_type: str) -> bool:
-    """Whether a record of `existing_type` stands in the way of one of `wanted_type`: the same type, a CNAME
-    beside anything, or an address record beside one of the other address type (A and AAAA answer for the
-    same name: an IPv6-only name made by hand must not get our A record beside it; our own other address
-    record is replaced in the same batch)."""
-    return (
-        wanted_type == existing_type
-        or "CNAME" in (wanted_type, existing_type)
-        or {wanted_type, existing_type} <= _ADDRESS
-    )
-
-
-def _same_content(record_type: str, left: str, right: str) -> bool:
-    if record_type in ("CNAME", "NS", "MX", "PTR"):
-        return normalize_name(left) == normalize_name(right)
-    return left == right
-
-
-def _record_body(desired: DesiredRecord, comment: str) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "name": desired.name,
-        "type": desired.type,
-        "content": desired.content,
-        "ttl": desired.effective_ttl,
-        "comment": comment,
-    }
-    if desired.type in _PROXIABLE:
-        body["proxied"] = desired.proxied
-    return body
 
 
 @dataclass(frozen=True)
@@ -205,6 +153,7 @@ class _SyncRequest(Request):
     owns: Callable[[DnsRecord], bool] = field(kw_only=True)
     owner_id: str = field(kw_only=True)
     defer_deletes: bool = field(default=False, kw_only=True)
+    listed: tuple[DnsRecord, ...] | None = field(default=None, kw_only=True)  # the caller's listing: none made
 
 
 @dataclass(eq=False)
@@ -262,15 +211,15 @@ def change_for(request: _Request, existing: list[DnsRecord], *, may_adopt: bool 
     """
     owner, source = request.owner_id, request.asking
     if request.mode == "check":
-        blocking = [record for record in existing if _clash(request.type, record.type)
+        blocking = [record for record in existing if clash(request.type, record.type)
                     and not marks(record.comment, owner, source)
-                    and not (request.adopt and may_adopt and _adoptable(record, request.type))]
+                    and not (request.adopt and may_adopt and adoptable(record, request.type))]
         if blocking:
-            raise _refusal(request.name, blocking, owner, source)
+            raise refusal(request.name, blocking, owner, source)
         request.resolve(None)
         return None
     if request.mode == "clear":
-        routing = [record for record in existing if record.type in _PROXIABLE]
+        routing = [record for record in existing if record.type in PROXIABLE]
         request.found = tuple(record for record in routing if marks(record.comment, owner, source))
         request.others = tuple(record for record in routing if record not in request.found)
         if not request.found:
@@ -293,42 +242,20 @@ def change_for(request: _Request, existing: list[DnsRecord], *, may_adopt: bool 
         if ours:
             return _Change(request, deletes=[record.id for record in ours])
         if same_type:
-            raise _refusal(request.name, same_type, owner, source)
+            raise refusal(request.name, same_type, owner, source)
         request.resolve(None)
         return None
 
     desired = request.desired
-    blocking = [
-        record
-        for record in existing
-        if not marks(record.comment, owner, source) and _clash(desired.type, record.type)
-    ]
-    adopted = [r for r in blocking if desired.adopt and may_adopt and _adoptable(r, desired.type)]
-    foreign = [record for record in blocking if record not in adopted]
-    if foreign:
-        raise _refusal(desired.name, foreign, owner, source)
-    for record in adopted:
+    plan = plan_ensure(desired, existing, owner, may_adopt=may_adopt)
+    for record in plan.adopted:
         log.info("DNS %s %s (id %s) has no chutes-operator marker: adopting it for %s (adoption requested)",
                  record.type, record.name, record.id, desired.source)
-    comment = marker(owner, desired.source)
-    ours = [record for record in existing if marks(record.comment, owner, source)] + adopted
-    current = next((record for record in ours if record.type == desired.type), None)
-    deletes = [record.id for record in ours if record is not current and _clash(desired.type, record.type)]
-    body = _record_body(desired, comment)
-    if current is None:
-        return _Change(request, deletes=deletes, post=body)
-    up_to_date = (
-        _same_content(desired.type, current.content, desired.content)
-        and (current.proxied == desired.proxied or desired.type not in _PROXIABLE)
-        and current.ttl == desired.effective_ttl
-        and current.comment == comment
-    )
-    if up_to_date:
-        if not deletes:
-            request.resolve(current)
-            return None
-        return _Change(request, deletes=deletes, result=current)
-    return _Change(request, deletes=deletes, patch={"id": current.id, **body})
+    if not plan.action:
+        request.resolve(plan.current)
+        return None
+    return _Change(request, deletes=list(plan.deletes), patch=plan.patch, post=plan.post,
+                   result=plan.current if plan.patch is None and plan.post is None else None)
 
 
 def _what(body: Mapping[str, Any]) -> str:
@@ -426,14 +353,17 @@ class DnsWriter(CoalescingWriter[_AnyRequest]):
         owner_id: str,
         *,
         defer_deletes: bool = False,
+        listed: Sequence[DnsRecord] | None = None,
     ) -> DnsSync:
         """Ensure every `desired` record and delete every other record carrying `owner_id`'s
         marker that `owns` claims (asked after the listing, at flush time, only about records of
         `owner_id`: it checks the source). With `defer_deletes` those records are not deleted but
         returned in `DnsSync.stale`. Per-name failures are reported in the result; a transient
-        failure raises for the whole call.
+        failure raises for the whole call. `listed`: the whole zone as the caller has just listed it
+        (and decided on), used instead of a listing of its own (a refused batch still lists again).
         """
-        request = _SyncRequest(desired=tuple(desired), owns=owns, owner_id=owner_id, defer_deletes=defer_deletes)
+        request = _SyncRequest(desired=tuple(desired), owns=owns, owner_id=owner_id, defer_deletes=defer_deletes,
+                               listed=None if listed is None else tuple(listed))
         result: DnsSync = await self._submit(request)
         return result
 
@@ -566,9 +496,10 @@ class DnsWriter(CoalescingWriter[_AnyRequest]):
 
     async def _sync(self, sync: _SyncRequest) -> None:
         owner = sync.owner_id
-        existing = await list_records(self._client, self.zone_id)
+        existing = list(sync.listed) if sync.listed is not None else await list_records(self._client, self.zone_id)
         by_name = _by_name(existing)
-        self._snapshot = (time.monotonic(), by_name)
+        if sync.listed is None:
+            self._snapshot = (time.monotonic(), by_name)
         holders: dict[str, str] = {}
         for record in existing:
             found = parse(record.comment)

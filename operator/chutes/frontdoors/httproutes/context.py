@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -96,6 +95,3 @@ class Context:
             users.update(self.index.get(("tenant", template.removeprefix("base-")), ()))
         return sorted(users)
 
-
-def environ_or_process(environ: Mapping[str, str] | None) -> Mapping[str, str]:
-    return os.environ if environ is None else environ

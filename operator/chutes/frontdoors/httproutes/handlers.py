@@ -1,15 +1,14 @@
 """kopf handlers for annotated HTTPRoutes, CloudflareZeroTrustTenants and -Templates: thin; the work is in
-:mod:`publish`, :mod:`teardown`, :mod:`upkeep` and :mod:`status`.
-
-HTTPRoutes get no finalizer (and no timer, which would add one): a deleted or disabled route is cleaned
-up from its watch event, and the per-tenant sweep catches what the events missed. The per-tenant resync
-timer re-checks every route against Cloudflare (drift repair).
+:mod:`reconcile`, :mod:`upkeep`, :mod:`orphans` and :mod:`status`. HTTPRoutes get no finalizer (nor a timer, which
+would add one): a deleted or disabled route is cleaned up from its watch event, the per-tenant sweep catches what
+the events missed; the per-tenant resync re-checks every route against Cloudflare (drift repair).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,14 +21,10 @@ from chutes.frontdoors import adoption, repairs
 from chutes.frontdoors.httproutes import annotations as a
 from chutes.frontdoors.httproutes import desired as d
 from chutes.frontdoors.httproutes import orphans, status, upkeep
-from chutes.frontdoors.httproutes.context import (
-    Context,
-    Runtime,
-    environ_or_process,
-)
-from chutes.frontdoors.httproutes.problems import EventSink, Problem, already_said, to_kopf
-from chutes.frontdoors.httproutes.publish import reconcile_route
+from chutes.frontdoors.httproutes.context import Context, Runtime
+from chutes.frontdoors.httproutes.reconcile import reconcile_route
 from chutes.frontdoors.httproutes.report import read_conditions
+from chutes.frontdoors.problems import EventSink, Problem, already_said, to_kopf
 from chutes.observability import metrics
 from chutes.settings import Settings
 from chutes.sweep.events import announce
@@ -85,7 +80,7 @@ def index_route(body: Mapping[str, Any]) -> dict[tuple[str, str], d.RouteRef]:
 
 
 def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mapping[str, str] | None = None) -> None:
-    namespace = operator_namespace(environ_or_process(environ))
+    namespace = operator_namespace(os.environ if environ is None else environ)
 
     @kopf.on.startup(registry=registry, id="cfzt-startup")
     async def cfzt_startup(memo: kopf.Memo, **_: Any) -> None:
@@ -212,8 +207,9 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
                         ", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items())))
         await status.write_tenant_status(ctx, body, synced=True)
 
-    @kopf.timer(*TENANT, registry=registry, id="cfzt-sweep", interval=settings.sweep_interval,
-                initial_delay=min(60.0, settings.sweep_interval))
+    # The first pass as soon as the tenant is seen (kopf has listed the routes by then: its index): what a route
+    # deleted while no operator watched had published goes at the restart (HTTPRoutes carry no finalizer).
+    @kopf.timer(*TENANT, registry=registry, id="cfzt-sweep", interval=settings.sweep_interval, initial_delay=0)
     async def tenant_sweep(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
         stopped: kopf.DaemonStopped = kwargs["stopped"]
         report = await unless_stopped(orphans.sweep_tenant(context(memo, kwargs), body, settings.sweep_max_deletions,

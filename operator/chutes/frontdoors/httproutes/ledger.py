@@ -1,22 +1,15 @@
-"""A route's claims in the ledger (:mod:`chutes.claims`): holding its hostname, and bootstrapping a claim for
-what an earlier version (or the seed) published.
+"""A route's claims in the ledger (:mod:`chutes.claims`), read-only under dry-run (:class:`chutes.claims.DryRunClaims`).
 
-**One hostname, one holder.** The hostname claim is the authority, across every front door: the source whose
-claim exists holds the hostname until its own teardown is complete. When the claim is free and several enabled
-routes ask for the hostname at once, the door keeps its preference (:func:`references.hostname_winner`: the route
-whose state says it published the hostname, else the oldest), so who wins does not depend on event order.
+**One hostname, one holder**, across every front door: the source whose claim exists holds the hostname until its
+own teardown is complete. When the claim is free and several enabled routes ask at once, the door prefers the route
+whose state says it published the hostname, else the oldest (:func:`references.hostname_winner`).
 
 **Bootstrap.** A claim with no entries, for a route whose state ConfigMap (written only by this operator or the
-seed, in the operator namespace where tenants cannot write) names objects at that hostname, records an object
-only when (a) it exists and (b) its name and natural key are exactly what the route would create: the Access
-application ``cfzt-{hostname}`` (owner-qualified) for that domain, the service token of that name, a rule
-without a path at the hostname in the tunnel the state names that routes to the service the route would write,
-and only from a completed state or with a DNS record at the hostname marked for the route. DNS records the
-state lists are adopted as before (:meth:`CloudflareCore.adopt_dns_record`: never a record of another owner or
-another source).
-
-**Dry-run** writes nothing to Cloudflare and nothing to the ledger: :class:`chutes.claims.DryRunClaims` reads the
-ledger and keeps what would be recorded in the claims it returns.
+seed, where tenants cannot write) names objects at that hostname, records an object only when it exists and its name
+and natural key are exactly what the route would create: the Access application ``cfzt-{hostname}`` for that
+domain, the token of that name, a path-less rule at the hostname in the tunnel the state names routing to the
+route's service (from a completed state, or with a DNS record there marked for the route). DNS records the state
+lists are adopted (:meth:`CloudflareCore.adopt_dns_record`: never a record of another owner or source).
 """
 
 from __future__ import annotations
@@ -26,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from chutes import conditions as c
-from chutes.claims import Claim, ClaimStore, claims_for, utc_now
+from chutes.claims import Claim, ClaimLost, ClaimStore, HeldElsewhere, claims_for, utc_now
 from chutes.cloudflare_core import CloudflareCore, marks
 from chutes.frontdoors import claiming
 from chutes.frontdoors.httproutes import annotations as a
@@ -34,7 +27,8 @@ from chutes.frontdoors.httproutes import desired as d
 from chutes.frontdoors.httproutes import references
 from chutes.frontdoors.httproutes import state as s
 from chutes.frontdoors.httproutes.context import Context
-from chutes.frontdoors.httproutes.problems import CONFLICT_RETRY, Problem, step
+from chutes.frontdoors.problems import Problem, step
+from chutes.frontdoors.retries import CONFLICT_RETRY, LOST_RETRY
 
 logger = logging.getLogger(__name__)
 
@@ -46,13 +40,13 @@ def store_for(ctx: Context, core: CloudflareCore) -> ClaimStore:
 
 async def hold(ctx: Context, claims: ClaimStore, route: Mapping[str, Any], hostname: str,
                previous: s.RouteState | None) -> Claim:
-    """The route's claim on `hostname` (acquired now, or held already). Another holder, or (the claim being
-    free) another enabled route the door prefers, is a ``HostnameConflict``."""
+    """The route's claim on `hostname` (acquired now, or held already). Another holder, or (the claim being free)
+    another enabled route the door prefers (of a namespace the hostname rules let publish it) is a conflict."""
     me = d.route_ref(route)
     source = a.source(me.namespace, me.name)
     others = [ref for ref in ctx.claimants(hostname) if ref.key != me.key and ctx.rules.allows(ref.namespace, hostname)]
     if others and await claims.get("hostname", hostname) is None:
-        winner = await references.hostname_winner(ctx, me, hostname, previous)
+        winner = await references.hostname_winner(ctx, me, others, hostname, previous)
         if winner.key != me.key:
             raise Problem(c.HOSTNAME_CONFLICT, claiming.holder_message("hostname", hostname, f"HTTPRoute/{winner.ref}"),
                           CONFLICT_RETRY)
@@ -130,3 +124,27 @@ async def bootstrap(core: CloudflareCore, claims: ClaimStore, claim: Claim, st: 
         logger.info("Claim on %s of %s bootstrapped from state %s: %s", hostname, source, st.name,
                     ", ".join(recorded))
     return claim
+
+
+def unrecorded(st: s.RouteState | None, claims: list[Claim]) -> bool:
+    """Whether the state names objects at a hostname none of `claims` is on (an earlier version's, the seed's)."""
+    return st is not None and hints(st, st.hostname) and all(claim.key != st.hostname for claim in claims)
+
+
+async def legacy_claim(core: CloudflareCore, store: ClaimStore, st: s.RouteState, source: str,
+                       account_id: str) -> list[Claim]:
+    """The claim on the state's hostname (which the route does not hold yet), bootstrapped from the state; none
+    when another source holds it (what is there is theirs)."""
+    try:
+        claim = await store.acquire("hostname", st.hostname, source)
+    except HeldElsewhere as held:
+        logger.info("%s: %s holds it: nothing of %s there is torn down", st.hostname, held.holder, source)
+        return []
+    except ClaimLost as lost:
+        raise Problem(c.CLOUDFLARE_UNAVAILABLE, f"claiming {st.hostname}: {lost}", LOST_RETRY) from None
+    if claim.entries:
+        return [claim]
+    try:
+        return [await bootstrap(core, store, claim, st, account_id=account_id)]
+    except ClaimLost:
+        return []

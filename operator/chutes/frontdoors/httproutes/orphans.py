@@ -1,13 +1,10 @@
-"""The HTTPRoute front door's orphan sweep, one pass per tenant: what every HTTPRoute wants (fresh listings), judged
-by this installation's claims and DNS markers (:mod:`chutes.sweep.verdict`) over the tenant's account and zone(s),
-within the one deletion cap. An enabled route wants the hostname its annotations ask for (whatever its reconcile's
-outcome), unless the hostname rules refuse it to the route's namespace.
-
-The state ConfigMaps of the tenant's routes that the events missed (deleted or disabled while no operator watched,
-in a namespace served) are evidence, not a sweep of their own: before the pass judges, what a state names and no
-claim of the route records yet (an earlier version's or the seed's objects) is recorded in one, bootstrapped from
-the state (:func:`_prove`); after it, once no claim of the route records anything, the rest is settled
-(:func:`teardown.settle`: state, token Secret, result annotations, hand-over). Only the verdict deletes in Cloudflare.
+"""The HTTPRoute door's orphan sweep, one pass per tenant (the first as soon as the tenant is seen): what every
+HTTPRoute wants (fresh listings; an enabled route, the hostname its annotations ask for unless the hostname rules
+refuse it), judged by this installation's claims and DNS markers (:mod:`chutes.sweep.verdict`) over the tenant's
+account and zone(s), within the one deletion cap. Only the verdict deletes in Cloudflare. The state ConfigMaps of
+routes the events missed (deleted or disabled while no operator watched) are evidence, not a sweep of their own:
+what a state names and no claim records yet is recorded in one first (:func:`_prove`); once no claim of the route
+records anything, the rest is settled (:func:`unpublish.settle`: state, token Secret, hand-over).
 """
 
 from __future__ import annotations
@@ -15,16 +12,17 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from chutes import kube
+from chutes.authorization import HostnameRules
 from chutes.cloudflare_core import CloudflareCore
 from chutes.frontdoors.httproutes import annotations as a
 from chutes.frontdoors.httproutes import desired as d
-from chutes.frontdoors.httproutes import ledger, references, teardown, upkeep
+from chutes.frontdoors.httproutes import ledger, references, unpublish, upkeep
 from chutes.frontdoors.httproutes import state as s
 from chutes.frontdoors.httproutes.context import Context
-from chutes.frontdoors.httproutes.problems import Post, Problem
+from chutes.frontdoors.problems import Post, Problem
 from chutes.sweep import engine
 from chutes.sweep.verdict import CLAIM, DoorNames, Wants
 
@@ -33,11 +31,7 @@ logger = logging.getLogger(__name__)
 NAMES = DoorNames(door="httproutes", kinds=frozenset({a.ROUTE_KIND}))
 
 
-class Rules(Protocol):
-    def allows(self, namespace: str, hostname: str) -> bool: ...
-
-
-def route_wants(routes: Iterable[Mapping[str, Any]], rules: Rules | None = None,
+def route_wants(routes: Iterable[Mapping[str, Any]], rules: HostnameRules | None = None,
                 namespaces: Iterable[str] = ()) -> Wants:
     """What `routes` want; `namespaces`: the namespaces served (none: all)."""
     sources: dict[str, frozenset[str]] = {}
@@ -96,7 +90,7 @@ async def sweep_tenant(ctx: Context, body: Mapping[str, Any], cap: int, post: Po
         source = a.source(st.route_namespace, st.route_name)
         released = [deletion.name for deletion in (report.deleted if report else ())
                     if deletion.object == CLAIM and deletion.source == source]
-        settle = functools.partial(teardown.settle, core=core, proven=proven[st.name], released=released)
+        settle = functools.partial(unpublish.settle, core=core, proven=proven[st.name], released=released)
         try:
             await upkeep.route_gone(ctx, st.route_namespace, st.route_name, post, fallback=body, unpublish=settle)
         except Problem as problem:
@@ -119,7 +113,7 @@ async def _prove(ctx: Context, core: CloudflareCore | None, account_id: str, st:
         if core is None or core.dry_run:
             return False
         try:
-            await teardown.legacy_claim(core, ctx.claims, st, source, account_id)
+            await ledger.legacy_claim(core, ctx.claims, st, source, account_id)
         except Problem as problem:
             logger.warning("Orphan sweep of HTTPRoute %s/%s: recording what its state names: %s",
                            st.route_namespace, st.route_name, problem.message)

@@ -17,7 +17,8 @@ from chutes.frontdoors.httproutes import desired as d
 from chutes.frontdoors.httproutes import state as s
 from chutes.frontdoors.httproutes.context import Context
 from chutes.frontdoors.httproutes.merge import RouteSettings
-from chutes.frontdoors.httproutes.problems import CREDENTIALS_RETRY, MISSING_RETRY, Problem, step
+from chutes.frontdoors.problems import EventSink, Problem, step
+from chutes.frontdoors.retries import CREDENTIALS_RETRY, MISSING_RETRY
 
 logger = logging.getLogger(__name__)
 
@@ -74,27 +75,17 @@ async def resolve_zone(core: CloudflareCore, tenant: d.Tenant, hostname: str, hi
     """The tenant's zone (``spec.zoneId``, checked: the seed never did), else the zone of the account holding
     the hostname. A hostname outside it is refused."""
     if tenant.zone_id:
-        try:
-            zone = await core.get_zone(tenant.zone_id)
-        except NotFound:
+        zone = await _zone(core, tenant.zone_id)
+        if zone is None:
             raise Problem(c.TENANT_INVALID, f"zone {tenant.zone_id} of tenant {tenant.ref} does not exist or the "
-                          "token cannot read it", None) from None
-        except CloudflareError as exc:
-            raise Problem(c.CLOUDFLARE_UNAVAILABLE, f"reading zone {tenant.zone_id}: {exc}", 30.0) from exc
+                          "token cannot read it", None)
         if not d.in_zone(hostname, zone.name):
             raise Problem(c.HOSTNAME_OUTSIDE_ZONE, f"{hostname} is not inside zone {zone.name} of tenant {tenant.ref}",
                           None)
         return zone
-    if hint:
-        try:
-            zone = await core.get_zone(hint)
-        except NotFound:
-            pass
-        except CloudflareError as exc:
-            raise Problem(c.CLOUDFLARE_UNAVAILABLE, f"reading zone {hint}: {exc}", 30.0) from exc
-        else:
-            if d.in_zone(hostname, zone.name) and zone.account_id in ("", tenant.account_id):
-                return zone
+    hinted = await _zone(core, hint) if hint else None
+    if hinted is not None and d.in_zone(hostname, hinted.name) and hinted.account_id in ("", tenant.account_id):
+        return hinted
     elsewhere: list[str] = []
     for candidate in d.zone_candidates(hostname):
         found = await step(f"looking up zone {candidate}", core.find_zone(candidate))
@@ -106,6 +97,15 @@ async def resolve_zone(core: CloudflareCore, tenant: d.Tenant, hostname: str, hi
     detail = f"; {', '.join(elsewhere)} belongs to another account" if elsewhere else ""
     raise Problem(c.HOSTNAME_OUTSIDE_ZONE, f"no zone of account {tenant.account_id} (tenant {tenant.ref}) contains "
                   f"{hostname}{detail}", None)
+
+
+async def _zone(core: CloudflareCore, zone_id: str) -> Zone | None:
+    try:
+        return await core.get_zone(zone_id)
+    except NotFound:
+        return None
+    except CloudflareError as exc:
+        raise Problem(c.CLOUDFLARE_UNAVAILABLE, f"reading zone {zone_id}: {exc}", 30.0) from exc
 
 
 async def resolve_ip(ctx: Context, settings: RouteSettings) -> str:
@@ -134,13 +134,10 @@ async def resolve_ip(ctx: Context, settings: RouteSettings) -> str:
         raise Problem(c.INVALID_SPEC, str(exc), MISSING_RETRY) from None
 
 
-async def hostname_winner(ctx: Context, me: d.RouteRef, hostname: str, previous: s.RouteState | None) -> d.RouteRef:
-    """The route the door prefers for a *free* hostname claim among the enabled routes asking for it (see
-    :func:`desired.claim_winner`: the one whose state says it published it, else the oldest); a route whose
-    namespace may not publish it (hostname rules) is not considered. The claim, once held, is the authority."""
-    others = [ref for ref in ctx.claimants(hostname) if ref.key != me.key and ctx.rules.allows(ref.namespace, hostname)]
-    if not others:
-        return me
+async def hostname_winner(ctx: Context, me: d.RouteRef, others: list[d.RouteRef], hostname: str,
+                          previous: s.RouteState | None) -> d.RouteRef:
+    """The route the door prefers for a *free* hostname claim among `me` and the `others` asking for it (see
+    :func:`desired.claim_winner`: the one whose state says it published it, else the oldest)."""
     holders: set[tuple[str, str]] = set()
     if previous is not None and previous.published and previous.hostname == hostname:
         holders.add(me.key)
@@ -149,3 +146,21 @@ async def hostname_winner(ctx: Context, me: d.RouteRef, hostname: str, previous:
         if theirs is not None and theirs.published and theirs.hostname == hostname:
             holders.add(other.key)
     return d.claim_winner([me, *others], holders)
+
+
+async def reachable_tenant(ctx: Context, tenant_name: str, namespace: str, name: str,
+                           events: EventSink) -> d.Tenant | None:
+    """The tenant whose token reaches the route's objects; None (with a Warning) when it is gone or unusable."""
+    if not tenant_name:
+        logger.warning("HTTPRoute %s/%s: no tenant known: its claims are left to the orphan sweep", namespace, name)
+        return None
+    try:
+        return await find_tenant(ctx, tenant_name, namespace)
+    except Problem as problem:
+        if problem.reason not in (c.TENANT_NOT_FOUND, c.TENANT_INVALID):
+            raise
+        logger.warning("HTTPRoute %s/%s: %s: its Cloudflare objects are left in place", namespace, name,
+                       problem.message)
+        events.warning(problem.reason, f"{problem.message}: the Cloudflare objects of HTTPRoute {namespace}/{name} "
+                       "are left in place")
+        return None

@@ -1,17 +1,12 @@
 """The seed's state ConfigMap ``cfzt-{route namespace}-{route name}`` in the operator namespace: same name,
 labels and snake_case keys, so that state written by the seed is read (and adopted) as is.
 
-The ids stored here are hints, never proof: what the route owns is recorded in its hostname claims (the
-ledger, :mod:`chutes.claims`), and the ids here only bootstrap a claim for what an earlier version or the seed
-published (:mod:`ledger`). What the state is needed for is the past: which hostname, tenant, tunnel and zone
-the route published last (so that a change or a deletion finds its claims), the annotation hash, and the result
-annotations. It is deleted once every claim of the route is released.
-
-The name is ambiguous (``team/a-blog`` and ``team-a/blog`` both get ``cfzt-team-a-blog``): a state is a route's
-only when the route names it records (``httproute_namespace``/``httproute_name``, and the labels) are that
-route's. Another route's state is never read as the asking route's (:func:`read` answers None,
-:func:`read_slot` says whose it is), never overwritten (:func:`write` raises :class:`StateTaken`) and never
-deleted (:func:`delete` leaves it).
+The ids here are hints, never proof (the claims record what the route owns; the ids only bootstrap a claim,
+:mod:`ledger`). The state is the past: which hostname, tenant, tunnel and zone the route published last (so that a
+change or a deletion finds its claims), the annotation hash, the result annotations; it goes once every claim of the
+route is released. The name is ambiguous (``team/a-blog`` and ``team-a/blog`` both get ``cfzt-team-a-blog``): a
+state is a route's only when the route it names (data, labels) is that route. Another route's state is never read
+as the asking route's (:func:`read_slot` says whose it is), overwritten (:class:`StateTaken`) nor deleted.
 """
 
 from __future__ import annotations

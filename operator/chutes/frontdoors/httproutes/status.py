@@ -13,7 +13,7 @@ from chutes.frontdoors.httproutes import desired as d
 from chutes.frontdoors.httproutes import references
 from chutes.frontdoors.httproutes import state as s
 from chutes.frontdoors.httproutes.context import Context
-from chutes.frontdoors.httproutes.problems import Problem, step
+from chutes.frontdoors.problems import Problem, step
 
 STATUS_DELAY = 0.25  # seconds: one tenant status write for a burst of route changes
 

@@ -17,10 +17,10 @@ from chutes.frontdoors.httproutes import desired as d
 from chutes.frontdoors.httproutes import state as s
 from chutes.frontdoors.httproutes import status
 from chutes.frontdoors.httproutes.context import Context
-from chutes.frontdoors.httproutes.problems import EventSink, Post, Problem
-from chutes.frontdoors.httproutes.publish import reconcile_route
+from chutes.frontdoors.httproutes.reconcile import reconcile_route
 from chutes.frontdoors.httproutes.report import RouteReport
-from chutes.frontdoors.httproutes.teardown import Unpublish, teardown
+from chutes.frontdoors.httproutes.unpublish import Unpublish, teardown
+from chutes.frontdoors.problems import EventSink, Post, Problem
 from chutes.observability import metrics
 
 logger = logging.getLogger(__name__)
@@ -66,12 +66,10 @@ async def reconcile_refs(ctx: Context, refs: Iterable[d.RouteRef], post: Post, *
 async def route_gone(ctx: Context, namespace: str, name: str, post: Post,
                      route: Mapping[str, Any] | None = None, fallback: Mapping[str, Any] | None = None,
                      refusal: tuple[str, str] | None = None, *, unpublish: Unpublish = teardown) -> bool:
-    """Remove what the route published (it is deleted or no longer enabled), from its claims. Events go to the
-    route, or to `fallback` (its tenant) when the route is gone for good. False when there was nothing to remove.
-    `refusal` (reason, message): why a route that is not deleted is not published (a malformed ``enabled``
-    value): its only condition, with a Warning Event when new, instead of no condition at all. `unpublish`: how
-    (:func:`teardown.teardown` for a watch event; the orphan sweep, whose verdict removes the Cloudflare objects
-    within its cap, passes :func:`teardown.settle`).
+    """Remove what the route published (deleted or no longer enabled), from its claims; False when there was nothing.
+    Events go to the route, else to `fallback` (its tenant). `refusal` (reason, message): why a route not deleted is
+    not published (a malformed ``enabled``): its only condition, with a Warning when new. `unpublish`: how
+    (:func:`unpublish.teardown`; the sweep, whose verdict removed the Cloudflare objects, passes its ``settle``).
 
     Hand-over: each hostname whose claim the teardown released goes to the routes waiting for it, reconciled at
     once; they publish objects of their own (nothing of this route's is left to them)."""

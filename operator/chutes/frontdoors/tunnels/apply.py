@@ -82,13 +82,8 @@ class Executor:
                 self.account.zone.id, change.name, "TXT", self.claims_now[change.payload.fqdn].source))
             self.events.normal(c.DNS_RECORD_REMOVED, f"TXT {change.name} (adyanth's ownership record for "
                                f"{change.payload.fqdn}) removed")
-        elif change.action == "delete":  # no longer asked of a hostname still routed: DNS updates, Access
-            obj = claiming.DNS if change.kind == "dns_record" else claiming.ACCESS_APP
-            claim, done = await claiming.remove_object(
-                self.account.core, self.claims, self.claims_now[change.payload.fqdn], obj,
-                account_id=self.account.account_id, zone_id=self.account.zone.id)
-            self.claims_now[change.payload.fqdn] = claim
-            say_teardown(self.events, done)
+        elif change.action == "delete":  # no longer asked of a hostname still routed: DNS updates, Access, the
+            await self._remove(change)  # rule in the tunnel it moved out of
         elif change.kind == "access_app":
             await self._access_app(change)
         elif change.kind == "access_policy":
@@ -97,6 +92,24 @@ class Executor:
             await self._rule(change)
         else:
             await self._cname(change)
+
+    async def _remove(self, change: Change[Step]) -> None:
+        claim, done = await self._take_out(change.kind, self.claims_now[change.payload.fqdn])
+        self.claims_now[change.payload.fqdn] = claim
+        say_teardown(self.events, done)
+
+    async def _take_out(self, kind: str, claim: Claim) -> tuple[Claim, claiming.Teardown]:
+        """Remove the claim's object of `kind` (a rule, the source's records at the name, the Access application)
+        as the claim proves it ours, and forget its entry: a local rule leaves its ConfigMap."""
+        if kind == "tunnel_rule" and local.is_local(claim):
+            done = claiming.Teardown()
+            where = (claim.entry(claiming.TUNNEL_RULE) or {}).get(local.ENTRY_CONFIG)
+            [claim] = await local.drop_rules(self.claims, [claim]) or [claim]
+            done.note(claiming.TUNNEL_RULE, f"tunnel rule for {claim.key} removed from ConfigMap {where}")
+            return claim, done
+        obj = {"tunnel_rule": claiming.TUNNEL_RULE, "dns_record": claiming.DNS}.get(kind, claiming.ACCESS_APP)
+        return await claiming.remove_object(self.account.core, self.claims, claim, obj,
+                                            account_id=self.account.account_id, zone_id=self.account.zone.id)
 
     async def _access_app(self, change: Change[Step]) -> None:
         core, account_id, fqdn = self.account.core, self.account.account_id, change.payload.fqdn
@@ -164,26 +177,18 @@ class Executor:
         done = claiming.Teardown()
         if fqdn in self.lost:
             return
-        if change.kind == "tunnel_rule" and local.is_local(claim):
-            [claim] = await local.drop_rules(self.claims, [claim]) or [claim]
-            done.note(claiming.TUNNEL_RULE, f"tunnel rule for {fqdn} removed from ConfigMap "
-                      f"{(self.claims_now[fqdn].entry(claiming.TUNNEL_RULE) or {}).get(local.ENTRY_CONFIG)}")
-        elif change.kind == "access_app" and self.theirs.get(fqdn):
+        if change.kind == "access_app" and self.theirs.get(fqdn):
             done.left.append(f"{fqdn}: DNS record(s) {', '.join(self.theirs[fqdn])} not made for {claim.source} "
                              "remain: its Access application stays until they are gone")
         else:
-            obj = {"tunnel_rule": claiming.TUNNEL_RULE, "dns_record": claiming.DNS}.get(change.kind,
-                                                                                      claiming.ACCESS_APP)
             try:
-                claim, done = await claiming.remove_object(core, self.claims, claim, obj,
-                                                           account_id=self.account.account_id,
-                                                           zone_id=self.account.zone.id)
+                claim, done = await self._take_out(change.kind, claim)
             except Problem as problem:
                 if not isinstance(problem.__context__, ClaimLost):
                     raise
                 self.lost.add(fqdn)  # released meanwhile (e.g. by the sweep): nothing left to do
                 return
-            if obj == claiming.DNS:
+            if change.kind == "dns_record":
                 self.theirs[fqdn] = done.others
         self.claims_now[fqdn] = claim
         self.removed[fqdn] = self.removed.get(fqdn, False) or bool(done.removed)

@@ -14,7 +14,9 @@ The changes, each naming (``needs``) the earlier ones it cannot be made without:
 
 - on the way in, per hostname: the one-time PIN provider (once), the Access application, its policy, then the
   rule, then the CNAME (``disableDNSUpdates``: our CNAME goes instead); Access no longer asked goes last;
-  adyanth's ownership TXT of a CNAME taken over goes once the CNAME is ours;
+  adyanth's ownership TXT of a CNAME taken over goes once the CNAME is ours. A rule the claim records in another
+  tunnel (the source now names another (Cluster)Tunnel, or its Tunnel was made again) leaves it before the rule is
+  written in the new one: the claim records one rule, and its entry is the only proof of it;
 - on the way out (a hostname the source no longer routes): the rule, then the source's records at the name,
   then the Access application; the claim is released after its last change.
 
@@ -129,9 +131,13 @@ def _publish(inputs: Inputs, route: Route) -> list[Change[Step]]:
                           key=f"access_policy/{fqdn}", needs=(f"access_app/{fqdn}",)))
         rule_needs = (f"access_policy/{fqdn}",)
     rule_key = f"tunnel_rule/{fqdn}"
-    out.append(Change("update" if _recorded(claim, claiming.TUNNEL_RULE) else "create", "tunnel_rule", fqdn,
-                      Step(fqdn, rule=route.rule), f"-> {route.service}" + (" (ConfigMap)" if inputs.local else ""),
-                      key=rule_key, needs=rule_needs, governed=not inputs.local))
+    if (moved := _moved_out(inputs, claim)) is not None:
+        out.append(moved)
+        rule_needs = (*rule_needs, moved.key)
+    out.append(Change("update" if _recorded(claim, claiming.TUNNEL_RULE) and moved is None else "create",
+                      "tunnel_rule", fqdn, Step(fqdn, rule=route.rule),
+                      f"-> {route.service}" + (" (ConfigMap)" if inputs.local else ""), key=rule_key,
+                      needs=rule_needs, governed=not inputs.local))
     dns_key = f"dns_record/{fqdn}"
     if inputs.dns:
         out.append(Change("update" if _recorded(claim, claiming.DNS) else "create", "dns_record", fqdn, Step(fqdn),
@@ -144,6 +150,22 @@ def _publish(inputs: Inputs, route: Route) -> list[Change[Step]]:
                           Step(fqdn), "(Access no longer asked)", key=f"access_app/{fqdn}",
                           needs=(rule_key,) + ((dns_key,) if out[-1].key == dns_key else ())))
     return out
+
+
+def _moved_out(inputs: Inputs, claim: Claim | None) -> Change[Step] | None:
+    """The rule the claim records in another tunnel than the one the source names now (its (Cluster)Tunnel changed,
+    or was made again): removed, as the claim proves it, before the rule is written where it goes, so that the
+    claim's one rule entry never stops proving a rule that is still there. (Between two ConfigMaps of one local
+    tunnel, :func:`local.write_rule` moves it.)"""
+    if claim is None or (entry := claim.entry(claiming.TUNNEL_RULE)) is None:
+        return None
+    tunnel, local = str(entry.get("tunnel") or entry.get("id") or ""), bool(entry.get(ENTRY_TUNNEL))
+    if tunnel == inputs.tunnel_id:
+        return None
+    fqdn = claim.key
+    return Change("delete", "tunnel_rule", fqdn, Step(fqdn),
+                  f"(moved out of tunnel {tunnel or '?'}{', ConfigMap' if local else ''})",
+                  key=f"tunnel_rule/{fqdn}/moved", governed=not local)
 
 
 def withdrawal(claim: Claim) -> list[Change[Step]]:

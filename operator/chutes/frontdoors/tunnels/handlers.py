@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
-from contextlib import AbstractContextManager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import Any
 
 import kopf
@@ -88,17 +88,20 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
                 await t.reconcile_tunnel(memo.kube, memo.cores, memo.claims, with_kind(body, kind),
                                          _writer(memo, m.VERSION, plural, body), events, resource_namespace)
 
+    turns = SourceTurns()  # one pass at a time per annotated Service name or binding (see turns.py)
+
+    def binding_turn(body: kopf.Body) -> AbstractAsyncContextManager[None]:
+        return turns.held(m.binding_source(body["metadata"]["namespace"], body["metadata"]["name"]))
+
     async def binding(body: kopf.Body, memo: kopf.Memo) -> None:
         if body["metadata"].get("deletionTimestamp"):
             return
-        async with metrics.reconcile_timer(FRONT_DOOR), in_flight():
+        async with metrics.reconcile_timer(FRONT_DOOR), binding_turn(body), in_flight():
             with _problems_said(body) as events:
                 await b.reconcile_binding(memo.kube, memo.cores, memo.claims, body,
                                           _writer(memo, m.BINDING_VERSION, m.BINDING_PLURAL, body), events,
                                           resource_namespace, memo.get("hostname_rules"),
                                           memo.get("shared_tunnel_targets") or frozenset())
-
-    turns = SourceTurns()  # one pass at a time per annotated Service name (see turns.py)
 
     async def service(body: Mapping[str, Any], memo: kopf.Memo) -> None:
         meta = body["metadata"]
@@ -128,7 +131,8 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
                         await service(found, memo)
 
         async def tunnel_delete(body: kopf.Body, memo: kopf.Memo, kind: str = kind, **_: Any) -> None:
-            async with metrics.reconcile_timer(FRONT_DOOR):
+            async with metrics.reconcile_timer(FRONT_DOOR), turns.all_held(  # the claims it reads stay as read
+                    await sv.routed_through(memo.claims, with_kind(body, kind))):
                 with _problems_said(body) as events:
                     await t.delete_tunnel(memo.kube, memo.cores, memo.claims, with_kind(body, kind), events,
                                           resource_namespace)
@@ -161,7 +165,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
 
     @kopf.on.delete(m.GROUP, m.BINDING_VERSION, m.BINDING_PLURAL, registry=registry, id="cleanup")
     async def binding_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        async with metrics.reconcile_timer(FRONT_DOOR), in_flight():
+        async with metrics.reconcile_timer(FRONT_DOOR), binding_turn(body), in_flight():
             with _problems_said(body) as events:
                 await b.delete_binding(memo.kube, memo.cores, memo.claims, body, events, resource_namespace)
 

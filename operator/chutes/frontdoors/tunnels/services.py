@@ -28,6 +28,7 @@ from chutes.frontdoors import claiming
 from chutes.frontdoors.problems import EventSink, Problem
 from chutes.frontdoors.retries import MISSING_RETRY
 from chutes.frontdoors.tunnels import bindings as b
+from chutes.frontdoors.tunnels import local
 from chutes.frontdoors.tunnels import model as m
 from chutes.frontdoors.tunnels import read as r
 from chutes.frontdoors.tunnels import tunnel_read as t
@@ -61,6 +62,9 @@ async def _tunnel_for(api: client.ApiClient, ask: m.ServiceAsk, namespace: str) 
         raise Problem(TUNNEL_NOT_SHARED, f"Tunnel {names} does not serve Services of namespace {namespace}: its "
                       f"annotation {SHARED_WITH} must list {namespace} (or use a ClusterTunnel and a TunnelBinding)",
                       MISSING_RETRY)  # tried again: the Tunnel's owner may share it
+    if found and found[0]["metadata"].get("deletionTimestamp"):  # its deletion tears down what routes into it
+        where = f"{found[0]['metadata'].get('namespace')}/{found[0]['metadata']['name']}"
+        raise Problem(t.TUNNEL_NOT_READY, f"Tunnel {where} is being deleted", MISSING_RETRY)
     if not found:
         wanted = ", ".join(f"{key} {value}" for key, value in (("cr", ask.cr), ("id", ask.tunnel_id),
                                                                 ("name", ask.tunnel_name)) if value)
@@ -139,27 +143,59 @@ async def withdraw_service(api: client.ApiClient, cores: CorePool, claims: Claim
 
 
 async def unrouted(api: client.ApiClient, claims: ClaimStore, tunnel: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The annotated Services of the Tunnel's namespace asking for it whose hostname's rule is not recorded in its
-    tunnel: the Tunnel was made again (a new tunnel; its deletion took their rules and claims), or their last pass
-    did not get that far. They have no timer of their own: the Tunnel's resync publishes them again (the handlers)."""
+    """The annotated Services of the Tunnel's namespace asking for it whose publication the ledger does not show
+    complete in its tunnel: no claim, or a claim whose rule is not recorded as written there (the Tunnel was made
+    again: its deletion took their rules and claims; or their last pass did not get that far), whose CNAME is not
+    recorded, or whose Access application is not as the annotations ask (a teardown that raced the Service's move
+    to this tunnel took them). They have no timer of their own: the Tunnel's resync publishes them again (the
+    handlers); a pass that finds everything in place writes nothing."""
     tunnel_id = str((tunnel.get("status") or {}).get("tunnelId") or "")
     namespace = tunnel["metadata"].get("namespace")
     if not tunnel_id or not namespace:
         return []
-    routed = {claim.source for claim in await claims.list(kind="hostname", source_kind="Service")
-              if str((claim.entry(claiming.TUNNEL_RULE) or {}).get("tunnel") or "") == tunnel_id}
+    held: dict[str, list[Claim]] = {}
+    for claim in await claims.list(kind="hostname", source_kind="Service"):
+        held.setdefault(claim.source, []).append(claim)
     found = []
     for service in await kube.list_services(api, namespace):
         meta = service.get("metadata") or {}
         annotations = meta.get("annotations")
-        if not m.service_annotated(annotations) or m.service_source(namespace, meta["name"]) in routed:
+        if not m.service_annotated(annotations):
             continue
         try:
             ask = m.service_ask(annotations, namespace)
+            access = any(m.access_lists(annotations))
         except m.SpecError:
             continue  # said on the Service by its own handler
-        if ask.matches(tunnel) and ask.namespace in (None, namespace):
+        if not ask.matches(tunnel) or ask.namespace not in (None, namespace):
+            continue
+        mine = held.get(m.service_source(namespace, meta["name"]), [])
+        if not mine or not all(_complete(claim, tunnel_id, access) for claim in mine):
             found.append(service)
+    return found
+
+
+def _complete(claim: Claim, tunnel_id: str, access: bool) -> bool:
+    """Whether the hostname claim records the rule written in `tunnel_id`, its CNAME, and an Access application
+    exactly when `access` is asked."""
+    rule = claim.entry(claiming.TUNNEL_RULE) or {}
+    return (str(rule.get("tunnel") or "") == tunnel_id and bool(rule.get("id"))
+            and bool((claim.entry(claiming.DNS) or {}).get("id"))
+            and bool((claim.entry(claiming.ACCESS_APP) or {}).get("id")) == access)
+
+
+async def routed_through(claims: ClaimStore, tunnel: Mapping[str, Any]) -> list[str]:
+    """The annotated Services and TunnelBindings whose hostname claims record a rule in the Tunnel's tunnel (as its
+    status names it) or in its ConfigMap: whose turns its deletion takes (:mod:`turns`)."""
+    tunnel_id = str((tunnel.get("status") or {}).get("tunnelId") or "")
+    meta = tunnel["metadata"]
+    source = m.tunnel_source(str(tunnel.get("kind") or m.TUNNEL_KIND), meta.get("namespace") or None, meta["name"])
+    found = []
+    for kind in ("Service", m.BINDING_KIND):
+        for claim in await claims.list(kind="hostname", source_kind=kind):
+            rule = claim.entry(claiming.TUNNEL_RULE) or {}
+            if (tunnel_id and str(rule.get("tunnel") or "") == tunnel_id) or rule.get(local.ENTRY_TUNNEL) == source:
+                found.append(claim.source)
     return found
 
 

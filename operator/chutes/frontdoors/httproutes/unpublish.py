@@ -1,15 +1,11 @@
-"""Removing what a route published, from its claims in the ledger (never from the ids of its state ConfigMap,
-which are hints only): for each hostname claim of the route, routing first (tunnel rule, then the route's own
-DNS records), then the Access application, then the service token (:func:`claiming.tear_down_hostname`), and the
-claim is released once nothing it records is left. The state ConfigMap (the seed-compatible record of the past)
-and the token Secret go after every claim of the route is released; until then the sweep judges the claims
-(:func:`settle` is its side of a route the events missed: the Cloudflare objects are the sweep's verdict's).
-
-A route whose state names objects at a hostname it holds no claim on (published by an earlier version, or by the
-seed) gets the claim first, bootstrapped from the state (:func:`ledger.bootstrap`); a hostname claimed by another
-source is that source's: nothing of it is touched. Callers hold the hostname lock
-(:meth:`context.Runtime.hostnames`), so a teardown and another route's publish of the same hostname never
-interleave in this process.
+"""Unpublishing a route (deleted, disabled, withdrawn), from its claims in the ledger (never from the ids of its state,
+hints only): each hostname claim torn down routing first (rule, the route's own DNS records), then Access, then the
+token (:func:`claiming.tear_down_hostname`), released once nothing it records is left; then the token Secret and
+the state. :func:`settle` is the sweep's side of a route the events missed (the Cloudflare objects are its
+verdict's). A state naming objects at a hostname the route holds no claim on (an earlier version's, the seed's)
+gets the claim first, bootstrapped from it; a hostname another source holds is theirs: nothing of it is touched.
+Callers hold the hostname lock (:meth:`context.Runtime.hostnames`): a teardown and another route's publish of the
+same hostname never interleave in this process.
 """
 
 from __future__ import annotations
@@ -20,16 +16,14 @@ from typing import Protocol
 
 from chutes import conditions as c
 from chutes import kube
-from chutes.claims import Claim, ClaimLost, ClaimStore, HeldElsewhere
+from chutes.claims import Claim, ClaimStore
 from chutes.cloudflare_core import CloudflareCore
 from chutes.frontdoors import claiming
 from chutes.frontdoors.httproutes import annotations as a
-from chutes.frontdoors.httproutes import desired as d
 from chutes.frontdoors.httproutes import ledger, references
 from chutes.frontdoors.httproutes import state as s
 from chutes.frontdoors.httproutes.context import Context
-from chutes.frontdoors.httproutes.problems import EventSink, Problem
-from chutes.frontdoors.retries import LOST_RETRY
+from chutes.frontdoors.problems import EventSink
 from chutes.observability import metrics
 
 logger = logging.getLogger(__name__)
@@ -63,38 +57,31 @@ async def teardown(ctx: Context, namespace: str, name: str, st: s.RouteState | N
     write policy that never deletes, the objects and their claims stay, and the Secret and state go."""
     source = a.source(namespace, name)
     claims = held if held is not None else await ctx.claims.list(kind="hostname", source=source)
-    released: list[str] = []
-    for claim in claims:
-        if not claim.entries:  # a publish that stopped before its first write: nothing to remove
-            await ctx.claims.release(claim)
-            released.append(claim.key)
+    released = await _release_empty(ctx, claims)
     claims = [claim for claim in claims if claim.entries]
-    # Published by an earlier version or the seed: the state names objects at a hostname the route holds no
-    # claim with entries on.
-    legacy = st is not None and ledger.hints(st, st.hostname) and all(claim.key != st.hostname for claim in claims)
+    legacy = ledger.unrecorded(st, claims)  # an earlier version's (the seed's) objects, at a hostname with no claim
     if not claims and not legacy:
-        await _forget(ctx, st)
+        await forget(ctx, st)
         return released
-    tenant = await find_tenant(ctx, st.tenant if st is not None and st.tenant else tenant_name, namespace, name,
-                               events)
+    tenant = await references.reachable_tenant(ctx, st.tenant if st is not None and st.tenant else tenant_name,
+                                               namespace, name, events)
     if tenant is None:
         return released
     core = await references.core_for(ctx, tenant)
     store = ledger.store_for(ctx, core)
     if legacy and st is not None:
-        found = await legacy_claim(core, store, st, source, tenant.account_id)
-        claims += [found] if found is not None else []
+        claims += await ledger.legacy_claim(core, store, st, source, tenant.account_id)
     zone_id = (st.get("zone_id") if st is not None else "") or None
     kept = 0
     for claim in claims:
         done = await claiming.tear_down_hostname(core, store, claim, account_id=tenant.account_id, zone_id=zone_id)
         announce(claim.key, done, events)
-        if done.released:
+        if done.released or not await _still_held(store, claim):  # (released meanwhile: by the sweep's verdict)
             released.append(claim.key)
         else:
             kept += 1
     if not core.dry_run and (not kept or not claiming.enforced(core)):  # a policy that keeps the objects keeps
-        await _forget(ctx, st)  # their proof in the claims; the Kubernetes side completes all the same
+        await forget(ctx, st)  # their proof in the claims; the Kubernetes side completes all the same
     return sorted(set(released))
 
 
@@ -107,53 +94,26 @@ async def settle(ctx: Context, namespace: str, name: str, st: s.RouteState | Non
     what the state names was `proven` (recorded in a claim before the pass judged, or another source's) and no claim
     records anything any more, or `core` never deletes (a write policy: objects and claims stay; not dry-run)."""
     claims = held if held is not None else await ctx.claims.list(kind="hostname", source=a.source(namespace, name))
-    done = list(released)
-    for claim in claims:
-        if not claim.entries:
-            await ctx.claims.release(claim)
-            done.append(claim.key)
+    done = [*released, *await _release_empty(ctx, claims)]
     kept_by_policy = core is not None and not core.dry_run and not claiming.enforced(core)
     if st is not None and proven and (kept_by_policy or not any(claim.entries for claim in claims)):
-        await _forget(ctx, st)
+        await forget(ctx, st)
         metrics.orphan_removed("httproutes", "httproute")
         logger.info("Removed what HTTPRoute %s/%s had published (orphan sweep)", namespace, name)
     return sorted(set(done))
 
 
-async def find_tenant(ctx: Context, tenant_name: str, namespace: str, name: str, events: EventSink) -> d.Tenant | None:
-    """The tenant whose token reaches the route's objects; None (with a Warning) when it is gone or unusable."""
-    if not tenant_name:
-        logger.warning("HTTPRoute %s/%s: no tenant known: its claims are left to the orphan sweep", namespace, name)
-        return None
-    try:
-        return await references.find_tenant(ctx, tenant_name, namespace)
-    except Problem as problem:
-        if problem.reason not in (c.TENANT_NOT_FOUND, c.TENANT_INVALID):
-            raise
-        logger.warning("HTTPRoute %s/%s: %s: its Cloudflare objects are left in place", namespace, name,
-                       problem.message)
-        events.warning(problem.reason, f"{problem.message}: the Cloudflare objects of HTTPRoute {namespace}/{name} "
-                       "are left in place")
-        return None
+async def _still_held(store: ClaimStore, claim: Claim) -> bool:
+    found = await store.get("hostname", claim.key)
+    return found is not None and found.source == claim.source
 
 
-async def legacy_claim(core: CloudflareCore, store: ClaimStore, st: s.RouteState, source: str,
-                       account_id: str) -> Claim | None:
-    """The claim on the state's hostname (which the route does not hold yet), bootstrapped from the state; None
-    when another source holds it (what is there is theirs)."""
-    try:
-        claim = await store.acquire("hostname", st.hostname, source)
-    except HeldElsewhere as held:
-        logger.info("%s: %s holds it: nothing of %s there is torn down", st.hostname, held.holder, source)
-        return None
-    except ClaimLost as lost:
-        raise Problem(c.CLOUDFLARE_UNAVAILABLE, f"claiming {st.hostname}: {lost}", LOST_RETRY) from None
-    if claim.entries:
-        return claim
-    try:
-        return await ledger.bootstrap(core, store, claim, st, account_id=account_id)
-    except ClaimLost:
-        return None
+async def _release_empty(ctx: Context, claims: list[Claim]) -> list[str]:
+    """Release the claims that record nothing (a publish that stopped before its first write); their hostnames."""
+    for claim in claims:
+        if not claim.entries:
+            await ctx.claims.release(claim)
+    return [claim.key for claim in claims if not claim.entries]
 
 
 async def delete_token_secret(ctx: Context, namespace: str, name: str) -> None:
@@ -164,8 +124,8 @@ async def delete_token_secret(ctx: Context, namespace: str, name: str) -> None:
         logger.warning("Left in place: %s", exc)
 
 
-async def _forget(ctx: Context, st: s.RouteState | None) -> None:
-    """The Kubernetes side of a route torn down: its token Secret and its state ConfigMap."""
+async def forget(ctx: Context, st: s.RouteState | None) -> None:
+    """The Kubernetes side of a route torn down (or of a hostname another holds): its token Secret and its state."""
     if st is None:
         return
     secret = st.get("service_token_secret_name")

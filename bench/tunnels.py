@@ -1,11 +1,18 @@
 """Benchmark: N Services (default 200) bound to one Tunnel at once, then unbound, against both emulators.
 
 `--mode each` (default): one TunnelBinding per Service, all applied at once; `--mode one`: one TunnelBinding
-listing every Service. Prints the time until every hostname is routed (rule and CNAME), Cloudflare calls by
-operation each way (target: <= 10 for the N each way, thanks to the coalesced tunnel configuration and the DNS
-batch), cloudflared restarts (changes of its Deployment's pod template: target 0) and the peak RSS.
-Run: `.venv/bin/python bench/tunnels.py [--services N] [--mode each|one] [--latency 0.02]`. A figure printer,
-not a test.
+listing every Service; `--mode annotated`: the blog-era form, N Services annotated
+``tunnels.networking.cfargotunnel.com/cr`` made at once, then deleted. Prints the time until every hostname is
+routed (rule and CNAME), Cloudflare calls by operation each way (target: <= 10 for the N each way, thanks to the
+coalesced tunnel configuration and the DNS batch), cloudflared restarts (changes of its Deployment's pod template:
+target 0) and the peak RSS.
+
+"At once": `--clients` (default 16) creates and deletes are in flight together, as several clients applying a
+manifest would send them. With `--clients 1` they go one after the other from this process, which shares its CPU
+with both emulators and the operator: the deletions then trickle in over most of the run (20-30 s for 200 on a
+loaded machine), and so do the operator's passes.
+Run: `.venv/bin/python bench/tunnels.py [--services N] [--mode each|one|annotated] [--clients 16] [--latency 0.02]`.
+A figure printer, not a test.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import resource
 import sys
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +39,7 @@ from chutes.settings import load_settings  # noqa: E402
 
 GROUP, NS = "networking.cfargotunnel.com", "bench"
 ACCESS_EMAILS = "chutes.troubleshat.com/access-allowed-emails"
+SERVICE_CR = "tunnels.networking.cfargotunnel.com/cr"
 TARGET = 10
 
 
@@ -56,8 +65,10 @@ def wait(what: str, done: Any, started: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--services", type=int, default=200)
-    parser.add_argument("--mode", choices=["each", "one"], default="each")
+    parser.add_argument("--mode", choices=["each", "one", "annotated"], default="each")
     parser.add_argument("--latency", type=float, default=0.02, help="seconds added to every Cloudflare call")
+    parser.add_argument("--clients", type=int, default=16,
+                        help="how many of the creates and deletes the bench sends at once (1: one after the other)")
     parser.add_argument("--access", type=int, default=0,
                         help="how many of the bindings (mode each) put Access in front (an allow policy by email)")
     args = parser.parse_args()
@@ -86,8 +97,16 @@ def main() -> None:
                 "tunnelId"]
             wait("cloudflared", lambda: apps.list_namespaced_deployment(NS).items, time.monotonic())
             template = apps.read_namespaced_deployment("web-cloudflared", NS).spec.template.to_dict()
-            for i in range(n):
-                core.create_namespaced_service(NS, {"metadata": {"name": f"s{i}"}, "spec": {"ports": [{"port": 80}]}})
+
+            def service(i: int) -> dict[str, Any]:
+                meta: dict[str, Any] = {"name": f"s{i}"}
+                if args.mode == "annotated":
+                    meta["annotations"] = {SERVICE_CR: "web"}
+                return {"metadata": meta, "spec": {"ports": [{"port": 80}]}}
+
+            if args.mode != "annotated":
+                for i in range(n):
+                    core.create_namespaced_service(NS, service(i))
 
             def routed() -> int:
                 state = cf.snapshot()
@@ -102,25 +121,34 @@ def main() -> None:
                 return {"apiVersion": f"{GROUP}/v1alpha1", "kind": "TunnelBinding", "metadata": meta,
                         "subjects": subjects, "tunnelRef": {"kind": "Tunnel", "name": "web"}}
 
+            def at_once(request: Any, count: int = n) -> None:
+                """`request(i)` for each i < count, `args.clients` at a time (as many clients apply them)."""
+                with ThreadPoolExecutor(max(1, args.clients)) as pool:
+                    list(pool.map(request, range(count)))
+
             def protected_ready() -> bool:
                 apps_now = [a for a in cf.snapshot()["access_apps"].values()]
                 return len(apps_now) >= protected
 
             start_log, started = len(cf.requests), time.monotonic()
-            if args.mode == "one":
+            if args.mode == "annotated":
+                at_once(lambda i: core.create_namespaced_service(NS, service(i)))
+            elif args.mode == "one":
                 custom.create_namespaced_custom_object(GROUP, "v1alpha1", NS, "tunnelbindings", binding(
                     "all", [{"name": f"s{i}"} for i in range(n)]))
             else:
-                for i in range(n):
-                    custom.create_namespaced_custom_object(GROUP, "v1alpha1", NS, "tunnelbindings",
-                                                           binding(f"b{i}", [{"name": f"s{i}"}], i < protected))
+                at_once(lambda i: custom.create_namespaced_custom_object(
+                    GROUP, "v1alpha1", NS, "tunnelbindings", binding(f"b{i}", [{"name": f"s{i}"}], i < protected)))
             wait("every hostname routed", lambda: routed() >= n and protected_ready(), started)
             publish_seconds, published = time.monotonic() - started, counts(cf, start_log)
 
             start_log, started = len(cf.requests), time.monotonic()
-            for item in custom.list_namespaced_custom_object(GROUP, "v1alpha1", NS, "tunnelbindings")["items"]:
-                custom.delete_namespaced_custom_object(GROUP, "v1alpha1", NS, "tunnelbindings",
-                                                       item["metadata"]["name"])
+            if args.mode == "annotated":
+                at_once(lambda i: core.delete_namespaced_service(f"s{i}", NS, _preload_content=False))
+            names = [item["metadata"]["name"] for item in custom.list_namespaced_custom_object(
+                GROUP, "v1alpha1", NS, "tunnelbindings")["items"]]
+            at_once(lambda i: custom.delete_namespaced_custom_object(GROUP, "v1alpha1", NS, "tunnelbindings",
+                                                                     names[i]), len(names))
             wait("every hostname unrouted", lambda: routed() <= 0 and not cf.snapshot()["access_apps"]
                  and not custom.list_namespaced_custom_object(GROUP, "v1alpha1", NS, "tunnelbindings")["items"],
                  started)
@@ -128,9 +156,10 @@ def main() -> None:
             restarts = int(apps.read_namespaced_deployment("web-cloudflared", NS).spec.template.to_dict() != template)
         client.close()
 
-    print(f"{n} Services bound to one Tunnel ({args.mode}: {'one binding' if args.mode == 'one' else 'a binding each'}"
-          f"{f'; {protected} behind Access' if protected else ''}), {args.latency * 1000:.0f} ms added Cloudflare "
-          "latency")
+    how = {"one": "one binding", "each": "a binding each", "annotated": "annotated Services"}[args.mode]
+    print(f"{n} Services bound to one Tunnel ({args.mode}: {how}"
+          f"{f'; {protected} behind Access' if protected else ''}; {args.clients} requests at once), "
+          f"{args.latency * 1000:.0f} ms added Cloudflare latency")
     report("all routed", published, publish_seconds)
     report("all removed", deleted, delete_seconds)
     print(f"cloudflared restarts (pod template changed): {restarts}")

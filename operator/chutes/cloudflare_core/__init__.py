@@ -9,6 +9,7 @@ from __future__ import annotations
 from . import models
 from .budget import RequestBudget, shared_budget
 from .client import CloudflareClient
+from .coalescing import in_flight
 from .core import CloudflareCore
 from .credentials import ApiCredentials, token_defect
 from .dns import DnsSync, DnsWriter
@@ -70,6 +71,7 @@ __all__ = [
     "TunnelConfigWriter",
     "TunnelLock",
     "Unroutable",
+    "in_flight",
     "is_ours",
     "legacy_marker",
     "marker",

@@ -132,11 +132,13 @@ async def _apply(account: Account, tunnel_id: str, claims: ClaimStore, events: E
 
 
 async def withdraw(account: Account, claims: ClaimStore, source: str, events: EventSink,
-                   keep: Collection[str] = ()) -> None:
-    """Tear down every hostname claim of `source` but those in `keep`: rule, records, then Access (decided,
-    admitted and applied as a change set)."""
+                   keep: Collection[str] = (), listed: list[Claim] | None = None) -> None:
+    """Tear down every hostname claim of `source` (`listed`: as the caller just listed them) but those in `keep`:
+    rule, records, then Access (decided, admitted and applied as a change set)."""
     claims = claims_for(claims, dry_run=account.core.dry_run)
-    gone = [claim for claim in await claims.list(kind="hostname", source=source) if claim.key not in keep]
+    if listed is None:
+        listed = await claims.list(kind="hostname", source=source)
+    gone = [claim for claim in listed if claim.key not in keep]
     await _apply(account, "", claims, events, changes.Decision(tuple(d.withdrawals(gone))), {}, keep=bool(keep))
     if not keep:
         metrics.HOSTNAMES.forget(m.FRONT_DOOR, source)
@@ -147,7 +149,7 @@ async def delete_binding(api: client.ApiClient, cores: CorePool, claims: ClaimSt
     """Remove what the binding published (its claims: rule, records, Access, in that order), then the finalizer."""
     meta = body["metadata"]
     source = m.binding_source(meta["namespace"], meta["name"])
-    if await claims.list(kind="hostname", source=source):
+    if listed := await claims.list(kind="hostname", source=source):
         try:
             spec = await r.tunnel_of(api, body, resource_namespace, cores.owner_id)
             account = await load_account(api, cores, spec, verify=False)
@@ -155,6 +157,6 @@ async def delete_binding(api: client.ApiClient, cores: CorePool, claims: ClaimSt
             raise Problem(c.DELETING, f"cannot remove the Cloudflare objects: {problem.message}. Restore it, or "
                           f"remove the finalizer {m.FINALIZER} to abandon them.", problem.delay or MISSING_RETRY
                           ) from None
-        await withdraw(account, claims, source, events)
+        await withdraw(account, claims, source, events, listed=listed)
     await kube.remove_finalizer(api, m.GROUP, m.BINDING_VERSION, m.BINDING_PLURAL, meta["name"], meta["namespace"],
                                 m.FINALIZER)

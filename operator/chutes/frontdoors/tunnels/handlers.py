@@ -1,5 +1,6 @@
 """kopf handlers for Tunnel, ClusterTunnel and TunnelBinding (adyanth's API): thin; the work is in
-:mod:`tunnels` and :mod:`bindings`.
+:mod:`tunnels` and :mod:`bindings`. A binding's or annotated Service's pass is :func:`in_flight` from its first read:
+the core's writers wait for it (within a bound) before they flush, so passes started together share flushes.
 
 adyanth's finalizer (``cfargotunnel.com/finalizer``) is added by the door to ``newTunnel`` (Cluster)Tunnels and to
 TunnelBindings, and removed by the delete handlers once their Cloudflare objects are gone, so objects made under
@@ -17,6 +18,7 @@ import kopf
 
 from chutes import conditions as c
 from chutes.claims import operator_namespace
+from chutes.cloudflare_core import in_flight
 from chutes.frontdoors import problems, status_writer
 from chutes.frontdoors.problems import EventSink
 from chutes.frontdoors.status_writer import StatusWriter
@@ -37,6 +39,12 @@ TRACKED_ANNOTATIONS = frozenset({m.ACCESS_EMAILS, m.ACCESS_DOMAINS, sv.SHARED_WI
 
 def _asks(annotations: Mapping[str, Any], **_: Any) -> bool:
     return m.service_annotated(annotations)
+
+
+def _may_have_published(annotations: Mapping[str, Any], **_: Any) -> bool:
+    """A Service our handlers handled, or one that asks (deleted before kopf recorded that it was handled: its
+    pass may have published already)."""
+    return HANDLED in annotations or m.service_annotated(annotations)
 
 
 def _writer(memo: kopf.Memo, version: str, plural: str, body: Mapping[str, Any]) -> StatusWriter:
@@ -88,7 +96,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
     async def binding(body: kopf.Body, memo: kopf.Memo) -> None:
         if body["metadata"].get("deletionTimestamp"):
             return
-        async with metrics.reconcile_timer(FRONT_DOOR), binding_turn(body):
+        async with metrics.reconcile_timer(FRONT_DOOR), binding_turn(body), in_flight():
             with _problems_said(body) as events:
                 await b.reconcile_binding(memo.kube, memo.cores, memo.claims, body,
                                           _writer(memo, m.BINDING_VERSION, m.BINDING_PLURAL, body), events,
@@ -97,7 +105,8 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
 
     async def service(body: Mapping[str, Any], memo: kopf.Memo) -> None:
         meta = body["metadata"]
-        async with metrics.reconcile_timer(FRONT_DOOR), turns.held(m.service_source(meta["namespace"], meta["name"])):
+        async with (metrics.reconcile_timer(FRONT_DOOR), turns.held(m.service_source(meta["namespace"], meta["name"])),
+                    in_flight()):
             with _problems_said(body, said_to_services) as events:
                 await sv.reconcile_service(memo.kube, memo.cores, memo.claims, body, events, resource_namespace,
                                            memo.get("hostname_rules"))
@@ -156,7 +165,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
 
     @kopf.on.delete(m.GROUP, m.BINDING_VERSION, m.BINDING_PLURAL, registry=registry, id="cleanup")
     async def binding_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        async with metrics.reconcile_timer(FRONT_DOOR), binding_turn(body):
+        async with metrics.reconcile_timer(FRONT_DOOR), binding_turn(body), in_flight():
             with _problems_said(body) as events:
                 await b.delete_binding(memo.kube, memo.cores, memo.claims, body, events, resource_namespace)
 
@@ -167,14 +176,13 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
     async def service_reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         await service(body, memo)
 
-    @kopf.on.event("", "v1", "services", registry=registry, id="tunnels-withdraw",
-                   annotations={HANDLED: kopf.PRESENT})
+    @kopf.on.event("", "v1", "services", registry=registry, id="tunnels-withdraw", when=_may_have_published)
     async def service_withdraw(event: Mapping[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         if event.get("type") != "DELETED" and m.service_annotated(body["metadata"].get("annotations")):
             return
         meta = body["metadata"]
         # said in Events; the next event of the Service retries
-        async with turns.held(m.service_source(meta["namespace"], meta["name"])):
+        async with turns.held(m.service_source(meta["namespace"], meta["name"])), in_flight():
             with contextlib.suppress(kopf.TemporaryError, kopf.PermanentError), _problems_said(body) as events:
                 await sv.withdraw_if_gone(memo.kube, memo.cores, memo.claims, meta["namespace"], meta["name"],
                                           events, resource_namespace)

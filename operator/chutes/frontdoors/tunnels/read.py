@@ -38,7 +38,7 @@ from chutes.frontdoors.problems import Problem, problem_from_cloudflare
 from chutes.frontdoors.retries import MISSING_RETRY
 from chutes.frontdoors.tunnels import local
 from chutes.frontdoors.tunnels import model as m
-from chutes.frontdoors.tunnels import tunnels as t
+from chutes.frontdoors.tunnels import tunnel_read as t
 from chutes.frontdoors.tunnels.account import Account, load_account
 from chutes.frontdoors.tunnels.decide import Route
 

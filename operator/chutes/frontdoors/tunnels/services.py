@@ -31,7 +31,7 @@ from chutes.frontdoors.tunnels import bindings as b
 from chutes.frontdoors.tunnels import local
 from chutes.frontdoors.tunnels import model as m
 from chutes.frontdoors.tunnels import read as r
-from chutes.frontdoors.tunnels import tunnels as t
+from chutes.frontdoors.tunnels import tunnel_read as t
 from chutes.frontdoors.tunnels.account import load_account
 from chutes.frontdoors.tunnels.turns import SourceTurns
 from chutes.observability import metrics

@@ -18,31 +18,33 @@ Under dry-run the doors use :class:`DryRunClaims` (:func:`claims_for`): the ledg
 from __future__ import annotations
 
 import builtins
-import hashlib
 import json
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, Literal, get_args
+from typing import Any
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from chutes import kube
-from chutes.cloudflare_core.models import Recorded
+from chutes.claim import CLAIM_KINDS as CLAIM_KINDS
+from chutes.claim import NAME_PREFIX as NAME_PREFIX
+from chutes.claim import OBJECTS as OBJECTS
+from chutes.claim import RESERVED as RESERVED
+from chutes.claim import Claim as Claim
+from chutes.claim import ClaimKind as ClaimKind
+from chutes.claim import HeldElsewhere as HeldElsewhere
+from chutes.claim import claim_name as claim_name
+from chutes.claim import normalize_key as normalize_key
+from chutes.claim import source_hash as source_hash
+from chutes.claim import split_source as split_source
 
 logger = logging.getLogger(__name__)
 
-ClaimKind = Literal["hostname", "tunnel"]
-CLAIM_KINDS: tuple[ClaimKind, ...] = get_args(ClaimKind)
 
-# The objects a claim records today (an entry may have any other ConfigMap key that is not reserved).
-OBJECTS = ("tunnel", "access_app", "access_policy", "service_token", "tunnel_rule", "dns")
-RESERVED = frozenset({"kind", "key", "source", "claimed_at"})
-
-NAME_PREFIX = "chutes-claim-"
 MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGER = "chutes-operator"
 LABEL_OWNER = "chutes.troubleshat.com/claim-owner"
@@ -53,7 +55,6 @@ LABEL_SOURCE_HASH = "chutes.troubleshat.com/source-hash"
 
 SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 _ENTRY_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")  # what a ConfigMap data key may be
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 CREATE_ATTEMPTS = 5  # a claim deleted between our create and our read is retried this often
 
 
@@ -78,72 +79,6 @@ def utc_now() -> str:
     """ISO 8601 UTC, seconds precision (what ``since`` and ``claimed_at`` hold)."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
-
-def _sha(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def normalize_key(kind: ClaimKind, key: str) -> str:
-    """Hostnames: lower case, no trailing dot. Tunnel keys (``<account>/<name>``): as given."""
-    if kind not in CLAIM_KINDS:
-        raise ValueError(f"unknown claim kind {kind!r}: expected one of {', '.join(CLAIM_KINDS)}")
-    normalized = key.strip().lower().rstrip(".") if kind == "hostname" else key
-    if not normalized:
-        raise ValueError(f"an empty {kind} cannot be claimed")
-    return normalized
-
-
-def claim_name(owner_id: str, kind: ClaimKind, key: str) -> str:
-    """The ConfigMap name of a claim: derived from (owner, kind, key), so there is one per thing claimed."""
-    return NAME_PREFIX + _sha(f"{owner_id}|{kind}|{normalize_key(kind, key)}")[:20]
-
-
-def source_hash(source: str) -> str:
-    return _sha(source)[:20]
-
-
-def split_source(source: str) -> tuple[str, str, str]:
-    """(kind, namespace, name) of ``Kind/namespace/name``; :class:`ValueError` for anything else."""
-    parts = source.split("/", 2)
-    if len(parts) != 3 or not parts[0] or not parts[2]:
-        raise ValueError(f"a claim's source must be Kind/namespace/name, got {source!r}")
-    kind, namespace, _name = parts
-    for value in (kind, namespace):
-        if len(value) > 63 or not _LABEL_VALUE.match(value):
-            raise ValueError(f"a claim's source must be Kind/namespace/name, got {source!r}")
-    return parts[0], parts[1], parts[2]
-
-
-@dataclass(frozen=True)
-class Claim:
-    """One claim as read from (or written to) the ledger."""
-
-    kind: ClaimKind
-    key: str
-    source: str  # Kind/namespace/name
-    entries: Mapping[str, Mapping[str, Any]]
-    claimed_at: str
-    fresh: bool = False  # created by this acquire() call
-    name: str = ""  # the ConfigMap's name
-    uid: str = ""
-
-    def entry(self, obj: str) -> Mapping[str, Any] | None:
-        return self.entries.get(obj)
-
-    def recorded(self, obj: str) -> Recorded:
-        """What the ledger says about ``obj``: its id once created, the time its creation was intended."""
-        found = self.entries.get(obj) or {}
-        ident, since = found.get("id"), found.get("since")
-        return Recorded(id=str(ident) if ident else None, since=str(since) if since else None)
-
-
-class HeldElsewhere(Exception):
-    """The hostname or tunnel is claimed by another source (``holder``, ``Kind/namespace/name``)."""
-
-    def __init__(self, claim: Claim) -> None:
-        self.claim = claim
-        self.holder = claim.source
-        super().__init__(f"{claim.kind} {claim.key} is held by {claim.source}")
 
 
 class LedgerMissing(Exception):

@@ -20,6 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chutes import conditions as c
+from chutes.claim import ACCESS_APP as ACCESS_APP
+from chutes.claim import ACCESS_POLICY as ACCESS_POLICY
+from chutes.claim import DNS as DNS
+from chutes.claim import SERVICE_TOKEN as SERVICE_TOKEN
+from chutes.claim import TUNNEL as TUNNEL
+from chutes.claim import TUNNEL_RULE as TUNNEL_RULE
 from chutes.claims import Claim, ClaimKind, ClaimLost, ClaimStore, HeldElsewhere, LedgerMissing
 from chutes.cloudflare_core import (
     CloudflareCore,
@@ -55,12 +61,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-TUNNEL = "tunnel"
-ACCESS_APP = "access_app"
-ACCESS_POLICY = "access_policy"
-SERVICE_TOKEN = "service_token"
-TUNNEL_RULE = "tunnel_rule"
-DNS = "dns"
 RulePredicate = Callable[[Mapping[str, Any]], bool]
 
 

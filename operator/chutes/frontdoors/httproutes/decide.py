@@ -22,15 +22,14 @@ from typing import Any
 
 from chutes import conditions as c
 from chutes.authorization import HostnameRules
-from chutes.claims import Claim
+from chutes.claim import ACCESS_APP, ACCESS_POLICY, DNS, SERVICE_TOKEN, TUNNEL_RULE, Claim
 from chutes.cloudflare_core.errors import MarkerTooLong
 from chutes.cloudflare_core.models import DesiredRecord, IngressRule
 from chutes.cloudflare_core.ownership import marker
 from chutes.frontdoors.changes import Change, Decision
-from chutes.frontdoors.claiming import ACCESS_APP, ACCESS_POLICY, DNS, SERVICE_TOKEN, TUNNEL_RULE
 from chutes.frontdoors.httproutes import annotations as a
 from chutes.frontdoors.httproutes import desired as d
-from chutes.frontdoors.httproutes import state as s
+from chutes.frontdoors.httproutes import route_state as s
 from chutes.frontdoors.httproutes.merge import RouteSettings
 from chutes.frontdoors.retries import MISSING_RETRY, POLICY_RETRY
 

@@ -25,6 +25,12 @@ CREDENTIALS_DIR = "/etc/cloudflared/creds"
 CREDENTIALS_KEY = "credentials.json"
 METRICS = "0.0.0.0:2000"
 
+# The fields of a hostname claim's ``tunnel_rule`` entry for a rule in a ConfigMap (with tunnel, account, service,
+# path and originRequest as :func:`rule_fields` gives them): the (Cluster)Tunnel whose ConfigMap holds
+# it, and that ConfigMap (``<namespace>/<name>``).
+ENTRY_TUNNEL = "local"
+ENTRY_CONFIG = "configmap"
+
 
 # --- the document (pure) -----------------------------------------------------------------------------------------
 

@@ -32,15 +32,15 @@ import dataclasses
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from chutes import claim as claiming
 from chutes import conditions as c
 from chutes.authorization import HostnameRules
-from chutes.claims import Claim
-from chutes.cloudflare_core import AppPolicySpec, IngressRule, cname_target
+from chutes.claim import Claim
+from chutes.cloudflare_core.models import AppPolicySpec, IngressRule, cname_target
 from chutes.cloudflare_core.ownership import owned_name
-from chutes.frontdoors import claiming
 from chutes.frontdoors.changes import Change, Decision
 from chutes.frontdoors.tunnels import model as m
-from chutes.frontdoors.tunnels.local import ENTRY_TUNNEL
+from chutes.frontdoors.tunnels.config_file import ENTRY_TUNNEL
 
 __all__ = ["IDP", "Inputs", "Route", "Step", "app_name", "decide", "withdrawal"]
 

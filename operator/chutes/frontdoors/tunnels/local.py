@@ -45,11 +45,7 @@ from chutes.frontdoors.retries import CONFIG_RETRY, CONFLICT_RETRY, MISSING_RETR
 from chutes.frontdoors.tunnels import config_file as cf
 from chutes.frontdoors.tunnels import model as m
 
-# The fields of a hostname claim's ``tunnel_rule`` entry for a rule in a ConfigMap (with tunnel, account, service,
-# path and originRequest as :func:`config_file.rule_fields` gives them): the (Cluster)Tunnel whose ConfigMap holds
-# it, and that ConfigMap (``<namespace>/<name>``).
-ENTRY_TUNNEL = "local"
-ENTRY_CONFIG = "configmap"
+ENTRY_TUNNEL, ENTRY_CONFIG = cf.ENTRY_TUNNEL, cf.ENTRY_CONFIG
 NOT_WRITTEN = "TunnelNotReady"  # the reason tunnels.TUNNEL_NOT_READY
 WRITE_ATTEMPTS = 3  # a ConfigMap changed between our read and our write: read and merge again
 

@@ -33,9 +33,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from chutes import claim as claiming
 from chutes import conditions as c
-from chutes.claims import Claim
-from chutes.frontdoors import claiming, cloudflared
+from chutes.claim import Claim
+from chutes.frontdoors import cloudflared
 from chutes.frontdoors.changes import Change, Decision
 from chutes.frontdoors.tunnels import config_file as cf
 from chutes.frontdoors.tunnels import model as m

@@ -216,11 +216,13 @@ async def run(
     *,
     stop_flag: asyncio.Event | threading.Event | None = None,
     ready_flag: asyncio.Event | threading.Event | None = None,
+    memo: kopf.Memo | None = None,
 ) -> None:
-    """Run the operator until stopped (signal or ``stop_flag``)."""
+    """Run the operator until stopped (signal or ``stop_flag``); `memo`: one made by :func:`new_memo` for these
+    settings, for a caller that watches the operator's readiness (``memo.readiness``), else a new one."""
     registry = build_registry(settings, environ)
     namespaces = settings.namespaces or implied_namespaces(settings, environ)
-    memo = new_memo(settings)
+    memo = new_memo(settings) if memo is None else memo
     await kopf.operator(
         registry=registry,
         memo=memo,

@@ -82,5 +82,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "last: run after every other test of the session")
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    from harness import zygote
+
+    zygote.close()  # the replicas' zygote (harness.zygote), if this process started one
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.get_closest_marker("last") is not None)  # stable: order kept otherwise

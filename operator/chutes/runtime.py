@@ -141,6 +141,7 @@ def build_registry(settings: Settings, environ: Mapping[str, str]) -> kopf.Opera
     @kopf.on.startup(registry=registry)
     async def operator_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         configure_kopf(settings)
+        settings.queueing.exit_timeout = memo.config.stop_grace
         try:
             memo.kube = await kube.connect()
         except ConnectionError as exc:  # nothing to retry: the configuration must change
@@ -183,6 +184,7 @@ def build_registry(settings: Settings, environ: Mapping[str, str]) -> kopf.Opera
         api = memo.get("kube")
         if api is not None:
             await api.close()
+        memo.cleaned_up.set()
 
     return registry
 
@@ -207,6 +209,7 @@ def new_memo(settings: Settings) -> kopf.Memo:
     memo.shared_tunnel_targets = frozenset(settings.shared_tunnel_targets)
     memo.cores = CorePool(settings)
     memo.readiness = Readiness(Vault(), Insights())
+    memo.cleaned_up = asyncio.Event()  # set by the last cleanup handler (sandbox.runner waits for it)
     return memo
 
 

@@ -16,6 +16,7 @@ from chutes.observability.readiness import Insights
 from chutes.settings import Settings
 
 DISCOVERY_WAIT = 5.0  # at most, at a stop: kopf's own wait for a scan cut off by the stop (see `stop`)
+LEFT_OVER_DELAY = 0.2  # s after the last cleanup handler: what is still running then is left over
 
 
 class OperatorThread:
@@ -42,7 +43,22 @@ class OperatorThread:
     async def _run(self) -> None:
         memo = runtime.new_memo(self.settings)
         self._insights = memo.readiness.insights
-        await runtime.run(self.settings, self.environ, stop_flag=self._stop, ready_flag=self._ready, memo=memo)
+        main = asyncio.current_task()
+        reaper = asyncio.create_task(self._reap_left_overs(memo.cleaned_up, main))  # made before kopf starts
+        try:
+            await runtime.run(self.settings, self.environ, stop_flag=self._stop, ready_flag=self._ready, memo=memo)
+        finally:
+            reaper.cancel()
+
+    @staticmethod
+    async def _reap_left_overs(cleaned_up: asyncio.Event, main: asyncio.Task[None] | None) -> None:
+        """Once the operator's last cleanup handler has run (the shared clients closed), cancel what kopf left
+        running, as kopf itself does 5 s later: a timer kopf spawned for an object while it was stopping (its
+        daemon killer already gone) is never stopped, and kopf waits 5 s for such left-over tasks."""
+        await cleaned_up.wait()
+        await asyncio.sleep(LEFT_OVER_DELAY)  # kopf ends its root tasks, then waits for the left-overs
+        for task in asyncio.all_tasks() - {asyncio.current_task(), main}:
+            task.cancel()
 
     def start(self) -> OperatorThread:
         self._thread.start()

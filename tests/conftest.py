@@ -7,7 +7,11 @@ every other test of their process (see tests/test_chart_rbac.py).
 from __future__ import annotations
 
 import logging
+import os
+import re
+import ssl
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +19,28 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "operator"))
 
+
+def _small_trust_store() -> None:
+    """Every SSL context the tests and the operators they start make (the Kubernetes clients, kopf's session, the
+    Cloudflare SDK's httpx client: two or more per operator start) loads the trust store named by SSL_CERT_FILE, else
+    the system's: 30 ms of CPU each time. Nothing in the tests verifies a server against it (the emulators speak
+    plain HTTP; the router-hosts emulator's TLS names its own CA), so it is one certificate of the system's, in a
+    file of the temporary directory (inherited by subprocesses: ``chutes run`` replicas, the demo)."""
+    system = ssl.get_default_verify_paths().cafile
+    if os.environ.get("SSL_CERT_FILE") or not system or not Path(system).is_file():
+        return
+    first = re.search(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----\n?", Path(system).read_text(), re.S)
+    if first is None:
+        return
+    path = Path(tempfile.gettempdir()) / "chutes-tests-trust-store.pem"
+    if not path.exists() or path.read_text() != first.group(0):
+        partial = path.with_name(f"{path.name}.{os.getpid()}")
+        partial.write_text(first.group(0))
+        partial.replace(path)  # atomic: parallel workers write the same content
+    os.environ["SSL_CERT_FILE"] = str(path)
+
+
+_small_trust_store()
 pytest.register_assert_rewrite("harness")  # the harness's checks explain their failures as tests' asserts do
 pytest_plugins = ("harness.rbac_record", "harness.emulators")
 
@@ -54,6 +80,12 @@ def restored_logging() -> Iterator[None]:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "last: run after every other test of the session")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    from harness import zygote
+
+    zygote.close()  # the replicas' zygote (harness.zygote), if this process started one
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

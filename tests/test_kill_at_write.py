@@ -5,6 +5,9 @@ kill, and the protected hostnames never routable without their Access applicatio
 
 from __future__ import annotations
 
+import fcntl
+import os
+import pickle
 from typing import Any
 
 import pytest
@@ -32,14 +35,31 @@ ENDS = {"tunnel": NOTHING | {"idps": [("onetimepin", "One-time PIN")]},
 WRITTEN_OUT = {"tunnel": (4,), "session": (6,), "hosts": (5,)}
 
 
-@pytest.fixture(scope="module")
-def references() -> dict[str, dict[str, object]]:
+def reference_runs() -> dict[str, dict[str, object]]:
+    """Each door's end state without a kill."""
     ends = {}
     for door, positions in POSITIONS.items():
         run = run_once(None, door)
         assert not run.problems and not run.unprotected and len(run.writes) >= max(positions)
         ends[door] = run.end
     return ends
+
+
+@pytest.fixture(scope="module")
+def references(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, object]]:
+    """The reference runs, once per test session: under pytest-xdist, the first worker that needs them runs them and
+    the others (waiting on a lock) read its result, rather than each worker running them again."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return reference_runs()
+    shared = tmp_path_factory.getbasetemp().parent / "kill-at-write-references.pickle"  # the session's, shared
+    with shared.with_suffix(".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if shared.exists():
+            ends: dict[str, dict[str, object]] = pickle.loads(shared.read_bytes())
+            return ends
+        ends = reference_runs()
+        shared.write_bytes(pickle.dumps(ends))
+        return ends
 
 
 @pytest.mark.parametrize(("door", "k"), [(door, k) for door, positions in POSITIONS.items() for k in positions])

@@ -86,6 +86,8 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
          "the start time: the oldest replica is active; the Pod name breaks ties) (CHUTES_PRIORITY, 0)")
     flag("--liveness", dest="liveness_endpoint", metavar="URL",
          help="serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz (CHUTES_LIVENESS_ENDPOINT)")
+    flag("--stop-grace", type=float, metavar="SECONDS",
+         help="at a stop, seconds each object's handling under way may take to finish (CHUTES_STOP_GRACE, 2)")
     flag("--metrics-port", type=int, metavar="PORT",
          help="serve Prometheus /metrics and /readyz on this port (CHUTES_METRICS_PORT; 0 = off, the default)")
     flag("--log-format", choices=["text", "json"], help="CHUTES_LOG_FORMAT, text")

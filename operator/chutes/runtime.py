@@ -141,6 +141,7 @@ def build_registry(settings: Settings, environ: Mapping[str, str]) -> kopf.Opera
     @kopf.on.startup(registry=registry)
     async def operator_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         configure_kopf(settings)
+        settings.queueing.exit_timeout = memo.config.stop_grace
         try:
             memo.kube = await kube.connect()
         except ConnectionError as exc:  # nothing to retry: the configuration must change
@@ -183,6 +184,7 @@ def build_registry(settings: Settings, environ: Mapping[str, str]) -> kopf.Opera
         api = memo.get("kube")
         if api is not None:
             await api.close()
+        memo.cleaned_up.set()
 
     return registry
 
@@ -207,6 +209,7 @@ def new_memo(settings: Settings) -> kopf.Memo:
     memo.shared_tunnel_targets = frozenset(settings.shared_tunnel_targets)
     memo.cores = CorePool(settings)
     memo.readiness = Readiness(Vault(), Insights())
+    memo.cleaned_up = asyncio.Event()  # set by the last cleanup handler (sandbox.runner waits for it)
     return memo
 
 
@@ -216,11 +219,13 @@ async def run(
     *,
     stop_flag: asyncio.Event | threading.Event | None = None,
     ready_flag: asyncio.Event | threading.Event | None = None,
+    memo: kopf.Memo | None = None,
 ) -> None:
-    """Run the operator until stopped (signal or ``stop_flag``)."""
+    """Run the operator until stopped (signal or ``stop_flag``); `memo`: one made by :func:`new_memo` for these
+    settings, for a caller that watches the operator's readiness (``memo.readiness``), else a new one."""
     registry = build_registry(settings, environ)
     namespaces = settings.namespaces or implied_namespaces(settings, environ)
-    memo = new_memo(settings)
+    memo = new_memo(settings) if memo is None else memo
     await kopf.operator(
         registry=registry,
         memo=memo,

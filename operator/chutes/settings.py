@@ -138,6 +138,11 @@ class Settings(BaseModel):
         "ties.",
     )
     liveness_endpoint: str | None = Field(default=None, description="e.g. http://0.0.0.0:8080/healthz")
+    stop_grace: float = Field(
+        default=2.0, ge=0,
+        description="Seconds a stop gives the handling of each object under way (a handler, or its wait before a "
+        "retry) to finish before it is cancelled (kopf's queueing.exit_timeout).",
+    )
     metrics_port: int = Field(
         default=0, ge=0, le=65535, description="Port serving /metrics and /readyz on every interface; 0 = off."
     )

@@ -1,16 +1,15 @@
 """`chutes run` as a replica: a process of its own, killed with SIGKILL and restarted as a kubelet would (same Pod
 name, same environment), its stderr kept across restarts, and every exit we did not cause counted as a crash.
-Used by the kill-at-every-write runs and the soak."""
+Used by the kill-at-every-write runs and the soak. Each start forks the process from a zygote that has done the
+imports already (:mod:`harness.zygote`): a start costs milliseconds of CPU, not the seconds of a fresh interpreter."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 from pathlib import Path
-from typing import IO
 
-from harness.processes import chutes_command
+from harness.zygote import Forked, zygote
 
 
 class Replica:
@@ -18,18 +17,14 @@ class Replica:
 
     def __init__(self, name: str, env: dict[str, str], flags: tuple[str, ...] = (), log: Path | None = None) -> None:
         self.name, self.env, self.flags, self.log = name, env, flags, log
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: Forked | None = None
         self.starts = 0
         self.kills = 0
         self.crashes: list[str] = []  # exits we did not cause: "exit code N"
         self._killed = False
-        self._stderr: IO[bytes] | None = None
 
     def start(self) -> None:
-        if self._stderr is None and self.log is not None:
-            self._stderr = self.log.open("ab")
-        self.process = subprocess.Popen([*chutes_command(), "run", *self.flags], env=self.env,
-                                        stdout=subprocess.DEVNULL, stderr=self._stderr or subprocess.DEVNULL)
+        self.process = zygote().spawn(["run", *self.flags], self.env, self.log)
         self._killed = False
         self.starts += 1
 
@@ -38,7 +33,7 @@ class Replica:
         if self.process is not None and self.process.poll() is None:
             self._killed = True
             self.kills += 1
-            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.send_signal(signal.SIGKILL)
 
     def dead(self) -> bool:
         """Not running; an exit we did not cause is recorded as a crash (once)."""
@@ -69,9 +64,6 @@ class Replica:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        if self._stderr is not None:
-            self._stderr.close()
-            self._stderr = None
 
     def output(self) -> str:
         """Everything it wrote to stderr so far, over every restart."""

@@ -19,6 +19,7 @@ from chutes.frontdoors.sessions.scheduler import Timing
 from chutes.sandbox.runner import OperatorThread
 from chutes.settings import load_settings
 from harness.processes import free_port
+from harness.world import STOP_GRACE
 
 ZONE = "example.net"  # a paid zone: room for hundreds of records (Free zones hold 200)
 SUFFIX = "-oc"
@@ -88,8 +89,7 @@ def operator(cf: Any, environ: dict[str, str], **overrides: Any) -> Iterator[Ope
     """The whole operator (session door only) in a thread, standalone like the seed's sidecar."""
     settings = load_settings(
         {}, standalone=True, cloudflare_base_url=cf.base_url, chutes=False, httproutes=False, tunnels=False,
-        sessions=True,
-        **overrides,
+        sessions=True, **{"stop_grace": STOP_GRACE, **overrides},
     )
     with OperatorThread(settings, environ, timeout=30) as running:
         yield running

@@ -17,6 +17,8 @@ from kubernetes.client.exceptions import ApiException
 from chutes.sandbox.runner import OperatorThread
 from chutes.settings import load_settings
 
+STOP_GRACE = 0.2  # s (2 by default): a stop while an object's handler waits to retry need not wait 2 s
+
 
 class Opened:
     """What a world closed by `close()` gets: `opened`, the body of a fixture."""
@@ -53,7 +55,7 @@ class BaseWorld(Opened):
         """Start the operator standalone on the emulators with `settings` (``load_settings`` keywords: front
         doors, intervals, policy...), `environ` as its process environment; stopped by :meth:`stop`."""
         assert self.operator is None, "one operator per world (stop it first)"
-        options: dict[str, Any] = {"standalone": True, **settings}
+        options: dict[str, Any] = {"standalone": True, "stop_grace": STOP_GRACE, **settings}
         if self.cf is not None:
             options.setdefault("cloudflare_base_url", self.cf.base_url)
         self.operator = OperatorThread(load_settings({}, **options), environ, timeout=timeout, name=name).start()

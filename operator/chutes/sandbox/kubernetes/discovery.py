@@ -8,6 +8,8 @@ operator touches without owning their CRDs: Traefik (``traefik.io/v1alpha1``) an
 
 from __future__ import annotations
 
+import copy
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -95,11 +97,19 @@ def load_crd_manifests(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
             files.append(path)
     manifests: list[dict[str, Any]] = []
     for file in files:
-        with file.open(encoding='utf-8') as stream:
-            for doc in yaml.safe_load_all(stream):
-                if isinstance(doc, dict) and doc.get('kind') == 'CustomResourceDefinition':
-                    manifests.append(doc)
+        stat = file.stat()
+        manifests.extend(copy.deepcopy(_crds_in(file.resolve(), stat.st_mtime_ns, stat.st_size)))
     return manifests
+
+
+@functools.lru_cache(maxsize=64)
+def _crds_in(file: Path, mtime_ns: int, size: int) -> tuple[dict[str, Any], ...]:
+    """The CRD documents of `file` as it is at (`mtime_ns`, `size`): parsed once per process (every sandbox a
+    test suite starts reads the same files), copied by the caller."""
+    loader = getattr(yaml, 'CSafeLoader', yaml.SafeLoader)
+    with file.open(encoding='utf-8') as stream:
+        docs = yaml.load_all(stream, Loader=loader)
+        return tuple(doc for doc in docs if isinstance(doc, dict) and doc.get('kind') == 'CustomResourceDefinition')
 
 
 def default_resources() -> dict[kmock.resource, kmock.ResourceInfo]:

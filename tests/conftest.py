@@ -80,6 +80,9 @@ def restored_logging() -> Iterator[None]:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "last: run after every other test of the session")
+    config.addinivalue_line("markers", "first(seconds): a long test (about so many seconds), started "
+                                       "before the others, longest first, so that the suite's workers do not "
+                                       "wait on it at the end")
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -89,4 +92,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    items.sort(key=lambda item: item.get_closest_marker("last") is not None)  # stable: order kept otherwise
+    # stable: the order is kept otherwise; xdist hands the first tests out one per worker
+    def rank(item: pytest.Item) -> tuple[float, bool]:
+        first = item.get_closest_marker("first")
+        return (-float(first.args[0]) if first else 0.0, item.get_closest_marker("last") is not None)
+
+    items.sort(key=rank)

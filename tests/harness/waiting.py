@@ -10,11 +10,14 @@ from typing import Any, TypeVar
 from kubernetes.client.exceptions import ApiException
 
 T = TypeVar("T")
+LONGEST_PAUSE = 0.25  # seconds between two probes of a long wait
 
 
 def wait_for(what: str, probe: Callable[[], T], timeout: float = 30.0, interval: float = 0.03) -> T:
     """Poll `probe` until it returns something truthy, and return that; a Kubernetes 404 counts as "not yet".
-    Fails after `timeout` seconds naming `what` and the last value seen."""
+    Fails after `timeout` seconds naming `what` and the last value seen. The pause between probes starts at
+    `interval` and grows by half each time up to :data:`LONGEST_PAUSE`: a quick answer is seen quickly, and a long
+    wait does not spend the machine's CPU (the emulator's and the probe's) that the operators under test need."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while True:
@@ -29,6 +32,7 @@ def wait_for(what: str, probe: Callable[[], T], timeout: float = 30.0, interval:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}; last value: {last!r}")
         time.sleep(interval)
+        interval = min(interval * 1.5, max(interval, LONGEST_PAUSE))
 
 
 def wait_quiet(what: str, value: Callable[[], object], quiet: float, timeout: float = 20.0,

@@ -279,7 +279,9 @@ async def _publish_held(ctx: Context, core: CloudflareCore, claims: ClaimStore, 
     claim = await _remove_unwanted(ctx, core, claims, claim, account, settings, rule is not None, current,
                                    previous, events)
 
-    current.set(annotation_hash=digest, last_reconcile=s.now())
+    current.set(annotation_hash=digest)
+    if not _same_state(previous, current):  # the last reconcile that changed something: a resync rewrites nothing
+        current.set(last_reconcile=s.now())
     summary = _summary(settings, dns.type, dns.content, name, core.owner_id)
     if core.dry_run and not _same_state(previous, current):  # not published: its state must not say it is
         raise Problem(c.DRY_RUN, f"dry-run: would publish {summary}", None)

@@ -3,30 +3,37 @@
 
 The world: half of N are session Pods (zone example.net, their own tunnel), 45 % annotated HTTPRoutes (one tenant,
 its own tunnel, zone routes.example.org, one in ten behind Access by a reusable policy), 5 % TunnelBindings (one
-Service each, to one Tunnel, zone bind.example.org). The zones' record quotas are raised (as Cloudflare does for
-Enterprise zones on request) so that each door's hostnames fit in one zone. Three phases:
+Service each, to one Tunnel, zone bind.example.org); `--shares` changes the mix. The zones' record quotas are raised
+(as Cloudflare does for Enterprise zones on request) so that each door's hostnames fit in one zone. An object is
+published when its CNAME and its tunnel rule are in the Cloudflare emulator and its Kubernetes side is done (a
+session's two IngressRoutes, a route's or a binding's Ready condition). Four phases:
 
 1. publish: every object created at once (8 client threads), Cloudflare's limit off (emulator and operator); prints
-   the time to all published, Cloudflare calls by operation, and the operator's RSS (target <= 300 MB).
-2. resync: with everything published and quiet, one resync window (1.5 x the resync interval: every door's timer
-   ran at least once); prints its calls by operation (target: 0 writes, listings per zone/tunnel, not per object)
-   and how long the operator was busy.
-3. burst: the limit enforced by the emulator (default Cloudflare's 1,200 calls per 5 minutes per token) and given
-   to the operator (CHUTES_RATE_LIMIT/CHUTES_RATE_WINDOW); the operator restarted (a full resync of everything, as
-   a rolling update would: its calls and time are printed), then B new hostnames, split across the doors as above,
-   created at once; prints the time to all published, the 429s (requests refused for the budget: target 0), and
-   the per-object latency (created to published: p50, p99, worst; no object starved).
+   the time to all published (p50, p99, worst per object), Cloudflare calls by operation, the operator's
+   Kubernetes calls, and its RSS (target <= 300 MB).
+2. resync: with everything published and the operator idle, one whole resync pass: from the end of the tenant's
+   resync pass to the end of the next (the session door and every TunnelBinding resync as often); prints its
+   Cloudflare calls by operation (target: 0 writes, listings per zone/tunnel, not per object), the operator's
+   Kubernetes calls and the seconds in which it made calls.
+3. restart: the limit enforced by the emulator (default Cloudflare's 1,200 calls per 5 minutes per token) and given
+   to the operator (CHUTES_RATE_LIMIT/CHUTES_RATE_WINDOW), the operator restarted (kopf resumes every object, as
+   in a rolling update): its calls until idle.
+4. burst: B new hostnames, split across the doors as above, created at once under that limit; prints the time to
+   all published, the 429s (requests refused for the budget: target 0) and the per-object latency (no object
+   starved: every one published). Exit code 1 on a 429 or an object not published within --timeout.
 
-An object is published when its CNAME and its tunnel rule are both in the emulator. The full size
-(`--exposures 10000 --burst 2000`) takes tens of minutes and a few GB of memory in this process (the emulators);
-develop with e.g. `--exposures 1000 --burst 200 --rate-limit 120 --rate-window 30` (the same rate, shorter windows).
-Run: `.venv/bin/python bench/scale.py [--exposures N] [--burst B] [--resync-interval S] [--rate-limit L]
-[--rate-window W] [--latency S] [--keep-log FILE]`. A figure printer, not a test.
+The full size (`--exposures 10000 --burst 2000`) takes tens of minutes on two cores (the HTTPRoutes' Kubernetes
+side dominates) and a few GB in this process (the emulators); develop with e.g. `--exposures 1000 --burst 200
+--resync-interval 20 --rate-limit 120 --rate-window 30` (the same rate, shorter windows).
+Run: `.venv/bin/python bench/scale.py [--exposures N] [--burst B] [--shares S,R,B] [--resync-interval S]
+[--rate-limit L] [--rate-window W] [--latency S] [--keep-log FILE] [--operator-env KEY=VALUE]...`. A figure
+printer, not a test.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -49,7 +56,7 @@ from harness import sessions as h  # noqa: E402
 from harness.processes import free_port, run_env  # noqa: E402
 from harness.replicas import Replica  # noqa: E402
 from harness.waiting import wait_for  # noqa: E402
-from httproutes import NS, OPNS, RG, RV, WRITES, P, ready, tenant_home  # noqa: E402
+from httproutes import NS, OPNS, RG, RV, WRITES, P, next_sync, ready, synced, tenant_home  # noqa: E402
 from sessions import fan_out, healthy, percentile  # noqa: E402
 from tunnels import GROUP, binding, put_tunnel  # noqa: E402
 
@@ -116,13 +123,14 @@ def pid(replica: Replica) -> int:
     return replica.process.pid
 
 
-def busy_seconds(cf: Any, window: float) -> float:
-    """Watch the emulator's log for `window` seconds; the seconds (to 0.2 s) in which a call was made."""
-    busy, seen, end = 0.0, len(cf.requests), time.monotonic() + window
-    while time.monotonic() < end:
-        time.sleep(0.2)
-        if len(cf.requests) != seen:
-            seen, busy = len(cf.requests), busy + 0.2
+def busy_seconds(cf: Any, kube: Any, done: Callable[[], bool]) -> float:
+    """Watch the operator until `done()`; the seconds (to 0.5 s) in which it made a Cloudflare or Kubernetes call
+    (but its Leases' renewals)."""
+    busy, seen = 0.0, activity(cf, kube)
+    while not done():
+        time.sleep(0.5)
+        if (now := activity(cf, kube)) != seen:
+            seen, busy = now, busy + 0.5
     return busy
 
 
@@ -157,7 +165,7 @@ def track(cf: Any, all_doors: list[Door], created: dict[str, float], wanted: dic
     done in Kubernetes; stops at `timeout`."""
     done: dict[str, float] = {}
     deadline = time.monotonic() + timeout
-    poll = max(POLL, len(wanted) / 2000)  # a listing of every object: less often when there are many
+    poll = max(POLL, len(wanted) / 500)  # listings of every object (the emulators' work): less often when many
     while len(done) < len(wanted) and time.monotonic() < deadline:
         now = time.monotonic()
         finished = set().union(*(door.finished() for door in all_doors))
@@ -209,7 +217,7 @@ def operator_env(kube: Any, cf: Any, session_tunnel: str, health: int, args: arg
     } | dict(pair.split("=", 1) for pair in args.operator_env)
 
 
-def doors(cf: Any, kube: Any, api: Any, session_tunnel: str) -> list[Door]:
+def doors(cf: Any, kube: Any, api: Any, session_tunnel: str) -> tuple[Any, list[Door]]:
     """The doors' worlds (tenant, Tunnel; the operator must run for the Tunnel) and how to make their objects."""
     client, core, custom, _sdk, tenant_tunnel = tenant_home(cf, kube)
     apps = kubernetes.client.AppsV1Api(client)
@@ -232,7 +240,9 @@ def doors(cf: Any, kube: Any, api: Any, session_tunnel: str) -> list[Door]:
                                                binding(f"b{i}", [{"name": f"s{i}"}]))
 
     def sessions_routed() -> set[str]:
-        names = h.published(cf, api, session_tunnel).routes
+        response = custom.list_namespaced_custom_object(
+            "traefik.io", "v1alpha1", h.NAMESPACE, "ingressroutes", _preload_content=False)
+        names = {item["metadata"]["name"] for item in json.loads(response.data)["items"]}
         return {h.hostname(name.removeprefix("opencode-session-").removesuffix(f"{h.SUFFIX}-app"))
                 for name in names if name.endswith("-app") and f"{name[:-4]}-signin" in names}
 
@@ -246,7 +256,7 @@ def doors(cf: Any, kube: Any, api: Any, session_tunnel: str) -> list[Door]:
                 if any(c["type"] == "Ready" and c["status"] == "True" for c in (i.get("status") or {}).get(
                     "conditions", []))}
 
-    return [Door("sessions", 0.50, session, lambda i: h.hostname(f"{i:012x}"), session_tunnel, sessions_routed),
+    return custom, [Door("sessions", 0.50, session, lambda i: h.hostname(f"{i:012x}"), session_tunnel, sessions_routed),
             Door("httproutes", 0.45, route, lambda i: f"r{i}.{ROUTE_ZONE}", str(tenant_tunnel.id), routes_ready),
             Door("tunnelbindings", 0.05, bound, lambda i: f"s{i}.{BIND_ZONE}", bind_tunnel, bindings_ready)]
 
@@ -305,7 +315,7 @@ def main() -> int:
         replica.start()
         try:
             wait_for("the operator's health", lambda: healthy(health), timeout=60)
-            all_doors = doors(cf, kube, api, session_tunnel)
+            custom, all_doors = doors(cf, kube, api, session_tunnel)
             for door, share in zip(all_doors, args.shares.split(","), strict=True):
                 door.share = float(share)
             cf.faults.latency = args.latency
@@ -324,12 +334,15 @@ def main() -> int:
             print(f"  idle {time.monotonic() - last:.0f} s after; operator RSS now {rss_mb(pid(replica))[0]:.0f} MiB, "
                   f"peak {rss_mb(pid(replica))[1]:.0f} MiB (target <= 300 MB)", flush=True)
 
+            # one whole pass of the tenant's resync (the session door's and every binding's timer run as often)
+            stamp = next_sync(custom, synced(custom), 3 * args.resync_interval + args.timeout)
             phase = Phase(len(cf.requests), kube.api_calls(OPERATOR_TOKEN))
-            busy = busy_seconds(cf, 1.5 * args.resync_interval)
-            print_calls(f"resync window ({1.5 * args.resync_interval:.0f} s, resync every "
-                        f"{args.resync_interval:.0f} s; steady state)", phase.calls(cf), busy, n)
+            busy = busy_seconds(cf, kube, lambda: synced(custom) != stamp)
+            print_calls(f"one resync pass (from the end of the tenant's pass to the next one's, "
+                        f"{time.monotonic() - phase.started:.0f} s; every {args.resync_interval:.0f} s; steady "
+                        "state)", phase.calls(cf), busy, n)
             print_kube(phase.kube_calls(kube), n)
-            print(f"  (the time above: seconds in which Cloudflare calls were made); operator RSS "
+            print(f"  (the time above: seconds in which the operator made calls); operator RSS "
                   f"{rss_mb(pid(replica))[0]:.0f} MiB", flush=True)
             if args.show_resync:
                 for record in phase.calls(cf):

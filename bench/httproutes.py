@@ -67,6 +67,22 @@ def wait_all(custom: Any, predicate: Any, what: str, timeout: float = 1800.0) ->
         time.sleep(0.1)
 
 
+def synced(custom: Any) -> str:
+    """The tenant "home"'s ``status.lastSyncTime``: when its last resync pass ended."""
+    tenant = custom.get_namespaced_custom_object(GROUP, VERSION, OPNS, "cloudflarezerotrusttenants", "home")
+    return str((tenant.get("status") or {}).get("lastSyncTime") or "")
+
+
+def next_sync(custom: Any, after: str, timeout: float) -> str:
+    """Wait for the end of the tenant's resync pass after the one stamped `after`; its stamp."""
+    deadline = time.monotonic() + timeout
+    while (stamp := synced(custom)) == after:
+        if time.monotonic() > deadline:
+            sys.exit("timed out waiting for a resync pass")
+        time.sleep(0.05)
+    return stamp
+
+
 def tenant_home(cf: Any, kube: Any) -> tuple[Any, Any, Any, Any, Any]:
     """The Kubernetes clients (api client, core, custom objects), an SDK client and the shared tunnel, with a
     reusable policy "Team", the token Secret and the tenant "home" in place."""
@@ -124,24 +140,14 @@ def main() -> None:
             publish_seconds = time.monotonic() - started
             published = counts(cf, start_log)
 
-            def synced() -> str:
-                tenant = custom.get_namespaced_custom_object(GROUP, VERSION, OPNS, "cloudflarezerotrusttenants",
-                                                             "home")
-                return str((tenant.get("status") or {}).get("lastSyncTime") or "")
-
             def next_pass(after: str) -> str:
-                deadline = time.monotonic() + 3 * args.resync_interval + 600
-                while (stamp := synced()) == after:
-                    if time.monotonic() > deadline:
-                        sys.exit("timed out waiting for a resync pass")
-                    time.sleep(0.05)
-                return stamp
+                return next_sync(custom, after, 3 * args.resync_interval + 600)
 
             tokens = min(args.tokens, (n + 1) // 2)
             print(f"{n} HTTPRoutes on one tenant ({(n + 1) // 2} behind Access, {tokens} with a service token) in "
                   f"{zone}, {args.latency * 1000:.0f} ms added Cloudflare latency", flush=True)
             report("all Ready", published, n, publish_seconds)
-            stamp = next_pass(synced())  # a pass that may have begun before everything was Ready
+            stamp = next_pass(synced(custom))  # a pass that may have begun before everything was Ready
             start_log = len(cf.requests)
             started = time.monotonic()
             next_pass(stamp)  # the next one, whole

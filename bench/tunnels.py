@@ -62,6 +62,30 @@ def wait(what: str, done: Any, started: float) -> None:
         time.sleep(0.05)
 
 
+def put_tunnel(cf: Any, core: Any, custom: Any, apps: Any, domain: str) -> str:
+    """Tunnel "web" in namespace NS (a new tunnel, in `domain`) with its token Secret, once the operator (running)
+    has made it and its cloudflared Deployment; returns its tunnel id."""
+    core.create_namespaced_secret(NS, {"metadata": {"name": "cloudflare-secrets"},
+                                       "stringData": {"CLOUDFLARE_API_TOKEN": cf.token}})
+    custom.create_namespaced_custom_object(GROUP, "v1alpha2", NS, "tunnels", {
+        "apiVersion": f"{GROUP}/v1alpha2", "kind": "Tunnel", "metadata": {"name": "web"},
+        "spec": {"newTunnel": {"name": "bench"}, "cloudflare": {
+            "domain": domain, "secret": "cloudflare-secrets", "accountId": cf.account_id}}})
+    wait("the tunnel", lambda: custom.get_namespaced_custom_object(GROUP, "v1alpha2", NS, "tunnels", "web")
+         .get("status", {}).get("tunnelId"), time.monotonic())
+    wait("cloudflared", lambda: apps.list_namespaced_deployment(NS).items, time.monotonic())
+    return str(custom.get_namespaced_custom_object(GROUP, "v1alpha2", NS, "tunnels", "web")["status"]["tunnelId"])
+
+
+def binding(name: str, subjects: list[dict[str, Any]], access: bool = False) -> dict[str, Any]:
+    """A TunnelBinding of `subjects` (Services) to Tunnel "web"; `access`: behind Access (an allowed email)."""
+    meta: dict[str, Any] = {"name": name}
+    if access:
+        meta["annotations"] = {ACCESS_EMAILS: "ops@example.com"}
+    return {"apiVersion": f"{GROUP}/v1alpha1", "kind": "TunnelBinding", "metadata": meta,
+            "subjects": subjects, "tunnelRef": {"kind": "Tunnel", "name": "web"}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--services", type=int, default=200)
@@ -85,17 +109,7 @@ def main() -> None:
         settings = load_settings({}, standalone=True, cloudflare_base_url=cf.base_url, chutes=False,
                                  httproutes=False, sessions=False, log_level="ERROR")
         with OperatorThread(settings, {}):
-            core.create_namespaced_secret(NS, {"metadata": {"name": "cloudflare-secrets"},
-                                               "stringData": {"CLOUDFLARE_API_TOKEN": cf.token}})
-            custom.create_namespaced_custom_object(GROUP, "v1alpha2", NS, "tunnels", {
-                "apiVersion": f"{GROUP}/v1alpha2", "kind": "Tunnel", "metadata": {"name": "web"},
-                "spec": {"newTunnel": {"name": "bench"}, "cloudflare": {
-                    "domain": "example.com", "secret": "cloudflare-secrets", "accountId": cf.account_id}}})
-            wait("the tunnel", lambda: custom.get_namespaced_custom_object(GROUP, "v1alpha2", NS, "tunnels", "web")
-                 .get("status", {}).get("tunnelId"), time.monotonic())
-            tunnel_id = custom.get_namespaced_custom_object(GROUP, "v1alpha2", NS, "tunnels", "web")["status"][
-                "tunnelId"]
-            wait("cloudflared", lambda: apps.list_namespaced_deployment(NS).items, time.monotonic())
+            tunnel_id = put_tunnel(cf, core, custom, apps, "example.com")
             template = apps.read_namespaced_deployment("web-cloudflared", NS).spec.template.to_dict()
 
             def service(i: int) -> dict[str, Any]:
@@ -113,13 +127,6 @@ def main() -> None:
                 rules = (state["tunnel_configs"].get(tunnel_id) or {}).get("config", {}).get("ingress", [])
                 records = [r for r in state["dns_records"].get(zone, []) if r["type"] == "CNAME"]
                 return min(len(rules) - 1, len(records))
-
-            def binding(name: str, subjects: list[dict[str, Any]], access: bool = False) -> dict[str, Any]:
-                meta: dict[str, Any] = {"name": name}
-                if access:
-                    meta["annotations"] = {ACCESS_EMAILS: "ops@example.com"}
-                return {"apiVersion": f"{GROUP}/v1alpha1", "kind": "TunnelBinding", "metadata": meta,
-                        "subjects": subjects, "tunnelRef": {"kind": "Tunnel", "name": "web"}}
 
             def at_once(request: Any, count: int = n) -> None:
                 """`request(i)` for each i < count, `args.clients` at a time (as many clients apply them)."""

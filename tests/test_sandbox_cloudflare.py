@@ -433,6 +433,21 @@ async def test_free_zone_quota_and_batch_size_limits(sandbox: CloudflareSandbox,
     assert len(sandbox.snapshot()["dns_records"][zone]) == 200
 
 
+async def test_a_zone_seeded_with_a_record_quota_holds_that_many_records() -> None:
+    """Cloudflare raises an Enterprise zone's quota on request (bench/scale.py's zones hold thousands)."""
+    seed = SandboxConfig.from_dict({"zones": [{"name": "big.example", "plan": "enterprise", "record_quota": 2}]})
+    async with CloudflareSandbox(seed) as sandbox:
+        zone = sandbox.zone_id("big.example")
+        async with cloudflare.AsyncCloudflare(api_token=sandbox.token, base_url=sandbox.base_url,
+                                              max_retries=0) as client:
+            for name in ("a.big.example", "b.big.example"):
+                await client.dns.records.create(zone_id=zone, name=name, ttl=1, type="A", content="192.0.2.1")
+            with pytest.raises(cloudflare.BadRequestError) as caught:
+                await client.dns.records.create(zone_id=zone, name="c.big.example", ttl=1, type="A",
+                                                content="192.0.2.1")
+    assert codes(caught.value) == [81045]
+
+
 # --- rate limit and faults -------------------------------------------------------------------
 
 

@@ -55,7 +55,7 @@ LABEL_SOURCE_HASH = "chutes.troubleshat.com/source-hash"
 
 SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 _ENTRY_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")  # what a ConfigMap data key may be
-CREATE_ATTEMPTS = 5  # a claim deleted between our create and our read is retried this often
+CREATE_ATTEMPTS = 5  # a claim that comes and goes between our read and our create is retried this often
 
 
 def operator_namespace(environ: Mapping[str, str]) -> str:
@@ -114,6 +114,12 @@ class ClaimStore:
         body = self._manifest(kind, key, source)
         name = body["metadata"]["name"]
         for _attempt in range(CREATE_ATTEMPTS):
+            # read first: held already is the common case (every resync of every source acquires again)
+            found = await self.get(kind, key)
+            if found is not None:
+                if found.source != source:
+                    raise HeldElsewhere(found)
+                return found
             try:
                 created = await kube.create_configmap(self.api, self.namespace, body)
             except ApiException as exc:
@@ -123,12 +129,7 @@ class ClaimStore:
             if created is not None:
                 logger.info("Claimed %s %s for %s (%s/%s)", kind, key, source, self.namespace, name)
                 return replace(self._parse(created), fresh=True)
-            found = await self.get(kind, key)
-            if found is None:  # released between our create and our read: try again
-                continue
-            if found.source != source:
-                raise HeldElsewhere(found)
-            return found
+            # created by someone else between our read and our create: read it again
         raise ClaimLost(f"{kind} {key}: its claim {self.namespace}/{name} keeps coming and going")
 
     async def get(self, kind: ClaimKind, key: str) -> Claim | None:

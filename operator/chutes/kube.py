@@ -354,14 +354,20 @@ async def deployment_status(api: client.ApiClient, namespace: str, name: str,
 
 
 async def read_configmap(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any] | None:
-    """The ConfigMap as a plain dict (``metadata``, ``data``), ``None`` if missing."""
-    found = await _unless(NOT_FOUND, client.CoreV1Api(api).read_namespaced_config_map(name, namespace))
-    return None if found is None else dict(api.sanitize_for_serialization(found))
+    """The ConfigMap as a plain dict (``metadata``, ``data``), ``None`` if missing. Read raw: the server's JSON,
+    without the client's model round trip (claims and states are read on every reconcile)."""
+    core: Any = client.CoreV1Api(api)  # untyped: `_preload_content=False` returns the raw response
+    return await _unless(NOT_FOUND, _raw_json(core.read_namespaced_config_map(name, namespace,
+                                                                             _preload_content=False)))
 
 
 async def list_configmaps(api: client.ApiClient, namespace: str, label_selector: str) -> list[dict[str, Any]]:
-    listing = await client.CoreV1Api(api).list_namespaced_config_map(namespace, label_selector=label_selector)
-    return [dict(api.sanitize_for_serialization(item)) for item in listing.items]
+    """The ConfigMaps `label_selector` selects, as plain dicts, read raw (the session door lists every hostname
+    claim each pass: thousands at scale)."""
+    core: Any = client.CoreV1Api(api)
+    listing = await _raw_json(core.list_namespaced_config_map(namespace, label_selector=label_selector,
+                                                              _preload_content=False))
+    return [dict(item) for item in listing.get("items") or []]
 
 
 async def apply_configmap(api: client.ApiClient, namespace: str, name: str, labels: dict[str, str],

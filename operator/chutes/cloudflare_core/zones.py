@@ -1,16 +1,23 @@
 """Zone lookups (cached: a zone's id, account and plan do not change under us). Concurrent lookups of one
-name share one request (a burst of new routes in one zone asks once)."""
+name share one request (a burst of new routes in one zone asks once). A name found to be no zone is not asked
+again for `MISS_SECONDS`: hostnames in a zone below its apex (``r1.routes.example.org`` in zone
+``routes.example.org``) look the apex up first, and a burst of them arriving one after another would otherwise
+ask once each."""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from typing import Any
 
 from .client import CloudflareClient, to_wire
 from .errors import NotFound
 from .models import Zone, normalize_name
 
-__all__ = ["ZoneDirectory", "zone_from_wire"]
+__all__ = ["MISS_SECONDS", "ZoneDirectory", "zone_from_wire"]
+
+MISS_SECONDS = 60.0  # how long a name found to be no zone is answered None without asking again
 
 FREE_BATCH_LIMIT = 200
 PAID_BATCH_LIMIT = 3500
@@ -30,10 +37,12 @@ def zone_from_wire(data: dict[str, Any]) -> Zone:
 
 
 class ZoneDirectory:
-    def __init__(self, client: CloudflareClient) -> None:
+    def __init__(self, client: CloudflareClient, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._client = client
+        self._clock = clock
         self._by_id: dict[str, Zone] = {}
         self._finding: dict[str, asyncio.Task[Zone | None]] = {}
+        self._missing: dict[str, float] = {}  # name -> when a lookup found no zone of that name
 
     async def get_zone(self, zone_id: str) -> Zone:
         """The zone (one zones.get per zone per process). Raises NotFound."""
@@ -52,6 +61,9 @@ class ZoneDirectory:
         for zone in self._by_id.values():
             if zone.name == wanted:
                 return zone
+        missed = self._missing.get(wanted)
+        if missed is not None and self._clock() - missed < MISS_SECONDS:
+            return None
         finding = self._finding.get(wanted)
         if finding is None:
             finding = self._finding[wanted] = asyncio.ensure_future(self._find(wanted))
@@ -64,7 +76,12 @@ class ZoneDirectory:
             zone = zone_from_wire(item)
             if zone.name == wanted:
                 self._by_id[zone.id] = zone
+                self._missing.pop(wanted, None)
                 return zone
+        now = self._clock()
+        if len(self._missing) > 1000:
+            self._missing = {name: at for name, at in self._missing.items() if now - at < MISS_SECONDS}
+        self._missing[wanted] = now
         return None
 
     async def batch_limit(self, zone_id: str) -> int:

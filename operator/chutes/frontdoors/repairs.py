@@ -51,6 +51,16 @@ def gateway_published(body: Mapping[str, Any]) -> bool:
             and dns.get("observedGeneration") == generation)
 
 
+def ready_for_generation(body: Mapping[str, Any]) -> bool:
+    """A source whose current generation was published in full: its ``Ready`` condition is True and its status
+    observed this very generation (a TunnelBinding, a (Cluster)Tunnel)."""
+    status = body.get("status") or {}
+    ready = c.find(status.get("conditions"), c.READY)
+    generation = (body.get("metadata") or {}).get("generation")
+    return (generation is not None and ready is not None and ready.get("status") == "True"
+            and status.get("observedGeneration") == generation)
+
+
 def route_published(previous_published: bool, previous_digest: str, previous_hostname: str, digest: str,
                     hostname: str) -> bool:
     """An HTTPRoute whose current inputs (annotation hash: annotations and templates; hostname) were

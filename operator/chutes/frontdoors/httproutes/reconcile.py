@@ -129,7 +129,9 @@ async def _report(ctx: Context, run: Executor, digest: str, report: RouteReport)
         current.set(access_app_id=None, access_policy_ids=None)
     if not settings.service_token.enabled:
         current.set(service_token_id=None, service_token_secret_name=None)
-    current.set(annotation_hash=digest, last_reconcile=s.now())
+    current.set(annotation_hash=digest)
+    if not _same_state(run.previous, current):  # the last reconcile that changed something: a resync rewrites nothing
+        current.set(last_reconcile=s.now())
     summary = _summary(settings, dns.type, dns.content, run.inputs.name, core.owner_id)
     if core.dry_run and not _same_state(run.previous, current):  # not published: its state must not say it is
         raise Problem(c.DRY_RUN, f"dry-run: would publish {summary}", None)

@@ -19,7 +19,7 @@ import kopf
 from chutes import conditions as c
 from chutes.claims import operator_namespace
 from chutes.cloudflare_core import in_flight
-from chutes.frontdoors import problems, status_writer
+from chutes.frontdoors import problems, repairs, status_writer
 from chutes.frontdoors.problems import EventSink
 from chutes.frontdoors.status_writer import StatusWriter
 from chutes.frontdoors.tunnels import bindings as b
@@ -161,7 +161,10 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
                 initial_delay=interval)
     async def binding_resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         if not _skip_resync(body):
-            await binding(body, memo)
+            # published in full: a drift repair, answered from the pass's listings (one per zone and tunnel, not
+            # one per binding) when everything is in place
+            with repairs.scope(FRONT_DOOR, repairs.ready_for_generation(body)):
+                await binding(body, memo)
 
     @kopf.on.delete(m.GROUP, m.BINDING_VERSION, m.BINDING_PLURAL, registry=registry, id="cleanup")
     async def binding_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:

@@ -10,6 +10,8 @@ A seed YAML file looks like::
     zones:
       - name: example.com
         plan: free                  # free | pro | business | enterprise
+        record_quota: 20000         # optional: DNS records it may hold (default 200 free, 3,500 paid;
+                                    # Cloudflare raises it for Enterprise zones on request)
         account: Example Account    # account name or id; default: the first account
         records:                    # optional pre-existing ("foreign") DNS records
           - {name: www.example.com, type: A, content: 192.0.2.10, proxied: true}
@@ -68,6 +70,7 @@ class ZoneSeed:
     account_id: str
     plan: str = "free"
     records: tuple[dict[str, Any], ...] = ()
+    record_quota: int | None = None  # None: Cloudflare's default for the plan
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,7 @@ class SandboxConfig:
                     account_id=by_account[account_ref],
                     plan=plan,
                     records=tuple(z.get("records") or ()),
+                    record_quota=None if z.get("record_quota") is None else int(z["record_quota"]),
                 )
             )
         by_zone = {z.name: z.id for z in zones} | {z.id: z.id for z in zones}

@@ -42,6 +42,8 @@ TAG = re.compile(r"^([A-Za-z0-9_-]{1,32}):(.{0,100})$", re.S)
 
 
 def quota(zone: ZoneInfo) -> int:
+    if zone.seed.record_quota is not None:
+        return zone.seed.record_quota
     return 3500 if zone.paid else 200
 
 

@@ -82,11 +82,14 @@ def test_namespaced_operator_serves_routes_with_templates(kube: Any, cloudflare:
         world.wait_ready("a")
         world.patch_template("protected", {"accessApplication": {"enabled": True, "sessionDuration": "4h"}})
         wait_for("template applied", lambda: world.apps("a.example.com")[0]["session_duration"] == "4h")
+        # kopf records the template's handling (a patch of the template) after its handler: waited for, not
+        # raced by the stop (these calls are what the Role must grant)
+        wait_for("the template and its status patched", lambda: {
+            ("patch", "cloudflarezerotrusttemplates", "", httproutes.OPNS),
+            ("patch", "cloudflarezerotrusttemplates", "status", httproutes.OPNS)} <= {
+            (c.verb, c.resource, c.subresource, c.namespace) for c in kube.api_calls(OPERATOR_TOKEN)})
     finally:
         world.close()
-    made = {(c.verb, c.resource, c.subresource, c.namespace) for c in kube.api_calls(OPERATOR_TOKEN)}
-    assert ("patch", "cloudflarezerotrusttemplates", "", httproutes.OPNS) in made
-    assert ("patch", "cloudflarezerotrusttemplates", "status", httproutes.OPNS) in made
 
 
 # --- the check ----------------------------------------------------------------------------------------

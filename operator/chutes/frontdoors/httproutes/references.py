@@ -43,12 +43,19 @@ async def _get(ctx: Context, plural: str, name: str, namespace: str) -> dict[str
     if read is None:
         read = ctx.lookups[key] = asyncio.ensure_future(
             kube.get_custom(ctx.api, a.GROUP, a.VERSION, plural, name, namespace))
+        read.add_done_callback(_retrieved)
     try:
         return copy.deepcopy(await asyncio.shield(read))  # (a cancelled caller leaves the read to the others)
     except Exception:
         if ctx.lookups.get(key) is read:
             del ctx.lookups[key]
         raise
+
+
+def _retrieved(read: asyncio.Future[dict[str, Any] | None]) -> None:
+    """A shared read whose callers were all cancelled (the operator stopping) fails unheard, not as an error."""
+    if not read.cancelled():
+        read.exception()
 
 
 async def find_tenant(ctx: Context, name: str, namespace: str) -> d.Tenant:

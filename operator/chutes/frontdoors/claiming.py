@@ -138,7 +138,7 @@ def _rule_lock(key: str) -> asyncio.Lock:
 
 
 async def write_rule(core: CloudflareCore, claims: ClaimStore, claim: Claim, before: Claim, account_id: str,
-                     tunnel_id: str, rule: IngressRule) -> Claim:
+                     tunnel_id: str, rule: IngressRule, *, current: bool = False) -> Claim:
     """Write the claim's hostname rule into `tunnel_id`, recorded in the claim's ``tunnel_rule`` entry: an intent
     (``since``, ``tunnel``, ``account``, ``service``) before the write unless the claim records the rule in that
     tunnel already, completed (``id`` = the tunnel id) once the write succeeded. A rule already there is replaced
@@ -151,12 +151,14 @@ async def write_rule(core: CloudflareCore, claims: ClaimStore, claim: Claim, bef
     completion (or the forgetting) of one attempt are not interleaved with another's for the same hostname, and
     the claim is read again first (`before`, read at the start of the attempt, may predate another attempt that
     has written the rule since, or has forgotten its refused intent). `before` is the proof only when the ledger
-    has no such claim (a claim under dry-run that was never written)."""
+    has no such claim (a claim under dry-run that was never written). `current`: the caller holds a lock every attempt
+    of the source holds for the whole attempt (the HTTPRoute door's route lock), and `claim` is as this attempt read
+    and wrote it in the ledger: the ledger's claim, not read again."""
     fields: dict[str, Any] = {"tunnel": tunnel_id, "account": account_id, "service": rule.service}
     if rule.path:
         fields["path"] = rule.path
     async with _rule_lock(claim.key):
-        latest = await claims.get(claim.kind, claim.key)
+        latest = claim if current else await claims.get(claim.kind, claim.key)
         proof = latest if latest is not None and latest.source == claim.source else before
         recorded = _rule_entry(proof, tunnel_id)
         if recorded is None:

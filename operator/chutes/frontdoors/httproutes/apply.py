@@ -65,6 +65,7 @@ class Executor:
         self.dns: DnsRecord | None = None
         self.unapplied: list[str] = []
         self.removed: list[str] = []
+        self.state_written = False
 
     async def __call__(self, change: Change[str]) -> None:
         runs: dict[str, Callable[[], Awaitable[None]]] = {
@@ -107,6 +108,7 @@ class Executor:
 
     async def _state(self) -> None:
         await s.write(self.ctx.api, self.ctx.operator_namespace, self.current)
+        self.state_written = True  # the ConfigMap read at the start of the pass is no longer what is there
 
     async def _access_app(self) -> None:
         """``cfzt-{hostname}`` (proven by the claim; adopted when permitted); a new app comes with its allow policy."""
@@ -203,7 +205,8 @@ class Executor:
         rule = self.inputs.rule
         assert rule is not None
         self.claim = await step(f"writing the tunnel rule of {self.hostname}", claiming.write_rule(
-            self.core, self.claims, self.claim, self.before, self.account, self.tunnel_id, rule))
+            self.core, self.claims, self.claim, self.before, self.account, self.tunnel_id, rule,
+            current=not self.core.dry_run))  # read this pass under the route's lock: the ledger's claim
         self.current.set(hostname_route_id=self.tunnel_id)
 
     async def _dns(self) -> None:

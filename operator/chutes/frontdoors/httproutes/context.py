@@ -10,6 +10,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from kubernetes_asyncio import client
 
@@ -78,6 +79,9 @@ class Context:
     claims: ClaimStore  # the ledger: who holds which hostname, and what was created for it
     rules: HostnameRules = field(default_factory=HostnameRules.allow_all)  # which namespace may publish what
     allow_adoption: bool = False  # the installation permits adoption everywhere (CHUTES_ALLOW_ADOPTION)
+    # One batch's reads of tenants and templates (:func:`upkeep.reconcile_refs`, e.g. a resync pass: each object read
+    # once for all the batch's routes; a failed read is not kept); None: read each time.
+    lookups: dict[tuple[str, str, str], asyncio.Future[dict[str, Any] | None]] | None = None
 
     @property
     def operator_namespace(self) -> str:

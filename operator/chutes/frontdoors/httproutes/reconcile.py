@@ -117,12 +117,14 @@ async def _publish(ctx: Context, route: Mapping[str, Any], settings: RouteSettin
             await claims.release(found.inputs.claim)
         reason, message = decision.problems[0]
         raise Problem(reason, message, decide.DELAYS.get(reason))
-    return await _report(ctx, run, digest, report)
+    return await _report(ctx, run, digest, report, slot)
 
 
-async def _report(ctx: Context, run: Executor, digest: str, report: RouteReport) -> str:
+async def _report(ctx: Context, run: Executor, digest: str, report: RouteReport, slot: s.Slot) -> str:
     """Record what the route publishes now (its state, result annotations) and say it (its Ready condition; what
-    the write policy left differing from the settings: ``PolicyForbidsUpdate``, with a Warning Event)."""
+    the write policy left differing from the settings: ``PolicyForbidsUpdate``, with a Warning Event). The state
+    is compared with its ConfigMap as `slot` holds it (read this pass, under the route's lock), not read again,
+    unless this pass wrote it already."""
     settings, current, core, dns = run.settings, run.current, run.core, run.dns
     assert dns is not None  # the decision's last ensure
     if not settings.access.enabled:
@@ -135,7 +137,7 @@ async def _report(ctx: Context, run: Executor, digest: str, report: RouteReport)
     summary = _summary(settings, dns.type, dns.content, run.inputs.name, core.owner_id)
     if core.dry_run and not _same_state(run.previous, current):  # not published: its state must not say it is
         raise Problem(c.DRY_RUN, f"dry-run: would publish {summary}", None)
-    await s.write(ctx.api, ctx.operator_namespace, current)
+    await s.write(ctx.api, ctx.operator_namespace, current, None if run.state_written else slot.configmap)
     report.set_results(current.result_annotations())
     if run.unapplied:  # said, not hidden: Ready=False with what is live (the rest is published as it says)
         message = (f"the write policy {core.policy} left the Access application as it is: live: "

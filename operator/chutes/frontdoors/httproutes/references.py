@@ -5,6 +5,8 @@ claims its hostname. Reads only; nothing here writes to Cloudflare or Kubernetes
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -26,10 +28,34 @@ logger = logging.getLogger(__name__)
 
 async def find_in_namespaces(ctx: Context, plural: str, name: str, namespace: str) -> dict[str, Any] | None:
     """The object in the route's namespace, else in the operator's."""
-    found = await kube.get_custom(ctx.api, a.GROUP, a.VERSION, plural, name, namespace)
+    found = await _get(ctx, plural, name, namespace)
     if found is None and namespace != ctx.operator_namespace:
-        found = await kube.get_custom(ctx.api, a.GROUP, a.VERSION, plural, name, ctx.operator_namespace)
+        found = await _get(ctx, plural, name, ctx.operator_namespace)
     return found
+
+
+async def _get(ctx: Context, plural: str, name: str, namespace: str) -> dict[str, Any] | None:
+    """One of our custom objects, read once per batch (:attr:`Context.lookups`); a failed read is not kept."""
+    if ctx.lookups is None:
+        return await kube.get_custom(ctx.api, a.GROUP, a.VERSION, plural, name, namespace)
+    key = (plural, namespace, name)
+    read = ctx.lookups.get(key)
+    if read is None:
+        read = ctx.lookups[key] = asyncio.ensure_future(
+            kube.get_custom(ctx.api, a.GROUP, a.VERSION, plural, name, namespace))
+        read.add_done_callback(_retrieved)
+    try:
+        return copy.deepcopy(await asyncio.shield(read))  # (a cancelled caller leaves the read to the others)
+    except Exception:
+        if ctx.lookups.get(key) is read:
+            del ctx.lookups[key]
+        raise
+
+
+def _retrieved(read: asyncio.Future[dict[str, Any] | None]) -> None:
+    """A shared read whose callers were all cancelled (the operator stopping) fails unheard, not as an error."""
+    if not read.cancelled():
+        read.exception()
 
 
 async def find_tenant(ctx: Context, name: str, namespace: str) -> d.Tenant:

@@ -124,3 +124,4 @@ class Slot:
 
     state: RouteState | None = None
     taken: StateTaken | None = None
+    configmap: Mapping[str, Any] | None = field(default=None, repr=False)  # as read: a write compares with it

@@ -59,7 +59,7 @@ async def read_slot(api: client.ApiClient, operator_namespace: str, route_namesp
         logger.info("State %s/%s is HTTPRoute %s's, not %s/%s's", operator_namespace,
                     a.state_name(route_namespace, route_name), other, route_namespace, route_name)
         return Slot(taken=StateTaken(route_namespace, route_name, other))
-    return Slot(state=from_configmap(found))
+    return Slot(state=from_configmap(found), configmap=found)
 
 
 async def read(api: client.ApiClient, operator_namespace: str, route_namespace: str,
@@ -68,16 +68,18 @@ async def read(api: client.ApiClient, operator_namespace: str, route_namespace: 
     return (await read_slot(api, operator_namespace, route_namespace, route_name)).state
 
 
-async def write(api: client.ApiClient, operator_namespace: str, state: RouteState) -> None:
+async def write(api: client.ApiClient, operator_namespace: str, state: RouteState,
+                read: Mapping[str, Any] | None = None) -> None:
     """Create or replace the route's state; :class:`StateTaken` (nothing written) when the name holds another
-    route's."""
+    route's. `read`: the route's own ConfigMap as read under the route's lock this pass (:attr:`Slot.configmap`),
+    not read again (a replace of it carries its resourceVersion: one changed since is read again)."""
     state.set(httproute_namespace=state.route_namespace, httproute_name=state.route_name)
     labels, data = state.labels(), dict(state.data)
     body: dict[str, Any] = {"apiVersion": "v1", "kind": "ConfigMap",
                             "metadata": {"name": state.name, "namespace": operator_namespace, "labels": labels},
                             "data": data}
     for _attempt in range(WRITE_ATTEMPTS):
-        found = await kube.read_configmap(api, operator_namespace, state.name)
+        found, read = read or await kube.read_configmap(api, operator_namespace, state.name), None
         if found is None:
             if await kube.create_configmap(api, operator_namespace, body) is not None:
                 return

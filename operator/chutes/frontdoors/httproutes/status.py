@@ -3,6 +3,7 @@ the managed route counts, the last sync time; the routes using a template."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -99,9 +100,11 @@ async def write_template_status(ctx: Context, body: Mapping[str, Any], users: li
 def tenant_status_soon(ctx: Context, tenant: str, namespace: str) -> None:
     """Refresh the route counts of the tenant a route resolves to, once for a burst of route changes."""
 
+    fresh = dataclasses.replace(ctx, lookups=None)  # read when it runs, not as a batch read it
+
     async def refresh() -> None:
-        body = await references.find_in_namespaces(ctx, a.TENANT_PLURAL, tenant, namespace)
+        body = await references.find_in_namespaces(fresh, a.TENANT_PLURAL, tenant, namespace)
         if body is not None:
-            await write_tenant_status(ctx, body, synced=False, recheck=False)
+            await write_tenant_status(fresh, body, synced=False, recheck=False)
 
     ctx.runtime.soon(("tenant-status", f"{namespace}/{tenant}"), STATUS_DELAY, refresh)

@@ -6,6 +6,7 @@ resync (drift repair), the cleanup of a route deleted or no longer enabled (its 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -40,8 +41,10 @@ def is_live(route: Mapping[str, Any] | None) -> bool:
 
 async def reconcile_refs(ctx: Context, refs: Iterable[d.RouteRef], post: Post, *, force: bool) -> dict[str, int]:
     """Reconcile the routes (read afresh), a few at a time; a route's problem is in its own conditions and
-    Events and does not stop the others. Returns how many ended in which outcome."""
+    Events and does not stop the others. Returns how many ended in which outcome. The routes' tenants and templates
+    are read once for the batch."""
     outcomes: dict[str, int] = {}
+    ctx = dataclasses.replace(ctx, lookups={})
     gate = asyncio.Semaphore(ctx.runtime.parallel)
 
     async def one(ref: d.RouteRef) -> None:

@@ -303,7 +303,10 @@ def main() -> int:
     parser.add_argument("--shares", default="0.5,0.45,0.05",
                         help="the shares of session Pods, HTTPRoutes and TunnelBindings (default 0.5,0.45,0.05)")
     parser.add_argument("--operator-env", action="append", default=[], metavar="KEY=VALUE",
-                        help="more of the operator's environment (e.g. PYTHONTRACEMALLOC=1), repeatable")
+                        help="more of the operator's settings environment (CHUTES_*), repeatable; the operator is "
+                             "forked from a zygote that did its imports, so what Python or malloc read at a "
+                             "process's start (PYTHONTRACEMALLOC, MALLOC_ARENA_MAX) must be set in this script's own "
+                             "environment")
     parser.add_argument("--show-resync", action="store_true", help="print every call of the resync window")
     parser.add_argument("--keep-log", type=Path, help="where the operator's stderr goes (default: a temporary file)")
     args = parser.parse_args()

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -24,11 +25,15 @@ from chutes.observability import metrics
 from chutes.sweep import verdict as v
 from chutes.sweep.cap import per_pass_message
 
-__all__ = ["ClaimLedger", "Scope", "SweepReport", "sweep"]
+__all__ = ["ClaimLedger", "Guard", "Scope", "SweepReport", "sweep"]
 
 logger = logging.getLogger(__name__)
 
 LoadWants = Callable[[], Awaitable[v.Wants]]
+# A door's guard of the deletions of a pass: entered right before them and held through them, it yields those still
+# orphans (judged again, fresh, under the locks its sources' own passes hold), so a source that asks again for a
+# hostname while the pass ran never has it torn down under its publish.
+Guard = Callable[[Sequence[v.Deletion], Mapping[str, Any]], AbstractAsyncContextManager[Sequence[v.Deletion]]]
 
 
 class ClaimLedger(Protocol):
@@ -132,8 +137,9 @@ async def _rules(core: CloudflareCore, account_id: str, tunnel_ids: set[str]) ->
 
 
 async def sweep(core: CloudflareCore, scope: Scope, load_wants: LoadWants, cap: int,
-                ledger: ClaimLedger) -> SweepReport:
-    """One pass over `scope` (see the module docstring); never raises for Cloudflare or Kubernetes failures."""
+                ledger: ClaimLedger, guard: Guard | None = None) -> SweepReport:
+    """One pass over `scope` (see the module docstring); never raises for Cloudflare or Kubernetes failures.
+    `guard`: the door's (see :data:`Guard`); without one, the verdict's deletions are made as judged."""
     door, where = scope.names.door, scope.describe()
     try:
         claims = [claim for kind in scope.names.kinds for claim in await ledger.list(source_kind=kind)]
@@ -169,7 +175,15 @@ async def sweep(core: CloudflareCore, scope: Scope, load_wants: LoadWants, cap: 
         logger.info("Orphan sweep of %s (%s): orphan %s waits for the next pass (cap %d)", where, door,
                     deletion.describe(), cap)
     by_name = {claim.name: claim for claim in claims}
-    await _delete(core, scope, verdict.deletions, report, ledger, by_name)
+    if guard is None:
+        await _delete(core, scope, verdict.deletions, report, ledger, by_name)
+    else:
+        async with guard(verdict.deletions, by_name) as still:
+            for deletion in verdict.deletions:
+                if deletion not in still:
+                    logger.info("Orphan sweep of %s (%s): asked for again meanwhile, kept: %s", where, door,
+                                deletion.describe())
+            await _delete(core, scope, still, report, ledger, by_name)
     if report.orphans:
         logger.info("Orphan sweep of %s (%s): %d deleted, %d failed, %d left for the next pass, %d kept", where,
                     door, sum(d.object != v.CLAIM for d in report.deleted), len(report.failed),

@@ -9,13 +9,15 @@ records anything, the rest is settled (:func:`unpublish.settle`: state, token Se
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
 from chutes import kube
 from chutes.authorization import HostnameRules
+from chutes.claim import split_source
 from chutes.cloudflare_core import CloudflareCore
 from chutes.frontdoors.httproutes import annotations as a
 from chutes.frontdoors.httproutes import desired as d
@@ -24,7 +26,7 @@ from chutes.frontdoors.httproutes import state as s
 from chutes.frontdoors.httproutes.context import Context
 from chutes.frontdoors.problems import Post, Problem
 from chutes.sweep import engine
-from chutes.sweep.verdict import CLAIM, DoorNames, Wants
+from chutes.sweep.verdict import CLAIM, Deletion, DoorNames, Wants
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +87,8 @@ async def sweep_tenant(ctx: Context, body: Mapping[str, Any], cap: int, post: Po
         async def wants() -> Wants:
             return await load_wants(ctx, namespaces)
 
-        report = await engine.sweep(core, scope, wants, cap, ctx.claims)
+        report = await engine.sweep(core, scope, wants, cap, ctx.claims,
+                                    functools.partial(_still_orphans, ctx, namespaces))
     for st in missed:
         source = a.source(st.route_namespace, st.route_name)
         released = [deletion.name for deletion in (report.deleted if report else ())
@@ -96,6 +99,33 @@ async def sweep_tenant(ctx: Context, body: Mapping[str, Any], cap: int, post: Po
         except Problem as problem:
             logger.warning("Orphan sweep of HTTPRoute %s/%s: %s", st.route_namespace, st.route_name, problem.message)
     return report
+
+
+@contextlib.asynccontextmanager
+async def _still_orphans(ctx: Context, namespaces: tuple[str, ...], deletions: Sequence[Deletion],
+                         claims: Mapping[str, Any]) -> AsyncIterator[Sequence[Deletion]]:
+    """The sweep's guard (:data:`chutes.sweep.engine.Guard`): the locks of the routes whose claims the deletions
+    belong to (sorted: two sweeps cannot deadlock), held through the deletions, and the routes listed again under
+    them: a route that asks again for a hostname the pass judged an orphan (edited back meanwhile) keeps what its
+    claim records; its own pass, waiting on its lock, finds it in place. Deletes nothing when the listing fails."""
+    sources = sorted({claims[d.claim].source if d.claim in claims else d.source for d in deletions
+                      if d.claim in claims or d.source.startswith(f"{a.ROUTE_KIND}/")})
+    async with contextlib.AsyncExitStack() as stack:
+        for source in sources:
+            try:
+                _kind, namespace, name = split_source(source)
+            except ValueError:  # not a route's name: no pass of a route to wait for
+                continue
+            await stack.enter_async_context(ctx.runtime.lock(namespace, name))
+        try:
+            wants = await load_wants(ctx, namespaces)
+        except Exception as error:  # a partial desired state must never drive deletions
+            logger.warning("Orphan sweep: the routes could not be listed again before the deletions: %s", error)
+            yield []
+            return
+        asked = {name for name, claim in claims.items() if wants.wanted(claim.source, claim.key)}
+        yield [d for d in deletions if d.claim not in asked
+               and (d.claim or d.object == CLAIM or not wants.wanted(d.source, d.name))]
 
 
 async def _prove(ctx: Context, core: CloudflareCore | None, account_id: str, st: s.RouteState) -> bool:

@@ -6,6 +6,7 @@ The emulators run in threads of their own too, so that neither blocks the other'
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Mapping
@@ -16,6 +17,7 @@ from chutes.observability.readiness import Insights
 from chutes.settings import Settings
 
 DISCOVERY_WAIT = 5.0  # at most, at a stop: kopf's own wait for a scan cut off by the stop (see `stop`)
+logger = logging.getLogger(__name__)
 LEFT_OVER_DELAY = 0.2  # s after the last cleanup handler: what is still running then is left over
 
 
@@ -47,6 +49,13 @@ class OperatorThread:
         reaper = asyncio.create_task(self._reap_left_overs(memo.cleaned_up, main))  # made before kopf starts
         try:
             await runtime.run(self.settings, self.environ, stop_flag=self._stop, ready_flag=self._ready, memo=memo)
+        except Exception:
+            if not memo.cleaned_up.is_set():
+                raise
+            # kopf re-raises what its left-over tasks raised: one still running once the operator's cleanup
+            # closed the shared clients fails on them (aiohttp: no connector). An artefact of the stop, said.
+            logger.warning("A task left running after the operator's cleanup failed on the closed clients",
+                           exc_info=True)
         finally:
             reaper.cancel()
 

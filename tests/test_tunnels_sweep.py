@@ -8,11 +8,14 @@ import time
 import urllib.request
 from typing import Any
 
+from chutes.claims import LABEL_SOURCE_KIND as SOURCE_KIND
 from harness.processes import free_port
-from harness.tunnels import NS, World
+from harness.tunnels import NS, OPERATOR_NS, World, world_fixture  # noqa: F401  (world_fixture: a fixture)
 from harness.waiting import wait_for
 
 SWEPT = [f"old-{i}" for i in range(5)]
+ACCESS = "chutes.troubleshat.com/access-allowed-emails"
+CR = "tunnels.networking.cfargotunnel.com/"
 
 
 def annotated_service(world: World, name: str, port: int = 80, **annotations: str) -> None:
@@ -83,3 +86,33 @@ def test_the_doors_hostnames_are_in_the_managed_hostnames_gauge(kube: Any, cloud
         wait_for("the binding withdrawn", lambda: managed_hostnames(port) == 0.0)
     finally:
         world.close()
+
+
+def _service_claims(world: World) -> list[Any]:
+    return list(world.core.list_namespaced_config_map(OPERATOR_NS, label_selector=f"{SOURCE_KIND}=Service").items)
+
+
+def test_a_service_deleted_before_its_rule_was_written_has_its_access_application_swept(world: World) -> None:
+    """Found by the soak: the operator died right after a Service's Access application was created (the claim
+    records it), before the intent of its rule; the Service was deleted while no operator watched. The sweep judged
+    only claims whose rule is in the Tunnel's tunnel: nothing ever removed the application (an orphan)."""
+    world.api_secret()
+    world.tunnel()
+    world.ready_tunnel()
+    world.cf.faults.fail(op="tunnels.config.put", status=400, count=100_000)  # every rule refused: Access alone
+    world.namespace(NS)
+    world.core.create_namespaced_service(NS, {"metadata": {"name": "early", "annotations": {
+        CR + "cr": "web", CR + "fqdn": "early.example.com", ACCESS: "alice@example.org"}},
+        "spec": {"ports": [{"port": 80}], "selector": {"app": "early"}}})
+    wait_for("its Access application", lambda: len(world.apps_for("early.example.com")) == 1)
+    world.stop()
+    [claim] = _service_claims(world)
+    # the ledger as the crash left it: the application recorded, no rule (the refusals' retries may have left an
+    # intent of the rule, which the Tunnel's sweep would find)
+    world.core.patch_namespaced_config_map(claim.metadata.name, OPERATOR_NS, {"data": {"tunnel_rule": None}})
+    world.core.delete_namespaced_service("early", NS, _preload_content=False)
+    world.cf.faults.clear()
+    world.start(resync_interval=1.0)
+    wait_for("the application swept", lambda: world.apps_for("early.example.com") == [])
+    wait_for("the claim released", lambda: _service_claims(world) == [])
+    assert [e for e in world.events("web", NS) if e[1] == "OrphansRemoved"]

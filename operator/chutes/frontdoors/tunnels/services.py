@@ -206,22 +206,32 @@ async def sweep(api: client.ApiClient, cores: CorePool, claims: ClaimStore, tunn
     whose source is gone while the operator was not looking (an annotated Service deleted or no longer annotated,
     or of a namespace the Tunnel no longer serves; a TunnelBinding whose finalizer was removed by hand) are
     withdrawn. The Tunnel's status names the tunnel only to find those claims: what is removed is proven by each
-    claim.
+    claim. Claims that record no rule (see :func:`_reachable_unrouted`) are judged by the sweep of every Tunnel of
+    their account, whose source is gone when deleted or no longer annotated (any namespace: it may belong to another
+    Tunnel).
 
     Within the deletion cap (:mod:`chutes.sweep.cap`): `removals`, the door's budget (None: no cap), has room for
     so many hostnames per window; the first orphans (in the order of the claims) go, the rest are kept for a later
     pass and a Warning ``SweepCapReached`` on the Tunnel says so. Returns how many hostnames were withdrawn."""
-    tunnel_id = str((tunnel.get("status") or {}).get("tunnelId") or "")
+    status = tunnel.get("status") or {}
+    tunnel_id, account_id = str(status.get("tunnelId") or ""), str(status.get("accountId") or "")
     if not tunnel_id:
         return 0
     orphans: list[Claim] = []
     gone: dict[str, bool] = {}
+    unrouted: set[str] = set()  # sources judged without the Tunnel's namespaces: their claims route nowhere
     for kind in ("Service", m.BINDING_KIND):
         for claim in await claims.list(kind="hostname", source_kind=kind):
-            if str((claim.entry(claiming.TUNNEL_RULE) or {}).get("tunnel") or "") != tunnel_id:
+            if claim.entry(claiming.TUNNEL_RULE):
+                if str((claim.entry(claiming.TUNNEL_RULE) or {}).get("tunnel") or "") != tunnel_id:
+                    continue
+            elif not _reachable_unrouted(claim, account_id):
                 continue
+            else:
+                unrouted.add(claim.source)
             if claim.source not in gone:
-                gone[claim.source] = await _source_gone(api, kind, claim.source, tunnel)
+                gone[claim.source] = await _source_gone(api, kind, claim.source,
+                                                        None if claim.source in unrouted else tunnel)
             if gone[claim.source]:
                 orphans.append(claim)
     if not orphans:
@@ -237,7 +247,8 @@ async def sweep(api: client.ApiClient, cores: CorePool, claims: ClaimStore, tunn
         for source in dict.fromkeys(claim.source for claim in allowed):
             async with turns.held(source):
                 # made again since it was read? (a binding has a finalizer: never made again)
-                if source.startswith("Service/") and not await _source_gone(api, "Service", source, tunnel):
+                if source.startswith("Service/") and not await _source_gone(
+                        api, "Service", source, None if source in unrouted else tunnel):
                     continue
                 await b.withdraw(account, claims, source, events, keep=held)
             mine = [claim.key for claim in allowed if claim.source == source]
@@ -256,12 +267,20 @@ async def sweep(api: client.ApiClient, cores: CorePool, claims: ClaimStore, tunn
     return withdrawn
 
 
-async def _source_gone(api: client.ApiClient, kind: str, source: str, tunnel: Mapping[str, Any]) -> bool:
-    """Whether the Service (no longer annotated, or of a namespace `tunnel` no longer serves) or TunnelBinding
-    `source` is gone."""
+def _reachable_unrouted(claim: Claim, account_id: str) -> bool:
+    """Whether the sweep of a Tunnel in `account_id` judges `claim`, which records no rule (a publication stopped
+    before its rule, e.g. the operator died after its Access application; or a withdrawal stopped after it): when
+    every account its entries record is that one (none recorded: nothing there to remove but the claim)."""
+    accounts = {str(entry.get("account")) for entry in claim.entries.values() if entry.get("account")}
+    return accounts <= {account_id}
+
+
+async def _source_gone(api: client.ApiClient, kind: str, source: str, tunnel: Mapping[str, Any] | None) -> bool:
+    """Whether the Service (no longer annotated, or of a namespace `tunnel` no longer serves; None: of any
+    namespace) or TunnelBinding `source` is gone."""
     _, namespace, name = source.split("/", 2)
     if kind == "Service":
         service = await kube.read_service(api, namespace, name)
         return (service is None or not m.service_annotated(service["metadata"].get("annotations"))
-                or not serves_namespace(tunnel, namespace))
+                or (tunnel is not None and not serves_namespace(tunnel, namespace)))
     return await kube.get_custom(api, m.GROUP, m.BINDING_VERSION, m.BINDING_PLURAL, name, namespace) is None

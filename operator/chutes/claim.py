@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from chutes.cloudflare_core.models import Recorded
@@ -76,6 +76,7 @@ class Claim:
     fresh: bool = False  # created by this acquire() call
     name: str = ""  # the ConfigMap's name
     uid: str = ""
+    version: str = field(default="", compare=False)  # its resourceVersion as read: what a conditional release needs
 
     def entry(self, obj: str) -> Mapping[str, Any] | None:
         return self.entries.get(obj)
@@ -85,6 +86,11 @@ class Claim:
         found = self.entries.get(obj) or {}
         ident, since = found.get("id"), found.get("since")
         return Recorded(id=str(ident) if ident else None, since=str(since) if since else None)
+
+
+class ClaimChanged(Exception):
+    """A conditional release found the claim written since it was read (another attempt recorded something in it):
+    it stays, to be judged again as it is now."""
 
 
 class HeldElsewhere(Exception):

@@ -35,6 +35,7 @@ from chutes.claim import NAME_PREFIX as NAME_PREFIX
 from chutes.claim import OBJECTS as OBJECTS
 from chutes.claim import RESERVED as RESERVED
 from chutes.claim import Claim as Claim
+from chutes.claim import ClaimChanged as ClaimChanged
 from chutes.claim import ClaimKind as ClaimKind
 from chutes.claim import HeldElsewhere as HeldElsewhere
 from chutes.claim import claim_name as claim_name
@@ -149,8 +150,10 @@ class ClaimStore:
         """Remove the entry of ``obj`` (it was deleted, or never created)."""
         return await self._write(claim, obj, None)
 
-    async def release(self, claim: Claim) -> None:
-        """Delete the claim (only that very ConfigMap: a uid precondition). Already gone: fine."""
+    async def release(self, claim: Claim, *, unchanged: bool = False) -> None:
+        """Delete the claim (only that very ConfigMap: a uid precondition). Already gone: fine. `unchanged`: only
+        as it was read (its resourceVersion, a precondition), else :class:`ClaimChanged` (the orphan sweep: what it
+        judged from that reading must not drop what was recorded since)."""
         uid = claim.uid
         if not uid:
             current = await self.get(claim.kind, claim.key)
@@ -158,9 +161,14 @@ class ClaimStore:
                 return
             uid = current.uid
         name = claim.name or claim_name(self.owner_id, claim.kind, claim.key)
+        if unchanged and not claim.version:
+            raise ValueError(f"claim {name}: a conditional release needs the claim as read from the ledger")
         try:
-            deleted = await kube.delete_configmap(self.api, self.namespace, name, uid=uid)
+            deleted = await kube.delete_configmap(self.api, self.namespace, name, uid=uid,
+                                                  resource_version=claim.version if unchanged else None)
         except kube.StaleObject:
+            if unchanged and (current := await self.get(claim.kind, claim.key)) is not None and current.uid == uid:
+                raise ClaimChanged(f"{claim.kind} {claim.key} of {claim.source}: written since it was read") from None
             logger.info("Claim %s/%s of %s was replaced already: nothing to release", self.namespace, name,
                         claim.source)
             return
@@ -241,7 +249,8 @@ class ClaimStore:
                                meta.get("name"), obj)
         return Claim(kind=kind, key=str(data.get("key") or ""), source=str(data.get("source") or ""),
                      entries=entries, claimed_at=str(data.get("claimed_at") or ""),
-                     name=str(meta.get("name") or ""), uid=str(meta.get("uid") or ""))
+                     name=str(meta.get("name") or ""), uid=str(meta.get("uid") or ""),
+                     version=str(meta.get("resourceVersion") or ""))
 
 
 class DryRunClaims(ClaimStore):
@@ -274,7 +283,7 @@ class DryRunClaims(ClaimStore):
     async def forget(self, claim: Claim, obj: str) -> Claim:
         return self._with(claim, obj, None)
 
-    async def release(self, claim: Claim) -> None:
+    async def release(self, claim: Claim, *, unchanged: bool = False) -> None:
         return None
 
     @staticmethod

@@ -397,10 +397,13 @@ async def replace_configmap(api: client.ApiClient, namespace: str, name: str, bo
         return False
 
 
-async def delete_configmap(api: client.ApiClient, namespace: str, name: str, uid: str | None = None) -> bool:
+async def delete_configmap(api: client.ApiClient, namespace: str, name: str, uid: str | None = None,
+                           resource_version: str | None = None) -> bool:
     """False when it was already gone. With ``uid``: only that very object (a precondition), else
-    :class:`StaleObject` (the name now holds another one)."""
-    options: Any = {"preconditions": {"uid": uid}} if uid else None
+    :class:`StaleObject` (the name now holds another one); with ``resource_version`` too: only as it was then (else
+    :class:`StaleObject`: it was written since)."""
+    preconditions = {key: value for key, value in (("uid", uid), ("resourceVersion", resource_version)) if value}
+    options: Any = {"preconditions": preconditions} if preconditions else None
     call = client.CoreV1Api(api).delete_namespaced_config_map(name, namespace, body=options)
     return await _unless_gone(_true_after(call), f"configmaps/{name} is not the object it was") or False
 

@@ -19,6 +19,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from chutes.claim import ClaimChanged
 from chutes.cloudflare_core import CloudflareCore, CloudflareError, NotFound
 from chutes.cloudflare_core.models import AccessApp, DnsRecord, ServiceToken, Tunnel
 from chutes.observability import metrics
@@ -42,7 +43,7 @@ class ClaimLedger(Protocol):
     async def list(self, *, kind: Any = None, source: str | None = None,
                    source_kind: str | None = None) -> Sequence[Any]: ...
 
-    async def release(self, claim: Any) -> None: ...
+    async def release(self, claim: Any, *, unchanged: bool = False) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -176,19 +177,44 @@ async def sweep(core: CloudflareCore, scope: Scope, load_wants: LoadWants, cap: 
                     deletion.describe(), cap)
     by_name = {claim.name: claim for claim in claims}
     if guard is None:
-        await _delete(core, scope, verdict.deletions, report, ledger, by_name)
+        await _delete(core, scope, await _unchanged(scope, verdict.deletions, ledger, by_name), report, ledger,
+                      by_name)
     else:
         async with guard(verdict.deletions, by_name) as still:
             for deletion in verdict.deletions:
                 if deletion not in still:
                     logger.info("Orphan sweep of %s (%s): asked for again meanwhile, kept: %s", where, door,
                                 deletion.describe())
-            await _delete(core, scope, still, report, ledger, by_name)
+            await _delete(core, scope, await _unchanged(scope, still, ledger, by_name), report, ledger, by_name)
     if report.orphans:
         logger.info("Orphan sweep of %s (%s): %d deleted, %d failed, %d left for the next pass, %d kept", where,
                     door, sum(d.object != v.CLAIM for d in report.deleted), len(report.failed),
                     len(report.deferred) + len(report.abandoned), len(report.kept))
     return report
+
+
+async def _unchanged(scope: Scope, deletions: Sequence[v.Deletion], ledger: ClaimLedger,
+                     claims: Mapping[str, Any]) -> Sequence[v.Deletion]:
+    """The deletions whose claim (if any) is as the pass listed it, read again right before them (under the guard's
+    locks): a claim written since (a pass of its source recorded an object meanwhile, e.g. one that had started
+    before its source was deleted, or another replica's) is judged again by the next pass as it is then; judged
+    from the old reading, its release would drop the proof of what was recorded since. Nothing when the ledger
+    cannot be read."""
+    if not any(d.claim for d in deletions):
+        return deletions
+    door, where = scope.names.door, scope.describe()
+    try:
+        now = {claim.name: claim.version for kind in scope.names.kinds
+               for claim in await ledger.list(source_kind=kind)}
+    except Exception as error:  # a partial ledger must never drive deletions
+        logger.warning("Orphan sweep of %s (%s): the claims could not be listed again before the deletions: %s",
+                       where, door, error)
+        return []
+    changed = {name for name, claim in claims.items() if now.get(name, claim.version) != claim.version}
+    for name in sorted(changed):
+        logger.info("Orphan sweep of %s (%s): the claim of %s on %s was written since the pass read it: judged "
+                    "again by the next pass", where, door, claims[name].source, claims[name].key)
+    return [d for d in deletions if d.claim not in changed]
 
 
 async def _delete(core: CloudflareCore, scope: Scope, deletions: Sequence[v.Deletion], report: SweepReport,
@@ -208,8 +234,13 @@ async def _delete(core: CloudflareCore, scope: Scope, deletions: Sequence[v.Dele
         if phase == v.DNS_RECORD:
             outcomes = await _delete_records(core, batch)
         elif phase == v.CLAIM:
-            outcomes = list(await asyncio.gather(*(ledger.release(claims[d.claim]) for d in batch),
-                                                 return_exceptions=True))
+            released = await asyncio.gather(*(ledger.release(claims[d.claim], unchanged=True) for d in batch),
+                                            return_exceptions=True)
+            changed = [isinstance(outcome, ClaimChanged) for outcome in released]  # judged again, not a failure
+            for outcome in (o for o, kept in zip(released, changed, strict=True) if kept):
+                logger.info("Orphan sweep of %s (%s): kept for the next pass: %s", where, door, outcome)
+            batch = [d for d, kept in zip(batch, changed, strict=True) if not kept]
+            outcomes = [o for o, kept in zip(released, changed, strict=True) if not kept]
         else:
             outcomes = list(await asyncio.gather(*(_one(core, scope.account_id, d) for d in batch),
                                                  return_exceptions=True))

@@ -317,6 +317,43 @@ async def test_a_stale_foreign_put_landing_before_our_second_read_is_repaired_in
     assert ops.count("tunnels.config.get") == 2 and ops.count("tunnels.config.put") == 4  # 2 ours, 2 theirs
 
 
+async def test_a_failed_put_is_not_resent_over_a_foreign_edit_made_during_its_pause(
+    core: CloudflareCore, sandbox: CloudflareSandbox
+) -> None:
+    """Our PUT refused (503) while another writer's edit lands: re-sending the same document after the pause
+    would overwrite that edit (found by the soak: a 429's Retry-After of a second let the other writer's edit of
+    the shared tunnel land, then lose it). The flush reads again and merges again: both edits stay, no race."""
+    tunnel_id = await remote_tunnel(core, sandbox, "refused", [OTHER, CATCH_ALL])
+
+    async def foreign() -> None:
+        await foreign_put(sandbox, tunnel_id, [FOREIGN, OTHER, CATCH_ALL])
+        sandbox.faults.fail(op="tunnels.config.put", status=503, count=1)  # ours, once theirs is in
+
+    sandbox.faults.before("tunnels.config.put", foreign)
+    await core.set_ingress_rule(sandbox.account_id, tunnel_id, IngressRule("a.example.com", "http://a:80"), A)
+
+    assert ingress(sandbox, tunnel_id) == [FOREIGN, OTHER, {"hostname": "a.example.com", "service": "http://a:80"},
+                                           CATCH_ALL]
+    assert races(tunnel_id) == 0
+    assert [(r.op, r.status) for r in sandbox.requests] == [
+        ("tunnels.config.get", 200), ("tunnels.config.put", 200), ("tunnels.config.put", 503),  # theirs, ours
+        ("tunnels.config.get", 200), ("tunnels.config.put", 200)]  # ours, read again and merged again
+
+
+async def test_a_put_applied_whose_answer_was_lost_is_found_in_place_and_not_sent_again(
+    core: CloudflareCore, sandbox: CloudflareSandbox
+) -> None:
+    """The write of a new rule applied, its answer lost: read again, the rule is there as we wrote it, ours (the
+    predicate owned nothing at that hostname before): nothing more is sent, no race, no conflict."""
+    tunnel_id = await remote_tunnel(core, sandbox, "lost", [OTHER, CATCH_ALL])
+    sandbox.faults.drop_after_write("tunnels.config.put")
+    await core.set_ingress_rule(sandbox.account_id, tunnel_id, IngressRule("a.example.com", "http://a:80"), nobody)
+
+    assert hosts(sandbox, tunnel_id) == {"other.example.com", "a.example.com"}
+    assert races(tunnel_id) == 0
+    assert [r.op for r in sandbox.requests] == ["tunnels.config.get", "tunnels.config.put", "tunnels.config.get"]
+
+
 async def test_a_stale_foreign_put_after_ours_is_repaired_by_our_next_flush(
     core: CloudflareCore, sandbox: CloudflareSandbox
 ) -> None:

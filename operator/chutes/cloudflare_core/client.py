@@ -38,7 +38,7 @@ from .errors import (
 from .gate import ChangeGate, ObjectKind, is_read
 from .metrics import BUDGET_REMAINING, REQUESTS
 
-__all__ = ["NO_REPLAY_OPS", "CloudflareClient", "to_wire"]
+__all__ = ["NO_REPLAY_OPS", "NO_RETRY_OPS", "CloudflareClient", "to_wire"]
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -55,6 +55,11 @@ NO_REPLAY_OPS = frozenset(
         "service_tokens.rotate",
     }
 )
+# Writes of a whole document merged onto an earlier read (Cloudflare takes no If-Match): never re-sent as they are
+# after a failure, for another writer's edit landing during the pause would be overwritten (and a write applied whose
+# answer was lost would be replayed over it); the caller reads the document again and merges again. A failure is
+# raised at once with the pause a retry would have waited in its `delay`.
+NO_RETRY_OPS = frozenset({"tunnels.config.put"})
 _AUTH_HEADERS = ("authorization", "x-auth-email", "x-auth-key", "x-auth-user-service-key")
 _current_op: contextvars.ContextVar[str | None] = contextvars.ContextVar("cloudflare_op", default=None)
 
@@ -173,6 +178,7 @@ class CloudflareClient:
             log.warning("dry-run: refused to send %s (a write that did not go through the dry-run gate)", op)
             raise DryRunStop(f"dry-run: {op} not sent")
         replay = op not in NO_REPLAY_OPS
+        attempts = 1 if op in NO_RETRY_OPS else self.max_attempts
         attempt = 0
         while True:
             attempt += 1
@@ -203,11 +209,13 @@ class CloudflareClient:
                 # error would: never a retry without a pause.
                 error.delay = max(error.delay, self._backoff(attempt))
                 self.budget.block_for(error.delay)
-                if error.delay <= self.retry_after_max and attempt < self.max_attempts:
+                if error.delay <= self.retry_after_max and attempt < attempts:
                     log.debug("Cloudflare %s: rate limited, retrying in %.1fs", op, error.delay)
                     continue  # the next acquire() waits the block out
                 raise error from self._cause(failure)
-            if not isinstance(error, TransientError) or attempt >= self.max_attempts:
+            if isinstance(error, TransientError) and attempts == 1:
+                error.delay = max(error.delay, self._backoff(attempt))  # the caller's pause before it reads again
+            if not isinstance(error, TransientError) or attempt >= attempts:
                 raise error from self._cause(failure)
             if connection_failure and not replay:
                 raise error from self._cause(failure)

@@ -23,6 +23,10 @@ our PUT. What is and is not guaranteed:
 
 * Writers sharing `tunnel_lock` (every process of this installation: the operator's Lease) never
   interleave their flushes, so none of them loses an edit to another.
+* The window between our GET and our PUT is one round trip: a PUT that failed (5xx, 429, a lost
+  answer) is never re-sent as it was after the pause, which would widen it to seconds; the flush
+  reads again and merges again (a write applied all the same is found in place), at most the
+  client's `max_attempts` times.
 * A foreign PUT landing between our GET and our PUT is overwritten by ours; its content cannot be
   read back (Cloudflare keeps no history), so it is lost. We detect it and say so: a WARNING naming
   the tunnel and `chutes_tunnel_config_races_total{tunnel}`. We then GET again and merge our edits
@@ -37,8 +41,6 @@ our PUT. What is and is not guaranteed:
   and we can each lose a write to the other until each one's next flush. Foreign rules are never
   changed or removed by an edit (only rules `owns` accepts); the only way we drop one is the race
   above, always reported.
-* A PUT that applied, lost its answer and was replayed by the client also answers v + 2: it is
-  reported as a race too (harmless: the second GET finds nothing to change).
 
 Repairs read the document once per pass. A flush whose every edit is a drift repair (queued inside
 `drift.repairing`) that sets or syncs rules may be answered from the last document this writer read,
@@ -50,6 +52,7 @@ A rule changed behind our back within `snapshot_ttl` before a pass is repaired b
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import dataclasses
@@ -332,7 +335,8 @@ def merge_counted(
 
 
 def _with_written(edit: Edit, result: EditResult) -> Edit:
-    """`edit` for the next round after a raced write that landed: the rules it has just written (not refused)
+    """`edit` for the next round after a raced write that landed, or a failed one that may have: the rules it has
+    just written (not refused)
     are its own from now on, as long as they are still exactly as written; its `owns` judged the configuration
     as it was before that write, and would otherwise take our own rule for someone else's."""
     if isinstance(edit, RemoveRule | SetDefaults):
@@ -473,14 +477,17 @@ class TunnelConfigWriter(CoalescingWriter[_EditRequest]):
             await self._write(requests)
 
     async def _write(self, requests: list[_EditRequest]) -> None:
-        """GET → merge → PUT, again while the PUT's version shows a race (at most `MAX_ROUNDS`)."""
+        """GET → merge → PUT, again while the PUT's version shows a race (at most `MAX_ROUNDS`). A PUT that failed
+        is never re-sent as it was (`client.NO_RETRY_OPS`): after the pause, GET → merge → PUT again (a write that
+        was applied all the same is found in place), at most the client's `max_attempts` times."""
         edits = [request.edit for request in requests]
         results: list[EditResult] = []
         removed = [False] * len(requests)
         wrote = False
+        rounds = failures = 0
         try:
             current, version = await self._read()
-            for attempt in range(1, MAX_ROUNDS + 1):
+            while True:
                 merged, results = merge_counted(current, edits, self._permit)
                 if merged == (current or {}):
                     break
@@ -488,20 +495,29 @@ class TunnelConfigWriter(CoalescingWriter[_EditRequest]):
                 try:
                     stored = await put_config(self._client, self.account_id, self.tunnel_id, merged)
                 except TransientError as error:
-                    if isinstance(error, RateLimited):
-                        raise  # refused: nothing was applied
-                    raise OutcomeUnknown(f"tunnel {self.tunnel_id}: the configuration write may have been applied: "
-                                         f"{error.message}", delay=error.delay, status=error.status,
-                                         codes=error.codes) from error
+                    failures += 1
+                    if failures >= self._client.max_attempts:
+                        if isinstance(error, RateLimited):
+                            raise  # refused: nothing was applied
+                        raise OutcomeUnknown(f"tunnel {self.tunnel_id}: the configuration write may have been "
+                                             f"applied: {error.message}", delay=error.delay, status=error.status,
+                                             codes=error.codes) from error
+                    if not isinstance(error, RateLimited):  # (a 429 blocks the budget: the next read waits it out)
+                        await asyncio.sleep(error.delay)
+                    # (applied all the same, its answer lost: what it wrote is found in place, and is ours)
+                    edits = [_with_written(edit, result) for edit, result in zip(edits, results, strict=True)]
+                    current, version = await self._read()
+                    continue
                 wrote = True
+                rounds += 1
                 log.debug("Tunnel %s: wrote configuration with %d edits", self.tunnel_id, len(edits))
                 for index, (request, result) in enumerate(zip(requests, results, strict=True)):
                     drift.count(request.front_door, "tunnel_rule", result.changes)
                     removed[index] = removed[index] or bool(result.changes)
                 if version is None or stored is None or stored == version + 1:
                     break
-                self._raced(version, stored, final=attempt == MAX_ROUNDS)
-                if attempt == MAX_ROUNDS:
+                self._raced(version, stored, final=rounds == MAX_ROUNDS)
+                if rounds == MAX_ROUNDS:
                     break
                 edits = [_with_written(edit, result) for edit, result in zip(edits, results, strict=True)]
                 current, version = await self._read()

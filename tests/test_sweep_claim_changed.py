@@ -16,7 +16,7 @@ import pytest
 from kubernetes_asyncio import client
 
 from chutes.claims import ClaimChanged, ClaimStore
-from chutes.cloudflare_core import AccessAppSpec
+from chutes.cloudflare_core import AccessAppSpec, DesiredRecord
 from chutes.frontdoors.httproutes.orphans import NAMES
 from chutes.sweep import engine
 from chutes.sweep.verdict import Deletion, Wants
@@ -75,3 +75,36 @@ async def test_a_conditional_release_of_a_claim_written_since_raises_and_keeps_i
     await claims.release(now, unchanged=True)
     assert await claims.list(source=SOURCE) == []
     await claims.release(now, unchanged=True)  # already gone: fine
+
+
+async def test_an_access_application_is_not_deleted_while_its_hostname_became_routable_again(
+        api: client.ApiClient, sandbox: Any) -> None:  # noqa: F811
+    """The pass of a source that started before the source went publishes from what it read: its claim records
+    the objects already (not written again), so only reading the hostname's records and rules again right before
+    the Access deletions shows it routable; deleting the application then would leave it unprotected (found by the
+    soak: r4-a routable without Access for ~2 s)."""
+    claims = ClaimStore(api, LEDGER, "owner-3")
+    host, zone = "again.example.com", sandbox.zone_id("example.com")
+    async with core_with(sandbox, owner_id="owner-3") as core:
+        account = sandbox.account_id
+        claim = await claims.acquire("hostname", host, SOURCE)
+        claim = await claims.intend(claim, "access_app", account=account, name=f"cfzt-{host}")
+        app = await core.ensure_access_app(account, AccessAppSpec(f"cfzt-{host}", host), claim.recorded("access_app"))
+        await claims.complete(claim, "access_app", app.id, account=account, name=f"cfzt-{host}")
+
+        @contextlib.asynccontextmanager
+        async def pass_publishing_meanwhile(deletions: Sequence[Deletion],
+                                            listed: Mapping[str, Any]) -> AsyncIterator[Sequence[Deletion]]:
+            assert sorted(d.object for d in deletions) == ["access_app", "claim"]
+            await core.ensure_dns_record(zone, DesiredRecord(host, "CNAME", "t.cfargotunnel.com", source=SOURCE))
+            yield deletions
+
+        scope = engine.Scope(NAMES, account, None)
+        report = await engine.sweep(core, scope, _nothing_wanted, 50, claims, pass_publishing_meanwhile)
+        assert report.deleted == [] and report.failed == []
+        assert [a.id for a in await core.list_access_apps(account) if a.domain == host] == [app.id]
+        assert [c.key for c in await claims.list(source=SOURCE)] == [host]
+
+        report = await engine.sweep(core, scope, _nothing_wanted, 50, claims)  # the record first, then Access
+        assert [d.object for d in report.deleted] == ["dns_record", "access_app", "claim"]
+        assert [a for a in await core.list_access_apps(account) if a.domain == host] == []

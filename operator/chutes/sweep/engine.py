@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from chutes.claim import ClaimChanged
 from chutes.cloudflare_core import CloudflareCore, CloudflareError, NotFound
-from chutes.cloudflare_core.models import AccessApp, DnsRecord, ServiceToken, Tunnel
+from chutes.cloudflare_core.models import AccessApp, DnsRecord, ServiceToken, Tunnel, normalize_name
 from chutes.observability import metrics
 from chutes.sweep import verdict as v
 from chutes.sweep.cap import per_pass_message
@@ -178,14 +178,15 @@ async def sweep(core: CloudflareCore, scope: Scope, load_wants: LoadWants, cap: 
     by_name = {claim.name: claim for claim in claims}
     if guard is None:
         await _delete(core, scope, await _unchanged(scope, verdict.deletions, ledger, by_name), report, ledger,
-                      by_name)
+                      by_name, (zones, set(rules)))
     else:
         async with guard(verdict.deletions, by_name) as still:
             for deletion in verdict.deletions:
                 if deletion not in still:
                     logger.info("Orphan sweep of %s (%s): asked for again meanwhile, kept: %s", where, door,
                                 deletion.describe())
-            await _delete(core, scope, await _unchanged(scope, still, ledger, by_name), report, ledger, by_name)
+            await _delete(core, scope, await _unchanged(scope, still, ledger, by_name), report, ledger, by_name,
+                          (zones, set(rules)))
     if report.orphans:
         logger.info("Orphan sweep of %s (%s): %d deleted, %d failed, %d left for the next pass, %d kept", where,
                     door, sum(d.object != v.CLAIM for d in report.deleted), len(report.failed),
@@ -217,14 +218,44 @@ async def _unchanged(scope: Scope, deletions: Sequence[v.Deletion], ledger: Clai
     return [d for d in deletions if d.claim not in changed]
 
 
+async def _unrouted(core: CloudflareCore, scope: Scope, batch: list[v.Deletion],
+                    where: tuple[Mapping[str, str], set[str]]) -> list[v.Deletion]:
+    """The Access application deletions of `batch` whose hostname has, read again now (after the rules and records
+    of this pass are gone), no DNS record in the zones swept nor a rule in the tunnels the pass read: the verdict
+    judged on listings a pass of the source may have made stale (one started before its source went, publishing
+    from what it had read: its claim's entries recorded already, the claim is not written again), and an
+    application deleted while its hostname is routable leaves it unprotected. None when the reads fail."""
+    zones, tunnel_ids = where
+    try:
+        records = await asyncio.gather(*(core.list_dns_records(zone_id) for zone_id in sorted(zones)))
+        rules = await _rules(core, scope.account_id, tunnel_ids)
+    except CloudflareError as error:
+        logger.warning("Orphan sweep of %s (%s): the Access applications are kept for the next pass: reading the "
+                       "records and rules again failed: %s", scope.describe(), scope.names.door, error)
+        return []
+    routed = {normalize_name(record.name) for listed in records for record in listed}
+    routed |= {normalize_name(str(rule.get("hostname"))) for listed in rules.values() for rule in listed
+               if rule.get("hostname")}
+    for deletion in batch:
+        if normalize_name(deletion.domain) in routed:
+            logger.info("Orphan sweep of %s (%s): %s kept for the next pass: %s is routable again",
+                        scope.describe(), scope.names.door, deletion.describe(), deletion.domain)
+    return [deletion for deletion in batch if normalize_name(deletion.domain) not in routed]
+
+
 async def _delete(core: CloudflareCore, scope: Scope, deletions: Sequence[v.Deletion], report: SweepReport,
-                  ledger: ClaimLedger, claims: dict[str, Any]) -> None:
+                  ledger: ClaimLedger, claims: dict[str, Any], read: tuple[Mapping[str, str], set[str]]) -> None:
+    """`read`: the zones and the tunnels the pass read (what :func:`_unrouted` reads again)."""
     door, where = scope.names.door, scope.describe()
     verb = "deleting" if report.enforced else "orphan (the core's policy or dry-run keeps it)"
     for phase in v.ORDER:
         batch = [deletion for deletion in deletions if deletion.object == phase]
         if phase == v.CLAIM and not report.enforced:
             return  # the objects are still there: their proof stays
+        if phase == v.ACCESS_APP and batch and report.enforced:
+            held = {d.claim for d in batch} - {d.claim for d in await _unrouted(core, scope, batch, read)}
+            deletions = [d for d in deletions if not (d.claim in held and d.object in (v.ACCESS_APP, v.CLAIM))]
+            batch = [deletion for deletion in deletions if deletion.object == phase]
         if not batch:
             continue
         for deletion in batch:

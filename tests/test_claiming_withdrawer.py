@@ -22,8 +22,12 @@ SITE = Site("web")
 SOURCE = f"ChuteGateway/ns/{SITE.name}"
 
 
-async def recorded(store: ClaimStore, sandbox: CloudflareSandbox, done: Published) -> Claim:
-    """The claim a gateway's publish of SITE leaves: its rule, CNAME, Access application and policy, token."""
+async def published(core: CloudflareCore, sandbox: CloudflareSandbox,
+                    api: client.ApiClient) -> tuple[ClaimStore, Published, Claim]:
+    """SITE published as a gateway publishes it, and the claim it leaves: its rule, CNAME, Access application and
+    policy, token."""
+    store = ClaimStore(api, LEDGER, "test")
+    done = await publish(core, sandbox, SITE)
     account = sandbox.account_id
     claim = await store.acquire("hostname", SITE.hostname, SOURCE)
     claim = await store.complete(claim, claiming.TUNNEL_RULE, done.tunnel.id, tunnel=done.tunnel.id, account=account,
@@ -31,8 +35,8 @@ async def recorded(store: ClaimStore, sandbox: CloudflareSandbox, done: Publishe
     claim = await store.intend(claim, claiming.DNS, zone=sandbox.zone_id(ZONE), type="CNAME")
     claim = await store.complete(claim, claiming.ACCESS_APP, done.app.id, account=account, name=SITE.cloudflare_name)
     claim = await store.complete(claim, claiming.ACCESS_POLICY, done.policy.id, app=done.app.id)
-    return await store.complete(claim, claiming.SERVICE_TOKEN, done.token.id, account=account,
-                                name=SITE.cloudflare_name)
+    return store, done, await store.complete(claim, claiming.SERVICE_TOKEN, done.token.id, account=account,
+                                             name=SITE.cloudflare_name)
 
 
 async def take_all(withdrawer: claiming.Withdrawer, claim: Claim) -> claiming.Teardown | None:
@@ -49,9 +53,7 @@ def withdrawer(core: CloudflareCore, store: ClaimStore, sandbox: CloudflareSandb
 
 async def test_each_object_goes_in_order_and_the_claim_after_the_last(
         core: CloudflareCore, sandbox: CloudflareSandbox, api: client.ApiClient) -> None:
-    store = ClaimStore(api, LEDGER, "test")
-    done = await publish(core, sandbox, SITE)
-    claim = await recorded(store, sandbox, done)
+    store, done, claim = await published(core, sandbox, api)
     taking = withdrawer(core, store, sandbox)
     result = await take_all(taking, claim)
     assert result is not None and result.released and result.left == []
@@ -66,9 +68,7 @@ async def test_each_object_goes_in_order_and_the_claim_after_the_last(
 async def test_records_not_the_sources_keep_its_access_its_token_and_its_claim(
         core: CloudflareCore, sandbox: CloudflareSandbox, api: client.ApiClient,
         cf: cloudflare.AsyncCloudflare) -> None:
-    store = ClaimStore(api, LEDGER, "test")
-    done = await publish(core, sandbox, SITE)
-    claim = await recorded(store, sandbox, done)
+    store, done, claim = await published(core, sandbox, api)
     await core.delete_dns_record(sandbox.zone_id(ZONE), SITE.hostname, "CNAME", SOURCE)
     await cf.dns.records.create(zone_id=sandbox.zone_id(ZONE), name=SITE.hostname, type="A",  # type: ignore[call-overload]
                                 content="192.0.2.7", ttl=1)
@@ -86,9 +86,7 @@ async def test_records_not_the_sources_keep_its_access_its_token_and_its_claim(
 
 async def test_a_claim_released_meanwhile_is_left_alone(
         core: CloudflareCore, sandbox: CloudflareSandbox, api: client.ApiClient) -> None:
-    store = ClaimStore(api, LEDGER, "test")
-    done = await publish(core, sandbox, SITE)
-    claim = await recorded(store, sandbox, done)
+    store, done, claim = await published(core, sandbox, api)
     taking = withdrawer(core, store, sandbox)
     [rule, *rest] = teardown.hostname(claim)
     assert await taking.take(claim, rule.payload.obj) is None

@@ -160,9 +160,11 @@ async def unpublish_gateway(api: client.ApiClient, cores: CorePool, claims: Clai
         raise Problem(c.CLOUDFLARE_UNAVAILABLE, f"the ledger of claims changed meanwhile: {lost}",
                       LOST_RETRY) from None
     except Problem as failed:
-        raise _blocked(failed, config) from None
+        if failed.reason != c.CREDENTIALS_INVALID:
+            raise  # passing (the retry resumes) or said per object (left in place, with a Warning)
+        raise _credentials(failed, config) from None
     if problem is not None:
-        raise _blocked(problem, config)
+        raise _credentials(problem, config) if problem.reason == c.CREDENTIALS_INVALID else problem
     HOSTNAMES.forget(d.FRONT_DOOR, leaving.names.source)
     if not leaving.published:
         return
@@ -170,10 +172,8 @@ async def unpublish_gateway(api: client.ApiClient, cores: CorePool, claims: Clai
     events.normal(c.UNPUBLISHED, f"{fqdn or leaving.names.name}: Cloudflare objects removed")
 
 
-def _blocked(problem: Problem, config: str) -> Problem:
-    """A deletion's problem as said: one of credentials names what to fix (or how to abandon the objects)."""
-    if problem.reason != c.CREDENTIALS_INVALID:
-        return problem  # passing (the retry resumes) or said per object (left in place, with a Warning)
+def _credentials(problem: Problem, config: str) -> Problem:
+    """A deletion's credentials problem, naming what to fix (or how to abandon the objects)."""
     return Problem(problem.reason, f"{problem.message}. Fix the API token of ChuteConfig {config!r} (the Secret its "
                    f"apiTokenSecretRef names), or remove the finalizer {d.GROUP}/cleanup to abandon the Cloudflare "
                    "objects", problem.delay)

@@ -96,6 +96,9 @@ def test_a_deleted_gateway_leaves_its_cloudflare_objects_but_completes_in_kubern
     assert not exists(world.apps.read_namespaced_deployment, "chute-blog-cloudflared", NS)
     assert not exists(world.core.read_namespaced_secret, "chute-blog-tunnel-token", NS)
     assert any(f"policy {policy}" in message for message in caplog.messages)
+    kinds = {item.data["kind"] for item in world.core.list_namespaced_config_map(  # the ledger's namespace here
+        "default", label_selector="chutes.troubleshat.com/claim-kind").items if item.data["source"].endswith("/blog")}
+    assert kinds == {"hostname", "tunnel"}  # the proof the objects are ours stays with them
 
 
 @pytest.mark.parametrize(("policy", "applied"), [("upsert-only", True), ("create-only", False)])
@@ -178,6 +181,7 @@ def test_a_deleted_httproute_leaves_its_objects_under_upsert_only(route_world: r
     assert bool(world.records("app.example.com")) is kept
     assert (world.rule("app.example.com") is not None) is kept
     assert bool(world.apps("app.example.com")) is kept
+    assert ("app.example.com" in world.claims()) is kept  # the proof the objects are ours stays with them
 
 
 def test_a_route_deleted_while_no_operator_watched_leaves_its_objects_and_claim_under_upsert_only(

@@ -48,6 +48,7 @@ __all__ = [
     "TUNNEL_RULE",
     "Removal",
     "Teardown",
+    "Withdrawer",
     "delete_recorded",
     "forget_access",
     "hold",
@@ -216,34 +217,76 @@ class Teardown:
         self.removed_objects.append(obj)
 
 
+class Withdrawer:
+    """Takes a source's hostname claims down one object at a time, in the order its decision gives (rule, the
+    source's DNS records at the name, Access application, service token: :func:`chutes.frontdoors.teardown.hostname`),
+    each proven the source's by what the claim records, its entry forgotten once it is gone. Nothing that is not
+    proven the source's is touched: DNS records at the name held by anyone else keep the Access application, the
+    token and the claim in place (said in the claim's :class:`Teardown`). A claim released meanwhile (e.g. by the
+    sweep) is left alone. After a claim's last object it is released when nothing it records is left (and the core
+    really deletes: :func:`enforced`). A Cloudflare failure raises :class:`Problem` (the claim keeps what is left,
+    the next attempt resumes). `zone_id`: the zone of records no entry names one for."""
+
+    def __init__(self, core: CloudflareCore, claims: ClaimStore, *, account_id: str,
+                 zone_id: str | None = None) -> None:
+        self.core, self.claims, self.account_id, self.zone_id = core, claims, account_id, zone_id
+        self.now: dict[str, Claim] = {}  # each claim as its last change left it
+        self.done: dict[str, Teardown] = {}
+        self.theirs: set[str] = set()  # hostnames where records not the source's remain
+        self.lost: set[str] = set()  # hostnames whose claim was released meanwhile
+
+    async def take(self, claim: Claim, obj: str, *, last: bool = False) -> Teardown | None:
+        """Remove the object `obj` (an entry name) of `claim`; on its `last`, release it (see the class) and return
+        what its whole teardown did, else None."""
+        key = claim.key
+        claim = self.now.setdefault(key, claim)
+        done = self.done.setdefault(key, Teardown())
+        if key not in self.lost and not (key in self.theirs and obj in (ACCESS_APP, SERVICE_TOKEN)):
+            try:
+                self.now[key] = await self._remove(claim, obj, done)
+            except CloudflareError as exc:
+                raise problem_from_cloudflare(exc, f"removing what {claim.source} published at {key}") from exc
+            except ClaimLost:
+                self.lost.add(key)  # released meanwhile (e.g. by the sweep): nothing left to do
+        if not last:
+            return None
+        claim = self.now[key]
+        if key not in self.lost | self.theirs and not any(
+                obj in claim.entries for obj in (TUNNEL_RULE, ACCESS_APP, SERVICE_TOKEN)):
+            done.released = await _release(self.core, self.claims, claim)
+        return done
+
+    async def _remove(self, claim: Claim, obj: str, done: Teardown) -> Claim:
+        core, claims, account_id = self.core, self.claims, self.account_id
+        if obj == TUNNEL_RULE:
+            return await _remove_rule(core, claims, claim, account_id, done)
+        if obj == ACCESS_APP:
+            return await _remove_app(core, claims, claim, account_id, done)
+        if obj == SERVICE_TOKEN:
+            return await _remove_token(core, claims, claim, account_id, done)
+        zone = str((claim.entry(DNS) or {}).get("zone") or self.zone_id or "")
+        if not zone:
+            return claim
+        claim, others = await _remove_records(core, claims, claim, zone, done)
+        if others:
+            self.theirs.add(claim.key)
+            done.left.append(f"{claim.key}: DNS record(s) {', '.join(others)} not made for {claim.source} remain: "
+                             "its Access application stays until they are gone")
+        return claim
+
+
+HOSTNAME_OBJECTS = (TUNNEL_RULE, DNS, ACCESS_APP, SERVICE_TOKEN)  # a hostname claim's objects, in teardown order
+
+
 async def tear_down_hostname(core: CloudflareCore, claims: ClaimStore, claim: Claim, *, account_id: str,
                              zone_id: str | None = None) -> Teardown:
-    """Remove what the hostname claim records, routing first: the rule, then the source's DNS records at the
-    hostname, then the Access application (its app-scoped policies go with it), then the service token; release
-    the claim when nothing it records is left. Nothing that is not proven the source's is touched: a DNS record
-    held by anyone else keeps the Access application (and the claim) in place. Raises :class:`Problem` for a
-    Cloudflare failure (the claim keeps what is left, the next attempt resumes)."""
-    hostname, source = claim.key, claim.source
-    done = Teardown()
-    try:
-        claim = await _remove_rule(core, claims, claim, account_id, done)
-        zone = str((claim.entry(DNS) or {}).get("zone") or zone_id or "")
-        others: list[str] = []
-        if zone:
-            claim, others = await _remove_records(core, claims, claim, zone, done)
-        if others:
-            done.left.append(f"{hostname}: DNS record(s) {', '.join(others)} not made for {source} remain: its Access "
-                             "application stays until they are gone")
-            return done
-        claim = await _remove_app(core, claims, claim, account_id, done)
-        claim = await _remove_token(core, claims, claim, account_id, done)
-    except CloudflareError as exc:
-        raise problem_from_cloudflare(exc, f"removing what {source} published at {hostname}") from exc
-    except ClaimLost:
-        return done  # released meanwhile (e.g. by the sweep): nothing left to do
-    if any(obj in claim.entries for obj in (TUNNEL_RULE, ACCESS_APP, SERVICE_TOKEN)):
-        return done
-    done.released = await _release(core, claims, claim)
+    """Remove what the hostname claim records, routing first (:class:`Withdrawer`, every object in its order at
+    once): the rule, then the source's DNS records at the hostname, then the Access application (its app-scoped
+    policies go with it), then the service token; release the claim when nothing it records is left."""
+    withdrawer = Withdrawer(core, claims, account_id=account_id, zone_id=zone_id)
+    for obj in HOSTNAME_OBJECTS:
+        done = await withdrawer.take(claim, obj, last=obj == SERVICE_TOKEN)
+    assert done is not None
     return done
 
 

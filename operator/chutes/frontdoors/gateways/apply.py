@@ -1,8 +1,10 @@
 """The ChuteGateway door's *apply* step: :class:`Executor` makes one change through the core (the connector through
 kube), each object recorded in the gateway's claims before it is created and its id right after, and said at once:
 its id in status (written out before the next change), a Normal Event when new. A Cloudflare failure is a
-:class:`Problem` (the next attempt resumes from the claims). :func:`tear_down` removes what one claim records
-(routing before Access, the tunnel last): Normal Events for what went, Warnings for what stays, not ours.
+:class:`Problem` (the next attempt resumes from the claims). :func:`tear_down` removes what the claim of a
+hostname the gateway moved away from records (routing before Access). :class:`LeavingExecutor` makes one change of a
+deletion or withdrawal (:func:`decide.decide_leaving`). Both say it: Normal Events for what went, Warnings for what
+stays, not ours.
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ from chutes.cloudflare_core.models import AccessAppSpec, AppPolicySpec, DesiredR
 from chutes.frontdoors import claiming
 from chutes.frontdoors.changes import Change
 from chutes.frontdoors.gateways import desired as d
-from chutes.frontdoors.gateways.read import Account, Inputs, hinted
+from chutes.frontdoors.gateways.read import Account, Inputs, Leaving, hinted
 from chutes.frontdoors.gateways.status import StatusWriter, access_condition, connector_condition
 from chutes.frontdoors.problems import EventSink, Problem, step
 from chutes.frontdoors.retries import CONFLICT_RETRY
+from chutes.frontdoors.teardown import Out
 from chutes.observability.metrics import HOSTNAMES
 
-__all__ = ["Executor", "drop_access", "tear_down"]
+__all__ = ["Executor", "LeavingExecutor", "drop_access", "say_teardown", "tear_down"]
 
 
 async def _record(claims: ClaimStore, claim: Claim, obj: str, object_id: str = "", *, keep: bool = False,
@@ -197,17 +200,10 @@ REMOVED = {claiming.TUNNEL_RULE: c.TUNNEL_RULE_REMOVED, claiming.DNS: c.DNS_RECO
            claiming.SERVICE_TOKEN: c.SERVICE_TOKEN_REMOVED}
 
 
-async def tear_down(core: CloudflareCore, claims: ClaimStore, claim: Claim, account: Account, events: EventSink,
-                    *, change: bool = False) -> claiming.Teardown:
-    """Tear down one claim of the gateway (:mod:`chutes.frontdoors.claiming`) and say so in Events (see the
-    module). `change`: a hostname the gateway moved away from. A Cloudflare failure raises :class:`Problem` (the
-    claim keeps what is left)."""
+def say_teardown(events: EventSink, claim: Claim, done: claiming.Teardown, *, change: bool = False) -> None:
+    """Events for one claim's teardown (`claim` as read before it): a Normal Event per object removed (`change`, a
+    hostname the gateway moved away from: its rule and records said as one), a Warning per object left, not ours."""
     app_id = str((claim.entry(claiming.ACCESS_APP) or {}).get("id") or "")
-    if claim.kind == "tunnel":
-        done = await claiming.tear_down_tunnel(core, claims, claim, account_id=account.account_id, connected_ok=True)
-    else:
-        done = await claiming.tear_down_hostname(core, claims, claim, account_id=account.account_id,
-                                                 zone_id=account.zone_id)
     routing = False
     for obj, message in zip(done.removed_objects, done.removed, strict=True):
         if change and obj in (claiming.TUNNEL_RULE, claiming.DNS):
@@ -220,4 +216,46 @@ async def tear_down(core: CloudflareCore, claims: ClaimStore, claim: Claim, acco
         events.normal(c.HOSTNAME_REMOVED, f"{claim.key} is no longer published")
     for item in done.left:
         events.warning(c.HOSTNAME_CONFLICT, f"left in place, not ours: {item}")
+
+
+async def tear_down(core: CloudflareCore, claims: ClaimStore, claim: Claim, account: Account, events: EventSink,
+                    *, change: bool = False) -> claiming.Teardown:
+    """Tear down one hostname claim of the gateway at once (:func:`claiming.tear_down_hostname`) and say so in
+    Events (:func:`say_teardown`). `change`: a hostname the gateway moved away from. A Cloudflare failure raises
+    :class:`Problem` (the claim keeps what is left)."""
+    done = await claiming.tear_down_hostname(core, claims, claim, account_id=account.account_id,
+                                             zone_id=account.zone_id)
+    say_teardown(events, claim, done, change=change)
     return done
+
+
+class LeavingExecutor:
+    """Makes the changes of a gateway's deletion (:func:`decide.decide_leaving`), in order: cloudflared and its
+    Secret through kube (one of their names not labelled as this gateway's stays, with a Warning), each hostname
+    claim's objects through :class:`claiming.Withdrawer` (said once its last one is made), the tunnel through
+    :func:`claiming.tear_down_tunnel` (its active connections go with it: the connectors are gone)."""
+
+    def __init__(self, api: client.ApiClient, leaving: Leaving, body: Mapping[str, Any], events: EventSink) -> None:
+        self.api, self.leaving, self.uid, self.events = api, leaving, body["metadata"].get("uid"), events
+        account, claims = leaving.account, leaving.claims
+        self.withdrawer = None if account is None or claims is None else claiming.Withdrawer(
+            account.core, claims, account_id=account.account_id, zone_id=account.zone_id)
+
+    async def __call__(self, change: Change[Out]) -> None:
+        names, claim = self.leaving.names, change.payload.claim
+        if claim is None:
+            try:
+                await kube.delete_namespaced(self.api, change.kind, names.namespace, change.name, names.owned_by,
+                                             self.uid)
+            except kube.NotOurs as exc:
+                self.events.warning(c.OBJECT_NOT_OURS, f"left in place: {exc}")
+            return
+        assert self.withdrawer is not None  # a claim's change: the account was read
+        if change.payload.obj == claiming.TUNNEL:
+            core, claims, account_id = self.withdrawer.core, self.withdrawer.claims, self.withdrawer.account_id
+            say_teardown(self.events, claim, await claiming.tear_down_tunnel(
+                core, claims, claim, account_id=account_id, connected_ok=True))
+        else:
+            done = await self.withdrawer.take(claim, change.payload.obj, last=change.payload.last)
+            if done is not None:
+                say_teardown(self.events, claim, done)

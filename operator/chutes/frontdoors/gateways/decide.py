@@ -8,6 +8,13 @@ CNAME, then its Access application). Each names the changes it needs. An object 
 *create*; one it records is an *ensure* (``Change.ensure``: the core compares it with the live object, proves it
 ours and writes only a difference, within the write policy and dry-run, so an update that only revokes access goes
 through under create-only); so are the Secret and Deployment (the door always runs its connector).
+
+:func:`decide_leaving`: a gateway deleted or withdrawn (hostname rules), from its claims: cloudflared and its token
+Secret first (only ours, labelled for this gateway: Kubernetes objects, gone under every policy, so *ensures*), then
+each hostname claim's deletes (rule and CNAME before the Access application: :func:`teardown.hostname`), then the
+tunnel its tunnel claim records, last. Admit holds the Cloudflare deletes under a policy that never deletes and under
+dry-run (the objects and their proof in the claims stay). A gateway whose config or credentials are out of reach
+(or whose earlier version's objects could not be recorded) gets that problem: only cloudflared goes.
 """
 
 from __future__ import annotations
@@ -17,13 +24,15 @@ from typing import Any
 
 from chutes import conditions as c
 from chutes.authorization import HostnameRules
+from chutes.claim import Claim
 from chutes.cloudflare_core.errors import MarkerTooLong
 from chutes.cloudflare_core.models import cname_target
 from chutes.cloudflare_core.ownership import marker
+from chutes.frontdoors import teardown
 from chutes.frontdoors.changes import Change, Decision
 from chutes.frontdoors.gateways import desired as d
 
-__all__ = ["check", "decide"]
+__all__ = ["check", "decide", "decide_leaving"]
 
 Refusal = tuple[str, str]  # (reason, message)
 Entries = Mapping[str, Mapping[str, Any]]  # what a claim records (chutes.claims.Claim.entries), by object:
@@ -83,4 +92,20 @@ def decide(want: d.DesiredGateway, claim: Entries, tunnel_claim: Entries, old: S
                            needs=(secret.ref,), ensure=True)]
     out += [Change("delete", "hostname", hostname, None, "(tunnel rule and DNS records, then Access application)",
                    needs=(cname.ref,)) for hostname in old]
+    return Decision(tuple(out))
+
+
+def decide_leaving(names: d.DesiredGateway, held: Sequence[Claim],
+                   problem: Refusal | None = None) -> Decision[teardown.Out]:
+    """The changes that take the gateway `names` down, from the claims it `held` (see the module)."""
+    connector = tuple(Change("delete", kind, name, teardown.Out(), "(only ours)", ensure=True)
+                      for kind, name in (("Deployment", names.deployment_name), ("Secret", names.secret_name)))
+    if problem is not None:
+        return Decision(connector, (problem,))
+    out = list(connector)
+    for claim in held:
+        if claim.kind == "hostname":
+            out += teardown.hostname(claim)
+    before = tuple(change.ref for change in out)
+    out += [teardown.tunnel(claim, before) for claim in held if claim.kind == "tunnel"]
     return Decision(tuple(out))

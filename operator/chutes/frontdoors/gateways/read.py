@@ -3,7 +3,8 @@ Secret, checked before any client holds it). :func:`gather` holds a gateway's ho
 dry-run the ledger is read, never written), checks through the core that no record it may not take holds the
 hostname (one coalesced listing of the zone), records what an earlier version published (:func:`bootstrap`) and
 lists the claims of its earlier hostnames. The live state of its objects is the core's to compare when *apply*
-ensures them.
+ensures them. :func:`leaving` gathers what a deletion or withdrawal stands on: the claims the gateway holds and what
+they record (what an earlier version published recorded first, when proven), and its config's account.
 
 Bootstrap (upgrade from a version without a ledger, or from the seed): an object is recorded only if (a) it exists,
 (b) its name and natural key are exactly what this gateway would create (tunnel and Access application
@@ -13,6 +14,7 @@ marked for this gateway: its CNAME target proves the tunnel id. Anything else is
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
@@ -23,13 +25,13 @@ from kubernetes_asyncio import client
 from chutes import conditions as c
 from chutes import kube
 from chutes.authorization import HostnameRules
-from chutes.claims import Claim, ClaimStore, HeldElsewhere, utc_now
+from chutes.claims import Claim, ClaimLost, ClaimStore, HeldElsewhere, claims_for, utc_now
 from chutes.cloudflare_core import AccessApp, CloudflareCore, CloudflareError, Conflict, marks, token_defect, tunnel_of
 from chutes.cores import CorePool
 from chutes.frontdoors import adoption, claiming
 from chutes.frontdoors.gateways import desired as d
 from chutes.frontdoors.problems import Problem, problem_from_cloudflare, step
-from chutes.frontdoors.retries import CONFIG_RETRY, CREDENTIALS_RETRY, MISSING_RETRY
+from chutes.frontdoors.retries import CONFIG_RETRY, CREDENTIALS_RETRY, LOST_RETRY, MISSING_RETRY
 from chutes.frontdoors.status_writer import StatusWriter
 
 T = TypeVar("T")
@@ -65,6 +67,22 @@ class Inputs:
     old: tuple[Claim, ...] = ()
     adopt: bool = False
     hint: str | None = None
+
+
+@dataclass(frozen=True)
+class Leaving:
+    """What a gateway's deletion stands on: its names, the claims it holds (`held`), whether it ever published
+    anything (claims, or what an earlier version's status names), its config's account and the ledger as that
+    account's core may use it (read-only under dry-run; None when it published nothing or the account is out of
+    reach), and the problem that keeps its Cloudflare objects out of reach (the account, or recording what an earlier
+    version published)."""
+
+    names: d.DesiredGateway
+    held: tuple[Claim, ...] = ()
+    published: bool = False
+    account: Account | None = None
+    claims: ClaimStore | None = None
+    problem: Problem | None = None
 
 
 async def read_token(api: client.ApiClient, spec: Mapping[str, Any]) -> str:
@@ -234,3 +252,35 @@ async def bootstrap(core: CloudflareCore, claims: ClaimStore, account: Account, 
     logger.info("Recorded what an earlier version published for %s at %s: %s", source, hostname,
                 ", ".join(sorted(claim.entries)))
     return claim
+
+
+async def leaving(api: client.ApiClient, cores: CorePool, claims: ClaimStore, body: Mapping[str, Any],
+                  status: StatusWriter) -> Leaving:
+    """The inputs of a gateway's deletion or withdrawal, from its claims only (never from the ids in its status,
+    hints for :func:`bootstrap` at most); a problem on the way is in :attr:`Leaving.problem`, not raised."""
+    meta, spec = body["metadata"], body.get("spec") or {}
+    names = d.DesiredGateway(meta["namespace"], meta["name"], status.get("hostname") or "", "", True, (), (), "24h", 0,
+                             "", owner_id=cores.owner_id)
+    held = tuple(await claims.list(source=names.source))
+    if not held and not has_legacy_hints(status):
+        return Leaving(names)  # it never published anything
+    config = str(spec.get("configRef", ""))
+    try:
+        account = await load_account(api, cores, config, need_ready=False)
+    except Problem as problem:
+        return Leaving(names, held, True, problem=Problem(
+            c.DELETING, f"cannot remove the Cloudflare objects: {problem.message}. Restore it, or remove the "
+            f"finalizer {d.GROUP}/cleanup to abandon them.", problem.delay or MISSING_RETRY))
+    names = dataclasses.replace(names, owner_id=account.core.owner_id)
+    claims = claims_for(claims, dry_run=account.core.dry_run)  # dry-run: the ledger is read, never written
+    if held or not status.get("hostname"):
+        return Leaving(names, held, True, account, claims)
+    try:  # published by an earlier version: recorded first when proven
+        await bootstrap(account.core, claims, account, names, str(status.get("hostname")), status)
+        held = tuple(await claims.list(source=names.source))
+    except ClaimLost as lost:
+        return Leaving(names, held, True, account, claims, Problem(
+            c.CLOUDFLARE_UNAVAILABLE, f"the ledger of claims changed meanwhile: {lost}", LOST_RETRY))
+    except Problem as problem:
+        return Leaving(names, held, True, account, claims, problem)
+    return Leaving(names, held, True, account, claims)

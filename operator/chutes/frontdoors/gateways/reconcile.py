@@ -8,13 +8,15 @@ the CNAME's zone; its *tunnel claim* (``<account>/chute-<ns>-<name>``) its tunne
 Deletion, withdrawal (hostname rules) and a hostname change tear down from the claims, never from the ids in status
 (which anyone with write access to ``chutegateways/status`` can change), in the reverse order: cloudflared, each
 hostname's rule and CNAME before its Access application, the tunnel last; a claim is released only once what it
-records is gone. Under dry-run the ledger is read, never written (a dry-run gateway holds no hostname), the change
-set is logged (``dry-run: <source>: + create tunnel chute-x``), and its first create held stops it (``DryRun``).
+records is gone. Deletion and withdrawal go through the same shape (:func:`unpublish_gateway`): :func:`read.leaving`
+-> :func:`decide_leaving` (pure) -> admit (a policy that never deletes, or dry-run, holds every Cloudflare delete)
+-> :class:`LeavingExecutor`; an earlier hostname is one change of the reconcile, torn down object by object in it.
+Under dry-run the ledger is read, never written (a dry-run gateway holds no hostname), the change set is logged
+(``dry-run: <source>: + create tunnel chute-x``), and its first create held stops it (``DryRun``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -28,12 +30,13 @@ from chutes.claims import ClaimLost, ClaimStore, claims_for
 from chutes.cores import CorePool
 from chutes.frontdoors import changes
 from chutes.frontdoors.gateways import desired as d
-from chutes.frontdoors.gateways.apply import Executor, tear_down
-from chutes.frontdoors.gateways.decide import check, decide
-from chutes.frontdoors.gateways.read import bootstrap, gather, has_legacy_hints, load_account, read_token
+from chutes.frontdoors.gateways import read
+from chutes.frontdoors.gateways.apply import Executor, LeavingExecutor
+from chutes.frontdoors.gateways.decide import check, decide, decide_leaving
+from chutes.frontdoors.gateways.read import gather, has_legacy_hints, load_account, read_token
 from chutes.frontdoors.gateways.status import StatusWriter, ready_condition
 from chutes.frontdoors.problems import EventSink, Problem, step
-from chutes.frontdoors.retries import LOST_RETRY, MISSING_RETRY
+from chutes.frontdoors.retries import LOST_RETRY
 from chutes.frontdoors.status_writer import reported
 from chutes.observability.metrics import HOSTNAMES
 
@@ -139,46 +142,38 @@ async def withdraw(api: client.ApiClient, cores: CorePool, claims: ClaimStore, b
 
 async def unpublish_gateway(api: client.ApiClient, cores: CorePool, claims: ClaimStore, body: Mapping[str, Any],
                             status: StatusWriter, events: EventSink) -> None:
-    """Tear down in reverse order, from the gateway's claims only (never from the ids in its status): cloudflared,
-    then each hostname claim (rule, CNAME, Access), then the tunnel claim. What turns out not to be ours stays,
-    with a Warning. Without credentials nothing can be cleaned: the finalizer stays."""
-    meta, spec = body["metadata"], body.get("spec") or {}
-    namespace, name = meta["namespace"], meta["name"]
-    names = d.DesiredGateway(namespace, name, status.get("hostname") or "", "", True, (), (), "24h", 0, "",
-                             owner_id=cores.owner_id)
-    # cloudflared and its token: only when labelled as this gateway's (a foreign object of the name stays).
-    for kind, object_name in (("Deployment", names.deployment_name), ("Secret", names.secret_name)):
-        try:
-            await kube.delete_namespaced(api, kind, namespace, object_name, names.owned_by, meta.get("uid"))
-        except kube.NotOurs as exc:
-            events.warning(c.OBJECT_NOT_OURS, f"left in place: {exc}")
-    source = names.source
-    held = await claims.list(source=source)
-    if not held and not has_legacy_hints(status):
-        HOSTNAMES.forget(d.FRONT_DOOR, source)
-        return  # it never published anything
+    """Take the gateway down, from its claims only (never from the ids in its status): read what they record,
+    decide the deletes in order (:func:`decide_leaving`: cloudflared, each hostname's rule and CNAME before its
+    Access application, the tunnel last), admit them (the write policy and dry-run), make them, report. What turns
+    out not to be ours stays, with a Warning. Without credentials nothing can be cleaned: the finalizer stays."""
+    leaving = await read.leaving(api, cores, claims, body, status)
+    problem = leaving.problem
+    decision = decide_leaving(leaving.names, leaving.held, (problem.reason, problem.message) if problem else None)
+    core = leaving.account.core if leaving.account is not None else None
+    admitted = changes.admit(decision.changes, core.policy if core else "sync", dry_run=bool(core and core.dry_run))
+    for line in admitted.lines() if core is not None and core.dry_run else ():
+        logger.info("dry-run: %s: %s", leaving.names.source, line)
+    config = str((body.get("spec") or {}).get("configRef", ""))
     try:
-        account = await load_account(api, cores, spec.get("configRef", ""), need_ready=False)
-    except Problem as problem:
-        raise Problem(c.DELETING, f"cannot remove the Cloudflare objects: {problem.message}. Restore it, or remove "
-                      f"the finalizer {d.GROUP}/cleanup to abandon them.", problem.delay or MISSING_RETRY) from None
-    names = dataclasses.replace(names, owner_id=account.core.owner_id)
-    claims = claims_for(claims, dry_run=account.core.dry_run)  # dry-run: the ledger is read, never written
-    try:
-        if not held and status.get("hostname"):  # published by an earlier version: recorded first when proven
-            await bootstrap(account.core, claims, account, names, str(status.get("hostname")), status)
-            held = await claims.list(source=source)
-        for claim in sorted(held, key=lambda found: found.kind != "hostname"):  # hostnames, then the tunnel
-            await tear_down(account.core, claims, claim, account, events)
+        await changes.apply(admitted, LeavingExecutor(api, leaving, body, events), logger)
     except ClaimLost as lost:
         raise Problem(c.CLOUDFLARE_UNAVAILABLE, f"the ledger of claims changed meanwhile: {lost}",
                       LOST_RETRY) from None
-    except Problem as problem:
-        if problem.reason != c.CREDENTIALS_INVALID:
+    except Problem as failed:
+        if failed.reason != c.CREDENTIALS_INVALID:
             raise  # passing (the retry resumes) or said per object (left in place, with a Warning)
-        raise Problem(problem.reason, f"{problem.message}. Fix the API token of ChuteConfig "
-                      f"{spec.get('configRef', '')!r} (the Secret its apiTokenSecretRef names), or remove the "
-                      f"finalizer {d.GROUP}/cleanup to abandon the Cloudflare objects", problem.delay) from None
-    HOSTNAMES.forget(d.FRONT_DOOR, source)
-    fqdn = next((claim.key for claim in held if claim.kind == "hostname"), None) or status.get("hostname")
-    events.normal(c.UNPUBLISHED, f"{fqdn or name}: Cloudflare objects removed")
+        raise _credentials(failed, config) from None
+    if problem is not None:
+        raise _credentials(problem, config) if problem.reason == c.CREDENTIALS_INVALID else problem
+    HOSTNAMES.forget(d.FRONT_DOOR, leaving.names.source)
+    if not leaving.published:
+        return
+    fqdn = next((claim.key for claim in leaving.held if claim.kind == "hostname"), None) or status.get("hostname")
+    events.normal(c.UNPUBLISHED, f"{fqdn or leaving.names.name}: Cloudflare objects removed")
+
+
+def _credentials(problem: Problem, config: str) -> Problem:
+    """A deletion's credentials problem, naming what to fix (or how to abandon the objects)."""
+    return Problem(problem.reason, f"{problem.message}. Fix the API token of ChuteConfig {config!r} (the Secret its "
+                   f"apiTokenSecretRef names), or remove the finalizer {d.GROUP}/cleanup to abandon the Cloudflare "
+                   "objects", problem.delay)

@@ -12,6 +12,11 @@ settings no longer want (the record of the other address type, the rule, Access,
 and updates are *ensures* (``Change.ensure``): the core finds each object as the claim records it and applies the
 write policy and dry-run itself (a create under dry-run stops with ``DryRun``). Deletes are admit's to hold; the
 state and the token Secret are the door's own records (``governed=False``).
+
+:func:`decide_leaving`: a route deleted, disabled or withdrawn (hostname rules), from the claims it holds: each
+hostname's deletes, routing first (its rule, its own DNS records), then its Access application, then its token
+(:func:`teardown.hostname`). Admit holds them under a write policy that never deletes and under dry-run (the objects
+and their proof in the claims stay); the token Secret and the state go after them (the door's own records).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from chutes.claim import ACCESS_APP, ACCESS_POLICY, DNS, SERVICE_TOKEN, TUNNEL_R
 from chutes.cloudflare_core.errors import MarkerTooLong
 from chutes.cloudflare_core.models import DesiredRecord, IngressRule
 from chutes.cloudflare_core.ownership import marker
+from chutes.frontdoors import teardown
 from chutes.frontdoors.changes import Change, Decision
 from chutes.frontdoors.httproutes import annotations as a
 from chutes.frontdoors.httproutes import desired as d
@@ -33,7 +39,7 @@ from chutes.frontdoors.httproutes import route_state as s
 from chutes.frontdoors.httproutes.merge import RouteSettings
 from chutes.frontdoors.retries import MISSING_RETRY, POLICY_RETRY
 
-__all__ = ["DELAYS", "Inputs", "authorized", "check", "decide", "moved", "reusable"]
+__all__ = ["DELAYS", "Inputs", "authorized", "check", "decide", "decide_leaving", "moved", "reusable"]
 
 Refusal = tuple[str, str]  # (reason, message)
 DELAYS = {c.POLICY_NOT_FOUND: POLICY_RETRY, c.TENANT_NOT_FOUND: MISSING_RETRY}  # the retry of a refusal (else none)
@@ -195,3 +201,8 @@ def decide(inputs: Inputs) -> Decision[str]:
         out.append(Change("delete", "dns_record", hostname, old_type, old_type, key=f"dns_record/{old_type}",
                           needs=routing))
     return Decision(tuple(out + _unwanted(inputs, recorded, routing)))
+
+
+def decide_leaving(held: Sequence[Claim]) -> Decision[teardown.Out]:
+    """The changes that take down what the route's hostname claims `held` record, in order (see the module)."""
+    return Decision(tuple(change for claim in held for change in teardown.hostname(claim)))

@@ -1,9 +1,11 @@
 """Unpublishing a route (deleted, disabled, withdrawn), from its claims in the ledger (never from the ids of its state,
-hints only): each hostname claim torn down routing first (rule, the route's own DNS records), then Access, then the
-token (:func:`claiming.tear_down_hostname`), released once nothing it records is left; then the token Secret and
-the state. :func:`settle` is the sweep's side of a route the events missed (the Cloudflare objects are its
-verdict's). A state naming objects at a hostname the route holds no claim on (an earlier version's, the seed's)
-gets the claim first, bootstrapped from it; a hostname another source holds is theirs: nothing of it is touched.
+hints only), in the front-door shape (:func:`teardown`): read its claims, decide their deletes (each hostname's
+routing first: rule, the route's own DNS records; then Access, then the token: :func:`decide.decide_leaving`), admit
+them (the write policy and dry-run), make them through the core (:class:`claiming.Withdrawer`: each claim released
+once nothing it records is left), say them (one Event per hostname); then the token Secret and the state.
+:func:`settle` is the sweep's side of a route the events missed (the Cloudflare objects are its verdict's). A
+state naming objects at a hostname the route holds no claim on (an earlier version's, the seed's) gets the claim
+first, bootstrapped from it; a hostname another source holds is theirs: nothing of it is touched.
 Callers hold the hostname lock (:meth:`context.Runtime.hostnames`): a teardown and another route's publish of the
 same hostname never interleave in this process.
 """
@@ -18,12 +20,14 @@ from chutes import conditions as c
 from chutes import kube
 from chutes.claims import Claim, ClaimStore
 from chutes.cloudflare_core import CloudflareCore
-from chutes.frontdoors import claiming
+from chutes.frontdoors import changes, claiming
+from chutes.frontdoors.changes import Change
 from chutes.frontdoors.httproutes import annotations as a
-from chutes.frontdoors.httproutes import ledger, references
+from chutes.frontdoors.httproutes import decide, ledger, references
 from chutes.frontdoors.httproutes import state as s
 from chutes.frontdoors.httproutes.context import Context
 from chutes.frontdoors.problems import EventSink
+from chutes.frontdoors.teardown import Out
 from chutes.observability import metrics
 
 logger = logging.getLogger(__name__)
@@ -47,10 +51,12 @@ def announce(hostname: str, done: claiming.Teardown, events: EventSink) -> None:
 
 async def teardown(ctx: Context, namespace: str, name: str, st: s.RouteState | None, events: EventSink, *,
                    tenant_name: str = "", held: list[Claim] | None = None) -> list[str]:
-    """Tear down every hostname claim of the route; then, with all of them released, its token Secret and its
-    state. Returns the hostnames released (other routes may take them now). Raises a Problem (claims and state
-    kept: the sweep retries) when Cloudflare fails. `tenant_name`: the route's tenant when it has no state;
-    `held`: the route's hostname claims, when the caller listed them already.
+    """Take down what the route published, in the front-door shape: read its hostname claims, decide their deletes
+    (:func:`decide.decide_leaving`), admit them (the write policy and dry-run), make them (each claim released once
+    nothing it records is left); then, with all of them released, its token Secret and its state. Returns the
+    hostnames released (other routes may take them now). Raises a Problem (claims and state kept: the sweep retries)
+    when Cloudflare fails. `tenant_name`: the route's tenant when it has no state; `held`: the route's hostname
+    claims, when the caller listed them already.
 
     A tenant that no longer exists leaves the Cloudflare objects, their claims and the state in place (nothing
     can reach the objects without its token); claims that record nothing are released all the same. Under a
@@ -71,13 +77,25 @@ async def teardown(ctx: Context, namespace: str, name: str, st: s.RouteState | N
     store = ledger.store_for(ctx, core)
     if legacy and st is not None:
         claims += await ledger.legacy_claim(core, store, st, source, tenant.account_id)
-    zone_id = (st.get("zone_id") if st is not None else "") or None
+    admitted = changes.admit(decide.decide_leaving(claims).changes, core.policy, dry_run=core.dry_run)
+    for line in admitted.lines() if core.dry_run else ():
+        logger.info("dry-run: %s: %s", source, line)
+    withdrawer = claiming.Withdrawer(core, store, account_id=tenant.account_id,
+                                     zone_id=(st.get("zone_id") if st is not None else "") or None)
+
+    async def run(change: Change[Out]) -> None:
+        claim = change.payload.claim
+        assert claim is not None
+        done = await withdrawer.take(claim, change.payload.obj, last=change.payload.last)
+        if done is not None:
+            announce(claim.key, done, events)
+
+    await changes.apply(admitted, run, logger)
     kept = 0
     for claim in claims:
-        done = await claiming.tear_down_hostname(core, store, claim, account_id=tenant.account_id, zone_id=zone_id)
-        announce(claim.key, done, events)
-        if done.released or not await _still_held(store, claim):  # (released meanwhile: by the sweep's verdict)
-            released.append(claim.key)
+        done = withdrawer.done.get(claim.key)
+        if (done is not None and done.released) or not await _still_held(store, claim):  # (released meanwhile:
+            released.append(claim.key)  # by the sweep's verdict)
         else:
             kept += 1
     if not core.dry_run and (not kept or not claiming.enforced(core)):  # a policy that keeps the objects keeps

@@ -57,6 +57,7 @@ class Report:
     kills: list[str] = field(default_factory=list)
     calls: Counter[str] = field(default_factory=Counter)
     converge_seconds: float | None = None
+    events_seconds: float = 0.0  # from the first event to the last
     checks: dict[str, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
     protected_checks: int = 0
@@ -229,6 +230,7 @@ def run(events: int, seed: int, workdir: Path, *, pace: float = 0.15, say: Calla
             _faults_on(cf, seed)
             hosts.faults_on(rh, seed)
             said(f"soak seed={seed}: {events} events, faults on")
+            first_event = time.monotonic()
             next_kill, both_at = rng.randint(20, 40), events // 2
             for number in range(1, events + 1):
                 if number == events - WIND_DOWN:
@@ -259,6 +261,7 @@ def run(events: int, seed: int, workdir: Path, *, pace: float = 0.15, say: Calla
             report.events = events
             report.event_kinds = generator.counts
             last_event = time.monotonic()
+            report.events_seconds = last_event - first_event
             reference: dict[str, Any] = {}
             referee = threading.Thread(target=reference_run, args=(generator.wanted(), entry_ids, workdir, reference),
                                        name="soak-reference")

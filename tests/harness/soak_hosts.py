@@ -32,11 +32,13 @@ _SESSION_ROUTE = re.compile(r"^(k8s-ingress:.+)-(signin|app)$")
 
 def faults_on(rh: Any, seed: int) -> None:
     """As the Cloudflare emulator's: 20 ms latency, ≈3 % UNAVAILABLE and ≈2 % INTERNAL (the server's sanitised
-    error) before anything is done, ≈1 % of writes carried out and their answer lost (UNAVAILABLE)."""
+    error) before anything is done; ≈5 % of writes carried out and their answer lost (UNAVAILABLE: the client
+    retries on it). Cloudflare loses ≈1 % of a soak's ~100 writes; the door writes a few dozen times a soak, so
+    that a few lost answers happen in each."""
     rh.faults.delay(0.02)
     rh.faults.fail_randomly(0.03, seed=seed + 10)
     rh.faults.fail_randomly(0.02, code=grpc.StatusCode.INTERNAL, seed=seed + 11)
-    rh.faults.fail_randomly(0.01, rpcs=WRITES, after=True, seed=seed + 12)
+    rh.faults.fail_randomly(0.05, rpcs=WRITES, after=True, seed=seed + 12)
 
 
 def count(rh: Any, calls: Any, faults: Any) -> None:

@@ -6,10 +6,12 @@ stand on (the API token Secrets, the tenant, Tunnel t1) deleted and restored. Th
 IngressRoute (``ir1``): the two are one router-hosts source, whose entries are their hosts' union.
 
 Each source object has a slot of its own with hostnames of its own (two per slot, ``<slot>-a`` and ``<slot>-b``):
-no two sources ever ask for one hostname, so the end state does not depend on who came first and a clean run of
-the final objects is the reference. Slots of even index always ask for Access: their hostnames are the ones meant
-to be protected at every moment; odd slots switch Access on and off (their hostnames are never checked). A
-router-hosts slot's variant ``b`` of ``hm3`` and ``ir2`` is held by a foreign entry (refused while asked for)."""
+no two slots ever ask for one hostname, so the end state does not depend on who came first and a clean run of
+the final objects is the reference (the one exception, a session's two IngressRoutes naming its host in the
+router-hosts server, is compared whichever holds it: see :mod:`harness.soak_hosts`). Slots of even index always
+ask for Access: their hostnames are the ones meant to be protected at every moment; odd slots switch Access on and
+off (their hostnames are never checked). A router-hosts slot's variant ``b`` of ``hm3`` and ``ir2`` is held by a
+foreign entry (refused while asked for)."""
 
 from __future__ import annotations
 

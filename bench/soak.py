@@ -1,14 +1,16 @@
-"""Issue 16 §1: the soak. Two `chutes run` replicas (processes, kopf peering, every front door on but the
-router-hosts one) against the Kubernetes and Cloudflare emulators, foreign objects in place, faults all along (≈5 %
-5xx, ≈2 % 429 with Retry-After, ≈1 % of writes applied and their answer dropped, 20 ms latency), a replica killed
-with SIGKILL and restarted every 20 to 40 events (once both at once), another writer editing the shared tunnel's
-configuration every 15 events, and N seeded random events over ChuteGateways, annotated HTTPRoutes, TunnelBindings,
-annotated Services, session Pods and the Secrets, tenant and Tunnel they stand on. Then faults off, and the end
-state checked by reading the emulators (see tests/harness/soak.py and soak_checks.py).
+"""Issue 16 §1: the soak. Two `chutes run` replicas (processes, kopf peering, every front door on) against the
+Kubernetes, Cloudflare and router-hosts (gRPC over mutual TLS) emulators, foreign objects and entries in place, faults
+all along (Cloudflare: ≈5 % 5xx, ≈2 % 429 with Retry-After, ≈1 % of writes applied and their answer dropped, 20 ms
+latency; router-hosts: ≈3 % UNAVAILABLE, ≈2 % INTERNAL, ≈5 % of writes applied and their answer lost, 20 ms latency),
+a replica killed with SIGKILL and restarted every 20 to 40 events (once both at once), another writer editing the
+shared tunnel's configuration and another admin a foreign router-hosts entry every 15 events, and N seeded random
+events over ChuteGateways, annotated HTTPRoutes, TunnelBindings, annotated Services, session Pods, HostMappings,
+IngressRoutes, an IngressRouteTCP and the Secrets, tenant and Tunnel they stand on. Then faults off, and the end
+state checked by reading the emulators (see tests/harness/soak.py, soak_checks.py and soak_hosts.py).
 
 Run: `.venv/bin/python bench/soak.py --events 1000 [--seed S] [--pace SECONDS] [--quiet]`. Prints the events (unless
---quiet), then: events by kind, faults injected by kind, kills, Cloudflare calls, the time to converge after the last
-event, and each check's result. Exit code 1 when a check failed.
+--quiet), then: events by kind, faults injected by kind, kills, Cloudflare and router-hosts calls, the time to converge
+after the last event, and each check's result. Exit code 1 when a check failed.
 """
 
 from __future__ import annotations
@@ -46,11 +48,15 @@ def main() -> int:
         report = run(args.events, seed, workdir, pace=args.pace, careless_writer=args.careless_writer,
                      tunnel_deletes=not args.no_tunnel_deletes, service_moves=not args.no_service_moves,
                      say=(lambda _: None) if args.quiet else (lambda line: print(line, flush=True)))
-    print(f"\nseed {report.seed}: {report.events} events in {report.seconds:.0f} s")
+    print(f"\nseed {report.seed}: {report.events} events in {report.events_seconds:.0f} s "
+          f"({report.seconds:.0f} s in all)")
     print("events by kind: " + ", ".join(f"{k} {n}" for k, n in sorted(report.event_kinds.items())))
     print("faults injected: " + (", ".join(f"{k} {n}" for k, n in sorted(report.faults.items())) or "none"))
     print(f"kills: {len(report.kills)} ({'; '.join(report.kills)})")
-    print("Cloudflare calls: " + ", ".join(f"{k} {n}" for k, n in sorted(report.calls.items())))
+    print("Cloudflare calls: " + ", ".join(f"{k} {n}" for k, n in sorted(report.calls.items())
+                                         if not k.startswith("router-hosts")))
+    print("router-hosts calls: " + ", ".join(f"{k.removeprefix('router-hosts').strip() or 'all'} {n}"
+                                           for k, n in sorted(report.calls.items()) if k.startswith("router-hosts")))
     converge = f"{report.converge_seconds:.1f} s" if report.converge_seconds is not None else "not converged"
     print(f"time to converge after the last event: {converge}")
     print(f"protection checked after {report.protected_checks} writes")

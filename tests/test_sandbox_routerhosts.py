@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -229,6 +230,37 @@ async def test_faults_target_one_rpc_and_run_out(stub: Any, routerhosts: Any) ->
         assert code == "RESOURCE_EXHAUSTED"
     assert [m.entry.hostname async for m in stub.SearchHosts(pb.SearchHostsRequest(query="nas"))] == ["nas.lan"]
     assert [r.code for r in routerhosts.requests] == ["OK", "RESOURCE_EXHAUSTED", "RESOURCE_EXHAUSTED", "OK"]
+
+
+async def test_random_faults_are_reproducible_and_mark_what_they_injected(stub: Any, routerhosts: Any) -> None:
+    async def run(seed: int) -> list[tuple[str, str, str]]:
+        routerhosts.faults.clear()
+        routerhosts.reset_log()
+        for entry in routerhosts.entries():
+            routerhosts.remove_entry(entry.id)
+        routerhosts.faults.fail_randomly(0.5, rpcs={"AddHost"}, after=True, seed=seed)
+        routerhosts.faults.fail_randomly(0.3, code=grpc.StatusCode.INTERNAL, seed=seed + 1)
+        for n in range(20):
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                await _add(stub, hostname=f"h{n}.lan")
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                await stub.GetHost(pb.GetHostRequest(id="01J00000000000000000000000"))
+        return [(r.rpc, r.code, r.injected) for r in routerhosts.requests]
+
+    first = await run(7)
+    assert first == await run(7), "the same seed injects the same faults"
+    lost = [n for n, (rpc, _code, injected) in enumerate(first) if injected == "answer lost"]
+    assert lost and all(first[n][:2] == ("AddHost", "UNAVAILABLE") for n in lost)  # writes only
+    assert {rpc for rpc, code, injected in first if injected == "failed"} == {"AddHost", "GetHost"}
+    assert all(code == "INTERNAL" for _rpc, code, injected in first if injected == "failed")
+    stored = {e.hostname for e in routerhosts.entries()}
+    added = {f"h{n // 2}.lan" for n, (rpc, _code, injected) in enumerate(first) if rpc == "AddHost"
+             and injected != "failed"}
+    assert stored == added  # an answer lost: the entry is there all the same; a call failed before: nothing done
+    assert all(injected == "" for _rpc, code, injected in first if code in {"OK", "NOT_FOUND"})
+    routerhosts.faults.clear()
+    await _add(stub, hostname="after.lan")
+    assert routerhosts.requests[-1].code == "OK"
 
 
 async def test_the_response_hook_sees_each_call_after_its_write_is_stored_and_before_its_answer(

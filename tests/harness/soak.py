@@ -1,13 +1,16 @@
 """The soak (issue 16 §1): two `chutes run` replicas (processes, kopf peering, every front door on) against the
-Kubernetes and Cloudflare emulators, foreign objects in place, faults all along (5xx, 429 with Retry-After, writes
-applied and then their answer dropped, 20 ms latency), a replica killed with SIGKILL and restarted every few dozen
-events (once both at once), another writer editing the shared tunnel's configuration, N seeded random events
-(:mod:`harness.soak_events`). Then faults off, and the end state checked by reading the emulators
-(:mod:`harness.soak_checks`) against a clean run of the final objects, which runs meanwhile on emulators of its
-own. `bench/soak.py` prints its figures; `tests/test_soak.py` runs a bounded one."""
+Kubernetes, Cloudflare and router-hosts (mutual TLS) emulators, foreign objects and entries in place, faults all
+along (Cloudflare: 5xx, 429 with Retry-After, writes applied and then their answer dropped, 20 ms latency;
+router-hosts: UNAVAILABLE, INTERNAL, writes applied and their answer lost, 20 ms latency), a replica killed with
+SIGKILL and restarted every few dozen events (once both at once), another writer editing the shared tunnel's
+configuration and another admin a foreign router-hosts entry, N seeded random events (:mod:`harness.soak_events`).
+Then faults off, and the end state checked by reading the emulators (:mod:`harness.soak_checks`,
+:mod:`harness.soak_hosts`) against a clean run of the final objects, which runs meanwhile on emulators of its own.
+`bench/soak.py` prints its figures; `tests/test_soak.py` runs a bounded one."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import threading
@@ -22,7 +25,9 @@ import cloudflare
 
 from chutes.sandbox.cloudflare import SandboxThread
 from chutes.sandbox.kubernetes import KubeSandbox
+from chutes.sandbox.routerhosts import RouterHostsSandbox
 from harness import soak_checks as checks
+from harness import soak_hosts as hosts
 from harness.protection import ProtectionWatch
 from harness.replicas import Replica
 from harness.soak_events import Events, Slot, apply_final
@@ -52,6 +57,7 @@ class Report:
     kills: list[str] = field(default_factory=list)
     calls: Counter[str] = field(default_factory=Counter)
     converge_seconds: float | None = None
+    events_seconds: float = 0.0  # from the first event to the last
     checks: dict[str, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
     protected_checks: int = 0
@@ -105,8 +111,8 @@ def _faults_on(cf: Any, seed: int) -> None:
     cf.faults.drop_writes_randomly(0.01, seed=seed + 3)
 
 
-def _writes(cf: Any) -> int:
-    return sum(1 for r in cf.requests if r.method != "GET" and r.status < 400)
+def _writes(cf: Any, rh: Any) -> int:
+    return sum(1 for r in cf.requests if r.method != "GET" and r.status < 400) + hosts.writes(rh)
 
 
 def _count_faults(cf: Any, report: Report) -> None:
@@ -122,26 +128,30 @@ def _count_faults(cf: Any, report: Report) -> None:
             report.faults["write applied, answer dropped"] += 1
 
 
-def reference_run(slots: list[Slot], workdir: Path, out: dict[str, Any]) -> None:
-    """The final objects on fresh emulators (the same foreign objects), one replica, no fault, no kill: what
-    converged there is what the soak must end with (once every wanted hostname has its record, and then no write
-    for a while: a quiet moment alone may be a source waiting for a retry, e.g. for its Tunnel to be ready). Sets
-    ``out['items']`` (or ``out['error']``)."""
+def reference_run(slots: list[Slot], entry_ids: list[str], workdir: Path, out: dict[str, Any]) -> None:
+    """The final objects on fresh emulators (the same foreign objects; the foreign router-hosts entries with the
+    soak's ids), one replica, no fault, no kill: what converged there is what the soak must end with (once every
+    wanted hostname has its record and every wanted host its entry, and then no write for a while: a quiet moment
+    alone may be a source waiting for a retry, e.g. for its Tunnel to be ready). Sets ``out['items']`` (or
+    ``out['error']``)."""
     try:
-        with SandboxThread(sandbox_config()) as cf, KubeSandbox(namespaces=NAMESPACES) as kube:
+        with SandboxThread(sandbox_config()) as cf, KubeSandbox(namespaces=NAMESPACES) as kube, \
+                RouterHostsSandbox() as rh:
             kube.seed("kopf.dev/v1/clusterkopfpeerings", {"metadata": {"name": PEERING}})
             foreign = put_foreign_objects(cf)
+            hosts.put_foreign_entries(rh, foreign, entry_ids)
             k = Kube(kube)
-            replica = Replica("reference", replica_env(kube, cf, foreign, "reference"), (),
+            replica = Replica("reference", replica_env(kube, cf, rh, foreign, "reference"), (),
                               workdir / "reference.log")
             try:
                 put_base_objects(k, cf, foreign)
                 apply_final(k, cf, foreign, slots)
-                before, hostnames = _writes(cf), {slot.hostname for slot in slots}
+                before, hostnames = _writes(cf, rh), {slot.hostname for slot in slots if slot.cloudflare}
                 replica.start()
-                _settle(cf, k, REFERENCE_QUIET, CONVERGE_TIMEOUT, [replica],
-                        lambda: _writes(cf) > before and hostnames <= _record_names(cf))
-                out["items"] = checks.ours(cf.snapshot(), foreign)
+                _settle(cf, rh, k, REFERENCE_QUIET, CONVERGE_TIMEOUT, [replica],
+                        lambda: _writes(cf, rh) > before and hostnames <= _record_names(cf)
+                        and not hosts.entry_problems(rh, k, foreign))
+                out["items"] = checks.ours(cf.snapshot(), foreign) + hosts.ours(rh, foreign)
                 out["crashes"] = replica.crashes
             finally:
                 replica.stop()
@@ -165,17 +175,18 @@ def _ready(k: Kube, timeout: float = 60.0) -> None:
     raise AssertionError(f"the ChuteConfig was not Ready within {timeout:g} s of the replicas' start")
 
 
-def _settle(cf: Any, k: Kube, quiet: float, timeout: float, replicas: list[Replica],
+def _settle(cf: Any, rh: Any, k: Kube, quiet: float, timeout: float, replicas: list[Replica],
             done: Callable[[], bool] = lambda: True) -> bool:
-    """Play the Deployment controller and restart dead replicas until no write for `quiet` s and `done()`."""
+    """Play the Deployment controller and restart dead replicas until no write (to Cloudflare or router-hosts) for
+    `quiet` s and `done()`."""
     deadline = time.monotonic() + timeout
-    last, since = _writes(cf), time.monotonic()
+    last, since = _writes(cf, rh), time.monotonic()
     while time.monotonic() < deadline:
         for replica in replicas:
             replica.revive()
         k.connectors_up()
         time.sleep(0.3)
-        now = _writes(cf)
+        now = _writes(cf, rh)
         if now != last:
             last, since = now, time.monotonic()
         elif time.monotonic() - since >= quiet and done():
@@ -188,7 +199,7 @@ def run(events: int, seed: int, workdir: Path, *, pace: float = 0.15, say: Calla
     """The soak; `say` gets one line per event, kill and phase; `tunnel_deletes`: Tunnel t1 is among what is deleted
     and restored; `service_moves`: annotated Services are switched between Tunnels (also written to
     `workdir`/soak.log, with the replicas' logs and, at the end, the Cloudflare emulator's request log,
-    requests.jsonl)."""
+    requests.jsonl, and the router-hosts one's, routerhosts.jsonl)."""
     report = Report(seed)
     journal = (workdir / "soak.log").open("w", buffering=1)
 
@@ -198,15 +209,17 @@ def run(events: int, seed: int, workdir: Path, *, pace: float = 0.15, say: Calla
 
     started = time.monotonic()
     rng = random.Random(seed ^ 0x5EED)
-    with SandboxThread(sandbox_config()) as cf, KubeSandbox(namespaces=NAMESPACES) as kube:
+    with SandboxThread(sandbox_config()) as cf, KubeSandbox(namespaces=NAMESPACES) as kube, \
+            RouterHostsSandbox() as rh:
         kube.seed("kopf.dev/v1/clusterkopfpeerings", {"metadata": {"name": PEERING}})
         foreign = put_foreign_objects(cf)
+        entry_ids = hosts.put_foreign_entries(rh, foreign)
         k = Kube(kube)
         put_base_objects(k, cf, foreign)
         generator = Events(k, cf, foreign, seed, tunnel_deletes=tunnel_deletes, service_moves=service_moves)
         protection = ProtectionWatch(cf, lambda: generator.protected)
         cf.on_response = protection
-        replicas = [Replica(name, replica_env(kube, cf, foreign, name), (), workdir / f"{name}.log")
+        replicas = [Replica(name, replica_env(kube, cf, rh, foreign, name), (), workdir / f"{name}.log")
                     for name in ("replica-a", "replica-b")]
         writer = ForeignWriter(cf, foreign, careless_writer)
         try:
@@ -215,7 +228,9 @@ def run(events: int, seed: int, workdir: Path, *, pace: float = 0.15, say: Calla
                 time.sleep(0.05)  # distinct 'auto' priorities: a is active, b on standby
             _ready(k)
             _faults_on(cf, seed)
+            hosts.faults_on(rh, seed)
             said(f"soak seed={seed}: {events} events, faults on")
+            first_event = time.monotonic()
             next_kill, both_at = rng.randint(20, 40), events // 2
             for number in range(1, events + 1):
                 if number == events - WIND_DOWN:
@@ -235,7 +250,8 @@ def run(events: int, seed: int, workdir: Path, *, pace: float = 0.15, say: Calla
                     next_kill = number + rng.randint(20, 40)
                 if number % 15 == 0:
                     writer.edit()
-                    said("      foreign writer edited the shared tunnel's configuration")
+                    hosts.edit_foreign_entry(rh, foreign, writer.writes)
+                    said("      foreign writer edited the shared tunnel's configuration, an admin printer.lan")
                 if number % 5 == 0:
                     k.connectors_up()
                 time.sleep(pace)
@@ -245,11 +261,13 @@ def run(events: int, seed: int, workdir: Path, *, pace: float = 0.15, say: Calla
             report.events = events
             report.event_kinds = generator.counts
             last_event = time.monotonic()
+            report.events_seconds = last_event - first_event
             reference: dict[str, Any] = {}
-            referee = threading.Thread(target=reference_run, args=(generator.wanted(), workdir, reference),
+            referee = threading.Thread(target=reference_run, args=(generator.wanted(), entry_ids, workdir, reference),
                                        name="soak-reference")
             referee.start()
             cf.faults.clear()
+            rh.faults.clear()
             said("faults off; the reference run started; waiting for the end state")
             deadline = time.monotonic() + CONVERGE_TIMEOUT
             while generator.pending and time.monotonic() < deadline:  # recreates waiting for a deletion to finish
@@ -263,20 +281,24 @@ def run(events: int, seed: int, workdir: Path, *, pace: float = 0.15, say: Calla
 
             def converged() -> bool:
                 state = cf.snapshot()
-                found = checks.compare(checks.ours(state, foreign), reference["items"])
-                return not any(found.values()) and not checks.foreign_changes(state, foreign)
+                found = checks.compare(checks.ours(state, foreign) + hosts.ours(rh, foreign), reference["items"])
+                return not any(found.values()) and not checks.foreign_changes(state, foreign) and not (
+                    hosts.foreign_changes(rh, foreign) or hosts.entry_problems(rh, k, foreign))
 
-            if _settle(cf, k, 1.0, max(deadline - time.monotonic(), 10.0), replicas, converged):
+            if _settle(cf, rh, k, 1.0, max(deadline - time.monotonic(), 10.0), replicas, converged):
                 report.converge_seconds = time.monotonic() - last_event
             said(f"converged {report.converge_seconds:.1f} s after the last event" if report.converge_seconds
                  is not None else "not converged")
             state = cf.snapshot()
-            report.checks = checks.compare(checks.ours(state, foreign), reference["items"])
-            report.checks["foreign objects changed"] = checks.foreign_changes(state, foreign)
+            report.checks = checks.compare(checks.ours(state, foreign) + hosts.ours(rh, foreign), reference["items"])
+            report.checks["router-hosts entries"] = hosts.entry_problems(rh, k, foreign)
+            report.checks["foreign objects changed"] = checks.foreign_changes(state, foreign) + hosts.foreign_changes(
+                rh, foreign)
             report.checks["unprotected moments"] = list(protection.moments)
             report.protected_checks = protection.checked
             logs = {f"log of {r.name}": r.output() for r in replicas}
-            report.checks["secrets exposed"] = checks.leaks(checks.canaries(cf, k), checks.exposed_text(k) | logs)
+            report.checks["secrets exposed"] = checks.leaks(checks.canaries(cf, k) | hosts.key_canaries(rh.key),
+                                                            checks.exposed_text(k) | logs)
             report.checks["crashes"] = [f"{r.name}: {c}" for r in replicas for c in r.crashes] + [
                 f"reference: {c}" for c in reference.get("crashes", [])]
             report.checks["not converged"] = [] if report.converge_seconds is not None else [
@@ -288,9 +310,13 @@ def run(events: int, seed: int, workdir: Path, *, pace: float = 0.15, say: Calla
             for replica in replicas:
                 replica.stop()
             _count_faults(cf, report)
+            hosts.count(rh, report.calls, report.faults)
             with (workdir / "requests.jsonl").open("w") as out:
                 for record in cf.requests:
                     out.write(json.dumps(record.as_dict()) + "\n")
+            with (workdir / "routerhosts.jsonl").open("w") as out:
+                for rpc in rh.requests:
+                    out.write(json.dumps(dataclasses.asdict(rpc)) + "\n")
             journal.close()
             k.close()
             report.seconds = time.monotonic() - started

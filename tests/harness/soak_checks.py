@@ -2,8 +2,9 @@
 (the same final source objects on fresh emulators, no fault, no kill: the reference), keyed by natural key, so
 that each is present exactly once with the reference's content (else missing, duplicate, orphan or different);
 every foreign object byte-identical (the shared tunnel's foreign rules kept, in their order, with their
-catch-all last); and no canary (API tokens, tunnel tokens, any Secret's value) in the
-replicas' logs, the Events, any status, annotation or ledger ConfigMap."""
+catch-all last); and no canary (API tokens, tunnel tokens, any Secret's value; the router-hosts client key, from
+:mod:`harness.soak_hosts`, which checks the router-hosts side) in the replicas' logs, the Events, any status,
+annotation or ledger ConfigMap."""
 
 from __future__ import annotations
 
@@ -168,7 +169,10 @@ def exposed_text(k: Kube) -> dict[str, str]:
                                    ("gateway.networking.k8s.io", "v1", "httproutes"),
                                    ("networking.cfargotunnel.com", "v1alpha1", "tunnelbindings"),
                                    ("networking.cfargotunnel.com", "v1alpha2", "tunnels"),
-                                   ("cfzt.cloudflare.com", "v1alpha1", "cloudflarezerotrusttenants")]:
+                                   ("cfzt.cloudflare.com", "v1alpha1", "cloudflarezerotrusttenants"),
+                                   ("router-hosts.fzymgc.house", "v1alpha1", "hostmappings"),
+                                   ("traefik.io", "v1alpha1", "ingressroutes"),
+                                   ("traefik.io", "v1alpha1", "ingressroutetcps")]:
         for item in k.custom.list_cluster_custom_object(group, version, plural)["items"]:
             meta = item["metadata"]
             texts[f"{plural} {meta.get('namespace')}/{meta['name']}"] = _dump(item.get("status") or {}) + _dump(

@@ -1,12 +1,17 @@
 """The soak's random events (seeded), over every kind of source object the front doors watch: ChuteGateways,
-annotated HTTPRoutes, TunnelBindings, annotated Services and session Pods (create, edit: hostname changed, Access
-switched on or off, tunnel reference changed; delete; recreate with the same name), and the objects they stand
-on (the API token Secrets, the tenant, Tunnel t1) deleted and restored.
+annotated HTTPRoutes, TunnelBindings, annotated Services, session Pods, HostMappings, IngressRoutes and an
+IngressRouteTCP (create, edit: hostname changed, Access switched on or off, tunnel reference changed, a HostMapping's
+IP changed, an alias or a second host added or removed; delete; recreate with the same name), and the objects they
+stand on (the API token Secrets, the tenant, Tunnel t1) deleted and restored. The IngressRouteTCP has the name of an
+IngressRoute (``ir1``): the two are one router-hosts source, whose entries are their hosts' union.
 
 Each source object has a slot of its own with hostnames of its own (two per slot, ``<slot>-a`` and ``<slot>-b``):
-no two sources ever ask for one hostname, so the end state does not depend on who came first and a clean run of
-the final objects is the reference. Slots of even index always ask for Access: their hostnames are the ones meant
-to be protected at every moment; odd slots switch Access on and off (their hostnames are never checked)."""
+no two slots ever ask for one hostname, so the end state does not depend on who came first and a clean run of
+the final objects is the reference (the one exception, a session's two IngressRoutes naming its host in the
+router-hosts server, is compared whichever holds it: see :mod:`harness.soak_hosts`). Slots of even index always
+ask for Access: their hostnames are the ones meant to be protected at every moment; odd slots switch Access on and
+off (their hostnames are never checked). A router-hosts slot's variant ``b`` of ``hm3`` and ``ir2`` is held by a
+foreign entry (refused while asked for)."""
 
 from __future__ import annotations
 
@@ -14,15 +19,17 @@ import functools
 import random
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
+from harness import soak_hosts
 from harness.soak_world import (
     APPS_NS,
     EMAILS,
     GW_NS,
+    HOSTS_NS,
     OPNS,
     SECRETS,
     SESSION_HASH_LABEL,
@@ -44,7 +51,12 @@ ROUTES = ("gateway.networking.k8s.io", "v1")
 CFZT = "cfzt.cloudflare.com/"
 ACCESS_EMAILS = "chutes.troubleshat.com/access-allowed-emails"
 TUNNEL_ANNOTATION = "tunnels.networking.cfargotunnel.com/"
-SLOTS = {"gateway": 5, "route": 5, "binding": 3, "service": 3, "pod": 6}
+SLOTS = {"gateway": 5, "route": 5, "binding": 3, "service": 3, "pod": 6, "mapping": 3, "ingress": 2, "tcp": 1}
+HOSTS_KINDS = ("mapping", "ingress", "tcp")  # the router-hosts door's
+PREFIXES = {"gateway": "g", "route": "r", "binding": "b", "service": "as", "pod": "p", "mapping": "hm", "ingress": "ir",
+            "tcp": "it"}
+TRAEFIK, HOSTMAPPINGS = ("traefik.io", "v1alpha1"), ("router-hosts.fzymgc.house", "v1alpha1")
+ROUTE_KINDS = {"ingress": ("IngressRoute", "ingressroutes"), "tcp": ("IngressRouteTCP", "ingressroutetcps")}
 STANDS_ON = ("secret:cf", "secret:cf-token", "secret:cloudflare-secrets", "tenant:home", "tunnel:t1")
 
 
@@ -56,19 +68,33 @@ class Slot:
     variant: str = "a"
     access: bool = True
     tunnel: str = "t1"
+    address: int = 0  # a HostMapping's IP: 192.168.<10 + address>.<index>
+    extra: bool = False  # a HostMapping's alias, a route's second host
 
     @property
     def name(self) -> str:
-        return {"gateway": "g", "route": "r", "binding": "b", "service": "as", "pod": "p"}[self.kind] + str(self.index)
+        return PREFIXES[self.kind] + str(self.index)
+
+    @property
+    def object_name(self) -> str:
+        """The IngressRouteTCP is named as IngressRoute ir1: one router-hosts source."""
+        return f"ir{self.index}" if self.kind == "tcp" else self.name
 
     @property
     def protected(self) -> bool:
-        return self.kind != "pod" and self.index % 2 == 0
+        return self.kind not in ("pod", *HOSTS_KINDS) and self.index % 2 == 0
+
+    @property
+    def cloudflare(self) -> bool:
+        """Published through Cloudflare (a record for its hostname), not in the router-hosts server."""
+        return self.kind not in HOSTS_KINDS
 
     @property
     def hostname(self) -> str:
         if self.kind == "pod":
             return f"{self.session_hash}{SESSION_SUFFIX}.{SESSION_ZONE}"
+        if self.kind in HOSTS_KINDS:
+            return f"{self.name}-{self.variant}.lan"
         prefix = {"gateway": "g", "route": "r", "binding": "b", "service": "s"}[self.kind]
         return f"{prefix}{self.index}-{self.variant}.{ZONE}"
 
@@ -120,10 +146,14 @@ class Events:
             return self._count(f"{slot.kind} create", f"create {slot.name} {slot.hostname} access={slot.access}")
         choices: list[tuple[str, Callable[[Slot], str]]] = [("delete", self._delete), ("recreate", self._recreate),
                                                             ("hostname", self._rename)]
-        if slot.kind != "pod" and not slot.protected:
+        if slot.kind != "pod" and slot.cloudflare and not slot.protected:
             choices.append(("access", self._toggle_access))
         if slot.kind == "binding" or (slot.kind == "service" and self.service_moves):
             choices.append(("tunnel", self._switch_tunnel))
+        if slot.kind == "mapping":
+            choices.append(("address", self._move_address))
+        if slot.kind in HOSTS_KINDS:
+            choices.append(("alias" if slot.kind == "mapping" else "hosts", self._toggle_extra))
         what, act = self.rng.choice(choices)
         return self._count(f"{slot.kind} {what}", act(slot))
 
@@ -155,6 +185,16 @@ class Events:
         slot.tunnel = "t2" if slot.tunnel == "t1" else "t1"
         self._edit(slot)
         return f"tunnelRef {slot.name} -> {slot.tunnel}"
+
+    def _move_address(self, slot: Slot) -> str:
+        slot.address = (slot.address + 1) % 3
+        self._edit(slot)
+        return f"ip {slot.name} -> {mapping_ip(slot)}"
+
+    def _toggle_extra(self, slot: Slot) -> str:
+        slot.extra = not slot.extra
+        self._edit(slot)
+        return f"{'alias' if slot.kind == 'mapping' else 'second host'} {slot.name} {'on' if slot.extra else 'off'}"
 
     def _stands_on(self) -> str:
         what = self.rng.choice(STANDS_ON if self.tunnel_deletes else [x for x in STANDS_ON if x != "tunnel:t1"])
@@ -216,6 +256,11 @@ class Events:
                                                      binding_body(slot))
         elif slot.kind == "service":
             k.core.create_namespaced_service(APPS_NS, service_body(slot))
+        elif slot.kind == "mapping":
+            k.custom.create_namespaced_custom_object(*HOSTMAPPINGS, HOSTS_NS, "hostmappings", hostmapping_body(slot))
+        elif slot.kind in ROUTE_KINDS:
+            k.custom.create_namespaced_custom_object(*TRAEFIK, HOSTS_NS, ROUTE_KINDS[slot.kind][1],
+                                                     traefik_body(slot))
         else:
             k.core.create_namespaced_pod(SESSION_NS, pod_body(slot))
 
@@ -232,6 +277,12 @@ class Events:
                 TUNNEL_GROUP, "v1alpha1", APPS_NS, "tunnelbindings", slot.name))
         elif slot.kind == "service":
             _ignore_missing(lambda: k.core.delete_namespaced_service(slot.name, APPS_NS, _preload_content=False))
+        elif slot.kind == "mapping":
+            _ignore_missing(lambda: k.custom.delete_namespaced_custom_object(*HOSTMAPPINGS, HOSTS_NS, "hostmappings",
+                                                                             slot.name))
+        elif slot.kind in ROUTE_KINDS:
+            _ignore_missing(lambda: k.custom.delete_namespaced_custom_object(
+                *TRAEFIK, HOSTS_NS, ROUTE_KINDS[slot.kind][1], slot.object_name))
         else:
             _ignore_missing(lambda: k.core.delete_namespaced_pod(slot.name, SESSION_NS, grace_period_seconds=0,
                                                                      _preload_content=False))
@@ -262,6 +313,14 @@ class Events:
             meta = service_body(slot)["metadata"]
             meta["annotations"].setdefault(ACCESS_EMAILS, None)
             act = lambda: k.core.patch_namespaced_service(slot.name, APPS_NS, {"metadata": meta})  # noqa: E731
+        elif slot.kind == "mapping":
+            spec = hostmapping_body(slot)["spec"]
+            spec.setdefault("aliases", None)  # removed
+            act = lambda: k.custom.patch_namespaced_custom_object(  # noqa: E731
+                *HOSTMAPPINGS, HOSTS_NS, "hostmappings", slot.name, {"spec": spec})
+        elif slot.kind in ROUTE_KINDS:
+            act = lambda: k.custom.patch_namespaced_custom_object(  # noqa: E731
+                *TRAEFIK, HOSTS_NS, ROUTE_KINDS[slot.kind][1], slot.object_name, {"spec": traefik_body(slot)["spec"]})
         else:
             act = lambda: k.core.patch_namespaced_pod(slot.name, SESSION_NS, {  # noqa: E731
                 "metadata": {"labels": {SESSION_HASH_LABEL: slot.session_hash}}})
@@ -341,6 +400,20 @@ def service_body(slot: Slot) -> dict[str, Any]:
             "spec": {"ports": [{"port": 8080}], "selector": {"app": slot.name}}}
 
 
+def mapping_ip(slot: Slot) -> str:
+    return f"192.168.{10 + slot.address}.{slot.index}"
+
+
+def hostmapping_body(slot: Slot) -> dict[str, Any]:
+    alias = f"{slot.name}-alias.lan" if slot.extra else None
+    return soak_hosts.mapping_body(slot.name, slot.hostname, mapping_ip(slot), alias)
+
+
+def traefik_body(slot: Slot) -> dict[str, Any]:
+    hostnames = [slot.hostname] + ([f"{slot.name}-x.lan"] if slot.extra else [])
+    return soak_hosts.route_body(ROUTE_KINDS[slot.kind][0], slot.object_name, hostnames)
+
+
 def pod_body(slot: Slot) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": slot.name, "labels": {**SESSION_SELECTOR, SESSION_HASH_LABEL: slot.session_hash}},
@@ -350,6 +423,6 @@ def pod_body(slot: Slot) -> dict[str, Any]:
 def apply_final(k: Kube, cf: Any, foreign: Foreign, slots: list[Slot]) -> None:
     """The reference run's input: the wanted objects of `slots`, made at once."""
     events = Events(k, cf, foreign, 0)
-    events.slots = [Slot(s.kind, s.index, True, s.variant, s.access, s.tunnel) for s in slots]
+    events.slots = [replace(s, live=True) for s in slots]
     for slot in events.slots:
         events._create_now(slot)

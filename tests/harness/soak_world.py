@@ -1,6 +1,7 @@
 """The soak's world (issue 16 §1): the emulators with canary credentials, the foreign objects put in place before the
 operator starts (and kept to be compared byte for byte at the end), the objects every front door needs (ChuteConfig,
-tenant, Tunnels, Services and their Secrets), and the environment of a `chutes run` replica serving every door."""
+tenant, Tunnels, Services and their Secrets), and the environment of a `chutes run` replica serving every door (the
+router-hosts one on the router-hosts emulator, over mutual TLS: see :mod:`harness.soak_hosts`)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from harness.processes import free_port, run_env
 
 ZONE, SESSION_ZONE = "example.com", "example.net"
 GW_NS, APPS_NS, OPNS, SYSTEM_NS, SESSION_NS = "team-a", "apps", "cloudflare-zero-trust", "chute-system", "ns1"
-NAMESPACES = ["default", GW_NS, APPS_NS, OPNS, SYSTEM_NS, SESSION_NS]
+HOSTS_NS, INGRESS_IP = "home", "192.168.1.80"  # HostMappings and Traefik routes; the IP route hostnames get
+NAMESPACES = ["default", GW_NS, APPS_NS, OPNS, SYSTEM_NS, SESSION_NS, HOSTS_NS]
 # The canaries: the API tokens are made of them, so any of their bytes in a log, an Event or a status is a leak.
 CANARY_TOKEN = "soakCANARYtoken0a1b2c3d4e5f6a7b8c9d0e1f2"
 FOREIGN_TOKEN = "soakFOREIGNtoken9f8e7d6c5b4a39281706f5e4"
@@ -53,6 +55,7 @@ class Foreign:
     idps: dict[str, dict[str, Any]] = field(default_factory=dict)
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)  # other tunnels' configurations, whole
     foreign_rules: list[dict[str, Any]] = field(default_factory=list)
+    entries: dict[str, dict[str, Any]] = field(default_factory=dict)  # router-hosts entries, as its snapshot shows
 
 
 def foreign_sdk(cf: Any) -> cloudflare.Cloudflare:
@@ -199,9 +202,10 @@ def put_base_objects(k: Kube, cf: Any, foreign: Foreign) -> None:
             "ports": [{"port": 8080}], "selector": {"app": f"svc{i}"}}})
 
 
-def replica_env(kube: Any, cf: Any, foreign: Foreign, pod: str) -> dict[str, str]:
+def replica_env(kube: Any, cf: Any, rh: Any, foreign: Foreign, pod: str) -> dict[str, str]:
     """`chutes run` with every front door on (the session door through the seed's variables, on the shared
-    tunnel), kopf peering, short intervals so that drift and orphans are dealt with within the soak."""
+    tunnel; the router-hosts door on `rh`, with its client certificate), kopf peering, short intervals so that drift
+    and orphans are dealt with within the soak."""
     return run_env(kube, cf) | {
         "POD_ID": pod, "OPERATOR_NAMESPACE": OPNS, "CHUTES_LEDGER_NAMESPACE": OPNS,
         "CHUTES_CLUSTER_RESOURCE_NAMESPACE": OPNS,
@@ -213,4 +217,7 @@ def replica_env(kube: Any, cf: Any, foreign: Foreign, pod: str) -> dict[str, str
         "DOMAIN": SESSION_ZONE, "ROUTE_SUFFIX": SESSION_SUFFIX,
         "ROUTER_SERVICE_URL": "http://opencode-router.ns1.svc.cluster.local:80", "WATCH_NAMESPACE": SESSION_NS,
         "INGRESSROUTE_NAMESPACE": SESSION_NS, "HEALTH_PORT": str(free_port()),
+        "CHUTES_ROUTER_HOSTS_ADDRESS": rh.address, "CHUTES_ROUTER_HOSTS_TLS_CA": rh.ca,
+        "CHUTES_ROUTER_HOSTS_TLS_CERT": rh.cert, "CHUTES_ROUTER_HOSTS_TLS_KEY": rh.key,
+        "CHUTES_DEFAULT_INGRESS_IP": INGRESS_IP,
     }

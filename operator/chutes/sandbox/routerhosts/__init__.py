@@ -4,8 +4,8 @@ AddHost, GetHost, UpdateHost, DeleteHost, ListHosts and SearchHosts behave as th
 holds the rules: validation with Go's ``net.ParseIP`` semantics, ALREADY_EXISTS on identical ip and hostname,
 ULIDs, decimal versions with one event per change, ABORTED on a stale ``expected_version``, NOT_FOUND, sanitised
 INTERNAL); every other RPC answers UNIMPLEMENTED. The client certificate is required and verified against the
-emulator's CA. Tests inject faults (``server.faults``: a status for the next N calls, latency, a lost answer) and
-read the request log (``server.requests``) and the entries (``server.snapshot()``).
+emulator's CA. Tests inject faults (``server.faults``: a status for the next N calls or at a seeded random rate,
+latency, a lost answer) and read the request log (``server.requests``) and the entries (``server.snapshot()``).
 
 ``python -m chutes.sandbox.routerhosts --port N [--certs DIR]`` runs it standalone; in-process,
 ``RouterHostsSandbox`` (own thread) or ``RouterHostsServer`` (the current loop).

@@ -4,12 +4,18 @@
 (UNAVAILABLE by default) before anything is done; with ``after=True`` the call is carried out first and its
 answer replaced by the failure (a lost answer: the write happened, the client cannot know). ``delay(seconds,
 rpc=..., count=...)``: calls wait that long before being handled (every call until ``clear()`` when `count` is
-None), so a client's deadline can run out.
+None), so a client's deadline can run out. ``fail_randomly(rate, rpcs=..., code=..., after=..., seed=...)``: every
+call (of `rpcs`, or of any RPC) fails with probability `rate`, reproducibly for a given `seed`, until ``clear()``
+(the soak: UNAVAILABLE and INTERNAL now and then, and writes carried out whose answer is lost).
+
+A failure taken is marked on its call's record (``RequestRecord.injected``), so a test can count what it injected.
 """
 
 from __future__ import annotations
 
+import random
 import threading
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import grpc
@@ -32,6 +38,16 @@ class Failure:
 
 
 @dataclass
+class _Random:
+    code: grpc.StatusCode
+    message: str
+    after: bool
+    rpcs: frozenset[str] | None
+    rate: float
+    rng: random.Random
+
+
+@dataclass
 class _Delay:
     seconds: float
     rpc: str | None
@@ -43,6 +59,7 @@ class Faults:
         self._lock = threading.Lock()
         self._failures: list[Failure] = []
         self._delays: list[_Delay] = []
+        self._random: list[_Random] = []
 
     def fail(
         self,
@@ -59,6 +76,26 @@ class Faults:
         with self._lock:
             self._failures.append(Failure(code=code, message=text, after=after, rpc=rpc, remaining=count))
 
+    def fail_randomly(
+        self,
+        rate: float,
+        *,
+        rpcs: Collection[str] | None = None,
+        code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE,
+        message: str | None = None,
+        after: bool = False,
+        seed: int | None = None,
+    ) -> None:
+        """Each call of `rpcs` (None: any) fails with `code` with probability `rate`, before anything is done, or
+        with ``after=True`` once it was carried out (its answer lost); reproducibly for a given `seed`."""
+        if code == grpc.StatusCode.OK or not 0 < rate <= 1:
+            raise ValueError("a random fault needs a failing code and a rate in (0, 1]")
+        text = message or _DEFAULT_MESSAGES.get(code, f"injected fault: {code.name}")
+        with self._lock:
+            self._random.append(_Random(code=code, message=text, after=after,
+                                        rpcs=None if rpcs is None else frozenset(rpcs), rate=rate,
+                                        rng=random.Random(seed)))
+
     def delay(self, seconds: float, *, rpc: str | None = None, count: int | None = None) -> None:
         with self._lock:
             self._delays.append(_Delay(seconds=seconds, rpc=rpc, remaining=count))
@@ -67,6 +104,7 @@ class Faults:
         with self._lock:
             self._failures.clear()
             self._delays.clear()
+            self._random.clear()
 
     # --- consulted by the service ------------------------------------------------------------------
 
@@ -76,6 +114,9 @@ class Faults:
                 if failure.after == after and failure.rpc in (None, rpc) and failure.remaining > 0:
                     failure.remaining -= 1
                     return failure
+            for rule in self._random:
+                if rule.after == after and (rule.rpcs is None or rpc in rule.rpcs) and rule.rng.random() < rule.rate:
+                    return Failure(code=rule.code, message=rule.message, after=after, rpc=rpc, remaining=0)
             return None
 
     def take_delay(self, rpc: str) -> float:

@@ -14,13 +14,15 @@ __all__ = ["RequestLog", "RequestRecord"]
 class RequestRecord:
     """One call. `request`: the fields present in the request (proto names; an empty wrapper shows as ``{}``).
     `client`: the Subject CN of the client certificate the call came with. `code` is ``CANCELLED`` for a call the
-    client gave up (its deadline) while an injected delay held it."""
+    client gave up (its deadline) while an injected delay held it. `injected`: ``""``, or the fault that made its
+    answer: ``"failed"`` (nothing was done) or ``"answer lost"`` (carried out, then the failure answered)."""
 
     rpc: str
     request: dict[str, Any]
     code: str
     message: str
     client: str | None
+    injected: str = ""
 
 
 class RequestLog:

@@ -135,8 +135,9 @@ class HostsServicer(hosts_pb2_grpc.HostsServiceServicer):  # type: ignore[misc]
         failure = self.faults.take_failure(rpc, after=False)
         outcome: tuple[grpc.StatusCode, str] | None = None
         result: T | None = None
+        injected = ""
         if failure is not None:
-            outcome = (failure.code, failure.message)
+            outcome, injected = (failure.code, failure.message), "failed"
         else:
             try:
                 result = action()
@@ -148,9 +149,10 @@ class HostsServicer(hosts_pb2_grpc.HostsServiceServicer):  # type: ignore[misc]
             else:
                 lost = self.faults.take_failure(rpc, after=True)
                 if lost is not None:
-                    outcome = (lost.code, lost.message)
+                    outcome, injected = (lost.code, lost.message), "answer lost"
         code, message = outcome or (grpc.StatusCode.OK, "")
-        record = RequestRecord(rpc=rpc, request=summary, code=code.name, message=message, client=client)
+        record = RequestRecord(rpc=rpc, request=summary, code=code.name, message=message, client=client,
+                               injected=injected)
         self.requests.add(record)
         if self.answered is not None:
             self.answered(record)

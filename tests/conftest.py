@@ -25,11 +25,13 @@ def _small_trust_store() -> None:
     Cloudflare SDK's httpx client: two or more per operator start) loads the trust store named by SSL_CERT_FILE, else
     the system's: 30 ms of CPU each time. Nothing in the tests verifies a server against it (the emulators speak
     plain HTTP; the router-hosts emulator's TLS names its own CA), so it is one certificate of the system's, in a
-    file of the temporary directory (inherited by subprocesses: ``chutes run`` replicas, the demo)."""
-    system = ssl.get_default_verify_paths().cafile
-    if os.environ.get("SSL_CERT_FILE") or not system or not Path(system).is_file():
+    file of the temporary directory (inherited by subprocesses: ``chutes run`` replicas, the demo). An
+    SSL_CERT_FILE set in the environment (as on machines whose every tool is pointed at the system's bundle) is
+    such a store too: its first certificate replaces it."""
+    store = os.environ.get("SSL_CERT_FILE") or ssl.get_default_verify_paths().cafile
+    if not store or not Path(store).is_file():
         return
-    first = re.search(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----\n?", Path(system).read_text(), re.S)
+    first = re.search(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----\n?", Path(store).read_text(), re.S)
     if first is None:
         return
     path = Path(tempfile.gettempdir()) / "chutes-tests-trust-store.pem"

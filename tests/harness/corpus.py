@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from chutes.sandbox.kubernetes.kubeconfig import OPERATOR_TOKEN
+from harness.manifests import SAFE_LOADER
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "bad-inputs"
 MAX_WARNINGS_PER_OBJECT = 3  # one per distinct problem: a bad object has one
@@ -50,7 +51,7 @@ def load(path: Path, values: dict[str, str]) -> Entry:
     text = path.read_text(encoding="utf-8")
     text = re.sub(r"\$\{REPEAT:(.):(\d+)\}", lambda m: m.group(1) * int(m.group(2)), text)
     text = re.sub(r"\$\{([A-Z_]+)\}", lambda m: values.get(m.group(1), m.group(0)), text)
-    doc = yaml.safe_load(text)
+    doc = yaml.load(text, Loader=SAFE_LOADER)
     return Entry(path, doc["expect"], doc["objects"], doc.get("before") or [], doc.get("cloudflare") or {},
                  doc.get("bypass") or {}, raw=doc)
 

@@ -308,6 +308,8 @@ def main() -> int:
                              "process's start (PYTHONTRACEMALLOC, MALLOC_ARENA_MAX) must be set in this script's own "
                              "environment")
     parser.add_argument("--show-resync", action="store_true", help="print every call of the resync window")
+    parser.add_argument("--publish-only", action="store_true",
+                        help="stop after the first phase (e.g. to compare CHUTES_MAX_RECONCILES values)")
     parser.add_argument("--keep-log", type=Path, help="where the operator's stderr goes (default: a temporary file)")
     args = parser.parse_args()
     n, burst = args.exposures, args.burst
@@ -341,6 +343,8 @@ def main() -> int:
             print("  " + latency_line(done, wanted))
             print(f"  idle {time.monotonic() - last:.0f} s after; operator RSS now {rss_mb(pid(replica))[0]:.0f} MiB, "
                   f"peak {rss_mb(pid(replica))[1]:.0f} MiB (target <= 300 MB)", flush=True)
+            if args.publish_only:
+                return 0 if len(done) == len(wanted) else 1
 
             # one whole pass of the tenant's resync (the session door's and every binding's timer run as often)
             stamp = next_sync(custom, synced(custom), 3 * args.resync_interval + args.timeout)

@@ -33,8 +33,9 @@ async def _crowd(slots: Slots, count: int) -> tuple[list[int], int]:
             inside -= 1
 
     tasks = [asyncio.create_task(one(i)) for i in range(count)]
-    while len(order) < min(count, slots.limit or count) or slots.waiting < count - len(order):
-        await asyncio.sleep(0)
+    await asyncio.sleep(0)  # each task's first step: in, or in the queue
+    admitted = min(count, slots.limit or count)
+    assert (len(order), slots.waiting) == (admitted, count - admitted)
     release.set()
     await asyncio.gather(*tasks)
     return order, most
@@ -79,9 +80,8 @@ async def test_a_nested_reconcile_runs_in_its_holders_slot() -> None:
     slots = Slots(1)
 
     async def nested() -> str:
-        async with slots.held():
-            async with slots.held():  # e.g. a resync reconciling an object it found
-                return "done"
+        async with slots.held(), slots.held():  # the inner one: e.g. a resync reconciling an object it found
+            return "done"
 
     assert await asyncio.wait_for(nested(), 5) == "done"
     assert slots.running == 0

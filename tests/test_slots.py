@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from prometheus_client import REGISTRY
 
 from chutes.frontdoors import slots as s
 from chutes.frontdoors.slots import Slots
@@ -69,6 +70,25 @@ async def test_a_newcomer_queues_behind_the_waiters_even_when_a_slot_is_handed_o
     c = asyncio.create_task(holder("c"))
     await asyncio.gather(a, b, c)
     assert got == ["a", "b", "c"]
+
+
+async def test_the_waiters_are_counted_in_a_gauge() -> None:
+    def waiting() -> float:
+        return REGISTRY.get_sample_value("chutes_reconciles_waiting") or 0.0
+
+    slots, before = Slots(1), waiting()
+    hold = asyncio.Event()
+
+    async def holder() -> None:
+        async with slots.held():
+            await hold.wait()
+
+    tasks = [asyncio.create_task(holder()) for _ in range(4)]
+    await asyncio.sleep(0)
+    assert waiting() - before == 3
+    hold.set()
+    await asyncio.gather(*tasks)
+    assert waiting() == before
 
 
 async def test_no_limit() -> None:

@@ -21,6 +21,8 @@ from collections.abc import AsyncIterator, Mapping
 from contextvars import ContextVar
 from typing import Any
 
+from chutes.observability import metrics
+
 __all__ = ["Slots", "of"]
 
 _HELD: ContextVar[Slots | None] = ContextVar("chutes_reconcile_slot", default=None)
@@ -63,6 +65,7 @@ class Slots:
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
+        metrics.RECONCILES_WAITING.inc()
         try:
             await waiter  # resolved by a release, which counted this holder in already
         except asyncio.CancelledError:
@@ -71,6 +74,8 @@ class Slots:
             with contextlib.suppress(ValueError):  # a release may have dropped it already
                 self._waiters.remove(waiter)
             raise
+        finally:
+            metrics.RECONCILES_WAITING.dec()
 
     def _release(self) -> None:
         while self._waiters:

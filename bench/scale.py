@@ -26,8 +26,9 @@ The full size (`--exposures 10000 --burst 2000`) takes tens of minutes on two co
 side dominates) and a few GB in this process (the emulators); develop with e.g. `--exposures 1000 --burst 200
 --resync-interval 20 --rate-limit 120 --rate-window 30` (the same rate, shorter windows).
 Run: `.venv/bin/python bench/scale.py [--exposures N] [--burst B] [--shares S,R,B] [--resync-interval S]
-[--rate-limit L] [--rate-window W] [--latency S] [--keep-log FILE] [--operator-env KEY=VALUE]...`. A figure
-printer, not a test.
+[--rate-limit L] [--rate-window W] [--latency S] [--keep-log FILE] [--operator-env KEY=VALUE]... [--publish-only]`
+(`--publish-only`: the first phase alone, e.g. to compare `--operator-env CHUTES_MAX_RECONCILES=0` with the default).
+A figure printer, not a test.
 """
 
 from __future__ import annotations

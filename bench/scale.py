@@ -26,8 +26,9 @@ The full size (`--exposures 10000 --burst 2000`) takes tens of minutes on two co
 side dominates) and a few GB in this process (the emulators); develop with e.g. `--exposures 1000 --burst 200
 --resync-interval 20 --rate-limit 120 --rate-window 30` (the same rate, shorter windows).
 Run: `.venv/bin/python bench/scale.py [--exposures N] [--burst B] [--shares S,R,B] [--resync-interval S]
-[--rate-limit L] [--rate-window W] [--latency S] [--keep-log FILE] [--operator-env KEY=VALUE]...`. A figure
-printer, not a test.
+[--rate-limit L] [--rate-window W] [--latency S] [--keep-log FILE] [--operator-env KEY=VALUE]... [--publish-only]`
+(`--publish-only`: the first phase alone, e.g. to compare `--operator-env CHUTES_MAX_RECONCILES=0` with the default).
+A figure printer, not a test.
 """
 
 from __future__ import annotations
@@ -308,6 +309,8 @@ def main() -> int:
                              "process's start (PYTHONTRACEMALLOC, MALLOC_ARENA_MAX) must be set in this script's own "
                              "environment")
     parser.add_argument("--show-resync", action="store_true", help="print every call of the resync window")
+    parser.add_argument("--publish-only", action="store_true",
+                        help="stop after the first phase (e.g. to compare CHUTES_MAX_RECONCILES values)")
     parser.add_argument("--keep-log", type=Path, help="where the operator's stderr goes (default: a temporary file)")
     args = parser.parse_args()
     n, burst = args.exposures, args.burst
@@ -341,6 +344,8 @@ def main() -> int:
             print("  " + latency_line(done, wanted))
             print(f"  idle {time.monotonic() - last:.0f} s after; operator RSS now {rss_mb(pid(replica))[0]:.0f} MiB, "
                   f"peak {rss_mb(pid(replica))[1]:.0f} MiB (target <= 300 MB)", flush=True)
+            if args.publish_only:
+                return 0 if len(done) == len(wanted) else 1
 
             # one whole pass of the tenant's resync (the session door's and every binding's timer run as often)
             stamp = next_sync(custom, synced(custom), 3 * args.resync_interval + args.timeout)

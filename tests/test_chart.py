@@ -69,6 +69,7 @@ def test_the_operator_accepts_the_settings_the_chart_gives_it(values: dict[str, 
     assert settings.policy == values.get("policy", "sync")
     assert settings.dry_run is values.get("dryRun", False)
     assert settings.sweep_max_deletions == values.get("sweepMaxDeletions", 50)
+    assert settings.max_reconciles == values.get("maxReconciles", 64)
     assert settings.liveness_endpoint == "http://0.0.0.0:8080/healthz"
     assert settings.metrics_port == values.get("metrics", {}).get("port", 9090)
     assert settings.log_format == values.get("logFormat", "json")
@@ -248,6 +249,7 @@ def test_notes_name_the_front_doors_and_the_crd_upgrade_step() -> None:
         ({"resyncInterval": 0}, "/resyncInterval"),
         ({"policy": "delete-all"}, "/policy"),
         ({"sweepMaxDeletions": -1}, "/sweepMaxDeletions"),
+        ({"maxReconciles": -1}, "/maxReconciles"),
         ({"dryRun": "yes"}, "/dryRun"),
         ({"logFormat": "xml"}, "/logFormat"),
         ({"logLevel": "verbose"}, "/logLevel"),

@@ -56,6 +56,9 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
     flag("--cloudflare-base-url", help="Cloudflare API base URL (CHUTES_CLOUDFLARE_BASE_URL or CLOUDFLARE_BASE_URL)")
     flag("--rate-limit", type=int, help="Cloudflare requests per token per window (CHUTES_RATE_LIMIT, 1200)")
     flag("--rate-window", type=float, help="seconds of that window (CHUTES_RATE_WINDOW, 300)")
+    flag("--max-reconciles", type=int, metavar="N",
+         help="most source objects reconciled at once, the others waiting their turn (CHUTES_MAX_RECONCILES, 64; "
+              "0 = no limit)")
     flag("--chutes", action=argparse.BooleanOptionalAction, default=None,
          help="serve ChuteConfig/ChuteGateway (CHUTES_CHUTES, on)")
     flag("--httproutes", action=argparse.BooleanOptionalAction, default=None,

@@ -23,6 +23,7 @@ from chutes.frontdoors.gateways import handlers as gateways
 from chutes.frontdoors.hosts import handlers as hosts
 from chutes.frontdoors.httproutes import handlers as httproutes
 from chutes.frontdoors.sessions import handlers as sessions
+from chutes.frontdoors.slots import Slots
 from chutes.frontdoors.tunnels import handlers as tunnels
 from chutes.leases import TunnelLeases, default_identity
 from chutes.observability.readiness import Insights, Readiness, Vault
@@ -208,6 +209,7 @@ def new_memo(settings: Settings) -> kopf.Memo:
     memo.hostname_rules = load_hostname_rules(settings)
     memo.shared_tunnel_targets = frozenset(settings.shared_tunnel_targets)
     memo.cores = CorePool(settings)
+    memo.slots = Slots(settings.max_reconciles)
     memo.readiness = Readiness(Vault(), Insights())
     memo.cleaned_up = asyncio.Event()  # set by the last cleanup handler (sandbox.runner waits for it)
     return memo

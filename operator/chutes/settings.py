@@ -92,6 +92,15 @@ class Settings(BaseModel):
         "processes using one token split Cloudflare's 1,200 per 5 minutes between them (the chart divides it).",
     )
     rate_window: float = Field(default=300.0, gt=0, description="Seconds of the rate-limit window.")
+    max_reconciles: int = Field(
+        default=64,
+        ge=0,
+        description="Most source objects this process reconciles at once (kopf's create, update, resume, resync and "
+        "delete handlers of every door but the session Pods', which work in passes); the others wait their turn in "
+        "their order of arrival. Bounds the memory of thousands of objects arriving at once (a mass creation, a "
+        "restart): each reconcile in flight holds ~30 KB, and the Python allocator keeps what it grew to. 0: no "
+        "limit.",
+    )
     chutes: bool = Field(default=True, description="Serve ChuteConfig/ChuteGateway.")
     httproutes: bool = Field(default=True, description="Serve annotated HTTPRoutes.")
     tunnels: bool = Field(default=True, description="Serve Tunnel/ClusterTunnel/TunnelBinding (adyanth's API).")

@@ -106,7 +106,7 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
                                                "tlsSecret": {"name": "lan-mtls"}},
                                "image": {"digest": "sha256:" + "a" * 64}, "logFormat": "text", "logLevel": "DEBUG",
                                "ownerId": "cluster-b", "cloudflare": {"baseUrl": "http://cf.example:8787/client/v4"},
-                               "policy": "upsert-only", "dryRun": True, "sweepMaxDeletions": 0,
+                               "policy": "upsert-only", "dryRun": True, "sweepMaxDeletions": 0, "maxReconciles": 0,
                                "cloudflaredImages": ["cloudflare/cloudflared", "registry.example.com/mirror/"],
                                "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}]},
 }

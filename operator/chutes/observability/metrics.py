@@ -20,6 +20,7 @@ __all__ = [
     "HOSTNAMES",
     "MANAGED_HOSTNAMES",
     "ORPHANS_REMOVED",
+    "RECONCILES_WAITING",
     "RECONCILE_SECONDS",
     "REFUSALS",
     "REFUSED_SOURCES",
@@ -54,6 +55,12 @@ CONFLICTS = Counter(
     "Reconciles stopped because a hostname or object is held by another source or by something this "
     "operator does not own, by front door.",
     ["front_door"],
+)
+
+RECONCILES_WAITING = Gauge(
+    "chutes_reconciles_waiting",
+    "Reconciles waiting for one of the CHUTES_MAX_RECONCILES slots right now (a burst of objects being worked "
+    "through).",
 )
 
 REFUSED_SOURCES = Gauge(

@@ -12,6 +12,8 @@ import time
 from collections.abc import Mapping
 from types import TracebackType
 
+import kopf
+
 from chutes import runtime
 from chutes.observability.readiness import Insights
 from chutes.settings import Settings
@@ -33,6 +35,7 @@ class OperatorThread:
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._insights: Insights | None = None
+        self.memo: kopf.Memo | None = None  # the operator's, once it runs (read it from its loop, or when stopped)
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)  # log records' threadName
 
     def _main(self) -> None:
@@ -43,7 +46,7 @@ class OperatorThread:
             self._ready.set()
 
     async def _run(self) -> None:
-        memo = runtime.new_memo(self.settings)
+        memo = self.memo = runtime.new_memo(self.settings)
         self._insights = memo.readiness.insights
         main = asyncio.current_task()
         reaper = asyncio.create_task(self._reap_left_overs(memo.cleaned_up, main))  # made before kopf starts

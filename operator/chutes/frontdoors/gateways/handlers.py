@@ -11,7 +11,7 @@ import kopf
 
 from chutes import conditions as c
 from chutes import kube
-from chutes.frontdoors import adoption, problems, repairs, retries, status_writer
+from chutes.frontdoors import adoption, problems, repairs, retries, slots, status_writer
 from chutes.frontdoors.gateways import blocked_deletion, orphans, read
 from chutes.frontdoors.gateways import desired as d
 from chutes.frontdoors.gateways import reconcile as r
@@ -117,7 +117,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
             raise kopf.TemporaryError(message, delay=retries.BLOCKED_RECHECK)
 
     async def _config(name: str, body: kopf.Body, memo: kopf.Memo) -> None:
-        async with metrics.reconcile_timer(d.FRONT_DOOR):
+        async with slots.of(memo).held(), metrics.reconcile_timer(d.FRONT_DOOR):
             with problems.said(body, d.FRONT_DOOR) as events:
                 await r.reconcile_config(memo.kube, memo.cores, name, body.get("spec") or {},
                                          _writer(memo, d.CONFIG_PLURAL, body), events)
@@ -164,7 +164,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     @kopf.on.delete(d.GROUP, d.VERSION, d.GATEWAY_PLURAL, registry=registry, id="cleanup")
     async def gateway_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         status = _writer(memo, d.GATEWAY_PLURAL, body)
-        async with metrics.reconcile_timer(d.FRONT_DOOR):
+        async with slots.of(memo).held(), metrics.reconcile_timer(d.FRONT_DOOR):
             with problems.said(body, d.FRONT_DOOR) as events:
                 try:
                     await r.unpublish_gateway(memo.kube, memo.cores, memo.claims, body, status, events)
@@ -175,7 +175,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
 
     async def _gateway(body: kopf.Body, memo: kopf.Memo) -> None:
         # Re-applying a generation published in full before (resume, resync): whatever it writes is a repair.
-        async with metrics.reconcile_timer(d.FRONT_DOOR):
+        async with slots.of(memo).held(), metrics.reconcile_timer(d.FRONT_DOOR):
             with repairs.scope(d.FRONT_DOOR, repairs.gateway_published(body)):
                 with problems.said(body, d.FRONT_DOOR) as events:
                     await r.reconcile_gateway(memo.kube, memo.cores, memo.claims, body,

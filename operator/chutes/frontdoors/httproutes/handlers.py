@@ -17,7 +17,7 @@ import kopf
 from chutes import conditions as c
 from chutes.authorization import HostnameRules
 from chutes.claims import operator_namespace
-from chutes.frontdoors import adoption, repairs
+from chutes.frontdoors import adoption, repairs, slots
 from chutes.frontdoors.httproutes import annotations as a
 from chutes.frontdoors.httproutes import desired as d
 from chutes.frontdoors.httproutes import orphans, status, upkeep
@@ -106,7 +106,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
             return  # our own result annotations, or something we do not read
         ctx = context(memo, kwargs)
         meta = body["metadata"]
-        async with ctx.runtime.lock(meta["namespace"], meta["name"]):
+        async with slots.of(memo).held(), ctx.runtime.lock(meta["namespace"], meta["name"]):
             route = await upkeep.read_route(ctx, meta["namespace"], meta["name"])  # another handler may have run
             if route is None:
                 return
@@ -130,8 +130,9 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
         ctx = context(memo, kwargs)
         problem = None if deleting else a.enabled_problem(annotations)
         try:
-            await upkeep.route_gone(ctx, meta["namespace"], meta["name"], kopf.event, route=body,
-                                   refusal=(c.INVALID_SPEC, problem) if problem else None)
+            async with slots.of(memo).held():
+                await upkeep.route_gone(ctx, meta["namespace"], meta["name"], kopf.event, route=body,
+                                        refusal=(c.INVALID_SPEC, problem) if problem else None)
         except Problem as problem:
             logger.warning("HTTPRoute %s/%s cleanup: %s (the sweep retries)", meta["namespace"], meta["name"],
                            problem.message)
@@ -148,7 +149,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
         ctx = context(memo, kwargs)
         if not adoption.retry_now(adoption_permitted(ctx, body), ready):
             return
-        async with ctx.runtime.lock(meta["namespace"], meta["name"]):
+        async with slots.of(memo).held(), ctx.runtime.lock(meta["namespace"], meta["name"]):
             route = await upkeep.read_route(ctx, meta["namespace"], meta["name"])
             if route is None:
                 return

@@ -19,7 +19,7 @@ import kopf
 from chutes import conditions as c
 from chutes.claims import operator_namespace
 from chutes.cloudflare_core import in_flight
-from chutes.frontdoors import problems, repairs, status_writer
+from chutes.frontdoors import problems, repairs, slots, status_writer
 from chutes.frontdoors.problems import EventSink
 from chutes.frontdoors.status_writer import StatusWriter
 from chutes.frontdoors.tunnels import bindings as b
@@ -83,7 +83,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
     async def tunnel(body: kopf.Body, memo: kopf.Memo, kind: str, plural: str) -> None:
         if body["metadata"].get("deletionTimestamp"):
             return
-        async with metrics.reconcile_timer(FRONT_DOOR):
+        async with slots.of(memo).held(), metrics.reconcile_timer(FRONT_DOOR):
             with _problems_said(body) as events:
                 await t.reconcile_tunnel(memo.kube, memo.cores, memo.claims, with_kind(body, kind),
                                          _writer(memo, m.VERSION, plural, body), events, resource_namespace)
@@ -96,7 +96,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
     async def binding(body: kopf.Body, memo: kopf.Memo) -> None:
         if body["metadata"].get("deletionTimestamp"):
             return
-        async with metrics.reconcile_timer(FRONT_DOOR), binding_turn(body), in_flight():
+        async with slots.of(memo).held(), metrics.reconcile_timer(FRONT_DOOR), binding_turn(body), in_flight():
             with _problems_said(body) as events:
                 await b.reconcile_binding(memo.kube, memo.cores, memo.claims, body,
                                           _writer(memo, m.BINDING_VERSION, m.BINDING_PLURAL, body), events,
@@ -105,8 +105,8 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
 
     async def service(body: Mapping[str, Any], memo: kopf.Memo) -> None:
         meta = body["metadata"]
-        async with (metrics.reconcile_timer(FRONT_DOOR), turns.held(m.service_source(meta["namespace"], meta["name"])),
-                    in_flight()):
+        async with (slots.of(memo).held(), metrics.reconcile_timer(FRONT_DOOR),
+                    turns.held(m.service_source(meta["namespace"], meta["name"])), in_flight()):
             with _problems_said(body, said_to_services) as events:
                 await sv.reconcile_service(memo.kube, memo.cores, memo.claims, body, events, resource_namespace,
                                            memo.get("hostname_rules"))
@@ -131,8 +131,8 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
                         await service(found, memo)
 
         async def tunnel_delete(body: kopf.Body, memo: kopf.Memo, kind: str = kind, **_: Any) -> None:
-            async with metrics.reconcile_timer(FRONT_DOOR), turns.all_held(  # the claims it reads stay as read
-                    await sv.routed_through(memo.claims, with_kind(body, kind))):
+            async with slots.of(memo).held(), metrics.reconcile_timer(FRONT_DOOR), turns.all_held(
+                    await sv.routed_through(memo.claims, with_kind(body, kind))):  # the claims it reads stay as read
                 with _problems_said(body) as events:
                     await t.delete_tunnel(memo.kube, memo.cores, memo.claims, with_kind(body, kind), events,
                                           resource_namespace)
@@ -168,7 +168,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
 
     @kopf.on.delete(m.GROUP, m.BINDING_VERSION, m.BINDING_PLURAL, registry=registry, id="cleanup")
     async def binding_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        async with metrics.reconcile_timer(FRONT_DOOR), binding_turn(body), in_flight():
+        async with slots.of(memo).held(), metrics.reconcile_timer(FRONT_DOOR), binding_turn(body), in_flight():
             with _problems_said(body) as events:
                 await b.delete_binding(memo.kube, memo.cores, memo.claims, body, events, resource_namespace)
 
@@ -185,7 +185,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
             return
         meta = body["metadata"]
         # said in Events; the next event of the Service retries
-        async with turns.held(m.service_source(meta["namespace"], meta["name"])), in_flight():
+        async with slots.of(memo).held(), turns.held(m.service_source(meta["namespace"], meta["name"])), in_flight():
             with contextlib.suppress(kopf.TemporaryError, kopf.PermanentError), _problems_said(body) as events:
                 await sv.withdraw_if_gone(memo.kube, memo.cores, memo.claims, meta["namespace"], meta["name"],
                                           events, resource_namespace)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import copy
 import dataclasses
 import json
 import logging
@@ -110,7 +111,7 @@ class FaithfulEmulator(kmock.KubernetesEmulator):
         target = Target.of(kmock.resource(resource))
         info = self.store.info(target)
         namespace = (namespace or meta_of(body).get('namespace') or 'default') if info.namespaced else None
-        return self.store.create(target, namespace, body)
+        return copy.deepcopy(self.store.create(target, namespace, body))  # the caller's to change
 
     def add_crd(self, manifest: Mapping[str, Any]) -> JSON:
         """Install a CustomResourceDefinition (stored as an object and registered in discovery)."""

@@ -84,6 +84,9 @@ class Store:
     def __init__(self, objects: kmock.ObjectsArray, resources: kmock.ResourcesArray, *,
                  event_log_size: int = 10_000, strict_namespaces: bool = True) -> None:
         self.objects = objects
+        # The live objects by resource, then (namespace, name): what reads answer from, in time proportional to
+        # the resource's objects (kmock's array, kept for its history, is scanned whole and wraps every value).
+        self.index: dict[kmock.resource, dict[tuple[str | None, str], JSON]] = {}
         self.resources = resources
         # kmock's own dict behind ``resources`` (a live view): ResourcesArray's key parsing is slow.
         self.infos: dict[kmock.resource, kmock.ResourceInfo] = resources._resources
@@ -149,15 +152,16 @@ class Store:
     # --- reading --------------------------------------------------------------------------------
 
     def current(self, key: Key) -> JSON | None:
-        if key not in self.objects:
-            return None
-        obj = self.objects[key]
-        return None if obj.deleted else obj.raw
+        """The live object at `key` (the stored dict: copy it before changing it), None if there is none."""
+        objects = self.index.get(key[0])
+        return None if objects is None else objects.get((key[1], key[2]))
 
-    def live(self) -> Iterator[tuple[Key, JSON]]:
-        for key, obj in list(self.objects.items()):
-            if not obj.deleted:
-                yield key, obj.raw
+    def live(self, resource: kmock.resource | None = None) -> Iterator[tuple[Key, JSON]]:
+        """Every live object, or those of `resource`; a snapshot (changes while iterating are not seen)."""
+        groups = [(resource, self.index.get(resource, {}))] if resource is not None else list(self.index.items())
+        for res, objects in groups:
+            for (namespace, name), obj in list(objects.items()):
+                yield (res, namespace, name), obj
 
     def key(self, target: Target, info: kmock.ResourceInfo, namespace: str | None, name: str) -> Key:
         return target.resource, namespace if info.namespaced else None, name
@@ -170,9 +174,8 @@ class Store:
         return obj
 
     def matching(self, target: Target, namespace: str | None, selector: Selector) -> list[JSON]:
-        resource = target.resource
-        items = [obj for (res, ns, _), obj in self.live()
-                 if res == resource and (namespace is None or ns == namespace) and selector.matches(obj)]
+        items = [obj for (ns, _), obj in self.index.get(target.resource, {}).items()
+                 if (namespace is None or ns == namespace) and selector.matches(obj)]
         items.sort(key=lambda obj: (meta_of(obj).get('namespace') or '', meta_of(obj).get('name') or ''))
         return items
 
@@ -541,6 +544,7 @@ class Store:
         else:
             self.objects[key].history.append(new)
             self._emit(target, 'MODIFIED', new, old)
+        self.index.setdefault(key[0], {})[key[1], key[2]] = new
         if target == CRDS:
             self._register_crd(new)
         if meta.get('ownerReferences'):
@@ -552,6 +556,7 @@ class Store:
         final['metadata']['resourceVersion'] = str(self.rv)
         self.objects[key].history.append(final)
         self.objects[key].delete()
+        self.index.get(key[0], {}).pop((key[1], key[2]), None)
         self._emit(target, 'DELETED', final, old)
         if target == CRDS:
             self._unregister_crd(str(meta_of(final).get('name')), purge=True)
@@ -586,9 +591,8 @@ class Store:
             self.stored_as.pop(resource, None)
         for resource in self.crd_entries.pop(name, []):
             if purge:
-                for key, obj in list(self.live()):
-                    if key[0] == resource:
-                        self._remove(Target.of(resource), key, copy.deepcopy(obj), obj)
+                for key, obj in list(self.live(resource)):
+                    self._remove(Target.of(resource), key, copy.deepcopy(obj), obj)
             self.infos.pop(resource, None)
             self.custom.discard(resource)
             self.field_labels.pop(resource, None)

@@ -211,7 +211,8 @@ async def _unchanged(scope: Scope, deletions: Sequence[v.Deletion], ledger: Clai
         logger.warning("Orphan sweep of %s (%s): the claims could not be listed again before the deletions: %s",
                        where, door, error)
         return []
-    changed = {name for name, claim in claims.items() if now.get(name, claim.version) != claim.version}
+    judged = {d.claim for d in deletions if d.claim}
+    changed = {name for name in judged if now.get(name, claims[name].version) != claims[name].version}
     for name in sorted(changed):
         logger.info("Orphan sweep of %s (%s): the claim of %s on %s was written since the pass read it: judged "
                     "again by the next pass", where, door, claims[name].source, claims[name].key)

@@ -49,6 +49,7 @@ import kubernetes
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "operator"), str(ROOT / "tests")]
+os.environ["ZYGOTE_LEAN"] = "1"  # the operator's process imports what `chutes run` without router-hosts does, no more
 
 from chutes.sandbox.cloudflare import SandboxConfig, SandboxThread  # noqa: E402
 from chutes.sandbox.kubernetes import KubeSandbox  # noqa: E402

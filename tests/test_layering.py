@@ -87,7 +87,19 @@ def test_the_runtime_imports_every_front_door_it_registers() -> None:
     """Wired by imports, not by strings: each door's module is in the import graph, under the runtime."""
     graph = grimp.build_graph("chutes", cache_dir=None)
     imported = graph.find_modules_directly_imported_by("chutes.runtime")
-    doors = {door.register.__module__ for door in runtime.FRONT_DOORS.values()}
-    assert doors == {f"chutes.frontdoors.{name}.handlers" for name in ("gateways", "httproutes", "sessions", "hosts",
-                                                                          "tunnels")}
+    names = ("gateways", "httproutes", "sessions", "hosts", "tunnels")
+    doors = {f"chutes.frontdoors.{name}.handlers" for name in names}
+    registers = {door.register.__module__ for door in runtime.FRONT_DOORS.values()}
+    assert registers == doors - {"chutes.frontdoors.hosts.handlers"} | {"chutes.runtime"}  # hosts: imported when served
     assert doors <= imported
+
+
+def test_a_run_without_the_router_hosts_door_does_not_load_grpc() -> None:
+    """The router-hosts door's gRPC, protobuf and cryptography (about 19 MB of RSS) are loaded when it is served
+    only: importing what `chutes run` imports leaves them out."""
+    heavy = ("grpc", "google.protobuf", "cryptography", "chutes.hosts_core")
+    code = f"import sys, chutes.cli, chutes.runtime; print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    env = {**os.environ, "PYTHONPATH": str(Path(runtime.__file__).resolve().parents[1])}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

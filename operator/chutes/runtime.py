@@ -20,7 +20,6 @@ from chutes.claims import ClaimStore, ledger_namespace
 from chutes.cores import CorePool
 from chutes.frontdoors import annotation_keys
 from chutes.frontdoors.gateways import handlers as gateways
-from chutes.frontdoors.hosts import handlers as hosts
 from chutes.frontdoors.httproutes import handlers as httproutes
 from chutes.frontdoors.sessions import handlers as sessions
 from chutes.frontdoors.slots import Slots
@@ -48,13 +47,21 @@ class Door:
     implied_namespaces: ImpliedNamespaces | None = None
 
 
+def _register_hosts(registry: kopf.OperatorRegistry, settings: Settings, environ: Mapping[str, str]) -> None:
+    """The router-hosts door, imported when it is served only: its gRPC, protobuf and cryptography weigh about 19 MB
+    (RSS) that a run without it need not carry."""
+    from chutes.frontdoors.hosts import handlers as hosts
+
+    hosts.register(registry, settings, environ)
+
+
 # Front doors built so far. A door that is switched on but not listed here is reported at start (see
 # `unavailable_front_doors`).
 FRONT_DOORS: dict[FrontDoor, Door] = {
     "chutes": Door(gateways.register),
     "httproutes": Door(httproutes.register),
     "sessions": Door(sessions.register, sessions.implied_namespaces),
-    "hosts": Door(hosts.register),
+    "hosts": Door(_register_hosts),
     "tunnels": Door(tunnels.register),
 }
 

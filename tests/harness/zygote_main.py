@@ -15,7 +15,10 @@ import sys
 
 # `chutes run`'s modules (the runtime is imported late by the CLI, the SDK's resources on first use); the zygote's
 # PYTHONPATH is the repository's operator/ (harness.zygote).
-WARM = ("chutes.cli", "chutes.runtime", "cloudflare.resources.dns", "cloudflare.resources.zero_trust")
+# The router-hosts door is imported by `chutes run` only when served: warmed here too (its tests spawn it often) unless
+# ZYGOTE_LEAN is set (bench/scale.py, which measures the RSS of a run without that door).
+WARM = ("chutes.cli", "chutes.runtime", "cloudflare.resources.dns", "cloudflare.resources.zero_trust",
+        *(() if os.environ.get("ZYGOTE_LEAN") else ("chutes.frontdoors.hosts.handlers",)))
 for _name in WARM:
     importlib.import_module(_name)
 cli = importlib.import_module("chutes.cli")

@@ -59,7 +59,8 @@ def main() -> int:
                                            for k, n in sorted(report.calls.items()) if k.startswith("router-hosts")))
     converge = f"{report.converge_seconds:.1f} s" if report.converge_seconds is not None else "not converged"
     print(f"time to converge after the last event: {converge}")
-    print(f"protection checked after {report.protected_checks} writes")
+    print(f"protection checked after {report.protected_checks} writes; {report.schema_checks} Cloudflare answers "
+          f"validated against Cloudflare's published schema ({report.schema_seconds:.1f} s)")
     for name, found in report.checks.items():
         print(f"check {name}: {'FAIL' if found else 'ok'}" + "".join(f"\n    {line}" for line in found[:20])
               + (f"\n    ... {len(found) - 20} more" if len(found) > 20 else ""))

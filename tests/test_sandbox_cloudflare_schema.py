@@ -3,97 +3,26 @@ validates against Cloudflare's OpenAPI subset (tests/data/cloudflare-openapi-sub
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from openapi_schema_validator import OAS30Validator, oas30_format_checker
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT4
 
 from chutes.sandbox.cloudflare import CloudflareSandbox, ResponseEvent, SandboxConfig
 from chutes.sandbox.cloudflare.sandbox import ROUTES
+from harness.openapi import (
+    COMPONENT_RESULTS,
+    ENVELOPE,
+    OPERATIONS,
+    RESULT_INFO_KEYS,
+    SchemaWatch,
+    answer_problems,
+    problems,
+    spec_schema,
+)
 
-SPEC = json.loads((Path(__file__).parent / "data" / "cloudflare-openapi-subset.json").read_text())
-SPEC_URI = "urn:cloudflare-openapi-subset"
-REGISTRY: Registry[Any] = Registry().with_resource(SPEC_URI, Resource.from_contents(SPEC, default_specification=DRAFT4))
-
-_A = "/accounts/{account_id}"
-_T = _A + "/cfd_tunnel"
-_D = "/zones/{zone_id}/dns_records"
-_X = _A + "/access"
-# Emulator operation → (OpenAPI path template, method), spelled out so a drift on either side fails.
-# rotate/refresh are not paths of the subset: their results are checked against its components.
-OPERATIONS: dict[str, tuple[str, str]] = {
-    "tunnels.create": (_T, "post"),
-    "tunnels.list": (_T, "get"),
-    "tunnels.get": (_T + "/{tunnel_id}", "get"),
-    "tunnels.edit": (_T + "/{tunnel_id}", "patch"),
-    "tunnels.delete": (_T + "/{tunnel_id}", "delete"),
-    "tunnels.token": (_T + "/{tunnel_id}/token", "get"),
-    "tunnels.config.get": (_T + "/{tunnel_id}/configurations", "get"),
-    "tunnels.config.put": (_T + "/{tunnel_id}/configurations", "put"),
-    "zones.list": ("/zones", "get"),
-    "zones.get": ("/zones/{zone_id}", "get"),
-    "dns.create": (_D, "post"),
-    "dns.list": (_D, "get"),
-    "dns.get": (_D + "/{dns_record_id}", "get"),
-    "dns.update": (_D + "/{dns_record_id}", "put"),
-    "dns.edit": (_D + "/{dns_record_id}", "patch"),
-    "dns.delete": (_D + "/{dns_record_id}", "delete"),
-    "dns.batch": (_D + "/batch", "post"),
-    "access.apps.create": (_X + "/apps", "post"),
-    "access.apps.list": (_X + "/apps", "get"),
-    "access.apps.get": (_X + "/apps/{app_id}", "get"),
-    "access.apps.update": (_X + "/apps/{app_id}", "put"),
-    "access.apps.delete": (_X + "/apps/{app_id}", "delete"),
-    "access.app_policies.create": (_X + "/apps/{app_id}/policies", "post"),
-    "access.app_policies.list": (_X + "/apps/{app_id}/policies", "get"),
-    "access.app_policies.get": (_X + "/apps/{app_id}/policies/{policy_id}", "get"),
-    "access.app_policies.update": (_X + "/apps/{app_id}/policies/{policy_id}", "put"),
-    "access.app_policies.delete": (_X + "/apps/{app_id}/policies/{policy_id}", "delete"),
-    "access.policies.create": (_X + "/policies", "post"),
-    "access.policies.list": (_X + "/policies", "get"),
-    "access.policies.get": (_X + "/policies/{policy_id}", "get"),
-    "access.policies.update": (_X + "/policies/{policy_id}", "put"),
-    "access.policies.delete": (_X + "/policies/{policy_id}", "delete"),
-    "idps.create": (_X + "/identity_providers", "post"),
-    "idps.list": (_X + "/identity_providers", "get"),
-    "idps.get": (_X + "/identity_providers/{identity_provider_id}", "get"),
-    "idps.update": (_X + "/identity_providers/{identity_provider_id}", "put"),
-    "idps.delete": (_X + "/identity_providers/{identity_provider_id}", "delete"),
-    "service_tokens.create": (_X + "/service_tokens", "post"),
-    "service_tokens.list": (_X + "/service_tokens", "get"),
-    "service_tokens.get": (_X + "/service_tokens/{service_token_id}", "get"),
-    "service_tokens.update": (_X + "/service_tokens/{service_token_id}", "put"),
-    "service_tokens.delete": (_X + "/service_tokens/{service_token_id}", "delete"),
-}
-COMPONENT_RESULTS = {
-    "service_tokens.rotate": "access_create_response",
-    "service_tokens.refresh": "access_service-tokens_components-schemas-single_response",
-}
-_MESSAGES = {
-    "type": "array",
-    "items": {
-        "type": "object",
-        "required": ["code", "message"],
-        "properties": {"code": {"type": "integer"}, "message": {"type": "string"}},
-    },
-}
-ENVELOPE = {
-    "type": "object",
-    "required": ["success", "errors", "messages", "result"],
-    "properties": {"success": {"type": "boolean"}, "errors": _MESSAGES, "messages": _MESSAGES},
-    "oneOf": [
-        {"properties": {"success": {"enum": [True]}, "errors": {"maxItems": 0}}},
-        {"properties": {"success": {"enum": [False]}, "errors": {"minItems": 1}, "result": {"enum": [None]}}},
-    ],
-}
-RESULT_INFO_KEYS = {"page", "per_page", "count", "total_count", "total_pages"}
 GENERIC = {403, 429, 500}  # every operation: token not allowed, rate limited, server failure
 # Statuses each operation must answer in the scenario (besides GENERIC): exactly these.
 EXPECTED: dict[str, set[int]] = {
@@ -156,27 +85,6 @@ GOOD_CONFIG = {
         "warp-routing": {"enabled": False},
     }
 }
-
-
-def _pointer(*parts: str) -> str:
-    return f"{SPEC_URI}#/" + "/".join(p.replace("~", "~0").replace("/", "~1") for p in parts)
-
-
-def spec_schema(op: str, status: int) -> dict[str, Any] | None:
-    """The subset's response schema for this answer (status, then NXX, then default), if any."""
-    if op in COMPONENT_RESULTS:
-        return {"$ref": _pointer("components", "schemas", COMPONENT_RESULTS[op])} if status < 300 else None
-    path, method = OPERATIONS[op]
-    responses = SPEC["paths"][path][method]["responses"]
-    for key in (str(status), f"{status // 100}XX", "default"):
-        if key in responses:
-            return {"$ref": _pointer("paths", path, method, "responses", key, "content", "application/json", "schema")}
-    return None
-
-
-def problems(schema: dict[str, Any], body: Any) -> list[str]:
-    validator = OAS30Validator(schema, registry=REGISTRY, format_checker=oas30_format_checker)
-    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message[:300]}" for e in validator.iter_errors(body)]
 
 
 @dataclass(frozen=True)
@@ -498,6 +406,10 @@ async def test_every_response_kind_validates_against_the_openapi_subset(sb: Clou
         if schema is not None:
             failures += [f"{event.op} {event.status}: {p}" for p in problems(schema, event.body)]
     assert failures == []
+    watch = SchemaWatch()  # the soak's check of every answer agrees with this one
+    for event in events:
+        watch(event)
+    assert (watch.checked, watch.problems) == (len(events), [])
     assert set(EXPECTED) == {r.op for r in ROUTES} == set(OPERATIONS) | set(COMPONENT_RESULTS)
     assert seen == {op: statuses | GENERIC for op, statuses in EXPECTED.items()}
     assert {(e.op, e.status) for e in events if e.op is None} == {(None, 404), (None, 405)}
@@ -536,3 +448,30 @@ def test_the_validation_catches_broken_payloads() -> None:
     assert failure is not None and problems(failure, error | {"result": None}) == []
     assert problems(failure, error | {"result": {"id": "x"}})
     assert problems(ENVELOPE, {"success": False, "errors": [{"code": 1}], "messages": [], "result": None})
+
+
+def test_the_watch_of_every_answer_names_each_answer_off_the_schema() -> None:
+    """The soak's check (harness.openapi.SchemaWatch): an answer off Cloudflare's schema, or whose status and
+    `success` disagree, is named once with its operation; a good one is not."""
+    record = {"id": "a" * 32, "name": "a.example.com", "type": "CNAME", "content": "t.cfargotunnel.com",
+              "proxiable": True, "proxied": True, "ttl": 1, "settings": {}, "meta": {}, "comment": None, "tags": [],
+              "created_on": "2026-01-01T00:00:00.000000Z", "modified_on": "2026-01-01T00:00:00.000000Z"}
+    good = {"success": True, "errors": [], "messages": [], "result": record}
+    route = "/zones/{zone_id}/dns_records/{dns_record_id}"
+    watch = SchemaWatch()
+    watch(ResponseEvent("dns.get", "GET", route, 200, good))
+    assert (watch.checked, watch.problems) == (1, [])
+    for _ in range(2):
+        watch(ResponseEvent("dns.get", "GET", route, 200, good | {"result": record | {"ttl": 5}}))
+    watch(ResponseEvent("dns.get", "GET", route, 500, good))
+    listing = {**good, "result": [record, record | {"id": "b" * 32, "ttl": 5}], "result_info": {
+        "page": 1, "per_page": 100, "count": 2, "total_count": 2, "total_pages": 1}}
+    watch(ResponseEvent("dns.list", "GET", "/zones/{zone_id}/dns_records", 200, listing))
+    assert watch.checked == 5
+    assert len(watch.problems) == 3
+    assert [line.split(":")[0] for line in watch.problems] == [
+        f"GET {route} (dns.get) 200", f"GET {route} (dns.get) 500", "GET /zones/{zone_id}/dns_records (dns.list) 200"]
+    assert "ttl" in watch.problems[0] and "ttl" in watch.problems[2]  # an item of a listing is validated too
+    assert any("500 with success=True" in line for line in watch.problems)
+    assert answer_problems(ResponseEvent(None, "GET", None, 404, {"success": False, "errors": [{"code": 7003,
+                                         "message": "No route"}], "messages": [], "result": None})) == []

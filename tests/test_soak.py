@@ -5,7 +5,8 @@ editing the shared tunnel and another admin a foreign router-hosts entry, ~150 s
 state, read from the emulators, is a clean run's, with no orphan, no duplicate, every foreign object and entry
 byte-identical, every host a live HostMapping or Traefik route names held exactly once with its content (or refused
 where an older foreign entry holds it), no moment at which a protected hostname was routable without Access, no
-secret (API and tunnel tokens, Secrets, the router-hosts client key) in the logs, Events or status, and no crash.
+secret (API and tunnel tokens, Secrets, the router-hosts client key) in the logs, Events or status, no crash, and
+every answer of the Cloudflare emulator (faults included) valid against Cloudflare's published schema.
 A failure names the seed: `bench/soak.py --events 150 --seed <seed> --pace 0.1 --keep-logs DIR` replays the same
 events (the timing differs) and keeps the replicas' logs, the journal and both request logs.
 
@@ -37,6 +38,7 @@ def test_a_soak_of_150_random_events_under_faults_ends_exactly_as_a_clean_run(tm
     found = {name: lines[:5] for name, lines in report.checks.items() if lines}
     assert not found, f"soak seed {report.seed} (bench/soak.py --events {EVENTS} --seed {report.seed}): {found}"
     assert report.events == EVENTS and len(report.kills) >= 4 and report.faults["5xx"] > 0
+    assert report.schema_checks > 0
     assert report.calls["router-hosts writes"] > 0 and sum(
         n for kind, n in report.faults.items() if kind.startswith("router-hosts")) > 0
     assert report.seconds <= 240, f"soak seed {report.seed} took {report.seconds:.0f} s"  # a hang, not a figure

@@ -28,6 +28,7 @@ from chutes.sandbox.kubernetes import KubeSandbox
 from chutes.sandbox.routerhosts import RouterHostsSandbox
 from harness import soak_checks as checks
 from harness import soak_hosts as hosts
+from harness.openapi import SchemaWatch
 from harness.protection import ProtectionWatch
 from harness.replicas import Replica
 from harness.soak_events import Events, Slot, apply_final
@@ -61,6 +62,8 @@ class Report:
     checks: dict[str, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
     protected_checks: int = 0
+    schema_checks: int = 0  # the Cloudflare emulator's answers validated against Cloudflare's published schema
+    schema_seconds: float = 0.0  # the time it took
 
     @property
     def failed(self) -> list[str]:
@@ -218,7 +221,13 @@ def run(events: int, seed: int, workdir: Path, *, pace: float = 0.15, say: Calla
         put_base_objects(k, cf, foreign)
         generator = Events(k, cf, foreign, seed, tunnel_deletes=tunnel_deletes, service_moves=service_moves)
         protection = ProtectionWatch(cf, lambda: generator.protected)
-        cf.on_response = protection
+        schema = SchemaWatch()  # every answer, faults included, as Cloudflare's published schema has it
+
+        def answered(event: Any) -> None:
+            protection(event)
+            schema(event)
+
+        cf.on_response = answered
         replicas = [Replica(name, replica_env(kube, cf, rh, foreign, name), (), workdir / f"{name}.log")
                     for name in ("replica-a", "replica-b")]
         writer = ForeignWriter(cf, foreign, careless_writer)
@@ -296,6 +305,8 @@ def run(events: int, seed: int, workdir: Path, *, pace: float = 0.15, say: Calla
                 rh, foreign)
             report.checks["unprotected moments"] = list(protection.moments)
             report.protected_checks = protection.checked
+            report.checks["answers off Cloudflare's schema"] = list(schema.problems)
+            report.schema_checks, report.schema_seconds = schema.checked, schema.seconds
             logs = {f"log of {r.name}": r.output() for r in replicas}
             report.checks["secrets exposed"] = checks.leaks(checks.canaries(cf, k) | hosts.key_canaries(rh.key),
                                                             checks.exposed_text(k) | logs)

@@ -177,7 +177,8 @@ class CoalescingWriter(Generic[R]):
         while (left := deadline - loop.time()) > 0:
             if passes.running > 0:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(passes.idle.wait(), left)
+                    async with asyncio.timeout(left):  # not wait_for: on 3.11 it may swallow a cancel as it wakes
+                        await passes.idle.wait()
                 continue
             seen = len(self._queue)
             await asyncio.sleep(min(self.linger, left))

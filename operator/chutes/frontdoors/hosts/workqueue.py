@@ -68,7 +68,8 @@ class WorkQueue(Generic[K]):
                 upcoming = min(self._due.values(), default=None)
                 timeout = None if upcoming is None else max(upcoming - self._clock(), 0.0)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                    async with asyncio.timeout(timeout):  # not wait_for: on 3.11 it may swallow a cancel as it wakes
+                        await self._wake.wait()
         finally:
             for task in list(self._tasks):
                 task.cancel()

@@ -141,7 +141,8 @@ class SessionLoop:
                 return
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+                async with asyncio.timeout(wait):  # not wait_for: on 3.11 it may swallow a cancel (stop) as it wakes
+                    await self._wake.wait()
 
     def _count(self, result: PassResult) -> None:
         """Metrics: published hostnames, newly blocked ones (conflicts), orphans removed."""

@@ -37,6 +37,7 @@ from chutes.frontdoors.gateways.read import gather, has_legacy_hints, load_accou
 from chutes.frontdoors.gateways.status import StatusWriter, ready_condition
 from chutes.frontdoors.problems import EventSink, Problem, step
 from chutes.frontdoors.retries import LOST_RETRY
+from chutes.frontdoors.specs import is_dns_name
 from chutes.frontdoors.status_writer import reported
 from chutes.observability.metrics import HOSTNAMES
 
@@ -50,7 +51,7 @@ async def reconcile_config(api: client.ApiClient, cores: CorePool, name: str, sp
                            status: StatusWriter, events: EventSink | None = None) -> None:
     try:
         domain = str(spec.get("domain", "")).lower()
-        if not d.is_dns_name(domain):  # the CRD's pattern refuses it; an unvalidated object may still come
+        if not is_dns_name(domain):  # the CRD's pattern refuses it; an unvalidated object may still come
             raise Problem(c.INVALID_SPEC, f"domain {domain!r} is not a DNS name such as example.com", None)
         token = await read_token(api, spec)
         core = cores.core_for(token)

@@ -36,6 +36,7 @@ from chutes.cores import CorePool
 from chutes.frontdoors import claiming
 from chutes.frontdoors.problems import Problem, problem_from_cloudflare
 from chutes.frontdoors.retries import MISSING_RETRY
+from chutes.frontdoors.specs import email_include
 from chutes.frontdoors.tunnels import local
 from chutes.frontdoors.tunnels import model as m
 from chutes.frontdoors.tunnels import tunnel_read as t
@@ -94,7 +95,7 @@ def allow_policy(annotations: Mapping[str, Any] | None) -> AppPolicySpec | None:
         raise Problem(exc.reason, str(exc), None) from None
     if not emails and not domains:
         return None
-    return AppPolicySpec(name=m.POLICY_NAME, decision="allow", include=tuple(m.policy_include(emails, domains)))
+    return AppPolicySpec(name=m.POLICY_NAME, decision="allow", include=tuple(email_include(emails, domains)))
 
 
 async def gather(api: client.ApiClient, cores: CorePool, claims: ClaimStore, body: Mapping[str, Any],

@@ -36,7 +36,7 @@ from chutes.cloudflare_core import (
     OutcomeUnknown,
     Unroutable,
 )
-from chutes.frontdoors.problems import Problem, problem_from_cloudflare
+from chutes.frontdoors.problems import EventSink, Problem, problem_from_cloudflare
 from chutes.frontdoors.retries import CONFLICT_RETRY, LOST_RETRY, MISSING_RETRY
 
 __all__ = [
@@ -55,6 +55,8 @@ __all__ = [
     "recorded_rule",
     "remove_object",
     "rule_is_ours",
+    "say_policy_removed",
+    "say_teardown",
     "tear_down_hostname",
     "tear_down_tunnel",
     "write_rule",
@@ -215,6 +217,36 @@ class Teardown:
         """Record one removal: its message and which kind of object it was (for the caller's Events)."""
         self.removed.append(message)
         self.removed_objects.append(obj)
+
+
+REMOVED = {TUNNEL_RULE: c.TUNNEL_RULE_REMOVED, DNS: c.DNS_RECORD_REMOVED, TUNNEL: c.TUNNEL_REMOVED,
+           ACCESS_APP: c.ACCESS_APPLICATION_REMOVED, SERVICE_TOKEN: c.SERVICE_TOKEN_REMOVED}
+
+
+def say_policy_removed(events: EventSink, claim: Claim, app_id: str) -> None:
+    """The app-scoped policy the claim records went with its application."""
+    policy = claim.entry(ACCESS_POLICY) or {}
+    if policy.get("id") and str(policy.get("app") or app_id) == app_id:
+        events.normal(c.ACCESS_POLICY_REMOVED, f"Access policy {policy['id']} removed")
+
+
+def say_teardown(events: EventSink, done: Teardown, claim: Claim | None = None, *, change: bool = False) -> None:
+    """Events for one claim's teardown: a Normal Event per object removed (`change`, a hostname the source moved
+    away from: its rule and records said as one; given `claim`, as read before the teardown, the app-scoped policy it
+    records is said gone with its application), a Warning per object left, not ours."""
+    app_id = str((claim.entry(ACCESS_APP) or {}).get("id") or "") if claim is not None else ""
+    routing = False
+    for obj, message in zip(done.removed_objects, done.removed, strict=True):
+        if change and obj in (TUNNEL_RULE, DNS):
+            routing = True
+            continue
+        if obj == ACCESS_APP and claim is not None and not change:
+            say_policy_removed(events, claim, app_id)
+        events.normal(REMOVED[obj], message)  # a service token: never recorded by a gateway; said all the same
+    if routing and claim is not None:
+        events.normal(c.HOSTNAME_REMOVED, f"{claim.key} is no longer published")
+    for item in done.left:
+        events.warning(c.HOSTNAME_CONFLICT, f"left in place, not ours: {item}")
 
 
 class Withdrawer:

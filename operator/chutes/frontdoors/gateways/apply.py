@@ -29,7 +29,7 @@ from chutes.frontdoors.retries import CONFLICT_RETRY
 from chutes.frontdoors.teardown import Out
 from chutes.observability.metrics import HOSTNAMES
 
-__all__ = ["Executor", "LeavingExecutor", "drop_access", "say_teardown", "tear_down"]
+__all__ = ["Executor", "LeavingExecutor", "drop_access", "tear_down"]
 
 
 async def _record(claims: ClaimStore, claim: Claim, obj: str, object_id: str = "", *, keep: bool = False,
@@ -183,49 +183,19 @@ async def drop_access(core: CloudflareCore, claims: ClaimStore, claim: Claim, ac
     if removal.refused is not None:
         events.warning(c.HOSTNAME_CONFLICT, f"{doing}: left in place, not ours ({removal.refused.message})")
     elif removal.removed:
-        _policy_removed(events, claim, removal.id)
+        claiming.say_policy_removed(events, claim, removal.id)
         events.normal(c.ACCESS_APPLICATION_REMOVED, f"Access application {removal.id} removed")
     return await claiming.forget_access(core, claims, claim)  # kept with the app by the policy or dry-run
-
-
-def _policy_removed(events: EventSink, claim: Claim, app_id: str) -> None:
-    """The app-scoped policy the claim records went with its application."""
-    policy = claim.entry(claiming.ACCESS_POLICY) or {}
-    if policy.get("id") and str(policy.get("app") or app_id) == app_id:
-        events.normal(c.ACCESS_POLICY_REMOVED, f"Access policy {policy['id']} removed")
-
-
-REMOVED = {claiming.TUNNEL_RULE: c.TUNNEL_RULE_REMOVED, claiming.DNS: c.DNS_RECORD_REMOVED, claiming.TUNNEL:
-           c.TUNNEL_REMOVED, claiming.ACCESS_APP: c.ACCESS_APPLICATION_REMOVED,
-           claiming.SERVICE_TOKEN: c.SERVICE_TOKEN_REMOVED}
-
-
-def say_teardown(events: EventSink, claim: Claim, done: claiming.Teardown, *, change: bool = False) -> None:
-    """Events for one claim's teardown (`claim` as read before it): a Normal Event per object removed (`change`, a
-    hostname the gateway moved away from: its rule and records said as one), a Warning per object left, not ours."""
-    app_id = str((claim.entry(claiming.ACCESS_APP) or {}).get("id") or "")
-    routing = False
-    for obj, message in zip(done.removed_objects, done.removed, strict=True):
-        if change and obj in (claiming.TUNNEL_RULE, claiming.DNS):
-            routing = True
-            continue
-        if obj == claiming.ACCESS_APP and not change:
-            _policy_removed(events, claim, app_id)
-        events.normal(REMOVED[obj], message)  # a service token: never recorded by a gateway; said all the same
-    if routing:
-        events.normal(c.HOSTNAME_REMOVED, f"{claim.key} is no longer published")
-    for item in done.left:
-        events.warning(c.HOSTNAME_CONFLICT, f"left in place, not ours: {item}")
 
 
 async def tear_down(core: CloudflareCore, claims: ClaimStore, claim: Claim, account: Account, events: EventSink,
                     *, change: bool = False) -> claiming.Teardown:
     """Tear down one hostname claim of the gateway at once (:func:`claiming.tear_down_hostname`) and say so in
-    Events (:func:`say_teardown`). `change`: a hostname the gateway moved away from. A Cloudflare failure raises
-    :class:`Problem` (the claim keeps what is left)."""
+    Events (:func:`claiming.say_teardown`). `change`: a hostname the gateway moved away from. A Cloudflare failure
+    raises :class:`Problem` (the claim keeps what is left)."""
     done = await claiming.tear_down_hostname(core, claims, claim, account_id=account.account_id,
                                              zone_id=account.zone_id)
-    say_teardown(events, claim, done, change=change)
+    claiming.say_teardown(events, done, claim, change=change)
     return done
 
 
@@ -253,9 +223,9 @@ class LeavingExecutor:
         assert self.withdrawer is not None  # a claim's change: the account was read
         if change.payload.obj == claiming.TUNNEL:
             core, claims, account_id = self.withdrawer.core, self.withdrawer.claims, self.withdrawer.account_id
-            say_teardown(self.events, claim, await claiming.tear_down_tunnel(
-                core, claims, claim, account_id=account_id, connected_ok=True))
+            claiming.say_teardown(self.events, await claiming.tear_down_tunnel(
+                core, claims, claim, account_id=account_id, connected_ok=True), claim)
         else:
             done = await self.withdrawer.take(claim, change.payload.obj, last=change.payload.last)
             if done is not None:
-                say_teardown(self.events, claim, done)
+                claiming.say_teardown(self.events, done, claim)

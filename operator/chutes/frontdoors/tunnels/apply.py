@@ -25,7 +25,7 @@ from chutes.frontdoors.tunnels import tunnel_read as t
 from chutes.frontdoors.tunnels.account import Account
 from chutes.frontdoors.tunnels.decide import Step, app_name
 
-__all__ = ["Executor", "apply", "say_teardown"]
+__all__ = ["Executor", "apply"]
 
 logger = logging.getLogger(__name__)
 P = TypeVar("P")
@@ -96,7 +96,7 @@ class Executor:
     async def _remove(self, change: Change[Step]) -> None:
         claim, done = await self._take_out(change.kind, self.claims_now[change.payload.fqdn])
         self.claims_now[change.payload.fqdn] = claim
-        say_teardown(self.events, done)
+        claiming.say_teardown(self.events, done)
 
     async def _take_out(self, kind: str, claim: Claim) -> tuple[Claim, claiming.Teardown]:
         """Remove the claim's object of `kind` (a rule, the source's records at the name, the Access application)
@@ -192,18 +192,7 @@ class Executor:
                 self.theirs[fqdn] = done.others
         self.claims_now[fqdn] = claim
         self.removed[fqdn] = self.removed.get(fqdn, False) or bool(done.removed)
-        say_teardown(self.events, done)
+        claiming.say_teardown(self.events, done)
         if change.payload.release and not self.theirs.get(fqdn) and claiming.enforced(core) and not any(
                 obj in claim.entries for obj in (claiming.TUNNEL_RULE, claiming.ACCESS_APP, claiming.SERVICE_TOKEN)):
             await self.claims.release(claim)
-
-
-def say_teardown(events: EventSink, done: claiming.Teardown) -> None:
-    """A Normal Event per object a teardown removed, a Warning per one it left in place (not ours)."""
-    for obj, message in zip(done.removed_objects, done.removed, strict=True):
-        reason = {claiming.TUNNEL_RULE: c.TUNNEL_RULE_REMOVED, claiming.DNS: c.DNS_RECORD_REMOVED,
-                  claiming.ACCESS_APP: c.ACCESS_APPLICATION_REMOVED, claiming.TUNNEL: c.TUNNEL_REMOVED}.get(obj)
-        if reason is not None:
-            events.normal(reason, message)
-    for item in done.left:
-        events.warning(c.HOSTNAME_CONFLICT, f"left in place, not ours: {item}")

@@ -29,7 +29,6 @@ from chutes.frontdoors.tunnels import local
 from chutes.frontdoors.tunnels import model as m
 from chutes.frontdoors.tunnels import tunnel_decide as d
 from chutes.frontdoors.tunnels import tunnel_read as r
-from chutes.frontdoors.tunnels.apply import say_teardown
 
 __all__ = ["Executor", "LeavingExecutor"]
 
@@ -162,7 +161,7 @@ class LeavingExecutor:
             if claim is None:
                 return  # released meanwhile: nothing left to tear down
             assert leaving.account is not None
-            say_teardown(self.events, await claiming.tear_down_hostname(
+            claiming.say_teardown(self.events, await claiming.tear_down_hostname(
                 leaving.account.core, self.claims, claim, account_id=leaving.account.account_id,
                 zone_id=leaving.account.zone.id))
         elif change.kind == d.TUNNEL:
@@ -196,6 +195,6 @@ class LeavingExecutor:
         assert claim is not None and account is not None
         done = await claiming.tear_down_tunnel(account.core, self.claims, claim, account_id=account.account_id,
                                                connected_ok=True)
-        say_teardown(self.events, done)
+        claiming.say_teardown(self.events, done)
         if not done.released and claim.entry(claiming.TUNNEL) is not None and not done.left:
             raise Problem(c.DELETING, f"the tunnel of {self.leaving.source} is not removed yet", MISSING_RETRY)

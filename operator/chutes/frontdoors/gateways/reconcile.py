@@ -35,7 +35,7 @@ from chutes.frontdoors.gateways.apply import Executor, LeavingExecutor
 from chutes.frontdoors.gateways.decide import check, decide, decide_leaving
 from chutes.frontdoors.gateways.read import gather, has_legacy_hints, load_account, read_token
 from chutes.frontdoors.gateways.status import StatusWriter, ready_condition
-from chutes.frontdoors.problems import EventSink, Problem, step
+from chutes.frontdoors.problems import EventSink, Problem, refused, step
 from chutes.frontdoors.retries import LOST_RETRY
 from chutes.frontdoors.specs import is_dns_name
 from chutes.frontdoors.status_writer import reported
@@ -93,10 +93,8 @@ async def reconcile_gateway(api: client.ApiClient, cores: CorePool, claims: Clai
     Ready condition and is raised as a :class:`Problem`. `allowed_images`: the cloudflared image repositories
     a gateway may run (setting ``cloudflared_images``)."""
     async with reported(status, ready=False):
-        try:  # a typo in an annotation changes nothing: what is published stays as it is
+        with refused():  # a typo in an annotation changes nothing: what is published stays as it is
             d.check_annotations(body["metadata"].get("annotations"))
-        except d.SpecError as exc:
-            raise Problem(exc.reason, str(exc), None) from exc
         account = await load_account(api, cores, (body.get("spec") or {}).get("configRef", ""), need_ready=True)
         core = account.core
         claims = claims_for(claims, dry_run=core.dry_run)  # dry-run: the ledger is read, never written

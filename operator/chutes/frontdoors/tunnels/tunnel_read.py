@@ -25,7 +25,7 @@ from chutes.claims import Claim, ClaimStore
 from chutes.cloudflare_core import Tunnel
 from chutes.cores import CorePool
 from chutes.frontdoors import claiming
-from chutes.frontdoors.problems import Problem, step
+from chutes.frontdoors.problems import Problem, refused, step
 from chutes.frontdoors.retries import CONFIG_RETRY, MISSING_RETRY
 from chutes.frontdoors.tunnels import local
 from chutes.frontdoors.tunnels import model as m
@@ -45,11 +45,9 @@ def tunnel_key(account_id: str, name: str) -> str:
 def parse(body: Mapping[str, Any], resource_namespace: str, owner_id: str) -> m.TunnelSpec:
     meta = body["metadata"]
     kind = str(body.get("kind") or (m.TUNNEL_KIND if meta.get("namespace") else m.CLUSTER_KIND))
-    try:
+    with refused():
         return m.parse_tunnel(kind, meta.get("namespace") or None, meta["name"], body.get("spec") or {},
                               resource_namespace=resource_namespace, owner_id=owner_id)
-    except m.SpecError as exc:
-        raise Problem(exc.reason, str(exc), None) from None
 
 
 def plural_of(spec_kind: str) -> str:

@@ -23,22 +23,12 @@ from chutes.settings import Settings
 from chutes.sweep.events import announce
 from chutes.sweep.timer import unless_stopped
 
-# Reasons that only a spec change can fix: the resync timer leaves them alone.
-PERMANENT_REASONS = frozenset({c.INVALID_SPEC, c.HOSTNAME_OUTSIDE_ZONE, c.CLOUDFLARE_REJECTED,
-                               c.HOSTNAME_NOT_AUTHORIZED,  # the hostname rules change at a restart only
-                               c.IMAGE_NOT_ALLOWED})  # so do the allowed images
+PERMANENT_REASONS = repairs.PERMANENT_REASONS | {c.IMAGE_NOT_ALLOWED}  # the allowed images change at a restart only
 
 
 def _writer(memo: kopf.Memo, plural: str, body: Mapping[str, Any]) -> StatusWriter:
     """The status writer of a ChuteConfig (cluster-scoped: no namespace) or ChuteGateway."""
     return status_writer.for_custom(memo.kube, d.GROUP, d.VERSION, plural, body)
-
-
-def _skip_resync(body: Mapping[str, Any]) -> bool:
-    status = body.get("status") or {}
-    ready = c.find(status.get("conditions"), c.READY) or {}
-    return ready.get("reason") in PERMANENT_REASONS and status.get("observedGeneration") == body["metadata"].get(
-        "generation")
 
 
 CLOUDFLARED_SELECTOR = f"{d.LABEL_GATEWAY},app.kubernetes.io/managed-by={d.MANAGED_BY}"
@@ -89,7 +79,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     @kopf.timer(d.GROUP, d.VERSION, d.CONFIG_PLURAL, registry=registry, id="resync", interval=interval,
                 initial_delay=interval)
     async def config_resync(name: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        if not _skip_resync(body):
+        if not repairs.refused_for_good(body, PERMANENT_REASONS):
             await _config(name, body, memo)
 
     @kopf.timer(d.GROUP, d.VERSION, d.CONFIG_PLURAL, registry=registry, id="sweep", interval=settings.sweep_interval,
@@ -158,7 +148,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     @kopf.timer(d.GROUP, d.VERSION, d.GATEWAY_PLURAL, registry=registry, id="resync", interval=interval,
                 initial_delay=interval)
     async def gateway_resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        if not _skip_resync(body):
+        if not repairs.refused_for_good(body, PERMANENT_REASONS):
             await _gateway(body, memo)
 
     @kopf.on.delete(d.GROUP, d.VERSION, d.GATEWAY_PLURAL, registry=registry, id="cleanup")

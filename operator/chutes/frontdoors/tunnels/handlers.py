@@ -16,7 +16,6 @@ from typing import Any
 
 import kopf
 
-from chutes import conditions as c
 from chutes.claims import operator_namespace
 from chutes.cloudflare_core import in_flight
 from chutes.frontdoors import problems, repairs, slots, status_writer
@@ -55,17 +54,8 @@ def _problems_said(body: Mapping[str, Any], book: problems.SaidBook | None = Non
     return problems.said(body, FRONT_DOOR, book)
 
 
-# Reasons only a spec change can fix: the resync timer leaves them alone.
-PERMANENT_REASONS = frozenset({c.INVALID_SPEC, c.HOSTNAME_OUTSIDE_ZONE, c.CLOUDFLARE_REJECTED,
-                               c.HOSTNAME_NOT_AUTHORIZED})  # the hostname rules change at a restart only
-
-
 def _skip_resync(body: Mapping[str, Any]) -> bool:
-    status = body.get("status") or {}
-    ready = c.find(status.get("conditions"), c.READY)
-    return bool(body["metadata"].get("deletionTimestamp")) or (
-        ready is not None and ready.get("reason") in PERMANENT_REASONS
-        and status.get("observedGeneration") == body["metadata"].get("generation"))
+    return bool(body["metadata"].get("deletionTimestamp")) or repairs.refused_for_good(body)
 
 
 def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mapping[str, str]) -> None:

@@ -112,6 +112,16 @@ class EventSink:
             self._post(self._body, type="Warning", reason=reason, message=message)
 
 
+def operator_pod(environ: Mapping[str, str], default_namespace: str | None = None) -> dict[str, Any] | None:
+    """The operator's own Pod (the chart's POD_ID, else HOSTNAME), for Events that concern no other object (the
+    sweeps' cap); None when its name or namespace is not known."""
+    name = environ.get("POD_ID") or environ.get("HOSTNAME")
+    namespace = environ.get("OPERATOR_NAMESPACE") or environ.get("POD_NAMESPACE") or default_namespace
+    if not name or not namespace:
+        return None
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"namespace": namespace, "name": name}}
+
+
 class SaidBook:
     """The problem last said about each object that has no status of ours to say it in (an annotated Service), by
     uid: so that a retry does not say it again. Forgotten when the object is served; at most `size` objects (the

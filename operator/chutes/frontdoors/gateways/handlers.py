@@ -73,14 +73,14 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     @kopf.on.resume(d.GROUP, d.VERSION, d.CONFIG_PLURAL, registry=registry, id="reconcile")
     @kopf.on.create(d.GROUP, d.VERSION, d.CONFIG_PLURAL, registry=registry, id="reconcile")
     @kopf.on.update(d.GROUP, d.VERSION, d.CONFIG_PLURAL, registry=registry, id="reconcile", field="spec")
-    async def config_reconcile(name: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        await _config(name, body, memo)
+    async def config_reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        await _config(body, memo)
 
     @kopf.timer(d.GROUP, d.VERSION, d.CONFIG_PLURAL, registry=registry, id="resync", interval=interval,
                 initial_delay=interval)
-    async def config_resync(name: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    async def config_resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         if not repairs.refused_for_good(body, PERMANENT_REASONS):
-            await _config(name, body, memo)
+            await _config(body, memo)
 
     @kopf.timer(d.GROUP, d.VERSION, d.CONFIG_PLURAL, registry=registry, id="sweep", interval=settings.sweep_interval,
                 initial_delay=min(orphans.FIRST_SWEEP_DELAY, settings.sweep_interval))
@@ -106,10 +106,10 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
                 EventSink(body, kopf.event).warning(c.GATEWAYS_REMAIN, message)
             raise kopf.TemporaryError(message, delay=retries.BLOCKED_RECHECK)
 
-    async def _config(name: str, body: kopf.Body, memo: kopf.Memo) -> None:
+    async def _config(body: kopf.Body, memo: kopf.Memo) -> None:
         async with slots.of(memo).held(), metrics.reconcile_timer(d.FRONT_DOOR):
             with problems.said(body, d.FRONT_DOOR) as events:
-                await r.reconcile_config(memo.kube, memo.cores, name, body.get("spec") or {},
+                await r.reconcile_config(memo.kube, memo.cores, body.get("spec") or {},
                                          _writer(memo, d.CONFIG_PLURAL, body), events)
 
     # --- ChuteGateway -----------------------------------------------------------------------------

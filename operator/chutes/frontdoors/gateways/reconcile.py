@@ -47,33 +47,31 @@ logger = logging.getLogger(__name__)
 # --- ChuteConfig -----------------------------------------------------------------------------------
 
 
-async def reconcile_config(api: client.ApiClient, cores: CorePool, name: str, spec: Mapping[str, Any],
-                           status: StatusWriter, events: EventSink | None = None) -> None:
-    try:
-        domain = str(spec.get("domain", "")).lower()
-        if not is_dns_name(domain):  # the CRD's pattern refuses it; an unvalidated object may still come
-            raise Problem(c.INVALID_SPEC, f"domain {domain!r} is not a DNS name such as example.com", None)
-        token = await read_token(api, spec)
-        core = cores.core_for(token)
-        account_id, zone_id = spec.get("accountId", ""), spec.get("zoneId", "")
-        zone = await step("checking the account and zone", core.verify_access(account_id, zone_id))
-        if not (domain == zone.name or domain.endswith("." + zone.name)):
-            raise Problem(c.INVALID_SPEC, f"domain {domain!r} is not inside zone {zone.name!r}", None)
-        status.condition(c.CREDENTIALS_READY, "True", c.RECONCILED, f"the token reaches account and zone {zone.name}")
-        idp = await step("ensuring the one-time-PIN identity provider", core.ensure_otp_idp(account_id))
+async def reconcile_config(api: client.ApiClient, cores: CorePool, spec: Mapping[str, Any], status: StatusWriter,
+                           events: EventSink | None = None) -> None:
+    async with reported(status, ready=False):  # every refusal in Ready; the credentials' in CredentialsReady too
+        try:
+            domain = str(spec.get("domain", "")).lower()
+            if not is_dns_name(domain):  # the CRD's pattern refuses it; an unvalidated object may still come
+                raise Problem(c.INVALID_SPEC, f"domain {domain!r} is not a DNS name such as example.com", None)
+            token = await read_token(api, spec)
+            core = cores.core_for(token)
+            account_id, zone_id = spec.get("accountId", ""), spec.get("zoneId", "")
+            zone = await step("checking the account and zone", core.verify_access(account_id, zone_id))
+            if not (domain == zone.name or domain.endswith("." + zone.name)):
+                raise Problem(c.INVALID_SPEC, f"domain {domain!r} is not inside zone {zone.name!r}", None)
+            status.condition(c.CREDENTIALS_READY, "True", c.RECONCILED, f"the token reaches account and zone "
+                             f"{zone.name}")
+            idp = await step("ensuring the one-time-PIN identity provider", core.ensure_otp_idp(account_id))
+        except Problem as problem:
+            if problem.reason in (c.SECRET_NOT_FOUND, c.SECRET_KEY_MISSING, c.CREDENTIALS_INVALID):
+                status.condition(c.CREDENTIALS_READY, "False", problem.reason, problem.message)
+            raise
         if events is not None and status.get("otpIdentityProviderId") != idp.id:
             events.normal(c.IDENTITY_PROVIDER_READY, f"one-time PIN identity provider {idp.id}")
         status.set(otpIdentityProviderId=idp.id, ready=True, observedGeneration=status.generation)
         status.condition(c.IDENTITY_PROVIDER_READY, "True", c.RECONCILED, f"one-time PIN provider {idp.id}")
         status.condition(c.READY, "True", c.RECONCILED, "credentials verified, one-time PIN ready")
-    except Problem as problem:
-        if problem.reason in (c.SECRET_NOT_FOUND, c.SECRET_KEY_MISSING, c.CREDENTIALS_INVALID):
-            status.condition(c.CREDENTIALS_READY, "False", problem.reason, problem.message)
-        status.set(ready=False, observedGeneration=status.generation)
-        status.condition(c.READY, "False", problem.reason, problem.message)
-        raise
-    finally:
-        await status.flush()
 
 
 async def gateways_using(api: client.ApiClient, config_name: str) -> list[str]:

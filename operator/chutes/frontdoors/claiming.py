@@ -52,6 +52,7 @@ __all__ = [
     "delete_recorded",
     "forget_access",
     "hold",
+    "record",
     "recorded_rule",
     "remove_object",
     "rule_is_ours",
@@ -83,6 +84,18 @@ async def hold(claims: ClaimStore, kind: ClaimKind, key: str, source: str) -> Cl
         raise Problem(c.CLOUDFLARE_UNAVAILABLE, f"claiming {key}: {lost}", LOST_RETRY) from None
     except LedgerMissing as missing:
         raise Problem(c.LEDGER_UNAVAILABLE, f"claiming {key}: {missing}", MISSING_RETRY) from None
+
+
+async def record(claims: ClaimStore, claim: Claim, obj: str, object_id: str = "", *, keep: bool = False,
+                 **fields: Any) -> Claim:
+    """Record `obj` in the claim: its id (written only when it or `fields` changed), or else the intent to create
+    it, unless an intent with `fields` is there (with `keep`, any: an earlier attempt's intent keeps its time)."""
+    entry = claim.entry(obj) or {}
+    same = all(entry.get(key) == value for key, value in fields.items())
+    if object_id:
+        return claim if entry.get("id") == object_id and same else await claims.complete(claim, obj, object_id,
+                                                                                          **fields)
+    return claim if entry.get("since") and (keep or same) else await claims.intend(claim, obj, **fields)
 
 
 def _rule_entry(claim: Claim | None, tunnel_id: str) -> Mapping[str, Any] | None:

@@ -32,18 +32,6 @@ from chutes.observability.metrics import HOSTNAMES
 __all__ = ["Executor", "LeavingExecutor", "drop_access", "tear_down"]
 
 
-async def _record(claims: ClaimStore, claim: Claim, obj: str, object_id: str = "", *, keep: bool = False,
-                  **fields: Any) -> Claim:
-    """Record `obj` in the claim: its id (written only when it or `fields` changed), or else the intent to create
-    it, unless an intent with `fields` is there (with `keep`, any: an earlier attempt's intent keeps its time)."""
-    entry = claim.entry(obj) or {}
-    same = all(entry.get(key) == value for key, value in fields.items())
-    if object_id:
-        return claim if entry.get("id") == object_id and same else await claims.complete(claim, obj, object_id,
-                                                                                          **fields)
-    return claim if entry.get("since") and (keep or same) else await claims.intend(claim, obj, **fields)
-
-
 def adopt_manifest(manifest: dict[str, Any], owner: Mapping[str, Any]) -> dict[str, Any]:
     """Make the gateway the controller owner of `manifest` (garbage-collected with it)."""
     meta = owner["metadata"]
@@ -92,24 +80,24 @@ class Executor:
 
     async def _tunnel(self) -> None:
         account_id, name = self.account.account_id, self.want.cloudflare_name
-        self.tunnel_claim = await _record(self.claims, self.tunnel_claim, claiming.TUNNEL, keep=True,
+        self.tunnel_claim = await claiming.record(self.claims, self.tunnel_claim, claiming.TUNNEL, keep=True,
                                           account=account_id, name=name)
         tunnel = await step("ensuring the tunnel", self.core.ensure_tunnel(
             account_id, name, self.tunnel_claim.recorded(claiming.TUNNEL)))
-        await _record(self.claims, self.tunnel_claim, claiming.TUNNEL, tunnel.id)
+        await claiming.record(self.claims, self.tunnel_claim, claiming.TUNNEL, tunnel.id)
         self.tunnel_id = tunnel.id
         await self._said("tunnelId", tunnel.id, c.TUNNEL_READY, f"tunnel {name} ({tunnel.id})")
 
     async def _app(self) -> None:  # before anything routes traffic to the hostname; a new app comes with its policy
         want, account_id = self.want, self.account.account_id
-        self.claim = await _record(self.claims, self.claim, claiming.ACCESS_APP, keep=True, account=account_id,
+        self.claim = await claiming.record(self.claims, self.claim, claiming.ACCESS_APP, keep=True, account=account_id,
                                    name=want.cloudflare_name)
         spec = AccessAppSpec(name=want.cloudflare_name, domain=want.fqdn, session_duration=want.session_duration,
                              allowed_idps=(str(self.account.otp_idp_id),), auto_redirect_to_identity=True,
                              adopt=self.adopt)
         app = self.app = await hinted("ensuring the Access application", self.core.ensure_access_app(
             account_id, spec, self.claim.recorded(claiming.ACCESS_APP), policy=self.allow), self.hint)
-        self.claim = await _record(self.claims, self.claim, claiming.ACCESS_APP, app.id)
+        self.claim = await claiming.record(self.claims, self.claim, claiming.ACCESS_APP, app.id)
         await self._said("accessAppId", app.id, c.ACCESS_APPLICATION_READY,
                          f"Access application {want.cloudflare_name} for {want.fqdn}")
 
@@ -118,7 +106,7 @@ class Executor:
         app, fqdn = self.app, self.want.fqdn
         policy = await step("ensuring the Access policy", self.core.ensure_app_policy(
             self.account.account_id, app.id, self.allow))
-        self.claim = await _record(self.claims, self.claim, claiming.ACCESS_POLICY, policy.id, app=app.id)
+        self.claim = await claiming.record(self.claims, self.claim, claiming.ACCESS_POLICY, policy.id, app=app.id)
         access_condition(self.status, self.events, self.want, self.core.policy, app, policy)
         await self._said("accessPolicyId", policy.id, c.ACCESS_POLICY_READY,
                          f"Access policy {d.POLICY_NAME} ({policy.id}) on {fqdn}")
@@ -138,7 +126,7 @@ class Executor:
 
     async def _cname(self) -> None:
         want, zone_id = self.want, self.account.zone_id
-        self.claim = await _record(self.claims, self.claim, claiming.DNS, zone=zone_id, type="CNAME")
+        self.claim = await claiming.record(self.claims, self.claim, claiming.DNS, zone=zone_id, type="CNAME")
         target = cname_target(self.tunnel_id)
         cname = DesiredRecord(name=want.fqdn, type="CNAME", content=target, proxied=True, source=want.source,
                               adopt=self.adopt)

@@ -78,12 +78,11 @@ class Executor:
         spec, account = self.found.spec, self.found.account
         core, account_id = account.core, account.account_id
         claim = await claiming.hold(self.claims, "tunnel", r.tunnel_key(account_id, spec.cloudflare_name), spec.source)
-        if not (claim.entry(claiming.TUNNEL) or {}).get("since"):
-            claim = await self.claims.intend(claim, claiming.TUNNEL, account=account_id, name=spec.cloudflare_name)
+        claim = await claiming.record(self.claims, claim, claiming.TUNNEL, keep=True, account=account_id,
+                                      name=spec.cloudflare_name)
         tunnel = await step("ensuring the tunnel", core.ensure_tunnel(account_id, spec.cloudflare_name,
                                                                       claim.recorded(claiming.TUNNEL)))
-        if (claim.entry(claiming.TUNNEL) or {}).get("id") != tunnel.id:
-            await self.claims.complete(claim, claiming.TUNNEL, tunnel.id, account=account_id, name=spec.cloudflare_name)
+        await claiming.record(self.claims, claim, claiming.TUNNEL, tunnel.id)
         self.tunnel = tunnel
 
     async def say_tunnel(self) -> None:

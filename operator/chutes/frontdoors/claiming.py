@@ -1,6 +1,6 @@
 """How a front door uses the ledger of claims (:mod:`chutes.claims`): hold a hostname (or a tunnel name) before
 writing anything to Cloudflare, record every object before creating it, and tear a claim down in the safe order,
-releasing it only once everything it records is gone. Shared by the ChuteGateway and HTTPRoute doors.
+releasing it only once everything it records is gone. Shared by the ChuteGateway, HTTPRoute and tunnels doors.
 
 One hostname, one holder, across every door: the first source whose claim is created holds it until its own
 teardown is complete (a source being deleted keeps it until then); every other source gets ``HostnameConflict``
@@ -60,12 +60,18 @@ __all__ = [
     "say_teardown",
     "tear_down_hostname",
     "tear_down_tunnel",
+    "tunnel_key",
     "write_rule",
 ]
 
 logger = logging.getLogger(__name__)
 
 RulePredicate = Callable[[Mapping[str, Any]], bool]
+
+
+def tunnel_key(account_id: str, tunnel_name: str) -> str:
+    """A tunnel claim's key: ``<account>/<tunnel name>``."""
+    return f"{account_id}/{tunnel_name}"
 
 
 def holder_message(kind: ClaimKind, key: str, holder: str) -> str:

@@ -77,7 +77,8 @@ class Executor:
     async def _tunnel(self) -> None:
         spec, account = self.found.spec, self.found.account
         core, account_id = account.core, account.account_id
-        claim = await claiming.hold(self.claims, "tunnel", r.tunnel_key(account_id, spec.cloudflare_name), spec.source)
+        claim = await claiming.hold(self.claims, "tunnel", claiming.tunnel_key(account_id, spec.cloudflare_name),
+                                    spec.source)
         claim = await claiming.record(self.claims, claim, claiming.TUNNEL, keep=True, account=account_id,
                                       name=spec.cloudflare_name)
         tunnel = await step("ensuring the tunnel", core.ensure_tunnel(account_id, spec.cloudflare_name,

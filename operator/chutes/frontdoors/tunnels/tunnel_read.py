@@ -32,14 +32,10 @@ from chutes.frontdoors.tunnels import model as m
 from chutes.frontdoors.tunnels.account import Account, load_account
 
 __all__ = ["TUNNEL_NOT_FOUND", "TUNNEL_NOT_READY", "Found", "Leaving", "find_tunnel", "gather", "gather_leaving",
-           "is_local", "owner_reference", "parse", "plural_of", "tunnel_key"]
+           "is_local", "owner_reference", "parse", "plural_of"]
 
 TUNNEL_NOT_FOUND = "TunnelNotFound"
 TUNNEL_NOT_READY = "TunnelNotReady"
-
-
-def tunnel_key(account_id: str, name: str) -> str:
-    return f"{account_id}/{name}"
 
 
 def parse(body: Mapping[str, Any], resource_namespace: str, owner_id: str) -> m.TunnelSpec:
@@ -72,7 +68,7 @@ async def find_tunnel(account: Account, spec: m.TunnelSpec, claims: ClaimStore, 
     neither exists; its ``remote_config`` says whether it is locally configured)."""
     core, account_id = account.core, account.account_id
     if spec.is_new:
-        claim = await claims.get("tunnel", tunnel_key(account_id, spec.cloudflare_name))
+        claim = await claims.get("tunnel", claiming.tunnel_key(account_id, spec.cloudflare_name))
         recorded = str((claim.entry(claiming.TUNNEL) or {}).get("id") or "") if claim is not None else ""
         if claim is None or claim.source != spec.source or not recorded:
             raise Problem(TUNNEL_NOT_READY, f"{spec.kind} {spec.name}: its tunnel is not created yet", CONFIG_RETRY)
@@ -124,7 +120,8 @@ async def gather(api: client.ApiClient, cores: CorePool, claims: ClaimStore, spe
     ``existingTunnel`` raises its Problem here (nothing written)."""
     account = await load_account(api, cores, spec)
     if spec.is_new:
-        return Found(spec, account, await claims.get("tunnel", tunnel_key(account.account_id, spec.cloudflare_name)))
+        key = claiming.tunnel_key(account.account_id, spec.cloudflare_name)
+        return Found(spec, account, await claims.get("tunnel", key))
     tunnel = await find_tunnel(account, spec, claims)
     if not is_local(spec, tunnel):
         return Found(spec, account, tunnel=tunnel)

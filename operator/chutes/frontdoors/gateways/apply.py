@@ -1,8 +1,9 @@
 """The ChuteGateway door's *apply* step: :class:`Executor` makes one change through the core (the connector through
 kube), each object recorded in the gateway's claims before it is created and its id right after, and said at once:
 its id in status (written out before the next change), a Normal Event when new. A Cloudflare failure is a
-:class:`Problem` (the next attempt resumes from the claims). :func:`tear_down` removes what the claim of a
-hostname the gateway moved away from records (routing before Access). :class:`LeavingExecutor` makes one change of a
+:class:`Problem` (the next attempt resumes from the claims). A hostname the gateway moved away from is torn down at
+once, what its claim records (:func:`claiming.tear_down_hostname`: routing before Access; the claim keeps what is
+left after a failure), its rule and records said as one Event. :class:`LeavingExecutor` makes one change of a
 deletion or withdrawal (:func:`decide.decide_leaving`). Both say it: Normal Events for what went, Warnings for what
 stays, not ours.
 """
@@ -22,14 +23,14 @@ from chutes.cloudflare_core.models import AccessAppSpec, AppPolicySpec, DesiredR
 from chutes.frontdoors import claiming
 from chutes.frontdoors.changes import Change
 from chutes.frontdoors.gateways import desired as d
-from chutes.frontdoors.gateways.read import Account, Inputs, Leaving, hinted
+from chutes.frontdoors.gateways.read import Inputs, Leaving, hinted
 from chutes.frontdoors.gateways.status import StatusWriter, access_condition, connector_condition
 from chutes.frontdoors.problems import EventSink, Problem, step
 from chutes.frontdoors.retries import CONFLICT_RETRY
 from chutes.frontdoors.teardown import Out
 from chutes.observability.metrics import HOSTNAMES
 
-__all__ = ["Executor", "LeavingExecutor", "drop_access", "tear_down"]
+__all__ = ["Executor", "LeavingExecutor", "drop_access"]
 
 
 def adopt_manifest(manifest: dict[str, Any], owner: Mapping[str, Any]) -> dict[str, Any]:
@@ -74,7 +75,10 @@ class Executor:
         if change.action == "delete" and change.kind == "access_app":
             self.claim = await drop_access(self.core, self.claims, self.claim, self.account.account_id, self.events)
         elif change.kind == "hostname":
-            await tear_down(self.core, self.claims, self.old[change.name], self.account, self.events, change=True)
+            old = self.old[change.name]
+            claiming.say_teardown(self.events, await claiming.tear_down_hostname(
+                self.core, self.claims, old, account_id=self.account.account_id, zone_id=self.account.zone_id),
+                old, change=True)
         else:
             await runs[change.kind]()
 
@@ -174,17 +178,6 @@ async def drop_access(core: CloudflareCore, claims: ClaimStore, claim: Claim, ac
         claiming.say_policy_removed(events, claim, removal.id)
         events.normal(c.ACCESS_APPLICATION_REMOVED, f"Access application {removal.id} removed")
     return await claiming.forget_access(core, claims, claim)  # kept with the app by the policy or dry-run
-
-
-async def tear_down(core: CloudflareCore, claims: ClaimStore, claim: Claim, account: Account, events: EventSink,
-                    *, change: bool = False) -> claiming.Teardown:
-    """Tear down one hostname claim of the gateway at once (:func:`claiming.tear_down_hostname`) and say so in
-    Events (:func:`claiming.say_teardown`). `change`: a hostname the gateway moved away from. A Cloudflare failure
-    raises :class:`Problem` (the claim keeps what is left)."""
-    done = await claiming.tear_down_hostname(core, claims, claim, account_id=account.account_id,
-                                             zone_id=account.zone_id)
-    claiming.say_teardown(events, done, claim, change=change)
-    return done
 
 
 class LeavingExecutor:

@@ -455,12 +455,6 @@ def access_lists(annotations: Mapping[str, Any] | None) -> tuple[tuple[str, ...]
     return emails, domains
 
 
-def hostnames_status(fqdns: list[str]) -> str:
-    return ",".join(fqdns)
-
-
-
-
 # --- annotated Services (the blog-era form, adyanth v0.2.0) --------------------------------------------------
 
 SERVICE_PREFIX = "tunnels.networking.cfargotunnel.com/"

@@ -515,13 +515,12 @@ async def _remove_token(core: CloudflareCore, claims: ClaimStore, claim: Claim, 
     return await _forget(core, claims, claim, SERVICE_TOKEN)
 
 
-async def tear_down_tunnel(core: CloudflareCore, claims: ClaimStore, claim: Claim, *, account_id: str,
-                           connected_ok: bool) -> Teardown:
-    """Delete the tunnel the tunnel claim records (verified by name; with active connections only when
-    `connected_ok`: the caller has just removed its own connectors), then release the claim."""
+async def tear_down_tunnel(core: CloudflareCore, claims: ClaimStore, claim: Claim, *, account_id: str) -> Teardown:
+    """Delete the tunnel the tunnel claim records (verified by name; with its active connections: every caller has
+    just removed its own connectors), then release the claim."""
     done = Teardown()
     try:
-        if not await _delete_entry(core, claim, TUNNEL, account_id, done, connected_ok=connected_ok):
+        if not await _delete_entry(core, claim, TUNNEL, account_id, done, connected_ok=True):
             return done
     except CloudflareError as exc:
         raise problem_from_cloudflare(exc, f"removing the tunnel of {claim.source}") from exc

@@ -204,8 +204,8 @@ class LeavingExecutor:
         assert self.withdrawer is not None  # a claim's change: the account was read
         if change.payload.obj == claiming.TUNNEL:
             core, claims, account_id = self.withdrawer.core, self.withdrawer.claims, self.withdrawer.account_id
-            claiming.say_teardown(self.events, await claiming.tear_down_tunnel(
-                core, claims, claim, account_id=account_id, connected_ok=True), claim)
+            claiming.say_teardown(self.events, await claiming.tear_down_tunnel(core, claims, claim,
+                                                                               account_id=account_id), claim)
         else:
             done = await self.withdrawer.take(claim, change.payload.obj, last=change.payload.last)
             if done is not None:

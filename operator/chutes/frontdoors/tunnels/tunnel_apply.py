@@ -193,8 +193,7 @@ class LeavingExecutor:
     async def _tunnel(self, change: Change[d.Step]) -> None:
         claim, account = change.payload.claim, self.leaving.account
         assert claim is not None and account is not None
-        done = await claiming.tear_down_tunnel(account.core, self.claims, claim, account_id=account.account_id,
-                                               connected_ok=True)
+        done = await claiming.tear_down_tunnel(account.core, self.claims, claim, account_id=account.account_id)
         claiming.say_teardown(self.events, done)
         if not done.released and claim.entry(claiming.TUNNEL) is not None and not done.left:
             raise Problem(c.DELETING, f"the tunnel of {self.leaving.source} is not removed yet", MISSING_RETRY)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Self
 
 
 class BackgroundTask:
@@ -27,3 +27,20 @@ class BackgroundTask:
 
     def healthy(self) -> bool:
         return self._task is not None and not self._task.done()
+
+
+class InBackground:
+    """An object whose work is one :class:`BackgroundTask` (its ``_background``): started (the object returned),
+    stopped, and healthy as that task is."""
+
+    _background: BackgroundTask
+
+    def start(self) -> Self:
+        self._background.start()
+        return self
+
+    async def stop(self) -> None:
+        await self._background.stop()
+
+    def healthy(self) -> bool:
+        return self._background.healthy()

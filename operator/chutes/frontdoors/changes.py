@@ -110,13 +110,10 @@ def admit(changes: Iterable[Change[P]], policy: str, *, dry_run: bool = False) -
 
 
 async def apply(admitted: Admitted[P], run: Callable[[Change[P]], Awaitable[None]],
-                log: logging.Logger | None = None) -> list[Change[P]]:
+                log: logging.Logger | None = None) -> None:
     """Make the admitted changes in order through `run` (the door's executor, which goes through the core);
-    the first failure stops the rest (raised). Held changes are logged at INFO. Returns the changes made."""
+    the first failure stops the rest (raised). Held changes are logged at INFO."""
     for change, why in admitted.held:
         (log or logging.getLogger(__name__)).info("not made: %s (%s)", describe(change), why)
-    made: list[Change[P]] = []
     for change in admitted.now:
         await run(change)
-        made.append(change)
-    return made

@@ -1,6 +1,6 @@
 """How a front door uses the ledger of claims (:mod:`chutes.claims`): hold a hostname (or a tunnel name) before
 writing anything to Cloudflare, record every object before creating it, and tear a claim down in the safe order,
-releasing it only once everything it records is gone. Shared by the ChuteGateway and HTTPRoute doors.
+releasing it only once everything it records is gone. Shared by the ChuteGateway, HTTPRoute and tunnels doors.
 
 One hostname, one holder, across every door: the first source whose claim is created holds it until its own
 teardown is complete (a source being deleted keeps it until then); every other source gets ``HostnameConflict``
@@ -36,7 +36,7 @@ from chutes.cloudflare_core import (
     OutcomeUnknown,
     Unroutable,
 )
-from chutes.frontdoors.problems import Problem, problem_from_cloudflare
+from chutes.frontdoors.problems import EventSink, Problem, problem_from_cloudflare
 from chutes.frontdoors.retries import CONFLICT_RETRY, LOST_RETRY, MISSING_RETRY
 
 __all__ = [
@@ -52,17 +52,26 @@ __all__ = [
     "delete_recorded",
     "forget_access",
     "hold",
+    "record",
     "recorded_rule",
     "remove_object",
     "rule_is_ours",
+    "say_policy_removed",
+    "say_teardown",
     "tear_down_hostname",
     "tear_down_tunnel",
+    "tunnel_key",
     "write_rule",
 ]
 
 logger = logging.getLogger(__name__)
 
 RulePredicate = Callable[[Mapping[str, Any]], bool]
+
+
+def tunnel_key(account_id: str, tunnel_name: str) -> str:
+    """A tunnel claim's key: ``<account>/<tunnel name>``."""
+    return f"{account_id}/{tunnel_name}"
 
 
 def holder_message(kind: ClaimKind, key: str, holder: str) -> str:
@@ -81,6 +90,18 @@ async def hold(claims: ClaimStore, kind: ClaimKind, key: str, source: str) -> Cl
         raise Problem(c.CLOUDFLARE_UNAVAILABLE, f"claiming {key}: {lost}", LOST_RETRY) from None
     except LedgerMissing as missing:
         raise Problem(c.LEDGER_UNAVAILABLE, f"claiming {key}: {missing}", MISSING_RETRY) from None
+
+
+async def record(claims: ClaimStore, claim: Claim, obj: str, object_id: str = "", *, keep: bool = False,
+                 **fields: Any) -> Claim:
+    """Record `obj` in the claim: its id (written only when it or `fields` changed), or else the intent to create
+    it, unless an intent with `fields` is there (with `keep`, any: an earlier attempt's intent keeps its time)."""
+    entry = claim.entry(obj) or {}
+    same = all(entry.get(key) == value for key, value in fields.items())
+    if object_id:
+        return claim if entry.get("id") == object_id and same else await claims.complete(claim, obj, object_id,
+                                                                                          **fields)
+    return claim if entry.get("since") and (keep or same) else await claims.intend(claim, obj, **fields)
 
 
 def _rule_entry(claim: Claim | None, tunnel_id: str) -> Mapping[str, Any] | None:
@@ -215,6 +236,36 @@ class Teardown:
         """Record one removal: its message and which kind of object it was (for the caller's Events)."""
         self.removed.append(message)
         self.removed_objects.append(obj)
+
+
+REMOVED = {TUNNEL_RULE: c.TUNNEL_RULE_REMOVED, DNS: c.DNS_RECORD_REMOVED, TUNNEL: c.TUNNEL_REMOVED,
+           ACCESS_APP: c.ACCESS_APPLICATION_REMOVED, SERVICE_TOKEN: c.SERVICE_TOKEN_REMOVED}
+
+
+def say_policy_removed(events: EventSink, claim: Claim, app_id: str) -> None:
+    """The app-scoped policy the claim records went with its application."""
+    policy = claim.entry(ACCESS_POLICY) or {}
+    if policy.get("id") and str(policy.get("app") or app_id) == app_id:
+        events.normal(c.ACCESS_POLICY_REMOVED, f"Access policy {policy['id']} removed")
+
+
+def say_teardown(events: EventSink, done: Teardown, claim: Claim | None = None, *, change: bool = False) -> None:
+    """Events for one claim's teardown: a Normal Event per object removed (`change`, a hostname the source moved
+    away from: its rule and records said as one; given `claim`, as read before the teardown, the app-scoped policy it
+    records is said gone with its application), a Warning per object left, not ours."""
+    app_id = str((claim.entry(ACCESS_APP) or {}).get("id") or "") if claim is not None else ""
+    routing = False
+    for obj, message in zip(done.removed_objects, done.removed, strict=True):
+        if change and obj in (TUNNEL_RULE, DNS):
+            routing = True
+            continue
+        if obj == ACCESS_APP and claim is not None and not change:
+            say_policy_removed(events, claim, app_id)
+        events.normal(REMOVED[obj], message)  # a service token: never recorded by a gateway; said all the same
+    if routing and claim is not None:
+        events.normal(c.HOSTNAME_REMOVED, f"{claim.key} is no longer published")
+    for item in done.left:
+        events.warning(c.HOSTNAME_CONFLICT, f"left in place, not ours: {item}")
 
 
 class Withdrawer:
@@ -464,13 +515,12 @@ async def _remove_token(core: CloudflareCore, claims: ClaimStore, claim: Claim, 
     return await _forget(core, claims, claim, SERVICE_TOKEN)
 
 
-async def tear_down_tunnel(core: CloudflareCore, claims: ClaimStore, claim: Claim, *, account_id: str,
-                           connected_ok: bool) -> Teardown:
-    """Delete the tunnel the tunnel claim records (verified by name; with active connections only when
-    `connected_ok`: the caller has just removed its own connectors), then release the claim."""
+async def tear_down_tunnel(core: CloudflareCore, claims: ClaimStore, claim: Claim, *, account_id: str) -> Teardown:
+    """Delete the tunnel the tunnel claim records (verified by name; with its active connections: every caller has
+    just removed its own connectors), then release the claim."""
     done = Teardown()
     try:
-        if not await _delete_entry(core, claim, TUNNEL, account_id, done, connected_ok=connected_ok):
+        if not await _delete_entry(core, claim, TUNNEL, account_id, done, connected_ok=True):
             return done
     except CloudflareError as exc:
         raise problem_from_cloudflare(exc, f"removing the tunnel of {claim.source}") from exc

@@ -27,6 +27,7 @@ from chutes.cloudflare_core import (
     TransientError,
 )
 from chutes.frontdoors.retries import CREDENTIALS_RETRY, FOREIGN_RETRY, LOST_RETRY, TRANSIENT_RETRY
+from chutes.frontdoors.specs import SpecError
 from chutes.kube import StaleObject
 from chutes.observability import metrics
 
@@ -46,6 +47,16 @@ def to_kopf(problem: Problem) -> Exception:
     if problem.delay is None:
         return kopf.PermanentError(f"{problem.reason}: {problem.message}")
     return kopf.TemporaryError(f"{problem.reason}: {problem.message}", delay=problem.delay)
+
+
+@contextlib.contextmanager
+def refused(delay: float | None = None) -> Iterator[None]:
+    """A :class:`SpecError` raised inside becomes a :class:`Problem` of its reason and message, tried again after
+    `delay` (None: only a change of the object can help)."""
+    try:
+        yield
+    except SpecError as exc:
+        raise Problem(exc.reason, str(exc), delay) from None
 
 
 def already_said(conditions: Iterable[Mapping[str, Any]] | None, problem: Problem) -> bool:
@@ -99,6 +110,16 @@ class EventSink:
     def warning(self, reason: str, message: str) -> None:
         if self._body is not None:
             self._post(self._body, type="Warning", reason=reason, message=message)
+
+
+def operator_pod(environ: Mapping[str, str], default_namespace: str | None = None) -> dict[str, Any] | None:
+    """The operator's own Pod (the chart's POD_ID, else HOSTNAME), for Events that concern no other object (the
+    sweeps' cap); None when its name or namespace is not known."""
+    name = environ.get("POD_ID") or environ.get("HOSTNAME")
+    namespace = environ.get("OPERATOR_NAMESPACE") or environ.get("POD_NAMESPACE") or default_namespace
+    if not name or not namespace:
+        return None
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"namespace": namespace, "name": name}}
 
 
 class SaidBook:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -59,6 +59,19 @@ def ready_for_generation(body: Mapping[str, Any]) -> bool:
     generation = (body.get("metadata") or {}).get("generation")
     return (generation is not None and ready is not None and ready.get("status") == "True"
             and status.get("observedGeneration") == generation)
+
+
+# Reasons only a spec change can fix: the resync timer leaves a source refused for one of them alone.
+PERMANENT_REASONS = frozenset({c.INVALID_SPEC, c.HOSTNAME_OUTSIDE_ZONE, c.CLOUDFLARE_REJECTED,
+                               c.HOSTNAME_NOT_AUTHORIZED})  # the hostname rules change at a restart only
+
+
+def refused_for_good(body: Mapping[str, Any], permanent: Collection[str] = PERMANENT_REASONS) -> bool:
+    """A source whose current generation was refused for one of the `permanent` reasons (its ``Ready``
+    condition, its status observed this very generation): a resync of it would change nothing."""
+    status = body.get("status") or {}
+    ready = c.find(status.get("conditions"), c.READY) or {}
+    return ready.get("reason") in permanent and status.get("observedGeneration") == body["metadata"].get("generation")
 
 
 def route_published(previous_published: bool, previous_digest: str, previous_hostname: str, digest: str,

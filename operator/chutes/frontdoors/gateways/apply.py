@@ -1,8 +1,9 @@
 """The ChuteGateway door's *apply* step: :class:`Executor` makes one change through the core (the connector through
 kube), each object recorded in the gateway's claims before it is created and its id right after, and said at once:
 its id in status (written out before the next change), a Normal Event when new. A Cloudflare failure is a
-:class:`Problem` (the next attempt resumes from the claims). :func:`tear_down` removes what the claim of a
-hostname the gateway moved away from records (routing before Access). :class:`LeavingExecutor` makes one change of a
+:class:`Problem` (the next attempt resumes from the claims). A hostname the gateway moved away from is torn down at
+once, what its claim records (:func:`claiming.tear_down_hostname`: routing before Access; the claim keeps what is
+left after a failure), its rule and records said as one Event. :class:`LeavingExecutor` makes one change of a
 deletion or withdrawal (:func:`decide.decide_leaving`). Both say it: Normal Events for what went, Warnings for what
 stays, not ours.
 """
@@ -22,26 +23,14 @@ from chutes.cloudflare_core.models import AccessAppSpec, AppPolicySpec, DesiredR
 from chutes.frontdoors import claiming
 from chutes.frontdoors.changes import Change
 from chutes.frontdoors.gateways import desired as d
-from chutes.frontdoors.gateways.read import Account, Inputs, Leaving, hinted
+from chutes.frontdoors.gateways.read import Inputs, Leaving, hinted
 from chutes.frontdoors.gateways.status import StatusWriter, access_condition, connector_condition
 from chutes.frontdoors.problems import EventSink, Problem, step
 from chutes.frontdoors.retries import CONFLICT_RETRY
 from chutes.frontdoors.teardown import Out
 from chutes.observability.metrics import HOSTNAMES
 
-__all__ = ["Executor", "LeavingExecutor", "drop_access", "say_teardown", "tear_down"]
-
-
-async def _record(claims: ClaimStore, claim: Claim, obj: str, object_id: str = "", *, keep: bool = False,
-                  **fields: Any) -> Claim:
-    """Record `obj` in the claim: its id (written only when it or `fields` changed), or else the intent to create
-    it, unless an intent with `fields` is there (with `keep`, any: an earlier attempt's intent keeps its time)."""
-    entry = claim.entry(obj) or {}
-    same = all(entry.get(key) == value for key, value in fields.items())
-    if object_id:
-        return claim if entry.get("id") == object_id and same else await claims.complete(claim, obj, object_id,
-                                                                                          **fields)
-    return claim if entry.get("since") and (keep or same) else await claims.intend(claim, obj, **fields)
+__all__ = ["Executor", "LeavingExecutor", "drop_access"]
 
 
 def adopt_manifest(manifest: dict[str, Any], owner: Mapping[str, Any]) -> dict[str, Any]:
@@ -86,30 +75,33 @@ class Executor:
         if change.action == "delete" and change.kind == "access_app":
             self.claim = await drop_access(self.core, self.claims, self.claim, self.account.account_id, self.events)
         elif change.kind == "hostname":
-            await tear_down(self.core, self.claims, self.old[change.name], self.account, self.events, change=True)
+            old = self.old[change.name]
+            claiming.say_teardown(self.events, await claiming.tear_down_hostname(
+                self.core, self.claims, old, account_id=self.account.account_id, zone_id=self.account.zone_id),
+                old, change=True)
         else:
             await runs[change.kind]()
 
     async def _tunnel(self) -> None:
         account_id, name = self.account.account_id, self.want.cloudflare_name
-        self.tunnel_claim = await _record(self.claims, self.tunnel_claim, claiming.TUNNEL, keep=True,
+        self.tunnel_claim = await claiming.record(self.claims, self.tunnel_claim, claiming.TUNNEL, keep=True,
                                           account=account_id, name=name)
         tunnel = await step("ensuring the tunnel", self.core.ensure_tunnel(
             account_id, name, self.tunnel_claim.recorded(claiming.TUNNEL)))
-        await _record(self.claims, self.tunnel_claim, claiming.TUNNEL, tunnel.id)
+        await claiming.record(self.claims, self.tunnel_claim, claiming.TUNNEL, tunnel.id)
         self.tunnel_id = tunnel.id
         await self._said("tunnelId", tunnel.id, c.TUNNEL_READY, f"tunnel {name} ({tunnel.id})")
 
     async def _app(self) -> None:  # before anything routes traffic to the hostname; a new app comes with its policy
         want, account_id = self.want, self.account.account_id
-        self.claim = await _record(self.claims, self.claim, claiming.ACCESS_APP, keep=True, account=account_id,
+        self.claim = await claiming.record(self.claims, self.claim, claiming.ACCESS_APP, keep=True, account=account_id,
                                    name=want.cloudflare_name)
         spec = AccessAppSpec(name=want.cloudflare_name, domain=want.fqdn, session_duration=want.session_duration,
                              allowed_idps=(str(self.account.otp_idp_id),), auto_redirect_to_identity=True,
                              adopt=self.adopt)
         app = self.app = await hinted("ensuring the Access application", self.core.ensure_access_app(
             account_id, spec, self.claim.recorded(claiming.ACCESS_APP), policy=self.allow), self.hint)
-        self.claim = await _record(self.claims, self.claim, claiming.ACCESS_APP, app.id)
+        self.claim = await claiming.record(self.claims, self.claim, claiming.ACCESS_APP, app.id)
         await self._said("accessAppId", app.id, c.ACCESS_APPLICATION_READY,
                          f"Access application {want.cloudflare_name} for {want.fqdn}")
 
@@ -118,7 +110,7 @@ class Executor:
         app, fqdn = self.app, self.want.fqdn
         policy = await step("ensuring the Access policy", self.core.ensure_app_policy(
             self.account.account_id, app.id, self.allow))
-        self.claim = await _record(self.claims, self.claim, claiming.ACCESS_POLICY, policy.id, app=app.id)
+        self.claim = await claiming.record(self.claims, self.claim, claiming.ACCESS_POLICY, policy.id, app=app.id)
         access_condition(self.status, self.events, self.want, self.core.policy, app, policy)
         await self._said("accessPolicyId", policy.id, c.ACCESS_POLICY_READY,
                          f"Access policy {d.POLICY_NAME} ({policy.id}) on {fqdn}")
@@ -138,7 +130,7 @@ class Executor:
 
     async def _cname(self) -> None:
         want, zone_id = self.want, self.account.zone_id
-        self.claim = await _record(self.claims, self.claim, claiming.DNS, zone=zone_id, type="CNAME")
+        self.claim = await claiming.record(self.claims, self.claim, claiming.DNS, zone=zone_id, type="CNAME")
         target = cname_target(self.tunnel_id)
         cname = DesiredRecord(name=want.fqdn, type="CNAME", content=target, proxied=True, source=want.source,
                               adopt=self.adopt)
@@ -183,50 +175,9 @@ async def drop_access(core: CloudflareCore, claims: ClaimStore, claim: Claim, ac
     if removal.refused is not None:
         events.warning(c.HOSTNAME_CONFLICT, f"{doing}: left in place, not ours ({removal.refused.message})")
     elif removal.removed:
-        _policy_removed(events, claim, removal.id)
+        claiming.say_policy_removed(events, claim, removal.id)
         events.normal(c.ACCESS_APPLICATION_REMOVED, f"Access application {removal.id} removed")
     return await claiming.forget_access(core, claims, claim)  # kept with the app by the policy or dry-run
-
-
-def _policy_removed(events: EventSink, claim: Claim, app_id: str) -> None:
-    """The app-scoped policy the claim records went with its application."""
-    policy = claim.entry(claiming.ACCESS_POLICY) or {}
-    if policy.get("id") and str(policy.get("app") or app_id) == app_id:
-        events.normal(c.ACCESS_POLICY_REMOVED, f"Access policy {policy['id']} removed")
-
-
-REMOVED = {claiming.TUNNEL_RULE: c.TUNNEL_RULE_REMOVED, claiming.DNS: c.DNS_RECORD_REMOVED, claiming.TUNNEL:
-           c.TUNNEL_REMOVED, claiming.ACCESS_APP: c.ACCESS_APPLICATION_REMOVED,
-           claiming.SERVICE_TOKEN: c.SERVICE_TOKEN_REMOVED}
-
-
-def say_teardown(events: EventSink, claim: Claim, done: claiming.Teardown, *, change: bool = False) -> None:
-    """Events for one claim's teardown (`claim` as read before it): a Normal Event per object removed (`change`, a
-    hostname the gateway moved away from: its rule and records said as one), a Warning per object left, not ours."""
-    app_id = str((claim.entry(claiming.ACCESS_APP) or {}).get("id") or "")
-    routing = False
-    for obj, message in zip(done.removed_objects, done.removed, strict=True):
-        if change and obj in (claiming.TUNNEL_RULE, claiming.DNS):
-            routing = True
-            continue
-        if obj == claiming.ACCESS_APP and not change:
-            _policy_removed(events, claim, app_id)
-        events.normal(REMOVED[obj], message)  # a service token: never recorded by a gateway; said all the same
-    if routing:
-        events.normal(c.HOSTNAME_REMOVED, f"{claim.key} is no longer published")
-    for item in done.left:
-        events.warning(c.HOSTNAME_CONFLICT, f"left in place, not ours: {item}")
-
-
-async def tear_down(core: CloudflareCore, claims: ClaimStore, claim: Claim, account: Account, events: EventSink,
-                    *, change: bool = False) -> claiming.Teardown:
-    """Tear down one hostname claim of the gateway at once (:func:`claiming.tear_down_hostname`) and say so in
-    Events (:func:`say_teardown`). `change`: a hostname the gateway moved away from. A Cloudflare failure raises
-    :class:`Problem` (the claim keeps what is left)."""
-    done = await claiming.tear_down_hostname(core, claims, claim, account_id=account.account_id,
-                                             zone_id=account.zone_id)
-    say_teardown(events, claim, done, change=change)
-    return done
 
 
 class LeavingExecutor:
@@ -253,9 +204,9 @@ class LeavingExecutor:
         assert self.withdrawer is not None  # a claim's change: the account was read
         if change.payload.obj == claiming.TUNNEL:
             core, claims, account_id = self.withdrawer.core, self.withdrawer.claims, self.withdrawer.account_id
-            say_teardown(self.events, claim, await claiming.tear_down_tunnel(
-                core, claims, claim, account_id=account_id, connected_ok=True))
+            claiming.say_teardown(self.events, await claiming.tear_down_tunnel(core, claims, claim,
+                                                                               account_id=account_id), claim)
         else:
             done = await self.withdrawer.take(claim, change.payload.obj, last=change.payload.last)
             if done is not None:
-                say_teardown(self.events, claim, done)
+                claiming.say_teardown(self.events, done, claim)

@@ -7,11 +7,13 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeGuard
+from typing import Any
 
 from chutes import conditions as c
 from chutes.cloudflare_core.ownership import DEFAULT_OWNER, owned_name
 from chutes.frontdoors import annotation_keys, cloudflared
+from chutes.frontdoors.specs import SpecError as SpecError
+from chutes.frontdoors.specs import email_include, is_hostname, is_int, malformed
 
 GROUP = "chutes.troubleshat.com"
 VERSION = "v1alpha1"
@@ -35,18 +37,8 @@ NAME_PREFIX = "chute-"  # of every tunnel and Access application name (see `clou
 GATEWAY_HANDLER_IDS = ("reconcile", "reconcile/spec", "cleanup")
 GATEWAY_ANNOTATIONS = annotation_keys.own_keys(GATEWAY_HANDLER_IDS)
 
-_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")  # the CRD's pattern
 MAX_REPLICAS = 20  # the CRD's maximum
 _DURATION = re.compile(r"^([0-9]+(\.[0-9]+)?(s|m|h))+$")
-
-
-class SpecError(ValueError):
-    """The spec cannot be published as it is; ``reason`` is a condition reason."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -113,12 +105,6 @@ def cloudflare_name(namespace: str, name: str, owner_id: str = DEFAULT_OWNER) ->
     return owned_name(f"{NAME_PREFIX}{namespace}-{name}", owner_id)
 
 
-def is_dns_name(name: str) -> bool:
-    """Whether `name` is a lower-case DNS name of two labels or more (no wildcard, no trailing dot)."""
-    labels = name.split(".")
-    return len(name) <= 253 and len(labels) >= 2 and all(_LABEL.match(label) for label in labels)
-
-
 def resolve_hostname(hostname: str, domain: str) -> str:
     """``app`` → ``app.example.com``; ``app.example.com`` stays; anything outside the domain is refused."""
     host, zone = hostname.strip().lower().rstrip("."), domain.strip().lower().rstrip(".")
@@ -128,8 +114,7 @@ def resolve_hostname(hostname: str, domain: str) -> str:
         fqdn = f"{host}.{zone}"
     else:
         raise SpecError(c.HOSTNAME_OUTSIDE_ZONE, f"hostname {hostname!r} is not inside the zone {zone!r}")
-    labels = fqdn.split(".")
-    if len(fqdn) > 253 or not all(_LABEL.match(label) for label in labels):
+    if not is_hostname(fqdn):
         raise SpecError(c.INVALID_SPEC, f"hostname {fqdn!r} is not a valid DNS name")
     return fqdn
 
@@ -155,11 +140,6 @@ def annotations_need_reconcile(annotations: Mapping[str, Any] | None, ready: Map
     ready = ready or {}
     said = str(ready.get("message") or "") if ready.get("reason") == c.INVALID_SPEC else ""
     return said != "; ".join(problems) if problems else said.startswith(annotation_keys.UNKNOWN)
-
-
-def _is_int(value: object) -> TypeGuard[int]:
-    """An integer that is not a boolean (``True`` is an ``int`` to Python, never a port or a count here)."""
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _strings(where: str, value: object) -> tuple[str, ...]:
@@ -218,7 +198,7 @@ def desired_gateway(namespace: str, name: str, spec: Mapping[str, Any], domain: 
     access = spec.get("access") or {}
     scheme = service.get("scheme") or "http"
     port = service.get("port")
-    if not isinstance(service.get("name"), str) or not service["name"] or not _is_int(port) or not 1 <= port <= 65535:
+    if not isinstance(service.get("name"), str) or not service["name"] or not is_int(port) or not 1 <= port <= 65535:
         raise SpecError(c.INVALID_SPEC, f"spec.service needs a name and a port between 1 and 65535, not {port!r}")
     if scheme not in ("http", "https"):
         raise SpecError(c.INVALID_SPEC, f"spec.service.scheme must be http or https, not {scheme!r}")
@@ -235,11 +215,11 @@ def desired_gateway(namespace: str, name: str, spec: Mapping[str, Any], domain: 
     if not isinstance(duration, str) or not _DURATION.match(duration):
         raise SpecError(c.INVALID_SPEC, f"spec.access.sessionDuration {duration!r} is not a duration like 24h or 30m")
     replicas = spec.get("replicas", 2)
-    if not _is_int(replicas) or not 0 <= replicas <= MAX_REPLICAS:
+    if not is_int(replicas) or not 0 <= replicas <= MAX_REPLICAS:
         raise SpecError(c.INVALID_SPEC, f"spec.replicas must be an integer from 0 to {MAX_REPLICAS}, not {replicas!r}")
-    malformed = [e for e in emails if not _EMAIL.match(e)] + [x for x in domains if not is_dns_name(x.lower())]
-    if malformed:  # the CRD's patterns refuse them; an unvalidated object would get a policy nobody matches
-        listed = ", ".join(map(repr, malformed))
+    refused = malformed(emails, domains)
+    if refused:  # the CRD's patterns refuse them; an unvalidated object would get a policy nobody matches
+        listed = ", ".join(map(repr, refused))
         raise SpecError(c.INVALID_SPEC, f"spec.access: not an email address or a domain: {listed}")
     hostname = spec.get("hostname") or ""
     if not isinstance(hostname, str):
@@ -256,9 +236,7 @@ def desired_gateway(namespace: str, name: str, spec: Mapping[str, Any], domain: 
 
 def policy_include(desired: DesiredGateway) -> list[dict[str, Any]]:
     """The allow policy's include rules: one per email, one per email domain."""
-    return [{"email": {"email": email}} for email in desired.emails] + [
-        {"email_domain": {"domain": domain}} for domain in desired.domains
-    ]
+    return email_include(desired.emails, desired.domains)
 
 
 def allowed_counts(include: Iterable[Mapping[str, Any]]) -> str:

@@ -23,22 +23,12 @@ from chutes.settings import Settings
 from chutes.sweep.events import announce
 from chutes.sweep.timer import unless_stopped
 
-# Reasons that only a spec change can fix: the resync timer leaves them alone.
-PERMANENT_REASONS = frozenset({c.INVALID_SPEC, c.HOSTNAME_OUTSIDE_ZONE, c.CLOUDFLARE_REJECTED,
-                               c.HOSTNAME_NOT_AUTHORIZED,  # the hostname rules change at a restart only
-                               c.IMAGE_NOT_ALLOWED})  # so do the allowed images
+PERMANENT_REASONS = repairs.PERMANENT_REASONS | {c.IMAGE_NOT_ALLOWED}  # the allowed images change at a restart only
 
 
 def _writer(memo: kopf.Memo, plural: str, body: Mapping[str, Any]) -> StatusWriter:
     """The status writer of a ChuteConfig (cluster-scoped: no namespace) or ChuteGateway."""
     return status_writer.for_custom(memo.kube, d.GROUP, d.VERSION, plural, body)
-
-
-def _skip_resync(body: Mapping[str, Any]) -> bool:
-    status = body.get("status") or {}
-    ready = c.find(status.get("conditions"), c.READY) or {}
-    return ready.get("reason") in PERMANENT_REASONS and status.get("observedGeneration") == body["metadata"].get(
-        "generation")
 
 
 CLOUDFLARED_SELECTOR = f"{d.LABEL_GATEWAY},app.kubernetes.io/managed-by={d.MANAGED_BY}"
@@ -83,14 +73,14 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     @kopf.on.resume(d.GROUP, d.VERSION, d.CONFIG_PLURAL, registry=registry, id="reconcile")
     @kopf.on.create(d.GROUP, d.VERSION, d.CONFIG_PLURAL, registry=registry, id="reconcile")
     @kopf.on.update(d.GROUP, d.VERSION, d.CONFIG_PLURAL, registry=registry, id="reconcile", field="spec")
-    async def config_reconcile(name: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        await _config(name, body, memo)
+    async def config_reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        await _config(body, memo)
 
     @kopf.timer(d.GROUP, d.VERSION, d.CONFIG_PLURAL, registry=registry, id="resync", interval=interval,
                 initial_delay=interval)
-    async def config_resync(name: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        if not _skip_resync(body):
-            await _config(name, body, memo)
+    async def config_resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        if not repairs.refused_for_good(body, PERMANENT_REASONS):
+            await _config(body, memo)
 
     @kopf.timer(d.GROUP, d.VERSION, d.CONFIG_PLURAL, registry=registry, id="sweep", interval=settings.sweep_interval,
                 initial_delay=min(orphans.FIRST_SWEEP_DELAY, settings.sweep_interval))
@@ -116,10 +106,10 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
                 EventSink(body, kopf.event).warning(c.GATEWAYS_REMAIN, message)
             raise kopf.TemporaryError(message, delay=retries.BLOCKED_RECHECK)
 
-    async def _config(name: str, body: kopf.Body, memo: kopf.Memo) -> None:
+    async def _config(body: kopf.Body, memo: kopf.Memo) -> None:
         async with slots.of(memo).held(), metrics.reconcile_timer(d.FRONT_DOOR):
             with problems.said(body, d.FRONT_DOOR) as events:
-                await r.reconcile_config(memo.kube, memo.cores, name, body.get("spec") or {},
+                await r.reconcile_config(memo.kube, memo.cores, body.get("spec") or {},
                                          _writer(memo, d.CONFIG_PLURAL, body), events)
 
     # --- ChuteGateway -----------------------------------------------------------------------------
@@ -158,7 +148,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     @kopf.timer(d.GROUP, d.VERSION, d.GATEWAY_PLURAL, registry=registry, id="resync", interval=interval,
                 initial_delay=interval)
     async def gateway_resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        if not _skip_resync(body):
+        if not repairs.refused_for_good(body, PERMANENT_REASONS):
             await _gateway(body, memo)
 
     @kopf.on.delete(d.GROUP, d.VERSION, d.GATEWAY_PLURAL, registry=registry, id="cleanup")

@@ -119,11 +119,6 @@ async def load_account(api: client.ApiClient, cores: CorePool, config_name: str,
                    status.get("otpIdentityProviderId"), cores.core_for(token))
 
 
-def tunnel_key(account_id: str, tunnel_name: str) -> str:
-    """The tunnel claim's key: ``<account>/<tunnel name>``."""
-    return f"{account_id}/{tunnel_name}"
-
-
 def has_legacy_hints(status: StatusWriter) -> bool:
     """Whether the status names something an earlier version (or the seed) may have published."""
     return any(status.get(key) for key in LEGACY_HINTS)
@@ -168,7 +163,7 @@ async def gather(api: client.ApiClient, account: Account, desired: d.DesiredGate
         if old and old != desired.fqdn:  # the spec changed too: its old hostname is torn down by apply
             await bootstrap(core, claims, account, desired, str(old), status)
     tunnel_claim = await _releasing(claims, claim, claiming.hold(
-        claims, "tunnel", tunnel_key(account.account_id, desired.cloudflare_name), source))
+        claims, "tunnel", claiming.tunnel_key(account.account_id, desired.cloudflare_name), source))
     old_claims = tuple(old for old in await claims.list(kind="hostname", source=source) if old.key != desired.fqdn)
     return Inputs(desired, account, claim, tunnel_claim, old_claims, adopt, hint)
 
@@ -230,7 +225,7 @@ async def bootstrap(core: CloudflareCore, claims: ClaimStore, account: Account, 
     since = utc_now()
     if tunnel is not None and not tunnel.deleted and tunnel.name == tunnel_name:
         try:
-            tunnel_claim = await claims.acquire("tunnel", tunnel_key(account_id, tunnel_name), source)
+            tunnel_claim = await claims.acquire("tunnel", claiming.tunnel_key(account_id, tunnel_name), source)
         except HeldElsewhere:
             tunnel_claim = None
         if tunnel_claim is not None and not tunnel_claim.entries:

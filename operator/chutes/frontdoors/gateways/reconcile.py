@@ -35,8 +35,9 @@ from chutes.frontdoors.gateways.apply import Executor, LeavingExecutor
 from chutes.frontdoors.gateways.decide import check, decide, decide_leaving
 from chutes.frontdoors.gateways.read import gather, has_legacy_hints, load_account, read_token
 from chutes.frontdoors.gateways.status import StatusWriter, ready_condition
-from chutes.frontdoors.problems import EventSink, Problem, step
+from chutes.frontdoors.problems import EventSink, Problem, refused, step
 from chutes.frontdoors.retries import LOST_RETRY
+from chutes.frontdoors.specs import is_dns_name
 from chutes.frontdoors.status_writer import reported
 from chutes.observability.metrics import HOSTNAMES
 
@@ -46,33 +47,31 @@ logger = logging.getLogger(__name__)
 # --- ChuteConfig -----------------------------------------------------------------------------------
 
 
-async def reconcile_config(api: client.ApiClient, cores: CorePool, name: str, spec: Mapping[str, Any],
-                           status: StatusWriter, events: EventSink | None = None) -> None:
-    try:
-        domain = str(spec.get("domain", "")).lower()
-        if not d.is_dns_name(domain):  # the CRD's pattern refuses it; an unvalidated object may still come
-            raise Problem(c.INVALID_SPEC, f"domain {domain!r} is not a DNS name such as example.com", None)
-        token = await read_token(api, spec)
-        core = cores.core_for(token)
-        account_id, zone_id = spec.get("accountId", ""), spec.get("zoneId", "")
-        zone = await step("checking the account and zone", core.verify_access(account_id, zone_id))
-        if not (domain == zone.name or domain.endswith("." + zone.name)):
-            raise Problem(c.INVALID_SPEC, f"domain {domain!r} is not inside zone {zone.name!r}", None)
-        status.condition(c.CREDENTIALS_READY, "True", c.RECONCILED, f"the token reaches account and zone {zone.name}")
-        idp = await step("ensuring the one-time-PIN identity provider", core.ensure_otp_idp(account_id))
+async def reconcile_config(api: client.ApiClient, cores: CorePool, spec: Mapping[str, Any], status: StatusWriter,
+                           events: EventSink | None = None) -> None:
+    async with reported(status, ready=False):  # every refusal in Ready; the credentials' in CredentialsReady too
+        try:
+            domain = str(spec.get("domain", "")).lower()
+            if not is_dns_name(domain):  # the CRD's pattern refuses it; an unvalidated object may still come
+                raise Problem(c.INVALID_SPEC, f"domain {domain!r} is not a DNS name such as example.com", None)
+            token = await read_token(api, spec)
+            core = cores.core_for(token)
+            account_id, zone_id = spec.get("accountId", ""), spec.get("zoneId", "")
+            zone = await step("checking the account and zone", core.verify_access(account_id, zone_id))
+            if not (domain == zone.name or domain.endswith("." + zone.name)):
+                raise Problem(c.INVALID_SPEC, f"domain {domain!r} is not inside zone {zone.name!r}", None)
+            status.condition(c.CREDENTIALS_READY, "True", c.RECONCILED, f"the token reaches account and zone "
+                             f"{zone.name}")
+            idp = await step("ensuring the one-time-PIN identity provider", core.ensure_otp_idp(account_id))
+        except Problem as problem:
+            if problem.reason in (c.SECRET_NOT_FOUND, c.SECRET_KEY_MISSING, c.CREDENTIALS_INVALID):
+                status.condition(c.CREDENTIALS_READY, "False", problem.reason, problem.message)
+            raise
         if events is not None and status.get("otpIdentityProviderId") != idp.id:
             events.normal(c.IDENTITY_PROVIDER_READY, f"one-time PIN identity provider {idp.id}")
         status.set(otpIdentityProviderId=idp.id, ready=True, observedGeneration=status.generation)
         status.condition(c.IDENTITY_PROVIDER_READY, "True", c.RECONCILED, f"one-time PIN provider {idp.id}")
         status.condition(c.READY, "True", c.RECONCILED, "credentials verified, one-time PIN ready")
-    except Problem as problem:
-        if problem.reason in (c.SECRET_NOT_FOUND, c.SECRET_KEY_MISSING, c.CREDENTIALS_INVALID):
-            status.condition(c.CREDENTIALS_READY, "False", problem.reason, problem.message)
-        status.set(ready=False, observedGeneration=status.generation)
-        status.condition(c.READY, "False", problem.reason, problem.message)
-        raise
-    finally:
-        await status.flush()
 
 
 async def gateways_using(api: client.ApiClient, config_name: str) -> list[str]:
@@ -92,10 +91,8 @@ async def reconcile_gateway(api: client.ApiClient, cores: CorePool, claims: Clai
     Ready condition and is raised as a :class:`Problem`. `allowed_images`: the cloudflared image repositories
     a gateway may run (setting ``cloudflared_images``)."""
     async with reported(status, ready=False):
-        try:  # a typo in an annotation changes nothing: what is published stays as it is
+        with refused():  # a typo in an annotation changes nothing: what is published stays as it is
             d.check_annotations(body["metadata"].get("annotations"))
-        except d.SpecError as exc:
-            raise Problem(exc.reason, str(exc), None) from exc
         account = await load_account(api, cores, (body.get("spec") or {}).get("configRef", ""), need_ready=True)
         core = account.core
         claims = claims_for(claims, dry_run=core.dry_run)  # dry-run: the ledger is read, never written

@@ -20,6 +20,7 @@ from chutes import kube
 from chutes.frontdoors.hosts import desired as d
 from chutes.frontdoors.hosts.reconcile import Door
 from chutes.frontdoors.hosts.runner import HostsRunner
+from chutes.frontdoors.problems import operator_pod
 from chutes.hosts_core import GrpcHostsBackend, TlsFilesInvalid, load_tls_files
 from chutes.settings import Settings, SettingsError
 
@@ -40,15 +41,6 @@ def check_tls(settings: Settings) -> None:
     except TlsFilesInvalid as exc:
         raise SettingsError(f"invalid settings: {TLS_SETTINGS.get(exc.role, 'router-hosts TLS')}: {exc.message}") \
             from None
-
-
-def operator_pod(environ: Mapping[str, str]) -> dict[str, Any] | None:
-    """The operator's own Pod (the chart's POD_ID, else HOSTNAME): where the sweep's Events go."""
-    name = environ.get("POD_ID") or environ.get("HOSTNAME")
-    namespace = environ.get("OPERATOR_NAMESPACE") or environ.get("POD_NAMESPACE")
-    if not name or not namespace:
-        return None
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"namespace": namespace, "name": name}}
 
 
 def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mapping[str, str]) -> None:

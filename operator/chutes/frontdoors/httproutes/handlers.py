@@ -104,19 +104,21 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
     async def route_reconcile(body: kopf.Body, memo: kopf.Memo, reason: str, old: Any, new: Any, **kwargs: Any) -> None:
         if reason == kopf.Reason.UPDATE and not inputs_changed(old, new) and is_ready(body):
             return  # our own result annotations, or something we do not read
+        resumed = repairs.unprompted() if reason == kopf.Reason.RESUME else contextlib.nullcontext()
+        try:
+            with resumed:
+                await reconcile_read_again(memo, kwargs, body["metadata"])
+        except Problem as problem:
+            raise to_kopf(problem) from None
+
+    async def reconcile_read_again(memo: kopf.Memo, kwargs: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
+        """Reconcile the route as read under its lock (another handler may have run meanwhile)."""
         ctx = context(memo, kwargs)
-        meta = body["metadata"]
         async with slots.of(memo).held(), ctx.runtime.lock(meta["namespace"], meta["name"]):
-            route = await upkeep.read_route(ctx, meta["namespace"], meta["name"])  # another handler may have run
-            if route is None:
-                return
-            resumed = repairs.unprompted() if reason == kopf.Reason.RESUME else contextlib.nullcontext()
-            async with metrics.reconcile_timer("httproutes"):
-                try:
-                    with resumed:
-                        await reconcile_route(ctx, route, EventSink(route, kopf.event), force=False)
-                except Problem as problem:
-                    raise to_kopf(problem) from None
+            route = await upkeep.read_route(ctx, meta["namespace"], meta["name"])
+            if route is not None:
+                async with metrics.reconcile_timer("httproutes"):
+                    await reconcile_route(ctx, route, EventSink(route, kopf.event), force=False)
 
     @kopf.on.event(*ROUTE, registry=registry, id="cfzt-cleanup")
     async def route_event(event: Mapping[str, Any], body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
@@ -146,16 +148,9 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
         if event.get("type") == "DELETED" or meta.get("deletionTimestamp"):
             return
         ready = c.find(read_conditions(meta.get("annotations") or {}), c.READY)
-        ctx = context(memo, kwargs)
-        if not adoption.retry_now(adoption_permitted(ctx, body), ready):
-            return
-        async with slots.of(memo).held(), ctx.runtime.lock(meta["namespace"], meta["name"]):
-            route = await upkeep.read_route(ctx, meta["namespace"], meta["name"])
-            if route is None:
-                return
-            async with metrics.reconcile_timer("httproutes"):
-                with contextlib.suppress(Problem):  # recorded in the route's conditions and Events
-                    await reconcile_route(ctx, route, EventSink(route, kopf.event), force=False)
+        if adoption.retry_now(adoption_permitted(context(memo, kwargs), body), ready):
+            with contextlib.suppress(Problem):  # recorded in the route's conditions and Events
+                await reconcile_read_again(memo, kwargs, meta)
 
     # --- templates: a change re-reconciles every route using it -------------------------------------------
     @kopf.on.resume(*TEMPLATE, registry=registry, id="cfzt-status")

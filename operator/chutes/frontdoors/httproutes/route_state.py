@@ -1,5 +1,6 @@
 """A route's state as the seed's ``cfzt-{route namespace}-{route name}`` ConfigMap holds it: pure (no I/O), so the
-door's decision can take it as an input. Reading and writing it is :mod:`state`, which re-exports all of this."""
+door's decision can take it as an input. Reading and writing it is :mod:`state`, which re-exports what its
+callers use."""
 
 from __future__ import annotations
 
@@ -10,24 +11,6 @@ from typing import Any
 
 from chutes.frontdoors.httproutes import annotations as a
 
-KEYS = (
-    "annotation_hash",
-    "hostname",
-    "tenant_name",
-    "tunnel_id",
-    "zone_id",
-    "httproute_namespace",
-    "httproute_name",
-    "hostname_route_id",
-    "cname_record_id",
-    "dns_record_id",
-    "dns_record_ip",
-    "access_app_id",
-    "access_policy_ids",
-    "service_token_id",
-    "service_token_secret_name",
-    "last_reconcile",
-)
 # The result annotation written for each state key.
 RESULT_ANNOTATIONS = {
     "hostname_route_id": a.HOSTNAME_ROUTE_ID,

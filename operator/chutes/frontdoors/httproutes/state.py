@@ -19,12 +19,10 @@ from kubernetes_asyncio import client
 
 from chutes import kube
 from chutes.frontdoors.httproutes import annotations as a
-from chutes.frontdoors.httproutes.route_state import KEYS as KEYS
-from chutes.frontdoors.httproutes.route_state import RESULT_ANNOTATIONS as RESULT_ANNOTATIONS
 from chutes.frontdoors.httproutes.route_state import RouteState as RouteState
 from chutes.frontdoors.httproutes.route_state import Slot as Slot
 from chutes.frontdoors.httproutes.route_state import StateTaken as StateTaken
-from chutes.frontdoors.httproutes.route_state import from_configmap as from_configmap
+from chutes.frontdoors.httproutes.route_state import from_configmap
 from chutes.frontdoors.httproutes.route_state import now as now
 
 logger = logging.getLogger(__name__)

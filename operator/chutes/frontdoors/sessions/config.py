@@ -14,6 +14,7 @@ from chutes.cloudflare_core.credentials import token_defect
 from chutes.cloudflare_core.models import cname_target
 from chutes.cloudflare_core.ownership import marker_fits
 from chutes.frontdoors.sessions.selector import LabelSelector, SelectorError, valid_label_key
+from chutes.frontdoors.specs import is_dns_name
 from chutes.settings import SettingsError
 
 DEFAULT_WATCH_NAMESPACE = "opencode-router"
@@ -56,11 +57,6 @@ class SessionConfig:
         return cname_target(self.tunnel_id)
 
 
-def _hostname_ok(value: str) -> bool:
-    labels = value.split(".")
-    return len(value) <= 253 and len(labels) >= 2 and all(_DNS_LABEL.match(label) for label in labels)
-
-
 def load_config(environ: Mapping[str, str]) -> SessionConfig:
     """The configuration from ``environ``; raises :class:`SessionConfigError` naming every bad variable."""
     problems: list[str] = []
@@ -100,7 +96,7 @@ def load_config(environ: Mapping[str, str]) -> SessionConfig:
     if tunnel_id:
         check("CF_TUNNEL_ID", bool(_TUNNEL_ID.match(tunnel_id)), f"expected a tunnel UUID, got {tunnel_id!r}")
     if domain:
-        check("DOMAIN", _hostname_ok(domain), f"expected a DNS name such as example.org, got {domain!r}")
+        check("DOMAIN", is_dns_name(domain), f"expected a DNS name such as example.org, got {domain!r}")
     if service_url:
         check("ROUTER_SERVICE_URL", bool(_SERVICE_URL.match(service_url)),
               f"expected an http(s):// URL, got {service_url!r}")

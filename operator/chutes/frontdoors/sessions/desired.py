@@ -211,10 +211,6 @@ def tunnel_rule(config: SessionConfig, session: Session) -> IngressRule:
     return IngressRule(session.hostname, config.router_service_url)
 
 
-def session_hostname_pattern(config: SessionConfig) -> re.Pattern[str]:
-    return _hostname_pattern(config.route_suffix, config.domain)
-
-
 @functools.cache
 def _hostname_pattern(suffix: str, domain: str) -> re.Pattern[str]:
     return re.compile(rf"^([a-z0-9]+){re.escape(suffix)}\.{re.escape(domain)}$")
@@ -222,7 +218,7 @@ def _hostname_pattern(suffix: str, domain: str) -> re.Pattern[str]:
 
 def hash_of(config: SessionConfig, name: str) -> str | None:
     """The session hash a hostname was made from (``<hash><ROUTE_SUFFIX>.<DOMAIN>``), else None."""
-    found = session_hostname_pattern(config).match(name)
+    found = _hostname_pattern(config.route_suffix, config.domain).match(name)
     return found.group(1) if found else None
 
 
@@ -255,10 +251,6 @@ def route_name(session: Session, kind: str) -> str:
     return f"{ROUTE_PREFIX}{session.first_label}-{kind}"
 
 
-def route_name_pattern(config: SessionConfig) -> re.Pattern[str]:
-    return _route_pattern(config.route_suffix)
-
-
 @functools.cache
 def _route_pattern(suffix: str) -> re.Pattern[str]:
     return re.compile(rf"^{re.escape(ROUTE_PREFIX)}[a-z0-9]+{re.escape(suffix)}-(signin|app)$")
@@ -268,7 +260,7 @@ def owns_route(config: SessionConfig, route: Mapping[str, Any]) -> bool:
     meta = route.get("metadata") or {}
     return (
         (meta.get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY
-        and bool(route_name_pattern(config).match(str(meta.get("name") or "")))
+        and bool(_route_pattern(config.route_suffix).match(str(meta.get("name") or "")))
     )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import kopf
 
 from chutes import kube
+from chutes.frontdoors.problems import operator_pod
 from chutes.frontdoors.sessions.config import SessionConfig, load_config, require_marker_fits
 from chutes.frontdoors.sessions.health import HealthServer
 from chutes.frontdoors.sessions.podwatch import PodWatch
@@ -33,15 +34,6 @@ def implied_namespaces(environ: Mapping[str, str]) -> tuple[str, ...]:
 
 
 DEFAULT_TIMING = Timing()
-
-
-def operator_pod(environ: Mapping[str, str], default_namespace: str) -> dict[str, Any] | None:
-    """The operator's own Pod (the chart's POD_ID, else HOSTNAME), for Events that concern no other object."""
-    name = environ.get("POD_ID") or environ.get("HOSTNAME")
-    if not name:
-        return None
-    namespace = environ.get("OPERATOR_NAMESPACE") or environ.get("POD_NAMESPACE") or default_namespace
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"namespace": namespace, "name": name}}
 
 
 def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mapping[str, str]) -> None:

@@ -17,28 +17,18 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from chutes import kube
-from chutes.background import BackgroundTask
+from chutes.background import BackgroundTask, InBackground
 from chutes.frontdoors.retries import backoff
 from chutes.frontdoors.sessions.runner import SessionLoop
 
 logger = logging.getLogger(__name__)
 
-class PodWatch:
+class PodWatch(InBackground):
     def __init__(self, api: client.ApiClient, loop: SessionLoop, *, timeout_seconds: int = 240) -> None:
         self.api, self.loop = api, loop
         self.timeout_seconds = timeout_seconds
         self._background = BackgroundTask("session-pod-watch", self._run)
         self.listings = 0
-
-    def start(self) -> PodWatch:
-        self._background.start()
-        return self
-
-    async def stop(self) -> None:
-        await self._background.stop()
-
-    def healthy(self) -> bool:
-        return self._background.healthy()
 
     async def _run(self) -> None:
         failures = 0

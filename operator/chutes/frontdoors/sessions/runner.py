@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from chutes.background import BackgroundTask
+from chutes.background import BackgroundTask, InBackground
 from chutes.cloudflare_core import CloudflareError, CredentialsInvalid, RateLimited, TransientError
 from chutes.frontdoors import repairs
 from chutes.frontdoors.retries import CREDENTIALS_RETRY, REJECTED_RETRY
@@ -32,7 +32,7 @@ FRONT_DOOR = "sessions"
 GONE_MEMORY = 600.0  # seconds a "gone" report is kept (passes are much shorter)
 
 
-class SessionLoop:
+class SessionLoop(InBackground):
     def __init__(
         self,
         config: SessionConfig,
@@ -124,15 +124,6 @@ class SessionLoop:
         return {value for value, at in self._gone.items() if at >= horizon and value not in alive}
 
     # --- the task ----------------------------------------------------------------------------------
-
-    def start(self) -> None:
-        self._background.start()
-
-    async def stop(self) -> None:
-        await self._background.stop()
-
-    def healthy(self) -> bool:
-        return self._background.healthy()
 
     async def _sleep_until_due(self) -> None:
         while True:

@@ -25,7 +25,7 @@ from chutes.frontdoors.tunnels import tunnel_read as t
 from chutes.frontdoors.tunnels.account import Account
 from chutes.frontdoors.tunnels.decide import Step, app_name
 
-__all__ = ["Executor", "apply", "say_teardown"]
+__all__ = ["Executor", "apply"]
 
 logger = logging.getLogger(__name__)
 P = TypeVar("P")
@@ -96,7 +96,7 @@ class Executor:
     async def _remove(self, change: Change[Step]) -> None:
         claim, done = await self._take_out(change.kind, self.claims_now[change.payload.fqdn])
         self.claims_now[change.payload.fqdn] = claim
-        say_teardown(self.events, done)
+        claiming.say_teardown(self.events, done)
 
     async def _take_out(self, kind: str, claim: Claim) -> tuple[Claim, claiming.Teardown]:
         """Remove the claim's object of `kind` (a rule, the source's records at the name, the Access application)
@@ -114,8 +114,7 @@ class Executor:
     async def _access_app(self, change: Change[Step]) -> None:
         core, account_id, fqdn = self.account.core, self.account.account_id, change.payload.fqdn
         claim, name = self.claims_now[fqdn], app_name(fqdn, core.owner_id)
-        if not (claim.entry(claiming.ACCESS_APP) or {}).get("since"):
-            claim = await self.claims.intend(claim, claiming.ACCESS_APP, account=account_id, name=name)
+        claim = await claiming.record(self.claims, claim, claiming.ACCESS_APP, keep=True, account=account_id, name=name)
         app = await step("ensuring the Access application", core.ensure_access_app(account_id, AccessAppSpec(
             name=name, domain=fqdn, allowed_idps=(self.idp,), auto_redirect_to_identity=True,
         ), claim.recorded(claiming.ACCESS_APP), policy=change.payload.allow))
@@ -129,9 +128,8 @@ class Executor:
         assert change.payload.allow is not None
         policy = await step("ensuring the Access policy", self.account.core.ensure_app_policy(
             self.account.account_id, app_id, change.payload.allow))
-        claim = self.claims_now[fqdn]
-        if (claim.entry(claiming.ACCESS_POLICY) or {}).get("id") != policy.id:
-            self.claims_now[fqdn] = await self.claims.complete(claim, claiming.ACCESS_POLICY, policy.id, app=app_id)
+        self.claims_now[fqdn] = await claiming.record(self.claims, self.claims_now[fqdn], claiming.ACCESS_POLICY,
+                                                      policy.id, app=app_id)
 
     async def _rule(self, change: Change[Step]) -> None:
         fqdn, rule = change.payload.fqdn, change.payload.rule
@@ -159,8 +157,7 @@ class Executor:
         core, zone_id, fqdn = self.account.core, self.account.zone.id, change.payload.fqdn
         claim = self.claims_now[fqdn]
         entry = claim.entry(claiming.DNS) or {}
-        if not entry.get("since") or entry.get("zone") != zone_id:
-            claim = await self.claims.intend(claim, claiming.DNS, zone=zone_id, type="CNAME")
+        claim = await claiming.record(self.claims, claim, claiming.DNS, zone=zone_id, type="CNAME")
         target = cname_target(self.tunnel_id)
         record = await step(f"ensuring the CNAME for {fqdn}", core.ensure_dns_record(
             zone_id, DesiredRecord(name=fqdn, type="CNAME", content=target, proxied=True, source=claim.source)))
@@ -192,18 +189,7 @@ class Executor:
                 self.theirs[fqdn] = done.others
         self.claims_now[fqdn] = claim
         self.removed[fqdn] = self.removed.get(fqdn, False) or bool(done.removed)
-        say_teardown(self.events, done)
+        claiming.say_teardown(self.events, done)
         if change.payload.release and not self.theirs.get(fqdn) and claiming.enforced(core) and not any(
                 obj in claim.entries for obj in (claiming.TUNNEL_RULE, claiming.ACCESS_APP, claiming.SERVICE_TOKEN)):
             await self.claims.release(claim)
-
-
-def say_teardown(events: EventSink, done: claiming.Teardown) -> None:
-    """A Normal Event per object a teardown removed, a Warning per one it left in place (not ours)."""
-    for obj, message in zip(done.removed_objects, done.removed, strict=True):
-        reason = {claiming.TUNNEL_RULE: c.TUNNEL_RULE_REMOVED, claiming.DNS: c.DNS_RECORD_REMOVED,
-                  claiming.ACCESS_APP: c.ACCESS_APPLICATION_REMOVED, claiming.TUNNEL: c.TUNNEL_REMOVED}.get(obj)
-        if reason is not None:
-            events.normal(reason, message)
-    for item in done.left:
-        events.warning(c.HOSTNAME_CONFLICT, f"left in place, not ours: {item}")

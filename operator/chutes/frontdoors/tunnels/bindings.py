@@ -65,7 +65,7 @@ async def _reconcile(api: client.ApiClient, cores: CorePool, claims: ClaimStore,
 
     await publish(found, source, claims, events, finalizer, rules, shared_targets)
     fqdns = [route.subject.fqdn for route in found.routes]
-    status.set(hostnames=m.hostnames_status(fqdns), observedGeneration=status.generation,
+    status.set(hostnames=",".join(fqdns), observedGeneration=status.generation,
                services=[{"hostname": r.subject.fqdn, "target": r.service} for r in found.routes])
     status.condition(c.TUNNEL_READY, "True", c.RECONCILED, f"{len(fqdns)} rule(s) in tunnel {found.tunnel.name}")
     status.condition(c.DNS_READY, "True", c.RECONCILED,

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
-from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import kopf
 
-from chutes import conditions as c
 from chutes.claims import operator_namespace
 from chutes.cloudflare_core import in_flight
 from chutes.frontdoors import problems, repairs, slots, status_writer
-from chutes.frontdoors.problems import EventSink
 from chutes.frontdoors.status_writer import StatusWriter
 from chutes.frontdoors.tunnels import bindings as b
 from chutes.frontdoors.tunnels import model as m
@@ -51,21 +49,8 @@ def _writer(memo: kopf.Memo, version: str, plural: str, body: Mapping[str, Any])
     return status_writer.for_custom(memo.kube, m.GROUP, version, plural, body)
 
 
-def _problems_said(body: Mapping[str, Any], book: problems.SaidBook | None = None) -> AbstractContextManager[EventSink]:
-    return problems.said(body, FRONT_DOOR, book)
-
-
-# Reasons only a spec change can fix: the resync timer leaves them alone.
-PERMANENT_REASONS = frozenset({c.INVALID_SPEC, c.HOSTNAME_OUTSIDE_ZONE, c.CLOUDFLARE_REJECTED,
-                               c.HOSTNAME_NOT_AUTHORIZED})  # the hostname rules change at a restart only
-
-
 def _skip_resync(body: Mapping[str, Any]) -> bool:
-    status = body.get("status") or {}
-    ready = c.find(status.get("conditions"), c.READY)
-    return bool(body["metadata"].get("deletionTimestamp")) or (
-        ready is not None and ready.get("reason") in PERMANENT_REASONS
-        and status.get("observedGeneration") == body["metadata"].get("generation"))
+    return bool(body["metadata"].get("deletionTimestamp")) or repairs.refused_for_good(body)
 
 
 def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mapping[str, str]) -> None:
@@ -84,7 +69,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
         if body["metadata"].get("deletionTimestamp"):
             return
         async with slots.of(memo).held(), metrics.reconcile_timer(FRONT_DOOR):
-            with _problems_said(body) as events:
+            with problems.said(body, FRONT_DOOR) as events:
                 await t.reconcile_tunnel(memo.kube, memo.cores, memo.claims, with_kind(body, kind),
                                          _writer(memo, m.VERSION, plural, body), events, resource_namespace)
 
@@ -97,7 +82,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
         if body["metadata"].get("deletionTimestamp"):
             return
         async with slots.of(memo).held(), metrics.reconcile_timer(FRONT_DOOR), binding_turn(body), in_flight():
-            with _problems_said(body) as events:
+            with problems.said(body, FRONT_DOOR) as events:
                 await b.reconcile_binding(memo.kube, memo.cores, memo.claims, body,
                                           _writer(memo, m.BINDING_VERSION, m.BINDING_PLURAL, body), events,
                                           resource_namespace, memo.get("hostname_rules"),
@@ -107,7 +92,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
         meta = body["metadata"]
         async with (slots.of(memo).held(), metrics.reconcile_timer(FRONT_DOOR),
                     turns.held(m.service_source(meta["namespace"], meta["name"])), in_flight()):
-            with _problems_said(body, said_to_services) as events:
+            with problems.said(body, FRONT_DOOR, said_to_services) as events:
                 await sv.reconcile_service(memo.kube, memo.cores, memo.claims, body, events, resource_namespace,
                                            memo.get("hostname_rules"))
 
@@ -122,7 +107,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
             if not _skip_resync(body):
                 await tunnel(body, memo, kind, plural)
             if not body["metadata"].get("deletionTimestamp"):
-                with _problems_said(body) as events:  # the orphan sweep of what routes into its tunnel
+                with problems.said(body, FRONT_DOOR) as events:  # the orphan sweep of what routes into its tunnel
                     await sv.sweep(memo.kube, memo.cores, memo.claims, with_kind(body, kind), events,
                                    resource_namespace, turns, removals)
                 # annotated Services (no timer of their own) not routed into its tunnel: published again
@@ -133,7 +118,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
         async def tunnel_delete(body: kopf.Body, memo: kopf.Memo, kind: str = kind, **_: Any) -> None:
             async with slots.of(memo).held(), metrics.reconcile_timer(FRONT_DOOR), turns.all_held(
                     await sv.routed_through(memo.claims, with_kind(body, kind))):  # the claims it reads stay as read
-                with _problems_said(body) as events:
+                with problems.said(body, FRONT_DOOR) as events:
                     await t.delete_tunnel(memo.kube, memo.cores, memo.claims, with_kind(body, kind), events,
                                           resource_namespace)
 
@@ -169,7 +154,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
     @kopf.on.delete(m.GROUP, m.BINDING_VERSION, m.BINDING_PLURAL, registry=registry, id="cleanup")
     async def binding_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         async with slots.of(memo).held(), metrics.reconcile_timer(FRONT_DOOR), binding_turn(body), in_flight():
-            with _problems_said(body) as events:
+            with problems.said(body, FRONT_DOOR) as events:
                 await b.delete_binding(memo.kube, memo.cores, memo.claims, body, events, resource_namespace)
 
     # --- annotated Services (the blog-era form): no finalizer; withdrawn on their delete event or annotations gone
@@ -186,6 +171,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, environ: Mappi
         meta = body["metadata"]
         # said in Events; the next event of the Service retries
         async with slots.of(memo).held(), turns.held(m.service_source(meta["namespace"], meta["name"])), in_flight():
-            with contextlib.suppress(kopf.TemporaryError, kopf.PermanentError), _problems_said(body) as events:
+            with (contextlib.suppress(kopf.TemporaryError, kopf.PermanentError),
+                  problems.said(body, FRONT_DOOR) as events):
                 await sv.withdraw_if_gone(memo.kube, memo.cores, memo.claims, meta["namespace"], meta["name"],
                                           events, resource_namespace)

@@ -40,7 +40,7 @@ from chutes.claims import Claim, ClaimLost, ClaimStore, DryRunClaims
 from chutes.cloudflare_core import IngressRule, Tunnel
 from chutes.cloudflare_core.coalescing import CoalescingWriter, Request
 from chutes.frontdoors import claiming
-from chutes.frontdoors.problems import Problem
+from chutes.frontdoors.problems import Problem, refused
 from chutes.frontdoors.retries import CONFIG_RETRY, CONFLICT_RETRY, MISSING_RETRY
 from chutes.frontdoors.tunnels import config_file as cf
 from chutes.frontdoors.tunnels import model as m
@@ -291,11 +291,9 @@ async def read_credentials(api: client.ApiClient, spec: m.TunnelSpec, account_id
     file, secret = await value(keys.credential_file_key), await value(keys.credential_secret_key)
     if file is None or secret is None:
         raise Problem(c.SECRET_NOT_FOUND, f"{where} does not exist", MISSING_RETRY)
-    try:
+    with refused(MISSING_RETRY):  # the Secret's content: fixed there
         return cf.credentials_json(account_id, tunnel, file, secret, where,
                                    (keys.credential_file_key, keys.credential_secret_key))
-    except m.SpecError as exc:
-        raise Problem(exc.reason, str(exc), MISSING_RETRY) from None  # the Secret's content: fixed there
 
 
 async def delete_config(api: client.ApiClient, spec_namespace: str, name: str, owned_by: Mapping[str, str],

@@ -13,6 +13,8 @@ import yaml
 
 from chutes import conditions as c
 from chutes.cloudflare_core.ownership import DEFAULT_OWNER, owned_name
+from chutes.frontdoors.specs import SpecError as SpecError
+from chutes.frontdoors.specs import is_dns_name, is_hostname, is_int, malformed
 
 FRONT_DOOR = "tunnels"  # the door's name in metrics and Events
 GROUP = "networking.cfargotunnel.com"
@@ -36,17 +38,6 @@ PROTOCOLS = ("http", "https", "tcp", "udp", "ssh", "rdp", "smb")
 TUNNEL_PROTOCOLS = ("auto", "quic", "http2")
 CA_DIR = "/etc/cloudflared/certs"
 MAX_REPLICAS = 20
-
-_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-
-
-class SpecError(ValueError):
-    """The object cannot be served as it is; ``reason`` is a condition reason."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 def tunnel_source(kind: str, namespace: str | None, name: str) -> str:
@@ -194,15 +185,6 @@ def _string(spec: Mapping[str, Any], key: str, default: str = "") -> str:
     return value
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def is_dns_name(name: str) -> bool:
-    labels = name.split(".")
-    return len(name) <= 253 and len(labels) >= 2 and all(_LABEL.match(label) for label in labels)
-
-
 def parse_tunnel(kind: str, cr_namespace: str | None, name: str, spec: Mapping[str, Any], *,
                  resource_namespace: str, owner_id: str = DEFAULT_OWNER) -> TunnelSpec:
     """The (Cluster)Tunnel's spec, of either API generation, or :class:`SpecError`. `resource_namespace`: where a
@@ -262,7 +244,7 @@ def _deployment_fields(spec: Mapping[str, Any]) -> dict[str, Any]:
     """replicas, image, node_selector, tolerations (affinity, resources) from the v1alpha1 fields, then the v1alpha2
     ``deployPatch`` over them (adyanth's conversion builds the same patch from the v1alpha1 fields)."""
     size = spec.get("size", 1)
-    if not _is_int(size) or not 0 <= size <= MAX_REPLICAS:
+    if not is_int(size) or not 0 <= size <= MAX_REPLICAS:
         raise SpecError(c.INVALID_SPEC, f"spec.size must be an integer from 0 to {MAX_REPLICAS}, not {shown(size)}")
     selector = spec.get("nodeSelectors") or {}
     tolerations = spec.get("tolerations") or []
@@ -303,7 +285,7 @@ def parse_deploy_patch(raw: object) -> dict[str, Any]:
     _only(deploy_spec, {"replicas", "template"}, refused)
     if "replicas" in deploy_spec:
         replicas = deploy_spec["replicas"]
-        if not _is_int(replicas) or not 0 <= replicas <= MAX_REPLICAS:
+        if not is_int(replicas) or not 0 <= replicas <= MAX_REPLICAS:
             raise SpecError(c.INVALID_SPEC, f"spec.deployPatch: replicas must be 0 to {MAX_REPLICAS}, not "
                             f"{shown(replicas)}")
         fields["replicas"] = replicas
@@ -374,7 +356,7 @@ def resolve_fqdn(fqdn: str, domain: str) -> str:
     host = fqdn.strip().lower().rstrip(".")
     if not (host == domain or host.endswith("." + domain)):
         raise SpecError(c.HOSTNAME_OUTSIDE_ZONE, f"hostname {shown(fqdn)} is not inside the zone {shown(domain)}")
-    if len(host) > 253 or not all(_LABEL.match(label) for label in host.split(".")):
+    if not is_hostname(host):
         raise SpecError(c.INVALID_SPEC, f"hostname {shown(fqdn)} is not a valid DNS name")
     return host
 
@@ -419,7 +401,7 @@ def origin_request(spec: Mapping[str, Any]) -> dict[str, Any]:
         options["caPool"] = f"{CA_DIR}/{spec['caPool']}"
     if spec.get("proxyAddress") and spec.get("proxyAddress") != "127.0.0.1":
         options["proxyAddress"] = str(spec["proxyAddress"])
-    if _is_int(spec.get("proxyPort")) and spec["proxyPort"]:
+    if is_int(spec.get("proxyPort")) and spec["proxyPort"]:
         options["proxyPort"] = spec["proxyPort"]
     if spec.get("proxyType"):
         options["proxyType"] = str(spec["proxyType"])
@@ -447,7 +429,7 @@ def origin(subject_protocol: str | None, target: str | None, service: Mapping[st
         raise SpecError(c.INVALID_SPEC, f"Service {namespace}/{name} has no ports")
     first = ports[0]
     port = first.get("port")
-    if not _is_int(port):
+    if not is_int(port):
         raise SpecError(c.INVALID_SPEC, f"Service {namespace}/{name}: its first port has no number")
     proto = subject_protocol or default_protocol(int(port), str(first.get("protocol") or "TCP"))
     if proto == "udp":  # adyanth writes udp://..., which cloudflared refuses: say so instead
@@ -466,22 +448,11 @@ def access_lists(annotations: Mapping[str, Any] | None) -> tuple[tuple[str, ...]
         return tuple(sorted({item.strip().lower() for item in str(raw).split(",") if item.strip()}))
 
     emails, domains = split(ACCESS_EMAILS), split(ACCESS_DOMAINS)
-    malformed = [e for e in emails if not _EMAIL.match(e)] + [d for d in domains if not is_dns_name(d)]
-    if malformed:
+    refused = malformed(emails, domains)
+    if refused:
         raise SpecError(c.INVALID_SPEC, f"Access annotations: not an email address or a domain: "
-                        f"{', '.join(map(shown, malformed[:3]))}{', ...' if len(malformed) > 3 else ''}")
+                        f"{', '.join(map(shown, refused[:3]))}{', ...' if len(refused) > 3 else ''}")
     return emails, domains
-
-
-def policy_include(emails: tuple[str, ...], domains: tuple[str, ...]) -> list[dict[str, Any]]:
-    return [{"email": {"email": email}} for email in emails] + [
-        {"email_domain": {"domain": domain}} for domain in domains]
-
-
-def hostnames_status(fqdns: list[str]) -> str:
-    return ",".join(fqdns)
-
-
 
 
 # --- annotated Services (the blog-era form, adyanth v0.2.0) --------------------------------------------------

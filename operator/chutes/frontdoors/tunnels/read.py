@@ -34,8 +34,9 @@ from chutes.cloudflare_core import (
 from chutes.cloudflare_core.ownership import parse as parse_marker
 from chutes.cores import CorePool
 from chutes.frontdoors import claiming
-from chutes.frontdoors.problems import Problem, problem_from_cloudflare
+from chutes.frontdoors.problems import Problem, problem_from_cloudflare, refused
 from chutes.frontdoors.retries import MISSING_RETRY
+from chutes.frontdoors.specs import email_include
 from chutes.frontdoors.tunnels import local
 from chutes.frontdoors.tunnels import model as m
 from chutes.frontdoors.tunnels import tunnel_read as t
@@ -59,10 +60,8 @@ class Gathered:
 async def tunnel_of(api: client.ApiClient, body: Mapping[str, Any], resource_namespace: str,
                     owner_id: str) -> m.TunnelSpec:
     namespace = body["metadata"]["namespace"]
-    try:
+    with refused():
         kind, name, _ = m.tunnel_ref(body)
-    except m.SpecError as exc:
-        raise Problem(exc.reason, str(exc), None) from None
     plural = m.CLUSTER_PLURAL if kind == m.CLUSTER_KIND else m.TUNNEL_PLURAL
     found = await kube.get_custom(api, m.GROUP, m.VERSION, plural, name,
                                   None if kind == m.CLUSTER_KIND else namespace)
@@ -88,13 +87,11 @@ def route(spec: m.TunnelSpec, subject: m.Subject, origin: str, local_config: boo
 
 
 def allow_policy(annotations: Mapping[str, Any] | None) -> AppPolicySpec | None:
-    try:
+    with refused():
         emails, domains = m.access_lists(annotations)
-    except m.SpecError as exc:
-        raise Problem(exc.reason, str(exc), None) from None
     if not emails and not domains:
         return None
-    return AppPolicySpec(name=m.POLICY_NAME, decision="allow", include=tuple(m.policy_include(emails, domains)))
+    return AppPolicySpec(name=m.POLICY_NAME, decision="allow", include=tuple(email_include(emails, domains)))
 
 
 async def gather(api: client.ApiClient, cores: CorePool, claims: ClaimStore, body: Mapping[str, Any],
@@ -103,11 +100,9 @@ async def gather(api: client.ApiClient, cores: CorePool, claims: ClaimStore, bod
     meta = body["metadata"]
     namespace = meta["namespace"]
     spec = await tunnel_of(api, body, resource_namespace, cores.owner_id)
-    try:
+    with refused():
         _, _, no_dns = m.tunnel_ref(body)
         subjects = m.parse_subjects(body, spec.domain)
-    except m.SpecError as exc:
-        raise Problem(exc.reason, str(exc), None) from None
     allow = allow_policy(meta.get("annotations"))
     origins = []
     for subject in subjects:

@@ -25,7 +25,7 @@ from chutes.authorization import HostnameRules
 from chutes.claims import Claim, ClaimStore
 from chutes.cores import CorePool
 from chutes.frontdoors import claiming
-from chutes.frontdoors.problems import EventSink, Problem
+from chutes.frontdoors.problems import EventSink, Problem, refused
 from chutes.frontdoors.retries import MISSING_RETRY
 from chutes.frontdoors.tunnels import bindings as b
 from chutes.frontdoors.tunnels import local
@@ -83,10 +83,8 @@ async def reconcile_service(api: client.ApiClient, cores: CorePool, claims: Clai
     if not m.service_annotated(annotations):
         await withdraw_service(api, cores, claims, namespace, name, events, resource_namespace)
         return
-    try:
+    with refused():
         ask = m.service_ask(annotations, namespace)
-    except m.SpecError as exc:
-        raise Problem(exc.reason, str(exc), None) from None
     allow = r.allow_policy(annotations)
     try:
         tunnel_body = await _tunnel_for(api, ask, namespace)
@@ -95,15 +93,13 @@ async def reconcile_service(api: client.ApiClient, cores: CorePool, claims: Clai
             await withdraw_service(api, cores, claims, namespace, name, events, resource_namespace)
         raise
     spec = t.parse(tunnel_body, resource_namespace, cores.owner_id)
-    try:
+    with refused():
         fqdn = m.resolve_fqdn(ask.fqdn or f"{name}.{spec.domain}", spec.domain)
         ports = (body.get("spec") or {}).get("ports") or []
         first = ports[0] if ports else {}
         protocol = ask.protocol or (m.service_protocol(int(first["port"]), str(first.get("protocol") or "TCP"))
                                     if isinstance(first.get("port"), int) else None)
         origin = m.origin(protocol, None, body, namespace, name)
-    except m.SpecError as exc:
-        raise Problem(exc.reason, str(exc), None) from None
     account = await load_account(api, cores, spec, verify=False)
     tunnel = await t.find_tunnel(account, spec, claims, read=False)
     subject = m.Subject(name=name, fqdn=fqdn, protocol=protocol, path=None, target=None, origin_request={})

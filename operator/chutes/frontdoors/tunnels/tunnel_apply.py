@@ -29,7 +29,6 @@ from chutes.frontdoors.tunnels import local
 from chutes.frontdoors.tunnels import model as m
 from chutes.frontdoors.tunnels import tunnel_decide as d
 from chutes.frontdoors.tunnels import tunnel_read as r
-from chutes.frontdoors.tunnels.apply import say_teardown
 
 __all__ = ["Executor", "LeavingExecutor"]
 
@@ -78,13 +77,13 @@ class Executor:
     async def _tunnel(self) -> None:
         spec, account = self.found.spec, self.found.account
         core, account_id = account.core, account.account_id
-        claim = await claiming.hold(self.claims, "tunnel", r.tunnel_key(account_id, spec.cloudflare_name), spec.source)
-        if not (claim.entry(claiming.TUNNEL) or {}).get("since"):
-            claim = await self.claims.intend(claim, claiming.TUNNEL, account=account_id, name=spec.cloudflare_name)
+        claim = await claiming.hold(self.claims, "tunnel", claiming.tunnel_key(account_id, spec.cloudflare_name),
+                                    spec.source)
+        claim = await claiming.record(self.claims, claim, claiming.TUNNEL, keep=True, account=account_id,
+                                      name=spec.cloudflare_name)
         tunnel = await step("ensuring the tunnel", core.ensure_tunnel(account_id, spec.cloudflare_name,
                                                                       claim.recorded(claiming.TUNNEL)))
-        if (claim.entry(claiming.TUNNEL) or {}).get("id") != tunnel.id:
-            await self.claims.complete(claim, claiming.TUNNEL, tunnel.id, account=account_id, name=spec.cloudflare_name)
+        await claiming.record(self.claims, claim, claiming.TUNNEL, tunnel.id)
         self.tunnel = tunnel
 
     async def say_tunnel(self) -> None:
@@ -162,7 +161,7 @@ class LeavingExecutor:
             if claim is None:
                 return  # released meanwhile: nothing left to tear down
             assert leaving.account is not None
-            say_teardown(self.events, await claiming.tear_down_hostname(
+            claiming.say_teardown(self.events, await claiming.tear_down_hostname(
                 leaving.account.core, self.claims, claim, account_id=leaving.account.account_id,
                 zone_id=leaving.account.zone.id))
         elif change.kind == d.TUNNEL:
@@ -194,8 +193,7 @@ class LeavingExecutor:
     async def _tunnel(self, change: Change[d.Step]) -> None:
         claim, account = change.payload.claim, self.leaving.account
         assert claim is not None and account is not None
-        done = await claiming.tear_down_tunnel(account.core, self.claims, claim, account_id=account.account_id,
-                                               connected_ok=True)
-        say_teardown(self.events, done)
+        done = await claiming.tear_down_tunnel(account.core, self.claims, claim, account_id=account.account_id)
+        claiming.say_teardown(self.events, done)
         if not done.released and claim.entry(claiming.TUNNEL) is not None and not done.left:
             raise Problem(c.DELETING, f"the tunnel of {self.leaving.source} is not removed yet", MISSING_RETRY)

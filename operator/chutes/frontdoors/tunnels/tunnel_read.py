@@ -25,31 +25,25 @@ from chutes.claims import Claim, ClaimStore
 from chutes.cloudflare_core import Tunnel
 from chutes.cores import CorePool
 from chutes.frontdoors import claiming
-from chutes.frontdoors.problems import Problem, step
+from chutes.frontdoors.problems import Problem, refused, step
 from chutes.frontdoors.retries import CONFIG_RETRY, MISSING_RETRY
 from chutes.frontdoors.tunnels import local
 from chutes.frontdoors.tunnels import model as m
 from chutes.frontdoors.tunnels.account import Account, load_account
 
 __all__ = ["TUNNEL_NOT_FOUND", "TUNNEL_NOT_READY", "Found", "Leaving", "find_tunnel", "gather", "gather_leaving",
-           "is_local", "owner_reference", "parse", "plural_of", "tunnel_key"]
+           "is_local", "owner_reference", "parse", "plural_of"]
 
 TUNNEL_NOT_FOUND = "TunnelNotFound"
 TUNNEL_NOT_READY = "TunnelNotReady"
 
 
-def tunnel_key(account_id: str, name: str) -> str:
-    return f"{account_id}/{name}"
-
-
 def parse(body: Mapping[str, Any], resource_namespace: str, owner_id: str) -> m.TunnelSpec:
     meta = body["metadata"]
     kind = str(body.get("kind") or (m.TUNNEL_KIND if meta.get("namespace") else m.CLUSTER_KIND))
-    try:
+    with refused():
         return m.parse_tunnel(kind, meta.get("namespace") or None, meta["name"], body.get("spec") or {},
                               resource_namespace=resource_namespace, owner_id=owner_id)
-    except m.SpecError as exc:
-        raise Problem(exc.reason, str(exc), None) from None
 
 
 def plural_of(spec_kind: str) -> str:
@@ -74,7 +68,7 @@ async def find_tunnel(account: Account, spec: m.TunnelSpec, claims: ClaimStore, 
     neither exists; its ``remote_config`` says whether it is locally configured)."""
     core, account_id = account.core, account.account_id
     if spec.is_new:
-        claim = await claims.get("tunnel", tunnel_key(account_id, spec.cloudflare_name))
+        claim = await claims.get("tunnel", claiming.tunnel_key(account_id, spec.cloudflare_name))
         recorded = str((claim.entry(claiming.TUNNEL) or {}).get("id") or "") if claim is not None else ""
         if claim is None or claim.source != spec.source or not recorded:
             raise Problem(TUNNEL_NOT_READY, f"{spec.kind} {spec.name}: its tunnel is not created yet", CONFIG_RETRY)
@@ -126,7 +120,8 @@ async def gather(api: client.ApiClient, cores: CorePool, claims: ClaimStore, spe
     ``existingTunnel`` raises its Problem here (nothing written)."""
     account = await load_account(api, cores, spec)
     if spec.is_new:
-        return Found(spec, account, await claims.get("tunnel", tunnel_key(account.account_id, spec.cloudflare_name)))
+        key = claiming.tunnel_key(account.account_id, spec.cloudflare_name)
+        return Found(spec, account, await claims.get("tunnel", key))
     tunnel = await find_tunnel(account, spec, claims)
     if not is_local(spec, tunnel):
         return Found(spec, account, tunnel=tunnel)

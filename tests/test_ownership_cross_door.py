@@ -21,7 +21,6 @@ def both(kube: Any, cloudflare: Any) -> Iterator[Both]:
         yield world
 
 
-@pytest.mark.first(20)
 def test_a_route_in_another_namespace_cannot_take_a_protected_gateways_hostname(both: Both) -> None:
     both.gw.ready_config()
     both.gw.service()

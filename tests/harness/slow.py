@@ -24,12 +24,6 @@ SLOW: dict[str, float] = {
     "tests/test_ownership_cross_door.py::test_a_route_in_another_namespace_cannot_take_a_protected_gateways_"
     "hostname": 19.5,
     "tests/test_tunnels_resync_economy.py": 16.7,
-    "tests/test_ownership_sessions.py::test_a_failed_rule_write_leaves_nothing_unprovable_and_the_next_pass_"
-    "converges": 15.8,
-    "tests/test_ownership_gateways.py::test_a_failed_hostname_change_keeps_the_old_claim_retries_and_removes_the_"
-    "old_app": 13.8,
-    "tests/test_ownership_gateways.py::test_a_deleting_gateway_keeps_its_claim_and_its_retry_deletes_nothing_of_"
-    "the_next_holder": 12.6,
     "tests/test_chart_rbac.py::test_namespaced_operator_with_peering_publishes_and_removes_a_gateway": 13.0,
     "tests/test_authorization_operator.py::test_a_gateway_outside_the_rules_is_refused_and_claims_nothing": 13.0,
     "tests/test_bad_inputs_tunnels.py::test_every_bad_tunnel_input_gets_its_reason_and_the_valid_ones_are_"
@@ -37,12 +31,15 @@ SLOW: dict[str, float] = {
     "tests/test_kill_at_write.py::test_a_kill_right_after_a_write_converges_to_the_same_end_state[gateway-3]": 11.4,
     "tests/test_httproutes_confinement.py::test_a_colliding_state_name_is_refused_and_the_other_route_is_never_"
     "touched": 11.2,
-    "tests/test_gateways_operator.py::test_operator_stopped_after_each_step_converges_without_duplicates"
-    "[tunnels.config.put]": 11.1,
-    "tests/test_core_tunnels.py::test_a_failed_flush_reaches_every_caller_and_the_next_flush_recovers": 10.2,
+    "tests/test_ownership_kinds.py": 9.0,
     "tests/test_core_policy.py::test_sync_deletes_every_object": 9.0,
-    "tests/test_hosts_resilience.py::test_the_server_down_deletes_nothing_says_not_ready_and_converges_when_"
-    "back": 8.0,
+    "tests/test_ownership_httproutes.py::test_two_installations_with_one_owner_id_and_split_namespaces_never_"
+    "delete_each_others_objects": 7.0,
+    "tests/test_sweep_operator.py::test_two_owner_ids_on_one_account_zone_and_tunnel_never_touch_each_other": 7.0,
+    "tests/test_ownership_sessions.py::test_a_failed_rule_write_leaves_nothing_unprovable_and_the_next_pass_"
+    "converges": 6.0,
+    "tests/test_ownership_gateways.py::test_a_failed_hostname_change_keeps_the_old_claim_retries_and_removes_the_"
+    "old_app": 6.0,
 }
 
 

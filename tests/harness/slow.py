@@ -22,7 +22,7 @@ SLOW: dict[str, float] = {
     "tests/test_plan.py": 33.0,  # its first plan (module fixture) and two replans
     "tests/test_demo.py": 14.0,  # the demo's run (module fixture)
     "tests/test_ownership_cross_door.py::test_a_route_in_another_namespace_cannot_take_a_protected_gateways_"
-    "hostname": 19.5,
+    "hostname": 11.0,
     "tests/test_tunnels_resync_economy.py": 16.7,
     "tests/test_chart_rbac.py::test_namespaced_operator_with_peering_publishes_and_removes_a_gateway": 13.0,
     "tests/test_authorization_operator.py::test_a_gateway_outside_the_rules_is_refused_and_claims_nothing": 13.0,

@@ -1,7 +1,8 @@
 """Shared test setup: the package root is ``<repo>/operator`` (no install needed), the harness's plugins
 (both emulators as fixtures, and the record of the operator's Kubernetes API calls that the chart's RBAC
-check reads: see tests/harness/), no ambient Cloudflare credentials, and tests marked ``last`` run after
-every other test of their process (see tests/test_chart_rbac.py).
+check reads: see tests/harness/), no ambient Cloudflare credentials, the long tests started first (see
+tests/harness/slow.py) and tests marked ``last`` run after every other test of their process (see
+tests/test_chart_rbac.py).
 """
 
 from __future__ import annotations
@@ -82,9 +83,6 @@ def restored_logging() -> Iterator[None]:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "last: run after every other test of the session")
-    config.addinivalue_line("markers", "first(seconds): a long test (about so many seconds), started "
-                                       "before the others, longest first, so that the suite's workers do not "
-                                       "wait on it at the end")
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -94,9 +92,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # stable: the order is kept otherwise; xdist hands the first tests out one per worker
-    def rank(item: pytest.Item) -> tuple[float, bool]:
-        first = item.get_closest_marker("first")
-        return (-float(first.args[0]) if first else 0.0, item.get_closest_marker("last") is not None)
+    # the long tests at the head of each worker's share (harness.slow), the tests marked `last` at the end
+    from harness import slow
 
-    items.sort(key=rank)
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    items[:] = slow.order(sorted(items, key=lambda item: item.get_closest_marker("last") is not None), workers)

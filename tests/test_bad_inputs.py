@@ -314,7 +314,6 @@ def world_fixture(kube: Any, cloudflare: Any) -> Iterator[World]:
     yield from World.opened(kube, cloudflare)
 
 
-@pytest.mark.first(60)
 def test_every_bad_input_gets_its_reason_and_the_valid_ones_are_published(
         world: World, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)

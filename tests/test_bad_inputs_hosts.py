@@ -123,7 +123,6 @@ def world_fixture(kube: Any, routerhosts: Any) -> Iterator[World]:
         world.close()
 
 
-@pytest.mark.first(10)
 def test_every_bad_host_input_gets_its_reason_and_the_valid_ones_are_registered(
         world: World, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)

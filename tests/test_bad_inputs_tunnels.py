@@ -255,7 +255,6 @@ def world_fixture(kube: Any, cloudflare: Any) -> Iterator[CorpusWorld]:
     yield from CorpusWorld.opened(kube, cloudflare)
 
 
-@pytest.mark.first(35)
 def test_every_bad_tunnel_input_gets_its_reason_and_the_valid_ones_are_published(
         world: CorpusWorld, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)

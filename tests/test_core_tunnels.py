@@ -14,6 +14,7 @@ from chutes.cloudflare_core import CloudflareCore, Conflict, IngressRule, NotFou
 from chutes.sandbox.cloudflare import CloudflareSandbox
 from chutes.sandbox.cloudflare.tunnels import create_tunnel
 from harness.core import intent, rules_at
+from harness.retries import short_cloudflare_retries
 
 FOREIGN = [
     {"hostname": "foreign-1.example.com", "service": "http://f1:80"},
@@ -240,8 +241,9 @@ async def test_rule_edits_on_a_deleted_tunnel(core: CloudflareCore, sandbox: Clo
 
 
 async def test_a_failed_flush_reaches_every_caller_and_the_next_flush_recovers(
-    core: CloudflareCore, sandbox: CloudflareSandbox
+    core: CloudflareCore, sandbox: CloudflareSandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    short_cloudflare_retries(monkeypatch)  # the flush's pauses between its three attempts
     tunnel = await core.ensure_tunnel(sandbox.account_id, "op-fail", intent())
     ours = rules_at(*(f"h{i}.example.com" for i in range(4)))
     sandbox.faults.fail(op="tunnels.config.put", status=500, count=3)

@@ -20,6 +20,7 @@ from kubernetes.client.exceptions import ApiException
 
 from chutes.cloudflare_core.ownership import parse as parse_marker
 from harness.gateways import EMAILS, GROUP, NS, VERSION, World, world_fixture  # noqa: F401  (world_fixture: a fixture)
+from harness.retries import short_cloudflare_retries
 from harness.waiting import wait_for
 
 # --- the happy path -------------------------------------------------------------------------------
@@ -191,7 +192,9 @@ STEPS = ["access.apps.create", "tunnels.config.put", "dns.batch", "tunnels.token
 
 
 @pytest.mark.parametrize("failing", STEPS)
-def test_operator_stopped_after_each_step_converges_without_duplicates(world: World, failing: str) -> None:
+def test_operator_stopped_after_each_step_converges_without_duplicates(
+        world: World, failing: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    short_cloudflare_retries(monkeypatch)  # a failed configuration write pauses between its attempts
     world.ready_config()
     world.service()
     world.cf.faults.fail(op=failing, status=503)

@@ -29,6 +29,7 @@ from chutes.cloudflare_core.ownership import parse as parse_marker
 from chutes.frontdoors import claiming
 from chutes.frontdoors.adoption import ADOPT_ANNOTATION
 from harness.gateways import GROUP, NS, VERSION, World
+from harness.retries import short_cloudflare_retries
 from harness.waiting import wait_for
 
 HOSTNAME = "blog.example.com"
@@ -185,9 +186,10 @@ def test_a_status_patched_with_foreign_ids_deletes_nothing_foreign_and_still_rem
 
 
 def blog_published_with_team_b_waiting(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    """team-a/blog published; a Service in team-b for another gateway; a refused gateway retries soon (the
-    operator is in-process)."""
+    """team-a/blog published; a Service in team-b for another gateway; a refused gateway, and one that met a
+    Cloudflare failure, retries soon (the operator is in-process)."""
     monkeypatch.setattr(claiming, "CONFLICT_RETRY", 1.0)
+    short_cloudflare_retries(monkeypatch)
     world.start()
     world.ready_config()
     world.service()

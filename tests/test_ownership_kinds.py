@@ -55,10 +55,12 @@ def test_the_identity_provider_and_reusable_policies_are_used_and_never_changed_
                                                    "blog")
     wait_for("the route's app gone", lambda: not both.rt.apps("web.example.com"))
     wait_for("the gateway's app gone", lambda: not both.rt.apps("blog.example.com"), timeout=60.0)
+    # The ChuteConfig is deleted once the gateway is gone: while the gateway still holds it, the config's cleanup
+    # waits for it (woken when it goes, or re-checked a minute later: tests/test_gateways_blocked_deletion.py).
+    gateways_left = both.gw.custom.list_namespaced_custom_object
+    wait_for("the gateway gone", lambda: not gateways_left(gateways.GROUP, gateways.VERSION, gateways.NS,
+                                                           "chutegateways")["items"])
     both.gw.custom.delete_cluster_custom_object(gateways.GROUP, gateways.VERSION, "chuteconfigs", "default")
     configs = both.gw.custom.list_cluster_custom_object
-    # Its cleanup may have looked while the gateway was still going (a loaded machine): woken when it goes, or
-    # re-checked a minute later (BLOCKED_RECHECK) when the gateway went before the cleanup recorded its delay.
-    wait_for("the ChuteConfig gone", lambda: not configs(gateways.GROUP, gateways.VERSION, "chuteconfigs")["items"],
-             timeout=90.0)
+    wait_for("the ChuteConfig gone", lambda: not configs(gateways.GROUP, gateways.VERSION, "chuteconfigs")["items"])
     assert used_only(both.cf.snapshot()) == before

@@ -23,6 +23,7 @@ from chutes.cloudflare_core import marker, marks, parse
 from chutes.frontdoors.adoption import ADOPT_ANNOTATION
 from chutes.frontdoors.sessions.config import SessionConfigError, load_config, require_marker_fits
 from harness import sessions as h
+from harness.retries import short_cloudflare_retries
 from harness.sessions import api_fixture, fast_timing_fixture  # noqa: F401  (pytest fixtures)
 from harness.waiting import wait_for
 
@@ -269,8 +270,9 @@ def test_chutes_run_refuses_a_watch_namespace_whose_marker_cannot_fit(
 
 
 def test_a_failed_rule_write_leaves_nothing_unprovable_and_the_next_pass_converges(
-    cloudflare: Any, kube: Any, api: Any
+    cloudflare: Any, kube: Any, api: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    short_cloudflare_retries(monkeypatch)  # the failing passes come one after another
     tunnel = h.create_tunnel(cloudflare, catch_all=CATCH_ALL)
     added, removed = h.hostname("aaaa00000001"), h.hostname("bbbb00000002")
 

@@ -24,15 +24,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from harness.soak import run
 
 SEED = 16
 EVENTS = 150
 
 
-@pytest.mark.first(80)
 def test_a_soak_of_150_random_events_under_faults_ends_exactly_as_a_clean_run(tmp_path: Path) -> None:
     report = run(EVENTS, SEED, tmp_path, pace=0.1)
     found = {name: lines[:5] for name, lines in report.checks.items() if lines}

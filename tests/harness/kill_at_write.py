@@ -26,6 +26,7 @@ from harness.kill_world import HOST_WRITES, World, duplicates, host_entries, nam
 from harness.processes import run_env
 from harness.protection import WRITE_METHODS, routable_without_access
 from harness.replicas import Replica
+from harness.world import user_client
 
 PHASE_TIMEOUT = 90.0
 SETTLE = 8.0  # seconds an operator restarted after the lifecycle is watched (its start and first passes)
@@ -64,7 +65,7 @@ def run_once(kill_at: int | None, door: str = "gateway") -> Run:
     started = time.monotonic()
     with SandboxThread(SandboxConfig.default()) as cf, _routerhosts(spec.routerhosts) as rh, \
             KubeSandbox(namespaces=NAMESPACES) as kube:
-        client = kubernetes.config.new_client_from_config(config_file=kube.kubeconfig)
+        client = user_client(kube.kubeconfig)
         core, apps = kubernetes.client.CoreV1Api(client), kubernetes.client.AppsV1Api(client)
         custom = kubernetes.client.CustomObjectsApi(client)
         lock = threading.Lock()

@@ -19,7 +19,7 @@ from chutes.frontdoors.sessions.scheduler import Timing
 from chutes.sandbox.runner import OperatorThread
 from chutes.settings import load_settings
 from harness.processes import free_port
-from harness.world import STOP_GRACE
+from harness.world import STOP_GRACE, user_client
 
 ZONE = "example.net"  # a paid zone: room for hundreds of records (Free zones hold 200)
 SUFFIX = "-oc"
@@ -96,10 +96,7 @@ def operator(cf: Any, environ: dict[str, str], **overrides: Any) -> Iterator[Ope
 
 
 def kube_client(kube: Any) -> kubernetes.client.ApiClient:
-    api: kubernetes.client.ApiClient = kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
-        config_file=kube.kubeconfig
-    )
-    return api
+    return user_client(kube.kubeconfig)
 
 
 @pytest.fixture(name="api")

@@ -15,6 +15,7 @@ import kubernetes
 
 from chutes.sandbox.cloudflare import SandboxConfig
 from harness.processes import free_port, run_env
+from harness.world import user_client
 
 ZONE, SESSION_ZONE = "example.com", "example.net"
 GW_NS, APPS_NS, OPNS, SYSTEM_NS, SESSION_NS = "team-a", "apps", "cloudflare-zero-trust", "chute-system", "ns1"
@@ -133,7 +134,7 @@ class Kube:
     """The user's clients on the Kubernetes emulator."""
 
     def __init__(self, kube: Any) -> None:
-        self.client = kubernetes.config.new_client_from_config(config_file=kube.kubeconfig)
+        self.client = user_client(kube.kubeconfig)
         self.core = kubernetes.client.CoreV1Api(self.client)
         self.apps = kubernetes.client.AppsV1Api(self.client)
         self.custom = kubernetes.client.CustomObjectsApi(self.client)

@@ -19,8 +19,9 @@ from chutes import cli
 from chutes.cloudflare_core.ownership import marks
 from chutes.frontdoors.sessions import desired as d
 from chutes.frontdoors.sessions.config import load_config
-from chutes.sandbox.sessions_rehearsal import read_env
+from chutes.sandbox.sessions_rehearsal import configure, planned, read_env
 
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sessions"
 TOKEN = "plan-sessions-token-0123456789abcdefXYZ"  # the sandbox accepts it: for this test only
 ZONE_ID = "0123456789abcdef0123456789abcdef"
 TUNNEL = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
@@ -179,3 +180,7 @@ def test_the_environment_file_reads_as_a_dotenv_file(tmp_path: Path) -> None:
     env = tmp_path / "sessions.env"
     env.write_text("# comment\n\nexport A=1\nB = 'two words'\nC=\"x=y\"\nD=\n")
     assert read_env(str(env), ["B=over", "E=5"]) == {"A": "1", "B": "over", "C": "x=y", "D": "", "E": "5"}
+    example = configure(read_env(str(EXAMPLE / "sidecar.env")), "default")  # examples/sessions: a valid one
+    pods = [doc for doc in yaml.safe_load_all((EXAMPLE / "01-session-pods.yaml").read_text()) if doc]
+    assert planned(example, pods, None, {}, "default")
+    assert all(d.wants_session(example, p) and d.session_hash(example, p) for p in pods)

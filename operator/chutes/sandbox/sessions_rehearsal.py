@@ -34,7 +34,8 @@ from chutes.sandbox import manifests
 from chutes.sandbox.outcomes import Source
 from chutes.sandbox.runner import OperatorThread
 
-__all__ = ["POD", "DoorState", "SessionsEnvError", "SessionsRehearsal", "configure", "pod_outcomes", "read_env"]
+__all__ = ["POD", "DoorState", "SessionsEnvError", "SessionsRehearsal", "configure", "planned", "pod_outcomes",
+           "read_door", "read_env"]
 
 POD: manifests.Kind = ("v1", "Pod")
 ROUTE: manifests.Kind = (f"{d.TRAEFIK_GROUP}/{d.TRAEFIK_VERSION}", "IngressRoute")

@@ -13,9 +13,9 @@ their records and rules are in the Cloudflare plan, their outcomes among the sou
 A state saved with ``--save-state`` holds the Cloudflare snapshot (no secret: the sandbox never keeps
 them), the router-hosts entries, and the source objects as the operator left them (status, the HTTPRoute
 door's state ConfigMaps, the routes' host-ids annotations, session Pods and the session door's IngressRoutes; no
-Secret). Planning against it first restores
-them all and lets the operator settle, then applies the manifests as updates: the given manifests are the
-whole desired state, so a saved source object that is not among them is deleted (as a GitOps sync with pruning does).
+Secret). Planning against it first restores them all and lets the operator settle, then applies the manifests as
+updates: the given manifests are the whole desired state, so a saved source object that is not among them is
+deleted (as a GitOps sync with pruning does).
 """
 
 from __future__ import annotations
@@ -501,7 +501,7 @@ async def _drive(cf: Any, hosts: HostsRehearsal | None, table: Mapping[manifests
                 final = cf.snapshot()
                 entries = hosts.server.snapshot() if hosts is not None else []
                 cluster_state = await save_cluster(api, table, docs, kinds)
-                if sessions:  # the door's IngressRoutes apart: they are no source object (pruned if missing)
+                if sessions:  # the door's IngressRoutes apart: made by it, never pruned as a missing manifest would be
                     made = [_trimmed(route) for route in await sessions.routes(api, table)]
                     cluster_state["objects"] = [o for o in cluster_state["objects"] if o not in made]
                     cluster_state["session_routes"] = made

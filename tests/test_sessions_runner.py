@@ -91,3 +91,57 @@ async def test_each_warning_is_posted_once_and_a_failed_post_is_not_fatal() -> N
     sink.forget_except([])
     await sink.warn(pod, "HostnameConflict", "taken")  # a Pod that came back is told again
     assert len(posted) == 4
+
+
+class GatedPublisher:
+    """Each pass waits for the test to let it end, with the result it is given."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.results: asyncio.Queue[PassResult | Exception] = asyncio.Queue()
+
+    async def run_pass(self, alive: Any = set, gone: Any = set, explained: Any = set, *,
+                       for_events: bool = False) -> PassResult:
+        self.started.set()
+        result = await self.results.get()
+        self.started.clear()
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+
+async def test_the_loop_is_idle_only_between_passes_that_wrote_nothing() -> None:
+    """`chutes plan` waits for SessionLoop.idle: not before a pass, nor during one, nor after a write (its
+    verification is owed), nor after a failure, nor with a Pod event pending."""
+    publisher = GatedPublisher()
+    loop = SessionLoop(CONFIG, publisher, FAST)  # type: ignore[arg-type]
+    seen: list[bool] = []
+
+    async def one_pass(result: PassResult | Exception) -> None:
+        await asyncio.wait_for(publisher.started.wait(), 5)
+        seen.append(loop.idle())  # during the pass
+        passes, error = loop.passes, loop.last_error
+        await publisher.results.put(result)
+        for _ in range(5000):  # until the loop has taken the pass's end into account
+            if (loop.passes, loop.last_error) != (passes, error) and not loop.running:
+                break
+            await asyncio.sleep(0.001)
+        seen.append(loop.idle())  # after it
+
+    assert not loop.idle()  # no pass yet
+    loop.start()
+    try:
+        await one_pass(PassResult(wrote=True))
+        await one_pass(RuntimeError("kube went away"))
+        await one_pass(PassResult(wrote=False))
+        loop.pod_event("ADDED", {"metadata": {"namespace": CONFIG.watch_namespace, "name": "p", "uid": "u",
+                                              "labels": {"app.kubernetes.io/managed-by": "opencode-router",
+                                                         CONFIG.session_hash_label: "abc123"}}})
+        seen.append(loop.idle())  # the event is pending
+        # the pass for it starts (its event no longer pending); stopped there (a stop at the very moment the event
+        # wakes the loop is another story)
+        await asyncio.wait_for(publisher.started.wait(), 5)
+        seen.append(loop.idle())
+    finally:
+        await loop.stop()
+    assert seen == [False, False, False, False, False, True, False, False]

@@ -137,6 +137,13 @@ def _add_plan_flags(parser: argparse.ArgumentParser) -> None:
               "hold a HostMapping, IngressRoute or IngressRouteTCP, or the state holds router-hosts entries)")
     flag("--ingress-ip", default="192.0.2.10", metavar="IP",
          help="the installation's default ingress IP, for Traefik route hosts (192.0.2.10)")
+    flag("--sessions-env", metavar="FILE",
+         help="plan session Pods: the session door's environment (CF_API_TOKEN, CF_ZONE_ID, CF_TUNNEL_ID, DOMAIN, "
+              "ROUTER_SERVICE_URL...), KEY=VALUE lines as the sidecar has them; the door is planned when the "
+              "manifests (or the state) hold Pods carrying its SESSION_HASH_LABEL")
+    flag("--sessions-env-var", dest="sessions_env_vars", action="append", metavar="KEY=VALUE",
+         help="one variable of the session door's environment, over --sessions-env's (repeatable; keep the token "
+              "in the file: a command line is visible to other users)")
 
 
 def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:

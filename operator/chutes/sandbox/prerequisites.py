@@ -5,6 +5,9 @@ accounts and zones they name (a ChuteConfig's ``accountId``/``zoneId``/``domain`
 ``accountId``/``zoneId`` and the zones of its routes' hostnames), and the objects they expect to exist
 already: a tenant's shared tunnel and the reusable Access policies routes name. Those are *assumed*: added
 to the starting state (so not planned) when the saved state does not have them, and listed in the plan.
+
+The session door (``--sessions-env``) adds its token, and assumes its zone (``CF_ZONE_ID``, named ``DOMAIN``) and
+its shared tunnel (``CF_TUNNEL_ID``, in the zone's account) exist.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from chutes.frontdoors.sessions.config import SessionConfig
 from chutes.sandbox.cloudflare import SandboxConfig
 from chutes.sandbox.cloudflare.config import derived_id
 
@@ -73,8 +77,10 @@ def _covers(zone: str, hostname: str) -> bool:
     return bare == zone or bare.endswith("." + zone)
 
 
-def seed(docs: Sequence[Mapping[str, Any]], state: Mapping[str, Any] | None = None) -> Seed:
-    """The sandbox seed and the assumed objects for these manifests on top of ``state`` (a snapshot)."""
+def seed(docs: Sequence[Mapping[str, Any]], state: Mapping[str, Any] | None = None,
+         session: SessionConfig | None = None) -> Seed:
+    """The sandbox seed and the assumed objects for these manifests (and the session door's configuration, when
+    planned) on top of ``state`` (a snapshot)."""
     state = state or {}
     accounts: dict[str, str] = {a["id"]: a.get("name") or a["id"] for a in state.get("accounts") or ()}
     zones: dict[str, dict[str, str]] = {z["id"]: dict(z) for z in state.get("zones") or ()}
@@ -127,6 +133,20 @@ def seed(docs: Sequence[Mapping[str, Any]], state: Mapping[str, Any] | None = No
                                              "name": f"tenant-{meta['name']}", "config_src": "cloudflare",
                                              "created_at": NOW, "deleted_at": None}
             notes.append(f"tunnel {tunnel_id} (tenant {meta.get('namespace')}/{meta.get('name')})")
+    if session is not None:
+        tokens.append(session.api_token)
+        zone_of = zones.get(session.zone_id)
+        if zone_of is None:
+            owner = next(iter(accounts)) if len(accounts) == 1 else account(derived_id("account", "Sandbox Account"))
+            zone_of = zones[session.zone_id] = {"id": session.zone_id, "name": session.domain, "account_id": str(owner),
+                                                "plan": "free"}
+            notes.append(f"zone {session.domain} ({session.zone_id}) (the session door's CF_ZONE_ID)")
+        tunnel_id = session.tunnel_id
+        if tunnel_id not in (state.get("tunnels") or {}) and tunnel_id not in assumed["tunnels"]:
+            assumed["tunnels"][tunnel_id] = {"id": tunnel_id, "account_id": zone_of["account_id"],
+                                             "name": "sessions", "config_src": "cloudflare", "created_at": NOW,
+                                             "deleted_at": None}
+            notes.append(f"tunnel {tunnel_id} (the session door's CF_TUNNEL_ID)")
     existing = {(p.get("account_id"), p["name"]) for p in (state.get("access_policies") or {}).values()
                 if p.get("app_id") is None}
     for account_id in sorted(tenant_accounts):

@@ -6,13 +6,16 @@ with what the manifests need (:mod:`.prerequisites`) on top of an optional saved
 applied to the Kubernetes emulator, and once every source object has settled and Cloudflare has stopped
 changing, the difference between the starting and the final Cloudflare state is the plan
 (:mod:`.snapshot_diff`). When the manifests (or the state) involve the router-hosts door, a router-hosts
-emulator runs too, the door on (:mod:`.hosts_rehearsal`), and the plan shows its entries' changes as well.
+emulator runs too, the door on (:mod:`.hosts_rehearsal`), and the plan shows its entries' changes as well. Given
+the session door's environment (``--sessions-env``), session Pods are planned too (:mod:`.sessions_rehearsal`):
+their records and rules are in the Cloudflare plan, their outcomes among the source objects.
 
 A state saved with ``--save-state`` holds the Cloudflare snapshot (no secret: the sandbox never keeps
 them), the router-hosts entries, and the source objects as the operator left them (status, the HTTPRoute
-door's state ConfigMaps, the routes' host-ids annotations; no Secret). Planning against it first restores
-them all and lets the operator settle, then applies the manifests as updates: the given manifests are the
-whole desired state, so a saved source object that is not among them is deleted (as a GitOps sync with pruning does).
+door's state ConfigMaps, the routes' host-ids annotations, session Pods and the session door's IngressRoutes; no
+Secret). Planning against it first restores them all and lets the operator settle, then applies the manifests as
+updates: the given manifests are the whole desired state, so a saved source object that is not among them is
+deleted (as a GitOps sync with pruning does).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import yaml
 from pydantic import ValidationError
 
 from chutes import kube
-from chutes.sandbox import hosts_rehearsal, manifests
+from chutes.sandbox import hosts_rehearsal, manifests, sessions_rehearsal
 from chutes.sandbox.cloudflare import SandboxThread
 from chutes.sandbox.cloudflare.restore import SECTIONS, SnapshotError
 from chutes.sandbox.hosts_rehearsal import HostsRehearsal
@@ -43,6 +46,7 @@ from chutes.sandbox.outcomes import Source
 from chutes.sandbox.prerequisites import seed
 from chutes.sandbox.routerhosts import RouterHostsSandbox
 from chutes.sandbox.runner import OperatorThread
+from chutes.sandbox.sessions_rehearsal import SessionsEnvError, SessionsRehearsal
 from chutes.sandbox.snapshot_diff import (
     ROUTER_HOSTS_SCOPE,
     Change,
@@ -73,6 +77,7 @@ ROUTE_NAME_LABEL = "cfzt.cloudflare.com/httproute-name"
 ROUTE_NAMESPACE_LABEL = "cfzt.cloudflare.com/httproute-namespace"
 KEPT_METADATA = ("name", "namespace", "labels", "annotations", "finalizers")
 QUIET = 1.0  # seconds without any Cloudflare write or source-object change: settled
+logger = logging.getLogger(__name__)
 
 
 class PlanError(Exception):
@@ -90,6 +95,8 @@ class PlanOptions:
     crds: Path = REPO / "crds"
     router_hosts: bool | None = None  # plan the router-hosts door; None: when the manifests or the state involve it
     ingress_ip: str = hosts_rehearsal.DEFAULT_INGRESS_IP
+    sessions_env: str | None = None  # the session door's KEY=VALUE file: planned (with Pods of its) when given
+    sessions_env_vars: Sequence[str] = field(default=(), repr=False)  # KEY=VALUE, over the file's
 
 
 @dataclass
@@ -297,7 +304,8 @@ def outcome(obj: Mapping[str, Any]) -> Source:
 
 
 async def sources(api: Any, table: Mapping[manifests.Kind, manifests.Resource],
-                  hosts: HostsRehearsal | None = None) -> tuple[list[Source], str]:
+                  hosts: HostsRehearsal | None = None, sessions: SessionsRehearsal | None = None
+                  ) -> tuple[list[Source], str]:
     """The outcome of every source object, and a fingerprint of their versions."""
     found: list[Source] = []
     versions: list[str] = []
@@ -322,6 +330,10 @@ async def sources(api: Any, table: Mapping[manifests.Kind, manifests.Resource],
         versions.append(str(state["metadata"].get("resourceVersion")))
     if hosts is not None:
         found += await hosts.outcomes(api, table)
+    if sessions is not None:
+        pods, pod_versions = await sessions.outcomes(api, table)
+        found += pods
+        versions += pod_versions
     return found, ",".join(versions)
 
 
@@ -338,13 +350,14 @@ async def play_deployment_controller(api: Any, table: Mapping[manifests.Kind, ma
 
 
 async def settle(cf: Any, api: Any, table: Mapping[manifests.Kind, manifests.Resource], deadline: float,
-                 what: str, kinds: set[str] | None = None, hosts: HostsRehearsal | None = None) -> list[Source]:
+                 what: str, kinds: set[str] | None = None, hosts: HostsRehearsal | None = None,
+                 sessions: SessionsRehearsal | None = None) -> list[Source]:
     """Wait until the source objects (of ``kinds``: only until those have settled) have settled and neither
     they nor Cloudflare (nor the router-hosts server) changed for QUIET seconds."""
     last: tuple[int, str] | None = None
     since = time.monotonic()
     while True:
-        found, versions = await sources(api, table, hosts)
+        found, versions = await sources(api, table, hosts, sessions if kinds is None else None)
         if kinds is not None:
             if all(s.settled for s in found if s.kind in kinds):
                 return found
@@ -390,8 +403,9 @@ def make_plan(options: PlanOptions, stdin: TextIO | None = None) -> Plan:
             manifests.paths(doc, table)
         except ValueError as exc:
             raise PlanError(f"{doc['kind']} {doc['metadata']['name']}: {exc}") from None
+    sessions = _sessions(options, docs, saved_cluster, start)
     try:
-        needed = seed(docs, start)
+        needed = seed(docs, start, sessions.config if sessions else None)
     except (ValueError, KeyError, TypeError) as exc:
         raise PlanError(f"cannot prepare the Cloudflare sandbox: {exc}") from None
     tenants = [d for d in docs if d["kind"] == "CloudflareZeroTrustTenant"]
@@ -418,11 +432,12 @@ def make_plan(options: PlanOptions, stdin: TextIO | None = None) -> Plan:
         entries_before = hosts.server.snapshot() if hosts is not None else []
         settings = Settings(**({"standalone": True, "sessions": False, "resync_interval": 3600.0,
                                 "sweep_interval": 3600.0} | dict(options.settings)
-                               | {"cloudflare_base_url": cf.base_url} | (hosts.settings() if hosts else {})))
+                               | {"cloudflare_base_url": cf.base_url} | (hosts.settings() if hosts else {})
+                               | ({"sessions": True} if sessions else {})))
+        environ = {"OPERATOR_NAMESPACE": operator_namespace} | (sessions.operator_environ() if sessions else {})
         with _environ(KUBECONFIG=cluster.kubeconfig):
             final, entries_after, found, cluster_state = asyncio.run(_drive(
-                cf, hosts, table, docs, saved_cluster, settings, {"OPERATOR_NAMESPACE": operator_namespace},
-                deadline))
+                cf, hosts, table, docs, saved_cluster, settings, environ, deadline, sessions))
     if options.save_state:
         state = {"format": STATE_FORMAT, "cloudflare": final, "kubernetes": cluster_state,
                  "router_hosts": entries_after if hosts is not None else saved_entries}
@@ -431,23 +446,48 @@ def make_plan(options: PlanOptions, stdin: TextIO | None = None) -> Plan:
     return Plan(diff(baseline, final), found, needed.notes, host_changes)
 
 
+def _sessions(options: PlanOptions, docs: Sequence[Mapping[str, Any]], saved: Mapping[str, Any] | None,
+              start: Mapping[str, Any]) -> SessionsRehearsal | None:
+    """The session door's side of the plan, when its environment is given and the manifests or the state involve
+    it."""
+    if options.sessions_env is None and not options.sessions_env_vars:
+        return None
+    owner_id = str(options.settings.get("owner_id") or "default")
+    try:
+        environ = sessions_rehearsal.read_env(options.sessions_env, options.sessions_env_vars)
+        config = sessions_rehearsal.configure(environ, owner_id)
+    except SessionsEnvError as exc:
+        raise PlanError(str(exc)) from None
+    if not sessions_rehearsal.planned(config, docs, saved, start, owner_id):
+        logger.warning("The session door is not planned: no Pod of the manifests (nor of the state) carries the "
+                       "label %s, and the state holds no DNS record of the door", config.session_hash_label)
+        return None
+    return SessionsRehearsal(config, environ)
+
+
 async def _drive(cf: Any, hosts: HostsRehearsal | None, table: Mapping[manifests.Kind, manifests.Resource],
                  docs: Sequence[Mapping[str, Any]], saved: dict[str, Any] | None, settings: Settings,
-                 environ: Mapping[str, str], deadline: float
+                 environ: Mapping[str, str], deadline: float, sessions: SessionsRehearsal | None = None
                  ) -> tuple[dict[str, Any], list[dict[str, Any]], list[Source], dict[str, Any]]:
-    kinds = (*SOURCES, *(hosts_rehearsal.KINDS if hosts else ()))
+    kinds = (*SOURCES, *(hosts_rehearsal.KINDS if hosts else ()), *((sessions_rehearsal.POD,) if sessions else ()))
     api = await kube.connect()
     try:
         # Namespaces, Secrets, Services... first: the restored source objects find them as before.
         others = [d for d in docs if (d["apiVersion"], d["kind"]) not in kinds]
         await apply(api, table, others, None)
+        for namespace in sessions.namespaces() if sessions else ():
+            await _ensure_namespace(api, table, namespace)
         if saved:
-            await restore_cluster(api, table, saved)
-        with OperatorThread(settings, environ, name="chutes-plan-operator"):
+            await restore_cluster(api, table, {"objects": [*(saved.get("objects") or ()),
+                                                           *((saved.get("session_routes") or ()) if sessions else ())]})
+        with OperatorThread(settings, environ, name="chutes-plan-operator") as running:
+            if sessions:
+                sessions.operator = running
             controller = asyncio.create_task(play_deployment_controller(api, table))
             try:
                 if saved:
-                    await settle(cf, api, table, deadline, "restoring the saved state", hosts=hosts)
+                    await settle(cf, api, table, deadline, "restoring the saved state", hosts=hosts,
+                                 sessions=sessions)
                 # ChuteConfigs first: a gateway applied with them waits CONFIG_RETRY for its config to be Ready.
                 gateways = [d for d in docs if d["kind"] == "ChuteGateway"]
                 rest = [d for d in docs if d["kind"] != "ChuteGateway" and (d["apiVersion"], d["kind"]) in kinds]
@@ -456,10 +496,15 @@ async def _drive(cf: Any, hosts: HostsRehearsal | None, table: Mapping[manifests
                     await settle(cf, api, table, deadline, "waiting for the ChuteConfigs", kinds={"ChuteConfig"},
                                  hosts=hosts)
                     await apply(api, table, gateways, saved, keep=docs, kinds=kinds)
-                found = await settle(cf, api, table, deadline, "waiting for the operator to settle", hosts=hosts)
+                found = await settle(cf, api, table, deadline, "waiting for the operator to settle", hosts=hosts,
+                                     sessions=sessions)
                 final = cf.snapshot()
                 entries = hosts.server.snapshot() if hosts is not None else []
                 cluster_state = await save_cluster(api, table, docs, kinds)
+                if sessions:  # the door's IngressRoutes apart: made by it, never pruned as a missing manifest would be
+                    made = [_trimmed(route) for route in await sessions.routes(api, table)]
+                    cluster_state["objects"] = [o for o in cluster_state["objects"] if o not in made]
+                    cluster_state["session_routes"] = made
             finally:
                 controller.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -479,7 +524,8 @@ def command(args: Any) -> int:
                 if getattr(args, name, None) is not None}
     options = PlanOptions(paths=args.filenames, cloudflare_state=args.cloudflare_state, save_state=args.save_state,
                           timeout=args.timeout, settings=settings, operator_namespace=args.operator_namespace,
-                          router_hosts=args.router_hosts, ingress_ip=args.ingress_ip)
+                          router_hosts=args.router_hosts, ingress_ip=args.ingress_ip,
+                          sessions_env=args.sessions_env, sessions_env_vars=args.sessions_env_vars or ())
     try:
         plan = make_plan(options)
     except (PlanError, ValidationError) as exc:

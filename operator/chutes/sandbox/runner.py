@@ -6,11 +6,13 @@ The emulators run in threads of their own too, so that neither blocks the other'
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
+from typing import TypeVar
 
 import kopf
 
@@ -21,6 +23,7 @@ from chutes.settings import Settings
 DISCOVERY_WAIT = 5.0  # at most, at a stop: kopf's own wait for a scan cut off by the stop (see `stop`)
 logger = logging.getLogger(__name__)
 LEFT_OVER_DELAY = 0.2  # s after the last cleanup handler: what is still running then is left over
+T = TypeVar("T")
 
 
 class OperatorThread:
@@ -36,6 +39,7 @@ class OperatorThread:
         self._ready = threading.Event()
         self._insights: Insights | None = None
         self.memo: kopf.Memo | None = None  # the operator's, once it runs (read it from its loop, or when stopped)
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)  # log records' threadName
 
     def _main(self) -> None:
@@ -46,6 +50,7 @@ class OperatorThread:
             self._ready.set()
 
     async def _run(self) -> None:
+        self._loop = asyncio.get_running_loop()
         memo = self.memo = runtime.new_memo(self.settings)
         self._insights = memo.readiness.insights
         main = asyncio.current_task()
@@ -98,6 +103,17 @@ class OperatorThread:
         while (self._thread.is_alive() and time.monotonic() < deadline
                and not (self._insights is not None and self._insights.ready_resources.is_set())):
             time.sleep(0.005)
+
+    def call(self, read: Callable[[kopf.Memo], T]) -> concurrent.futures.Future[T]:
+        """``read(memo)`` run on the operator's own loop (where its memo may be read safely), once it runs."""
+        loop, memo = self._loop, self.memo
+        if loop is None or memo is None:
+            raise RuntimeError("the operator is not running")
+
+        async def run() -> T:
+            return read(memo)
+
+        return asyncio.run_coroutine_threadsafe(run(), loop)
 
     @property
     def alive(self) -> bool:

@@ -55,6 +55,7 @@ class SessionLoop(InBackground):
         self.passes = 0
         self.last_result: PassResult | None = None
         self.last_error: str | None = None
+        self.running = False  # a pass is under way
         self._blocked: set[str] = set()
 
     # --- fed by the Pod watch (podwatch.py) -------------------------------------------------------------
@@ -125,6 +126,14 @@ class SessionLoop(InBackground):
 
     # --- the task ----------------------------------------------------------------------------------
 
+    def idle(self) -> bool:
+        """Whether the door has nothing to do until its next timed pass (resync, cap window) or a new Pod event: a
+        pass has run, none runs now nor is due for events seen, and the last one ended without a write (a write is
+        followed by its verification pass) or a failure. Read on the operator's loop (``chutes plan`` waits for it)."""
+        result = self.last_result
+        return (self.passes > 0 and not self.running and not self.scheduler.pending and self.last_error is None
+                and result is not None and not result.wrote)
+
     async def _sleep_until_due(self) -> None:
         while True:
             wait = self.scheduler.due() - self._clock()
@@ -151,6 +160,7 @@ class SessionLoop(InBackground):
             repairing = repairs.session_pass_repairs(cause)  # not a pass for Pod events
             for_events = self.scheduler.for_events_only(started)
             self.scheduler.started(started)
+            self.running = True
             try:
                 async with metrics.reconcile_timer(FRONT_DOOR):
                     # a verification pass (after a write of ours) reads afresh: it looks for a write lost since
@@ -168,6 +178,8 @@ class SessionLoop(InBackground):
                 else:
                     logger.exception("Session pass failed; retrying in %.1f s", delay)
                 continue
+            finally:
+                self.running = False
             self.passes += 1
             self._count(result)
             self.last_result, self.last_error = result, None

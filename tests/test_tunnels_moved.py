@@ -151,7 +151,7 @@ def test_a_service_whose_cname_a_teardown_took_is_published_again_by_its_tunnels
         ids = _tunnels(world)
         _service(world, "t2")
         wait_for("published in t2", lambda: _published_in(world, ids, "t2"))
-        wait_quiet("Cloudflare", lambda: len(world.cf.requests), quiet=1.0)
+        wait_quiet("Cloudflare", lambda: len(world.cf.requests), quiet=0.5)  # between two resyncs (1 s apart)
         watch = ProtectionWatch(world.cf, lambda: (HOST,))
         world.cf.on_response = watch
         with cloudflare_sdk.Cloudflare(api_token=world.cf.token, base_url=world.cf.base_url, max_retries=0) as sdk:

@@ -7,10 +7,12 @@ signal). The zygote ends when its stdin closes."""
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import json
 import os
 import select
+import signal
 import sys
 
 # `chutes run`'s modules (the runtime is imported late by the CLI, the SDK's resources on first use); the zygote's
@@ -22,12 +24,20 @@ WARM = ("chutes.cli", "chutes.runtime", "cloudflare.resources.dns", "cloudflare.
 for _name in WARM:
     importlib.import_module(_name)
 cli = importlib.import_module("chutes.cli")
+ZYGOTE = os.getpid()
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent ends (Linux)
 
 
 def child(request: dict[str, object]) -> None:
     """In the forked child: become ``chutes <argv>`` with exactly `env` as its environment; never returns."""
     code = 1
     try:
+        # Dies with the zygote (which ends with its parent: its stdin closes). Without this, an operator whose test
+        # or bench was killed ran on, orphaned, retrying its emulator's port, and reached whatever test's emulator
+        # was given that port next (a run saw another test's calls in its RBAC record).
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != ZYGOTE:  # the zygote died before that
+            os._exit(1)
         null = os.open(os.devnull, os.O_RDWR)
         os.dup2(null, 0)
         os.dup2(null, 1)

@@ -59,7 +59,8 @@ def test_the_identity_provider_and_reusable_policies_are_used_and_never_changed_
     # waits for it (woken when it goes, or re-checked a minute later: tests/test_gateways_blocked_deletion.py).
     gateways_left = both.gw.custom.list_namespaced_custom_object
     wait_for("the gateway gone", lambda: not gateways_left(gateways.GROUP, gateways.VERSION, gateways.NS,
-                                                           "chutegateways")["items"])
+                                                           "chutegateways")["items"], timeout=90.0)  # its tunnel
+    # goes after its connectors, retried (a CI run saw the gateway still there 30 s after its app went)
     both.gw.custom.delete_cluster_custom_object(gateways.GROUP, gateways.VERSION, "chuteconfigs", "default")
     configs = both.gw.custom.list_cluster_custom_object
     wait_for("the ChuteConfig gone", lambda: not configs(gateways.GROUP, gateways.VERSION, "chuteconfigs")["items"])

@@ -126,3 +126,29 @@ async def test_listing_stops_at_the_first_page_that_is_not_full(
     sandbox.reset_log()
     assert len(await core.list_tunnels(sandbox.account_id, prefix="op-")) == 5
     assert sandbox.counters == {"tunnels.list": 1}
+
+
+async def test_objects_reach_the_core_as_cloudflare_sent_them(core: CloudflareCore, sandbox: CloudflareSandbox) -> None:
+    """The SDK's models of records and apps (unions of a dozen types, each tried in turn) are never built: the
+    objects of a listing, a read and a create are the JSON that was sent, to the letter. A model would have
+    re-rendered this timestamp (nanoseconds, as some Cloudflare timestamps have) to microseconds."""
+    client, zone_id = core.client, sandbox.zone_id("example.com")
+    created = await client.call("dns.create", client.sdk.dns.records.create, zone_id=zone_id, name="raw.example.com",
+                                type="CNAME", content="target.example.net", ttl=1, proxied=True)
+    assert isinstance(created, dict) and created["name"] == "raw.example.com"
+    with sandbox.state.lock:
+        stored = sandbox.state.dns[zone_id][created["id"]]
+        stored["created_on"] = "2026-12-07T10:11:12.123456789Z"
+        stored["meta"] = {"origin_worker_id": "w1"}  # a field the SDK's model does not know
+        sent = {key: value for key, value in stored.items()}
+    [listed] = await client.list_all("dns.list", client.sdk.dns.records.list, zone_id=zone_id, per_page=100)
+    read = await client.get("dns.get", client.sdk.dns.records.get, created["id"], zone_id=zone_id)
+    for seen in (listed, read):
+        assert seen is not None
+        assert seen["created_on"] == "2026-12-07T10:11:12.123456789Z"
+        assert seen["meta"] == {"origin_worker_id": "w1"}
+        assert {key: seen[key] for key in ("id", "name", "type", "content", "proxied", "ttl")} == {
+            key: sent[key] for key in ("id", "name", "type", "content", "proxied", "ttl")}
+    app = await client.call("access.apps.create", client.sdk.zero_trust.access.applications.create,
+                            account_id=sandbox.account_id, name="raw", domain="raw.example.com", type="self_hosted")
+    assert isinstance(app, dict) and app["domain"] == "raw.example.com" and app["type"] == "self_hosted"

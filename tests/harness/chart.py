@@ -16,7 +16,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from harness.manifests import to_jsonschema
+from harness.manifests import SAFE_LOADER, to_jsonschema
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "chutes-operator"
@@ -42,7 +42,7 @@ def render(values: Mapping[str, Any] | None = None, namespace: str = NAMESPACE) 
     for path in sorted(out):
         if path.endswith(".txt"):
             continue
-        docs.extend(doc for doc in yaml.safe_load_all(out[path]) if doc)
+        docs.extend(doc for doc in yaml.load_all(out[path], Loader=SAFE_LOADER) if doc)
     return docs
 
 
@@ -115,7 +115,7 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
 def crd_validators() -> dict[tuple[str, str], jsonschema.Draft202012Validator]:
     validators = {}
     for path in sorted((CHART / "crds").glob("*.yaml")):
-        for crd in yaml.safe_load_all(path.read_text()):
+        for crd in yaml.load_all(path.read_text(), Loader=SAFE_LOADER):
             for version in crd["spec"]["versions"]:
                 schema = to_jsonschema(version["schema"]["openAPIV3Schema"])
                 schema.setdefault("properties", {}).update(

@@ -11,6 +11,9 @@ import yaml
 from kubernetes_asyncio import client
 
 _OBJECT = {200: "object", 201: "object", 202: "object"}
+# libyaml's parser when PyYAML has it (it always has in our image and wheels): the same documents, ~10x faster on
+# the CRDs every plan, demo and emulator start reads.
+SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 Kind = tuple[str, str]  # (apiVersion, kind)
 Resource = tuple[str, bool]  # (plural, namespaced)
 
@@ -35,7 +38,7 @@ def load(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
         files.extend(sorted(path.glob("*.yaml")) if path.is_dir() else [path])
     docs: list[dict[str, Any]] = []
     for file in files:
-        docs.extend(doc for doc in yaml.safe_load_all(file.read_text()) if doc)
+        docs.extend(doc for doc in yaml.load_all(file.read_text(), Loader=SAFE_LOADER) if doc)
     return docs
 
 

@@ -160,7 +160,7 @@ def load_manifests(paths: Sequence[str], stdin: TextIO | None = None) -> list[di
     docs: list[dict[str, Any]] = []
     for name, text in sources:
         try:
-            found = [doc for doc in yaml.safe_load_all(text) if doc is not None]
+            found = [doc for doc in yaml.load_all(text, Loader=manifests.SAFE_LOADER) if doc is not None]
         except yaml.YAMLError as exc:
             raise PlanError(f"{name}: not valid YAML: {exc}") from None
         for index, doc in enumerate(found, 1):

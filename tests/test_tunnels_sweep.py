@@ -115,4 +115,5 @@ def test_a_service_deleted_before_its_rule_was_written_has_its_access_applicatio
     world.start(resync_interval=1.0)
     wait_for("the application swept", lambda: world.apps_for("early.example.com") == [])
     wait_for("the claim released", lambda: _service_claims(world) == [])
-    assert [e for e in world.events("web", NS) if e[1] == "OrphansRemoved"]
+    # the sweep's Event is posted once its pass is done, after the claim's release: under load, a moment later
+    wait_for("the sweep's Event", lambda: [e for e in world.events("web", NS) if e[1] == "OrphansRemoved"])

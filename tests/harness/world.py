@@ -65,6 +65,11 @@ class BaseWorld(Opened):
         """Start the operator standalone on the emulators with `settings` (``load_settings`` keywords: front
         doors, intervals, policy...), `environ` as its process environment; stopped by :meth:`stop`."""
         assert self.operator is None, "one operator per world (stop it first)"
+        # The namespaces it watches exist before it starts, as a user's do: kopf lists the namespaces, then watches
+        # them from a second listing whose items it ignores, so one made between the two would go unserved until a
+        # restart (README, CHUTES_NAMESPACES).
+        for namespace in settings.get("namespaces") or ():
+            self.namespace(namespace)
         options: dict[str, Any] = {"standalone": True, "stop_grace": STOP_GRACE, **settings}
         if self.cf is not None:
             options.setdefault("cloudflare_base_url", self.cf.base_url)

@@ -34,8 +34,7 @@ def body(annotations: dict[str, Any] | None = None, **spec: Any) -> dict[str, An
 def test_only_a_true_annotation_asks_for_adoption(value: str | None, asked: bool) -> None:
     annotations = {} if value is None else {KEY: value}
     assert adoption.annotation_requests(annotations) is asked
-    assert adoption.route_requests(body(annotations)) is asked
-    assert adoption.pod_requests(body(annotations)) is asked
+    assert adoption.source_requests(body(annotations)) is asked
     assert adoption.gateway_requests(body(annotations)) is asked
 
 
@@ -51,12 +50,6 @@ def test_a_gateway_asks_with_its_spec_field_or_the_annotation() -> None:
 def test_other_annotations_and_prefixes_do_not_count() -> None:
     assert not adoption.annotation_requests({"cfzt.cloudflare.com/adopt": "true"})
     assert not adoption.annotation_requests(None)
-
-
-def test_a_session_adopts_when_any_of_its_pods_asks() -> None:
-    assert adoption.session_requests([body(), body({KEY: "true"})])
-    assert not adoption.session_requests([body(), body({KEY: "false"})])
-    assert not adoption.session_requests([])
 
 
 def test_the_crd_and_its_chart_copy_define_spec_adopt_as_a_boolean_defaulting_to_false() -> None:

@@ -13,7 +13,7 @@ namespace and hostname. A tenant's annotation alone never takes over what someon
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from chutes import conditions as c
@@ -52,14 +52,10 @@ def gateway_requests(body: Mapping[str, Any]) -> bool:
     return (isinstance(spec, Mapping) and spec.get("adopt") is True) or annotation_requests(_annotations(body))
 
 
-def route_requests(route: Mapping[str, Any]) -> bool:
-    """An annotated HTTPRoute: the annotation (next to its ``cfzt.cloudflare.com/`` ones)."""
-    return annotation_requests(_annotations(route))
-
-
-def pod_requests(pod: Mapping[str, Any]) -> bool:
-    """A session Pod: the annotation."""
-    return annotation_requests(_annotations(pod))
+def source_requests(body: Mapping[str, Any]) -> bool:
+    """An annotated HTTPRoute (next to its ``cfzt.cloudflare.com/`` ones) or a session Pod (its session adopts when
+    any of its Pods asks): the annotation."""
+    return annotation_requests(_annotations(body))
 
 
 def retry_now(asked: bool, ready: Mapping[str, Any] | None) -> bool:
@@ -67,8 +63,3 @@ def retry_now(asked: bool, ready: Mapping[str, Any] | None) -> bool:
     reconcile at once: its retry may be minutes away, and kopf runs no update handler while a create handler
     waits for its retry."""
     return asked and ready is not None and ready.get("status") == "False" and ready.get("reason") == c.HOSTNAME_CONFLICT
-
-
-def session_requests(pods: Iterable[Mapping[str, Any]]) -> bool:
-    """A session (all Pods with one session hash) adopts when any of its Pods asks."""
-    return any(pod_requests(pod) for pod in pods)

@@ -56,11 +56,11 @@ def woken_progress(config: Mapping[str, Any], now: datetime.datetime) -> str | N
     return json.dumps({**record, "delayed": now.isoformat(timespec="microseconds")})
 
 
-async def wake_cleanup(api: Any, config_name: str, pauses: tuple[float, ...] = WAKE_PAUSES) -> bool:
+async def wake_cleanup(api: Any, config_name: str) -> bool:
     """Wake the waiting cleanup of ChuteConfig `config_name` (a gateway that referenced it is gone). The cleanup
     may be between its check (which still saw the gateway) and recording its delay: while the ChuteConfig is being
-    deleted and no delay is recorded yet, look again after each of `pauses`."""
-    for pause in (0.0, *pauses):
+    deleted and no delay is recorded yet, look again after each of :data:`WAKE_PAUSES`."""
+    for pause in (0.0, *WAKE_PAUSES):
         await asyncio.sleep(pause)
         config = await kube.get_custom(api, d.GROUP, d.VERSION, d.CONFIG_PLURAL, config_name)
         if config is None or not (config.get("metadata") or {}).get("deletionTimestamp"):

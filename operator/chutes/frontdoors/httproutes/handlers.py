@@ -51,7 +51,7 @@ def context(memo: kopf.Memo, kwargs: Mapping[str, Any]) -> Context:
 def adoption_permitted(ctx: Context, route: Mapping[str, Any]) -> bool:
     """Whether the route asks for adoption and the operator permits it for its namespace and hostname."""
     ref = d.route_ref(route)
-    return adoption.permitted(adoption.route_requests(route), ref.namespace, ref.hostname, ctx.rules,
+    return adoption.permitted(adoption.source_requests(route), ref.namespace, ref.hostname, ctx.rules,
                               ctx.allow_adoption)
 
 

@@ -97,7 +97,7 @@ async def gather(ctx: Context, route: Mapping[str, Any], settings: RouteSettings
     if slot.taken is not None:  # nothing of that route is touched
         return Gathered(dataclasses.replace(inputs, taken=str(slot.taken)), core, claims)
     is_moved = moved(previous, hostname, tenant.name)
-    asked = adoption.route_requests(route)
+    asked = adoption.source_requests(route)
     adopt = adoption.permitted(asked, namespace, hostname, ctx.rules, ctx.allow_adoption)
     adopt_ids = () if is_moved else ledger.adoptable_ids(previous, hostname)  # seed-made records the state lists
     try:

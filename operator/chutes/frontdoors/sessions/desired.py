@@ -154,7 +154,7 @@ def sessions_from_pods(
                                    "for this Pod", value))
             continue
         wanted.setdefault(value, []).append(PodRef.of(pod))
-        if adoption.pod_requests(pod):
+        if adoption.source_requests(pod):
             adopting.add(value)
     oldest_first = sorted(wanted.items(), key=lambda item: (min(ref.created for ref in item[1]), item[0]))
     sessions = {

@@ -192,8 +192,8 @@ def withdrawal(claim: Claim) -> list[Change[Step]]:
     return out
 
 
-def withdrawals(claims: Sequence[Claim], keep: Collection[str] = ()) -> list[Change[Step]]:
-    return [change for claim in claims if claim.key not in keep for change in withdrawal(claim)]
+def withdrawals(claims: Sequence[Claim]) -> list[Change[Step]]:
+    return [change for claim in claims for change in withdrawal(claim)]
 
 
 def decide(inputs: Inputs) -> Decision[Step]:

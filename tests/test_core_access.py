@@ -338,3 +338,22 @@ async def test_service_token_create_with_lost_answer_is_adopted_with_a_fresh_sec
     assert len(state(sandbox, "service_tokens")) == 1  # no duplicate: the create was not replayed
     assert sandbox.counters["service_tokens.create"] == 1
     assert sandbox.counters["service_tokens.rotate"] == 1
+
+
+async def test_an_intent_is_never_resolved_to_an_app_deleted_since_the_views_listing(
+        core: CloudflareCore, sandbox: CloudflareSandbox) -> None:
+    """A claim that lost its app's id (a crash, another replica's teardown) asks with an intent. The account's view,
+    listed moments ago, still holds the app someone deleted meanwhile: taking it would record a protection that is
+    not there, and the door's next write (the CNAME) would route the hostname with no Access application in front.
+    The intent is resolved on a listing begun for it: the app is made again."""
+    account = sandbox.account_id
+    spec = AccessAppSpec("chutes-app", "app.example.com")
+    first = await core.ensure_access_app(account, spec, intent())
+    async with cloudflare.AsyncCloudflare(api_token=sandbox.token, base_url=sandbox.base_url, max_retries=0) as other:
+        await other.zero_trust.access.applications.delete(first.id, account_id=account)
+    sandbox.reset_log()
+    again = await core.ensure_access_app(account, spec, intent())
+    assert again.id != first.id
+    assert [app["id"] for app in state(sandbox, "access_apps")] == [again.id]
+    assert sandbox.counters == {"access.apps.list": 1, "access.apps.create": 1}
+    assert await core.ensure_access_app(account, spec, Recorded(id=again.id)) == again  # proven: the view answers

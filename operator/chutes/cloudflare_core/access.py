@@ -217,7 +217,10 @@ def _decide(view: AppView, spec: AccessAppSpec, recorded: Recorded,
 
 async def _our_app(view: AppView, spec: AccessAppSpec, recorded: Recorded,
                    adopt: bool) -> tuple[dict[str, Any] | None, bool]:
-    """`_recorded_app` on the fresh view; a refusal or an adoption only on a listing begun during this call."""
+    """`_recorded_app` on the fresh view; a refusal, an adoption, or an intent's resolution to an app (no recorded
+    id: a crash, or a claim that lost its entry) only on a listing begun during this call. The view may still hold
+    an app deleted behind our back since its listing: taken for an intent's, it would be recorded as this source's
+    protection, and the CNAME written next would route the hostname with no Access application in front of it."""
     began = view.clock()
     await view.current()
     while True:
@@ -228,7 +231,7 @@ async def _our_app(view: AppView, spec: AccessAppSpec, recorded: Recorded,
                 raise
             await view.refresh()
             continue
-        if adopting and not view.listed_since(began):
+        if (adopting or (current is not None and not recorded.id)) and not view.listed_since(began):
             await view.refresh()
             continue
         return current, adopting

@@ -6,8 +6,8 @@ test that starts late still ends the run late, so :func:`order` puts the tests o
 workers' shares, spread over them longest first (the workers' shares are cut as worksteal cuts them), and the
 other tests after them in collection order. Without xdist, the long tests simply come first.
 
-The figures are seconds on a quiet two-core machine under ``make test`` (the slowest are listed at the end of
-its output). A key names a test file (its tests stay together: a module-scoped fixture, as the demo's run or
+The figures are seconds on a quiet two-core machine under ``make test``, six workers (the slowest are listed at the
+end of its output). A key names a test file (its tests stay together: a module-scoped fixture, as the demo's run or
 the plan's first plan, is made once) or a test, parametrized ones by any prefix of their ids.
 """
 
@@ -17,17 +17,17 @@ from collections.abc import Sequence
 from typing import Protocol, TypeVar
 
 SLOW: dict[str, float] = {
-    "tests/test_soak.py": 56.0,
-    "tests/test_bad_inputs.py::test_every_bad_input_gets_its_reason_and_the_valid_ones_are_published": 32.0,
-    "tests/test_plan.py": 33.0,  # its first plan (module fixture) and two replans
-    "tests/test_demo.py": 14.0,  # the demo's run (module fixture)
+    "tests/test_soak.py": 67.0,
+    "tests/test_bad_inputs.py::test_every_bad_input_gets_its_reason_and_the_valid_ones_are_published": 30.0,
+    "tests/test_plan.py": 39.0,  # its first plan (module fixture) and two replans
+    "tests/test_demo.py": 19.0,  # the demo's run (module fixture)
     "tests/test_ownership_cross_door.py::test_a_route_in_another_namespace_cannot_take_a_protected_gateways_"
     "hostname": 11.0,
-    "tests/test_tunnels_resync_economy.py": 16.7,
+    "tests/test_tunnels_resync_economy.py": 25.0,
     "tests/test_chart_rbac.py::test_namespaced_operator_with_peering_publishes_and_removes_a_gateway": 13.0,
     "tests/test_authorization_operator.py::test_a_gateway_outside_the_rules_is_refused_and_claims_nothing": 13.0,
     "tests/test_bad_inputs_tunnels.py::test_every_bad_tunnel_input_gets_its_reason_and_the_valid_ones_are_"
-    "published": 12.5,
+    "published": 17.5,
     "tests/test_kill_at_write.py::test_a_kill_right_after_a_write_converges_to_the_same_end_state[gateway-3]": 11.4,
     "tests/test_httproutes_confinement.py::test_a_colliding_state_name_is_refused_and_the_other_route_is_never_"
     "touched": 11.2,

@@ -12,6 +12,7 @@ import inspect
 import json
 import logging
 import os
+import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from datetime import UTC, datetime
@@ -64,8 +65,8 @@ async def connect() -> client.ApiClient:
     """An API client for our own reads and writes.
 
     kubernetes_asyncio's HTTP session trusts the environment: before *every* request, aiohttp looks the proxy
-    variables up and reads ``~/.netrc`` (twice), in a thread of the default executor (a tenth of the operator's
-    CPU under load, measured). The environment does not change while we run: the proxy it names for the API
+    variables up and reads ``~/.netrc`` (twice), in a thread of the default executor (7% of the CPU of a busy test,
+    measured with py-spy). The environment does not change while we run: the proxy it names for the API
     server is looked up once here and given to the client, and the session no longer asks again. (A proxy's
     credentials go in its URL: netrc is not read for them.)"""
     configuration = await load_configuration()
@@ -81,11 +82,11 @@ async def connect() -> client.ApiClient:
 def env_proxy(url: str) -> str | None:
     """The proxy the environment names for `url` (``HTTPS_PROXY``, ``HTTP_PROXY``..., unless ``NO_PROXY`` excludes
     its host), as aiohttp's `trust_env` finds it; None when there is none (aiohttp ignores an ``https://`` proxy)."""
-    scheme, _sep, rest = url.partition("://")
-    host = rest.split("/", 1)[0].rsplit(":", 1)[0].strip("[]")
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname
     if not host or urllib.request.proxy_bypass(host):  # type: ignore[attr-defined]
         return None
-    proxy = urllib.request.getproxies().get(scheme.lower(), "")
+    proxy = urllib.request.getproxies().get(parts.scheme.lower(), "")
     return proxy if proxy.lower().startswith("http://") else None
 
 

@@ -93,7 +93,7 @@ class _AnswersAsSent(cloudflare.AsyncCloudflare):
     """The SDK's client, but the objects of an answer stay the JSON Cloudflare sent.
 
     The SDK builds a model of every object it receives: for an Access application or a DNS record, a union of a
-    dozen types, each tried in turn (an eighth of the operator's CPU in a busy test run, measured with py-spy),
+    dozen types, each tried in turn (a fifth of the operator's CPU in the test suite, measured with py-spy),
     and the core turns each model straight back into JSON (:func:`to_wire`). Here the answer's envelope (the
     result wrapper, a listing's page and its ``result_info``) is still the SDK's model, so that its unwrapping and
     paging work as they do; the objects inside are the dicts as sent, which :func:`to_wire` takes as they are."""

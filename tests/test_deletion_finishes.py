@@ -8,12 +8,17 @@ would in the dashboard (``remove_zone``/``remove_account``: every path under the
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import cloudflare as cf_sdk
 import pytest
 
+from chutes.sandbox.kubernetes import OPERATOR_TOKEN
 from harness import httproutes as h
 from harness.gateways import GROUP, NS, VERSION, World
 from harness.waiting import wait_for
@@ -108,3 +113,35 @@ def test_a_route_whose_zone_was_deleted_is_torn_down_and_its_claim_released(rout
     assert routes.rule("app.example.com") is None
     assert not routes.apps("app.example.com")
     wait_for("the route's state ConfigMap gone (it goes after the claims)", lambda: routes.state("app") is None)
+
+
+def test_a_config_deleted_during_its_resync_goes_as_soon_as_the_pass_ends(kube: Any, cloudflare: Any) -> None:
+    """kopf keeps the finalizer of an object one of whose timers is still in a pass, and looks again after
+    ``settings.background.cancellation_polling``: 60 s by default, so a ChuteConfig deleted during its resync stayed
+    a minute. The operator looks again after 1 s. The resync's Cloudflare call is held until the deletion's handler
+    has run, so that the deletion finds the timer in its pass."""
+    with contextlib.closing(World(kube, cloudflare)) as world:
+        world.start(resync_interval=1.0)
+        world.ready_config()
+        in_pass, released = threading.Event(), threading.Event()
+
+        async def hold() -> None:
+            in_pass.set()
+            await asyncio.to_thread(released.wait, 20.0)
+
+        world.cf.faults.before("tunnels.list", hold)  # the resync's proof of the credentials (verify_access)
+        wait_for("the config's resync in a pass", in_pass.is_set)
+
+        def gateway_listings() -> int:  # the deletion's handler lists the gateways that still use the config
+            return sum(n for call, n in kube.api_calls(OPERATOR_TOKEN).items()
+                       if (call.verb, call.resource) == ("list", "chutegateways"))
+
+        listed = gateway_listings()
+        world.custom.delete_cluster_custom_object(GROUP, VERSION, "chuteconfigs", "default")
+        wait_for("the deletion's handler run", lambda: gateway_listings() > listed)
+        assert world.get_config("default")["metadata"]["finalizers"]  # held: the resync is still in its pass
+        released.set()
+        ended = time.monotonic()
+        configs = world.custom.list_cluster_custom_object
+        wait_for("the ChuteConfig gone", lambda: not configs(GROUP, VERSION, "chuteconfigs")["items"], timeout=20.0)
+        assert time.monotonic() - ended < 10.0  # 60 s with kopf's default

@@ -138,6 +138,9 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     settings.networking.error_backoffs = [1, 2, 5, 10, 30]
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
+    # A timer still in a pass when its object is deleted (a resync) holds the finalizer until it has exited: kopf
+    # looks again after this many seconds (60 by default: a ChuteConfig deleted during its resync stayed a minute).
+    settings.background.cancellation_polling = 1.0
 
 
 def build_registry(settings: Settings, environ: Mapping[str, str]) -> kopf.OperatorRegistry:
